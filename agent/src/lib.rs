@@ -1,0 +1,8 @@
+//! The onboard learning agent: perception networks, online learning, behaviours
+//! and telemetry. The binary `agent` runs its jobs.
+
+pub mod device;
+pub mod fly;
+pub mod learner;
+pub mod mono;
+pub mod telemetry;

@@ -1,0 +1,219 @@
+//! Live telemetry in rerun.
+//!
+//! Entity tree (one place, so every node logs the same way):
+//! - `world/room`, `world/obstacles`: static geometry of the twin (boxes, metres, z up);
+//! - `world/robot`: robot pose (`Transform3D`, body x forward, y left, z up);
+//! - `world/robot/camera`: left camera (`Pinhole`, OpenCV axes) with `image`
+//!   (grayscale) and `depth` (stereo depth in millimetres);
+//! - `world/trajectory`: flown path;
+//! - `plots/<name>`: scalars (speed, clearance, learner loss, mono error, ...);
+//! - `events`: text log of collisions, resets and mode switches.
+//!
+//! Timelines: `frame` (camera frame index) and `sim_time` (seconds).
+
+use rerun::{RecordingStream, RecordingStreamBuilder};
+use sim::{StereoFrame, StereoRig, World};
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Where telemetry goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sink {
+    /// Write an .rrd file.
+    Save(PathBuf),
+    /// No telemetry.
+    Off,
+}
+
+/// A telemetry failure.
+#[derive(Debug, Error)]
+pub enum TelemetryError {
+    /// Opening the sink failed.
+    #[error("cannot open rerun sink {sink}: {reason}")]
+    Open { sink: String, reason: String },
+    /// Logging failed.
+    #[error("rerun logging failed at {path}: {reason}")]
+    Log { path: String, reason: String },
+}
+
+/// A rerun recording (or nothing, when off).
+pub struct Telemetry {
+    rec: Option<RecordingStream>,
+}
+
+fn log_err(path: &str, e: impl std::fmt::Display) -> TelemetryError {
+    TelemetryError::Log {
+        path: path.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+impl Telemetry {
+    /// Open the sink.
+    pub fn open(sink: &Sink, app: &'static str) -> Result<Self, TelemetryError> {
+        let rec = match sink {
+            Sink::Off => None,
+            Sink::Save(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| TelemetryError::Open {
+                        sink: path.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
+                }
+                Some(RecordingStreamBuilder::new(app).save(path).map_err(|e| {
+                    TelemetryError::Open {
+                        sink: path.display().to_string(),
+                        reason: e.to_string(),
+                    }
+                })?)
+            }
+        };
+        Ok(Self { rec })
+    }
+
+    /// Whether anything is recorded.
+    pub fn enabled(&self) -> bool {
+        self.rec.is_some()
+    }
+
+    /// Set the current time on both timelines.
+    pub fn set_time(&self, frame: i64, sim_time: f64) {
+        if let Some(r) = &self.rec {
+            r.set_time_sequence("frame", frame);
+            r.set_duration_secs("sim_time", sim_time);
+        }
+    }
+
+    /// Log the room and obstacles (static).
+    pub fn log_world(&self, world: &World) -> Result<(), TelemetryError> {
+        let Some(r) = &self.rec else { return Ok(()) };
+        r.log_static("world", &rerun::ViewCoordinates::RIGHT_HAND_Z_UP())
+            .map_err(|e| log_err("world", e))?;
+        let [l, w, h] = world.size.map(|v| v as f32);
+        r.log_static(
+            "world/room",
+            &rerun::Boxes3D::from_centers_and_half_sizes(
+                [(l / 2.0, 0.0, h / 2.0)],
+                [(l / 2.0, w / 2.0, h / 2.0)],
+            ),
+        )
+        .map_err(|e| log_err("world/room", e))?;
+        let (mut centers, mut halves) = (Vec::new(), Vec::new());
+        for ob in &world.obstacles {
+            let (mn, mx) = match ob.shape {
+                sim::world::Shape::Box { min, max } => (min, max),
+                sim::world::Shape::Cylinder { cx, cy, r, z0, z1 } => {
+                    ([cx - r, cy - r, z0], [cx + r, cy + r, z1])
+                }
+            };
+            centers.push([0, 1, 2].map(|a| ((mn[a] + mx[a]) / 2.0) as f32));
+            halves.push([0, 1, 2].map(|a| ((mx[a] - mn[a]) / 2.0) as f32));
+        }
+        r.log_static(
+            "world/obstacles",
+            &rerun::Boxes3D::from_centers_and_half_sizes(centers, halves),
+        )
+        .map_err(|e| log_err("world/obstacles", e))
+    }
+
+    /// Log the camera model and its mounting (static).
+    pub fn log_camera(&self, rig: &StereoRig) -> Result<(), TelemetryError> {
+        let Some(r) = &self.rec else { return Ok(()) };
+        let k = rig.intrinsics;
+        let m = sim::render::CAMERA_TO_BODY;
+        // rerun takes the 3x3 matrix column-major.
+        let cols = [0, 1, 2].map(|j| [0, 1, 2].map(|i| m[i][j] as f32));
+        r.log_static(
+            "world/robot/camera",
+            &rerun::Transform3D::from_mat3x3(rerun::datatypes::Mat3x3::from(cols)),
+        )
+        .map_err(|e| log_err("world/robot/camera", e))?;
+        r.log_static(
+            "world/robot/camera",
+            &rerun::Pinhole::from_focal_length_and_resolution(
+                [k.fx as f32, k.fy as f32],
+                [k.width as f32, k.height as f32],
+            )
+            .with_principal_point([k.cx as f32, k.cy as f32]),
+        )
+        .map_err(|e| log_err("world/robot/camera", e))
+    }
+
+    /// Log the robot pose: position (m) and attitude quaternion (w, x, y, z).
+    pub fn log_pose(&self, position: [f64; 3], attitude: [f64; 4]) -> Result<(), TelemetryError> {
+        let Some(r) = &self.rec else { return Ok(()) };
+        let [w, x, y, z] = attitude.map(|v| v as f32);
+        r.log(
+            "world/robot",
+            &rerun::Transform3D::from_translation_rotation(
+                position.map(|v| v as f32),
+                rerun::Quaternion::from_xyzw([x, y, z, w]),
+            ),
+        )
+        .map_err(|e| log_err("world/robot", e))
+    }
+
+    /// Log the left image and the stereo depth (mm).
+    pub fn log_frame(&self, frame: &StereoFrame) -> Result<(), TelemetryError> {
+        let Some(r) = &self.rec else { return Ok(()) };
+        let (w, h) = (frame.width as u32, frame.height as u32);
+        r.log(
+            "world/robot/camera/image",
+            &rerun::Image::from_l8(frame.left.clone(), [w, h]),
+        )
+        .map_err(|e| log_err("world/robot/camera/image", e))?;
+        let mm: Vec<u16> = frame
+            .depth
+            .iter()
+            .map(|&z| {
+                if z.is_finite() && z > 0.0 {
+                    (z * 1000.0).min(65535.0) as u16
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let bytes: Vec<u8> = mm.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let img =
+            rerun::DepthImage::from_data_type_and_bytes(bytes, [w, h], rerun::ChannelDatatype::U16)
+                .with_meter(1000.0);
+        r.log("world/robot/camera/depth", &img)
+            .map_err(|e| log_err("world/robot/camera/depth", e))
+    }
+
+    /// Log the flown path so far.
+    pub fn log_path(&self, points: &[[f32; 3]]) -> Result<(), TelemetryError> {
+        let Some(r) = &self.rec else { return Ok(()) };
+        r.log(
+            "world/trajectory",
+            &rerun::LineStrips3D::new([points.to_vec()]),
+        )
+        .map_err(|e| log_err("world/trajectory", e))
+    }
+
+    /// Log one scalar under `plots/<name>`.
+    pub fn scalar(&self, name: &str, value: f64) -> Result<(), TelemetryError> {
+        let Some(r) = &self.rec else { return Ok(()) };
+        if !value.is_finite() {
+            return Ok(());
+        }
+        let path = format!("plots/{name}");
+        r.log(path.as_str(), &rerun::Scalars::single(value))
+            .map_err(|e| log_err(&path, e))
+    }
+
+    /// Log an event line.
+    pub fn event(&self, text: &str) -> Result<(), TelemetryError> {
+        let Some(r) = &self.rec else { return Ok(()) };
+        r.log("events", &rerun::TextLog::new(text))
+            .map_err(|e| log_err("events", e))
+    }
+
+    /// Write everything buffered to the sink.
+    pub fn flush(&self) -> Result<(), TelemetryError> {
+        match &self.rec {
+            Some(r) => r.flush_blocking().map_err(|e| log_err("flush", e)),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The `agent` command line refuses bad input with errors naming the problem.
+
+use std::process::Command;
+
+fn agent() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_agent"))
+}
+
+#[test]
+fn help_lists_the_main_job() {
+    let o = agent().arg("--help").output().unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("fly"));
+}
+
+#[test]
+fn bad_config_and_context_files_are_named_in_the_error() {
+    let dir = std::env::temp_dir().join(format!("agent-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        ("--config", "unknown.toml", "secnds = 2.0\n", "secnds"),
+        (
+            "--config",
+            "range.toml",
+            "[avoid]\nturn_rate = 9.0\n",
+            "avoid.turn_rate",
+        ),
+        ("--config", "ctx.toml", "[context]\nmass = nan\n", "mass"),
+        (
+            "--context",
+            "ctx2.toml",
+            "obstacle_size = 99.0\n",
+            "obstacle_size",
+        ),
+    ];
+    for (flag, name, text, needle) in cases {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        let o = agent()
+            .args(["fly", "--no-rerun", flag])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{name} accepted");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{name}: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+    }
+    let o = agent()
+        .args(["fly", "--config"])
+        .arg(dir.join("nope.toml"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nope.toml"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn shipped_fly_config_parses_and_documents_the_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../launch/fly.toml");
+    let cfg = agent::fly::FlyConfig::load(&path).unwrap();
+    assert_eq!(cfg, agent::fly::FlyConfig::default());
+}
