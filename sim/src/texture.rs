@@ -127,8 +127,9 @@ impl Texture {
     /// one pixel wide so that distant surfaces neither alias nor thrash the cache.
     #[inline]
     pub fn sample_level(&self, u: f32, v: f32, level: usize) -> f32 {
+        const SCALE: [f32; MIP_LEVELS] = [1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125];
         let level = level.min(MIP_LEVELS - 1);
-        let scale = 1.0 / (1u32 << level) as f32;
+        let scale = SCALE[level];
         let (u, v) = (u * scale, v * scale);
         let mask = (TILE >> level) - 1;
         // Floor without a libm call (baseline x86-64 has no rounding instruction).
