@@ -7,8 +7,8 @@
 //! measured on that frame before the frame is handed to the learner thread, which
 //! trains on a replay of the flight. Telemetry goes to rerun.
 //!
-//! Until the stereo matcher lands, the stereo cue is the twin's exact depth of the
-//! rendered pair (what a perfect matcher would return).
+//! The stereo cue is semi-global matching ([`stereo::Sgm`]) on the rendered pair;
+//! the twin's exact depth is used only to log how good that cue is.
 
 use crate::device::{Backend, device};
 use crate::learner::{Learner, LearnerConfig, Sample};
@@ -74,6 +74,8 @@ pub struct FlyConfig {
     pub mono: MonoShape,
     /// Learner.
     pub learner: LearnerConfig,
+    /// Stereo matcher.
+    pub stereo: stereo::SgmParams,
 }
 
 impl Default for FlyConfig {
@@ -88,6 +90,10 @@ impl Default for FlyConfig {
             avoid: AvoidConfig::default(),
             mono: MonoShape::default(),
             learner: LearnerConfig::default(),
+            stereo: stereo::SgmParams {
+                max_disp: 32,
+                ..stereo::SgmParams::default()
+            },
         }
     }
 }
@@ -266,6 +272,7 @@ pub fn run(cfg: &FlyConfig, out: &FlyOutputs, stop: Arc<AtomicBool>) -> Result<F
             rig.intrinsics.height
         );
     }
+    let mut matcher = stereo::Sgm::new(cfg.stereo)?;
     let mut env = Env::new(env_cfg)?;
     let mut episode = 0u64;
     let mut obs = env.reset(&cfg.context, cfg.seed)?;
@@ -297,7 +304,32 @@ pub fn run(cfg: &FlyConfig, out: &FlyOutputs, stop: Arc<AtomicBool>) -> Result<F
             .stereo
             .as_ref()
             .context("environment returned no stereo frame")?;
-        let (scan, valid) = depth_scan(&stereo.depth, stereo.width, stereo.height, &cfg.mono)?;
+        // The stereo cue: semi-global matching on the pair, as on the robot.
+        let (w, h) = (stereo.width, stereo.height);
+        let disp = matcher.match_pair(
+            &stereo::GrayImage::new(w, h, stereo.left.clone(), "left")?,
+            &stereo::GrayImage::new(w, h, stereo.right.clone(), "right")?,
+        )?;
+        let sgm_scan = stereo::features::depth_scan(
+            &disp,
+            rig.intrinsics.fx,
+            rig.baseline,
+            cfg.mono.columns,
+            cfg.mono.band,
+            cfg.mono.max_depth,
+        );
+        let scan: Vec<f32> = sgm_scan
+            .depth
+            .iter()
+            .map(|z| z.clamp(cfg.mono.min_depth, cfg.mono.max_depth))
+            .collect();
+        let valid = sgm_scan.valid;
+        // How good the stereo cue is, against the twin's exact depth.
+        let (truth, _) = depth_scan(&stereo.depth, w, h, &cfg.mono)?;
+        if let Some(e) = mono_error(&scan, &truth, &valid) {
+            tel.scalar("stereo/error_log", e)?;
+        }
+        tel.scalar("stereo/density", disp.density())?;
         let input = preprocess(&stereo.left, stereo.width, stereo.height, &cfg.mono)?;
         // The mono estimate of a frame the learner has not seen yet.
         let mono = infer(&infer_net, &input, &cfg.mono, &plain)?;

@@ -1,0 +1,379 @@
+//! `stereo`: match a pair, or benchmark the matchers against OpenCV's StereoSGBM.
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+use sim::{CameraPose, Context, Renderer, StereoFrame, StereoRig, World};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+use stereo::{Disparity, GrayImage, Paths, SgmParams};
+
+#[derive(Parser)]
+#[command(
+    name = "stereo",
+    version,
+    about = "Semi-global and block stereo matching"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Match a rectified pair of 8-bit grayscale PNGs; writes a disparity PNG (disparity x 4, 0 = invalid).
+    Match {
+        /// Left image.
+        left: PathBuf,
+        /// Right image.
+        right: PathBuf,
+        /// Disparities searched (multiple of 16).
+        #[arg(long, default_value_t = 64)]
+        max_disp: usize,
+        /// Four aggregation paths instead of eight.
+        #[arg(long)]
+        four_paths: bool,
+        /// Output PNG.
+        #[arg(long, default_value = "out/disparity.png")]
+        out: PathBuf,
+    },
+    /// Frames per second and accuracy on twin pairs, side by side with OpenCV StereoSGBM.
+    Bench {
+        /// Seconds per timing.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Skip OpenCV (when `opencv-python-headless<5` is not installed).
+        #[arg(long)]
+        no_opencv: bool,
+        /// Python interpreter with cv2.
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
+}
+
+fn read_gray(path: &Path, which: &'static str) -> Result<GrayImage> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let dec = png::Decoder::new(std::io::BufReader::new(file));
+    let mut r = dec
+        .read_info()
+        .with_context(|| format!("{} is not a PNG", path.display()))?;
+    let info = r.info();
+    if info.color_type != png::ColorType::Grayscale || info.bit_depth != png::BitDepth::Eight {
+        bail!(
+            "{} is {:?} {:?}; need 8-bit grayscale",
+            path.display(),
+            info.color_type,
+            info.bit_depth
+        );
+    }
+    let (w, h) = (info.width as usize, info.height as usize);
+    let mut buf = vec![0; r.output_buffer_size().context("image too large")?];
+    r.next_frame(&mut buf)
+        .with_context(|| format!("corrupt PNG {}", path.display()))?;
+    buf.truncate(w * h);
+    Ok(GrayImage::new(w, h, buf, which)?)
+}
+
+fn time_fps(seconds: f64, threads: usize, mut f: impl FnMut() -> Result<()> + Send) -> Result<f64> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    pool.install(|| {
+        let mut times = Vec::new();
+        let start = Instant::now();
+        while start.elapsed().as_secs_f64() < seconds || times.len() < 3 {
+            let t0 = Instant::now();
+            f()?;
+            times.push(t0.elapsed().as_secs_f64());
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        Ok(1.0 / times[times.len() / 2])
+    })
+}
+
+struct Score {
+    bad1: f64,
+    bad2: f64,
+    epe: f64,
+    density: f64,
+}
+
+fn score(disp: &[f32], valid: &[bool], f: &StereoFrame, rig: &StereoRig) -> Score {
+    let gt = f.disparity(rig);
+    let (w, h) = (f.width, f.height);
+    let (mut b1, mut b2, mut epe, mut n, mut total) = (0usize, 0usize, 0.0, 0usize, 0usize);
+    for y in 3..h - 3 {
+        for x in 3..w - 3 {
+            let i = y * w + x;
+            let g = gt[i];
+            if !g.is_finite() || g as usize + 1 >= x {
+                continue;
+            }
+            total += 1;
+            if valid[i] {
+                n += 1;
+                let e = (disp[i] - g).abs() as f64;
+                epe += e;
+                b1 += (e > 1.0) as usize;
+                b2 += (e > 2.0) as usize;
+            }
+        }
+    }
+    let n1 = n.max(1) as f64;
+    Score {
+        bad1: b1 as f64 / n1,
+        bad2: b2 as f64 / n1,
+        epe: epe / n1,
+        density: n as f64 / total.max(1) as f64,
+    }
+}
+
+fn twin_pairs(w: usize, h: usize, n: usize) -> (Vec<StereoFrame>, StereoRig) {
+    let rig = StereoRig::with_size(w, h);
+    let r = Renderer::new(rig, 1);
+    let contexts = [
+        Context::default(),
+        Context {
+            obstacle_count: 30,
+            obstacle_size: 0.5,
+            ..Context::default()
+        },
+    ];
+    let frames = (0..n)
+        .map(|i| {
+            let ctx = &contexts[i % contexts.len()];
+            let world = World::generate(ctx, i as u64);
+            let mut f = StereoFrame::default();
+            let pose = CameraPose::looking_forward(
+                [1.0 + 0.5 * i as f64, 0.3 * (i % 3) as f64 - 0.3, 1.3],
+                0.15 * ((i % 5) as f64 - 2.0),
+            );
+            r.render(&world, &pose, i as u64, &mut f);
+            f
+        })
+        .collect();
+    (frames, rig)
+}
+
+fn bench(seconds: f64, no_opencv: bool, python: &str) -> Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/opencv_sgbm.py");
+    println!(
+        "stereo bench: twin pairs (default and cluttered rooms), census 5x5; AVX2 kernels: {}",
+        if stereo::sgm::uses_avx2() {
+            "yes"
+        } else {
+            "no (baseline)"
+        }
+    );
+    println!(
+        "OpenCV StereoSGBM: blockSize 5, P1 8*25, P2 32*25, uniqueness 8, speckle 40/2, disp12MaxDiff 1; MODE_SGBM (5 paths) and MODE_HH (8 paths)"
+    );
+    for (w, h, dn) in [
+        (160usize, 120usize, 32usize),
+        (320, 240, 64),
+        (640, 480, 128),
+    ] {
+        let (frames, rig) = twin_pairs(w, h, 6);
+        let imgs: Vec<(GrayImage, GrayImage)> = frames
+            .iter()
+            .map(|f| {
+                (
+                    GrayImage::new(w, h, f.left.clone(), "left").unwrap(),
+                    GrayImage::new(w, h, f.right.clone(), "right").unwrap(),
+                )
+            })
+            .collect();
+        println!("\n{w}x{h}, {dn} disparities:");
+        let mut sgm8 = stereo::Sgm::new(SgmParams {
+            max_disp: dn,
+            ..SgmParams::default()
+        })?;
+        let mut sgm4 = stereo::Sgm::new(SgmParams {
+            max_disp: dn,
+            paths: Paths::Four,
+            ..SgmParams::default()
+        })?;
+        type Matcher<'a> = Box<dyn FnMut(&GrayImage, &GrayImage) -> Result<Disparity> + Send + 'a>;
+        let mut ours: Vec<(&str, Matcher)> = vec![
+            (
+                "ours SGM 8 paths",
+                Box::new(|l, r| Ok(sgm8.match_pair(l, r)?)),
+            ),
+            (
+                "ours SGM 4 paths",
+                Box::new(|l, r| Ok(sgm4.match_pair(l, r)?)),
+            ),
+            (
+                "ours block 7x7",
+                Box::new(move |l, r| {
+                    Ok(stereo::bm::match_pair(
+                        l,
+                        r,
+                        &SgmParams {
+                            max_disp: dn,
+                            ..SgmParams::default()
+                        },
+                        7,
+                    )?)
+                }),
+            ),
+        ];
+        let mut fps_ours8 = [0.0; 2];
+        for (name, f) in ours.iter_mut() {
+            let mut sc = Vec::new();
+            for (fr, (l, r)) in frames.iter().zip(&imgs) {
+                let d = f(l, r)?;
+                sc.push(score(&d.disp, &d.valid, fr, &rig));
+            }
+            let mut fps = [0.0; 2];
+            for (k, threads) in [1usize, 2].into_iter().enumerate() {
+                let mut i = 0;
+                fps[k] = time_fps(seconds, threads, || {
+                    let (l, r) = &imgs[i % imgs.len()];
+                    i += 1;
+                    f(l, r).map(|_| ())
+                })?;
+            }
+            if name.contains("8 paths") {
+                fps_ours8 = fps;
+            }
+            print_row(name, fps, &sc, None);
+        }
+        if no_opencv {
+            continue;
+        }
+        let dir = std::env::temp_dir().join(format!("stereo-bench-{}-{w}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        for (i, f) in frames.iter().enumerate() {
+            std::fs::write(dir.join(format!("pair{i:03}_left.raw")), &f.left)?;
+            std::fs::write(dir.join(format!("pair{i:03}_right.raw")), &f.right)?;
+        }
+        for mode in ["sgbm", "hh"] {
+            let mut fps = [0.0; 2];
+            for (k, threads) in [1usize, 2].into_iter().enumerate() {
+                let out = Command::new(python)
+                    .arg(&script)
+                    .arg(&dir)
+                    .args([
+                        w.to_string(),
+                        h.to_string(),
+                        dn.to_string(),
+                        threads.to_string(),
+                        mode.to_string(),
+                        seconds.to_string(),
+                    ])
+                    .output()
+                    .with_context(|| format!("cannot run {python}"))?;
+                if !out.status.success() {
+                    bail!(
+                        "OpenCV benchmark failed (install it with `pip install \"opencv-python-headless<5\"`, or pass --no-opencv): {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                let text = String::from_utf8_lossy(&out.stdout);
+                let ms: f64 = text
+                    .split("\"ms_median\": ")
+                    .nth(1)
+                    .and_then(|s| s.split([',', '}']).next())
+                    .and_then(|s| s.trim().parse().ok())
+                    .with_context(|| format!("unexpected OpenCV output: {text}"))?;
+                fps[k] = 1000.0 / ms;
+            }
+            let mut sc = Vec::new();
+            for (i, fr) in frames.iter().enumerate() {
+                let raw = std::fs::read(dir.join(format!("pair{i:03}_opencv.f32")))?;
+                let disp: Vec<f32> = raw
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                let valid: Vec<bool> = disp.iter().map(|&d| d >= 0.0).collect();
+                sc.push(score(&disp, &valid, fr, &rig));
+            }
+            let name = if mode == "sgbm" {
+                "OpenCV SGBM 5 paths"
+            } else {
+                "OpenCV SGBM HH 8 paths"
+            };
+            print_row(name, fps, &sc, Some(fps_ours8));
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+    Ok(())
+}
+
+fn print_row(name: &str, fps: [f64; 2], sc: &[Score], ours: Option<[f64; 2]>) {
+    let n = sc.len() as f64;
+    let m = |f: fn(&Score) -> f64| sc.iter().map(f).sum::<f64>() / n;
+    let ratio = ours
+        .map(|o| {
+            format!(
+                "   ours-8-path/this: {:.2}x (1 thread), {:.2}x (2 threads)",
+                o[0] / fps[0],
+                o[1] / fps[1]
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "  {name:<24} {:>8.1} fps (1 thread) {:>8.1} fps (2 threads)   bad-1.0 {:>5.2} %  bad-2.0 {:>5.2} %  EPE {:.3} px  density {:>5.1} %{ratio}",
+        fps[0],
+        fps[1],
+        m(|s| s.bad1) * 100.0,
+        m(|s| s.bad2) * 100.0,
+        m(|s| s.epe),
+        m(|s| s.density) * 100.0
+    );
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Match {
+            left,
+            right,
+            max_disp,
+            four_paths,
+            out,
+        } => {
+            let l = read_gray(&left, "left")?;
+            let r = read_gray(&right, "right")?;
+            let prm = SgmParams {
+                max_disp,
+                paths: if four_paths {
+                    Paths::Four
+                } else {
+                    Paths::Eight
+                },
+                ..SgmParams::default()
+            };
+            let t0 = Instant::now();
+            let d = stereo::sgm::match_pair(&l, &r, &prm)?;
+            let ms = t0.elapsed().as_secs_f64() * 1000.0;
+            let img: Vec<u8> = d
+                .disp
+                .iter()
+                .zip(&d.valid)
+                .map(|(&v, &ok)| {
+                    if ok {
+                        (v * 4.0).clamp(1.0, 255.0) as u8
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            sim::image_io::write_gray8(&out, d.width, d.height, &img)?;
+            println!(
+                "{}x{} matched in {ms:.1} ms, {:.1} % valid; wrote {}",
+                d.width,
+                d.height,
+                d.density() * 100.0,
+                out.display()
+            );
+            Ok(())
+        }
+        Cmd::Bench {
+            seconds,
+            no_opencv,
+            python,
+        } => bench(seconds, no_opencv, &python),
+    }
+}

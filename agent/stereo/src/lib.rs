@@ -1,0 +1,20 @@
+//! Stereo depth, the robot's trusted cue.
+//!
+//! Input: a rectified 8-bit stereo pair. Output: a disparity map with sub-pixel
+//! precision and a validity mask ([`Disparity`]), depth via f·B/d or a Q matrix,
+//! and the compact obstacle features the controllers use ([`features`]).
+//!
+//! Two matchers share the census transform: semi-global matching ([`sgm`], 8 or 4
+//! paths) and a fast block matcher ([`bm`]) for the lowest-power path. Hot loops
+//! are written so the compiler vectorises them; on x86-64 they are compiled a
+//! second time for AVX2 and picked at run time when the CPU has it.
+
+pub mod bm;
+pub mod census;
+pub mod features;
+pub mod image;
+pub mod post;
+pub mod sgm;
+
+pub use image::{Disparity, GrayImage, StereoError};
+pub use sgm::{Paths, Sgm, SgmParams};
