@@ -93,9 +93,6 @@ impl SgmParams {
     }
 }
 
-/// Sentinel cost outside the disparity range; large, but far from u16 overflow after adding P2.
-const FAR: u16 = 0x3000;
-
 #[inline(always)]
 fn cost_row(l: &[u64], r: &[u64], w: usize, dmax: usize, max_cost: u8, row: &mut [u8]) {
     // Right row reversed so that r(x - d) runs forwards in d.
@@ -170,42 +167,112 @@ fn popcnt() -> bool {
     }
 }
 
+/// Element type of the path costs L. With the default penalties L never exceeds
+/// 255 (it is bounded by the largest census cost plus P2), so paths run on bytes —
+/// twice the SIMD lanes of 16-bit words; larger penalties fall back to u16.
+trait Cell: Copy + Ord + Send + Sync + 'static {
+    /// Sentinel beyond the disparity range.
+    const FAR: Self;
+    const ZERO: Self;
+    fn sat_add(self, o: Self) -> Self;
+    fn wsub(self, o: Self) -> Self;
+    fn wadd(self, o: Self) -> Self;
+    fn from_u16(v: u16) -> Self;
+    fn widen(self) -> u16;
+}
+
+impl Cell for u8 {
+    const FAR: Self = u8::MAX;
+    const ZERO: Self = 0;
+    #[inline(always)]
+    fn sat_add(self, o: Self) -> Self {
+        self.saturating_add(o)
+    }
+    #[inline(always)]
+    fn wsub(self, o: Self) -> Self {
+        self.wrapping_sub(o)
+    }
+    #[inline(always)]
+    fn wadd(self, o: Self) -> Self {
+        self.wrapping_add(o)
+    }
+    #[inline(always)]
+    fn from_u16(v: u16) -> Self {
+        v.min(255) as u8
+    }
+    #[inline(always)]
+    fn widen(self) -> u16 {
+        self as u16
+    }
+}
+
+impl Cell for u16 {
+    const FAR: Self = 0x3000;
+    const ZERO: Self = 0;
+    #[inline(always)]
+    fn sat_add(self, o: Self) -> Self {
+        self.saturating_add(o)
+    }
+    #[inline(always)]
+    fn wsub(self, o: Self) -> Self {
+        self.wrapping_sub(o)
+    }
+    #[inline(always)]
+    fn wadd(self, o: Self) -> Self {
+        self.wrapping_add(o)
+    }
+    #[inline(always)]
+    fn from_u16(v: u16) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn widen(self) -> u16 {
+        self
+    }
+}
+
 /// One path's state going into a step: predecessor costs (with a sentinel at each
 /// end, length D + 2), their minimum, and the P2 that applies.
 #[derive(Clone, Copy)]
-struct Prev<'a> {
-    l: &'a [u16],
-    min: u16,
-    p2: u16,
+struct Prev<'a, T> {
+    l: &'a [T],
+    min: T,
+    p2: T,
 }
 
-/// The recurrence of one path at one disparity.
+/// The recurrence of one path at one disparity:
+/// L(p, d) = C(p, d) + min(L(p-r, d), L(p-r, d±1) + P1, min L(p-r) + P2) - min L(p-r).
+/// Never overflows: the minimum is at least `min`, and C + P2 fits the type.
 #[inline(always)]
-fn lr(cd: u16, pm: u16, p0: u16, pp: u16, p1: u16, lim: u16, min: u16) -> u16 {
-    cd + p0.min(pm + p1).min(pp + p1).min(lim) - min
+fn lr<T: Cell>(cd: T, pm: T, p0: T, pp: T, p1: T, lim: T, min: T) -> T {
+    cd.wadd(
+        p0.min(pm.sat_add(p1))
+            .min(pp.sat_add(p1))
+            .min(lim)
+            .wsub(min),
+    )
 }
 
 /// Four paths at one pixel, fused so that the cost is read once and the pass's sum
-/// written once: for each path, L(p, d) = C(p, d) + min(L(p-r, d), L(p-r, d±1) + P1,
-/// min L(p-r) + P2) - min L(p-r); S(p, d) = the sum over the paths. Returns the
-/// paths' new minima.
+/// written once (S = sum of the paths' L). Separate slice arguments let the
+/// compiler prove they do not alias and vectorise over d. Returns the new minima.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn fused4_slices(
+fn fused4<T: Cell>(
     c: &[u8],
-    al: &[u16],
-    bl: &[u16],
-    el: &[u16],
-    fl: &[u16],
-    mins: [u16; 4],
-    p2s: [u16; 4],
-    oa: &mut [u16],
-    ob: &mut [u16],
-    oe: &mut [u16],
-    of: &mut [u16],
+    al: &[T],
+    bl: &[T],
+    el: &[T],
+    fl: &[T],
+    mins: [T; 4],
+    p2s: [T; 4],
+    oa: &mut [T],
+    ob: &mut [T],
+    oe: &mut [T],
+    of: &mut [T],
     s: &mut [u16],
-    p1: u16,
-) -> [u16; 4] {
+    p1: T,
+) -> [T; 4] {
     let dn = c.len();
     let (s, oa, ob, oe, of) = (
         &mut s[..dn],
@@ -215,34 +282,14 @@ fn fused4_slices(
         &mut of[1..dn + 1],
     );
     let (al, bl, el, fl) = (&al[..dn + 2], &bl[..dn + 2], &el[..dn + 2], &fl[..dn + 2]);
-    let a = Prev {
-        l: al,
-        min: mins[0],
-        p2: p2s[0],
-    };
-    let b = Prev {
-        l: bl,
-        min: mins[1],
-        p2: p2s[1],
-    };
-    let e = Prev {
-        l: el,
-        min: mins[2],
-        p2: p2s[2],
-    };
-    let f = Prev {
-        l: fl,
-        min: mins[3],
-        p2: p2s[3],
-    };
-    let (la, lb, le, lf) = (a.min + a.p2, b.min + b.p2, e.min + e.p2, f.min + f.p2);
-    let mut m = [u16::MAX; 4];
+    let lim: [T; 4] = std::array::from_fn(|k| mins[k].sat_add(p2s[k]));
+    let mut m = [T::FAR; 4];
     for d in 0..dn {
-        let cd = c[d] as u16;
-        let va = lr(cd, al[d], al[d + 1], al[d + 2], p1, la, a.min);
-        let vb = lr(cd, bl[d], bl[d + 1], bl[d + 2], p1, lb, b.min);
-        let ve = lr(cd, el[d], el[d + 1], el[d + 2], p1, le, e.min);
-        let vf = lr(cd, fl[d], fl[d + 1], fl[d + 2], p1, lf, f.min);
+        let cd = T::from_u16(c[d] as u16);
+        let va = lr(cd, al[d], al[d + 1], al[d + 2], p1, lim[0], mins[0]);
+        let vb = lr(cd, bl[d], bl[d + 1], bl[d + 2], p1, lim[1], mins[1]);
+        let ve = lr(cd, el[d], el[d + 1], el[d + 2], p1, lim[2], mins[2]);
+        let vf = lr(cd, fl[d], fl[d + 1], fl[d + 2], p1, lim[3], mins[3]);
         oa[d] = va;
         ob[d] = vb;
         oe[d] = ve;
@@ -251,70 +298,73 @@ fn fused4_slices(
         m[1] = m[1].min(vb);
         m[2] = m[2].min(ve);
         m[3] = m[3].min(vf);
-        s[d] = va + vb + ve + vf;
+        s[d] = va.widen() + vb.widen() + ve.widen() + vf.widen();
     }
     m
 }
 
 /// Two paths at one pixel (the four-path mode's horizontal and vertical), as [`fused4`].
 #[inline(always)]
-fn fused2(
+#[allow(clippy::too_many_arguments)]
+fn fused2<T: Cell>(
     c: &[u8],
-    a: Prev,
-    b: Prev,
-    oa: &mut [u16],
-    ob: &mut [u16],
+    al: &[T],
+    bl: &[T],
+    mins: [T; 2],
+    p2s: [T; 2],
+    oa: &mut [T],
+    ob: &mut [T],
     s: &mut [u16],
-    p1: u16,
-) -> [u16; 2] {
+    p1: T,
+) -> [T; 2] {
     let dn = c.len();
     let (s, oa, ob) = (&mut s[..dn], &mut oa[1..dn + 1], &mut ob[1..dn + 1]);
-    let (al, bl) = (&a.l[..dn + 2], &b.l[..dn + 2]);
-    let (la, lb) = (a.min + a.p2, b.min + b.p2);
-    let mut m = [u16::MAX; 2];
+    let (al, bl) = (&al[..dn + 2], &bl[..dn + 2]);
+    let lim: [T; 2] = std::array::from_fn(|k| mins[k].sat_add(p2s[k]));
+    let mut m = [T::FAR; 2];
     for d in 0..dn {
-        let cd = c[d] as u16;
-        let va = lr(cd, al[d], al[d + 1], al[d + 2], p1, la, a.min);
-        let vb = lr(cd, bl[d], bl[d + 1], bl[d + 2], p1, lb, b.min);
+        let cd = T::from_u16(c[d] as u16);
+        let va = lr(cd, al[d], al[d + 1], al[d + 2], p1, lim[0], mins[0]);
+        let vb = lr(cd, bl[d], bl[d + 1], bl[d + 2], p1, lim[1], mins[1]);
         oa[d] = va;
         ob[d] = vb;
         m[0] = m[0].min(va);
         m[1] = m[1].min(vb);
-        s[d] = va + vb;
+        s[d] = va.widen() + vb.widen();
     }
     m
 }
 
-/// The fused path kernels, compiled once per instruction set. Each is a real
-/// (not inlined) function, so its slice arguments are known not to alias and the
-/// loop over disparities vectorises without run-time overlap checks.
+/// The fused kernels, compiled once per instruction set. Each is a real (not
+/// inlined) function, so its slice arguments are known not to alias and the loop
+/// over disparities vectorises without run-time overlap checks.
 trait Kernel: Sync {
     #[allow(clippy::too_many_arguments)]
-    fn four(
+    fn four<T: Cell>(
         &self,
         c: &[u8],
-        a: Prev,
-        b: Prev,
-        e: Prev,
-        f: Prev,
-        oa: &mut [u16],
-        ob: &mut [u16],
-        oe: &mut [u16],
-        of: &mut [u16],
+        a: Prev<T>,
+        b: Prev<T>,
+        e: Prev<T>,
+        f: Prev<T>,
+        oa: &mut [T],
+        ob: &mut [T],
+        oe: &mut [T],
+        of: &mut [T],
         s: &mut [u16],
-        p1: u16,
-    ) -> [u16; 4];
+        p1: T,
+    ) -> [T; 4];
     #[allow(clippy::too_many_arguments)]
-    fn two(
+    fn two<T: Cell>(
         &self,
         c: &[u8],
-        a: Prev,
-        b: Prev,
-        oa: &mut [u16],
-        ob: &mut [u16],
+        a: Prev<T>,
+        b: Prev<T>,
+        oa: &mut [T],
+        ob: &mut [T],
         s: &mut [u16],
-        p1: u16,
-    ) -> [u16; 2];
+        p1: T,
+    ) -> [T; 2];
 }
 
 /// Baseline instruction set.
@@ -322,71 +372,55 @@ struct Base;
 
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-fn four_base(
+fn four_base<T: Cell>(
     c: &[u8],
-    al: &[u16],
-    bl: &[u16],
-    el: &[u16],
-    fl: &[u16],
-    mins: [u16; 4],
-    p2s: [u16; 4],
-    oa: &mut [u16],
-    ob: &mut [u16],
-    oe: &mut [u16],
-    of: &mut [u16],
+    al: &[T],
+    bl: &[T],
+    el: &[T],
+    fl: &[T],
+    mins: [T; 4],
+    p2s: [T; 4],
+    oa: &mut [T],
+    ob: &mut [T],
+    oe: &mut [T],
+    of: &mut [T],
     s: &mut [u16],
-    p1: u16,
-) -> [u16; 4] {
-    fused4_slices(c, al, bl, el, fl, mins, p2s, oa, ob, oe, of, s, p1)
+    p1: T,
+) -> [T; 4] {
+    fused4(c, al, bl, el, fl, mins, p2s, oa, ob, oe, of, s, p1)
 }
 
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-fn two_base(
+fn two_base<T: Cell>(
     c: &[u8],
-    al: &[u16],
-    bl: &[u16],
-    mins: [u16; 2],
-    p2s: [u16; 2],
-    oa: &mut [u16],
-    ob: &mut [u16],
+    al: &[T],
+    bl: &[T],
+    mins: [T; 2],
+    p2s: [T; 2],
+    oa: &mut [T],
+    ob: &mut [T],
     s: &mut [u16],
-    p1: u16,
-) -> [u16; 2] {
-    fused2(
-        c,
-        Prev {
-            l: al,
-            min: mins[0],
-            p2: p2s[0],
-        },
-        Prev {
-            l: bl,
-            min: mins[1],
-            p2: p2s[1],
-        },
-        oa,
-        ob,
-        s,
-        p1,
-    )
+    p1: T,
+) -> [T; 2] {
+    fused2(c, al, bl, mins, p2s, oa, ob, s, p1)
 }
 
 impl Kernel for Base {
-    fn four(
+    fn four<T: Cell>(
         &self,
         c: &[u8],
-        a: Prev,
-        b: Prev,
-        e: Prev,
-        f: Prev,
-        oa: &mut [u16],
-        ob: &mut [u16],
-        oe: &mut [u16],
-        of: &mut [u16],
+        a: Prev<T>,
+        b: Prev<T>,
+        e: Prev<T>,
+        f: Prev<T>,
+        oa: &mut [T],
+        ob: &mut [T],
+        oe: &mut [T],
+        of: &mut [T],
         s: &mut [u16],
-        p1: u16,
-    ) -> [u16; 4] {
+        p1: T,
+    ) -> [T; 4] {
         four_base(
             c,
             a.l,
@@ -403,22 +437,21 @@ impl Kernel for Base {
             p1,
         )
     }
-    fn two(
+    fn two<T: Cell>(
         &self,
         c: &[u8],
-        a: Prev,
-        b: Prev,
-        oa: &mut [u16],
-        ob: &mut [u16],
+        a: Prev<T>,
+        b: Prev<T>,
+        oa: &mut [T],
+        ob: &mut [T],
         s: &mut [u16],
-        p1: u16,
-    ) -> [u16; 2] {
+        p1: T,
+    ) -> [T; 2] {
         two_base(c, a.l, b.l, [a.min, b.min], [a.p2, b.p2], oa, ob, s, p1)
     }
 }
 
-/// AVX2 (16 lanes of u16, native unsigned minimum). A value exists only on CPUs
-/// that have AVX2: [`Avx2::detect`] is the only constructor.
+/// AVX2. A value exists only on CPUs that have AVX2: [`Avx2::detect`] is the only constructor.
 #[cfg(target_arch = "x86_64")]
 struct Avx2 {
     _private: (),
@@ -435,74 +468,58 @@ impl Avx2 {
 #[target_feature(enable = "avx2")]
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-fn four_avx2(
+fn four_avx2<T: Cell>(
     c: &[u8],
-    al: &[u16],
-    bl: &[u16],
-    el: &[u16],
-    fl: &[u16],
-    mins: [u16; 4],
-    p2s: [u16; 4],
-    oa: &mut [u16],
-    ob: &mut [u16],
-    oe: &mut [u16],
-    of: &mut [u16],
+    al: &[T],
+    bl: &[T],
+    el: &[T],
+    fl: &[T],
+    mins: [T; 4],
+    p2s: [T; 4],
+    oa: &mut [T],
+    ob: &mut [T],
+    oe: &mut [T],
+    of: &mut [T],
     s: &mut [u16],
-    p1: u16,
-) -> [u16; 4] {
-    fused4_slices(c, al, bl, el, fl, mins, p2s, oa, ob, oe, of, s, p1)
+    p1: T,
+) -> [T; 4] {
+    fused4(c, al, bl, el, fl, mins, p2s, oa, ob, oe, of, s, p1)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-fn two_avx2(
+fn two_avx2<T: Cell>(
     c: &[u8],
-    al: &[u16],
-    bl: &[u16],
-    mins: [u16; 2],
-    p2s: [u16; 2],
-    oa: &mut [u16],
-    ob: &mut [u16],
+    al: &[T],
+    bl: &[T],
+    mins: [T; 2],
+    p2s: [T; 2],
+    oa: &mut [T],
+    ob: &mut [T],
     s: &mut [u16],
-    p1: u16,
-) -> [u16; 2] {
-    fused2(
-        c,
-        Prev {
-            l: al,
-            min: mins[0],
-            p2: p2s[0],
-        },
-        Prev {
-            l: bl,
-            min: mins[1],
-            p2: p2s[1],
-        },
-        oa,
-        ob,
-        s,
-        p1,
-    )
+    p1: T,
+) -> [T; 2] {
+    fused2(c, al, bl, mins, p2s, oa, ob, s, p1)
 }
 
 #[cfg(target_arch = "x86_64")]
 impl Kernel for Avx2 {
-    fn four(
+    fn four<T: Cell>(
         &self,
         c: &[u8],
-        a: Prev,
-        b: Prev,
-        e: Prev,
-        f: Prev,
-        oa: &mut [u16],
-        ob: &mut [u16],
-        oe: &mut [u16],
-        of: &mut [u16],
+        a: Prev<T>,
+        b: Prev<T>,
+        e: Prev<T>,
+        f: Prev<T>,
+        oa: &mut [T],
+        ob: &mut [T],
+        oe: &mut [T],
+        of: &mut [T],
         s: &mut [u16],
-        p1: u16,
-    ) -> [u16; 4] {
+        p1: T,
+    ) -> [T; 4] {
         // SAFETY: an `Avx2` value exists only after AVX2 was detected on this CPU
         // (`Avx2::detect`), the only requirement of `four_avx2`, whose body is safe Rust.
         unsafe {
@@ -523,16 +540,16 @@ impl Kernel for Avx2 {
             )
         }
     }
-    fn two(
+    fn two<T: Cell>(
         &self,
         c: &[u8],
-        a: Prev,
-        b: Prev,
-        oa: &mut [u16],
-        ob: &mut [u16],
+        a: Prev<T>,
+        b: Prev<T>,
+        oa: &mut [T],
+        ob: &mut [T],
         s: &mut [u16],
-        p1: u16,
-    ) -> [u16; 2] {
+        p1: T,
+    ) -> [T; 2] {
         // SAFETY: as for `four`: AVX2 was detected before this value was made.
         unsafe { two_avx2(c, a.l, b.l, [a.min, b.min], [a.p2, b.p2], oa, ob, s, p1) }
     }
@@ -554,7 +571,7 @@ fn p2_table(p1: u16, p2: u16, edge: u16) -> [u16; 256] {
 /// writing into `s` the sum of the paths that arrive from behind the raster order
 /// (horizontal, vertical and, with eight paths, both diagonals).
 #[allow(clippy::too_many_arguments)]
-fn aggregate_pass_impl<Kr: Kernel>(
+fn aggregate_pass_impl<T: Cell, Kr: Kernel>(
     kr: &Kr,
     cost: &[u8],
     img: &[u8],
@@ -566,27 +583,27 @@ fn aggregate_pass_impl<Kr: Kernel>(
     s: &mut [u16],
 ) {
     let stride = dn + 2;
-    let new_row = || vec![FAR; w * stride];
+    let new_row = || vec![T::FAR; w * stride];
     // A path's first pixel has no predecessor: an all-zero predecessor gives L = C.
-    let mut zero = vec![0u16; stride];
-    zero[0] = FAR;
-    zero[stride - 1] = FAR;
+    let mut zero = vec![T::ZERO; stride];
+    zero[0] = T::FAR;
+    zero[stride - 1] = T::FAR;
     // Previous-row buffers for the vertical and two diagonal paths, and this row's.
     let (mut pv, mut cv) = (new_row(), new_row());
     let (mut pd1, mut cd1) = (new_row(), new_row());
     let (mut pd2, mut cd2) = (new_row(), new_row());
-    let (mut mv, mut mcv) = (vec![0u16; w], vec![0u16; w]);
-    let (mut md1, mut mcd1) = (vec![0u16; w], vec![0u16; w]);
-    let (mut md2, mut mcd2) = (vec![0u16; w], vec![0u16; w]);
-    let mut hbuf = vec![FAR; 2 * stride];
+    let (mut mv, mut mcv) = (vec![T::ZERO; w], vec![T::ZERO; w]);
+    let (mut md1, mut mcd1) = (vec![T::ZERO; w], vec![T::ZERO; w]);
+    let (mut md2, mut mcd2) = (vec![T::ZERO; w], vec![T::ZERO; w]);
+    let mut hbuf = vec![T::FAR; 2 * stride];
     let diagonals = prm.paths == Paths::Eight;
-    let p1 = prm.p1;
-    let p2t = p2_table(prm.p1, prm.p2, prm.p2_edge);
+    let p1 = T::from_u16(prm.p1);
+    let p2t: [T; 256] = p2_table(prm.p1, prm.p2, prm.p2_edge).map(T::from_u16);
     let p2_at = |a: usize, b: usize| p2t[(img[a] as i32 - img[b] as i32).unsigned_abs() as usize];
     let sg: isize = if backward { -1 } else { 1 };
     for yi in 0..h {
         let y = if backward { h - 1 - yi } else { yi };
-        let mut hmin = 0u16;
+        let mut hmin = T::ZERO;
         for xi in 0..w {
             let x = if backward { w - 1 - xi } else { xi };
             let p = y * w + x;
@@ -599,9 +616,9 @@ fn aggregate_pass_impl<Kr: Kernel>(
             // Predecessor pixels along each path (offsets against the raster direction).
             let q = |dx: isize, dy: isize| (p as isize - sg * (dy * w as isize + dx)) as usize;
             let start = Prev {
-                l: &zero,
-                min: 0,
-                p2: 0,
+                l: &zero[..],
+                min: T::ZERO,
+                p2: T::ZERO,
             };
             let hp = if first_col {
                 start
@@ -677,6 +694,11 @@ pub fn uses_avx2() -> bool {
     }
 }
 
+/// Whether path costs fit bytes: L is at most the largest census cost plus P2.
+fn fits_u8(prm: &SgmParams) -> bool {
+    bits(prm.census_window) + prm.p2 as u32 <= 254
+}
+
 #[allow(clippy::too_many_arguments)]
 fn aggregate_pass(
     cost: &[u8],
@@ -688,11 +710,20 @@ fn aggregate_pass(
     backward: bool,
     s: &mut [u16],
 ) {
+    let bytes = fits_u8(prm);
     #[cfg(target_arch = "x86_64")]
     if let Some(k) = Avx2::detect() {
-        return aggregate_pass_impl(&k, cost, img, w, h, dn, prm, backward, s);
+        return if bytes {
+            aggregate_pass_impl::<u8, _>(&k, cost, img, w, h, dn, prm, backward, s)
+        } else {
+            aggregate_pass_impl::<u16, _>(&k, cost, img, w, h, dn, prm, backward, s)
+        };
     }
-    aggregate_pass_impl(&Base, cost, img, w, h, dn, prm, backward, s)
+    if bytes {
+        aggregate_pass_impl::<u8, _>(&Base, cost, img, w, h, dn, prm, backward, s)
+    } else {
+        aggregate_pass_impl::<u16, _>(&Base, cost, img, w, h, dn, prm, backward, s)
+    }
 }
 
 /// A semi-global matcher that keeps its working memory (cost volume and two
