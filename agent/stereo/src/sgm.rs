@@ -798,3 +798,81 @@ pub fn match_pair(
 ) -> Result<Disparity, StereoError> {
     Sgm::new(*prm)?.match_pair(left, right)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn textured(w: usize, h: usize, shift: usize) -> GrayImage {
+        let mut rng = sim::rng::Rng::new(4);
+        let bw = w + 16;
+        let base: Vec<u8> = (0..bw * h).map(|_| rng.below(256) as u8).collect();
+        let data = (0..h)
+            .flat_map(|y| (0..w).map(move |x| (y, x)))
+            .map(|(y, x)| base[y * bw + x + shift])
+            .collect();
+        GrayImage::new(w, h, data, "left").unwrap()
+    }
+
+    #[test]
+    fn byte_and_word_kernels_and_instruction_sets_agree_exactly() {
+        let (w, h, dn) = (48, 20, 16);
+        let (l, r) = (textured(w, h, 5), textured(w, h, 0));
+        let prm = SgmParams {
+            max_disp: dn,
+            ..SgmParams::default()
+        };
+        assert!(fits_u8(&prm));
+        let cost = cost_volume(&census(&l, 5), &census(&r, 5), w, h, dn, 24);
+        for paths in [Paths::Eight, Paths::Four] {
+            let prm = SgmParams { paths, ..prm };
+            for backward in [false, true] {
+                let mut a = vec![0u16; w * h * dn];
+                let mut b = vec![0u16; w * h * dn];
+                aggregate_pass_impl::<u8, _>(
+                    &Base, &cost, &l.data, w, h, dn, &prm, backward, &mut a,
+                );
+                aggregate_pass_impl::<u16, _>(
+                    &Base, &cost, &l.data, w, h, dn, &prm, backward, &mut b,
+                );
+                assert_eq!(a, b, "{paths:?} backward={backward}");
+                #[cfg(target_arch = "x86_64")]
+                if let Some(k) = Avx2::detect() {
+                    let mut c = vec![0u16; w * h * dn];
+                    aggregate_pass_impl::<u8, _>(
+                        &k, &cost, &l.data, w, h, dn, &prm, backward, &mut c,
+                    );
+                    assert_eq!(a, c);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_shifted_random_texture_is_matched_at_its_shift() {
+        let (w, h) = (96, 40);
+        let (l, r) = (textured(w, h, 0), textured(w, h, 7));
+        // right(x) = base(x + 7) and left(x) = base(x): left pixel x matches right x - 7.
+        let d = match_pair(
+            &l,
+            &r,
+            &SgmParams {
+                max_disp: 16,
+                ..SgmParams::default()
+            },
+        )
+        .unwrap();
+        let mut good = 0;
+        let mut valid = 0;
+        for y in 3..h - 3 {
+            for x in 20..w - 3 {
+                let i = y * w + x;
+                if d.valid[i] {
+                    valid += 1;
+                    good += ((d.disp[i] - 7.0).abs() < 0.5) as usize;
+                }
+            }
+        }
+        assert!(valid > 2000 && good * 100 >= valid * 99, "{good}/{valid}");
+    }
+}
