@@ -568,60 +568,15 @@ impl Env {
         let p0 = Self::position(&ep, &self.config);
         ep.wind.advance(dt_ctrl);
         let wind = ep.wind.velocity();
-        let mut collision = false;
-        let radius = self.config.collision_radius;
-        match &mut ep.vehicle {
-            Vehicle::Quad(q) => {
-                let sp = match action {
-                    Action::Velocity {
-                        forward,
-                        left,
-                        up,
-                        yaw_rate,
-                    } => Setpoint::Velocity {
-                        vel: [forward, left, up],
-                        yaw_rate,
-                    },
-                    Action::Attitude {
-                        roll,
-                        pitch,
-                        yaw_rate,
-                        thrust,
-                    } => Setpoint::Attitude {
-                        roll,
-                        pitch,
-                        yaw_rate,
-                        thrust,
-                    },
-                };
-                for _ in 0..self.substeps {
-                    q.step(&sp, wind, dt);
-                    // Collisions are checked at the physics rate so fast flight cannot tunnel.
-                    if ep.world.collides(q.state.position.into(), radius) {
-                        collision = true;
-                        break;
-                    }
-                }
-            }
-            Vehicle::Ground(g) => {
-                let (fwd, yr) = match action {
-                    Action::Velocity {
-                        forward, yaw_rate, ..
-                    } => (forward, yaw_rate),
-                    Action::Attitude {
-                        pitch, yaw_rate, ..
-                    } => (-pitch * 2.0, yaw_rate),
-                };
-                for _ in 0..self.substeps {
-                    g.step(fwd, yr, dt);
-                    let p = [g.position[0], g.position[1], g.params.camera_height];
-                    if ep.world.clearance_above_floor(p) < radius {
-                        collision = true;
-                        break;
-                    }
-                }
-            }
-        }
+        let collision = advance(
+            &mut ep,
+            &action,
+            self.substeps,
+            dt,
+            wind,
+            self.config.collision_radius,
+            true,
+        );
         ep.steps += 1;
         ep.time += dt_ctrl;
         let p1 = Self::position(&ep, &self.config);
@@ -680,53 +635,87 @@ impl Env {
         let wind = ep.wind.velocity();
         ep.steps += 1;
         ep.time += dt_ctrl;
-        match &mut ep.vehicle {
-            Vehicle::Quad(q) => {
-                let sp = match action {
-                    Action::Velocity {
-                        forward,
-                        left,
-                        up,
-                        yaw_rate,
-                    } => Setpoint::Velocity {
-                        vel: [forward, left, up],
-                        yaw_rate,
-                    },
-                    Action::Attitude {
-                        roll,
-                        pitch,
-                        yaw_rate,
-                        thrust,
-                    } => Setpoint::Attitude {
-                        roll,
-                        pitch,
-                        yaw_rate,
-                        thrust,
-                    },
-                };
-                for _ in 0..substeps {
-                    q.step(&sp, wind, dt);
+        Ok(advance(ep, &action, substeps, dt, wind, radius, false))
+    }
+}
+
+impl Action {
+    /// The flight-controller setpoint this action asks for.
+    fn setpoint(&self) -> Setpoint {
+        match *self {
+            Action::Velocity {
+                forward,
+                left,
+                up,
+                yaw_rate,
+            } => Setpoint::Velocity {
+                vel: [forward, left, up],
+                yaw_rate,
+            },
+            Action::Attitude {
+                roll,
+                pitch,
+                yaw_rate,
+                thrust,
+            } => Setpoint::Attitude {
+                roll,
+                pitch,
+                yaw_rate,
+                thrust,
+            },
+        }
+    }
+
+    /// Forward speed and yaw rate for the ground robot (pitch stands for speed in attitude mode).
+    fn drive(&self) -> (f64, f64) {
+        match *self {
+            Action::Velocity {
+                forward, yaw_rate, ..
+            } => (forward, yaw_rate),
+            Action::Attitude {
+                pitch, yaw_rate, ..
+            } => (-pitch * 2.0, yaw_rate),
+        }
+    }
+}
+
+/// Run the vehicle's physics for one control period; collisions are checked at every
+/// physics sub-step (so fast flight cannot tunnel through thin panels) when
+/// `every_substep`, else once at the end. Returns whether it collided.
+fn advance(
+    ep: &mut Episode,
+    action: &Action,
+    substeps: usize,
+    dt: f64,
+    wind: Vector3<f64>,
+    radius: f64,
+    every_substep: bool,
+) -> bool {
+    match &mut ep.vehicle {
+        Vehicle::Quad(q) => {
+            let sp = action.setpoint();
+            for i in 0..substeps {
+                q.step(&sp, wind, dt);
+                if (every_substep || i + 1 == substeps)
+                    && ep.world.collides(q.state.position.into(), radius)
+                {
+                    return true;
                 }
-                Ok(ep.world.collides(q.state.position.into(), radius))
             }
-            Vehicle::Ground(g) => {
-                let (fwd, yr) = match action {
-                    Action::Velocity {
-                        forward, yaw_rate, ..
-                    } => (forward, yaw_rate),
-                    Action::Attitude {
-                        pitch, yaw_rate, ..
-                    } => (-pitch * 2.0, yaw_rate),
-                };
-                for _ in 0..substeps {
-                    g.step(fwd, yr, dt);
+            false
+        }
+        Vehicle::Ground(g) => {
+            let (fwd, yr) = action.drive();
+            for i in 0..substeps {
+                g.step(fwd, yr, dt);
+                let p = [g.position[0], g.position[1], g.params.camera_height];
+                if (every_substep || i + 1 == substeps)
+                    && ep.world.clearance_above_floor(p) < radius
+                {
+                    return true;
                 }
-                Ok(ep.world.clearance_above_floor([
-                    g.position[0],
-                    g.position[1],
-                    g.params.camera_height,
-                ]) < radius)
             }
+            false
         }
     }
 }

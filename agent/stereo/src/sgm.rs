@@ -370,41 +370,29 @@ trait Kernel: Sync {
 /// Baseline instruction set.
 struct Base;
 
-#[inline(never)]
-#[allow(clippy::too_many_arguments)]
-fn four_base<T: Cell>(
-    c: &[u8],
-    al: &[T],
-    bl: &[T],
-    el: &[T],
-    fl: &[T],
-    mins: [T; 4],
-    p2s: [T; 4],
-    oa: &mut [T],
-    ob: &mut [T],
-    oe: &mut [T],
-    of: &mut [T],
-    s: &mut [u16],
-    p1: T,
-) -> [T; 4] {
-    fused4(c, al, bl, el, fl, mins, p2s, oa, ob, oe, of, s, p1)
+/// The per-instruction-set entry points of the fused kernels: real (not inlined)
+/// functions whose slice arguments the compiler knows do not alias.
+macro_rules! kernel_entry_points {
+    ($four:ident, $two:ident $(, $feature:literal)?) => {
+        $(#[target_feature(enable = $feature)])?
+        #[inline(never)]
+        #[allow(clippy::too_many_arguments)]
+        fn $four<T: Cell>(c: &[u8], al: &[T], bl: &[T], el: &[T], fl: &[T], mins: [T; 4], p2s: [T; 4], oa: &mut [T], ob: &mut [T], oe: &mut [T], of: &mut [T], s: &mut [u16], p1: T) -> [T; 4] {
+            fused4(c, al, bl, el, fl, mins, p2s, oa, ob, oe, of, s, p1)
+        }
+
+        $(#[target_feature(enable = $feature)])?
+        #[inline(never)]
+        #[allow(clippy::too_many_arguments)]
+        fn $two<T: Cell>(c: &[u8], al: &[T], bl: &[T], mins: [T; 2], p2s: [T; 2], oa: &mut [T], ob: &mut [T], s: &mut [u16], p1: T) -> [T; 2] {
+            fused2(c, al, bl, mins, p2s, oa, ob, s, p1)
+        }
+    };
 }
 
-#[inline(never)]
-#[allow(clippy::too_many_arguments)]
-fn two_base<T: Cell>(
-    c: &[u8],
-    al: &[T],
-    bl: &[T],
-    mins: [T; 2],
-    p2s: [T; 2],
-    oa: &mut [T],
-    ob: &mut [T],
-    s: &mut [u16],
-    p1: T,
-) -> [T; 2] {
-    fused2(c, al, bl, mins, p2s, oa, ob, s, p1)
-}
+kernel_entry_points!(four_base, two_base);
+#[cfg(target_arch = "x86_64")]
+kernel_entry_points!(four_avx2, two_avx2, "avx2");
 
 impl Kernel for Base {
     fn four<T: Cell>(
@@ -462,46 +450,6 @@ impl Avx2 {
     fn detect() -> Option<Self> {
         std::arch::is_x86_feature_detected!("avx2").then_some(Avx2 { _private: () })
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[inline(never)]
-#[allow(clippy::too_many_arguments)]
-fn four_avx2<T: Cell>(
-    c: &[u8],
-    al: &[T],
-    bl: &[T],
-    el: &[T],
-    fl: &[T],
-    mins: [T; 4],
-    p2s: [T; 4],
-    oa: &mut [T],
-    ob: &mut [T],
-    oe: &mut [T],
-    of: &mut [T],
-    s: &mut [u16],
-    p1: T,
-) -> [T; 4] {
-    fused4(c, al, bl, el, fl, mins, p2s, oa, ob, oe, of, s, p1)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[inline(never)]
-#[allow(clippy::too_many_arguments)]
-fn two_avx2<T: Cell>(
-    c: &[u8],
-    al: &[T],
-    bl: &[T],
-    mins: [T; 2],
-    p2s: [T; 2],
-    oa: &mut [T],
-    ob: &mut [T],
-    s: &mut [u16],
-    p1: T,
-) -> [T; 2] {
-    fused2(c, al, bl, mins, p2s, oa, ob, s, p1)
 }
 
 #[cfg(target_arch = "x86_64")]
