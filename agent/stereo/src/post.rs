@@ -29,7 +29,15 @@ fn pick(f: &[u16], b: &[u16], sum: &mut [u16], n: usize, keep: f32) -> Pick {
     }
     let s = &sum[..n];
     let best = s.iter().copied().min().unwrap_or(u16::MAX);
-    let bd = s.iter().position(|&v| v == best).unwrap_or(0);
+    // First index of the minimum: find its 16-wide chunk with a branch-free test
+    // (vectorised), then scan that chunk.
+    let mut bd = 0;
+    for (k, chunk) in s.chunks(16).enumerate() {
+        if chunk.iter().fold(false, |acc, &v| acc | (v == best)) {
+            bd = k * 16 + chunk.iter().position(|&v| v == best).unwrap_or(0);
+            break;
+        }
+    }
     // Uniqueness: every disparity further than one from the best must cost clearly more.
     let lo = s[..bd.saturating_sub(1)]
         .iter()

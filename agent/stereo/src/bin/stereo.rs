@@ -48,6 +48,9 @@ enum Cmd {
         /// Python interpreter with cv2.
         #[arg(long, default_value = "python3")]
         python: String,
+        /// Image widths to run (160: 160x120/32 disparities, 320: 320x240/64, 640: 640x480/128).
+        #[arg(long, value_delimiter = ',', default_values_t = [160, 320, 640])]
+        sizes: Vec<usize>,
     },
 }
 
@@ -156,7 +159,7 @@ fn twin_pairs(w: usize, h: usize, n: usize) -> (Vec<StereoFrame>, StereoRig) {
     (frames, rig)
 }
 
-fn bench(seconds: f64, no_opencv: bool, python: &str) -> Result<()> {
+fn bench(seconds: f64, no_opencv: bool, python: &str, sizes: &[usize]) -> Result<()> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/opencv_sgbm.py");
     println!(
         "stereo bench: twin pairs (default and cluttered rooms), census 5x5; AVX2 kernels: {}",
@@ -169,11 +172,13 @@ fn bench(seconds: f64, no_opencv: bool, python: &str) -> Result<()> {
     println!(
         "OpenCV StereoSGBM: blockSize 5, P1 8*25, P2 32*25, uniqueness 8, speckle 40/2, disp12MaxDiff 1; MODE_SGBM (5 paths) and MODE_HH (8 paths)"
     );
-    for (w, h, dn) in [
-        (160usize, 120usize, 32usize),
-        (320, 240, 64),
-        (640, 480, 128),
-    ] {
+    for &w in sizes {
+        let (h, dn) = match w {
+            160 => (120, 32),
+            320 => (240, 64),
+            640 => (480, 128),
+            other => bail!("--sizes: {other} is not one of 160, 320, 640"),
+        };
         let (frames, rig) = twin_pairs(w, h, 6);
         let imgs: Vec<(GrayImage, GrayImage)> = frames
             .iter()
@@ -374,6 +379,7 @@ fn main() -> Result<()> {
             seconds,
             no_opencv,
             python,
-        } => bench(seconds, no_opencv, &python),
+            sizes,
+        } => bench(seconds, no_opencv, &python, &sizes),
     }
 }
