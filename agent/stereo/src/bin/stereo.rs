@@ -180,15 +180,15 @@ fn bench(seconds: f64, no_opencv: bool, python: &str, sizes: &[usize]) -> Result
             other => bail!("--sizes: {other} is not one of 160, 320, 640"),
         };
         let (frames, rig) = twin_pairs(w, h, 6);
-        let imgs: Vec<(GrayImage, GrayImage)> = frames
+        let imgs = frames
             .iter()
             .map(|f| {
-                (
-                    GrayImage::new(w, h, f.left.clone(), "left").unwrap(),
-                    GrayImage::new(w, h, f.right.clone(), "right").unwrap(),
-                )
+                Ok((
+                    GrayImage::new(w, h, f.left.clone(), "left")?,
+                    GrayImage::new(w, h, f.right.clone(), "right")?,
+                ))
             })
-            .collect();
+            .collect::<Result<Vec<(GrayImage, GrayImage)>>>()?;
         println!("\n{w}x{h}, {dn} disparities:");
         let mut sgm8 = stereo::Sgm::new(SgmParams {
             max_disp: dn,
