@@ -202,7 +202,7 @@ impl Renderer {
             rays,
             texture: Texture::new(texture_seed),
             noise: {
-                let mut r = Rng::new(texture_seed ^ 0x6e6f_6973_65);
+                let mut r = Rng::new(texture_seed ^ 0x006e_6f69_7365);
                 (0..NOISE_TABLE).map(|_| r.normal() as f32).collect()
             },
         }
