@@ -1,0 +1,11 @@
+//! Calibration of the stereo rig: camera models and the rig files the rest of the
+//! stack (and OpenCV and ROS) read.
+//!
+//! Detection, mono/stereo calibration and rectification (issue #3) build on these.
+
+pub mod model;
+pub mod rig;
+pub mod yaml;
+
+pub use model::{CameraModel, KannalaBrandt, PinholeRadTan};
+pub use rig::{Rig, RigError};
