@@ -4,6 +4,7 @@
 //! Detection, mono/stereo calibration and rectification (issue #3) build on these.
 
 pub mod model;
+pub mod rectify;
 pub mod rig;
 pub mod yaml;
 
