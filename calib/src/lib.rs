@@ -4,8 +4,10 @@
 //! Detection, mono/stereo calibration and rectification (issue #3) build on these.
 
 pub mod model;
+pub mod mono;
 pub mod rectify;
 pub mod rig;
+pub mod stereo;
 pub mod yaml;
 
 pub use model::{CameraModel, KannalaBrandt, PinholeRadTan};

@@ -1,0 +1,552 @@
+//! Mono calibration from planar-target views: closed-form initialisation (Zhang:
+//! homographies → intrinsics → poses) and Levenberg-Marquardt refinement of the
+//! intrinsics, plumb-bob distortion and every view's pose, with per-view RMS,
+//! outlier-view rejection, and parameter standard deviations from the final Jacobian.
+
+use crate::model::{CameraModel, PinholeRadTan};
+use nalgebra::{DMatrix, DVector, Matrix3, Rotation3, Vector3};
+use thiserror::Error;
+
+/// Correspondences of one view of the target: board points (z = 0 plane, metres) and pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    /// Target points in the board frame.
+    pub object: Vec<[f64; 3]>,
+    /// Their detected pixels.
+    pub image: Vec<[f64; 2]>,
+}
+
+/// Why calibration failed.
+#[derive(Debug, Error, PartialEq)]
+pub enum CalibError {
+    /// Too few usable views.
+    #[error("need at least 3 views with 6 or more points each, got {0}")]
+    TooFewViews(usize),
+    /// A view's point lists differ in length or hold non-finite values.
+    #[error("view {0}: {1}")]
+    BadView(usize, String),
+    /// The closed-form initialisation was degenerate (e.g. all views parallel).
+    #[error("initialisation failed: {0}")]
+    Degenerate(String),
+}
+
+/// Board pose in the camera frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pose {
+    /// Rotation vector (axis x angle).
+    pub rvec: [f64; 3],
+    /// Translation (m).
+    pub t: [f64; 3],
+}
+
+impl Pose {
+    /// Board point into the camera frame.
+    pub fn apply(&self, p: [f64; 3]) -> [f64; 3] {
+        let q = Rotation3::new(Vector3::from(self.rvec)) * Vector3::from(p) + Vector3::from(self.t);
+        [q.x, q.y, q.z]
+    }
+}
+
+/// The result of a mono calibration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonoCalibration {
+    /// The camera.
+    pub camera: PinholeRadTan,
+    /// Pose of every kept view (indices into the input in `kept`).
+    pub poses: Vec<Pose>,
+    /// Input indices of the views kept.
+    pub kept: Vec<usize>,
+    /// Input indices of views dropped as outliers.
+    pub dropped: Vec<usize>,
+    /// RMS reprojection error of every kept view (pixels).
+    pub view_rms: Vec<f64>,
+    /// Overall RMS reprojection error (pixels).
+    pub rms: f64,
+    /// Standard deviations of fx, fy, cx, cy, k1, k2, p1, p2, k3.
+    pub std_dev: [f64; 9],
+}
+
+/// Which distortion terms to estimate (others stay zero).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DistortionTerms {
+    /// Estimate k3 (often unstable for narrow lenses).
+    pub k3: bool,
+}
+
+fn homography(v: &View) -> Option<Matrix3<f64>> {
+    // Normalised DLT.
+    let n = v.object.len();
+    let norm = |pts: &mut dyn Iterator<Item = [f64; 2]>| {
+        let p: Vec<[f64; 2]> = pts.collect();
+        let m = p
+            .iter()
+            .fold([0.0, 0.0], |a, q| [a[0] + q[0], a[1] + q[1]])
+            .map(|s| s / p.len() as f64);
+        let d = p
+            .iter()
+            .map(|q| ((q[0] - m[0]).powi(2) + (q[1] - m[1]).powi(2)).sqrt())
+            .sum::<f64>()
+            / p.len() as f64;
+        let s = if d > 0.0 {
+            std::f64::consts::SQRT_2 / d
+        } else {
+            1.0
+        };
+        Matrix3::new(s, 0.0, -s * m[0], 0.0, s, -s * m[1], 0.0, 0.0, 1.0)
+    };
+    let to = norm(&mut v.object.iter().map(|p| [p[0], p[1]]));
+    let ti = norm(&mut v.image.iter().copied());
+    let mut a = DMatrix::<f64>::zeros(2 * n, 9);
+    for k in 0..n {
+        let o = to * Vector3::new(v.object[k][0], v.object[k][1], 1.0);
+        let i = ti * Vector3::new(v.image[k][0], v.image[k][1], 1.0);
+        let (x, y, u, w) = (o.x, o.y, i.x, i.y);
+        a.row_mut(2 * k)
+            .copy_from_slice(&[-x, -y, -1.0, 0.0, 0.0, 0.0, u * x, u * y, u]);
+        a.row_mut(2 * k + 1)
+            .copy_from_slice(&[0.0, 0.0, 0.0, -x, -y, -1.0, w * x, w * y, w]);
+    }
+    let svd = (a.transpose() * &a).symmetric_eigen();
+    let (imin, _) = svd
+        .eigenvalues
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(b.1))?;
+    let h = svd.eigenvectors.column(imin);
+    let hn = Matrix3::new(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8]);
+    let hm = ti.try_inverse()? * hn * to;
+    Some(hm / hm[(2, 2)])
+}
+
+fn zhang_intrinsics(hs: &[Matrix3<f64>]) -> Option<Matrix3<f64>> {
+    let vij = |h: &Matrix3<f64>, i: usize, j: usize| {
+        let (a, b) = (h.column(i), h.column(j));
+        [
+            a[0] * b[0],
+            a[0] * b[1] + a[1] * b[0],
+            a[1] * b[1],
+            a[2] * b[0] + a[0] * b[2],
+            a[2] * b[1] + a[1] * b[2],
+            a[2] * b[2],
+        ]
+    };
+    let mut vm = DMatrix::<f64>::zeros(2 * hs.len() + 1, 6);
+    for (k, h) in hs.iter().enumerate() {
+        let v12 = vij(h, 0, 1);
+        let (v11, v22) = (vij(h, 0, 0), vij(h, 1, 1));
+        vm.row_mut(2 * k).copy_from_slice(&v12);
+        let d: Vec<f64> = v11.iter().zip(v22).map(|(a, b)| a - b).collect();
+        vm.row_mut(2 * k + 1).copy_from_slice(&d);
+    }
+    // Zero skew: B12 = 0.
+    vm.row_mut(2 * hs.len())
+        .copy_from_slice(&[0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+    let e = (vm.transpose() * &vm).symmetric_eigen();
+    let (imin, _) = e
+        .eigenvalues
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(b.1))?;
+    let b = e.eigenvectors.column(imin);
+    let (b11, b12, b22, b13, b23, b33) = (b[0], b[1], b[2], b[3], b[4], b[5]);
+    let v0 = (b12 * b13 - b11 * b23) / (b11 * b22 - b12 * b12);
+    let lambda = b33 - (b13 * b13 + v0 * (b12 * b13 - b11 * b23)) / b11;
+    let alpha = (lambda / b11).sqrt();
+    let beta = (lambda * b11 / (b11 * b22 - b12 * b12)).sqrt();
+    let u0 = -b13 * alpha * alpha / lambda;
+    (alpha.is_finite() && beta.is_finite() && u0.is_finite() && v0.is_finite())
+        .then(|| Matrix3::new(alpha, 0.0, u0, 0.0, beta, v0, 0.0, 0.0, 1.0))
+}
+
+fn pose_from_h(k: &Matrix3<f64>, h: &Matrix3<f64>) -> Option<Pose> {
+    let ki = k.try_inverse()?;
+    let (h1, h2, h3) = (
+        h.column(0).into_owned(),
+        h.column(1).into_owned(),
+        h.column(2).into_owned(),
+    );
+    let l = 1.0 / (ki * h1).norm();
+    let (r1, r2) = (ki * h1 * l, ki * h2 * l);
+    let mut t = ki * h3 * l;
+    let mut r = Matrix3::from_columns(&[r1, r2, r1.cross(&r2)]);
+    if t.z < 0.0 {
+        // The board is in front of the camera: flip the sign ambiguity.
+        t = -t;
+        r.set_column(0, &-r.column(0));
+        r.set_column(1, &-r.column(1));
+    }
+    let svd = r.svd(true, true);
+    let rot = svd.u? * svd.v_t?;
+    let rv = Rotation3::from_matrix_unchecked(rot).scaled_axis();
+    Some(Pose {
+        rvec: [rv.x, rv.y, rv.z],
+        t: [t.x, t.y, t.z],
+    })
+}
+
+/// Intrinsic parameters per camera: fx fy cx cy k1 k2 p1 p2 k3.
+pub(crate) const NI: usize = 9;
+
+pub(crate) fn camera_of(p: &[f64]) -> PinholeRadTan {
+    PinholeRadTan {
+        fx: p[0],
+        fy: p[1],
+        cx: p[2],
+        cy: p[3],
+        dist: [p[4], p[5], p[6], p[7], p[8]],
+    }
+}
+
+pub(crate) fn residuals(p: &[f64], views: &[&View], out: &mut Vec<f64>) {
+    out.clear();
+    let cam = camera_of(p);
+    for (k, v) in views.iter().enumerate() {
+        let o = NI + 6 * k;
+        let pose = Pose {
+            rvec: [p[o], p[o + 1], p[o + 2]],
+            t: [p[o + 3], p[o + 4], p[o + 5]],
+        };
+        let rot = Rotation3::new(Vector3::from(pose.rvec));
+        for (obj, img) in v.object.iter().zip(&v.image) {
+            let q = rot * Vector3::from(*obj) + Vector3::from(pose.t);
+            match cam.project([q.x, q.y, q.z]) {
+                Some(px) => {
+                    out.push(px[0] - img[0]);
+                    out.push(px[1] - img[1]);
+                }
+                None => {
+                    out.push(1e3);
+                    out.push(1e3);
+                }
+            }
+        }
+    }
+}
+
+/// Levenberg-Marquardt with a forward-difference Jacobian over the parameters not
+/// `fixed`, minimising the squared residuals `res` computes. Returns the parameters,
+/// JᵀJ at the solution and the final cost.
+pub(crate) fn levenberg_marquardt(
+    p0: Vec<f64>,
+    fixed: &[bool],
+    res: impl Fn(&[f64], &mut Vec<f64>),
+) -> (Vec<f64>, DMatrix<f64>, f64) {
+    let mut p = p0;
+    let mut r = Vec::new();
+    res(&p, &mut r);
+    let mut cost: f64 = r.iter().map(|v| v * v).sum();
+    let mut lambda = 1e-3;
+    let n = p.len();
+    let mut jtj = DMatrix::<f64>::zeros(n, n);
+    for _ in 0..100 {
+        // Forward-difference Jacobian.
+        let m = r.len();
+        let mut j = DMatrix::<f64>::zeros(m, n);
+        let mut rp = Vec::with_capacity(m);
+        for c in 0..n {
+            if fixed[c] {
+                continue;
+            }
+            let h = 1e-7 * p[c].abs().max(1e-2);
+            let mut q = p.clone();
+            q[c] += h;
+            res(&q, &mut rp);
+            for i in 0..m {
+                j[(i, c)] = (rp[i] - r[i]) / h;
+            }
+        }
+        jtj = j.transpose() * &j;
+        let g = j.transpose() * DVector::from_column_slice(&r);
+        let mut improved = false;
+        for _ in 0..10 {
+            let mut a = jtj.clone();
+            for i in 0..n {
+                a[(i, i)] += lambda * a[(i, i)].max(1e-9);
+                if fixed[i] {
+                    a[(i, i)] = 1.0;
+                }
+            }
+            let Some(ch) = a.cholesky() else {
+                lambda *= 10.0;
+                continue;
+            };
+            let mut gg = g.clone();
+            for i in 0..n {
+                if fixed[i] {
+                    gg[i] = 0.0;
+                }
+            }
+            let d = ch.solve(&(-gg));
+            let q: Vec<f64> = p.iter().zip(d.iter()).map(|(a, b)| a + b).collect();
+            res(&q, &mut rp);
+            let c2: f64 = rp.iter().map(|v| v * v).sum();
+            if c2 < cost {
+                let rel = (cost - c2) / cost.max(1e-300);
+                p = q;
+                std::mem::swap(&mut r, &mut rp);
+                cost = c2;
+                lambda = (lambda * 0.3).max(1e-12);
+                improved = true;
+                if rel < 1e-12 {
+                    return (p, jtj, cost);
+                }
+                break;
+            }
+            lambda *= 10.0;
+        }
+        if !improved {
+            break;
+        }
+    }
+    (p, jtj, cost)
+}
+
+/// Calibrate one camera from views of a planar target. Views whose RMS exceeds
+/// three times the median (and 1 px) are dropped and the rest re-refined.
+pub fn calibrate(views: &[View], terms: DistortionTerms) -> Result<MonoCalibration, CalibError> {
+    for (i, v) in views.iter().enumerate() {
+        if v.object.len() != v.image.len() {
+            return Err(CalibError::BadView(
+                i,
+                format!(
+                    "{} target points but {} pixels",
+                    v.object.len(),
+                    v.image.len()
+                ),
+            ));
+        }
+        if v.object
+            .iter()
+            .flatten()
+            .chain(v.image.iter().flatten())
+            .any(|x| !x.is_finite())
+        {
+            return Err(CalibError::BadView(i, "non-finite coordinate".into()));
+        }
+    }
+    let usable: Vec<usize> = (0..views.len())
+        .filter(|&i| views[i].object.len() >= 6)
+        .collect();
+    if usable.len() < 3 {
+        return Err(CalibError::TooFewViews(usable.len()));
+    }
+    let hs: Vec<Matrix3<f64>> = usable
+        .iter()
+        .map(|&i| {
+            homography(&views[i])
+                .ok_or_else(|| CalibError::Degenerate(format!("no homography for view {i}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let k = zhang_intrinsics(&hs).ok_or_else(|| {
+        CalibError::Degenerate("views do not constrain the intrinsics (too parallel?)".into())
+    })?;
+    let mut kept = usable.clone();
+    let mut dropped = Vec::new();
+    let mut p: Vec<f64> = vec![
+        k[(0, 0)],
+        k[(1, 1)],
+        k[(0, 2)],
+        k[(1, 2)],
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+    ];
+    for h in &hs {
+        let pose = pose_from_h(&k, h)
+            .ok_or_else(|| CalibError::Degenerate("pose from homography".into()))?;
+        p.extend(pose.rvec);
+        p.extend(pose.t);
+    }
+    loop {
+        let vs: Vec<&View> = kept.iter().map(|&i| &views[i]).collect();
+        let mut fixed = vec![false; p.len()];
+        fixed[8] = !terms.k3;
+        let (q, jtj, cost) =
+            levenberg_marquardt(p.clone(), &fixed, |x, out| residuals(x, &vs, out));
+        let mut r = Vec::new();
+        residuals(&q, &vs, &mut r);
+        let mut view_rms = Vec::new();
+        let mut at = 0;
+        for v in &vs {
+            let n = 2 * v.object.len();
+            view_rms.push(
+                (r[at..at + n].iter().map(|x| x * x).sum::<f64>() / v.object.len() as f64).sqrt(),
+            );
+            at += n;
+        }
+        let npts: usize = vs.iter().map(|v| v.object.len()).sum();
+        let mut sorted = view_rms.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let median = sorted[sorted.len() / 2];
+        let worst = view_rms
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, &v)| (i, v));
+        if let Some((wi, wv)) = worst
+            && wv > (3.0 * median).max(1.0)
+            && kept.len() > 3
+        {
+            dropped.push(kept[wi]);
+            kept.remove(wi);
+            let o = NI + 6 * wi;
+            p = q;
+            p.drain(o..o + 6);
+            continue;
+        }
+        let dof = (2 * npts)
+            .saturating_sub(q.len() - (!terms.k3) as usize)
+            .max(1);
+        let sigma2 = cost / dof as f64;
+        let mut std_dev = [0.0; 9];
+        let mut a = jtj.clone();
+        if !terms.k3 {
+            a[(8, 8)] = 1.0;
+        }
+        if let Some(inv) = a.try_inverse() {
+            for (i, s) in std_dev.iter_mut().enumerate() {
+                *s = if i == 8 && !terms.k3 {
+                    0.0
+                } else {
+                    (inv[(i, i)] * sigma2).max(0.0).sqrt()
+                };
+            }
+        }
+        let poses = (0..kept.len())
+            .map(|k| {
+                let o = NI + 6 * k;
+                Pose {
+                    rvec: [q[o], q[o + 1], q[o + 2]],
+                    t: [q[o + 3], q[o + 4], q[o + 5]],
+                }
+            })
+            .collect();
+        return Ok(MonoCalibration {
+            camera: camera_of(&q),
+            poses,
+            kept,
+            dropped,
+            view_rms,
+            rms: (cost / npts as f64).sqrt(),
+            std_dev,
+        });
+    }
+}
+
+/// Inner corners of a `cols` x `rows` checkerboard with `square` metre squares, row by row.
+pub fn board_points(cols: usize, rows: usize, square: f64) -> Vec<[f64; 3]> {
+    (0..rows)
+        .flat_map(|r| (0..cols).map(move |c| [c as f64 * square, r as f64 * square, 0.0]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synth(cam: &PinholeRadTan, n: usize, noise: f64, seed: u64) -> Vec<View> {
+        let board = board_points(9, 6, 0.025);
+        let mut s = seed;
+        let mut rnd = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        };
+        let mut views = Vec::new();
+        while views.len() < n {
+            let pose = Pose {
+                rvec: [0.5 * rnd(), 0.5 * rnd(), 0.3 * rnd()],
+                t: [
+                    -0.1 + 0.06 * rnd(),
+                    -0.06 + 0.04 * rnd(),
+                    0.35 + 0.15 * rnd(),
+                ],
+            };
+            let mut img = Vec::new();
+            let mut ok = true;
+            for p in &board {
+                match cam.project(pose.apply(*p)) {
+                    Some(px) if px[0] > 0.0 && px[1] > 0.0 && px[0] < 640.0 && px[1] < 480.0 => {
+                        img.push([px[0] + noise * rnd(), px[1] + noise * rnd()])
+                    }
+                    _ => ok = false,
+                }
+            }
+            if ok {
+                views.push(View {
+                    object: board.clone(),
+                    image: img,
+                });
+            }
+        }
+        views
+    }
+
+    fn truth() -> PinholeRadTan {
+        PinholeRadTan {
+            fx: 410.0,
+            fy: 405.0,
+            cx: 321.0,
+            cy: 238.0,
+            dist: [-0.28, 0.08, 0.001, -0.0005, 0.0],
+        }
+    }
+
+    #[test]
+    fn recovers_intrinsics_and_distortion_exactly_without_noise() {
+        let views = synth(&truth(), 12, 0.0, 1);
+        let c = calibrate(&views, DistortionTerms { k3: false }).unwrap();
+        let t = truth();
+        assert!(c.rms < 1e-6, "rms {}", c.rms);
+        assert!(
+            (c.camera.fx - t.fx).abs() < 1e-5 && (c.camera.cy - t.cy).abs() < 1e-5,
+            "{:?}",
+            c.camera
+        );
+        for i in 0..4 {
+            assert!(
+                (c.camera.dist[i] - t.dist[i]).abs() < 1e-6,
+                "{:?}",
+                c.camera.dist
+            );
+        }
+    }
+
+    #[test]
+    fn with_noise_errors_stay_within_the_reported_uncertainty_and_outliers_are_dropped() {
+        let mut views = synth(&truth(), 15, 0.2, 7);
+        // Corrupt one view: two rows of corners swapped (a mis-ordered detection). (A
+        // full reversal would not do: it is the same board turned by 180 degrees.)
+        for c in 0..9 {
+            views[4].image.swap(9 + c, 36 + c);
+        }
+        let c = calibrate(&views, DistortionTerms { k3: false }).unwrap();
+        assert_eq!(c.dropped, vec![4]);
+        let t = truth();
+        // Uniform noise of ±0.2 px has σ ≈ 0.115 px.
+        assert!((0.08..0.16).contains(&c.rms), "rms {}", c.rms);
+        let est = [
+            c.camera.fx,
+            c.camera.fy,
+            c.camera.cx,
+            c.camera.cy,
+            c.camera.dist[0],
+            c.camera.dist[1],
+        ];
+        let tr = [t.fx, t.fy, t.cx, t.cy, t.dist[0], t.dist[1]];
+        for i in 0..6 {
+            assert!(
+                (est[i] - tr[i]).abs() < 5.0 * c.std_dev[i] + 1e-9,
+                "param {i}: {} vs {} (σ {})",
+                est[i],
+                tr[i],
+                c.std_dev[i]
+            );
+            assert!(c.std_dev[i] > 0.0);
+        }
+        assert!(calibrate(&views[..2], DistortionTerms { k3: false }).is_err());
+    }
+}
