@@ -2,10 +2,9 @@
 //! all, with the same sub-pixel, uniqueness, left-right and speckle steps as SGM.
 //! No path aggregation: the lowest-power mode.
 
-use crate::census::{bits, census};
 use crate::image::{Disparity, GrayImage, StereoError, check_pair};
 use crate::post;
-use crate::sgm::{SgmParams, cost_volume};
+use crate::sgm::SgmParams;
 use rayon::prelude::*;
 
 /// Block-match a rectified pair with a `block` x `block` aggregation window (odd).
@@ -25,11 +24,8 @@ pub fn match_pair(
     }
     check_pair(left, right, prm.max_disp, prm.census_window.max(block))?;
     let (w, h, dn) = (left.width, left.height, prm.max_disp);
-    let (cl, cr) = rayon::join(
-        || census(left, prm.census_window),
-        || census(right, prm.census_window),
-    );
-    let cost = cost_volume(&cl, &cr, w, h, dn, bits(prm.census_window) as u8);
+    let mut cost = Vec::new();
+    crate::sgm::census_costs(left, right, prm.census_window, dn, &mut cost);
     let r = block / 2;
     // Box sums: horizontal running sums per row, then vertical sums per pixel.
     let mut hsum = vec![0u16; w * h * dn];

@@ -5,12 +5,49 @@
 use crate::image::GrayImage;
 use rayon::prelude::*;
 
+/// A census bit string: 32 bits hold windows up to 5x5, 64 bits up to 7x7. The
+/// narrower word doubles the SIMD lanes of the census and cost loops.
+pub trait CensusWord: Copy + Default + Send + Sync + 'static {
+    /// Shift in one more comparison bit.
+    fn push(self, bit: bool) -> Self;
+    /// Hamming distance.
+    fn hamming(self, other: Self) -> u8;
+    /// Bits the word holds.
+    const BITS: u32;
+}
+
+impl CensusWord for u32 {
+    #[inline(always)]
+    fn push(self, bit: bool) -> Self {
+        (self << 1) | bit as u32
+    }
+    #[inline(always)]
+    fn hamming(self, other: Self) -> u8 {
+        (self ^ other).count_ones() as u8
+    }
+    const BITS: u32 = 32;
+}
+
+impl CensusWord for u64 {
+    #[inline(always)]
+    fn push(self, bit: bool) -> Self {
+        (self << 1) | bit as u64
+    }
+    #[inline(always)]
+    fn hamming(self, other: Self) -> u8 {
+        (self ^ other).count_ones() as u8
+    }
+    const BITS: u32 = 64;
+}
+
 /// Census strings of an image for a `window` x `window` neighbourhood (odd, 3 to 7;
-/// up to 48 bits). Pixels closer than `window / 2` to the border get 0.
-pub fn census(img: &GrayImage, window: usize) -> Vec<u64> {
+/// the word must hold `window² - 1` bits). Pixels closer than `window / 2` to the
+/// border get 0.
+pub fn census<W: CensusWord>(img: &GrayImage, window: usize) -> Vec<W> {
+    debug_assert!(bits(window) <= W::BITS);
     let (w, h) = (img.width, img.height);
     let r = window / 2;
-    let mut out = vec![0u64; w * h];
+    let mut out = vec![W::default(); w * h];
     if w <= 2 * r || h <= 2 * r {
         return out;
     }
@@ -35,7 +72,7 @@ pub fn census(img: &GrayImage, window: usize) -> Vec<u64> {
 /// Census of one row (not the border rows), one window offset at a time across the
 /// row so that the inner loop vectorises.
 #[inline(always)]
-fn census_row(data: &[u8], w: usize, y: usize, window: usize, row: &mut [u64]) {
+fn census_row<W: CensusWord>(data: &[u8], w: usize, y: usize, window: usize, row: &mut [W]) {
     let r = window / 2;
     let centre = &data[y * w + r..y * w + w - r];
     let dst = &mut row[r..w - r];
@@ -47,7 +84,7 @@ fn census_row(data: &[u8], w: usize, y: usize, window: usize, row: &mut [u64]) {
             let base = (y + dy - r) * w + dx;
             let nb = &data[base..base + (w - 2 * r)];
             for ((o, &p), &c) in dst.iter_mut().zip(nb).zip(centre) {
-                *o = (*o << 1) | (p < c) as u64;
+                *o = o.push(p < c);
             }
         }
     }
@@ -55,7 +92,7 @@ fn census_row(data: &[u8], w: usize, y: usize, window: usize, row: &mut [u64]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn census_row_avx2(data: &[u8], w: usize, y: usize, window: usize, row: &mut [u64]) {
+fn census_row_avx2<W: CensusWord>(data: &[u8], w: usize, y: usize, window: usize, row: &mut [W]) {
     census_row(data, w, y, window, row)
 }
 
@@ -74,11 +111,13 @@ mod tests {
         let data: Vec<u8> = (0..w * w).map(|i| ((i * 37) % 101) as u8).collect();
         let a = GrayImage::new(w, w, data.clone(), "left").unwrap();
         let b = GrayImage::new(w, w, data.iter().map(|&v| v * 2 + 10).collect(), "left").unwrap();
-        assert_eq!(census(&a, 5), census(&b, 5));
-        let c = census(&a, 5);
+        assert_eq!(census::<u32>(&a, 5), census::<u32>(&b, 5));
+        let c = census::<u64>(&a, 5);
         assert_eq!(c[0], 0);
         assert!(c[5 * w + 5] != 0);
         assert!(c.iter().all(|v| v.count_ones() <= bits(5)));
-        assert!(census(&a, 7).iter().any(|v| v.count_ones() > 24));
+        assert!(census::<u64>(&a, 7).iter().any(|v| v.count_ones() > 24));
+        let c32 = census::<u32>(&a, 5);
+        assert!(c32.iter().zip(&c).all(|(a, b)| *a as u64 == *b));
     }
 }

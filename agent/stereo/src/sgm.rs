@@ -7,7 +7,7 @@
 //! the disparity, a parabola refines it to sub-pixel, and [`crate::post`] applies
 //! uniqueness, left-right consistency, texture and speckle checks.
 
-use crate::census::{bits, census};
+use crate::census::{CensusWord, bits, census};
 use crate::image::{Disparity, GrayImage, StereoError, check_pair};
 use crate::post;
 use rayon::prelude::*;
@@ -94,16 +94,16 @@ impl SgmParams {
 }
 
 #[inline(always)]
-fn cost_row(l: &[u64], r: &[u64], w: usize, dmax: usize, max_cost: u8, row: &mut [u8]) {
+fn cost_row<W: CensusWord>(l: &[W], r: &[W], w: usize, dmax: usize, max_cost: u8, row: &mut [u8]) {
     // Right row reversed so that r(x - d) runs forwards in d.
-    let rev: Vec<u64> = r.iter().rev().copied().collect();
+    let rev: Vec<W> = r.iter().rev().copied().collect();
     for x in 0..w {
         let out = &mut row[x * dmax..(x + 1) * dmax];
         let lv = l[x];
         let n = (x + 1).min(dmax);
         let start = w - 1 - x;
         for (o, &rv) in out[..n].iter_mut().zip(&rev[start..start + n]) {
-            *o = (lv ^ rv).count_ones() as u8;
+            *o = lv.hamming(rv);
         }
         out[n..].fill(max_cost);
     }
@@ -111,15 +111,22 @@ fn cost_row(l: &[u64], r: &[u64], w: usize, dmax: usize, max_cost: u8, row: &mut
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,popcnt")]
-fn cost_row_avx2(l: &[u64], r: &[u64], w: usize, dmax: usize, max_cost: u8, row: &mut [u8]) {
+fn cost_row_avx2<W: CensusWord>(
+    l: &[W],
+    r: &[W],
+    w: usize,
+    dmax: usize,
+    max_cost: u8,
+    row: &mut [u8],
+) {
     cost_row(l, r, w, dmax, max_cost, row)
 }
 
 /// Cost volume [y][x][d] of census Hamming distances; disparities beyond the left
 /// border cost the maximum.
-pub fn cost_volume(
-    cl: &[u64],
-    cr: &[u64],
+pub fn cost_volume<W: CensusWord>(
+    cl: &[W],
+    cr: &[W],
     w: usize,
     h: usize,
     dmax: usize,
@@ -131,9 +138,9 @@ pub fn cost_volume(
 }
 
 /// [`cost_volume`] into a reused buffer.
-pub fn cost_volume_into(
-    cl: &[u64],
-    cr: &[u64],
+pub fn cost_volume_into<W: CensusWord>(
+    cl: &[W],
+    cr: &[W],
     w: usize,
     h: usize,
     dmax: usize,
@@ -674,6 +681,39 @@ fn aggregate_pass(
     }
 }
 
+/// Census of both images (32-bit words up to 5x5 windows, else 64-bit) and the cost volume.
+pub fn census_costs(
+    left: &GrayImage,
+    right: &GrayImage,
+    window: usize,
+    dn: usize,
+    cost: &mut Vec<u8>,
+) {
+    fn with<W: CensusWord>(
+        left: &GrayImage,
+        right: &GrayImage,
+        window: usize,
+        dn: usize,
+        cost: &mut Vec<u8>,
+    ) {
+        let (cl, cr) = rayon::join(|| census::<W>(left, window), || census::<W>(right, window));
+        cost_volume_into(
+            &cl,
+            &cr,
+            left.width,
+            left.height,
+            dn,
+            bits(window) as u8,
+            cost,
+        );
+    }
+    if bits(window) <= u32::BITS {
+        with::<u32>(left, right, window, dn, cost)
+    } else {
+        with::<u64>(left, right, window, dn, cost)
+    }
+}
+
 /// A semi-global matcher that keeps its working memory (cost volume and two
 /// aggregation volumes) between frames, so a video stream does not pay for
 /// allocating and page-faulting tens of megabytes per frame.
@@ -707,19 +747,7 @@ impl Sgm {
         check_pair(left, right, prm.max_disp, prm.census_window)?;
         let (w, h, dn) = (left.width, left.height, prm.max_disp);
         let n = w * h * dn;
-        let (cl, cr) = rayon::join(
-            || census(left, prm.census_window),
-            || census(right, prm.census_window),
-        );
-        cost_volume_into(
-            &cl,
-            &cr,
-            w,
-            h,
-            dn,
-            bits(prm.census_window) as u8,
-            &mut self.cost,
-        );
+        census_costs(left, right, prm.census_window, dn, &mut self.cost);
         self.fwd.resize(n, 0);
         self.bwd.resize(n, 0);
         let (cost, fwd, bwd) = (&self.cost, &mut self.fwd, &mut self.bwd);
@@ -771,7 +799,7 @@ mod tests {
             ..SgmParams::default()
         };
         assert!(fits_u8(&prm));
-        let cost = cost_volume(&census(&l, 5), &census(&r, 5), w, h, dn, 24);
+        let cost = cost_volume(&census::<u32>(&l, 5), &census::<u32>(&r, 5), w, h, dn, 24);
         for paths in [Paths::Eight, Paths::Four] {
             let prm = SgmParams { paths, ..prm };
             for backward in [false, true] {
