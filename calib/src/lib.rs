@@ -3,11 +3,13 @@
 //!
 //! Detection, mono/stereo calibration and rectification (issue #3) build on these.
 
+pub mod detect;
 pub mod model;
 pub mod mono;
 pub mod rectify;
 pub mod rig;
 pub mod stereo;
+pub mod synthetic;
 pub mod yaml;
 
 pub use model::{CameraModel, KannalaBrandt, PinholeRadTan};

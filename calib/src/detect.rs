@@ -1,0 +1,404 @@
+//! Checkerboard inner-corner detection: a saddle-point (X-junction) response on a
+//! smoothed image, non-maximum suppression, sub-pixel saddle refinement from a local
+//! quadratic fit, and ordering into the board's grid row by row. Views that do not
+//! show the complete grid are rejected (never returned partially or mis-ordered).
+
+use thiserror::Error;
+
+/// Why a view was rejected.
+#[derive(Debug, Error, PartialEq)]
+pub enum DetectError {
+    /// Image buffer and size disagree.
+    #[error("image buffer of {len} bytes does not match {width}x{height}")]
+    Size {
+        len: usize,
+        width: usize,
+        height: usize,
+    },
+    /// Fewer corner candidates than the board has.
+    #[error("found {found} corner candidates, the {cols}x{rows} board needs {need}")]
+    TooFew {
+        found: usize,
+        need: usize,
+        cols: usize,
+        rows: usize,
+    },
+    /// The candidates do not form the complete grid.
+    #[error("corners do not form a complete {cols}x{rows} grid ({why})")]
+    NoGrid {
+        cols: usize,
+        rows: usize,
+        why: String,
+    },
+}
+
+fn blur(img: &[f32], w: usize, h: usize, passes: usize) -> Vec<f32> {
+    // Repeated 3-tap binomial filter ≈ Gaussian.
+    let mut a = img.to_vec();
+    let mut b = vec![0.0; w * h];
+    for _ in 0..passes {
+        for y in 0..h {
+            for x in 0..w {
+                let l = a[y * w + x.saturating_sub(1)];
+                let r = a[y * w + (x + 1).min(w - 1)];
+                b[y * w + x] = 0.25 * l + 0.5 * a[y * w + x] + 0.25 * r;
+            }
+        }
+        for y in 0..h {
+            for x in 0..w {
+                let u = b[y.saturating_sub(1) * w + x];
+                let d = b[(y + 1).min(h - 1) * w + x];
+                a[y * w + x] = 0.25 * u + 0.5 * b[y * w + x] + 0.25 * d;
+            }
+        }
+    }
+    a
+}
+
+/// Sub-pixel saddle point of the smoothed image around (x, y) from a 5x5 quadratic fit.
+fn saddle(s: &[f32], w: usize, x: usize, y: usize) -> Option<[f64; 2]> {
+    // Least squares for f = a x² + b xy + c y² + d x + e y + g on offsets -2..=2.
+    let mut ata = [[0.0f64; 6]; 6];
+    let mut atb = [0.0f64; 6];
+    for dy in -2i64..=2 {
+        for dx in -2i64..=2 {
+            let (fx, fy) = (dx as f64, dy as f64);
+            let row = [fx * fx, fx * fy, fy * fy, fx, fy, 1.0];
+            let v = s[(y as i64 + dy) as usize * w + (x as i64 + dx) as usize] as f64;
+            for i in 0..6 {
+                atb[i] += row[i] * v;
+                for j in 0..6 {
+                    ata[i][j] += row[i] * row[j];
+                }
+            }
+        }
+    }
+    let m = nalgebra::Matrix6::from_fn(|i, j| ata[i][j]);
+    let sol = m.lu().solve(&nalgebra::Vector6::from_column_slice(&atb))?;
+    let (a, b, c, d, e) = (sol[0], sol[1], sol[2], sol[3], sol[4]);
+    let det = 4.0 * a * c - b * b;
+    if det >= 0.0 {
+        return None; // not a saddle
+    }
+    let ox = (-2.0 * c * d + b * e) / det;
+    let oy = (-2.0 * a * e + b * d) / det;
+    (ox.abs() <= 1.5 && oy.abs() <= 1.5).then_some([x as f64 + ox, y as f64 + oy])
+}
+
+/// Find the `cols` x `rows` inner corners of a checkerboard in an 8-bit image, ordered
+/// row by row starting at the corner nearest the image's top-left, rows running along
+/// the board's `cols` direction.
+pub fn find_corners(
+    img: &[u8],
+    width: usize,
+    height: usize,
+    cols: usize,
+    rows: usize,
+) -> Result<Vec<[f64; 2]>, DetectError> {
+    if img.len() != width * height || width < 16 || height < 16 {
+        return Err(DetectError::Size {
+            len: img.len(),
+            width,
+            height,
+        });
+    }
+    let need = cols * rows;
+    let f: Vec<f32> = img.iter().map(|&v| v as f32).collect();
+    let s = blur(&f, width, height, 3);
+    // Saddle response: minus the Hessian determinant (positive at X-junctions).
+    let mut resp = vec![0f32; width * height];
+    for y in 2..height - 2 {
+        for x in 2..width - 2 {
+            let i = y * width + x;
+            let ixx = s[i - 2] + s[i + 2] - 2.0 * s[i];
+            let iyy = s[i - 2 * width] + s[i + 2 * width] - 2.0 * s[i];
+            let ixy = (s[i - 2 * width - 2] + s[i + 2 * width + 2]
+                - s[i - 2 * width + 2]
+                - s[i + 2 * width - 2])
+                / 4.0;
+            resp[i] = (ixy * ixy - ixx * iyy).max(0.0);
+        }
+    }
+    let max = resp.iter().copied().fold(0.0f32, f32::max);
+    if max <= 0.0 {
+        return Err(DetectError::TooFew {
+            found: 0,
+            need,
+            cols,
+            rows,
+        });
+    }
+    let thr = 0.08 * max;
+    let mut cands: Vec<(f32, [f64; 2])> = Vec::new();
+    let r = 4;
+    for y in r..height - r {
+        for x in r..width - r {
+            let v = resp[y * width + x];
+            if v < thr {
+                continue;
+            }
+            let mut is_max = true;
+            'n: for yy in y - r..=y + r {
+                for xx in x - r..=x + r {
+                    let o = resp[yy * width + xx];
+                    if o > v || (o == v && (yy, xx) < (y, x)) {
+                        is_max = false;
+                        break 'n;
+                    }
+                }
+            }
+            if is_max && let Some(p) = saddle(&s, width, x, y) {
+                cands.push((v, p));
+            }
+        }
+    }
+    if cands.len() < need {
+        return Err(DetectError::TooFew {
+            found: cands.len(),
+            need,
+            cols,
+            rows,
+        });
+    }
+    cands.sort_by(|a, b| b.0.total_cmp(&a.0));
+    cands.truncate(need * 2);
+    let pts: Vec<[f64; 2]> = cands.iter().map(|c| c.1).collect();
+    order_grid(&pts, cols, rows).map_err(|why| DetectError::NoGrid { cols, rows, why })
+}
+
+fn sub(a: [f64; 2], b: [f64; 2]) -> [f64; 2] {
+    [a[0] - b[0], a[1] - b[1]]
+}
+fn add(a: [f64; 2], b: [f64; 2]) -> [f64; 2] {
+    [a[0] + b[0], a[1] + b[1]]
+}
+fn norm(a: [f64; 2]) -> f64 {
+    (a[0] * a[0] + a[1] * a[1]).sqrt()
+}
+
+/// Assign integer grid coordinates by growing from the strongest-connected corner.
+fn order_grid(pts: &[[f64; 2]], cols: usize, rows: usize) -> Result<Vec<[f64; 2]>, String> {
+    let n = pts.len();
+    let nearest = |p: [f64; 2], exclude: &dyn Fn(usize) -> bool| -> Option<(usize, f64)> {
+        (0..n)
+            .filter(|&j| !exclude(j))
+            .map(|j| (j, norm(sub(pts[j], p))))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    };
+    // Seed: the point whose four nearest neighbours are most regular (two opposite pairs).
+    let mut best: Option<(f64, usize, [f64; 2], [f64; 2])> = None;
+    for i in 0..n {
+        let mut d: Vec<(f64, usize)> = (0..n)
+            .filter(|&j| j != i)
+            .map(|j| (norm(sub(pts[j], pts[i])), j))
+            .collect();
+        d.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if d.len() < 4 {
+            continue;
+        }
+        let v: Vec<[f64; 2]> = d[..4].iter().map(|&(_, j)| sub(pts[j], pts[i])).collect();
+        // Pair each vector with its most opposite one.
+        let u = v[0];
+        let opp = (1..4)
+            .min_by(|&a, &b| {
+                (add(u, v[a]).iter().map(|x| x * x).sum::<f64>())
+                    .total_cmp(&add(u, v[b]).iter().map(|x| x * x).sum::<f64>())
+            })
+            .unwrap_or(1);
+        let others: Vec<usize> = (1..4).filter(|&k| k != opp).collect();
+        let w = v[others[0]];
+        let err = norm(add(u, v[opp])) + norm(add(w, v[others[1]]));
+        let scale = d[3].0 / d[0].0;
+        let score = err / d[0].0 + (scale - 1.0).abs();
+        if best.as_ref().is_none_or(|b| score < b.0) {
+            best = Some((score, i, u, w));
+        }
+    }
+    let (_, seed, mut u, mut v) = best.ok_or("too few corners")?;
+    // Make u point right-ish and v down-ish in the image.
+    if u[0].abs() < v[0].abs() {
+        std::mem::swap(&mut u, &mut v);
+    }
+    if u[0] < 0.0 {
+        u = [-u[0], -u[1]];
+    }
+    if v[1] < 0.0 {
+        v = [-v[0], -v[1]];
+    }
+    // Grow: each assigned corner predicts its four neighbours from local steps.
+    let mut grid: std::collections::HashMap<(i64, i64), usize> = std::collections::HashMap::new();
+    let mut used = vec![false; n];
+    let mut step_u: std::collections::HashMap<(i64, i64), [f64; 2]> =
+        std::collections::HashMap::new();
+    let mut step_v: std::collections::HashMap<(i64, i64), [f64; 2]> =
+        std::collections::HashMap::new();
+    grid.insert((0, 0), seed);
+    used[seed] = true;
+    step_u.insert((0, 0), u);
+    step_v.insert((0, 0), v);
+    let mut queue = std::collections::VecDeque::from([(0i64, 0i64)]);
+    while let Some((i, j)) = queue.pop_front() {
+        let p = pts[grid[&(i, j)]];
+        let (su, sv) = (step_u[&(i, j)], step_v[&(i, j)]);
+        for (di, dj, step) in [
+            (1, 0, su),
+            (-1, 0, [-su[0], -su[1]]),
+            (0, 1, sv),
+            (0, -1, [-sv[0], -sv[1]]),
+        ] {
+            let key = (i + di, j + dj);
+            if grid.contains_key(&key) {
+                continue;
+            }
+            let pred = add(p, step);
+            if let Some((k, dist)) = nearest(pred, &|j| used[j])
+                && dist < 0.3 * norm(step)
+            {
+                used[k] = true;
+                grid.insert(key, k);
+                let actual = sub(pts[k], p);
+                let (nu, nv) = if di != 0 {
+                    ([actual[0] * di as f64, actual[1] * di as f64], sv)
+                } else {
+                    (su, [actual[0] * dj as f64, actual[1] * dj as f64])
+                };
+                step_u.insert(key, nu);
+                step_v.insert(key, nv);
+                queue.push_back(key);
+            }
+        }
+    }
+    let (imin, imax) = (
+        grid.keys().map(|k| k.0).min().unwrap_or(0),
+        grid.keys().map(|k| k.0).max().unwrap_or(0),
+    );
+    let (jmin, jmax) = (
+        grid.keys().map(|k| k.1).min().unwrap_or(0),
+        grid.keys().map(|k| k.1).max().unwrap_or(0),
+    );
+    let (gw, gh) = ((imax - imin + 1) as usize, (jmax - jmin + 1) as usize);
+    let transposed = if (gw, gh) == (cols, rows) {
+        false
+    } else if (gw, gh) == (rows, cols) {
+        true
+    } else {
+        return Err(format!("grew a {gw}x{gh} grid"));
+    };
+    if grid.len() != cols * rows {
+        return Err(format!(
+            "grid has {} of {} corners",
+            grid.len(),
+            cols * rows
+        ));
+    }
+    let mut out = Vec::with_capacity(cols * rows);
+    for r in 0..rows as i64 {
+        for c in 0..cols as i64 {
+            let key = if transposed {
+                (imin + r, jmin + c)
+            } else {
+                (imin + c, jmin + r)
+            };
+            out.push(pts[*grid.get(&key).ok_or("hole in the grid")?]);
+        }
+    }
+    // Start at the corner nearest the image's top-left (rotate the order by 180° if needed).
+    let (first, last) = (out[0], out[out.len() - 1]);
+    if first[0] + first[1] > last[0] + last[1] {
+        out.reverse();
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::PinholeRadTan;
+    use crate::mono::Pose;
+    use crate::synthetic::render_board;
+
+    fn render(
+        cam: &PinholeRadTan,
+        pose: &Pose,
+        cols: usize,
+        rows: usize,
+        sq: f64,
+        noise: f64,
+    ) -> (Vec<u8>, Vec<[f64; 2]>) {
+        render_board(cam, pose, cols, rows, sq, noise, 640, 480, 9)
+    }
+
+    #[test]
+    fn finds_ordered_sub_pixel_corners_under_distortion_and_perspective() {
+        let cam = PinholeRadTan {
+            fx: 410.0,
+            fy: 405.0,
+            cx: 321.0,
+            cy: 238.0,
+            dist: [-0.25, 0.07, 0.001, -0.0005, 0.0],
+        };
+        for (k, pose) in [
+            Pose {
+                rvec: [0.0, 0.0, 0.0],
+                t: [-0.1, -0.06, 0.4],
+            },
+            Pose {
+                rvec: [0.3, -0.25, 0.1],
+                t: [-0.09, -0.07, 0.42],
+            },
+            Pose {
+                rvec: [-0.2, 0.35, -0.15],
+                t: [-0.12, -0.05, 0.45],
+            },
+        ]
+        .iter()
+        .enumerate()
+        {
+            let (img, truth) = render(&cam, pose, 9, 6, 0.025, 4.0);
+            let found =
+                find_corners(&img, 640, 480, 9, 6).unwrap_or_else(|e| panic!("view {k}: {e}"));
+            assert_eq!(found.len(), 54);
+            // Same order as the truth (or its 180° rotation, whichever starts top-left).
+            let same = norm(sub(found[0], truth[0])) < norm(sub(found[0], truth[53]));
+            let mut err = 0.0f64;
+            for (i, f) in found.iter().enumerate() {
+                let t = if same { truth[i] } else { truth[53 - i] };
+                err = err.max(norm(sub(*f, t)));
+            }
+            assert!(err < 0.25, "view {k}: max corner error {err} px");
+        }
+    }
+
+    #[test]
+    fn partial_or_blank_views_are_rejected() {
+        let cam = PinholeRadTan {
+            fx: 410.0,
+            fy: 405.0,
+            cx: 321.0,
+            cy: 238.0,
+            dist: [0.0; 5],
+        };
+        // Board partly out of view.
+        let (img, truth) = render(
+            &cam,
+            &Pose {
+                rvec: [0.0, 0.0, 0.0],
+                t: [0.15, -0.06, 0.4],
+            },
+            9,
+            6,
+            0.025,
+            2.0,
+        );
+        assert!(
+            truth.iter().any(|p| p[0] > 640.0),
+            "the board must be cut by the image border"
+        );
+        assert!(find_corners(&img, 640, 480, 9, 6).is_err());
+        assert!(find_corners(&[128u8; 640 * 480], 640, 480, 9, 6).is_err());
+        assert!(matches!(
+            find_corners(&[0u8; 10], 640, 480, 9, 6),
+            Err(DetectError::Size { .. })
+        ));
+    }
+}
