@@ -1,11 +1,14 @@
-//! `calib`: stereo calibration tools. Implemented so far: `bench` (rectification
-//! throughput) and `rectify` (compute rectification of a rig file).
+//! `calib`: stereo calibration from checkerboard images to a rig file that OpenCV
+//! and ROS read.
 
-use anyhow::{Context as _, Result};
-use calib::Rig;
+use anyhow::{Context as _, Result, bail};
+use calib::detect::find_corners;
+use calib::mono::{DistortionTerms, Pose, View, board_points, calibrate};
 use calib::rectify::{rectify_map, stereo_rectify};
+use calib::stereo::calibrate_stereo;
+use calib::{PinholeRadTan, Rig};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -19,8 +22,86 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// Board geometry shared by the commands.
+#[derive(clap::Args, Clone, Copy)]
+struct Board {
+    /// Inner corners per row x per column, e.g. 9x6.
+    #[arg(long, default_value = "9x6", value_parser = parse_board)]
+    board: (usize, usize),
+    /// Square size (m).
+    #[arg(long, default_value_t = 0.025)]
+    square: f64,
+}
+
+fn parse_board(s: &str) -> Result<(usize, usize), String> {
+    let (a, b) = s
+        .split_once(['x', 'X'])
+        .ok_or("expected COLSxROWS, e.g. 9x6")?;
+    let (c, r) = (
+        a.parse::<usize>().map_err(|e| e.to_string())?,
+        b.parse::<usize>().map_err(|e| e.to_string())?,
+    );
+    if c < 3 || r < 3 || c == r {
+        return Err("a board needs at least 3x3 inner corners and unequal sides (so its orientation is unique)".into());
+    }
+    Ok((c, r))
+}
+
 #[derive(Subcommand)]
 enum Cmd {
+    /// Detect checkerboard corners in every PNG of a folder and report per image.
+    Detect {
+        /// Folder of 8-bit grayscale PNGs.
+        dir: PathBuf,
+        #[command(flatten)]
+        board: Board,
+    },
+    /// Calibrate one camera from a folder of checkerboard PNGs; writes OpenCV YAML (M1, D1).
+    Mono {
+        /// Folder of 8-bit grayscale PNGs.
+        dir: PathBuf,
+        #[command(flatten)]
+        board: Board,
+        /// Output file.
+        #[arg(long, default_value = "out/camera.yaml")]
+        out: PathBuf,
+        /// Also estimate k3.
+        #[arg(long)]
+        k3: bool,
+    },
+    /// Calibrate the rig from left_*.png / right_*.png pairs; writes the rectified rig
+    /// (OpenCV YAML) and, with --ros, camera_info files; prints a report and writes
+    /// coverage PNGs next to the output.
+    Stereo {
+        /// Folder with left_NNN.png and right_NNN.png.
+        dir: PathBuf,
+        #[command(flatten)]
+        board: Board,
+        /// Output rig file.
+        #[arg(long, default_value = "out/rig.yaml")]
+        out: PathBuf,
+        /// Folder for ROS left.yaml / right.yaml.
+        #[arg(long)]
+        ros: Option<PathBuf>,
+        /// Rectification alpha (0 = valid pixels only, 1 = all source pixels).
+        #[arg(long, default_value_t = 0.0)]
+        alpha: f64,
+    },
+    /// Write synthetic stereo checkerboard pairs seen through a distorted rig (with the
+    /// true rig as truth.yaml), to try the pipeline end to end.
+    Synth {
+        /// Output folder.
+        #[arg(long, default_value = "out/synth")]
+        out: PathBuf,
+        /// Number of pairs.
+        #[arg(long, default_value_t = 15)]
+        pairs: usize,
+        #[command(flatten)]
+        board: Board,
+        /// Random seed of the board poses.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Compute the rectification (R1, R2, P1, P2, Q) of a rig file and write the rig
     /// with it, as OpenCV YAML and as ROS camera_info files.
     Rectify {
@@ -44,8 +125,378 @@ enum Cmd {
     },
 }
 
+fn read_png(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut r = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .with_context(|| format!("{} is not a PNG", path.display()))?;
+    let info = r.info();
+    if info.color_type != png::ColorType::Grayscale || info.bit_depth != png::BitDepth::Eight {
+        bail!(
+            "{} is {:?} {:?}; need 8-bit grayscale",
+            path.display(),
+            info.color_type,
+            info.bit_depth
+        );
+    }
+    let (w, h) = (info.width as usize, info.height as usize);
+    let mut buf = vec![0; r.output_buffer_size().context("image too large")?];
+    r.next_frame(&mut buf)
+        .with_context(|| format!("corrupt PNG {}", path.display()))?;
+    buf.truncate(w * h);
+    Ok((buf, w, h))
+}
+
+fn write_png(path: &Path, w: usize, h: usize, data: &[u8]) -> Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w as u32, h as u32);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut wr = enc.write_header()?;
+    wr.write_image_data(data)?;
+    Ok(())
+}
+
+fn pngs(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read folder {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "png")
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Corner coverage and residuals: the image dimmed, each kept corner a white dot whose
+/// size grows with its reprojection residual.
+fn coverage_png(
+    path: &Path,
+    w: usize,
+    h: usize,
+    corners: &[(Vec<[f64; 2]>, Vec<f64>)],
+) -> Result<()> {
+    let mut img = vec![40u8; w * h];
+    for (pts, res) in corners {
+        for (p, r) in pts.iter().zip(res) {
+            let rad = (1.0 + 4.0 * r).min(6.0) as i64;
+            for dy in -rad..=rad {
+                for dx in -rad..=rad {
+                    let (x, y) = (p[0].round() as i64 + dx, p[1].round() as i64 + dy);
+                    if x >= 0
+                        && y >= 0
+                        && (x as usize) < w
+                        && (y as usize) < h
+                        && dx * dx + dy * dy <= rad * rad
+                    {
+                        img[y as usize * w + x as usize] = 255;
+                    }
+                }
+            }
+        }
+    }
+    write_png(path, w, h, &img)
+}
+
+fn residuals(cam: &PinholeRadTan, pose: &Pose, v: &View) -> Vec<f64> {
+    use calib::CameraModel;
+    v.object
+        .iter()
+        .zip(&v.image)
+        .map(|(o, i)| {
+            cam.project(pose.apply(*o))
+                .map_or(f64::NAN, |p| (p[0] - i[0]).hypot(p[1] - i[1]))
+        })
+        .collect()
+}
+
 fn main() -> Result<()> {
     match Cli::parse().cmd {
+        Cmd::Detect { dir, board } => {
+            let (cols, rows) = board.board;
+            let files = pngs(&dir, "")?;
+            let mut ok = 0;
+            for f in &files {
+                let (img, w, h) = read_png(f)?;
+                match find_corners(&img, w, h, cols, rows) {
+                    Ok(c) => {
+                        ok += 1;
+                        println!(
+                            "{}: {} corners, first at ({:.2}, {:.2})",
+                            f.display(),
+                            c.len(),
+                            c[0][0],
+                            c[0][1]
+                        );
+                    }
+                    Err(e) => println!("{}: rejected: {e}", f.display()),
+                }
+            }
+            println!(
+                "{ok} of {} images show the whole {cols}x{rows} board",
+                files.len()
+            );
+            Ok(())
+        }
+        Cmd::Mono {
+            dir,
+            board,
+            out,
+            k3,
+        } => {
+            let (cols, rows) = board.board;
+            let obj = board_points(cols, rows, board.square);
+            let mut views = Vec::new();
+            let mut size = (0, 0);
+            for f in pngs(&dir, "")? {
+                let (img, w, h) = read_png(&f)?;
+                size = (w, h);
+                match find_corners(&img, w, h, cols, rows) {
+                    Ok(c) => views.push(View {
+                        object: obj.clone(),
+                        image: c,
+                    }),
+                    Err(e) => eprintln!("{}: rejected: {e}", f.display()),
+                }
+            }
+            let c = calibrate(&views, DistortionTerms { k3 })?;
+            println!(
+                "{} views used, {} dropped as outliers; RMS {:.3} px",
+                c.kept.len(),
+                c.dropped.len(),
+                c.rms
+            );
+            let names = ["fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3"];
+            let vals = [
+                c.camera.fx,
+                c.camera.fy,
+                c.camera.cx,
+                c.camera.cy,
+                c.camera.dist[0],
+                c.camera.dist[1],
+                c.camera.dist[2],
+                c.camera.dist[3],
+                c.camera.dist[4],
+            ];
+            for i in 0..9 {
+                println!(
+                    "  {:>2} = {:>12.6} ± {:.6}",
+                    names[i], vals[i], c.std_dev[i]
+                );
+            }
+            let rig = Rig {
+                width: size.0,
+                height: size.1,
+                left: c.camera,
+                right: c.camera,
+                r: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+                t: [0.0; 3],
+                rect: None,
+            };
+            if let Some(d) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(d)?;
+            }
+            rig.save_opencv(&out)?;
+            println!("wrote {} (M1/D1 hold the camera)", out.display());
+            Ok(())
+        }
+        Cmd::Stereo {
+            dir,
+            board,
+            out,
+            ros,
+            alpha,
+        } => {
+            let (cols, rows) = board.board;
+            let obj = board_points(cols, rows, board.square);
+            let (lefts, rights) = (pngs(&dir, "left")?, pngs(&dir, "right")?);
+            if lefts.is_empty() || lefts.len() != rights.len() {
+                bail!(
+                    "{}: need as many left_*.png as right_*.png (found {} and {})",
+                    dir.display(),
+                    lefts.len(),
+                    rights.len()
+                );
+            }
+            let (mut lv, mut rv) = (Vec::new(), Vec::new());
+            let mut size = (0, 0);
+            for (l, r) in lefts.iter().zip(&rights) {
+                let ((li, w, h), (ri, w2, h2)) = (read_png(l)?, read_png(r)?);
+                if (w, h) != (w2, h2) {
+                    bail!(
+                        "{} is {w}x{h} but {} is {w2}x{h2}",
+                        l.display(),
+                        r.display()
+                    );
+                }
+                size = (w, h);
+                match (
+                    find_corners(&li, w, h, cols, rows),
+                    find_corners(&ri, w, h, cols, rows),
+                ) {
+                    (Ok(a), Ok(b)) => {
+                        lv.push(View {
+                            object: obj.clone(),
+                            image: a,
+                        });
+                        rv.push(View {
+                            object: obj.clone(),
+                            image: b,
+                        });
+                    }
+                    (a, b) => eprintln!(
+                        "{} / {}: pair rejected ({:?}, {:?})",
+                        l.display(),
+                        r.display(),
+                        a.err(),
+                        b.err()
+                    ),
+                }
+            }
+            let c = calibrate_stereo(&lv, &rv, size.0, size.1, DistortionTerms { k3: false })?;
+            let mut rig = c.rig;
+            rig.rect = Some(stereo_rectify(&rig, alpha)?);
+            if let Some(d) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(d)?;
+            }
+            rig.save_opencv(&out)?;
+            println!(
+                "{} of {} pairs used; RMS {:.3} px; epipolar error {:.3} px; baseline {:.4} m",
+                c.kept.len(),
+                lefts.len(),
+                c.rms,
+                c.epipolar_error,
+                rig.baseline()
+            );
+            for (name, cam) in [("left", rig.left), ("right", rig.right)] {
+                println!(
+                    "  {name}: fx {:.2} fy {:.2} cx {:.2} cy {:.2} dist {:?}",
+                    cam.fx, cam.fy, cam.cx, cam.cy, cam.dist
+                );
+            }
+            // Coverage and residual pictures per camera, from each camera's own calibration.
+            let dir_out = out.parent().map(Path::to_path_buf).unwrap_or_default();
+            for (name, views) in [("left", &lv), ("right", &rv)] {
+                let m = calibrate(views, DistortionTerms { k3: false })?;
+                let marks: Vec<(Vec<[f64; 2]>, Vec<f64>)> = m
+                    .kept
+                    .iter()
+                    .zip(&m.poses)
+                    .map(|(&i, p)| (views[i].image.clone(), residuals(&m.camera, p, &views[i])))
+                    .collect();
+                let png = dir_out.join(format!("coverage_{name}.png"));
+                coverage_png(&png, size.0, size.1, &marks)?;
+                println!(
+                    "  {name}: per-view RMS {:?} px; coverage {}",
+                    m.view_rms
+                        .iter()
+                        .map(|v| (v * 1000.0).round() / 1000.0)
+                        .collect::<Vec<_>>(),
+                    png.display()
+                );
+            }
+            println!("wrote {}", out.display());
+            if let Some(d) = ros {
+                rig.save_ros(&d, "stereo")?;
+                println!("wrote {}/left.yaml and right.yaml", d.display());
+            }
+            Ok(())
+        }
+        Cmd::Synth {
+            out,
+            pairs,
+            board,
+            seed,
+        } => {
+            let (cols, rows) = board.board;
+            let (w, h) = (640, 480);
+            let left = PinholeRadTan {
+                fx: 410.0,
+                fy: 405.0,
+                cx: 321.0,
+                cy: 238.0,
+                dist: [-0.25, 0.07, 0.001, -0.0005, 0.0],
+            };
+            let right = PinholeRadTan {
+                fx: 402.0,
+                fy: 401.0,
+                cx: 318.0,
+                cy: 242.0,
+                dist: [-0.24, 0.065, -0.0008, 0.0004, 0.0],
+            };
+            let rot = nalgebra::Rotation3::from_euler_angles(0.01, -0.02, 0.015);
+            let t = nalgebra::Vector3::new(-0.12, 0.002, -0.001);
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let mut s = seed;
+            let mut rnd = || {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            };
+            let size = board.square * (cols.max(rows) + 1) as f64;
+            for k in 0..pairs {
+                let pl = Pose {
+                    rvec: [0.4 * rnd(), 0.4 * rnd(), 0.2 * rnd()],
+                    t: [
+                        -0.4 * size + 0.15 * size * rnd(),
+                        -0.3 * size + 0.1 * size * rnd(),
+                        1.8 * size + 0.3 * size * rnd(),
+                    ],
+                };
+                let rl = nalgebra::Rotation3::new(nalgebra::Vector3::from(pl.rvec));
+                let rr = rot * rl;
+                let tr = rot * nalgebra::Vector3::from(pl.t) + t;
+                let pr = Pose {
+                    rvec: rr.scaled_axis().into(),
+                    t: tr.into(),
+                };
+                let (a, _) = calib::synthetic::render_board(
+                    &left,
+                    &pl,
+                    cols,
+                    rows,
+                    board.square,
+                    3.0,
+                    w,
+                    h,
+                    2 * k as u64,
+                );
+                let (b, _) = calib::synthetic::render_board(
+                    &right,
+                    &pr,
+                    cols,
+                    rows,
+                    board.square,
+                    3.0,
+                    w,
+                    h,
+                    2 * k as u64 + 1,
+                );
+                write_png(&out.join(format!("left_{k:03}.png")), w, h, &a)?;
+                write_png(&out.join(format!("right_{k:03}.png")), w, h, &b)?;
+            }
+            let m = rot.matrix();
+            let truth = Rig {
+                width: w,
+                height: h,
+                left,
+                right,
+                r: std::array::from_fn(|i| std::array::from_fn(|j| m[(i, j)])),
+                t: t.into(),
+                rect: None,
+            };
+            truth.save_opencv(&out.join("truth.yaml"))?;
+            println!("wrote {pairs} pairs and truth.yaml to {}", out.display());
+            Ok(())
+        }
         Cmd::Rectify {
             rig,
             alpha,
