@@ -370,6 +370,51 @@ mod tests {
     }
 
     #[test]
+    fn survives_blur_and_uneven_light() {
+        let cam = PinholeRadTan {
+            fx: 410.0,
+            fy: 405.0,
+            cx: 321.0,
+            cy: 238.0,
+            dist: [-0.25, 0.07, 0.0, 0.0, 0.0],
+        };
+        let pose = Pose {
+            rvec: [0.25, -0.3, 0.05],
+            t: [-0.1, -0.06, 0.42],
+        };
+        let (img, truth) = render(&cam, &pose, 9, 6, 0.025, 3.0);
+        let (w, h) = (640, 480);
+        // Light falling off from left (130 %) to right (35 %) and top to bottom, then a
+        // 5x5 box blur (a slightly defocused lens).
+        let lit: Vec<f32> = (0..w * h)
+            .map(|i| {
+                let (x, y) = ((i % w) as f32 / w as f32, (i / w) as f32 / h as f32);
+                img[i] as f32 * (1.3 - 0.95 * x) * (1.0 - 0.3 * y)
+            })
+            .collect();
+        let mut blurred = vec![0u8; w * h];
+        for y in 2..h - 2 {
+            for x in 2..w - 2 {
+                let mut s = 0.0;
+                for dy in 0..5 {
+                    for dx in 0..5 {
+                        s += lit[(y + dy - 2) * w + x + dx - 2];
+                    }
+                }
+                blurred[y * w + x] = (s / 25.0).clamp(0.0, 255.0) as u8;
+            }
+        }
+        let found = find_corners(&blurred, w, h, 9, 6).unwrap();
+        let same = norm(sub(found[0], truth[0])) < norm(sub(found[0], truth[53]));
+        let err = found
+            .iter()
+            .enumerate()
+            .map(|(i, f)| norm(sub(*f, if same { truth[i] } else { truth[53 - i] })))
+            .fold(0.0f64, f64::max);
+        assert!(err < 0.3, "max corner error {err} px");
+    }
+
+    #[test]
     fn partial_or_blank_views_are_rejected() {
         let cam = PinholeRadTan {
             fx: 410.0,
