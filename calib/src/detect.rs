@@ -55,6 +55,42 @@ fn blur(img: &[f32], w: usize, h: usize, passes: usize) -> Vec<f32> {
     a
 }
 
+/// Whether the neighbourhood of (x, y) looks like an X-junction: around a ring the
+/// intensity crosses its mid-level exactly four times and opposite sectors match (an
+/// L-corner or T-junction at the board's edge crosses twice or three times).
+fn is_x_junction(s: &[f32], w: usize, h: usize, x: f64, y: f64, radius: f64) -> bool {
+    const N: usize = 32;
+    let mut ring = [0f32; N];
+    for (k, v) in ring.iter_mut().enumerate() {
+        let a = k as f64 * std::f64::consts::TAU / N as f64;
+        let (px, py) = (x + radius * a.cos(), y + radius * a.sin());
+        if px < 0.0 || py < 0.0 || px >= (w - 1) as f64 || py >= (h - 1) as f64 {
+            return false;
+        }
+        let (x0, y0) = (px as usize, py as usize);
+        let (fx, fy) = ((px - x0 as f64) as f32, (py - y0 as f64) as f32);
+        let i = y0 * w + x0;
+        let top = s[i] + (s[i + 1] - s[i]) * fx;
+        let bot = s[i + w] + (s[i + w + 1] - s[i + w]) * fx;
+        *v = top + (bot - top) * fy;
+    }
+    let (lo, hi) = ring
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    if hi - lo < 20.0 {
+        return false;
+    }
+    let mid = (lo + hi) / 2.0;
+    let crossings = (0..N)
+        .filter(|&k| (ring[k] > mid) != (ring[(k + 1) % N] > mid))
+        .count();
+    // Opposite points of an X-junction have the same colour.
+    let symmetric = (0..N / 2)
+        .filter(|&k| (ring[k] > mid) == (ring[k + N / 2] > mid))
+        .count();
+    crossings == 4 && symmetric >= N / 2 - 4
+}
+
 /// Sub-pixel saddle point of the smoothed image around (x, y) from a 5x5 quadratic fit.
 fn saddle(s: &[f32], w: usize, x: usize, y: usize) -> Option<[f64; 2]> {
     // Least squares for f = a x² + b xy + c y² + d x + e y + g on offsets -2..=2.
@@ -147,7 +183,10 @@ pub fn find_corners(
                     }
                 }
             }
-            if is_max && let Some(p) = saddle(&s, width, x, y) {
+            if is_max
+                && let Some(p) = saddle(&s, width, x, y)
+                && is_x_junction(&s, width, height, p[0], p[1], 5.0)
+            {
                 cands.push((v, p));
             }
         }
