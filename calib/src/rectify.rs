@@ -322,7 +322,8 @@ mod tests {
     use super::*;
     use crate::model::CameraModel;
 
-    fn rotated_rig() -> Rig {
+    /// A distorted rig with a small relative rotation (also used against OpenCV below).
+    pub(super) fn rotated_rig() -> Rig {
         let mut rig = Rig::ideal(640, 480, 400.0, 319.5, 239.5, 0.12);
         rig.rect = None;
         rig.left.dist = [-0.2, 0.05, 0.001, -0.0005, 0.0];
@@ -473,20 +474,7 @@ mod opencv_compare {
 
     #[test]
     fn matches_opencv_stereo_rectify() {
-        let mut rig = Rig::ideal(640, 480, 400.0, 319.5, 239.5, 0.12);
-        rig.rect = None;
-        rig.left.dist = [-0.2, 0.05, 0.001, -0.0005, 0.0];
-        rig.right = PinholeRadTan {
-            fx: 405.0,
-            fy: 403.0,
-            cx: 322.0,
-            cy: 236.0,
-            dist: [-0.21, 0.048, -0.0008, 0.0004, 0.0],
-        };
-        let rot = Rotation3::from_euler_angles(0.01, -0.02, 0.015);
-        rig.r = arr(rot.matrix());
-        let t = rot * Vector3::new(-0.12, 0.003, -0.002);
-        rig.t = [t.x, t.y, t.z];
+        let rig = super::tests::rotated_rig();
         for (alpha, cv_f) in [(0.0, CV_F_ALPHA0), (1.0, CV_F_ALPHA1)] {
             let r = stereo_rectify(&rig, alpha).unwrap();
             for i in 0..3 {
