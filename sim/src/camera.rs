@@ -69,42 +69,27 @@ impl Distortion {
         *self == Distortion::default()
     }
 
-    /// Distort normalised coordinates.
-    pub fn distort(&self, x: f64, y: f64) -> [f64; 2] {
-        let r2 = x * x + y * y;
-        let radial = 1.0 + r2 * (self.k1 + r2 * (self.k2 + r2 * self.k3));
-        [
-            x * radial + 2.0 * self.p1 * x * y + self.p2 * (r2 + 2.0 * x * x),
-            y * radial + self.p1 * (r2 + 2.0 * y * y) + 2.0 * self.p2 * x * y,
-        ]
+    /// The same lens as the calibration crate's model (one implementation of the
+    /// plumb-bob equations for the twin and for calibration).
+    pub fn model(&self) -> calib::PinholeRadTan {
+        calib::PinholeRadTan {
+            fx: 1.0,
+            fy: 1.0,
+            cx: 0.0,
+            cy: 0.0,
+            dist: [self.k1, self.k2, self.p1, self.p2, self.k3],
+        }
     }
 
-    /// Invert [`Distortion::distort`] by Newton's method. `None` where the lens
-    /// model has no inverse (outside its valid image circle).
+    /// Distort normalised coordinates.
+    pub fn distort(&self, x: f64, y: f64) -> [f64; 2] {
+        self.model().distort(x, y)
+    }
+
+    /// Invert [`Distortion::distort`]. `None` where the lens model has no inverse
+    /// (outside its valid image circle).
     pub fn undistort(&self, xd: f64, yd: f64) -> Option<[f64; 2]> {
-        let (mut x, mut y) = (xd, yd);
-        for _ in 0..100 {
-            let [dx, dy] = self.distort(x, y);
-            let (ex, ey) = (dx - xd, dy - yd);
-            // Numerical Jacobian of distort at (x, y).
-            let h = 1e-7;
-            let [ax, ay] = self.distort(x + h, y);
-            let [bx, by] = self.distort(x, y + h);
-            let (j11, j21, j12, j22) = ((ax - dx) / h, (ay - dy) / h, (bx - dx) / h, (by - dy) / h);
-            let det = j11 * j22 - j12 * j21;
-            if det <= 1e-9 || !det.is_finite() {
-                return None; // folded-over part of the model: not a physical ray
-            }
-            if ex.abs() + ey.abs() < 1e-13 {
-                return (x * xd + y * yd >= 0.0).then_some([x, y]);
-            }
-            x -= (j22 * ex - j12 * ey) / det;
-            y -= (-j21 * ex + j11 * ey) / det;
-            if !(x.is_finite() && y.is_finite()) || x.abs() > 1e3 || y.abs() > 1e3 {
-                return None;
-            }
-        }
-        None
+        self.model().undistort_normalised(xd, yd)
     }
 }
 
