@@ -44,6 +44,24 @@ pub struct PinholeRadTan {
 }
 
 impl PinholeRadTan {
+    /// The nine parameters fx, fy, cx, cy, k1, k2, p1, p2, k3 (the order calibration
+    /// estimates and reports them in).
+    pub fn params(&self) -> [f64; 9] {
+        let [k1, k2, p1, p2, k3] = self.dist;
+        [self.fx, self.fy, self.cx, self.cy, k1, k2, p1, p2, k3]
+    }
+
+    /// The inverse of [`PinholeRadTan::params`]; `p` holds at least nine values.
+    pub fn from_params(p: &[f64]) -> Self {
+        PinholeRadTan {
+            fx: p[0],
+            fy: p[1],
+            cx: p[2],
+            cy: p[3],
+            dist: [p[4], p[5], p[6], p[7], p[8]],
+        }
+    }
+
     /// Distort normalised coordinates.
     pub fn distort(&self, x: f64, y: f64) -> [f64; 2] {
         let [k1, k2, p1, p2, k3] = self.dist;

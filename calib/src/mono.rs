@@ -188,13 +188,7 @@ fn pose_from_h(k: &Matrix3<f64>, h: &Matrix3<f64>) -> Option<Pose> {
 pub(crate) const NI: usize = 9;
 
 pub(crate) fn camera_of(p: &[f64]) -> PinholeRadTan {
-    PinholeRadTan {
-        fx: p[0],
-        fy: p[1],
-        cx: p[2],
-        cy: p[3],
-        dist: [p[4], p[5], p[6], p[7], p[8]],
-    }
+    PinholeRadTan::from_params(p)
 }
 
 pub(crate) fn residuals(p: &[f64], views: &[&View], out: &mut Vec<f64>) {
@@ -448,13 +442,8 @@ mod tests {
 
     fn synth(cam: &PinholeRadTan, n: usize, noise: f64, seed: u64) -> Vec<View> {
         let board = board_points(9, 6, 0.025);
-        let mut s = seed;
-        let mut rnd = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        };
+        let mut rng = crate::synthetic::Lcg::new(seed);
+        let mut rnd = || rng.symmetric();
         let mut views = Vec::new();
         while views.len() < n {
             let pose = Pose {
@@ -528,15 +517,7 @@ mod tests {
         let t = truth();
         // Uniform noise of ±0.2 px has σ ≈ 0.115 px.
         assert!((0.08..0.16).contains(&c.rms), "rms {}", c.rms);
-        let est = [
-            c.camera.fx,
-            c.camera.fy,
-            c.camera.cx,
-            c.camera.cy,
-            c.camera.dist[0],
-            c.camera.dist[1],
-        ];
-        let tr = [t.fx, t.fy, t.cx, t.cy, t.dist[0], t.dist[1]];
+        let (est, tr) = (c.camera.params(), t.params());
         for i in 0..6 {
             assert!(
                 (est[i] - tr[i]).abs() < 5.0 * c.std_dev[i] + 1e-9,

@@ -74,13 +74,8 @@ pub fn calibrate_stereo(
     let n = kept.len() as f64;
     let (rv0, t0) = (rv_sum / n, t_sum / n);
     let mut p: Vec<f64> = Vec::new();
-    let cam_params = |c: &crate::model::PinholeRadTan| {
-        vec![
-            c.fx, c.fy, c.cx, c.cy, c.dist[0], c.dist[1], c.dist[2], c.dist[3], c.dist[4],
-        ]
-    };
-    p.extend(cam_params(&ml.camera));
-    p.extend(cam_params(&mr.camera));
+    p.extend(ml.camera.params());
+    p.extend(mr.camera.params());
     p.extend([rv0.x, rv0.y, rv0.z, t0.x, t0.y, t0.z]);
     for &i in &kept {
         let pl = pose_of(&ml, i);
@@ -182,13 +177,8 @@ mod tests {
         let rot = Rotation3::from_euler_angles(0.01, -0.02, 0.015);
         let t = Vector3::new(-0.12, 0.002, -0.001);
         let board = board_points(9, 6, 0.025);
-        let mut s = 3u64;
-        let mut rnd = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        };
+        let mut rng = crate::synthetic::Lcg::new(3u64);
+        let mut rnd = || rng.symmetric();
         let inside = |p: [f64; 2]| (1.0..639.0).contains(&p[0]) && (1.0..479.0).contains(&p[1]);
         let (mut lv, mut rv) = (Vec::new(), Vec::new());
         while lv.len() < 14 {

@@ -5,6 +5,27 @@ use crate::model::CameraModel;
 use crate::mono::{Pose, board_points};
 use nalgebra::{Rotation3, Vector3};
 
+/// A small seeded generator for synthetic scenes (poses, noise), so tests and the
+/// `calib synth` command draw the same sequences for the same seed.
+#[derive(Debug, Clone)]
+pub struct Lcg(u64);
+
+impl Lcg {
+    /// A generator fixed by `seed`.
+    pub fn new(seed: u64) -> Self {
+        Lcg(seed)
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn symmetric(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+}
+
 /// Render a checkerboard with `cols` x `rows` inner corners and `square`-metre
 /// squares (plus a white margin of one square) seen by `cam` from board pose `pose`,
 /// 4x4 supersampled, with uniform noise of ±`noise` grey levels (seeded). Returns the
@@ -25,7 +46,7 @@ pub fn render_board(
     let t = Vector3::from(pose.t);
     let n = rot * Vector3::z();
     let mut img = vec![0u8; width * height];
-    let mut state = seed;
+    let mut rng = Lcg::new(seed);
     for y in 0..height {
         for x in 0..width {
             let mut acc = 0.0;
@@ -63,10 +84,7 @@ pub fn render_board(
                     };
                 }
             }
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let nz = ((state >> 40) as f64 / (1u64 << 24) as f64 - 0.5) * 2.0 * noise;
+            let nz = rng.symmetric() * noise;
             img[y * width + x] = (acc / 16.0 + nz).clamp(0.0, 255.0) as u8;
         }
     }

@@ -17,13 +17,8 @@ fn detect_then_calibrate_recovers_the_camera() {
     };
     let mut views = Vec::new();
     let mut rejected = 0;
-    let mut s = 11u64;
-    let mut rnd = || {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-    };
+    let mut rng = calib::synthetic::Lcg::new(11u64);
+    let mut rnd = || rng.symmetric();
     let board = board_points(9, 6, 0.025);
     for k in 0..16 {
         let pose = Pose {

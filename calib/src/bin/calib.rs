@@ -273,17 +273,7 @@ fn main() -> Result<()> {
                 c.rms
             );
             let names = ["fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3"];
-            let vals = [
-                c.camera.fx,
-                c.camera.fy,
-                c.camera.cx,
-                c.camera.cy,
-                c.camera.dist[0],
-                c.camera.dist[1],
-                c.camera.dist[2],
-                c.camera.dist[3],
-                c.camera.dist[4],
-            ];
+            let vals = c.camera.params();
             for i in 0..9 {
                 println!(
                     "  {:>2} = {:>12.6} ± {:.6}",
@@ -434,13 +424,8 @@ fn main() -> Result<()> {
             let t = nalgebra::Vector3::new(-0.12, 0.002, -0.001);
             std::fs::create_dir_all(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
-            let mut s = seed;
-            let mut rnd = || {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-            };
+            let mut rng = calib::synthetic::Lcg::new(seed);
+            let mut rnd = || rng.symmetric();
             let size = board.square * (cols.max(rows) + 1) as f64;
             for k in 0..pairs {
                 let pl = Pose {
