@@ -6,6 +6,7 @@
 pub mod detect;
 pub mod model;
 pub mod mono;
+pub mod png_io;
 pub mod rectify;
 pub mod rig;
 pub mod stereo;

@@ -126,26 +126,7 @@ enum Cmd {
 }
 
 fn read_png(path: &Path) -> Result<(Vec<u8>, usize, usize)> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut r = png::Decoder::new(std::io::BufReader::new(file))
-        .read_info()
-        .with_context(|| format!("{} is not a PNG", path.display()))?;
-    let info = r.info();
-    if info.color_type != png::ColorType::Grayscale || info.bit_depth != png::BitDepth::Eight {
-        bail!(
-            "{} is {:?} {:?}; need 8-bit grayscale",
-            path.display(),
-            info.color_type,
-            info.bit_depth
-        );
-    }
-    let (w, h) = (info.width as usize, info.height as usize);
-    let mut buf = vec![0; r.output_buffer_size().context("image too large")?];
-    r.next_frame(&mut buf)
-        .with_context(|| format!("corrupt PNG {}", path.display()))?;
-    buf.truncate(w * h);
-    Ok((buf, w, h))
+    Ok(calib::png_io::read_gray8(path)?)
 }
 
 fn write_png(path: &Path, w: usize, h: usize, data: &[u8]) -> Result<()> {

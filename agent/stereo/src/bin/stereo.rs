@@ -55,27 +55,8 @@ enum Cmd {
 }
 
 fn read_gray(path: &Path, which: &'static str) -> Result<GrayImage> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let dec = png::Decoder::new(std::io::BufReader::new(file));
-    let mut r = dec
-        .read_info()
-        .with_context(|| format!("{} is not a PNG", path.display()))?;
-    let info = r.info();
-    if info.color_type != png::ColorType::Grayscale || info.bit_depth != png::BitDepth::Eight {
-        bail!(
-            "{} is {:?} {:?}; need 8-bit grayscale",
-            path.display(),
-            info.color_type,
-            info.bit_depth
-        );
-    }
-    let (w, h) = (info.width as usize, info.height as usize);
-    let mut buf = vec![0; r.output_buffer_size().context("image too large")?];
-    r.next_frame(&mut buf)
-        .with_context(|| format!("corrupt PNG {}", path.display()))?;
-    buf.truncate(w * h);
-    Ok(GrayImage::new(w, h, buf, which)?)
+    let (data, w, h) = calib::png_io::read_gray8(path)?;
+    Ok(GrayImage::new(w, h, data, which)?)
 }
 
 fn time_fps(seconds: f64, threads: usize, mut f: impl FnMut() -> Result<()> + Send) -> Result<f64> {
