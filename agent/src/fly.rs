@@ -1,18 +1,24 @@
-//! The main job: a short simulated flight that learns.
+//! The main job: a simulated flight that learns, and the flight loop that
+//! `agent persist` runs once per arm.
 //!
 //! The quadrotor flies forward through the twin's rooms and turns away when the
-//! stereo cue says an obstacle is near (the behaviour of the persistent
-//! self-supervised learning paper). Every frame the monocular network predicts
-//! the same depth scan from the left image alone; its error against stereo is
-//! measured on that frame before the frame is handed to the learner thread, which
-//! trains on a replay of the flight. Telemetry goes to rerun.
+//! depth scan it flies on says an obstacle is near (the behaviour of the
+//! persistent self-supervised learning paper). Every frame the stereo cue,
+//! semi-global matching ([`stereo::Sgm`]) on the rendered pair, labels the frame;
+//! the monocular network predicts the same scan from the left image alone and its
+//! error against stereo is measured on that frame before the learner ever sees
+//! it. The [`crate::persist::Switcher`] decides which cue flies. The twin's exact
+//! depth is used only to log how good the stereo cue is.
 //!
-//! The stereo cue is semi-global matching ([`stereo::Sgm`]) on the rendered pair;
-//! the twin's exact depth is used only to log how good that cue is.
+//! In the twin the learner runs in lockstep by default: it is granted a fixed
+//! number of training steps per simulated second, overlapping the frames in
+//! between, so a run repeats exactly and does not depend on the machine's speed.
+//! On the robot (or with `learner_pacing = "free"`) it trains as fast as it can.
 
 use crate::device::{Backend, device};
-use crate::learner::{Learner, LearnerConfig, Sample};
-use crate::mono::{MonoNet, MonoShape, depth_scan, infer, preprocess};
+use crate::learner::{Learner, LearnerConfig, Pacing, Sample};
+use crate::mono::{MonoNet, MonoShape, coarse_target, depth_scan, infer, preprocess};
+use crate::persist::{DelayLine, FrameRecord, Mode, PersistConfig, Strategy, Switch, Switcher};
 use crate::telemetry::{Sink, Telemetry};
 use anyhow::{Context as _, Result, bail};
 use burn::module::Module;
@@ -50,7 +56,17 @@ impl Default for AvoidConfig {
     }
 }
 
-/// Settings of `agent fly` (a TOML file; every key optional).
+/// How the learner thread is paced (the config's spelling of [`Pacing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LearnerPacing {
+    /// Granted `train_rate` steps per simulated second.
+    Lockstep,
+    /// As fast as it can, in parallel.
+    Free,
+}
+
+/// Settings of `agent fly` and `agent persist` (a TOML file; every key optional).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FlyConfig {
@@ -66,6 +82,15 @@ pub struct FlyConfig {
     pub speed: f64,
     /// Backend of the networks.
     pub backend: Backend,
+    /// How the learner is paced: granted steps per simulated second (reproducible)
+    /// or free-running (as on the robot).
+    pub learner_pacing: LearnerPacing,
+    /// Training steps per simulated second in lockstep pacing.
+    pub train_rate: f64,
+    /// How the robot picks its cue (`agent fly`; `agent persist` flies all three).
+    pub strategy: Strategy,
+    /// Switching rule and training wheels.
+    pub persist: PersistConfig,
     /// The twin's context.
     pub context: Context,
     /// Behaviour.
@@ -86,6 +111,10 @@ impl Default for FlyConfig {
             image_every: 6,
             speed: 4.0,
             backend: Backend::Cpu,
+            learner_pacing: LearnerPacing::Lockstep,
+            train_rate: 20.0,
+            strategy: Strategy::Persistent,
+            persist: PersistConfig::default(),
             context: Context::default(),
             avoid: AvoidConfig::default(),
             mono: MonoShape::default(),
@@ -138,6 +167,11 @@ impl FlyConfig {
         if self.image_every == 0 {
             bail!("`image_every` must be at least 1");
         }
+        if !(self.train_rate.is_finite() && self.train_rate > 0.0 && self.train_rate <= 1000.0) {
+            bail!("`train_rate` = {} must be in (0, 1000]", self.train_rate);
+        }
+        self.persist.validate().map_err(anyhow::Error::msg)?;
+        self.mono.plan()?;
         let l = &self.learner;
         if l.batch == 0
             || l.recent == 0
@@ -150,15 +184,6 @@ impl FlyConfig {
         }
         Ok(())
     }
-}
-
-/// Where `agent fly` writes.
-#[derive(Debug, Clone)]
-pub struct FlyOutputs {
-    /// Telemetry sink.
-    pub sink: Sink,
-    /// Where the trained mono network is saved (burnpack), if anywhere.
-    pub checkpoint: Option<PathBuf>,
 }
 
 /// What a flight achieved.
@@ -176,6 +201,12 @@ pub struct FlySummary {
     pub collisions: u64,
     /// Rooms crossed end to end.
     pub successes: u64,
+    /// Frames flown on the mono cue.
+    pub mono_frames: u64,
+    /// Training-wheel interventions.
+    pub interventions: u64,
+    /// Switches from stereo to mono flight.
+    pub switches_to_mono: u64,
     /// Learner steps.
     pub learner_steps: u64,
     /// Last learner loss.
@@ -184,6 +215,10 @@ pub struct FlySummary {
     pub weight_updates: u64,
     /// Samples the learner could not take in time.
     pub dropped_samples: u64,
+    /// Samples refused as malformed (NaN labels, wrong sizes).
+    pub rejected_samples: u64,
+    /// Training steps thrown away because the loss was not finite.
+    pub diverged_steps: u64,
     /// Mean |log(mono) - log(stereo)| over valid columns, first quarter of the flight.
     pub mono_error_first: f64,
     /// The same over the last quarter.
@@ -202,9 +237,7 @@ impl Avoider {
     /// Action from a depth scan (m, left to right) and the current altitude.
     pub fn act(&mut self, cfg: &AvoidConfig, scan: &[f32], altitude: f64) -> Action {
         let n = scan.len().max(1);
-        let ahead = scan[n / 4..(3 * n / 4).max(n / 4 + 1).min(scan.len())]
-            .iter()
-            .fold(f32::INFINITY, |m, &v| m.min(v)) as f64;
+        let ahead = ahead(scan) as f64;
         let mean = |s: &[f32]| s.iter().map(|&v| v as f64).sum::<f64>() / s.len().max(1) as f64;
         let (left, right) = (mean(&scan[..n / 2]), mean(&scan[n / 2..]));
         let up = (0.8 * (cfg.altitude - altitude)).clamp(-1.0, 1.0);
@@ -231,6 +264,17 @@ impl Avoider {
     }
 }
 
+/// Nearest depth in the middle half of a scan: what the avoider reacts to.
+pub fn ahead(scan: &[f32]) -> f32 {
+    let n = scan.len();
+    if n == 0 {
+        return f32::INFINITY;
+    }
+    scan[n / 4..(3 * n / 4).max(n / 4 + 1).min(n)]
+        .iter()
+        .fold(f32::INFINITY, |m, &v| m.min(v))
+}
+
 fn mono_error(mono: &[f32], stereo: &[f32], valid: &[bool]) -> Option<f64> {
     let (mut s, mut n) = (0.0, 0);
     for ((m, t), v) in mono.iter().zip(stereo).zip(valid) {
@@ -242,17 +286,45 @@ fn mono_error(mono: &[f32], stereo: &[f32], valid: &[bool]) -> Option<f64> {
     (n > 0).then(|| s / n as f64)
 }
 
-/// Fly, learn and record; stops early when `stop` is set (Ctrl-C).
-pub fn run(cfg: &FlyConfig, out: &FlyOutputs, stop: Arc<AtomicBool>) -> Result<FlySummary> {
+/// One arm's flight: its frames and summary, and the network it trained.
+pub struct ArmResult {
+    /// What happened in every frame.
+    pub records: Vec<FrameRecord>,
+    /// Totals.
+    pub summary: FlySummary,
+    /// The trained network (`None` for stereo only).
+    pub net: Option<MonoNet>,
+}
+
+/// Fly one arm: `strategy` picks the cue; `init` are starting weights on the
+/// training (autodiff) device (resume);
+/// stops early when `stop` is set (Ctrl-C). Telemetry goes to `tel` (scoped by the caller).
+pub fn fly_arm(
+    cfg: &FlyConfig,
+    strategy: Strategy,
+    tel: &Telemetry,
+    init: Option<MonoNet>,
+    stop: &AtomicBool,
+) -> Result<ArmResult> {
     cfg.validate()?;
-    let tel = Telemetry::open(&out.sink, "onboard_agent_fly")?;
     let plain = device(cfg.backend)?;
-    plain.seed(cfg.learner.seed);
     let train_device = plain.clone().autodiff();
-    let net = MonoNet::new(&cfg.mono, &train_device);
-    info!(params = net.num_params(), backend = ?cfg.backend, "mono network ready");
-    let mut infer_net = net.valid();
-    let mut learner = Learner::spawn(net, cfg.mono, cfg.learner.clone(), train_device);
+    let pacing = match cfg.learner_pacing {
+        LearnerPacing::Lockstep => Pacing::Lockstep,
+        LearnerPacing::Free => Pacing::FreeRunning,
+    };
+    let (mut infer_net, mut learner) = if strategy.learns() {
+        let net = match init {
+            Some(n) => n,
+            None => MonoNet::seeded(&cfg.mono, &train_device, cfg.learner.seed)?,
+        };
+        info!(params = net.num_params(), backend = ?cfg.backend, ?pacing, arm = strategy.name(), "mono network ready");
+        let infer = net.valid();
+        let l = Learner::spawn(net, cfg.mono, cfg.learner.clone(), train_device, pacing);
+        (Some(infer), Some(l))
+    } else {
+        (None, None)
+    };
 
     let env_cfg = EnvConfig {
         render: true,
@@ -261,19 +333,19 @@ pub fn run(cfg: &FlyConfig, out: &FlyOutputs, stop: Arc<AtomicBool>) -> Result<F
         ..EnvConfig::default()
     };
     let rig = env_cfg.rig;
-    if !rig.intrinsics.width.is_multiple_of(cfg.mono.width)
-        || !rig.intrinsics.height.is_multiple_of(cfg.mono.height)
-    {
+    let (cam_w, cam_h) = (rig.intrinsics.width, rig.intrinsics.height);
+    if !cam_w.is_multiple_of(cfg.mono.width) || !cam_h.is_multiple_of(cfg.mono.height) {
         bail!(
             "mono input {}x{} must divide the camera's {}x{}",
             cfg.mono.width,
             cfg.mono.height,
-            rig.intrinsics.width,
-            rig.intrinsics.height
+            cam_w,
+            cam_h
         );
     }
     let mut matcher = stereo::Sgm::new(cfg.stereo)?;
     let mut env = Env::new(env_cfg)?;
+    let hz = env.config().control_hz;
     let mut episode = 0u64;
     let mut obs = env.reset(&cfg.context, cfg.seed)?;
     if let Some(w) = env.world() {
@@ -281,24 +353,41 @@ pub fn run(cfg: &FlyConfig, out: &FlyOutputs, stop: Arc<AtomicBool>) -> Result<F
     }
     tel.log_camera(&rig)?;
     tel.event(&format!(
-        "episode 0 in context '{}' seed {}",
-        cfg.context.name, cfg.seed
+        "{}: episode 0 in context '{}' seed {}",
+        strategy.name(),
+        cfg.context.name,
+        cfg.seed
     ))?;
 
-    let frames = (cfg.seconds * env.config().control_hz).round() as u64;
+    let frames = (cfg.seconds * hz).round() as u64;
+    // Lockstep: a grant of training steps every tenth of a simulated second,
+    // collected (and its weights used) at the next grant.
+    let grant_every = ((hz / 10.0).round() as u64).max(1);
+    let per_grant = cfg.train_rate * grant_every as f64 / hz;
+    let mut granted = 0.0f64;
+    let mut outstanding = false;
+    let mut switcher = Switcher::new(cfg.persist, strategy, hz);
+    let mut delay = DelayLine::new(
+        (cfg.persist.weight_window * hz).round() as usize,
+        cfg.persist.intervention_weight,
+    );
     let mut avoider = Avoider::default();
     let mut summary = FlySummary::default();
-    let mut errors: Vec<f64> = Vec::with_capacity(frames as usize);
+    let mut records: Vec<FrameRecord> = Vec::with_capacity(frames as usize);
     let mut path: Vec<[f32; 3]> = Vec::new();
     let start = Instant::now();
     let mut last_report = 0.0;
+    let mut steps_done = 0u64;
     for frame in 0..frames {
         if stop.load(Ordering::Relaxed) {
             summary.interrupted = true;
-            warn!("interrupted: stopping the flight and saving what was recorded");
+            warn!(
+                arm = strategy.name(),
+                "interrupted: stopping the flight and saving what was recorded"
+            );
             break;
         }
-        let t = frame as f64 / env.config().control_hz;
+        let t = frame as f64 / hz;
         tel.set_time(frame as i64, t);
         let stereo = obs
             .stereo
@@ -324,32 +413,140 @@ pub fn run(cfg: &FlyConfig, out: &FlyOutputs, stop: Arc<AtomicBool>) -> Result<F
             .map(|z| z.clamp(cfg.mono.min_depth, cfg.mono.max_depth))
             .collect();
         let valid = sgm_scan.valid;
+        let stereo_depth = disp.depth(rig.intrinsics.fx, rig.baseline);
         // How good the stereo cue is, against the twin's exact depth.
         let (truth, _) = depth_scan(&stereo.depth, w, h, &cfg.mono)?;
         if let Some(e) = mono_error(&scan, &truth, &valid) {
             tel.scalar("stereo/error_log", e)?;
         }
         tel.scalar("stereo/density", disp.density())?;
-        let input = preprocess(&stereo.left, stereo.width, stereo.height, &cfg.mono)?;
-        // The mono estimate of a frame the learner has not seen yet.
-        let mono = infer(&infer_net, &input, &cfg.mono, &plain)?;
-        if let Some(e) = mono_error(&mono, &scan, &valid) {
-            errors.push(e);
-            tel.scalar("mono/error_log", e)?;
-        }
-        let near = scan.iter().fold(f32::INFINITY, |m, &v| m.min(v));
-        learner.offer(Sample {
-            image: input,
-            scan: scan.clone(),
-            valid,
-            weight: if near < 1.0 { 2.0 } else { 1.0 },
-        });
+        let stereo_ahead = ahead(&scan);
 
-        let action = avoider.act(&cfg.avoid, &scan, obs.pose.position[2]);
+        // The mono estimate of a frame the learner has not seen yet.
+        let mut error = None;
+        let mut mono_scan = None;
+        // The naive arm stops learning at its switch unless configured otherwise.
+        let learning = !(strategy == Strategy::Naive
+            && switcher.mode() == Mode::Mono
+            && !cfg.persist.naive_learns_on_mono);
+        if let (Some(net), Some(learner)) = (&infer_net, &mut learner) {
+            let input = preprocess(&stereo.left, w, h, &cfg.mono)?;
+            let est = infer(net, &input, &cfg.mono, &plain)?;
+            error = mono_error(&est.scan, &scan, &valid);
+            if let Some(e) = error {
+                tel.scalar("mono/error_log", e)?;
+            }
+            tel.scalar("mono/nearest", est.nearest() as f64)?;
+            if frame % cfg.image_every == 0 {
+                tel.log_depth("mono", &est.map, est.map_size.1, est.map_size.0)?;
+            }
+            let (map, map_valid) = coarse_target(&stereo_depth, w, h, &cfg.mono)?;
+            let near = scan.iter().fold(f32::INFINITY, |m, &v| m.min(v));
+            let sample = Sample {
+                image: input,
+                scan: scan.clone(),
+                valid: valid.clone(),
+                map,
+                map_valid,
+                weight: if near < 1.0 { 2.0 } else { 1.0 },
+            };
+            if learning
+                && let Some(s) = delay.push(sample)
+                && let Err(e) = learner.offer(s)
+            {
+                warn!("learner refused a sample: {e}");
+            }
+            mono_scan = Some(est.scan);
+        }
+        let mono_ahead = mono_scan.as_deref().map_or(f32::INFINITY, ahead);
+
+        let mut intervention = false;
+        match switcher.update(
+            t,
+            error,
+            stereo_ahead,
+            mono_ahead,
+            cfg.avoid.avoid_distance as f32,
+            steps_done,
+        ) {
+            Some(Switch::ToMono { error }) => {
+                summary.switches_to_mono += 1;
+                tel.event(&format!(
+                    "t={t:.1}s: switch to mono flight (recent error {})",
+                    error.map_or("n/a".into(), |e| format!("{e:.3}"))
+                ))?;
+                info!(arm = strategy.name(), "t={t:5.1}s switch to mono flight");
+            }
+            Some(Switch::Intervention {
+                stereo_near,
+                mono_near,
+            }) => {
+                intervention = true;
+                summary.interventions += 1;
+                delay.boost();
+                tel.event(&format!(
+                    "t={t:.1}s: training wheels: stereo sees {stereo_near:.2} m ahead, mono {mono_near:.2} m; back to stereo"
+                ))?;
+            }
+            Some(Switch::ErrorRose { error }) => {
+                tel.event(&format!(
+                    "t={t:.1}s: mono error rose to {error:.3}; back to stereo"
+                ))?;
+            }
+            None => {}
+        }
+        let mode = switcher.mode();
+        let flown = match (mode, &mono_scan) {
+            (Mode::Mono, Some(m)) => m.as_slice(),
+            _ => scan.as_slice(),
+        };
+        if mode == Mode::Mono {
+            summary.mono_frames += 1;
+        }
+        tel.scalar("persist/mono", if mode == Mode::Mono { 1.0 } else { 0.0 })?;
+        if let Some(e) = switcher.window_error() {
+            tel.scalar("persist/window_error", e)?;
+        }
+        let action = avoider.act(&cfg.avoid, flown, obs.pose.position[2]);
         tel.log_pose(obs.pose.position, obs.pose.attitude)?;
         if frame % cfg.image_every == 0 {
-            tel.log_frame(stereo)?;
+            tel.log_image(stereo)?;
+            tel.log_depth("stereo", &stereo_depth, w, h)?;
+            tel.log_depth("truth", &stereo.depth, w, h)?;
         }
+
+        // Learner: lockstep grants, or whatever the free-running thread published.
+        if let Some(l) = &mut learner {
+            match pacing {
+                Pacing::Lockstep if frame % grant_every == 0 => {
+                    if outstanding {
+                        let (steps, net) = l.collect()?;
+                        steps_done = steps;
+                        infer_net = Some(net);
+                        summary.weight_updates += 1;
+                    }
+                    if learning {
+                        granted += per_grant;
+                    }
+                    let n = granted.floor();
+                    granted -= n;
+                    l.grant(n as u64)?;
+                    outstanding = true;
+                }
+                Pacing::Lockstep => {}
+                Pacing::FreeRunning => {
+                    if let Some((steps, w)) = l.latest_weights() {
+                        steps_done = steps;
+                        infer_net = Some(w);
+                        summary.weight_updates += 1;
+                    }
+                }
+            }
+            let st = l.stats();
+            tel.scalar("learner/loss", st.loss as f64)?;
+            tel.scalar("learner/steps", st.steps as f64)?;
+        }
+
         let r = env.step(&action)?;
         summary.frames += 1;
         summary.distance += (0..3)
@@ -362,32 +559,28 @@ pub fn run(cfg: &FlyConfig, out: &FlyOutputs, stop: Arc<AtomicBool>) -> Result<F
             (r.obs.velocity.iter().map(|v| (v * v) as f64).sum::<f64>()).sqrt(),
         )?;
         tel.scalar("flight/clearance", r.info.clearance)?;
-        tel.scalar("stereo/nearest", near as f64)?;
-        tel.scalar(
-            "mono/nearest",
-            mono.iter().fold(f32::INFINITY, |m, &v| m.min(v)) as f64,
-        )?;
+        tel.scalar("stereo/nearest", stereo_ahead as f64)?;
         if frame % 15 == 0 {
             tel.log_path(&path)?;
         }
-        let st = learner.stats();
-        tel.scalar("learner/loss", st.loss as f64)?;
-        if let Some((step, w)) = learner.latest_weights() {
-            infer_net = w;
-            summary.weight_updates += 1;
-            tel.scalar("learner/published_step", step as f64)?;
-        }
+        records.push(FrameRecord {
+            t,
+            mode,
+            error,
+            collision: r.info.collision,
+            intervention,
+        });
         if r.terminated || r.truncated {
             if r.info.collision {
                 summary.collisions += 1;
                 tel.event(&format!(
-                    "collision at t={t:.1}s, position {:?}",
-                    r.obs.pose.position
+                    "t={t:.1}s: collision flying on {mode:?}, position {:?}",
+                    r.obs.pose.position.map(|v| (v * 100.0).round() / 100.0)
                 ))?;
             }
             if r.info.success {
                 summary.successes += 1;
-                tel.event(&format!("reached the end of the room at t={t:.1}s"))?;
+                tel.event(&format!("t={t:.1}s: reached the end of the room"))?;
             }
             episode += 1;
             obs = env.reset(&cfg.context, sim::batch::episode_seed(cfg.seed, 0, episode))?;
@@ -400,51 +593,98 @@ pub fn run(cfg: &FlyConfig, out: &FlyOutputs, stop: Arc<AtomicBool>) -> Result<F
             obs = r.obs;
         }
         if cfg.speed > 0.0 {
-            let due = std::time::Duration::from_secs_f64(
-                (frame + 1) as f64 / env.config().control_hz / cfg.speed,
-            );
+            let due = std::time::Duration::from_secs_f64((frame + 1) as f64 / hz / cfg.speed);
             if let Some(wait) = due.checked_sub(start.elapsed()) {
                 std::thread::sleep(wait);
             }
         }
-        if t - last_report >= 10.0 {
+        if t - last_report >= 30.0 {
             last_report = t;
-            let recent = &errors[errors.len().saturating_sub(150)..];
+            let recent = &records[records.len().saturating_sub(30 * hz as usize)..];
+            let f = crate::persist::Figures::of(recent, hz);
             info!(
-                "t={t:5.1}s  distance {:6.1} m  collisions {}  rooms {}  learner steps {} loss {:.3}  mono error {:.3}",
+                "{:>11} t={t:6.1}s  {:6.1} m  collisions {}  interventions {}  on mono {:3.0}% (last 30 s)  train steps {}  mono error {:.3}",
+                strategy.name(),
                 summary.distance,
                 summary.collisions,
-                summary.successes,
-                st.steps,
-                st.loss,
-                recent.iter().sum::<f64>() / recent.len().max(1) as f64
+                summary.interventions,
+                100.0 * f.mono_fraction,
+                steps_done,
+                f.mono_error
             );
         }
     }
-    summary.sim_seconds = summary.frames as f64 / env.config().control_hz;
-    summary.dropped_samples = learner.dropped();
-    let st = learner.stats();
-    summary.learner_steps = st.steps;
-    summary.learner_loss = st.loss;
-    let trained = learner.finish()?;
-    if let Some(path) = &out.checkpoint {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+    summary.sim_seconds = summary.frames as f64 / hz;
+    let mut net = None;
+    if let Some(mut l) = learner {
+        for s in delay.drain() {
+            let _ = l.offer(s);
         }
-        trained
-            .valid()
-            .save_file(path)
-            .map_err(|e| anyhow::anyhow!("cannot save checkpoint {}: {e:?}", path.display()))?;
+        if outstanding {
+            l.collect()?;
+        }
+        summary.dropped_samples = l.dropped();
+        summary.rejected_samples = l.rejected();
+        let st = l.stats();
+        summary.learner_steps = st.steps;
+        summary.learner_loss = st.loss;
+        summary.diverged_steps = st.diverged;
+        net = Some(l.finish()?);
     }
+    let errors: Vec<f64> = records.iter().filter_map(|r| r.error).collect();
     let q = (errors.len() / 4).max(1);
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
     summary.mono_error_first = mean(&errors[..q.min(errors.len())]);
     summary.mono_error_last = mean(&errors[errors.len().saturating_sub(q)..]);
     summary.wall_seconds = start.elapsed().as_secs_f64();
-    tel.scalar("summary/mono_error_last", summary.mono_error_last)?;
+    Ok(ArmResult {
+        records,
+        summary,
+        net,
+    })
+}
+
+/// Save a trained network as a burnpack checkpoint, creating the folder.
+pub fn save_checkpoint(net: &MonoNet, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    net.valid()
+        .save_file(path)
+        .map_err(|e| anyhow::anyhow!("cannot save checkpoint {}: {e:?}", path.display()))
+}
+
+/// Where `agent fly` reads and writes.
+#[derive(Debug, Clone)]
+pub struct FlyOutputs {
+    /// Telemetry sink.
+    pub sink: Sink,
+    /// Where the trained mono network is saved (burnpack), if anywhere.
+    pub checkpoint: Option<PathBuf>,
+    /// Start from these weights instead of a fresh network.
+    pub resume: Option<PathBuf>,
+}
+
+/// The main job: fly `cfg.strategy`, learn and record; stops early when `stop` is set.
+pub fn run(cfg: &FlyConfig, out: &FlyOutputs, stop: Arc<AtomicBool>) -> Result<FlySummary> {
+    cfg.validate()?;
+    let tel = Telemetry::open(&out.sink, "onboard_agent_fly")?;
+    // Loaded straight onto the training (autodiff) device, so the learner goes on from it.
+    let init = match &out.resume {
+        Some(p) => Some(crate::mono::load_checkpoint(
+            p,
+            &cfg.mono,
+            &device(cfg.backend)?.autodiff(),
+        )?),
+        None => None,
+    };
+    let arm = fly_arm(cfg, cfg.strategy, &tel, init, &stop)?;
+    if let (Some(path), Some(net)) = (&out.checkpoint, &arm.net) {
+        save_checkpoint(net, path)?;
+    }
+    tel.scalar("summary/mono_error_last", arm.summary.mono_error_last)?;
     tel.flush()?;
-    Ok(summary)
+    Ok(arm.summary)
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
 //! The onboard learning agent: perception networks, online learning, behaviours
 //! and telemetry. The binary `agent` runs its jobs.
 
+pub mod bench;
 pub mod device;
+pub mod experiment;
 pub mod fly;
 pub mod learner;
 pub mod mono;
+pub mod persist;
 pub mod telemetry;

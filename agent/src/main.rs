@@ -2,6 +2,7 @@
 
 use agent::device::Backend;
 use agent::fly::{FlyConfig, FlyOutputs};
+use agent::persist::Strategy;
 use agent::telemetry::Sink;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
@@ -23,18 +24,20 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Fly a short simulated flight in the twin while the monocular depth network
-    /// learns online from stereo; telemetry to an .rrd file.
+    /// learns online from stereo (persistent strategy by default); telemetry to an .rrd file.
     Fly(FlyArgs),
+    /// The persistent self-supervised learning experiment: stereo only, persistent
+    /// SSL and a naive switch fly the same rooms side by side; prints their figures.
+    Persist(PersistArgs),
+    /// Time the mono network: inference latency on 1 thread, training samples/s.
+    Bench(BenchArgs),
 }
 
 #[derive(clap::Args)]
-struct FlyArgs {
+struct Common {
     /// Settings file (TOML; see launch/fly.toml). Flags below override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Simulated seconds to fly.
-    #[arg(long)]
-    seconds: Option<f64>,
     /// Seed of the first episode.
     #[arg(long)]
     seed: Option<u64>,
@@ -42,20 +45,102 @@ struct FlyArgs {
     #[arg(long)]
     speed: Option<f64>,
     /// Twin context file (TOML) to fly in.
-    #[arg(long)]
+    #[arg(long, alias = "sim")]
     context: Option<PathBuf>,
     /// Network backend.
     #[arg(long, value_enum)]
     backend: Option<Backend>,
-    /// Write telemetry to this .rrd file.
-    #[arg(long, default_value = "out/fly.rrd")]
-    rerun_save: PathBuf,
     /// Record no telemetry.
     #[arg(long)]
     no_rerun: bool,
+}
+
+impl Common {
+    fn config(&self) -> Result<FlyConfig> {
+        let mut cfg = match &self.config {
+            Some(p) => FlyConfig::load(p)?,
+            None => FlyConfig::default(),
+        };
+        if let Some(s) = self.seed {
+            cfg.seed = s;
+        }
+        if let Some(v) = self.speed {
+            cfg.speed = v;
+        }
+        if let Some(b) = self.backend {
+            cfg.backend = b;
+        }
+        if let Some(p) = &self.context {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read context {}", p.display()))?;
+            cfg.context = sim::Context::from_toml_str(&text)
+                .with_context(|| format!("in context {}", p.display()))?;
+        }
+        Ok(cfg)
+    }
+
+    fn sink(&self, path: &std::path::Path) -> Sink {
+        if self.no_rerun {
+            Sink::Off
+        } else {
+            Sink::Save(path.to_path_buf())
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct FlyArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Simulated seconds to fly.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Which cue the robot flies on and when it switches.
+    #[arg(long, value_enum)]
+    strategy: Option<Strategy>,
+    /// Write telemetry to this .rrd file.
+    #[arg(long, default_value = "out/fly.rrd")]
+    rerun_save: PathBuf,
     /// Save the trained mono network here (burnpack).
     #[arg(long, default_value = "out/mono.bpk")]
     checkpoint: PathBuf,
+    /// Start from this checkpoint instead of a fresh network.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct PersistArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Simulated minutes each arm flies.
+    #[arg(long, default_value_t = 12.0)]
+    minutes: f64,
+    /// Also report the figures after this many minutes of learning.
+    #[arg(long, default_value_t = 10.0)]
+    learn_minutes: f64,
+    /// Write telemetry to this .rrd file.
+    #[arg(long, default_value = "out/persist.rrd")]
+    rerun_save: PathBuf,
+    /// Save the persistent arm's network here (burnpack).
+    #[arg(long, default_value = "out/persist_mono.bpk")]
+    checkpoint: PathBuf,
+    /// Exit with status 2 if a goal of the experiment is missed.
+    #[arg(long)]
+    check_goals: bool,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Settings file (network shape and learner batch are read from it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Seconds to measure each figure.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Threads for the training figure.
+    #[arg(long, default_value_t = 2)]
+    train_threads: usize,
 }
 
 fn main() -> Result<()> {
@@ -71,68 +156,109 @@ fn main() -> Result<()> {
             .context("cannot install the Ctrl-C handler")?;
     }
     match Cli::parse().cmd {
-        Cmd::Fly(a) => {
-            let mut cfg = match &a.config {
+        Cmd::Fly(a) => fly(a, stop),
+        Cmd::Persist(a) => persist(a, stop),
+        Cmd::Bench(a) => {
+            let cfg = match &a.config {
                 Some(p) => FlyConfig::load(p)?,
                 None => FlyConfig::default(),
             };
-            if let Some(s) = a.seconds {
-                cfg.seconds = s;
-            }
-            if let Some(s) = a.seed {
-                cfg.seed = s;
-            }
-            if let Some(v) = a.speed {
-                cfg.speed = v;
-            }
-            if let Some(b) = a.backend {
-                cfg.backend = b;
-            }
-            if let Some(p) = &a.context {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read context {}", p.display()))?;
-                cfg.context = sim::Context::from_toml_str(&text)
-                    .with_context(|| format!("in context {}", p.display()))?;
-            }
-            let out = FlyOutputs {
-                sink: if a.no_rerun {
-                    Sink::Off
-                } else {
-                    Sink::Save(a.rerun_save.clone())
-                },
-                checkpoint: Some(a.checkpoint.clone()),
-            };
-            let s = agent::fly::run(&cfg, &out, stop)?;
-            println!(
-                "flew {:.1} s simulated in {:.1} s wall: {:.1} m, {} collisions, {} rooms crossed",
-                s.sim_seconds, s.wall_seconds, s.distance, s.collisions, s.successes
-            );
-            println!(
-                "mono depth learned online: {} training steps (loss {:.3}), {} weight updates; error |log mono - log stereo| {:.3} (first quarter) -> {:.3} (last quarter)",
-                s.learner_steps,
-                s.learner_loss,
-                s.weight_updates,
-                s.mono_error_first,
-                s.mono_error_last
-            );
-            if s.dropped_samples > 0 {
-                println!(
-                    "learner was behind: {} samples not trained on",
-                    s.dropped_samples
-                );
-            }
-            if !a.no_rerun {
-                println!(
-                    "telemetry: {} (view with `rerun {}`)",
-                    a.rerun_save.display(),
-                    a.rerun_save.display()
-                );
-            }
-            println!("checkpoint: {}", a.checkpoint.display());
-            if s.interrupted {
-                println!("(stopped early by Ctrl-C)");
-            }
+            let r = agent::bench::run(&cfg, a.seconds, a.train_threads)?;
+            println!("{r}");
             Ok(())
         }
     }
+}
+
+fn fly(a: FlyArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let mut cfg = a.common.config()?;
+    if let Some(s) = a.seconds {
+        cfg.seconds = s;
+    }
+    if let Some(s) = a.strategy {
+        cfg.strategy = s;
+    }
+    let out = FlyOutputs {
+        sink: a.common.sink(&a.rerun_save),
+        checkpoint: Some(a.checkpoint.clone()),
+        resume: a.resume.clone(),
+    };
+    let s = agent::fly::run(&cfg, &out, stop)?;
+    println!(
+        "flew {:.1} s simulated in {:.1} s wall: {:.1} m, {} collisions, {} rooms crossed",
+        s.sim_seconds, s.wall_seconds, s.distance, s.collisions, s.successes
+    );
+    if cfg.strategy.learns() {
+        println!(
+            "mono depth learned online: {} training steps (loss {:.3}), {} weight updates; error |log mono - log stereo| {:.3} (first quarter) -> {:.3} (last quarter)",
+            s.learner_steps,
+            s.learner_loss,
+            s.weight_updates,
+            s.mono_error_first,
+            s.mono_error_last
+        );
+        println!(
+            "{:?} strategy: {:.0} % of frames flown on mono, {} switches to mono, {} training-wheel interventions",
+            cfg.strategy,
+            100.0 * s.mono_frames as f64 / s.frames.max(1) as f64,
+            s.switches_to_mono,
+            s.interventions
+        );
+        println!("checkpoint: {}", a.checkpoint.display());
+    }
+    if s.dropped_samples > 0 {
+        println!(
+            "learner was behind: {} samples not trained on",
+            s.dropped_samples
+        );
+    }
+    if s.rejected_samples > 0 || s.diverged_steps > 0 {
+        println!(
+            "learner refused {} malformed samples and threw away {} diverged steps",
+            s.rejected_samples, s.diverged_steps
+        );
+    }
+    if !a.common.no_rerun {
+        println!(
+            "telemetry: {} (view with `rerun {}`)",
+            a.rerun_save.display(),
+            a.rerun_save.display()
+        );
+    }
+    if s.interrupted {
+        println!("(stopped early by Ctrl-C)");
+    }
+    Ok(())
+}
+
+fn persist(a: PersistArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let mut cfg = a.common.config()?;
+    if !(a.minutes.is_finite() && a.minutes > 0.0) {
+        anyhow::bail!("--minutes must be positive, got {}", a.minutes);
+    }
+    cfg.seconds = a.minutes * 60.0;
+    if a.common.speed.is_none() {
+        cfg.speed = 0.0; // an experiment runs as fast as the machine allows
+    }
+    let run = agent::experiment::PersistRun {
+        config: cfg,
+        learn_minutes: a.learn_minutes,
+        sink: a.common.sink(&a.rerun_save),
+        checkpoint: Some(a.checkpoint.clone()),
+    };
+    let report = agent::experiment::run(&run, &stop)?;
+    print!("{}", report.table());
+    let mut missed = 0;
+    for (goal, met) in report.goals() {
+        println!("goal {}: {goal}", if met { "met   " } else { "MISSED" });
+        missed += usize::from(!met);
+    }
+    if !a.common.no_rerun {
+        println!("telemetry: {}", a.rerun_save.display());
+    }
+    println!("persistent arm's network: {}", a.checkpoint.display());
+    if a.check_goals && missed > 0 {
+        std::process::exit(2);
+    }
+    Ok(())
 }

@@ -4,12 +4,18 @@
 //! - `world/room`, `world/obstacles`: static geometry of the twin (boxes, metres, z up);
 //! - `world/robot`: robot pose (`Transform3D`, body x forward, y left, z up);
 //! - `world/robot/camera`: left camera (`Pinhole`, OpenCV axes) with `image`
-//!   (grayscale) and `depth` (stereo depth in millimetres);
+//!   (grayscale), `depth/stereo` (semi-global matching), `depth/mono` (the
+//!   network's coarse map) and `depth/truth` (the twin's exact depth), all
+//!   `DepthImage` in millimetres;
 //! - `world/trajectory`: flown path;
 //! - `plots/<name>`: scalars (speed, clearance, learner loss, mono error, ...);
 //! - `events`: text log of collisions, resets and mode switches.
 //!
 //! Timelines: `frame` (camera frame index) and `sim_time` (seconds).
+//!
+//! A run that flies several arms side by side (`agent persist`) gives each arm a
+//! scope, `<arm>/world/...`, `<arm>/plots/...`, `<arm>/events`, and logs the
+//! figures it compares under `compare/<figure>/<arm>` so they share one plot.
 
 use rerun::{RecordingStream, RecordingStreamBuilder};
 use sim::{StereoFrame, StereoRig, World};
@@ -37,8 +43,10 @@ pub enum TelemetryError {
 }
 
 /// A rerun recording (or nothing, when off).
+#[derive(Clone)]
 pub struct Telemetry {
     rec: Option<RecordingStream>,
+    scope: String,
 }
 
 fn log_err(path: &str, e: impl std::fmt::Display) -> TelemetryError {
@@ -68,7 +76,32 @@ impl Telemetry {
                 })?)
             }
         };
-        Ok(Self { rec })
+        Ok(Self {
+            rec,
+            scope: String::new(),
+        })
+    }
+
+    /// The same recording with every entity path under `scope/`.
+    pub fn scoped(&self, scope: &str) -> Self {
+        Self {
+            rec: self.rec.clone(),
+            scope: format!("{scope}/"),
+        }
+    }
+
+    fn path(&self, p: &str) -> String {
+        format!("{}{p}", self.scope)
+    }
+
+    /// Log one scalar at an absolute entity path (for comparisons across scopes).
+    pub fn scalar_at(&self, path: &str, value: f64) -> Result<(), TelemetryError> {
+        let Some(r) = &self.rec else { return Ok(()) };
+        if !value.is_finite() {
+            return Ok(());
+        }
+        r.log(path, &rerun::Scalars::single(value))
+            .map_err(|e| log_err(path, e))
     }
 
     /// Whether anything is recorded.
@@ -87,11 +120,14 @@ impl Telemetry {
     /// Log the room and obstacles (static).
     pub fn log_world(&self, world: &World) -> Result<(), TelemetryError> {
         let Some(r) = &self.rec else { return Ok(()) };
-        r.log_static("world", &rerun::ViewCoordinates::RIGHT_HAND_Z_UP())
-            .map_err(|e| log_err("world", e))?;
+        r.log_static(
+            self.path("world").as_str(),
+            &rerun::ViewCoordinates::RIGHT_HAND_Z_UP(),
+        )
+        .map_err(|e| log_err("world", e))?;
         let [l, w, h] = world.size.map(|v| v as f32);
         r.log_static(
-            "world/room",
+            self.path("world/room").as_str(),
             &rerun::Boxes3D::from_centers_and_half_sizes(
                 [(l / 2.0, 0.0, h / 2.0)],
                 [(l / 2.0, w / 2.0, h / 2.0)],
@@ -110,7 +146,7 @@ impl Telemetry {
             halves.push([0, 1, 2].map(|a| ((mx[a] - mn[a]) / 2.0) as f32));
         }
         r.log_static(
-            "world/obstacles",
+            self.path("world/obstacles").as_str(),
             &rerun::Boxes3D::from_centers_and_half_sizes(centers, halves),
         )
         .map_err(|e| log_err("world/obstacles", e))
@@ -124,12 +160,12 @@ impl Telemetry {
         // rerun takes the 3x3 matrix column-major.
         let cols = [0, 1, 2].map(|j| [0, 1, 2].map(|i| m[i][j] as f32));
         r.log_static(
-            "world/robot/camera",
+            self.path("world/robot/camera").as_str(),
             &rerun::Transform3D::from_mat3x3(rerun::datatypes::Mat3x3::from(cols)),
         )
         .map_err(|e| log_err("world/robot/camera", e))?;
         r.log_static(
-            "world/robot/camera",
+            self.path("world/robot/camera").as_str(),
             &rerun::Pinhole::from_focal_length_and_resolution(
                 [k.fx as f32, k.fy as f32],
                 [k.width as f32, k.height as f32],
@@ -144,7 +180,7 @@ impl Telemetry {
         let Some(r) = &self.rec else { return Ok(()) };
         let [w, x, y, z] = attitude.map(|v| v as f32);
         r.log(
-            "world/robot",
+            self.path("world/robot").as_str(),
             &rerun::Transform3D::from_translation_rotation(
                 position.map(|v| v as f32),
                 rerun::Quaternion::from_xyzw([x, y, z, w]),
@@ -153,17 +189,30 @@ impl Telemetry {
         .map_err(|e| log_err("world/robot", e))
     }
 
-    /// Log the left image and the stereo depth (mm).
-    pub fn log_frame(&self, frame: &StereoFrame) -> Result<(), TelemetryError> {
+    /// Log the left image.
+    pub fn log_image(&self, frame: &StereoFrame) -> Result<(), TelemetryError> {
         let Some(r) = &self.rec else { return Ok(()) };
-        let (w, h) = (frame.width as u32, frame.height as u32);
+        let path = self.path("world/robot/camera/image");
         r.log(
-            "world/robot/camera/image",
-            &rerun::Image::from_l8(frame.left.clone(), [w, h]),
+            path.as_str(),
+            &rerun::Image::from_l8(
+                frame.left.clone(),
+                [frame.width as u32, frame.height as u32],
+            ),
         )
-        .map_err(|e| log_err("world/robot/camera/image", e))?;
-        let mm: Vec<u16> = frame
-            .depth
+        .map_err(|e| log_err(&path, e))
+    }
+
+    /// Log a depth map (m; non-finite = unknown) as `world/robot/camera/depth/<which>`.
+    pub fn log_depth(
+        &self,
+        which: &str,
+        depth: &[f32],
+        width: usize,
+        height: usize,
+    ) -> Result<(), TelemetryError> {
+        let Some(r) = &self.rec else { return Ok(()) };
+        let bytes: Vec<u8> = depth
             .iter()
             .map(|&z| {
                 if z.is_finite() && z > 0.0 {
@@ -172,20 +221,23 @@ impl Telemetry {
                     0
                 }
             })
+            .flat_map(|v| v.to_le_bytes())
             .collect();
-        let bytes: Vec<u8> = mm.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let img =
-            rerun::DepthImage::from_data_type_and_bytes(bytes, [w, h], rerun::ChannelDatatype::U16)
-                .with_meter(1000.0);
-        r.log("world/robot/camera/depth", &img)
-            .map_err(|e| log_err("world/robot/camera/depth", e))
+        let img = rerun::DepthImage::from_data_type_and_bytes(
+            bytes,
+            [width as u32, height as u32],
+            rerun::ChannelDatatype::U16,
+        )
+        .with_meter(1000.0);
+        let path = self.path(&format!("world/robot/camera/depth/{which}"));
+        r.log(path.as_str(), &img).map_err(|e| log_err(&path, e))
     }
 
     /// Log the flown path so far.
     pub fn log_path(&self, points: &[[f32; 3]]) -> Result<(), TelemetryError> {
         let Some(r) = &self.rec else { return Ok(()) };
         r.log(
-            "world/trajectory",
+            self.path("world/trajectory").as_str(),
             &rerun::LineStrips3D::new([points.to_vec()]),
         )
         .map_err(|e| log_err("world/trajectory", e))
@@ -197,7 +249,7 @@ impl Telemetry {
         if !value.is_finite() {
             return Ok(());
         }
-        let path = format!("plots/{name}");
+        let path = self.path(&format!("plots/{name}"));
         r.log(path.as_str(), &rerun::Scalars::single(value))
             .map_err(|e| log_err(&path, e))
     }
@@ -205,7 +257,7 @@ impl Telemetry {
     /// Log an event line.
     pub fn event(&self, text: &str) -> Result<(), TelemetryError> {
         let Some(r) = &self.rec else { return Ok(()) };
-        r.log("events", &rerun::TextLog::new(text))
+        r.log(self.path("events").as_str(), &rerun::TextLog::new(text))
             .map_err(|e| log_err("events", e))
     }
 

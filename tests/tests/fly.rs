@@ -64,23 +64,26 @@ fn short_flight_learns_and_records_telemetry_and_a_checkpoint() {
         &[
             "/world/robot",
             "/world/robot/camera/image",
-            "/world/robot/camera/depth",
+            "/world/robot/camera/depth/stereo",
+            "/world/robot/camera/depth/mono",
+            "/world/robot/camera/depth/truth",
             "/world/obstacles",
             "/plots/learner/loss",
             "/plots/mono/error_log",
+            "/plots/persist/mono",
         ],
     );
     let shape = agent::mono::MonoShape::default();
     let device = agent::device::device(agent::device::Backend::Cpu).unwrap();
     let net = agent::mono::load_checkpoint(&ckpt, &shape, &device).unwrap();
-    let scan = agent::mono::infer(
+    let est = agent::mono::infer(
         &net,
         &vec![0.0; shape.width * shape.height],
         &shape,
         &device,
     )
     .unwrap();
-    assert_eq!(scan.len(), shape.columns);
+    assert_eq!(est.scan.len(), shape.columns);
     std::fs::remove_dir_all(&dir).ok();
 }
 

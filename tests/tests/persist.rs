@@ -1,0 +1,144 @@
+//! `agent persist` end to end: three arms fly side by side and print their
+//! figures; the persistent arm's network resumes in `agent fly` and starts out
+//! better than a fresh one; checkpoints of another architecture are refused.
+
+use e2e_tests::{rerun_cli, temp_dir, workspace_bin};
+use std::process::Command;
+
+fn first_quarter_error(stdout: &str) -> f64 {
+    stdout
+        .split("error |log mono - log stereo| ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no mono error in: {stdout}"))
+}
+
+fn fly(args: &[&str]) -> String {
+    let out = Command::new(workspace_bin("agent"))
+        .args(["fly", "--speed", "0", "--no-rerun"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn three_arms_fly_side_by_side_and_the_learned_network_resumes() {
+    let dir = temp_dir("persist");
+    let rrd = dir.join("persist.rrd");
+    let ckpt = dir.join("persist.bpk");
+    let out = Command::new(workspace_bin("agent"))
+        .args(["persist", "--minutes", "1", "--learn-minutes", "0.5"])
+        .arg("--rerun-save")
+        .arg(&rrd)
+        .arg("--checkpoint")
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "whole flight (1.0 simulated minutes per arm)",
+        "after 0.5 minutes of learning",
+        "stereo_only",
+        "persistent",
+        "naive",
+        "goal ",
+    ] {
+        assert!(stdout.contains(needle), "{needle} missing: {stdout}");
+    }
+    // The stereo-only arm never flies on mono.
+    let stereo_row = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("stereo_only"))
+        .unwrap();
+    assert!(stereo_row.contains("0.0 %"), "{stereo_row}");
+
+    let v = rerun_cli()
+        .args(["rrd", "verify"])
+        .arg(&rrd)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    let p = rerun_cli()
+        .args(["rrd", "print"])
+        .arg(&rrd)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&p.stdout);
+    for e in [
+        "/compare/mono_fraction/persistent",
+        "/compare/collisions_per_min/naive",
+        "/compare/interventions_per_min/stereo_only",
+        "/persistent/world/robot",
+        "/naive/plots/mono/error_log",
+        "/stereo_only/plots/stereo/nearest",
+    ] {
+        assert!(text.contains(e), "entity {e} missing");
+    }
+
+    // Resuming from the persistent arm's network: a much better start than a fresh one.
+    let fresh = first_quarter_error(&fly(&["--seconds", "8", "--checkpoint"]
+        .iter()
+        .copied()
+        .chain([dir.join("fresh.bpk").to_str().unwrap()])
+        .collect::<Vec<_>>()));
+    let resumed = first_quarter_error(&fly(&[
+        "--seconds",
+        "8",
+        "--checkpoint",
+        dir.join("resumed.bpk").to_str().unwrap(),
+        "--resume",
+        ckpt.to_str().unwrap(),
+    ]));
+    assert!(
+        resumed < 0.75 * fresh,
+        "resumed error {resumed} vs fresh {fresh}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_checkpoint_of_another_architecture_or_a_corrupt_one_is_refused() {
+    let dir = temp_dir("resume-bad");
+    // A network with 16 scan columns, saved by a run configured that way.
+    let cfg = dir.join("cols16.toml");
+    std::fs::write(&cfg, "[mono]\ncolumns = 16\n").unwrap();
+    let other = dir.join("other.bpk");
+    fly(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--seconds",
+        "0.5",
+        "--checkpoint",
+        other.to_str().unwrap(),
+    ]);
+    let junk = dir.join("junk.bpk");
+    std::fs::write(&junk, b"\x00\x01 not a burnpack").unwrap();
+    for bad in [&other, &junk] {
+        let out = Command::new(workspace_bin("agent"))
+            .args(["fly", "--speed", "0", "--no-rerun", "--seconds", "0.5"])
+            .arg("--checkpoint")
+            .arg(dir.join("x.bpk"))
+            .arg("--resume")
+            .arg(bad)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{} accepted", bad.display());
+        assert!(err.contains("cannot load mono checkpoint"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
