@@ -743,4 +743,29 @@ mod tests {
         l.finish().unwrap();
         std::fs::remove_dir_all(&dir).ok();
     }
+
+    #[test]
+    fn a_diverged_step_is_thrown_away_and_the_learner_goes_on() {
+        let shape = MonoShape::default();
+        let device = crate::device::device(crate::device::Backend::Cpu)
+            .unwrap()
+            .autodiff();
+        let net = MonoNet::seeded(&shape, &device, 6).unwrap();
+        // A learning rate that blows the weights up within a few steps.
+        let cfg = LearnerConfig {
+            warmup: 1,
+            learning_rate: 1e30,
+            ..LearnerConfig::default()
+        };
+        let mut l = Learner::spawn(net, shape, cfg, device, Pacing::Lockstep);
+        l.offer(bright(0.4, &shape)).unwrap();
+        let (steps, _) = l.train(6).unwrap();
+        assert_eq!(steps, 6);
+        let st = l.stats();
+        assert!(st.diverged > 0, "{st:?}");
+        // Still alive and training.
+        let (steps, _) = l.train(1).unwrap();
+        assert_eq!(steps, 7);
+        l.finish().unwrap();
+    }
 }

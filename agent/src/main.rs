@@ -113,8 +113,9 @@ struct FlyArgs {
 struct PersistArgs {
     #[command(flatten)]
     common: Common,
-    /// Simulated minutes each arm flies.
-    #[arg(long, default_value_t = 12.0)]
+    /// Simulated minutes each arm flies (in the cluttered room unless --config or
+    /// --context says otherwise).
+    #[arg(long, default_value_t = 15.0)]
     minutes: f64,
     /// Also report the figures after this many minutes of learning.
     #[arg(long, default_value_t = 10.0)]
@@ -233,6 +234,9 @@ fn fly(a: FlyArgs, stop: Arc<AtomicBool>) -> Result<()> {
 
 fn persist(a: PersistArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let mut cfg = a.common.config()?;
+    if a.common.config.is_none() && a.common.context.is_none() {
+        cfg.context = agent::experiment::cluttered_room();
+    }
     if !(a.minutes.is_finite() && a.minutes > 0.0) {
         anyhow::bail!("--minutes must be positive, got {}", a.minutes);
     }

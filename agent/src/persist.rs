@@ -101,7 +101,7 @@ impl Default for PersistConfig {
             hold: 5.0,
             min_train_steps: 300,
             wheels_distance: 1.0,
-            wheels_trigger: 0.5,
+            wheels_trigger: 1.0,
             stereo_after_intervention: 3.0,
             intervention_weight: 4.0,
             weight_window: 1.0,

@@ -62,3 +62,34 @@ fn shipped_fly_config_parses_and_documents_the_defaults() {
     let cfg = agent::fly::FlyConfig::load(&path).unwrap();
     assert_eq!(cfg, agent::fly::FlyConfig::default());
 }
+
+#[test]
+fn persist_refuses_a_bad_length_and_bench_prints_both_figures() {
+    let o = agent()
+        .args(["persist", "--no-rerun", "--minutes", "0"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--minutes"));
+    let o = agent()
+        .args(["bench", "--seconds", "0.3"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    for needle in [
+        "inference (batch 1, 1 core): median",
+        "samples/s",
+        "parameters",
+    ] {
+        assert!(out.contains(needle), "{needle} missing: {out}");
+    }
+    // The figures are numbers, not placeholders.
+    let ms: f64 = out
+        .split("median ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert!(ms > 0.0 && ms.is_finite());
+}
