@@ -74,8 +74,10 @@ pub struct FlyConfig {
     pub seconds: f64,
     /// Seed of the first episode (later episodes derive from it).
     pub seed: u64,
-    /// Log camera images every this many frames (scalars and pose every frame).
+    /// Log camera images and depth maps every this many frames.
     pub image_every: u64,
+    /// Log scalars and the pose every this many frames (events always).
+    pub scalar_every: u64,
     /// Simulated seconds per wall-clock second; 0 runs as fast as the CPU allows.
     /// The learner trains in parallel, so a slower flight gives it more steps per
     /// simulated second, as on the robot, where the camera sets the pace.
@@ -109,6 +111,7 @@ impl Default for FlyConfig {
             seconds: 60.0,
             seed: 1,
             image_every: 6,
+            scalar_every: 1,
             speed: 4.0,
             backend: Backend::Cpu,
             learner_pacing: LearnerPacing::Lockstep,
@@ -164,8 +167,8 @@ impl FlyConfig {
         if !(self.speed.is_finite() && self.speed >= 0.0) {
             bail!("`speed` = {} must be 0 (unpaced) or positive", self.speed);
         }
-        if self.image_every == 0 {
-            bail!("`image_every` must be at least 1");
+        if self.image_every == 0 || self.scalar_every == 0 {
+            bail!("`image_every` and `scalar_every` must be at least 1");
         }
         if !(self.train_rate.is_finite() && self.train_rate > 0.0 && self.train_rate <= 1000.0) {
             bail!("`train_rate` = {} must be in (0, 1000]", self.train_rate);
@@ -375,6 +378,7 @@ pub fn fly_arm(
     let mut summary = FlySummary::default();
     let mut records: Vec<FrameRecord> = Vec::with_capacity(frames as usize);
     let mut path: Vec<[f32; 3]> = Vec::new();
+    let off = Telemetry::off();
     let start = Instant::now();
     let mut last_report = 0.0;
     let mut steps_done = 0u64;
@@ -389,6 +393,12 @@ pub fn fly_arm(
         }
         let t = frame as f64 / hz;
         tel.set_time(frame as i64, t);
+        // Scalars and pose at `scalar_every`; events every frame.
+        let ptel = if frame % cfg.scalar_every == 0 {
+            tel
+        } else {
+            &off
+        };
         let stereo = obs
             .stereo
             .as_ref()
@@ -417,9 +427,9 @@ pub fn fly_arm(
         // How good the stereo cue is, against the twin's exact depth.
         let (truth, _) = depth_scan(&stereo.depth, w, h, &cfg.mono)?;
         if let Some(e) = mono_error(&scan, &truth, &valid) {
-            tel.scalar("stereo/error_log", e)?;
+            ptel.scalar("stereo/error_log", e)?;
         }
-        tel.scalar("stereo/density", disp.density())?;
+        ptel.scalar("stereo/density", disp.density())?;
         let stereo_ahead = ahead(&scan);
 
         // The mono estimate of a frame the learner has not seen yet.
@@ -434,9 +444,9 @@ pub fn fly_arm(
             let est = infer(net, &input, &cfg.mono, &plain)?;
             error = mono_error(&est.scan, &scan, &valid);
             if let Some(e) = error {
-                tel.scalar("mono/error_log", e)?;
+                ptel.scalar("mono/error_log", e)?;
             }
-            tel.scalar("mono/nearest", est.nearest() as f64)?;
+            ptel.scalar("mono/nearest", est.nearest() as f64)?;
             if frame % cfg.image_every == 0 {
                 tel.log_depth("mono", &est.map, est.map_size.1, est.map_size.0)?;
             }
@@ -503,12 +513,12 @@ pub fn fly_arm(
         if mode == Mode::Mono {
             summary.mono_frames += 1;
         }
-        tel.scalar("persist/mono", if mode == Mode::Mono { 1.0 } else { 0.0 })?;
+        ptel.scalar("persist/mono", if mode == Mode::Mono { 1.0 } else { 0.0 })?;
         if let Some(e) = switcher.window_error() {
-            tel.scalar("persist/window_error", e)?;
+            ptel.scalar("persist/window_error", e)?;
         }
         let action = avoider.act(&cfg.avoid, flown, obs.pose.position[2]);
-        tel.log_pose(obs.pose.position, obs.pose.attitude)?;
+        ptel.log_pose(obs.pose.position, obs.pose.attitude)?;
         if frame % cfg.image_every == 0 {
             tel.log_image(stereo)?;
             tel.log_depth("stereo", &stereo_depth, w, h)?;
@@ -543,8 +553,8 @@ pub fn fly_arm(
                 }
             }
             let st = l.stats();
-            tel.scalar("learner/loss", st.loss as f64)?;
-            tel.scalar("learner/steps", st.steps as f64)?;
+            ptel.scalar("learner/loss", st.loss as f64)?;
+            ptel.scalar("learner/steps", st.steps as f64)?;
         }
 
         let r = env.step(&action)?;
@@ -553,14 +563,20 @@ pub fn fly_arm(
             .map(|a| (r.obs.pose.position[a] - obs.pose.position[a]).powi(2))
             .sum::<f64>()
             .sqrt();
-        path.push(r.obs.pose.position.map(|v| v as f32));
-        tel.scalar(
+        if frame % 6 == 0 {
+            // The last two minutes of path at 5 Hz: bounded, however long the episode.
+            if path.len() == 600 {
+                path.remove(0);
+            }
+            path.push(r.obs.pose.position.map(|v| v as f32));
+        }
+        ptel.scalar(
             "flight/speed",
             (r.obs.velocity.iter().map(|v| (v * v) as f64).sum::<f64>()).sqrt(),
         )?;
-        tel.scalar("flight/clearance", r.info.clearance)?;
-        tel.scalar("stereo/nearest", stereo_ahead as f64)?;
-        if frame % 15 == 0 {
+        ptel.scalar("flight/clearance", r.info.clearance)?;
+        ptel.scalar("stereo/nearest", stereo_ahead as f64)?;
+        if frame % 30 == 0 {
             tel.log_path(&path)?;
         }
         records.push(FrameRecord {

@@ -234,8 +234,14 @@ fn fly(a: FlyArgs, stop: Arc<AtomicBool>) -> Result<()> {
 
 fn persist(a: PersistArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let mut cfg = a.common.config()?;
-    if a.common.config.is_none() && a.common.context.is_none() {
-        cfg.context = agent::experiment::cluttered_room();
+    if a.common.config.is_none() {
+        if a.common.context.is_none() {
+            cfg.context = agent::experiment::cluttered_room();
+        }
+        // Three arms for many minutes: images every 5 s and scalars at 5 Hz keep
+        // the recording to about 8 MB per simulated minute.
+        cfg.image_every = 150;
+        cfg.scalar_every = 6;
     }
     if !(a.minutes.is_finite() && a.minutes > 0.0) {
         anyhow::bail!("--minutes must be positive, got {}", a.minutes);
