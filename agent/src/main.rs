@@ -31,6 +31,60 @@ enum Cmd {
     Persist(PersistArgs),
     /// Time the mono network: inference latency on 1 thread, training samples/s.
     Bench(BenchArgs),
+    /// Run one node of the onboard graph over zenoh until Ctrl-C.
+    Node(NodeArgs),
+    /// Start a graph of processes from a launch file (see launch/sim_twin.toml);
+    /// Ctrl-C or SIGTERM stops them all.
+    Launch {
+        /// The launch file (TOML).
+        file: PathBuf,
+    },
+    /// Latency from a stereo pair published to the setpoint received back,
+    /// through the stereo and policy nodes over zenoh.
+    Latency(LatencyArgs),
+}
+
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// Which node.
+    #[arg(value_enum)]
+    kind: agent::nodes::NodeKind,
+    /// Robot name: every topic lives under it.
+    #[arg(long, default_value = "robot")]
+    robot: String,
+    /// zenoh endpoints to listen on (e.g. tcp/127.0.0.1:7447).
+    #[arg(long)]
+    listen: Vec<String>,
+    /// zenoh endpoints to connect to.
+    #[arg(long)]
+    connect: Vec<String>,
+    /// Settings file (stereo, avoidance, twin context; see launch/fly.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Simulated seconds the camera (twin) node runs.
+    #[arg(long)]
+    seconds: Option<f64>,
+}
+
+#[derive(clap::Args)]
+struct LatencyArgs {
+    /// Image sizes, WIDTHxHEIGHT, comma-separated.
+    #[arg(long, default_value = "160x120,320x240", value_delimiter = ',')]
+    sizes: Vec<String>,
+    /// Frames per size and placement.
+    #[arg(long, default_value_t = 10_000)]
+    frames: usize,
+    /// Where the nodes run: processes, threads or both.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "processes,threads"
+    )]
+    placement: Vec<agent::latency::Placement>,
+    /// TCP port on 127.0.0.1 the benchmark listens on.
+    #[arg(long, default_value_t = 7461)]
+    port: u16,
 }
 
 #[derive(clap::Args)]
@@ -159,6 +213,52 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Fly(a) => fly(a, stop),
         Cmd::Persist(a) => persist(a, stop),
+        Cmd::Node(a) => {
+            let mut cfg = match &a.config {
+                Some(p) => FlyConfig::load(p)?,
+                None => FlyConfig::default(),
+            };
+            if let Some(s) = a.seconds {
+                cfg.seconds = s;
+                cfg.validate()?;
+            }
+            let session = bus::open(&bus::BusConfig {
+                listen: a.listen,
+                connect: a.connect,
+            })?;
+            agent::nodes::run(a.kind, &session, &a.robot, &cfg, &stop)
+        }
+        Cmd::Launch { file } => {
+            let f = agent::launch::LaunchFile::load(&file)?;
+            let s = agent::launch::run(&f, &stop)?;
+            println!(
+                "graph `{}` stopped{}: exits {:?}, restarts {:?}",
+                f.name,
+                if s.interrupted {
+                    " by Ctrl-C/SIGTERM"
+                } else {
+                    ""
+                },
+                s.exits,
+                s.restarts
+            );
+            Ok(())
+        }
+        Cmd::Latency(a) => {
+            let cfg = FlyConfig::default();
+            for size in &a.sizes {
+                let (w, h) = size
+                    .split_once('x')
+                    .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+                    .with_context(|| format!("size `{size}` is not WIDTHxHEIGHT"))?;
+                for (k, p) in a.placement.iter().enumerate() {
+                    let port = a.port.wrapping_add(k as u16);
+                    let r = agent::latency::run(&cfg, w, h, a.frames, *p, port)?;
+                    println!("{r}");
+                }
+            }
+            Ok(())
+        }
         Cmd::Bench(a) => {
             let cfg = match &a.config {
                 Some(p) => FlyConfig::load(p)?,

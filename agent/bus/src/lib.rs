@@ -1,0 +1,389 @@
+//! The agent's messaging over zenoh.
+//!
+//! - [`Topic`]: every topic, its key expression under a robot name and its message type
+//!   (one table, also in `agent/bus/README.md`);
+//! - [`wire`] and [`msg`]: the versioned little-endian encoding of every message;
+//! - [`open`]: a zenoh session on explicit TCP endpoints (multicast scouting is
+//!   off: it fails in containers and CI);
+//! - [`Outbox`] and [`Inbox`]: typed publishers and subscribers that stamp
+//!   sequence numbers, count malformed messages and sequence gaps (dropped or
+//!   late messages) instead of failing, and never block the publisher: an inbox
+//!   keeps only the newest few messages.
+
+pub mod msg;
+pub mod wire;
+
+use std::marker::PhantomData;
+use std::time::Duration;
+use thiserror::Error;
+use wire::{DecodeError, Header, Message, decode, encode};
+use zenoh::Wait;
+use zenoh::handlers::{RingChannel, RingChannelHandler};
+use zenoh::sample::Sample;
+
+pub use zenoh::Session;
+
+/// Every topic of the node graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// `camera/stereo`: [`msg::StereoPair`] from the camera (twin, device or file).
+    CameraStereo,
+    /// `depth/stereo`: [`msg::DepthScan`] from stereo matching.
+    DepthStereo,
+    /// `depth/mono`: [`msg::DepthScan`] from the monocular network.
+    DepthMono,
+    /// `cmd/setpoint`: [`msg::Setpoint`] from the policy to the flight controller.
+    CmdSetpoint,
+    /// `state`: [`msg::State`] from the flight controller (or the twin).
+    State,
+    /// `events`: [`msg::Event`] from any node.
+    Events,
+}
+
+impl Topic {
+    /// All topics.
+    pub const ALL: [Topic; 6] = [
+        Topic::CameraStereo,
+        Topic::DepthStereo,
+        Topic::DepthMono,
+        Topic::CmdSetpoint,
+        Topic::State,
+        Topic::Events,
+    ];
+
+    /// Key expression below the robot name.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Topic::CameraStereo => "camera/stereo",
+            Topic::DepthStereo => "depth/stereo",
+            Topic::DepthMono => "depth/mono",
+            Topic::CmdSetpoint => "cmd/setpoint",
+            Topic::State => "state",
+            Topic::Events => "events",
+        }
+    }
+
+    /// Full key expression, `<robot>/<suffix>`.
+    pub fn key(self, robot: &str) -> String {
+        format!("{robot}/{}", self.suffix())
+    }
+
+    /// Name of the message type it carries.
+    pub fn message(self) -> &'static str {
+        use wire::Message as M;
+        match self {
+            Topic::CameraStereo => <msg::StereoPair as M>::NAME,
+            Topic::DepthStereo | Topic::DepthMono => <msg::DepthScan as M>::NAME,
+            Topic::CmdSetpoint => <msg::Setpoint as M>::NAME,
+            Topic::State => <msg::State as M>::NAME,
+            Topic::Events => <msg::Event as M>::NAME,
+        }
+    }
+}
+
+/// Where a session listens and whom it connects to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusConfig {
+    /// Endpoints to listen on, e.g. `tcp/127.0.0.1:7447`.
+    pub listen: Vec<String>,
+    /// Endpoints to connect to.
+    pub connect: Vec<String>,
+}
+
+/// A messaging failure.
+#[derive(Debug, Error)]
+pub enum BusError {
+    /// The session could not be opened (bad endpoint, port in use, ...).
+    #[error("cannot open zenoh session (listen {listen:?}, connect {connect:?}): {reason}")]
+    Open {
+        listen: Vec<String>,
+        connect: Vec<String>,
+        reason: String,
+    },
+    /// A publisher or subscriber could not be declared.
+    #[error("cannot declare {what} on {key}: {reason}")]
+    Declare {
+        what: &'static str,
+        key: String,
+        reason: String,
+    },
+    /// Sending failed.
+    #[error("cannot publish on {key}: {reason}")]
+    Put { key: String, reason: String },
+    /// The session closed under a subscriber.
+    #[error("subscription {key} closed")]
+    Closed { key: String },
+}
+
+fn json_list(v: &[String]) -> String {
+    let items: Vec<String> = v.iter().map(|e| format!("{e:?}")).collect();
+    format!("[{}]", items.join(","))
+}
+
+/// Open a peer session on explicit endpoints, without multicast scouting. With
+/// no `listen` endpoint it listens on a free loopback port (for peers on this
+/// machine; name an interface address for a graph that spans machines).
+pub fn open(cfg: &BusConfig) -> Result<Session, BusError> {
+    let err = |reason: String| BusError::Open {
+        listen: cfg.listen.clone(),
+        connect: cfg.connect.clone(),
+        reason,
+    };
+    let mut c = zenoh::Config::default();
+    // Every session listens somewhere so that peers that found each other through
+    // a common peer (gossip) can connect directly: loopback on a free port unless told.
+    let listen = if cfg.listen.is_empty() {
+        vec!["tcp/127.0.0.1:0".to_string()]
+    } else {
+        cfg.listen.clone()
+    };
+    for (k, v) in [
+        ("mode", "\"peer\"".to_string()),
+        ("scouting/multicast/enabled", "false".to_string()),
+        ("listen/endpoints", json_list(&listen)),
+        ("connect/endpoints", json_list(&cfg.connect)),
+    ] {
+        c.insert_json5(k, &v)
+            .map_err(|e| err(format!("{k}: {e}")))?;
+    }
+    zenoh::open(c).wait().map_err(|e| err(e.to_string()))
+}
+
+/// Nanoseconds since the UNIX epoch (the robot's stamp clock).
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A typed publisher that numbers its messages.
+pub struct Outbox<M: Message> {
+    publisher: zenoh::pubsub::Publisher<'static>,
+    key: String,
+    seq: u64,
+    _m: PhantomData<M>,
+}
+
+impl<M: Message> Outbox<M> {
+    /// Declare a publisher of `topic` for `robot`.
+    pub fn new(session: &Session, robot: &str, topic: Topic) -> Result<Self, BusError> {
+        let key = topic.key(robot);
+        let publisher =
+            session
+                .declare_publisher(key.clone())
+                .wait()
+                .map_err(|e| BusError::Declare {
+                    what: "publisher",
+                    key: key.clone(),
+                    reason: e.to_string(),
+                })?;
+        Ok(Self {
+            publisher,
+            key,
+            seq: 0,
+            _m: PhantomData,
+        })
+    }
+
+    /// Publish with the next sequence number; returns the header sent.
+    pub fn send(&mut self, stamp_ns: u64, frame_id: &str, m: &M) -> Result<Header, BusError> {
+        let h = Header {
+            seq: self.seq,
+            stamp_ns,
+            frame_id: frame_id.to_string(),
+        };
+        self.seq += 1;
+        self.send_with(&h, m)?;
+        Ok(h)
+    }
+
+    /// Publish with a given header (a derived message keeps its source's seq and stamp).
+    pub fn send_with(&self, h: &Header, m: &M) -> Result<(), BusError> {
+        self.publisher
+            .put(encode(h, m))
+            .wait()
+            .map_err(|e| BusError::Put {
+                key: self.key.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Publish raw bytes (tests of malformed input).
+    pub fn send_raw(&self, bytes: Vec<u8>) -> Result<(), BusError> {
+        self.publisher.put(bytes).wait().map_err(|e| BusError::Put {
+            key: self.key.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// What an inbox has seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InboxStats {
+    /// Messages decoded.
+    pub received: u64,
+    /// Messages that could not be decoded (wrong version, kind, size, ...).
+    pub malformed: u64,
+    /// Sequence numbers skipped: messages dropped on the way or overwritten
+    /// because this node was slower than the publisher.
+    pub missed: u64,
+    /// Messages older than one already received (out of order).
+    pub late: u64,
+}
+
+/// A typed subscriber that keeps only the newest `depth` messages.
+pub struct Inbox<M: Message> {
+    sub: zenoh::pubsub::Subscriber<RingChannelHandler<Sample>>,
+    key: String,
+    last_seq: Option<u64>,
+    stats: InboxStats,
+    last_error: Option<DecodeError>,
+    _m: PhantomData<M>,
+}
+
+impl<M: Message> Inbox<M> {
+    /// Subscribe to `topic` of `robot`, keeping at most `depth` undelivered messages.
+    pub fn new(
+        session: &Session,
+        robot: &str,
+        topic: Topic,
+        depth: usize,
+    ) -> Result<Self, BusError> {
+        let key = topic.key(robot);
+        let sub = session
+            .declare_subscriber(key.clone())
+            .with(RingChannel::new(depth.max(1)))
+            .wait()
+            .map_err(|e| BusError::Declare {
+                what: "subscriber",
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            sub,
+            key,
+            last_seq: None,
+            stats: InboxStats::default(),
+            last_error: None,
+            _m: PhantomData,
+        })
+    }
+
+    /// The next well-formed message within `timeout`; malformed ones are counted,
+    /// logged and skipped. `Ok(None)` on timeout.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<(Header, M)>, BusError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let sample = match self.sub.recv_timeout(left) {
+                Ok(Some(s)) => s,
+                Ok(None) => return Ok(None),
+                Err(_) => {
+                    return Err(BusError::Closed {
+                        key: self.key.clone(),
+                    });
+                }
+            };
+            let bytes = sample.payload().to_bytes();
+            match decode::<M>(&bytes) {
+                Ok((h, m)) => {
+                    self.account(h.seq);
+                    return Ok(Some((h, m)));
+                }
+                Err(e) => {
+                    self.stats.malformed += 1;
+                    tracing::warn!(key = %self.key, "malformed message skipped: {e}");
+                    self.last_error = Some(e);
+                }
+            }
+        }
+    }
+
+    fn account(&mut self, seq: u64) {
+        self.stats.received += 1;
+        match self.last_seq {
+            Some(last) if seq <= last => self.stats.late += 1,
+            Some(last) => {
+                self.stats.missed += seq - last - 1;
+                self.last_seq = Some(seq);
+            }
+            None => self.last_seq = Some(seq),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> InboxStats {
+        self.stats
+    }
+
+    /// The last decoding error, if any.
+    pub fn last_error(&self) -> Option<&DecodeError> {
+        self.last_error.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use msg::Setpoint;
+
+    #[test]
+    fn topics_live_under_the_robot_name() {
+        assert_eq!(Topic::CameraStereo.key("drone1"), "drone1/camera/stereo");
+        assert_eq!(Topic::CmdSetpoint.message(), "Setpoint");
+        let keys: std::collections::HashSet<_> = Topic::ALL.iter().map(|t| t.suffix()).collect();
+        assert_eq!(keys.len(), Topic::ALL.len());
+    }
+
+    #[test]
+    fn messages_cross_two_sessions_and_bad_ones_are_counted() {
+        // Two sessions joined over TCP on loopback, as two processes would be.
+        let port = 17_000 + (std::process::id() % 2000) as u16;
+        let a = open(&BusConfig {
+            listen: vec![format!("tcp/127.0.0.1:{port}")],
+            connect: vec![],
+        })
+        .unwrap();
+        let b = open(&BusConfig {
+            listen: vec![],
+            connect: vec![format!("tcp/127.0.0.1:{port}")],
+        })
+        .unwrap();
+        let mut inbox = Inbox::<Setpoint>::new(&b, "r", Topic::CmdSetpoint, 16).unwrap();
+        let mut out = Outbox::<Setpoint>::new(&a, "r", Topic::CmdSetpoint).unwrap();
+        // Wait until the route exists.
+        let t0 = std::time::Instant::now();
+        let first = loop {
+            out.send(1, "body", &Setpoint::HOVER).unwrap();
+            if let Some(m) = inbox.recv_timeout(Duration::from_millis(100)).unwrap() {
+                break m;
+            }
+            assert!(t0.elapsed().as_secs() < 20, "no route between the sessions");
+        };
+        assert_eq!(first.1, Setpoint::HOVER);
+        out.send_raw(b"garbage".to_vec()).unwrap();
+        let mut v2 = encode(&Header::default(), &Setpoint::HOVER);
+        v2[4] = 9; // a future schema version
+        out.send_raw(v2).unwrap();
+        out.seq += 3; // three messages lost on the way
+        let sp = Setpoint {
+            forward: 1.0,
+            ..Setpoint::HOVER
+        };
+        out.send(2, "body", &sp).unwrap();
+        let (h, got) = inbox
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .expect("message after the bad ones");
+        assert_eq!(got, sp);
+        assert_eq!(h.stamp_ns, 2);
+        let st = inbox.stats();
+        assert_eq!(st.malformed, 2);
+        assert_eq!(st.missed, 3);
+        assert!(matches!(
+            inbox.last_error(),
+            Some(DecodeError::Version { got: 9, .. })
+        ));
+    }
+}

@@ -1,0 +1,324 @@
+//! The messages on the bus and their body layouts.
+
+use crate::wire::{DecodeError, Message, Reader, Writer};
+
+fn malformed(name: &'static str, reason: impl Into<String>) -> DecodeError {
+    DecodeError::Malformed {
+        name,
+        reason: reason.into(),
+    }
+}
+
+/// A rectified 8-bit stereo pair of one instant (left and right never travel apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StereoPair {
+    /// Width (px).
+    pub width: u32,
+    /// Height (px).
+    pub height: u32,
+    /// Left image, row-major.
+    pub left: Vec<u8>,
+    /// Right image, row-major.
+    pub right: Vec<u8>,
+}
+
+impl Message for StereoPair {
+    const KIND: u16 = 1;
+    const NAME: &'static str = "StereoPair";
+    fn write_body(&self, w: &mut Writer) {
+        w.u32(self.width);
+        w.u32(self.height);
+        w.bytes(&self.left);
+        w.bytes(&self.right);
+    }
+    fn read_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (width, height) = (r.u32()?, r.u32()?);
+        let n = (width as usize)
+            .checked_mul(height as usize)
+            .filter(|&n| n > 0 && n <= 64 << 20)
+            .ok_or_else(|| malformed(Self::NAME, format!("image size {width}x{height}")))?;
+        if r.remaining() != 2 * n {
+            return Err(malformed(
+                Self::NAME,
+                format!(
+                    "{width}x{height} needs {} image bytes, {} present",
+                    2 * n,
+                    r.remaining()
+                ),
+            ));
+        }
+        Ok(Self {
+            width,
+            height,
+            left: r.bytes(n)?.to_vec(),
+            right: r.bytes(n)?.to_vec(),
+        })
+    }
+}
+
+/// A per-column depth scan (m, left to right; NaN where the cue saw nothing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DepthScan {
+    /// Time the producer spent computing it (ns), so that latency figures can
+    /// separate transport from compute.
+    pub compute_ns: u64,
+    /// Depth per column.
+    pub depth: Vec<f32>,
+}
+
+impl Message for DepthScan {
+    const KIND: u16 = 2;
+    const NAME: &'static str = "DepthScan";
+    fn write_body(&self, w: &mut Writer) {
+        w.u64(self.compute_ns);
+        w.u32(self.depth.len() as u32);
+        for d in &self.depth {
+            w.f32(*d);
+        }
+    }
+    fn read_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let compute_ns = r.u64()?;
+        let n = r.u32()? as usize;
+        if r.remaining() != 4 * n {
+            return Err(malformed(
+                Self::NAME,
+                format!(
+                    "{n} columns need {} bytes, {} present",
+                    4 * n,
+                    r.remaining()
+                ),
+            ));
+        }
+        let depth = (0..n).map(|_| r.f32()).collect::<Result<Vec<_>, _>>()?;
+        if depth.iter().any(|d| d.is_finite() && *d <= 0.0) {
+            return Err(malformed(Self::NAME, "non-positive depth"));
+        }
+        Ok(Self { compute_ns, depth })
+    }
+}
+
+/// A velocity setpoint for the flight controller (body frame).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Setpoint {
+    /// Forward speed (m/s).
+    pub forward: f32,
+    /// Leftward speed (m/s).
+    pub left: f32,
+    /// Upward speed (m/s).
+    pub up: f32,
+    /// Yaw rate (rad/s, counter-clockwise).
+    pub yaw_rate: f32,
+}
+
+impl Setpoint {
+    /// Hover in place: what the safety node commands when a peer is lost.
+    pub const HOVER: Setpoint = Setpoint {
+        forward: 0.0,
+        left: 0.0,
+        up: 0.0,
+        yaw_rate: 0.0,
+    };
+}
+
+impl Message for Setpoint {
+    const KIND: u16 = 3;
+    const NAME: &'static str = "Setpoint";
+    fn write_body(&self, w: &mut Writer) {
+        for v in [self.forward, self.left, self.up, self.yaw_rate] {
+            w.f32(v);
+        }
+    }
+    fn read_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let s = Self {
+            forward: r.f32()?,
+            left: r.f32()?,
+            up: r.f32()?,
+            yaw_rate: r.f32()?,
+        };
+        if ![s.forward, s.left, s.up, s.yaw_rate]
+            .iter()
+            .all(|v| v.is_finite())
+        {
+            return Err(malformed(Self::NAME, "non-finite value"));
+        }
+        Ok(s)
+    }
+}
+
+/// The robot's state estimate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct State {
+    /// Position (m, world frame, z up).
+    pub position: [f64; 3],
+    /// Attitude quaternion (w, x, y, z).
+    pub attitude: [f64; 4],
+    /// Velocity (m/s, body frame).
+    pub velocity: [f32; 3],
+}
+
+impl Message for State {
+    const KIND: u16 = 4;
+    const NAME: &'static str = "State";
+    fn write_body(&self, w: &mut Writer) {
+        self.position.iter().for_each(|v| w.f64(*v));
+        self.attitude.iter().for_each(|v| w.f64(*v));
+        self.velocity.iter().for_each(|v| w.f32(*v));
+    }
+    fn read_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            position: [r.f64()?, r.f64()?, r.f64()?],
+            attitude: [r.f64()?, r.f64()?, r.f64()?, r.f64()?],
+            velocity: [r.f32()?, r.f32()?, r.f32()?],
+        })
+    }
+}
+
+/// A line of text: mode switches, interventions, collisions, node failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The text (UTF-8).
+    pub text: String,
+}
+
+impl Message for Event {
+    const KIND: u16 = 5;
+    const NAME: &'static str = "Event";
+    fn write_body(&self, w: &mut Writer) {
+        w.u32(self.text.len() as u32);
+        w.bytes(self.text.as_bytes());
+    }
+    fn read_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let n = r.u32()? as usize;
+        let text = String::from_utf8(r.bytes(n)?.to_vec())
+            .map_err(|_| malformed(Self::NAME, "text is not UTF-8"))?;
+        Ok(Self { text })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Header, decode, encode};
+
+    fn h() -> Header {
+        Header {
+            seq: 42,
+            stamp_ns: 1_700_000_000_123_456_789,
+            frame_id: "camera_left".into(),
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let pair = StereoPair {
+            width: 3,
+            height: 2,
+            left: vec![1, 2, 3, 4, 5, 6],
+            right: vec![7, 8, 9, 10, 11, 12],
+        };
+        assert_eq!(
+            decode::<StereoPair>(&encode(&h(), &pair)).unwrap(),
+            (h(), pair)
+        );
+        let scan = DepthScan {
+            compute_ns: 1234,
+            depth: vec![1.5, f32::NAN, 3.0],
+        };
+        let (hh, back) = decode::<DepthScan>(&encode(&h(), &scan)).unwrap();
+        assert_eq!(hh, h());
+        assert_eq!(back.compute_ns, 1234);
+        assert!(back.depth[1].is_nan() && back.depth[2] == 3.0);
+        let sp = Setpoint {
+            forward: 1.0,
+            left: 0.0,
+            up: -0.2,
+            yaw_rate: 0.5,
+        };
+        assert_eq!(decode::<Setpoint>(&encode(&h(), &sp)).unwrap().1, sp);
+        let st = State {
+            position: [1.0, 2.0, 3.0],
+            attitude: [1.0, 0.0, 0.0, 0.0],
+            velocity: [0.5, 0.0, 0.0],
+        };
+        assert_eq!(decode::<State>(&encode(&h(), &st)).unwrap().1, st);
+        let ev = Event {
+            text: "switch to mono".into(),
+        };
+        assert_eq!(decode::<Event>(&encode(&h(), &ev)).unwrap().1, ev);
+    }
+
+    #[test]
+    fn the_header_layout_is_the_documented_one() {
+        let b = encode(&h(), &Setpoint::HOVER);
+        assert_eq!(&b[0..4], b"ONBD");
+        assert_eq!(u16::from_le_bytes([b[4], b[5]]), 1, "schema version");
+        assert_eq!(u16::from_le_bytes([b[6], b[7]]), 3, "kind");
+        assert_eq!(u64::from_le_bytes(b[8..16].try_into().unwrap()), 42);
+        assert_eq!(
+            u64::from_le_bytes(b[16..24].try_into().unwrap()),
+            1_700_000_000_123_456_789
+        );
+        assert_eq!(u16::from_le_bytes([b[24], b[25]]), 11);
+        assert_eq!(&b[26..37], b"camera_left");
+        assert_eq!(b.len(), 37 + 16);
+    }
+
+    #[test]
+    fn malformed_and_foreign_bytes_are_refused_with_the_reason() {
+        let good = encode(
+            &h(),
+            &StereoPair {
+                width: 2,
+                height: 2,
+                left: vec![0; 4],
+                right: vec![0; 4],
+            },
+        );
+        // Every truncation is an error, never a panic.
+        for n in 0..good.len() {
+            assert!(decode::<StereoPair>(&good[..n]).is_err(), "{n} bytes");
+        }
+        let mut v2 = good.clone();
+        v2[4] = 2;
+        assert_eq!(
+            decode::<StereoPair>(&v2).unwrap_err(),
+            DecodeError::Version { got: 2, want: 1 }
+        );
+        assert!(matches!(
+            decode::<Setpoint>(&good),
+            Err(DecodeError::Kind {
+                got: 1,
+                want: 3,
+                ..
+            })
+        ));
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        assert!(matches!(
+            decode::<StereoPair>(&bad),
+            Err(DecodeError::Magic(_))
+        ));
+        let mut extra = good.clone();
+        extra.push(0);
+        assert!(matches!(
+            decode::<StereoPair>(&extra),
+            Err(DecodeError::Malformed { .. })
+        ));
+        // A width and height whose product overflows or is absurd.
+        let mut huge = good.clone();
+        huge[37..41].copy_from_slice(&u32::MAX.to_le_bytes());
+        huge[41..45].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            decode::<StereoPair>(&huge),
+            Err(DecodeError::Malformed { .. })
+        ));
+        let nan = encode(
+            &h(),
+            &Setpoint {
+                forward: f32::NAN,
+                ..Setpoint::HOVER
+            },
+        );
+        assert!(decode::<Setpoint>(&nan).is_err());
+    }
+}

@@ -1,0 +1,274 @@
+//! Nodes of the onboard graph that talk over zenoh ([`bus`]). Each runs as its
+//! own process (`agent node <name>`) or as a thread sharing one session.
+//!
+//! - `camera` (the twin): renders the stereo pair, publishes it with the state,
+//!   and steps the simulation with the setpoint that comes back;
+//! - `stereo`: semi-global matching of each pair into a depth scan;
+//! - `policy`: the avoidance behaviour from the depth scan to a velocity setpoint.
+
+use crate::fly::{Avoider, FlyConfig};
+use anyhow::{Context as _, Result};
+use bus::msg::{DepthScan, Event, Setpoint, State, StereoPair};
+use bus::{Inbox, Outbox, Session, Topic};
+use sim::env::{Action, Env, EnvConfig, Task};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tracing::info;
+
+/// Which node to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NodeKind {
+    /// The twin as camera and vehicle.
+    Camera,
+    /// Stereo matching.
+    Stereo,
+    /// Avoidance policy.
+    Policy,
+}
+
+/// How long a node waits on its inbox before checking for Ctrl-C.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Run `kind` on `session` for `robot` until `stop` is set.
+pub fn run(
+    kind: NodeKind,
+    session: &Session,
+    robot: &str,
+    cfg: &FlyConfig,
+    stop: &AtomicBool,
+) -> Result<()> {
+    match kind {
+        NodeKind::Stereo => stereo_node(session, robot, cfg, stop),
+        NodeKind::Policy => policy_node(session, robot, cfg, stop),
+        NodeKind::Camera => camera_node(session, robot, cfg, stop),
+    }
+}
+
+/// Stereo pairs in, depth scans out (same sequence number and stamp as the pair).
+pub fn stereo_node(
+    session: &Session,
+    robot: &str,
+    cfg: &FlyConfig,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let mut pairs = Inbox::<StereoPair>::new(session, robot, Topic::CameraStereo, 2)?;
+    let out = Outbox::<DepthScan>::new(session, robot, Topic::DepthStereo)?;
+    let rig = EnvConfig::default().rig;
+    let mut matcher = stereo::Sgm::new(cfg.stereo)?;
+    info!(robot, "stereo node up");
+    while !stop.load(Ordering::Relaxed) {
+        let Some((h, pair)) = pairs.recv_timeout(POLL)? else {
+            continue;
+        };
+        let t0 = Instant::now();
+        let (w, hgt) = (pair.width as usize, pair.height as usize);
+        // A pair of the wrong size for the matcher is reported, not fatal.
+        let disp = match stereo::GrayImage::new(w, hgt, pair.left, "left").and_then(|l| {
+            stereo::GrayImage::new(w, hgt, pair.right, "right")
+                .and_then(|r| matcher.match_pair(&l, &r))
+        }) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("stereo pair {} refused: {e}", h.seq);
+                continue;
+            }
+        };
+        // Focal length scales with the image width (the twin's rig is 160 px wide).
+        let fx = rig.intrinsics.fx * w as f64 / rig.intrinsics.width as f64;
+        let scan = stereo::features::depth_scan(
+            &disp,
+            fx,
+            rig.baseline,
+            cfg.mono.columns,
+            cfg.mono.band,
+            cfg.mono.max_depth,
+        );
+        let depth = scan
+            .depth
+            .iter()
+            .zip(&scan.valid)
+            .map(|(d, v)| {
+                if *v {
+                    d.max(cfg.mono.min_depth)
+                } else {
+                    f32::NAN
+                }
+            })
+            .collect();
+        out.send_with(
+            &h,
+            &DepthScan {
+                compute_ns: t0.elapsed().as_nanos() as u64,
+                depth,
+            },
+        )?;
+    }
+    info!(stats = ?pairs.stats(), "stereo node down");
+    Ok(())
+}
+
+/// Depth scans in, setpoints out (same sequence number and stamp as the scan).
+pub fn policy_node(
+    session: &Session,
+    robot: &str,
+    cfg: &FlyConfig,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let mut scans = Inbox::<DepthScan>::new(session, robot, Topic::DepthStereo, 2)?;
+    let mut states = Inbox::<State>::new(session, robot, Topic::State, 1)?;
+    let out = Outbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint)?;
+    let mut avoider = Avoider::default();
+    let mut altitude = cfg.avoid.altitude;
+    info!(robot, "policy node up");
+    while !stop.load(Ordering::Relaxed) {
+        let Some((h, scan)) = scans.recv_timeout(POLL)? else {
+            continue;
+        };
+        while let Some((_, s)) = states.recv_timeout(Duration::ZERO)? {
+            altitude = s.position[2];
+        }
+        // Columns stereo could not see count as far away.
+        let depth: Vec<f32> = scan
+            .depth
+            .iter()
+            .map(|d| {
+                if d.is_finite() {
+                    *d
+                } else {
+                    cfg.mono.max_depth
+                }
+            })
+            .collect();
+        let Action::Velocity {
+            forward,
+            left,
+            up,
+            yaw_rate,
+        } = avoider.act(&cfg.avoid, &depth, altitude)
+        else {
+            continue;
+        };
+        out.send_with(
+            &h,
+            &Setpoint {
+                forward: forward as f32,
+                left: left as f32,
+                up: up as f32,
+                yaw_rate: yaw_rate as f32,
+            },
+        )?;
+    }
+    info!(stats = ?scans.stats(), "policy node down");
+    Ok(())
+}
+
+/// The twin: publishes each frame's pair and state, waits (up to 0.5 s of wall
+/// time) for the setpoint answering that frame and steps with it; without an
+/// answer it hovers (failsafe) and says so on `events`.
+pub fn camera_node(
+    session: &Session,
+    robot: &str,
+    cfg: &FlyConfig,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let mut pairs = Outbox::<StereoPair>::new(session, robot, Topic::CameraStereo)?;
+    let mut states = Outbox::<State>::new(session, robot, Topic::State)?;
+    let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
+    let mut setpoints = Inbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint, 4)?;
+    let mut env = Env::new(EnvConfig {
+        render: true,
+        task: Task::ForwardFlight,
+        max_steps: u32::MAX,
+        ..EnvConfig::default()
+    })?;
+    let hz = env.config().control_hz;
+    let mut obs = env.reset(&cfg.context, cfg.seed)?;
+    let frames = (cfg.seconds * hz).round() as u64;
+    let (mut collisions, mut failsafe, mut episode) = (0u64, 0u64, 0u64);
+    let mut prev_answered = true;
+    info!(robot, frames, "camera (twin) node up");
+    for frame in 0..frames {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let stamp = (frame as f64 / hz * 1e9) as u64;
+        let st = obs
+            .stereo
+            .as_ref()
+            .context("twin returned no stereo frame")?;
+        let h = pairs.send(
+            stamp,
+            "camera_left",
+            &StereoPair {
+                width: st.width as u32,
+                height: st.height as u32,
+                left: st.left.clone(),
+                right: st.right.clone(),
+            },
+        )?;
+        states.send(
+            stamp,
+            "world",
+            &State {
+                position: obs.pose.position,
+                attitude: obs.pose.attitude,
+                velocity: obs.velocity,
+            },
+        )?;
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let mut action = None;
+        while action.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match setpoints.recv_timeout(left)? {
+                Some((sh, sp)) if sh.seq == h.seq => {
+                    action = Some(Action::Velocity {
+                        forward: sp.forward as f64,
+                        left: sp.left as f64,
+                        up: sp.up as f64,
+                        yaw_rate: sp.yaw_rate as f64,
+                    })
+                }
+                Some(_) => {} // an answer to an older frame
+                None => break,
+            }
+        }
+        let answered = action.is_some();
+        let action = action.unwrap_or(Action::Velocity {
+            forward: 0.0,
+            left: 0.0,
+            up: 0.0,
+            yaw_rate: 0.0,
+        });
+        if !answered {
+            failsafe += 1;
+            if prev_answered {
+                let text = format!("no setpoint for frame {frame}: hovering");
+                tracing::warn!("{text}");
+                events.send(stamp, "", &Event { text })?;
+            }
+        }
+        prev_answered = answered;
+        let r = env.step(&action)?;
+        if r.terminated || r.truncated {
+            if r.info.collision {
+                collisions += 1;
+                events.send(
+                    stamp,
+                    "",
+                    &Event {
+                        text: format!("collision at t={:.1}s", frame as f64 / hz),
+                    },
+                )?;
+            }
+            episode += 1;
+            obs = env.reset(&cfg.context, sim::batch::episode_seed(cfg.seed, 0, episode))?;
+        } else {
+            obs = r.obs;
+        }
+    }
+    info!(collisions, failsafe, stats = ?setpoints.stats(), "camera (twin) node down");
+    println!(
+        "twin: {frames} frames, {collisions} collisions, {failsafe} frames without a setpoint"
+    );
+    Ok(())
+}

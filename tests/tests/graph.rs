@@ -1,0 +1,167 @@
+//! The node graph over zenoh across processes: `agent launch` starts the twin,
+//! stereo and policy nodes, which fly the twin in a closed loop; crashed
+//! processes restart with back-off; SIGTERM stops every child; and the latency
+//! benchmark measures the loop across processes and in one process.
+
+use e2e_tests::{temp_dir, workspace_bin};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port for this test process (tests of one binary run in parallel).
+fn port(k: u16) -> u16 {
+    20_000 + (std::process::id() % 4000) as u16 * 4 + k
+}
+
+fn twin_graph(robot: &str, port: u16, seconds: &str) -> String {
+    let ep = format!("tcp/127.0.0.1:{port}");
+    format!(
+        r#"name = "twin_test"
+stop_timeout = 5.0
+[[process]]
+name = "camera"
+args = ["node", "camera", "--robot", "{robot}", "--listen", "{ep}", "--seconds", "{seconds}"]
+required = true
+[[process]]
+name = "stereo"
+args = ["node", "stereo", "--robot", "{robot}", "--connect", "{ep}"]
+restart = "on-failure"
+[[process]]
+name = "policy"
+args = ["node", "policy", "--robot", "{robot}", "--connect", "{ep}"]
+restart = "on-failure"
+"#
+    )
+}
+
+#[test]
+fn launched_graph_flies_the_twin_in_a_closed_loop_over_zenoh() {
+    let dir = temp_dir("graph");
+    let file = dir.join("twin.toml");
+    std::fs::write(&file, twin_graph("graphtest", port(0), "4")).unwrap();
+    let out = Command::new(workspace_bin("agent"))
+        .arg("launch")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // The twin's summary line, prefixed with its process name.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("[camera] twin: "))
+        .unwrap_or_else(|| panic!("no twin summary in {stdout}\n{stderr}"));
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let (frames, unanswered) = (nums[0], nums[2]);
+    assert_eq!(frames, 120, "{line}");
+    // Only the frames before the routes formed may go unanswered.
+    assert!(unanswered < 30, "{line}");
+    // Every child's log lines carry its name (tracing writes to stdout).
+    let all = format!("{stdout}{stderr}");
+    assert!(
+        all.contains("[stereo]") && all.contains("[policy]") && all.contains("stereo node up"),
+        "{all}"
+    );
+    assert!(stdout.contains("graph `twin_test` stopped"), "{stdout}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn crashed_processes_restart_with_back_off_and_sigterm_stops_every_child() {
+    let dir = temp_dir("graph-restart");
+    let file = dir.join("g.toml");
+    let robot = format!("sigterm{}", std::process::id());
+    let mut text = twin_graph(&robot, port(1), "3600");
+    text.push_str(
+        r#"[[process]]
+name = "crasher"
+program = "sh"
+args = ["-c", "echo crashing; exit 3"]
+restart = "on-failure"
+"#,
+    );
+    std::fs::write(&file, text).unwrap();
+    let child = Command::new(workspace_bin("agent"))
+        .arg("launch")
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t0 = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "launcher took too long to stop"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("stopped by Ctrl-C/SIGTERM"), "{stdout}");
+    // Back-off 0.5, 1, 2 s...: a few restarts in 5 s, not hundreds.
+    let restarts: u32 = stdout
+        .split("\"crasher\": ")
+        .last()
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no restart count in {stdout}"));
+    assert!((2..=5).contains(&restarts), "{restarts} restarts: {stdout}");
+    assert!(
+        stdout.matches("[crasher] crashing").count() >= 3,
+        "{stdout}"
+    );
+    // No child of the graph is left running.
+    std::thread::sleep(Duration::from_millis(300));
+    let left = Command::new("pgrep").args(["-f", &robot]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "orphans: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn latency_benchmark_measures_across_processes_and_in_one() {
+    let out = Command::new(workspace_bin("agent"))
+        .args(["latency", "--sizes", "160x120", "--frames", "200", "--port"])
+        .arg(port(2).to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for placement in ["Processes", "Threads"] {
+        let head = format!("160x120, nodes as {placement}: 200 frames (0 lost)");
+        assert!(stdout.contains(&head), "{head} missing: {stdout}");
+    }
+    let p99s: Vec<f64> = stdout
+        .lines()
+        .filter(|l| l.contains("excluding compute"))
+        .filter_map(|l| {
+            l.split("p99")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(p99s.len(), 2, "{stdout}");
+    assert!(p99s.iter().all(|v| v.is_finite() && *v > 0.0), "{stdout}");
+}
