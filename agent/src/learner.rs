@@ -628,19 +628,24 @@ mod tests {
         assert!(last < 0.2 * first, "loss {first} -> {last}");
     }
 
-    #[test]
-    fn learner_thread_trains_and_publishes_without_blocking() {
+    /// A learner on the CPU with a network of the default shape drawn from `seed`.
+    fn cpu_learner(seed: u64, cfg: LearnerConfig, pacing: Pacing) -> (MonoShape, Learner) {
         let shape = MonoShape::default();
         let device = crate::device::device(crate::device::Backend::Cpu)
             .unwrap()
             .autodiff();
-        let net = MonoNet::seeded(&shape, &device, 5).unwrap();
+        let net = MonoNet::seeded(&shape, &device, seed).unwrap();
+        (shape, Learner::spawn(net, shape, cfg, device, pacing))
+    }
+
+    #[test]
+    fn learner_thread_trains_and_publishes_without_blocking() {
         let cfg = LearnerConfig {
             warmup: 4,
             publish_every: 1,
             ..LearnerConfig::default()
         };
-        let mut l = Learner::spawn(net, shape, cfg, device, Pacing::FreeRunning);
+        let (shape, mut l) = cpu_learner(5, cfg, Pacing::FreeRunning);
         let s = bright(0.5, &shape);
         let t0 = std::time::Instant::now();
         let mut got = None;
@@ -657,16 +662,11 @@ mod tests {
 
     #[test]
     fn bad_samples_are_refused_with_the_reason_and_training_goes_on() {
-        let shape = MonoShape::default();
-        let device = crate::device::device(crate::device::Backend::Cpu)
-            .unwrap()
-            .autodiff();
-        let net = MonoNet::seeded(&shape, &device, 5).unwrap();
         let cfg = LearnerConfig {
             warmup: 2,
             ..LearnerConfig::default()
         };
-        let mut l = Learner::spawn(net, shape, cfg, device, Pacing::Lockstep);
+        let (shape, mut l) = cpu_learner(5, cfg, Pacing::Lockstep);
         let good = bright(0.3, &shape);
         let mut nan = good.clone();
         nan.scan[1] = f32::NAN; // column 1 is marked valid
@@ -746,18 +746,13 @@ mod tests {
 
     #[test]
     fn a_diverged_step_is_thrown_away_and_the_learner_goes_on() {
-        let shape = MonoShape::default();
-        let device = crate::device::device(crate::device::Backend::Cpu)
-            .unwrap()
-            .autodiff();
-        let net = MonoNet::seeded(&shape, &device, 6).unwrap();
         // A learning rate that blows the weights up within a few steps.
         let cfg = LearnerConfig {
             warmup: 1,
             learning_rate: 1e30,
             ..LearnerConfig::default()
         };
-        let mut l = Learner::spawn(net, shape, cfg, device, Pacing::Lockstep);
+        let (shape, mut l) = cpu_learner(6, cfg, Pacing::Lockstep);
         l.offer(bright(0.4, &shape)).unwrap();
         let (steps, _) = l.train(6).unwrap();
         assert_eq!(steps, 6);

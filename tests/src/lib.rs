@@ -44,3 +44,26 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).expect("create temp dir");
     d
 }
+
+/// Run a command to completion, fail the test with its output if it failed,
+/// and return its standard output.
+pub fn succeed(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("command starts");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Send `signal` (e.g. "INT", "TERM") to a running child after `after`.
+pub fn signal_after(child: &std::process::Child, signal: &str, after: std::time::Duration) {
+    std::thread::sleep(after);
+    let st = Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(st.success(), "kill -{signal} failed");
+}

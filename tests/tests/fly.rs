@@ -2,7 +2,7 @@
 //! an .rrd that rerun's own tool verifies, saves a checkpoint that loads back,
 //! and on Ctrl-C stops cleanly keeping what it recorded.
 
-use e2e_tests::{rerun_cli, temp_dir, workspace_bin};
+use e2e_tests::{rerun_cli, signal_after, succeed, temp_dir, workspace_bin};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,18 +38,12 @@ fn short_flight_learns_and_records_telemetry_and_a_checkpoint() {
     let dir = temp_dir("fly");
     let rrd = dir.join("fly.rrd");
     let ckpt = dir.join("mono.bpk");
-    let out = Command::new(workspace_bin("agent"))
-        .args(["fly", "--seconds", "12", "--speed", "0", "--rerun-save"])
-        .arg(&rrd)
-        .arg("--checkpoint")
-        .arg(&ckpt)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = succeed(
+        Command::new(workspace_bin("agent"))
+            .args(["fly", "--seconds", "12", "--speed", "0", "--rerun-save"])
+            .arg(&rrd)
+            .arg("--checkpoint")
+            .arg(&ckpt),
     );
     assert!(stdout.contains("flew 12.0 s simulated"), "{stdout}");
     let steps: u64 = stdout
@@ -100,12 +94,7 @@ fn ctrl_c_stops_the_flight_and_keeps_the_recording() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(4));
-    let st = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    signal_after(&child, "INT", Duration::from_secs(4));
     let t0 = Instant::now();
     loop {
         if child.try_wait().unwrap().is_some() {

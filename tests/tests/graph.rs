@@ -3,7 +3,7 @@
 //! processes restart with back-off; SIGTERM stops every child; and the latency
 //! benchmark measures the loop across processes and in one process.
 
-use e2e_tests::{temp_dir, workspace_bin};
+use e2e_tests::{signal_after, succeed, temp_dir, workspace_bin};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -91,12 +91,7 @@ restart = "on-failure"
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(5));
-    let st = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    signal_after(&child, "TERM", Duration::from_secs(5));
     let t0 = Instant::now();
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -135,16 +130,10 @@ restart = "on-failure"
 
 #[test]
 fn latency_benchmark_measures_across_processes_and_in_one() {
-    let out = Command::new(workspace_bin("agent"))
-        .args(["latency", "--sizes", "160x120", "--frames", "200", "--port"])
-        .arg(port(2).to_string())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = succeed(
+        Command::new(workspace_bin("agent"))
+            .args(["latency", "--sizes", "160x120", "--frames", "200", "--port"])
+            .arg(port(2).to_string()),
     );
     for placement in ["Processes", "Threads"] {
         let head = format!("160x120, nodes as {placement}: 200 frames (0 lost)");

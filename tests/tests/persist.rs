@@ -2,7 +2,7 @@
 //! figures; the persistent arm's network resumes in `agent fly` and starts out
 //! better than a fresh one; checkpoints of another architecture are refused.
 
-use e2e_tests::{rerun_cli, temp_dir, workspace_bin};
+use e2e_tests::{rerun_cli, succeed, temp_dir, workspace_bin};
 use std::process::Command;
 
 fn first_quarter_error(stdout: &str) -> f64 {
@@ -15,18 +15,11 @@ fn first_quarter_error(stdout: &str) -> f64 {
 }
 
 fn fly(args: &[&str]) -> String {
-    let out = Command::new(workspace_bin("agent"))
-        .args(["fly", "--speed", "0", "--no-rerun"])
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    succeed(
+        Command::new(workspace_bin("agent"))
+            .args(["fly", "--speed", "0", "--no-rerun"])
+            .args(args),
+    )
 }
 
 #[test]
@@ -34,19 +27,13 @@ fn three_arms_fly_side_by_side_and_the_learned_network_resumes() {
     let dir = temp_dir("persist");
     let rrd = dir.join("persist.rrd");
     let ckpt = dir.join("persist.bpk");
-    let out = Command::new(workspace_bin("agent"))
-        .args(["persist", "--minutes", "1", "--learn-minutes", "0.5"])
-        .arg("--rerun-save")
-        .arg(&rrd)
-        .arg("--checkpoint")
-        .arg(&ckpt)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = succeed(
+        Command::new(workspace_bin("agent"))
+            .args(["persist", "--minutes", "1", "--learn-minutes", "0.5"])
+            .arg("--rerun-save")
+            .arg(&rrd)
+            .arg("--checkpoint")
+            .arg(&ckpt),
     );
     for needle in [
         "whole flight (1.0 simulated minutes per arm)",
