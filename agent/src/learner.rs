@@ -187,6 +187,9 @@ pub enum LearnerError {
     /// The learner thread panicked or stopped.
     #[error("learner thread is gone")]
     Gone,
+    /// `grant`/`collect`/`train` on a free-running learner (it trains on its own).
+    #[error("training steps can only be granted to a lockstep learner")]
+    NotLockstep,
     /// Training produced a non-finite loss.
     #[error("training diverged: loss {0}")]
     Diverged(f32),
@@ -488,7 +491,9 @@ impl Learner {
     /// Lockstep only: ask for `steps` training steps on everything offered so far
     /// without waiting; [`Learner::collect`] returns the weights they produce.
     pub fn grant(&mut self, steps: u64) -> Result<(), LearnerError> {
-        debug_assert_eq!(self.pacing, Pacing::Lockstep);
+        if self.pacing != Pacing::Lockstep {
+            return Err(LearnerError::NotLockstep);
+        }
         self.tx
             .send(Msg::Train(steps))
             .map_err(|_| LearnerError::Gone)
@@ -497,6 +502,9 @@ impl Learner {
     /// Lockstep only: wait for the steps of the oldest uncollected grant and
     /// return (total steps, weights).
     pub fn collect(&mut self) -> Result<(u64, MonoNet), LearnerError> {
+        if self.pacing != Pacing::Lockstep {
+            return Err(LearnerError::NotLockstep);
+        }
         match self.weights.recv() {
             Ok(w) => Ok(w),
             Err(_) => Err(self.failure()),
@@ -655,6 +663,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert!(got.is_some(), "no weights published");
+        assert_eq!(l.grant(1), Err(LearnerError::NotLockstep));
         assert!(l.stats().steps >= 1);
         let net = l.finish().unwrap();
         assert!(net.num_params() > 0);
