@@ -290,3 +290,51 @@ pub fn run(file: &LaunchFile, stop: &AtomicBool) -> Result<LaunchSummary> {
     }
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_launch_files_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../launch");
+        for name in ["sim_twin.toml", "train.toml"] {
+            let f = LaunchFile::load(&dir.join(name)).unwrap();
+            assert!(f.process.iter().any(|p| p.required), "{name}");
+        }
+    }
+
+    #[test]
+    fn bad_launch_files_are_refused_with_the_reason() {
+        let dir = std::env::temp_dir().join(format!("launch-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, text, needle) in [
+            (
+                "none.toml",
+                "name = \"g\"\nprocess = []\n",
+                "starts no process",
+            ),
+            (
+                "dup.toml",
+                "name = \"g\"\n[[process]]\nname = \"a\"\n[[process]]\nname = \"a\"\n",
+                "unique",
+            ),
+            (
+                "typo.toml",
+                "name = \"g\"\n[[process]]\nname = \"a\"\nrestart = \"sometimes\"\n",
+                "malformed launch file",
+            ),
+        ] {
+            let p = dir.join(file);
+            std::fs::write(&p, text).unwrap();
+            let e = format!("{:#}", LaunchFile::load(&p).unwrap_err());
+            assert!(e.contains(needle), "{file}: {e}");
+        }
+        let e = format!(
+            "{:#}",
+            LaunchFile::load(&dir.join("missing.toml")).unwrap_err()
+        );
+        assert!(e.contains("missing.toml"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
