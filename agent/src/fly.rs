@@ -450,21 +450,22 @@ pub fn fly_arm(
             if frame % cfg.image_every == 0 {
                 tel.log_depth("mono", &est.map, est.map_size.1, est.map_size.0)?;
             }
-            let (map, map_valid) = coarse_target(&stereo_depth, w, h, &cfg.mono)?;
-            let near = scan.iter().fold(f32::INFINITY, |m, &v| m.min(v));
-            let sample = Sample {
-                image: input,
-                scan: scan.clone(),
-                valid: valid.clone(),
-                map,
-                map_valid,
-                weight: if near < 1.0 { 2.0 } else { 1.0 },
-            };
-            if learning
-                && let Some(s) = delay.push(sample)
-                && let Err(e) = learner.offer(s)
-            {
-                warn!("learner refused a sample: {e}");
+            if learning {
+                let (map, map_valid) = coarse_target(&stereo_depth, w, h, &cfg.mono)?;
+                let near = scan.iter().fold(f32::INFINITY, |m, &v| m.min(v));
+                let sample = Sample {
+                    image: input,
+                    scan: scan.clone(),
+                    valid: valid.clone(),
+                    map,
+                    map_valid,
+                    weight: if near < 1.0 { 2.0 } else { 1.0 },
+                };
+                if let Some(s) = delay.push(sample)
+                    && let Err(e) = learner.offer(s)
+                {
+                    warn!("learner refused a sample: {e}");
+                }
             }
             mono_scan = Some(est.scan);
         }

@@ -95,11 +95,7 @@ impl Drop for Children {
     fn drop(&mut self) {
         for c in &mut self.0 {
             // SIGINT is the nodes' graceful stop; kill whatever is left after 5 s.
-            #[cfg(unix)]
-            // SAFETY: kill(2) on a pid this process spawned and has not reaped.
-            unsafe {
-                libc::kill(c.id() as libc::pid_t, libc::SIGINT);
-            }
+            crate::launch::signal(c, libc::SIGINT);
             let t0 = Instant::now();
             while t0.elapsed() < Duration::from_secs(5) {
                 if let Ok(Some(_)) = c.try_wait() {

@@ -191,7 +191,8 @@ fn spawn(spec: &ProcessSpec, common: &BTreeMap<String, String>, agent: &Path) ->
     Ok(child)
 }
 
-fn signal(child: &Child, sig: i32) {
+/// Send `sig` to a child this process spawned and has not reaped.
+pub(crate) fn signal(child: &Child, sig: i32) {
     #[cfg(unix)]
     // SAFETY: kill(2) on a child this process spawned and has not reaped yet.
     unsafe {
