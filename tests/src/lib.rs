@@ -67,3 +67,47 @@ pub fn signal_after(child: &std::process::Child, signal: &str, after: std::time:
         .expect("kill runs");
     assert!(st.success(), "kill -{signal} failed");
 }
+
+/// The flight-controller firmware for the Cortex-M4F (`firmware/mcu`), built
+/// once per test binary with its own target directory inside ours.
+pub fn firmware_image() -> PathBuf {
+    static IMAGE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            let target = exe
+                .ancestors()
+                .nth(3)
+                .expect("test executable lives in <target>/<profile>/deps")
+                .join("firmware-mcu");
+            let mcu = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../firmware/mcu");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let out = Command::new(cargo)
+                .args(["build", "--release", "--quiet"])
+                .current_dir(&mcu)
+                .env("CARGO_TARGET_DIR", &target)
+                .env_remove("RUSTFLAGS")
+                .output()
+                .expect("cargo runs");
+            assert!(
+                out.status.success(),
+                "building the firmware failed (is the target installed? `rustup target add thumbv7em-none-eabihf`):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            target.join("thumbv7em-none-eabihf/release/fc-mcu")
+        })
+        .clone()
+}
+
+/// Fails the test with the install command if `qemu-system-arm` is missing.
+pub fn require_qemu() {
+    let ok = Command::new("qemu-system-arm")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "qemu-system-arm is missing: `apt-get install -y qemu-system-arm` (tests/prepare.sh, run by the README's test command, does)"
+    );
+}

@@ -1,0 +1,136 @@
+//! The flight-controller firmware built for the host, behind a
+//! pseudo-terminal: the same [`fclink::Firmware`] the MCU runs, so the agent's
+//! driver can be exercised (and the robot graph flown against the twin) with
+//! no board and no QEMU.
+
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use fclink::{Config, FcState, Firmware};
+use serialport::{SerialPort, TTYPort};
+
+/// A running host build of the firmware.
+pub struct HostFc {
+    device: PathBuf,
+    link: Option<PathBuf>,
+    stop: Arc<AtomicBool>,
+    state: Arc<Mutex<FcState>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HostFc {
+    /// Opens a pseudo-terminal pair and runs the firmware on its master side.
+    /// The agent opens [`HostFc::device`]; with `link`, a symlink at that path
+    /// points to it (replaced if present), so the device has a stable name.
+    pub fn start(cfg: Config, link: Option<&Path>) -> std::io::Result<HostFc> {
+        let (mut master, slave) = TTYPort::pair().map_err(std::io::Error::other)?;
+        master
+            .set_timeout(Duration::from_millis(1))
+            .map_err(std::io::Error::other)?;
+        let slave_path = slave
+            .name()
+            .map(PathBuf::from)
+            .ok_or_else(|| std::io::Error::other("pseudo-terminal without a name"))?;
+        let device = match link {
+            Some(l) => {
+                match std::fs::remove_file(l) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+                std::os::unix::fs::symlink(&slave_path, l)?;
+                l.to_path_buf()
+            }
+            None => slave_path,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(Mutex::new(FcState::Disarmed));
+        let thread = {
+            let (stop, state) = (stop.clone(), state.clone());
+            std::thread::Builder::new()
+                .name("host-fc".into())
+                .spawn(move || {
+                    // Holding the slave open keeps the master readable while no agent
+                    // is attached (a pty master reads EIO once the last slave closes).
+                    let _slave = slave;
+                    let started = Instant::now();
+                    let mut fw = Firmware::new(cfg);
+                    let mut buf = [0u8; 256];
+                    let mut out: Vec<u8> = Vec::with_capacity(1024);
+                    while !stop.load(Ordering::Relaxed) {
+                        let n = match master.read(&mut buf) {
+                            Ok(n) => n,
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    ErrorKind::TimedOut | ErrorKind::Interrupted
+                                ) =>
+                            {
+                                0
+                            }
+                            Err(e) => {
+                                tracing::error!("host flight controller: pty read failed: {e}");
+                                std::thread::sleep(Duration::from_millis(10));
+                                0
+                            }
+                        };
+                        let now = started.elapsed().as_millis() as u32;
+                        fw.on_bytes(now, &buf[..n], &mut |b| out.extend_from_slice(b));
+                        fw.poll(now, &mut |b| out.extend_from_slice(b));
+                        if !out.is_empty() {
+                            // Like a UART with nobody listening: what does not fit is lost.
+                            if let Err(e) = master.write_all(&out)
+                                && e.kind() != ErrorKind::TimedOut
+                            {
+                                tracing::warn!("host flight controller: pty write failed: {e}");
+                            }
+                            out.clear();
+                        }
+                        *state.lock().unwrap_or_else(|p| p.into_inner()) = fw.autopilot().state();
+                    }
+                })?
+        };
+        Ok(HostFc {
+            device,
+            link: link.map(Path::to_path_buf),
+            stop,
+            state,
+            thread: Some(thread),
+        })
+    }
+
+    /// The serial device the agent opens.
+    pub fn device(&self) -> &Path {
+        &self.device
+    }
+
+    /// The autopilot's state now.
+    pub fn state(&self) -> FcState {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the firmware; the device vanishes (and its symlink with it).
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Some(l) = self.link.take() {
+            let _ = std::fs::remove_file(l);
+        }
+    }
+}
+
+impl Drop for HostFc {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

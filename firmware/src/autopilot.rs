@@ -1,0 +1,646 @@
+//! The MCU's command logic: arming checks, setpoint limits and rate limiting,
+//! and the setpoint watchdog that puts the vehicle in a failsafe when the
+//! agent goes quiet.
+//!
+//! It is pure logic over a millisecond clock, so the same code runs on the
+//! Cortex-M4F build (under QEMU or on a board) and in host tests.
+
+use crate::frame::Frame;
+use crate::msg::{AckStatus, FcState, FromFc, Refusal, Setpoint, Telemetry, ToFc, faults};
+
+/// What the vehicle is; decides the failsafe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vehicle {
+    /// Multirotor: failsafe = hover, then land, then disarm.
+    Multirotor,
+    /// Ground robot: failsafe = stop, latched until disarmed.
+    Ground,
+}
+
+/// Limits applied to every accepted setpoint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Largest forward/left speed (m/s).
+    pub max_horizontal: f32,
+    /// Largest climb/descent speed (m/s).
+    pub max_vertical: f32,
+    /// Largest yaw rate (rad/s).
+    pub max_yaw_rate: f32,
+    /// Largest change of the commanded velocity per second, per axis (m/s²).
+    pub max_accel: f32,
+    /// Largest roll/pitch of an attitude setpoint (rad).
+    pub max_tilt: f32,
+}
+
+/// The flight controller's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Config {
+    /// Vehicle type.
+    pub vehicle: Vehicle,
+    /// No accepted setpoint for this long while armed → failsafe (ms).
+    pub watchdog_ms: u32,
+    /// Multirotor failsafe: hover this long before landing (ms).
+    pub hover_ms: u32,
+    /// Multirotor failsafe: descent speed while landing (m/s).
+    pub land_speed: f32,
+    /// Arming refused below this battery voltage (mV).
+    pub min_arm_battery_mv: u16,
+    /// Setpoint limits.
+    pub limits: Limits,
+    /// Control step (ms).
+    pub control_period_ms: u32,
+    /// Telemetry period (ms).
+    pub telemetry_period_ms: u32,
+}
+
+impl Config {
+    /// Defaults for a small quadrotor: 200 ms watchdog, 3 m/s, 100 Hz control, 20 Hz telemetry.
+    pub const MULTIROTOR: Config = Config {
+        vehicle: Vehicle::Multirotor,
+        watchdog_ms: 200,
+        hover_ms: 2000,
+        land_speed: 0.5,
+        min_arm_battery_mv: 10_500,
+        limits: Limits {
+            max_horizontal: 3.0,
+            max_vertical: 1.0,
+            max_yaw_rate: 1.5,
+            max_accel: 4.0,
+            max_tilt: 0.6,
+        },
+        control_period_ms: 10,
+        telemetry_period_ms: 50,
+    };
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::MULTIROTOR
+    }
+}
+
+/// What the vehicle's sensors say (from drivers on a board; from
+/// [`crate::plant::Plant`] where there are none, as under QEMU).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Sensors {
+    /// Roll, pitch, yaw (rad).
+    pub attitude: [f32; 3],
+    /// Body rates (rad/s).
+    pub rates: [f32; 3],
+    /// Accelerometer (m/s²).
+    pub accel: [f32; 3],
+    /// Body velocity (m/s).
+    pub velocity: [f32; 3],
+    /// Height above take-off (m).
+    pub altitude: f32,
+    /// On the ground.
+    pub on_ground: bool,
+    /// Battery (mV).
+    pub battery_mv: u16,
+    /// Inertial sensor healthy.
+    pub imu_ok: bool,
+}
+
+/// What the inner loops are asked to do this control step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Demand {
+    /// Motors off.
+    Off,
+    /// Track this body velocity and yaw rate.
+    Velocity {
+        /// Forward, left, up (m/s).
+        velocity: [f32; 3],
+        /// Yaw rate (rad/s).
+        yaw_rate: f32,
+    },
+    /// Track this attitude and thrust.
+    Attitude {
+        /// Roll (rad).
+        roll: f32,
+        /// Pitch (rad).
+        pitch: f32,
+        /// Yaw rate (rad/s).
+        yaw_rate: f32,
+        /// Thrust (0..1).
+        thrust: f32,
+    },
+    /// Motor outputs (0..1).
+    Motors([f32; 4]),
+}
+
+/// The command logic.
+pub struct Autopilot {
+    cfg: Config,
+    state: FcState,
+    /// Clamped target from the last accepted setpoint.
+    target: Setpoint,
+    /// Rate-limited velocity command.
+    velocity: [f32; 3],
+    yaw_rate: f32,
+    last_setpoint_ms: u32,
+    last_setpoint_seq: u16,
+    failsafe_since_ms: u32,
+    latched: u16,
+    rx_errors: u32,
+    last_rx_error_ms: Option<u32>,
+}
+
+const STILL: Setpoint = Setpoint::Velocity {
+    forward: 0.0,
+    left: 0.0,
+    up: 0.0,
+    yaw_rate: 0.0,
+};
+
+fn clamp(v: f32, limit: f32) -> (f32, bool) {
+    let c = v.clamp(-limit, limit);
+    (c, c != v)
+}
+
+fn step_toward(from: f32, to: f32, max_step: f32) -> f32 {
+    from + (to - from).clamp(-max_step, max_step)
+}
+
+impl Autopilot {
+    /// Disarmed, with these settings.
+    pub fn new(cfg: Config) -> Self {
+        Self {
+            cfg,
+            state: FcState::Disarmed,
+            target: STILL,
+            velocity: [0.0; 3],
+            yaw_rate: 0.0,
+            last_setpoint_ms: 0,
+            last_setpoint_seq: 0,
+            failsafe_since_ms: 0,
+            latched: 0,
+            rx_errors: 0,
+            last_rx_error_ms: None,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Current state.
+    pub fn state(&self) -> FcState {
+        self.state
+    }
+
+    /// Fault flags the sensors raise now (what arming checks).
+    fn sensor_faults(&self, s: &Sensors) -> u16 {
+        let mut f = 0;
+        if s.battery_mv < self.cfg.min_arm_battery_mv {
+            f |= faults::BATTERY_LOW;
+        }
+        if !s.imu_ok {
+            f |= faults::IMU;
+        }
+        if s.attitude[0].abs() > self.cfg.limits.max_tilt
+            || s.attitude[1].abs() > self.cfg.limits.max_tilt
+        {
+            f |= faults::TILT;
+        }
+        f
+    }
+
+    /// Records a frame from the agent that failed to decode.
+    pub fn note_rx_error(&mut self, now_ms: u32) {
+        self.rx_errors = self.rx_errors.wrapping_add(1);
+        self.last_rx_error_ms = Some(now_ms);
+    }
+
+    /// Handles a command; returns the acknowledgement to send, if any.
+    pub fn handle(
+        &mut self,
+        now_ms: u32,
+        frame: &Frame<ToFc>,
+        sensors: &Sensors,
+    ) -> Option<FromFc> {
+        let status = match frame.msg {
+            ToFc::Heartbeat { .. } => return None,
+            ToFc::Arm => self.arm(now_ms, sensors),
+            ToFc::Disarm => {
+                self.state = FcState::Disarmed;
+                self.latched = 0;
+                self.target = STILL;
+                AckStatus::Accepted
+            }
+            ToFc::Setpoint(sp) => {
+                let status = self.accept_setpoint(sp);
+                if !matches!(status, AckStatus::Refused(_)) {
+                    self.last_setpoint_ms = now_ms;
+                    self.last_setpoint_seq = frame.seq;
+                }
+                status
+            }
+        };
+        Some(FromFc::Ack {
+            seq: frame.seq,
+            status,
+        })
+    }
+
+    fn arm(&mut self, now_ms: u32, sensors: &Sensors) -> AckStatus {
+        match self.state {
+            FcState::Armed => AckStatus::Accepted,
+            s if s.is_failsafe() => AckStatus::Refused(Refusal::InFailsafe),
+            _ => {
+                let f = self.sensor_faults(sensors);
+                if f != 0 {
+                    return AckStatus::Refused(Refusal::ArmingChecks(f));
+                }
+                self.state = FcState::Armed;
+                self.latched = 0;
+                self.target = STILL;
+                self.velocity = sensors.velocity;
+                self.yaw_rate = 0.0;
+                // Arming starts the watchdog: setpoints must follow within its time.
+                self.last_setpoint_ms = now_ms;
+                AckStatus::Accepted
+            }
+        }
+    }
+
+    fn accept_setpoint(&mut self, sp: Setpoint) -> AckStatus {
+        let finite = match sp {
+            Setpoint::Velocity {
+                forward,
+                left,
+                up,
+                yaw_rate,
+            } => [forward, left, up, yaw_rate].iter().all(|v| v.is_finite()),
+            Setpoint::Attitude {
+                roll,
+                pitch,
+                yaw_rate,
+                thrust,
+            } => [roll, pitch, yaw_rate, thrust]
+                .iter()
+                .all(|v| v.is_finite()),
+            Setpoint::Motors(m) => m.iter().all(|v| v.is_finite()),
+        };
+        if !finite {
+            return AckStatus::Refused(Refusal::NotFinite);
+        }
+        if self.state.is_failsafe() {
+            return AckStatus::Refused(Refusal::InFailsafe);
+        }
+        if self.state != FcState::Armed {
+            return AckStatus::Refused(Refusal::NotArmed);
+        }
+        let l = self.cfg.limits;
+        let ground = self.cfg.vehicle == Vehicle::Ground;
+        let (clamped, any) = match sp {
+            Setpoint::Velocity {
+                forward,
+                left,
+                up,
+                yaw_rate,
+            } => {
+                let (f, a) = clamp(forward, l.max_horizontal);
+                // A ground robot drives forward and turns; it cannot strafe or climb.
+                let (lf, b) = clamp(left, if ground { 0.0 } else { l.max_horizontal });
+                let (u, c) = clamp(up, if ground { 0.0 } else { l.max_vertical });
+                let (y, d) = clamp(yaw_rate, l.max_yaw_rate);
+                (
+                    Setpoint::Velocity {
+                        forward: f,
+                        left: lf,
+                        up: u,
+                        yaw_rate: y,
+                    },
+                    a | b | c | d,
+                )
+            }
+            _ if ground => return AckStatus::Refused(Refusal::Unsupported),
+            Setpoint::Attitude {
+                roll,
+                pitch,
+                yaw_rate,
+                thrust,
+            } => {
+                let (r, a) = clamp(roll, l.max_tilt);
+                let (p, b) = clamp(pitch, l.max_tilt);
+                let (y, c) = clamp(yaw_rate, l.max_yaw_rate);
+                let t = thrust.clamp(0.0, 1.0);
+                (
+                    Setpoint::Attitude {
+                        roll: r,
+                        pitch: p,
+                        yaw_rate: y,
+                        thrust: t,
+                    },
+                    a | b | c | (t != thrust),
+                )
+            }
+            Setpoint::Motors(m) => {
+                let c = m.map(|v| v.clamp(0.0, 1.0));
+                (Setpoint::Motors(c), c != m)
+            }
+        };
+        self.target = clamped;
+        if any {
+            AckStatus::Clamped
+        } else {
+            AckStatus::Accepted
+        }
+    }
+
+    /// One control step at `now_ms`: runs the watchdog and failsafe, and
+    /// returns what the inner loops track.
+    pub fn tick(&mut self, now_ms: u32, sensors: &Sensors) -> Demand {
+        let dt = self.cfg.control_period_ms as f32 * 1e-3;
+        if self.state == FcState::Armed
+            && now_ms.wrapping_sub(self.last_setpoint_ms) > self.cfg.watchdog_ms
+        {
+            self.latched |= faults::WATCHDOG;
+            self.failsafe_since_ms = now_ms;
+            self.state = match self.cfg.vehicle {
+                Vehicle::Multirotor => FcState::FailsafeHover,
+                Vehicle::Ground => FcState::FailsafeStop,
+            };
+        }
+        let target = match self.state {
+            FcState::Disarmed => {
+                self.velocity = [0.0; 3];
+                self.yaw_rate = 0.0;
+                return Demand::Off;
+            }
+            FcState::Armed => self.target,
+            FcState::FailsafeStop => STILL,
+            FcState::FailsafeHover => {
+                if now_ms.wrapping_sub(self.failsafe_since_ms) >= self.cfg.hover_ms {
+                    self.state = FcState::FailsafeLand;
+                }
+                STILL
+            }
+            FcState::FailsafeLand => {
+                if sensors.on_ground {
+                    self.state = FcState::Disarmed;
+                    return Demand::Off;
+                }
+                Setpoint::Velocity {
+                    forward: 0.0,
+                    left: 0.0,
+                    up: -self.cfg.land_speed,
+                    yaw_rate: 0.0,
+                }
+            }
+        };
+        match target {
+            Setpoint::Velocity {
+                forward,
+                left,
+                up,
+                yaw_rate,
+            } => {
+                let max_dv = self.cfg.limits.max_accel * dt;
+                let to = [forward, left, up];
+                for (v, t) in self.velocity.iter_mut().zip(to) {
+                    *v = step_toward(*v, t, max_dv);
+                }
+                self.yaw_rate = step_toward(
+                    self.yaw_rate,
+                    yaw_rate,
+                    4.0 * self.cfg.limits.max_yaw_rate * dt,
+                );
+                Demand::Velocity {
+                    velocity: self.velocity,
+                    yaw_rate: self.yaw_rate,
+                }
+            }
+            Setpoint::Attitude {
+                roll,
+                pitch,
+                yaw_rate,
+                thrust,
+            } => Demand::Attitude {
+                roll,
+                pitch,
+                yaw_rate,
+                thrust,
+            },
+            Setpoint::Motors(m) => Demand::Motors(m),
+        }
+    }
+
+    /// The report for `now_ms`.
+    pub fn telemetry(&self, now_ms: u32, s: &Sensors) -> Telemetry {
+        let mut f = self.latched | self.sensor_faults(s);
+        if self
+            .last_rx_error_ms
+            .is_some_and(|t| now_ms.wrapping_sub(t) < 1000)
+        {
+            f |= faults::LINK_ERRORS;
+        }
+        Telemetry {
+            uptime_ms: now_ms,
+            state: self.state,
+            attitude: s.attitude,
+            rates: s.rates,
+            accel: s.accel,
+            velocity: s.velocity,
+            altitude: s.altitude,
+            battery_mv: s.battery_mv,
+            faults: f,
+            last_setpoint_seq: self.last_setpoint_seq,
+            setpoint_age_ms: now_ms.wrapping_sub(self.last_setpoint_ms),
+            rx_errors: self.rx_errors,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plant::Plant;
+
+    fn frame(seq: u16, msg: ToFc) -> Frame<ToFc> {
+        Frame { seq, msg }
+    }
+
+    fn vel(forward: f32, left: f32, up: f32, yaw_rate: f32) -> ToFc {
+        ToFc::Setpoint(Setpoint::Velocity {
+            forward,
+            left,
+            up,
+            yaw_rate,
+        })
+    }
+
+    fn status(ack: Option<FromFc>) -> AckStatus {
+        match ack {
+            Some(FromFc::Ack { status, .. }) => status,
+            other => panic!("expected an ack, got {other:?}"),
+        }
+    }
+
+    /// Runs the autopilot and plant from `from` to `to` (ms), streaming `sp`
+    /// every 20 ms if given.
+    fn run(ap: &mut Autopilot, plant: &mut Plant, from: u32, to: u32, sp: Option<ToFc>) {
+        let mut t = from;
+        while t < to {
+            if let Some(sp) = sp
+                && t.is_multiple_of(20)
+            {
+                ap.handle(t, &frame(t as u16, sp), &plant.sensors());
+            }
+            let d = ap.tick(t, &plant.sensors());
+            plant.step(&d, 0.01);
+            t += 10;
+        }
+    }
+
+    #[test]
+    fn watchdog_hovers_then_lands_then_disarms() {
+        let cfg = Config::MULTIROTOR;
+        let mut ap = Autopilot::new(cfg);
+        let mut plant = Plant::new(cfg.vehicle);
+        assert_eq!(
+            status(ap.handle(0, &frame(1, ToFc::Arm), &plant.sensors())),
+            AckStatus::Accepted
+        );
+        run(&mut ap, &mut plant, 0, 3000, Some(vel(1.0, 0.0, 0.5, 0.0)));
+        assert_eq!(ap.state(), FcState::Armed);
+        assert!(
+            plant.sensors().altitude > 1.0,
+            "climbed to {}",
+            plant.sensors().altitude
+        );
+        // The agent goes quiet at 3000 ms (last setpoint at 2980 ms).
+        run(&mut ap, &mut plant, 3000, 3180, None);
+        assert_eq!(ap.state(), FcState::Armed, "fired before the watchdog time");
+        run(&mut ap, &mut plant, 3180, 3200, None);
+        assert_eq!(
+            ap.state(),
+            FcState::FailsafeHover,
+            "watchdog did not fire within 200 ms"
+        );
+        let t = ap.telemetry(3200, &plant.sensors());
+        assert_ne!(t.faults & faults::WATCHDOG, 0);
+        // Setpoints are refused while the failsafe is latched.
+        assert_eq!(
+            status(ap.handle(3210, &frame(9, vel(1.0, 0.0, 0.0, 0.0)), &plant.sensors())),
+            AckStatus::Refused(Refusal::InFailsafe)
+        );
+        run(&mut ap, &mut plant, 3200, 5000, None);
+        assert!(
+            plant.sensors().velocity.iter().all(|v| v.abs() < 0.05),
+            "not hovering: {:?}",
+            plant.sensors().velocity
+        );
+        run(&mut ap, &mut plant, 5000, 5300, None);
+        assert_eq!(ap.state(), FcState::FailsafeLand);
+        run(&mut ap, &mut plant, 5300, 20_000, None);
+        assert_eq!(ap.state(), FcState::Disarmed, "did not land and disarm");
+        assert!(plant.sensors().on_ground);
+        // Disarm clears the latch; arming works again.
+        ap.handle(20_000, &frame(10, ToFc::Disarm), &plant.sensors());
+        assert_eq!(
+            ap.telemetry(20_000, &plant.sensors()).faults & faults::WATCHDOG,
+            0
+        );
+        assert_eq!(
+            status(ap.handle(20_010, &frame(11, ToFc::Arm), &plant.sensors())),
+            AckStatus::Accepted
+        );
+    }
+
+    #[test]
+    fn ground_robot_stops_and_stays_stopped() {
+        let cfg = Config {
+            vehicle: Vehicle::Ground,
+            ..Config::MULTIROTOR
+        };
+        let mut ap = Autopilot::new(cfg);
+        let mut plant = Plant::new(cfg.vehicle);
+        ap.handle(0, &frame(1, ToFc::Arm), &plant.sensors());
+        // A ground robot cannot strafe: the leftward part is clamped away.
+        assert_eq!(
+            status(ap.handle(0, &frame(2, vel(1.0, 1.0, 0.0, 0.0)), &plant.sensors())),
+            AckStatus::Clamped
+        );
+        run(&mut ap, &mut plant, 0, 1000, Some(vel(1.0, 0.0, 0.0, 0.0)));
+        assert!(plant.sensors().velocity[0] > 0.9);
+        run(&mut ap, &mut plant, 1000, 3000, None);
+        assert_eq!(ap.state(), FcState::FailsafeStop);
+        assert!(plant.sensors().velocity[0].abs() < 0.01);
+        assert_eq!(
+            status(ap.handle(3000, &frame(3, ToFc::Arm), &plant.sensors())),
+            AckStatus::Refused(Refusal::InFailsafe)
+        );
+        assert_eq!(
+            status(ap.handle(
+                3000,
+                &frame(4, ToFc::Setpoint(Setpoint::Motors([0.5; 4]))),
+                &plant.sensors()
+            )),
+            AckStatus::Refused(Refusal::InFailsafe)
+        );
+    }
+
+    #[test]
+    fn arming_checks_and_refusals() {
+        let mut ap = Autopilot::new(Config::MULTIROTOR);
+        let mut s = Plant::new(Vehicle::Multirotor).sensors();
+        assert_eq!(
+            status(ap.handle(0, &frame(1, vel(0.5, 0.0, 0.0, 0.0)), &s)),
+            AckStatus::Refused(Refusal::NotArmed)
+        );
+        s.battery_mv = 10_000;
+        s.imu_ok = false;
+        assert_eq!(
+            status(ap.handle(0, &frame(2, ToFc::Arm), &s)),
+            AckStatus::Refused(Refusal::ArmingChecks(faults::BATTERY_LOW | faults::IMU))
+        );
+        assert_eq!(ap.state(), FcState::Disarmed);
+        s.battery_mv = 12_000;
+        s.imu_ok = true;
+        assert_eq!(
+            status(ap.handle(0, &frame(3, ToFc::Arm), &s)),
+            AckStatus::Accepted
+        );
+        assert_eq!(
+            status(ap.handle(1, &frame(4, vel(f32::NAN, 0.0, 0.0, 0.0)), &s)),
+            AckStatus::Refused(Refusal::NotFinite)
+        );
+        assert_eq!(
+            ap.handle(1, &frame(5, ToFc::Heartbeat { uptime_ms: 1 }), &s),
+            None
+        );
+    }
+
+    #[test]
+    fn setpoints_are_clamped_and_rate_limited() {
+        let cfg = Config::MULTIROTOR;
+        let mut ap = Autopilot::new(cfg);
+        let s = Plant::new(cfg.vehicle).sensors();
+        ap.handle(0, &frame(1, ToFc::Arm), &s);
+        assert_eq!(
+            status(ap.handle(0, &frame(2, vel(10.0, -10.0, 5.0, 9.0)), &s)),
+            AckStatus::Clamped
+        );
+        let mut last = [0.0f32; 3];
+        for i in 0..200 {
+            let Demand::Velocity { velocity, yaw_rate } = ap.tick(i * 10, &s) else {
+                panic!("expected a velocity demand");
+            };
+            ap.handle(i * 10, &frame(3, vel(10.0, -10.0, 5.0, 9.0)), &s);
+            for k in 0..3 {
+                let step = (velocity[k] - last[k]).abs();
+                assert!(
+                    step <= cfg.limits.max_accel * 0.01 + 1e-6,
+                    "step {step} at {i}"
+                );
+            }
+            assert!(yaw_rate.abs() <= cfg.limits.max_yaw_rate);
+            last = velocity;
+        }
+        assert_eq!(last, [3.0, -3.0, 1.0]);
+        let t = ap.telemetry(2000, &s);
+        assert_eq!(t.last_setpoint_seq, 3);
+    }
+}

@@ -1,0 +1,25 @@
+//! The flight-controller link, shared by both ends: the agent's serial driver
+//! (with the `std` feature) and the MCU firmware (`no_std`, `firmware/mcu`).
+//!
+//! - [`frame`]: COBS framing with a CRC-32C, versioned, sequence-numbered.
+//! - [`msg`]: the messages (postcard-encoded): heartbeat, arm/disarm,
+//!   setpoints, telemetry, acknowledgements.
+//! - [`autopilot`]: the MCU's logic — arming checks, limits, rate limiting and
+//!   the setpoint watchdog with its failsafe.
+//! - [`plant`]: a simulated vehicle for builds without sensors (QEMU, host).
+//! - [`node`]: all of the above scheduled on a millisecond clock.
+#![cfg_attr(not(any(feature = "std", test)), no_std)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod autopilot;
+pub mod cobs;
+pub mod crc;
+pub mod frame;
+pub mod msg;
+pub mod node;
+pub mod plant;
+
+pub use autopilot::{Autopilot, Config, Demand, Limits, Sensors, Vehicle};
+pub use frame::{Decoder, DecoderStats, Frame, FrameError, MAX_WIRE};
+pub use msg::{AckStatus, FcState, FromFc, Refusal, Setpoint, Telemetry, ToFc, faults};
+pub use node::Firmware;

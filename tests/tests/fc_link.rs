@@ -1,0 +1,448 @@
+//! The flight-controller link end to end: the agent's serial driver against
+//! the real Cortex-M4F firmware under QEMU, against the host build of the same
+//! firmware on a pty, across the device vanishing and coming back, and
+//! through a line that corrupts, inserts and drops bytes.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::time::{Duration, Instant};
+
+use e2e_tests::{firmware_image, require_qemu, temp_dir};
+use fc::{Event, HostFc, Link, LinkConfig};
+use fclink::frame::{self, Decoder, MAX_WIRE};
+use fclink::{AckStatus, Config, FcState, FromFc, Refusal, Setpoint, Telemetry, ToFc, faults};
+use serialport::{SerialPort, TTYPort};
+
+fn next_telemetry(link: &Link, timeout: Duration) -> Option<Telemetry> {
+    let deadline = Instant::now() + timeout;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match link.events().recv_timeout(left) {
+            Ok(Event::Telemetry { telemetry, .. }) => return Some(telemetry),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+fn forward(v: f32) -> ToFc {
+    ToFc::Setpoint(Setpoint::Velocity {
+        forward: v,
+        left: 0.0,
+        up: 0.5,
+        yaw_rate: 0.2,
+    })
+}
+
+/// Arm, stream setpoints at 50 Hz, read telemetry, go quiet: the firmware must
+/// enter its failsafe within the watchdog time (by its own clock, which the
+/// telemetry carries), refuse setpoints, then land and disarm.
+fn arm_stream_then_go_quiet(link: &Link, cfg: &Config) {
+    assert!(
+        next_telemetry(link, Duration::from_secs(5)).is_some(),
+        "no telemetry from {}",
+        link.device()
+    );
+    assert_eq!(
+        link.command(ToFc::Arm, Duration::from_secs(2)).unwrap(),
+        AckStatus::Accepted
+    );
+
+    let started = Instant::now();
+    let mut acks = Vec::new();
+    let mut last_sent = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        last_sent = Instant::now();
+        let seq = link.send(forward(1.0));
+        acks.push((seq, last_sent));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (seq, at) in &acks {
+        let ack = link.wait_ack(*seq, *at, Duration::from_secs(1));
+        assert_eq!(
+            ack.map(|a| a.0),
+            Some(AckStatus::Accepted),
+            "setpoint {seq}"
+        );
+    }
+    let (t, _) = link.latest_telemetry().expect("telemetry");
+    assert_eq!(t.state, FcState::Armed);
+    assert!(
+        t.velocity[0] > 0.7,
+        "forward speed {} after 1.5 s at 1 m/s",
+        t.velocity[0]
+    );
+    assert!(t.altitude > 0.3, "altitude {}", t.altitude);
+    assert!(t.battery_mv > 10_000);
+
+    // Quiet from here. Find the first report of the failsafe.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let failsafe = loop {
+        let t = next_telemetry(link, deadline.saturating_duration_since(Instant::now()))
+            .expect("telemetry stopped while waiting for the failsafe");
+        if t.state == FcState::Armed {
+            assert!(
+                t.setpoint_age_ms <= cfg.watchdog_ms + cfg.control_period_ms,
+                "still armed {} ms after the last setpoint",
+                t.setpoint_age_ms
+            );
+            continue;
+        }
+        break t;
+    };
+    let wall = last_sent.elapsed();
+    assert_eq!(failsafe.state, FcState::FailsafeHover);
+    assert_ne!(failsafe.faults & faults::WATCHDOG, 0);
+    assert!(
+        failsafe.setpoint_age_ms > cfg.watchdog_ms
+            && failsafe.setpoint_age_ms
+                <= cfg.watchdog_ms + cfg.control_period_ms + cfg.telemetry_period_ms,
+        "failsafe reported {} ms after the last setpoint (watchdog {} ms)",
+        failsafe.setpoint_age_ms,
+        cfg.watchdog_ms
+    );
+    eprintln!(
+        "failsafe reported at setpoint age {} ms (firmware clock); {:?} after the last setpoint was written",
+        failsafe.setpoint_age_ms, wall
+    );
+    assert_eq!(
+        link.command(forward(1.0), Duration::from_secs(1)).unwrap(),
+        AckStatus::Refused(Refusal::InFailsafe)
+    );
+    // Hover (2 s), land, disarm.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut saw_land = false;
+    loop {
+        let t = next_telemetry(link, Duration::from_secs(2)).expect("telemetry while landing");
+        saw_land |= t.state == FcState::FailsafeLand;
+        if t.state == FcState::Disarmed {
+            assert!(saw_land, "disarmed without landing");
+            assert!(t.altitude < 0.05, "disarmed at altitude {}", t.altitude);
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {:?} after 15 s", t.state);
+    }
+    // Disarm clears the latched failsafe; the vehicle arms again.
+    assert_eq!(
+        link.command(ToFc::Disarm, Duration::from_secs(1)).unwrap(),
+        AckStatus::Accepted
+    );
+    assert_eq!(
+        link.command(ToFc::Arm, Duration::from_secs(1)).unwrap(),
+        AckStatus::Accepted
+    );
+    let s = link.stats();
+    assert_eq!(
+        s.crc_errors + s.other_errors,
+        0,
+        "errors on a clean line: {s:?}"
+    );
+}
+
+#[test]
+fn firmware_under_qemu_arms_streams_and_fails_safe() {
+    require_qemu();
+    let image = firmware_image();
+    let qemu = fc::qemu::Qemu::spawn(&image).expect("QEMU boots the firmware");
+    let link = Link::open(LinkConfig::new(qemu.device())).expect("open the UART's pty");
+    arm_stream_then_go_quiet(&link, &Config::MULTIROTOR);
+}
+
+#[test]
+fn host_firmware_arms_streams_and_fails_safe() {
+    let cfg = Config::MULTIROTOR;
+    let fc = HostFc::start(cfg, None).unwrap();
+    let link = Link::open(LinkConfig::new(fc.device())).unwrap();
+    arm_stream_then_go_quiet(&link, &cfg);
+}
+
+#[test]
+fn a_missing_device_is_named() {
+    let err = Link::open(LinkConfig::new("/dev/does-not-exist-fc"))
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("/dev/does-not-exist-fc"), "{err}");
+}
+
+#[test]
+fn the_link_comes_back_when_the_device_does() {
+    let dir = temp_dir("fc-reconnect");
+    let path = dir.join("ttyFC");
+    let fc = HostFc::start(Config::MULTIROTOR, Some(&path)).unwrap();
+    let link = Link::open(LinkConfig::new(&path)).unwrap();
+    assert!(next_telemetry(&link, Duration::from_secs(3)).is_some());
+
+    fc.stop();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match link
+            .events()
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            Ok(Event::Disconnected { reason }) => {
+                eprintln!("disconnected: {reason}");
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => panic!("the vanished device was not noticed"),
+        }
+    }
+    assert!(!link.stats().connected);
+    // What is sent meanwhile is dropped and counted, not queued for later.
+    let before = link.stats().tx_dropped;
+    link.send(forward(1.0));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(link.stats().tx_dropped > before);
+
+    let fc = HostFc::start(Config::MULTIROTOR, Some(&path)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match link
+            .events()
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            Ok(Event::Connected) => break,
+            Ok(_) => {}
+            Err(_) => panic!("did not reconnect"),
+        }
+    }
+    assert!(next_telemetry(&link, Duration::from_secs(3)).is_some());
+    assert_eq!(
+        link.command(ToFc::Arm, Duration::from_secs(1)).unwrap(),
+        AckStatus::Accepted
+    );
+    // The firmware is armed (its state is published a moment after the ack).
+    let t0 = Instant::now();
+    while fc.state() != FcState::Armed && t0.elapsed() < Duration::from_millis(150) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(fc.state(), FcState::Armed);
+    let s = link.stats();
+    assert_eq!(
+        (s.disconnects, s.reconnects, s.connected),
+        (1, 1, true),
+        "{s:?}"
+    );
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Damages a frame (delimiter included) one of four ways.
+fn damage(rng: &mut Rng, wire: &mut Vec<u8>) {
+    let body = wire.len() - 1;
+    match rng.below(4) {
+        0 => {
+            let bit = rng.below(body as u64 * 8) as usize;
+            wire[bit / 8] ^= 1 << (bit % 8);
+        }
+        1 => {
+            wire.remove(rng.below(body as u64) as usize);
+        }
+        2 => {
+            // A random byte inside the frame (never just before the delimiter,
+            // where a zero would leave the frame intact).
+            let at = rng.below(body as u64) as usize;
+            wire.insert(at, rng.next() as u8);
+        }
+        _ => wire.truncate(rng.below(body as u64) as usize + 1),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Forwarded {
+    telemetry: Option<Telemetry>,
+    damaged: bool,
+    previous_damaged: bool,
+}
+
+/// A man in the middle between the driver and the firmware that damages a
+/// third of the frames from the firmware and a quarter of those to it. Every
+/// frame the driver accepts must be exactly one the firmware sent, and every
+/// intact frame that follows an intact frame must arrive: the link recovers
+/// within two frames.
+#[test]
+fn a_noisy_line_is_survived_and_nothing_is_misparsed() {
+    let cfg = Config {
+        telemetry_period_ms: 5,
+        ..Config::MULTIROTOR
+    };
+    let fc = HostFc::start(cfg, None).unwrap();
+    let mut to_fc = serialport::new(fc.device().to_string_lossy(), 115_200)
+        .timeout(Duration::from_millis(1))
+        .open_native()
+        .unwrap();
+    let (mut agent_master, agent_slave) = TTYPort::pair().unwrap();
+    agent_master.set_timeout(Duration::from_millis(1)).unwrap();
+    let agent_path = agent_slave.name().unwrap();
+    let link = Link::open(LinkConfig::new(&agent_path)).unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let relay = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let _keep = agent_slave;
+            let mut rng = Rng(0x00C0_FFEE);
+            let mut record: HashMap<u16, Forwarded> = HashMap::new();
+            let (mut from_fc, mut from_agent) = (Vec::new(), Vec::new());
+            let (mut previous_damaged, mut damaged_to_fc) = (false, 0u32);
+            let mut buf = [0u8; 1024];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Firmware → driver.
+                if let Ok(n) = to_fc.read(&mut buf) {
+                    for &b in &buf[..n] {
+                        from_fc.push(b);
+                        if b != 0 {
+                            continue;
+                        }
+                        let mut wire = std::mem::take(&mut from_fc);
+                        if wire.len() == 1 {
+                            continue;
+                        }
+                        let original = frame::decode::<FromFc>(&wire[..wire.len() - 1])
+                            .expect("firmware sends valid frames");
+                        let damaged = rng.below(3) == 0;
+                        if damaged {
+                            damage(&mut rng, &mut wire);
+                        }
+                        let telemetry = match original.msg {
+                            FromFc::Telemetry(t) => Some(t),
+                            FromFc::Ack { .. } => None,
+                        };
+                        record.insert(
+                            original.seq,
+                            Forwarded {
+                                telemetry,
+                                damaged,
+                                previous_damaged,
+                            },
+                        );
+                        previous_damaged = damaged;
+                        agent_master.write_all(&wire).unwrap();
+                    }
+                }
+                // Driver → firmware.
+                match agent_master.read(&mut buf) {
+                    Ok(n) => {
+                        for &b in &buf[..n] {
+                            from_agent.push(b);
+                            if b == 0 {
+                                let mut wire = std::mem::take(&mut from_agent);
+                                if wire.len() > 1 && rng.below(4) == 0 {
+                                    damage(&mut rng, &mut wire);
+                                    damaged_to_fc += 1;
+                                }
+                                to_fc.write_all(&wire).unwrap();
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::TimedOut => {}
+                    Err(e) => panic!("relay read: {e}"),
+                }
+            }
+            (record, damaged_to_fc)
+        })
+    };
+
+    // Commands through the noise: some are lost, the rest answered.
+    let (mut answered, mut attempts) = (0, 0);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        attempts += 1;
+        if link.command(ToFc::Arm, Duration::from_millis(100)).is_ok() {
+            answered += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (record, damaged_to_fc) = relay.join().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let mut received: HashMap<u16, Telemetry> = HashMap::new();
+    for e in link.events().try_iter() {
+        if let Event::Telemetry { seq, telemetry, .. } = e {
+            received.insert(seq, telemetry);
+        }
+    }
+    let mut misparsed = 0;
+    for (seq, t) in &received {
+        match record.get(seq) {
+            Some(f)
+                if !f.damaged
+                    && f.telemetry
+                        .is_some_and(|o| format!("{o:?}") == format!("{t:?}")) => {}
+            _ => misparsed += 1,
+        }
+    }
+    let (mut intact, mut lost_after_intact, mut lost_after_damaged, mut damaged) = (0, 0, 0, 0);
+    for (seq, f) in &record {
+        if f.damaged {
+            damaged += 1;
+            continue;
+        }
+        if f.telemetry.is_none() {
+            continue;
+        }
+        intact += 1;
+        if !received.contains_key(seq) {
+            if f.previous_damaged {
+                lost_after_damaged += 1;
+            } else {
+                lost_after_intact += 1;
+            }
+        }
+    }
+    let s = link.stats();
+    let fc_errors = link
+        .latest_telemetry()
+        .map(|(t, _)| t.rx_errors)
+        .unwrap_or(0);
+    eprintln!(
+        "{} frames from the firmware, {damaged} damaged; telemetry intact {intact}, received {}, lost after a damaged frame \
+         {lost_after_damaged}, after an intact one {lost_after_intact}; driver: {} CRC + {} other errors; \
+         {damaged_to_fc} frames to the firmware damaged, it counted {fc_errors}; {answered} of {attempts} commands answered",
+        record.len(),
+        received.len(),
+        s.crc_errors,
+        s.other_errors
+    );
+    assert!(record.len() > 300, "only {} frames crossed", record.len());
+    assert!(damaged > 50);
+    assert_eq!(
+        misparsed, 0,
+        "a frame that was never sent intact was accepted"
+    );
+    assert_eq!(
+        lost_after_intact, 0,
+        "the link did not recover within two frames"
+    );
+    assert!(s.crc_errors + s.other_errors > 0);
+    assert!(
+        damaged_to_fc > 0 && fc_errors > 0,
+        "the firmware did not count damaged commands"
+    );
+    // A command and its answer each cross the noisy line once: about half get through.
+    assert!(
+        answered * 5 >= attempts,
+        "only {answered} of {attempts} commands answered through the noise"
+    );
+    drop(fc);
+}
+
+#[test]
+fn frames_fit_the_wire_limit() {
+    let mut buf = [0u8; MAX_WIRE];
+    assert!(frame::encode(1, &forward(1.0), &mut buf).is_ok());
+    let mut d = Decoder::new();
+    assert!(d.push::<ToFc>(0).is_none());
+}
