@@ -1,0 +1,334 @@
+//! The MAVLink path against a simulated PX4 autopilot on UDP loopback: the
+//! peer speaks real MAVLink v2 (the same `mavlink` crate, common dialect) and
+//! behaves as PX4 does for what the agent uses — heartbeats, telemetry,
+//! COMMAND_LONG answered with COMMAND_ACK, Offboard and Hold modes, velocity
+//! setpoints.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fc::mav::{Flavour, MavAddress, MavConfig, MavError, MavLink};
+use mavlink::dialects::common::*;
+use mavlink::{MavHeader, MavlinkReader};
+
+#[derive(Default)]
+struct Peer {
+    agent: Option<SocketAddr>,
+    heartbeats: u32,
+    armed: bool,
+    main_mode: u8,
+    sub_mode: u8,
+    /// Confirmation field of every arm/disarm command seen.
+    arm_commands: Vec<u8>,
+    /// Every mode change: (main, sub, when).
+    modes: Vec<(u8, u8, Instant)>,
+    /// Every setpoint: (when, vx, vy, vz, yaw_rate, frame ok, mask ok).
+    setpoints: Vec<(Instant, f32, f32, f32, f32, bool)>,
+}
+
+fn send(sock: &UdpSocket, to: SocketAddr, seq: &mut u8, msg: &MavMessage) {
+    let mut bytes = Vec::new();
+    let header = MavHeader {
+        system_id: 1,
+        component_id: 1,
+        sequence: *seq,
+    };
+    *seq = seq.wrapping_add(1);
+    mavlink::write_v2_msg(&mut bytes, header, msg).unwrap();
+    sock.send_to(&bytes, to).unwrap();
+}
+
+/// Runs a PX4-like autopilot until `stop`. It ignores the first arm command
+/// (a lost packet) so that the agent must retry.
+fn px4(sock: UdpSocket, state: Arc<Mutex<Peer>>, stop: Arc<AtomicBool>) {
+    sock.set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let (mut seq, mut buf) = (0u8, [0u8; 2048]);
+    let started = Instant::now();
+    let (mut next_hb, mut next_att, mut next_pos) =
+        (Instant::now(), Instant::now(), Instant::now());
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let mut r = MavlinkReader::new(&buf[..n]);
+            while let Ok((_, msg)) = r.read_any_message::<MavMessage>() {
+                let mut p = state.lock().unwrap();
+                p.agent = Some(from);
+                let reply = match msg {
+                    MavMessage::HEARTBEAT(_) => {
+                        p.heartbeats += 1;
+                        None
+                    }
+                    MavMessage::COMMAND_LONG(c) => match c.command {
+                        MavCmd::MAV_CMD_COMPONENT_ARM_DISARM => {
+                            p.arm_commands.push(c.confirmation);
+                            if p.arm_commands.len() == 1 {
+                                None
+                            } else {
+                                p.armed = c.param1 == 1.0;
+                                Some((c.command, MavResult::MAV_RESULT_ACCEPTED))
+                            }
+                        }
+                        MavCmd::MAV_CMD_DO_SET_MODE => {
+                            p.main_mode = c.param2 as u8;
+                            p.sub_mode = c.param3 as u8;
+                            let (m, s) = (p.main_mode, p.sub_mode);
+                            p.modes.push((m, s, Instant::now()));
+                            Some((c.command, MavResult::MAV_RESULT_ACCEPTED))
+                        }
+                        other => Some((other, MavResult::MAV_RESULT_UNSUPPORTED)),
+                    },
+                    #[allow(deprecated)]
+                    MavMessage::SET_POSITION_TARGET_LOCAL_NED(s) => {
+                        let ok = s.coordinate_frame == MavFrame::MAV_FRAME_BODY_NED
+                            && s.type_mask.contains(
+                                PositionTargetTypemask::POSITION_TARGET_TYPEMASK_X_IGNORE,
+                            )
+                            && !s.type_mask.contains(
+                                PositionTargetTypemask::POSITION_TARGET_TYPEMASK_VX_IGNORE,
+                            )
+                            && (s.target_system, s.target_component) == (1, 1);
+                        p.setpoints
+                            .push((Instant::now(), s.vx, s.vy, s.vz, s.yaw_rate, ok));
+                        None
+                    }
+                    _ => None,
+                };
+                drop(p);
+                if let Some((command, result)) = reply {
+                    send(
+                        &sock,
+                        from,
+                        &mut seq,
+                        &MavMessage::COMMAND_ACK(COMMAND_ACK_DATA { command, result }),
+                    );
+                }
+            }
+        }
+        let Some(agent) = state.lock().unwrap().agent else {
+            continue;
+        };
+        let now = Instant::now();
+        let t = started.elapsed().as_millis() as u32;
+        if now >= next_hb {
+            next_hb = now + Duration::from_secs(1);
+            let p = state.lock().unwrap();
+            let mut base = MavModeFlag::MAV_MODE_FLAG_CUSTOM_MODE_ENABLED;
+            if p.armed {
+                base |= MavModeFlag::MAV_MODE_FLAG_SAFETY_ARMED;
+            }
+            let custom_mode = ((p.main_mode as u32) << 16) | ((p.sub_mode as u32) << 24);
+            drop(p);
+            send(
+                &sock,
+                agent,
+                &mut seq,
+                &MavMessage::HEARTBEAT(HEARTBEAT_DATA {
+                    custom_mode,
+                    mavtype: MavType::MAV_TYPE_QUADROTOR,
+                    autopilot: MavAutopilot::MAV_AUTOPILOT_PX4,
+                    base_mode: base,
+                    system_status: MavState::MAV_STATE_STANDBY,
+                    mavlink_version: 3,
+                }),
+            );
+        }
+        if now >= next_att {
+            next_att = now + Duration::from_millis(20);
+            send(
+                &sock,
+                agent,
+                &mut seq,
+                &MavMessage::ATTITUDE(ATTITUDE_DATA {
+                    time_boot_ms: t,
+                    roll: 0.01,
+                    pitch: -0.02,
+                    yaw: 1.5,
+                    rollspeed: 0.0,
+                    pitchspeed: 0.0,
+                    yawspeed: 0.1,
+                }),
+            );
+        }
+        if now >= next_pos {
+            next_pos = now + Duration::from_millis(100);
+            send(
+                &sock,
+                agent,
+                &mut seq,
+                &MavMessage::LOCAL_POSITION_NED(LOCAL_POSITION_NED_DATA {
+                    time_boot_ms: t,
+                    x: 1.0,
+                    y: 2.0,
+                    z: -3.0,
+                    vx: 0.5,
+                    vy: 0.0,
+                    vz: 0.0,
+                }),
+            );
+            send(
+                &sock,
+                agent,
+                &mut seq,
+                &MavMessage::SYS_STATUS(SYS_STATUS_DATA {
+                    voltage_battery: 15_800,
+                    battery_remaining: 87,
+                    ..SYS_STATUS_DATA::DEFAULT
+                }),
+            );
+        }
+    }
+}
+
+#[test]
+fn px4_over_udp_arm_offboard_stream_and_hold_when_quiet() {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let state = Arc::new(Mutex::new(Peer::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let peer = {
+        let (state, stop) = (state.clone(), stop.clone());
+        std::thread::spawn(move || px4(sock, state, stop))
+    };
+
+    let address: MavAddress = format!("udpout:127.0.0.1:{port}").parse().unwrap();
+    let cfg = MavConfig::new(address);
+    let (quiet_after, hold_after, hz) = (cfg.quiet_after, cfg.hold_after, cfg.setpoint_hz);
+    let link = MavLink::connect(cfg).unwrap();
+    let status = link.wait_heartbeat(Duration::from_secs(5)).unwrap();
+    assert_eq!(status.flavour, Some(Flavour::Px4));
+    assert_eq!(status.target, (1, 1));
+    std::thread::sleep(Duration::from_millis(300));
+    let status = link.status();
+    assert_eq!(status.attitude.map(|a| a[2]), Some(1.5));
+    assert_eq!(status.local_position.map(|p| p[2]), Some(-3.0));
+    assert_eq!(status.battery, Some((15_800, 87)));
+    assert!(
+        state.lock().unwrap().heartbeats >= 1,
+        "the autopilot heard no heartbeat from the agent"
+    );
+
+    // The first arm command is lost; the retry (confirmation 1) is accepted.
+    link.arm().unwrap();
+    assert_eq!(state.lock().unwrap().arm_commands, vec![0, 1]);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(link.status().armed, "heartbeat does not show armed");
+
+    link.take_control().unwrap();
+    assert_eq!(state.lock().unwrap().main_mode, 6, "not in Offboard");
+
+    // The policy commands 1 m/s forward, 0.5 m/s left, turning left, at 20 Hz for 2 s.
+    let flying = Instant::now();
+    let mut went_quiet = flying;
+    while flying.elapsed() < Duration::from_secs(2) {
+        link.set_velocity(1.0, 0.5, 0.0, 0.2);
+        went_quiet = Instant::now();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(hold_after + Duration::from_millis(500));
+    let p = state.lock().unwrap();
+    let during: Vec<_> = p
+        .setpoints
+        .iter()
+        .filter(|s| s.0 >= flying + Duration::from_millis(200) && s.0 < went_quiet)
+        .collect();
+    let rate =
+        during.len() as f64 / (went_quiet - flying - Duration::from_millis(200)).as_secs_f64();
+    eprintln!(
+        "setpoints while flying: {} ({rate:.1} Hz, configured {hz} Hz)",
+        during.len()
+    );
+    assert!(rate >= 20.0, "setpoints at {rate:.1} Hz");
+    assert!(
+        p.setpoints.iter().all(|s| s.5),
+        "a setpoint in the wrong frame, mask or target"
+    );
+    // Body z-up/counter-clockwise → NED body: right = -left, down = -up, clockwise yaw.
+    assert!(
+        during
+            .iter()
+            .all(|s| (s.1, s.2, s.3, s.4) == (1.0, -0.5, -0.0, -0.2))
+    );
+
+    // Quiet: zero velocity within quiet_after (+ one period), the stream never stops...
+    let first_zero = p
+        .setpoints
+        .iter()
+        .find(|s| {
+            s.0 > went_quiet + Duration::from_millis(50) && s.1 == 0.0 && s.2 == 0.0 && s.4 == 0.0
+        })
+        .expect("no zero-velocity setpoint after the policy went quiet");
+    let to_zero = first_zero.0 - went_quiet;
+    assert!(
+        to_zero <= quiet_after + Duration::from_millis(150),
+        "zero velocity only {to_zero:?} after going quiet"
+    );
+    let quiet: Vec<_> = p.setpoints.iter().filter(|s| s.0 > first_zero.0).collect();
+    assert!(
+        quiet
+            .iter()
+            .all(|s| (s.1, s.2, s.3, s.4) == (0.0, 0.0, 0.0, 0.0))
+    );
+    assert!(
+        quiet.len() as f64 >= 20.0 * 0.9 * (hold_after.as_secs_f64() + 0.2),
+        "stream thinned to {}",
+        quiet.len()
+    );
+    // ...and the autopilot is switched to Hold (Auto/Loiter) after hold_after.
+    let hold = p.modes.last().copied().expect("mode changes");
+    assert_eq!((hold.0, hold.1), (4, 3), "not switched to Hold");
+    let to_hold = hold.2 - went_quiet;
+    assert!(
+        to_hold >= hold_after && to_hold <= hold_after + Duration::from_millis(300),
+        "hold after {to_hold:?}"
+    );
+    eprintln!("zero velocity {to_zero:?} after the policy went quiet, Hold after {to_hold:?}");
+    drop(p);
+    let st = link.status();
+    assert!(st.hold_commanded && st.quiet_setpoints > 0);
+
+    // A command the autopilot does not support is refused with its result.
+    match link.command(MavCmd::MAV_CMD_NAV_TAKEOFF, [0.0; 7]) {
+        Err(MavError::Refused { result, .. }) => {
+            assert_eq!(result, MavResult::MAV_RESULT_UNSUPPORTED)
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    link.disarm().unwrap();
+    assert!(!state.lock().unwrap().armed);
+    drop(link);
+    stop.store(true, Ordering::Relaxed);
+    peer.join().unwrap();
+}
+
+#[test]
+fn no_autopilot_and_bad_addresses_are_reported() {
+    // Nobody listens on this port.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    drop(sock);
+    let link = MavLink::connect(MavConfig::new(
+        format!("udpout:127.0.0.1:{port}").parse().unwrap(),
+    ))
+    .unwrap();
+    assert!(matches!(
+        link.wait_heartbeat(Duration::from_millis(300)),
+        Err(MavError::NoHeartbeat(_))
+    ));
+    for bad in [
+        "tcp:1.2.3.4:5",
+        "udpout:nowhere",
+        "serial:/dev/ttyS0:fast",
+        "udpin",
+    ] {
+        let e = bad.parse::<MavAddress>().expect_err(bad);
+        assert!(e.to_string().contains(bad), "{e}");
+    }
+    let e = MavLink::connect(MavConfig::new(
+        "serial:/dev/does-not-exist:57600".parse().unwrap(),
+    ))
+    .err()
+    .expect("missing device");
+    assert!(e.to_string().contains("does-not-exist"), "{e}");
+}
