@@ -155,6 +155,7 @@ pub fn run(
                     NodeKind::Stereo => "stereo",
                     NodeKind::Policy => "policy",
                     NodeKind::Camera => "camera",
+                    NodeKind::Fc => "fc",
                 };
                 kids.push(
                     Command::new(&exe)

@@ -64,6 +64,15 @@ struct NodeArgs {
     /// Simulated seconds the camera (twin) node runs.
     #[arg(long)]
     seconds: Option<f64>,
+    /// fc node: the flight controller's serial device (e.g. /dev/ttyTHS1).
+    #[arg(long)]
+    device: Option<PathBuf>,
+    /// fc node: baud rate of the serial device.
+    #[arg(long, default_value_t = 115_200)]
+    baud: u32,
+    /// fc node: arm the flight controller when the first setpoint arrives.
+    #[arg(long)]
+    arm: bool,
 }
 
 #[derive(clap::Args)]
@@ -226,7 +235,12 @@ fn main() -> Result<()> {
                 listen: a.listen,
                 connect: a.connect,
             })?;
-            agent::nodes::run(a.kind, &session, &a.robot, &cfg, &stop)
+            let fc = a.device.map(|device| agent::nodes::FcNodeConfig {
+                device,
+                baud: a.baud,
+                arm: a.arm,
+            });
+            agent::nodes::run(a.kind, &session, &a.robot, &cfg, fc.as_ref(), &stop)
         }
         Cmd::Launch { file } => {
             let f = agent::launch::LaunchFile::load(&file)?;

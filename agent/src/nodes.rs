@@ -4,7 +4,8 @@
 //! - `camera` (the twin): renders the stereo pair, publishes it with the state,
 //!   and steps the simulation with the setpoint that comes back;
 //! - `stereo`: semi-global matching of each pair into a depth scan;
-//! - `policy`: the avoidance behaviour from the depth scan to a velocity setpoint.
+//! - `policy`: the avoidance behaviour from the depth scan to a velocity setpoint;
+//! - `fc`: the flight-controller serial link — setpoints in, status out.
 
 use crate::fly::{Avoider, FlyConfig};
 use anyhow::{Context as _, Result};
@@ -24,6 +25,19 @@ pub enum NodeKind {
     Stereo,
     /// Avoidance policy.
     Policy,
+    /// Flight-controller link (serial, fclink protocol).
+    Fc,
+}
+
+/// Settings of the `fc` node.
+#[derive(Debug, Clone)]
+pub struct FcNodeConfig {
+    /// Serial device of the flight controller.
+    pub device: std::path::PathBuf,
+    /// Baud rate.
+    pub baud: u32,
+    /// Arm when the first setpoint arrives.
+    pub arm: bool,
 }
 
 /// How long a node waits on its inbox before checking for Ctrl-C.
@@ -35,9 +49,14 @@ pub fn run(
     session: &Session,
     robot: &str,
     cfg: &FlyConfig,
+    fc: Option<&FcNodeConfig>,
     stop: &AtomicBool,
 ) -> Result<()> {
     match kind {
+        NodeKind::Fc => {
+            let fc = fc.context("the fc node needs --device PATH (the flight controller's serial port)")?;
+            fc_node(session, robot, fc, stop)
+        }
         NodeKind::Stereo => stereo_node(session, robot, cfg, stop),
         NodeKind::Policy => policy_node(session, robot, cfg, stop),
         NodeKind::Camera => camera_node(session, robot, cfg, stop),
@@ -270,5 +289,127 @@ pub fn camera_node(
     println!(
         "twin: {frames} frames, {collisions} collisions, {failsafe} frames without a setpoint"
     );
+    Ok(())
+}
+
+fn state_code(s: fclink::FcState) -> u8 {
+    use fclink::FcState as S;
+    match s {
+        S::Disarmed => 0,
+        S::Armed => 1,
+        S::FailsafeHover => 2,
+        S::FailsafeLand => 3,
+        S::FailsafeStop => 4,
+    }
+}
+
+/// Setpoints from the bus to the flight controller over the serial link, its
+/// telemetry back as [`bus::msg::FcStatus`], and events on every state change
+/// and link loss. The node adds no timeout of its own: when the policy stops
+/// publishing, setpoints stop reaching the firmware and its watchdog fails
+/// safe — the same whether the policy, the bus or this node is what died.
+pub fn fc_node(
+    session: &Session,
+    robot: &str,
+    cfg: &FcNodeConfig,
+    stop: &AtomicBool,
+) -> Result<()> {
+    use bus::msg::FcStatus;
+    use fclink::ToFc;
+    let link = fc::Link::open(fc::LinkConfig {
+        baud: cfg.baud,
+        ..fc::LinkConfig::new(&cfg.device)
+    })?;
+    let mut setpoints = Inbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint, 4)?;
+    let mut status = Outbox::<FcStatus>::new(session, robot, Topic::FcStatus)?;
+    let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
+    let mut say = |text: String| -> Result<()> {
+        info!("{text}");
+        events.send(bus::now_ns(), "fc", &Event { text })?;
+        Ok(())
+    };
+    let mut last: Option<FcStatus> = None;
+    let mut last_state: Option<fclink::FcState> = None;
+    let mut arm_due = cfg.arm;
+    let mut next_arm_try = Instant::now();
+    info!(robot, device = %cfg.device.display(), "fc node up");
+    while !stop.load(Ordering::Relaxed) {
+        if let Some((_, sp)) = setpoints.recv_timeout(Duration::from_millis(10))? {
+            if arm_due && Instant::now() >= next_arm_try {
+                match link.command(ToFc::Arm, Duration::from_millis(500)) {
+                    Ok(fclink::AckStatus::Accepted) => {
+                        arm_due = false;
+                        say("fc: armed".into())?;
+                    }
+                    Ok(other) => {
+                        next_arm_try = Instant::now() + Duration::from_secs(1);
+                        say(format!("fc: arming refused: {other:?}"))?;
+                    }
+                    Err(e) => {
+                        next_arm_try = Instant::now() + Duration::from_secs(1);
+                        say(format!("fc: {e}"))?;
+                    }
+                }
+            }
+            link.send(ToFc::Setpoint(fclink::Setpoint::Velocity {
+                forward: sp.forward,
+                left: sp.left,
+                up: sp.up,
+                yaw_rate: sp.yaw_rate,
+            }));
+        }
+        for e in link.events().try_iter() {
+            let stats = link.stats();
+            match e {
+                fc::Event::Telemetry { telemetry: t, .. } => {
+                    if last_state != Some(t.state) {
+                        say(format!(
+                            "fc: {} -> {:?} (faults {:#06x}, setpoint age {} ms)",
+                            last_state.map(|s| format!("{s:?}")).unwrap_or_else(|| "up".into()),
+                            t.state,
+                            t.faults,
+                            t.setpoint_age_ms
+                        ))?;
+                        last_state = Some(t.state);
+                    }
+                    let s = FcStatus {
+                        state: state_code(t.state),
+                        faults: t.faults,
+                        attitude: t.attitude,
+                        velocity: t.velocity,
+                        altitude: t.altitude,
+                        battery_mv: t.battery_mv,
+                        setpoint_age_ms: t.setpoint_age_ms,
+                        link_errors: (stats.crc_errors + stats.other_errors) as u32,
+                        reconnects: stats.reconnects as u32,
+                    };
+                    status.send(bus::now_ns(), "fc", &s)?;
+                    last = Some(s);
+                }
+                fc::Event::Disconnected { reason } => {
+                    say(format!("fc: link {} lost: {reason}", link.device()))?;
+                    let s = FcStatus {
+                        state: FcStatus::LINK_DOWN,
+                        ..last.unwrap_or(FcStatus {
+                            state: FcStatus::LINK_DOWN,
+                            faults: 0,
+                            attitude: [0.0; 3],
+                            velocity: [0.0; 3],
+                            altitude: 0.0,
+                            battery_mv: 0,
+                            setpoint_age_ms: 0,
+                            link_errors: 0,
+                            reconnects: 0,
+                        })
+                    };
+                    status.send(bus::now_ns(), "fc", &s)?;
+                    last_state = None;
+                }
+                fc::Event::Connected => say(format!("fc: link {} back", link.device()))?,
+                fc::Event::Ack { .. } => {}
+            }
+        }
+    }
+    info!(stats = ?link.stats(), "fc node down");
     Ok(())
 }

@@ -353,9 +353,10 @@ impl Autopilot {
     /// returns what the inner loops track.
     pub fn tick(&mut self, now_ms: u32, sensors: &Sensors) -> Demand {
         let dt = self.cfg.control_period_ms as f32 * 1e-3;
-        if self.state == FcState::Armed
-            && now_ms.wrapping_sub(self.last_setpoint_ms) > self.cfg.watchdog_ms
-        {
+        // Signed: a control step scheduled before the last setpoint arrived (the
+        // loop catching up after a stall) sees a negative age, not a huge one.
+        let age = now_ms.wrapping_sub(self.last_setpoint_ms) as i32;
+        if self.state == FcState::Armed && age > self.cfg.watchdog_ms as i32 {
             self.latched |= faults::WATCHDOG;
             self.failsafe_since_ms = now_ms;
             self.state = match self.cfg.vehicle {
@@ -447,7 +448,7 @@ impl Autopilot {
             battery_mv: s.battery_mv,
             faults: f,
             last_setpoint_seq: self.last_setpoint_seq,
-            setpoint_age_ms: now_ms.wrapping_sub(self.last_setpoint_ms),
+            setpoint_age_ms: (now_ms.wrapping_sub(self.last_setpoint_ms) as i32).max(0) as u32,
             rx_errors: self.rx_errors,
         }
     }
@@ -580,6 +581,24 @@ mod tests {
             )),
             AckStatus::Refused(Refusal::InFailsafe)
         );
+    }
+
+    #[test]
+    fn a_late_control_step_does_not_fire_the_watchdog() {
+        // The loop stalled: a setpoint is handled at 1000 ms, then the control
+        // steps of 800..1000 ms run late. None of them may see the setpoint as old.
+        let mut ap = Autopilot::new(Config::MULTIROTOR);
+        let s = Plant::new(Vehicle::Multirotor).sensors();
+        ap.handle(500, &frame(1, ToFc::Arm), &s);
+        ap.handle(700, &frame(2, vel(1.0, 0.0, 0.0, 0.0)), &s);
+        ap.handle(1000, &frame(3, vel(1.0, 0.0, 0.0, 0.0)), &s);
+        for t in (800..1000).step_by(10) {
+            ap.tick(t, &s);
+        }
+        assert_eq!(ap.state(), FcState::Armed);
+        assert_eq!(ap.telemetry(990, &s).setpoint_age_ms, 0);
+        ap.tick(1201, &s);
+        assert_eq!(ap.state(), FcState::FailsafeHover);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
-use e2e_tests::{firmware_image, require_qemu, temp_dir};
+use e2e_tests::{firmware_image, require_qemu, signal_after, temp_dir, workspace_bin};
 use fc::{Event, HostFc, Link, LinkConfig};
 use fclink::frame::{self, Decoder, MAX_WIRE};
 use fclink::{AckStatus, Config, FcState, FromFc, Refusal, Setpoint, Telemetry, ToFc, faults};
@@ -445,4 +445,112 @@ fn frames_fit_the_wire_limit() {
     assert!(frame::encode(1, &forward(1.0), &mut buf).is_ok());
     let mut d = Decoder::new();
     assert!(d.push::<ToFc>(0).is_none());
+}
+
+/// The `fc` node of the graph: setpoints published on zenoh reach the
+/// firmware (`fc-host`, a separate process) over the serial link, its status
+/// comes back on `<robot>/fc/status` with events on every state change; when
+/// the setpoints stop, the firmware's watchdog fails safe; when the device
+/// vanishes, the node says so.
+#[test]
+fn fc_node_bridges_the_bus_and_the_serial_link() {
+    use bus::msg::{Event as BusEvent, FcStatus, Setpoint as BusSetpoint};
+    use bus::{Inbox, Outbox, Topic};
+    use std::process::{Command, Stdio};
+
+    let dir = temp_dir("fc-node");
+    let tty = dir.join("ttyFC");
+    let mut host = Command::new(workspace_bin("fc-host"))
+        .arg("--link")
+        .arg(&tty)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !tty.exists() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "fc-host made no device");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let port = 24_000 + (std::process::id() % 4000) as u16 * 2;
+    let ep = format!("tcp/127.0.0.1:{port}");
+    let robot = format!("fcnode{}", std::process::id());
+    let node = Command::new(workspace_bin("agent"))
+        .args(["node", "fc", "--robot", &robot, "--listen", &ep, "--arm", "--device"])
+        .arg(&tty)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session = bus::open(&bus::BusConfig {
+        listen: vec![],
+        connect: vec![ep],
+    })
+    .unwrap();
+    let mut setpoints = Outbox::<BusSetpoint>::new(&session, &robot, Topic::CmdSetpoint).unwrap();
+    let mut status = Inbox::<FcStatus>::new(&session, &robot, Topic::FcStatus, 64).unwrap();
+    let mut events = Inbox::<BusEvent>::new(&session, &robot, Topic::Events, 64).unwrap();
+    let mut texts = Vec::new();
+    let mut drain = |status: &mut Inbox<FcStatus>, texts: &mut Vec<String>| -> Vec<FcStatus> {
+        while let Ok(Some((_, e))) = events.recv_timeout(Duration::ZERO) {
+            texts.push(e.text);
+        }
+        let mut got = Vec::new();
+        while let Ok(Some((_, s))) = status.recv_timeout(Duration::from_millis(1)) {
+            got.push(s);
+        }
+        got
+    };
+
+    // The node is up and its status reaches us before we start flying.
+    let up = Instant::now();
+    while drain(&mut status, &mut texts).is_empty() {
+        assert!(up.elapsed() < Duration::from_secs(10), "no FcStatus from the fc node");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Fly: 1 m/s forward at 20 Hz for 2 s.
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        setpoints
+            .send(bus::now_ns(), "policy", &BusSetpoint { forward: 1.0, left: 0.0, up: 0.3, yaw_rate: 0.0 })
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        seen.extend(drain(&mut status, &mut texts));
+    }
+    let last = seen.last().copied().expect("no FcStatus on the bus");
+    assert_eq!(last.state, 1, "not armed: {last:?}; events: {texts:?}; states seen: {:?}", seen.iter().map(|s| s.state).collect::<Vec<_>>());
+    assert!(last.velocity[0] > 0.7, "forward speed {}", last.velocity[0]);
+
+    // Quiet: the firmware's watchdog fails safe and the node reports it.
+    let quiet = Instant::now();
+    let failsafe = loop {
+        assert!(quiet.elapsed() < Duration::from_secs(3), "no failsafe on the bus");
+        if let Some(s) = drain(&mut status, &mut texts).into_iter().find(|s| s.state == 2) {
+            break s;
+        }
+    };
+    assert!(failsafe.setpoint_age_ms > 200 && failsafe.setpoint_age_ms < 400, "{failsafe:?}");
+
+    // The device vanishes.
+    signal_after(&host, "TERM", Duration::ZERO);
+    let _ = host.wait();
+    let gone = Instant::now();
+    loop {
+        assert!(gone.elapsed() < Duration::from_secs(3), "link loss not reported");
+        if drain(&mut status, &mut texts).iter().any(|s| s.state == FcStatus::LINK_DOWN) {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    drain(&mut status, &mut texts);
+    signal_after(&node, "TERM", Duration::ZERO);
+    let out = node.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let all = texts.join("\n");
+    for want in ["fc: armed", "-> Armed", "-> FailsafeHover", "lost"] {
+        assert!(all.contains(want), "no event with {want:?} in:\n{all}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -38,17 +38,20 @@ pub enum Topic {
     State,
     /// `events`: [`msg::Event`] from any node.
     Events,
+    /// `fc/status`: [`msg::FcStatus`] from the flight-controller link node.
+    FcStatus,
 }
 
 impl Topic {
     /// All topics.
-    pub const ALL: [Topic; 6] = [
+    pub const ALL: [Topic; 7] = [
         Topic::CameraStereo,
         Topic::DepthStereo,
         Topic::DepthMono,
         Topic::CmdSetpoint,
         Topic::State,
         Topic::Events,
+        Topic::FcStatus,
     ];
 
     /// Key expression below the robot name.
@@ -60,6 +63,7 @@ impl Topic {
             Topic::CmdSetpoint => "cmd/setpoint",
             Topic::State => "state",
             Topic::Events => "events",
+            Topic::FcStatus => "fc/status",
         }
     }
 
@@ -77,6 +81,7 @@ impl Topic {
             Topic::CmdSetpoint => <msg::Setpoint as M>::NAME,
             Topic::State => <msg::State as M>::NAME,
             Topic::Events => <msg::Event as M>::NAME,
+            Topic::FcStatus => <msg::FcStatus as M>::NAME,
         }
     }
 }

@@ -195,6 +195,69 @@ impl Message for Event {
     }
 }
 
+/// The flight controller as the link node sees it: its state and sensors,
+/// and the health of the serial link.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FcStatus {
+    /// 0 disarmed, 1 armed, 2 failsafe (hover), 3 failsafe (landing),
+    /// 4 failsafe (stopped), 255 link down (the rest is the last known).
+    pub state: u8,
+    /// Fault flags of the firmware (`fclink::faults`).
+    pub faults: u16,
+    /// Roll, pitch, yaw (rad).
+    pub attitude: [f32; 3],
+    /// Body velocity (m/s): forward, left, up.
+    pub velocity: [f32; 3],
+    /// Height above take-off (m).
+    pub altitude: f32,
+    /// Battery (mV).
+    pub battery_mv: u16,
+    /// Milliseconds since the firmware last accepted a setpoint.
+    pub setpoint_age_ms: u32,
+    /// Frames the agent's driver refused (CRC and other), since start.
+    pub link_errors: u32,
+    /// Times the serial device was re-opened.
+    pub reconnects: u32,
+}
+
+impl FcStatus {
+    /// `state` value while the serial link is down.
+    pub const LINK_DOWN: u8 = 255;
+}
+
+impl Message for FcStatus {
+    const KIND: u16 = 6;
+    const NAME: &'static str = "FcStatus";
+    fn write_body(&self, w: &mut Writer) {
+        w.u8(self.state);
+        w.u16(self.faults);
+        self.attitude.iter().for_each(|v| w.f32(*v));
+        self.velocity.iter().for_each(|v| w.f32(*v));
+        w.f32(self.altitude);
+        w.u16(self.battery_mv);
+        w.u32(self.setpoint_age_ms);
+        w.u32(self.link_errors);
+        w.u32(self.reconnects);
+    }
+    fn read_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let state = r.u8()?;
+        if state > 4 && state != Self::LINK_DOWN {
+            return Err(malformed(Self::NAME, format!("unknown state {state}")));
+        }
+        Ok(Self {
+            state,
+            faults: r.u16()?,
+            attitude: [r.f32()?, r.f32()?, r.f32()?],
+            velocity: [r.f32()?, r.f32()?, r.f32()?],
+            altitude: r.f32()?,
+            battery_mv: r.u16()?,
+            setpoint_age_ms: r.u32()?,
+            link_errors: r.u32()?,
+            reconnects: r.u32()?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +308,24 @@ mod tests {
             text: "switch to mono".into(),
         };
         assert_eq!(decode::<Event>(&encode(&h(), &ev)).unwrap().1, ev);
+        let fc = FcStatus {
+            state: 2,
+            faults: 4,
+            attitude: [0.1, -0.1, 1.5],
+            velocity: [0.0, 0.0, -0.5],
+            altitude: 1.25,
+            battery_mv: 12_400,
+            setpoint_age_ms: 210,
+            link_errors: 3,
+            reconnects: 1,
+        };
+        let b = encode(&h(), &fc);
+        // 26-byte header + 11-byte frame id + 45-byte body, as documented.
+        assert_eq!(b.len(), 37 + 45);
+        assert_eq!(decode::<FcStatus>(&b).unwrap().1, fc);
+        let mut bad = b.clone();
+        bad[37] = 9;
+        assert!(decode::<FcStatus>(&bad).is_err(), "unknown state accepted");
     }
 
     #[test]

@@ -83,6 +83,10 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
 
+    /// A `u8`.
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.bytes(1)?[0])
+    }
     /// A `u16`.
     pub fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_le_bytes(self.array()?))
@@ -118,6 +122,10 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// A `u8`.
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
     /// A `u16`.
     pub fn u16(&mut self, v: u16) {
         self.buf.extend_from_slice(&v.to_le_bytes());
