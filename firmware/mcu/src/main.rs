@@ -13,13 +13,15 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{entry, exception};
-use fclink::{Config, Firmware};
+use fclink::Firmware;
 use panic_halt as _;
 
 /// Core clock of the AN386 image (Hz).
 const SYSCLK_HZ: u32 = 25_000_000;
 /// UART baud rate (QEMU ignores it; a board needs it to match the agent's).
 const BAUD: u32 = 115_200;
+
+include!(concat!(env!("OUT_DIR"), "/settings.rs"));
 
 /// Milliseconds since boot, advanced by the SysTick exception.
 static MILLIS: AtomicU32 = AtomicU32::new(0);
@@ -86,7 +88,7 @@ fn main() -> ! {
     core.SYST.enable_interrupt();
     core.SYST.enable_counter();
 
-    let mut fw = Firmware::new(Config::MULTIROTOR);
+    let mut fw = Firmware::new(SETTINGS);
     // A lone delimiter first: a receiver that saw boot noise starts clean.
     uart.write_all(&[0]);
     let mut rx = [0u8; 64];
