@@ -54,7 +54,8 @@ pub fn run(
 ) -> Result<()> {
     match kind {
         NodeKind::Fc => {
-            let fc = fc.context("the fc node needs --device PATH (the flight controller's serial port)")?;
+            let fc = fc
+                .context("the fc node needs --device PATH (the flight controller's serial port)")?;
             fc_node(session, robot, fc, stop)
         }
         NodeKind::Stereo => stereo_node(session, robot, cfg, stop),
@@ -365,7 +366,9 @@ pub fn fc_node(
                     if last_state != Some(t.state) {
                         say(format!(
                             "fc: {} -> {:?} (faults {:#06x}, setpoint age {} ms)",
-                            last_state.map(|s| format!("{s:?}")).unwrap_or_else(|| "up".into()),
+                            last_state
+                                .map(|s| format!("{s:?}"))
+                                .unwrap_or_else(|| "up".into()),
                             t.state,
                             t.faults,
                             t.setpoint_age_ms

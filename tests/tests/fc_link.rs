@@ -469,14 +469,19 @@ fn fc_node_bridges_the_bus_and_the_serial_link() {
         .unwrap();
     let t0 = Instant::now();
     while !tty.exists() {
-        assert!(t0.elapsed() < Duration::from_secs(5), "fc-host made no device");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "fc-host made no device"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let port = 24_000 + (std::process::id() % 4000) as u16 * 2;
     let ep = format!("tcp/127.0.0.1:{port}");
     let robot = format!("fcnode{}", std::process::id());
     let node = Command::new(workspace_bin("agent"))
-        .args(["node", "fc", "--robot", &robot, "--listen", &ep, "--arm", "--device"])
+        .args([
+            "node", "fc", "--robot", &robot, "--listen", &ep, "--arm", "--device",
+        ])
         .arg(&tty)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -505,7 +510,10 @@ fn fc_node_bridges_the_bus_and_the_serial_link() {
     // The node is up and its status reaches us before we start flying.
     let up = Instant::now();
     while drain(&mut status, &mut texts).is_empty() {
-        assert!(up.elapsed() < Duration::from_secs(10), "no FcStatus from the fc node");
+        assert!(
+            up.elapsed() < Duration::from_secs(10),
+            "no FcStatus from the fc node"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // Fly: 1 m/s forward at 20 Hz for 2 s.
@@ -513,32 +521,61 @@ fn fc_node_bridges_the_bus_and_the_serial_link() {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(2) {
         setpoints
-            .send(bus::now_ns(), "policy", &BusSetpoint { forward: 1.0, left: 0.0, up: 0.3, yaw_rate: 0.0 })
+            .send(
+                bus::now_ns(),
+                "policy",
+                &BusSetpoint {
+                    forward: 1.0,
+                    left: 0.0,
+                    up: 0.3,
+                    yaw_rate: 0.0,
+                },
+            )
             .unwrap();
         std::thread::sleep(Duration::from_millis(50));
         seen.extend(drain(&mut status, &mut texts));
     }
     let last = seen.last().copied().expect("no FcStatus on the bus");
-    assert_eq!(last.state, 1, "not armed: {last:?}; events: {texts:?}; states seen: {:?}", seen.iter().map(|s| s.state).collect::<Vec<_>>());
+    assert_eq!(
+        last.state,
+        1,
+        "not armed: {last:?}; events: {texts:?}; states seen: {:?}",
+        seen.iter().map(|s| s.state).collect::<Vec<_>>()
+    );
     assert!(last.velocity[0] > 0.7, "forward speed {}", last.velocity[0]);
 
     // Quiet: the firmware's watchdog fails safe and the node reports it.
     let quiet = Instant::now();
     let failsafe = loop {
-        assert!(quiet.elapsed() < Duration::from_secs(3), "no failsafe on the bus");
-        if let Some(s) = drain(&mut status, &mut texts).into_iter().find(|s| s.state == 2) {
+        assert!(
+            quiet.elapsed() < Duration::from_secs(3),
+            "no failsafe on the bus"
+        );
+        if let Some(s) = drain(&mut status, &mut texts)
+            .into_iter()
+            .find(|s| s.state == 2)
+        {
             break s;
         }
     };
-    assert!(failsafe.setpoint_age_ms > 200 && failsafe.setpoint_age_ms < 400, "{failsafe:?}");
+    assert!(
+        failsafe.setpoint_age_ms > 200 && failsafe.setpoint_age_ms < 400,
+        "{failsafe:?}"
+    );
 
     // The device vanishes.
     signal_after(&host, "TERM", Duration::ZERO);
     let _ = host.wait();
     let gone = Instant::now();
     loop {
-        assert!(gone.elapsed() < Duration::from_secs(3), "link loss not reported");
-        if drain(&mut status, &mut texts).iter().any(|s| s.state == FcStatus::LINK_DOWN) {
+        assert!(
+            gone.elapsed() < Duration::from_secs(3),
+            "link loss not reported"
+        );
+        if drain(&mut status, &mut texts)
+            .iter()
+            .any(|s| s.state == FcStatus::LINK_DOWN)
+        {
             break;
         }
     }
@@ -546,7 +583,8 @@ fn fc_node_bridges_the_bus_and_the_serial_link() {
     drain(&mut status, &mut texts);
     signal_after(&node, "TERM", Duration::ZERO);
     let out = node.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let log =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     let all = texts.join("\n");
     for want in ["fc: armed", "-> Armed", "-> FailsafeHover", "lost"] {
