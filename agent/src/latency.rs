@@ -156,6 +156,7 @@ pub fn run(
                     NodeKind::Policy => "policy",
                     NodeKind::Camera => "camera",
                     NodeKind::Fc => "fc",
+                    NodeKind::Mavlink => "mavlink",
                 };
                 kids.push(
                     Command::new(&exe)

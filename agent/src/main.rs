@@ -70,9 +70,13 @@ struct NodeArgs {
     /// fc node: baud rate of the serial device.
     #[arg(long, default_value_t = 115_200)]
     baud: u32,
-    /// fc node: arm the flight controller when the first setpoint arrives.
+    /// fc / mavlink node: arm (and, with MAVLink, take control) when the first setpoint arrives.
     #[arg(long)]
     arm: bool,
+    /// mavlink node: the autopilot's address: udpin:HOST:PORT, udpout:HOST:PORT or serial:DEVICE:BAUD
+    /// (PX4 SITL: udpin:0.0.0.0:14540).
+    #[arg(long)]
+    mavlink: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -235,12 +239,13 @@ fn main() -> Result<()> {
                 listen: a.listen,
                 connect: a.connect,
             })?;
-            let fc = a.device.map(|device| agent::nodes::FcNodeConfig {
-                device,
+            let fc = agent::nodes::FcNodeConfig {
+                device: a.device,
+                mavlink: a.mavlink,
                 baud: a.baud,
                 arm: a.arm,
-            });
-            agent::nodes::run(a.kind, &session, &a.robot, &cfg, fc.as_ref(), &stop)
+            };
+            agent::nodes::run(a.kind, &session, &a.robot, &cfg, &fc, &stop)
         }
         Cmd::Launch { file } => {
             let f = agent::launch::LaunchFile::load(&file)?;

@@ -27,13 +27,18 @@ pub enum NodeKind {
     Policy,
     /// Flight-controller link (serial, fclink protocol).
     Fc,
+    /// PX4 / ArduPilot over MAVLink (serial or UDP).
+    Mavlink,
 }
 
-/// Settings of the `fc` node.
-#[derive(Debug, Clone)]
+/// Settings of the `fc` and `mavlink` nodes.
+#[derive(Debug, Clone, Default)]
 pub struct FcNodeConfig {
-    /// Serial device of the flight controller.
-    pub device: std::path::PathBuf,
+    /// `fc`: serial device of the flight controller.
+    pub device: Option<std::path::PathBuf>,
+    /// `mavlink`: where the autopilot is (`udpin:HOST:PORT`, `udpout:HOST:PORT`,
+    /// `serial:DEVICE:BAUD`).
+    pub mavlink: Option<String>,
     /// Baud rate.
     pub baud: u32,
     /// Arm when the first setpoint arrives.
@@ -49,15 +54,12 @@ pub fn run(
     session: &Session,
     robot: &str,
     cfg: &FlyConfig,
-    fc: Option<&FcNodeConfig>,
+    fc: &FcNodeConfig,
     stop: &AtomicBool,
 ) -> Result<()> {
     match kind {
-        NodeKind::Fc => {
-            let fc = fc
-                .context("the fc node needs --device PATH (the flight controller's serial port)")?;
-            fc_node(session, robot, fc, stop)
-        }
+        NodeKind::Fc => fc_node(session, robot, fc, stop),
+        NodeKind::Mavlink => mavlink_node(session, robot, fc, stop),
         NodeKind::Stereo => stereo_node(session, robot, cfg, stop),
         NodeKind::Policy => policy_node(session, robot, cfg, stop),
         NodeKind::Camera => camera_node(session, robot, cfg, stop),
@@ -317,9 +319,13 @@ pub fn fc_node(
 ) -> Result<()> {
     use bus::msg::FcStatus;
     use fclink::ToFc;
+    let device = cfg
+        .device
+        .as_ref()
+        .context("the fc node needs --device PATH (the flight controller's serial port)")?;
     let link = fc::Link::open(fc::LinkConfig {
         baud: cfg.baud,
-        ..fc::LinkConfig::new(&cfg.device)
+        ..fc::LinkConfig::new(device)
     })?;
     let mut setpoints = Inbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint, 4)?;
     let mut status = Outbox::<FcStatus>::new(session, robot, Topic::FcStatus)?;
@@ -333,7 +339,7 @@ pub fn fc_node(
     let mut last_state: Option<fclink::FcState> = None;
     let mut arm_due = cfg.arm;
     let mut next_arm_try = Instant::now();
-    info!(robot, device = %cfg.device.display(), "fc node up");
+    info!(robot, device = %device.display(), "fc node up");
     while !stop.load(Ordering::Relaxed) {
         if let Some((_, sp)) = setpoints.recv_timeout(Duration::from_millis(10))? {
             if arm_due && Instant::now() >= next_arm_try {
@@ -414,5 +420,108 @@ pub fn fc_node(
         }
     }
     info!(stats = ?link.stats(), "fc node down");
+    Ok(())
+}
+
+/// Setpoints from the bus to a PX4 or ArduPilot autopilot over MAVLink
+/// ([`fc::mav`]): on the first setpoint (with `arm`) it arms and takes control
+/// (Offboard / Guided); the MAVLink stream carries the newest setpoint at 30 Hz,
+/// zero velocity once the policy has been quiet for 250 ms and the autopilot's
+/// Hold after 1 s. Status goes out as [`bus::msg::FcStatus`] at 20 Hz (state 0
+/// disarmed, 1 armed, 2 holding after the policy went quiet).
+pub fn mavlink_node(
+    session: &Session,
+    robot: &str,
+    cfg: &FcNodeConfig,
+    stop: &AtomicBool,
+) -> Result<()> {
+    use bus::msg::FcStatus;
+    use fc::mav::{MavAddress, MavConfig, MavLink};
+    let address: MavAddress = cfg
+        .mavlink
+        .as_deref()
+        .context("the mavlink node needs --mavlink ADDRESS (udpin:HOST:PORT, udpout:HOST:PORT or serial:DEVICE:BAUD)")?
+        .parse()?;
+    let link = MavLink::connect(MavConfig::new(address))?;
+    let mut setpoints = Inbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint, 4)?;
+    let mut status = Outbox::<FcStatus>::new(session, robot, Topic::FcStatus)?;
+    let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
+    let mut say = |text: String| -> Result<()> {
+        info!("{text}");
+        events.send(bus::now_ns(), "mavlink", &Event { text })?;
+        Ok(())
+    };
+    info!(robot, address = ?cfg.mavlink, "mavlink node up");
+    let mut heard = false;
+    let mut in_control = false;
+    let mut next_try = Instant::now();
+    let mut next_status = Instant::now();
+    let mut holding = false;
+    while !stop.load(Ordering::Relaxed) {
+        if !heard {
+            match link.wait_heartbeat(POLL) {
+                Ok(st) => {
+                    heard = true;
+                    say(format!(
+                        "mavlink: autopilot {:?} (system {}, component {})",
+                        st.flavour, st.target.0, st.target.1
+                    ))?;
+                }
+                Err(_) => continue,
+            }
+        }
+        if let Some((_, sp)) = setpoints.recv_timeout(Duration::from_millis(10))? {
+            let st = link.status();
+            if cfg.arm && (!in_control || st.hold_commanded) && Instant::now() >= next_try {
+                let r = if st.armed { Ok(()) } else { link.arm() };
+                match r.and_then(|()| link.take_control()) {
+                    Ok(()) => {
+                        in_control = true;
+                        holding = false;
+                        say("mavlink: armed, agent in control".into())?;
+                    }
+                    Err(e) => {
+                        next_try = Instant::now() + Duration::from_secs(1);
+                        say(format!("mavlink: {e}"))?;
+                    }
+                }
+            }
+            link.set_velocity(sp.forward, sp.left, sp.up, sp.yaw_rate);
+        }
+        if Instant::now() >= next_status {
+            next_status = Instant::now() + Duration::from_millis(50);
+            let st = link.status();
+            if st.hold_commanded && !holding {
+                holding = true;
+                say("mavlink: policy quiet, autopilot commanded to hold".into())?;
+            }
+            let att = st.attitude.unwrap_or([0.0; 6]);
+            let pos = st.local_position.unwrap_or([0.0; 6]);
+            // LOCAL_POSITION_NED velocity is in the local NED frame: rotate by yaw
+            // into the body frame (forward, left, up).
+            let (sy, cy) = att[2].sin_cos();
+            let velocity = [
+                pos[3] * cy + pos[4] * sy,
+                -(-pos[3] * sy + pos[4] * cy),
+                -pos[5],
+            ];
+            status.send(
+                bus::now_ns(),
+                "mavlink",
+                &FcStatus {
+                    state: if holding { 2 } else { u8::from(st.armed) },
+                    faults: 0,
+                    attitude: [att[0], att[1], att[2]],
+                    velocity,
+                    altitude: -pos[2],
+                    battery_mv: st.battery.map(|b| b.0).unwrap_or(0),
+                    setpoint_age_ms: 0,
+                    link_errors: st.parse_errors as u32,
+                    reconnects: 0,
+                },
+            )?;
+        }
+    }
+    info!(status = ?link.status(), "mavlink node down");
     Ok(())
 }

@@ -332,3 +332,227 @@ fn no_autopilot_and_bad_addresses_are_reported() {
     .expect("missing device");
     assert!(e.to_string().contains("does-not-exist"), "{e}");
 }
+
+/// The same path over a serial line (a pseudo-terminal pair): heartbeats both
+/// ways, an acknowledged arm, and the setpoint stream.
+#[test]
+fn mavlink_over_a_serial_line() {
+    use serialport::{SerialPort, TTYPort};
+    use std::io::Write;
+
+    let (master, slave) = TTYPort::pair().unwrap();
+    let device = slave.name().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let setpoints = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let arms = Arc::new(Mutex::new(0u32));
+    let peer = {
+        let (stop, setpoints, arms) = (stop.clone(), setpoints.clone(), arms.clone());
+        let mut writer = master.try_clone_native().unwrap();
+        let mut reader_port = master;
+        reader_port.set_timeout(Duration::from_millis(20)).unwrap();
+        std::thread::spawn(move || {
+            let _keep = slave;
+            let mut reader = MavlinkReader::new(reader_port);
+            let mut seq = 0u8;
+            let mut next_hb = Instant::now();
+            let mut write = |msg: &MavMessage, seq: &mut u8| {
+                let header = MavHeader {
+                    system_id: 1,
+                    component_id: 1,
+                    sequence: *seq,
+                };
+                *seq = seq.wrapping_add(1);
+                let mut bytes = Vec::new();
+                mavlink::write_v2_msg(&mut bytes, header, msg).unwrap();
+                writer.write_all(&bytes).unwrap();
+            };
+            while !stop.load(Ordering::Relaxed) {
+                if Instant::now() >= next_hb {
+                    next_hb = Instant::now() + Duration::from_millis(500);
+                    write(
+                        &MavMessage::HEARTBEAT(HEARTBEAT_DATA {
+                            custom_mode: 0,
+                            mavtype: MavType::MAV_TYPE_GROUND_ROVER,
+                            autopilot: MavAutopilot::MAV_AUTOPILOT_ARDUPILOTMEGA,
+                            base_mode: MavModeFlag::MAV_MODE_FLAG_CUSTOM_MODE_ENABLED,
+                            system_status: MavState::MAV_STATE_STANDBY,
+                            mavlink_version: 3,
+                        }),
+                        &mut seq,
+                    );
+                }
+                match reader.read_any_message::<MavMessage>() {
+                    Ok((_, MavMessage::COMMAND_LONG(c))) => {
+                        if c.command == MavCmd::MAV_CMD_COMPONENT_ARM_DISARM {
+                            *arms.lock().unwrap() += 1;
+                        }
+                        write(
+                            &MavMessage::COMMAND_ACK(COMMAND_ACK_DATA {
+                                command: c.command,
+                                result: MavResult::MAV_RESULT_ACCEPTED,
+                            }),
+                            &mut seq,
+                        );
+                    }
+                    Ok((_, MavMessage::SET_POSITION_TARGET_LOCAL_NED(_))) => {
+                        setpoints.lock().unwrap().push(Instant::now())
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
+    let link = MavLink::connect(MavConfig::new(
+        format!("serial:{device}:57600").parse().unwrap(),
+    ))
+    .unwrap();
+    let st = link.wait_heartbeat(Duration::from_secs(3)).unwrap();
+    assert_eq!(st.flavour, Some(Flavour::ArduPilot { rover: true }));
+    link.arm().unwrap();
+    assert_eq!(*arms.lock().unwrap(), 1);
+    link.take_control().unwrap();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(1) {
+        link.set_velocity(0.5, 0.0, 0.0, 0.0);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let n = setpoints
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| **t >= t0 + Duration::from_millis(100))
+        .count();
+    assert!(n >= 18, "{n} setpoints in 0.9 s over serial");
+    drop(link);
+    stop.store(true, Ordering::Relaxed);
+    peer.join().unwrap();
+}
+
+/// The `mavlink` node of the graph (a separate process): setpoints published
+/// on the bus arm the simulated PX4, switch it to Offboard and reach it as
+/// body-frame velocity setpoints; when they stop, the node's stream goes to
+/// zero and the autopilot to Hold; status comes back as `FcStatus`.
+#[test]
+fn mavlink_node_flies_px4_from_the_bus() {
+    use bus::msg::{Event as BusEvent, FcStatus, Setpoint as BusSetpoint};
+    use bus::{Inbox, Outbox, Topic};
+    use e2e_tests::{signal_after, workspace_bin};
+    use std::process::{Command, Stdio};
+
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let state = Arc::new(Mutex::new(Peer {
+        // This peer answers the first arm command (no lost packet here).
+        arm_commands: vec![9],
+        ..Peer::default()
+    }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let peer = {
+        let (state, stop) = (state.clone(), stop.clone());
+        std::thread::spawn(move || px4(sock, state, stop))
+    };
+    let bus_port = 26_000 + (std::process::id() % 4000) as u16 * 2;
+    let ep = format!("tcp/127.0.0.1:{bus_port}");
+    let robot = format!("mav{}", std::process::id());
+    let node = Command::new(workspace_bin("agent"))
+        .args([
+            "node",
+            "mavlink",
+            "--robot",
+            &robot,
+            "--listen",
+            &ep,
+            "--arm",
+            "--mavlink",
+        ])
+        .arg(format!("udpout:127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session = bus::open(&bus::BusConfig {
+        listen: vec![],
+        connect: vec![ep],
+    })
+    .unwrap();
+    let mut setpoints = Outbox::<BusSetpoint>::new(&session, &robot, Topic::CmdSetpoint).unwrap();
+    let mut status = Inbox::<FcStatus>::new(&session, &robot, Topic::FcStatus, 64).unwrap();
+    let mut events = Inbox::<BusEvent>::new(&session, &robot, Topic::Events, 64).unwrap();
+
+    let t0 = Instant::now();
+    while status
+        .recv_timeout(Duration::from_millis(50))
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no FcStatus from the mavlink node"
+        );
+    }
+    let flying = Instant::now();
+    while flying.elapsed() < Duration::from_secs(2) {
+        setpoints
+            .send(
+                bus::now_ns(),
+                "policy",
+                &BusSetpoint {
+                    forward: 1.0,
+                    left: 0.0,
+                    up: 0.0,
+                    yaw_rate: 0.0,
+                },
+            )
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut last = None;
+    while let Ok(Some((_, s))) = status.recv_timeout(Duration::ZERO) {
+        last = Some(s);
+    }
+    assert_eq!(last.map(|s| s.state), Some(1), "not armed: {last:?}");
+    assert_eq!(last.map(|s| s.altitude), Some(3.0));
+    std::thread::sleep(Duration::from_millis(1600));
+    {
+        let p = state.lock().unwrap();
+        assert!(p.armed, "the autopilot was not armed");
+        assert!(
+            p.modes.first().is_some_and(|m| m.0 == 6),
+            "never switched to Offboard: {:?}",
+            p.modes.iter().map(|m| (m.0, m.1)).collect::<Vec<_>>()
+        );
+        assert!(
+            p.modes.last().is_some_and(|m| (m.0, m.1) == (4, 3)),
+            "not in Hold after the policy went quiet"
+        );
+        let flown = p.setpoints.iter().filter(|s| s.1 == 1.0).count();
+        assert!(
+            flown >= 30,
+            "only {flown} setpoints at 1 m/s reached the autopilot"
+        );
+        assert!(
+            p.setpoints.last().is_some_and(|s| s.1 == 0.0),
+            "the stream did not go to zero"
+        );
+    }
+    let mut texts = Vec::new();
+    while let Ok(Some((_, e))) = events.recv_timeout(Duration::ZERO) {
+        texts.push(e.text);
+    }
+    signal_after(&node, "TERM", Duration::ZERO);
+    let out = node.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = texts.join("\n");
+    for want in ["agent in control", "commanded to hold"] {
+        assert!(all.contains(want), "no event with {want:?} in:\n{all}");
+    }
+    // Published before our subscription may have formed: in the node's log.
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(log.contains("autopilot Some(Px4)"), "{log}");
+    stop.store(true, Ordering::Relaxed);
+    peer.join().unwrap();
+}
