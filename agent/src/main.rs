@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +40,10 @@ enum Cmd {
         /// The launch file (TOML).
         file: PathBuf,
     },
+    /// Record topics of the bus to an MCAP file (until Ctrl-C or --seconds).
+    Record(RecordArgs),
+    /// Play an MCAP recording back onto the bus, at the recorded rate or as fast as possible.
+    Replay(ReplayArgs),
     /// Latency from a stereo pair published to the setpoint received back,
     /// through the stereo and policy nodes over zenoh.
     Latency(LatencyArgs),
@@ -77,6 +82,71 @@ struct NodeArgs {
     /// (PX4 SITL: udpin:0.0.0.0:14540).
     #[arg(long)]
     mavlink: Option<String>,
+}
+
+/// Topic suffixes (`camera/stereo,state`) to topics; empty = every topic.
+fn parse_topics(names: &[String]) -> Result<Vec<bus::Topic>> {
+    if names.is_empty() {
+        return Ok(bus::Topic::ALL.to_vec());
+    }
+    names
+        .iter()
+        .map(|n| {
+            bus::Topic::from_suffix(n).with_context(|| {
+                let known: Vec<_> = bus::Topic::ALL.iter().map(|t| t.suffix()).collect();
+                format!("unknown topic `{n}` (known: {})", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+#[derive(clap::Args)]
+struct RecordArgs {
+    /// Output file (MCAP).
+    #[arg(long, default_value = "out/record.mcap")]
+    out: PathBuf,
+    /// Topics to record (suffixes, comma-separated); default: all.
+    #[arg(long, value_delimiter = ',')]
+    topics: Vec<String>,
+    /// Robot name: the topics live under it.
+    #[arg(long, default_value = "robot")]
+    robot: String,
+    /// zenoh endpoints to listen on.
+    #[arg(long)]
+    listen: Vec<String>,
+    /// zenoh endpoints to connect to.
+    #[arg(long)]
+    connect: Vec<String>,
+    /// Stop after this many seconds (default: until Ctrl-C / SIGTERM).
+    #[arg(long)]
+    seconds: Option<f64>,
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// The recording (MCAP, from `agent record`).
+    file: PathBuf,
+    /// Topics to play (suffixes, comma-separated); default: all in the file.
+    #[arg(long, value_delimiter = ',')]
+    topics: Vec<String>,
+    /// Robot name to publish under (may differ from the recorded one).
+    #[arg(long, default_value = "robot")]
+    robot: String,
+    /// zenoh endpoints to listen on.
+    #[arg(long)]
+    listen: Vec<String>,
+    /// zenoh endpoints to connect to.
+    #[arg(long)]
+    connect: Vec<String>,
+    /// Speed factor over the recorded rate.
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
+    /// As fast as possible (ignores --rate).
+    #[arg(long)]
+    fast: bool,
+    /// Seconds to wait for subscribers to connect before playing.
+    #[arg(long, default_value_t = 1.0)]
+    wait: f64,
 }
 
 #[derive(clap::Args)]
@@ -261,6 +331,77 @@ fn main() -> Result<()> {
                 s.exits,
                 s.restarts
             );
+            Ok(())
+        }
+        Cmd::Record(a) => {
+            let topics = parse_topics(&a.topics)?;
+            if let Some(s) = a.seconds
+                && !(s.is_finite() && s > 0.0)
+            {
+                anyhow::bail!("--seconds must be positive, got {s}");
+            }
+            if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let session = bus::open(&bus::BusConfig {
+                listen: a.listen,
+                connect: a.connect,
+            })?;
+            println!(
+                "recording {} topics of `{}` to {}",
+                topics.len(),
+                a.robot,
+                a.out.display()
+            );
+            let s = bus::log::record(
+                &session,
+                &a.robot,
+                &topics,
+                &a.out,
+                a.seconds.map(Duration::from_secs_f64),
+                &stop,
+            )?;
+            println!(
+                "recorded {} messages ({:.2} MB) to {}: {:?}; {} malformed skipped",
+                s.messages(),
+                s.bytes as f64 / 1e6,
+                a.out.display(),
+                s.per_topic,
+                s.malformed
+            );
+            Ok(())
+        }
+        Cmd::Replay(a) => {
+            let topics = if a.topics.is_empty() {
+                Vec::new()
+            } else {
+                parse_topics(&a.topics)?
+            };
+            if !(a.rate.is_finite() && a.rate > 0.0) {
+                anyhow::bail!("--rate must be positive, got {}", a.rate);
+            }
+            let session = bus::open(&bus::BusConfig {
+                listen: a.listen,
+                connect: a.connect,
+            })?;
+            std::thread::sleep(Duration::from_secs_f64(a.wait.clamp(0.0, 60.0)));
+            let pace = if a.fast {
+                bus::log::Pace::AsFastAsPossible
+            } else {
+                bus::log::Pace::Rate(a.rate)
+            };
+            let t0 = std::time::Instant::now();
+            let s = bus::log::replay(&session, &a.robot, &a.file, &topics, pace, &stop)?;
+            println!(
+                "replayed {} messages from {} in {:.2} s: {:?}",
+                s.messages(),
+                a.file.display(),
+                t0.elapsed().as_secs_f64(),
+                s.per_topic
+            );
+            // Let the last messages leave before the session closes.
+            std::thread::sleep(Duration::from_millis(200));
             Ok(())
         }
         Cmd::Latency(a) => {

@@ -5,11 +5,13 @@
 //! - [`wire`] and [`msg`]: the versioned little-endian encoding of every message;
 //! - [`open`]: a zenoh session on explicit TCP endpoints (multicast scouting is
 //!   off: it fails in containers and CI);
+//! - [`log`]: recording topics to MCAP files and playing them back;
 //! - [`Outbox`] and [`Inbox`]: typed publishers and subscribers that stamp
 //!   sequence numbers, count malformed messages and sequence gaps (dropped or
 //!   late messages) instead of failing, and never block the publisher: an inbox
 //!   keeps only the newest few messages.
 
+pub mod log;
 pub mod msg;
 pub mod wire;
 
@@ -70,6 +72,24 @@ impl Topic {
     /// Full key expression, `<robot>/<suffix>`.
     pub fn key(self, robot: &str) -> String {
         format!("{robot}/{}", self.suffix())
+    }
+
+    /// Kind number (wire format) of the message type it carries.
+    pub fn kind(self) -> u16 {
+        use wire::Message as M;
+        match self {
+            Topic::CameraStereo => <msg::StereoPair as M>::KIND,
+            Topic::DepthStereo | Topic::DepthMono => <msg::DepthScan as M>::KIND,
+            Topic::CmdSetpoint => <msg::Setpoint as M>::KIND,
+            Topic::State => <msg::State as M>::KIND,
+            Topic::Events => <msg::Event as M>::KIND,
+            Topic::FcStatus => <msg::FcStatus as M>::KIND,
+        }
+    }
+
+    /// The topic whose suffix is `s` (`camera/stereo`, `state`, ...).
+    pub fn from_suffix(s: &str) -> Option<Topic> {
+        Topic::ALL.iter().copied().find(|t| t.suffix() == s)
     }
 
     /// Name of the message type it carries.

@@ -180,6 +180,40 @@ pub fn encode<M: Message>(h: &Header, m: &M) -> Vec<u8> {
     w.buf
 }
 
+/// Decode the header of any message: its kind and header, and where the body
+/// starts. Used where bytes are handled without knowing their type (recording).
+pub fn decode_header(bytes: &[u8]) -> Result<(u16, Header, usize), DecodeError> {
+    let mut r = Reader::new(bytes);
+    let magic: [u8; 4] = r.array()?;
+    if magic != MAGIC {
+        return Err(DecodeError::Magic(magic));
+    }
+    let version = r.u16()?;
+    if version != SCHEMA_VERSION {
+        return Err(DecodeError::Version {
+            got: version,
+            want: SCHEMA_VERSION,
+        });
+    }
+    let kind = r.u16()?;
+    let seq = r.u64()?;
+    let stamp_ns = r.u64()?;
+    let n = r.u16()? as usize;
+    let frame_id = String::from_utf8(r.bytes(n)?.to_vec()).map_err(|_| DecodeError::Malformed {
+        name: "header",
+        reason: "frame_id is not UTF-8".into(),
+    })?;
+    Ok((
+        kind,
+        Header {
+            seq,
+            stamp_ns,
+            frame_id,
+        },
+        r.pos,
+    ))
+}
+
 /// Decode a message of type `M`, checking magic, version, kind and sizes.
 pub fn decode<M: Message>(bytes: &[u8]) -> Result<(Header, M), DecodeError> {
     let mut r = Reader::new(bytes);

@@ -1,0 +1,349 @@
+//! Recording bus traffic to an MCAP file and playing it back.
+//!
+//! [MCAP](https://mcap.dev) is the robotics log format: self-describing,
+//! chunked (a recorder that is killed leaves every finished chunk readable),
+//! with an index for seeking. One channel per topic, named by the topic's
+//! suffix (`camera/stereo`), message encoding `onboard-bus-v1`: each MCAP
+//! message holds the exact bytes that crossed the bus (header and body, as
+//! documented in `agent/bus/README.md`), its log time is when the recorder
+//! received it and its publish time the message's own stamp. The schema of
+//! each channel names the message type and carries its layout as text.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use zenoh::Wait;
+
+use crate::wire::decode_header;
+use crate::{Session, Topic, now_ns};
+
+/// Message encoding of every channel.
+pub const ENCODING: &str = "onboard-bus-v1";
+
+/// A recording or playback failure.
+#[derive(Debug, Error)]
+pub enum LogError {
+    /// The file could not be created or opened.
+    #[error("cannot open {path}: {reason}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Writing failed (disk full, ...). What was written before stays readable.
+    #[error("cannot write {path}: {reason}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The file is not a readable MCAP recording (messages before the damage
+    /// were played back).
+    #[error("{path} is not a readable MCAP recording: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A subscriber or publisher could not be declared.
+    #[error(transparent)]
+    Bus(#[from] crate::BusError),
+}
+
+/// What a recording holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Messages per topic suffix.
+    pub per_topic: BTreeMap<String, u64>,
+    /// Bytes of message data.
+    pub bytes: u64,
+    /// Messages refused (not a bus message of the topic's type).
+    pub malformed: u64,
+}
+
+impl LogStats {
+    /// All messages.
+    pub fn messages(&self) -> u64 {
+        self.per_topic.values().sum()
+    }
+}
+
+/// Writes bus messages to an MCAP file.
+pub struct Recorder {
+    path: PathBuf,
+    writer: mcap::Writer<BufWriter<File>>,
+    channels: HashMap<Topic, u16>,
+    stats: LogStats,
+}
+
+impl Recorder {
+    /// Creates `path` with one channel per topic of `robot`.
+    pub fn create(path: &Path, robot: &str, topics: &[Topic]) -> Result<Recorder, LogError> {
+        let open = |reason: String| LogError::Open {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let file = File::create(path).map_err(|e| open(e.to_string()))?;
+        let mut writer = mcap::WriteOptions::new()
+            .profile("")
+            .library(concat!("onboard-agent bus ", env!("CARGO_PKG_VERSION")))
+            .compression(None)
+            // Small chunks: a recorder that is killed loses at most the last one.
+            .chunk_size(Some(1 << 20))
+            .create(BufWriter::new(file))
+            .map_err(|e| open(e.to_string()))?;
+        let mut channels = HashMap::new();
+        for &t in topics {
+            let layout = format!(
+                "{} (kind {}): see agent/bus/README.md, wire format schema version {}",
+                t.message(),
+                t.kind(),
+                crate::wire::SCHEMA_VERSION
+            );
+            let schema = writer
+                .add_schema(
+                    &format!("onboard.bus.{}", t.message()),
+                    "text/plain",
+                    layout.as_bytes(),
+                )
+                .map_err(|e| open(e.to_string()))?;
+            let meta = BTreeMap::from([
+                ("robot".to_string(), robot.to_string()),
+                ("key".to_string(), t.key(robot)),
+            ]);
+            let id = writer
+                .add_channel(schema, t.suffix(), ENCODING, &meta)
+                .map_err(|e| open(e.to_string()))?;
+            channels.insert(t, id);
+        }
+        Ok(Recorder {
+            path: path.to_path_buf(),
+            writer,
+            channels,
+            stats: LogStats::default(),
+        })
+    }
+
+    /// Appends one message received at `log_time_ns`. Bytes that are not a bus
+    /// message of the topic's type are counted and skipped, never fatal.
+    pub fn write(&mut self, topic: Topic, bytes: &[u8], log_time_ns: u64) -> Result<(), LogError> {
+        let Some(&channel_id) = self.channels.get(&topic) else {
+            return Ok(());
+        };
+        let header = match decode_header(bytes) {
+            Ok((kind, h, _)) if kind == topic.kind() => h,
+            Ok((kind, _, _)) => {
+                tracing::warn!("not recorded: kind {kind} on {}", topic.suffix());
+                self.stats.malformed += 1;
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!("not recorded: malformed message on {}: {e}", topic.suffix());
+                self.stats.malformed += 1;
+                return Ok(());
+            }
+        };
+        self.writer
+            .write_to_known_channel(
+                &mcap::records::MessageHeader {
+                    channel_id,
+                    sequence: header.seq as u32,
+                    log_time: log_time_ns,
+                    publish_time: header.stamp_ns,
+                },
+                bytes,
+            )
+            .map_err(|e| LogError::Write {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
+        *self
+            .stats
+            .per_topic
+            .entry(topic.suffix().to_string())
+            .or_default() += 1;
+        self.stats.bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the index and summary and closes the file.
+    pub fn finish(mut self) -> Result<LogStats, LogError> {
+        self.writer.finish().map_err(|e| LogError::Write {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(self.stats)
+    }
+}
+
+/// Records `topics` of `robot` from `session` into `path` until `stop` is set
+/// or `duration` has passed; the file is finished (indexed) either way.
+pub fn record(
+    session: &Session,
+    robot: &str,
+    topics: &[Topic],
+    path: &Path,
+    duration: Option<Duration>,
+    stop: &AtomicBool,
+) -> Result<LogStats, LogError> {
+    let mut rec = Recorder::create(path, robot, topics)?;
+    let (tx, rx) = std::sync::mpsc::channel::<(Topic, Vec<u8>, u64)>();
+    let mut subs = Vec::new();
+    for &t in topics {
+        let tx = tx.clone();
+        let key = t.key(robot);
+        let sub = session
+            .declare_subscriber(key.clone())
+            .callback(move |s: zenoh::sample::Sample| {
+                // Unbounded on purpose: a recorder keeps everything it is sent.
+                let _ = tx.send((t, s.payload().to_bytes().into_owned(), now_ns()));
+            })
+            .wait()
+            .map_err(|e| crate::BusError::Declare {
+                what: "subscriber",
+                key,
+                reason: e.to_string(),
+            })?;
+        subs.push(sub);
+    }
+    drop(tx);
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok((t, bytes, at)) => rec.write(t, &bytes, at)?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            tracing::info!(
+                "recording {}: {} messages, {:.1} MB",
+                path.display(),
+                rec.stats.messages(),
+                rec.stats.bytes as f64 / 1e6
+            );
+        }
+    }
+    drop(subs);
+    // What was already received is written too.
+    for (t, bytes, at) in rx.try_iter() {
+        rec.write(t, &bytes, at)?;
+    }
+    rec.finish()
+}
+
+/// How fast to play a recording back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// At the recorded rate times this factor (1.0 = as recorded).
+    Rate(f64),
+    /// As fast as the bus takes it.
+    AsFastAsPossible,
+}
+
+/// Reads every message of a recording, in log-time order: (topic suffix, log time, bytes).
+pub fn read(path: &Path) -> Result<Vec<(String, u64, Vec<u8>)>, LogError> {
+    let buf = std::fs::read(path).map_err(|e| LogError::Open {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    let stream = mcap::MessageStream::new(&buf).map_err(|e| LogError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    for m in stream {
+        let m = m.map_err(|e| LogError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        out.push((m.channel.topic.clone(), m.log_time, m.data.into_owned()));
+    }
+    out.sort_by_key(|m| m.1);
+    Ok(out)
+}
+
+/// Publishes a recording's messages (of `topics`; all if empty) on the same
+/// topics under `robot`, paced by their log times. Returns what was played; a damaged file plays up to
+/// the damage and then reports it.
+pub fn replay(
+    session: &Session,
+    robot: &str,
+    path: &Path,
+    topics: &[Topic],
+    pace: Pace,
+    stop: &AtomicBool,
+) -> Result<LogStats, LogError> {
+    let buf = std::fs::read(path).map_err(|e| LogError::Open {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let stream = mcap::MessageStream::new(&buf).map_err(|e| LogError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut publishers = HashMap::new();
+    let mut stats = LogStats::default();
+    let started = Instant::now();
+    let mut first: Option<u64> = None;
+    for m in stream {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let m = m.map_err(|e| LogError::Read {
+            path: path.to_path_buf(),
+            reason: format!("{e} (after {} messages played)", stats.messages()),
+        })?;
+        let Some(topic) = Topic::from_suffix(&m.channel.topic) else {
+            stats.malformed += 1;
+            continue;
+        };
+        if !topics.is_empty() && !topics.contains(&topic) {
+            continue;
+        }
+        if let Pace::Rate(r) = pace {
+            let t0 = *first.get_or_insert(m.log_time);
+            let due = Duration::from_nanos(((m.log_time.saturating_sub(t0)) as f64 / r) as u64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let p = match publishers.entry(topic) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let key = topic.key(robot);
+                let p = session
+                    .declare_publisher(key.clone())
+                    .wait()
+                    .map_err(|err| crate::BusError::Declare {
+                        what: "publisher",
+                        key,
+                        reason: err.to_string(),
+                    })?;
+                e.insert(p)
+            }
+        };
+        p.put(m.data.to_vec())
+            .wait()
+            .map_err(|e| crate::BusError::Declare {
+                what: "put",
+                key: topic.key(robot),
+                reason: e.to_string(),
+            })?;
+        *stats
+            .per_topic
+            .entry(topic.suffix().to_string())
+            .or_default() += 1;
+        stats.bytes += m.data.len() as u64;
+    }
+    Ok(stats)
+}
