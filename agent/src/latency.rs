@@ -151,13 +151,7 @@ pub fn run(
             let exe = std::env::current_exe().context("cannot find the agent binary")?;
             let mut kids = Vec::new();
             for kind in [NodeKind::Stereo, NodeKind::Policy] {
-                let name = match kind {
-                    NodeKind::Stereo => "stereo",
-                    NodeKind::Policy => "policy",
-                    NodeKind::Camera => "camera",
-                    NodeKind::Fc => "fc",
-                    NodeKind::Mavlink => "mavlink",
-                };
+                let name = kind.name();
                 kids.push(
                     Command::new(&exe)
                         .args(["node", name, "--robot", &robot, "--connect", &endpoint])

@@ -78,6 +78,9 @@ struct NodeArgs {
     /// fc / mavlink node: arm (and, with MAVLink, take control) when the first setpoint arrives.
     #[arg(long)]
     arm: bool,
+    /// safety node: nodes whose loss makes it command hover (comma-separated; default: policy).
+    #[arg(long, value_delimiter = ',')]
+    require: Vec<String>,
     /// mavlink node: the autopilot's address: udpin:HOST:PORT, udpout:HOST:PORT or serial:DEVICE:BAUD
     /// (PX4 SITL: udpin:0.0.0.0:14540).
     #[arg(long)]
@@ -309,7 +312,8 @@ fn main() -> Result<()> {
                 listen: a.listen,
                 connect: a.connect,
             })?;
-            let fc = agent::nodes::FcNodeConfig {
+            let fc = agent::nodes::NodeOptions {
+                require: a.require,
                 device: a.device,
                 mavlink: a.mavlink,
                 baud: a.baud,

@@ -29,11 +29,29 @@ pub enum NodeKind {
     Fc,
     /// PX4 / ArduPilot over MAVLink (serial or UDP).
     Mavlink,
+    /// Watches the other nodes; commands hover when a required one disappears.
+    Safety,
 }
 
-/// Settings of the `fc` and `mavlink` nodes.
+impl NodeKind {
+    /// The node's name (its liveliness token, its log prefix).
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeKind::Camera => "camera",
+            NodeKind::Stereo => "stereo",
+            NodeKind::Policy => "policy",
+            NodeKind::Fc => "fc",
+            NodeKind::Mavlink => "mavlink",
+            NodeKind::Safety => "safety",
+        }
+    }
+}
+
+/// Settings of the nodes that need more than the flight settings.
 #[derive(Debug, Clone, Default)]
-pub struct FcNodeConfig {
+pub struct NodeOptions {
+    /// `safety`: the nodes whose loss makes it command the failsafe setpoint.
+    pub require: Vec<String>,
     /// `fc`: serial device of the flight controller.
     pub device: Option<std::path::PathBuf>,
     /// `mavlink`: where the autopilot is (`udpin:HOST:PORT`, `udpout:HOST:PORT`,
@@ -54,10 +72,13 @@ pub fn run(
     session: &Session,
     robot: &str,
     cfg: &FlyConfig,
-    fc: &FcNodeConfig,
+    fc: &NodeOptions,
     stop: &AtomicBool,
 ) -> Result<()> {
+    // Alive for as long as this node runs: the safety node watches these.
+    let _alive = bus::announce(session, robot, kind.name())?;
     match kind {
+        NodeKind::Safety => safety_node(session, robot, fc, stop),
         NodeKind::Fc => fc_node(session, robot, fc, stop),
         NodeKind::Mavlink => mavlink_node(session, robot, fc, stop),
         NodeKind::Stereo => stereo_node(session, robot, cfg, stop),
@@ -311,12 +332,7 @@ fn state_code(s: fclink::FcState) -> u8 {
 /// and link loss. The node adds no timeout of its own: when the policy stops
 /// publishing, setpoints stop reaching the firmware and its watchdog fails
 /// safe — the same whether the policy, the bus or this node is what died.
-pub fn fc_node(
-    session: &Session,
-    robot: &str,
-    cfg: &FcNodeConfig,
-    stop: &AtomicBool,
-) -> Result<()> {
+pub fn fc_node(session: &Session, robot: &str, cfg: &NodeOptions, stop: &AtomicBool) -> Result<()> {
     use bus::msg::FcStatus;
     use fclink::ToFc;
     let device = cfg
@@ -432,7 +448,7 @@ pub fn fc_node(
 pub fn mavlink_node(
     session: &Session,
     robot: &str,
-    cfg: &FcNodeConfig,
+    cfg: &NodeOptions,
     stop: &AtomicBool,
 ) -> Result<()> {
     use bus::msg::FcStatus;
@@ -523,5 +539,70 @@ pub fn mavlink_node(
         }
     }
     info!(status = ?link.status(), "mavlink node down");
+    Ok(())
+}
+
+/// Watches the liveliness of the graph's nodes. While a required node (the
+/// policy, by default) is gone after having been seen, it commands the
+/// failsafe setpoint — hover — on `cmd/setpoint` at 20 Hz, so the flight
+/// controller holds position instead of flying the last command or, with the
+/// serial link, falling back to its own watchdog. Every loss and return is an
+/// event on `events`.
+pub fn safety_node(
+    session: &Session,
+    robot: &str,
+    opts: &NodeOptions,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let require: Vec<String> = if opts.require.is_empty() {
+        vec!["policy".to_string()]
+    } else {
+        opts.require.clone()
+    };
+    let presence = bus::Presence::watch(session, robot)?;
+    let mut out = Outbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint)?;
+    let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
+    let mut say = |text: String| -> Result<()> {
+        tracing::warn!("{text}");
+        events.send(bus::now_ns(), "safety", &Event { text })?;
+        Ok(())
+    };
+    let mut alive: std::collections::BTreeSet<String> = Default::default();
+    let mut seen: std::collections::BTreeSet<String> = Default::default();
+    let mut next_hover = Instant::now();
+    let mut hovers = 0u64;
+    info!(robot, ?require, "safety node up");
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(change) = presence.recv_timeout(Duration::from_millis(10))? {
+            match change {
+                bus::Change::Up(n) => {
+                    if require.contains(&n) && seen.contains(&n) && !alive.contains(&n) {
+                        say(format!("safety: {n} is back; hover released"))?;
+                    }
+                    info!(node = %n, "up");
+                    seen.insert(n.clone());
+                    alive.insert(n);
+                }
+                bus::Change::Down(n) => {
+                    alive.remove(&n);
+                    if require.contains(&n) {
+                        say(format!("safety: lost {n}; commanding hover"))?;
+                    } else {
+                        info!(node = %n, "down");
+                    }
+                }
+            }
+        }
+        let lost: Vec<&String> = require
+            .iter()
+            .filter(|n| seen.contains(*n) && !alive.contains(*n))
+            .collect();
+        if !lost.is_empty() && Instant::now() >= next_hover {
+            next_hover = Instant::now() + Duration::from_millis(50);
+            out.send(bus::now_ns(), "safety", &Setpoint::HOVER)?;
+            hovers += 1;
+        }
+    }
+    info!(hovers, "safety node down");
     Ok(())
 }

@@ -154,3 +154,101 @@ fn latency_benchmark_measures_across_processes_and_in_one() {
     assert_eq!(p99s.len(), 2, "{stdout}");
     assert!(p99s.iter().all(|v| v.is_finite() && *v > 0.0), "{stdout}");
 }
+
+/// Liveliness: the safety node notices that the policy process died (SIGKILL,
+/// no goodbye) and commands hover on `cmd/setpoint` until it comes back.
+#[test]
+fn safety_commands_hover_when_the_policy_dies() {
+    use bus::msg::{Event, Setpoint};
+    use bus::{Inbox, Topic};
+    let robot = format!("safety{}", std::process::id());
+    let ep = format!("tcp/127.0.0.1:{}", port(3));
+    let spawn = |args: &[&str]| {
+        Command::new(workspace_bin("agent"))
+            .args(args)
+            .args(["--robot", &robot])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut safety = spawn(&["node", "safety", "--listen", &ep, "--require", "policy"]);
+    let session = bus::open(&bus::BusConfig {
+        listen: vec![],
+        connect: vec![ep.clone()],
+    })
+    .unwrap();
+    let mut setpoints = Inbox::<Setpoint>::new(&session, &robot, Topic::CmdSetpoint, 256).unwrap();
+    let mut events = Inbox::<Event>::new(&session, &robot, Topic::Events, 64).unwrap();
+    let presence = bus::Presence::watch(&session, &robot).unwrap();
+    let wait_for = |want: bus::Change| {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if presence.recv_timeout(Duration::from_millis(100)).unwrap() == Some(want.clone()) {
+                return;
+            }
+        }
+        panic!("{want:?} not seen");
+    };
+    wait_for(bus::Change::Up("safety".into()));
+    let mut policy = spawn(&["node", "policy", "--connect", &ep]);
+    wait_for(bus::Change::Up("policy".into()));
+    // Policy alive (and idle: no depth scans): safety stays silent.
+    std::thread::sleep(Duration::from_millis(500));
+    while setpoints.recv_timeout(Duration::ZERO).unwrap().is_some() {}
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        setpoints.recv_timeout(Duration::ZERO).unwrap().is_none(),
+        "safety spoke while the policy was alive"
+    );
+
+    policy.kill().unwrap();
+    let killed = Instant::now();
+    policy.wait().unwrap();
+    let (first, _) = loop {
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "no hover after the policy died"
+        );
+        if let Some((h, s)) = setpoints.recv_timeout(Duration::from_millis(50)).unwrap() {
+            break (killed.elapsed(), (h, s));
+        }
+    };
+    let mut hovers = 0;
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_secs(1) {
+        if let Some((h, s)) = setpoints.recv_timeout(Duration::from_millis(50)).unwrap() {
+            assert_eq!(s, Setpoint::HOVER);
+            assert_eq!(h.frame_id, "safety");
+            hovers += 1;
+        }
+    }
+    eprintln!(
+        "hover {first:?} after SIGKILL of the policy; {hovers} hover setpoints in the next second"
+    );
+    assert!(hovers >= 15, "only {hovers} hover setpoints in a second");
+
+    // The policy comes back: hover is released.
+    let mut policy = spawn(&["node", "policy", "--connect", &ep]);
+    wait_for(bus::Change::Up("policy".into()));
+    std::thread::sleep(Duration::from_millis(300));
+    while setpoints.recv_timeout(Duration::ZERO).unwrap().is_some() {}
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        setpoints.recv_timeout(Duration::ZERO).unwrap().is_none(),
+        "still hovering with the policy back"
+    );
+    let mut texts = Vec::new();
+    while let Some((_, e)) = events.recv_timeout(Duration::from_millis(10)).unwrap() {
+        texts.push(e.text);
+    }
+    assert!(texts.iter().any(|t| t.contains("lost policy")), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t.contains("policy is back")),
+        "{texts:?}"
+    );
+    for c in [&mut policy, &mut safety] {
+        signal_after(c, "TERM", Duration::ZERO);
+        assert!(c.wait().unwrap().success());
+    }
+}

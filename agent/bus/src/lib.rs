@@ -5,6 +5,8 @@
 //! - [`wire`] and [`msg`]: the versioned little-endian encoding of every message;
 //! - [`open`]: a zenoh session on explicit TCP endpoints (multicast scouting is
 //!   off: it fails in containers and CI);
+//! - [`announce`] and [`Presence`]: liveliness tokens, so that a node that
+//!   disappears is noticed by the others;
 //! - [`log`]: recording topics to MCAP files and playing them back;
 //! - [`Outbox`] and [`Inbox`]: typed publishers and subscribers that stamp
 //!   sequence numbers, count malformed messages and sequence gaps (dropped or
@@ -410,5 +412,84 @@ mod tests {
             inbox.last_error(),
             Some(DecodeError::Version { got: 9, .. })
         ));
+    }
+}
+
+/// Key of a node's liveliness token: `<robot>/alive/<node>`.
+pub fn alive_key(robot: &str, node: &str) -> String {
+    format!("{robot}/alive/{node}")
+}
+
+/// Declares that `node` of `robot` is alive for as long as the returned token
+/// (and the session) lives: when the process ends or its link drops, peers
+/// watching with [`Presence`] see it go.
+pub fn announce(
+    session: &Session,
+    robot: &str,
+    node: &str,
+) -> Result<zenoh::liveliness::LivelinessToken, BusError> {
+    let key = alive_key(robot, node);
+    session
+        .liveliness()
+        .declare_token(key.clone())
+        .wait()
+        .map_err(|e| BusError::Declare {
+            what: "liveliness token",
+            key,
+            reason: e.to_string(),
+        })
+}
+
+/// A change in the set of live nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The node appeared (or was alive when watching began).
+    Up(String),
+    /// The node's token went away: it stopped, crashed or lost its link.
+    Down(String),
+}
+
+/// Watches the liveliness tokens of a robot's nodes.
+pub struct Presence {
+    sub: zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<Sample>>,
+    prefix: String,
+}
+
+impl Presence {
+    /// Starts watching `<robot>/alive/*`; nodes already alive are reported as `Up` first.
+    pub fn watch(session: &Session, robot: &str) -> Result<Presence, BusError> {
+        let key = alive_key(robot, "*");
+        let sub = session
+            .liveliness()
+            .declare_subscriber(key.clone())
+            .history(true)
+            .wait()
+            .map_err(|e| BusError::Declare {
+                what: "liveliness subscriber",
+                key,
+                reason: e.to_string(),
+            })?;
+        Ok(Presence {
+            sub,
+            prefix: alive_key(robot, ""),
+        })
+    }
+
+    /// The next change within `timeout` (`Ok(None)` on timeout).
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<Change>, BusError> {
+        match self.sub.recv_timeout(timeout) {
+            Ok(Some(s)) => {
+                let key = s.key_expr().as_str();
+                let node = key.strip_prefix(&self.prefix).unwrap_or(key).to_string();
+                Ok(Some(match s.kind() {
+                    zenoh::sample::SampleKind::Put => Change::Up(node),
+                    zenoh::sample::SampleKind::Delete => Change::Down(node),
+                }))
+            }
+            Ok(None) => Ok(None),
+            Err(_) => Err(BusError::Closed {
+                key: format!("{}*", self.prefix),
+            }),
+        }
     }
 }
