@@ -190,9 +190,24 @@ struct Common {
     /// Network backend.
     #[arg(long, value_enum)]
     backend: Option<Backend>,
-    /// Record no telemetry.
+    /// Where telemetry goes: save (an .rrd file, see --rerun-save), connect (a running
+    /// viewer or server, see --rerun-url), spawn (start a viewer), off.
+    #[arg(long, value_enum, default_value = "save")]
+    rerun: RerunMode,
+    /// With --rerun connect: the viewer's gRPC address.
+    #[arg(long, default_value = "rerun+http://127.0.0.1:9876/proxy")]
+    rerun_url: String,
+    /// Record no telemetry (same as --rerun off).
     #[arg(long)]
     no_rerun: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RerunMode {
+    Save,
+    Connect,
+    Spawn,
+    Off,
 }
 
 impl Common {
@@ -220,10 +235,11 @@ impl Common {
     }
 
     fn sink(&self, path: &std::path::Path) -> Sink {
-        if self.no_rerun {
-            Sink::Off
-        } else {
-            Sink::Save(path.to_path_buf())
+        match (self.no_rerun, self.rerun) {
+            (true, _) | (_, RerunMode::Off) => Sink::Off,
+            (_, RerunMode::Save) => Sink::Save(path.to_path_buf()),
+            (_, RerunMode::Connect) => Sink::Connect(self.rerun_url.clone()),
+            (_, RerunMode::Spawn) => Sink::Spawn,
         }
     }
 }
@@ -483,12 +499,9 @@ fn fly(a: FlyArgs, stop: Arc<AtomicBool>) -> Result<()> {
             s.rejected_samples, s.diverged_steps
         );
     }
-    if !a.common.no_rerun {
-        println!(
-            "telemetry: {} (view with `rerun {}`)",
-            a.rerun_save.display(),
-            a.rerun_save.display()
-        );
+    let sink = a.common.sink(&a.rerun_save);
+    if sink != Sink::Off {
+        println!("telemetry: {}", sink.describe());
     }
     if s.interrupted {
         println!("(stopped early by Ctrl-C)");
@@ -527,8 +540,9 @@ fn persist(a: PersistArgs, stop: Arc<AtomicBool>) -> Result<()> {
         println!("goal {}: {goal}", if met { "met   " } else { "MISSED" });
         missed += usize::from(!met);
     }
-    if !a.common.no_rerun {
-        println!("telemetry: {}", a.rerun_save.display());
+    let sink = a.common.sink(&a.rerun_save);
+    if sink != Sink::Off {
+        println!("telemetry: {}", sink.describe());
     }
     println!("persistent arm's network: {}", a.checkpoint.display());
     if a.check_goals && missed > 0 {

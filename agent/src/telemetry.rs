@@ -27,8 +27,25 @@ use thiserror::Error;
 pub enum Sink {
     /// Write an .rrd file.
     Save(PathBuf),
+    /// Stream to a running viewer or server over gRPC
+    /// (`rerun+http://HOST:PORT/proxy`; a viewer started with `rerun` listens on 9876).
+    Connect(String),
+    /// Start a viewer (the `rerun` executable on PATH) and stream to it.
+    Spawn,
     /// No telemetry.
     Off,
+}
+
+impl Sink {
+    /// Where it goes, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Sink::Save(p) => format!("{} (view with `rerun {}`)", p.display(), p.display()),
+            Sink::Connect(url) => format!("streamed to {url}"),
+            Sink::Spawn => "streamed to a spawned viewer".into(),
+            Sink::Off => "off".into(),
+        }
+    }
 }
 
 /// A telemetry failure.
@@ -59,8 +76,18 @@ fn log_err(path: &str, e: impl std::fmt::Display) -> TelemetryError {
 impl Telemetry {
     /// Open the sink.
     pub fn open(sink: &Sink, app: &'static str) -> Result<Self, TelemetryError> {
+        let open_err = |e: rerun::RecordingStreamError| TelemetryError::Open {
+            sink: sink.describe(),
+            reason: e.to_string(),
+        };
         let rec = match sink {
             Sink::Off => None,
+            Sink::Connect(url) => Some(
+                RecordingStreamBuilder::new(app)
+                    .connect_grpc_opts(url.clone())
+                    .map_err(open_err)?,
+            ),
+            Sink::Spawn => Some(RecordingStreamBuilder::new(app).spawn().map_err(open_err)?),
             Sink::Save(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| TelemetryError::Open {

@@ -118,3 +118,57 @@ fn ctrl_c_stops_the_flight_and_keeps_the_recording() {
     assert!(dir.join("mono.bpk").is_file());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--rerun connect`: the flight streams its telemetry over gRPC to a running
+/// rerun server (here the CLI's headless receiver saving what arrives).
+#[test]
+fn telemetry_streams_to_a_running_rerun_server() {
+    use std::io::{BufRead, BufReader};
+    let dir = temp_dir("rerun-connect");
+    let received = dir.join("received.rrd");
+    let port = 30_000 + (std::process::id() % 4000) as u16;
+    let mut server = rerun_cli()
+        .args(["--port", &port.to_string(), "--save"])
+        .arg(&received)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = server.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Listening for gRPC") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the rerun server did not start");
+    let out = succeed(
+        Command::new(workspace_bin("agent"))
+            .args(["fly", "--seconds", "3", "--rerun", "connect", "--rerun-url"])
+            .arg(format!("rerun+http://127.0.0.1:{port}/proxy"))
+            .arg("--checkpoint")
+            .arg(dir.join("mono.bpk")),
+    );
+    assert!(
+        out.contains("telemetry: streamed to rerun+http://127.0.0.1"),
+        "{out}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    signal_after(&server, "INT", Duration::ZERO);
+    let _ = server.wait();
+    let printed = succeed(rerun_cli().args(["rrd", "print"]).arg(&received));
+    for entity in [
+        "world/robot",
+        "world/robot/camera/depth/stereo",
+        "world/obstacles",
+    ] {
+        assert!(
+            printed.contains(entity),
+            "{entity} did not reach the server"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
