@@ -228,6 +228,9 @@ pub struct FlySummary {
     pub mono_error_last: f64,
     /// Whether the flight stopped early on Ctrl-C.
     pub interrupted: bool,
+    /// Telemetry logging calls dropped because the sink fell behind (the
+    /// flight never waits for it).
+    pub telemetry_dropped: u64,
 }
 
 /// Turning state of the avoidance behaviour (hysteresis: keep turning one way until clear).
@@ -701,7 +704,9 @@ pub fn run(cfg: &FlyConfig, out: &FlyOutputs, stop: Arc<AtomicBool>) -> Result<F
     }
     tel.scalar("summary/mono_error_last", arm.summary.mono_error_last)?;
     tel.flush()?;
-    Ok(arm.summary)
+    let mut summary = arm.summary;
+    summary.telemetry_dropped = tel.dropped();
+    Ok(summary)
 }
 
 #[cfg(test)]

@@ -502,6 +502,12 @@ fn fly(a: FlyArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let sink = a.common.sink(&a.rerun_save);
     if sink != Sink::Off {
         println!("telemetry: {}", sink.describe());
+        if s.telemetry_dropped > 0 {
+            println!(
+                "telemetry: {} logging calls dropped (the sink fell behind; the flight did not wait)",
+                s.telemetry_dropped
+            );
+        }
     }
     if s.interrupted {
         println!("(stopped early by Ctrl-C)");

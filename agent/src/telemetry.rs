@@ -19,7 +19,11 @@
 
 use rerun::{RecordingStream, RecordingStreamBuilder};
 use sim::{StereoFrame, StereoRig, World};
+use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 use thiserror::Error;
 
 /// Where telemetry goes.
@@ -59,11 +63,172 @@ pub enum TelemetryError {
     Log { path: String, reason: String },
 }
 
-/// A rerun recording (or nothing, when off).
-#[derive(Clone)]
+/// A queue with a fixed capacity that never blocks the producer: when full, the
+/// oldest item is dropped and counted. The control loop logs into it; a
+/// worker thread drains it into rerun.
+pub struct DropOldest<T> {
+    items: Mutex<VecDeque<T>>,
+    ready: Condvar,
+    capacity: usize,
+    dropped: AtomicU64,
+    closed: AtomicBool,
+}
+
+impl<T> DropOldest<T> {
+    /// An empty queue holding at most `capacity` items.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            items: Mutex::new(VecDeque::with_capacity(capacity.max(1))),
+            ready: Condvar::new(),
+            capacity: capacity.max(1),
+            dropped: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<T>> {
+        self.items.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends `item`, dropping the oldest if full. Never waits for the consumer.
+    pub fn push(&self, item: T) {
+        let mut q = self.lock();
+        if q.len() >= self.capacity {
+            q.pop_front();
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        q.push_back(item);
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    /// The oldest item, waiting up to `timeout`.
+    pub fn pop_timeout(&self, timeout: Duration) -> Option<T> {
+        let mut q = self.lock();
+        if q.is_empty() {
+            q = self
+                .ready
+                .wait_timeout(q, timeout)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        q.pop_front()
+    }
+
+    /// Items waiting.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Items dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// One logging call, serialized in the caller's thread.
+struct Item {
+    path: String,
+    static_: bool,
+    time: Option<(i64, f64)>,
+    batches: Vec<rerun::SerializedComponentBatch>,
+}
+
+/// The recording stream behind its queue and worker thread.
+struct Logger {
+    rec: RecordingStream,
+    queue: Arc<DropOldest<Item>>,
+    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+    written: Arc<AtomicU64>,
+}
+
+/// How many logging calls may wait for the worker (about 10 s of a flight's telemetry).
+const QUEUE: usize = 4096;
+
+impl Logger {
+    fn start(rec: RecordingStream) -> Arc<Logger> {
+        let queue = Arc::new(DropOldest::<Item>::new(QUEUE));
+        let written = Arc::new(AtomicU64::new(0));
+        let worker = {
+            let (rec, queue, written) = (rec.clone(), queue.clone(), written.clone());
+            std::thread::Builder::new()
+                .name("telemetry".into())
+                .spawn(move || {
+                    loop {
+                        let Some(item) = queue.pop_timeout(Duration::from_millis(50)) else {
+                            if queue.closed.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            continue;
+                        };
+                        if let Some((frame, t)) = item.time {
+                            rec.set_time_sequence("frame", frame);
+                            rec.set_duration_secs("sim_time", t);
+                        }
+                        if let Err(e) = rec.log_serialized_batches(
+                            item.path.as_str(),
+                            item.static_,
+                            item.batches,
+                        ) {
+                            tracing::warn!("telemetry: {}: {e}", item.path);
+                        }
+                        written.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+                .ok()
+        };
+        Arc::new(Logger {
+            rec,
+            queue,
+            worker: Mutex::new(worker),
+            written,
+        })
+    }
+
+    /// Waits until the worker has taken everything queued (or `timeout`).
+    fn drain(&self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.queue.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Logger {
+    fn drop(&mut self) {
+        self.drain(Duration::from_secs(30));
+        self.queue.closed.store(true, Ordering::Relaxed);
+        if let Some(w) = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = w.join();
+        }
+        let _ = self.rec.flush_blocking();
+    }
+}
+
+/// A rerun recording (or nothing, when off). Logging calls serialize their
+/// data and queue it (bounded, oldest dropped and counted): they never wait
+/// for the sink, however slow the viewer or the disk.
 pub struct Telemetry {
-    rec: Option<RecordingStream>,
+    rec: Option<Arc<Logger>>,
     scope: String,
+    /// This handle's current time (rerun's timelines are per thread; each clone
+    /// keeps its own, like a thread would).
+    time: Mutex<Option<(i64, f64)>>,
+}
+
+impl Clone for Telemetry {
+    fn clone(&self) -> Self {
+        Self {
+            rec: self.rec.clone(),
+            scope: self.scope.clone(),
+            time: Mutex::new(*self.time.lock().unwrap_or_else(|p| p.into_inner())),
+        }
+    }
 }
 
 fn log_err(path: &str, e: impl std::fmt::Display) -> TelemetryError {
@@ -114,8 +279,9 @@ impl Telemetry {
             }
         };
         Ok(Self {
-            rec,
+            rec: rec.map(Logger::start),
             scope: String::new(),
+            time: Mutex::new(None),
         })
     }
 
@@ -124,6 +290,7 @@ impl Telemetry {
         Self {
             rec: None,
             scope: String::new(),
+            time: Mutex::new(None),
         }
     }
 
@@ -132,6 +299,7 @@ impl Telemetry {
         Self {
             rec: self.rec.clone(),
             scope: format!("{scope}/"),
+            time: Mutex::new(*self.time.lock().unwrap_or_else(|p| p.into_inner())),
         }
     }
 
@@ -139,14 +307,39 @@ impl Telemetry {
         format!("{}{p}", self.scope)
     }
 
+    /// Queues `data` for `path`, stamped with this handle's current time.
+    fn submit<AS: ?Sized + rerun::AsComponents>(&self, path: &str, static_: bool, data: &AS) {
+        let Some(l) = &self.rec else { return };
+        l.queue.push(Item {
+            path: path.to_string(),
+            static_,
+            time: *self.time.lock().unwrap_or_else(|p| p.into_inner()),
+            batches: data.as_serialized_batches(),
+        });
+    }
+
+    /// Logging calls dropped because the queue was full (the sink fell behind).
+    pub fn dropped(&self) -> u64 {
+        self.rec.as_ref().map_or(0, |l| l.queue.dropped())
+    }
+
+    /// Logging calls handed to rerun so far.
+    pub fn written(&self) -> u64 {
+        self.rec
+            .as_ref()
+            .map_or(0, |l| l.written.load(Ordering::Relaxed))
+    }
+
     /// Log one scalar at an absolute entity path (for comparisons across scopes).
     pub fn scalar_at(&self, path: &str, value: f64) -> Result<(), TelemetryError> {
-        let Some(r) = &self.rec else { return Ok(()) };
+        if self.rec.is_none() {
+            return Ok(());
+        }
         if !value.is_finite() {
             return Ok(());
         }
-        r.log(path, &rerun::Scalars::single(value))
-            .map_err(|e| log_err(path, e))
+        self.submit(path, false, &rerun::Scalars::single(value));
+        Ok(())
     }
 
     /// Whether anything is recorded.
@@ -156,29 +349,28 @@ impl Telemetry {
 
     /// Set the current time on both timelines.
     pub fn set_time(&self, frame: i64, sim_time: f64) {
-        if let Some(r) = &self.rec {
-            r.set_time_sequence("frame", frame);
-            r.set_duration_secs("sim_time", sim_time);
-        }
+        *self.time.lock().unwrap_or_else(|p| p.into_inner()) = Some((frame, sim_time));
     }
 
     /// Log the room and obstacles (static).
     pub fn log_world(&self, world: &World) -> Result<(), TelemetryError> {
-        let Some(r) = &self.rec else { return Ok(()) };
-        r.log_static(
+        if self.rec.is_none() {
+            return Ok(());
+        }
+        self.submit(
             self.path("world").as_str(),
+            true,
             &rerun::ViewCoordinates::RIGHT_HAND_Z_UP(),
-        )
-        .map_err(|e| log_err("world", e))?;
+        );
         let [l, w, h] = world.size.map(|v| v as f32);
-        r.log_static(
+        self.submit(
             self.path("world/room").as_str(),
+            true,
             &rerun::Boxes3D::from_centers_and_half_sizes(
                 [(l / 2.0, 0.0, h / 2.0)],
                 [(l / 2.0, w / 2.0, h / 2.0)],
             ),
-        )
-        .map_err(|e| log_err("world/room", e))?;
+        );
         let (mut centers, mut halves) = (Vec::new(), Vec::new());
         for ob in &world.obstacles {
             let (mn, mx) = match ob.shape {
@@ -190,62 +382,72 @@ impl Telemetry {
             centers.push([0, 1, 2].map(|a| ((mn[a] + mx[a]) / 2.0) as f32));
             halves.push([0, 1, 2].map(|a| ((mx[a] - mn[a]) / 2.0) as f32));
         }
-        r.log_static(
+        self.submit(
             self.path("world/obstacles").as_str(),
+            true,
             &rerun::Boxes3D::from_centers_and_half_sizes(centers, halves),
-        )
-        .map_err(|e| log_err("world/obstacles", e))
+        );
+        Ok(())
     }
 
     /// Log the camera model and its mounting (static).
     pub fn log_camera(&self, rig: &StereoRig) -> Result<(), TelemetryError> {
-        let Some(r) = &self.rec else { return Ok(()) };
+        if self.rec.is_none() {
+            return Ok(());
+        }
         let k = rig.intrinsics;
         let m = sim::render::CAMERA_TO_BODY;
         // rerun takes the 3x3 matrix column-major.
         let cols = [0, 1, 2].map(|j| [0, 1, 2].map(|i| m[i][j] as f32));
-        r.log_static(
+        self.submit(
             self.path("world/robot/camera").as_str(),
+            true,
             &rerun::Transform3D::from_mat3x3(rerun::datatypes::Mat3x3::from(cols)),
-        )
-        .map_err(|e| log_err("world/robot/camera", e))?;
-        r.log_static(
+        );
+        self.submit(
             self.path("world/robot/camera").as_str(),
+            true,
             &rerun::Pinhole::from_focal_length_and_resolution(
                 [k.fx as f32, k.fy as f32],
                 [k.width as f32, k.height as f32],
             )
             .with_principal_point([k.cx as f32, k.cy as f32]),
-        )
-        .map_err(|e| log_err("world/robot/camera", e))
+        );
+        Ok(())
     }
 
     /// Log the robot pose: position (m) and attitude quaternion (w, x, y, z).
     pub fn log_pose(&self, position: [f64; 3], attitude: [f64; 4]) -> Result<(), TelemetryError> {
-        let Some(r) = &self.rec else { return Ok(()) };
+        if self.rec.is_none() {
+            return Ok(());
+        }
         let [w, x, y, z] = attitude.map(|v| v as f32);
-        r.log(
+        self.submit(
             self.path("world/robot").as_str(),
+            false,
             &rerun::Transform3D::from_translation_rotation(
                 position.map(|v| v as f32),
                 rerun::Quaternion::from_xyzw([x, y, z, w]),
             ),
-        )
-        .map_err(|e| log_err("world/robot", e))
+        );
+        Ok(())
     }
 
     /// Log the left image.
     pub fn log_image(&self, frame: &StereoFrame) -> Result<(), TelemetryError> {
-        let Some(r) = &self.rec else { return Ok(()) };
+        if self.rec.is_none() {
+            return Ok(());
+        }
         let path = self.path("world/robot/camera/image");
-        r.log(
+        self.submit(
             path.as_str(),
+            false,
             &rerun::Image::from_l8(
                 frame.left.clone(),
                 [frame.width as u32, frame.height as u32],
             ),
-        )
-        .map_err(|e| log_err(&path, e))
+        );
+        Ok(())
     }
 
     /// Log a depth map (m; non-finite = unknown) as `world/robot/camera/depth/<which>`.
@@ -256,7 +458,9 @@ impl Telemetry {
         width: usize,
         height: usize,
     ) -> Result<(), TelemetryError> {
-        let Some(r) = &self.rec else { return Ok(()) };
+        if self.rec.is_none() {
+            return Ok(());
+        }
         let bytes: Vec<u8> = depth
             .iter()
             .map(|&z| {
@@ -275,42 +479,105 @@ impl Telemetry {
         )
         .with_meter(1000.0);
         let path = self.path(&format!("world/robot/camera/depth/{which}"));
-        r.log(path.as_str(), &img).map_err(|e| log_err(&path, e))
+        self.submit(path.as_str(), false, &img);
+        Ok(())
     }
 
     /// Log the flown path so far.
     pub fn log_path(&self, points: &[[f32; 3]]) -> Result<(), TelemetryError> {
-        let Some(r) = &self.rec else { return Ok(()) };
-        r.log(
+        if self.rec.is_none() {
+            return Ok(());
+        }
+        self.submit(
             self.path("world/trajectory").as_str(),
+            false,
             &rerun::LineStrips3D::new([points.to_vec()]),
-        )
-        .map_err(|e| log_err("world/trajectory", e))
+        );
+        Ok(())
     }
 
     /// Log one scalar under `plots/<name>`.
     pub fn scalar(&self, name: &str, value: f64) -> Result<(), TelemetryError> {
-        let Some(r) = &self.rec else { return Ok(()) };
+        if self.rec.is_none() {
+            return Ok(());
+        }
         if !value.is_finite() {
             return Ok(());
         }
         let path = self.path(&format!("plots/{name}"));
-        r.log(path.as_str(), &rerun::Scalars::single(value))
-            .map_err(|e| log_err(&path, e))
+        self.submit(path.as_str(), false, &rerun::Scalars::single(value));
+        Ok(())
     }
 
     /// Log an event line.
     pub fn event(&self, text: &str) -> Result<(), TelemetryError> {
-        let Some(r) = &self.rec else { return Ok(()) };
-        r.log(self.path("events").as_str(), &rerun::TextLog::new(text))
-            .map_err(|e| log_err("events", e))
+        if self.rec.is_none() {
+            return Ok(());
+        }
+        self.submit(
+            self.path("events").as_str(),
+            false,
+            &rerun::TextLog::new(text),
+        );
+        Ok(())
     }
 
     /// Write everything buffered to the sink.
     pub fn flush(&self) -> Result<(), TelemetryError> {
         match &self.rec {
-            Some(r) => r.flush_blocking().map_err(|e| log_err("flush", e)),
+            Some(l) => {
+                l.drain(Duration::from_secs(30));
+                l.rec.flush_blocking().map_err(|e| log_err("flush", e))
+            }
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_the_oldest_and_never_blocks() {
+        let q = DropOldest::new(3);
+        for i in 0..10 {
+            q.push(i);
+        }
+        assert_eq!(q.dropped(), 7);
+        assert_eq!(q.len(), 3);
+        let got: Vec<i32> = std::iter::from_fn(|| q.pop_timeout(Duration::ZERO)).collect();
+        assert_eq!(got, vec![7, 8, 9], "the newest are kept, in order");
+        assert!(q.pop_timeout(Duration::from_millis(1)).is_none());
+    }
+
+    #[test]
+    fn a_consumer_wakes_when_an_item_arrives() {
+        let q = Arc::new(DropOldest::new(8));
+        let c = {
+            let q = q.clone();
+            std::thread::spawn(move || q.pop_timeout(Duration::from_secs(10)))
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        q.push(42);
+        assert_eq!(c.join().unwrap(), Some(42));
+        assert_eq!(q.dropped(), 0);
+    }
+
+    #[test]
+    fn logging_to_a_file_goes_through_the_queue() {
+        let dir = std::env::temp_dir().join(format!("tel-queue-{}", std::process::id()));
+        let path = dir.join("t.rrd");
+        let tel = Telemetry::open(&Sink::Save(path.clone()), "queue_test").unwrap();
+        for i in 0..100 {
+            tel.set_time(i, i as f64 * 0.1);
+            tel.scalar("x", i as f64).unwrap();
+        }
+        tel.flush().unwrap();
+        assert_eq!(tel.written(), 100);
+        assert_eq!(tel.dropped(), 0);
+        drop(tel);
+        assert!(std::fs::metadata(&path).unwrap().len() > 0);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
