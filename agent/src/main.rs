@@ -78,6 +78,12 @@ struct NodeArgs {
     /// fc / mavlink node: arm (and, with MAVLink, take control) when the first setpoint arrives.
     #[arg(long)]
     arm: bool,
+    /// mono node: weights to load and reload when the file changes; learner node: where to save them.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// learner node: seconds between saves of the weights.
+    #[arg(long, default_value_t = 10.0)]
+    save_every: f64,
     /// safety node: nodes whose loss makes it command hover (comma-separated; default: policy).
     #[arg(long, value_delimiter = ',')]
     require: Vec<String>,
@@ -330,6 +336,8 @@ fn main() -> Result<()> {
             })?;
             let fc = agent::nodes::NodeOptions {
                 require: a.require,
+                checkpoint: a.checkpoint,
+                save_every: a.save_every,
                 device: a.device,
                 mavlink: a.mavlink,
                 baud: a.baud,

@@ -31,6 +31,10 @@ pub enum NodeKind {
     Mavlink,
     /// Watches the other nodes; commands hover when a required one disappears.
     Safety,
+    /// Monocular depth: the network on the left image, reloading new weights.
+    Mono,
+    /// Online learning: trains the monocular network from stereo, saves weights.
+    Learner,
 }
 
 impl NodeKind {
@@ -43,6 +47,8 @@ impl NodeKind {
             NodeKind::Fc => "fc",
             NodeKind::Mavlink => "mavlink",
             NodeKind::Safety => "safety",
+            NodeKind::Mono => "mono",
+            NodeKind::Learner => "learner",
         }
     }
 }
@@ -52,6 +58,11 @@ impl NodeKind {
 pub struct NodeOptions {
     /// `safety`: the nodes whose loss makes it command the failsafe setpoint.
     pub require: Vec<String>,
+    /// `mono`: weights to load (and reload when the file changes);
+    /// `learner`: where to save them.
+    pub checkpoint: Option<std::path::PathBuf>,
+    /// `learner`: seconds between saves.
+    pub save_every: f64,
     /// `fc`: serial device of the flight controller.
     pub device: Option<std::path::PathBuf>,
     /// `mavlink`: where the autopilot is (`udpin:HOST:PORT`, `udpout:HOST:PORT`,
@@ -79,6 +90,8 @@ pub fn run(
     let _alive = bus::announce(session, robot, kind.name())?;
     match kind {
         NodeKind::Safety => safety_node(session, robot, fc, stop),
+        NodeKind::Mono => mono_node(session, robot, cfg, fc, stop),
+        NodeKind::Learner => learner_node(session, robot, cfg, fc, stop),
         NodeKind::Fc => fc_node(session, robot, fc, stop),
         NodeKind::Mavlink => mavlink_node(session, robot, fc, stop),
         NodeKind::Stereo => stereo_node(session, robot, cfg, stop),
@@ -604,5 +617,216 @@ pub fn safety_node(
         }
     }
     info!(hovers, "safety node down");
+    Ok(())
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Camera pairs in, the monocular network's depth scan out on `depth/mono`
+/// (same sequence number and stamp as the pair). Weights come from
+/// `--checkpoint`; when that file changes (the learner node saved), the new
+/// weights are swapped in between two frames. A checkpoint that cannot be
+/// loaded is reported and the previous weights kept.
+pub fn mono_node(
+    session: &Session,
+    robot: &str,
+    cfg: &FlyConfig,
+    opts: &NodeOptions,
+    stop: &AtomicBool,
+) -> Result<()> {
+    use crate::mono::{MonoNet, infer, load_checkpoint, preprocess};
+    let dev = crate::device::device(cfg.backend)?;
+    let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
+    let mut net = match opts.checkpoint.as_deref().filter(|p| p.is_file()) {
+        Some(p) => load_checkpoint(p, &cfg.mono, &dev)?,
+        None => {
+            tracing::warn!("mono node: no checkpoint yet; starting from an untrained network");
+            MonoNet::seeded(&cfg.mono, &dev, cfg.learner.seed)?
+        }
+    };
+    let mut stamp = opts.checkpoint.as_deref().and_then(modified);
+    let mut next_check = Instant::now();
+    let mut pairs = Inbox::<StereoPair>::new(session, robot, Topic::CameraStereo, 2)?;
+    let out = Outbox::<DepthScan>::new(session, robot, Topic::DepthMono)?;
+    let mut reloads = 0u64;
+    info!(robot, "mono node up");
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(p) = opts.checkpoint.as_deref()
+            && Instant::now() >= next_check
+        {
+            next_check = Instant::now() + Duration::from_millis(500);
+            let now = modified(p);
+            if now.is_some() && now != stamp {
+                stamp = now;
+                match load_checkpoint(p, &cfg.mono, &dev) {
+                    Ok(n) => {
+                        net = n;
+                        reloads += 1;
+                        let text =
+                            format!("mono: new weights from {} (reload {reloads})", p.display());
+                        info!("{text}");
+                        events.send(bus::now_ns(), "mono", &Event { text })?;
+                    }
+                    Err(e) => tracing::warn!("mono: keeping the current weights: {e}"),
+                }
+            }
+        }
+        let Some((h, pair)) = pairs.recv_timeout(POLL)? else {
+            continue;
+        };
+        let t0 = Instant::now();
+        let input = match preprocess(
+            &pair.left,
+            pair.width as usize,
+            pair.height as usize,
+            &cfg.mono,
+        ) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!("mono: pair {} refused: {e}", h.seq);
+                continue;
+            }
+        };
+        let est = infer(&net, &input, &cfg.mono, &dev)?;
+        out.send_with(
+            &h,
+            &DepthScan {
+                compute_ns: t0.elapsed().as_nanos() as u64,
+                depth: est.scan,
+            },
+        )?;
+    }
+    info!(reloads, stats = ?pairs.stats(), "mono node down");
+    Ok(())
+}
+
+/// Saves `net` to `path` so that a reader never sees half a file: written
+/// next to it, then renamed over it.
+fn save_atomically(net: &crate::mono::MonoNet, path: &std::path::Path) -> Result<()> {
+    let tmp = path.with_extension("bpk.tmp");
+    crate::fly::save_checkpoint(net, &tmp)?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+}
+
+/// Online learning as a node: pairs from `camera/stereo` and stereo's depth
+/// scans from `depth/stereo`, matched by sequence number, become training
+/// samples (scan head; the coarse map needs dense stereo depth, which does not
+/// travel on the bus); the network trains as fast as the machine allows and
+/// is saved to `--checkpoint` every `save_every` seconds and at the end — the
+/// mono node picks each save up.
+pub fn learner_node(
+    session: &Session,
+    robot: &str,
+    cfg: &FlyConfig,
+    opts: &NodeOptions,
+    stop: &AtomicBool,
+) -> Result<()> {
+    use crate::learner::{Learner, Pacing, Sample};
+    use crate::mono::{MonoNet, load_checkpoint, preprocess};
+    let path = opts
+        .checkpoint
+        .clone()
+        .context("the learner node needs --checkpoint PATH (where to save the weights)")?;
+    let dev = crate::device::device(cfg.backend)?.autodiff();
+    let net = match path.is_file() {
+        true => load_checkpoint(&path, &cfg.mono, &dev)?,
+        false => MonoNet::seeded(&cfg.mono, &dev, cfg.learner.seed)?,
+    };
+    let cells = {
+        let plan = cfg.mono.plan()?;
+        plan.map.0 * plan.map.1
+    };
+    let mut learner = Learner::spawn(net, cfg.mono, cfg.learner.clone(), dev, Pacing::FreeRunning);
+    let mut pairs = Inbox::<StereoPair>::new(session, robot, Topic::CameraStereo, 32)?;
+    let mut scans = Inbox::<DepthScan>::new(session, robot, Topic::DepthStereo, 32)?;
+    let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
+    let mut images: std::collections::VecDeque<(u64, Vec<f32>)> = Default::default();
+    let mut offered = 0u64;
+    let save_every = Duration::from_secs_f64(opts.save_every.max(0.5));
+    let mut next_save = Instant::now() + save_every;
+    let mut latest: Option<(u64, MonoNet)> = None;
+    info!(robot, checkpoint = %path.display(), "learner node up");
+    while !stop.load(Ordering::Relaxed) {
+        let mut idle = true;
+        while let Some((h, pair)) = pairs.recv_timeout(Duration::ZERO)? {
+            idle = false;
+            match preprocess(
+                &pair.left,
+                pair.width as usize,
+                pair.height as usize,
+                &cfg.mono,
+            ) {
+                Ok(img) => {
+                    images.push_back((h.seq, img));
+                    if images.len() > 64 {
+                        images.pop_front();
+                    }
+                }
+                Err(e) => tracing::warn!("learner: pair {} refused: {e}", h.seq),
+            }
+        }
+        // Each stereo scan answers the pair with its sequence number.
+        while let Some((h, scan)) = scans.recv_timeout(Duration::ZERO)? {
+            idle = false;
+            let Some(k) = images.iter().position(|(s, _)| *s == h.seq) else {
+                continue;
+            };
+            let (_, image) = images.remove(k).unwrap_or_default();
+            let valid: Vec<bool> = scan
+                .depth
+                .iter()
+                .map(|d| d.is_finite() && *d > 0.0)
+                .collect();
+            let depth: Vec<f32> = scan
+                .depth
+                .iter()
+                .map(|d| {
+                    if d.is_finite() {
+                        d.clamp(cfg.mono.min_depth, cfg.mono.max_depth)
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let sample = Sample {
+                image,
+                scan: depth,
+                valid,
+                map: vec![0.0; cells],
+                map_valid: vec![false; cells],
+                weight: 1.0,
+            };
+            match learner.offer(sample) {
+                Ok(()) => offered += 1,
+                Err(e) => tracing::warn!("learner: sample refused: {e}"),
+            }
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if let Some(w) = learner.latest_weights() {
+            latest = Some(w);
+        }
+        if Instant::now() >= next_save {
+            next_save = Instant::now() + save_every;
+            if let Some((steps, net)) = &latest {
+                save_atomically(net, &path)?;
+                let st = learner.stats();
+                let text = format!(
+                    "learner: {steps} steps, loss {:.3}, {offered} samples; saved {}",
+                    st.loss,
+                    path.display()
+                );
+                info!("{text}");
+                events.send(bus::now_ns(), "learner", &Event { text })?;
+            }
+        }
+    }
+    let net = learner.finish()?;
+    save_atomically(&net, &path)?;
+    info!(offered, checkpoint = %path.display(), "learner node down (weights saved)");
     Ok(())
 }

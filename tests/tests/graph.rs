@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// A port for this test process (tests of one binary run in parallel).
 fn port(k: u16) -> u16 {
-    20_000 + (std::process::id() % 4000) as u16 * 4 + k
+    20_000 + (std::process::id() % 4000) as u16 * 8 + k
 }
 
 fn twin_graph(robot: &str, port: u16, seconds: &str) -> String {
@@ -251,4 +251,75 @@ fn safety_commands_hover_when_the_policy_dies() {
         signal_after(c, "TERM", Duration::ZERO);
         assert!(c.wait().unwrap().success());
     }
+}
+
+/// Learning on the graph: the learner node trains the monocular network from
+/// the stereo node's scans of the twin's pairs and saves it; the mono node
+/// runs it on every pair and swaps in each save.
+#[test]
+fn learner_and_mono_nodes_learn_and_swap_weights_on_the_graph() {
+    let dir = temp_dir("graph-learn");
+    let ckpt = dir.join("mono.bpk");
+    let robot = format!("learn{}", std::process::id());
+    let ep = format!("tcp/127.0.0.1:{}", port(4));
+    let mut text = twin_graph(&robot, port(4), "60");
+    text.push_str(&format!(
+        r#"[[process]]
+name = "learner"
+args = ["node", "learner", "--robot", "{robot}", "--connect", "{ep}", "--checkpoint", "{ck}", "--save-every", "1"]
+[[process]]
+name = "mono"
+args = ["node", "mono", "--robot", "{robot}", "--connect", "{ep}", "--checkpoint", "{ck}"]
+"#,
+        ck = ckpt.display()
+    ));
+    let file = dir.join("learn.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(workspace_bin("agent"))
+        .arg("launch")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let raw =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{raw}");
+    // Without the terminal colours of the log lines.
+    let mut log = String::new();
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            log.push(c);
+        }
+    }
+    let saves = log
+        .lines()
+        .filter(|l| l.starts_with("[learner]") && l.contains("saved"))
+        .count();
+    let reloads = log
+        .lines()
+        .filter(|l| l.starts_with("[mono]") && l.contains("new weights"))
+        .count();
+    assert!(
+        saves >= 1 && reloads >= 1,
+        "saves {saves}, reloads {reloads}:\n{log}"
+    );
+    let down = log
+        .lines()
+        .find(|l| l.starts_with("[learner]") && l.contains("learner node down"))
+        .unwrap_or_else(|| panic!("no learner summary:\n{log}"));
+    let offered: u64 = down
+        .split("offered=")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    assert!(offered > 500, "{down}");
+    assert!(ckpt.is_file());
+    std::fs::remove_dir_all(&dir).ok();
 }
