@@ -124,7 +124,8 @@ fn log_comparison(
 /// Run the three arms in parallel; returns their figures.
 pub fn run(run: &PersistRun, stop: &AtomicBool) -> Result<Report> {
     run.config.validate()?;
-    let tel = Telemetry::open(&run.sink, "onboard_agent_persist")?;
+    let names: Vec<&str> = ARMS.iter().map(|a| a.name()).collect();
+    let tel = Telemetry::open_with_layout(&run.sink, "onboard_agent_persist", &names)?;
     let hz = sim::env::EnvConfig::default().control_hz;
     let results: Vec<Result<ArmResult>> = std::thread::scope(|scope| {
         let handles: Vec<_> = ARMS

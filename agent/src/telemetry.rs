@@ -238,21 +238,76 @@ fn log_err(path: &str, e: impl std::fmt::Display) -> TelemetryError {
     }
 }
 
+/// The default viewer layout: the 3-D world beside the camera image with the
+/// stereo and mono depth, the plots and the event log — one tab per scope
+/// (`agent persist`'s arms) plus the comparison plots when there are scopes.
+pub fn layout(scopes: &[&str]) -> rerun::blueprint::Blueprint {
+    use rerun::blueprint::{
+        Blueprint, ContainerLike, Horizontal, Spatial2DView, Spatial3DView, Tabs, TextLogView,
+        TimeSeriesView, Vertical,
+    };
+    let one = |prefix: &str, name: &str| -> ContainerLike {
+        let p = |s: &str| format!("{prefix}/{s}");
+        Horizontal::new([
+            Spatial3DView::new("world").with_origin(p("world")).into(),
+            Vertical::new([
+                Horizontal::new([
+                    Spatial2DView::new("camera")
+                        .with_origin(p("world/robot/camera/image"))
+                        .into(),
+                    Spatial2DView::new("stereo depth")
+                        .with_origin(p("world/robot/camera/depth/stereo"))
+                        .into(),
+                    Spatial2DView::new("mono depth")
+                        .with_origin(p("world/robot/camera/depth/mono"))
+                        .into(),
+                ])
+                .into(),
+                TimeSeriesView::new("plots").with_origin(p("plots")).into(),
+                TextLogView::new("events").with_origin(p("events")).into(),
+            ])
+            .with_row_shares([1.0, 1.5, 0.6])
+            .into(),
+        ])
+        .with_column_shares([1.2, 1.0])
+        .with_name(name)
+        .into()
+    };
+    if scopes.is_empty() {
+        Blueprint::new(one("", "flight"))
+    } else {
+        let mut tabs: Vec<ContainerLike> =
+            scopes.iter().map(|s| one(&format!("/{s}"), s)).collect();
+        tabs.push(
+            TimeSeriesView::new("compare")
+                .with_origin("/compare")
+                .into(),
+        );
+        Blueprint::new(Tabs::new(tabs))
+    }
+}
+
 impl Telemetry {
-    /// Open the sink.
+    /// Open the sink, with the default layout.
     pub fn open(sink: &Sink, app: &'static str) -> Result<Self, TelemetryError> {
+        Self::open_with_layout(sink, app, &[])
+    }
+
+    /// Open the sink; the viewer's default layout has one tab per scope.
+    pub fn open_with_layout(
+        sink: &Sink,
+        app: &'static str,
+        scopes: &[&str],
+    ) -> Result<Self, TelemetryError> {
+        let builder = || RecordingStreamBuilder::new(app).with_default_blueprint(layout(scopes));
         let open_err = |e: rerun::RecordingStreamError| TelemetryError::Open {
             sink: sink.describe(),
             reason: e.to_string(),
         };
         let rec = match sink {
             Sink::Off => None,
-            Sink::Connect(url) => Some(
-                RecordingStreamBuilder::new(app)
-                    .connect_grpc_opts(url.clone())
-                    .map_err(open_err)?,
-            ),
-            Sink::Spawn => Some(RecordingStreamBuilder::new(app).spawn().map_err(open_err)?),
+            Sink::Connect(url) => Some(builder().connect_grpc_opts(url.clone()).map_err(open_err)?),
+            Sink::Spawn => Some(builder().spawn().map_err(open_err)?),
             Sink::Save(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| TelemetryError::Open {
@@ -267,15 +322,12 @@ impl Telemetry {
                     flush_tick: std::time::Duration::from_secs(2),
                     ..rerun::log::ChunkBatcherConfig::DEFAULT
                 };
-                Some(
-                    RecordingStreamBuilder::new(app)
-                        .batcher_config(batching)
-                        .save(path)
-                        .map_err(|e| TelemetryError::Open {
-                            sink: path.display().to_string(),
-                            reason: e.to_string(),
-                        })?,
-                )
+                Some(builder().batcher_config(batching).save(path).map_err(|e| {
+                    TelemetryError::Open {
+                        sink: path.display().to_string(),
+                        reason: e.to_string(),
+                    }
+                })?)
             }
         };
         Ok(Self {

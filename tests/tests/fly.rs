@@ -31,6 +31,14 @@ fn verify_rrd(path: &std::path::Path, entities: &[&str]) {
             path.display()
         );
     }
+    // The default layout travels with the recording: a viewport and its views
+    // (world, camera, stereo and mono depth, plots, events).
+    assert!(
+        text.contains("ViewportBlueprint:root_container"),
+        "no default blueprint in {}",
+        path.display()
+    );
+    assert!(text.matches("ViewBlueprint:class_identifier").count() >= 6);
 }
 
 #[test]
