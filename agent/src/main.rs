@@ -84,6 +84,15 @@ struct NodeArgs {
     /// learner node: seconds between saves of the weights.
     #[arg(long, default_value_t = 10.0)]
     save_every: f64,
+    /// telemetry node: where rerun data goes (save, connect, spawn, off).
+    #[arg(long, value_enum, default_value = "save")]
+    rerun: RerunMode,
+    /// telemetry node, --rerun save: the .rrd file.
+    #[arg(long, default_value = "out/graph.rrd")]
+    rerun_save: PathBuf,
+    /// telemetry node, --rerun connect: the viewer's gRPC address.
+    #[arg(long, default_value = "rerun+http://127.0.0.1:9876/proxy")]
+    rerun_url: String,
     /// safety node: nodes whose loss makes it command hover (comma-separated; default: policy).
     #[arg(long, value_delimiter = ',')]
     require: Vec<String>,
@@ -338,6 +347,12 @@ fn main() -> Result<()> {
                 require: a.require,
                 checkpoint: a.checkpoint,
                 save_every: a.save_every,
+                sink: Some(match a.rerun {
+                    RerunMode::Save => Sink::Save(a.rerun_save),
+                    RerunMode::Connect => Sink::Connect(a.rerun_url),
+                    RerunMode::Spawn => Sink::Spawn,
+                    RerunMode::Off => Sink::Off,
+                }),
                 device: a.device,
                 mavlink: a.mavlink,
                 baud: a.baud,

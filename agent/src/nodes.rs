@@ -35,6 +35,8 @@ pub enum NodeKind {
     Mono,
     /// Online learning: trains the monocular network from stereo, saves weights.
     Learner,
+    /// Telemetry: the graph's topics into rerun (file, viewer or off).
+    Telemetry,
 }
 
 impl NodeKind {
@@ -49,6 +51,7 @@ impl NodeKind {
             NodeKind::Safety => "safety",
             NodeKind::Mono => "mono",
             NodeKind::Learner => "learner",
+            NodeKind::Telemetry => "telemetry",
         }
     }
 }
@@ -63,6 +66,8 @@ pub struct NodeOptions {
     pub checkpoint: Option<std::path::PathBuf>,
     /// `learner`: seconds between saves.
     pub save_every: f64,
+    /// `telemetry`: where rerun data goes.
+    pub sink: Option<crate::telemetry::Sink>,
     /// `fc`: serial device of the flight controller.
     pub device: Option<std::path::PathBuf>,
     /// `mavlink`: where the autopilot is (`udpin:HOST:PORT`, `udpout:HOST:PORT`,
@@ -92,6 +97,7 @@ pub fn run(
         NodeKind::Safety => safety_node(session, robot, fc, stop),
         NodeKind::Mono => mono_node(session, robot, cfg, fc, stop),
         NodeKind::Learner => learner_node(session, robot, cfg, fc, stop),
+        NodeKind::Telemetry => telemetry_node(session, robot, fc, stop),
         NodeKind::Fc => fc_node(session, robot, fc, stop),
         NodeKind::Mavlink => mavlink_node(session, robot, fc, stop),
         NodeKind::Stereo => stereo_node(session, robot, cfg, stop),
@@ -828,5 +834,120 @@ pub fn learner_node(
     let net = learner.finish()?;
     save_atomically(&net, &path)?;
     info!(offered, checkpoint = %path.display(), "learner node down (weights saved)");
+    Ok(())
+}
+
+/// The graph's topics into rerun, under the documented entity tree: the pose
+/// and trajectory from `state`, both cameras (pinhole, from the twin's rig),
+/// the left image from `camera/stereo` (one in `image_every`), the stereo and
+/// mono depth scans (bar charts, nearest obstacle, compute time), the
+/// setpoints, the flight controller's status and every event. Logging goes
+/// through the bounded queue; this node never slows the graph.
+pub fn telemetry_node(
+    session: &Session,
+    robot: &str,
+    opts: &NodeOptions,
+    stop: &AtomicBool,
+) -> Result<()> {
+    use crate::telemetry::{Sink, Telemetry};
+    use bus::msg::FcStatus;
+    let sink = opts.sink.clone().unwrap_or(Sink::Off);
+    let tel = Telemetry::open(&sink, "onboard_agent_graph")?;
+    let rig = EnvConfig::default().rig;
+    tel.log_camera(&rig)?;
+    tel.log_right_camera(&rig)?;
+    let mut pairs = Inbox::<StereoPair>::new(session, robot, Topic::CameraStereo, 2)?;
+    let mut states = Inbox::<State>::new(session, robot, Topic::State, 16)?;
+    let mut stereo = Inbox::<DepthScan>::new(session, robot, Topic::DepthStereo, 16)?;
+    let mut mono = Inbox::<DepthScan>::new(session, robot, Topic::DepthMono, 16)?;
+    let mut setpoints = Inbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint, 16)?;
+    let mut fc = Inbox::<FcStatus>::new(session, robot, Topic::FcStatus, 16)?;
+    let mut events = Inbox::<Event>::new(session, robot, Topic::Events, 64)?;
+    let mut path: Vec<[f32; 3]> = Vec::new();
+    let mut logged = 0u64;
+    let image_every = 5;
+    let at = |h: &bus::wire::Header| (h.seq as i64, h.stamp_ns as f64 * 1e-9);
+    info!(robot, sink = %sink.describe(), "telemetry node up");
+    while !stop.load(Ordering::Relaxed) {
+        let mut idle = true;
+        while let Some((h, s)) = states.recv_timeout(Duration::ZERO)? {
+            idle = false;
+            let (f, t) = at(&h);
+            tel.set_time(f, t);
+            tel.log_pose(s.position, s.attitude)?;
+            path.push(s.position.map(|v| v as f32));
+            if path.len() % 10 == 0 {
+                tel.log_path(&path)?;
+            }
+            logged += 1;
+        }
+        while let Some((h, p)) = pairs.recv_timeout(Duration::ZERO)? {
+            idle = false;
+            if h.seq % image_every == 0 {
+                let (f, t) = at(&h);
+                tel.set_time(f, t);
+                let frame = sim::StereoFrame {
+                    width: p.width as usize,
+                    height: p.height as usize,
+                    left: p.left,
+                    right: Vec::new(),
+                    depth: Vec::new(),
+                    depth_right: Vec::new(),
+                };
+                tel.log_image(&frame)?;
+                logged += 1;
+            }
+        }
+        for (which, inbox) in [("stereo", &mut stereo), ("mono", &mut mono)] {
+            while let Some((h, scan)) = inbox.recv_timeout(Duration::ZERO)? {
+                idle = false;
+                let (f, t) = at(&h);
+                tel.set_time(f, t);
+                tel.log_scan(which, &scan.depth)?;
+                let near = scan
+                    .depth
+                    .iter()
+                    .copied()
+                    .filter(|d| d.is_finite())
+                    .fold(f32::INFINITY, f32::min);
+                tel.scalar(&format!("{which}/nearest"), near as f64)?;
+                tel.scalar(
+                    &format!("latency/{which}_compute_ms"),
+                    scan.compute_ns as f64 * 1e-6,
+                )?;
+                logged += 1;
+            }
+        }
+        while let Some((h, sp)) = setpoints.recv_timeout(Duration::ZERO)? {
+            idle = false;
+            let (f, t) = at(&h);
+            tel.set_time(f, t);
+            tel.scalar("setpoint/forward", sp.forward as f64)?;
+            tel.scalar("setpoint/yaw_rate", sp.yaw_rate as f64)?;
+            logged += 1;
+        }
+        while let Some((h, s)) = fc.recv_timeout(Duration::ZERO)? {
+            idle = false;
+            let (f, t) = at(&h);
+            tel.set_time(f, t);
+            tel.scalar("fc/state", s.state as f64)?;
+            tel.scalar("fc/battery_v", s.battery_mv as f64 * 1e-3)?;
+            tel.scalar("fc/altitude", s.altitude as f64)?;
+            logged += 1;
+        }
+        while let Some((h, e)) = events.recv_timeout(Duration::ZERO)? {
+            idle = false;
+            let (f, t) = at(&h);
+            tel.set_time(f, t);
+            tel.event(&format!("[{}] {}", h.frame_id, e.text))?;
+            logged += 1;
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    tel.log_path(&path)?;
+    tel.flush()?;
+    info!(logged, dropped = tel.dropped(), "telemetry node down");
     Ok(())
 }

@@ -548,6 +548,47 @@ impl Telemetry {
         Ok(())
     }
 
+    /// Log the right camera of the rig, `baseline` to the right of the left one (static).
+    pub fn log_right_camera(&self, rig: &StereoRig) -> Result<(), TelemetryError> {
+        if self.rec.is_none() {
+            return Ok(());
+        }
+        let k = rig.intrinsics;
+        // In the left camera's frame (x right, y down, z forward).
+        self.submit(
+            self.path("world/robot/camera/right").as_str(),
+            true,
+            &rerun::Transform3D::from_translation([rig.baseline as f32, 0.0, 0.0]),
+        );
+        self.submit(
+            self.path("world/robot/camera/right").as_str(),
+            true,
+            &rerun::Pinhole::from_focal_length_and_resolution(
+                [k.fx as f32, k.fy as f32],
+                [k.width as f32, k.height as f32],
+            )
+            .with_principal_point([k.cx as f32, k.cy as f32]),
+        );
+        Ok(())
+    }
+
+    /// Log a depth scan (m per column, left to right) as a bar chart under `plots/scan/<which>`.
+    pub fn log_scan(&self, which: &str, scan: &[f32]) -> Result<(), TelemetryError> {
+        if self.rec.is_none() {
+            return Ok(());
+        }
+        let values: Vec<f64> = scan
+            .iter()
+            .map(|&d| if d.is_finite() { d as f64 } else { 0.0 })
+            .collect();
+        self.submit(
+            self.path(&format!("plots/scan/{which}")).as_str(),
+            false,
+            &rerun::BarChart::new(values),
+        );
+        Ok(())
+    }
+
     /// Log one scalar under `plots/<name>`.
     pub fn scalar(&self, name: &str, value: f64) -> Result<(), TelemetryError> {
         if self.rec.is_none() {

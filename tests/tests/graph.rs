@@ -260,6 +260,7 @@ fn safety_commands_hover_when_the_policy_dies() {
 fn learner_and_mono_nodes_learn_and_swap_weights_on_the_graph() {
     let dir = temp_dir("graph-learn");
     let ckpt = dir.join("mono.bpk");
+    let rrd = dir.join("graph.rrd");
     let robot = format!("learn{}", std::process::id());
     let ep = format!("tcp/127.0.0.1:{}", port(4));
     let mut text = twin_graph(&robot, port(4), "60");
@@ -270,8 +271,12 @@ args = ["node", "learner", "--robot", "{robot}", "--connect", "{ep}", "--checkpo
 [[process]]
 name = "mono"
 args = ["node", "mono", "--robot", "{robot}", "--connect", "{ep}", "--checkpoint", "{ck}"]
+[[process]]
+name = "telemetry"
+args = ["node", "telemetry", "--robot", "{robot}", "--connect", "{ep}", "--rerun-save", "{rrd}"]
 "#,
-        ck = ckpt.display()
+        ck = ckpt.display(),
+        rrd = rrd.display()
     ));
     let file = dir.join("learn.toml");
     std::fs::write(&file, text).unwrap();
@@ -321,5 +326,26 @@ args = ["node", "mono", "--robot", "{robot}", "--connect", "{ep}", "--checkpoint
         .unwrap_or(0);
     assert!(offered > 500, "{down}");
     assert!(ckpt.is_file());
+    // The telemetry node put the graph's topics into rerun.
+    let v = e2e_tests::rerun_cli()
+        .args(["rrd", "verify"])
+        .arg(&rrd)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    let printed = succeed(e2e_tests::rerun_cli().args(["rrd", "print"]).arg(&rrd));
+    for entity in [
+        "/world/robot/camera/image",
+        "/world/robot/camera/right",
+        "/plots/scan/mono",
+        "/plots/scan/stereo",
+        "/plots/setpoint/forward",
+        "/events",
+    ] {
+        assert!(
+            printed.contains(entity),
+            "{entity} missing from the graph's telemetry"
+        );
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
