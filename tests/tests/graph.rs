@@ -349,3 +349,85 @@ args = ["node", "telemetry", "--robot", "{robot}", "--connect", "{ep}", "--rerun
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `launch/robot.toml` as shipped, with its device, addresses and files pointed
+/// at this test: the camera is a recording of the twin, the flight controller
+/// is the firmware on a pty (`fc-host`). The fc node arms on the first setpoint,
+/// setpoints flow over the serial link, and when the recording ends the
+/// firmware's watchdog fails safe.
+#[test]
+fn robot_launch_file_flies_a_recording_through_the_serial_link() {
+    let dir = temp_dir("robot-launch");
+    let robot = format!("bot{}", std::process::id());
+    // A recording of the twin to play as the camera.
+    let rec_ep = format!("tcp/127.0.0.1:{}", port(5));
+    let mut twin = twin_graph(&robot, port(5), "20");
+    twin.push_str(&format!(
+        "[[process]]\nname = \"record\"\nargs = [\"record\", \"--robot\", \"{robot}\", \"--connect\", \"{rec_ep}\", \"--topics\", \"camera/stereo\", \"--out\", \"{}\"]\n",
+        dir.join("flight.mcap").display()
+    ));
+    std::fs::write(dir.join("twin.toml"), twin).unwrap();
+    succeed(
+        Command::new(workspace_bin("agent"))
+            .arg("launch")
+            .arg(dir.join("twin.toml")),
+    );
+    assert!(dir.join("flight.mcap").is_file());
+
+    let tty = dir.join("ttyFC");
+    let mut host = Command::new(workspace_bin("fc-host"))
+        .arg("--link")
+        .arg(&tty)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !tty.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "fc-host made no device"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../launch/robot.toml"),
+    )
+    .unwrap();
+    let out_dir = format!("{}/", dir.display());
+    let text = shipped
+        .replace("/dev/ttyTHS1", &tty.display().to_string())
+        .replace("tcp/127.0.0.1:7447", &format!("tcp/127.0.0.1:{}", port(6)))
+        .replace(
+            "\"--robot\", \"robot\"",
+            &format!("\"--robot\", \"{robot}\""),
+        )
+        .replace("\"out/", &format!("\"{out_dir}"))
+        .replace(
+            "\"--rerun\", \"connect\", \"--rerun-url\", \"rerun+http://192.168.1.10:9876/proxy\"",
+            &format!("\"--rerun\", \"save\", \"--rerun-save\", \"{out_dir}robot.rrd\""),
+        );
+    assert!(
+        !text.contains("ttyTHS1") && !text.contains("192.168"),
+        "{text}"
+    );
+    std::fs::write(dir.join("robot.toml"), text).unwrap();
+    let out = Command::new(workspace_bin("agent"))
+        .arg("launch")
+        .arg(dir.join("robot.toml"))
+        .output()
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    signal_after(&host, "TERM", Duration::ZERO);
+    let _ = host.wait();
+    let mut fc_log = String::new();
+    std::io::Read::read_to_string(host.stdout.as_mut().unwrap(), &mut fc_log).unwrap();
+    // The firmware was armed, flown and failed safe when the setpoints stopped.
+    assert!(fc_log.contains("Disarmed -> Armed"), "{fc_log}\n{log}");
+    assert!(fc_log.contains("Armed -> FailsafeHover"), "{fc_log}\n{log}");
+    assert!(log.contains("fc: armed"), "{log}");
+    assert!(dir.join("robot_flight.mcap").is_file() && dir.join("robot.rrd").is_file());
+    std::fs::remove_dir_all(&dir).ok();
+}
