@@ -51,9 +51,10 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct NodeArgs {
-    /// Which node.
-    #[arg(value_enum)]
-    kind: agent::nodes::NodeKind,
+    /// Which node; several, comma-separated (`stereo,policy`), run as threads of
+    /// one process sharing one zenoh session (lowest latency).
+    #[arg(value_enum, value_delimiter = ',', required = true)]
+    kind: Vec<agent::nodes::NodeKind>,
     /// Robot name: every topic lives under it.
     #[arg(long, default_value = "robot")]
     robot: String,
@@ -90,6 +91,9 @@ struct NodeArgs {
     /// telemetry node, --rerun save: the .rrd file.
     #[arg(long, default_value = "out/graph.rrd")]
     rerun_save: PathBuf,
+    /// telemetry node: the stereo rig's calibration file (OpenCV YAML, from `calib stereo`).
+    #[arg(long)]
+    rig: Option<PathBuf>,
     /// telemetry node, --rerun connect: the viewer's gRPC address.
     #[arg(long, default_value = "rerun+http://127.0.0.1:9876/proxy")]
     rerun_url: String,
@@ -347,6 +351,7 @@ fn main() -> Result<()> {
                 require: a.require,
                 checkpoint: a.checkpoint,
                 save_every: a.save_every,
+                rig: a.rig,
                 sink: Some(match a.rerun {
                     RerunMode::Save => Sink::Save(a.rerun_save),
                     RerunMode::Connect => Sink::Connect(a.rerun_url),
@@ -358,7 +363,42 @@ fn main() -> Result<()> {
                 baud: a.baud,
                 arm: a.arm,
             };
-            agent::nodes::run(a.kind, &session, &a.robot, &cfg, &fc, &stop)
+            if let [one] = a.kind.as_slice() {
+                return agent::nodes::run(*one, &session, &a.robot, &cfg, &fc, &stop);
+            }
+            // Several nodes in this process: one thread each; the first failure stops all.
+            let results: Vec<(agent::nodes::NodeKind, Result<()>)> = std::thread::scope(|scope| {
+                let handles: Vec<_> = a
+                    .kind
+                    .iter()
+                    .map(|&k| {
+                        let (session, robot, cfg, fc, stop) =
+                            (&session, &a.robot, &cfg, &fc, &stop);
+                        scope.spawn(move || {
+                            let r = agent::nodes::run(k, session, robot, cfg, fc, stop);
+                            if r.is_err() {
+                                stop.store(true, Ordering::Relaxed);
+                            }
+                            (k, r)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            (
+                                agent::nodes::NodeKind::Camera,
+                                Err(anyhow::anyhow!("a node thread panicked")),
+                            )
+                        })
+                    })
+                    .collect()
+            });
+            for (k, r) in results {
+                r.with_context(|| format!("node {}", k.name()))?;
+            }
+            Ok(())
         }
         Cmd::Launch { file } => {
             let f = agent::launch::LaunchFile::load(&file)?;

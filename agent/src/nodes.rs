@@ -68,6 +68,9 @@ pub struct NodeOptions {
     pub save_every: f64,
     /// `telemetry`: where rerun data goes.
     pub sink: Option<crate::telemetry::Sink>,
+    /// `telemetry`: the stereo rig's calibration (OpenCV YAML from `calib`);
+    /// the twin's rig when absent.
+    pub rig: Option<std::path::PathBuf>,
     /// `fc`: serial device of the flight controller.
     pub device: Option<std::path::PathBuf>,
     /// `mavlink`: where the autopilot is (`udpin:HOST:PORT`, `udpout:HOST:PORT`,
@@ -853,9 +856,18 @@ pub fn telemetry_node(
     use bus::msg::FcStatus;
     let sink = opts.sink.clone().unwrap_or(Sink::Off);
     let tel = Telemetry::open(&sink, "onboard_agent_graph")?;
-    let rig = EnvConfig::default().rig;
-    tel.log_camera(&rig)?;
-    tel.log_right_camera(&rig)?;
+    match &opts.rig {
+        Some(path) => {
+            let rig = calib::Rig::load_opencv(path)
+                .with_context(|| format!("cannot load the rig file {}", path.display()))?;
+            tel.log_rig(&rig)?;
+        }
+        None => {
+            let rig = EnvConfig::default().rig;
+            tel.log_camera(&rig)?;
+            tel.log_right_camera(&rig)?;
+        }
+    }
     let mut pairs = Inbox::<StereoPair>::new(session, robot, Topic::CameraStereo, 2)?;
     let mut states = Inbox::<State>::new(session, robot, Topic::State, 16)?;
     let mut stereo = Inbox::<DepthScan>::new(session, robot, Topic::DepthStereo, 16)?;
@@ -876,7 +888,7 @@ pub fn telemetry_node(
             tel.set_time(f, t);
             tel.log_pose(s.position, s.attitude)?;
             path.push(s.position.map(|v| v as f32));
-            if path.len() % 10 == 0 {
+            if path.len().is_multiple_of(10) {
                 tel.log_path(&path)?;
             }
             logged += 1;

@@ -572,6 +572,53 @@ impl Telemetry {
         Ok(())
     }
 
+    /// Log both cameras of a calibrated rig (from `calib`'s rig file): the left
+    /// at `world/robot/camera`, the right at `world/robot/camera/right`, placed
+    /// by the rig's extrinsics (static).
+    pub fn log_rig(&self, rig: &calib::Rig) -> Result<(), TelemetryError> {
+        if self.rec.is_none() {
+            return Ok(());
+        }
+        let pinhole = |c: &calib::model::PinholeRadTan| {
+            rerun::Pinhole::from_focal_length_and_resolution(
+                [c.fx as f32, c.fy as f32],
+                [rig.width as f32, rig.height as f32],
+            )
+            .with_principal_point([c.cx as f32, c.cy as f32])
+        };
+        let m = sim::render::CAMERA_TO_BODY;
+        let cols = [0, 1, 2].map(|j| [0, 1, 2].map(|i| m[i][j] as f32));
+        self.submit(
+            self.path("world/robot/camera").as_str(),
+            true,
+            &rerun::Transform3D::from_mat3x3(rerun::datatypes::Mat3x3::from(cols)),
+        );
+        self.submit(
+            self.path("world/robot/camera").as_str(),
+            true,
+            &pinhole(&rig.left),
+        );
+        // x_right = R x_left + t: the right camera sits at -R^T t, rotated by R^T.
+        let (r, t) = (rig.r, rig.t);
+        let centre = [0, 1, 2].map(|i| -(r[0][i] * t[0] + r[1][i] * t[1] + r[2][i] * t[2]) as f32);
+        // R^T, column-major for rerun: column j of R^T is row j of R.
+        let rt_cols = [0, 1, 2].map(|j| [0, 1, 2].map(|i| r[j][i] as f32));
+        self.submit(
+            self.path("world/robot/camera/right").as_str(),
+            true,
+            &rerun::Transform3D::from_translation_mat3x3(
+                centre,
+                rerun::datatypes::Mat3x3::from(rt_cols),
+            ),
+        );
+        self.submit(
+            self.path("world/robot/camera/right").as_str(),
+            true,
+            &pinhole(&rig.right),
+        );
+        Ok(())
+    }
+
     /// Log a depth scan (m per column, left to right) as a bar chart under `plots/scan/<which>`.
     pub fn log_scan(&self, which: &str, scan: &[f32]) -> Result<(), TelemetryError> {
         if self.rec.is_none() {

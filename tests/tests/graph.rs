@@ -431,3 +431,95 @@ fn robot_launch_file_flies_a_recording_through_the_serial_link() {
     assert!(dir.join("robot_flight.mcap").is_file() && dir.join("robot.rrd").is_file());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Several nodes in one process (`agent node stereo,policy`): threads sharing
+/// one session fly the twin as the separate processes do.
+#[test]
+fn several_nodes_run_in_one_process() {
+    let dir = temp_dir("graph-one-process");
+    let robot = format!("onep{}", std::process::id());
+    let ep = format!("tcp/127.0.0.1:{}", port(7));
+    let text = format!(
+        r#"name = "one_process"
+stop_timeout = 5.0
+[[process]]
+name = "camera"
+args = ["node", "camera", "--robot", "{robot}", "--listen", "{ep}", "--seconds", "4"]
+required = true
+[[process]]
+name = "perception"
+args = ["node", "stereo,policy", "--robot", "{robot}", "--connect", "{ep}"]
+"#
+    );
+    std::fs::write(dir.join("g.toml"), text).unwrap();
+    let stdout = succeed(
+        Command::new(workspace_bin("agent"))
+            .arg("launch")
+            .arg(dir.join("g.toml")),
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("[camera] twin: "))
+        .unwrap_or_else(|| panic!("no twin summary in {stdout}"));
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    assert_eq!(nums[0], 120, "{line}");
+    assert!(nums[2] < 30, "{line}");
+    assert!(
+        stdout.contains("stereo node up") && stdout.contains("policy node up"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The telemetry node places both cameras from a calibration file (OpenCV
+/// YAML from `calib`), and names a rig file it cannot read.
+#[test]
+fn telemetry_node_takes_the_cameras_from_a_rig_file() {
+    let dir = temp_dir("graph-rig");
+    let rrd = dir.join("rig.rrd");
+    let rig = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../calib/tests/data/opencv_written.yaml");
+    let node = Command::new(workspace_bin("agent"))
+        .args(["node", "telemetry", "--robot", "rigtest", "--rig"])
+        .arg(&rig)
+        .arg("--rerun-save")
+        .arg(&rrd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    signal_after(&node, "INT", Duration::from_secs(2));
+    assert!(node.wait_with_output().unwrap().status.success());
+    let printed = succeed(e2e_tests::rerun_cli().args(["rrd", "print"]).arg(&rrd));
+    let right: Vec<&str> = printed
+        .lines()
+        .filter(|l| l.contains("/world/robot/camera/right "))
+        .collect();
+    assert!(
+        right.iter().any(|l| l.contains("Pinhole:resolution")),
+        "{printed}"
+    );
+    assert!(
+        right.iter().any(|l| l.contains("Transform3D:translation")),
+        "{printed}"
+    );
+    let bad = Command::new(workspace_bin("agent"))
+        .args([
+            "node",
+            "telemetry",
+            "--robot",
+            "rigtest",
+            "--rerun",
+            "off",
+            "--rig",
+        ])
+        .arg(dir.join("missing.yaml"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.yaml"));
+    std::fs::remove_dir_all(&dir).ok();
+}
