@@ -465,7 +465,7 @@ pub fn fc_node(session: &Session, robot: &str, cfg: &NodeOptions, stop: &AtomicB
 /// ([`fc::mav`]): on the first setpoint (with `arm`) it arms and takes control
 /// (Offboard / Guided); the MAVLink stream carries the newest setpoint at 30 Hz,
 /// zero velocity once the policy has been quiet for 250 ms and the autopilot's
-/// Hold after 1 s. Status goes out as [`bus::msg::FcStatus`] at 20 Hz (state 0
+/// Hold after 1 s. It does not take control back by itself after a Hold. Status goes out as [`bus::msg::FcStatus`] at 20 Hz (state 0
 /// disarmed, 1 armed, 2 holding after the policy went quiet).
 pub fn mavlink_node(
     session: &Session,
@@ -510,7 +510,9 @@ pub fn mavlink_node(
         }
         if let Some((_, sp)) = setpoints.recv_timeout(Duration::from_millis(10))? {
             let st = link.status();
-            if cfg.arm && (!in_control || st.hold_commanded) && Instant::now() >= next_try {
+            // Once only: after the policy went quiet and the autopilot was put in
+            // Hold, control goes back to the agent only by an operator's restart.
+            if cfg.arm && !in_control && Instant::now() >= next_try {
                 let r = if st.armed { Ok(()) } else { link.arm() };
                 match r.and_then(|()| link.take_control()) {
                     Ok(()) => {

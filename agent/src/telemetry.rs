@@ -231,6 +231,23 @@ impl Clone for Telemetry {
     }
 }
 
+/// A pinhole camera model of focal lengths `f`, principal point `c` and image `size` (px).
+fn pinhole(f: [f64; 2], c: [f64; 2], size: [usize; 2]) -> rerun::Pinhole {
+    rerun::Pinhole::from_focal_length_and_resolution(
+        [f[0] as f32, f[1] as f32],
+        [size[0] as f32, size[1] as f32],
+    )
+    .with_principal_point([c[0] as f32, c[1] as f32])
+}
+
+/// The camera's mounting on the body (optical frame to body frame).
+fn camera_mount() -> rerun::Transform3D {
+    let m = sim::render::CAMERA_TO_BODY;
+    // rerun takes the 3x3 matrix column-major.
+    let cols = [0, 1, 2].map(|j| [0, 1, 2].map(|i| m[i][j] as f32));
+    rerun::Transform3D::from_mat3x3(rerun::datatypes::Mat3x3::from(cols))
+}
+
 fn log_err(path: &str, e: impl std::fmt::Display) -> TelemetryError {
     TelemetryError::Log {
         path: path.to_string(),
@@ -444,26 +461,13 @@ impl Telemetry {
 
     /// Log the camera model and its mounting (static).
     pub fn log_camera(&self, rig: &StereoRig) -> Result<(), TelemetryError> {
-        if self.rec.is_none() {
-            return Ok(());
-        }
         let k = rig.intrinsics;
-        let m = sim::render::CAMERA_TO_BODY;
-        // rerun takes the 3x3 matrix column-major.
-        let cols = [0, 1, 2].map(|j| [0, 1, 2].map(|i| m[i][j] as f32));
+        let path = self.path("world/robot/camera");
+        self.submit(&path, true, &camera_mount());
         self.submit(
-            self.path("world/robot/camera").as_str(),
+            &path,
             true,
-            &rerun::Transform3D::from_mat3x3(rerun::datatypes::Mat3x3::from(cols)),
-        );
-        self.submit(
-            self.path("world/robot/camera").as_str(),
-            true,
-            &rerun::Pinhole::from_focal_length_and_resolution(
-                [k.fx as f32, k.fy as f32],
-                [k.width as f32, k.height as f32],
-            )
-            .with_principal_point([k.cx as f32, k.cy as f32]),
+            &pinhole([k.fx, k.fy], [k.cx, k.cy], [k.width, k.height]),
         );
         Ok(())
     }
@@ -550,24 +554,18 @@ impl Telemetry {
 
     /// Log the right camera of the rig, `baseline` to the right of the left one (static).
     pub fn log_right_camera(&self, rig: &StereoRig) -> Result<(), TelemetryError> {
-        if self.rec.is_none() {
-            return Ok(());
-        }
         let k = rig.intrinsics;
+        let path = self.path("world/robot/camera/right");
         // In the left camera's frame (x right, y down, z forward).
         self.submit(
-            self.path("world/robot/camera/right").as_str(),
+            &path,
             true,
             &rerun::Transform3D::from_translation([rig.baseline as f32, 0.0, 0.0]),
         );
         self.submit(
-            self.path("world/robot/camera/right").as_str(),
+            &path,
             true,
-            &rerun::Pinhole::from_focal_length_and_resolution(
-                [k.fx as f32, k.fy as f32],
-                [k.width as f32, k.height as f32],
-            )
-            .with_principal_point([k.cx as f32, k.cy as f32]),
+            &pinhole([k.fx, k.fy], [k.cx, k.cy], [k.width, k.height]),
         );
         Ok(())
     }
@@ -576,46 +574,26 @@ impl Telemetry {
     /// at `world/robot/camera`, the right at `world/robot/camera/right`, placed
     /// by the rig's extrinsics (static).
     pub fn log_rig(&self, rig: &calib::Rig) -> Result<(), TelemetryError> {
-        if self.rec.is_none() {
-            return Ok(());
-        }
-        let pinhole = |c: &calib::model::PinholeRadTan| {
-            rerun::Pinhole::from_focal_length_and_resolution(
-                [c.fx as f32, c.fy as f32],
-                [rig.width as f32, rig.height as f32],
-            )
-            .with_principal_point([c.cx as f32, c.cy as f32])
-        };
-        let m = sim::render::CAMERA_TO_BODY;
-        let cols = [0, 1, 2].map(|j| [0, 1, 2].map(|i| m[i][j] as f32));
-        self.submit(
-            self.path("world/robot/camera").as_str(),
-            true,
-            &rerun::Transform3D::from_mat3x3(rerun::datatypes::Mat3x3::from(cols)),
-        );
-        self.submit(
-            self.path("world/robot/camera").as_str(),
-            true,
-            &pinhole(&rig.left),
-        );
+        let size = [rig.width, rig.height];
+        let left = self.path("world/robot/camera");
+        self.submit(&left, true, &camera_mount());
+        let (l, rc) = (&rig.left, &rig.right);
+        self.submit(&left, true, &pinhole([l.fx, l.fy], [l.cx, l.cy], size));
         // x_right = R x_left + t: the right camera sits at -R^T t, rotated by R^T.
         let (r, t) = (rig.r, rig.t);
         let centre = [0, 1, 2].map(|i| -(r[0][i] * t[0] + r[1][i] * t[1] + r[2][i] * t[2]) as f32);
         // R^T, column-major for rerun: column j of R^T is row j of R.
         let rt_cols = [0, 1, 2].map(|j| [0, 1, 2].map(|i| r[j][i] as f32));
+        let right = self.path("world/robot/camera/right");
         self.submit(
-            self.path("world/robot/camera/right").as_str(),
+            &right,
             true,
             &rerun::Transform3D::from_translation_mat3x3(
                 centre,
                 rerun::datatypes::Mat3x3::from(rt_cols),
             ),
         );
-        self.submit(
-            self.path("world/robot/camera/right").as_str(),
-            true,
-            &pinhole(&rig.right),
-        );
+        self.submit(&right, true, &pinhole([rc.fx, rc.fy], [rc.cx, rc.cy], size));
         Ok(())
     }
 

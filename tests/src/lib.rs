@@ -111,3 +111,25 @@ pub fn require_qemu() {
         "qemu-system-arm is missing: `apt-get install -y qemu-system-arm` (tests/prepare.sh, run by the README's test command, does)"
     );
 }
+
+/// Starts `fc-host` (the flight-controller firmware on a pty) with its device
+/// at `tty`, and waits until the device exists. Its stdout (state changes) is piped.
+pub fn fc_host(tty: &std::path::Path) -> std::process::Child {
+    let child = Command::new(workspace_bin("fc-host"))
+        .arg("--link")
+        .arg(tty)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("fc-host starts");
+    let t0 = std::time::Instant::now();
+    while !tty.exists() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(5),
+            "fc-host made no device at {}",
+            tty.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}

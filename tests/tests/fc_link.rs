@@ -460,21 +460,7 @@ fn fc_node_bridges_the_bus_and_the_serial_link() {
 
     let dir = temp_dir("fc-node");
     let tty = dir.join("ttyFC");
-    let mut host = Command::new(workspace_bin("fc-host"))
-        .arg("--link")
-        .arg(&tty)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while !tty.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "fc-host made no device"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut host = e2e_tests::fc_host(&tty);
     let port = 24_000 + (std::process::id() % 4000) as u16 * 2;
     let ep = format!("tcp/127.0.0.1:{port}");
     let robot = format!("fcnode{}", std::process::id());

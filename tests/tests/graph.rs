@@ -375,21 +375,7 @@ fn robot_launch_file_flies_a_recording_through_the_serial_link() {
     assert!(dir.join("flight.mcap").is_file());
 
     let tty = dir.join("ttyFC");
-    let mut host = Command::new(workspace_bin("fc-host"))
-        .arg("--link")
-        .arg(&tty)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while !tty.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "fc-host made no device"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut host = e2e_tests::fc_host(&tty);
     let shipped = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../launch/robot.toml"),
     )

@@ -216,19 +216,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<(u16, Header, usize), DecodeError> 
 
 /// Decode a message of type `M`, checking magic, version, kind and sizes.
 pub fn decode<M: Message>(bytes: &[u8]) -> Result<(Header, M), DecodeError> {
-    let mut r = Reader::new(bytes);
-    let magic: [u8; 4] = r.array()?;
-    if magic != MAGIC {
-        return Err(DecodeError::Magic(magic));
-    }
-    let version = r.u16()?;
-    if version != SCHEMA_VERSION {
-        return Err(DecodeError::Version {
-            got: version,
-            want: SCHEMA_VERSION,
-        });
-    }
-    let kind = r.u16()?;
+    let (kind, header, body_at) = decode_header(bytes)?;
     if kind != M::KIND {
         return Err(DecodeError::Kind {
             got: kind,
@@ -236,23 +224,13 @@ pub fn decode<M: Message>(bytes: &[u8]) -> Result<(Header, M), DecodeError> {
             name: M::NAME,
         });
     }
-    let seq = r.u64()?;
-    let stamp_ns = r.u64()?;
-    let n = r.u16()? as usize;
-    let frame_id = String::from_utf8(r.bytes(n)?.to_vec()).map_err(|_| DecodeError::Malformed {
-        name: "header",
-        reason: "frame_id is not UTF-8".into(),
-    })?;
+    let mut r = Reader {
+        buf: bytes,
+        pos: body_at,
+    };
     let m = M::read_body(&mut r)?;
     if r.remaining() != 0 {
         return Err(DecodeError::Trailing(r.remaining()));
     }
-    Ok((
-        Header {
-            seq,
-            stamp_ns,
-            frame_id,
-        },
-        m,
-    ))
+    Ok((header, m))
 }
