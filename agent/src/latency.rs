@@ -38,7 +38,7 @@ pub struct Spread {
 }
 
 impl Spread {
-    fn of(v: &mut [f64]) -> Self {
+    pub(crate) fn of(v: &mut [f64]) -> Self {
         if v.is_empty() {
             return Self::default();
         }

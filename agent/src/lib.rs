@@ -2,6 +2,7 @@
 //! and telemetry. The binary `agent` runs its jobs.
 
 pub mod bench;
+pub mod budget;
 pub mod device;
 pub mod experiment;
 pub mod fly;

@@ -40,6 +40,9 @@ enum Cmd {
         /// The launch file (TOML).
         file: PathBuf,
     },
+    /// The on-target budget: the whole pipeline in one process at the loop rate;
+    /// time per stage, whether the rate is met, peak memory.
+    Budget(BudgetArgs),
     /// Record topics of the bus to an MCAP file (until Ctrl-C or --seconds).
     Record(RecordArgs),
     /// Play an MCAP recording back onto the bus, at the recorded rate or as fast as possible.
@@ -120,6 +123,28 @@ fn parse_topics(names: &[String]) -> Result<Vec<bus::Topic>> {
             })
         })
         .collect()
+}
+
+#[derive(clap::Args)]
+struct BudgetArgs {
+    /// Camera width (px).
+    #[arg(long, default_value_t = 320)]
+    width: usize,
+    /// Camera height (px).
+    #[arg(long, default_value_t = 240)]
+    height: usize,
+    /// Frames to run.
+    #[arg(long, default_value_t = 300)]
+    frames: usize,
+    /// The loop rate to hold (Hz).
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Telemetry file (.rrd).
+    #[arg(long, default_value = "out/budget.rrd")]
+    rerun_save: PathBuf,
+    /// Settings file (see launch/fly.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -414,6 +439,25 @@ fn main() -> Result<()> {
                 s.exits,
                 s.restarts
             );
+            Ok(())
+        }
+        Cmd::Budget(a) => {
+            let cfg = match &a.config {
+                Some(p) => FlyConfig::load(p)?,
+                None => FlyConfig::default(),
+            };
+            let r = agent::budget::run(
+                &cfg,
+                &agent::budget::BudgetConfig {
+                    width: a.width,
+                    height: a.height,
+                    frames: a.frames,
+                    rate: a.rate,
+                    telemetry: Some(a.rerun_save),
+                },
+                &stop,
+            )?;
+            println!("{r}");
             Ok(())
         }
         Cmd::Record(a) => {

@@ -93,3 +93,43 @@ fn persist_refuses_a_bad_length_and_bench_prints_both_figures() {
         .unwrap();
     assert!(ms > 0.0 && ms.is_finite());
 }
+
+#[test]
+fn budget_reports_every_stage_the_loop_rate_and_memory_at_320x240() {
+    let dir = std::env::temp_dir().join(format!("agent-budget-{}", std::process::id()));
+    let o = agent()
+        .args(["budget", "--frames", "40", "--rate", "100", "--rerun-save"])
+        .arg(dir.join("b.rrd"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("budget at 320x240, 40 frames"), "{out}");
+    for stage in ["camera", "stereo", "mono", "policy", "per frame"] {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with(stage) && l.contains("p99")),
+            "{stage}: {out}"
+        );
+    }
+    assert!(
+        out.contains("loop rate MET") || out.contains("loop rate NOT MET"),
+        "{out}"
+    );
+    // The whole pipeline (stereo, mono, policy, learner, zenoh, telemetry) in under 1 GiB.
+    let mib: f64 = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("peak resident memory "))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no memory figure in {out}"));
+    assert!(mib > 10.0 && mib < 1024.0, "{mib} MiB");
+    let bad = agent().args(["budget", "--width", "100"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("multiple of the mono input"));
+    std::fs::remove_dir_all(&dir).ok();
+}
