@@ -12,4 +12,5 @@ pub mod learner;
 pub mod mono;
 pub mod nodes;
 pub mod persist;
+pub mod selftest;
 pub mod telemetry;

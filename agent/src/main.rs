@@ -40,6 +40,12 @@ enum Cmd {
         /// The launch file (TOML).
         file: PathBuf,
     },
+    /// Checks this build on its target: a rig file, stereo on a bundled pair, one mono inference.
+    Selftest {
+        /// A rig file (OpenCV YAML) instead of the bundled one (must be 160x120).
+        #[arg(long)]
+        rig: Option<PathBuf>,
+    },
     /// The on-target budget: the whole pipeline in one process at the loop rate;
     /// time per stage, whether the rate is met, peak memory.
     Budget(BudgetArgs),
@@ -439,6 +445,11 @@ fn main() -> Result<()> {
                 s.exits,
                 s.restarts
             );
+            Ok(())
+        }
+        Cmd::Selftest { rig } => {
+            let r = agent::selftest::run(&FlyConfig::default(), rig.as_deref())?;
+            println!("{r}");
             Ok(())
         }
         Cmd::Budget(a) => {

@@ -133,3 +133,35 @@ fn budget_reports_every_stage_the_loop_rate_and_memory_at_320x240() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("multiple of the mono input"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn selftest_checks_stereo_and_mono_on_the_bundled_pair_and_names_a_bad_rig() {
+    let o = agent().arg("selftest").output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("selftest (") && out.contains("OK: rig bundled 160x120"),
+        "{out}"
+    );
+    let bad = agent()
+        .args(["selftest", "--rig", "/nonexistent/rig.yaml"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent/rig.yaml"));
+    // A rig of another size than the bundled pair is refused, not matched against it.
+    let other = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../calib/tests/data/opencv_written.yaml");
+    let o = agent()
+        .arg("selftest")
+        .arg("--rig")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("640x480"));
+}

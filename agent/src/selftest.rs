@@ -1,0 +1,127 @@
+//! `agent selftest`: proves a build works on its target — loads a rig file,
+//! runs stereo matching on a stereo pair and one monocular inference, checks
+//! the results make sense and prints the figures. The rig and the pair are
+//! compiled in (`agent/selftest/`), so the binary needs no files: the aarch64
+//! build runs it as is under `qemu-aarch64`.
+
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::fly::FlyConfig;
+use crate::mono::{MonoNet, infer, preprocess};
+
+const RIG: &str = include_str!("../selftest/rig.yaml");
+const LEFT: &[u8] = include_bytes!("../selftest/left.gray");
+const RIGHT: &[u8] = include_bytes!("../selftest/right.gray");
+
+/// What the self-test measured.
+#[derive(Debug, Clone)]
+pub struct SelfTest {
+    /// Where the rig came from.
+    pub rig: String,
+    /// Image size.
+    pub size: (usize, usize),
+    /// Fraction of pixels with a valid disparity.
+    pub density: f64,
+    /// Median valid depth (m).
+    pub median_depth: f64,
+    /// Stereo matching time (ms).
+    pub stereo_ms: f64,
+    /// Mono inference time (ms).
+    pub mono_ms: f64,
+    /// Columns of the mono scan.
+    pub mono_columns: usize,
+    /// Target triple of this build.
+    pub target: &'static str,
+}
+
+impl std::fmt::Display for SelfTest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "selftest ({}) OK: rig {} {}x{}; stereo {:.1} ms, {:.0} % valid, median depth {:.2} m; mono inference {:.2} ms, {} columns",
+            self.target,
+            self.rig,
+            self.size.0,
+            self.size.1,
+            self.stereo_ms,
+            self.density * 100.0,
+            self.median_depth,
+            self.mono_ms,
+            self.mono_columns
+        )
+    }
+}
+
+/// Runs the self-test with the bundled rig, or the rig file `rig`.
+pub fn run(cfg: &FlyConfig, rig_file: Option<&std::path::Path>) -> Result<SelfTest> {
+    let (rig, origin) = match rig_file {
+        Some(p) => (
+            calib::Rig::load_opencv(p)
+                .with_context(|| format!("cannot load the rig file {}", p.display()))?,
+            p.display().to_string(),
+        ),
+        None => (
+            calib::Rig::from_opencv_yaml(RIG, "bundled rig")?,
+            "bundled".to_string(),
+        ),
+    };
+    let (w, h) = (160usize, 120usize);
+    if (rig.width, rig.height) != (w, h) {
+        bail!(
+            "rig {origin} is {}x{}, the bundled pair {w}x{h}",
+            rig.width,
+            rig.height
+        );
+    }
+    let baseline = rig.t.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let mut matcher = stereo::Sgm::new(cfg.stereo)?;
+    let t0 = Instant::now();
+    let disp = matcher.match_pair(
+        &stereo::GrayImage::new(w, h, LEFT.to_vec(), "left")?,
+        &stereo::GrayImage::new(w, h, RIGHT.to_vec(), "right")?,
+    )?;
+    let stereo_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let depth = disp.depth(rig.left.fx, baseline);
+    let mut valid: Vec<f32> = depth
+        .iter()
+        .copied()
+        .filter(|z| z.is_finite() && *z > 0.0)
+        .collect();
+    valid.sort_by(f32::total_cmp);
+    let density = valid.len() as f64 / (w * h) as f64;
+    let median_depth = valid.get(valid.len() / 2).copied().unwrap_or(f32::NAN) as f64;
+    let dev = crate::device::device(cfg.backend)?;
+    let net = MonoNet::seeded(&cfg.mono, &dev, cfg.learner.seed)?;
+    let input = preprocess(LEFT, w, h, &cfg.mono)?;
+    let t1 = Instant::now();
+    let est = infer(&net, &input, &cfg.mono, &dev)?;
+    let mono_ms = t1.elapsed().as_secs_f64() * 1e3;
+    // The twin's default room spans 1.9-19 m: a working matcher sees most of it.
+    if !(density > 0.3 && (1.0..20.0).contains(&median_depth)) {
+        bail!(
+            "stereo on the bundled pair looks wrong: {:.0} % valid, median depth {median_depth:.2} m",
+            density * 100.0
+        );
+    }
+    if est.scan.len() != cfg.mono.columns || est.scan.iter().any(|v| !v.is_finite()) {
+        bail!("mono inference returned a bad scan: {:?}", est.scan);
+    }
+    Ok(SelfTest {
+        rig: origin,
+        size: (w, h),
+        density,
+        median_depth,
+        stereo_ms,
+        mono_ms,
+        mono_columns: est.scan.len(),
+        target: if cfg!(target_arch = "aarch64") {
+            "aarch64"
+        } else if cfg!(target_arch = "x86_64") {
+            "x86_64"
+        } else {
+            "other"
+        },
+    })
+}
