@@ -186,23 +186,7 @@ pub fn run(cfg: &FlyConfig, b: &BudgetConfig, stop: &AtomicBool) -> Result<Budge
             .context("no stereo frame from the twin")?;
         let (w, h) = (pair.width, pair.height);
         let t0 = Instant::now();
-        let disp = matcher.match_pair(
-            &stereo::GrayImage::new(w, h, pair.left.clone(), "left")?,
-            &stereo::GrayImage::new(w, h, pair.right.clone(), "right")?,
-        )?;
-        let sgm = stereo::features::depth_scan(
-            &disp,
-            rig.intrinsics.fx,
-            rig.baseline,
-            cfg.mono.columns,
-            cfg.mono.band,
-            cfg.mono.max_depth,
-        );
-        let scan: Vec<f32> = sgm
-            .depth
-            .iter()
-            .map(|z| z.clamp(cfg.mono.min_depth, cfg.mono.max_depth))
-            .collect();
+        let (disp, scan, valid) = crate::fly::stereo_cue(&mut matcher, pair, &rig, &cfg.mono)?;
         st.push(t0.elapsed().as_secs_f64() * 1e3);
         let t1 = Instant::now();
         let input = preprocess(&pair.left, w, h, &cfg.mono)?;
@@ -234,7 +218,7 @@ pub fn run(cfg: &FlyConfig, b: &BudgetConfig, stop: &AtomicBool) -> Result<Budge
         let _ = learner.offer(Sample {
             image: input,
             scan,
-            valid: sgm.valid,
+            valid,
             map,
             map_valid,
             weight: 1.0,

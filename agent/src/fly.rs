@@ -408,24 +408,7 @@ pub fn fly_arm(
             .context("environment returned no stereo frame")?;
         // The stereo cue: semi-global matching on the pair, as on the robot.
         let (w, h) = (stereo.width, stereo.height);
-        let disp = matcher.match_pair(
-            &stereo::GrayImage::new(w, h, stereo.left.clone(), "left")?,
-            &stereo::GrayImage::new(w, h, stereo.right.clone(), "right")?,
-        )?;
-        let sgm_scan = stereo::features::depth_scan(
-            &disp,
-            rig.intrinsics.fx,
-            rig.baseline,
-            cfg.mono.columns,
-            cfg.mono.band,
-            cfg.mono.max_depth,
-        );
-        let scan: Vec<f32> = sgm_scan
-            .depth
-            .iter()
-            .map(|z| z.clamp(cfg.mono.min_depth, cfg.mono.max_depth))
-            .collect();
-        let valid = sgm_scan.valid;
+        let (disp, scan, valid) = stereo_cue(&mut matcher, stereo, &rig, &cfg.mono)?;
         let stereo_depth = disp.depth(rig.intrinsics.fx, rig.baseline);
         // How good the stereo cue is, against the twin's exact depth.
         let (truth, _) = depth_scan(&stereo.depth, w, h, &cfg.mono)?;
@@ -672,6 +655,35 @@ pub fn save_checkpoint(net: &MonoNet, path: &Path) -> Result<()> {
     net.valid()
         .save_file(path)
         .map_err(|e| anyhow::anyhow!("cannot save checkpoint {}: {e:?}", path.display()))
+}
+
+/// The stereo cue of a pair: the disparity map, and the per-column scan the
+/// controller and the learner use (clamped to the mono range) with its validity.
+pub fn stereo_cue(
+    matcher: &mut stereo::Sgm,
+    pair: &sim::StereoFrame,
+    rig: &sim::StereoRig,
+    shape: &MonoShape,
+) -> Result<(stereo::Disparity, Vec<f32>, Vec<bool>)> {
+    let (w, h) = (pair.width, pair.height);
+    let disp = matcher.match_pair(
+        &stereo::GrayImage::new(w, h, pair.left.clone(), "left")?,
+        &stereo::GrayImage::new(w, h, pair.right.clone(), "right")?,
+    )?;
+    let sgm = stereo::features::depth_scan(
+        &disp,
+        rig.intrinsics.fx,
+        rig.baseline,
+        shape.columns,
+        shape.band,
+        shape.max_depth,
+    );
+    let scan = sgm
+        .depth
+        .iter()
+        .map(|z| z.clamp(shape.min_depth, shape.max_depth))
+        .collect();
+    Ok((disp, scan, sgm.valid))
 }
 
 /// Where `agent fly` reads and writes.
