@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
-# Installs what the tests need besides cargo, then returns; the README's test
-# command runs it before `cargo test`. Safe to run again (skips what is there).
+# Installs and builds what the tests need besides `cargo test`'s own build; the
+# README's test command runs it first. Safe to run again (skips what is there).
 #   - rerun's CLI (verifies the .rrd files the agent writes)
-#   - the thumbv7em-none-eabihf Rust target (the flight-controller firmware)
-#   - qemu-system-arm (runs that firmware; apt-get, with sudo when not root)
+#   - Rust targets thumbv7em-none-eabihf (the flight-controller firmware) and
+#     aarch64-unknown-linux-gnu (Jetson-class boards)
+#   - system packages (apt-get, with sudo when not root): qemu-system-arm (runs the
+#     firmware), gcc-aarch64-linux-gnu (the aarch64 linker) and qemu-user (runs the
+#     aarch64 agent's self-test)
+#   - the aarch64 build of the agent (tests/tests/aarch64.rs runs its self-test)
 set -euo pipefail
+cd "$(dirname "$0")/.."
 python3 -m pip install --quiet rerun-sdk==0.36.3
-if ! rustup target list --installed | grep -qx thumbv7em-none-eabihf; then
-    rustup target add thumbv7em-none-eabihf
-fi
-if ! command -v qemu-system-arm >/dev/null; then
+for t in thumbv7em-none-eabihf aarch64-unknown-linux-gnu; do
+    if ! rustup target list --installed | grep -qx "$t"; then
+        rustup target add "$t"
+    fi
+done
+missing=()
+command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
+command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
+command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
+if [ ${#missing[@]} -gt 0 ]; then
     SUDO=""
     if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
     $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq qemu-system-arm
+    $SUDO apt-get install -y -qq "${missing[@]}"
 fi
+# .cargo/config.toml names the linker; C parts of dependencies use aarch64-linux-gnu-gcc.
+cargo build --release -p agent --target aarch64-unknown-linux-gnu

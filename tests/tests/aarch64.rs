@@ -1,0 +1,46 @@
+//! The agent cross-built for aarch64 (Jetson-class boards) runs its self-test
+//! under qemu-aarch64: it loads a rig file, runs stereo on the bundled pair and
+//! one mono inference, and prints the figures. `tests/prepare.sh` (the README's
+//! test command) builds it.
+
+use std::process::Command;
+
+#[test]
+fn the_aarch64_agent_passes_its_self_test_under_qemu() {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("<target>/<profile>/deps/<test>");
+    let bin = target.join("aarch64-unknown-linux-gnu/release/agent");
+    assert!(
+        bin.is_file(),
+        "{} not built: run tests/prepare.sh (it cross-builds the agent)",
+        bin.display()
+    );
+    // An AArch64 ELF (e_machine 0xB7), not a host binary under another name.
+    let head = std::fs::read(&bin).unwrap();
+    assert_eq!(&head[..4], b"\x7fELF");
+    assert_eq!(
+        u16::from_le_bytes([head[18], head[19]]),
+        0xB7,
+        "not an AArch64 executable"
+    );
+    let out = Command::new("qemu-aarch64")
+        .args(["-L", "/usr/aarch64-linux-gnu"])
+        .arg(&bin)
+        .arg("selftest")
+        .output()
+        .expect("qemu-aarch64 runs (apt-get install qemu-user; tests/prepare.sh does)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{}", stdout.trim());
+    assert!(
+        stdout.contains("selftest (aarch64) OK: rig bundled 160x120"),
+        "{stdout}"
+    );
+}
