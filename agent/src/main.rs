@@ -153,14 +153,9 @@ struct BudgetArgs {
     config: Option<PathBuf>,
 }
 
+/// Where a command joins the bus.
 #[derive(clap::Args)]
-struct RecordArgs {
-    /// Output file (MCAP).
-    #[arg(long, default_value = "out/record.mcap")]
-    out: PathBuf,
-    /// Topics to record (suffixes, comma-separated); default: all.
-    #[arg(long, value_delimiter = ',')]
-    topics: Vec<String>,
+struct BusArgs {
     /// Robot name: the topics live under it.
     #[arg(long, default_value = "robot")]
     robot: String,
@@ -170,6 +165,27 @@ struct RecordArgs {
     /// zenoh endpoints to connect to.
     #[arg(long)]
     connect: Vec<String>,
+}
+
+impl BusArgs {
+    fn open(&self) -> Result<bus::Session> {
+        Ok(bus::open(&bus::BusConfig {
+            listen: self.listen.clone(),
+            connect: self.connect.clone(),
+        })?)
+    }
+}
+
+#[derive(clap::Args)]
+struct RecordArgs {
+    /// Output file (MCAP).
+    #[arg(long, default_value = "out/record.mcap")]
+    out: PathBuf,
+    /// Topics to record (suffixes, comma-separated); default: all.
+    #[arg(long, value_delimiter = ',')]
+    topics: Vec<String>,
+    #[command(flatten)]
+    bus: BusArgs,
     /// Stop after this many seconds (default: until Ctrl-C / SIGTERM).
     #[arg(long)]
     seconds: Option<f64>,
@@ -182,15 +198,8 @@ struct ReplayArgs {
     /// Topics to play (suffixes, comma-separated); default: all in the file.
     #[arg(long, value_delimiter = ',')]
     topics: Vec<String>,
-    /// Robot name to publish under (may differ from the recorded one).
-    #[arg(long, default_value = "robot")]
-    robot: String,
-    /// zenoh endpoints to listen on.
-    #[arg(long)]
-    listen: Vec<String>,
-    /// zenoh endpoints to connect to.
-    #[arg(long)]
-    connect: Vec<String>,
+    #[command(flatten)]
+    bus: BusArgs,
     /// Speed factor over the recorded rate.
     #[arg(long, default_value_t = 1.0)]
     rate: f64,
@@ -482,19 +491,16 @@ fn main() -> Result<()> {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
             }
-            let session = bus::open(&bus::BusConfig {
-                listen: a.listen,
-                connect: a.connect,
-            })?;
+            let session = a.bus.open()?;
             println!(
                 "recording {} topics of `{}` to {}",
                 topics.len(),
-                a.robot,
+                a.bus.robot,
                 a.out.display()
             );
             let s = bus::log::record(
                 &session,
-                &a.robot,
+                &a.bus.robot,
                 &topics,
                 &a.out,
                 a.seconds.map(Duration::from_secs_f64),
@@ -519,10 +525,7 @@ fn main() -> Result<()> {
             if !(a.rate.is_finite() && a.rate > 0.0) {
                 anyhow::bail!("--rate must be positive, got {}", a.rate);
             }
-            let session = bus::open(&bus::BusConfig {
-                listen: a.listen,
-                connect: a.connect,
-            })?;
+            let session = a.bus.open()?;
             std::thread::sleep(Duration::from_secs_f64(a.wait.clamp(0.0, 60.0)));
             let pace = if a.fast {
                 bus::log::Pace::AsFastAsPossible
@@ -530,7 +533,7 @@ fn main() -> Result<()> {
                 bus::log::Pace::Rate(a.rate)
             };
             let t0 = std::time::Instant::now();
-            let s = bus::log::replay(&session, &a.robot, &a.file, &topics, pace, &stop)?;
+            let s = bus::log::replay(&session, &a.bus.robot, &a.file, &topics, pace, &stop)?;
             println!(
                 "replayed {} messages from {} in {:.2} s: {:?}",
                 s.messages(),

@@ -25,16 +25,21 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 /// The `rerun` command-line tool (from `pip install rerun-sdk==0.36.3`, which
 /// the README's test command installs), for verifying .rrd files.
 pub fn rerun_cli() -> Command {
-    let ok = Command::new("rerun")
+    require_tool(
+        "rerun",
+        "install it with `pip install rerun-sdk==0.36.3` (the README's test command does)",
+    );
+    Command::new("rerun")
+}
+
+/// Fails the test, saying how to install it, if `program --version` does not run.
+fn require_tool(program: &str, install: &str) {
+    let ok = Command::new(program)
         .arg("--version")
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(
-        ok,
-        "the `rerun` CLI is missing: install it with `pip install rerun-sdk==0.36.3` (the README's test command does)"
-    );
-    Command::new("rerun")
+    assert!(ok, "`{program}` is missing: {install}");
 }
 
 /// A fresh temporary folder for one test.
@@ -101,14 +106,9 @@ pub fn firmware_image() -> PathBuf {
 
 /// Fails the test with the install command if `qemu-system-arm` is missing.
 pub fn require_qemu() {
-    let ok = Command::new("qemu-system-arm")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "qemu-system-arm is missing: `apt-get install -y qemu-system-arm` (tests/prepare.sh, run by the README's test command, does)"
+    require_tool(
+        "qemu-system-arm",
+        "`apt-get install -y qemu-system-arm` (tests/prepare.sh, run by the README's test command, does)",
     );
 }
 
