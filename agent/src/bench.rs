@@ -88,7 +88,7 @@ fn cpu_seconds() -> Option<f64> {
 
 /// Hold the calling thread (and threads it starts) to one CPU; returns the previous mask.
 #[cfg(target_os = "linux")]
-fn pin_to_one_cpu() -> Option<libc::cpu_set_t> {
+pub(crate) fn pin_to_one_cpu() -> Option<libc::cpu_set_t> {
     // SAFETY: cpu_set_t is plain data; sched_{get,set}affinity read/write exactly
     // one cpu_set_t of the size passed, for the calling thread (pid 0).
     unsafe {
@@ -105,7 +105,7 @@ fn pin_to_one_cpu() -> Option<libc::cpu_set_t> {
 }
 
 #[cfg(target_os = "linux")]
-fn restore_cpus(old: libc::cpu_set_t) {
+pub(crate) fn restore_cpus(old: libc::cpu_set_t) {
     // SAFETY: as in `pin_to_one_cpu`.
     unsafe {
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &old);

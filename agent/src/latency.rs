@@ -168,7 +168,7 @@ pub fn run(
                 let (s, r, c, st) = (session.clone(), robot.clone(), cfg.clone(), stop.clone());
                 threads.push(std::thread::spawn(move || match kind {
                     NodeKind::Stereo => stereo_node(&s, &r, &c, &st),
-                    _ => policy_node(&s, &r, &c, &st),
+                    _ => policy_node(&s, &r, &c, None, &st),
                 }));
             }
             Children(Vec::new())

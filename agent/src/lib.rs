@@ -12,5 +12,7 @@ pub mod learner;
 pub mod mono;
 pub mod nodes;
 pub mod persist;
+pub mod rlbench;
 pub mod selftest;
 pub mod telemetry;
+pub mod train;

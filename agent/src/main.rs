@@ -53,6 +53,16 @@ enum Cmd {
     Record(RecordArgs),
     /// Play an MCAP recording back onto the bus, at the recorded rate or as fast as possible.
     Replay(ReplayArgs),
+    /// Reinforcement learning over the twin's contexts with a curriculum (SPaCE,
+    /// round-robin, random): several seeds each, held-out evaluation, CSV + rerun
+    /// metrics, checkpoints; prints the steps each needs to reach round-robin's final return.
+    Train(TrainArgs),
+    /// Train our DQN (CartPole) and SAC (Pendulum) on one CPU for a fixed number of
+    /// steps next to Stable-Baselines3 with the same settings; prints steps/s and the ratio.
+    RlBench(RlBenchArgs),
+    /// Train DQN on CartPole or SAC on Pendulum over several seeds until solved
+    /// (CartPole: mean greedy return >= 475 over 100 episodes; Pendulum: >= -200).
+    RlValidate(RlValidateArgs),
     /// Latency from a stereo pair published to the setpoint received back,
     /// through the stereo and policy nodes over zenoh.
     Latency(LatencyArgs),
@@ -94,6 +104,10 @@ struct NodeArgs {
     /// learner node: seconds between saves of the weights.
     #[arg(long, default_value_t = 10.0)]
     save_every: f64,
+    /// policy node: fly a network trained by `agent train` (its policy.bpk, with
+    /// policy.toml beside it) instead of the reactive avoider.
+    #[arg(long)]
+    policy_net: Option<PathBuf>,
     /// telemetry node: where rerun data goes (save, connect, spawn, off).
     #[arg(long, value_enum, default_value = "save")]
     rerun: RerunMode,
@@ -151,6 +165,111 @@ struct BudgetArgs {
     /// Settings file (see launch/fly.toml).
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Instance file: task, training and held-out test instances (see agent/rl/instances/).
+    #[arg(long, default_value = "agent/rl/instances/twin_avoid.toml")]
+    instances: PathBuf,
+    /// Curricula to compare, comma-separated: space, round-robin, random.
+    #[arg(long, value_delimiter = ',', default_value = "space,round-robin")]
+    curriculum: Vec<String>,
+    /// Environment steps per run (evaluation steps are not counted).
+    #[arg(long, default_value_t = 60_000)]
+    steps: u64,
+    /// Seeds per curriculum.
+    #[arg(long, default_value_t = 5)]
+    seeds: u64,
+    /// First seed.
+    #[arg(long, default_value_t = 0)]
+    seed_base: u64,
+    /// Training settings (TOML: [dqn], [sac], [space], eval_every, ...).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Evaluate the held-out instances every this many steps (overrides the config).
+    #[arg(long)]
+    eval_every: Option<u64>,
+    /// Output folder: <curriculum>/seed<k>/{metrics.csv, checkpoint/, policy.bpk}, summary.{csv,txt}.
+    #[arg(long, default_value = "out/train")]
+    out: PathBuf,
+    /// Runs trained at once (default: the CPU count).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Continue each run from its checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Target test return for "steps to target" (default: round-robin's final return).
+    #[arg(long)]
+    target: Option<f64>,
+    /// Metrics to rerun: save to --rerun-save, connect to a viewer, spawn one, or off.
+    #[arg(long, value_enum, default_value = "save")]
+    rerun: RerunMode,
+    /// Telemetry file (.rrd) when --rerun save.
+    #[arg(long, default_value = "out/train.rrd")]
+    rerun_save: PathBuf,
+    /// Viewer address when --rerun connect.
+    #[arg(long, default_value = "rerun+http://127.0.0.1:9876/proxy")]
+    rerun_url: String,
+    /// Compute backend of the networks.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: Backend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ClassicTask {
+    Cartpole,
+    Pendulum,
+    All,
+}
+
+impl ClassicTask {
+    fn tasks(self) -> Vec<rl::validate::Classic> {
+        use rl::validate::Classic;
+        match self {
+            ClassicTask::Cartpole => vec![Classic::CartPole],
+            ClassicTask::Pendulum => vec![Classic::Pendulum],
+            ClassicTask::All => vec![Classic::CartPole, Classic::Pendulum],
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct RlBenchArgs {
+    /// Which learner/task.
+    #[arg(long, value_enum, default_value = "all")]
+    task: ClassicTask,
+    /// Steps of DQN on CartPole.
+    #[arg(long, default_value_t = 50_000)]
+    dqn_steps: u64,
+    /// Steps of SAC on Pendulum.
+    #[arg(long, default_value_t = 20_000)]
+    sac_steps: u64,
+    /// Skip the Stable-Baselines3 peer.
+    #[arg(long)]
+    no_peer: bool,
+    /// Python with torch and stable-baselines3 for the peer.
+    #[arg(long, default_value = "/usr/bin/python3")]
+    python: PathBuf,
+    /// The peer script.
+    #[arg(long, default_value = "agent/rl/bench/sb3_peer.py")]
+    peer_script: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct RlValidateArgs {
+    /// Which learner/task.
+    #[arg(long, value_enum, default_value = "cartpole")]
+    task: ClassicTask,
+    /// Seeds (0, 1, ...).
+    #[arg(long, default_value_t = 5)]
+    seeds: u64,
+    /// Step budget per seed (default: 100000 for CartPole, 20000 for Pendulum).
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Seeds trained at once.
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
 }
 
 /// Where a command joins the bus.
@@ -402,6 +521,7 @@ fn main() -> Result<()> {
                 mavlink: a.mavlink,
                 baud: a.baud,
                 arm: a.arm,
+                policy_net: a.policy_net,
             };
             if let [one] = a.kind.as_slice() {
                 return agent::nodes::run(*one, &session, &a.robot, &cfg, &fc, &stop);
@@ -461,6 +581,9 @@ fn main() -> Result<()> {
             println!("{r}");
             Ok(())
         }
+        Cmd::Train(a) => train(a, stop),
+        Cmd::RlBench(a) => rl_bench(a),
+        Cmd::RlValidate(a) => rl_validate(a),
         Cmd::Budget(a) => {
             let cfg = match &a.config {
                 Some(p) => FlyConfig::load(p)?,
@@ -674,6 +797,138 @@ fn persist(a: PersistArgs, stop: Arc<AtomicBool>) -> Result<()> {
     println!("persistent arm's network: {}", a.checkpoint.display());
     if a.check_goals && missed > 0 {
         std::process::exit(2);
+    }
+    Ok(())
+}
+
+fn train(a: TrainArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let mut config = match &a.config {
+        Some(p) => rl::train::TrainConfig::load(p)?,
+        None => rl::train::TrainConfig::default(),
+    };
+    if let Some(e) = a.eval_every {
+        anyhow::ensure!(e > 0, "--eval-every must be at least 1");
+        config.eval_every = e;
+    }
+    anyhow::ensure!(
+        a.steps > 0 && a.seeds > 0,
+        "--steps and --seeds must be at least 1"
+    );
+    let curricula = a
+        .curriculum
+        .iter()
+        .map(|c| {
+            rl::curriculum::CurriculumKind::parse(c).with_context(|| {
+                format!("unknown curriculum `{c}`; use space, round-robin or random")
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let jobs = a.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let sink = match a.rerun {
+        RerunMode::Save => Sink::Save(a.rerun_save.clone()),
+        RerunMode::Connect => Sink::Connect(a.rerun_url.clone()),
+        RerunMode::Spawn => Sink::Spawn,
+        RerunMode::Off => Sink::Off,
+    };
+    let exp = agent::train::Experiment {
+        instances: a.instances,
+        curricula,
+        steps: a.steps,
+        seeds: a.seeds,
+        seed_base: a.seed_base,
+        config,
+        out: a.out.clone(),
+        jobs,
+        resume: a.resume,
+        target: a.target,
+        sink: sink.clone(),
+        device: agent::device::device(a.backend)?,
+    };
+    let summary = agent::train::run(&exp, &stop)?;
+    print!("{}", summary.table());
+    println!(
+        "per-run metrics and checkpoints under {}; summary in {}",
+        a.out.display(),
+        a.out.join("summary.txt").display()
+    );
+    if sink != Sink::Off {
+        println!("telemetry: {}", sink.describe());
+    }
+    Ok(())
+}
+
+fn rl_bench(a: RlBenchArgs) -> Result<()> {
+    let device = agent::device::device(Backend::Cpu)?;
+    for task in a.task.tasks() {
+        let steps = match task {
+            rl::validate::Classic::CartPole => a.dqn_steps,
+            rl::validate::Classic::Pendulum => a.sac_steps,
+        };
+        eprintln!(
+            "training ours: {} for {steps} steps on one CPU ...",
+            task.name()
+        );
+        let ours = agent::rlbench::time_ours(task, steps, &device)?;
+        let (peer, peer_note) = if a.no_peer {
+            (None, Some("--no-peer".to_string()))
+        } else {
+            eprintln!(
+                "training Stable-Baselines3: {} for {steps} steps on one CPU ...",
+                task.name()
+            );
+            match agent::rlbench::time_peer(&a.python, &a.peer_script, task, steps) {
+                Ok(p) => (Some(p), None),
+                Err(e) => (None, Some(e)),
+            }
+        };
+        let line = agent::rlbench::BenchLine {
+            task,
+            steps,
+            ours: ours.steps_per_second(),
+            peer,
+            peer_note,
+        };
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn rl_validate(a: RlValidateArgs) -> Result<()> {
+    let device = agent::device::device(Backend::Cpu)?;
+    for task in a.task.tasks() {
+        let steps = a.steps.unwrap_or(match task {
+            rl::validate::Classic::CartPole => 100_000,
+            rl::validate::Classic::Pendulum => 20_000,
+        });
+        let reports = agent::rlbench::validate(task, a.seeds, steps, a.jobs, &device)?;
+        let mut solved = 0;
+        for r in &reports {
+            solved += usize::from(r.solved_at.is_some());
+            println!(
+                "{} seed {}: {} (mean greedy return {:.1}, {} updates, {:.0} steps/s)",
+                task.name(),
+                r.seed,
+                r.solved_at
+                    .map_or(format!("NOT solved in {steps} steps"), |s| format!(
+                        "solved at step {s}"
+                    )),
+                r.mean_return,
+                r.updates,
+                r.steps_per_second()
+            );
+        }
+        let need = match task {
+            rl::validate::Classic::CartPole => reports.len().saturating_sub(1).max(1),
+            rl::validate::Classic::Pendulum => reports.len(),
+        };
+        println!(
+            "{}: {solved} of {} seeds solved within {steps} steps  [goal: {need}: {}]",
+            task.name(),
+            reports.len(),
+            if solved >= need { "met" } else { "MISSED" }
+        );
     }
     Ok(())
 }

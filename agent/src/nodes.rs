@@ -80,6 +80,8 @@ pub struct NodeOptions {
     pub baud: u32,
     /// Arm when the first setpoint arrives.
     pub arm: bool,
+    /// `policy`: a network trained by `agent train` to fly instead of the reactive avoider.
+    pub policy_net: Option<std::path::PathBuf>,
 }
 
 /// How long a node waits on its inbox before checking for Ctrl-C.
@@ -104,7 +106,7 @@ pub fn run(
         NodeKind::Fc => fc_node(session, robot, fc, stop),
         NodeKind::Mavlink => mavlink_node(session, robot, fc, stop),
         NodeKind::Stereo => stereo_node(session, robot, cfg, stop),
-        NodeKind::Policy => policy_node(session, robot, cfg, stop),
+        NodeKind::Policy => policy_node(session, robot, cfg, fc.policy_net.as_deref(), stop),
         NodeKind::Camera => camera_node(session, robot, cfg, stop),
     }
 }
@@ -177,6 +179,7 @@ pub fn policy_node(
     session: &Session,
     robot: &str,
     cfg: &FlyConfig,
+    net: Option<&std::path::Path>,
     stop: &AtomicBool,
 ) -> Result<()> {
     let mut scans = Inbox::<DepthScan>::new(session, robot, Topic::DepthStereo, 2)?;
@@ -184,6 +187,18 @@ pub fn policy_node(
     let out = Outbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint)?;
     let mut avoider = Avoider::default();
     let mut altitude = cfg.avoid.altitude;
+    let mut last_state: Option<State> = None;
+    let learned = match net {
+        Some(p) => {
+            let device = crate::device::device(crate::device::Backend::Cpu)?;
+            let policy = rl::policy::OnboardPolicy::load(p, &device)
+                .with_context(|| format!("cannot load the policy network {}", p.display()))?;
+            info!(net = %p.display(), learner = %policy.card().learner, "policy node flies a trained network");
+            Some(policy)
+        }
+        None => None,
+    };
+    let context = cfg.context.to_vector();
     info!(robot, "policy node up");
     while !stop.load(Ordering::Relaxed) {
         let Some((h, scan)) = scans.recv_timeout(POLL)? else {
@@ -191,6 +206,39 @@ pub fn policy_node(
         };
         while let Some((_, s)) = states.recv_timeout(Duration::ZERO)? {
             altitude = s.position[2];
+            last_state = Some(s);
+        }
+        if let Some(policy) = &learned {
+            let (velocity, roll_pitch) = last_state.as_ref().map_or(([0.0; 3], [0.0; 2]), |s| {
+                let [w, x, y, z] = s.attitude;
+                let roll = (2.0 * (w * x + y * z)).atan2(1.0 - 2.0 * (x * x + y * y));
+                let pitch = (2.0 * (w * y - z * x)).clamp(-1.0, 1.0).asin();
+                (s.velocity, [roll as f32, pitch as f32])
+            });
+            let input = rl::policy::PolicyInput {
+                scan: &scan.depth,
+                velocity,
+                // Forward flight: the goal is always ahead, as far as the scan reaches.
+                goal: [10.0, 0.0, 0.0],
+                roll_pitch,
+                context: &context,
+            };
+            match policy.act(&input) {
+                Ok((forward, yaw_rate)) => {
+                    let up = (cfg.avoid.altitude - altitude).clamp(-0.5, 0.5) as f32;
+                    out.send_with(
+                        &h,
+                        &Setpoint {
+                            forward: forward as f32,
+                            left: 0.0,
+                            up,
+                            yaw_rate: yaw_rate as f32,
+                        },
+                    )?;
+                }
+                Err(e) => tracing::warn!("policy network skipped a scan: {e}"),
+            }
+            continue;
         }
         // Columns stereo could not see count as far away.
         let depth: Vec<f32> = scan

@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod camera;
+pub mod classic;
 pub mod context;
 pub mod env;
 pub mod ground;

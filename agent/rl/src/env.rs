@@ -1,0 +1,443 @@
+//! The environments learners train on, behind one interface: a set of instances
+//! (contexts) that an episode can be reset into, and a step function.
+//!
+//! Three families: the contextual cart-pole (discrete) and pendulum (continuous)
+//! used to validate the learners, and the twin's obstacle-avoidance flight
+//! (forward flight through a cluttered room; discrete or continuous actions).
+
+use crate::RlError;
+use sim::classic::{CartPole, CartPoleContext, Pendulum, PendulumContext};
+use sim::{Action, Context, Env, EnvConfig, Task};
+
+/// What a learner may send to an environment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionSpace {
+    /// One of `n` actions.
+    Discrete(usize),
+    /// A vector of `dim` values, each in [−1, 1] (the environment scales them).
+    Continuous(usize),
+}
+
+/// One action.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Act {
+    /// Index of a discrete action.
+    Discrete(usize),
+    /// Continuous action, each component in [−1, 1].
+    Continuous(Vec<f32>),
+}
+
+/// Result of one environment step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// Observation after the step.
+    pub obs: Vec<f32>,
+    /// Reward of the step.
+    pub reward: f32,
+    /// The episode ended by the task's rules (no bootstrapping past it).
+    pub terminated: bool,
+    /// The episode hit its step limit (bootstrapping continues).
+    pub truncated: bool,
+    /// The vehicle collided (twin only).
+    pub collision: bool,
+    /// The task was completed (twin only).
+    pub success: bool,
+}
+
+/// A family of instances with a gym-style interface.
+pub trait Environment: Send {
+    /// Length of an observation vector.
+    fn obs_dim(&self) -> usize;
+    /// The actions the environment takes.
+    fn action_space(&self) -> ActionSpace;
+    /// Number of instances this environment can be reset into.
+    fn instances(&self) -> usize;
+    /// Name of instance `i`.
+    fn instance_name(&self, i: usize) -> String;
+    /// Start an episode in instance `i`; the seed fixes the start state (and the
+    /// twin's obstacle layout).
+    fn reset(&mut self, instance: usize, seed: u64) -> Result<Vec<f32>, RlError>;
+    /// Advance one step.
+    fn step(&mut self, act: &Act) -> Result<Step, RlError>;
+    /// For the twin task: whether the context is observed (the onboard policy
+    /// node needs to know); `None` for tasks that do not fly.
+    fn twin_observe_context(&self) -> Option<bool> {
+        None
+    }
+}
+
+fn with_context(mut obs: Vec<f32>, ctx: &[f32], observe: bool) -> Vec<f32> {
+    if observe {
+        obs.extend_from_slice(ctx);
+    }
+    obs
+}
+
+fn instance_index(i: usize, n: usize) -> Result<usize, RlError> {
+    if i < n {
+        Ok(i)
+    } else {
+        Err(RlError::Instance(format!(
+            "instance {i} does not exist (the set holds {n})"
+        )))
+    }
+}
+
+/// The contextual cart-pole; the normalised context is appended to the
+/// observation when `observe_context` is set.
+pub struct CartPoleEnv {
+    contexts: Vec<CartPoleContext>,
+    observe_context: bool,
+    env: CartPole,
+    current: usize,
+}
+
+impl CartPoleEnv {
+    /// An environment over these instances (at least one).
+    pub fn new(contexts: Vec<CartPoleContext>, observe_context: bool) -> Result<Self, RlError> {
+        let first = contexts
+            .first()
+            .cloned()
+            .ok_or_else(|| RlError::Instance("no cart-pole instance".into()))?;
+        for c in &contexts {
+            c.validate().map_err(|e| RlError::Instance(e.to_string()))?;
+        }
+        let env = CartPole::new(first).map_err(|e| RlError::Instance(e.to_string()))?;
+        Ok(Self {
+            contexts,
+            observe_context,
+            env,
+            current: 0,
+        })
+    }
+}
+
+impl Environment for CartPoleEnv {
+    fn obs_dim(&self) -> usize {
+        4 + if self.observe_context { 5 } else { 0 }
+    }
+    fn action_space(&self) -> ActionSpace {
+        ActionSpace::Discrete(2)
+    }
+    fn instances(&self) -> usize {
+        self.contexts.len()
+    }
+    fn instance_name(&self, i: usize) -> String {
+        self.contexts
+            .get(i)
+            .map(|c| c.name.clone())
+            .unwrap_or_default()
+    }
+    fn reset(&mut self, instance: usize, seed: u64) -> Result<Vec<f32>, RlError> {
+        let i = instance_index(instance, self.contexts.len())?;
+        self.current = i;
+        self.env
+            .set_context(self.contexts[i].clone())
+            .map_err(|e| RlError::Instance(e.to_string()))?;
+        let obs = self.env.reset(seed);
+        Ok(with_context(
+            obs,
+            &self.contexts[i].to_vector(),
+            self.observe_context,
+        ))
+    }
+    fn step(&mut self, act: &Act) -> Result<Step, RlError> {
+        let a = match act {
+            Act::Discrete(a) if *a < 2 => *a,
+            other => {
+                return Err(RlError::Action(format!(
+                    "cart-pole takes 0 or 1, got {other:?}"
+                )));
+            }
+        };
+        let s = self.env.step(a);
+        Ok(Step {
+            obs: with_context(
+                s.obs,
+                &self.contexts[self.current].to_vector(),
+                self.observe_context,
+            ),
+            reward: s.reward as f32,
+            terminated: s.terminated,
+            truncated: s.truncated,
+            collision: false,
+            success: false,
+        })
+    }
+}
+
+/// The contextual pendulum (one continuous action: torque / 2 N·m).
+pub struct PendulumEnv {
+    contexts: Vec<PendulumContext>,
+    observe_context: bool,
+    env: Pendulum,
+    current: usize,
+}
+
+impl PendulumEnv {
+    /// An environment over these instances (at least one).
+    pub fn new(contexts: Vec<PendulumContext>, observe_context: bool) -> Result<Self, RlError> {
+        let first = contexts
+            .first()
+            .cloned()
+            .ok_or_else(|| RlError::Instance("no pendulum instance".into()))?;
+        for c in &contexts {
+            c.validate().map_err(|e| RlError::Instance(e.to_string()))?;
+        }
+        let env = Pendulum::new(first).map_err(|e| RlError::Instance(e.to_string()))?;
+        Ok(Self {
+            contexts,
+            observe_context,
+            env,
+            current: 0,
+        })
+    }
+}
+
+impl Environment for PendulumEnv {
+    fn obs_dim(&self) -> usize {
+        3 + if self.observe_context { 3 } else { 0 }
+    }
+    fn action_space(&self) -> ActionSpace {
+        ActionSpace::Continuous(1)
+    }
+    fn instances(&self) -> usize {
+        self.contexts.len()
+    }
+    fn instance_name(&self, i: usize) -> String {
+        self.contexts
+            .get(i)
+            .map(|c| c.name.clone())
+            .unwrap_or_default()
+    }
+    fn reset(&mut self, instance: usize, seed: u64) -> Result<Vec<f32>, RlError> {
+        let i = instance_index(instance, self.contexts.len())?;
+        self.current = i;
+        self.env
+            .set_context(self.contexts[i].clone())
+            .map_err(|e| RlError::Instance(e.to_string()))?;
+        let obs = self.env.reset(seed);
+        Ok(with_context(
+            obs,
+            &self.contexts[i].to_vector(),
+            self.observe_context,
+        ))
+    }
+    fn step(&mut self, act: &Act) -> Result<Step, RlError> {
+        let u = match act {
+            Act::Continuous(v) if v.len() == 1 && v[0].is_finite() => v[0].clamp(-1.0, 1.0),
+            other => {
+                return Err(RlError::Action(format!(
+                    "pendulum takes one finite value in [-1, 1], got {other:?}"
+                )));
+            }
+        };
+        let s = self
+            .env
+            .step(f64::from(u) * sim::classic::PENDULUM_MAX_TORQUE);
+        Ok(Step {
+            obs: with_context(
+                s.obs,
+                &self.contexts[self.current].to_vector(),
+                self.observe_context,
+            ),
+            reward: s.reward as f32,
+            terminated: s.terminated,
+            truncated: s.truncated,
+            collision: false,
+            success: false,
+        })
+    }
+}
+
+/// Forward speed (m/s) of the twin task's discrete actions.
+pub const TWIN_SPEED: f64 = 1.5;
+/// Yaw rates (rad/s) of the twin task's discrete actions.
+pub const TWIN_YAW_RATES: [f64; 5] = [-1.5, -0.6, 0.0, 0.6, 1.5];
+
+/// The twin's obstacle-avoidance task: fly down a cluttered room (forward
+/// flight; reward = progress in metres, −10 on a collision, +10 at the far end)
+/// from a 32-beam depth scan, velocity, goal direction and attitude, plus the
+/// context when observed. Discrete actions: constant forward speed and one of
+/// five yaw rates; continuous: forward speed in [0, 2] m/s and yaw rate in ±1.5 rad/s.
+pub struct TwinAvoidEnv {
+    contexts: Vec<Context>,
+    observe_context: bool,
+    continuous: bool,
+    env: Env,
+    scan_range: f32,
+}
+
+impl TwinAvoidEnv {
+    /// An environment over these contexts (at least one); episodes last at most `max_steps` (30 Hz).
+    pub fn new(
+        contexts: Vec<Context>,
+        observe_context: bool,
+        continuous: bool,
+        max_steps: u32,
+    ) -> Result<Self, RlError> {
+        if contexts.is_empty() {
+            return Err(RlError::Instance("no twin context".into()));
+        }
+        for c in &contexts {
+            c.validate().map_err(|e| RlError::Instance(e.to_string()))?;
+        }
+        let config = EnvConfig {
+            task: Task::ForwardFlight,
+            max_steps,
+            ..EnvConfig::default()
+        };
+        let scan_range = config.scan_range as f32;
+        let env = Env::new(config).map_err(|e| RlError::Instance(e.to_string()))?;
+        Ok(Self {
+            contexts,
+            observe_context,
+            continuous,
+            env,
+            scan_range,
+        })
+    }
+
+    fn vector(&self, obs: &sim::Observation) -> Vec<f32> {
+        let mut v = obs.vector(self.scan_range);
+        if !self.observe_context {
+            v.truncate(v.len() - obs.context.len());
+        }
+        v
+    }
+}
+
+impl Environment for TwinAvoidEnv {
+    fn twin_observe_context(&self) -> Option<bool> {
+        Some(self.observe_context)
+    }
+    fn obs_dim(&self) -> usize {
+        let context = if self.observe_context {
+            Context::default().to_vector().len()
+        } else {
+            0
+        };
+        self.env.config().scan_beams + 8 + context
+    }
+    fn action_space(&self) -> ActionSpace {
+        if self.continuous {
+            ActionSpace::Continuous(2)
+        } else {
+            ActionSpace::Discrete(TWIN_YAW_RATES.len())
+        }
+    }
+    fn instances(&self) -> usize {
+        self.contexts.len()
+    }
+    fn instance_name(&self, i: usize) -> String {
+        self.contexts
+            .get(i)
+            .map(|c| c.name.clone())
+            .unwrap_or_default()
+    }
+    fn reset(&mut self, instance: usize, seed: u64) -> Result<Vec<f32>, RlError> {
+        let i = instance_index(instance, self.contexts.len())?;
+        let obs = self
+            .env
+            .reset(&self.contexts[i], seed)
+            .map_err(|e| RlError::Instance(e.to_string()))?;
+        Ok(self.vector(&obs))
+    }
+    fn step(&mut self, act: &Act) -> Result<Step, RlError> {
+        let (forward, yaw_rate) = match act {
+            Act::Discrete(a) if !self.continuous && *a < TWIN_YAW_RATES.len() => {
+                (TWIN_SPEED, TWIN_YAW_RATES[*a])
+            }
+            Act::Continuous(v)
+                if self.continuous && v.len() == 2 && v.iter().all(|x| x.is_finite()) =>
+            {
+                (
+                    f64::from(v[0].clamp(-1.0, 1.0)) + 1.0,
+                    1.5 * f64::from(v[1].clamp(-1.0, 1.0)),
+                )
+            }
+            other => {
+                return Err(RlError::Action(format!(
+                    "the twin task ({}) cannot take {other:?}",
+                    if self.continuous {
+                        "two finite values in [-1, 1]"
+                    } else {
+                        "discrete, 5 actions"
+                    }
+                )));
+            }
+        };
+        let s = self
+            .env
+            .step(&Action::Velocity {
+                forward,
+                left: 0.0,
+                up: 0.0,
+                yaw_rate,
+            })
+            .map_err(|e| RlError::Instance(e.to_string()))?;
+        Ok(Step {
+            obs: self.vector(&s.obs),
+            reward: s.reward as f32,
+            terminated: s.terminated,
+            truncated: s.truncated,
+            collision: s.info.collision,
+            success: s.info.success,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observations_have_the_declared_size_and_bad_actions_are_refused() {
+        let mut envs: Vec<Box<dyn Environment>> = vec![
+            Box::new(CartPoleEnv::new(vec![CartPoleContext::default()], true).unwrap()),
+            Box::new(PendulumEnv::new(vec![PendulumContext::default()], false).unwrap()),
+            Box::new(TwinAvoidEnv::new(vec![Context::default()], true, false, 100).unwrap()),
+            Box::new(TwinAvoidEnv::new(vec![Context::default()], false, true, 100).unwrap()),
+        ];
+        for env in &mut envs {
+            let obs = env.reset(0, 1).unwrap();
+            assert_eq!(obs.len(), env.obs_dim());
+            let good = match env.action_space() {
+                ActionSpace::Discrete(_) => Act::Discrete(0),
+                ActionSpace::Continuous(d) => Act::Continuous(vec![0.0; d]),
+            };
+            assert_eq!(env.step(&good).unwrap().obs.len(), env.obs_dim());
+            let bad = match env.action_space() {
+                ActionSpace::Discrete(n) => Act::Discrete(n),
+                ActionSpace::Continuous(d) => Act::Continuous(vec![f32::NAN; d]),
+            };
+            assert!(matches!(env.step(&bad), Err(RlError::Action(_))));
+            assert!(matches!(env.reset(7, 0), Err(RlError::Instance(_))));
+        }
+    }
+
+    #[test]
+    fn the_twin_rewards_progress_and_punishes_collisions() {
+        let ctx = Context {
+            obstacle_count: 0,
+            ..Context::default()
+        };
+        let mut env = TwinAvoidEnv::new(vec![ctx], true, false, 2000).unwrap();
+        env.reset(0, 3).unwrap();
+        let mut total = 0.0;
+        let mut last = None;
+        for _ in 0..2000 {
+            let s = env.step(&Act::Discrete(2)).unwrap();
+            total += s.reward;
+            if s.terminated || s.truncated {
+                last = Some(s);
+                break;
+            }
+        }
+        let last = last.unwrap();
+        // Straight down an empty room: either the far end (+10) or the wall after a drift.
+        assert!(last.success || last.collision);
+        let bonus = if last.success { 10.0 } else { -10.0 };
+        assert!(total - bonus > 5.0, "progress is rewarded: {total}");
+    }
+}

@@ -1,0 +1,527 @@
+//! Instance files: which task, and the training and held-out test instances
+//! (listed, or drawn from ranges with a seed), checked key by key.
+//!
+//! ```toml
+//! task = "twin"              # cartpole | pendulum | twin
+//! observe_context = true     # append the normalised context to observations
+//! actions = "discrete"       # twin only: discrete | continuous
+//! max_steps = 450            # twin only: episode limit at 30 Hz
+//!
+//! [sample]                   # optional: draw instances from ranges
+//! seed = 0
+//! train = 40
+//! test = 20
+//! [sample.base]              # fields not sampled
+//! room_length = 16.0
+//! [sample.ranges]            # key = [lo, hi], uniform
+//! obstacle_count = [0, 30]
+//!
+//! [[train]]                  # optional: listed instances (after the sampled ones)
+//! name = "empty"
+//! obstacle_count = 0
+//! [[test]]
+//! obstacle_count = 25
+//! ```
+
+use crate::RlError;
+use crate::env::{CartPoleEnv, Environment, PendulumEnv, TwinAvoidEnv};
+use serde::de::DeserializeOwned;
+use sim::classic::{CartPoleContext, PendulumContext};
+use sim::rng::Rng;
+use sim::{Context, ContextSpace};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The task family of an instance file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// Contextual cart-pole (discrete).
+    CartPole,
+    /// Contextual pendulum (continuous).
+    Pendulum,
+    /// The twin's obstacle-avoidance flight.
+    Twin,
+}
+
+/// The instances of one split.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Instances {
+    /// Cart-pole contexts.
+    CartPole(Vec<CartPoleContext>),
+    /// Pendulum contexts.
+    Pendulum(Vec<PendulumContext>),
+    /// Twin contexts.
+    Twin(Vec<Context>),
+}
+
+impl Instances {
+    /// Number of instances.
+    pub fn len(&self) -> usize {
+        match self {
+            Instances::CartPole(v) => v.len(),
+            Instances::Pendulum(v) => v.len(),
+            Instances::Twin(v) => v.len(),
+        }
+    }
+
+    /// No instance.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Instance names, in order.
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Instances::CartPole(v) => v.iter().map(|c| c.name.clone()).collect(),
+            Instances::Pendulum(v) => v.iter().map(|c| c.name.clone()).collect(),
+            Instances::Twin(v) => v.iter().map(|c| c.name.clone()).collect(),
+        }
+    }
+}
+
+/// The `[sample]` block of an instance file.
+struct Sampling {
+    seed: u64,
+    train: usize,
+    test: usize,
+    base: toml::Table,
+    ranges: BTreeMap<String, [f64; 2]>,
+}
+
+/// A parsed and checked instance file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceFile {
+    /// The task family.
+    pub task: TaskKind,
+    /// The context is appended to observations.
+    pub observe_context: bool,
+    /// Twin: continuous actions instead of discrete.
+    pub continuous: bool,
+    /// Twin: steps per episode.
+    pub max_steps: u32,
+    /// Instances trained on (the only ones a curriculum ranks).
+    pub train: Instances,
+    /// Held-out instances, evaluated only.
+    pub test: Instances,
+}
+
+fn err(origin: &str, msg: impl std::fmt::Display) -> RlError {
+    RlError::Config(format!("instance file {origin}: {msg}"))
+}
+
+fn parse_list<T: DeserializeOwned>(
+    v: Option<&toml::Value>,
+    origin: &str,
+    split: &str,
+) -> Result<Vec<T>, RlError> {
+    let Some(v) = v else {
+        return Ok(Vec::new());
+    };
+    let arr = v.as_array().ok_or_else(|| {
+        err(
+            origin,
+            format!("`{split}` must be a list of [[{split}]] tables"),
+        )
+    })?;
+    arr.iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.clone()
+                .try_into()
+                .map_err(|e| err(origin, format!("[[{split}]] #{}: {e}", i + 1)))
+        })
+        .collect()
+}
+
+/// Draw `n` instances of a classic task: `base` with each ranged key uniform in its range.
+fn sample_classic<T: DeserializeOwned>(
+    base: &toml::Table,
+    ranges: &BTreeMap<String, [f64; 2]>,
+    n: usize,
+    rng: &mut Rng,
+    origin: &str,
+) -> Result<Vec<T>, RlError> {
+    for (k, [lo, hi]) in ranges {
+        if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+            return Err(err(
+                origin,
+                format!("range of `{k}` is [{lo}, {hi}]; it must be finite and ordered"),
+            ));
+        }
+    }
+    (0..n)
+        .map(|_| {
+            let mut t = base.clone();
+            for (k, [lo, hi]) in ranges {
+                t.insert(k.clone(), toml::Value::Float(rng.range(*lo, *hi)));
+            }
+            toml::Value::Table(t)
+                .try_into()
+                .map_err(|e| err(origin, format!("[sample]: {e}")))
+        })
+        .collect()
+}
+
+fn name_all<T>(items: &mut [T], prefix: &str, name: impl Fn(&mut T) -> &mut String) {
+    for (i, it) in items.iter_mut().enumerate() {
+        let n = name(it);
+        if n.is_empty() || n == "default" || n.starts_with("ctx") {
+            *n = format!("{prefix}{i:03}");
+        }
+    }
+}
+
+impl InstanceFile {
+    /// Parse and check an instance file's text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, RlError> {
+        let table: toml::Table = text.parse().map_err(|e| err(origin, e))?;
+        const KEYS: [&str; 7] = [
+            "task",
+            "observe_context",
+            "actions",
+            "max_steps",
+            "sample",
+            "train",
+            "test",
+        ];
+        if let Some(k) = table.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(err(
+                origin,
+                format!("unknown key `{k}`; known keys: {}", KEYS.join(", ")),
+            ));
+        }
+        let task = match table.get("task").and_then(|v| v.as_str()) {
+            Some("cartpole") => TaskKind::CartPole,
+            Some("pendulum") => TaskKind::Pendulum,
+            Some("twin") => TaskKind::Twin,
+            other => {
+                return Err(err(
+                    origin,
+                    format!(
+                        "`task` is {other:?}; it must be \"cartpole\", \"pendulum\" or \"twin\""
+                    ),
+                ));
+            }
+        };
+        let observe_context = match table.get("observe_context") {
+            None => true,
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| err(origin, "`observe_context` must be true or false"))?,
+        };
+        let continuous = match table.get("actions").map(|v| v.as_str()) {
+            None | Some(Some("discrete")) => false,
+            Some(Some("continuous")) => true,
+            Some(_) => {
+                return Err(err(
+                    origin,
+                    "`actions` must be \"discrete\" or \"continuous\"",
+                ));
+            }
+        };
+        if task != TaskKind::Twin && table.contains_key("actions") {
+            return Err(err(origin, "`actions` applies to the twin task only"));
+        }
+        let max_steps = match table.get("max_steps") {
+            None => 450,
+            Some(v) => match v.as_integer() {
+                Some(n) if (10..=100_000).contains(&n) => n as u32,
+                _ => {
+                    return Err(err(
+                        origin,
+                        "`max_steps` must be an integer in [10, 100000]",
+                    ));
+                }
+            },
+        };
+
+        // Optional sampling block.
+        let mut sampled: Option<Sampling> = None;
+        if let Some(s) = table.get("sample") {
+            let s = s
+                .as_table()
+                .ok_or_else(|| err(origin, "`sample` must be a table"))?;
+            if let Some(k) = s
+                .keys()
+                .find(|k| !["seed", "train", "test", "base", "ranges"].contains(&k.as_str()))
+            {
+                return Err(err(
+                    origin,
+                    format!("unknown key `sample.{k}`; known: seed, train, test, base, ranges"),
+                ));
+            }
+            let count = |k: &str| -> Result<usize, RlError> {
+                match s.get(k).map(|v| v.as_integer()) {
+                    None => Ok(0),
+                    Some(Some(n)) if (0..=100_000).contains(&n) => Ok(n as usize),
+                    _ => Err(err(
+                        origin,
+                        format!("`sample.{k}` must be a count in [0, 100000]"),
+                    )),
+                }
+            };
+            let seed = match s.get("seed").map(|v| v.as_integer()) {
+                None => 0,
+                Some(Some(n)) if n >= 0 => n as u64,
+                _ => return Err(err(origin, "`sample.seed` must be a non-negative integer")),
+            };
+            let base = match s.get("base") {
+                None => toml::Table::new(),
+                Some(v) => v
+                    .as_table()
+                    .cloned()
+                    .ok_or_else(|| err(origin, "`sample.base` must be a table"))?,
+            };
+            let ranges: BTreeMap<String, [f64; 2]> = match s.get("ranges") {
+                None => BTreeMap::new(),
+                Some(v) => v.clone().try_into().map_err(|e| {
+                    err(
+                        origin,
+                        format!("`sample.ranges`: {e} (each must be [lo, hi])"),
+                    )
+                })?,
+            };
+            sampled = Some(Sampling {
+                seed,
+                train: count("train")?,
+                test: count("test")?,
+                base,
+                ranges,
+            });
+        }
+
+        let (train, test) = match task {
+            TaskKind::CartPole => {
+                let (mut tr, mut te) = (Vec::new(), Vec::new());
+                if let Some(Sampling {
+                    seed,
+                    train: ntr,
+                    test: nte,
+                    base,
+                    ranges,
+                }) = &sampled
+                {
+                    let mut rng = Rng::new(*seed);
+                    tr = sample_classic::<CartPoleContext>(base, ranges, *ntr, &mut rng, origin)?;
+                    te = sample_classic::<CartPoleContext>(base, ranges, *nte, &mut rng, origin)?;
+                }
+                tr.extend(parse_list::<CartPoleContext>(
+                    table.get("train"),
+                    origin,
+                    "train",
+                )?);
+                te.extend(parse_list::<CartPoleContext>(
+                    table.get("test"),
+                    origin,
+                    "test",
+                )?);
+                for c in tr.iter().chain(&te) {
+                    c.validate().map_err(|e| err(origin, e))?;
+                }
+                name_all(&mut tr, "train", |c| &mut c.name);
+                name_all(&mut te, "test", |c| &mut c.name);
+                (Instances::CartPole(tr), Instances::CartPole(te))
+            }
+            TaskKind::Pendulum => {
+                let (mut tr, mut te) = (Vec::new(), Vec::new());
+                if let Some(Sampling {
+                    seed,
+                    train: ntr,
+                    test: nte,
+                    base,
+                    ranges,
+                }) = &sampled
+                {
+                    let mut rng = Rng::new(*seed);
+                    tr = sample_classic::<PendulumContext>(base, ranges, *ntr, &mut rng, origin)?;
+                    te = sample_classic::<PendulumContext>(base, ranges, *nte, &mut rng, origin)?;
+                }
+                tr.extend(parse_list::<PendulumContext>(
+                    table.get("train"),
+                    origin,
+                    "train",
+                )?);
+                te.extend(parse_list::<PendulumContext>(
+                    table.get("test"),
+                    origin,
+                    "test",
+                )?);
+                for c in tr.iter().chain(&te) {
+                    c.validate().map_err(|e| err(origin, e))?;
+                }
+                name_all(&mut tr, "train", |c| &mut c.name);
+                name_all(&mut te, "test", |c| &mut c.name);
+                (Instances::Pendulum(tr), Instances::Pendulum(te))
+            }
+            TaskKind::Twin => {
+                let (mut tr, mut te) = (Vec::new(), Vec::new());
+                if let Some(Sampling {
+                    seed,
+                    train: ntr,
+                    test: nte,
+                    base,
+                    ranges,
+                }) = &sampled
+                {
+                    let base: Context = toml::Value::Table(base.clone())
+                        .try_into()
+                        .map_err(|e| err(origin, format!("`sample.base`: {e}")))?;
+                    let space = ContextSpace {
+                        base,
+                        ranges: ranges.clone(),
+                    };
+                    let mut all = space
+                        .sample(ntr + nte, *seed)
+                        .map_err(|e| err(origin, e))?
+                        .instance;
+                    te = all.split_off(*ntr);
+                    tr = all;
+                }
+                tr.extend(parse_list::<Context>(table.get("train"), origin, "train")?);
+                te.extend(parse_list::<Context>(table.get("test"), origin, "test")?);
+                for c in tr.iter().chain(&te) {
+                    c.validate().map_err(|e| err(origin, e))?;
+                }
+                name_all(&mut tr, "train", |c| &mut c.name);
+                name_all(&mut te, "test", |c| &mut c.name);
+                (Instances::Twin(tr), Instances::Twin(te))
+            }
+        };
+        if train.is_empty() {
+            return Err(err(
+                origin,
+                "no training instance (give [[train]] tables or `sample.train`)",
+            ));
+        }
+        if test.is_empty() {
+            return Err(err(
+                origin,
+                "no held-out test instance (give [[test]] tables or `sample.test`)",
+            ));
+        }
+        Ok(Self {
+            task,
+            observe_context,
+            continuous,
+            max_steps,
+            train,
+            test,
+        })
+    }
+
+    /// Read and check an instance file.
+    pub fn load(path: &Path) -> Result<Self, RlError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            RlError::Config(format!("cannot read instance file {}: {e}", path.display()))
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// An environment over one split.
+    pub fn env(&self, split: &Instances) -> Result<Box<dyn Environment>, RlError> {
+        Ok(match split {
+            Instances::CartPole(v) => Box::new(CartPoleEnv::new(v.clone(), self.observe_context)?),
+            Instances::Pendulum(v) => Box::new(PendulumEnv::new(v.clone(), self.observe_context)?),
+            Instances::Twin(v) => Box::new(TwinAvoidEnv::new(
+                v.clone(),
+                self.observe_context,
+                self.continuous,
+                self.max_steps,
+            )?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_and_sampled_instances_parse_and_split() {
+        let f = InstanceFile::parse(
+            r#"
+task = "cartpole"
+[sample]
+seed = 4
+train = 5
+test = 2
+[sample.ranges]
+length = [0.2, 1.5]
+[[train]]
+name = "long"
+length = 2.0
+[[test]]
+gravity = 15.0
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(f.train.len(), 6);
+        assert_eq!(f.test.len(), 3);
+        assert_eq!(f.train.names()[5], "long");
+        assert_eq!(f.test.names()[0], "test000");
+        let Instances::CartPole(tr) = &f.train else {
+            panic!()
+        };
+        assert!(tr[..5].iter().all(|c| (0.2..=1.5).contains(&c.length)));
+        let twin = InstanceFile::parse(
+            "task = \"twin\"\n[sample]\ntrain = 3\ntest = 2\n[sample.ranges]\nobstacle_count = [0, 10]\n",
+            "twin.toml",
+        )
+        .unwrap();
+        assert_eq!((twin.train.len(), twin.test.len()), (3, 2));
+        assert_ne!(twin.train, twin.test);
+        assert!(twin.env(&twin.train).unwrap().instances() == 3);
+    }
+
+    #[test]
+    fn bad_files_name_the_problem() {
+        let cases = [
+            (
+                "task = \"cartpole\"\ncolour = 1\n[[train]]\n[[test]]\n",
+                "unknown key `colour`",
+            ),
+            ("task = \"boat\"\n", "`task`"),
+            (
+                "task = \"cartpole\"\n[[train]]\nlenght = 1.0\n[[test]]\n",
+                "lenght",
+            ),
+            (
+                "task = \"cartpole\"\n[[train]]\nlength = 9.0\n[[test]]\n",
+                "`length` = 9",
+            ),
+            (
+                "task = \"pendulum\"\n[[train]]\n",
+                "no held-out test instance",
+            ),
+            (
+                "task = \"twin\"\n[[train]]\nobstacle_count = 400\n[[test]]\n",
+                "obstacle",
+            ),
+            (
+                "task = \"cartpole\"\n[sample]\ntrain = 2\ntest = 1\n[sample.ranges]\nlength = [2.0, 1.0]\n",
+                "length",
+            ),
+            (
+                "task = \"cartpole\"\nactions = \"continuous\"\n[[train]]\n[[test]]\n",
+                "twin task only",
+            ),
+            (
+                "task = \"cartpole\"\n[[train]]\ngravity = nan\n[[test]]\n",
+                "gravity",
+            ),
+            ("not toml [", "instance file"),
+        ];
+        for (text, want) in cases {
+            let e = InstanceFile::parse(text, "bad.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(want) && e.contains("bad.toml"),
+                "{text:?} -> {e}"
+            );
+        }
+        let e = InstanceFile::load(Path::new("/nonexistent/i.toml")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/i.toml"));
+    }
+}

@@ -1,0 +1,86 @@
+//! What the training loop and the curricula need from any learner.
+
+use crate::RlError;
+use crate::env::Act;
+use crate::replay::Transition;
+use std::path::Path;
+
+/// A learning agent: acts, learns from its transitions, and estimates state values.
+pub trait Learner: Send {
+    /// The action for an observation: exploratory while training, greedy (or the
+    /// policy's mean) for evaluation.
+    fn act(&mut self, obs: &[f32], explore: bool) -> Act;
+    /// Store one environment step and train when the schedule says so.
+    fn observe(&mut self, t: Transition) -> Result<(), RlError>;
+    /// State-value estimates V(s) of a batch of observations (SPaCE's signal):
+    /// max_a Q(s, a) for DQN, E_a~π[min Q − α log π] for SAC.
+    fn values(&mut self, obs: &[Vec<f32>]) -> Vec<f32>;
+    /// Environment steps seen.
+    fn steps(&self) -> u64;
+    /// Gradient steps taken.
+    fn updates(&self) -> u64;
+    /// Mean loss of the recent gradient steps (critic loss for SAC).
+    fn recent_loss(&self) -> Option<f32>;
+    /// Write the networks and the learner's state into `dir`.
+    fn save(&self, dir: &Path) -> Result<(), RlError>;
+    /// Load what [`Learner::save`] wrote; networks of another shape are refused.
+    fn load(&mut self, dir: &Path) -> Result<(), RlError>;
+    /// The acting network, saved alone for the onboard policy node.
+    fn export_policy(&self, path: &Path) -> Result<(), RlError>;
+    /// `dqn` or `sac`.
+    fn kind(&self) -> &'static str;
+    /// Layer widths of the acting network, input first.
+    fn policy_sizes(&self) -> Vec<usize>;
+}
+
+/// Save a module as a burnpack file, naming the file in errors.
+pub(crate) fn save_module<M: burn::module::Module>(m: &M, path: &Path) -> Result<(), RlError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| RlError::Io {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    m.clone().save_file(path).map_err(|e| RlError::Checkpoint {
+        path: path.display().to_string(),
+        reason: format!("{e:?}"),
+    })
+}
+
+/// Load a burnpack file into a module of the expected shape.
+pub(crate) fn load_module<M: burn::module::Module>(m: M, path: &Path) -> Result<M, RlError> {
+    if !path.is_file() {
+        return Err(RlError::Checkpoint {
+            path: path.display().to_string(),
+            reason: "no such file".into(),
+        });
+    }
+    m.try_load_file(path).map_err(|e| RlError::Checkpoint {
+        path: path.display().to_string(),
+        reason: format!("{e:?}"),
+    })
+}
+
+/// Write a small TOML state file next to the networks.
+pub(crate) fn write_state<T: serde::Serialize>(state: &T, path: &Path) -> Result<(), RlError> {
+    let text = toml::to_string(state).map_err(|e| RlError::Checkpoint {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    std::fs::write(path, text).map_err(|e| RlError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Read a TOML state file written by [`write_state`].
+pub(crate) fn read_state<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, RlError> {
+    let text = std::fs::read_to_string(path).map_err(|e| RlError::Checkpoint {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e| RlError::Checkpoint {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}

@@ -1,0 +1,67 @@
+//! Reinforcement learning in burn for the onboard agent and its twin.
+//!
+//! - [`dqn`]: double DQN with a target network and n-step returns (discrete actions);
+//! - [`sac`]: soft actor-critic with twin Q and automatic entropy (continuous actions);
+//! - [`curriculum`]: SPaCE, the self-paced context evaluation curriculum, and its
+//!   round-robin and uniform-random baselines behind one interface;
+//! - [`train`]: the experiment loop (curriculum, periodic held-out evaluation,
+//!   CSV metrics, checkpoints);
+//! - [`env`]: the environments (contextual cart-pole and pendulum, the twin's
+//!   obstacle-avoidance flight) and [`instances`]: the instance files.
+//!
+//! Every learner exposes the state-value estimate V(s) that SPaCE ranks
+//! instances by. Networks run on any burn device: CPU `ndarray` by default.
+
+pub mod curriculum;
+pub mod dqn;
+pub mod env;
+pub mod instances;
+pub mod learner;
+pub mod mlp;
+pub mod policy;
+pub mod replay;
+pub mod sac;
+pub mod train;
+pub mod validate;
+
+use thiserror::Error;
+
+/// Why learning could not go on.
+#[derive(Debug, Error)]
+pub enum RlError {
+    /// An instance does not exist or its context is invalid.
+    #[error("instance: {0}")]
+    Instance(String),
+    /// An action the environment cannot take.
+    #[error("action: {0}")]
+    Action(String),
+    /// An instance or configuration file is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// A loss became NaN or infinite; the weights before the step are kept.
+    #[error("training diverged at step {step}: {what} = {value}")]
+    Diverged {
+        /// Environment step at which it happened.
+        step: u64,
+        /// Which loss.
+        what: &'static str,
+        /// Its value.
+        value: f32,
+    },
+    /// A checkpoint could not be written or read.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A file could not be written.
+    #[error("cannot write {path}: {reason}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+}

@@ -1,0 +1,134 @@
+//! The multi-layer perceptron every learner builds on, and the small tensor
+//! conversions between replay rows and burn tensors.
+
+use burn::module::Param;
+use burn::nn::{Linear, LinearConfig, Relu};
+use burn::prelude::*;
+
+/// Fully connected layers with ReLU between them (none after the last).
+#[derive(Module, Debug)]
+pub struct Mlp {
+    layers: Vec<Linear>,
+    act: Relu,
+}
+
+/// Held while a network draws its initial weights from burn's global generator,
+/// so that the same seed gives the same network even with several learners starting at once.
+static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Mlp {
+    /// Layers `sizes[0] -> sizes[1] -> ... -> sizes[last]`, weights drawn from `seed`.
+    pub fn seeded(sizes: &[usize], device: &Device, seed: u64) -> Self {
+        let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
+        device.seed(seed);
+        let layers: Vec<Linear> = sizes
+            .windows(2)
+            .map(|w| LinearConfig::new(w[0], w[1]).init(device))
+            .collect();
+        // burn initialises parameters lazily; draw them now, under the lock.
+        for l in &layers {
+            let _ = l.weight.val();
+            if let Some(b) = &l.bias {
+                let _ = b.val();
+            }
+        }
+        Self {
+            layers,
+            act: Relu::new(),
+        }
+    }
+
+    /// Input width.
+    pub fn input(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.weight.dims()[0])
+    }
+
+    /// Output width.
+    pub fn output(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.weight.dims()[1])
+    }
+
+    /// Layer widths, input first.
+    pub fn sizes(&self) -> Vec<usize> {
+        let mut s = vec![self.input()];
+        s.extend(self.layers.iter().map(|l| l.weight.dims()[1]));
+        s
+    }
+
+    /// `[batch, input] -> [batch, output]`.
+    pub fn forward(&self, mut x: Tensor<2>) -> Tensor<2> {
+        let last = self.layers.len().saturating_sub(1);
+        for (i, l) in self.layers.iter().enumerate() {
+            x = l.forward(x);
+            if i < last {
+                x = self.act.forward(x);
+            }
+        }
+        x
+    }
+
+    /// Move every weight a fraction `tau` of the way towards `online`'s (Polyak
+    /// averaging for target networks); `tau = 1` copies. Both must have the same
+    /// sizes and live on plain (non-autodiff) devices.
+    pub fn soft_update(self, online: &Mlp, tau: f64) -> Mlp {
+        let layers = self
+            .layers
+            .into_iter()
+            .zip(&online.layers)
+            .map(|(t, o)| {
+                let mix1 = |a: Tensor<1>, b: Tensor<1>| a.mul_scalar(1.0 - tau) + b.mul_scalar(tau);
+                let weight = Param::from_tensor(
+                    t.weight.val().mul_scalar(1.0 - tau) + o.weight.val().mul_scalar(tau),
+                );
+                let bias = match (t.bias, &o.bias) {
+                    (Some(tb), Some(ob)) => Some(Param::from_tensor(mix1(tb.val(), ob.val()))),
+                    (b, _) => b,
+                };
+                Linear { weight, bias }
+            })
+            .collect();
+        Mlp {
+            layers,
+            act: Relu::new(),
+        }
+    }
+}
+
+/// A `[rows, cols]` tensor from row-major values.
+pub fn matrix(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
+    Tensor::<2>::from_data(TensorData::new(values, [rows, cols]), device)
+}
+
+/// The values of a tensor, row-major.
+pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu() -> Device {
+        #[allow(deprecated)]
+        Device::ndarray()
+    }
+
+    #[test]
+    fn same_seed_same_network_and_soft_update_interpolates() {
+        let d = cpu();
+        let a = Mlp::seeded(&[3, 8, 2], &d, 4);
+        let b = Mlp::seeded(&[3, 8, 2], &d, 4);
+        let c = Mlp::seeded(&[3, 8, 2], &d, 5);
+        let x = matrix(vec![0.1, -0.2, 0.3], 1, 3, &d);
+        let ya = values(a.forward(x.clone()));
+        assert_eq!(ya, values(b.forward(x.clone())));
+        let yc = values(c.forward(x.clone()));
+        assert_ne!(ya, yc);
+        assert_eq!(a.sizes(), vec![3, 8, 2]);
+        // tau = 1 copies, tau = 0 keeps.
+        let copied = a.clone().soft_update(&c, 1.0);
+        assert_eq!(values(copied.forward(x.clone())), yc);
+        let kept = a.clone().soft_update(&c, 0.0);
+        assert_eq!(values(kept.forward(x)), ya);
+    }
+}

@@ -1,0 +1,180 @@
+//! A trained twin policy as the onboard `policy` node runs it: the acting
+//! network (`policy.bpk`) and a card (`policy.toml`) that says how to build its
+//! observation and read its action, so the robot feeds it exactly what the
+//! twin did.
+
+use crate::RlError;
+use crate::env::{TWIN_SPEED, TWIN_YAW_RATES};
+use crate::learner::{load_module, read_state, write_state};
+use crate::mlp::{Mlp, matrix, values};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// How the exported network maps observations to commands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyCard {
+    /// `dqn` (argmax over the yaw-rate table) or `sac` (tanh of the mean).
+    pub learner: String,
+    /// Layer widths of the network, input first.
+    pub sizes: Vec<usize>,
+    /// Beams of the depth scan the network reads.
+    pub scan_beams: usize,
+    /// Range the scan is divided by (m); farther or invalid reads count as this.
+    pub scan_range: f32,
+    /// The normalised context is part of the observation.
+    pub observe_context: bool,
+    /// Discrete actions: forward speed (m/s).
+    pub speed: f64,
+    /// Discrete actions: yaw rates (rad/s).
+    pub yaw_rates: Vec<f64>,
+}
+
+/// Write the card for a twin policy beside its network.
+pub fn write_card(card: &PolicyCard, net: &Path) -> Result<PathBuf, RlError> {
+    let path = net.with_extension("toml");
+    write_state(card, &path)?;
+    Ok(path)
+}
+
+/// The card of a twin policy trained with these settings.
+pub fn twin_card(learner: &str, sizes: Vec<usize>, observe_context: bool) -> PolicyCard {
+    PolicyCard {
+        learner: learner.to_string(),
+        sizes,
+        scan_beams: 32,
+        scan_range: 10.0,
+        observe_context,
+        speed: TWIN_SPEED,
+        yaw_rates: TWIN_YAW_RATES.to_vec(),
+    }
+}
+
+/// What the policy sees on the robot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyInput<'a> {
+    /// Depth per column, left to right (m); non-finite = nothing seen.
+    pub scan: &'a [f32],
+    /// Velocity in the heading frame (m/s: forward, left, up).
+    pub velocity: [f32; 3],
+    /// Goal relative to the vehicle in the heading frame (m).
+    pub goal: [f32; 3],
+    /// Roll and pitch (rad).
+    pub roll_pitch: [f32; 2],
+    /// The context, normalised as `sim::Context::to_vector` does.
+    pub context: &'a [f32],
+}
+
+/// A loaded policy.
+pub struct OnboardPolicy {
+    card: PolicyCard,
+    net: Mlp,
+    device: Device,
+}
+
+impl OnboardPolicy {
+    /// Load `net` (`.bpk`) and its card (same name, `.toml`).
+    pub fn load(net: &Path, device: &Device) -> Result<Self, RlError> {
+        let card_path = net.with_extension("toml");
+        let card: PolicyCard = read_state(&card_path)?;
+        if card.sizes.len() < 2
+            || card.scan_beams == 0
+            || card.scan_range.is_nan()
+            || card.scan_range <= 0.0
+        {
+            return Err(RlError::Checkpoint {
+                path: card_path.display().to_string(),
+                reason: "card needs at least two layer sizes, scan beams and a positive range"
+                    .into(),
+            });
+        }
+        let shell = Mlp::seeded(&card.sizes, device, 0);
+        let net = load_module(shell, net)?;
+        Ok(Self {
+            card,
+            net,
+            device: device.clone(),
+        })
+    }
+
+    /// The card.
+    pub fn card(&self) -> &PolicyCard {
+        &self.card
+    }
+
+    /// The observation vector, laid out as the twin's `Observation::vector`; the
+    /// scan is resampled (nearest-obstacle pooling) to the card's beam count.
+    pub fn observation(&self, input: &PolicyInput<'_>) -> Result<Vec<f32>, RlError> {
+        let c = &self.card;
+        if input.scan.is_empty() {
+            return Err(RlError::Action("empty depth scan".into()));
+        }
+        let n = input.scan.len();
+        let mut v = Vec::with_capacity(c.sizes[0]);
+        for b in 0..c.scan_beams {
+            let lo = b * n / c.scan_beams;
+            let hi = ((b + 1) * n / c.scan_beams).max(lo + 1).min(n);
+            let d = input.scan[lo..hi]
+                .iter()
+                .map(|d| {
+                    if d.is_finite() && *d > 0.0 {
+                        d.min(c.scan_range)
+                    } else {
+                        c.scan_range
+                    }
+                })
+                .fold(c.scan_range, f32::min);
+            v.push(d / c.scan_range);
+        }
+        v.extend(input.velocity.iter().map(|x| x / 3.0));
+        v.extend(input.goal.iter().map(|x| (x / 10.0).clamp(-3.0, 3.0)));
+        v.extend(input.roll_pitch);
+        if c.observe_context {
+            v.extend_from_slice(input.context);
+        }
+        if v.len() != c.sizes[0] {
+            return Err(RlError::Action(format!(
+                "observation of {} values, the network takes {} (context of {} values given)",
+                v.len(),
+                c.sizes[0],
+                input.context.len()
+            )));
+        }
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(RlError::Action(
+                "non-finite velocity, goal or attitude".into(),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// Forward speed (m/s) and yaw rate (rad/s) for one observation.
+    pub fn act(&self, input: &PolicyInput<'_>) -> Result<(f64, f64), RlError> {
+        let obs = self.observation(input)?;
+        let n = obs.len();
+        let out = values(self.net.forward(matrix(obs, 1, n, &self.device)));
+        match self.card.learner.as_str() {
+            "dqn" => {
+                let mut best = 0;
+                for (i, q) in out.iter().enumerate() {
+                    if *q > out[best] {
+                        best = i;
+                    }
+                }
+                let yaw = self.card.yaw_rates.get(best).copied().ok_or_else(|| {
+                    RlError::Action(format!("action {best} has no yaw rate in the card"))
+                })?;
+                Ok((self.card.speed, yaw))
+            }
+            "sac" => {
+                let a0 = f64::from(out.first().copied().unwrap_or(0.0)).tanh();
+                let a1 = f64::from(out.get(1).copied().unwrap_or(0.0)).tanh();
+                Ok((a0 + 1.0, 1.5 * a1))
+            }
+            other => Err(RlError::Action(format!(
+                "unknown learner `{other}` in the policy card"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,829 @@
+//! One training run (a curriculum, a seed, a step budget) and the comparison of
+//! runs: held-out evaluation on a fixed step grid shared by every curriculum,
+//! metrics appended to CSV as they come, checkpoints that resume, and the
+//! steps each curriculum needs to reach a target test return.
+
+use crate::RlError;
+use crate::curriculum::{Curriculum, CurriculumKind, CurriculumState, SpaceConfig};
+use crate::dqn::{Dqn, DqnConfig};
+use crate::env::{Act, ActionSpace, Environment};
+use crate::instances::InstanceFile;
+use crate::learner::{Learner, read_state, write_state};
+use crate::replay::Transition;
+use crate::sac::{Sac, SacConfig};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Training settings (a TOML file; every table optional).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// DQN settings (discrete tasks).
+    pub dqn: DqnConfig,
+    /// SAC settings (continuous tasks).
+    pub sac: SacConfig,
+    /// SPaCE settings.
+    pub space: SpaceConfig,
+    /// Evaluate the held-out instances every this many environment steps.
+    pub eval_every: u64,
+    /// Greedy episodes per test instance at each evaluation.
+    pub eval_episodes: usize,
+    /// Also evaluate the training instances (slower; logged as `train_return`).
+    pub eval_train: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            dqn: DqnConfig::default(),
+            sac: SacConfig::default(),
+            space: SpaceConfig::default(),
+            eval_every: 5000,
+            eval_episodes: 1,
+            eval_train: false,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Read a training config; unknown keys and bad values are named.
+    pub fn load(path: &Path) -> Result<Self, RlError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            RlError::Config(format!(
+                "cannot read training config {}: {e}",
+                path.display()
+            ))
+        })?;
+        let c: TrainConfig = toml::from_str(&text)
+            .map_err(|e| RlError::Config(format!("training config {}: {e}", path.display())))?;
+        c.dqn.validate()?;
+        c.sac.validate()?;
+        if c.eval_every == 0 || c.eval_episodes == 0 {
+            return Err(RlError::Config(format!(
+                "training config {}: `eval_every` and `eval_episodes` must be at least 1",
+                path.display()
+            )));
+        }
+        Ok(c)
+    }
+}
+
+/// One run to do.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The curriculum.
+    pub curriculum: CurriculumKind,
+    /// Seed of the networks, exploration, episodes and curriculum.
+    pub seed: u64,
+    /// Environment steps to train (evaluation steps not counted).
+    pub steps: u64,
+    /// Folder of this run's metrics and checkpoint.
+    pub dir: PathBuf,
+    /// Continue from the checkpoint in `dir` when there is one.
+    pub resume: bool,
+}
+
+/// Figures of one held-out evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRow {
+    /// Training environment steps so far.
+    pub steps: u64,
+    /// Training episodes so far.
+    pub episodes: u64,
+    /// Instances in the curriculum.
+    pub curriculum_size: usize,
+    /// Mean undiscounted return over the test instances (greedy policy).
+    pub test_return: f64,
+    /// The same with the reference code's reverse-discounted metric (R ← 0.95·R + r).
+    pub test_return_revdisc: f64,
+    /// Fraction of test episodes that succeeded (twin).
+    pub test_success: f64,
+    /// Fraction of test episodes that ended in a collision (twin).
+    pub test_collision: f64,
+    /// Mean return over the training instances (when `eval_train`), else NaN.
+    pub train_return: f64,
+    /// Mean undiscounted return of the last 20 training episodes.
+    pub recent_episode_return: f64,
+    /// Recent mean loss (critic loss for SAC), NaN before training starts.
+    pub loss: f64,
+    /// Spread of V(s0) over the training instances at the last SPaCE update.
+    pub value_std: f64,
+    /// SPaCE updates whose values tied.
+    pub ties: u64,
+    /// Wall-clock seconds of the run so far.
+    pub wall_s: f64,
+}
+
+const CSV_HEADER: &str = "steps,episodes,curriculum_size,test_return,test_return_revdisc,test_success,test_collision,train_return,recent_episode_return,loss,value_std,ties,wall_s";
+
+impl EvalRow {
+    fn csv(&self) -> String {
+        format!(
+            "{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.6},{:.6},{},{:.2}",
+            self.steps,
+            self.episodes,
+            self.curriculum_size,
+            self.test_return,
+            self.test_return_revdisc,
+            self.test_success,
+            self.test_collision,
+            self.train_return,
+            self.recent_episode_return,
+            self.loss,
+            self.value_std,
+            self.ties,
+            self.wall_s
+        )
+    }
+
+    fn parse(line: &str) -> Option<Self> {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 13 {
+            return None;
+        }
+        let num = |i: usize| f[i].parse::<f64>().ok();
+        Some(Self {
+            steps: f[0].parse().ok()?,
+            episodes: f[1].parse().ok()?,
+            curriculum_size: f[2].parse().ok()?,
+            test_return: num(3)?,
+            test_return_revdisc: num(4)?,
+            test_success: num(5)?,
+            test_collision: num(6)?,
+            train_return: num(7)?,
+            recent_episode_return: num(8)?,
+            loss: num(9)?,
+            value_std: num(10)?,
+            ties: f[11].parse().ok()?,
+            wall_s: num(12)?,
+        })
+    }
+}
+
+/// Read a run's metrics file.
+pub fn read_metrics(path: &Path) -> Result<Vec<EvalRow>, RlError> {
+    let text = std::fs::read_to_string(path).map_err(|e| RlError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(text.lines().skip(1).filter_map(EvalRow::parse).collect())
+}
+
+/// Where a run is, for progress output.
+#[derive(Debug, Clone)]
+pub struct Progress<'a> {
+    /// Steps done.
+    pub steps: u64,
+    /// Steps to do.
+    pub total: u64,
+    /// The latest evaluation, when this report is one.
+    pub eval: Option<&'a EvalRow>,
+}
+
+/// What a finished (or stopped) run leaves.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// Every evaluation, in order.
+    pub evals: Vec<EvalRow>,
+    /// The run was stopped (Ctrl-C) before its budget.
+    pub interrupted: bool,
+    /// The checkpoint folder.
+    pub checkpoint: PathBuf,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RunState {
+    steps: u64,
+    episodes: u64,
+    task_obs_dim: usize,
+    curriculum: CurriculumState,
+}
+
+/// A learner for an environment's action space.
+pub fn make_learner(
+    env: &dyn Environment,
+    cfg: &TrainConfig,
+    device: &Device,
+    seed: u64,
+) -> Result<Box<dyn Learner>, RlError> {
+    Ok(match env.action_space() {
+        ActionSpace::Discrete(n) => {
+            Box::new(Dqn::new(cfg.dqn.clone(), env.obs_dim(), n, device, seed)?)
+        }
+        ActionSpace::Continuous(d) => {
+            Box::new(Sac::new(cfg.sac.clone(), env.obs_dim(), d, device, seed)?)
+        }
+    })
+}
+
+/// Outcome of one greedy episode.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EpisodeStats {
+    /// Undiscounted return.
+    pub ret: f64,
+    /// Reverse-discounted return (R ← 0.95·R + r).
+    pub revdisc: f64,
+    /// It succeeded.
+    pub success: bool,
+    /// It collided.
+    pub collision: bool,
+    /// Steps.
+    pub steps: u64,
+}
+
+/// Run one greedy episode in instance `i`.
+pub fn episode(
+    env: &mut dyn Environment,
+    learner: &mut dyn Learner,
+    i: usize,
+    seed: u64,
+) -> Result<EpisodeStats, RlError> {
+    let mut obs = env.reset(i, seed)?;
+    let mut s = EpisodeStats::default();
+    loop {
+        let act = learner.act(&obs, false);
+        let st = env.step(&act)?;
+        s.ret += f64::from(st.reward);
+        s.revdisc = 0.95 * s.revdisc + f64::from(st.reward);
+        s.steps += 1;
+        s.success |= st.success;
+        s.collision |= st.collision;
+        obs = st.obs;
+        if st.terminated || st.truncated {
+            return Ok(s);
+        }
+    }
+}
+
+/// Mean figures of greedy episodes over every instance of `env`.
+pub fn evaluate(
+    env: &mut dyn Environment,
+    learner: &mut dyn Learner,
+    episodes: usize,
+    seed_base: u64,
+) -> Result<(f64, f64, f64, f64), RlError> {
+    let (mut r, mut rd, mut su, mut co, mut n) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for i in 0..env.instances() {
+        for k in 0..episodes {
+            let s = episode(env, learner, i, seed_base + (i * 1000 + k) as u64)?;
+            r += s.ret;
+            rd += s.revdisc;
+            su += f64::from(u8::from(s.success));
+            co += f64::from(u8::from(s.collision));
+            n += 1.0;
+        }
+    }
+    Ok((r / n, rd / n, su / n, co / n))
+}
+
+/// V(s0) of every instance of `env`, each reset with a fixed seed so that
+/// successive evaluations compare like with like.
+pub fn start_values(
+    env: &mut dyn Environment,
+    learner: &mut dyn Learner,
+) -> Result<Vec<f64>, RlError> {
+    let obs = (0..env.instances())
+        .map(|i| env.reset(i, 20_000 + i as u64))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(learner.values(&obs).into_iter().map(f64::from).collect())
+}
+
+fn io(path: &Path, e: std::io::Error) -> RlError {
+    RlError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Save learner + run state into `dir/checkpoint` through a temporary folder,
+/// so a crash mid-save leaves the previous checkpoint whole.
+fn save_checkpoint(
+    dir: &Path,
+    learner: &dyn Learner,
+    state: &RunState,
+) -> Result<PathBuf, RlError> {
+    let tmp = dir.join("checkpoint.tmp");
+    let fin = dir.join("checkpoint");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    learner.save(&tmp)?;
+    write_state(state, &tmp.join("run.toml"))?;
+    let old = dir.join("checkpoint.old");
+    if fin.exists() {
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
+        }
+        std::fs::rename(&fin, &old).map_err(|e| io(&fin, e))?;
+    }
+    std::fs::rename(&tmp, &fin).map_err(|e| io(&tmp, e))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
+    }
+    Ok(fin)
+}
+
+/// Train one run: episodes drawn by the curriculum from the training instances,
+/// SPaCE updates every 100·N steps, held-out evaluation and a checkpoint every
+/// `eval_every` steps (and at the end). `stop` ends the run early, keeping what it wrote.
+pub fn run(
+    file: &InstanceFile,
+    cfg: &TrainConfig,
+    spec: &RunSpec,
+    device: &Device,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<RunResult, RlError> {
+    let envs = Envs {
+        train: file.env(&file.train)?,
+        values: file.env(&file.train)?,
+        test: file.env(&file.test)?,
+    };
+    run_envs(envs, cfg, spec, device, stop, progress)
+}
+
+/// The environments of one run: training episodes, V(s0) resets (same
+/// instances as `train`), and the held-out set.
+pub struct Envs {
+    /// Training instances, for episodes.
+    pub train: Box<dyn Environment>,
+    /// The same training instances, reset for V(s0) only.
+    pub values: Box<dyn Environment>,
+    /// Held-out instances, evaluated only.
+    pub test: Box<dyn Environment>,
+}
+
+/// [`run`] over given environments.
+pub fn run_envs(
+    envs: Envs,
+    cfg: &TrainConfig,
+    spec: &RunSpec,
+    device: &Device,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<RunResult, RlError> {
+    let start = Instant::now();
+    std::fs::create_dir_all(&spec.dir).map_err(|e| io(&spec.dir, e))?;
+    let Envs {
+        train: mut train_env,
+        values: mut value_env,
+        test: mut test_env,
+    } = envs;
+    if value_env.instances() != train_env.instances() || test_env.obs_dim() != train_env.obs_dim() {
+        return Err(RlError::Config(
+            "the value environment must hold the training instances and the test set the same observations".into(),
+        ));
+    }
+    let n_train = train_env.instances();
+    let mut learner = make_learner(train_env.as_ref(), cfg, device, spec.seed)?;
+    let mut curriculum = Curriculum::new(spec.curriculum, n_train, cfg.space.clone(), spec.seed);
+    let (mut steps, mut episodes) = (0u64, 0u64);
+    let metrics_path = spec.dir.join("metrics.csv");
+    let ckpt = spec.dir.join("checkpoint");
+    let mut evals = Vec::new();
+
+    if spec.resume && ckpt.join("run.toml").is_file() {
+        let state: RunState = read_state(&ckpt.join("run.toml"))?;
+        if state.task_obs_dim != train_env.obs_dim() {
+            return Err(RlError::Checkpoint {
+                path: ckpt.display().to_string(),
+                reason: format!(
+                    "saved for observations of {} values, this instance file gives {}",
+                    state.task_obs_dim,
+                    train_env.obs_dim()
+                ),
+            });
+        }
+        learner.load(&ckpt)?;
+        curriculum = Curriculum::from_state(state.curriculum, n_train, cfg.space.clone())
+            .ok_or_else(|| RlError::Checkpoint {
+                path: ckpt.display().to_string(),
+                reason: format!("curriculum state does not fit {n_train} training instances"),
+            })?;
+        steps = state.steps;
+        episodes = state.episodes;
+        if metrics_path.is_file() {
+            evals = read_metrics(&metrics_path)?
+                .into_iter()
+                .filter(|r| r.steps <= steps)
+                .collect();
+        }
+        tracing::info!("resumed {} at step {steps}", spec.dir.display());
+    }
+    // Rewrite the metrics file with what is kept, then append as we go.
+    let mut csv = std::fs::File::create(&metrics_path).map_err(|e| io(&metrics_path, e))?;
+    writeln!(csv, "{CSV_HEADER}").map_err(|e| io(&metrics_path, e))?;
+    for r in &evals {
+        writeln!(csv, "{}", r.csv()).map_err(|e| io(&metrics_path, e))?;
+    }
+
+    let mut value_std = f64::NAN;
+    let mut recent: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
+    let mut next_update = curriculum.chunk_steps().map(|c| steps + c);
+    let mut next_eval = if evals.is_empty() {
+        steps
+    } else {
+        steps + cfg.eval_every
+    };
+    let report_every = (spec.steps / 100).max(1);
+    let mut interrupted = false;
+
+    let mut do_eval = |steps: u64,
+                       episodes: u64,
+                       learner: &mut dyn Learner,
+                       curriculum: &Curriculum,
+                       value_std: f64,
+                       recent: &std::collections::VecDeque<f64>,
+                       train_env: &mut dyn Environment,
+                       evals: &mut Vec<EvalRow>,
+                       csv: &mut std::fs::File|
+     -> Result<(), RlError> {
+        let (test_return, test_return_revdisc, test_success, test_collision) =
+            evaluate(test_env.as_mut(), learner, cfg.eval_episodes, 10_000)?;
+        let train_return = if cfg.eval_train {
+            evaluate(train_env, learner, cfg.eval_episodes, 30_000)?.0
+        } else {
+            f64::NAN
+        };
+        let row = EvalRow {
+            steps,
+            episodes,
+            curriculum_size: curriculum.active().len(),
+            test_return,
+            test_return_revdisc,
+            test_success,
+            test_collision,
+            train_return,
+            recent_episode_return: if recent.is_empty() {
+                f64::NAN
+            } else {
+                recent.iter().sum::<f64>() / recent.len() as f64
+            },
+            loss: learner.recent_loss().map_or(f64::NAN, f64::from),
+            value_std,
+            ties: curriculum.state().ties,
+            wall_s: start.elapsed().as_secs_f64(),
+        };
+        writeln!(csv, "{}", row.csv()).map_err(|e| io(&metrics_path, e))?;
+        csv.flush().map_err(|e| io(&metrics_path, e))?;
+        evals.push(row);
+        Ok(())
+    };
+
+    let mut last_good: Option<PathBuf> = ckpt.join("run.toml").is_file().then(|| ckpt.clone());
+    'episodes: while steps < spec.steps {
+        let instance = curriculum.next_instance();
+        let mut obs = train_env.reset(
+            instance,
+            spec.seed.wrapping_mul(1_000_003).wrapping_add(episodes),
+        )?;
+        let mut ret = 0.0;
+        loop {
+            if steps >= next_eval {
+                do_eval(
+                    steps,
+                    episodes,
+                    learner.as_mut(),
+                    &curriculum,
+                    value_std,
+                    &recent,
+                    train_env.as_mut(),
+                    &mut evals,
+                    &mut csv,
+                )?;
+                // The evaluation reset the environments it used; the training
+                // episode goes on from its own environment, untouched.
+                let state = RunState {
+                    steps,
+                    episodes,
+                    task_obs_dim: train_env.obs_dim(),
+                    curriculum: curriculum.state().clone(),
+                };
+                last_good = Some(save_checkpoint(&spec.dir, learner.as_ref(), &state)?);
+                progress(Progress {
+                    steps,
+                    total: spec.steps,
+                    eval: evals.last(),
+                });
+                next_eval = steps + cfg.eval_every;
+            }
+            if stop.load(Ordering::Relaxed) {
+                interrupted = true;
+                break 'episodes;
+            }
+            let act = learner.act(&obs, true);
+            let st = train_env.step(&act)?;
+            ret += f64::from(st.reward);
+            let action = match &act {
+                Act::Discrete(a) => vec![*a as f32],
+                Act::Continuous(v) => v.clone(),
+            };
+            let done = st.terminated || st.truncated;
+            let t = Transition {
+                obs: std::mem::take(&mut obs),
+                action,
+                reward: st.reward,
+                next_obs: st.obs.clone(),
+                terminated: st.terminated,
+                done,
+            };
+            if let Err(e) = learner.observe(t) {
+                return Err(match e {
+                    RlError::Diverged { step, what, value } => RlError::Config(format!(
+                        "training stopped at step {step}: {what} = {value}; no weights were written after it; last good checkpoint: {}",
+                        last_good
+                            .as_ref()
+                            .map_or("none yet".to_string(), |p| p.display().to_string())
+                    )),
+                    other => other,
+                });
+            }
+            obs = st.obs;
+            steps += 1;
+            if steps.is_multiple_of(report_every) {
+                progress(Progress {
+                    steps,
+                    total: spec.steps,
+                    eval: None,
+                });
+            }
+            // No curriculum update before the learner has taken a gradient step:
+            // untouched values would read as "settled" and grow the set for nothing.
+            if next_update.is_some_and(|u| steps >= u) && learner.updates() == 0 {
+                next_update = curriculum.chunk_steps().map(|c| steps + c);
+            } else if next_update.is_some_and(|u| steps >= u) {
+                let values = start_values(value_env.as_mut(), learner.as_mut())?;
+                let r = curriculum.update(&values);
+                value_std = r.value_std;
+                next_update = curriculum.chunk_steps().map(|c| steps + c);
+            }
+            if done || steps >= spec.steps {
+                episodes += 1;
+                recent.push_back(ret);
+                if recent.len() > 20 {
+                    recent.pop_front();
+                }
+                break;
+            }
+        }
+    }
+    if !interrupted || evals.last().is_none_or(|r| r.steps < steps) {
+        do_eval(
+            steps,
+            episodes,
+            learner.as_mut(),
+            &curriculum,
+            value_std,
+            &recent,
+            train_env.as_mut(),
+            &mut evals,
+            &mut csv,
+        )?;
+    }
+    let state = RunState {
+        steps,
+        episodes,
+        task_obs_dim: train_env.obs_dim(),
+        curriculum: curriculum.state().clone(),
+    };
+    let checkpoint = save_checkpoint(&spec.dir, learner.as_ref(), &state)?;
+    let policy = spec.dir.join("policy.bpk");
+    learner.export_policy(&policy)?;
+    if let Some(observe_context) = train_env.twin_observe_context() {
+        let card =
+            crate::policy::twin_card(learner.kind(), learner.policy_sizes(), observe_context);
+        crate::policy::write_card(&card, &policy)?;
+    }
+    progress(Progress {
+        steps,
+        total: spec.steps,
+        eval: evals.last(),
+    });
+    Ok(RunResult {
+        evals,
+        interrupted,
+        checkpoint,
+    })
+}
+
+/// The mean over runs of test return on their common evaluation grid
+/// (steps present in every run).
+pub fn mean_curve(runs: &[Vec<EvalRow>]) -> Vec<(u64, f64)> {
+    let Some(first) = runs.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .filter_map(|r| {
+            let vals: Option<Vec<f64>> = runs
+                .iter()
+                .map(|run| {
+                    run.iter()
+                        .find(|x| x.steps == r.steps)
+                        .map(|x| x.test_return)
+                })
+                .collect();
+            vals.map(|v| (r.steps, v.iter().sum::<f64>() / v.len() as f64))
+        })
+        .collect()
+}
+
+/// First step at which a curve reaches `target`.
+pub fn steps_to_reach(curve: &[(u64, f64)], target: f64) -> Option<u64> {
+    curve.iter().find(|(_, v)| *v >= target).map(|(s, _)| *s)
+}
+
+/// Mean of the last `k` points of a curve (a steadier "final" figure than one point).
+pub fn final_value(curve: &[(u64, f64)], k: usize) -> Option<f64> {
+    let tail = &curve[curve.len().saturating_sub(k.max(1))..];
+    (!tail.is_empty()).then(|| tail.iter().map(|(_, v)| v).sum::<f64>() / tail.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::Step;
+
+    /// A one-state task whose reward turns NaN after `good` steps.
+    struct NanAfter {
+        good: u64,
+        n: u64,
+    }
+
+    impl Environment for NanAfter {
+        fn obs_dim(&self) -> usize {
+            2
+        }
+        fn action_space(&self) -> ActionSpace {
+            ActionSpace::Discrete(2)
+        }
+        fn instances(&self) -> usize {
+            2
+        }
+        fn instance_name(&self, i: usize) -> String {
+            format!("i{i}")
+        }
+        fn reset(&mut self, i: usize, _seed: u64) -> Result<Vec<f32>, RlError> {
+            Ok(vec![i as f32, 1.0])
+        }
+        fn step(&mut self, _a: &Act) -> Result<Step, RlError> {
+            self.n += 1;
+            Ok(Step {
+                obs: vec![0.0, 1.0],
+                reward: if self.n > self.good { f32::NAN } else { 1.0 },
+                terminated: false,
+                truncated: self.n.is_multiple_of(10),
+                collision: false,
+                success: false,
+            })
+        }
+    }
+
+    #[test]
+    fn a_nan_loss_stops_training_and_names_the_last_good_checkpoint() {
+        #[allow(deprecated)]
+        let device = Device::ndarray();
+        let dir = std::env::temp_dir().join(format!("rl-nan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cfg = TrainConfig::default();
+        cfg.dqn.hidden = vec![16];
+        cfg.dqn.learning_starts = 50;
+        cfg.dqn.train_freq = 1;
+        cfg.dqn.gradient_steps = 1;
+        cfg.eval_every = 100;
+        let envs = Envs {
+            train: Box::new(NanAfter { good: 300, n: 0 }),
+            values: Box::new(NanAfter {
+                good: u64::MAX,
+                n: 0,
+            }),
+            test: Box::new(NanAfter {
+                good: u64::MAX,
+                n: 0,
+            }),
+        };
+        let spec = RunSpec {
+            curriculum: CurriculumKind::Space,
+            seed: 1,
+            steps: 2000,
+            dir: dir.clone(),
+            resume: false,
+        };
+        let e = run_envs(
+            envs,
+            &cfg,
+            &spec,
+            &device,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("training stopped at step"), "{e}");
+        assert!(e.contains("NaN"), "{e}");
+        assert!(
+            e.contains(&dir.join("checkpoint").display().to_string()),
+            "{e}"
+        );
+        // The checkpoint on disk holds finite weights: load it and ask for values.
+        let env = NanAfter { good: 0, n: 0 };
+        let mut learner = make_learner(&env, &cfg, &device, 1).unwrap();
+        learner.load(&dir.join("checkpoint")).unwrap();
+        assert!(
+            learner
+                .values(&[vec![0.0, 1.0]])
+                .iter()
+                .all(|v| v.is_finite())
+        );
+        let rows = read_metrics(&dir.join("metrics.csv")).unwrap();
+        assert!(rows.len() >= 3, "metrics kept: {}", rows.len());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_checkpoint_resumes_and_another_shape_is_refused() {
+        #[allow(deprecated)]
+        let device = Device::ndarray();
+        let dir = std::env::temp_dir().join(format!("rl-resume-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cfg = TrainConfig::default();
+        cfg.dqn.hidden = vec![16];
+        cfg.dqn.learning_starts = 50;
+        cfg.eval_every = 100;
+        let envs = || Envs {
+            train: Box::new(NanAfter {
+                good: u64::MAX,
+                n: 0,
+            }) as Box<dyn Environment>,
+            values: Box::new(NanAfter {
+                good: u64::MAX,
+                n: 0,
+            }),
+            test: Box::new(NanAfter {
+                good: u64::MAX,
+                n: 0,
+            }),
+        };
+        let mut spec = RunSpec {
+            curriculum: CurriculumKind::Space,
+            seed: 2,
+            steps: 300,
+            dir: dir.clone(),
+            resume: false,
+        };
+        let stop = AtomicBool::new(false);
+        let first = run_envs(envs(), &cfg, &spec, &device, &stop, &mut |_| {}).unwrap();
+        assert_eq!(first.evals.last().unwrap().steps, 300);
+        spec.steps = 500;
+        spec.resume = true;
+        let second = run_envs(envs(), &cfg, &spec, &device, &stop, &mut |_| {}).unwrap();
+        let steps: Vec<u64> = second.evals.iter().map(|r| r.steps).collect();
+        assert_eq!(
+            steps,
+            vec![0, 100, 200, 300, 400, 500],
+            "history kept, training went on"
+        );
+        // A learner of another shape refuses the checkpoint, naming it.
+        cfg.dqn.hidden = vec![32];
+        let env = NanAfter { good: 0, n: 0 };
+        let mut other = make_learner(&env, &cfg, &device, 1).unwrap();
+        let e = other.load(&dir.join("checkpoint")).unwrap_err().to_string();
+        assert!(e.contains("dqn.toml") && e.contains("[2, 16, 2]"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn curves_average_over_runs_and_find_the_first_crossing() {
+        let row = |steps, test_return| EvalRow {
+            steps,
+            episodes: 0,
+            curriculum_size: 1,
+            test_return,
+            test_return_revdisc: 0.0,
+            test_success: 0.0,
+            test_collision: 0.0,
+            train_return: f64::NAN,
+            recent_episode_return: 0.0,
+            loss: f64::NAN,
+            value_std: 0.0,
+            ties: 0,
+            wall_s: 0.0,
+        };
+        let a = vec![row(0, 0.0), row(10, 2.0), row(20, 4.0)];
+        let b = vec![row(0, 0.0), row(10, 4.0)];
+        let c = mean_curve(&[a.clone(), b]);
+        assert_eq!(c, vec![(0, 0.0), (10, 3.0)]);
+        assert_eq!(steps_to_reach(&c, 2.5), Some(10));
+        assert_eq!(steps_to_reach(&c, 5.0), None);
+        assert_eq!(final_value(&c, 2), Some(1.5));
+        // CSV round trip, NaN included.
+        let back = EvalRow::parse(&a[2].csv()).unwrap();
+        assert_eq!(back.steps, 20);
+        assert!(back.train_return.is_nan());
+    }
+}

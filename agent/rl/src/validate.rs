@@ -1,0 +1,199 @@
+//! The learners' validation on the classic tasks: DQN on CartPole (solved =
+//! mean greedy return ≥ 475 over 100 episodes) and SAC on Pendulum (≥ −200 over
+//! 10 episodes), with the training throughput that the benchmark compares
+//! against Stable-Baselines3.
+
+use crate::RlError;
+use crate::env::{Act, CartPoleEnv, Environment, PendulumEnv};
+use crate::learner::Learner;
+use crate::replay::Transition;
+use crate::train::{TrainConfig, episode, make_learner};
+use burn::tensor::Device;
+use sim::classic::{CartPoleContext, PendulumContext};
+use std::time::Instant;
+
+/// A classic validation task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classic {
+    /// DQN on CartPole-v1 dynamics.
+    CartPole,
+    /// SAC on Pendulum-v1 dynamics.
+    Pendulum,
+}
+
+impl Classic {
+    /// Task name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Classic::CartPole => "cartpole (DQN)",
+            Classic::Pendulum => "pendulum (SAC)",
+        }
+    }
+
+    /// Mean greedy return that counts as solved.
+    pub fn threshold(self) -> f64 {
+        match self {
+            Classic::CartPole => 475.0,
+            Classic::Pendulum => -200.0,
+        }
+    }
+
+    /// Episodes of the decisive evaluation.
+    pub fn eval_episodes(self) -> usize {
+        match self {
+            Classic::CartPole => 100,
+            Classic::Pendulum => 10,
+        }
+    }
+
+    /// The standard task (default context, context not observed).
+    pub fn env(self) -> Result<Box<dyn Environment>, RlError> {
+        Ok(match self {
+            Classic::CartPole => {
+                Box::new(CartPoleEnv::new(vec![CartPoleContext::default()], false)?)
+            }
+            Classic::Pendulum => {
+                Box::new(PendulumEnv::new(vec![PendulumContext::default()], false)?)
+            }
+        })
+    }
+}
+
+/// Outcome of one validation run.
+#[derive(Debug, Clone)]
+pub struct SolveReport {
+    /// The task.
+    pub task: Classic,
+    /// Seed.
+    pub seed: u64,
+    /// Environment steps at the first evaluation that met the threshold.
+    pub solved_at: Option<u64>,
+    /// Mean return of that (or the last) decisive evaluation.
+    pub mean_return: f64,
+    /// Environment steps trained.
+    pub steps: u64,
+    /// Gradient steps taken.
+    pub updates: u64,
+    /// Wall seconds spent training (acting + learning), evaluations excluded.
+    pub train_seconds: f64,
+}
+
+impl SolveReport {
+    /// Training throughput, environment steps per second.
+    pub fn steps_per_second(&self) -> f64 {
+        self.steps as f64 / self.train_seconds.max(1e-9)
+    }
+}
+
+/// Mean greedy return over `episodes` episodes with seeds from `base`.
+pub fn greedy_mean(
+    env: &mut dyn Environment,
+    learner: &mut dyn Learner,
+    episodes: usize,
+    base: u64,
+) -> Result<f64, RlError> {
+    let mut total = 0.0;
+    for k in 0..episodes {
+        total += episode(env, learner, 0, base + k as u64)?.ret;
+    }
+    Ok(total / episodes.max(1) as f64)
+}
+
+/// One validation run.
+#[derive(Debug, Clone, Copy)]
+pub struct SolveSpec {
+    /// The task.
+    pub task: Classic,
+    /// Seed of networks, exploration and episodes.
+    pub seed: u64,
+    /// Step budget.
+    pub max_steps: u64,
+    /// Steps between evaluations.
+    pub eval_every: u64,
+    /// End at the first evaluation that meets the threshold.
+    pub stop_when_solved: bool,
+}
+
+/// Train on a classic task for at most `max_steps`, evaluating every
+/// `eval_every` steps (a 10-episode screen, then the decisive evaluation when
+/// the screen passes); stop at the first success when `stop_when_solved`.
+pub fn solve(
+    spec: SolveSpec,
+    cfg: &TrainConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(u64, f64),
+) -> Result<SolveReport, RlError> {
+    let SolveSpec {
+        task,
+        seed,
+        max_steps,
+        eval_every,
+        stop_when_solved,
+    } = spec;
+    let mut env = task.env()?;
+    let mut eval_env = task.env()?;
+    let mut learner = make_learner(env.as_ref(), cfg, device, seed)?;
+    let mut report = SolveReport {
+        task,
+        seed,
+        solved_at: None,
+        mean_return: f64::NAN,
+        steps: 0,
+        updates: 0,
+        train_seconds: 0.0,
+    };
+    let mut episodes = 0u64;
+    let mut obs = env.reset(0, seed.wrapping_mul(7919))?;
+    let mut clock = Instant::now();
+    while report.steps < max_steps {
+        let act = learner.act(&obs, true);
+        let st = env.step(&act)?;
+        let action = match &act {
+            Act::Discrete(a) => vec![*a as f32],
+            Act::Continuous(v) => v.clone(),
+        };
+        let done = st.terminated || st.truncated;
+        learner.observe(Transition {
+            obs: std::mem::take(&mut obs),
+            action,
+            reward: st.reward,
+            next_obs: st.obs.clone(),
+            terminated: st.terminated,
+            done,
+        })?;
+        report.steps += 1;
+        obs = if done {
+            episodes += 1;
+            env.reset(0, seed.wrapping_mul(7919).wrapping_add(episodes))?
+        } else {
+            st.obs
+        };
+        if report.steps.is_multiple_of(eval_every) {
+            report.train_seconds += clock.elapsed().as_secs_f64();
+            let screen = greedy_mean(eval_env.as_mut(), learner.as_mut(), 10, 1_000_000)?;
+            let mut mean = screen;
+            if screen >= task.threshold() && task.eval_episodes() > 10 {
+                mean = greedy_mean(
+                    eval_env.as_mut(),
+                    learner.as_mut(),
+                    task.eval_episodes(),
+                    2_000_000,
+                )?;
+            }
+            report.mean_return = mean;
+            progress(report.steps, mean);
+            if mean >= task.threshold() && report.solved_at.is_none() {
+                report.solved_at = Some(report.steps);
+                if stop_when_solved {
+                    break;
+                }
+            }
+            clock = Instant::now();
+        }
+    }
+    if !report.steps.is_multiple_of(eval_every) {
+        report.train_seconds += clock.elapsed().as_secs_f64();
+    }
+    report.updates = learner.updates();
+    Ok(report)
+}

@@ -1,0 +1,339 @@
+//! `agent train`: the SPaCE experiment. Every (curriculum, seed) pair is one
+//! run of `rl::train::run` on a worker thread; this module schedules them,
+//! draws the progress line, logs every evaluation to rerun, and prints and
+//! writes the comparison: steps each curriculum needs to reach round-robin's
+//! final test return, and the ratio.
+
+use crate::telemetry::{Sink, Telemetry};
+use anyhow::{Context as _, Result};
+use burn::tensor::Device;
+use rl::curriculum::CurriculumKind;
+use rl::instances::InstanceFile;
+use rl::train::{EvalRow, RunSpec, TrainConfig, final_value, mean_curve, steps_to_reach};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Instant;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    /// Instance file.
+    pub instances: PathBuf,
+    /// Curricula to compare.
+    pub curricula: Vec<CurriculumKind>,
+    /// Environment steps per run.
+    pub steps: u64,
+    /// Seeds per curriculum (seed_base, seed_base + 1, ...).
+    pub seeds: u64,
+    /// First seed.
+    pub seed_base: u64,
+    /// Training settings.
+    pub config: TrainConfig,
+    /// Output folder (one sub-folder per run, summary files at the top).
+    pub out: PathBuf,
+    /// Runs at once.
+    pub jobs: usize,
+    /// Continue runs from their checkpoints.
+    pub resume: bool,
+    /// Target test return; default: round-robin's final test return.
+    pub target: Option<f64>,
+    /// Where the metrics go in rerun.
+    pub sink: Sink,
+    /// Device the networks run on.
+    pub device: Device,
+}
+
+/// One curriculum's line of the comparison.
+#[derive(Debug, Clone)]
+pub struct CurriculumSummary {
+    /// Which curriculum.
+    pub kind: CurriculumKind,
+    /// Runs that finished.
+    pub runs: usize,
+    /// Mean test return over seeds at each evaluation step.
+    pub curve: Vec<(u64, f64)>,
+    /// Mean of the last three points of the curve.
+    pub final_return: Option<f64>,
+    /// First step at which the mean curve reached the target.
+    pub steps_to_target: Option<u64>,
+}
+
+/// The comparison of curricula.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The target test return used.
+    pub target: Option<f64>,
+    /// Where the target came from.
+    pub target_source: String,
+    /// One line per curriculum.
+    pub lines: Vec<CurriculumSummary>,
+}
+
+impl Summary {
+    /// Steps of round-robin over steps of SPaCE to the target (> 1: SPaCE faster).
+    pub fn speedup(&self) -> Option<f64> {
+        let get = |k| {
+            self.lines
+                .iter()
+                .find(|l| l.kind == k)
+                .and_then(|l| l.steps_to_target)
+        };
+        let rr = get(CurriculumKind::RoundRobin)? as f64;
+        let sp = get(CurriculumKind::Space)? as f64;
+        Some(rr / sp.max(1.0))
+    }
+
+    /// The printed table.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let target = self
+            .target
+            .map_or("none".to_string(), |t| format!("{t:.2}"));
+        let _ = writeln!(s, "target test return: {target} ({})", self.target_source);
+        let _ = writeln!(
+            s,
+            "{:<12} {:>5} {:>14} {:>16}",
+            "curriculum", "runs", "final return", "steps to target"
+        );
+        for l in &self.lines {
+            let _ = writeln!(
+                s,
+                "{:<12} {:>5} {:>14} {:>16}",
+                l.kind.name(),
+                l.runs,
+                l.final_return.map_or("-".into(), |v| format!("{v:.2}")),
+                l.steps_to_target
+                    .map_or("not reached".into(), |v| v.to_string())
+            );
+        }
+        match self.speedup() {
+            Some(r) => {
+                let _ = writeln!(
+                    s,
+                    "round-robin steps / SPaCE steps to the target: {r:.2}x  [goal >= 2x: {}]",
+                    if r >= 2.0 { "met" } else { "MISSED" }
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "round-robin steps / SPaCE steps to the target: n/a (a curriculum did not reach it or was not run)"
+                );
+            }
+        }
+        s
+    }
+}
+
+enum Msg {
+    Progress {
+        run: usize,
+        steps: u64,
+    },
+    Eval {
+        run: usize,
+        row: EvalRow,
+    },
+    Done {
+        run: usize,
+        result: Result<Vec<EvalRow>, String>,
+    },
+}
+
+fn run_dir(out: &Path, kind: CurriculumKind, seed: u64) -> PathBuf {
+    out.join(kind.name()).join(format!("seed{seed}"))
+}
+
+/// Run every (curriculum, seed), then compare.
+pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
+    let file = InstanceFile::load(&exp.instances)?;
+    std::fs::create_dir_all(&exp.out)
+        .with_context(|| format!("cannot create {}", exp.out.display()))?;
+    let mut runs = Vec::new();
+    for &kind in &exp.curricula {
+        for k in 0..exp.seeds {
+            let seed = exp.seed_base + k;
+            runs.push(RunSpec {
+                curriculum: kind,
+                seed,
+                steps: exp.steps,
+                dir: run_dir(&exp.out, kind, seed),
+                resume: exp.resume,
+            });
+        }
+    }
+    eprintln!(
+        "training {} runs ({} curricula x {} seeds, {} steps each) on {} train / {} test instances, {} at once; output in {}",
+        runs.len(),
+        exp.curricula.len(),
+        exp.seeds,
+        exp.steps,
+        file.train.len(),
+        file.test.len(),
+        exp.jobs.max(1),
+        exp.out.display()
+    );
+    let tel = Telemetry::open(&exp.sink, "agent-train")?;
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<Vec<EvalRow>, String>>> = vec![None; runs.len()];
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..exp.jobs.max(1).min(runs.len()) {
+            let (tx, runs, next, file) = (tx.clone(), &runs, &next, &file);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(spec) = runs.get(i) else { break };
+                    if stop.load(Ordering::Relaxed) {
+                        let _ = tx.send(Msg::Done {
+                            run: i,
+                            result: Err("not started (stopped)".into()),
+                        });
+                        continue;
+                    }
+                    let mut cb = |p: rl::train::Progress| {
+                        let _ = tx.send(Msg::Progress {
+                            run: i,
+                            steps: p.steps,
+                        });
+                        if let Some(row) = p.eval {
+                            let _ = tx.send(Msg::Eval {
+                                run: i,
+                                row: row.clone(),
+                            });
+                        }
+                    };
+                    let r = rl::train::run(file, &exp.config, spec, &exp.device, stop, &mut cb)
+                        .map(|r| r.evals)
+                        .map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::Done { run: i, result: r });
+                }
+            });
+        }
+        drop(tx);
+        let mut done_steps = vec![0u64; runs.len()];
+        let total = exp.steps * runs.len() as u64;
+        let mut last_draw = Instant::now();
+        // A live bar on a terminal; one line per 5 % in a log.
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut last_step_logged = 0u64;
+        for msg in rx.iter() {
+            match msg {
+                Msg::Progress { run, steps } => done_steps[run] = steps,
+                Msg::Eval { run, row } => {
+                    let spec = &runs[run];
+                    tel.set_time(row.steps as i64, row.steps as f64);
+                    let base = format!("train/{}/seed{}", spec.curriculum.name(), spec.seed);
+                    for (name, v) in [
+                        ("test_return", row.test_return),
+                        ("test_success", row.test_success),
+                        ("test_collision", row.test_collision),
+                        ("curriculum_size", row.curriculum_size as f64),
+                        ("loss", row.loss),
+                        ("value_std", row.value_std),
+                    ] {
+                        let _ = tel.scalar_at(&format!("{base}/{name}"), v);
+                    }
+                }
+                Msg::Done { run, result } => {
+                    if let Err(e) = &result {
+                        eprintln!("\nrun {} failed: {e}", runs[run].dir.display());
+                    }
+                    results[run] = Some(result);
+                }
+            }
+            let done: u64 = done_steps.iter().sum();
+            if !tty && done >= last_step_logged + total / 20 {
+                last_step_logged = done;
+                eprintln!(
+                    "{:5.1} %  {done}/{total} steps  {:.0} s elapsed",
+                    done as f64 * 100.0 / total.max(1) as f64,
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            if tty && last_draw.elapsed().as_millis() >= 500 {
+                last_draw = Instant::now();
+                let frac = done as f64 / total.max(1) as f64;
+                let eta = if frac > 0.0 {
+                    start.elapsed().as_secs_f64() * (1.0 - frac) / frac
+                } else {
+                    f64::NAN
+                };
+                let bar: String = (0..30)
+                    .map(|i| if (i as f64) < frac * 30.0 { '#' } else { '.' })
+                    .collect();
+                eprint!(
+                    "\r[{bar}] {:5.1} %  {done}/{total} steps  {:.0} s elapsed, ~{:.0} s left   ",
+                    frac * 100.0,
+                    start.elapsed().as_secs_f64(),
+                    eta
+                );
+                let _ = std::io::stderr().flush();
+            }
+        }
+        if tty {
+            eprintln!();
+        }
+    });
+    let _ = tel.flush();
+
+    // Compare.
+    let curves = |kind: CurriculumKind| -> Vec<Vec<EvalRow>> {
+        runs.iter()
+            .zip(&results)
+            .filter(|(s, _)| s.curriculum == kind)
+            .filter_map(|(_, r)| r.as_ref().and_then(|r| r.as_ref().ok()).cloned())
+            .collect()
+    };
+    let mut lines: Vec<CurriculumSummary> = exp
+        .curricula
+        .iter()
+        .map(|&kind| {
+            let c = curves(kind);
+            let curve = mean_curve(&c);
+            CurriculumSummary {
+                kind,
+                runs: c.len(),
+                final_return: final_value(&curve, 3),
+                curve,
+                steps_to_target: None,
+            }
+        })
+        .collect();
+    let (target, target_source) = match exp.target {
+        Some(t) => (Some(t), "given with --target".to_string()),
+        None => match lines.iter().find(|l| l.kind == CurriculumKind::RoundRobin) {
+            Some(rr) => (
+                rr.final_return,
+                "round-robin's final mean test return (last 3 evaluations, mean over seeds)".into(),
+            ),
+            None => (None, "no round-robin run to take it from".into()),
+        },
+    };
+    if let Some(t) = target {
+        for l in &mut lines {
+            l.steps_to_target = steps_to_reach(&l.curve, t);
+        }
+    }
+    let summary = Summary {
+        target,
+        target_source,
+        lines,
+    };
+    // Files: the mean curves and the table.
+    let mut csv = String::from("curriculum,steps,mean_test_return\n");
+    for l in &summary.lines {
+        for (s, v) in &l.curve {
+            let _ = writeln!(csv, "{},{s},{v:.4}", l.kind.name());
+        }
+    }
+    let p = exp.out.join("summary.csv");
+    std::fs::write(&p, csv).with_context(|| format!("cannot write {}", p.display()))?;
+    let p = exp.out.join("summary.txt");
+    std::fs::write(&p, summary.table()).with_context(|| format!("cannot write {}", p.display()))?;
+    Ok(summary)
+}
