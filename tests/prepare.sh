@@ -6,7 +6,8 @@
 #     aarch64-unknown-linux-gnu (Jetson-class boards)
 #   - system packages (apt-get, with sudo when not root): qemu-system-arm (runs the
 #     firmware), gcc-aarch64-linux-gnu (the aarch64 linker) and qemu-user (runs the
-#     aarch64 agent's self-test)
+#     aarch64 agent's self-test), opencv-doc (OpenCV's sample stereo pairs: real
+#     camera images the calibration is tested on)
 #   - the aarch64 build of the agent (tests/tests/aarch64.rs runs its self-test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,7 @@ missing=()
 command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
 command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
 command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
+[ -f /usr/share/doc/opencv-doc/examples/data/left01.jpg ] || missing+=(opencv-doc)
 if [ ${#missing[@]} -gt 0 ]; then
     SUDO=""
     if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi

@@ -42,3 +42,12 @@ pub fn device(backend: Backend) -> Result<Device, DeviceError> {
         Backend::Cuda => Err(DeviceError::NotCompiled("cuda")),
     }
 }
+
+/// The backends compiled into this binary, CPU first.
+pub fn compiled_backends() -> Vec<Backend> {
+    let mut v = vec![Backend::Cpu];
+    if cfg!(feature = "cuda") {
+        v.push(Backend::Cuda);
+    }
+    v
+}

@@ -476,6 +476,10 @@ struct BenchArgs {
     /// Threads for the training figure.
     #[arg(long, default_value_t = 2)]
     train_threads: usize,
+    /// Backends to time, comma-separated (default: every backend compiled into
+    /// this binary: cpu, and cuda with `--features cuda`).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    backend: Vec<Backend>,
 }
 
 fn main() -> Result<()> {
@@ -688,8 +692,43 @@ fn main() -> Result<()> {
                 Some(p) => FlyConfig::load(p)?,
                 None => FlyConfig::default(),
             };
-            let r = agent::bench::run(&cfg, a.seconds, a.train_threads)?;
-            println!("{r}");
+            let backends = if a.backend.is_empty() {
+                agent::device::compiled_backends()
+            } else {
+                a.backend.clone()
+            };
+            let mut failed = 0;
+            for b in backends {
+                let mut cfg = cfg.clone();
+                cfg.backend = b;
+                // A backend whose runtime is missing (no CUDA driver) panics inside
+                // burn on first use; report it and go on with the others.
+                let r = std::panic::catch_unwind(|| -> Result<String> {
+                    let mono = agent::bench::run(&cfg, a.seconds, a.train_threads)?;
+                    let nets = rl::validate::time_networks(
+                        &agent::device::device(b)?,
+                        (a.seconds / 4.0).max(0.5),
+                    )?;
+                    Ok(format!(
+                        "{mono}\nRL networks ({b:?}, twin sizes): DQN act {:.3} ms, DQN training step (batch 64) {:.2} ms; SAC act {:.3} ms, SAC training step (batch 256) {:.2} ms",
+                        nets.dqn_act_ms, nets.dqn_step_ms, nets.sac_act_ms, nets.sac_step_ms
+                    ))
+                });
+                match r {
+                    Ok(Ok(text)) => println!("{text}\n"),
+                    Ok(Err(e)) => {
+                        failed += 1;
+                        println!("backend {b:?}: {e:#}\n");
+                    }
+                    Err(_) => {
+                        failed += 1;
+                        println!(
+                            "backend {b:?}: failed at run time (is its driver/runtime installed?)\n"
+                        );
+                    }
+                }
+            }
+            anyhow::ensure!(failed == 0, "{failed} backend(s) could not be timed");
             Ok(())
         }
     }

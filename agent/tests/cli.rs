@@ -81,6 +81,8 @@ fn persist_refuses_a_bad_length_and_bench_prints_both_figures() {
         "inference (batch 1, 1 core): median",
         "samples/s",
         "parameters",
+        "RL networks (Cpu, twin sizes): DQN act",
+        "SAC training step (batch 256)",
     ] {
         assert!(out.contains(needle), "{needle} missing: {out}");
     }
@@ -92,6 +94,16 @@ fn persist_refuses_a_bad_length_and_bench_prints_both_figures() {
         .and_then(|s| s.parse().ok())
         .unwrap();
     assert!(ms > 0.0 && ms.is_finite());
+    // A backend not compiled in is named, and the command fails.
+    if !cfg!(feature = "cuda") {
+        let o = agent()
+            .args(["bench", "--seconds", "0.3", "--backend", "cuda"])
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("--features cuda"), "{out}");
+    }
 }
 
 #[test]

@@ -202,7 +202,12 @@ pub fn find_corners(
     cands.sort_by(|a, b| b.0.total_cmp(&a.0));
     cands.truncate(need * 2);
     let pts: Vec<[f64; 2]> = cands.iter().map(|c| c.1).collect();
-    order_grid(&pts, cols, rows).map_err(|why| DetectError::NoGrid { cols, rows, why })
+    let image = Smoothed {
+        s: &s,
+        w: width,
+        h: height,
+    };
+    order_grid(&pts, cols, rows, &image).map_err(|why| DetectError::NoGrid { cols, rows, why })
 }
 
 fn sub(a: [f64; 2], b: [f64; 2]) -> [f64; 2] {
@@ -215,8 +220,139 @@ fn norm(a: [f64; 2]) -> f64 {
     (a[0] * a[0] + a[1] * a[1]).sqrt()
 }
 
-/// Assign integer grid coordinates by growing from the strongest-connected corner.
-fn order_grid(pts: &[[f64; 2]], cols: usize, rows: usize) -> Result<Vec<[f64; 2]>, String> {
+/// The smoothed image the cell colours are read from.
+struct Smoothed<'a> {
+    s: &'a [f32],
+    w: usize,
+    h: usize,
+}
+
+impl Smoothed<'_> {
+    /// Mean over 3x3 pixels around `p`; `None` outside the image.
+    fn at(&self, p: [f64; 2]) -> Option<f32> {
+        let (x, y) = (p[0].round() as i64, p[1].round() as i64);
+        if x < 1 || y < 1 || x >= self.w as i64 - 1 || y >= self.h as i64 - 1 {
+            return None;
+        }
+        let (x, y) = (x as usize, y as usize);
+        let mut sum = 0.0;
+        for yy in y - 1..=y + 1 {
+            for xx in x - 1..=x + 1 {
+                sum += self.s[yy * self.w + xx];
+            }
+        }
+        Some(sum / 9.0)
+    }
+}
+
+type Grid = std::collections::HashMap<(i64, i64), usize>;
+
+/// How well the cells just outside a window of corners continue the
+/// checkerboard inside it, per side (top, bottom, left, right): the fraction of
+/// readable cells whose colour the inside's parity predicts, or `None` when too
+/// few cells are readable. The inner corners of the board have board squares all
+/// round them; a window that includes a row of corners along the board's edge
+/// has the margin (one colour) beyond it, which agrees with only half the cells.
+fn ring_scores(
+    grid: &Grid,
+    pts: &[[f64; 2]],
+    img: &Smoothed<'_>,
+    (i0, j0): (i64, i64),
+    (gw, gh): (i64, i64),
+) -> Option<[Option<f64>; 4]> {
+    let inside = |i: i64, j: i64| i >= i0 && i < i0 + gw && j >= j0 && j < j0 + gh;
+    let corner = |i: i64, j: i64| -> Option<[f64; 2]> {
+        if let Some(&k) = grid.get(&(i, j)) {
+            return Some(pts[k]);
+        }
+        // Outside the grown grid: extrapolate one step out from the window's edge.
+        let (ci, cj) = (i.clamp(i0, i0 + gw - 1), j.clamp(j0, j0 + gh - 1));
+        let (di, dj) = (i - ci, j - cj);
+        let c = pts[*grid.get(&(ci, cj))?];
+        let b = pts[*grid.get(&(ci - di, cj - dj))?];
+        Some([2.0 * c[0] - b[0], 2.0 * c[1] - b[1]])
+    };
+    let cell = |i: i64, j: i64| -> Option<f32> {
+        let c = [
+            corner(i, j)?,
+            corner(i + 1, j)?,
+            corner(i, j + 1)?,
+            corner(i + 1, j + 1)?,
+        ];
+        img.at([
+            c.iter().map(|p| p[0]).sum::<f64>() / 4.0,
+            c.iter().map(|p| p[1]).sum::<f64>() / 4.0,
+        ])
+    };
+    // Parity -> colour from the cells inside the window.
+    let (mut sum, mut n) = ([0.0f64; 2], [0usize; 2]);
+    for j in j0..j0 + gh - 1 {
+        for i in i0..i0 + gw - 1 {
+            debug_assert!(inside(i, j));
+            if let Some(v) = cell(i, j) {
+                let p = ((i + j).rem_euclid(2)) as usize;
+                sum[p] += f64::from(v);
+                n[p] += 1;
+            }
+        }
+    }
+    if n[0] == 0 || n[1] == 0 {
+        return None;
+    }
+    let (m0, m1) = (sum[0] / n[0] as f64, sum[1] / n[1] as f64);
+    if (m0 - m1).abs() < 20.0 {
+        return None;
+    }
+    let mid = (m0 + m1) / 2.0;
+    let light0 = m0 > m1;
+    // A side's cells are read near the window's edge (a third of a square out),
+    // so narrow outer squares (boards cut at the print's edge) are still seen.
+    let outer = |a: (i64, i64), b: (i64, i64), out: (i64, i64)| -> Option<f32> {
+        let (pa, pb) = (corner(a.0, a.1)?, corner(b.0, b.1)?);
+        let (qa, qb) = (
+            corner(a.0 + out.0, a.1 + out.1)?,
+            corner(b.0 + out.0, b.1 + out.1)?,
+        );
+        let f = 0.33;
+        img.at([
+            0.5 * (pa[0] + pb[0]) + f * 0.5 * (qa[0] - pa[0] + qb[0] - pb[0]),
+            0.5 * (pa[1] + pb[1]) + f * 0.5 * (qa[1] - pa[1] + qb[1] - pb[1]),
+        ])
+    };
+    // `edges`: the two window corners of each outside cell and the outward step.
+    let side = |edges: Vec<((i64, i64), (i64, i64), (i64, i64))>| -> Option<f64> {
+        let (mut agree, mut read) = (0usize, 0usize);
+        for (a, b, out) in &edges {
+            if let Some(v) = outer(*a, *b, *out) {
+                read += 1;
+                // The cell beyond edge a-b has the parity of its lowest corner.
+                let (ci, cj) = (a.0.min(b.0).min(a.0 + out.0), a.1.min(b.1).min(a.1 + out.1));
+                let light = f64::from(v) > mid;
+                let even = (ci + cj).rem_euclid(2) == 0;
+                agree += usize::from(light == (even == light0));
+            }
+        }
+        (read * 2 >= edges.len() && read >= 2).then(|| agree as f64 / read as f64)
+    };
+    let (i1, j1) = (i0 + gw - 1, j0 + gh - 1);
+    Some([
+        side((i0..i1).map(|i| ((i, j0), (i + 1, j0), (0, -1))).collect()),
+        side((i0..i1).map(|i| ((i, j1), (i + 1, j1), (0, 1))).collect()),
+        side((j0..j1).map(|j| ((i0, j), (i0, j + 1), (-1, 0))).collect()),
+        side((j0..j1).map(|j| ((i1, j), (i1, j + 1), (1, 0))).collect()),
+    ])
+}
+
+/// Assign integer grid coordinates by growing from the strongest-connected
+/// corner, then pick the complete `cols` x `rows` window whose surroundings
+/// continue the checkerboard (so rows of corners along the board's edge, which
+/// real boards with a margin produce, are left out rather than mis-ordered).
+fn order_grid(
+    pts: &[[f64; 2]],
+    cols: usize,
+    rows: usize,
+    img: &Smoothed<'_>,
+) -> Result<Vec<[f64; 2]>, String> {
     let n = pts.len();
     let nearest = |p: [f64; 2], exclude: &dyn Fn(usize) -> bool| -> Option<(usize, f64)> {
         (0..n)
@@ -316,27 +452,66 @@ fn order_grid(pts: &[[f64; 2]], cols: usize, rows: usize) -> Result<Vec<[f64; 2]
         grid.keys().map(|k| k.1).max().unwrap_or(0),
     );
     let (gw, gh) = ((imax - imin + 1) as usize, (jmax - jmin + 1) as usize);
-    let transposed = if (gw, gh) == (cols, rows) {
-        false
-    } else if (gw, gh) == (rows, cols) {
-        true
-    } else {
-        return Err(format!("grew a {gw}x{gh} grid"));
-    };
-    if grid.len() != cols * rows {
-        return Err(format!(
-            "grid has {} of {} corners",
-            grid.len(),
-            cols * rows
-        ));
+    // Candidate windows of the board's size (either orientation) in which every
+    // corner was found; each scored by how the cells around it continue the board.
+    let mut windows: Vec<(f64, i64, i64, bool)> = Vec::new();
+    for transposed in [false, true] {
+        let (ww, wh) = if transposed {
+            (rows, cols)
+        } else {
+            (cols, rows)
+        };
+        if ww > gw || wh > gh || (transposed && cols == rows) {
+            continue;
+        }
+        for j0 in jmin..=jmax - wh as i64 + 1 {
+            for i0 in imin..=imax - ww as i64 + 1 {
+                let complete = (j0..j0 + wh as i64)
+                    .all(|j| (i0..i0 + ww as i64).all(|i| grid.contains_key(&(i, j))));
+                if !complete {
+                    continue;
+                }
+                let Some(sides) = ring_scores(&grid, pts, img, (i0, j0), (ww as i64, wh as i64))
+                else {
+                    continue;
+                };
+                // Every readable side must continue the checkerboard; unreadable
+                // sides (beyond the image) neither help nor hurt.
+                let read: Vec<f64> = sides.iter().flatten().copied().collect();
+                if read.iter().all(|&v| v >= 0.75) {
+                    let score = read.iter().sum::<f64>() / read.len().max(1) as f64;
+                    windows.push((score, i0, j0, transposed));
+                }
+            }
+        }
     }
+    windows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (_, i0, j0, transposed) = match windows.as_slice() {
+        [] => {
+            return Err(if grid.len() < cols * rows {
+                format!("grid has {} of {} corners", grid.len(), cols * rows)
+            } else {
+                format!(
+                    "grew a {gw}x{gh} grid with no {cols}x{rows} window surrounded by board squares"
+                )
+            });
+        }
+        [one] => *one,
+        [a, b, ..] if a.0 - b.0 >= 0.15 => *a,
+        _ => {
+            return Err(format!(
+                "grew a {gw}x{gh} grid in which {} {cols}x{rows} windows fit equally well",
+                windows.len()
+            ));
+        }
+    };
     let mut out = Vec::with_capacity(cols * rows);
     for r in 0..rows as i64 {
         for c in 0..cols as i64 {
             let key = if transposed {
-                (imin + r, jmin + c)
+                (i0 + r, j0 + c)
             } else {
-                (imin + c, jmin + r)
+                (i0 + c, j0 + r)
             };
             out.push(pts[*grid.get(&key).ok_or("hole in the grid")?]);
         }

@@ -1,5 +1,6 @@
-//! Reading 8-bit grayscale PNGs (calibration images, stereo pairs) with errors that
-//! name the file.
+//! Reading calibration images and stereo pairs as 8-bit grayscale: PNG (8-bit
+//! grayscale) and JPEG (any colour JPEG, converted to luma, as cameras write them),
+//! with errors that name the file.
 
 use std::path::Path;
 use thiserror::Error;
@@ -18,8 +19,23 @@ pub enum PngError {
     Format { path: String, kind: String },
 }
 
-/// Read an 8-bit grayscale PNG: (pixels row-major, width, height).
+/// Whether a file name is one of the image types [`read_gray8`] reads.
+pub fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Read an image as 8-bit grayscale: (pixels row-major, width, height). PNGs must
+/// be 8-bit grayscale; JPEGs (`.jpg`, `.jpeg`) are converted to luma.
 pub fn read_gray8(path: &Path) -> Result<(Vec<u8>, usize, usize), PngError> {
+    let jpeg = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg"));
+    if jpeg {
+        return read_jpeg(path);
+    }
     let p = path.display().to_string();
     let decode = |e: &dyn std::fmt::Display| PngError::Decode {
         path: p.clone(),
@@ -48,4 +64,37 @@ pub fn read_gray8(path: &Path) -> Result<(Vec<u8>, usize, usize), PngError> {
     r.next_frame(&mut buf).map_err(|e| decode(&e))?;
     buf.truncate(w * h);
     Ok((buf, w, h))
+}
+
+/// Read a JPEG as luma.
+fn read_jpeg(path: &Path) -> Result<(Vec<u8>, usize, usize), PngError> {
+    use zune_jpeg::zune_core::bytestream::ZCursor;
+    use zune_jpeg::zune_core::colorspace::ColorSpace;
+    use zune_jpeg::zune_core::options::DecoderOptions;
+    let p = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| PngError::Open {
+        path: p.clone(),
+        reason: e.to_string(),
+    })?;
+    let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::Luma);
+    let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(&bytes), options);
+    dec.decode_headers().map_err(|e| PngError::Decode {
+        path: p.clone(),
+        reason: format!("JPEG: {e:?}"),
+    })?;
+    let (w, h) = dec.dimensions().ok_or_else(|| PngError::Decode {
+        path: p.clone(),
+        reason: "JPEG without dimensions".into(),
+    })?;
+    let data = dec.decode().map_err(|e| PngError::Decode {
+        path: p.clone(),
+        reason: format!("JPEG: {e:?}"),
+    })?;
+    if data.len() != w * h {
+        return Err(PngError::Format {
+            path: p,
+            kind: format!("a JPEG that decoded to {} bytes for {w}x{h}", data.len()),
+        });
+    }
+    Ok((data, w, h))
 }

@@ -8,7 +8,9 @@
 
 use crate::RlError;
 use crate::env::Act;
-use crate::learner::{Learner, load_module, read_state, save_module, write_state};
+use crate::learner::{
+    Learner, check_sizes, load_module, read_state, recent_mean, save_module, write_state,
+};
 use crate::mlp::{Mlp, matrix, values};
 use crate::replay::{Replay, Transition};
 use burn::grad_clipping::GradientClippingConfig;
@@ -204,6 +206,16 @@ impl Dqn {
         values(self.acting().forward(x))
     }
 
+    /// One gradient step on a replay batch now, whatever the schedule (benchmarks).
+    pub fn train_step(&mut self) -> Result<f32, RlError> {
+        if self.replay.is_empty() {
+            return Err(RlError::Config(
+                "replay is empty: observe transitions first".into(),
+            ));
+        }
+        self.update()
+    }
+
     /// One gradient step on a replay batch.
     fn update(&mut self) -> Result<f32, RlError> {
         let c = &self.config;
@@ -300,8 +312,7 @@ impl Learner for Dqn {
     }
 
     fn recent_loss(&self) -> Option<f32> {
-        let tail = &self.losses[self.losses.len().saturating_sub(256)..];
-        (!tail.is_empty()).then(|| tail.iter().sum::<f32>() / tail.len() as f32)
+        recent_mean(&self.losses)
     }
 
     fn save(&self, dir: &Path) -> Result<(), RlError> {
@@ -319,16 +330,11 @@ impl Learner for Dqn {
 
     fn load(&mut self, dir: &Path) -> Result<(), RlError> {
         let state: DqnState = read_state(&dir.join("dqn.toml"))?;
-        if state.sizes != self.online.sizes() {
-            return Err(RlError::Checkpoint {
-                path: dir.join("dqn.toml").display().to_string(),
-                reason: format!(
-                    "network of layers {:?}, this learner needs {:?}",
-                    state.sizes,
-                    self.online.sizes()
-                ),
-            });
-        }
+        check_sizes(
+            &dir.join("dqn.toml"),
+            &[state.sizes.clone()],
+            &[self.online.sizes()],
+        )?;
         self.online = load_module(self.online.clone(), &dir.join("q.bpk"))?;
         self.target = load_module(self.target.clone(), &dir.join("q_target.bpk"))?;
         self.steps = state.steps;

@@ -27,6 +27,16 @@ pub enum Act {
     Continuous(Vec<f32>),
 }
 
+impl Act {
+    /// The action as replay stores it: the index as one value, or the vector.
+    pub fn to_vec(&self) -> Vec<f32> {
+        match self {
+            Act::Discrete(a) => vec![*a as f32],
+            Act::Continuous(v) => v.clone(),
+        }
+    }
+}
+
 /// Result of one environment step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
@@ -83,108 +93,126 @@ fn instance_index(i: usize, n: usize) -> Result<usize, RlError> {
     }
 }
 
-/// The contextual cart-pole; the normalised context is appended to the
-/// observation when `observe_context` is set.
-pub struct CartPoleEnv {
-    contexts: Vec<CartPoleContext>,
+/// A classic-control simulator that takes a context (the cart-pole, the pendulum).
+pub trait ClassicSim: Send + Sized {
+    /// Its context type.
+    type Context: Clone + Send;
+    /// Observation length without the context.
+    const OBS: usize;
+    /// Context vector length.
+    const CONTEXT: usize;
+    /// The action space.
+    const SPACE: ActionSpace;
+    /// A simulator with this context.
+    fn with_context(c: Self::Context) -> Result<Self, String>;
+    /// Switch context.
+    fn set_context(&mut self, c: Self::Context) -> Result<(), String>;
+    /// Check a context.
+    fn check(c: &Self::Context) -> Result<(), String>;
+    /// The context's name.
+    fn name(c: &Self::Context) -> &str;
+    /// The context normalised for the observation.
+    fn vector(c: &Self::Context) -> Vec<f32>;
+    /// Start an episode.
+    fn start(&mut self, seed: u64) -> Vec<f32>;
+    /// One step, or why the action is refused.
+    fn advance(&mut self, act: &Act) -> Result<sim::classic::ClassicStep, RlError>;
+}
+
+impl ClassicSim for CartPole {
+    type Context = CartPoleContext;
+    const OBS: usize = 4;
+    const CONTEXT: usize = 5;
+    const SPACE: ActionSpace = ActionSpace::Discrete(2);
+    fn with_context(c: CartPoleContext) -> Result<Self, String> {
+        CartPole::new(c).map_err(|e| e.to_string())
+    }
+    fn set_context(&mut self, c: CartPoleContext) -> Result<(), String> {
+        CartPole::set_context(self, c).map_err(|e| e.to_string())
+    }
+    fn check(c: &CartPoleContext) -> Result<(), String> {
+        c.validate().map_err(|e| e.to_string())
+    }
+    fn name(c: &CartPoleContext) -> &str {
+        &c.name
+    }
+    fn vector(c: &CartPoleContext) -> Vec<f32> {
+        c.to_vector()
+    }
+    fn start(&mut self, seed: u64) -> Vec<f32> {
+        self.reset(seed)
+    }
+    fn advance(&mut self, act: &Act) -> Result<sim::classic::ClassicStep, RlError> {
+        match act {
+            Act::Discrete(a) if *a < 2 => Ok(self.step(*a)),
+            other => Err(RlError::Action(format!(
+                "cart-pole takes 0 or 1, got {other:?}"
+            ))),
+        }
+    }
+}
+
+impl ClassicSim for Pendulum {
+    type Context = PendulumContext;
+    const OBS: usize = 3;
+    const CONTEXT: usize = 3;
+    const SPACE: ActionSpace = ActionSpace::Continuous(1);
+    fn with_context(c: PendulumContext) -> Result<Self, String> {
+        Pendulum::new(c).map_err(|e| e.to_string())
+    }
+    fn set_context(&mut self, c: PendulumContext) -> Result<(), String> {
+        Pendulum::set_context(self, c).map_err(|e| e.to_string())
+    }
+    fn check(c: &PendulumContext) -> Result<(), String> {
+        c.validate().map_err(|e| e.to_string())
+    }
+    fn name(c: &PendulumContext) -> &str {
+        &c.name
+    }
+    fn vector(c: &PendulumContext) -> Vec<f32> {
+        c.to_vector()
+    }
+    fn start(&mut self, seed: u64) -> Vec<f32> {
+        self.reset(seed)
+    }
+    /// Torque = action · 2 N·m.
+    fn advance(&mut self, act: &Act) -> Result<sim::classic::ClassicStep, RlError> {
+        match act {
+            Act::Continuous(v) if v.len() == 1 && v[0].is_finite() => {
+                Ok(self.step(f64::from(v[0].clamp(-1.0, 1.0)) * sim::classic::PENDULUM_MAX_TORQUE))
+            }
+            other => Err(RlError::Action(format!(
+                "pendulum takes one finite value in [-1, 1], got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A contextual classic-control task over a list of instances; the normalised
+/// context is appended to the observation when `observe_context` is set.
+pub struct ClassicEnv<S: ClassicSim> {
+    contexts: Vec<S::Context>,
     observe_context: bool,
-    env: CartPole,
+    env: S,
     current: usize,
 }
 
-impl CartPoleEnv {
-    /// An environment over these instances (at least one).
-    pub fn new(contexts: Vec<CartPoleContext>, observe_context: bool) -> Result<Self, RlError> {
-        let first = contexts
-            .first()
-            .cloned()
-            .ok_or_else(|| RlError::Instance("no cart-pole instance".into()))?;
-        for c in &contexts {
-            c.validate().map_err(|e| RlError::Instance(e.to_string()))?;
-        }
-        let env = CartPole::new(first).map_err(|e| RlError::Instance(e.to_string()))?;
-        Ok(Self {
-            contexts,
-            observe_context,
-            env,
-            current: 0,
-        })
-    }
-}
-
-impl Environment for CartPoleEnv {
-    fn obs_dim(&self) -> usize {
-        4 + if self.observe_context { 5 } else { 0 }
-    }
-    fn action_space(&self) -> ActionSpace {
-        ActionSpace::Discrete(2)
-    }
-    fn instances(&self) -> usize {
-        self.contexts.len()
-    }
-    fn instance_name(&self, i: usize) -> String {
-        self.contexts
-            .get(i)
-            .map(|c| c.name.clone())
-            .unwrap_or_default()
-    }
-    fn reset(&mut self, instance: usize, seed: u64) -> Result<Vec<f32>, RlError> {
-        let i = instance_index(instance, self.contexts.len())?;
-        self.current = i;
-        self.env
-            .set_context(self.contexts[i].clone())
-            .map_err(|e| RlError::Instance(e.to_string()))?;
-        let obs = self.env.reset(seed);
-        Ok(with_context(
-            obs,
-            &self.contexts[i].to_vector(),
-            self.observe_context,
-        ))
-    }
-    fn step(&mut self, act: &Act) -> Result<Step, RlError> {
-        let a = match act {
-            Act::Discrete(a) if *a < 2 => *a,
-            other => {
-                return Err(RlError::Action(format!(
-                    "cart-pole takes 0 or 1, got {other:?}"
-                )));
-            }
-        };
-        let s = self.env.step(a);
-        Ok(Step {
-            obs: with_context(
-                s.obs,
-                &self.contexts[self.current].to_vector(),
-                self.observe_context,
-            ),
-            reward: s.reward as f32,
-            terminated: s.terminated,
-            truncated: s.truncated,
-            collision: false,
-            success: false,
-        })
-    }
-}
-
+/// The contextual cart-pole (discrete: push left or right).
+pub type CartPoleEnv = ClassicEnv<CartPole>;
 /// The contextual pendulum (one continuous action: torque / 2 N·m).
-pub struct PendulumEnv {
-    contexts: Vec<PendulumContext>,
-    observe_context: bool,
-    env: Pendulum,
-    current: usize,
-}
+pub type PendulumEnv = ClassicEnv<Pendulum>;
 
-impl PendulumEnv {
+impl<S: ClassicSim> ClassicEnv<S> {
     /// An environment over these instances (at least one).
-    pub fn new(contexts: Vec<PendulumContext>, observe_context: bool) -> Result<Self, RlError> {
+    pub fn new(contexts: Vec<S::Context>, observe_context: bool) -> Result<Self, RlError> {
         let first = contexts
             .first()
             .cloned()
-            .ok_or_else(|| RlError::Instance("no pendulum instance".into()))?;
+            .ok_or_else(|| RlError::Instance("no instance given".into()))?;
         for c in &contexts {
-            c.validate().map_err(|e| RlError::Instance(e.to_string()))?;
+            S::check(c).map_err(RlError::Instance)?;
         }
-        let env = Pendulum::new(first).map_err(|e| RlError::Instance(e.to_string()))?;
+        let env = S::with_context(first).map_err(RlError::Instance)?;
         Ok(Self {
             contexts,
             observe_context,
@@ -194,12 +222,12 @@ impl PendulumEnv {
     }
 }
 
-impl Environment for PendulumEnv {
+impl<S: ClassicSim> Environment for ClassicEnv<S> {
     fn obs_dim(&self) -> usize {
-        3 + if self.observe_context { 3 } else { 0 }
+        S::OBS + if self.observe_context { S::CONTEXT } else { 0 }
     }
     fn action_space(&self) -> ActionSpace {
-        ActionSpace::Continuous(1)
+        S::SPACE
     }
     fn instances(&self) -> usize {
         self.contexts.len()
@@ -207,7 +235,7 @@ impl Environment for PendulumEnv {
     fn instance_name(&self, i: usize) -> String {
         self.contexts
             .get(i)
-            .map(|c| c.name.clone())
+            .map(|c| S::name(c).to_string())
             .unwrap_or_default()
     }
     fn reset(&mut self, instance: usize, seed: u64) -> Result<Vec<f32>, RlError> {
@@ -215,30 +243,20 @@ impl Environment for PendulumEnv {
         self.current = i;
         self.env
             .set_context(self.contexts[i].clone())
-            .map_err(|e| RlError::Instance(e.to_string()))?;
-        let obs = self.env.reset(seed);
+            .map_err(RlError::Instance)?;
+        let obs = self.env.start(seed);
         Ok(with_context(
             obs,
-            &self.contexts[i].to_vector(),
+            &S::vector(&self.contexts[i]),
             self.observe_context,
         ))
     }
     fn step(&mut self, act: &Act) -> Result<Step, RlError> {
-        let u = match act {
-            Act::Continuous(v) if v.len() == 1 && v[0].is_finite() => v[0].clamp(-1.0, 1.0),
-            other => {
-                return Err(RlError::Action(format!(
-                    "pendulum takes one finite value in [-1, 1], got {other:?}"
-                )));
-            }
-        };
-        let s = self
-            .env
-            .step(f64::from(u) * sim::classic::PENDULUM_MAX_TORQUE);
+        let s = self.env.advance(act)?;
         Ok(Step {
             obs: with_context(
                 s.obs,
-                &self.contexts[self.current].to_vector(),
+                &S::vector(&self.contexts[self.current]),
                 self.observe_context,
             ),
             reward: s.reward as f32,

@@ -162,6 +162,40 @@ fn sample_classic<T: DeserializeOwned>(
         .collect()
 }
 
+/// Train and test instances of a classic task drawn from the `[sample]` block.
+fn sample_split<C: DeserializeOwned>(
+    sampled: Option<&Sampling>,
+    origin: &str,
+) -> Result<(Vec<C>, Vec<C>), RlError> {
+    let Some(smp) = sampled else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let mut rng = Rng::new(smp.seed);
+    let tr = sample_classic::<C>(&smp.base, &smp.ranges, smp.train, &mut rng, origin)?;
+    let te = sample_classic::<C>(&smp.base, &smp.ranges, smp.test, &mut rng, origin)?;
+    Ok((tr, te))
+}
+
+/// Add the listed `[[train]]` / `[[test]]` instances to the sampled ones, check
+/// every one and name the unnamed.
+fn complete<C: DeserializeOwned, E: std::fmt::Display>(
+    mut tr: Vec<C>,
+    mut te: Vec<C>,
+    table: &toml::Table,
+    origin: &str,
+    check: impl Fn(&C) -> Result<(), E>,
+    name: impl Fn(&mut C) -> &mut String + Copy,
+) -> Result<(Vec<C>, Vec<C>), RlError> {
+    tr.extend(parse_list::<C>(table.get("train"), origin, "train")?);
+    te.extend(parse_list::<C>(table.get("test"), origin, "test")?);
+    for c in tr.iter().chain(&te) {
+        check(c).map_err(|e| err(origin, e))?;
+    }
+    name_all(&mut tr, "train", name);
+    name_all(&mut te, "test", name);
+    Ok((tr, te))
+}
+
 fn name_all<T>(items: &mut [T], prefix: &str, name: impl Fn(&mut T) -> &mut String) {
     for (i, it) in items.iter_mut().enumerate() {
         let n = name(it);
@@ -292,98 +326,38 @@ impl InstanceFile {
 
         let (train, test) = match task {
             TaskKind::CartPole => {
-                let (mut tr, mut te) = (Vec::new(), Vec::new());
-                if let Some(Sampling {
-                    seed,
-                    train: ntr,
-                    test: nte,
-                    base,
-                    ranges,
-                }) = &sampled
-                {
-                    let mut rng = Rng::new(*seed);
-                    tr = sample_classic::<CartPoleContext>(base, ranges, *ntr, &mut rng, origin)?;
-                    te = sample_classic::<CartPoleContext>(base, ranges, *nte, &mut rng, origin)?;
-                }
-                tr.extend(parse_list::<CartPoleContext>(
-                    table.get("train"),
-                    origin,
-                    "train",
-                )?);
-                te.extend(parse_list::<CartPoleContext>(
-                    table.get("test"),
-                    origin,
-                    "test",
-                )?);
-                for c in tr.iter().chain(&te) {
-                    c.validate().map_err(|e| err(origin, e))?;
-                }
-                name_all(&mut tr, "train", |c| &mut c.name);
-                name_all(&mut te, "test", |c| &mut c.name);
+                let (tr, te) = sample_split::<CartPoleContext>(sampled.as_ref(), origin)?;
+                let (tr, te) = complete(tr, te, &table, origin, CartPoleContext::validate, |c| {
+                    &mut c.name
+                })?;
                 (Instances::CartPole(tr), Instances::CartPole(te))
             }
             TaskKind::Pendulum => {
-                let (mut tr, mut te) = (Vec::new(), Vec::new());
-                if let Some(Sampling {
-                    seed,
-                    train: ntr,
-                    test: nte,
-                    base,
-                    ranges,
-                }) = &sampled
-                {
-                    let mut rng = Rng::new(*seed);
-                    tr = sample_classic::<PendulumContext>(base, ranges, *ntr, &mut rng, origin)?;
-                    te = sample_classic::<PendulumContext>(base, ranges, *nte, &mut rng, origin)?;
-                }
-                tr.extend(parse_list::<PendulumContext>(
-                    table.get("train"),
-                    origin,
-                    "train",
-                )?);
-                te.extend(parse_list::<PendulumContext>(
-                    table.get("test"),
-                    origin,
-                    "test",
-                )?);
-                for c in tr.iter().chain(&te) {
-                    c.validate().map_err(|e| err(origin, e))?;
-                }
-                name_all(&mut tr, "train", |c| &mut c.name);
-                name_all(&mut te, "test", |c| &mut c.name);
+                let (tr, te) = sample_split::<PendulumContext>(sampled.as_ref(), origin)?;
+                let (tr, te) = complete(tr, te, &table, origin, PendulumContext::validate, |c| {
+                    &mut c.name
+                })?;
                 (Instances::Pendulum(tr), Instances::Pendulum(te))
             }
             TaskKind::Twin => {
                 let (mut tr, mut te) = (Vec::new(), Vec::new());
-                if let Some(Sampling {
-                    seed,
-                    train: ntr,
-                    test: nte,
-                    base,
-                    ranges,
-                }) = &sampled
-                {
-                    let base: Context = toml::Value::Table(base.clone())
+                if let Some(smp) = &sampled {
+                    let base: Context = toml::Value::Table(smp.base.clone())
                         .try_into()
                         .map_err(|e| err(origin, format!("`sample.base`: {e}")))?;
                     let space = ContextSpace {
                         base,
-                        ranges: ranges.clone(),
+                        ranges: smp.ranges.clone(),
                     };
                     let mut all = space
-                        .sample(ntr + nte, *seed)
+                        .sample(smp.train + smp.test, smp.seed)
                         .map_err(|e| err(origin, e))?
                         .instance;
-                    te = all.split_off(*ntr);
+                    te = all.split_off(smp.train);
                     tr = all;
                 }
-                tr.extend(parse_list::<Context>(table.get("train"), origin, "train")?);
-                te.extend(parse_list::<Context>(table.get("test"), origin, "test")?);
-                for c in tr.iter().chain(&te) {
-                    c.validate().map_err(|e| err(origin, e))?;
-                }
-                name_all(&mut tr, "train", |c| &mut c.name);
-                name_all(&mut te, "test", |c| &mut c.name);
+                let (tr, te) =
+                    complete(tr, te, &table, origin, Context::validate, |c| &mut c.name)?;
                 (Instances::Twin(tr), Instances::Twin(te))
             }
         };

@@ -84,3 +84,24 @@ pub(crate) fn read_state<T: serde::de::DeserializeOwned>(path: &Path) -> Result<
         reason: e.to_string(),
     })
 }
+
+/// Refuse a checkpoint whose networks have other layer sizes than this learner's.
+pub(crate) fn check_sizes(
+    path: &Path,
+    saved: &[Vec<usize>],
+    want: &[Vec<usize>],
+) -> Result<(), RlError> {
+    if saved == want {
+        return Ok(());
+    }
+    Err(RlError::Checkpoint {
+        path: path.display().to_string(),
+        reason: format!("networks of layers {saved:?}, this learner needs {want:?}"),
+    })
+}
+
+/// Mean of the last 256 losses.
+pub(crate) fn recent_mean(losses: &[f32]) -> Option<f32> {
+    let tail = &losses[losses.len().saturating_sub(256)..];
+    (!tail.is_empty()).then(|| tail.iter().sum::<f32>() / tail.len() as f32)
+}

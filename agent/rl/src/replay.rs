@@ -21,6 +21,21 @@ pub struct Transition {
     pub done: bool,
 }
 
+impl Transition {
+    /// The transition of one environment step: `obs`, the action taken, and what
+    /// the step returned.
+    pub fn from_step(obs: Vec<f32>, act: &crate::env::Act, st: &crate::env::Step) -> Self {
+        Self {
+            obs,
+            action: act.to_vec(),
+            reward: st.reward,
+            next_obs: st.obs.clone(),
+            terminated: st.terminated,
+            done: st.terminated || st.truncated,
+        }
+    }
+}
+
 /// A sampled batch, row-major.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {

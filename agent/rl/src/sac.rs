@@ -8,7 +8,9 @@
 
 use crate::RlError;
 use crate::env::Act;
-use crate::learner::{Learner, load_module, read_state, save_module, write_state};
+use crate::learner::{
+    Learner, check_sizes, load_module, read_state, recent_mean, save_module, write_state,
+};
 use crate::mlp::{Mlp, matrix, values};
 use crate::replay::{Replay, Transition};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -240,6 +242,16 @@ impl Sac {
         (a, logp)
     }
 
+    /// One gradient step now, whatever the schedule (benchmarks).
+    pub fn train_step(&mut self) -> Result<f32, RlError> {
+        if self.replay.is_empty() {
+            return Err(RlError::Config(
+                "replay is empty: observe transitions first".into(),
+            ));
+        }
+        self.update()
+    }
+
     /// One gradient step of critics, temperature and actor.
     fn update(&mut self) -> Result<f32, RlError> {
         let c = self.config.clone();
@@ -381,8 +393,7 @@ impl Learner for Sac {
     }
 
     fn recent_loss(&self) -> Option<f32> {
-        let tail = &self.losses[self.losses.len().saturating_sub(256)..];
-        (!tail.is_empty()).then(|| tail.iter().sum::<f32>() / tail.len() as f32)
+        recent_mean(&self.losses)
     }
 
     fn save(&self, dir: &Path) -> Result<(), RlError> {
@@ -403,18 +414,11 @@ impl Learner for Sac {
 
     fn load(&mut self, dir: &Path) -> Result<(), RlError> {
         let state: SacState = read_state(&dir.join("sac.toml"))?;
-        if state.actor != self.actor.sizes() || state.critic != self.critics.q1.sizes() {
-            return Err(RlError::Checkpoint {
-                path: dir.join("sac.toml").display().to_string(),
-                reason: format!(
-                    "actor {:?} / critic {:?}, this learner needs {:?} / {:?}",
-                    state.actor,
-                    state.critic,
-                    self.actor.sizes(),
-                    self.critics.q1.sizes()
-                ),
-            });
-        }
+        check_sizes(
+            &dir.join("sac.toml"),
+            &[state.actor.clone(), state.critic.clone()],
+            &[self.actor.sizes(), self.critics.q1.sizes()],
+        )?;
         self.actor = load_module(self.actor.clone(), &dir.join("actor.bpk"))?;
         self.critics = load_module(self.critics.clone(), &dir.join("critics.bpk"))?;
         self.target = load_module(self.target.clone(), &dir.join("critics_target.bpk"))?;

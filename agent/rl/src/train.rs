@@ -6,7 +6,7 @@
 use crate::RlError;
 use crate::curriculum::{Curriculum, CurriculumKind, CurriculumState, SpaceConfig};
 use crate::dqn::{Dqn, DqnConfig};
-use crate::env::{Act, ActionSpace, Environment};
+use crate::env::{ActionSpace, Environment};
 use crate::instances::InstanceFile;
 use crate::learner::{Learner, read_state, write_state};
 use crate::replay::Transition;
@@ -433,7 +433,9 @@ pub fn run_envs(
     let report_every = (spec.steps / 100).max(1);
     let mut interrupted = false;
 
-    let mut do_eval = |steps: u64,
+    // Evaluate the held-out set (when `with_eval`), append the row, and checkpoint.
+    let mut do_eval = |with_eval: bool,
+                       steps: u64,
                        episodes: u64,
                        learner: &mut dyn Learner,
                        curriculum: &Curriculum,
@@ -442,7 +444,16 @@ pub fn run_envs(
                        train_env: &mut dyn Environment,
                        evals: &mut Vec<EvalRow>,
                        csv: &mut std::fs::File|
-     -> Result<(), RlError> {
+     -> Result<PathBuf, RlError> {
+        let state = RunState {
+            steps,
+            episodes,
+            task_obs_dim: train_env.obs_dim(),
+            curriculum: curriculum.state().clone(),
+        };
+        if !with_eval {
+            return save_checkpoint(&spec.dir, learner, &state);
+        }
         let (test_return, test_return_revdisc, test_success, test_collision) =
             evaluate(test_env.as_mut(), learner, cfg.eval_episodes, 10_000)?;
         let train_return = if cfg.eval_train {
@@ -472,7 +483,7 @@ pub fn run_envs(
         writeln!(csv, "{}", row.csv()).map_err(|e| io(&metrics_path, e))?;
         csv.flush().map_err(|e| io(&metrics_path, e))?;
         evals.push(row);
-        Ok(())
+        save_checkpoint(&spec.dir, learner, &state)
     };
 
     let mut last_good: Option<PathBuf> = ckpt.join("run.toml").is_file().then(|| ckpt.clone());
@@ -485,7 +496,10 @@ pub fn run_envs(
         let mut ret = 0.0;
         loop {
             if steps >= next_eval {
-                do_eval(
+                // The evaluation resets the environments it uses; the training
+                // episode goes on from its own environment, untouched.
+                last_good = Some(do_eval(
+                    true,
                     steps,
                     episodes,
                     learner.as_mut(),
@@ -495,16 +509,7 @@ pub fn run_envs(
                     train_env.as_mut(),
                     &mut evals,
                     &mut csv,
-                )?;
-                // The evaluation reset the environments it used; the training
-                // episode goes on from its own environment, untouched.
-                let state = RunState {
-                    steps,
-                    episodes,
-                    task_obs_dim: train_env.obs_dim(),
-                    curriculum: curriculum.state().clone(),
-                };
-                last_good = Some(save_checkpoint(&spec.dir, learner.as_ref(), &state)?);
+                )?);
                 progress(Progress {
                     steps,
                     total: spec.steps,
@@ -519,19 +524,8 @@ pub fn run_envs(
             let act = learner.act(&obs, true);
             let st = train_env.step(&act)?;
             ret += f64::from(st.reward);
-            let action = match &act {
-                Act::Discrete(a) => vec![*a as f32],
-                Act::Continuous(v) => v.clone(),
-            };
             let done = st.terminated || st.truncated;
-            let t = Transition {
-                obs: std::mem::take(&mut obs),
-                action,
-                reward: st.reward,
-                next_obs: st.obs.clone(),
-                terminated: st.terminated,
-                done,
-            };
+            let t = Transition::from_step(std::mem::take(&mut obs), &act, &st);
             if let Err(e) = learner.observe(t) {
                 return Err(match e {
                     RlError::Diverged { step, what, value } => RlError::Config(format!(
@@ -572,26 +566,18 @@ pub fn run_envs(
             }
         }
     }
-    if !interrupted || evals.last().is_none_or(|r| r.steps < steps) {
-        do_eval(
-            steps,
-            episodes,
-            learner.as_mut(),
-            &curriculum,
-            value_std,
-            &recent,
-            train_env.as_mut(),
-            &mut evals,
-            &mut csv,
-        )?;
-    }
-    let state = RunState {
+    let checkpoint = do_eval(
+        !interrupted || evals.last().is_none_or(|r| r.steps < steps),
         steps,
         episodes,
-        task_obs_dim: train_env.obs_dim(),
-        curriculum: curriculum.state().clone(),
-    };
-    let checkpoint = save_checkpoint(&spec.dir, learner.as_ref(), &state)?;
+        learner.as_mut(),
+        &curriculum,
+        value_std,
+        &recent,
+        train_env.as_mut(),
+        &mut evals,
+        &mut csv,
+    )?;
     let policy = spec.dir.join("policy.bpk");
     learner.export_policy(&policy)?;
     if let Some(observe_context) = train_env.twin_observe_context() {
@@ -647,7 +633,7 @@ pub fn final_value(curve: &[(u64, f64)], k: usize) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::Step;
+    use crate::env::{Act, Step};
 
     /// A one-state task whose reward turns NaN after `good` steps.
     struct NanAfter {

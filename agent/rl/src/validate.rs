@@ -4,7 +4,7 @@
 //! against Stable-Baselines3.
 
 use crate::RlError;
-use crate::env::{Act, CartPoleEnv, Environment, PendulumEnv};
+use crate::env::{CartPoleEnv, Environment, PendulumEnv};
 use crate::learner::Learner;
 use crate::replay::Transition;
 use crate::train::{TrainConfig, episode, make_learner};
@@ -148,19 +148,8 @@ pub fn solve(
     while report.steps < max_steps {
         let act = learner.act(&obs, true);
         let st = env.step(&act)?;
-        let action = match &act {
-            Act::Discrete(a) => vec![*a as f32],
-            Act::Continuous(v) => v.clone(),
-        };
         let done = st.terminated || st.truncated;
-        learner.observe(Transition {
-            obs: std::mem::take(&mut obs),
-            action,
-            reward: st.reward,
-            next_obs: st.obs.clone(),
-            terminated: st.terminated,
-            done,
-        })?;
+        learner.observe(Transition::from_step(std::mem::take(&mut obs), &act, &st))?;
         report.steps += 1;
         obs = if done {
             episodes += 1;
@@ -196,4 +185,84 @@ pub fn solve(
     }
     report.updates = learner.updates();
     Ok(report)
+}
+
+/// Time of the RL networks on one device: batch-1 action selection and one
+/// training step at the configured batch, for the twin task's sizes (54 inputs;
+/// DQN: 5 actions; SAC: 2 action dimensions).
+#[derive(Debug, Clone, Copy)]
+pub struct NetTimes {
+    /// DQN action selection (greedy, batch 1), median ms.
+    pub dqn_act_ms: f64,
+    /// One DQN gradient step (batch 64), median ms.
+    pub dqn_step_ms: f64,
+    /// SAC action selection (mean action, batch 1), median ms.
+    pub sac_act_ms: f64,
+    /// One SAC gradient step (critics, actor, α; batch 256), median ms.
+    pub sac_step_ms: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn time_ms(
+    seconds: f64,
+    min: usize,
+    mut f: impl FnMut() -> Result<(), RlError>,
+) -> Result<f64, RlError> {
+    let mut times = Vec::new();
+    let t0 = Instant::now();
+    while times.len() < min || t0.elapsed().as_secs_f64() < seconds {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(median(times))
+}
+
+/// Measure [`NetTimes`] on `device`, each figure for about `seconds`.
+pub fn time_networks(device: &Device, seconds: f64) -> Result<NetTimes, RlError> {
+    use crate::dqn::{Dqn, DqnConfig};
+    use crate::sac::{Sac, SacConfig};
+    let obs_dim = 54;
+    let mut rng = sim::rng::Rng::new(5);
+    let mut obs = || {
+        (0..obs_dim)
+            .map(|_| rng.uniform() as f32)
+            .collect::<Vec<f32>>()
+    };
+    let mut dqn = Dqn::new(DqnConfig::default(), obs_dim, 5, device, 1)?;
+    let mut sac = Sac::new(SacConfig::default(), obs_dim, 2, device, 1)?;
+    for i in 0..512 {
+        let (o, n) = (obs(), obs());
+        let t = |action: Vec<f32>| Transition {
+            obs: o.clone(),
+            action,
+            reward: 0.1,
+            next_obs: n.clone(),
+            terminated: i % 100 == 99,
+            done: i % 100 == 99,
+        };
+        dqn.observe(t(vec![(i % 5) as f32]))?;
+        sac.observe(t(vec![0.3, -0.2]))?;
+    }
+    let o = obs();
+    let dqn_act_ms = time_ms(seconds, 20, || {
+        dqn.act(&o, false);
+        Ok(())
+    })?;
+    let dqn_step_ms = time_ms(seconds, 5, || dqn.train_step().map(|_| ()))?;
+    let sac_act_ms = time_ms(seconds, 20, || {
+        sac.act(&o, false);
+        Ok(())
+    })?;
+    let sac_step_ms = time_ms(seconds, 5, || sac.train_step().map(|_| ()))?;
+    Ok(NetTimes {
+        dqn_act_ms,
+        dqn_step_ms,
+        sac_act_ms,
+        sac_step_ms,
+    })
 }

@@ -49,16 +49,19 @@ fn parse_board(s: &str) -> Result<(usize, usize), String> {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Detect checkerboard corners in every PNG of a folder and report per image.
+    /// Detect checkerboard corners in every image (PNG, JPEG) of a folder and report per image.
     Detect {
-        /// Folder of 8-bit grayscale PNGs.
+        /// Folder of images (8-bit grayscale PNG, or JPEG).
         dir: PathBuf,
         #[command(flatten)]
         board: Board,
+        /// Write every corner found to this CSV (file, index, x, y), in detection order.
+        #[arg(long)]
+        csv: Option<PathBuf>,
     },
-    /// Calibrate one camera from a folder of checkerboard PNGs; writes OpenCV YAML (M1, D1).
+    /// Calibrate one camera from a folder of checkerboard images (PNG, JPEG); writes OpenCV YAML (M1, D1).
     Mono {
-        /// Folder of 8-bit grayscale PNGs.
+        /// Folder of images (8-bit grayscale PNG, or JPEG).
         dir: PathBuf,
         #[command(flatten)]
         board: Board,
@@ -69,11 +72,11 @@ enum Cmd {
         #[arg(long)]
         k3: bool,
     },
-    /// Calibrate the rig from left_*.png / right_*.png pairs; writes the rectified rig
+    /// Calibrate the rig from left*/right* image pairs (PNG or JPEG, paired in name order); writes the rectified rig
     /// (OpenCV YAML) and, with --ros, camera_info files; prints a report and writes
     /// coverage PNGs next to the output.
     Stereo {
-        /// Folder with left_NNN.png and right_NNN.png.
+        /// Folder with left*.png/.jpg and right*.png/.jpg (e.g. left_001.png, right_001.png).
         dir: PathBuf,
         #[command(flatten)]
         board: Board,
@@ -145,7 +148,7 @@ fn pngs(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
         .with_context(|| format!("cannot read folder {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.extension().is_some_and(|x| x == "png")
+            calib::png_io::is_image(p)
                 && p.file_name()
                     .and_then(|n| n.to_str())
                     .is_some_and(|n| n.starts_with(prefix))
@@ -199,15 +202,22 @@ fn residuals(cam: &PinholeRadTan, pose: &Pose, v: &View) -> Vec<f64> {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Detect { dir, board } => {
+        Cmd::Detect { dir, board, csv } => {
             let (cols, rows) = board.board;
             let files = pngs(&dir, "")?;
             let mut ok = 0;
+            let mut table = String::from("file,index,x,y\n");
             for f in &files {
                 let (img, w, h) = read_png(f)?;
                 match find_corners(&img, w, h, cols, rows) {
                     Ok(c) => {
                         ok += 1;
+                        let name = f
+                            .file_name()
+                            .map_or(String::new(), |n| n.to_string_lossy().to_string());
+                        for (k, p) in c.iter().enumerate() {
+                            table.push_str(&format!("{name},{k},{:.4},{:.4}\n", p[0], p[1]));
+                        }
                         println!(
                             "{}: {} corners, first at ({:.2}, {:.2})",
                             f.display(),
@@ -223,6 +233,11 @@ fn main() -> Result<()> {
                 "{ok} of {} images show the whole {cols}x{rows} board",
                 files.len()
             );
+            if let Some(path) = csv {
+                std::fs::write(&path, table)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("corners written to {}", path.display());
+            }
             Ok(())
         }
         Cmd::Mono {
