@@ -16,6 +16,7 @@ pub mod quadrotor;
 pub mod render;
 pub mod rng;
 pub mod sensors;
+pub mod target;
 pub mod texture;
 pub mod world;
 

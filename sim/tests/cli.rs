@@ -140,3 +140,56 @@ fn shipped_context_files_are_valid() {
             .unwrap();
     assert_eq!(space.sample(20, 0).unwrap().instance.len(), 20);
 }
+
+#[test]
+fn calib_views_writes_board_pairs_and_the_rig() {
+    let out = tmp("calib-views");
+    let st = sim()
+        .args([
+            "calib-views",
+            "--views",
+            "3",
+            "--width",
+            "320",
+            "--height",
+            "240",
+        ])
+        .args(["--distortion", "-0.2,0.05,0,0,0", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    for k in 0..3 {
+        for side in ["left", "right"] {
+            let (info, px) = read_png(&out.join(format!("{side}_{k:03}.png")));
+            assert_eq!((info.width, info.height), (320, 240));
+            // A board: both black and white squares are in the picture.
+            assert!(px.iter().any(|&v| v < 60) && px.iter().any(|&v| v > 200));
+        }
+    }
+    let truth = std::fs::read_to_string(out.join("truth.yaml")).unwrap();
+    assert!(
+        truth.starts_with("%YAML:1.0") && truth.contains("D1") && truth.contains("-0.2"),
+        "{truth}"
+    );
+    for bad in [
+        vec!["--board", "9by6"],
+        vec!["--distortion", "0.1,0.2"],
+        vec!["--square", "0"],
+    ] {
+        let o = sim()
+            .arg("calib-views")
+            .args(&bad)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{bad:?} accepted");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(bad[0]), "{bad:?}: {err}");
+    }
+}

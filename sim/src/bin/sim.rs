@@ -26,6 +26,9 @@ enum Cmd {
     Render(RenderArgs),
     /// Print rendering and physics throughput.
     Bench(BenchArgs),
+    /// Checkerboard views through the twin's (distorted) stereo rig with the rig as
+    /// ground truth: `calib stereo` on them should give the rig back.
+    CalibViews(CalibViewsArgs),
     /// Sample an instance set from a context space file and print it as TOML.
     Contexts {
         /// Context space: `[base]` (a context) and `[ranges]` (`key = [lo, hi]`).
@@ -38,6 +41,128 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+}
+
+/// The stereo rig's optics (the image size is set per command).
+#[derive(clap::Args)]
+struct LensArgs {
+    /// Horizontal field of view (degrees).
+    #[arg(long, default_value_t = 90.0)]
+    hfov: f64,
+    /// Stereo baseline (m).
+    #[arg(long, default_value_t = 0.10)]
+    baseline: f64,
+    /// Lens distortion k1,k2,p1,p2,k3 (plumb bob).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    distortion: Option<Vec<f64>>,
+}
+
+impl LensArgs {
+    /// The rig for a `width` x `height` image, checked.
+    fn rig(&self, width: usize, height: usize) -> Result<StereoRig> {
+        if width < 8 || height < 8 || width > 4096 || height > 4096 {
+            bail!("image size {width}x{height} must be between 8x8 and 4096x4096");
+        }
+        if !(self.hfov > 1.0 && self.hfov < 179.0) {
+            bail!("--hfov {} must be in (1, 179) degrees", self.hfov);
+        }
+        if !(self.baseline > 0.0 && self.baseline.is_finite()) {
+            bail!("--baseline {} must be positive", self.baseline);
+        }
+        let mut rig = StereoRig::with_size(width, height);
+        rig.intrinsics = sim::Intrinsics::from_hfov(width, height, self.hfov);
+        rig.baseline = self.baseline;
+        if let Some(d) = &self.distortion {
+            if d.len() != 5 || d.iter().any(|v| !v.is_finite()) {
+                bail!("--distortion needs 5 finite values k1,k2,p1,p2,k3, got {d:?}");
+            }
+            rig.distortion = sim::Distortion {
+                k1: d[0],
+                k2: d[1],
+                p1: d[2],
+                p2: d[3],
+                k3: d[4],
+            };
+        }
+        Ok(rig)
+    }
+}
+
+/// Checkerboard views through the twin's rig, for calibration.
+#[derive(clap::Args)]
+struct CalibViewsArgs {
+    /// Output folder: left_NNN.png, right_NNN.png, truth.yaml (the rig, OpenCV YAML).
+    #[arg(long, default_value = "out/calib_views")]
+    out: PathBuf,
+    /// Number of view pairs.
+    #[arg(long, default_value_t = 20)]
+    views: usize,
+    /// Image width.
+    #[arg(long, default_value_t = 640)]
+    width: usize,
+    /// Image height.
+    #[arg(long, default_value_t = 480)]
+    height: usize,
+    #[command(flatten)]
+    lens: LensArgs,
+    /// Board inner corners, COLSxROWS.
+    #[arg(long, default_value = "9x6")]
+    board: String,
+    /// Square size (m).
+    #[arg(long, default_value_t = 0.05)]
+    square: f64,
+    /// Uniform pixel noise (± grey levels).
+    #[arg(long, default_value_t = 0.0)]
+    noise: f64,
+    /// Seed of the board poses.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn calib_views(a: CalibViewsArgs) -> Result<()> {
+    let rig = a.lens.rig(a.width, a.height)?;
+    let (cols, rows) = a
+        .board
+        .split_once('x')
+        .and_then(|(c, r)| Some((c.parse::<usize>().ok()?, r.parse::<usize>().ok()?)))
+        .filter(|&(c, r)| c >= 2 && r >= 2)
+        .with_context(|| format!("--board {} must be COLSxROWS, e.g. 9x6", a.board))?;
+    if !(a.square > 0.0 && a.square.is_finite()) || !(a.noise >= 0.0 && a.noise.is_finite()) {
+        bail!("--square must be positive and --noise non-negative");
+    }
+    let board = sim::target::Board {
+        cols,
+        rows,
+        square: a.square,
+    };
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    for (k, v) in sim::target::render_views(&rig, board, a.views, a.noise, a.seed)
+        .iter()
+        .enumerate()
+    {
+        sim::image_io::write_gray8(
+            &a.out.join(format!("left_{k:03}.png")),
+            a.width,
+            a.height,
+            &v.left,
+        )?;
+        sim::image_io::write_gray8(
+            &a.out.join(format!("right_{k:03}.png")),
+            a.width,
+            a.height,
+            &v.right,
+        )?;
+    }
+    sim::target::rig_truth(&rig).save_opencv(&a.out.join("truth.yaml"))?;
+    println!(
+        "wrote {} view pairs of a {cols}x{rows} board and the rig (truth.yaml) to {}; calibrate with `calib stereo {} --board {cols}x{rows} --square {}`",
+        a.views,
+        a.out.display(),
+        a.out.display(),
+        a.square
+    );
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -63,15 +188,8 @@ struct RenderArgs {
     /// Image height.
     #[arg(long, default_value_t = 120)]
     height: usize,
-    /// Horizontal field of view (degrees).
-    #[arg(long, default_value_t = 90.0)]
-    hfov: f64,
-    /// Stereo baseline (m).
-    #[arg(long, default_value_t = 0.10)]
-    baseline: f64,
-    /// Lens distortion k1,k2,p1,p2,k3 (plumb bob).
-    #[arg(long, value_delimiter = ',', num_args = 5)]
-    distortion: Option<Vec<f64>>,
+    #[command(flatten)]
+    lens: LensArgs,
     /// Camera pose x,y,z,yaw (m, m, m, rad); default: the vehicle's start.
     #[arg(long, value_delimiter = ',', num_args = 4, allow_hyphen_values = true)]
     pose: Option<Vec<f64>>,
@@ -116,34 +234,7 @@ fn render(a: RenderArgs) -> Result<()> {
     } else {
         load_context(&a.context)?
     };
-    if a.width < 8 || a.height < 8 || a.width > 4096 || a.height > 4096 {
-        bail!(
-            "image size {}x{} must be between 8x8 and 4096x4096",
-            a.width,
-            a.height
-        );
-    }
-    if !(a.hfov > 1.0 && a.hfov < 179.0) {
-        bail!("--hfov {} must be in (1, 179) degrees", a.hfov);
-    }
-    if !(a.baseline > 0.0 && a.baseline.is_finite()) {
-        bail!("--baseline {} must be positive", a.baseline);
-    }
-    let mut rig = StereoRig::with_size(a.width, a.height);
-    rig.intrinsics = sim::Intrinsics::from_hfov(a.width, a.height, a.hfov);
-    rig.baseline = a.baseline;
-    if let Some(d) = &a.distortion {
-        if d.iter().any(|v| !v.is_finite()) {
-            bail!("--distortion values must be finite");
-        }
-        rig.distortion = sim::Distortion {
-            k1: d[0],
-            k2: d[1],
-            p1: d[2],
-            p2: d[3],
-            k3: d[4],
-        };
-    }
+    let rig = a.lens.rig(a.width, a.height)?;
     let world = World::generate(&ctx, a.seed);
     let pose = match &a.pose {
         Some(p) => {
@@ -353,6 +444,7 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Render(a) => render(a),
         Cmd::Bench(a) => bench(a),
+        Cmd::CalibViews(a) => calib_views(a),
         Cmd::Contexts { space, n, seed } => {
             let text = std::fs::read_to_string(&space)
                 .with_context(|| format!("cannot read {}", space.display()))?;
