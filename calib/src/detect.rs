@@ -247,6 +247,9 @@ impl Smoothed<'_> {
 
 type Grid = std::collections::HashMap<(i64, i64), usize>;
 
+/// Two grid corners on a window's edge and the outward step, in grid units.
+type Edge = ((i64, i64), (i64, i64), (i64, i64));
+
 /// How well the cells just outside a window of corners continue the
 /// checkerboard inside it, per side (top, bottom, left, right): the fraction of
 /// readable cells whose colour the inside's parity predicts, or `None` when too
@@ -320,7 +323,7 @@ fn ring_scores(
         ])
     };
     // `edges`: the two window corners of each outside cell and the outward step.
-    let side = |edges: Vec<((i64, i64), (i64, i64), (i64, i64))>| -> Option<f64> {
+    let side = |edges: Vec<Edge>| -> Option<f64> {
         let (mut agree, mut read) = (0usize, 0usize);
         for (a, b, out) in &edges {
             if let Some(v) = outer(*a, *b, *out) {

@@ -332,7 +332,7 @@ impl Learner for Dqn {
         let state: DqnState = read_state(&dir.join("dqn.toml"))?;
         check_sizes(
             &dir.join("dqn.toml"),
-            &[state.sizes.clone()],
+            std::slice::from_ref(&state.sizes),
             &[self.online.sizes()],
         )?;
         self.online = load_module(self.online.clone(), &dir.join("q.bpk"))?;

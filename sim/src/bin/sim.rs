@@ -127,7 +127,7 @@ fn calib_views(a: CalibViewsArgs) -> Result<()> {
         .and_then(|(c, r)| Some((c.parse::<usize>().ok()?, r.parse::<usize>().ok()?)))
         .filter(|&(c, r)| c >= 2 && r >= 2)
         .with_context(|| format!("--board {} must be COLSxROWS, e.g. 9x6", a.board))?;
-    if !(a.square > 0.0 && a.square.is_finite()) || !(a.noise >= 0.0 && a.noise.is_finite()) {
+    if !(a.square > 0.0 && a.square.is_finite() && a.noise >= 0.0 && a.noise.is_finite()) {
         bail!("--square must be positive and --noise non-negative");
     }
     let board = sim::target::Board {
