@@ -292,40 +292,24 @@ fn dqn_solves_cartpole_and_sac_solves_pendulum() {
     let device = burn::tensor::Device::ndarray();
     let cfg = rl::train::TrainConfig::default();
     use rl::validate::{Classic, SolveSpec, solve};
-    let r = solve(
-        SolveSpec {
-            task: Classic::CartPole,
+    for (task, max_steps, eval_every) in [
+        (Classic::CartPole, 100_000, 5000),
+        (Classic::Pendulum, 20_000, 1000),
+    ] {
+        let spec = SolveSpec {
+            task,
             seed: 0,
-            max_steps: 100_000,
-            eval_every: 5000,
+            max_steps,
+            eval_every,
             stop_when_solved: true,
-        },
-        &cfg,
-        &device,
-        &mut |_, _| {},
-    )
-    .unwrap();
-    assert!(
-        r.solved_at.is_some(),
-        "DQN did not reach 475 on CartPole in 100k steps: last mean {}",
-        r.mean_return
-    );
-    let r = solve(
-        SolveSpec {
-            task: Classic::Pendulum,
-            seed: 0,
-            max_steps: 20_000,
-            eval_every: 1000,
-            stop_when_solved: true,
-        },
-        &cfg,
-        &device,
-        &mut |_, _| {},
-    )
-    .unwrap();
-    assert!(
-        r.solved_at.is_some(),
-        "SAC did not reach -200 on Pendulum in 20k steps: last mean {}",
-        r.mean_return
-    );
+        };
+        let r = solve(spec, &cfg, &device, &mut |_, _| {}).unwrap();
+        assert!(
+            r.solved_at.is_some(),
+            "{} did not reach {} in {max_steps} steps: last mean {}",
+            task.name(),
+            task.threshold(),
+            r.mean_return
+        );
+    }
 }

@@ -105,3 +105,27 @@ pub(crate) fn recent_mean(losses: &[f32]) -> Option<f32> {
     let tail = &losses[losses.len().saturating_sub(256)..];
     (!tail.is_empty()).then(|| tail.iter().sum::<f32>() / tail.len() as f32)
 }
+
+/// The settings DQN and SAC share, checked the same way; `who` names the table.
+pub(crate) fn check_common(
+    who: &str,
+    hidden: &[usize],
+    learning_rate: f64,
+    (batch, buffer): (usize, usize),
+    gamma: f32,
+) -> Result<(), RlError> {
+    let bad = |what: &str| Err(RlError::Config(format!("{who}: {what}")));
+    if hidden.is_empty() || hidden.contains(&0) {
+        return bad("`hidden` needs at least one layer, none of width 0");
+    }
+    if !(learning_rate > 0.0 && learning_rate.is_finite()) {
+        return bad("`learning_rate` must be a positive number");
+    }
+    if batch == 0 || buffer < batch {
+        return bad("`batch` must be at least 1 and at most `buffer`");
+    }
+    if !(0.0..=1.0).contains(&gamma) {
+        return bad("`gamma` must be in [0, 1]");
+    }
+    Ok(())
+}

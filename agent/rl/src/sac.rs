@@ -9,7 +9,8 @@
 use crate::RlError;
 use crate::env::Act;
 use crate::learner::{
-    Learner, check_sizes, load_module, read_state, recent_mean, save_module, write_state,
+    Learner, check_common, check_sizes, load_module, read_state, recent_mean, save_module,
+    write_state,
 };
 use crate::mlp::{Mlp, matrix, values};
 use crate::replay::{Replay, Transition};
@@ -68,18 +69,16 @@ impl Default for SacConfig {
 impl SacConfig {
     /// Refuse settings no learner can run with.
     pub fn validate(&self) -> Result<(), RlError> {
+        check_common(
+            "sac",
+            &self.hidden,
+            self.learning_rate,
+            (self.batch, self.buffer),
+            self.gamma,
+        )?;
         let bad = |what: &str| Err(RlError::Config(format!("sac: {what}")));
-        if self.hidden.is_empty() || self.hidden.contains(&0) {
-            return bad("`hidden` needs at least one layer, none of width 0");
-        }
-        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return bad("`learning_rate` must be a positive number");
-        }
-        if self.batch == 0 || self.buffer < self.batch {
-            return bad("`batch` must be at least 1 and at most `buffer`");
-        }
-        if !(0.0..=1.0).contains(&self.gamma) || !(0.0..=1.0).contains(&self.tau) {
-            return bad("`gamma` and `tau` must be in [0, 1]");
+        if !(0.0..=1.0).contains(&self.tau) {
+            return bad("`tau` must be in [0, 1]");
         }
         if self.train_freq == 0 || self.initial_alpha.is_nan() || self.initial_alpha <= 0.0 {
             return bad("`train_freq` must be at least 1 and `initial_alpha` positive");
