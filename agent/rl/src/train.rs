@@ -328,6 +328,83 @@ fn save_checkpoint(
     Ok(fin)
 }
 
+/// Where a run stands, for one evaluation row.
+struct Live<'a> {
+    steps: u64,
+    episodes: u64,
+    value_std: f64,
+    recent: &'a std::collections::VecDeque<f64>,
+}
+
+/// Evaluations, the metrics file and checkpoints of one run.
+struct Recorder<'a> {
+    evals: Vec<EvalRow>,
+    csv: std::fs::File,
+    metrics_path: PathBuf,
+    dir: PathBuf,
+    test_env: Box<dyn Environment>,
+    cfg: &'a TrainConfig,
+    start: Instant,
+}
+
+impl Recorder<'_> {
+    /// Evaluate the held-out set (when `with_eval`), append and flush the row,
+    /// then checkpoint; returns the checkpoint folder. `train_set` holds the
+    /// training instances but is not the environment of the running training
+    /// episode (evaluation resets it), so an evaluation can fall mid-episode.
+    fn record(
+        &mut self,
+        with_eval: bool,
+        live: &Live<'_>,
+        learner: &mut dyn Learner,
+        curriculum: &Curriculum,
+        train_set: &mut dyn Environment,
+    ) -> Result<PathBuf, RlError> {
+        let state = RunState {
+            steps: live.steps,
+            episodes: live.episodes,
+            task_obs_dim: train_set.obs_dim(),
+            curriculum: curriculum.state().clone(),
+        };
+        if !with_eval {
+            return save_checkpoint(&self.dir, learner, &state);
+        }
+        let cfg = self.cfg;
+        let (test_return, test_return_revdisc, test_success, test_collision) =
+            evaluate(self.test_env.as_mut(), learner, cfg.eval_episodes, 10_000)?;
+        let train_return = if cfg.eval_train {
+            evaluate(train_set, learner, cfg.eval_episodes, 30_000)?.0
+        } else {
+            f64::NAN
+        };
+        let recent = live.recent;
+        let row = EvalRow {
+            steps: live.steps,
+            episodes: live.episodes,
+            curriculum_size: curriculum.active().len(),
+            test_return,
+            test_return_revdisc,
+            test_success,
+            test_collision,
+            train_return,
+            recent_episode_return: if recent.is_empty() {
+                f64::NAN
+            } else {
+                recent.iter().sum::<f64>() / recent.len() as f64
+            },
+            loss: learner.recent_loss().map_or(f64::NAN, f64::from),
+            value_std: live.value_std,
+            ties: curriculum.state().ties,
+            wall_s: self.start.elapsed().as_secs_f64(),
+        };
+        let path = &self.metrics_path;
+        writeln!(self.csv, "{}", row.csv()).map_err(|e| io(path, e))?;
+        self.csv.flush().map_err(|e| io(path, e))?;
+        self.evals.push(row);
+        save_checkpoint(&self.dir, learner, &state)
+    }
+}
+
 /// Train one run: episodes drawn by the curriculum from the training instances,
 /// SPaCE updates every 100·N steps, held-out evaluation and a checkpoint every
 /// `eval_every` steps (and at the end). `stop` ends the run early, keeping what it wrote.
@@ -372,7 +449,7 @@ pub fn run_envs(
     let Envs {
         train: mut train_env,
         values: mut value_env,
-        test: mut test_env,
+        test: test_env,
     } = envs;
     if value_env.instances() != train_env.instances() || test_env.obs_dim() != train_env.obs_dim() {
         return Err(RlError::Config(
@@ -433,57 +510,14 @@ pub fn run_envs(
     let report_every = (spec.steps / 100).max(1);
     let mut interrupted = false;
 
-    // Evaluate the held-out set (when `with_eval`), append the row, and checkpoint.
-    let mut do_eval = |with_eval: bool,
-                       steps: u64,
-                       episodes: u64,
-                       learner: &mut dyn Learner,
-                       curriculum: &Curriculum,
-                       value_std: f64,
-                       recent: &std::collections::VecDeque<f64>,
-                       train_env: &mut dyn Environment,
-                       evals: &mut Vec<EvalRow>,
-                       csv: &mut std::fs::File|
-     -> Result<PathBuf, RlError> {
-        let state = RunState {
-            steps,
-            episodes,
-            task_obs_dim: train_env.obs_dim(),
-            curriculum: curriculum.state().clone(),
-        };
-        if !with_eval {
-            return save_checkpoint(&spec.dir, learner, &state);
-        }
-        let (test_return, test_return_revdisc, test_success, test_collision) =
-            evaluate(test_env.as_mut(), learner, cfg.eval_episodes, 10_000)?;
-        let train_return = if cfg.eval_train {
-            evaluate(train_env, learner, cfg.eval_episodes, 30_000)?.0
-        } else {
-            f64::NAN
-        };
-        let row = EvalRow {
-            steps,
-            episodes,
-            curriculum_size: curriculum.active().len(),
-            test_return,
-            test_return_revdisc,
-            test_success,
-            test_collision,
-            train_return,
-            recent_episode_return: if recent.is_empty() {
-                f64::NAN
-            } else {
-                recent.iter().sum::<f64>() / recent.len() as f64
-            },
-            loss: learner.recent_loss().map_or(f64::NAN, f64::from),
-            value_std,
-            ties: curriculum.state().ties,
-            wall_s: start.elapsed().as_secs_f64(),
-        };
-        writeln!(csv, "{}", row.csv()).map_err(|e| io(&metrics_path, e))?;
-        csv.flush().map_err(|e| io(&metrics_path, e))?;
-        evals.push(row);
-        save_checkpoint(&spec.dir, learner, &state)
+    let mut rec = Recorder {
+        evals,
+        csv,
+        metrics_path,
+        dir: spec.dir.clone(),
+        test_env,
+        cfg,
+        start,
     };
 
     let mut last_good: Option<PathBuf> = ckpt.join("run.toml").is_file().then(|| ckpt.clone());
@@ -498,22 +532,24 @@ pub fn run_envs(
             if steps >= next_eval {
                 // The evaluation resets the environments it uses; the training
                 // episode goes on from its own environment, untouched.
-                last_good = Some(do_eval(
-                    true,
+                let live = Live {
                     steps,
                     episodes,
+                    value_std,
+                    recent: &recent,
+                };
+                let ckpt = rec.record(
+                    true,
+                    &live,
                     learner.as_mut(),
                     &curriculum,
-                    value_std,
-                    &recent,
-                    train_env.as_mut(),
-                    &mut evals,
-                    &mut csv,
-                )?);
+                    value_env.as_mut(),
+                )?;
+                last_good = Some(ckpt);
                 progress(Progress {
                     steps,
                     total: spec.steps,
-                    eval: evals.last(),
+                    eval: rec.evals.last(),
                 });
                 next_eval = steps + cfg.eval_every;
             }
@@ -566,17 +602,19 @@ pub fn run_envs(
             }
         }
     }
-    let checkpoint = do_eval(
-        !interrupted || evals.last().is_none_or(|r| r.steps < steps),
+    let with_eval = !interrupted || rec.evals.last().is_none_or(|r| r.steps < steps);
+    let live = Live {
         steps,
         episodes,
+        value_std,
+        recent: &recent,
+    };
+    let checkpoint = rec.record(
+        with_eval,
+        &live,
         learner.as_mut(),
         &curriculum,
-        value_std,
-        &recent,
-        train_env.as_mut(),
-        &mut evals,
-        &mut csv,
+        value_env.as_mut(),
     )?;
     let policy = spec.dir.join("policy.bpk");
     learner.export_policy(&policy)?;
@@ -588,10 +626,10 @@ pub fn run_envs(
     progress(Progress {
         steps,
         total: spec.steps,
-        eval: evals.last(),
+        eval: rec.evals.last(),
     });
     Ok(RunResult {
-        evals,
+        evals: rec.evals,
         interrupted,
         checkpoint,
     })
