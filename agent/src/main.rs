@@ -176,7 +176,7 @@ struct TrainArgs {
     #[arg(long, value_delimiter = ',', default_value = "space,round-robin")]
     curriculum: Vec<String>,
     /// Environment steps per run (evaluation steps are not counted).
-    #[arg(long, default_value_t = 60_000)]
+    #[arg(long, default_value_t = 80_000)]
     steps: u64,
     /// Seeds per curriculum.
     #[arg(long, default_value_t = 5)]
@@ -184,7 +184,8 @@ struct TrainArgs {
     /// First seed.
     #[arg(long, default_value_t = 0)]
     seed_base: u64,
-    /// Training settings (TOML: [dqn], [sac], [space], eval_every, ...).
+    /// Training settings (TOML: [dqn], [sac], [space], eval_every, ...); default:
+    /// the instance file's `config`, else built-in defaults.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Evaluate the held-out instances every this many steps (overrides the config).
@@ -841,7 +842,9 @@ fn persist(a: PersistArgs, stop: Arc<AtomicBool>) -> Result<()> {
 }
 
 fn train(a: TrainArgs, stop: Arc<AtomicBool>) -> Result<()> {
-    let mut config = match &a.config {
+    // Settings: --config, else the instance file's own `config`, else the defaults.
+    let family = rl::instances::InstanceFile::load(&a.instances)?;
+    let mut config = match a.config.as_ref().or(family.config.as_ref()) {
         Some(p) => rl::train::TrainConfig::load(p)?,
         None => rl::train::TrainConfig::default(),
     };
@@ -872,7 +875,7 @@ fn train(a: TrainArgs, stop: Arc<AtomicBool>) -> Result<()> {
         RerunMode::Off => Sink::Off,
     };
     let exp = agent::train::Experiment {
-        instances: a.instances,
+        instances: family,
         curricula,
         steps: a.steps,
         seeds: a.seeds,

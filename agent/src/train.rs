@@ -20,8 +20,8 @@ use std::time::Instant;
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Experiment {
-    /// Instance file.
-    pub instances: PathBuf,
+    /// The instance file, loaded.
+    pub instances: InstanceFile,
     /// Curricula to compare.
     pub curricula: Vec<CurriculumKind>,
     /// Environment steps per run.
@@ -149,7 +149,7 @@ fn run_dir(out: &Path, kind: CurriculumKind, seed: u64) -> PathBuf {
 
 /// Run every (curriculum, seed), then compare.
 pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
-    let file = InstanceFile::load(&exp.instances)?;
+    let file = &exp.instances;
     std::fs::create_dir_all(&exp.out)
         .with_context(|| format!("cannot create {}", exp.out.display()))?;
     let mut runs = Vec::new();
@@ -183,7 +183,7 @@ pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
     let start = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..exp.jobs.max(1).min(runs.len()) {
-            let (tx, runs, next, file) = (tx.clone(), &runs, &next, &file);
+            let (tx, runs, next) = (tx.clone(), &runs, &next);
             scope.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);

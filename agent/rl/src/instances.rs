@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! task = "twin"              # cartpole | pendulum | twin
+//! config = "../config/twin_dqn.toml"  # optional: tuned settings (relative to this file)
 //! observe_context = true     # append the normalised context to observations
 //! actions = "discrete"       # twin only: discrete | continuous
 //! max_steps = 450            # twin only: episode limit at 30 Hz
@@ -99,6 +100,9 @@ pub struct InstanceFile {
     pub continuous: bool,
     /// Twin: steps per episode.
     pub max_steps: u32,
+    /// Training settings tuned for this family (`config = "FILE"`, relative to
+    /// the instance file), used when the command line names none.
+    pub config: Option<std::path::PathBuf>,
     /// Instances trained on (the only ones a curriculum ranks).
     pub train: Instances,
     /// Held-out instances, evaluated only.
@@ -209,8 +213,9 @@ impl InstanceFile {
     /// Parse and check an instance file's text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, RlError> {
         let table: toml::Table = text.parse().map_err(|e| err(origin, e))?;
-        const KEYS: [&str; 7] = [
+        const KEYS: [&str; 8] = [
             "task",
+            "config",
             "observe_context",
             "actions",
             "max_steps",
@@ -373,11 +378,18 @@ impl InstanceFile {
                 "no held-out test instance (give [[test]] tables or `sample.test`)",
             ));
         }
+        let config = match table.get("config") {
+            None => None,
+            Some(v) => Some(std::path::PathBuf::from(v.as_str().ok_or_else(|| {
+                err(origin, "`config` must be a file name (a string)")
+            })?)),
+        };
         Ok(Self {
             task,
             observe_context,
             continuous,
             max_steps,
+            config,
             train,
             test,
         })
@@ -388,7 +400,14 @@ impl InstanceFile {
         let text = std::fs::read_to_string(path).map_err(|e| {
             RlError::Config(format!("cannot read instance file {}: {e}", path.display()))
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let mut file = Self::parse(&text, &path.display().to_string())?;
+        // A relative `config` is relative to the instance file's folder.
+        if let (Some(c), Some(dir)) = (&file.config, path.parent())
+            && c.is_relative()
+        {
+            file.config = Some(dir.join(c));
+        }
+        Ok(file)
     }
 
     /// An environment over one split.
@@ -449,6 +468,26 @@ gravity = 15.0
     }
 
     #[test]
+    fn a_relative_config_is_relative_to_the_instance_file() {
+        let dir = std::env::temp_dir().join(format!("rl-inst-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("i.toml");
+        std::fs::write(
+            &path,
+            "task = \"cartpole\"\nconfig = \"cfg/t.toml\"\n[[train]]\n[[test]]\n",
+        )
+        .unwrap();
+        let f = InstanceFile::load(&path).unwrap();
+        assert_eq!(f.config, Some(dir.join("cfg/t.toml")));
+        // The shipped twin family names its tuned settings, and they parse.
+        let twin = Path::new(env!("CARGO_MANIFEST_DIR")).join("instances/twin_avoid.toml");
+        let f = InstanceFile::load(&twin).unwrap();
+        let cfg = crate::train::TrainConfig::load(f.config.as_ref().unwrap()).unwrap();
+        assert_eq!(cfg.dqn.n_step, 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn bad_files_name_the_problem() {
         let cases = [
             (
@@ -495,6 +534,12 @@ gravity = 15.0
                 "{text:?} -> {e}"
             );
         }
+        let e = InstanceFile::parse(
+            "task = \"cartpole\"\nconfig = 3\n[[train]]\n[[test]]\n",
+            "c.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`config`"), "{e}");
         let e = InstanceFile::load(Path::new("/nonexistent/i.toml")).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/i.toml"));
     }
