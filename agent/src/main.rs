@@ -898,6 +898,13 @@ fn train(a: TrainArgs, stop: Arc<AtomicBool>) -> Result<()> {
     if sink != Sink::Off {
         println!("telemetry: {}", sink.describe());
     }
+    if let Some((dir, why)) = summary.failed.first() {
+        anyhow::bail!(
+            "{} of the runs failed; first: {}: {why}",
+            summary.failed.len(),
+            dir.display()
+        );
+    }
     Ok(())
 }
 

@@ -70,6 +70,8 @@ pub struct Summary {
     pub target_source: String,
     /// One line per curriculum.
     pub lines: Vec<CurriculumSummary>,
+    /// Runs that failed: their folder and why.
+    pub failed: Vec<(PathBuf, String)>,
 }
 
 impl Summary {
@@ -319,10 +321,19 @@ pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
             l.steps_to_target = steps_to_reach(&l.curve, t);
         }
     }
+    let failed = runs
+        .iter()
+        .zip(&results)
+        .filter_map(|(spec, r)| match r {
+            Some(Err(e)) => Some((spec.dir.clone(), e.clone())),
+            _ => None,
+        })
+        .collect();
     let summary = Summary {
         target,
         target_source,
         lines,
+        failed,
     };
     // Files: the mean curves and the table.
     let mut csv = String::from("curriculum,steps,mean_test_return\n");

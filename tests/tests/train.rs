@@ -132,6 +132,20 @@ fn train_compares_curricula_resumes_and_exports_a_policy_the_node_flies() {
         "{printed}"
     );
 
+    // Training again into the same folder without --resume is refused, and
+    // leaves the run as it was.
+    let before = std::fs::read_to_string(dir.join("out/space/seed0/metrics.csv")).unwrap();
+    let o = train(&dir, &["--curriculum", "space", "--steps", "4000"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--resume"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out/space/seed0/metrics.csv")).unwrap(),
+        before
+    );
+
     // Resume: the history is kept and training goes on to the new budget.
     succeed(&mut train(
         &dir,

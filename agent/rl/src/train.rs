@@ -464,6 +464,13 @@ pub fn run_envs(
     let ckpt = spec.dir.join("checkpoint");
     let mut evals = Vec::new();
 
+    // Never overwrite a finished or interrupted run by accident.
+    if !spec.resume && ckpt.join("run.toml").is_file() {
+        return Err(RlError::Config(format!(
+            "{} holds a previous run; pass --resume to continue it, or choose another output folder (nothing was changed)",
+            spec.dir.display()
+        )));
+    }
     if spec.resume && ckpt.join("run.toml").is_file() {
         let state: RunState = read_state(&ckpt.join("run.toml"))?;
         if state.task_obs_dim != train_env.obs_dim() {
