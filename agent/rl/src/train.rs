@@ -715,18 +715,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_nan_loss_stops_training_and_names_the_last_good_checkpoint() {
+    /// CPU device, an empty run folder, and a small DQN evaluated every 100 steps.
+    fn small_run(name: &str) -> (Device, PathBuf, TrainConfig) {
         #[allow(deprecated)]
         let device = Device::ndarray();
-        let dir = std::env::temp_dir().join(format!("rl-nan-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("rl-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut cfg = TrainConfig::default();
         cfg.dqn.hidden = vec![16];
         cfg.dqn.learning_starts = 50;
+        cfg.eval_every = 100;
+        (device, dir, cfg)
+    }
+
+    #[test]
+    fn a_nan_loss_stops_training_and_names_the_last_good_checkpoint() {
+        let (device, dir, mut cfg) = small_run("nan");
         cfg.dqn.train_freq = 1;
         cfg.dqn.gradient_steps = 1;
-        cfg.eval_every = 100;
         let envs = Envs {
             train: Box::new(NanAfter { good: 300, n: 0 }),
             values: Box::new(NanAfter {
@@ -778,14 +784,7 @@ mod tests {
 
     #[test]
     fn a_checkpoint_resumes_and_another_shape_is_refused() {
-        #[allow(deprecated)]
-        let device = Device::ndarray();
-        let dir = std::env::temp_dir().join(format!("rl-resume-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut cfg = TrainConfig::default();
-        cfg.dqn.hidden = vec![16];
-        cfg.dqn.learning_starts = 50;
-        cfg.eval_every = 100;
+        let (device, dir, mut cfg) = small_run("resume");
         let envs = || Envs {
             train: Box::new(NanAfter {
                 good: u64::MAX,
