@@ -473,11 +473,7 @@ fn fc_node_bridges_the_bus_and_the_serial_link() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let session = bus::open(&bus::BusConfig {
-        listen: vec![],
-        connect: vec![ep],
-    })
-    .unwrap();
+    let session = bus::open(&bus::BusConfig::connect_to(ep)).unwrap();
     let mut setpoints = Outbox::<BusSetpoint>::new(&session, &robot, Topic::CmdSetpoint).unwrap();
     let mut status = Inbox::<FcStatus>::new(&session, &robot, Topic::FcStatus, 64).unwrap();
     let mut events = Inbox::<BusEvent>::new(&session, &robot, Topic::Events, 64).unwrap();

@@ -173,11 +173,7 @@ fn safety_commands_hover_when_the_policy_dies() {
             .unwrap()
     };
     let mut safety = spawn(&["node", "safety", "--listen", &ep, "--require", "policy"]);
-    let session = bus::open(&bus::BusConfig {
-        listen: vec![],
-        connect: vec![ep.clone()],
-    })
-    .unwrap();
+    let session = bus::open(&bus::BusConfig::connect_to(ep.clone())).unwrap();
     let mut setpoints = Inbox::<Setpoint>::new(&session, &robot, Topic::CmdSetpoint, 256).unwrap();
     let mut events = Inbox::<Event>::new(&session, &robot, Topic::Events, 64).unwrap();
     let presence = bus::Presence::watch(&session, &robot).unwrap();

@@ -470,11 +470,7 @@ fn mavlink_node_flies_px4_from_the_bus() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let session = bus::open(&bus::BusConfig {
-        listen: vec![],
-        connect: vec![ep],
-    })
-    .unwrap();
+    let session = bus::open(&bus::BusConfig::connect_to(ep)).unwrap();
     let mut setpoints = Outbox::<BusSetpoint>::new(&session, &robot, Topic::CmdSetpoint).unwrap();
     let mut status = Inbox::<FcStatus>::new(&session, &robot, Topic::FcStatus, 64).unwrap();
     let mut events = Inbox::<BusEvent>::new(&session, &robot, Topic::Events, 64).unwrap();

@@ -176,11 +176,7 @@ fn train_compares_curricula_resumes_and_exports_a_policy_the_node_flies() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let session = bus::open(&bus::BusConfig {
-        listen: vec![],
-        connect: vec![ep],
-    })
-    .unwrap();
+    let session = bus::open(&bus::BusConfig::connect_to(ep)).unwrap();
     let mut setpoints = Inbox::<Setpoint>::new(&session, &robot, Topic::CmdSetpoint, 16).unwrap();
     let mut scans = Outbox::<DepthScan>::new(&session, &robot, Topic::DepthStereo).unwrap();
     let mut states = Outbox::<State>::new(&session, &robot, Topic::State).unwrap();

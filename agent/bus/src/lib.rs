@@ -118,6 +118,16 @@ pub struct BusConfig {
     pub connect: Vec<String>,
 }
 
+impl BusConfig {
+    /// A client of one peer: connect to `endpoint`, listen on a free loopback port.
+    pub fn connect_to(endpoint: impl Into<String>) -> Self {
+        Self {
+            listen: Vec::new(),
+            connect: vec![endpoint.into()],
+        }
+    }
+}
+
 /// A messaging failure.
 #[derive(Debug, Error)]
 pub enum BusError {

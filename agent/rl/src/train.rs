@@ -715,6 +715,22 @@ mod tests {
         }
     }
 
+    /// Training episodes whose reward turns NaN after `good` steps; value and
+    /// test environments that stay finite.
+    fn nan_envs(good: u64) -> Envs {
+        let finite = || {
+            Box::new(NanAfter {
+                good: u64::MAX,
+                n: 0,
+            })
+        };
+        Envs {
+            train: Box::new(NanAfter { good, n: 0 }),
+            values: finite(),
+            test: finite(),
+        }
+    }
+
     /// CPU device, an empty run folder, and a small DQN evaluated every 100 steps.
     fn small_run(name: &str) -> (Device, PathBuf, TrainConfig) {
         #[allow(deprecated)]
@@ -733,17 +749,7 @@ mod tests {
         let (device, dir, mut cfg) = small_run("nan");
         cfg.dqn.train_freq = 1;
         cfg.dqn.gradient_steps = 1;
-        let envs = Envs {
-            train: Box::new(NanAfter { good: 300, n: 0 }),
-            values: Box::new(NanAfter {
-                good: u64::MAX,
-                n: 0,
-            }),
-            test: Box::new(NanAfter {
-                good: u64::MAX,
-                n: 0,
-            }),
-        };
+        let envs = nan_envs(300);
         let spec = RunSpec {
             curriculum: CurriculumKind::Space,
             seed: 1,
@@ -785,20 +791,7 @@ mod tests {
     #[test]
     fn a_checkpoint_resumes_and_another_shape_is_refused() {
         let (device, dir, mut cfg) = small_run("resume");
-        let envs = || Envs {
-            train: Box::new(NanAfter {
-                good: u64::MAX,
-                n: 0,
-            }) as Box<dyn Environment>,
-            values: Box::new(NanAfter {
-                good: u64::MAX,
-                n: 0,
-            }),
-            test: Box::new(NanAfter {
-                good: u64::MAX,
-                n: 0,
-            }),
-        };
+        let envs = || nan_envs(u64::MAX);
         let mut spec = RunSpec {
             curriculum: CurriculumKind::Space,
             seed: 2,
