@@ -299,7 +299,13 @@ mod tests {
     #[test]
     fn shipped_launch_files_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../launch");
-        for name in ["sim_twin.toml", "train.toml", "replay.toml", "robot.toml"] {
+        for name in [
+            "sim_twin.toml",
+            "train.toml",
+            "replay.toml",
+            "robot.toml",
+            "selfi_twin.toml",
+        ] {
             let f = LaunchFile::load(&dir.join(name)).unwrap();
             assert!(f.process.iter().any(|p| p.required), "{name}");
         }

@@ -13,6 +13,8 @@ pub mod mono;
 pub mod nodes;
 pub mod persist;
 pub mod rlbench;
+pub mod selfi;
+pub mod selfi_graph;
 pub mod selftest;
 pub mod telemetry;
 pub mod train;

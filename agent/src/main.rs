@@ -63,9 +63,129 @@ enum Cmd {
     /// Train DQN on CartPole or SAC on Pendulum over several seeds until solved
     /// (CartPole: mean greedy return >= 475 over 100 episodes; Pendulum: >= -200).
     RlValidate(RlValidateArgs),
+    /// SELFI: record flights, pre-train against the model-based objective J
+    /// offline, fine-tune online with Q = J + Q̄; `all` runs the whole experiment.
+    #[command(subcommand)]
+    Selfi(SelfiCmd),
     /// Latency from a stereo pair published to the setpoint received back,
     /// through the stereo and policy nodes over zenoh.
     Latency(LatencyArgs),
+}
+
+#[derive(Subcommand)]
+enum SelfiCmd {
+    /// Fly the behaviour policy in the twin (goal reaching, walkers, supervisor)
+    /// and write the flights as an MCAP recording of the graph's topics.
+    Record(SelfiRecordArgs),
+    /// Fit the dynamics and traversability models and pre-train the actor
+    /// against J from MCAP recordings (the twin's or a robot's).
+    Offline(SelfiOfflineArgs),
+    /// Run the arms online on the same seeds (offline only, SELFI, plain RL);
+    /// per-bin interventions and collisions per 100 m and success, with the goal check.
+    Online(SelfiOnlineArgs),
+    /// record (unless the work folder holds a recording), offline and online in a row.
+    All(SelfiAllArgs),
+}
+
+#[derive(clap::Args)]
+struct SelfiCommon {
+    /// Settings (TOML: [plan], [objective], [offline], [online], [reward], [nav]).
+    #[arg(long, default_value = "agent/rl/config/selfi.toml")]
+    config: PathBuf,
+    /// Compute backend of the networks.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: Backend,
+}
+
+#[derive(clap::Args)]
+struct SelfiRecordArgs {
+    #[command(flatten)]
+    common: SelfiCommon,
+    /// Simulated minutes to fly.
+    #[arg(long, default_value_t = 20.0)]
+    minutes: f64,
+    /// Seed of the recorded rooms (keep it apart from the online seeds).
+    #[arg(long, default_value_t = 100)]
+    seed: u64,
+    /// The recording.
+    #[arg(long, default_value = "out/selfi/logs/flights.mcap")]
+    out: PathBuf,
+    /// Replace an existing recording.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(clap::Args)]
+struct SelfiOfflineArgs {
+    #[command(flatten)]
+    common: SelfiCommon,
+    /// MCAP recordings, or folders of them.
+    #[arg(long, default_value = "out/selfi/logs", value_delimiter = ',')]
+    logs: Vec<PathBuf>,
+    /// Seed of the networks.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder: models.bpk, actor.bpk, probe.toml, offline.toml.
+    #[arg(long, default_value = "out/selfi/offline")]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct SelfiOnlineArgs {
+    /// The offline phase's folder (its offline.toml holds the config used; the
+    /// online settings come from --config).
+    #[arg(long, default_value = "out/selfi/offline")]
+    offline: PathBuf,
+    #[command(flatten)]
+    run: SelfiRunArgs,
+}
+
+#[derive(clap::Args)]
+struct SelfiRunArgs {
+    #[command(flatten)]
+    common: SelfiCommon,
+    /// Arms, comma-separated: offline, selfi, plain.
+    #[arg(long, value_delimiter = ',', default_value = "offline,selfi,plain")]
+    arms: Vec<String>,
+    /// Seeds per arm.
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    /// First seed.
+    #[arg(long, default_value_t = 0)]
+    seed_base: u64,
+    /// Simulated minutes of online flight per run.
+    #[arg(long, default_value_t = 30.0)]
+    minutes: f64,
+    /// Bin width of the figures (simulated minutes).
+    #[arg(long, default_value_t = 5.0)]
+    bin_minutes: f64,
+    /// Output folder: <arm>/seed<k>/{bins.csv, steps.csv, actor.bpk}, summary.txt, config.toml.
+    #[arg(long, default_value = "out/selfi/online")]
+    out: PathBuf,
+    /// Runs at once (default: the CPU count).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Metrics to rerun: save to --rerun-save, connect, spawn, or off.
+    #[arg(long, value_enum, default_value = "save")]
+    rerun: RerunMode,
+    /// Telemetry file (.rrd) when --rerun save.
+    #[arg(long, default_value = "out/selfi.rrd")]
+    rerun_save: PathBuf,
+    /// Viewer address when --rerun connect.
+    #[arg(long, default_value = "rerun+http://127.0.0.1:9876/proxy")]
+    rerun_url: String,
+}
+
+#[derive(clap::Args)]
+struct SelfiAllArgs {
+    /// Simulated minutes of recorded flight for the offline phase.
+    #[arg(long, default_value_t = 20.0)]
+    record_minutes: f64,
+    /// Folder for the recording and the offline bundle (logs/, offline/).
+    #[arg(long, default_value = "out/selfi")]
+    work: PathBuf,
+    #[command(flatten)]
+    run: SelfiRunArgs,
 }
 
 #[derive(clap::Args)]
@@ -127,6 +247,28 @@ struct NodeArgs {
     /// (PX4 SITL: udpin:0.0.0.0:14540).
     #[arg(long)]
     mavlink: Option<String>,
+    /// SELFI graph: the offline phase's folder (`agent selfi offline`). The camera
+    /// then flies the goal-reaching task with walkers, the policy flies the SELFI
+    /// actor (swapping in weights from `policy/weights`), and the selfi-learner
+    /// node fine-tunes it (saving to --checkpoint).
+    #[arg(long)]
+    selfi: Option<PathBuf>,
+    /// SELFI graph: settings (TOML, see agent/rl/config/selfi.toml); default: the
+    /// offline phase's, with the built-in online settings.
+    #[arg(long)]
+    selfi_config: Option<PathBuf>,
+    /// safety node: gate `cmd/policy` with the supervisor rule; take-overs are interventions.
+    #[arg(long)]
+    supervise: bool,
+    /// SELFI policy node: propose on `cmd/policy` for a supervising safety node.
+    #[arg(long)]
+    gated: bool,
+    /// SELFI policy node: add exploration noise to the executed command.
+    #[arg(long)]
+    explore: bool,
+    /// selfi-learner node: publish weights every this many transitions once the actor learns.
+    #[arg(long, default_value_t = 100)]
+    publish_every: u64,
 }
 
 /// Topic suffixes (`camera/stereo,state`) to topics; empty = every topic.
@@ -513,7 +655,7 @@ fn main() -> Result<()> {
             })?;
             let fc = agent::nodes::NodeOptions {
                 require: a.require,
-                checkpoint: a.checkpoint,
+                checkpoint: a.checkpoint.clone(),
                 save_every: a.save_every,
                 rig: a.rig,
                 sink: Some(match a.rerun {
@@ -527,6 +669,40 @@ fn main() -> Result<()> {
                 baud: a.baud,
                 arm: a.arm,
                 policy_net: a.policy_net,
+                selfi: match &a.selfi {
+                    Some(dir) => {
+                        let config = match &a.selfi_config {
+                            Some(p) => agent::selfi::load_config(Some(p))?,
+                            None => {
+                                let card: rl::selfi::experiment::OfflineCard = toml::from_str(
+                                    &std::fs::read_to_string(dir.join("offline.toml"))
+                                        .with_context(|| {
+                                            format!(
+                                                "cannot read {}",
+                                                dir.join("offline.toml").display()
+                                            )
+                                        })?,
+                                )
+                                .with_context(|| {
+                                    format!("{}", dir.join("offline.toml").display())
+                                })?;
+                                card.config
+                            }
+                        };
+                        Some(agent::selfi_graph::SelfiNodeOptions {
+                            config,
+                            offline: dir.clone(),
+                            explore: a.explore,
+                            gated: a.gated,
+                            checkpoint: a.checkpoint.clone(),
+                            publish_every: a.publish_every.max(1),
+                            seed: cfg.seed,
+                            seconds: cfg.seconds,
+                        })
+                    }
+                    None => None,
+                },
+                supervise: a.supervise,
             };
             if let [one] = a.kind.as_slice() {
                 return agent::nodes::run(*one, &session, &a.robot, &cfg, &fc, &stop);
@@ -587,6 +763,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Train(a) => train(a, stop),
+        Cmd::Selfi(c) => selfi(c, &stop),
         Cmd::RlBench(a) => rl_bench(a),
         Cmd::RlValidate(a) => rl_validate(a),
         Cmd::Budget(a) => {
@@ -904,6 +1081,103 @@ fn train(a: TrainArgs, stop: Arc<AtomicBool>) -> Result<()> {
             summary.failed.len(),
             dir.display()
         );
+    }
+    Ok(())
+}
+
+fn selfi(c: SelfiCmd, stop: &AtomicBool) -> Result<()> {
+    use agent::selfi as s;
+    match c {
+        SelfiCmd::Record(a) => {
+            let cfg = s::load_config(Some(&a.common.config))?;
+            s::record(&cfg, &a.out, a.minutes, a.seed, a.force, stop)
+        }
+        SelfiCmd::Offline(a) => {
+            let cfg = s::load_config(Some(&a.common.config))?;
+            let device = agent::device::device(a.common.backend)?;
+            s::offline(&cfg, &a.logs, &a.out, a.seed, &device).map(|_| ())
+        }
+        SelfiCmd::Online(a) => {
+            let device = agent::device::device(a.run.common.backend)?;
+            let bundle = rl::selfi::experiment::OfflineBundle::load(&a.offline, &device)
+                .with_context(|| {
+                    format!("cannot load the offline phase from {}", a.offline.display())
+                })?;
+            selfi_online(&a.run, &bundle, &device, stop)
+        }
+        SelfiCmd::All(a) => {
+            let cfg = s::load_config(Some(&a.run.common.config))?;
+            let device = agent::device::device(a.run.common.backend)?;
+            let logs = a.work.join("logs").join("flights.mcap");
+            if logs.exists() {
+                eprintln!(
+                    "using the existing recording {} (delete it to record anew)",
+                    logs.display()
+                );
+            } else {
+                s::record(&cfg, &logs, a.record_minutes, 100, false, stop)?;
+            }
+            let bundle = s::offline(&cfg, &[logs], &a.work.join("offline"), 0, &device)?;
+            selfi_online(&a.run, &bundle, &device, stop)
+        }
+    }
+}
+
+fn selfi_online(
+    a: &SelfiRunArgs,
+    bundle: &rl::selfi::experiment::OfflineBundle,
+    device: &burn::tensor::Device,
+    stop: &AtomicBool,
+) -> Result<()> {
+    use rl::selfi::online::Arm;
+    let cfg = agent::selfi::load_config(Some(&a.common.config))?;
+    let trained = &bundle.card.config;
+    anyhow::ensure!(
+        cfg.plan == trained.plan
+            && cfg.offline == trained.offline
+            && cfg.objective == trained.objective,
+        "{}: [plan], [objective] and [offline] differ from those the offline phase was trained with; run `agent selfi offline` again",
+        a.common.config.display()
+    );
+    let arms = a
+        .arms
+        .iter()
+        .map(|n| match n.as_str() {
+            "offline" => Ok(Arm::Offline),
+            "selfi" => Ok(Arm::Selfi),
+            "plain" => Ok(Arm::Plain),
+            other => anyhow::bail!("unknown arm `{other}`; use offline, selfi or plain"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    anyhow::ensure!(
+        a.seeds > 0 && a.minutes > 0.0 && a.bin_minutes > 0.0,
+        "--seeds, --minutes and --bin-minutes must be positive"
+    );
+    let sink = match a.rerun {
+        RerunMode::Save => Sink::Save(a.rerun_save.clone()),
+        RerunMode::Connect => Sink::Connect(a.rerun_url.clone()),
+        RerunMode::Spawn => Sink::Spawn,
+        RerunMode::Off => Sink::Off,
+    };
+    let spec = agent::selfi::OnlineSpec {
+        arms,
+        seeds: (a.seed_base, a.seeds),
+        minutes: a.minutes,
+        bin_minutes: a.bin_minutes,
+        out: a.out.clone(),
+        jobs: a.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }),
+        sink: sink.clone(),
+    };
+    let summary = agent::selfi::online(&cfg, bundle, &spec, device, stop)?;
+    print!("{}", summary.table);
+    println!(
+        "per-run bins.csv, steps.csv and actor.bpk under {}",
+        a.out.display()
+    );
+    if sink != Sink::Off {
+        println!("telemetry: {}", sink.describe());
     }
     Ok(())
 }

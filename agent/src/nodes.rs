@@ -37,6 +37,9 @@ pub enum NodeKind {
     Learner,
     /// Telemetry: the graph's topics into rerun (file, viewer or off).
     Telemetry,
+    /// SELFI online learner: fine-tunes the navigation policy from the bus and
+    /// publishes its weights to the policy node.
+    SelfiLearner,
 }
 
 impl NodeKind {
@@ -52,6 +55,7 @@ impl NodeKind {
             NodeKind::Mono => "mono",
             NodeKind::Learner => "learner",
             NodeKind::Telemetry => "telemetry",
+            NodeKind::SelfiLearner => "selfi-learner",
         }
     }
 }
@@ -82,6 +86,11 @@ pub struct NodeOptions {
     pub arm: bool,
     /// `policy`: a network trained by `agent train` to fly instead of the reactive avoider.
     pub policy_net: Option<std::path::PathBuf>,
+    /// SELFI: `camera` flies the goal-reaching task, `policy` the SELFI actor,
+    /// `selfi-learner` fine-tunes it (see [`crate::selfi_graph`]).
+    pub selfi: Option<crate::selfi_graph::SelfiNodeOptions>,
+    /// `safety`: also gate `cmd/policy` with the supervisor rule (interventions).
+    pub supervise: bool,
 }
 
 /// How long a node waits on its inbox before checking for Ctrl-C.
@@ -106,8 +115,20 @@ pub fn run(
         NodeKind::Fc => fc_node(session, robot, fc, stop),
         NodeKind::Mavlink => mavlink_node(session, robot, fc, stop),
         NodeKind::Stereo => stereo_node(session, robot, cfg, stop),
-        NodeKind::Policy => policy_node(session, robot, cfg, fc.policy_net.as_deref(), stop),
-        NodeKind::Camera => camera_node(session, robot, cfg, stop),
+        NodeKind::Policy => match &fc.selfi {
+            Some(o) => crate::selfi_graph::selfi_policy_node(session, robot, o, stop),
+            None => policy_node(session, robot, cfg, fc.policy_net.as_deref(), stop),
+        },
+        NodeKind::Camera => match &fc.selfi {
+            Some(o) => crate::selfi_graph::goal_camera_node(session, robot, o, stop),
+            None => camera_node(session, robot, cfg, stop),
+        },
+        NodeKind::SelfiLearner => match &fc.selfi {
+            Some(o) => crate::selfi_graph::selfi_learner_node(session, robot, o, stop),
+            None => {
+                anyhow::bail!("the selfi-learner node needs --selfi (the offline phase's folder)")
+            }
+        },
     }
 }
 
@@ -643,8 +664,26 @@ pub fn safety_node(
     let mut seen: std::collections::BTreeSet<String> = Default::default();
     let mut next_hover = Instant::now();
     let mut hovers = 0u64;
-    info!(robot, ?require, "safety node up");
+    let mut gate = if opts.supervise {
+        let cfg = opts
+            .selfi
+            .as_ref()
+            .map(|o| o.config.clone())
+            .unwrap_or_default();
+        Some(crate::selfi_graph::Gate::new(session, robot, &cfg)?)
+    } else {
+        None
+    };
+    info!(
+        robot,
+        ?require,
+        supervise = opts.supervise,
+        "safety node up"
+    );
     while !stop.load(Ordering::Relaxed) {
+        if let Some(g) = gate.as_mut() {
+            g.poll()?;
+        }
         if let Some(change) = presence.recv_timeout(Duration::from_millis(10))? {
             match change {
                 bus::Change::Up(n) => {
@@ -675,7 +714,11 @@ pub fn safety_node(
             hovers += 1;
         }
     }
-    info!(hovers, "safety node down");
+    info!(
+        hovers,
+        interventions = gate.as_ref().map_or(0, |g| g.interventions),
+        "safety node down"
+    );
     Ok(())
 }
 

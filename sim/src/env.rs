@@ -151,6 +151,29 @@ pub struct EnvConfig {
     pub collision_radius: f64,
     /// Action bounds.
     pub limits: ActionLimits,
+    /// People-sized poles walking across the room (the moving obstacles).
+    pub walkers: Walkers,
+}
+
+/// Moving obstacles added to every room at reset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Walkers {
+    /// How many.
+    pub count: usize,
+    /// Walking speed (m/s); each walker draws 70–100 % of it.
+    pub speed: f64,
+    /// Radius (m).
+    pub radius: f64,
+}
+
+impl Default for Walkers {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            speed: 0.8,
+            radius: 0.25,
+        }
+    }
 }
 
 impl Default for EnvConfig {
@@ -167,6 +190,7 @@ impl Default for EnvConfig {
             scan_range: 10.0,
             collision_radius: 0.15,
             limits: ActionLimits::default(),
+            walkers: Walkers::default(),
         }
     }
 }
@@ -233,6 +257,8 @@ pub struct Info {
     pub distance: f64,
     /// Steps since reset.
     pub steps: u32,
+    /// Distance to the nearest walker's surface (m; infinite without walkers).
+    pub walker_clearance: f64,
 }
 
 /// Result of one step.
@@ -354,7 +380,16 @@ impl Env {
     pub fn reset(&mut self, context: &Context, seed: u64) -> Result<Observation, EnvError> {
         context.validate()?;
         let mut rng = Rng::new(seed);
-        let world = World::generate(context, rng.next_u64());
+        let mut world = World::generate(context, rng.next_u64());
+        let walkers = self.config.walkers;
+        if walkers.count > 0 {
+            world.add_walkers(
+                walkers.count,
+                walkers.speed,
+                walkers.radius,
+                rng.fork(7).next_u64(),
+            );
+        }
         let yaw = rng.range(-0.3, 0.3);
         let mut start = world.start;
         start[1] += rng.range(-0.3, 0.3) * (context.room_width / 4.0).min(1.0);
@@ -567,6 +602,7 @@ impl Env {
         let dt = dt_ctrl / self.substeps as f64;
         let p0 = Self::position(&ep, &self.config);
         ep.wind.advance(dt_ctrl);
+        ep.world.advance_movers(dt_ctrl);
         let wind = ep.wind.velocity();
         let collision = advance(
             &mut ep,
@@ -607,6 +643,7 @@ impl Env {
             clearance: self.clearance(&ep),
             distance: ep.distance,
             steps: ep.steps,
+            walker_clearance: ep.world.mover_clearance(p1),
         };
         let obs = self.observe(&ep);
         self.episode = Some(ep);
@@ -632,6 +669,7 @@ impl Env {
         let radius = self.config.collision_radius;
         let ep = self.episode.as_mut().ok_or(EnvError::NotReset)?;
         ep.wind.advance(dt_ctrl);
+        ep.world.advance_movers(dt_ctrl);
         let wind = ep.wind.velocity();
         ep.steps += 1;
         ep.time += dt_ctrl;

@@ -32,6 +32,18 @@ pub enum ObstacleKind {
     Pole,
     /// A thin panel, standing on the floor or hanging from the ceiling.
     Panel,
+    /// A person-sized pole that walks across the room ([`Mover`]).
+    Walker,
+}
+
+/// An obstacle that moves: a walker crossing the room at constant speed,
+/// turning back at the side walls and at the room's ends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Mover {
+    /// Index into [`World::obstacles`] (a [`Shape::Cylinder`]).
+    pub obstacle: usize,
+    /// Horizontal velocity (m/s, world frame).
+    pub velocity: [f64; 2],
 }
 
 /// How a surface looks: base albedo and a shift into the shared noise texture.
@@ -81,6 +93,8 @@ pub struct World {
     pub room_materials: [Material; 6],
     /// Where vehicles start (x, y, z).
     pub start: [f64; 3],
+    /// Obstacles that move (none unless [`World::add_walkers`] was called).
+    pub movers: Vec<Mover>,
 }
 
 /// Obstacle horizontal bounds, for placement and broad-phase tests.
@@ -137,7 +151,7 @@ impl World {
                             max: [x + sx, y + sy, top],
                         }
                     }
-                    ObstacleKind::Pole => Shape::Cylinder {
+                    ObstacleKind::Pole | ObstacleKind::Walker => Shape::Cylinder {
                         cx: x,
                         cy: y,
                         r: s * rng.range(0.15, 0.5),
@@ -189,7 +203,75 @@ impl World {
             obstacles,
             room_materials,
             start,
+            movers: Vec::new(),
         }
+    }
+
+    /// Add `count` walkers (poles of `radius`, floor to ceiling) that cross the
+    /// room mostly sideways at `speed`, placed clear of the start and drawn
+    /// from `seed`. The same arguments give the same walkers.
+    pub fn add_walkers(&mut self, count: usize, speed: f64, radius: f64, seed: u64) {
+        let mut rng = Rng::new(seed ^ 0x003a_1ce5);
+        let [l, w, h] = self.size;
+        let x_lo = (START_CLEARANCE + 1.5).min(l * 0.5);
+        for _ in 0..count {
+            let x = rng.range(x_lo, (l - radius - 0.3).max(x_lo + 1e-3));
+            let y = rng.range(-w / 2.0 + radius, w / 2.0 - radius);
+            // Mostly across the room, a little along it.
+            let heading = if rng.below(2) == 0 { 1.0 } else { -1.0 } * std::f64::consts::FRAC_PI_2
+                + rng.range(-0.5, 0.5);
+            let v = speed * rng.range(0.7, 1.0);
+            self.obstacles.push(Obstacle {
+                kind: ObstacleKind::Walker,
+                shape: Shape::Cylinder {
+                    cx: x,
+                    cy: y,
+                    r: radius,
+                    z0: 0.0,
+                    z1: h,
+                },
+                material: material(&mut rng, 0.2, 0.9),
+            });
+            self.movers.push(Mover {
+                obstacle: self.obstacles.len() - 1,
+                velocity: [v * heading.cos(), v * heading.sin()],
+            });
+        }
+    }
+
+    /// Move the walkers on by `dt` seconds, reflecting them off the side walls
+    /// and off the band of the room they may walk in (clear of the start).
+    pub fn advance_movers(&mut self, dt: f64) {
+        let [l, w, _] = self.size;
+        let x_lo = (START_CLEARANCE + 1.0).min(l * 0.5);
+        for m in &mut self.movers {
+            let Some(ob) = self.obstacles.get_mut(m.obstacle) else {
+                continue;
+            };
+            if let Shape::Cylinder { cx, cy, r, .. } = &mut ob.shape {
+                *cx += m.velocity[0] * dt;
+                *cy += m.velocity[1] * dt;
+                let (ylo, yhi) = (-w / 2.0 + *r, w / 2.0 - *r);
+                if *cy < ylo || *cy > yhi {
+                    m.velocity[1] = -m.velocity[1];
+                    *cy = cy.clamp(ylo, yhi);
+                }
+                let (xlo, xhi) = (x_lo, l - *r);
+                if *cx < xlo || *cx > xhi {
+                    m.velocity[0] = -m.velocity[0];
+                    *cx = cx.clamp(xlo, xhi.max(xlo));
+                }
+            }
+        }
+    }
+
+    /// Distance from `p` to the nearest walker's surface (infinite without walkers).
+    pub fn mover_clearance(&self, p: [f64; 3]) -> f64 {
+        self.movers
+            .iter()
+            .filter_map(|m| self.obstacles.get(m.obstacle))
+            .map(|o| shape_distance(&o.shape, p))
+            .fold(f64::INFINITY, f64::min)
     }
 
     /// Nearest surface along origin + t * dir for t > 0 (the origin must be inside the room).
@@ -447,5 +529,47 @@ mod tests {
         assert!(w.collides([19.9, 0.0, 1.0], 0.15)); // end wall
         assert!(!w.collides([3.0, 0.0, 1.5], 0.15));
         assert!(w.clearance_above_floor([3.0, 0.0, 0.0]) > 1.0);
+    }
+
+    #[test]
+    fn walkers_walk_inside_the_room_and_are_seen() {
+        let c = Context {
+            obstacle_count: 0,
+            ..Context::default()
+        };
+        let mut w = World::generate(&c, 5);
+        w.add_walkers(3, 0.8, 0.25, 9);
+        assert_eq!(w.movers.len(), 3);
+        assert_eq!(w.obstacles.len(), 3);
+        let mut same = World::generate(&c, 5);
+        same.add_walkers(3, 0.8, 0.25, 9);
+        assert_eq!(same.obstacles, w.obstacles, "same seed, same walkers");
+        let start = w.obstacles.clone();
+        let (l, half) = (w.size[0], w.size[1] / 2.0);
+        for _ in 0..2000 {
+            w.advance_movers(0.1);
+            for o in &w.obstacles {
+                let Shape::Cylinder { cx, cy, r, .. } = o.shape else {
+                    panic!("walkers are cylinders")
+                };
+                assert!(
+                    cy - r >= -half - 1e-9 && cy + r <= half + 1e-9,
+                    "left the room: {cy}"
+                );
+                assert!(
+                    cx >= START_CLEARANCE + 1.0 - 1e-9 && cx + r <= l + 1e-9,
+                    "{cx}"
+                );
+            }
+        }
+        assert_ne!(w.obstacles, start, "walkers move");
+        // The clearance and ray casts see them where they are now.
+        let Shape::Cylinder { cx, cy, r, .. } = w.obstacles[0].shape else {
+            unreachable!()
+        };
+        let p = [cx - 1.0, cy, 1.0];
+        assert!((w.mover_clearance(p) - (1.0 - r)).abs() < 1e-9 || w.mover_clearance(p) < 1.0 - r);
+        let hit = w.raycast(p, [1.0, 0.0, 0.0]);
+        assert!(hit.t <= 1.0 - r + 1e-9, "{}", hit.t);
     }
 }

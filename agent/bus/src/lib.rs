@@ -44,11 +44,18 @@ pub enum Topic {
     Events,
     /// `fc/status`: [`msg::FcStatus`] from the flight-controller link node.
     FcStatus,
+    /// `nav/goal`: [`msg::Goal`] where the robot is asked to go.
+    Goal,
+    /// `cmd/policy`: [`msg::Setpoint`] a policy proposes; the safety node passes it
+    /// on to `cmd/setpoint` or takes over (graphs with a supervising safety node).
+    CmdPolicy,
+    /// `policy/weights`: [`msg::Weights`] from an online learner to the policy node.
+    Weights,
 }
 
 impl Topic {
     /// All topics.
-    pub const ALL: [Topic; 7] = [
+    pub const ALL: [Topic; 10] = [
         Topic::CameraStereo,
         Topic::DepthStereo,
         Topic::DepthMono,
@@ -56,6 +63,9 @@ impl Topic {
         Topic::State,
         Topic::Events,
         Topic::FcStatus,
+        Topic::Goal,
+        Topic::CmdPolicy,
+        Topic::Weights,
     ];
 
     /// Key expression below the robot name.
@@ -68,6 +78,9 @@ impl Topic {
             Topic::State => "state",
             Topic::Events => "events",
             Topic::FcStatus => "fc/status",
+            Topic::Goal => "nav/goal",
+            Topic::CmdPolicy => "cmd/policy",
+            Topic::Weights => "policy/weights",
         }
     }
 
@@ -82,10 +95,12 @@ impl Topic {
         match self {
             Topic::CameraStereo => <msg::StereoPair as M>::KIND,
             Topic::DepthStereo | Topic::DepthMono => <msg::DepthScan as M>::KIND,
-            Topic::CmdSetpoint => <msg::Setpoint as M>::KIND,
+            Topic::CmdSetpoint | Topic::CmdPolicy => <msg::Setpoint as M>::KIND,
             Topic::State => <msg::State as M>::KIND,
             Topic::Events => <msg::Event as M>::KIND,
             Topic::FcStatus => <msg::FcStatus as M>::KIND,
+            Topic::Goal => <msg::Goal as M>::KIND,
+            Topic::Weights => <msg::Weights as M>::KIND,
         }
     }
 
@@ -100,10 +115,12 @@ impl Topic {
         match self {
             Topic::CameraStereo => <msg::StereoPair as M>::NAME,
             Topic::DepthStereo | Topic::DepthMono => <msg::DepthScan as M>::NAME,
-            Topic::CmdSetpoint => <msg::Setpoint as M>::NAME,
+            Topic::CmdSetpoint | Topic::CmdPolicy => <msg::Setpoint as M>::NAME,
             Topic::State => <msg::State as M>::NAME,
             Topic::Events => <msg::Event as M>::NAME,
             Topic::FcStatus => <msg::FcStatus as M>::NAME,
+            Topic::Goal => <msg::Goal as M>::NAME,
+            Topic::Weights => <msg::Weights as M>::NAME,
         }
     }
 }

@@ -258,6 +258,73 @@ impl Message for FcStatus {
     }
 }
 
+/// Where the robot is asked to go (goal-reaching navigation).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Goal {
+    /// Goal position (m, world frame, z up).
+    pub position: [f64; 3],
+}
+
+impl Message for Goal {
+    const KIND: u16 = 7;
+    const NAME: &'static str = "Goal";
+    fn write_body(&self, w: &mut Writer) {
+        self.position.iter().for_each(|v| w.f64(*v));
+    }
+    fn read_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let position = [r.f64()?, r.f64()?, r.f64()?];
+        if !position.iter().all(|v| v.is_finite()) {
+            return Err(malformed(Self::NAME, "non-finite position"));
+        }
+        Ok(Self { position })
+    }
+}
+
+/// New policy weights from an online learner: a burnpack file's bytes, with a
+/// version the policy node reports when it swaps them in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Weights {
+    /// Increases with every publication of one learner.
+    pub version: u64,
+    /// What the weights are for (`selfi-actor`), so a node never loads another network.
+    pub network: String,
+    /// The `.bpk` file's bytes.
+    pub bpk: Vec<u8>,
+}
+
+/// Largest weights message accepted (bytes).
+pub const MAX_WEIGHTS: usize = 64 << 20;
+
+impl Message for Weights {
+    const KIND: u16 = 8;
+    const NAME: &'static str = "Weights";
+    fn write_body(&self, w: &mut Writer) {
+        w.u64(self.version);
+        w.u32(self.network.len() as u32);
+        w.bytes(self.network.as_bytes());
+        w.u32(self.bpk.len() as u32);
+        w.bytes(&self.bpk);
+    }
+    fn read_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let version = r.u64()?;
+        let n = r.u32()? as usize;
+        let network = String::from_utf8(r.bytes(n)?.to_vec())
+            .map_err(|_| malformed(Self::NAME, "network name is not UTF-8"))?;
+        let n = r.u32()? as usize;
+        if n > MAX_WEIGHTS {
+            return Err(malformed(
+                Self::NAME,
+                format!("{n} bytes of weights exceed {MAX_WEIGHTS}"),
+            ));
+        }
+        Ok(Self {
+            version,
+            network,
+            bpk: r.bytes(n)?.to_vec(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

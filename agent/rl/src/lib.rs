@@ -21,6 +21,7 @@ pub mod mlp;
 pub mod policy;
 pub mod replay;
 pub mod sac;
+pub mod selfi;
 pub mod train;
 pub mod validate;
 

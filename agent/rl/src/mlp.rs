@@ -38,6 +38,33 @@ impl Mlp {
         }
     }
 
+    /// The same network with its output layer's weights and bias set to zero, so
+    /// that it outputs exactly 0 (and passes no gradient to its input) until trained.
+    pub fn zero_output(mut self) -> Self {
+        if let Some(last) = self.layers.last_mut() {
+            let w = last.weight.val();
+            last.weight = Param::from_tensor(w.zeros_like());
+            if let Some(b) = &last.bias {
+                last.bias = Some(Param::from_tensor(b.val().zeros_like()));
+            }
+        }
+        self
+    }
+
+    /// Squared L2 norm of the gradient `grads` holds for this network's parameters.
+    pub fn grad_norm_sq(&self, grads: &burn::tensor::Gradients) -> f32 {
+        let mut sum = 0.0;
+        for l in &self.layers {
+            if let Some(g) = l.weight.val().grad(grads) {
+                sum += values(g.powi_scalar(2).sum())[0];
+            }
+            if let Some(g) = l.bias.as_ref().and_then(|b| b.val().grad(grads)) {
+                sum += values(g.powi_scalar(2).sum())[0];
+            }
+        }
+        sum
+    }
+
     /// Input width.
     pub fn input(&self) -> usize {
         self.layers.first().map_or(0, |l| l.weight.dims()[0])

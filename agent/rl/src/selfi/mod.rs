@@ -1,0 +1,494 @@
+//! SELFI: online self-improvement of a navigation policy that was pre-trained
+//! offline against a model-based objective (`algorithms.md`, section 2).
+//!
+//! - [`data`]: flights as frames (scan, state, goal, executed command, events),
+//!   the training rows the models and the actor learn from;
+//! - [`model`]: the learned models (one-step dynamics, traversability) and the
+//!   differentiable model-based objective J(s, τ) over an 8-command plan τ;
+//! - [`nav`]: the twin's goal-reaching task with walkers, the safety
+//!   supervisor whose take-overs count as interventions, and the online reward;
+//! - [`online`]: TD3-style fine-tuning with Q(s, τ) = J(s, τ) + Q̄(s, a0), both
+//!   critic variants, update-size guard and rollback;
+//! - [`experiment`]: the three arms (offline only, SELFI, plain online RL) on the
+//!   same seeds, binned per simulated minute.
+//!
+//! Choices the brief leaves open, fixed here and logged in every run's config dump:
+//! Q̄ scores the executed first command a0 only (J scores the whole plan);
+//! the critic does not share the actor's layers (the inputs are already a compact
+//! depth scan, so there is no visual encoder to share); J's models are frozen
+//! online; there is no batch normalisation anywhere.
+
+pub mod data;
+pub mod experiment;
+pub mod model;
+pub mod nav;
+pub mod online;
+
+use crate::RlError;
+use serde::{Deserialize, Serialize};
+
+/// Beams of the depth scan the models read.
+pub const BEAMS: usize = 32;
+/// Width of the scan features: scan and its change since the last step.
+pub const SCAN_FEATURES: usize = 2 * BEAMS;
+/// Width of the actor's and critic's observation: scan features, velocity (2),
+/// goal distance and bearing (3).
+pub const OBS_DIM: usize = SCAN_FEATURES + 5;
+
+/// The plan the actor outputs and how it is executed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlanConfig {
+    /// Commands per plan (the brief's 8).
+    pub horizon: usize,
+    /// Decisions per second; each command is held for 1 / rate s.
+    pub control_hz: f64,
+    /// Largest forward speed (m/s); commands are in [0, v_max].
+    pub max_speed: f64,
+    /// Largest yaw rate (rad/s); commands are in [−max, max].
+    pub max_yaw_rate: f64,
+    /// Flight altitude held by the altitude loop (m).
+    pub altitude: f64,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        Self {
+            horizon: 8,
+            control_hz: 5.0,
+            max_speed: 1.5,
+            max_yaw_rate: 1.5,
+            altitude: 1.5,
+        }
+    }
+}
+
+impl PlanConfig {
+    /// Seconds per command.
+    pub fn dt(&self) -> f64 {
+        1.0 / self.control_hz
+    }
+
+    /// A normalised command (each in [−1, 1]) in physical units: (forward m/s, yaw rate rad/s).
+    pub fn command(&self, a: [f32; 2]) -> (f64, f64) {
+        let v = (f64::from(a[0].clamp(-1.0, 1.0)) + 1.0) * 0.5 * self.max_speed;
+        (v, f64::from(a[1].clamp(-1.0, 1.0)) * self.max_yaw_rate)
+    }
+
+    /// A physical command in normalised units (inverse of [`PlanConfig::command`]).
+    pub fn normalise(&self, forward: f64, yaw_rate: f64) -> [f32; 2] {
+        [
+            ((2.0 * forward / self.max_speed) - 1.0).clamp(-1.0, 1.0) as f32,
+            (yaw_rate / self.max_yaw_rate).clamp(-1.0, 1.0) as f32,
+        ]
+    }
+}
+
+/// Weights of the model-based objective J.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectiveConfig {
+    /// Weight of goal progress over the plan (progress / (v_max · horizon time), in [−1, 1]).
+    pub goal: f64,
+    /// Weight of the mean predicted probability that a planned pose is unsafe.
+    pub collision: f64,
+    /// Weight of the mean squared change between consecutive commands.
+    pub smoothness: f64,
+    /// A pose counts as unsafe in the labels when the scan there reads less than this (m).
+    pub unsafe_distance: f64,
+}
+
+impl Default for ObjectiveConfig {
+    fn default() -> Self {
+        Self {
+            goal: 1.0,
+            collision: 2.0,
+            smoothness: 0.05,
+            unsafe_distance: 0.5,
+        }
+    }
+}
+
+/// Offline training of the models and the actor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OfflineConfig {
+    /// Hidden widths of the dynamics model.
+    pub dynamics_hidden: Vec<usize>,
+    /// Hidden widths of the traversability model.
+    pub traversability_hidden: Vec<usize>,
+    /// Hidden widths of the actor.
+    pub actor_hidden: Vec<usize>,
+    /// Gradient steps of each model.
+    pub model_steps: usize,
+    /// Gradient steps of the actor against J.
+    pub actor_steps: usize,
+    /// Rows per gradient step.
+    pub batch: usize,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Weight of the mean squared pre-tanh output in the actor's loss (offline
+    /// and online): keeps commands where gradients can still move them.
+    pub pre_activation_penalty: f64,
+}
+
+impl Default for OfflineConfig {
+    fn default() -> Self {
+        Self {
+            dynamics_hidden: vec![64, 64],
+            traversability_hidden: vec![128, 128],
+            actor_hidden: vec![128, 128],
+            model_steps: 3000,
+            actor_steps: 3000,
+            batch: 256,
+            learning_rate: 1e-3,
+            pre_activation_penalty: 0.01,
+        }
+    }
+}
+
+/// Where the critic's target puts J (the brief's two readings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// A: y = r + γ[J(s', τ') + min Q̄'(s', a0')], loss (J(s, τ) + Q̄(s, a0) − y)².
+    #[default]
+    JInTarget,
+    /// B: y = r + γ min Q̄'(s', a0'); J enters only the actor's objective.
+    JPrior,
+}
+
+/// Online fine-tuning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnlineConfig {
+    /// Critic variant of the SELFI arm.
+    pub variant: Variant,
+    /// Hidden widths of the critics Q̄.
+    pub critic_hidden: Vec<usize>,
+    /// Discount per decision.
+    pub gamma: f32,
+    /// Polyak factor of the target networks.
+    pub tau: f64,
+    /// Adam learning rate of the actor.
+    pub actor_learning_rate: f64,
+    /// Adam learning rate of the critics.
+    pub critic_learning_rate: f64,
+    /// Transitions per gradient step.
+    pub batch: usize,
+    /// Replay capacity.
+    pub buffer: usize,
+    /// Gradient steps per environment step.
+    pub updates_per_step: usize,
+    /// Actor (and target) updated every this many critic updates.
+    pub policy_delay: u64,
+    /// Decisions before the actor may change (the critics learn first).
+    pub actor_warmup: u64,
+    /// Decisions before any gradient step.
+    pub learning_starts: u64,
+    /// Standard deviation of exploration noise on the executed command (normalised units).
+    pub explore_noise: f64,
+    /// Target-policy smoothing noise and its clip (normalised units).
+    pub target_noise: f64,
+    /// Clip of the target-policy smoothing noise.
+    pub target_clip: f64,
+    /// J is put in the units of the online return by the offline phase's fit
+    /// (return ≈ a + c·J on the recordings), then multiplied by this, so that J and
+    /// Q̄ are on one scale (the brief's first pitfall).
+    pub j_weight: f64,
+    /// An actor update is rejected when the mean L2 change of the plan on the probe
+    /// states exceeds this (normalised units).
+    pub max_plan_change: f64,
+    /// Episodes per window of the rollback rule.
+    pub rollback_window: usize,
+    /// Roll back to the last good actor when a window's mean return falls this far
+    /// below the first window's.
+    pub rollback_drop: f64,
+    /// Policy decisions before a take-over over which its penalty is spread.
+    pub intervention_window: usize,
+    /// Critic-only updates on the recorded flights in the offline phase, for the
+    /// SELFI and the plain arm alike (each with its own target). 0: the critics
+    /// start online from zero (Q̄ ≡ 0).
+    pub pretrain_critic_steps: usize,
+}
+
+impl Default for OnlineConfig {
+    fn default() -> Self {
+        Self {
+            variant: Variant::JInTarget,
+            critic_hidden: vec![256, 256],
+            gamma: 0.95,
+            tau: 0.005,
+            actor_learning_rate: 1e-4,
+            critic_learning_rate: 3e-4,
+            batch: 256,
+            buffer: 100_000,
+            updates_per_step: 1,
+            policy_delay: 2,
+            actor_warmup: 1000,
+            learning_starts: 256,
+            explore_noise: 0.2,
+            target_noise: 0.2,
+            target_clip: 0.5,
+            j_weight: 1.0,
+            max_plan_change: 0.1,
+            rollback_window: 20,
+            rollback_drop: 5.0,
+            intervention_window: 5,
+            pretrain_critic_steps: 3000,
+        }
+    }
+}
+
+/// The online reward's components (each logged separately).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RewardConfig {
+    /// Per metre of progress towards the goal.
+    pub progress: f64,
+    /// On reaching the goal.
+    pub success: f64,
+    /// On a collision (ends the episode).
+    pub collision: f64,
+    /// Per intervention (spread over the steps before it).
+    pub intervention: f64,
+    /// Per step, times how far inside `personal_space` the nearest walker is (0..1).
+    pub proximity: f64,
+    /// Distance from a walker under which the proximity penalty starts (m).
+    pub personal_space: f64,
+}
+
+impl Default for RewardConfig {
+    fn default() -> Self {
+        Self {
+            progress: 1.0,
+            success: 5.0,
+            collision: -10.0,
+            intervention: -3.0,
+            proximity: -0.5,
+            personal_space: 1.0,
+        }
+    }
+}
+
+/// The twin's navigation task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NavConfig {
+    /// Room length range (m).
+    pub room_length: [f64; 2],
+    /// Room width range (m).
+    pub room_width: [f64; 2],
+    /// Static obstacle count range.
+    pub obstacles: [u32; 2],
+    /// Walkers per room.
+    pub walkers: usize,
+    /// Walking speed (m/s).
+    pub walker_speed: f64,
+    /// Decisions before an episode is cut off.
+    pub max_steps: u32,
+    /// The supervisor takes over when the nearest depth in the central third of the
+    /// scan is under `stop_distance + stop_per_speed · forward speed` (m).
+    pub stop_distance: f64,
+    /// See `stop_distance` (s).
+    pub stop_per_speed: f64,
+    /// Standard deviation of the scan's range noise (m).
+    pub scan_noise: f64,
+}
+
+impl Default for NavConfig {
+    fn default() -> Self {
+        Self {
+            room_length: [9.0, 13.0],
+            room_width: [5.0, 7.0],
+            obstacles: [3, 8],
+            walkers: 3,
+            walker_speed: 0.8,
+            max_steps: 150,
+            stop_distance: 0.45,
+            stop_per_speed: 0.35,
+            scan_noise: 0.02,
+        }
+    }
+}
+
+/// Everything `agent selfi` reads from its TOML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfiConfig {
+    /// The plan.
+    pub plan: PlanConfig,
+    /// J's weights.
+    pub objective: ObjectiveConfig,
+    /// Offline phase.
+    pub offline: OfflineConfig,
+    /// Online phase.
+    pub online: OnlineConfig,
+    /// Online reward.
+    pub reward: RewardConfig,
+    /// The task.
+    pub nav: NavConfig,
+}
+
+impl SelfiConfig {
+    /// Parse and check a config; `origin` names the file in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, RlError> {
+        let c: SelfiConfig =
+            toml::from_str(text).map_err(|e| RlError::Config(format!("{origin}: {e}")))?;
+        c.validate()
+            .map_err(|e| RlError::Config(format!("{origin}: {e}")))?;
+        Ok(c)
+    }
+
+    /// Refuse settings nothing can run with; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let pos = |v: f64, k: &str| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("`{k}` must be a positive number, not {v}"))
+            }
+        };
+        let p = &self.plan;
+        if !(1..=32).contains(&p.horizon) {
+            return Err(format!("`plan.horizon` must be 1..=32, not {}", p.horizon));
+        }
+        pos(p.control_hz, "plan.control_hz")?;
+        pos(p.max_speed, "plan.max_speed")?;
+        pos(p.max_yaw_rate, "plan.max_yaw_rate")?;
+        pos(p.altitude, "plan.altitude")?;
+        let o = &self.objective;
+        for (v, k) in [
+            (o.goal, "objective.goal"),
+            (o.collision, "objective.collision"),
+            (o.smoothness, "objective.smoothness"),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("`{k}` must be ≥ 0, not {v}"));
+            }
+        }
+        pos(o.unsafe_distance, "objective.unsafe_distance")?;
+        let off = &self.offline;
+        for (h, k) in [
+            (&off.dynamics_hidden, "offline.dynamics_hidden"),
+            (&off.traversability_hidden, "offline.traversability_hidden"),
+            (&off.actor_hidden, "offline.actor_hidden"),
+            (&self.online.critic_hidden, "online.critic_hidden"),
+        ] {
+            if h.is_empty() || h.contains(&0) {
+                return Err(format!("`{k}` must list non-zero widths"));
+            }
+        }
+        pos(off.learning_rate, "offline.learning_rate")?;
+        if !off.pre_activation_penalty.is_finite() || off.pre_activation_penalty < 0.0 {
+            return Err(format!(
+                "`offline.pre_activation_penalty` must be ≥ 0, not {}",
+                off.pre_activation_penalty
+            ));
+        }
+        if off.batch == 0 {
+            return Err("`offline.batch` must be at least 1".into());
+        }
+        let on = &self.online;
+        if !(0.0..1.0).contains(&on.gamma) {
+            return Err(format!(
+                "`online.gamma` must be in [0, 1), not {}",
+                on.gamma
+            ));
+        }
+        if !(0.0..=1.0).contains(&on.tau) {
+            return Err(format!("`online.tau` must be in [0, 1], not {}", on.tau));
+        }
+        pos(on.actor_learning_rate, "online.actor_learning_rate")?;
+        pos(on.critic_learning_rate, "online.critic_learning_rate")?;
+        pos(on.max_plan_change, "online.max_plan_change")?;
+        if on.batch == 0 || on.buffer < on.batch || on.policy_delay == 0 {
+            return Err(
+                "`online.batch` and `online.policy_delay` must be ≥ 1 and `online.buffer` ≥ batch"
+                    .into(),
+            );
+        }
+        if on.rollback_window == 0 {
+            return Err("`online.rollback_window` must be at least 1".into());
+        }
+        for (v, k) in [
+            (on.explore_noise, "online.explore_noise"),
+            (on.target_noise, "online.target_noise"),
+            (on.target_clip, "online.target_clip"),
+            (on.j_weight, "online.j_weight"),
+            (on.rollback_drop, "online.rollback_drop"),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("`{k}` must be ≥ 0, not {v}"));
+            }
+        }
+        let n = &self.nav;
+        for (r, k) in [
+            (n.room_length, "nav.room_length"),
+            (n.room_width, "nav.room_width"),
+        ] {
+            if !(r[0].is_finite() && r[1].is_finite() && r[0] >= 4.0 && r[0] <= r[1]) {
+                return Err(format!(
+                    "`{k}` must be [lo, hi] with 4 ≤ lo ≤ hi, not {r:?}"
+                ));
+            }
+        }
+        if n.obstacles[0] > n.obstacles[1] || n.obstacles[1] > 40 {
+            return Err(format!(
+                "`nav.obstacles` must be [lo, hi] with lo ≤ hi ≤ 40, not {:?}",
+                n.obstacles
+            ));
+        }
+        if n.walkers > 12 {
+            return Err(format!(
+                "`nav.walkers` must be at most 12, not {}",
+                n.walkers
+            ));
+        }
+        if n.max_steps == 0 {
+            return Err("`nav.max_steps` must be at least 1".into());
+        }
+        for (v, k) in [
+            (n.walker_speed, "nav.walker_speed"),
+            (n.stop_distance, "nav.stop_distance"),
+            (n.stop_per_speed, "nav.stop_per_speed"),
+            (n.scan_noise, "nav.scan_noise"),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!("`{k}` must be ≥ 0, not {v}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_and_bad_keys_are_named() {
+        let c = SelfiConfig::default();
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(SelfiConfig::from_toml_str(&text, "x.toml").unwrap(), c);
+        let e = SelfiConfig::from_toml_str("[online]\nbogus = 1\n", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("x.toml") && e.to_string().contains("bogus"));
+        let e = SelfiConfig::from_toml_str("[online]\ngamma = 1.5\n", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("online.gamma"), "{e}");
+        let e =
+            SelfiConfig::from_toml_str("[nav]\nroom_length = [12.0, 9.0]\n", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("nav.room_length"), "{e}");
+        let e = SelfiConfig::from_toml_str("[online]\nvariant = \"c\"\n", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("variant"), "{e}");
+    }
+
+    #[test]
+    fn commands_normalise_and_back() {
+        let p = PlanConfig::default();
+        let (v, w) = p.command([0.2, -0.4]);
+        let a = p.normalise(v, w);
+        assert!((a[0] - 0.2).abs() < 1e-6 && (a[1] + 0.4).abs() < 1e-6);
+        assert_eq!(p.command([-1.0, 0.0]).0, 0.0);
+        assert_eq!(p.command([1.0, 1.0]), (p.max_speed, p.max_yaw_rate));
+    }
+}

@@ -1,0 +1,414 @@
+//! The twin's goal-reaching flight among walkers, as SELFI sees it: a decision
+//! every 1 / control_hz s, a safety supervisor that takes over before a
+//! collision (each take-over is an intervention), and the online reward split
+//! into its components.
+
+use super::data::{Frame, SCAN_RANGE, central_min, goal_in_heading, observation, scan_features};
+use super::{BEAMS, SelfiConfig};
+use crate::RlError;
+use sim::context::Context;
+use sim::env::{Action, Env, EnvConfig, Observation, Task, Walkers};
+use sim::rng::Rng;
+
+/// The online reward, component by component (already weighted).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RewardParts {
+    /// Progress towards the goal.
+    pub progress: f64,
+    /// Goal reached.
+    pub success: f64,
+    /// Collision.
+    pub collision: f64,
+    /// An intervention began at this step (the learner spreads it back in time).
+    pub intervention: f64,
+    /// A walker inside the personal space.
+    pub proximity: f64,
+}
+
+impl RewardParts {
+    /// Their sum.
+    pub fn total(&self) -> f64 {
+        self.progress + self.success + self.collision + self.intervention + self.proximity
+    }
+}
+
+/// What one decision gave.
+#[derive(Debug, Clone)]
+pub struct NavStep {
+    /// The frame decided on, with the command executed and what followed.
+    pub frame: Frame,
+    /// Observation after the step.
+    pub next_obs: Vec<f32>,
+    /// Reward components.
+    pub reward: RewardParts,
+    /// Collision or goal: the episode is over and does not bootstrap.
+    pub terminated: bool,
+    /// Cut off at the step limit.
+    pub truncated: bool,
+    /// The supervisor took over at this step and had not at the one before.
+    pub intervention_started: bool,
+    /// Metres flown during the step.
+    pub distance: f64,
+    /// Nearest walker's surface (m).
+    pub walker_clearance: f64,
+}
+
+/// The supervisor's rule, the same in the twin and in the graph's safety node:
+/// it takes over from `command` (forward m/s, yaw rate rad/s) when the nearest
+/// reading in the central third of `scan` (m, left to right) is under
+/// `stop_distance + stop_per_speed · max(commanded, measured forward speed)`,
+/// and then stops and turns towards the more open half. `None`: no take-over.
+pub fn supervise(
+    cfg: &SelfiConfig,
+    scan: &[f32],
+    measured_forward: f64,
+    command: (f64, f64),
+) -> Option<(f64, f64)> {
+    if scan.is_empty() {
+        return None;
+    }
+    let speed = command.0.max(measured_forward).max(0.0);
+    let limit = cfg.nav.stop_distance + cfg.nav.stop_per_speed * speed;
+    if central_min(scan) >= limit {
+        return None;
+    }
+    let half = scan.len() / 2;
+    let left: f32 = scan[..half].iter().sum();
+    let right: f32 = scan[half..].iter().sum();
+    let turn = if left >= right { 1.0 } else { -1.0 };
+    Some((0.0, turn * cfg.plan.max_yaw_rate * 0.8))
+}
+
+/// A depth scan of any width (NaN or non-positive = nothing seen) as [`BEAMS`]
+/// beams: each beam keeps the nearest reading of its columns, clamped to the
+/// scan range; beams that saw nothing read the range.
+pub fn resample_scan(scan: &[f32]) -> Vec<f32> {
+    let n = scan.len();
+    (0..BEAMS)
+        .map(|b| {
+            if n == 0 {
+                return SCAN_RANGE;
+            }
+            let lo = b * n / BEAMS;
+            let hi = ((b + 1) * n / BEAMS).max(lo + 1).min(n);
+            scan[lo.min(n - 1)..hi]
+                .iter()
+                .filter(|d| d.is_finite() && **d > 0.0)
+                .fold(SCAN_RANGE, |m, &d| m.min(d))
+        })
+        .collect()
+}
+
+/// The task: rooms drawn per episode, walkers, the supervisor.
+pub struct NavEnv {
+    cfg: SelfiConfig,
+    env: Env,
+    seed: u64,
+    episode: u64,
+    noise: Rng,
+    obs: Option<Observation>,
+    scan: Vec<f32>,
+    prev_scan: Option<Vec<f32>>,
+    goal: [f64; 2],
+    in_takeover: bool,
+    last_distance: f64,
+}
+
+/// The room of episode `episode` of run `seed` (the same for every arm).
+pub fn episode_context(cfg: &SelfiConfig, seed: u64, episode: u64) -> Context {
+    let mut rng = Rng::new(sim::batch::episode_seed(seed, 7, episode));
+    let n = &cfg.nav;
+    Context {
+        name: format!("selfi-{seed}-{episode}"),
+        room_length: rng.range(n.room_length[0], n.room_length[1] + 1e-9),
+        room_width: rng.range(n.room_width[0], n.room_width[1] + 1e-9),
+        room_height: 3.0,
+        obstacle_count: n.obstacles[0]
+            + rng.below(u64::from(n.obstacles[1] - n.obstacles[0]) + 1) as u32,
+        obstacle_size: 0.6,
+        wind_mean: 0.0,
+        wind_gust: 0.0,
+        pixel_noise: 0.0,
+        ..Context::default()
+    }
+}
+
+impl NavEnv {
+    /// The task for run `seed`.
+    pub fn new(cfg: &SelfiConfig, seed: u64) -> Result<NavEnv, RlError> {
+        let env = Env::new(EnvConfig {
+            task: Task::GoalReaching,
+            control_hz: cfg.plan.control_hz,
+            max_steps: cfg.nav.max_steps,
+            scan_beams: BEAMS,
+            scan_range: f64::from(SCAN_RANGE),
+            walkers: Walkers {
+                count: cfg.nav.walkers,
+                speed: cfg.nav.walker_speed,
+                radius: 0.25,
+            },
+            ..EnvConfig::default()
+        })
+        .map_err(|e| RlError::Config(format!("SELFI task: {e}")))?;
+        Ok(NavEnv {
+            cfg: cfg.clone(),
+            env,
+            seed,
+            episode: 0,
+            noise: Rng::new(seed ^ 0x5ca7),
+            obs: None,
+            scan: Vec::new(),
+            prev_scan: None,
+            goal: [0.0; 2],
+            in_takeover: false,
+            last_distance: 0.0,
+        })
+    }
+
+    /// Episodes started so far.
+    pub fn episodes(&self) -> u64 {
+        self.episode
+    }
+
+    /// The world of the running episode (for telemetry).
+    pub fn world(&self) -> Option<&sim::world::World> {
+        self.env.world()
+    }
+
+    fn noisy_scan(&mut self, raw: &[f32]) -> Vec<f32> {
+        let s = self.cfg.nav.scan_noise;
+        raw.iter()
+            .map(|&d| (d + (self.noise.normal() * s) as f32).clamp(0.05, SCAN_RANGE))
+            .collect()
+    }
+
+    /// Start the next episode; returns its first observation.
+    pub fn reset(&mut self) -> Result<Vec<f32>, RlError> {
+        let ctx = episode_context(&self.cfg, self.seed, self.episode);
+        let obs = self
+            .env
+            .reset(&ctx, sim::batch::episode_seed(self.seed, 8, self.episode))
+            .map_err(|e| RlError::Instance(format!("{}: {e}", ctx.name)))?;
+        self.episode += 1;
+        let p = obs.pose.position;
+        let yaw = f64::from(obs.attitude[2]);
+        let (s, c) = yaw.sin_cos();
+        let g = obs.goal;
+        self.goal = [
+            p[0] + c * f64::from(g[0]) - s * f64::from(g[1]),
+            p[1] + s * f64::from(g[0]) + c * f64::from(g[1]),
+        ];
+        self.scan = self.noisy_scan(&obs.scan);
+        self.prev_scan = None;
+        self.in_takeover = false;
+        self.last_distance = 0.0;
+        self.obs = Some(obs);
+        self.observation()
+    }
+
+    /// The current observation vector.
+    pub fn observation(&self) -> Result<Vec<f32>, RlError> {
+        let o = self
+            .obs
+            .as_ref()
+            .ok_or_else(|| RlError::Config("SELFI task stepped before reset".into()))?;
+        let feats = scan_features(&self.scan, self.prev_scan.as_deref())?;
+        Ok(observation(
+            &feats,
+            [o.velocity[0], o.velocity[1]],
+            goal_in_heading(self.pose(o), self.goal),
+        ))
+    }
+
+    fn pose(&self, o: &Observation) -> [f64; 3] {
+        [
+            o.pose.position[0],
+            o.pose.position[1],
+            f64::from(o.attitude[2]),
+        ]
+    }
+
+    /// The supervisor's rule on the current scan (see [`supervise`]).
+    pub fn supervise(&self, command: (f64, f64)) -> Option<(f64, f64)> {
+        let o = self.obs.as_ref()?;
+        supervise(&self.cfg, &self.scan, f64::from(o.velocity[0]), command)
+    }
+
+    /// Execute the normalised command `a` (or the supervisor's, when it takes over).
+    pub fn step(&mut self, a: [f32; 2]) -> Result<NavStep, RlError> {
+        let o = self
+            .obs
+            .clone()
+            .ok_or_else(|| RlError::Config("SELFI task stepped before reset".into()))?;
+        if !(a[0].is_finite() && a[1].is_finite()) {
+            return Err(RlError::Action(format!(
+                "SELFI command {a:?} is not finite"
+            )));
+        }
+        let proposed = self.cfg.plan.command(a);
+        let takeover = self.supervise(proposed);
+        let (forward, yaw_rate) = takeover.unwrap_or(proposed);
+        let started = takeover.is_some() && !self.in_takeover;
+        self.in_takeover = takeover.is_some();
+        let up = ((self.cfg.plan.altitude - o.pose.position[2]) * 1.5).clamp(-0.8, 0.8);
+        let r = self
+            .env
+            .step(&Action::Velocity {
+                forward,
+                left: 0.0,
+                up,
+                yaw_rate,
+            })
+            .map_err(|e| RlError::Action(e.to_string()))?;
+        let pose0 = self.pose(&o);
+        let d0 = ((self.goal[0] - pose0[0]).powi(2) + (self.goal[1] - pose0[1]).powi(2)).sqrt();
+        let pose1 = self.pose(&r.obs);
+        let d1 = ((self.goal[0] - pose1[0]).powi(2) + (self.goal[1] - pose1[1]).powi(2)).sqrt();
+        let w = &self.cfg.reward;
+        let reward = RewardParts {
+            progress: w.progress * (d0 - d1),
+            success: if r.info.success { w.success } else { 0.0 },
+            collision: if r.info.collision { w.collision } else { 0.0 },
+            intervention: if started { w.intervention } else { 0.0 },
+            proximity: w.proximity
+                * (1.0 - r.info.walker_clearance / w.personal_space).clamp(0.0, 1.0),
+        };
+        let frame = Frame {
+            scan: self.scan.clone(),
+            velocity: [o.velocity[0], o.velocity[1]],
+            pose: pose0,
+            goal: self.goal,
+            command: [forward as f32, yaw_rate as f32],
+            proposed: [proposed.0 as f32, proposed.1 as f32],
+            intervention: takeover.is_some(),
+            collision: r.info.collision,
+            success: r.info.success,
+        };
+        let distance = r.info.distance - self.last_distance;
+        self.last_distance = r.info.distance;
+        let scan = self.noisy_scan(&r.obs.scan);
+        self.prev_scan = Some(std::mem::replace(&mut self.scan, scan));
+        self.obs = Some(r.obs);
+        Ok(NavStep {
+            frame,
+            next_obs: self.observation()?,
+            reward,
+            terminated: r.terminated,
+            truncated: r.truncated,
+            intervention_started: started,
+            distance,
+            walker_clearance: r.info.walker_clearance,
+        })
+    }
+
+    /// The last frame of an episode (after its final step), for recordings.
+    pub fn final_frame(&self) -> Option<Frame> {
+        let o = self.obs.as_ref()?;
+        Some(Frame {
+            scan: self.scan.clone(),
+            velocity: [o.velocity[0], o.velocity[1]],
+            pose: self.pose(o),
+            goal: self.goal,
+            command: [0.0, 0.0],
+            proposed: [0.0, 0.0],
+            intervention: false,
+            collision: false,
+            success: false,
+        })
+    }
+}
+
+/// The behaviour policy that flies the offline recordings: heads for the goal
+/// with random speed and Ornstein–Uhlenbeck noise on both commands, so that
+/// the logs cover the command space (the supervisor keeps it out of walls).
+pub struct Wanderer {
+    rng: Rng,
+    noise: [f64; 2],
+}
+
+impl Wanderer {
+    /// Drawn from `seed`.
+    pub fn new(seed: u64) -> Wanderer {
+        Wanderer {
+            rng: Rng::new(seed ^ 0x3a4d),
+            noise: [0.0; 2],
+        }
+    }
+
+    /// A normalised command for observation `obs`.
+    pub fn act(&mut self, obs: &[f32]) -> [f32; 2] {
+        let (_, goal) = super::data::velocity_goal(obs);
+        let bearing = f64::from(goal[1]).atan2(f64::from(goal[0]));
+        for n in &mut self.noise {
+            *n += -0.3 * *n + 0.45 * self.rng.normal();
+        }
+        [
+            (0.3 + self.noise[0]).clamp(-1.0, 1.0) as f32,
+            (1.2 * bearing + self.noise[1]).clamp(-1.0, 1.0) as f32,
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supervisor_takes_over_before_walls_and_counts_once() {
+        let cfg = SelfiConfig {
+            nav: super::super::NavConfig {
+                obstacles: [0, 0],
+                walkers: 0,
+                ..Default::default()
+            },
+            ..SelfiConfig::default()
+        };
+        let mut env = NavEnv::new(&cfg, 1).unwrap();
+        env.reset().unwrap();
+        // Full speed straight ahead, turned towards the side wall: sooner or later
+        // the supervisor must step in, once per approach, and nothing collides.
+        let (mut started, mut steps, mut collided) = (0, 0, false);
+        for _ in 0..150 {
+            let s = env.step([1.0, 0.6]).unwrap();
+            started += usize::from(s.intervention_started);
+            steps += usize::from(s.frame.intervention);
+            collided |= s.frame.collision;
+            if s.terminated || s.truncated {
+                break;
+            }
+        }
+        assert!(started >= 1, "no intervention in 150 steps");
+        assert!(steps >= started);
+        assert!(!collided, "the supervisor let it hit a wall");
+    }
+
+    #[test]
+    fn scans_resample_to_the_model_width() {
+        let wide: Vec<f32> = (0..160)
+            .map(|i| if i == 80 { 0.7 } else { f32::NAN })
+            .collect();
+        let s = resample_scan(&wide);
+        assert_eq!(s.len(), BEAMS);
+        assert_eq!(s[16], 0.7);
+        assert_eq!(s[0], SCAN_RANGE);
+        let cfg = SelfiConfig::default();
+        assert!(supervise(&cfg, &s, 0.0, (1.5, 0.0)).is_some());
+        assert!(supervise(&cfg, &[5.0; BEAMS], 0.0, (1.5, 0.0)).is_none());
+    }
+
+    #[test]
+    fn same_seed_same_rooms_and_walkers_move() {
+        let cfg = SelfiConfig::default();
+        let mut a = NavEnv::new(&cfg, 4).unwrap();
+        let mut b = NavEnv::new(&cfg, 4).unwrap();
+        assert_eq!(a.reset().unwrap(), b.reset().unwrap());
+        let w0 = a.world().unwrap().obstacles.clone();
+        let s = a.step([0.0, 0.0]).unwrap();
+        assert_eq!(b.step([0.0, 0.0]).unwrap().next_obs, s.next_obs);
+        let w1 = &a.world().unwrap().obstacles;
+        let moved = w0.iter().zip(w1).filter(|(x, y)| x != y).count();
+        assert_eq!(moved, cfg.nav.walkers, "every walker moves, nothing else");
+        assert!(s.walker_clearance.is_finite());
+        assert!(a.step([f32::NAN, 0.0]).is_err());
+    }
+}

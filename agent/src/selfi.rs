@@ -1,0 +1,685 @@
+//! `agent selfi`: the SELFI experiment in three stages.
+//!
+//! - `record`: flights of the twin's goal-reaching task (walkers, supervisor)
+//!   flown by a behaviour policy, written as an MCAP recording with the graph's
+//!   own topics (`state`, `depth/stereo`, `nav/goal`, `cmd/setpoint` whose frame
+//!   id says who commanded, `events`);
+//! - `offline`: reads recordings (the twin's or a robot's), fits the dynamics
+//!   and traversability models and trains the actor against J;
+//! - `online`: the three arms (offline only, SELFI, plain online RL) on the same
+//!   seeds; per-bin interventions and collisions per 100 m and goal success, as
+//!   CSV, rerun scalars over online minutes and a printed table with the goal check.
+
+use crate::telemetry::{Sink, Telemetry};
+use anyhow::{Context as _, Result, bail};
+use burn::tensor::Device;
+use bus::Topic;
+use bus::msg::{DepthScan, Event, Goal, Setpoint, State};
+use bus::wire::{Header, decode, decode_header, encode};
+use rl::selfi::SelfiConfig;
+use rl::selfi::data::{Flight, Frame};
+use rl::selfi::experiment::{ArmRun, Bin, OfflineBundle, fly_behaviour, run_arm, train_offline};
+use rl::selfi::online::Arm;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Topics a SELFI recording holds.
+pub const TOPICS: [Topic; 6] = [
+    Topic::Events,
+    Topic::Goal,
+    Topic::State,
+    Topic::DepthStereo,
+    Topic::CmdPolicy,
+    Topic::CmdSetpoint,
+];
+
+/// Event text that opens a flight in a recording.
+pub const EPISODE_START: &str = "episode start";
+/// Event text of a collision.
+pub const COLLISION: &str = "collision";
+/// Event text of a reached goal.
+pub const GOAL_REACHED: &str = "goal reached";
+
+/// Load a config file, or the defaults.
+pub fn load_config(path: Option<&Path>) -> Result<SelfiConfig> {
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read SELFI config {}", p.display()))?;
+            Ok(SelfiConfig::from_toml_str(&text, &p.display().to_string())?)
+        }
+        None => Ok(SelfiConfig::default()),
+    }
+}
+
+fn quat_from_yaw(yaw: f64) -> [f64; 4] {
+    let (s, c) = (yaw * 0.5).sin_cos();
+    [c, 0.0, 0.0, s]
+}
+
+fn yaw_from_quat(q: [f64; 4]) -> f64 {
+    let [w, x, y, z] = q;
+    (2.0 * (w * z + x * y)).atan2(1.0 - 2.0 * (y * y + z * z))
+}
+
+/// Write flights into an MCAP recording; returns the frames written.
+pub fn write_flights(flights: &[Flight], path: &Path, robot: &str, hz: f64) -> Result<u64> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("mcap.partial");
+    let mut rec = bus::log::Recorder::create(&tmp, robot, &TOPICS)?;
+    let mut seq = 0u64;
+    let mut t = 0.0f64;
+    let mut frames = 0u64;
+    let mut put = |rec: &mut bus::log::Recorder,
+                   topic: Topic,
+                   stamp: u64,
+                   frame_id: &str,
+                   bytes: &dyn Fn(&Header) -> Vec<u8>|
+     -> Result<()> {
+        let h = Header {
+            seq,
+            stamp_ns: stamp,
+            frame_id: frame_id.to_string(),
+        };
+        seq += 1;
+        rec.write(topic, &bytes(&h), stamp)?;
+        Ok(())
+    };
+    for fl in flights {
+        let last = fl.frames.len().saturating_sub(1);
+        for (i, f) in fl.frames.iter().enumerate() {
+            let stamp = (t * 1e9) as u64;
+            if i == 0 {
+                put(&mut rec, Topic::Events, stamp, "", &|h| {
+                    encode(
+                        h,
+                        &Event {
+                            text: EPISODE_START.into(),
+                        },
+                    )
+                })?;
+            }
+            put(&mut rec, Topic::Goal, stamp, "world", &|h| {
+                encode(
+                    h,
+                    &Goal {
+                        position: [f.goal[0], f.goal[1], 0.0],
+                    },
+                )
+            })?;
+            put(&mut rec, Topic::State, stamp, "world", &|h| {
+                encode(
+                    h,
+                    &State {
+                        position: [f.pose[0], f.pose[1], 0.0],
+                        attitude: quat_from_yaw(f.pose[2]),
+                        velocity: [f.velocity[0], f.velocity[1], 0.0],
+                    },
+                )
+            })?;
+            put(&mut rec, Topic::DepthStereo, stamp, "camera_left", &|h| {
+                encode(
+                    h,
+                    &DepthScan {
+                        compute_ns: 0,
+                        depth: f.scan.clone(),
+                    },
+                )
+            })?;
+            // The last frame of a flight cut off by time has no command.
+            if i < last || f.collision || f.success {
+                let who = if f.intervention {
+                    "supervisor"
+                } else {
+                    "policy"
+                };
+                if f.intervention {
+                    // What the policy proposed and the supervisor refused.
+                    put(&mut rec, Topic::CmdPolicy, stamp, "policy", &|h| {
+                        encode(
+                            h,
+                            &Setpoint {
+                                forward: f.proposed[0],
+                                left: 0.0,
+                                up: 0.0,
+                                yaw_rate: f.proposed[1],
+                            },
+                        )
+                    })?;
+                }
+                put(&mut rec, Topic::CmdSetpoint, stamp, who, &|h| {
+                    encode(
+                        h,
+                        &Setpoint {
+                            forward: f.command[0],
+                            left: 0.0,
+                            up: 0.0,
+                            yaw_rate: f.command[1],
+                        },
+                    )
+                })?;
+            }
+            for (flag, text) in [(f.collision, COLLISION), (f.success, GOAL_REACHED)] {
+                if flag {
+                    put(&mut rec, Topic::Events, stamp, "", &|h| {
+                        encode(h, &Event { text: text.into() })
+                    })?;
+                }
+            }
+            frames += 1;
+            t += 1.0 / hz;
+        }
+        t += 1.0;
+    }
+    rec.finish()?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))?;
+    Ok(frames)
+}
+
+/// What reading recordings found.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ReadStats {
+    /// Files read.
+    pub files: usize,
+    /// Frames assembled.
+    pub frames: usize,
+    /// Messages that did not decode (skipped).
+    pub malformed: usize,
+    /// Instants without a state, a scan or a goal, or with a bad scan (skipped).
+    pub incomplete: usize,
+}
+
+#[derive(Default)]
+struct Partial {
+    state: Option<State>,
+    scan: Option<Vec<f32>>,
+    goal: Option<[f64; 2]>,
+    command: Option<([f32; 2], bool)>,
+    proposal: Option<[f32; 2]>,
+    start: bool,
+    collision: bool,
+    success: bool,
+}
+
+/// Flights from MCAP recordings (files, or folders of `.mcap` files). Messages
+/// are matched to frames by their stamps, so the order they were received in
+/// (a recording's log time) does not matter.
+pub fn read_flights(paths: &[PathBuf]) -> Result<(Vec<Flight>, ReadStats)> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot list {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "mcap"))
+                .collect();
+            v.sort();
+            if v.is_empty() {
+                bail!("{} holds no .mcap recordings", p.display());
+            }
+            files.extend(v);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut stats = ReadStats::default();
+    let mut flights = Vec::new();
+    for file in &files {
+        let msgs = bus::log::read(file)?;
+        stats.files += 1;
+        let mut at: std::collections::BTreeMap<u64, Partial> = Default::default();
+        for (topic, _, bytes) in msgs {
+            let Ok((_, h, _)) = decode_header(&bytes) else {
+                stats.malformed += 1;
+                continue;
+            };
+            let Some(t) = Topic::from_suffix(&topic) else {
+                continue;
+            };
+            let p = at.entry(h.stamp_ns).or_default();
+            let ok = match t {
+                Topic::Events => decode::<Event>(&bytes)
+                    .map(|(_, e)| match e.text.as_str() {
+                        EPISODE_START => p.start = true,
+                        COLLISION => p.collision = true,
+                        GOAL_REACHED => p.success = true,
+                        _ => {}
+                    })
+                    .is_ok(),
+                Topic::Goal => decode::<Goal>(&bytes)
+                    .map(|(_, g)| p.goal = Some([g.position[0], g.position[1]]))
+                    .is_ok(),
+                Topic::State => decode::<State>(&bytes)
+                    .map(|(_, s)| p.state = Some(s))
+                    .is_ok(),
+                Topic::DepthStereo => decode::<DepthScan>(&bytes)
+                    .map(|(_, d)| p.scan = Some(d.depth))
+                    .is_ok(),
+                Topic::CmdPolicy => decode::<Setpoint>(&bytes)
+                    .map(|(_, s)| p.proposal = Some([s.forward, s.yaw_rate]))
+                    .is_ok(),
+                Topic::CmdSetpoint => decode::<Setpoint>(&bytes)
+                    .map(|(h, s)| {
+                        p.command = Some(([s.forward, s.yaw_rate], h.frame_id == "supervisor"))
+                    })
+                    .is_ok(),
+                _ => true,
+            };
+            if !ok {
+                stats.malformed += 1;
+            }
+        }
+        let mut cur = Flight::default();
+        let mut goal: Option<[f64; 2]> = None;
+        for (_, p) in at {
+            if p.start && !cur.frames.is_empty() {
+                flights.push(std::mem::take(&mut cur));
+            }
+            goal = p.goal.or(goal);
+            if p.state.is_none() && p.scan.is_none() && p.command.is_none() {
+                continue; // an instant with events only
+            }
+            let (Some(s), Some(scan), Some(g)) = (p.state, p.scan, goal) else {
+                stats.incomplete += 1;
+                continue;
+            };
+            // Any width (a stereo node's columns), NaN = nothing seen.
+            let scan = rl::selfi::nav::resample_scan(&scan);
+            let (command, intervention) = p.command.unwrap_or(([0.0, 0.0], false));
+            cur.frames.push(Frame {
+                scan,
+                velocity: [s.velocity[0], s.velocity[1]],
+                pose: [s.position[0], s.position[1], yaw_from_quat(s.attitude)],
+                goal: g,
+                command,
+                proposed: p.proposal.unwrap_or(command),
+                intervention,
+                collision: p.collision,
+                success: p.success,
+            });
+            stats.frames += 1;
+        }
+        if !cur.frames.is_empty() {
+            flights.push(cur);
+        }
+    }
+    Ok((flights, stats))
+}
+
+/// `agent selfi record`; refuses to replace an existing recording unless `force`.
+pub fn record(
+    cfg: &SelfiConfig,
+    out: &Path,
+    minutes: f64,
+    seed: u64,
+    force: bool,
+    stop: &AtomicBool,
+) -> Result<()> {
+    if out.exists() && !force {
+        bail!(
+            "{} exists; pass --force to replace it, or another --out",
+            out.display()
+        );
+    }
+    anyhow::ensure!(
+        minutes > 0.0 && minutes.is_finite(),
+        "--minutes must be positive"
+    );
+    let decisions = (minutes * 60.0 * cfg.plan.control_hz).round() as u64;
+    eprintln!(
+        "recording {minutes} simulated minutes ({decisions} decisions at {} Hz) of the behaviour policy, seed {seed}",
+        cfg.plan.control_hz
+    );
+    let start = Instant::now();
+    let flights = fly_behaviour(cfg, seed, decisions, stop)?;
+    let frames = write_flights(&flights, out, "twin", cfg.plan.control_hz)?;
+    let (ints, cols, goals) = flights
+        .iter()
+        .flat_map(|f| &f.frames)
+        .fold((0, 0, 0), |a, f| {
+            (
+                a.0 + usize::from(f.intervention),
+                a.1 + usize::from(f.collision),
+                a.2 + usize::from(f.success),
+            )
+        });
+    println!(
+        "wrote {} ({} flights, {frames} frames; {ints} supervisor steps, {cols} collisions, {goals} goals reached) in {:.1} s",
+        out.display(),
+        flights.len(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `agent selfi offline`.
+pub fn offline(
+    cfg: &SelfiConfig,
+    logs: &[PathBuf],
+    out: &Path,
+    seed: u64,
+    device: &Device,
+) -> Result<OfflineBundle> {
+    let (flights, st) = read_flights(logs)?;
+    eprintln!(
+        "read {} frames in {} flights from {} recording(s); {} malformed messages and {} incomplete instants skipped",
+        st.frames,
+        flights.len(),
+        st.files,
+        st.malformed,
+        st.incomplete
+    );
+    let start = Instant::now();
+    let bundle = train_offline(&flights, cfg, device, seed, |line| eprintln!("{line}"))?;
+    let tmp = out.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&tmp);
+    bundle.save(&tmp)?;
+    if out.exists() {
+        std::fs::remove_dir_all(out)
+            .with_context(|| format!("cannot replace {}", out.display()))?;
+    }
+    std::fs::rename(&tmp, out)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), out.display()))?;
+    let c = &bundle.card;
+    println!(
+        "offline phase done in {:.1} s: dynamics MSE {:.4} -> {:.4}, traversability BCE {:.4} -> {:.4} (accuracy {:.1} %, {:.1} % unsafe), actor mean J {:.3} -> {:.3}; saved to {}",
+        start.elapsed().as_secs_f64(),
+        c.dynamics_mse.0,
+        c.dynamics_mse.1,
+        c.traversability_bce.0,
+        c.traversability_bce.1,
+        100.0 * c.traversability_accuracy,
+        100.0 * c.unsafe_share,
+        c.actor_j.0,
+        c.actor_j.1,
+        out.display()
+    );
+    Ok(bundle)
+}
+
+/// Settings of `agent selfi online`.
+pub struct OnlineSpec {
+    /// Arms to run.
+    pub arms: Vec<Arm>,
+    /// Seeds (first, count).
+    pub seeds: (u64, u64),
+    /// Simulated minutes per run.
+    pub minutes: f64,
+    /// Bin width (minutes).
+    pub bin_minutes: f64,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Runs at once.
+    pub jobs: usize,
+    /// rerun sink.
+    pub sink: Sink,
+}
+
+fn write_csv<T: serde::Serialize>(rows: &[T], path: &Path) -> Result<()> {
+    // Header from the first row's field names, through TOML-free serde: serialise
+    // each row as a flat map.
+    let mut text = String::new();
+    for (i, r) in rows.iter().enumerate() {
+        let v = serde_json_like(r)?;
+        if i == 0 {
+            text.push_str(
+                &v.iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            text.push('\n');
+        }
+        text.push_str(
+            &v.iter()
+                .map(|(_, x)| x.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// A flat struct as (field, value) pairs, through TOML.
+fn serde_json_like<T: serde::Serialize>(r: &T) -> Result<Vec<(String, String)>> {
+    let t = toml::Table::try_from(r).context("row does not serialise")?;
+    Ok(t.into_iter()
+        .map(|(k, v)| {
+            let s = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Float(f) => format!("{f}"),
+                other => other.to_string(),
+            };
+            (k, s)
+        })
+        .collect())
+}
+
+/// Per-arm sums over seeds, bin by bin.
+fn pooled(runs: &[&ArmRun]) -> Vec<Bin> {
+    let n = runs.iter().map(|r| r.bins.len()).min().unwrap_or(0);
+    (0..n)
+        .map(|i| {
+            let mut b = Bin::default();
+            for r in runs {
+                b.add(&r.bins[i]);
+            }
+            b
+        })
+        .collect()
+}
+
+/// The comparison `agent selfi online` prints.
+pub struct OnlineSummary {
+    /// The table.
+    pub table: String,
+    /// Whether the goal was met (SELFI halves the offline arm's interventions per
+    /// 100 m by the last bin, never more than 10 points below its starting success rate).
+    pub goal_met: Option<bool>,
+}
+
+/// `agent selfi online`.
+pub fn online(
+    cfg: &SelfiConfig,
+    bundle: &OfflineBundle,
+    spec: &OnlineSpec,
+    device: &Device,
+    stop: &AtomicBool,
+) -> Result<OnlineSummary> {
+    std::fs::create_dir_all(&spec.out)
+        .with_context(|| format!("cannot create {}", spec.out.display()))?;
+    std::fs::write(
+        spec.out.join("config.toml"),
+        toml::to_string(cfg).context("config does not serialise")?,
+    )
+    .with_context(|| format!("cannot write {}", spec.out.join("config.toml").display()))?;
+    let mut jobs = Vec::new();
+    for &arm in &spec.arms {
+        for k in 0..spec.seeds.1 {
+            jobs.push((arm, spec.seeds.0 + k));
+        }
+    }
+    eprintln!(
+        "SELFI online: {} runs ({} arms x {} seeds, {} simulated minutes each, critic variant {:?}, J scale from {} probe states), {} at once; output in {}",
+        jobs.len(),
+        spec.arms.len(),
+        spec.seeds.1,
+        spec.minutes,
+        cfg.online.variant,
+        bundle.probe.len() / rl::selfi::OBS_DIM,
+        spec.jobs.max(1),
+        spec.out.display()
+    );
+    let tel = Telemetry::open(&spec.sink, "agent-selfi")?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<Result<ArmRun, String>>>> =
+        std::sync::Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..spec.jobs.max(1).min(jobs.len()) {
+            let (jobs, next, results, tel) = (&jobs, &next, &results, &tel);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(arm, seed)) = jobs.get(i) else { break };
+                    let r = run_arm(arm, bundle, cfg, seed, spec.minutes, spec.bin_minutes, device, stop, |b| {
+                        eprintln!(
+                            "{:>7} seed {seed}: minute {:5.1}  {:6.1} m  interventions/100m {:6.2}  collisions/100m {:5.2}  success {:5.1} %  rejected {}  rollbacks {}  ({:.0} s)",
+                            arm.name(),
+                            b.minute,
+                            b.distance,
+                            b.interventions_per_100m(),
+                            b.collisions_per_100m(),
+                            b.success_rate(),
+                            b.rejected,
+                            b.rollbacks,
+                            start.elapsed().as_secs_f64()
+                        );
+                        tel.set_time((b.minute * 60.0) as i64, b.minute * 60.0);
+                        let base = format!("selfi/{}/seed{seed}", arm.name());
+                        for (name, v) in [
+                            ("interventions_per_100m", b.interventions_per_100m()),
+                            ("collisions_per_100m", b.collisions_per_100m()),
+                            ("success_rate", b.success_rate()),
+                            ("j", f64::from(b.j)),
+                            ("qbar", f64::from(b.qbar)),
+                            ("critic_loss", f64::from(b.critic_loss)),
+                        ] {
+                            if v.is_finite() {
+                                let _ = tel.scalar_at(&format!("{base}/{name}"), v);
+                            }
+                        }
+                    })
+                    .map_err(|e| e.to_string());
+                    if let Ok(mut g) = results.lock() {
+                        g[i] = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    let _ = tel.flush();
+    let results = results.into_inner().unwrap_or_default();
+    let mut ok: Vec<&ArmRun> = Vec::new();
+    let mut failed = Vec::new();
+    for ((arm, seed), r) in jobs.iter().zip(&results) {
+        match r {
+            Some(Ok(run)) => {
+                let dir = spec.out.join(arm.name()).join(format!("seed{seed}"));
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                write_csv(&run.bins, &dir.join("bins.csv"))?;
+                write_csv(&run.steps, &dir.join("steps.csv"))?;
+                run.actor.save(&dir.join("actor.bpk"))?;
+                ok.push(run);
+            }
+            Some(Err(e)) => failed.push(format!("{} seed {seed}: {e}", arm.name())),
+            None => failed.push(format!("{} seed {seed}: not run", arm.name())),
+        }
+    }
+    let summary = summarise(&spec.arms, &ok, spec.minutes);
+    std::fs::write(spec.out.join("summary.txt"), &summary.table)
+        .with_context(|| format!("cannot write {}", spec.out.join("summary.txt").display()))?;
+    if let Some(f) = failed.first() {
+        eprint!("{}", summary.table);
+        bail!("{} of the runs failed; first: {f}", failed.len());
+    }
+    Ok(summary)
+}
+
+/// The table over arms, bins pooled over seeds, and the goal check.
+pub fn summarise(arms: &[Arm], runs: &[&ArmRun], minutes: f64) -> OnlineSummary {
+    let mut t = String::new();
+    let by_arm = |a: Arm| -> Vec<&ArmRun> { runs.iter().copied().filter(|r| r.arm == a).collect() };
+    let seeds = runs
+        .iter()
+        .map(|r| r.seed)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let _ = writeln!(
+        t,
+        "SELFI online, {minutes} simulated minutes, {seeds} seed(s); counts pooled over seeds per bin"
+    );
+    let _ = writeln!(
+        t,
+        "{:<8} {:>6} {:>9} {:>8} {:>10} {:>9} {:>8} {:>8} {:>9}",
+        "arm",
+        "minute",
+        "metres",
+        "interv.",
+        "interv/100m",
+        "coll/100m",
+        "success%",
+        "rejected",
+        "rollbacks"
+    );
+    let mut pooled_by = std::collections::HashMap::new();
+    for &a in arms {
+        let rs = by_arm(a);
+        let bins = pooled(&rs);
+        for b in &bins {
+            let _ = writeln!(
+                t,
+                "{:<8} {:>6.1} {:>9.1} {:>8} {:>10.2} {:>9.2} {:>8.1} {:>8} {:>9}",
+                a.name(),
+                b.minute,
+                b.distance,
+                b.interventions,
+                b.interventions_per_100m(),
+                b.collisions_per_100m(),
+                b.success_rate(),
+                b.rejected,
+                b.rollbacks
+            );
+        }
+        pooled_by.insert(a, bins);
+    }
+    let whole = |bins: &[Bin]| {
+        let mut w = Bin::default();
+        bins.iter().for_each(|b| w.add(b));
+        w
+    };
+    let mut goal_met = None;
+    if let (Some(off), Some(sel)) = (pooled_by.get(&Arm::Offline), pooled_by.get(&Arm::Selfi))
+        && let (Some(first), Some(last)) = (sel.first(), sel.last())
+    {
+        let off_rate = whole(off).interventions_per_100m();
+        let last_rate = last.interventions_per_100m();
+        let start_success = first.success_rate();
+        let worst = sel
+            .iter()
+            .map(Bin::success_rate)
+            .fold(f64::INFINITY, f64::min);
+        let halves = last_rate <= 0.5 * off_rate;
+        let stable = worst >= start_success - 10.0;
+        let _ = writeln!(
+            t,
+            "offline arm: {off_rate:.2} interventions/100 m over the whole run; SELFI in its last bin: {last_rate:.2} (ratio {:.2}; goal <= 0.50: {})",
+            last_rate / off_rate.max(1e-9),
+            if halves { "met" } else { "MISSED" }
+        );
+        let _ = writeln!(
+            t,
+            "SELFI success rate: first bin {start_success:.1} %, lowest bin {worst:.1} % (goal: never more than 10 points below the first: {})",
+            if stable { "met" } else { "MISSED" }
+        );
+        if let Some(pl) = pooled_by.get(&Arm::Plain)
+            && let Some(pl_last) = pl.last()
+        {
+            let _ = writeln!(
+                t,
+                "plain online RL in its last bin: {:.2} interventions/100 m, success {:.1} %",
+                pl_last.interventions_per_100m(),
+                pl_last.success_rate()
+            );
+        }
+        goal_met = Some(halves && stable);
+    }
+    OnlineSummary { table: t, goal_met }
+}

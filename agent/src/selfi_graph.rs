@@ -1,0 +1,890 @@
+//! SELFI on the running graph: the twin's goal-reaching camera, the SELFI
+//! policy node (with weight swaps between control steps), the supervising
+//! safety gate, and the online learner node that fine-tunes from what crosses
+//! the bus and publishes new weights.
+//!
+//! Frame matching: every message of one camera frame carries that frame's
+//! stamp (the scan and the setpoint keep the pair's header), so the learner
+//! assembles transitions by stamp, whatever order they arrive in.
+
+use crate::selfi::{COLLISION, EPISODE_START, GOAL_REACHED};
+use anyhow::{Context as _, Result};
+use bus::msg::{DepthScan, Event, Goal, Setpoint, State, StereoPair, Weights};
+use bus::{Inbox, Outbox, Session, Topic};
+use rl::selfi::SelfiConfig;
+use rl::selfi::data::{goal_in_heading, observation, scan_features};
+use rl::selfi::model::Actor;
+use rl::selfi::nav::{episode_context, resample_scan, supervise};
+use rl::selfi::online::{Arm, OnlineLearner, Transition};
+use sim::env::{Action, Env, EnvConfig, Task, Walkers};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tracing::info;
+
+const POLL: Duration = Duration::from_millis(50);
+
+/// Name of the network SELFI weights messages carry.
+pub const NETWORK: &str = "selfi-actor";
+
+/// Settings of the SELFI nodes.
+#[derive(Debug, Clone)]
+pub struct SelfiNodeOptions {
+    /// The settings (plan, nav, online, reward).
+    pub config: SelfiConfig,
+    /// The offline phase's folder (models, actor, probe).
+    pub offline: PathBuf,
+    /// policy: add exploration noise to the executed command.
+    pub explore: bool,
+    /// policy: propose on `cmd/policy` for a supervising safety node.
+    pub gated: bool,
+    /// learner: where to save the actor (and when it stops).
+    pub checkpoint: Option<PathBuf>,
+    /// learner: publish weights every this many transitions once the actor learns.
+    pub publish_every: u64,
+    /// camera: seed of the rooms.
+    pub seed: u64,
+    /// camera: simulated seconds to run.
+    pub seconds: f64,
+}
+
+fn yaw_of(q: [f64; 4]) -> f64 {
+    let [w, x, y, z] = q;
+    (2.0 * (w * z + x * y)).atan2(1.0 - 2.0 * (y * y + z * z))
+}
+
+/// The twin flying the goal-reaching task among walkers: publishes each frame's
+/// pair, state and goal, waits (up to 0.5 s wall time) for the setpoint that
+/// answers the frame, steps, and says `episode start`, `collision` and
+/// `goal reached` on `events` with the frame's stamp.
+pub fn goal_camera_node(
+    session: &Session,
+    robot: &str,
+    o: &SelfiNodeOptions,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let cfg = &o.config;
+    let mut pairs = Outbox::<StereoPair>::new(session, robot, Topic::CameraStereo)?;
+    let mut states = Outbox::<State>::new(session, robot, Topic::State)?;
+    let mut goals = Outbox::<Goal>::new(session, robot, Topic::Goal)?;
+    let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
+    let mut setpoints = Inbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint, 8)?;
+    let mut env = Env::new(EnvConfig {
+        render: true,
+        task: Task::GoalReaching,
+        control_hz: cfg.plan.control_hz,
+        max_steps: cfg.nav.max_steps,
+        walkers: Walkers {
+            count: cfg.nav.walkers,
+            speed: cfg.nav.walker_speed,
+            radius: 0.25,
+        },
+        ..EnvConfig::default()
+    })?;
+    let hz = cfg.plan.control_hz;
+    let frames = (o.seconds * hz).round() as u64;
+    let mut episode = 0u64;
+    let reset = |env: &mut Env, episode: u64| {
+        env.reset(
+            &episode_context(cfg, o.seed, episode),
+            sim::batch::episode_seed(o.seed, 8, episode),
+        )
+    };
+    let mut obs = reset(&mut env, episode)?;
+    let mut goal = world_goal(&obs);
+    let mut new_episode = true;
+    let (mut collisions, mut successes, mut unanswered) = (0u64, 0u64, 0u64);
+    info!(robot, frames, "camera (twin, goal reaching) node up");
+    for frame in 0..frames {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let stamp = (frame as f64 / hz * 1e9) as u64;
+        if new_episode {
+            events.send(
+                stamp,
+                "twin",
+                &Event {
+                    text: EPISODE_START.into(),
+                },
+            )?;
+            new_episode = false;
+        }
+        let st = obs
+            .stereo
+            .as_ref()
+            .context("twin returned no stereo frame")?;
+        let h = pairs.send(
+            stamp,
+            "camera_left",
+            &StereoPair {
+                width: st.width as u32,
+                height: st.height as u32,
+                left: st.left.clone(),
+                right: st.right.clone(),
+            },
+        )?;
+        states.send(
+            stamp,
+            "world",
+            &State {
+                position: obs.pose.position,
+                attitude: obs.pose.attitude,
+                velocity: obs.velocity,
+            },
+        )?;
+        goals.send(stamp, "world", &Goal { position: goal })?;
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let mut action = None;
+        while action.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match setpoints.recv_timeout(left)? {
+                Some((sh, sp)) if sh.stamp_ns == h.stamp_ns => {
+                    action = Some(Action::Velocity {
+                        forward: f64::from(sp.forward),
+                        left: f64::from(sp.left),
+                        up: f64::from(sp.up),
+                        yaw_rate: f64::from(sp.yaw_rate),
+                    })
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        if action.is_none() {
+            unanswered += 1;
+        }
+        let r = env.step(&action.unwrap_or(Action::Velocity {
+            forward: 0.0,
+            left: 0.0,
+            up: 0.0,
+            yaw_rate: 0.0,
+        }))?;
+        for (flag, text) in [
+            (r.info.collision, COLLISION),
+            (r.info.success, GOAL_REACHED),
+        ] {
+            if flag {
+                events.send(stamp, "twin", &Event { text: text.into() })?;
+            }
+        }
+        collisions += u64::from(r.info.collision);
+        successes += u64::from(r.info.success);
+        if r.terminated || r.truncated {
+            episode += 1;
+            obs = reset(&mut env, episode)?;
+            goal = world_goal(&obs);
+            new_episode = true;
+        } else {
+            obs = r.obs;
+        }
+    }
+    println!(
+        "twin (goal reaching): {frames} frames, {episode} episodes ended, {successes} goals, {collisions} collisions, {unanswered} frames without a setpoint"
+    );
+    Ok(())
+}
+
+fn world_goal(obs: &sim::env::Observation) -> [f64; 3] {
+    let p = obs.pose.position;
+    let yaw = f64::from(obs.attitude[2]);
+    let (s, c) = yaw.sin_cos();
+    let g = obs.goal;
+    [
+        p[0] + c * f64::from(g[0]) - s * f64::from(g[1]),
+        p[1] + s * f64::from(g[0]) + c * f64::from(g[1]),
+        p[2] + f64::from(g[2]),
+    ]
+}
+
+/// The observation the SELFI networks take, from what the bus carries.
+pub fn bus_observation(
+    scan: &[f32],
+    prev: Option<&[f32]>,
+    state: &State,
+    goal: &Goal,
+) -> Result<Vec<f32>> {
+    let feats = scan_features(scan, prev)?;
+    let pose = [state.position[0], state.position[1], yaw_of(state.attitude)];
+    Ok(observation(
+        &feats,
+        [state.velocity[0], state.velocity[1]],
+        goal_in_heading(pose, [goal.position[0], goal.position[1]]),
+    ))
+}
+
+/// Load weights from a message's bytes into an actor of the configured shape.
+pub fn actor_from_bytes(
+    bpk: &[u8],
+    cfg: &SelfiConfig,
+    device: &burn::tensor::Device,
+) -> Result<Actor> {
+    let tmp = std::env::temp_dir().join(format!(
+        "selfi-weights-{}-{:?}.bpk",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::write(&tmp, bpk).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let a =
+        rl::selfi::online::load_actor(&tmp, &cfg.offline.actor_hidden, cfg.plan.horizon, device);
+    let _ = std::fs::remove_file(&tmp);
+    Ok(a?)
+}
+
+/// The actor's bytes as a burnpack file.
+pub fn actor_bytes(actor: &Actor) -> Result<Vec<u8>> {
+    let tmp = std::env::temp_dir().join(format!(
+        "selfi-publish-{}-{:?}.bpk",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    actor.save(&tmp)?;
+    let b = std::fs::read(&tmp).with_context(|| format!("cannot read {}", tmp.display()))?;
+    let _ = std::fs::remove_file(&tmp);
+    Ok(b)
+}
+
+/// The SELFI policy: depth scan, state and goal in; the plan's first command
+/// out (with the altitude hold). Weights arriving on `policy/weights` are
+/// loaded beside the flying ones and swapped in between two scans; weights
+/// that do not load are reported and the flying ones kept.
+pub fn selfi_policy_node(
+    session: &Session,
+    robot: &str,
+    o: &SelfiNodeOptions,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let cfg = &o.config;
+    let device = crate::device::device(crate::device::Backend::Cpu)?;
+    let actor_path = o.offline.join("actor.bpk");
+    let mut actor = rl::selfi::online::load_actor(
+        &actor_path,
+        &cfg.offline.actor_hidden,
+        cfg.plan.horizon,
+        &device,
+    )
+    .with_context(|| format!("cannot load the SELFI actor {}", actor_path.display()))?;
+    let mut scans = Inbox::<DepthScan>::new(session, robot, Topic::DepthStereo, 2)?;
+    let mut states = Inbox::<State>::new(session, robot, Topic::State, 4)?;
+    let mut goals = Inbox::<Goal>::new(session, robot, Topic::Goal, 4)?;
+    let mut weights = Inbox::<Weights>::new(session, robot, Topic::Weights, 2)?;
+    let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
+    let out = Outbox::<Setpoint>::new(
+        session,
+        robot,
+        if o.gated {
+            Topic::CmdPolicy
+        } else {
+            Topic::CmdSetpoint
+        },
+    )?;
+    let mut rng = sim::rng::Rng::new(o.seed ^ 0x9011);
+    let (mut state, mut goal): (Option<State>, Option<Goal>) = (None, None);
+    let mut prev: Option<Vec<f32>> = None;
+    let mut version = 0u64;
+    info!(robot, actor = %actor_path.display(), gated = o.gated, "SELFI policy node up");
+    while !stop.load(Ordering::Relaxed) {
+        // Between two control steps: take the newest weights, if any.
+        while let Some((_, w)) = weights.recv_timeout(Duration::ZERO)? {
+            if w.network != NETWORK {
+                tracing::warn!(network = %w.network, "weights for another network ignored");
+                continue;
+            }
+            match actor_from_bytes(&w.bpk, cfg, &device) {
+                Ok(a) => {
+                    actor = a;
+                    version = w.version;
+                    info!(
+                        version,
+                        "SELFI weights swapped in between two control steps"
+                    );
+                    events.send(
+                        bus::now_ns(),
+                        "policy",
+                        &Event {
+                            text: format!("policy: weights v{version} swapped in"),
+                        },
+                    )?;
+                }
+                Err(e) => {
+                    tracing::warn!("weights v{} refused, flying v{version}: {e:#}", w.version)
+                }
+            }
+        }
+        let Some((h, scan)) = scans.recv_timeout(POLL)? else {
+            continue;
+        };
+        while let Some((_, s)) = states.recv_timeout(Duration::ZERO)? {
+            state = Some(s);
+        }
+        while let Some((_, g)) = goals.recv_timeout(Duration::ZERO)? {
+            goal = Some(g);
+        }
+        let (Some(s), Some(g)) = (&state, &goal) else {
+            continue;
+        };
+        let beams = resample_scan(&scan.depth);
+        let obs = match bus_observation(&beams, prev.as_deref(), s, g) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("scan {} skipped: {e:#}", h.seq);
+                continue;
+            }
+        };
+        prev = Some(beams);
+        let plan = actor.plan(&obs, &device);
+        let mut a0 = [plan[0], plan[1]];
+        if o.explore {
+            for v in &mut a0 {
+                *v = (*v + (rng.normal() * cfg.online.explore_noise) as f32).clamp(-1.0, 1.0);
+            }
+        }
+        let (forward, yaw_rate) = cfg.plan.command(a0);
+        let up = ((cfg.plan.altitude - s.position[2]) * 1.5).clamp(-0.8, 0.8);
+        out.send_with(
+            &h,
+            &Setpoint {
+                forward: forward as f32,
+                left: 0.0,
+                up: up as f32,
+                yaw_rate: yaw_rate as f32,
+            },
+        )?;
+    }
+    info!(version, "SELFI policy node down");
+    Ok(())
+}
+
+/// The supervising gate (part of the safety node): each proposal on
+/// `cmd/policy` is passed on to `cmd/setpoint` (frame id `policy`) unless the
+/// supervisor rule fires on the scan of the same frame, in which case its own
+/// command goes out (frame id `supervisor`) and a take-over's first frame is
+/// announced as `intervention` on `events`.
+pub struct Gate {
+    cfg: SelfiConfig,
+    scans: Inbox<DepthScan>,
+    states: Inbox<State>,
+    proposals: Inbox<Setpoint>,
+    out: Outbox<Setpoint>,
+    events: Outbox<Event>,
+    recent: BTreeMap<u64, Vec<f32>>,
+    forward: f64,
+    in_takeover: bool,
+    /// Take-overs begun.
+    pub interventions: u64,
+}
+
+impl Gate {
+    /// Subscribe and declare.
+    pub fn new(session: &Session, robot: &str, cfg: &SelfiConfig) -> Result<Gate> {
+        Ok(Gate {
+            cfg: cfg.clone(),
+            scans: Inbox::new(session, robot, Topic::DepthStereo, 8)?,
+            states: Inbox::new(session, robot, Topic::State, 4)?,
+            proposals: Inbox::new(session, robot, Topic::CmdPolicy, 8)?,
+            out: Outbox::new(session, robot, Topic::CmdSetpoint)?,
+            events: Outbox::new(session, robot, Topic::Events)?,
+            recent: BTreeMap::new(),
+            forward: 0.0,
+            in_takeover: false,
+            interventions: 0,
+        })
+    }
+
+    /// Handle whatever arrived; never blocks.
+    pub fn poll(&mut self) -> Result<()> {
+        while let Some((h, s)) = self.scans.recv_timeout(Duration::ZERO)? {
+            self.recent.insert(h.stamp_ns, resample_scan(&s.depth));
+            while self.recent.len() > 16 {
+                self.recent.pop_first();
+            }
+        }
+        while let Some((_, s)) = self.states.recv_timeout(Duration::ZERO)? {
+            self.forward = f64::from(s.velocity[0]);
+        }
+        while let Some((h, p)) = self.proposals.recv_timeout(Duration::ZERO)? {
+            let proposed = (f64::from(p.forward), f64::from(p.yaw_rate));
+            let scan = self.recent.get(&h.stamp_ns);
+            let take = scan.and_then(|s| supervise(&self.cfg, s, self.forward, proposed));
+            let mut out_h = h.clone();
+            let sp = match take {
+                Some((forward, yaw_rate)) => {
+                    out_h.frame_id = "supervisor".into();
+                    if !self.in_takeover {
+                        self.interventions += 1;
+                        self.events.send(
+                            h.stamp_ns,
+                            "safety",
+                            &Event {
+                                text: "intervention".into(),
+                            },
+                        )?;
+                    }
+                    Setpoint {
+                        forward: forward as f32,
+                        left: 0.0,
+                        up: p.up,
+                        yaw_rate: yaw_rate as f32,
+                    }
+                }
+                None => {
+                    out_h.frame_id = "policy".into();
+                    p
+                }
+            };
+            self.in_takeover = take.is_some();
+            self.out.send_with(&out_h, &sp)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default, Debug, Clone)]
+struct Slot {
+    scan: Option<Vec<f32>>,
+    state: Option<State>,
+    goal: Option<Goal>,
+    command: Option<(Setpoint, bool)>,
+    proposal: Option<Setpoint>,
+    start: bool,
+    collision: bool,
+    success: bool,
+}
+
+impl Slot {
+    fn ready(&self) -> bool {
+        self.scan.is_some() && self.state.is_some() && self.goal.is_some()
+    }
+}
+
+/// One transition assembled from the bus. An empty `obs` marks only the end
+/// of a flight cut off by time (its `episode_return` counts for the rollback
+/// rule; there is nothing to learn from it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BusTransition {
+    /// Observation of the frame.
+    pub obs: Vec<f32>,
+    /// Executed command, normalised.
+    pub a0: [f32; 2],
+    /// Observation of the next frame (a copy of `obs` at a terminal frame).
+    pub next_obs: Vec<f32>,
+    /// Reward without the intervention part.
+    pub reward: f32,
+    /// The intervention penalty (when a take-over began at this frame).
+    pub intervention_penalty: f32,
+    /// The episode ended here (collision or goal).
+    pub done: bool,
+    /// The supervisor chose the command.
+    pub supervised: bool,
+    /// The episode's return so far, when it ended here or was cut off before the next frame.
+    pub episode_return: Option<f64>,
+    /// At a take-over's first frame: the policy's refused command, normalised.
+    pub rejected: Option<[f32; 2]>,
+}
+
+/// Builds transitions from a frame's messages, matched by stamp.
+pub struct Assembler {
+    cfg: SelfiConfig,
+    slots: BTreeMap<u64, Slot>,
+    prev_scan: Option<Vec<f32>>,
+    prev_supervised: bool,
+    ret: f64,
+    /// Frames dropped because a message never came.
+    pub incomplete: u64,
+}
+
+impl Assembler {
+    /// Empty.
+    pub fn new(cfg: &SelfiConfig) -> Assembler {
+        Assembler {
+            cfg: cfg.clone(),
+            slots: BTreeMap::new(),
+            prev_scan: None,
+            prev_supervised: false,
+            ret: 0.0,
+            incomplete: 0,
+        }
+    }
+
+    fn slot(&mut self, stamp: u64) -> &mut Slot {
+        self.slots.entry(stamp).or_default()
+    }
+
+    /// A depth scan of frame `stamp` (any width).
+    pub fn scan(&mut self, stamp: u64, depth: &[f32]) {
+        self.slot(stamp).scan = Some(resample_scan(depth));
+    }
+    /// The state of frame `stamp`.
+    pub fn state(&mut self, stamp: u64, s: State) {
+        self.slot(stamp).state = Some(s);
+    }
+    /// The goal of frame `stamp`.
+    pub fn goal(&mut self, stamp: u64, g: Goal) {
+        self.slot(stamp).goal = Some(g);
+    }
+    /// The executed setpoint of frame `stamp`.
+    pub fn setpoint(&mut self, stamp: u64, s: Setpoint, supervised: bool) {
+        self.slot(stamp).command = Some((s, supervised));
+    }
+    /// The policy's proposal of frame `stamp` (`cmd/policy`).
+    pub fn proposal(&mut self, stamp: u64, s: Setpoint) {
+        self.slot(stamp).proposal = Some(s);
+    }
+    /// An event with the stamp of its frame.
+    pub fn event(&mut self, stamp: u64, text: &str) {
+        match text {
+            EPISODE_START => self.slot(stamp).start = true,
+            COLLISION => self.slot(stamp).collision = true,
+            GOAL_REACHED => self.slot(stamp).success = true,
+            _ => {}
+        }
+    }
+
+    /// Transitions whose frames are complete, oldest first. A frame waits for
+    /// its successor; frames more than `keep` behind the newest are given up.
+    pub fn drain(&mut self, keep: usize) -> Vec<BusTransition> {
+        let mut out = Vec::new();
+        loop {
+            let mut it = self.slots.iter();
+            let (Some((&t0, s0)), next) = (it.next(), it.next()) else {
+                break;
+            };
+            let complete0 = s0.ready() && s0.command.is_some();
+            let terminal = s0.collision || s0.success;
+            let next_ready = next.is_some_and(|(_, s)| s.ready());
+            let next_start = next.is_some_and(|(_, s)| s.start);
+            if !(complete0 && (terminal || next_ready || next_start)) {
+                if self.slots.len() > keep {
+                    self.slots.remove(&t0);
+                    self.incomplete += 1;
+                    self.prev_scan = None;
+                    continue;
+                }
+                break;
+            }
+            let s0 = self.slots.remove(&t0).unwrap_or_default();
+            if s0.start {
+                self.prev_scan = None;
+                self.prev_supervised = false;
+                self.ret = 0.0;
+            }
+            let (Some(scan), Some(state), Some(goal), Some((sp, supervised))) =
+                (s0.scan, s0.state, s0.goal, s0.command)
+            else {
+                continue;
+            };
+            let Ok(obs) = bus_observation(&scan, self.prev_scan.as_deref(), &state, &goal) else {
+                self.incomplete += 1;
+                continue;
+            };
+            let w = &self.cfg.reward;
+            let dist = |s: &State, g: &Goal| {
+                ((g.position[0] - s.position[0]).powi(2) + (g.position[1] - s.position[1]).powi(2))
+                    .sqrt()
+            };
+            let a0 = self
+                .cfg
+                .plan
+                .normalise(f64::from(sp.forward), f64::from(sp.yaw_rate));
+            let started = supervised && !self.prev_supervised;
+            let penalty = if started { w.intervention } else { 0.0 };
+            let rejected = s0.proposal.filter(|_| started).map(|p| {
+                self.cfg
+                    .plan
+                    .normalise(f64::from(p.forward), f64::from(p.yaw_rate))
+            });
+            self.prev_supervised = supervised;
+            let mut reward = 0.0;
+            if s0.collision {
+                reward += w.collision;
+            }
+            if s0.success {
+                reward += w.success;
+            }
+            let (next_obs, episode_over) = if terminal || next_start {
+                (obs.clone(), true)
+            } else {
+                let next = self.slots.values().next().cloned().unwrap_or_default();
+                let (Some(ns), Some(nst)) = (next.scan.as_ref(), next.state.as_ref()) else {
+                    continue;
+                };
+                reward += w.progress * (dist(&state, &goal) - dist(nst, &goal));
+                match bus_observation(ns, Some(&scan), nst, &goal) {
+                    Ok(o) => (o, false),
+                    Err(_) => {
+                        self.incomplete += 1;
+                        continue;
+                    }
+                }
+            };
+            self.prev_scan = Some(scan);
+            self.ret += reward + penalty;
+            let episode_return = episode_over.then_some(self.ret);
+            if terminal || next_start {
+                self.ret = 0.0;
+            }
+            // A flight cut off by time (next frame starts an episode without a
+            // terminal event here) gives no transition: its value is unknown.
+            if next_start && !terminal {
+                out.push(BusTransition {
+                    obs,
+                    a0,
+                    next_obs,
+                    reward: 0.0,
+                    intervention_penalty: 0.0,
+                    done: false,
+                    supervised,
+                    episode_return,
+                    rejected: None,
+                });
+                if let Some(last) = out.last_mut() {
+                    last.obs.clear();
+                }
+                continue;
+            }
+            out.push(BusTransition {
+                obs,
+                a0,
+                next_obs,
+                reward: reward as f32,
+                intervention_penalty: penalty as f32,
+                done: terminal,
+                supervised,
+                episode_return,
+                rejected,
+            });
+        }
+        out
+    }
+}
+
+/// The online learner node: assembles transitions from the bus, fine-tunes
+/// with SELFI (Q = c·J + Q̄), and publishes the actor on `policy/weights`
+/// every `publish_every` transitions once the actor is learning; the actor is
+/// saved to the checkpoint when it publishes and when it stops.
+pub fn selfi_learner_node(
+    session: &Session,
+    robot: &str,
+    o: &SelfiNodeOptions,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let cfg = &o.config;
+    let device = crate::device::device(crate::device::Backend::Cpu)?;
+    let bundle = rl::selfi::experiment::OfflineBundle::load(&o.offline, &device)
+        .with_context(|| format!("cannot load the offline phase from {}", o.offline.display()))?;
+    let mut learner = OnlineLearner::new(
+        Arm::Selfi,
+        cfg,
+        &bundle.models,
+        &bundle.actor,
+        &bundle.probe,
+        bundle.card.j_scale,
+        &device,
+        o.seed,
+    )?;
+    if let Some(c) = bundle.critics_for(Arm::Selfi, cfg) {
+        learner.set_critics(c);
+    }
+    let mut scans = Inbox::<DepthScan>::new(session, robot, Topic::DepthStereo, 64)?;
+    let mut states = Inbox::<State>::new(session, robot, Topic::State, 64)?;
+    let mut goals = Inbox::<Goal>::new(session, robot, Topic::Goal, 64)?;
+    let mut setpoints = Inbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint, 64)?;
+    let mut proposals = Inbox::<Setpoint>::new(session, robot, Topic::CmdPolicy, 64)?;
+    let mut events_in = Inbox::<Event>::new(session, robot, Topic::Events, 256)?;
+    let mut weights = Outbox::<Weights>::new(session, robot, Topic::Weights)?;
+    let mut asm = Assembler::new(cfg);
+    let (mut transitions, mut version, mut episodes) = (0u64, 0u64, 0u64);
+    let mut last_publish = 0u64;
+    info!(robot, offline = %o.offline.display(), "SELFI learner node up");
+    let publish =
+        |learner: &OnlineLearner, weights: &mut Outbox<Weights>, version: u64| -> Result<()> {
+            let actor = learner.actor();
+            weights.send(
+                bus::now_ns(),
+                "selfi-learner",
+                &Weights {
+                    version,
+                    network: NETWORK.into(),
+                    bpk: actor_bytes(&actor)?,
+                },
+            )?;
+            if let Some(p) = &o.checkpoint {
+                save_atomically(&actor, p)?;
+            }
+            Ok(())
+        };
+    while !stop.load(Ordering::Relaxed) {
+        let mut got = false;
+        while let Some((h, s)) = scans.recv_timeout(Duration::ZERO)? {
+            asm.scan(h.stamp_ns, &s.depth);
+            got = true;
+        }
+        while let Some((h, s)) = states.recv_timeout(Duration::ZERO)? {
+            asm.state(h.stamp_ns, s);
+        }
+        while let Some((h, g)) = goals.recv_timeout(Duration::ZERO)? {
+            asm.goal(h.stamp_ns, g);
+        }
+        while let Some((h, s)) = setpoints.recv_timeout(Duration::ZERO)? {
+            asm.setpoint(h.stamp_ns, s, h.frame_id == "supervisor");
+        }
+        while let Some((h, s)) = proposals.recv_timeout(Duration::ZERO)? {
+            asm.proposal(h.stamp_ns, s);
+        }
+        while let Some((h, e)) = events_in.recv_timeout(Duration::ZERO)? {
+            asm.event(h.stamp_ns, &e.text);
+        }
+        for t in asm.drain(32) {
+            if let Some(ret) = t.episode_return {
+                episodes += 1;
+                if learner.end_episode(ret) {
+                    version += 1;
+                    publish(&learner, &mut weights, version)?;
+                }
+            }
+            if t.obs.is_empty() {
+                continue;
+            }
+            let mut plan = learner.act(&t.obs, false);
+            if let Some(r) = t.rejected {
+                let mut refused = plan.clone();
+                refused[0] = r[0];
+                refused[1] = r[1];
+                learner.observe_rejected(&t.obs, &refused, t.intervention_penalty)?;
+            }
+            plan[0] = t.a0[0];
+            plan[1] = t.a0[1];
+            learner.observe(
+                Transition {
+                    obs: t.obs,
+                    plan,
+                    reward: t.reward,
+                    next_obs: t.next_obs,
+                    done: t.done,
+                    intervention: t.supervised,
+                },
+                t.intervention_penalty,
+            )?;
+            transitions += 1;
+            let (_, actor_updates, _, _) = learner.counts();
+            if actor_updates > 0 && transitions >= last_publish + o.publish_every {
+                last_publish = transitions;
+                version += 1;
+                publish(&learner, &mut weights, version)?;
+                info!(
+                    version,
+                    transitions, actor_updates, "published SELFI weights"
+                );
+            }
+        }
+        if !got {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    if let Some(p) = &o.checkpoint {
+        save_atomically(&learner.actor(), p)?;
+    }
+    let (updates, actor_updates, rejected, rollbacks) = learner.counts();
+    println!(
+        "selfi-learner: {transitions} transitions, {episodes} episodes, {updates} critic and {actor_updates} actor updates ({rejected} rejected, {rollbacks} rollbacks), {version} weight versions published, {} frames incomplete",
+        asm.incomplete
+    );
+    Ok(())
+}
+
+fn save_atomically(actor: &Actor, path: &Path) -> Result<()> {
+    let tmp = path.with_extension("bpk.partial");
+    actor.save(&tmp)?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(x: f64) -> State {
+        State {
+            position: [x, 0.0, 1.5],
+            attitude: [1.0, 0.0, 0.0, 0.0],
+            velocity: [1.0, 0.0, 0.0],
+        }
+    }
+
+    fn frame(a: &mut Assembler, t: u64, x: f64, supervised: bool) {
+        a.state(t, state(x));
+        a.goal(
+            t,
+            Goal {
+                position: [10.0, 0.0, 1.5],
+            },
+        );
+        a.scan(t, &[5.0; 64]);
+        a.setpoint(
+            t,
+            Setpoint {
+                forward: 1.0,
+                left: 0.0,
+                up: 0.0,
+                yaw_rate: 0.0,
+            },
+            supervised,
+        );
+    }
+
+    #[test]
+    fn transitions_assemble_by_stamp_in_any_order() {
+        let cfg = SelfiConfig::default();
+        let mut a = Assembler::new(&cfg);
+        a.event(0, EPISODE_START);
+        // Frame 1's messages arrive before frame 0's.
+        frame(&mut a, 1, 0.2, false);
+        assert!(a.drain(32).is_empty(), "frame 1 alone makes no transition");
+        frame(&mut a, 0, 0.0, false);
+        let t = a.drain(32);
+        assert_eq!(t.len(), 1);
+        assert!(
+            (t[0].reward - 0.2).abs() < 1e-5,
+            "progress 0.2 m: {}",
+            t[0].reward
+        );
+        assert!(!t[0].done);
+        // Frame 2: supervised, collides → terminal with the intervention penalty
+        // and the policy's refused proposal.
+        frame(&mut a, 2, 0.4, true);
+        a.proposal(
+            2,
+            Setpoint {
+                forward: 1.5,
+                left: 0.0,
+                up: 0.0,
+                yaw_rate: 0.0,
+            },
+        );
+        a.event(2, COLLISION);
+        let t = a.drain(32);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[1].intervention_penalty as f64, cfg.reward.intervention);
+        assert!(t[1].done && t[1].supervised);
+        assert_eq!(t[1].reward as f64, cfg.reward.collision);
+        assert!(t[1].episode_return.is_some());
+        assert_eq!(t[0].a0, cfg.plan.normalise(1.0, 0.0));
+        assert_eq!(t[1].rejected, Some(cfg.plan.normalise(1.5, 0.0)));
+        assert_eq!(t[0].rejected, None);
+    }
+
+    #[test]
+    fn frames_with_a_missing_message_are_given_up() {
+        let cfg = SelfiConfig::default();
+        let mut a = Assembler::new(&cfg);
+        a.scan(0, &[5.0; 32]); // no state, goal or command ever
+        for t in 1..6 {
+            frame(&mut a, t, t as f64 * 0.2, false);
+        }
+        let out = a.drain(3);
+        assert!(a.incomplete >= 1);
+        assert!(out.iter().all(|t| t.obs.len() == rl::selfi::OBS_DIM));
+    }
+}
