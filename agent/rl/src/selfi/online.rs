@@ -464,18 +464,35 @@ impl OnlineLearner {
         let (n, h2) = (b.n, 2 * self.cfg.plan.horizon);
         let d = self.plain.clone();
         let on = self.cfg.online.clone();
-        // Target plan with smoothing noise on every command.
+        // Target plan: the target actor's, with smoothing noise on its first
+        // command (the one Q̄ scores; the rest stays the policy's, as τ(s, a0)).
         let next = matrix(b.next_obs.clone(), n, OBS_DIM, &d);
         let mut next_plan = values(self.actor_target.forward(next.clone()));
-        for v in next_plan.iter_mut() {
-            let e = (self.rng.normal() * on.target_noise).clamp(-on.target_clip, on.target_clip);
-            *v = (*v + e as f32).clamp(-1.0, 1.0);
+        for i in 0..n {
+            for v in &mut next_plan[i * h2..i * h2 + 2] {
+                let e =
+                    (self.rng.normal() * on.target_noise).clamp(-on.target_clip, on.target_clip);
+                *v = (*v + e as f32).clamp(-1.0, 1.0);
+            }
         }
         let j_in_target = self.uses_j() && on.variant == Variant::JInTarget;
         let (j_now, j_next) = if j_in_target {
             let p = &self.cfg.plan;
             let w = &self.cfg.objective;
-            let jn = super::model::objective_values(&self.models, &b.obs, &b.plan, p, w, &d);
+            // Q(s, a0) = c·J(s, τ(s, a0)) + Q̄(s, a0) needs τ to be a function of
+            // (s, a0): the executed first command, then the policy's own plan.
+            // (The stored plan's later commands were never executed and, under a
+            // take-over, are not what follows; J of them would leave Q̄ a residual
+            // that depends on something it cannot see.)
+            let mut tau = values(
+                self.actor_target
+                    .forward(matrix(b.obs.clone(), n, OBS_DIM, &d)),
+            );
+            for i in 0..n {
+                tau[i * h2] = b.plan[i * h2];
+                tau[i * h2 + 1] = b.plan[i * h2 + 1];
+            }
+            let jn = super::model::objective_values(&self.models, &b.obs, &tau, p, w, &d);
             let jx =
                 super::model::objective_values(&self.models, &b.next_obs, &next_plan, p, w, &d);
             (
