@@ -296,6 +296,64 @@ pub fn policy_node(
     Ok(())
 }
 
+/// Publish a twin frame's stereo pair and state with `stamp`; returns the
+/// pair's header, which the answering setpoint carries back.
+pub(crate) fn publish_twin_frame(
+    pairs: &mut Outbox<StereoPair>,
+    states: &mut Outbox<State>,
+    stamp: u64,
+    obs: &sim::env::Observation,
+) -> Result<bus::wire::Header> {
+    let st = obs
+        .stereo
+        .as_ref()
+        .context("twin returned no stereo frame")?;
+    let h = pairs.send(
+        stamp,
+        "camera_left",
+        &StereoPair {
+            width: st.width as u32,
+            height: st.height as u32,
+            left: st.left.clone(),
+            right: st.right.clone(),
+        },
+    )?;
+    states.send(
+        stamp,
+        "world",
+        &State {
+            position: obs.pose.position,
+            attitude: obs.pose.attitude,
+            velocity: obs.velocity,
+        },
+    )?;
+    Ok(h)
+}
+
+/// Wait (up to 0.5 s of wall time) for the setpoint answering the frame of
+/// header `h`; answers to older frames are skipped. `None`: no answer in time.
+pub(crate) fn await_setpoint(
+    setpoints: &mut Inbox<Setpoint>,
+    h: &bus::wire::Header,
+) -> Result<Option<Action>> {
+    let deadline = Instant::now() + Duration::from_millis(500);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match setpoints.recv_timeout(left)? {
+            Some((sh, sp)) if sh.seq == h.seq && sh.stamp_ns == h.stamp_ns => {
+                return Ok(Some(Action::Velocity {
+                    forward: f64::from(sp.forward),
+                    left: f64::from(sp.left),
+                    up: f64::from(sp.up),
+                    yaw_rate: f64::from(sp.yaw_rate),
+                }));
+            }
+            Some(_) => {} // an answer to an older frame
+            None => return Ok(None),
+        }
+    }
+}
+
 /// The twin: publishes each frame's pair and state, waits (up to 0.5 s of wall
 /// time) for the setpoint answering that frame and steps with it; without an
 /// answer it hovers (failsafe) and says so on `events`.
@@ -326,46 +384,8 @@ pub fn camera_node(
             break;
         }
         let stamp = (frame as f64 / hz * 1e9) as u64;
-        let st = obs
-            .stereo
-            .as_ref()
-            .context("twin returned no stereo frame")?;
-        let h = pairs.send(
-            stamp,
-            "camera_left",
-            &StereoPair {
-                width: st.width as u32,
-                height: st.height as u32,
-                left: st.left.clone(),
-                right: st.right.clone(),
-            },
-        )?;
-        states.send(
-            stamp,
-            "world",
-            &State {
-                position: obs.pose.position,
-                attitude: obs.pose.attitude,
-                velocity: obs.velocity,
-            },
-        )?;
-        let deadline = Instant::now() + Duration::from_millis(500);
-        let mut action = None;
-        while action.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match setpoints.recv_timeout(left)? {
-                Some((sh, sp)) if sh.seq == h.seq => {
-                    action = Some(Action::Velocity {
-                        forward: sp.forward as f64,
-                        left: sp.left as f64,
-                        up: sp.up as f64,
-                        yaw_rate: sp.yaw_rate as f64,
-                    })
-                }
-                Some(_) => {} // an answer to an older frame
-                None => break,
-            }
-        }
+        let h = publish_twin_frame(&mut pairs, &mut states, stamp, &obs)?;
+        let action = await_setpoint(&mut setpoints, &h)?;
         let answered = action.is_some();
         let action = action.unwrap_or(Action::Velocity {
             forward: 0.0,

@@ -20,7 +20,7 @@ use sim::env::{Action, Env, EnvConfig, Task, Walkers};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::info;
 
 const POLL: Duration = Duration::from_millis(50);
@@ -111,47 +111,9 @@ pub fn goal_camera_node(
             )?;
             new_episode = false;
         }
-        let st = obs
-            .stereo
-            .as_ref()
-            .context("twin returned no stereo frame")?;
-        let h = pairs.send(
-            stamp,
-            "camera_left",
-            &StereoPair {
-                width: st.width as u32,
-                height: st.height as u32,
-                left: st.left.clone(),
-                right: st.right.clone(),
-            },
-        )?;
-        states.send(
-            stamp,
-            "world",
-            &State {
-                position: obs.pose.position,
-                attitude: obs.pose.attitude,
-                velocity: obs.velocity,
-            },
-        )?;
+        let h = crate::nodes::publish_twin_frame(&mut pairs, &mut states, stamp, &obs)?;
         goals.send(stamp, "world", &Goal { position: goal })?;
-        let deadline = Instant::now() + Duration::from_millis(500);
-        let mut action = None;
-        while action.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match setpoints.recv_timeout(left)? {
-                Some((sh, sp)) if sh.stamp_ns == h.stamp_ns => {
-                    action = Some(Action::Velocity {
-                        forward: f64::from(sp.forward),
-                        left: f64::from(sp.left),
-                        up: f64::from(sp.up),
-                        yaw_rate: f64::from(sp.yaw_rate),
-                    })
-                }
-                Some(_) => {}
-                None => break,
-            }
-        }
+        let action = crate::nodes::await_setpoint(&mut setpoints, &h)?;
         if action.is_none() {
             unanswered += 1;
         }

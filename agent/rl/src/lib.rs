@@ -27,6 +27,13 @@ pub mod validate;
 
 use thiserror::Error;
 
+/// The CPU device unit tests run on.
+#[cfg(test)]
+pub(crate) fn cpu() -> burn::tensor::Device {
+    #[allow(deprecated)]
+    burn::tensor::Device::ndarray()
+}
+
 /// Why learning could not go on.
 #[derive(Debug, Error)]
 pub enum RlError {

@@ -135,10 +135,7 @@ pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 mod tests {
     use super::*;
 
-    fn cpu() -> Device {
-        #[allow(deprecated)]
-        Device::ndarray()
-    }
+    use crate::cpu;
 
     #[test]
     fn same_seed_same_network_and_soft_update_interpolates() {

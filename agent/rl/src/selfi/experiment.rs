@@ -342,8 +342,8 @@ struct ProbeFile {
 
 impl OfflineBundle {
     /// The critics pre-trained for `arm`, when they were trained with the same
-    /// variant, shape and discount as `cfg` asks for (else, with a warning, none:
-    /// the critics then start from zero).
+    /// variant, shape, discount, J weight and reward as `cfg` asks for (else, with
+    /// a warning, none: the critics then start from zero).
     pub fn critics_for(&self, arm: Arm, cfg: &SelfiConfig) -> Option<&Critics> {
         let c = self
             .critics
@@ -354,6 +354,7 @@ impl OfflineBundle {
         let same = trained.variant == cfg.online.variant
             && trained.critic_hidden == cfg.online.critic_hidden
             && trained.gamma == cfg.online.gamma
+            && trained.j_weight == cfg.online.j_weight
             && self.card.config.reward == cfg.reward;
         if !same {
             tracing::warn!(
@@ -671,10 +672,7 @@ pub fn run_arm(
 mod tests {
     use super::*;
 
-    fn cpu() -> Device {
-        #[allow(deprecated)]
-        Device::ndarray()
-    }
+    use crate::cpu;
 
     #[test]
     fn offline_bundle_trains_saves_and_loads() {

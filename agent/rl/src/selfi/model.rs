@@ -456,10 +456,7 @@ mod tests {
     use super::*;
     use crate::selfi::data::observation;
 
-    fn cpu() -> Device {
-        #[allow(deprecated)]
-        Device::ndarray()
-    }
+    use crate::cpu;
 
     #[test]
     fn objective_prefers_plans_towards_the_goal_and_is_differentiable() {

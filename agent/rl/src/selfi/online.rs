@@ -785,10 +785,7 @@ mod tests {
     use super::*;
     use crate::selfi::OfflineConfig;
 
-    fn cpu() -> Device {
-        #[allow(deprecated)]
-        Device::ndarray()
-    }
+    use crate::cpu;
 
     fn learner(arm: Arm, cfg: &SelfiConfig) -> OnlineLearner {
         let d = cpu();
