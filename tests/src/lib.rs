@@ -73,6 +73,36 @@ pub fn signal_after(child: &std::process::Child, signal: &str, after: std::time:
     assert!(st.success(), "kill -{signal} failed");
 }
 
+/// Stop a server started through a launcher script (the `rerun` command is a
+/// Python wrapper around the real binary): SIGINT, then, if it has not exited
+/// within `grace`, SIGTERM to its children and to it, then SIGKILL. Seen once:
+/// the rerun server kept running after SIGINT with every client gone.
+pub fn stop_server(child: &mut std::process::Child, grace: std::time::Duration) {
+    let exited = |c: &mut std::process::Child, within: std::time::Duration| {
+        let until = std::time::Instant::now() + within;
+        while std::time::Instant::now() < until {
+            if matches!(c.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    };
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-INT", &pid]).status();
+    if exited(child, grace) {
+        return;
+    }
+    let _ = Command::new("pkill").args(["-TERM", "-P", &pid]).status();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    if exited(child, grace) {
+        return;
+    }
+    let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// The flight-controller firmware for the Cortex-M4F (`firmware/mcu`), built
 /// once per test binary with its own target directory inside ours.
 pub fn firmware_image() -> PathBuf {

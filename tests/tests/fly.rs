@@ -2,7 +2,7 @@
 //! an .rrd that rerun's own tool verifies, saves a checkpoint that loads back,
 //! and on Ctrl-C stops cleanly keeping what it recorded.
 
-use e2e_tests::{rerun_cli, signal_after, succeed, temp_dir, workspace_bin};
+use e2e_tests::{rerun_cli, signal_after, stop_server, succeed, temp_dir, workspace_bin};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -165,8 +165,7 @@ fn telemetry_streams_to_a_running_rerun_server() {
         "{out}"
     );
     std::thread::sleep(Duration::from_secs(1));
-    signal_after(&server, "INT", Duration::ZERO);
-    let _ = server.wait();
+    stop_server(&mut server, Duration::from_secs(10));
     let printed = succeed(rerun_cli().args(["rrd", "print"]).arg(&received));
     for entity in [
         "world/robot",
