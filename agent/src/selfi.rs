@@ -385,6 +385,20 @@ pub fn offline(
     }
     std::fs::rename(&tmp, out)
         .with_context(|| format!("cannot move {} to {}", tmp.display(), out.display()))?;
+    // The brief's real-time check (L3): one plan per decision must fit the
+    // control period many times over.
+    let probe = &bundle.probe[..rl::selfi::OBS_DIM];
+    let t0 = Instant::now();
+    let n = 500;
+    for _ in 0..n {
+        std::hint::black_box(bundle.actor.plan(probe, device));
+    }
+    let per_plan = t0.elapsed().as_secs_f64() / f64::from(n);
+    println!(
+        "actor: {:.0} µs per plan (mean of {n}, one observation each; the control period is {:.0} ms)",
+        per_plan * 1e6,
+        1e3 / cfg.plan.control_hz
+    );
     let c = &bundle.card;
     println!(
         "offline phase done in {:.1} s: dynamics MSE {:.4} -> {:.4}, traversability BCE {:.4} -> {:.4} (accuracy {:.1} %, {:.1} % unsafe), actor mean J {:.3} -> {:.3}; saved to {}",

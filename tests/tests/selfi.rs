@@ -106,6 +106,7 @@ fn selfi_all_records_trains_offline_and_compares_the_arms() {
         stdout.contains("offline arm:") && stdout.contains("SELFI success rate"),
         "{stdout}"
     );
+    assert!(stdout.contains("µs per plan"), "{stdout}");
     assert!(out.join("summary.txt").is_file() && out.join("config.toml").is_file());
     // The offline arm never learns, so its steps log Q̄ = 0; SELFI's Q = J + Q̄.
     let steps = std::fs::read_to_string(out.join("selfi/seed0/steps.csv")).unwrap();
