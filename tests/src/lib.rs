@@ -63,6 +63,24 @@ pub fn succeed(cmd: &mut Command) -> String {
     stdout
 }
 
+/// The unsigned integers of a summary line, in order (`"3 frames, 0 lost"` → `[3, 0]`).
+pub fn numbers(line: &str) -> Vec<u64> {
+    line.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// Write a launch file `name` into `dir` and run `agent launch` on it to the end.
+pub fn launch(dir: &std::path::Path, name: &str, text: &str) -> std::process::Output {
+    let file = dir.join(name);
+    std::fs::write(&file, text).expect("write the launch file");
+    Command::new(workspace_bin("agent"))
+        .arg("launch")
+        .arg(&file)
+        .output()
+        .expect("agent launch starts")
+}
+
 /// Send `signal` (e.g. "INT", "TERM") to a running child after `after`.
 pub fn signal_after(child: &std::process::Child, signal: &str, after: std::time::Duration) {
     std::thread::sleep(after);

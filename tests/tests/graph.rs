@@ -3,7 +3,7 @@
 //! processes restart with back-off; SIGTERM stops every child; and the latency
 //! benchmark measures the loop across processes and in one process.
 
-use e2e_tests::{signal_after, succeed, temp_dir, workspace_bin};
+use e2e_tests::{numbers, signal_after, succeed, temp_dir, workspace_bin};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -51,10 +51,7 @@ fn launched_graph_flies_the_twin_in_a_closed_loop_over_zenoh() {
         .lines()
         .find(|l| l.starts_with("[camera] twin: "))
         .unwrap_or_else(|| panic!("no twin summary in {stdout}\n{stderr}"));
-    let nums: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|s| s.parse().ok())
-        .collect();
+    let nums = numbers(line);
     let (frames, unanswered) = (nums[0], nums[2]);
     assert_eq!(frames, 120, "{line}");
     // Only the frames before the routes formed may go unanswered.
@@ -443,10 +440,7 @@ args = ["node", "stereo,policy", "--robot", "{robot}", "--connect", "{ep}"]
         .lines()
         .find(|l| l.starts_with("[camera] twin: "))
         .unwrap_or_else(|| panic!("no twin summary in {stdout}"));
-    let nums: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|s| s.parse().ok())
-        .collect();
+    let nums = numbers(line);
     assert_eq!(nums[0], 120, "{line}");
     assert!(nums[2] < 30, "{line}");
     assert!(

@@ -5,7 +5,7 @@
 //! node as separate processes over zenoh, and the policy swaps in the weights
 //! the learner publishes. Bad inputs are refused by name.
 
-use e2e_tests::{rerun_cli, succeed, temp_dir, workspace_bin};
+use e2e_tests::{launch, numbers, rerun_cli, succeed, temp_dir, workspace_bin};
 use std::path::Path;
 use std::process::Command;
 
@@ -164,7 +164,7 @@ fn selfi_graph_learner_publishes_weights_the_policy_swaps_in() {
     let ckpt = dir.join("online_actor.bpk");
     let rec = dir.join("graph.mcap");
     let common = format!(r#""--robot", "{robot}", "--selfi", "{off}", "--selfi-config", "{c}""#);
-    let launch = format!(
+    let text = format!(
         r#"name = "selfi_test"
 stop_timeout = 10.0
 [[process]]
@@ -190,13 +190,7 @@ args = ["record", "--robot", "{robot}", "--connect", "{ep}", "--out", "{rec}", "
         ck = ckpt.display(),
         rec = rec.display()
     );
-    let file = dir.join("selfi.toml");
-    std::fs::write(&file, launch).unwrap();
-    let out = Command::new(workspace_bin("agent"))
-        .arg("launch")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = launch(&dir, "selfi.toml", &text);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let all = format!("{stdout}\n{stderr}");
@@ -205,20 +199,14 @@ args = ["record", "--robot", "{robot}", "--connect", "{ep}", "--out", "{rec}", "
         .lines()
         .find(|l| l.starts_with("[camera] twin (goal reaching): "))
         .unwrap_or_else(|| panic!("no twin summary in {all}"));
-    let nums: Vec<u64> = twin
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|s| s.parse().ok())
-        .collect();
+    let nums = numbers(twin);
     assert_eq!(nums[0], 400, "{twin}");
     assert!(nums[4] < 60, "too many frames unanswered: {twin}");
     let learner = stdout
         .lines()
         .find(|l| l.contains("selfi-learner: "))
         .unwrap_or_else(|| panic!("no learner summary in {all}"));
-    let n: Vec<u64> = learner
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|s| s.parse().ok())
-        .collect();
+    let n = numbers(learner);
     let (transitions, actor_updates, versions) = (n[0], n[3], n[6]);
     assert!(transitions >= 200, "{learner}");
     assert!(actor_updates > 0 && versions >= 1, "{learner}");
