@@ -435,11 +435,11 @@ pub struct OnlineSpec {
 }
 
 fn write_csv<T: serde::Serialize>(rows: &[T], path: &Path) -> Result<()> {
-    // Header from the first row's field names, through TOML-free serde: serialise
-    // each row as a flat map.
+    // The header is the first row's field names (in alphabetical order: each row
+    // goes through a TOML table).
     let mut text = String::new();
     for (i, r) in rows.iter().enumerate() {
-        let v = serde_json_like(r)?;
+        let v = flat_fields(r)?;
         if i == 0 {
             text.push_str(
                 &v.iter()
@@ -461,7 +461,7 @@ fn write_csv<T: serde::Serialize>(rows: &[T], path: &Path) -> Result<()> {
 }
 
 /// A flat struct as (field, value) pairs, through TOML.
-fn serde_json_like<T: serde::Serialize>(r: &T) -> Result<Vec<(String, String)>> {
+fn flat_fields<T: serde::Serialize>(r: &T) -> Result<Vec<(String, String)>> {
     let t = toml::Table::try_from(r).context("row does not serialise")?;
     Ok(t.into_iter()
         .map(|(k, v)| {

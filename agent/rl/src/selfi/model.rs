@@ -444,7 +444,7 @@ pub fn train_actor(
     Ok(actor.valid())
 }
 
-/// Mean scan features of a free corridor, for tests and probes.
+/// Scan features of open space (every beam at range, nothing moving).
 pub fn open_scan_features() -> Vec<f32> {
     let mut f = vec![1.0; BEAMS];
     f.extend(std::iter::repeat_n(0.0, BEAMS));
