@@ -77,8 +77,8 @@ enum SelfiCmd {
     /// Fly the behaviour policy in the twin (goal reaching, walkers, supervisor)
     /// and write the flights as an MCAP recording of the graph's topics.
     Record(SelfiRecordArgs),
-    /// Fit the dynamics and traversability models and pre-train the actor
-    /// against J from MCAP recordings (the twin's or a robot's).
+    /// Fit the dynamics and traversability models, pre-train the actor against J
+    /// and the critics by TD, from MCAP recordings (the twin's or a robot's).
     Offline(SelfiOfflineArgs),
     /// Run the arms online on the same seeds (offline only, SELFI, plain RL);
     /// per-bin interventions and collisions per 100 m and success, with the goal check.
