@@ -163,6 +163,21 @@ pub fn objective(
     }
 }
 
+/// The value of a scalar loss, or the error that stops training when it is NaN
+/// or infinite (`what` names the loss, `step` where it happened).
+pub(crate) fn finite_loss(loss: &Tensor<1>, step: u64, what: &'static str) -> Result<f32, RlError> {
+    let l = loss.clone().into_scalar::<f32>();
+    if l.is_finite() {
+        Ok(l)
+    } else {
+        Err(RlError::Diverged {
+            step,
+            what,
+            value: l,
+        })
+    }
+}
+
 /// What fitting the models gave.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FitReport {
@@ -244,14 +259,7 @@ pub fn fit_models(
         let x = matrix(gather(&ds.dynamics.inputs, 4, &b), b.len(), 4, &train_dev);
         let y = matrix(gather(&ds.dynamics.targets, 5, &b), b.len(), 5, &train_dev);
         let loss = (dynamics.forward(x) - y).powi_scalar(2).mean();
-        let l = loss.clone().into_scalar::<f32>();
-        if !l.is_finite() {
-            return Err(RlError::Diverged {
-                step: step as u64,
-                what: "SELFI dynamics-model loss",
-                value: l,
-            });
-        }
+        finite_loss(&loss, step as u64, "SELFI dynamics-model loss")?;
         let grads = GradientsParams::from_grads(loss.backward(), &dynamics);
         dynamics = optim.step(cfg.learning_rate, dynamics, grads);
     }
@@ -305,14 +313,7 @@ pub fn fit_models(
             &train_dev,
         );
         let loss = bce(traversability.forward(x), y);
-        let l = loss.clone().into_scalar::<f32>();
-        if !l.is_finite() {
-            return Err(RlError::Diverged {
-                step: step as u64,
-                what: "SELFI traversability-model loss",
-                value: l,
-            });
-        }
+        finite_loss(&loss, step as u64, "SELFI traversability-model loss")?;
         let grads = GradientsParams::from_grads(loss.backward(), &traversability);
         traversability = optim.step(cfg.learning_rate, traversability, grads);
     }
@@ -430,14 +431,7 @@ pub fn train_actor(
                 .powi_scalar(2)
                 .mean()
                 .mul_scalar(cfg.pre_activation_penalty);
-        let l = loss.clone().into_scalar::<f32>();
-        if !l.is_finite() {
-            return Err(RlError::Diverged {
-                step: step as u64,
-                what: "SELFI offline actor objective",
-                value: l,
-            });
-        }
+        finite_loss(&loss, step as u64, "SELFI offline actor objective")?;
         let grads = GradientsParams::from_grads(loss.backward(), &actor);
         actor = optim.step(cfg.learning_rate, actor, grads);
     }

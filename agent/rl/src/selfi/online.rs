@@ -12,7 +12,7 @@
 //! than `max_plan_change` is rejected; when a window of episode returns falls
 //! `rollback_drop` below the first window's, the last good actor comes back.
 
-use super::model::{Actor, Models, objective};
+use super::model::{Actor, Models, finite_loss, objective};
 use super::{OBS_DIM, SelfiConfig, Variant};
 use crate::RlError;
 use crate::learner::{load_module, save_module};
@@ -556,14 +556,7 @@ impl OnlineLearner {
         let e1 = q1 - y.clone();
         let e2 = q2 - y;
         let loss = ((e1.clone() * e1).mean() + (e2.clone() * e2).mean()).mul_scalar(0.5);
-        let l = loss.clone().into_scalar::<f32>();
-        if !l.is_finite() {
-            return Err(RlError::Diverged {
-                step: self.steps,
-                what: "SELFI critic loss",
-                value: l,
-            });
-        }
+        let l = finite_loss(&loss, self.steps, "SELFI critic loss")?;
         let grads = GradientsParams::from_grads(loss.backward(), &self.critics);
         self.critics = self.critic_optim.step(
             self.cfg.online.critic_learning_rate,
@@ -628,14 +621,7 @@ impl OnlineLearner {
             self.log.grad_qbar = self.actor_gradient(rows, false, true);
         }
         let (loss, jm, qm) = self.actor_loss(obs, with_j, true);
-        let l = loss.clone().into_scalar::<f32>();
-        if !l.is_finite() {
-            return Err(RlError::Diverged {
-                step: self.steps,
-                what: "SELFI actor loss",
-                value: l,
-            });
-        }
+        finite_loss(&loss, self.steps, "SELFI actor loss")?;
         self.log.j = jm;
         self.log.qbar = qm;
         let before = self.actor.clone();
