@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Installs and builds what the tests need besides `cargo test`'s own build; the
 # README's test command runs it first. Safe to run again (skips what is there).
-#   - rerun's CLI (verifies the .rrd files the agent writes)
+#   - rerun's CLI (verifies the .rrd files the agent writes) and OpenCV for Python
+#     (opencv-python-headless<5: the stereo tests compare against its StereoSGBM)
 #   - Rust targets thumbv7em-none-eabihf (the flight-controller firmware) and
 #     aarch64-unknown-linux-gnu (Jetson-class boards)
 #   - system packages (apt-get, with sudo when not root): qemu-system-arm (runs the
 #     firmware), gcc-aarch64-linux-gnu (the aarch64 linker) and qemu-user (runs the
-#     aarch64 agent's self-test), opencv-doc (OpenCV's sample stereo pairs: real
-#     camera images the calibration is tested on)
+#     aarch64 agent's self-test), opencv-doc (OpenCV's sample images: real
+#     camera images the calibration is tested on, and Middlebury's Aloe pair with
+#     ground truth that stereo matching is tested on)
 #   - the aarch64 build of the agent (tests/tests/aarch64.rs runs its self-test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install --quiet rerun-sdk==0.36.3
+python3 -m pip install --quiet rerun-sdk==0.36.3 "opencv-python-headless<5"
 for t in thumbv7em-none-eabihf aarch64-unknown-linux-gnu; do
     if ! rustup target list --installed | grep -qx "$t"; then
         rustup target add "$t"

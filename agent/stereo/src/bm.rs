@@ -25,7 +25,7 @@ pub fn match_pair(
     check_pair(left, right, prm.max_disp, prm.census_window.max(block))?;
     let (w, h, dn) = (left.width, left.height, prm.max_disp);
     let mut cost = Vec::new();
-    crate::sgm::census_costs(left, right, prm.census_window, dn, &mut cost);
+    crate::costs::census_costs(left, right, prm.census_window, dn, &mut cost);
     let r = block / 2;
     // Box sums: horizontal running sums per row, then vertical sums per pixel.
     let mut hsum = vec![0u16; w * h * dn];

@@ -7,12 +7,21 @@
 //! Two matchers share the census transform: semi-global matching ([`sgm`], 8 or 4
 //! paths) and a fast block matcher ([`bm`]) for the lowest-power path. Hot loops
 //! are written so the compiler vectorises them; on x86-64 they are compiled a
-//! second time for AVX2 and picked at run time when the CPU has it.
+//! second time for AVX2 (and the cost rows for AVX-512 with vector popcount) and
+//! picked at run time when the CPU has it, and the path recurrence on bytes has a
+//! hand-written AVX2 kernel. [`eval`] scores disparity maps against ground truth,
+//! including a real Middlebury pair.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 pub mod bm;
 pub mod census;
+pub mod costs;
+pub mod eval;
 pub mod features;
 pub mod image;
+mod pass;
+mod paths;
 pub mod post;
 pub mod sgm;
 

@@ -22,13 +22,13 @@ struct Pick {
     bd: usize,
 }
 
+/// The winner of one pixel's total costs `s` (all D of them; the disparities from
+/// `n_valid` on, beyond the image border, already set to `u16::MAX`, so that the
+/// scans run over a fixed length and vectorise).
 #[inline(always)]
-fn pick(f: &[u16], b: &[u16], sum: &mut [u16], n: usize, keep: f32) -> Pick {
-    for ((s, &a), &c) in sum.iter_mut().zip(f).zip(b) {
-        *s = a + c;
-    }
-    let s = &sum[..n];
-    let best = s.iter().copied().min().unwrap_or(u16::MAX);
+fn pick(s: &[u16], n_valid: usize, keep: f32) -> Pick {
+    let n = s.len();
+    let best = s.iter().copied().fold(u16::MAX, u16::min);
     // First index of the minimum: find its 16-wide chunk with a branch-free test
     // (vectorised), then scan that chunk.
     let mut bd = 0;
@@ -38,21 +38,22 @@ fn pick(f: &[u16], b: &[u16], sum: &mut [u16], n: usize, keep: f32) -> Pick {
             break;
         }
     }
+    let below = if bd > 0 { s[bd - 1] } else { u16::MAX };
+    let above = if bd + 1 < n { s[bd + 1] } else { u16::MAX };
     // Uniqueness: every disparity further than one from the best must cost clearly more.
     let lo = s[..bd.saturating_sub(1)]
         .iter()
         .copied()
-        .min()
-        .unwrap_or(u16::MAX);
+        .fold(u16::MAX, u16::min);
     let hi = s[(bd + 2).min(n)..]
         .iter()
         .copied()
-        .min()
-        .unwrap_or(u16::MAX);
-    let unique = n > 1 && (lo.min(hi) as f32) * keep >= best as f32;
+        .fold(u16::MAX, u16::min);
+    let second = lo.min(hi);
+    let unique = n_valid > 1 && (second as f32) * keep >= best as f32;
     let mut d = bd as f32;
-    if bd > 0 && bd + 1 < n {
-        let (a, c) = (s[bd - 1] as f32, s[bd + 1] as f32);
+    if below != u16::MAX && above != u16::MAX {
+        let (a, c) = (below as f32, above as f32);
         let denom = a + c - 2.0 * best as f32;
         if denom > 0.0 {
             d += ((a - c) / (2.0 * denom)).clamp(-0.5, 0.5);
@@ -67,30 +68,22 @@ fn pick(f: &[u16], b: &[u16], sum: &mut [u16], n: usize, keep: f32) -> Pick {
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn wta_row(
-    fwd: &[u16],
-    bwd: &[u16],
-    y: usize,
-    w: usize,
+    totals: &mut [u16],
     dn: usize,
     keep: f32,
     drow: &mut [f32],
     vrow: &mut [bool],
     rrow: &mut [i32],
 ) {
-    let mut sum = vec![0u16; dn];
+    let w = drow.len();
     let mut min_r = vec![u16::MAX; w];
-    for x in 0..w {
-        let base = (y * w + x) * dn;
-        let n = (x + 1).min(dn);
-        let p = pick(
-            &fwd[base..base + dn],
-            &bwd[base..base + dn],
-            &mut sum,
-            n,
-            keep,
-        );
+    rrow.fill(-1);
+    for (x, s) in totals.chunks_exact_mut(dn).enumerate().take(w) {
+        // Disparities that would look past the left border of the right image.
+        let n_valid = (x + 1).min(dn);
+        s[n_valid..].fill(u16::MAX);
+        let p = pick(s, n_valid, keep);
         drow[x] = p.d;
         vrow[x] = p.unique;
         let xr = x - p.bd;
@@ -103,19 +96,36 @@ fn wta_row(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
 fn wta_row_avx2(
-    fwd: &[u16],
-    bwd: &[u16],
-    y: usize,
-    w: usize,
+    totals: &mut [u16],
     dn: usize,
     keep: f32,
     drow: &mut [f32],
     vrow: &mut [bool],
     rrow: &mut [i32],
 ) {
-    wta_row(fwd, bwd, y, w, dn, keep, drow, vrow, rrow)
+    wta_row(totals, dn, keep, drow, vrow, rrow)
+}
+
+/// Winner-take-all of one image row from its total costs (`width x dn`,
+/// pixel-major; used up): sub-pixel disparity and uniqueness into `drow` / `vrow`,
+/// and the right image's disparities (-1 where none) into `rrow`.
+pub(crate) fn wta_one_row(
+    totals: &mut [u16],
+    dn: usize,
+    keep: f32,
+    drow: &mut [f32],
+    vrow: &mut [bool],
+    rrow: &mut [i32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::sgm::uses_avx2() {
+        // SAFETY: the CPU supports AVX2 (checked by `uses_avx2`), the only
+        // requirement of `wta_row_avx2`, whose body is safe Rust.
+        unsafe { wta_row_avx2(totals, dn, keep, drow, vrow, rrow) };
+        return;
+    }
+    wta_row(totals, dn, keep, drow, vrow, rrow)
 }
 
 /// Pick the best disparity of every pixel from S = forward + backward.
@@ -131,21 +141,15 @@ pub fn winner_take_all(
     let mut valid = vec![false; w * h];
     let mut right = vec![-1i32; w * h];
     let keep = 1.0 - uniqueness;
-    let avx2 = crate::sgm::uses_avx2();
+    let row = w * dn;
     disp.par_chunks_mut(w)
         .zip(valid.par_chunks_mut(w))
         .zip(right.par_chunks_mut(w))
         .enumerate()
         .for_each(|(y, ((drow, vrow), rrow))| {
-            #[cfg(target_arch = "x86_64")]
-            if avx2 {
-                // SAFETY: the CPU supports AVX2 (checked by `uses_avx2`), the only
-                // requirement of `wta_row_avx2`, whose body is safe Rust.
-                unsafe { wta_row_avx2(fwd, bwd, y, w, dn, keep, drow, vrow, rrow) };
-                return;
-            }
-            let _ = avx2;
-            wta_row(fwd, bwd, y, w, dn, keep, drow, vrow, rrow)
+            let (f, b) = (&fwd[y * row..(y + 1) * row], &bwd[y * row..(y + 1) * row]);
+            let mut totals: Vec<u16> = f.iter().zip(b).map(|(a, c)| a + c).collect();
+            wta_one_row(&mut totals, dn, keep, drow, vrow, rrow)
         });
     Wta {
         left: Disparity {
@@ -165,20 +169,25 @@ pub fn check_left_right(wta: Wta, max_diff: f32) -> Disparity {
         return d;
     }
     let w = d.width;
-    for y in 0..d.height {
-        for x in 0..w {
-            let i = y * w + x;
-            if !d.valid[i] {
-                continue;
+    let right = &wta.right;
+    d.valid
+        .par_chunks_mut(w)
+        .zip(d.disp.par_chunks(w))
+        .enumerate()
+        .for_each(|(y, (vrow, drow))| {
+            let rrow = &right[y * w..(y + 1) * w];
+            for (x, (v, &dv)) in vrow.iter_mut().zip(drow).enumerate() {
+                if !*v {
+                    continue;
+                }
+                // Disparities are never negative, so adding a half and truncating rounds.
+                let xr = x as i64 - (dv + 0.5) as i64;
+                *v = xr >= 0 && {
+                    let r = rrow[xr as usize];
+                    r >= 0 && (r as f32 - dv).abs() <= max_diff
+                };
             }
-            let xr = x as i64 - d.disp[i].round() as i64;
-            let ok = xr >= 0 && {
-                let r = wta.right[y * w + xr as usize];
-                r >= 0 && (r as f32 - d.disp[i]).abs() <= max_diff
-            };
-            d.valid[i] = ok;
-        }
-    }
+        });
     d
 }
 
@@ -188,32 +197,38 @@ pub fn invalidate_featureless(d: &mut Disparity, img: &GrayImage, window: usize,
         return;
     }
     let (w, h, r) = (img.width, img.height, window / 2);
-    // Per row, prefix sums of the horizontal gradient; per pixel, sum the window's rows.
-    let mut pre = vec![0u32; (w + 1) * h];
-    for y in 0..h {
-        let row = &img.data[y * w..(y + 1) * w];
-        let p = &mut pre[y * (w + 1)..(y + 1) * (w + 1)];
-        for x in 0..w {
-            let g = if x + 1 < w {
-                (row[x] as i32 - row[x + 1] as i32).unsigned_abs()
-            } else {
-                0
-            };
-            p[x + 1] = p[x] + g;
-        }
+    if w <= 2 * r || h <= 2 * r {
+        return;
     }
+    // Per row, the horizontal gradient summed over the window's width (from prefix
+    // sums); per pixel, those sums over the window's rows. Both loops run across a
+    // row, so they vectorise.
+    let n = w - 2 * r;
+    let mut hsum = vec![0u32; n * h];
+    hsum.par_chunks_mut(n).enumerate().for_each(|(y, out)| {
+        let row = &img.data[y * w..(y + 1) * w];
+        let mut pre = vec![0u32; w + 1];
+        for x in 0..w - 1 {
+            pre[x + 1] = pre[x] + row[x].abs_diff(row[x + 1]) as u32;
+        }
+        pre[w] = pre[w - 1];
+        // Window of pixel x + r covers columns x..=x + 2r.
+        for (x, o) in out.iter_mut().enumerate() {
+            *o = pre[x + 2 * r + 1] - pre[x];
+        }
+    });
     d.valid.par_chunks_mut(w).enumerate().for_each(|(y, vrow)| {
         if y < r || y + r >= h {
             return;
         }
-        for (x, v) in vrow.iter_mut().enumerate().take(w - r).skip(r) {
-            if !*v {
-                continue;
+        let mut sum = vec![0u32; n];
+        for yy in y - r..=y + r {
+            for (s, &v) in sum.iter_mut().zip(&hsum[yy * n..(yy + 1) * n]) {
+                *s += v;
             }
-            let s: u32 = (y - r..=y + r)
-                .map(|yy| pre[yy * (w + 1) + x + r + 1] - pre[yy * (w + 1) + x - r])
-                .sum();
-            *v = s >= threshold;
+        }
+        for (v, &s) in vrow[r..w - r].iter_mut().zip(&sum) {
+            *v &= s >= threshold;
         }
     });
 }

@@ -6,6 +6,7 @@ use sim::{CameraPose, Context, Renderer, StereoFrame, StereoRig, World};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
+use stereo::eval::Score;
 use stereo::{Disparity, GrayImage, Paths, SgmParams};
 
 #[derive(Parser)]
@@ -37,7 +38,7 @@ enum Cmd {
         #[arg(long, default_value = "out/disparity.png")]
         out: PathBuf,
     },
-    /// Frames per second and accuracy on twin pairs, side by side with OpenCV StereoSGBM.
+    /// Frames per second and accuracy on twin pairs and a real Middlebury pair, side by side with OpenCV StereoSGBM.
     Bench {
         /// Seconds per timing.
         #[arg(long, default_value_t = 2.0)]
@@ -51,6 +52,10 @@ enum Cmd {
         /// Image widths to run (160: 160x120/32 disparities, 320: 320x240/64, 640: 640x480/128).
         #[arg(long, value_delimiter = ',', default_values_t = [160, 320, 640])]
         sizes: Vec<usize>,
+        /// Folder with Middlebury's Aloe pair as OpenCV's samples ship it
+        /// (aloeL.jpg, aloeR.jpg, aloeGT.png); skipped when missing.
+        #[arg(long, default_value = stereo::eval::OPENCV_SAMPLES)]
+        real: PathBuf,
     },
 }
 
@@ -74,43 +79,6 @@ fn time_fps(seconds: f64, threads: usize, mut f: impl FnMut() -> Result<()> + Se
         times.sort_by(|a, b| a.total_cmp(b));
         Ok(1.0 / times[times.len() / 2])
     })
-}
-
-struct Score {
-    bad1: f64,
-    bad2: f64,
-    epe: f64,
-    density: f64,
-}
-
-fn score(disp: &[f32], valid: &[bool], f: &StereoFrame, rig: &StereoRig) -> Score {
-    let gt = f.disparity(rig);
-    let (w, h) = (f.width, f.height);
-    let (mut b1, mut b2, mut epe, mut n, mut total) = (0usize, 0usize, 0.0, 0usize, 0usize);
-    for y in 3..h - 3 {
-        for x in 3..w - 3 {
-            let i = y * w + x;
-            let g = gt[i];
-            if !g.is_finite() || g as usize + 1 >= x {
-                continue;
-            }
-            total += 1;
-            if valid[i] {
-                n += 1;
-                let e = (disp[i] - g).abs() as f64;
-                epe += e;
-                b1 += (e > 1.0) as usize;
-                b2 += (e > 2.0) as usize;
-            }
-        }
-    }
-    let n1 = n.max(1) as f64;
-    Score {
-        bad1: b1 as f64 / n1,
-        bad2: b2 as f64 / n1,
-        epe: epe / n1,
-        density: n as f64 / total.max(1) as f64,
-    }
 }
 
 fn twin_pairs(w: usize, h: usize, n: usize) -> (Vec<StereoFrame>, StereoRig) {
@@ -140,10 +108,43 @@ fn twin_pairs(w: usize, h: usize, n: usize) -> (Vec<StereoFrame>, StereoRig) {
     (frames, rig)
 }
 
-fn bench(seconds: f64, no_opencv: bool, python: &str, sizes: &[usize]) -> Result<()> {
+/// Pairs with ground truth (NaN = unknown) at one size, matched side by side.
+struct Workload {
+    title: String,
+    dn: usize,
+    pairs: Vec<(GrayImage, GrayImage, Vec<f32>)>,
+}
+
+fn twin_workload(w: usize) -> Result<Workload> {
+    let (h, dn) = match w {
+        160 => (120, 32),
+        320 => (240, 64),
+        640 => (480, 128),
+        other => bail!("--sizes: {other} is not one of 160, 320, 640"),
+    };
+    let (frames, rig) = twin_pairs(w, h, 6);
+    let pairs = frames
+        .iter()
+        .map(|f| {
+            let gt = f.disparity(&rig);
+            Ok((
+                GrayImage::new(w, h, f.left.clone(), "left")?,
+                GrayImage::new(w, h, f.right.clone(), "right")?,
+                gt,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Workload {
+        title: format!("twin {w}x{h}, {dn} disparities (6 pairs)"),
+        dn,
+        pairs,
+    })
+}
+
+fn bench(seconds: f64, no_opencv: bool, python: &str, sizes: &[usize], real: &Path) -> Result<()> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/opencv_sgbm.py");
     println!(
-        "stereo bench: twin pairs (default and cluttered rooms), census 5x5; AVX2 kernels: {}",
+        "stereo bench: twin pairs (default and cluttered rooms) and Middlebury's Aloe (real); census 5x5; AVX2 kernels: {}",
         if stereo::sgm::uses_avx2() {
             "yes"
         } else {
@@ -153,144 +154,161 @@ fn bench(seconds: f64, no_opencv: bool, python: &str, sizes: &[usize]) -> Result
     println!(
         "OpenCV StereoSGBM: blockSize 5, P1 8*25, P2 32*25, uniqueness 8, speckle 40/2, disp12MaxDiff 1; MODE_SGBM (5 paths) and MODE_HH (8 paths)"
     );
+    let opencv = (!no_opencv).then_some((python, script.as_path()));
     for &w in sizes {
-        let (h, dn) = match w {
-            160 => (120, 32),
-            320 => (240, 64),
-            640 => (480, 128),
-            other => bail!("--sizes: {other} is not one of 160, 320, 640"),
+        run_workload(&twin_workload(w)?, seconds, opencv)?;
+    }
+    if !real.join("aloeL.jpg").exists() {
+        println!(
+            "
+Middlebury Aloe: not found in {} (install Debian's opencv-doc); skipped",
+            real.display()
+        );
+        return Ok(());
+    }
+    for (scale, dn) in [(4, 64), (2, 128)] {
+        let pair = stereo::eval::aloe(real, scale)?;
+        let (w, h) = (pair.left.width, pair.left.height);
+        let work = Workload {
+            title: format!(
+                "Middlebury Aloe (real, opencv-doc) at 1/{scale}: {w}x{h}, {dn} disparities"
+            ),
+            dn,
+            pairs: vec![(pair.left, pair.right, pair.gt)],
         };
-        let (frames, rig) = twin_pairs(w, h, 6);
-        let imgs = frames
-            .iter()
-            .map(|f| {
-                Ok((
-                    GrayImage::new(w, h, f.left.clone(), "left")?,
-                    GrayImage::new(w, h, f.right.clone(), "right")?,
-                ))
-            })
-            .collect::<Result<Vec<(GrayImage, GrayImage)>>>()?;
-        println!("\n{w}x{h}, {dn} disparities:");
-        let mut sgm8 = stereo::Sgm::new(SgmParams {
-            max_disp: dn,
-            ..SgmParams::default()
-        })?;
-        let mut sgm4 = stereo::Sgm::new(SgmParams {
-            max_disp: dn,
-            paths: Paths::Four,
-            ..SgmParams::default()
-        })?;
-        type Matcher<'a> = Box<dyn FnMut(&GrayImage, &GrayImage) -> Result<Disparity> + Send + 'a>;
-        let mut ours: Vec<(&str, Matcher)> = vec![
-            (
-                "ours SGM 8 paths",
-                Box::new(|l, r| Ok(sgm8.match_pair(l, r)?)),
-            ),
-            (
-                "ours SGM 4 paths",
-                Box::new(|l, r| Ok(sgm4.match_pair(l, r)?)),
-            ),
-            (
-                "ours block 7x7",
-                Box::new(move |l, r| {
-                    Ok(stereo::bm::match_pair(
-                        l,
-                        r,
-                        &SgmParams {
-                            max_disp: dn,
-                            ..SgmParams::default()
-                        },
-                        7,
-                    )?)
-                }),
-            ),
-        ];
-        let mut fps_ours8 = [0.0; 2];
-        for (name, f) in ours.iter_mut() {
-            let mut sc = Vec::new();
-            for (fr, (l, r)) in frames.iter().zip(&imgs) {
-                let d = f(l, r)?;
-                sc.push(score(&d.disp, &d.valid, fr, &rig));
-            }
-            let mut fps = [0.0; 2];
-            for (k, threads) in [1usize, 2].into_iter().enumerate() {
-                let mut i = 0;
-                fps[k] = time_fps(seconds, threads, || {
-                    let (l, r) = &imgs[i % imgs.len()];
-                    i += 1;
-                    f(l, r).map(|_| ())
-                })?;
-            }
-            if name.contains("8 paths") {
-                fps_ours8 = fps;
-            }
-            print_row(name, fps, &sc, None);
-        }
-        if no_opencv {
-            continue;
-        }
-        let dir = std::env::temp_dir().join(format!("stereo-bench-{}-{w}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        for (i, f) in frames.iter().enumerate() {
-            std::fs::write(dir.join(format!("pair{i:03}_left.raw")), &f.left)?;
-            std::fs::write(dir.join(format!("pair{i:03}_right.raw")), &f.right)?;
-        }
-        for mode in ["sgbm", "hh"] {
-            let mut fps = [0.0; 2];
-            for (k, threads) in [1usize, 2].into_iter().enumerate() {
-                let out = Command::new(python)
-                    .arg(&script)
-                    .arg(&dir)
-                    .args([
-                        w.to_string(),
-                        h.to_string(),
-                        dn.to_string(),
-                        threads.to_string(),
-                        mode.to_string(),
-                        seconds.to_string(),
-                    ])
-                    .output()
-                    .with_context(|| format!("cannot run {python}"))?;
-                if !out.status.success() {
-                    bail!(
-                        "OpenCV benchmark failed (install it with `pip install \"opencv-python-headless<5\"`, or pass --no-opencv): {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-                let text = String::from_utf8_lossy(&out.stdout);
-                let ms: f64 = text
-                    .split("\"ms_median\": ")
-                    .nth(1)
-                    .and_then(|s| s.split([',', '}']).next())
-                    .and_then(|s| s.trim().parse().ok())
-                    .with_context(|| format!("unexpected OpenCV output: {text}"))?;
-                fps[k] = 1000.0 / ms;
-            }
-            let mut sc = Vec::new();
-            for (i, fr) in frames.iter().enumerate() {
-                let raw = std::fs::read(dir.join(format!("pair{i:03}_opencv.f32")))?;
-                let disp: Vec<f32> = raw
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                let valid: Vec<bool> = disp.iter().map(|&d| d >= 0.0).collect();
-                sc.push(score(&disp, &valid, fr, &rig));
-            }
-            let name = if mode == "sgbm" {
-                "OpenCV SGBM 5 paths"
-            } else {
-                "OpenCV SGBM HH 8 paths"
-            };
-            print_row(name, fps, &sc, Some(fps_ours8));
-        }
-        std::fs::remove_dir_all(&dir).ok();
+        run_workload(&work, seconds, opencv)?;
     }
     Ok(())
 }
 
+/// Our matchers, then OpenCV's two modes, on one workload: accuracy and frames per
+/// second on 1 and 2 threads, with our 8-path matcher's speed ratio to each.
+fn run_workload(work: &Workload, seconds: f64, opencv: Option<(&str, &Path)>) -> Result<()> {
+    let dn = work.dn;
+    let (w, h) = (work.pairs[0].0.width, work.pairs[0].0.height);
+    println!(
+        "
+{}:",
+        work.title
+    );
+    let mut sgm8 = stereo::Sgm::new(SgmParams {
+        max_disp: dn,
+        ..SgmParams::default()
+    })?;
+    let mut sgm4 = stereo::Sgm::new(SgmParams {
+        max_disp: dn,
+        paths: Paths::Four,
+        ..SgmParams::default()
+    })?;
+    type Matcher<'a> = Box<dyn FnMut(&GrayImage, &GrayImage) -> Result<Disparity> + Send + 'a>;
+    let mut ours: Vec<(&str, Matcher)> = vec![
+        (
+            "ours SGM 8 paths",
+            Box::new(|l, r| Ok(sgm8.match_pair(l, r)?)),
+        ),
+        (
+            "ours SGM 4 paths",
+            Box::new(|l, r| Ok(sgm4.match_pair(l, r)?)),
+        ),
+        (
+            "ours block 7x7",
+            Box::new(move |l, r| {
+                Ok(stereo::bm::match_pair(
+                    l,
+                    r,
+                    &SgmParams {
+                        max_disp: dn,
+                        ..SgmParams::default()
+                    },
+                    7,
+                )?)
+            }),
+        ),
+    ];
+    let mut fps_ours8 = [0.0; 2];
+    for (name, f) in ours.iter_mut() {
+        let mut sc = Vec::new();
+        for (l, r, gt) in &work.pairs {
+            let d = f(l, r)?;
+            sc.push(stereo::eval::score(&d.disp, &d.valid, gt, w, 3));
+        }
+        let mut fps = [0.0; 2];
+        for (k, threads) in [1usize, 2].into_iter().enumerate() {
+            let mut i = 0;
+            fps[k] = time_fps(seconds, threads, || {
+                let (l, r, _) = &work.pairs[i % work.pairs.len()];
+                i += 1;
+                f(l, r).map(|_| ())
+            })?;
+        }
+        if name.contains("8 paths") {
+            fps_ours8 = fps;
+        }
+        print_row(name, fps, &sc, None);
+    }
+    let Some((python, script)) = opencv else {
+        return Ok(());
+    };
+    let dir = std::env::temp_dir().join(format!("stereo-bench-{}-{w}x{h}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    for (i, (l, r, _)) in work.pairs.iter().enumerate() {
+        std::fs::write(dir.join(format!("pair{i:03}_left.raw")), &l.data)?;
+        std::fs::write(dir.join(format!("pair{i:03}_right.raw")), &r.data)?;
+    }
+    for mode in ["sgbm", "hh"] {
+        let mut fps = [0.0; 2];
+        for (k, threads) in [1usize, 2].into_iter().enumerate() {
+            let out = Command::new(python)
+                .arg(script)
+                .arg(&dir)
+                .args([
+                    w.to_string(),
+                    h.to_string(),
+                    dn.to_string(),
+                    threads.to_string(),
+                    mode.to_string(),
+                    seconds.to_string(),
+                ])
+                .output()
+                .with_context(|| format!("cannot run {python}"))?;
+            if !out.status.success() {
+                bail!(
+                    "OpenCV benchmark failed (install it with `pip install \"opencv-python-headless<5\"`, or pass --no-opencv): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let ms: f64 = text
+                .split("\"ms_median\": ")
+                .nth(1)
+                .and_then(|s| s.split([',', '}']).next())
+                .and_then(|s| s.trim().parse().ok())
+                .with_context(|| format!("unexpected OpenCV output: {text}"))?;
+            fps[k] = 1000.0 / ms;
+        }
+        let mut sc = Vec::new();
+        for (i, (_, _, gt)) in work.pairs.iter().enumerate() {
+            let raw = std::fs::read(dir.join(format!("pair{i:03}_opencv.f32")))?;
+            let disp: Vec<f32> = raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            let valid: Vec<bool> = disp.iter().map(|&d| d >= 0.0).collect();
+            sc.push(stereo::eval::score(&disp, &valid, gt, w, 3));
+        }
+        let name = if mode == "sgbm" {
+            "OpenCV SGBM 5 paths"
+        } else {
+            "OpenCV SGBM HH 8 paths"
+        };
+        print_row(name, fps, &sc, Some(fps_ours8));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
 fn print_row(name: &str, fps: [f64; 2], sc: &[Score], ours: Option<[f64; 2]>) {
-    let n = sc.len() as f64;
-    let m = |f: fn(&Score) -> f64| sc.iter().map(f).sum::<f64>() / n;
+    let m = Score::mean(sc);
     let ratio = ours
         .map(|o| {
             format!(
@@ -304,10 +322,10 @@ fn print_row(name: &str, fps: [f64; 2], sc: &[Score], ours: Option<[f64; 2]>) {
         "  {name:<24} {:>8.1} fps (1 thread) {:>8.1} fps (2 threads)   bad-1.0 {:>5.2} %  bad-2.0 {:>5.2} %  EPE {:.3} px  density {:>5.1} %{ratio}",
         fps[0],
         fps[1],
-        m(|s| s.bad1) * 100.0,
-        m(|s| s.bad2) * 100.0,
-        m(|s| s.epe),
-        m(|s| s.density) * 100.0
+        m.bad1 * 100.0,
+        m.bad2 * 100.0,
+        m.epe,
+        m.density * 100.0
     );
 }
 
@@ -361,6 +379,7 @@ fn main() -> Result<()> {
             no_opencv,
             python,
             sizes,
-        } => bench(seconds, no_opencv, &python, &sizes),
+            real,
+        } => bench(seconds, no_opencv, &python, &sizes, &real),
     }
 }

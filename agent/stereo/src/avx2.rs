@@ -1,0 +1,208 @@
+//! Hand-written AVX2 versions of the two hottest loops, for byte path costs:
+//! the fused path recurrence of semi-global matching and the sum of its paths.
+//! The compiler's own vectorisation of the generic kernels uses 16-byte vectors
+//! (the loop mixes byte and word lanes); these work on 32 bytes at a time. They
+//! compute exactly what the generic kernels compute (a unit test compares them).
+//!
+//! Every function here requires AVX2 and is only reached through
+//! [`crate::sgm`]'s `Avx2` kernel, a value of which exists only after AVX2 was
+//! detected on the running CPU.
+
+use crate::paths::{Prev, RowJob};
+use std::arch::x86_64::*;
+
+/// One path's predecessor costs (length D + 2, sentinels at both ends), their
+/// minimum, and the P2 that applies.
+#[derive(Clone, Copy)]
+pub(crate) struct PrevU8<'a> {
+    pub l: &'a [u8],
+    pub min: u8,
+    pub p2: u8,
+}
+
+/// The recurrence on 32 disparities of one path, given its predecessor's costs at
+/// d - 1, d and d + 1: L(d) = C(d) + min(L'(d), min(L'(d-1), L'(d+1)) + P1,
+/// min L' + P2) - min L'.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn step32(
+    cd: __m256i,
+    [pm, p0, pp]: [__m256i; 3],
+    p1: __m256i,
+    lim: __m256i,
+    min: __m256i,
+) -> __m256i {
+    let near = _mm256_adds_epu8(_mm256_min_epu8(pm, pp), p1);
+    let best = _mm256_min_epu8(_mm256_min_epu8(p0, near), lim);
+    _mm256_add_epi8(cd, _mm256_sub_epi8(best, min))
+}
+
+/// A path's predecessor costs at d - 1, d, d + 1 for the 32 disparities from `d`,
+/// read from memory.
+///
+/// # Safety
+/// AVX2 must be available and `l` must hold `d + 34` bytes.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn loaded(l: &[u8], d: usize) -> [__m256i; 3] {
+    debug_assert!(l.len() >= d + 34);
+    // SAFETY: the caller guarantees l[d..d + 34]; unaligned loads.
+    unsafe {
+        let base = l.as_ptr().add(d);
+        [
+            _mm256_loadu_si256(base as *const __m256i),
+            _mm256_loadu_si256(base.add(1) as *const __m256i),
+            _mm256_loadu_si256(base.add(2) as *const __m256i),
+        ]
+    }
+}
+
+/// A path's predecessor costs at d - 1, d, d + 1 built in registers from the
+/// aligned 32-byte chunks before, at and after d. The horizontal path's predecessor
+/// was written by the previous pixel moments ago: loads that straddle those stores
+/// cannot be forwarded from the store buffer and stall, loads of exactly the stored
+/// chunks can.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn shifted(before: __m256i, at: __m256i, after: __m256i) -> [__m256i; 3] {
+    let low = _mm256_permute2x128_si256(before, at, 0x21);
+    let high = _mm256_permute2x128_si256(at, after, 0x21);
+    [
+        _mm256_alignr_epi8(at, low, 15),
+        at,
+        _mm256_alignr_epi8(high, at, 1),
+    ]
+}
+
+/// Smallest byte of a vector.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn hmin(v: __m256i) -> u8 {
+    let m = _mm_min_epu8(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let m = _mm_min_epu8(m, _mm_srli_si128(m, 8));
+    let m = _mm_min_epu8(m, _mm_srli_si128(m, 4));
+    let m = _mm_min_epu8(m, _mm_srli_si128(m, 2));
+    let m = _mm_min_epu8(m, _mm_srli_si128(m, 1));
+    _mm_cvtsi128_si32(m) as u8
+}
+
+/// `N` paths at one pixel: each path's new costs into `outs[k][1..=D]`, the sum of
+/// the paths into `s[..D]`; returns the paths' new minima. D = `c.len()`, a
+/// multiple of 32. Path 0 is the one along the row, whose predecessor is the
+/// previous pixel's `outs[0]`.
+///
+/// # Safety
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) unsafe fn fused<const N: usize>(
+    c: &[u8],
+    prev: [PrevU8; N],
+    outs: [&mut [u8]; N],
+    s: &mut [u16],
+    p1: u8,
+) -> [u8; N] {
+    let dn = c.len();
+    assert!(dn.is_multiple_of(32) && s.len() >= dn);
+    for k in 0..N {
+        assert!(prev[k].l.len() >= dn + 2 && outs[k].len() >= dn + 2);
+    }
+    let p1v = _mm256_set1_epi8(p1 as i8);
+    let far = _mm256_set1_epi8(-1);
+    let lims: [__m256i; N] =
+        std::array::from_fn(|k| _mm256_set1_epi8(prev[k].min.saturating_add(prev[k].p2) as i8));
+    let minv: [__m256i; N] = std::array::from_fn(|k| _mm256_set1_epi8(prev[k].min as i8));
+    let mut acc = [far; N];
+    let row = prev[0].l;
+    // SAFETY (all loads and stores below): d + 32 <= D, so path k reads l[d..d + 34]
+    // (and row[d + 1..d + 65] while d + 64 <= D) within its D + 2 bytes, writes
+    // out[d + 1..d + 33] within its D + 2, and c[d..d + 32], s[d..d + 32] lie within D
+    // (all asserted above).
+    let mut at = unsafe { _mm256_loadu_si256(row.as_ptr().add(1) as *const __m256i) };
+    let mut before = far;
+    let mut d = 0;
+    while d < dn {
+        unsafe {
+            let after = if d + 32 < dn {
+                _mm256_loadu_si256(row.as_ptr().add(d + 33) as *const __m256i)
+            } else {
+                far
+            };
+            let cd = _mm256_loadu_si256(c.as_ptr().add(d) as *const __m256i);
+            let mut lo = _mm256_setzero_si256();
+            let mut hi = _mm256_setzero_si256();
+            for k in 0..N {
+                let pred = if k == 0 {
+                    shifted(before, at, after)
+                } else {
+                    loaded(prev[k].l, d)
+                };
+                let v = step32(cd, pred, p1v, lims[k], minv[k]);
+                _mm256_storeu_si256(outs[k].as_mut_ptr().add(d + 1) as *mut __m256i, v);
+                acc[k] = _mm256_min_epu8(acc[k], v);
+                lo = _mm256_add_epi16(lo, _mm256_cvtepu8_epi16(_mm256_castsi256_si128(v)));
+                hi = _mm256_add_epi16(hi, _mm256_cvtepu8_epi16(_mm256_extracti128_si256(v, 1)));
+            }
+            let sp = s.as_mut_ptr().add(d);
+            _mm256_storeu_si256(sp as *mut __m256i, lo);
+            _mm256_storeu_si256(sp.add(16) as *mut __m256i, hi);
+            before = at;
+            at = after;
+        }
+        d += 32;
+    }
+    acc.map(|v| hmin(v))
+}
+
+impl<'a> From<Prev<'a, u8>> for PrevU8<'a> {
+    fn from(p: Prev<'a, u8>) -> Self {
+        PrevU8 {
+            l: p.l,
+            min: p.min,
+            p2: p.p2,
+        }
+    }
+}
+
+/// One row of a pass with byte cells and D a multiple of 32, every pixel's
+/// [`fused`] inlined into one loop (the per-pixel calls cost a fifth of the pass at
+/// 320x240).
+///
+/// # Safety
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn row(job: RowJob<u8>) {
+    let (w, dn) = (job.w, job.dn);
+    let stride = dn + 2;
+    let mut job = job;
+    let hbuf = std::mem::take(&mut job.hbuf);
+    let s = std::mem::take(&mut job.s);
+    let [cv, cd1, cd2] = std::mem::take(&mut job.cur);
+    let [mcv, mcd1, mcd2] = std::mem::take(&mut job.cur_min);
+    let mut hmin = 0u8;
+    for xi in 0..w {
+        let x = if job.backward { w - 1 - xi } else { xi };
+        let c = &job.costs[x * dn..(x + 1) * dn];
+        let sp = &mut s[x * dn..(x + 1) * dn];
+        let (ha, hb) = hbuf.split_at_mut(stride);
+        let (hprev, hout) = if xi % 2 == 0 { (&*ha, hb) } else { (&*hb, ha) };
+        let pred = |k| PrevU8::from(job.predecessor(k, x, xi, (hprev, hmin)));
+        let vout = &mut cv[x * stride..(x + 1) * stride];
+        if job.diagonals {
+            let d1out = &mut cd1[x * stride..(x + 1) * stride];
+            let d2out = &mut cd2[x * stride..(x + 1) * stride];
+            let preds = [pred(0), pred(1), pred(2), pred(3)];
+            // SAFETY: AVX2 is available (this function's own requirement).
+            let m = unsafe { fused(c, preds, [hout, vout, d1out, d2out], sp, job.p1) };
+            hmin = m[0];
+            mcv[x] = m[1];
+            mcd1[x] = m[2];
+            mcd2[x] = m[3];
+        } else {
+            // SAFETY: as above.
+            let m = unsafe { fused(c, [pred(0), pred(1)], [hout, vout], sp, job.p1) };
+            hmin = m[0];
+            mcv[x] = m[1];
+        }
+    }
+}

@@ -1,0 +1,538 @@
+//! The two raster passes of semi-global matching, run so that they meet in the
+//! middle of the image: each stores its half-sums for one half and finishes the
+//! other half straight into winner-take-all disparities.
+
+use crate::census::CensusWord;
+use crate::census::bits;
+use crate::costs::CensusPair;
+use crate::image::{Disparity, GrayImage};
+#[cfg(target_arch = "x86_64")]
+use crate::paths::Avx2;
+use crate::paths::{Base, Cell, Kernel, RowJob, p2_table};
+use crate::post;
+use crate::sgm::{Paths, SgmParams, uses_avx2};
+
+/// Where a pass puts the path sums of the rows it aggregates.
+enum RowSink<'a> {
+    /// Into the shared store of half-sums, rows `y0..`.
+    Store { s: Stored<'a>, y0: usize },
+    /// Added to the other pass's stored sums of rows `y0..` and turned into the
+    /// winner-take-all rows of `out` (whose first row is also `y0`).
+    Finish {
+        other: StoredRef<'a>,
+        y0: usize,
+        out: WtaRows<'a>,
+        keep: f32,
+    },
+}
+
+/// One pass's sums of some rows, kept in a byte per disparity: per pixel the
+/// smallest sum (`base`, `w` per row) and every sum's excess over it, saturated at
+/// 255 (`excess`, `w x dn` per row). Half the memory traffic of 16-bit sums; the
+/// saturation only touches disparities that cost 255 more than the pixel's best
+/// along these paths, far from any winner.
+struct Stored<'a> {
+    excess: &'a mut [u8],
+    base: &'a mut [u16],
+}
+
+/// [`Stored`], read back.
+#[derive(Clone, Copy)]
+struct StoredRef<'a> {
+    excess: &'a [u8],
+    base: &'a [u16],
+}
+
+/// Split a pixel row of sums into its minimum and byte excesses.
+#[inline(always)]
+fn squeeze_row(row: &[u16], dn: usize, excess: &mut [u8], base: &mut [u16]) {
+    for ((s, e), b) in row
+        .chunks_exact(dn)
+        .zip(excess.chunks_exact_mut(dn))
+        .zip(base)
+    {
+        let m = s.iter().copied().fold(u16::MAX, u16::min);
+        *b = m;
+        for (o, &v) in e.iter_mut().zip(s) {
+            *o = (v - m).min(255) as u8;
+        }
+    }
+}
+
+/// Add stored half-sums back onto a row of sums.
+#[inline(always)]
+fn add_stored(row: &mut [u16], dn: usize, excess: &[u8], base: &[u16]) {
+    for ((s, e), &b) in row
+        .chunks_exact_mut(dn)
+        .zip(excess.chunks_exact(dn))
+        .zip(base)
+    {
+        for (o, &v) in s.iter_mut().zip(e) {
+            *o += v as u16 + b;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn squeeze_row_avx2(row: &[u16], dn: usize, excess: &mut [u8], base: &mut [u16]) {
+    squeeze_row(row, dn, excess, base)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn add_stored_avx2(row: &mut [u16], dn: usize, excess: &[u8], base: &[u16]) {
+    add_stored(row, dn, excess, base)
+}
+
+/// [`squeeze_row`] with the widest instruction set available.
+fn squeeze(row: &[u16], dn: usize, excess: &mut [u8], base: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if uses_avx2() {
+        // SAFETY: AVX2 was detected, the only requirement of `squeeze_row_avx2`,
+        // whose body is safe Rust.
+        unsafe { squeeze_row_avx2(row, dn, excess, base) };
+        return;
+    }
+    squeeze_row(row, dn, excess, base)
+}
+
+/// [`add_stored`] with the widest instruction set available.
+fn unsqueeze(row: &mut [u16], dn: usize, excess: &[u8], base: &[u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if uses_avx2() {
+        // SAFETY: AVX2 was detected, the only requirement of `add_stored_avx2`,
+        // whose body is safe Rust.
+        unsafe { add_stored_avx2(row, dn, excess, base) };
+        return;
+    }
+    add_stored(row, dn, excess, base)
+}
+
+/// The output rows of the winner-take-all that a finishing pass fills.
+struct WtaRows<'a> {
+    disp: &'a mut [f32],
+    valid: &'a mut [bool],
+    right: &'a mut [i32],
+}
+
+/// One raster pass (forward: top-left to bottom-right; backward: the reverse) over
+/// the paths that arrive from behind the raster order (horizontal, vertical and,
+/// with eight paths, both diagonals). It runs in pieces of rows — it keeps only the
+/// previous row's path costs — so that the two passes can meet in the middle of the
+/// image: each stores the sums of its first half and finishes the other half
+/// directly into disparities, and no pass writes a whole aggregation volume.
+struct Pass<T: Cell> {
+    backward: bool,
+    /// Rows done, in this pass's order.
+    done: usize,
+    w: usize,
+    h: usize,
+    dn: usize,
+    diagonals: bool,
+    p1: T,
+    p2t: [T; 256],
+    zero: Vec<T>,
+    pv: Vec<T>,
+    cv: Vec<T>,
+    pd1: Vec<T>,
+    cd1: Vec<T>,
+    pd2: Vec<T>,
+    cd2: Vec<T>,
+    mv: Vec<T>,
+    mcv: Vec<T>,
+    md1: Vec<T>,
+    mcd1: Vec<T>,
+    md2: Vec<T>,
+    mcd2: Vec<T>,
+    hbuf: Vec<T>,
+    /// This pass's sums of the current row.
+    row: Vec<u16>,
+    /// The matching costs of the current row.
+    costs: Vec<u8>,
+    /// The current row's P2 per pixel along each path ([`Pass::fill_p2`]).
+    p2: [Vec<T>; 4],
+}
+
+impl<T: Cell> Pass<T> {
+    fn new(w: usize, h: usize, dn: usize, prm: &SgmParams, backward: bool) -> Self {
+        let stride = dn + 2;
+        let new_row = || vec![T::FAR; w * stride];
+        // A path's first pixel has no predecessor: an all-zero predecessor gives L = C.
+        let mut zero = vec![T::ZERO; stride];
+        zero[0] = T::FAR;
+        zero[stride - 1] = T::FAR;
+        Self {
+            backward,
+            done: 0,
+            w,
+            h,
+            dn,
+            diagonals: prm.paths == Paths::Eight,
+            p1: T::from_u16(prm.p1),
+            p2t: p2_table(prm.p1, prm.p2, prm.p2_edge).map(T::from_u16),
+            zero,
+            pv: new_row(),
+            cv: new_row(),
+            pd1: new_row(),
+            cd1: new_row(),
+            pd2: new_row(),
+            cd2: new_row(),
+            mv: vec![T::ZERO; w],
+            mcv: vec![T::ZERO; w],
+            md1: vec![T::ZERO; w],
+            mcd1: vec![T::ZERO; w],
+            md2: vec![T::ZERO; w],
+            mcd2: vec![T::ZERO; w],
+            hbuf: vec![T::FAR; 2 * stride],
+            row: vec![0; w * dn],
+            costs: vec![0; w * dn],
+            p2: std::array::from_fn(|_| vec![T::ZERO; w]),
+        }
+    }
+
+    /// The P2 of every pixel of row `y` along each path (horizontal, vertical, the
+    /// diagonal from behind, the one from ahead), from the intensity step to its
+    /// predecessor; 0 where a path has none.
+    fn fill_p2(&mut self, img: &[u8], y: usize, first_row: bool) {
+        let (w, p2t) = (self.w, &self.p2t);
+        let [ph, pv, pd1, pd2] = &mut self.p2;
+        let step = |a: u8, b: u8| p2t[a.abs_diff(b) as usize];
+        let cur = &img[y * w..(y + 1) * w];
+        // Pairs (pixel, predecessor) with the predecessor `shift` columns to the left
+        // (positive) or right (negative) in `from`; pixels without one get 0.
+        let fill = |out: &mut [T], from: &[u8], shift: isize| {
+            let n = w - shift.unsigned_abs();
+            let (o, c, f) = if shift >= 0 {
+                let s = shift as usize;
+                out[..s].fill(T::ZERO);
+                (&mut out[s..], &cur[s..], &from[..n])
+            } else {
+                let s = (-shift) as usize;
+                out[n..].fill(T::ZERO);
+                (&mut out[..n], &cur[..n], &from[s..])
+            };
+            for ((o, &a), &b) in o.iter_mut().zip(c).zip(f) {
+                *o = step(a, b);
+            }
+        };
+        // The predecessor is one step against the raster direction.
+        let back: isize = if self.backward { -1 } else { 1 };
+        fill(ph, cur, back);
+        if first_row {
+            pv.fill(T::ZERO);
+            pd1.fill(T::ZERO);
+            pd2.fill(T::ZERO);
+        } else {
+            let py = if self.backward { y + 1 } else { y - 1 };
+            let prev = &img[py * w..(py + 1) * w];
+            fill(pv, prev, 0);
+            fill(pd1, prev, back);
+            fill(pd2, prev, -back);
+        }
+    }
+
+    /// Aggregate the next `rows` rows of this pass's order into `sink`.
+    fn run<Kr: Kernel, W: CensusWord>(
+        &mut self,
+        kr: &Kr,
+        census: &CensusPair<W>,
+        img: &[u8],
+        rows: usize,
+        mut sink: RowSink,
+    ) {
+        let (w, h, dn) = (self.w, self.h, self.dn);
+        let (p1, diagonals, backward) = (self.p1, self.diagonals, self.backward);
+        for yi in self.done..(self.done + rows).min(h) {
+            let y = if backward { h - 1 - yi } else { yi };
+            census.row(y, &mut self.costs);
+            self.fill_p2(img, y, yi == 0);
+            let [ph, pv, pd1, pd2] = &self.p2;
+            let job = RowJob {
+                costs: &self.costs,
+                s: &mut self.row,
+                w,
+                dn,
+                backward,
+                first_row: yi == 0,
+                diagonals,
+                p1,
+                p2: [ph, pv, pd1, pd2],
+                prev: [&self.pv, &self.pd1, &self.pd2],
+                prev_min: [&self.mv, &self.md1, &self.md2],
+                cur: [&mut self.cv, &mut self.cd1, &mut self.cd2],
+                cur_min: [&mut self.mcv, &mut self.mcd1, &mut self.mcd2],
+                hbuf: &mut self.hbuf,
+                zero: &self.zero,
+            };
+            kr.row(job);
+            match &mut sink {
+                RowSink::Store { s, y0 } => {
+                    let (r, o) = ((y - *y0) * w, (y - *y0) * w * dn);
+                    let (e, b) = (&mut s.excess[o..o + w * dn], &mut s.base[r..r + w]);
+                    squeeze(&self.row, dn, e, b);
+                }
+                RowSink::Finish {
+                    other,
+                    y0,
+                    out,
+                    keep,
+                } => {
+                    let (r, o) = ((y - *y0) * w, (y - *y0) * w * dn);
+                    let (e, b) = (&other.excess[o..o + w * dn], &other.base[r..r + w]);
+                    unsqueeze(&mut self.row, dn, e, b);
+                    post::wta_one_row(
+                        &mut self.row,
+                        dn,
+                        *keep,
+                        &mut out.disp[r..r + w],
+                        &mut out.valid[r..r + w],
+                        &mut out.right[r..r + w],
+                    );
+                }
+            }
+            std::mem::swap(&mut self.pv, &mut self.cv);
+            std::mem::swap(&mut self.mv, &mut self.mcv);
+            std::mem::swap(&mut self.pd1, &mut self.cd1);
+            std::mem::swap(&mut self.md1, &mut self.mcd1);
+            std::mem::swap(&mut self.pd2, &mut self.cd2);
+            std::mem::swap(&mut self.md2, &mut self.mcd2);
+        }
+        self.done = (self.done + rows).min(h);
+    }
+}
+
+/// Aggregate both passes and pick disparities. The forward pass stores the sums of
+/// rows `0..mid` and the backward pass those of `mid..h` into `s` (one volume between
+/// them); then each carries on into the other half, adding its own sums to the stored
+/// ones row by row and picking the winner while the row is still in cache. The two
+/// halves run side by side when a second thread is free.
+#[allow(clippy::too_many_arguments)]
+fn aggregate_and_pick<T: Cell, Kr: Kernel, W: CensusWord>(
+    kr: &Kr,
+    census: &CensusPair<W>,
+    img: &[u8],
+    h: usize,
+    prm: &SgmParams,
+    store: &mut HalfSums,
+) -> post::Wta {
+    let (w, dn) = (census.width, census.dn);
+    let mid = h / 2;
+    store.excess.resize(w * h * dn, 0);
+    store.base.resize(w * h, 0);
+    let mut fwd = Pass::<T>::new(w, h, dn, prm, false);
+    let mut bwd = Pass::<T>::new(w, h, dn, prm, true);
+    let (et, eb) = store.excess.split_at_mut(mid * w * dn);
+    let (bt, bb) = store.base.split_at_mut(mid * w);
+    let top = Stored {
+        excess: et,
+        base: bt,
+    };
+    let bottom = Stored {
+        excess: eb,
+        base: bb,
+    };
+    rayon::join(
+        || fwd.run(kr, census, img, mid, RowSink::Store { s: top, y0: 0 }),
+        || {
+            bwd.run(
+                kr,
+                census,
+                img,
+                h - mid,
+                RowSink::Store { s: bottom, y0: mid },
+            )
+        },
+    );
+    let (et, eb) = store.excess.split_at(mid * w * dn);
+    let (bt, bb) = store.base.split_at(mid * w);
+    let mut disp = vec![0f32; w * h];
+    let mut valid = vec![false; w * h];
+    let mut right = vec![-1i32; w * h];
+    let (dt, db) = disp.split_at_mut(mid * w);
+    let (vt, vb) = valid.split_at_mut(mid * w);
+    let (rt, rb) = right.split_at_mut(mid * w);
+    let keep = 1.0 - prm.uniqueness;
+    rayon::join(
+        || {
+            let out = WtaRows {
+                disp: db,
+                valid: vb,
+                right: rb,
+            };
+            let other = StoredRef {
+                excess: eb,
+                base: bb,
+            };
+            let sink = RowSink::Finish {
+                other,
+                y0: mid,
+                out,
+                keep,
+            };
+            fwd.run(kr, census, img, h - mid, sink)
+        },
+        || {
+            let out = WtaRows {
+                disp: dt,
+                valid: vt,
+                right: rt,
+            };
+            let other = StoredRef {
+                excess: et,
+                base: bt,
+            };
+            let sink = RowSink::Finish {
+                other,
+                y0: 0,
+                out,
+                keep,
+            };
+            bwd.run(kr, census, img, mid, sink)
+        },
+    );
+    post::Wta {
+        left: Disparity {
+            width: w,
+            height: h,
+            disp,
+            valid,
+        },
+        right,
+    }
+}
+
+/// The working memory of the stored half-sums ([`Stored`]), kept between frames.
+#[derive(Debug, Default)]
+pub(crate) struct HalfSums {
+    excess: Vec<u8>,
+    base: Vec<u16>,
+}
+
+/// Whether path costs fit bytes: L is at most the largest census cost plus P2.
+pub(crate) fn fits_u8(prm: &SgmParams) -> bool {
+    bits(prm.census_window) + prm.p2 as u32 <= 254
+}
+
+/// [`aggregate_and_pick`] with the widest instruction set this CPU has and the
+/// narrowest cell type the penalties allow.
+pub(crate) fn aggregate<W: CensusWord>(
+    census: &CensusPair<W>,
+    img: &GrayImage,
+    prm: &SgmParams,
+    store: &mut HalfSums,
+) -> post::Wta {
+    let (data, h) = (&img.data[..], img.height);
+    let bytes = fits_u8(prm);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(k) = Avx2::detect() {
+        return if bytes {
+            aggregate_and_pick::<u8, _, _>(&k, census, data, h, prm, store)
+        } else {
+            aggregate_and_pick::<u16, _, _>(&k, census, data, h, prm, store)
+        };
+    }
+    if bytes {
+        aggregate_and_pick::<u8, _, _>(&Base, census, data, h, prm, store)
+    } else {
+        aggregate_and_pick::<u16, _, _>(&Base, census, data, h, prm, store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sgm::tests::textured;
+
+    /// One whole pass: every row's path sums, 16-bit.
+    fn full_pass<T: Cell, Kr: Kernel>(
+        kr: &Kr,
+        census: &CensusPair<u32>,
+        img: &GrayImage,
+        prm: &SgmParams,
+        backward: bool,
+    ) -> Vec<u16> {
+        let (w, h, dn) = (img.width, img.height, census.dn);
+        let mut pass = Pass::<T>::new(w, h, dn, prm, backward);
+        let mut out = vec![0u16; w * h * dn];
+        let mut excess = vec![0u8; w * dn];
+        let mut base = vec![0u16; w];
+        for k in 0..h {
+            let y = if backward { h - 1 - k } else { k };
+            let s = Stored {
+                excess: &mut excess,
+                base: &mut base,
+            };
+            pass.run(kr, census, &img.data, 1, RowSink::Store { s, y0: y });
+            // The row's sums are still in the pass's row buffer.
+            out[y * w * dn..(y + 1) * w * dn].copy_from_slice(&pass.row);
+        }
+        out
+    }
+
+    #[test]
+    fn byte_and_word_kernels_and_instruction_sets_agree_exactly() {
+        // 64 disparities: two chunks of the AVX2 byte kernel.
+        let (w, h, dn) = (88, 20, 64);
+        let (l, r) = (textured(w, h, 5), textured(w, h, 0));
+        let prm = SgmParams {
+            max_disp: dn,
+            ..SgmParams::default()
+        };
+        assert!(fits_u8(&prm));
+        let census = CensusPair::<u32>::new(&l, &r, 5, dn);
+        for paths in [Paths::Eight, Paths::Four] {
+            let prm = SgmParams { paths, ..prm };
+            for backward in [false, true] {
+                let a = full_pass::<u8, _>(&Base, &census, &l, &prm, backward);
+                let b = full_pass::<u16, _>(&Base, &census, &l, &prm, backward);
+                assert_eq!(a, b, "{paths:?} backward={backward}");
+                #[cfg(target_arch = "x86_64")]
+                if let Some(k) = Avx2::detect() {
+                    let c = full_pass::<u8, _>(&k, &census, &l, &prm, backward);
+                    assert_eq!(a, c);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn meeting_in_the_middle_equals_two_whole_passes() {
+        let (w, h, dn) = (40, 17, 16);
+        let (l, r) = (textured(w, h, 6), textured(w, h, 0));
+        let census = CensusPair::<u32>::new(&l, &r, 5, dn);
+        for paths in [Paths::Eight, Paths::Four] {
+            // A loose uniqueness test, so that most pixels are compared.
+            let prm = SgmParams {
+                max_disp: dn,
+                paths,
+                uniqueness: 0.05,
+                ..SgmParams::default()
+            };
+            let f = full_pass::<u8, _>(&Base, &census, &l, &prm, false);
+            let b = full_pass::<u8, _>(&Base, &census, &l, &prm, true);
+            let whole = post::winner_take_all(&f, &b, w, h, dn, prm.uniqueness);
+            let mut store = HalfSums::default();
+            let met = aggregate_and_pick::<u8, _, _>(&Base, &census, &l.data, h, &prm, &mut store);
+            assert_eq!(whole.left.disp, met.left.disp, "{paths:?}");
+            assert_eq!(whole.left.valid, met.left.valid, "{paths:?}");
+            assert_eq!(whole.right, met.right, "{paths:?}");
+            assert!(met.left.valid.iter().filter(|&&v| v).count() > w * h / 2);
+        }
+    }
+
+    #[test]
+    fn stored_half_sums_round_trip_and_saturate_only_far_from_the_best() {
+        let dn = 16;
+        let row: Vec<u16> = (0..2 * dn as u16).map(|i| 40 + (i % 16) * 30).collect();
+        let (mut e, mut b) = (vec![0u8; 2 * dn], vec![0u16; 2]);
+        squeeze(&row, dn, &mut e, &mut b);
+        assert_eq!(b, [40, 40]);
+        let mut back = vec![0u16; 2 * dn];
+        unsqueeze(&mut back, dn, &e, &b);
+        for (i, (&got, &want)) in back.iter().zip(&row).enumerate() {
+            // Exact up to 255 above the pixel's best, saturated beyond.
+            assert_eq!(got, want.min(40 + 255), "{i}");
+        }
+    }
+}
