@@ -83,7 +83,7 @@ pub fn run(cfg: &FlyConfig, rig_file: Option<&std::path::Path>) -> Result<SelfTe
         &stereo::GrayImage::new(w, h, RIGHT.to_vec(), "right")?,
     )?;
     let stereo_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let depth = disp.depth(rig.left.fx, baseline);
+    let depth = disp.depth(rig.left.fx(), baseline);
     let mut valid: Vec<f32> = depth
         .iter()
         .copied()

@@ -578,7 +578,11 @@ impl Telemetry {
         let left = self.path("world/robot/camera");
         self.submit(&left, true, &camera_mount());
         let (l, rc) = (&rig.left, &rig.right);
-        self.submit(&left, true, &pinhole([l.fx, l.fy], [l.cx, l.cy], size));
+        self.submit(
+            &left,
+            true,
+            &pinhole([l.fx(), l.fy()], [l.cx(), l.cy()], size),
+        );
         // x_right = R x_left + t: the right camera sits at -R^T t, rotated by R^T.
         let (r, t) = (rig.r, rig.t);
         let centre = [0, 1, 2].map(|i| -(r[0][i] * t[0] + r[1][i] * t[1] + r[2][i] * t[2]) as f32);
@@ -593,7 +597,11 @@ impl Telemetry {
                 rerun::datatypes::Mat3x3::from(rt_cols),
             ),
         );
-        self.submit(&right, true, &pinhole([rc.fx, rc.fy], [rc.cx, rc.cy], size));
+        self.submit(
+            &right,
+            true,
+            &pinhole([rc.fx(), rc.fy()], [rc.cx(), rc.cy()], size),
+        );
         Ok(())
     }
 

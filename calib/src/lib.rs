@@ -13,5 +13,5 @@ pub mod stereo;
 pub mod synthetic;
 pub mod yaml;
 
-pub use model::{CameraModel, KannalaBrandt, PinholeRadTan};
+pub use model::{Camera, CameraModel, KannalaBrandt, LensKind, PinholeRadTan};
 pub use rig::{Rig, RigError};

@@ -1,7 +1,8 @@
 //! Camera models: pinhole with radial-tangential distortion (OpenCV's
 //! "plumb_bob": k1, k2, p1, p2, k3) and equidistant fisheye (Kannala-Brandt k1..k4).
 //! Each projects camera-frame points to pixels, unprojects pixels to rays, and
-//! undistorts pixels to the ideal pinhole image.
+//! undistorts pixels to the ideal pinhole image. [`Camera`] holds either, as
+//! calibration estimates it and rig files store it.
 
 /// What every camera model offers.
 pub trait CameraModel {
@@ -193,6 +194,191 @@ impl CameraModel for KannalaBrandt {
 
     fn intrinsics(&self) -> [f64; 4] {
         [self.fx, self.fy, self.cx, self.cy]
+    }
+}
+
+/// Which lens model a camera is calibrated with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LensKind {
+    /// Pinhole with radial-tangential distortion (OpenCV's default, ROS `plumb_bob`).
+    #[default]
+    PlumbBob,
+    /// Equidistant fisheye, Kannala-Brandt k1..k4 (OpenCV's `cv::fisheye`, ROS `equidistant`).
+    Fisheye,
+}
+
+impl LensKind {
+    /// The name ROS `camera_info` files (and our OpenCV files) give the model.
+    pub fn name(self) -> &'static str {
+        match self {
+            LensKind::PlumbBob => "plumb_bob",
+            LensKind::Fisheye => "equidistant",
+        }
+    }
+
+    /// The model a `distortion_model` name stands for.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "plumb_bob" | "rational_polynomial" => Some(LensKind::PlumbBob),
+            "equidistant" | "fisheye" => Some(LensKind::Fisheye),
+            _ => None,
+        }
+    }
+}
+
+/// A calibrated camera of either model: what a rig file holds per camera.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Camera {
+    /// Pinhole with radial-tangential distortion.
+    PlumbBob(PinholeRadTan),
+    /// Equidistant fisheye.
+    Fisheye(KannalaBrandt),
+}
+
+impl Default for Camera {
+    fn default() -> Self {
+        Camera::PlumbBob(PinholeRadTan::default())
+    }
+}
+
+impl From<PinholeRadTan> for Camera {
+    fn from(c: PinholeRadTan) -> Self {
+        Camera::PlumbBob(c)
+    }
+}
+
+impl From<KannalaBrandt> for Camera {
+    fn from(c: KannalaBrandt) -> Self {
+        Camera::Fisheye(c)
+    }
+}
+
+impl Camera {
+    /// A distortion-free pinhole camera.
+    pub fn pinhole(fx: f64, fy: f64, cx: f64, cy: f64) -> Self {
+        Camera::PlumbBob(PinholeRadTan {
+            fx,
+            fy,
+            cx,
+            cy,
+            dist: [0.0; 5],
+        })
+    }
+
+    /// The lens model.
+    pub fn kind(&self) -> LensKind {
+        match self {
+            Camera::PlumbBob(_) => LensKind::PlumbBob,
+            Camera::Fisheye(_) => LensKind::Fisheye,
+        }
+    }
+
+    /// The nine parameters calibration estimates: fx, fy, cx, cy and five distortion
+    /// slots (plumb-bob k1, k2, p1, p2, k3; fisheye k1..k4 and an unused zero).
+    pub fn params(&self) -> [f64; 9] {
+        match self {
+            Camera::PlumbBob(c) => c.params(),
+            Camera::Fisheye(c) => {
+                let [k1, k2, k3, k4] = c.k;
+                [c.fx, c.fy, c.cx, c.cy, k1, k2, k3, k4, 0.0]
+            }
+        }
+    }
+
+    /// The inverse of [`Camera::params`]; `p` holds at least nine values.
+    pub fn from_params(kind: LensKind, p: &[f64]) -> Self {
+        match kind {
+            LensKind::PlumbBob => Camera::PlumbBob(PinholeRadTan::from_params(p)),
+            LensKind::Fisheye => Camera::Fisheye(KannalaBrandt {
+                fx: p[0],
+                fy: p[1],
+                cx: p[2],
+                cy: p[3],
+                k: [p[4], p[5], p[6], p[7]],
+            }),
+        }
+    }
+
+    /// The distortion coefficients as files list them: 5 for plumb-bob, 4 for fisheye.
+    pub fn distortion(&self) -> Vec<f64> {
+        match self {
+            Camera::PlumbBob(c) => c.dist.to_vec(),
+            Camera::Fisheye(c) => c.k.to_vec(),
+        }
+    }
+
+    /// A camera of `kind` from intrinsics and the coefficients a file lists (plumb-bob:
+    /// 4, 5 or 8, of which the first five are used; fisheye: 4).
+    pub fn from_coefficients(kind: LensKind, k: [f64; 4], d: &[f64]) -> Self {
+        let [fx, fy, cx, cy] = k;
+        match kind {
+            LensKind::PlumbBob => {
+                let mut dist = [0.0; 5];
+                for (o, v) in dist.iter_mut().zip(d) {
+                    *o = *v;
+                }
+                Camera::PlumbBob(PinholeRadTan {
+                    fx,
+                    fy,
+                    cx,
+                    cy,
+                    dist,
+                })
+            }
+            LensKind::Fisheye => {
+                let mut kk = [0.0; 4];
+                for (o, v) in kk.iter_mut().zip(d) {
+                    *o = *v;
+                }
+                Camera::Fisheye(KannalaBrandt {
+                    fx,
+                    fy,
+                    cx,
+                    cy,
+                    k: kk,
+                })
+            }
+        }
+    }
+
+    /// Focal length along x (pixels).
+    pub fn fx(&self) -> f64 {
+        self.intrinsics()[0]
+    }
+    /// Focal length along y (pixels).
+    pub fn fy(&self) -> f64 {
+        self.intrinsics()[1]
+    }
+    /// Principal point x.
+    pub fn cx(&self) -> f64 {
+        self.intrinsics()[2]
+    }
+    /// Principal point y.
+    pub fn cy(&self) -> f64 {
+        self.intrinsics()[3]
+    }
+}
+
+impl CameraModel for Camera {
+    fn project(&self, p: [f64; 3]) -> Option<[f64; 2]> {
+        match self {
+            Camera::PlumbBob(c) => c.project(p),
+            Camera::Fisheye(c) => c.project(p),
+        }
+    }
+
+    fn unproject(&self, px: [f64; 2]) -> Option<[f64; 3]> {
+        match self {
+            Camera::PlumbBob(c) => c.unproject(px),
+            Camera::Fisheye(c) => c.unproject(px),
+        }
+    }
+
+    fn intrinsics(&self) -> [f64; 4] {
+        match self {
+            Camera::PlumbBob(c) => c.intrinsics(),
+            Camera::Fisheye(c) => c.intrinsics(),
+        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! Mono calibration from planar-target views: closed-form initialisation (Zhang:
 //! homographies → intrinsics → poses) and Levenberg-Marquardt refinement of the
-//! intrinsics, plumb-bob distortion and every view's pose, with per-view RMS,
+//! intrinsics, distortion (plumb-bob or equidistant fisheye) and every view's pose, with per-view RMS,
 //! outlier-view rejection, and parameter standard deviations from the final Jacobian.
 
-use crate::model::{CameraModel, PinholeRadTan};
+use crate::model::{Camera, CameraModel, LensKind};
 use nalgebra::{DMatrix, DVector, Matrix3, Rotation3, Vector3};
 use thiserror::Error;
 
@@ -51,7 +51,7 @@ impl Pose {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonoCalibration {
     /// The camera.
-    pub camera: PinholeRadTan,
+    pub camera: Camera,
     /// Pose of every kept view (indices into the input in `kept`).
     pub poses: Vec<Pose>,
     /// Input indices of the views kept.
@@ -62,15 +62,27 @@ pub struct MonoCalibration {
     pub view_rms: Vec<f64>,
     /// Overall RMS reprojection error (pixels).
     pub rms: f64,
-    /// Standard deviations of fx, fy, cx, cy, k1, k2, p1, p2, k3.
+    /// Standard deviations of fx, fy, cx, cy and the distortion terms in
+    /// [`Camera::params`] order (0 for terms not estimated).
     pub std_dev: [f64; 9],
 }
 
-/// Which distortion terms to estimate (others stay zero).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Which lens model and distortion terms to estimate (others stay zero).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct DistortionTerms {
-    /// Estimate k3 (often unstable for narrow lenses).
+    /// Estimate the plumb-bob k3 (often unstable for narrow lenses).
     pub k3: bool,
+    /// The lens model (fisheye estimates all of k1..k4).
+    pub lens: LensKind,
+}
+
+impl DistortionTerms {
+    /// Which of the nine camera parameters stay fixed.
+    pub(crate) fn fixed(&self) -> [bool; NI] {
+        let mut f = [false; NI];
+        f[8] = self.lens == LensKind::Fisheye || !self.k3;
+        f
+    }
 }
 
 fn homography(v: &View) -> Option<Matrix3<f64>> {
@@ -184,16 +196,109 @@ fn pose_from_h(k: &Matrix3<f64>, h: &Matrix3<f64>) -> Option<Pose> {
     })
 }
 
+/// Starting parameters (intrinsics, zero distortion, every usable view's pose) for
+/// a plumb-bob lens: Zhang's closed form from the views' homographies.
+fn pinhole_start(views: &[View], usable: &[usize]) -> Result<Vec<f64>, CalibError> {
+    let hs: Vec<Matrix3<f64>> = usable
+        .iter()
+        .map(|&i| {
+            homography(&views[i])
+                .ok_or_else(|| CalibError::Degenerate(format!("no homography for view {i}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let k = zhang_intrinsics(&hs).ok_or_else(|| {
+        CalibError::Degenerate("views do not constrain the intrinsics (too parallel?)".into())
+    })?;
+    let mut p = vec![k[(0, 0)], k[(1, 1)], k[(0, 2)], k[(1, 2)]];
+    p.extend([0.0; NI - 4]);
+    for h in &hs {
+        let pose = pose_from_h(&k, h)
+            .ok_or_else(|| CalibError::Degenerate("pose from homography".into()))?;
+        p.extend(pose.rvec);
+        p.extend(pose.t);
+    }
+    Ok(p)
+}
+
+/// Starting parameters for a fisheye lens. A fisheye's views are far from
+/// homographies of the board, so Zhang's closed form is unreliable; instead the
+/// principal point starts at the centre of the detections, and for each of a few
+/// focal lengths (fractions of their extent) the pixels are turned into ideal
+/// pinhole coordinates through an equidistant lens (r = f θ), the poses come from
+/// those coordinates' homographies, and the focal length whose start reprojects
+/// best is kept.
+fn fisheye_start(views: &[View], usable: &[usize]) -> Result<Vec<f64>, CalibError> {
+    let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
+    for &i in usable {
+        for px in &views[i].image {
+            for a in 0..2 {
+                lo[a] = lo[a].min(px[a]);
+                hi[a] = hi[a].max(px[a]);
+            }
+        }
+    }
+    let (cx, cy) = ((lo[0] + hi[0]) / 2.0, (lo[1] + hi[1]) / 2.0);
+    let extent = (hi[0] - lo[0]).hypot(hi[1] - lo[1]);
+    let mut best: Option<(f64, Vec<f64>)> = None;
+    for frac in [0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.8] {
+        let f = frac * extent;
+        let cam = Camera::from_params(LensKind::Fisheye, &[f, f, cx, cy, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        let mut p = vec![f, f, cx, cy];
+        p.extend([0.0; NI - 4]);
+        let mut ok = true;
+        for &i in usable {
+            let v = &views[i];
+            // Board points whose rays are well in front of the camera, as pinhole coordinates.
+            let (mut object, mut image) = (Vec::new(), Vec::new());
+            for (o, px) in v.object.iter().zip(&v.image) {
+                if let Some(r) = cam.unproject(*px)
+                    && r[2] > 0.2
+                {
+                    object.push(*o);
+                    image.push([r[0] / r[2], r[1] / r[2]]);
+                }
+            }
+            let pose = (object.len() >= 6)
+                .then(|| homography(&View { object, image }))
+                .flatten()
+                .and_then(|h| pose_from_h(&Matrix3::identity(), &h));
+            match pose {
+                Some(pose) => {
+                    p.extend(pose.rvec);
+                    p.extend(pose.t);
+                }
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if !ok {
+            continue;
+        }
+        let vs: Vec<&View> = usable.iter().map(|&i| &views[i]).collect();
+        let mut r = Vec::new();
+        residuals(LensKind::Fisheye, &p, &vs, &mut r);
+        let cost: f64 = r.iter().map(|v| v * v).sum();
+        if cost.is_finite() && best.as_ref().is_none_or(|(c, _)| cost < *c) {
+            best = Some((cost, p));
+        }
+    }
+    best.map(|(_, p)| p).ok_or_else(|| {
+        CalibError::Degenerate("no fisheye starting point explains the views".into())
+    })
+}
+
 /// Intrinsic parameters per camera: fx fy cx cy k1 k2 p1 p2 k3.
 pub(crate) const NI: usize = 9;
 
-pub(crate) fn camera_of(p: &[f64]) -> PinholeRadTan {
-    PinholeRadTan::from_params(p)
+pub(crate) fn camera_of(kind: LensKind, p: &[f64]) -> Camera {
+    Camera::from_params(kind, p)
 }
 
-pub(crate) fn residuals(p: &[f64], views: &[&View], out: &mut Vec<f64>) {
+pub(crate) fn residuals(kind: LensKind, p: &[f64], views: &[&View], out: &mut Vec<f64>) {
     out.clear();
-    let cam = camera_of(p);
+    let cam = camera_of(kind, p);
     for (k, v) in views.iter().enumerate() {
         let o = NI + 6 * k;
         let pose = Pose {
@@ -324,43 +429,21 @@ pub fn calibrate(views: &[View], terms: DistortionTerms) -> Result<MonoCalibrati
     if usable.len() < 3 {
         return Err(CalibError::TooFewViews(usable.len()));
     }
-    let hs: Vec<Matrix3<f64>> = usable
-        .iter()
-        .map(|&i| {
-            homography(&views[i])
-                .ok_or_else(|| CalibError::Degenerate(format!("no homography for view {i}")))
-        })
-        .collect::<Result<_, _>>()?;
-    let k = zhang_intrinsics(&hs).ok_or_else(|| {
-        CalibError::Degenerate("views do not constrain the intrinsics (too parallel?)".into())
-    })?;
+    let mut p = match terms.lens {
+        LensKind::PlumbBob => pinhole_start(views, &usable)?,
+        LensKind::Fisheye => fisheye_start(views, &usable)?,
+    };
     let mut kept = usable.clone();
     let mut dropped = Vec::new();
-    let mut p: Vec<f64> = vec![
-        k[(0, 0)],
-        k[(1, 1)],
-        k[(0, 2)],
-        k[(1, 2)],
-        0.0,
-        0.0,
-        0.0,
-        0.0,
-        0.0,
-    ];
-    for h in &hs {
-        let pose = pose_from_h(&k, h)
-            .ok_or_else(|| CalibError::Degenerate("pose from homography".into()))?;
-        p.extend(pose.rvec);
-        p.extend(pose.t);
-    }
     loop {
         let vs: Vec<&View> = kept.iter().map(|&i| &views[i]).collect();
         let mut fixed = vec![false; p.len()];
-        fixed[8] = !terms.k3;
+        fixed[..NI].copy_from_slice(&terms.fixed());
+        let kind = terms.lens;
         let (q, jtj, cost) =
-            levenberg_marquardt(p.clone(), &fixed, |x, out| residuals(x, &vs, out));
+            levenberg_marquardt(p.clone(), &fixed, |x, out| residuals(kind, x, &vs, out));
         let mut r = Vec::new();
-        residuals(&q, &vs, &mut r);
+        residuals(kind, &q, &vs, &mut r);
         let mut view_rms = Vec::new();
         let mut at = 0;
         for v in &vs {
@@ -390,18 +473,20 @@ pub fn calibrate(views: &[View], terms: DistortionTerms) -> Result<MonoCalibrati
             p.drain(o..o + 6);
             continue;
         }
-        let dof = (2 * npts)
-            .saturating_sub(q.len() - (!terms.k3) as usize)
-            .max(1);
+        let held = terms.fixed();
+        let n_fixed = held.iter().filter(|&&f| f).count();
+        let dof = (2 * npts).saturating_sub(q.len() - n_fixed).max(1);
         let sigma2 = cost / dof as f64;
         let mut std_dev = [0.0; 9];
         let mut a = jtj.clone();
-        if !terms.k3 {
-            a[(8, 8)] = 1.0;
+        for (i, &f) in held.iter().enumerate() {
+            if f {
+                a[(i, i)] = 1.0;
+            }
         }
         if let Some(inv) = a.try_inverse() {
             for (i, s) in std_dev.iter_mut().enumerate() {
-                *s = if i == 8 && !terms.k3 {
+                *s = if held[i] {
                     0.0
                 } else {
                     (inv[(i, i)] * sigma2).max(0.0).sqrt()
@@ -418,7 +503,7 @@ pub fn calibrate(views: &[View], terms: DistortionTerms) -> Result<MonoCalibrati
             })
             .collect();
         return Ok(MonoCalibration {
-            camera: camera_of(&q),
+            camera: camera_of(kind, &q),
             poses,
             kept,
             dropped,
@@ -440,7 +525,7 @@ pub fn board_points(cols: usize, rows: usize, square: f64) -> Vec<[f64; 3]> {
 mod tests {
     use super::*;
 
-    fn synth(cam: &PinholeRadTan, n: usize, noise: f64, seed: u64) -> Vec<View> {
+    fn synth(cam: &dyn CameraModel, n: usize, noise: f64, seed: u64) -> Vec<View> {
         let board = board_points(9, 6, 0.025);
         let mut rng = crate::synthetic::Lcg::new(seed);
         let mut rnd = || rng.symmetric();
@@ -474,34 +559,59 @@ mod tests {
         views
     }
 
-    fn truth() -> PinholeRadTan {
-        PinholeRadTan {
-            fx: 410.0,
-            fy: 405.0,
-            cx: 321.0,
-            cy: 238.0,
-            dist: [-0.28, 0.08, 0.001, -0.0005, 0.0],
-        }
+    fn truth() -> Camera {
+        Camera::from_coefficients(
+            LensKind::PlumbBob,
+            [410.0, 405.0, 321.0, 238.0],
+            &[-0.28, 0.08, 0.001, -0.0005, 0.0],
+        )
     }
 
     #[test]
     fn recovers_intrinsics_and_distortion_exactly_without_noise() {
         let views = synth(&truth(), 12, 0.0, 1);
-        let c = calibrate(&views, DistortionTerms { k3: false }).unwrap();
+        let c = calibrate(&views, DistortionTerms::default()).unwrap();
         let t = truth();
         assert!(c.rms < 1e-6, "rms {}", c.rms);
-        assert!(
-            (c.camera.fx - t.fx).abs() < 1e-5 && (c.camera.cy - t.cy).abs() < 1e-5,
-            "{:?}",
-            c.camera
-        );
+        let (est, tr) = (c.camera.params(), t.params());
         for i in 0..4 {
+            assert!((est[i] - tr[i]).abs() < 1e-5, "{:?}", c.camera);
+            assert!((est[4 + i] - tr[4 + i]).abs() < 1e-6, "{:?}", c.camera);
+        }
+    }
+
+    #[test]
+    fn recovers_a_fisheye_lens_exactly_without_noise_and_within_its_uncertainty_with_noise() {
+        // About 150 degrees across 640 px.
+        let t = Camera::from_coefficients(
+            LensKind::Fisheye,
+            [246.0, 245.0, 322.0, 239.0],
+            &[-0.015, 0.004, -0.001, 0.0002],
+        );
+        let terms = DistortionTerms {
+            k3: false,
+            lens: LensKind::Fisheye,
+        };
+        let c = calibrate(&synth(&t, 12, 0.0, 2), terms).unwrap();
+        assert_eq!(c.camera.kind(), LensKind::Fisheye);
+        assert!(c.rms < 1e-6, "rms {}", c.rms);
+        let (est, tr) = (c.camera.params(), t.params());
+        for i in 0..8 {
+            assert!((est[i] - tr[i]).abs() < 1e-5, "param {i}: {:?}", c.camera);
+        }
+        let c = calibrate(&synth(&t, 15, 0.2, 5), terms).unwrap();
+        let est = c.camera.params();
+        for i in 0..4 {
+            assert!(c.std_dev[i] > 0.0);
             assert!(
-                (c.camera.dist[i] - t.dist[i]).abs() < 1e-6,
-                "{:?}",
-                c.camera.dist
+                (est[i] - tr[i]).abs() < 5.0 * c.std_dev[i],
+                "param {i}: {} vs {} (σ {})",
+                est[i],
+                tr[i],
+                c.std_dev[i]
             );
         }
+        assert_eq!(c.std_dev[8], 0.0, "the unused ninth slot is not estimated");
     }
 
     #[test]
@@ -512,7 +622,7 @@ mod tests {
         for c in 0..9 {
             views[4].image.swap(9 + c, 36 + c);
         }
-        let c = calibrate(&views, DistortionTerms { k3: false }).unwrap();
+        let c = calibrate(&views, DistortionTerms::default()).unwrap();
         assert_eq!(c.dropped, vec![4]);
         let t = truth();
         // Uniform noise of ±0.2 px has σ ≈ 0.115 px.
@@ -528,6 +638,6 @@ mod tests {
             );
             assert!(c.std_dev[i] > 0.0);
         }
-        assert!(calibrate(&views[..2], DistortionTerms { k3: false }).is_err());
+        assert!(calibrate(&views[..2], DistortionTerms::default()).is_err());
     }
 }

@@ -4,7 +4,7 @@
 //! (0) and "every source pixel" (1), and build undistort-rectify maps that are
 //! applied to 8-bit images with bilinear interpolation.
 
-use crate::model::{CameraModel, PinholeRadTan};
+use crate::model::{Camera, CameraModel};
 use crate::rig::{Rectification, Rig};
 use nalgebra::{Matrix3, Rotation3, Vector3};
 use rayon::prelude::*;
@@ -38,6 +38,10 @@ fn arr(m: &Matrix3<f64>) -> [[f64; 3]; 3] {
     std::array::from_fn(|i| std::array::from_fn(|j| m[(i, j)]))
 }
 
+/// Widest angle from the rectified axis (degrees) that rectification keeps of a
+/// fisheye camera's view.
+pub const FISHEYE_MAX_ANGLE_DEG: f64 = 65.0;
+
 /// Grid steps along each side of the image for [`border_points`].
 const BORDER_STEPS: usize = 16;
 
@@ -59,15 +63,37 @@ fn border_points(w: usize, h: usize) -> Vec<[f64; 2]> {
 
 /// Rectified normalised coordinates (x/z, y/z after the rectifying rotation) of source
 /// pixels, in the order of `pts`; `None` where a pixel has no valid ray.
-fn rectified_normalised(
-    cam: &PinholeRadTan,
-    r: &Matrix3<f64>,
-    pts: &[[f64; 2]],
-) -> Vec<Option<[f64; 2]>> {
+fn rectified_normalised(cam: &Camera, r: &Matrix3<f64>, pts: &[[f64; 2]]) -> Vec<Option<[f64; 2]>> {
+    // A pinhole image cannot hold a fisheye's whole view: its rays are taken at most
+    // this far from the rectified axis (the rectified image then shows that cone).
+    let max_angle = match cam {
+        Camera::Fisheye(_) => Some(FISHEYE_MAX_ANGLE_DEG.to_radians()),
+        Camera::PlumbBob(_) => None,
+    };
     pts.iter()
         .map(|&p| {
-            let ray = cam.unproject(p)?;
+            let ray = match (cam.unproject(p), max_angle) {
+                (Some(ray), _) => ray,
+                // Far out in a fisheye's periphery the fitted model may not invert
+                // (its polynomial folds beyond the angles the target covered): such
+                // pixels lie outside the kept cone anyway, in their own direction.
+                (None, Some(t)) => {
+                    let [fx, fy, cx, cy] = cam.intrinsics();
+                    let (dx, dy) = ((p[0] - cx) / fx, (p[1] - cy) / fy);
+                    let n = dx.hypot(dy).max(1e-300);
+                    let (st, ct) = t.sin_cos();
+                    [st * dx / n, st * dy / n, ct]
+                }
+                (None, None) => return None,
+            };
             let q = r * Vector3::from(ray);
+            let side = q.x.hypot(q.y);
+            if let Some(t) = max_angle
+                && side.atan2(q.z) > t
+            {
+                let s = t.tan() / side.max(1e-300);
+                return Some([q.x * s, q.y * s]);
+            }
             (q.z > 1e-9).then(|| [q.x / q.z, q.y / q.z])
         })
         .collect()
@@ -103,13 +129,11 @@ pub fn stereo_rectify(rig: &Rig, alpha: f64) -> Result<Rectification, RectifyErr
     let r2 = w_r * r_r;
     // Common focal length (shortened for barrel distortion, as OpenCV does) and principal point.
     let (w, h) = (rig.width as f64, rig.height as f64);
-    let fc = |c: &PinholeRadTan| {
-        let k1 = c.dist[0];
-        if k1 < 0.0 {
-            c.fy * (1.0 + k1 * (w * w + h * h) / (4.0 * c.fy * c.fy))
-        } else {
-            c.fy
+    let fc = |c: &Camera| match c {
+        Camera::PlumbBob(c) if c.dist[0] < 0.0 => {
+            c.fy * (1.0 + c.dist[0] * (w * w + h * h) / (4.0 * c.fy * c.fy))
         }
+        c => c.fy(),
     };
     let f0 = fc(&rig.left).min(fc(&rig.right));
     let pts = border_points(rig.width, rig.height);
@@ -242,7 +266,7 @@ pub struct RectifyMap {
 
 /// The undistort-rectify map of one camera (OpenCV's `initUndistortRectifyMap`).
 pub fn rectify_map(
-    cam: &PinholeRadTan,
+    cam: &Camera,
     r: &[[f64; 3]; 3],
     p: &[[f64; 4]; 3],
     width: usize,
@@ -326,14 +350,16 @@ mod tests {
     pub(super) fn rotated_rig() -> Rig {
         let mut rig = Rig::ideal(640, 480, 400.0, 319.5, 239.5, 0.12);
         rig.rect = None;
-        rig.left.dist = [-0.2, 0.05, 0.001, -0.0005, 0.0];
-        rig.right = PinholeRadTan {
-            fx: 405.0,
-            fy: 403.0,
-            cx: 322.0,
-            cy: 236.0,
-            dist: [-0.21, 0.048, -0.0008, 0.0004, 0.0],
-        };
+        rig.left = Camera::from_coefficients(
+            crate::LensKind::PlumbBob,
+            [400.0, 400.0, 319.5, 239.5],
+            &[-0.2, 0.05, 0.001, -0.0005, 0.0],
+        );
+        rig.right = Camera::from_coefficients(
+            crate::LensKind::PlumbBob,
+            [405.0, 403.0, 322.0, 236.0],
+            &[-0.21, 0.048, -0.0008, 0.0004, 0.0],
+        );
         let rot = Rotation3::from_euler_angles(0.01, -0.02, 0.015);
         rig.r = arr(rot.matrix());
         let t = rot * Vector3::new(-0.12, 0.003, -0.002);
@@ -379,7 +405,7 @@ mod tests {
                 // Observed distorted pixels in each camera, then rectified.
                 let ul = rig.left.project(pl.into()).unwrap();
                 let ur = rig.right.project(pr.into()).unwrap();
-                let rect_px = |cam: &PinholeRadTan, r: &Matrix3<f64>, px: [f64; 2]| {
+                let rect_px = |cam: &Camera, r: &Matrix3<f64>, px: [f64; 2]| {
                     let q = r * Vector3::from(cam.unproject(px).unwrap());
                     [f * q.x / q.z + cx, f * q.y / q.z + cy]
                 };

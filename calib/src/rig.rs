@@ -4,7 +4,7 @@
 //! Written and read as OpenCV FileStorage YAML (one file) and as ROS `camera_info`
 //! YAML (one file per camera).
 
-use crate::model::PinholeRadTan;
+use crate::model::{Camera, LensKind};
 use crate::yaml::{self, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,7 +42,7 @@ pub enum RigError {
 }
 
 /// What one ROS camera_info file holds: size, camera, rectification and projection.
-type CameraInfo = (usize, usize, PinholeRadTan, [[f64; 3]; 3], [[f64; 4]; 3]);
+type CameraInfo = (usize, usize, Camera, [[f64; 3]; 3], [[f64; 4]; 3]);
 
 /// Rectification of a rig (Bouguet): rotations, new projections and disparity-to-depth.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -67,9 +67,9 @@ pub struct Rig {
     /// Image height (pixels).
     pub height: usize,
     /// Left camera.
-    pub left: PinholeRadTan,
+    pub left: Camera,
     /// Right camera.
-    pub right: PinholeRadTan,
+    pub right: Camera,
     /// Rotation from the left to the right camera frame.
     pub r: [[f64; 3]; 3],
     /// Translation from the left to the right camera frame (m); about (-baseline, 0, 0).
@@ -78,8 +78,8 @@ pub struct Rig {
     pub rect: Option<Rectification>,
 }
 
-fn k_matrix(c: &PinholeRadTan) -> [f64; 9] {
-    [c.fx, 0.0, c.cx, 0.0, c.fy, c.cy, 0.0, 0.0, 1.0]
+fn k_matrix(c: &Camera) -> [f64; 9] {
+    [c.fx(), 0.0, c.cx(), 0.0, c.fy(), c.cy(), 0.0, 0.0, 1.0]
 }
 
 fn flat<const R: usize, const C: usize>(m: &[[f64; C]; R]) -> Vec<f64> {
@@ -170,7 +170,26 @@ impl Doc<'_> {
         }
     }
 
-    fn camera(&self, k_key: &str, d_key: &str) -> Result<PinholeRadTan, RigError> {
+    /// The lens model a file names in `distortion_model` (plumb-bob when absent).
+    fn lens(&self) -> Result<LensKind, RigError> {
+        match self.map.get("distortion_model") {
+            None => Ok(LensKind::PlumbBob),
+            Some(Value::Scalar(m)) => {
+                LensKind::from_name(m.trim_matches('"')).ok_or_else(|| RigError::Invalid {
+                    path: self.path.into(),
+                    key: "distortion_model".into(),
+                    why: format!("`{m}` is not supported (plumb_bob or equidistant)"),
+                })
+            }
+            Some(_) => Err(RigError::Shape {
+                path: self.path.into(),
+                key: "distortion_model".into(),
+                want: "a name (plumb_bob or equidistant)".into(),
+            }),
+        }
+    }
+
+    fn camera(&self, k_key: &str, d_key: &str, kind: LensKind) -> Result<Camera, RigError> {
         let k: [[f64; 3]; 3] = self.matrix(k_key)?;
         let d = self.map.get(d_key).ok_or_else(|| RigError::Missing {
             path: self.path.into(),
@@ -183,11 +202,15 @@ impl Doc<'_> {
                 want: "a matrix of 4, 5 or 8 values".into(),
             });
         };
-        if !matches!(data.len(), 4 | 5 | 8) || data.iter().any(|v| !v.is_finite()) {
+        let (counts, want): (&[usize], _) = match kind {
+            LensKind::PlumbBob => (&[4, 5, 8], "4, 5 or 8 finite plumb-bob coefficients"),
+            LensKind::Fisheye => (&[4], "4 finite fisheye coefficients (k1..k4)"),
+        };
+        if !counts.contains(&data.len()) || data.iter().any(|v| !v.is_finite()) {
             return Err(RigError::Shape {
                 path: self.path.into(),
                 key: d_key.into(),
-                want: "4, 5 or 8 finite plumb-bob coefficients".into(),
+                want: want.into(),
             });
         }
         if !(k[0][0] > 0.0 && k[1][1] > 0.0) {
@@ -197,17 +220,11 @@ impl Doc<'_> {
                 why: "focal lengths must be positive".into(),
             });
         }
-        let mut dist = [0.0; 5];
-        for (o, v) in dist.iter_mut().zip(data) {
-            *o = *v;
-        }
-        Ok(PinholeRadTan {
-            fx: k[0][0],
-            fy: k[1][1],
-            cx: k[0][2],
-            cy: k[1][2],
-            dist,
-        })
+        Ok(Camera::from_coefficients(
+            kind,
+            [k[0][0], k[1][1], k[0][2], k[1][2]],
+            data,
+        ))
     }
 }
 
@@ -231,13 +248,7 @@ impl Rig {
     /// An ideal rectified rig: identical distortion-free cameras, the right one
     /// `baseline` metres to the right (T = (-baseline, 0, 0)).
     pub fn ideal(width: usize, height: usize, f: f64, cx: f64, cy: f64, baseline: f64) -> Self {
-        let cam = PinholeRadTan {
-            fx: f,
-            fy: f,
-            cx,
-            cy,
-            dist: [0.0; 5],
-        };
+        let cam = Camera::pinhole(f, f, cx, cy);
         let eye = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
         let p1 = [[f, 0.0, cx, 0.0], [0.0, f, cy, 0.0], [0.0, 0.0, 1.0, 0.0]];
         let mut p2 = p1;
@@ -277,10 +288,16 @@ impl Rig {
             "%YAML:1.0\n---\nimage_width: {}\nimage_height: {}\n",
             self.width, self.height
         );
+        if self.left.kind() == LensKind::Fisheye {
+            // OpenCV's fisheye functions take the same matrices with a 4-term D; the
+            // model is named so that a reader does not take them for plumb-bob.
+            s += "distortion_model: equidistant\n";
+        }
+        let (d1, d2) = (self.left.distortion(), self.right.distortion());
         s += &yaml::matrix("M1", 3, 3, &k_matrix(&self.left), true);
-        s += &yaml::matrix("D1", 1, 5, &self.left.dist, true);
+        s += &yaml::matrix("D1", 1, d1.len(), &d1, true);
         s += &yaml::matrix("M2", 3, 3, &k_matrix(&self.right), true);
-        s += &yaml::matrix("D2", 1, 5, &self.right.dist, true);
+        s += &yaml::matrix("D2", 1, d2.len(), &d2, true);
         s += &yaml::matrix("R", 3, 3, &flat(&self.r), true);
         s += &yaml::matrix("T", 3, 1, &self.t, true);
         if let Some(r) = &self.rect {
@@ -315,8 +332,8 @@ impl Rig {
         Ok(Rig {
             width: d.size("image_width")?,
             height: d.size("image_height")?,
-            left: d.camera("M1", "D1")?,
-            right: d.camera("M2", "D2")?,
+            left: d.camera("M1", "D1", d.lens()?)?,
+            right: d.camera("M2", "D2", d.lens()?)?,
             r: d.matrix("R")?,
             t: [t[0], t[1], t[2]],
             rect,
@@ -344,8 +361,8 @@ impl Rig {
             None => (
                 eye,
                 [
-                    [cam.fx, 0.0, cam.cx, 0.0],
-                    [0.0, cam.fy, cam.cy, 0.0],
+                    [cam.fx(), 0.0, cam.cx(), 0.0],
+                    [0.0, cam.fy(), cam.cy(), 0.0],
                     [0.0, 0.0, 1.0, 0.0],
                 ],
             ),
@@ -355,8 +372,9 @@ impl Rig {
             self.width, self.height
         );
         s += &yaml::matrix("camera_matrix", 3, 3, &k_matrix(cam), false);
-        s += "distortion_model: plumb_bob\n";
-        s += &yaml::matrix("distortion_coefficients", 1, 5, &cam.dist, false);
+        s += &format!("distortion_model: {}\n", cam.kind().name());
+        let d = cam.distortion();
+        s += &yaml::matrix("distortion_coefficients", 1, d.len(), &d, false);
         s += &yaml::matrix("rectification_matrix", 3, 3, &flat(&rr), false);
         s += &yaml::matrix("projection_matrix", 3, 4, &flat(&p), false);
         s
@@ -377,26 +395,17 @@ impl Rig {
                 source,
             })?;
             let d = Doc { path: &o, map };
-            match d.map.get("distortion_model") {
-                Some(Value::Scalar(m)) if m == "plumb_bob" || m == "rational_polynomial" => {}
-                Some(Value::Scalar(m)) => {
-                    return Err(RigError::Invalid {
-                        path: o.clone(),
-                        key: "distortion_model".into(),
-                        why: format!("`{m}` is not supported (plumb_bob)"),
-                    });
-                }
-                _ => {
-                    return Err(RigError::Missing {
-                        path: o.clone(),
-                        key: "distortion_model".into(),
-                    });
-                }
+            if !d.map.contains_key("distortion_model") {
+                return Err(RigError::Missing {
+                    path: o.clone(),
+                    key: "distortion_model".into(),
+                });
             }
+            let kind = d.lens()?;
             Ok((
                 d.size("image_width")?,
                 d.size("image_height")?,
-                d.camera("camera_matrix", "distortion_coefficients")?,
+                d.camera("camera_matrix", "distortion_coefficients", kind)?,
                 d.matrix("rectification_matrix")?,
                 d.matrix("projection_matrix")?,
             ))
@@ -473,15 +482,64 @@ mod tests {
 
     fn rig() -> Rig {
         let mut r = Rig::ideal(640, 480, 400.0, 319.5, 239.5, 0.12);
-        r.left.dist = [-0.28, 0.07, 0.001, -0.0005, 0.0];
-        r.right = PinholeRadTan {
-            fx: 402.5,
-            fy: 401.0,
-            cx: 321.0,
-            cy: 238.0,
-            dist: [-0.27, 0.065, -0.0008, 0.0004, 0.01],
-        };
+        r.left = Camera::from_coefficients(
+            LensKind::PlumbBob,
+            [400.0, 400.0, 319.5, 239.5],
+            &[-0.28, 0.07, 0.001, -0.0005, 0.0],
+        );
+        r.right = Camera::from_coefficients(
+            LensKind::PlumbBob,
+            [402.5, 401.0, 321.0, 238.0],
+            &[-0.27, 0.065, -0.0008, 0.0004, 0.01],
+        );
         r
+    }
+
+    fn fisheye_rig() -> Rig {
+        let mut r = Rig::ideal(1280, 800, 300.0, 640.0, 400.0, 0.08);
+        r.left = Camera::from_coefficients(
+            LensKind::Fisheye,
+            [300.5, 300.0, 641.0, 399.0],
+            &[-0.012, 0.004, -0.0011, 0.0002],
+        );
+        r.right = Camera::from_coefficients(
+            LensKind::Fisheye,
+            [299.0, 298.5, 638.5, 402.0],
+            &[-0.010, 0.003, -0.0009, 0.0001],
+        );
+        r
+    }
+
+    #[test]
+    fn fisheye_rigs_round_trip_through_both_file_kinds() {
+        let r = fisheye_rig();
+        let text = r.to_opencv_yaml();
+        assert!(text.contains("distortion_model: equidistant") && text.contains("cols: 4"));
+        assert_eq!(Rig::from_opencv_yaml(&text, "mem").unwrap(), r);
+        let dir = std::env::temp_dir().join(format!("calib-ros-fe-{}", std::process::id()));
+        r.save_ros(&dir, "fe").unwrap();
+        let left = std::fs::read_to_string(dir.join("left.yaml")).unwrap();
+        assert!(left.contains("distortion_model: equidistant"), "{left}");
+        let back = Rig::load_ros(&dir).unwrap();
+        assert_eq!((back.left, back.right), (r.left, r.right));
+        std::fs::remove_dir_all(&dir).ok();
+        // Five coefficients under the fisheye model are refused by name.
+        let bad = text.replace(
+            "D1: !!opencv-matrix\n   rows: 1\n   cols: 4\n   dt: d\n   data: [",
+            "D1: !!opencv-matrix\n   rows: 1\n   cols: 5\n   dt: d\n   data: [ 0.0,",
+        );
+        assert_ne!(bad, text);
+        let e = Rig::from_opencv_yaml(&bad, "fe.yaml").unwrap_err();
+        assert!(
+            e.to_string().contains("D1") && e.to_string().contains("fisheye"),
+            "{e}"
+        );
+        let e = Rig::from_opencv_yaml(
+            &text.replace("distortion_model: equidistant", "distortion_model: kb8"),
+            "fe.yaml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("distortion_model"), "{e}");
     }
 
     #[test]

@@ -83,11 +83,12 @@ pub fn calibrate_stereo(
         p.extend(pl.t);
     }
     let base = 2 * NI + 6;
+    let kind = terms.lens;
     let lv: Vec<&View> = kept.iter().map(|&i| &left[i]).collect();
     let rv: Vec<&View> = kept.iter().map(|&i| &right[i]).collect();
     let res = |x: &[f64], out: &mut Vec<f64>| {
         out.clear();
-        let (cl, cr) = (camera_of(&x[..NI]), camera_of(&x[NI..2 * NI]));
+        let (cl, cr) = (camera_of(kind, &x[..NI]), camera_of(kind, &x[NI..2 * NI]));
         let rig_r = Rotation3::new(Vector3::new(x[2 * NI], x[2 * NI + 1], x[2 * NI + 2]));
         let rig_t = Vector3::new(x[2 * NI + 3], x[2 * NI + 4], x[2 * NI + 5]);
         for k in 0..lv.len() {
@@ -109,11 +110,11 @@ pub fn calibrate_stereo(
         }
     };
     let mut fixed = vec![false; p.len()];
-    fixed[8] = !terms.k3;
-    fixed[NI + 8] = !terms.k3;
+    fixed[..NI].copy_from_slice(&terms.fixed());
+    fixed[NI..2 * NI].copy_from_slice(&terms.fixed());
     let (q, _, cost) = levenberg_marquardt(p, &fixed, res);
     let npts: usize = lv.iter().map(|v| v.object.len()).sum();
-    let (cl, cr) = (camera_of(&q[..NI]), camera_of(&q[NI..2 * NI]));
+    let (cl, cr) = (camera_of(kind, &q[..NI]), camera_of(kind, &q[NI..2 * NI]));
     let rot = Rotation3::new(Vector3::new(q[2 * NI], q[2 * NI + 1], q[2 * NI + 2]));
     let t = Vector3::new(q[2 * NI + 3], q[2 * NI + 4], q[2 * NI + 5]);
     // Epipolar error: distance of the right ray's pixel from the epipolar line of the left ray.
@@ -131,7 +132,7 @@ pub fn calibrate_stereo(
             );
             let line = e * a;
             let d = b.dot(&line).abs() / (line.x * line.x + line.y * line.y).sqrt();
-            sum += d * cr.fx; // normalised to pixels
+            sum += d * cr.fx(); // normalised to pixels
             cnt += 1;
         }
     }
@@ -214,7 +215,7 @@ mod tests {
                 });
             }
         }
-        let c = calibrate_stereo(&lv, &rv, 640, 480, DistortionTerms { k3: false }).unwrap();
+        let c = calibrate_stereo(&lv, &rv, 640, 480, DistortionTerms::default()).unwrap();
         assert!(c.rms < 0.1, "rms {}", c.rms);
         assert!(c.epipolar_error < 0.1, "epipolar {}", c.epipolar_error);
         assert!(
@@ -225,6 +226,6 @@ mod tests {
         let dr = Rotation3::from_matrix_unchecked(Matrix3::from_fn(|i, j| c.rig.r[i][j]))
             * rot.inverse();
         assert!(dr.angle() < 2e-3, "rotation error {} rad", dr.angle());
-        assert!((c.rig.left.fx - 410.0).abs() < 2.0 && (c.rig.right.cx - 318.0).abs() < 2.0);
+        assert!((c.rig.left.fx() - 410.0).abs() < 2.0 && (c.rig.right.cx() - 318.0).abs() < 2.0);
     }
 }

@@ -38,7 +38,8 @@ fn synth_then_stereo_recovers_the_rig_and_writes_opencv_and_ros_files() {
     let rig = Rig::load_opencv(&dir.join("out/rig.yaml")).unwrap();
     assert!(rig.rect.is_some());
     assert!(
-        (rig.left.fx - truth.left.fx).abs() < 1.0 && (rig.right.cy - truth.right.cy).abs() < 1.0,
+        (rig.left.fx() - truth.left.fx()).abs() < 1.0
+            && (rig.right.cy() - truth.right.cy()).abs() < 1.0,
         "{rig:?}"
     );
     assert!((rig.baseline() - truth.baseline()).abs() < 1e-3);
@@ -55,5 +56,51 @@ fn synth_then_stereo_recovers_the_rig_and_writes_opencv_and_ros_files() {
         .output()
         .unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("unequal sides"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn fisheye_pairs_calibrate_rectify_and_write_equidistant_files() {
+    let dir = std::env::temp_dir().join(format!("calib-cli-fe-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = calib()
+        .args(["synth", "--fisheye", "--pairs", "16", "--out"])
+        .arg(dir.join("in"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = calib()
+        .arg("stereo")
+        .arg(dir.join("in"))
+        .args(["--fisheye", "--out"])
+        .arg(dir.join("out/rig.yaml"))
+        .arg("--ros")
+        .arg(dir.join("out/ros"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let truth = Rig::load_opencv(&dir.join("in/truth.yaml")).unwrap();
+    let rig = Rig::load_opencv(&dir.join("out/rig.yaml")).unwrap();
+    assert_eq!(rig.left.kind(), calib::LensKind::Fisheye, "{rig:?}");
+    assert!(
+        (rig.left.fx() / truth.left.fx() - 1.0).abs() < 0.005
+            && (rig.right.cy() - truth.right.cy()).abs() < 1.0,
+        "{rig:?}"
+    );
+    assert!((rig.baseline() / truth.baseline() - 1.0).abs() < 0.005);
+    // The rectification keeps the central cone of the fisheye view.
+    assert!(rig.rect.is_some());
+    let ros_left = std::fs::read_to_string(dir.join("out/ros/left.yaml")).unwrap();
+    assert!(
+        ros_left.contains("distortion_model: equidistant"),
+        "{ros_left}"
+    );
+    let ros = Rig::load_ros(&dir.join("out/ros")).unwrap();
+    assert_eq!(ros.left, rig.left);
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -11,9 +11,10 @@ fn reads_a_rig_file_written_by_opencv_filestorage() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/opencv_written.yaml");
     let rig = Rig::load_opencv(&path).unwrap();
     assert_eq!((rig.width, rig.height), (640, 480));
-    assert_eq!(rig.left.dist, [-0.28, 0.07, 0.001, -0.0005, 0.0]);
+    assert_eq!(rig.left.kind(), calib::LensKind::PlumbBob);
+    assert_eq!(rig.left.distortion(), [-0.28, 0.07, 0.001, -0.0005, 0.0]);
     assert_eq!(
-        [rig.left.fx, rig.left.cx, rig.left.cy],
+        [rig.left.fx(), rig.left.cx(), rig.left.cy()],
         [400.0, 319.5, 239.5]
     );
     assert!((rig.baseline() - 0.12).abs() < 1e-15);

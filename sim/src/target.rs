@@ -52,8 +52,8 @@ pub fn rig_truth(rig: &StereoRig) -> Rig {
     Rig {
         width: rig.intrinsics.width,
         height: rig.intrinsics.height,
-        left: camera(rig),
-        right: camera(rig),
+        left: camera(rig).into(),
+        right: camera(rig).into(),
         r: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
         t: [-rig.baseline, 0.0, 0.0],
         rect: None,

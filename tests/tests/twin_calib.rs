@@ -59,16 +59,16 @@ fn check(
 ) {
     let truth = rig_truth(rig);
     let (w, h) = (rig.intrinsics.width, rig.intrinsics.height);
-    let c = calibrate_stereo(lv, rv, w, h, DistortionTerms { k3: false }).unwrap();
+    let c = calibrate_stereo(lv, rv, w, h, DistortionTerms::default()).unwrap();
     let est = c.rig;
     eprintln!(
         "{label}: {} pairs, RMS {:.3} px, left fx {:.3} fy {:.3} cx {:.3} cy {:.3}, baseline {:.5} m",
         c.kept.len(),
         c.rms,
-        est.left.fx,
-        est.left.fy,
-        est.left.cx,
-        est.left.cy,
+        est.left.fx(),
+        est.left.fy(),
+        est.left.cx(),
+        est.left.cy(),
         est.baseline()
     );
     assert!(
@@ -82,28 +82,28 @@ fn check(
         ("right", est.right, truth.right),
     ] {
         assert!(
-            (e.fx / t.fx - 1.0).abs() < 0.002,
+            (e.fx() / t.fx() - 1.0).abs() < 0.002,
             "{label} {name}: fx {} vs {}",
-            e.fx,
-            t.fx
+            e.fx(),
+            t.fx()
         );
         assert!(
-            (e.fy / t.fy - 1.0).abs() < 0.002,
+            (e.fy() / t.fy() - 1.0).abs() < 0.002,
             "{label} {name}: fy {} vs {}",
-            e.fy,
-            t.fy
+            e.fy(),
+            t.fy()
         );
         assert!(
-            (e.cx - t.cx).abs() < 0.5,
+            (e.cx() - t.cx()).abs() < 0.5,
             "{label} {name}: cx {} vs {}",
-            e.cx,
-            t.cx
+            e.cx(),
+            t.cx()
         );
         assert!(
-            (e.cy - t.cy).abs() < 0.5,
+            (e.cy() - t.cy()).abs() < 0.5,
             "{label} {name}: cy {} vs {}",
-            e.cy,
-            t.cy
+            e.cy(),
+            t.cy()
         );
     }
     let b = est.baseline();
@@ -114,14 +114,13 @@ fn check(
     assert!(angle < max_angle, "{label}: rig rotation off by {angle}°");
     // Rectified with the estimate, matching corners share a row.
     let rect = stereo_rectify(&est, 0.0).unwrap();
-    let rectify =
-        |cam: &calib::PinholeRadTan, r: &[[f64; 3]; 3], p: &[[f64; 4]; 3], px: [f64; 2]| {
-            let ray = cam.unproject(px).unwrap();
-            let q: Vec<f64> = (0..3)
-                .map(|i| r[i][0] * ray[0] + r[i][1] * ray[1] + r[i][2] * ray[2])
-                .collect();
-            p[1][1] * q[1] / q[2] + p[1][2]
-        };
+    let rectify = |cam: &calib::Camera, r: &[[f64; 3]; 3], p: &[[f64; 4]; 3], px: [f64; 2]| {
+        let ray = cam.unproject(px).unwrap();
+        let q: Vec<f64> = (0..3)
+            .map(|i| r[i][0] * ray[0] + r[i][1] * ray[1] + r[i][2] * ray[2])
+            .collect();
+        p[1][1] * q[1] / q[2] + p[1][2]
+    };
     let (mut sum, mut n) = (0.0, 0.0);
     for (l, r) in clean.0.iter().zip(clean.1) {
         for (a, b) in l.image.iter().zip(&r.image) {

@@ -6,7 +6,7 @@ use calib::detect::find_corners;
 use calib::mono::{DistortionTerms, Pose, View, board_points, calibrate};
 use calib::rectify::{rectify_map, stereo_rectify};
 use calib::stereo::calibrate_stereo;
-use calib::{PinholeRadTan, Rig};
+use calib::{Camera, LensKind, Rig};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -71,6 +71,9 @@ enum Cmd {
         /// Also estimate k3.
         #[arg(long)]
         k3: bool,
+        /// Equidistant fisheye lens (Kannala-Brandt k1..k4, OpenCV's cv::fisheye) instead of plumb-bob.
+        #[arg(long)]
+        fisheye: bool,
     },
     /// Calibrate the rig from left*/right* image pairs (PNG or JPEG, paired in name order); writes the rectified rig
     /// (OpenCV YAML) and, with --ros, camera_info files; prints a report and writes
@@ -89,6 +92,9 @@ enum Cmd {
         /// Rectification alpha (0 = valid pixels only, 1 = all source pixels).
         #[arg(long, default_value_t = 0.0)]
         alpha: f64,
+        /// Equidistant fisheye lenses (Kannala-Brandt k1..k4) instead of plumb-bob.
+        #[arg(long)]
+        fisheye: bool,
     },
     /// Write synthetic stereo checkerboard pairs seen through a distorted rig (with the
     /// true rig as truth.yaml), to try the pipeline end to end.
@@ -104,6 +110,9 @@ enum Cmd {
         /// Random seed of the board poses.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Render through equidistant fisheye lenses (about 150° across) instead of plumb-bob.
+        #[arg(long)]
+        fisheye: bool,
     },
     /// Compute the rectification (R1, R2, P1, P2, Q) of a rig file and write the rig
     /// with it, as OpenCV YAML and as ROS camera_info files.
@@ -188,7 +197,7 @@ fn coverage_png(
     write_png(path, w, h, &img)
 }
 
-fn residuals(cam: &PinholeRadTan, pose: &Pose, v: &View) -> Vec<f64> {
+fn residuals(cam: &Camera, pose: &Pose, v: &View) -> Vec<f64> {
     use calib::CameraModel;
     v.object
         .iter()
@@ -245,6 +254,7 @@ fn main() -> Result<()> {
             board,
             out,
             k3,
+            fisheye,
         } => {
             let (cols, rows) = board.board;
             let obj = board_points(cols, rows, board.square);
@@ -261,16 +271,24 @@ fn main() -> Result<()> {
                     Err(e) => eprintln!("{}: rejected: {e}", f.display()),
                 }
             }
-            let c = calibrate(&views, DistortionTerms { k3 })?;
+            let lens = if fisheye {
+                LensKind::Fisheye
+            } else {
+                LensKind::PlumbBob
+            };
+            let c = calibrate(&views, DistortionTerms { k3, lens })?;
             println!(
                 "{} views used, {} dropped as outliers; RMS {:.3} px",
                 c.kept.len(),
                 c.dropped.len(),
                 c.rms
             );
-            let names = ["fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3"];
+            let names = match lens {
+                LensKind::PlumbBob => ["fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3"],
+                LensKind::Fisheye => ["fx", "fy", "cx", "cy", "k1", "k2", "k3", "k4", ""],
+            };
             let vals = c.camera.params();
-            for i in 0..9 {
+            for i in (0..9).filter(|&i| !names[i].is_empty()) {
                 println!(
                     "  {:>2} = {:>12.6} ± {:.6}",
                     names[i], vals[i], c.std_dev[i]
@@ -298,6 +316,7 @@ fn main() -> Result<()> {
             out,
             ros,
             alpha,
+            fisheye,
         } => {
             let (cols, rows) = board.board;
             let obj = board_points(cols, rows, board.square);
@@ -345,7 +364,15 @@ fn main() -> Result<()> {
                     ),
                 }
             }
-            let c = calibrate_stereo(&lv, &rv, size.0, size.1, DistortionTerms { k3: false })?;
+            let terms = DistortionTerms {
+                k3: false,
+                lens: if fisheye {
+                    LensKind::Fisheye
+                } else {
+                    LensKind::PlumbBob
+                },
+            };
+            let c = calibrate_stereo(&lv, &rv, size.0, size.1, terms)?;
             let mut rig = c.rig;
             rig.rect = Some(stereo_rectify(&rig, alpha)?);
             if let Some(d) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -362,14 +389,19 @@ fn main() -> Result<()> {
             );
             for (name, cam) in [("left", rig.left), ("right", rig.right)] {
                 println!(
-                    "  {name}: fx {:.2} fy {:.2} cx {:.2} cy {:.2} dist {:?}",
-                    cam.fx, cam.fy, cam.cx, cam.cy, cam.dist
+                    "  {name}: fx {:.2} fy {:.2} cx {:.2} cy {:.2} dist {:?} ({})",
+                    cam.fx(),
+                    cam.fy(),
+                    cam.cx(),
+                    cam.cy(),
+                    cam.distortion(),
+                    cam.kind().name()
                 );
             }
             // Coverage and residual pictures per camera, from each camera's own calibration.
             let dir_out = out.parent().map(Path::to_path_buf).unwrap_or_default();
             for (name, views) in [("left", &lv), ("right", &rv)] {
-                let m = calibrate(views, DistortionTerms { k3: false })?;
+                let m = calibrate(views, terms)?;
                 let marks: Vec<(Vec<[f64; 2]>, Vec<f64>)> = m
                     .kept
                     .iter()
@@ -399,22 +431,37 @@ fn main() -> Result<()> {
             pairs,
             board,
             seed,
+            fisheye,
         } => {
             let (cols, rows) = board.board;
             let (w, h) = (640, 480);
-            let left = PinholeRadTan {
-                fx: 410.0,
-                fy: 405.0,
-                cx: 321.0,
-                cy: 238.0,
-                dist: [-0.25, 0.07, 0.001, -0.0005, 0.0],
-            };
-            let right = PinholeRadTan {
-                fx: 402.0,
-                fy: 401.0,
-                cx: 318.0,
-                cy: 242.0,
-                dist: [-0.24, 0.065, -0.0008, 0.0004, 0.0],
+            let (left, right) = if fisheye {
+                // About 150° across the 640 px width.
+                (
+                    Camera::from_coefficients(
+                        LensKind::Fisheye,
+                        [245.0, 244.0, 321.0, 238.0],
+                        &[-0.015, 0.004, -0.001, 0.0002],
+                    ),
+                    Camera::from_coefficients(
+                        LensKind::Fisheye,
+                        [242.0, 242.5, 318.0, 242.0],
+                        &[-0.012, 0.003, -0.0008, 0.0001],
+                    ),
+                )
+            } else {
+                (
+                    Camera::from_coefficients(
+                        LensKind::PlumbBob,
+                        [410.0, 405.0, 321.0, 238.0],
+                        &[-0.25, 0.07, 0.001, -0.0005, 0.0],
+                    ),
+                    Camera::from_coefficients(
+                        LensKind::PlumbBob,
+                        [402.0, 401.0, 318.0, 242.0],
+                        &[-0.24, 0.065, -0.0008, 0.0004, 0.0],
+                    ),
+                )
             };
             let rot = nalgebra::Rotation3::from_euler_angles(0.01, -0.02, 0.015);
             let t = nalgebra::Vector3::new(-0.12, 0.002, -0.001);
@@ -423,13 +470,16 @@ fn main() -> Result<()> {
             let mut rng = calib::synthetic::Lcg::new(seed);
             let mut rnd = || rng.symmetric();
             let size = board.square * (cols.max(rows) + 1) as f64;
+            // A fisheye's distortion grows with the angle off axis: its boards come
+            // closer and spread wider, so that the views reach far into the periphery.
+            let (spread, dist) = if fisheye { (0.9, 1.1) } else { (0.15, 1.8) };
             for k in 0..pairs {
                 let pl = Pose {
                     rvec: [0.4 * rnd(), 0.4 * rnd(), 0.2 * rnd()],
                     t: [
-                        -0.4 * size + 0.15 * size * rnd(),
-                        -0.3 * size + 0.1 * size * rnd(),
-                        1.8 * size + 0.3 * size * rnd(),
+                        -0.4 * size + spread * size * rnd(),
+                        -0.3 * size + 0.66 * spread * size * rnd(),
+                        dist * size + 0.3 * size * rnd(),
                     ],
                 };
                 let rl = nalgebra::Rotation3::new(nalgebra::Vector3::from(pl.rvec));
@@ -514,7 +564,11 @@ fn main() -> Result<()> {
                     (h as f64 - 1.0) / 2.0,
                     0.1,
                 );
-                rig.left.dist = [-0.25, 0.07, 0.0005, -0.0003, 0.0];
+                rig.left = Camera::from_coefficients(
+                    LensKind::PlumbBob,
+                    [rig.left.fx(), rig.left.fy(), rig.left.cx(), rig.left.cy()],
+                    &[-0.25, 0.07, 0.0005, -0.0003, 0.0],
+                );
                 let rect = stereo_rectify(&rig, 0.0)?;
                 let map = rectify_map(&rig.left, &rect.r1, &rect.p1, w, h);
                 let img: Vec<u8> = (0..w * h).map(|i| ((i * 31) % 251) as u8).collect();
