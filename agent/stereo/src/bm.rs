@@ -2,10 +2,116 @@
 //! all, with the same sub-pixel, uniqueness, left-right and speckle steps as SGM.
 //! No path aggregation: the lowest-power mode.
 
+use crate::census::{CensusWord, bits};
+use crate::costs::CensusPair;
 use crate::image::{Disparity, GrayImage, StereoError, check_pair};
 use crate::post;
 use crate::sgm::SgmParams;
 use rayon::prelude::*;
+
+/// Output rows per parallel task: each band slides its window down its own rows.
+const BAND: usize = 16;
+
+/// Window sums of the costs and winner-take-all, band by band: a band keeps the
+/// sum of the cost rows in its window (one row added, one taken away per step,
+/// from a ring of the window's cost rows) and runs a box sum along each row, so no
+/// cost volume is ever stored. Windows are clipped at the image border.
+fn block_wta<W: CensusWord>(census: &CensusPair<W>, h: usize, r: usize, keep: f32) -> post::Wta {
+    let (w, dn) = (census.width, census.dn);
+    let n = w * dn;
+    let mut disp = vec![0f32; w * h];
+    let mut valid = vec![false; w * h];
+    let mut right = vec![-1i32; w * h];
+    disp.par_chunks_mut(BAND * w)
+        .zip(valid.par_chunks_mut(BAND * w))
+        .zip(right.par_chunks_mut(BAND * w))
+        .enumerate()
+        .for_each(|(b, ((d, v), rr))| {
+            let y0 = b * BAND;
+            let y1 = (y0 + BAND).min(h);
+            let block = 2 * r + 1;
+            let mut ring = vec![0u8; block * n];
+            let mut vsum = vec![0u16; n];
+            let mut totals = vec![0u16; n];
+            let slot = |y: usize| (y % block) * n;
+            for y in y0.saturating_sub(r)..=(y0 + r).min(h - 1) {
+                let row = &mut ring[slot(y)..slot(y) + n];
+                census.row(y, row);
+                add_row(&mut vsum, row);
+            }
+            for y in y0..y1 {
+                if y > y0 {
+                    if y > r {
+                        let gone = y - r - 1;
+                        sub_row(&mut vsum, &ring[slot(gone)..slot(gone) + n]);
+                    }
+                    if y + r < h {
+                        let row = &mut ring[slot(y + r)..slot(y + r) + n];
+                        census.row(y + r, row);
+                        add_row(&mut vsum, row);
+                    }
+                }
+                box_along_row(&vsum, &mut totals, dn, r);
+                let o = (y - y0) * w;
+                post::wta_one_row(
+                    &mut totals,
+                    dn,
+                    keep,
+                    &mut d[o..o + w],
+                    &mut v[o..o + w],
+                    &mut rr[o..o + w],
+                );
+            }
+        });
+    post::Wta {
+        left: Disparity {
+            width: w,
+            height: h,
+            disp,
+            valid,
+        },
+        right,
+    }
+}
+
+fn add_row(sum: &mut [u16], row: &[u8]) {
+    for (s, &c) in sum.iter_mut().zip(row) {
+        *s = s.wrapping_add(c as u16);
+    }
+}
+
+fn sub_row(sum: &mut [u16], row: &[u8]) {
+    for (s, &c) in sum.iter_mut().zip(row) {
+        *s = s.wrapping_sub(c as u16);
+    }
+}
+
+/// `out[x] = Σ vsum[x - r ..= x + r]` (clipped at the row's ends), per disparity.
+fn box_along_row(vsum: &[u16], out: &mut [u16], dn: usize, r: usize) {
+    let w = vsum.len() / dn;
+    let mut acc = vec![0u16; dn];
+    for x in 0..r.min(w) {
+        add_cells(&mut acc, &vsum[x * dn..(x + 1) * dn]);
+    }
+    for x in 0..w {
+        if x + r < w {
+            add_cells(&mut acc, &vsum[(x + r) * dn..(x + r + 1) * dn]);
+        }
+        if x > r {
+            let g = x - r - 1;
+            for (a, &v) in acc.iter_mut().zip(&vsum[g * dn..(g + 1) * dn]) {
+                *a = a.wrapping_sub(v);
+            }
+        }
+        out[x * dn..(x + 1) * dn].copy_from_slice(&acc);
+    }
+}
+
+fn add_cells(acc: &mut [u16], v: &[u16]) {
+    for (a, &b) in acc.iter_mut().zip(v) {
+        *a = a.wrapping_add(b);
+    }
+}
 
 /// Block-match a rectified pair with a `block` x `block` aggregation window (odd).
 pub fn match_pair(
@@ -23,39 +129,24 @@ pub fn match_pair(
         });
     }
     check_pair(left, right, prm.max_disp, prm.census_window.max(block))?;
-    let (w, h, dn) = (left.width, left.height, prm.max_disp);
-    let mut cost = Vec::new();
-    crate::costs::census_costs(left, right, prm.census_window, dn, &mut cost);
+    let (window, dn) = (prm.census_window, prm.max_disp);
     let r = block / 2;
-    // Box sums: horizontal running sums per row, then vertical sums per pixel.
-    let mut hsum = vec![0u16; w * h * dn];
-    hsum.par_chunks_mut(w * dn)
-        .enumerate()
-        .for_each(|(y, row)| {
-            for x in 0..w {
-                let (x0, x1) = (x.saturating_sub(r), (x + r).min(w - 1));
-                let out = &mut row[x * dn..(x + 1) * dn];
-                for xx in x0..=x1 {
-                    let c = &cost[(y * w + xx) * dn..(y * w + xx + 1) * dn];
-                    for (o, &v) in out.iter_mut().zip(c) {
-                        *o += v as u16;
-                    }
-                }
-            }
-        });
-    let mut sums = vec![0u16; w * h * dn];
-    sums.par_chunks_mut(w * dn)
-        .enumerate()
-        .for_each(|(y, row)| {
-            let (y0, y1) = (y.saturating_sub(r), (y + r).min(h - 1));
-            for yy in y0..=y1 {
-                for (o, &v) in row.iter_mut().zip(&hsum[yy * w * dn..(yy + 1) * w * dn]) {
-                    *o += v;
-                }
-            }
-        });
-    let zeros = vec![0u16; w * h * dn];
-    let wta = post::winner_take_all(&sums, &zeros, w, h, dn, prm.uniqueness);
+    let keep = 1.0 - prm.uniqueness;
+    let wta = if bits(window) <= u32::BITS {
+        block_wta(
+            &CensusPair::<u32>::new(left, right, window, dn),
+            left.height,
+            r,
+            keep,
+        )
+    } else {
+        block_wta(
+            &CensusPair::<u64>::new(left, right, window, dn),
+            left.height,
+            r,
+            keep,
+        )
+    };
     let mut disp = post::check_left_right(wta, prm.lr_max_diff);
     post::invalidate_featureless(&mut disp, left, prm.census_window, prm.texture_threshold);
     post::invalidate_border(&mut disp, r.max(prm.census_window / 2));
@@ -63,4 +154,39 @@ pub fn match_pair(
         post::filter_speckles(&mut disp, prm.speckle_size, prm.speckle_range);
     }
     Ok(disp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::census::census;
+    use crate::costs::cost_volume;
+    use crate::sgm::tests::textured;
+
+    /// Sliding window sums give what summing every clipped window afresh gives.
+    #[test]
+    fn band_sums_equal_window_sums_from_the_cost_volume() {
+        let (w, h, dn, r) = (50, 37, 16, 3);
+        let (l, rt) = (textured(w, h, 4), textured(w, h, 0));
+        let pair = CensusPair::<u32>::new(&l, &rt, 5, dn);
+        let fast = block_wta(&pair, h, r, 0.9);
+        let vol = cost_volume(&census::<u32>(&l, 5), &census::<u32>(&rt, 5), w, h, dn, 24);
+        let mut sums = vec![0u16; w * h * dn];
+        for y in 0..h {
+            for x in 0..w {
+                for yy in y.saturating_sub(r)..=(y + r).min(h - 1) {
+                    for xx in x.saturating_sub(r)..=(x + r).min(w - 1) {
+                        for d in 0..dn {
+                            sums[(y * w + x) * dn + d] += vol[(yy * w + xx) * dn + d] as u16;
+                        }
+                    }
+                }
+            }
+        }
+        let slow = post::winner_take_all(&mut sums, w, h, dn, 0.1);
+        assert_eq!(fast.left.disp, slow.left.disp);
+        assert_eq!(fast.left.valid, slow.left.valid);
+        assert_eq!(fast.right, slow.right);
+        assert!(fast.left.valid.iter().filter(|&&v| v).count() > w * h / 4);
+    }
 }

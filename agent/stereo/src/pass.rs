@@ -511,7 +511,8 @@ mod tests {
             };
             let f = full_pass::<u8, _>(&Base, &census, &l, &prm, false);
             let b = full_pass::<u8, _>(&Base, &census, &l, &prm, true);
-            let whole = post::winner_take_all(&f, &b, w, h, dn, prm.uniqueness);
+            let mut totals: Vec<u16> = f.iter().zip(&b).map(|(a, c)| a + c).collect();
+            let whole = post::winner_take_all(&mut totals, w, h, dn, prm.uniqueness);
             let mut store = HalfSums::default();
             let met = aggregate_and_pick::<u8, _, _>(&Base, &census, &l.data, h, &prm, &mut store);
             assert_eq!(whole.left.disp, met.left.disp, "{paths:?}");

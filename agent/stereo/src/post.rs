@@ -128,29 +128,18 @@ pub(crate) fn wta_one_row(
     wta_row(totals, dn, keep, drow, vrow, rrow)
 }
 
-/// Pick the best disparity of every pixel from S = forward + backward.
-pub fn winner_take_all(
-    fwd: &[u16],
-    bwd: &[u16],
-    w: usize,
-    h: usize,
-    dn: usize,
-    uniqueness: f32,
-) -> Wta {
+/// Pick the best disparity of every pixel from its total costs (`w x h x dn`,
+/// pixel-major; used up as scratch).
+pub fn winner_take_all(totals: &mut [u16], w: usize, h: usize, dn: usize, uniqueness: f32) -> Wta {
     let mut disp = vec![0f32; w * h];
     let mut valid = vec![false; w * h];
     let mut right = vec![-1i32; w * h];
     let keep = 1.0 - uniqueness;
-    let row = w * dn;
     disp.par_chunks_mut(w)
         .zip(valid.par_chunks_mut(w))
         .zip(right.par_chunks_mut(w))
-        .enumerate()
-        .for_each(|(y, ((drow, vrow), rrow))| {
-            let (f, b) = (&fwd[y * row..(y + 1) * row], &bwd[y * row..(y + 1) * row]);
-            let mut totals: Vec<u16> = f.iter().zip(b).map(|(a, c)| a + c).collect();
-            wta_one_row(&mut totals, dn, keep, drow, vrow, rrow)
-        });
+        .zip(totals.par_chunks_mut(w * dn))
+        .for_each(|(((drow, vrow), rrow), t)| wta_one_row(t, dn, keep, drow, vrow, rrow));
     Wta {
         left: Disparity {
             width: w,
@@ -318,21 +307,20 @@ mod tests {
         // One pixel row of width 20, 16 disparities, forward costs only.
         let (w, h, dn) = (20, 1, 16);
         let mut f = vec![100u16; w * h * dn];
-        let b = vec![0u16; w * h * dn];
         let x = 19;
         // Parabola around d = 6.25.
         for d in 0..dn {
             let v = 20.0 + 4.0 * (d as f32 - 6.25).powi(2);
             f[x * dn + d] = v.round() as u16;
         }
-        let r = winner_take_all(&f, &b, w, h, dn, 0.1);
+        let r = winner_take_all(&mut f, w, h, dn, 0.1);
         assert!((r.left.disp[x] - 6.25).abs() < 0.1, "{}", r.left.disp[x]);
         assert!(r.left.valid[x]);
         // Two equal minima far apart: not unique.
         let mut f2 = vec![100u16; w * h * dn];
         f2[x * dn + 3] = 10;
         f2[x * dn + 12] = 10;
-        let r = winner_take_all(&f2, &b, w, h, dn, 0.1);
+        let r = winner_take_all(&mut f2, w, h, dn, 0.1);
         assert!(!r.left.valid[x]);
     }
 }
