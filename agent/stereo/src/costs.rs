@@ -1,10 +1,9 @@
 //! Matching costs: Hamming distances between the census strings of a left pixel
-//! and the right pixels it may match, per row on demand ([`CensusPair`]) or as a
-//! whole cost volume (block matching).
+//! and the right pixels it may match, computed per row as the matchers need them
+//! ([`CensusPair`]), and the whole volume as a test reference.
 
 use crate::census::{CensusWord, bits, census};
 use crate::image::GrayImage;
-use crate::sgm::uses_avx2;
 use rayon::prelude::*;
 
 /// Costs of one row: `rev` is the right image's census row reversed, so that
@@ -122,8 +121,9 @@ impl<W: CensusWord> CensusPair<W> {
     }
 }
 
-/// Cost volume [y][x][d] of census Hamming distances; disparities beyond the left
-/// border cost the maximum.
+/// The whole cost volume [y][x][d] of census Hamming distances (disparities beyond
+/// the left border cost the maximum), computed the plain way: the reference the
+/// per-row costs of [`CensusPair`] are tested against. The matchers never store it.
 pub fn cost_volume<W: CensusWord>(
     cl: &[W],
     cr: &[W],
@@ -132,80 +132,13 @@ pub fn cost_volume<W: CensusWord>(
     dmax: usize,
     max_cost: u8,
 ) -> Vec<u8> {
-    let mut c = Vec::new();
-    cost_volume_into(cl, cr, w, h, dmax, max_cost, &mut c);
-    c
-}
-
-/// [`cost_volume`] into a reused buffer.
-pub fn cost_volume_into<W: CensusWord>(
-    cl: &[W],
-    cr: &[W],
-    w: usize,
-    h: usize,
-    dmax: usize,
-    max_cost: u8,
-    c: &mut Vec<u8>,
-) {
-    c.resize(w * h * dmax, 0);
-    let fast = uses_avx2() && popcnt();
+    let mut c = vec![0; w * h * dmax];
     c.par_chunks_mut(w * dmax).enumerate().for_each(|(y, row)| {
         let l = &cl[y * w..(y + 1) * w];
         let rev: Vec<W> = cr[y * w..(y + 1) * w].iter().rev().copied().collect();
-        #[cfg(target_arch = "x86_64")]
-        if fast {
-            // SAFETY: AVX2 and POPCNT were detected on this CPU; they are the only
-            // requirements of `cost_row_avx2`, whose body is safe Rust.
-            unsafe { cost_row_avx2(l, &rev, dmax, max_cost, row) };
-            return;
-        }
-        let _ = fast;
         cost_row(l, &rev, dmax, max_cost, row)
     });
-}
-
-fn popcnt() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("popcnt")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        true
-    }
-}
-
-/// Census of both images (32-bit words up to 5x5 windows, else 64-bit) and the cost volume.
-pub fn census_costs(
-    left: &GrayImage,
-    right: &GrayImage,
-    window: usize,
-    dn: usize,
-    cost: &mut Vec<u8>,
-) {
-    fn with<W: CensusWord>(
-        left: &GrayImage,
-        right: &GrayImage,
-        window: usize,
-        dn: usize,
-        cost: &mut Vec<u8>,
-    ) {
-        let (cl, cr) = rayon::join(|| census::<W>(left, window), || census::<W>(right, window));
-        cost_volume_into(
-            &cl,
-            &cr,
-            left.width,
-            left.height,
-            dn,
-            bits(window) as u8,
-            cost,
-        );
-    }
-    if bits(window) <= u32::BITS {
-        with::<u32>(left, right, window, dn, cost)
-    } else {
-        with::<u64>(left, right, window, dn, cost)
-    }
+    c
 }
 
 #[cfg(test)]
