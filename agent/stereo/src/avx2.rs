@@ -8,7 +8,7 @@
 //! [`crate::sgm`]'s `Avx2` kernel, a value of which exists only after AVX2 was
 //! detected on the running CPU.
 
-use crate::paths::{Prev, RowJob};
+use crate::paths::{Prev, RowJob, walk_row};
 use std::arch::x86_64::*;
 
 /// One path's predecessor costs (length D + 2, sentinels at both ends), their
@@ -172,37 +172,11 @@ impl<'a> From<Prev<'a, u8>> for PrevU8<'a> {
 /// AVX2 must be available.
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn row(job: RowJob<u8>) {
-    let (w, dn) = (job.w, job.dn);
-    let stride = dn + 2;
-    let mut job = job;
-    let hbuf = std::mem::take(&mut job.hbuf);
-    let s = std::mem::take(&mut job.s);
-    let [cv, cd1, cd2] = std::mem::take(&mut job.cur);
-    let [mcv, mcd1, mcd2] = std::mem::take(&mut job.cur_min);
-    let mut hmin = 0u8;
-    for xi in 0..w {
-        let x = if job.backward { w - 1 - xi } else { xi };
-        let c = &job.costs[x * dn..(x + 1) * dn];
-        let sp = &mut s[x * dn..(x + 1) * dn];
-        let (ha, hb) = hbuf.split_at_mut(stride);
-        let (hprev, hout) = if xi % 2 == 0 { (&*ha, hb) } else { (&*hb, ha) };
-        let pred = |k| PrevU8::from(job.predecessor(k, x, xi, (hprev, hmin)));
-        let vout = &mut cv[x * stride..(x + 1) * stride];
-        if job.diagonals {
-            let d1out = &mut cd1[x * stride..(x + 1) * stride];
-            let d2out = &mut cd2[x * stride..(x + 1) * stride];
-            let preds = [pred(0), pred(1), pred(2), pred(3)];
-            // SAFETY: AVX2 is available (this function's own requirement).
-            let m = unsafe { fused(c, preds, [hout, vout, d1out, d2out], sp, job.p1) };
-            hmin = m[0];
-            mcv[x] = m[1];
-            mcd1[x] = m[2];
-            mcd2[x] = m[3];
-        } else {
-            // SAFETY: as above.
-            let m = unsafe { fused(c, [pred(0), pred(1)], [hout, vout], sp, job.p1) };
-            hmin = m[0];
-            mcv[x] = m[1];
-        }
-    }
+    let p1 = job.p1;
+    walk_row(
+        job,
+        // SAFETY (both): AVX2 is available, this function's own requirement.
+        |c, p, o, s| unsafe { fused(c, p.map(PrevU8::from), o, s, p1) },
+        |c, p, o, s| unsafe { fused(c, p.map(PrevU8::from), o, s, p1) },
+    )
 }

@@ -19,12 +19,12 @@ const BAND: usize = 16;
 fn block_wta<W: CensusWord>(census: &CensusPair<W>, h: usize, r: usize, keep: f32) -> post::Wta {
     let (w, dn) = (census.width, census.dn);
     let n = w * dn;
-    let mut disp = vec![0f32; w * h];
-    let mut valid = vec![false; w * h];
-    let mut right = vec![-1i32; w * h];
-    disp.par_chunks_mut(BAND * w)
-        .zip(valid.par_chunks_mut(BAND * w))
-        .zip(right.par_chunks_mut(BAND * w))
+    let mut wta = post::Wta::blank(w, h);
+    wta.left
+        .disp
+        .par_chunks_mut(BAND * w)
+        .zip(wta.left.valid.par_chunks_mut(BAND * w))
+        .zip(wta.right.par_chunks_mut(BAND * w))
         .enumerate()
         .for_each(|(b, ((d, v), rr))| {
             let y0 = b * BAND;
@@ -63,15 +63,7 @@ fn block_wta<W: CensusWord>(census: &CensusPair<W>, h: usize, r: usize, keep: f3
                 );
             }
         });
-    post::Wta {
-        left: Disparity {
-            width: w,
-            height: h,
-            disp,
-            valid,
-        },
-        right,
-    }
+    wta
 }
 
 fn add_row(sum: &mut [u16], row: &[u8]) {

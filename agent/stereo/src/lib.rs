@@ -12,6 +12,31 @@
 //! hand-written AVX2 kernel. [`eval`] scores disparity maps against ground truth,
 //! including a real Middlebury pair.
 
+/// `$vis fn $name(args)` runs the plain function `$plain` with the same arguments,
+/// compiled a second time for AVX2 and taken when the CPU has it (the compiler
+/// vectorises the loop of the plain function with the wider registers).
+macro_rules! with_avx2 {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $plain:ident) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                fn fast($($arg: $ty),*) {
+                    $plain($($arg),*)
+                }
+                if crate::sgm::uses_avx2() {
+                    // SAFETY: AVX2 was detected on this CPU, the only requirement of
+                    // `fast`, whose body is safe Rust.
+                    unsafe { fast($($arg),*) };
+                    return;
+                }
+            }
+            $plain($($arg),*)
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 pub mod bm;

@@ -5,12 +5,12 @@
 use crate::census::CensusWord;
 use crate::census::bits;
 use crate::costs::CensusPair;
-use crate::image::{Disparity, GrayImage};
+use crate::image::GrayImage;
 #[cfg(target_arch = "x86_64")]
 use crate::paths::Avx2;
 use crate::paths::{Base, Cell, Kernel, RowJob, p2_table};
 use crate::post;
-use crate::sgm::{Paths, SgmParams, uses_avx2};
+use crate::sgm::{Paths, SgmParams};
 
 /// Where a pass puts the path sums of the rows it aggregates.
 enum RowSink<'a> {
@@ -73,40 +73,14 @@ fn add_stored(row: &mut [u16], dn: usize, excess: &[u8], base: &[u16]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn squeeze_row_avx2(row: &[u16], dn: usize, excess: &mut [u8], base: &mut [u16]) {
-    squeeze_row(row, dn, excess, base)
+with_avx2! {
+    /// [`squeeze_row`] with the widest instruction set available.
+    fn squeeze(row: &[u16], dn: usize, excess: &mut [u8], base: &mut [u16]) => squeeze_row
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn add_stored_avx2(row: &mut [u16], dn: usize, excess: &[u8], base: &[u16]) {
-    add_stored(row, dn, excess, base)
-}
-
-/// [`squeeze_row`] with the widest instruction set available.
-fn squeeze(row: &[u16], dn: usize, excess: &mut [u8], base: &mut [u16]) {
-    #[cfg(target_arch = "x86_64")]
-    if uses_avx2() {
-        // SAFETY: AVX2 was detected, the only requirement of `squeeze_row_avx2`,
-        // whose body is safe Rust.
-        unsafe { squeeze_row_avx2(row, dn, excess, base) };
-        return;
-    }
-    squeeze_row(row, dn, excess, base)
-}
-
-/// [`add_stored`] with the widest instruction set available.
-fn unsqueeze(row: &mut [u16], dn: usize, excess: &[u8], base: &[u16]) {
-    #[cfg(target_arch = "x86_64")]
-    if uses_avx2() {
-        // SAFETY: AVX2 was detected, the only requirement of `add_stored_avx2`,
-        // whose body is safe Rust.
-        unsafe { add_stored_avx2(row, dn, excess, base) };
-        return;
-    }
-    add_stored(row, dn, excess, base)
+with_avx2! {
+    /// [`add_stored`] with the widest instruction set available.
+    fn unsqueeze(row: &mut [u16], dn: usize, excess: &[u8], base: &[u16]) => add_stored
 }
 
 /// The output rows of the winner-take-all that a finishing pass fills.
@@ -346,12 +320,10 @@ fn aggregate_and_pick<T: Cell, Kr: Kernel, W: CensusWord>(
     );
     let (et, eb) = store.excess.split_at(mid * w * dn);
     let (bt, bb) = store.base.split_at(mid * w);
-    let mut disp = vec![0f32; w * h];
-    let mut valid = vec![false; w * h];
-    let mut right = vec![-1i32; w * h];
-    let (dt, db) = disp.split_at_mut(mid * w);
-    let (vt, vb) = valid.split_at_mut(mid * w);
-    let (rt, rb) = right.split_at_mut(mid * w);
+    let mut wta = post::Wta::blank(w, h);
+    let (dt, db) = wta.left.disp.split_at_mut(mid * w);
+    let (vt, vb) = wta.left.valid.split_at_mut(mid * w);
+    let (rt, rb) = wta.right.split_at_mut(mid * w);
     let keep = 1.0 - prm.uniqueness;
     rayon::join(
         || {
@@ -391,15 +363,7 @@ fn aggregate_and_pick<T: Cell, Kr: Kernel, W: CensusWord>(
             bwd.run(kr, census, img, mid, sink)
         },
     );
-    post::Wta {
-        left: Disparity {
-            width: w,
-            height: h,
-            disp,
-            valid,
-        },
-        right,
-    }
+    wta
 }
 
 /// The working memory of the stored half-sums ([`Stored`]), kept between frames.

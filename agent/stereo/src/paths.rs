@@ -329,14 +329,22 @@ impl<'a, T: Cell> RowJob<'a, T> {
     }
 }
 
-/// A row through the per-pixel kernels.
-fn row_per_pixel<T: Cell, Kr: Kernel>(kr: &Kr, job: RowJob<T>) {
+/// Walk a row's pixels in the pass's order: each pixel's costs, its paths'
+/// predecessors and output buffers (horizontal first; four paths with the
+/// diagonals, else two) and its share of the row sums go to `four` or `two`, which
+/// return the paths' new minima.
+#[inline(always)]
+pub(crate) fn walk_row<T: Cell>(
+    job: RowJob<T>,
+    mut four: impl FnMut(&[u8], [Prev<T>; 4], [&mut [T]; 4], &mut [u16]) -> [T; 4],
+    mut two: impl FnMut(&[u8], [Prev<T>; 2], [&mut [T]; 2], &mut [u16]) -> [T; 2],
+) {
     let (w, dn) = (job.w, job.dn);
     let stride = dn + 2;
     let mut job = job;
-    let mut hbuf = std::mem::take(&mut job.hbuf);
-    let mut s = std::mem::take(&mut job.s);
-    let [mut cv, mut cd1, mut cd2] = std::mem::take(&mut job.cur);
+    let hbuf = std::mem::take(&mut job.hbuf);
+    let s = std::mem::take(&mut job.s);
+    let [cv, cd1, cd2] = std::mem::take(&mut job.cur);
     let [mcv, mcd1, mcd2] = std::mem::take(&mut job.cur_min);
     let mut hmin = T::ZERO;
     for xi in 0..w {
@@ -350,30 +358,28 @@ fn row_per_pixel<T: Cell, Kr: Kernel>(kr: &Kr, job: RowJob<T>) {
         if job.diagonals {
             let d1out = &mut cd1[x * stride..(x + 1) * stride];
             let d2out = &mut cd2[x * stride..(x + 1) * stride];
-            let m = kr.four(
-                c,
-                pred(0),
-                pred(1),
-                pred(2),
-                pred(3),
-                hout,
-                vout,
-                d1out,
-                d2out,
-                sp,
-                job.p1,
-            );
+            let preds = [pred(0), pred(1), pred(2), pred(3)];
+            let m = four(c, preds, [hout, vout, d1out, d2out], sp);
             hmin = m[0];
             mcv[x] = m[1];
             mcd1[x] = m[2];
             mcd2[x] = m[3];
         } else {
-            let m = kr.two(c, pred(0), pred(1), hout, vout, sp, job.p1);
+            let m = two(c, [pred(0), pred(1)], [hout, vout], sp);
             hmin = m[0];
             mcv[x] = m[1];
         }
     }
-    let _ = (&mut s, &mut cv, &mut cd1, &mut cd2, &mut hbuf);
+}
+
+/// A row through the per-pixel kernels.
+fn row_per_pixel<T: Cell, Kr: Kernel>(kr: &Kr, job: RowJob<T>) {
+    let p1 = job.p1;
+    walk_row(
+        job,
+        |c, [a, b, e, f], [oa, ob, oe, of], s| kr.four(c, a, b, e, f, oa, ob, oe, of, s, p1),
+        |c, [a, b], [oa, ob], s| kr.two(c, a, b, oa, ob, s, p1),
+    )
 }
 
 /// Baseline instruction set.

@@ -14,6 +14,21 @@ pub struct Wta {
     pub right: Vec<i32>,
 }
 
+impl Wta {
+    /// An all-invalid result of `w` x `h` pixels, for a matcher to fill.
+    pub(crate) fn blank(w: usize, h: usize) -> Wta {
+        Wta {
+            left: Disparity {
+                width: w,
+                height: h,
+                disp: vec![0.0; w * h],
+                valid: vec![false; w * h],
+            },
+            right: vec![-1; w * h],
+        }
+    }
+}
+
 /// Result of the per-pixel search.
 struct Pick {
     d: f32,
@@ -94,61 +109,33 @@ fn wta_row(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn wta_row_avx2(
-    totals: &mut [u16],
-    dn: usize,
-    keep: f32,
-    drow: &mut [f32],
-    vrow: &mut [bool],
-    rrow: &mut [i32],
-) {
-    wta_row(totals, dn, keep, drow, vrow, rrow)
-}
-
-/// Winner-take-all of one image row from its total costs (`width x dn`,
-/// pixel-major; used up): sub-pixel disparity and uniqueness into `drow` / `vrow`,
-/// and the right image's disparities (-1 where none) into `rrow`.
-pub(crate) fn wta_one_row(
-    totals: &mut [u16],
-    dn: usize,
-    keep: f32,
-    drow: &mut [f32],
-    vrow: &mut [bool],
-    rrow: &mut [i32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::sgm::uses_avx2() {
-        // SAFETY: the CPU supports AVX2 (checked by `uses_avx2`), the only
-        // requirement of `wta_row_avx2`, whose body is safe Rust.
-        unsafe { wta_row_avx2(totals, dn, keep, drow, vrow, rrow) };
-        return;
-    }
-    wta_row(totals, dn, keep, drow, vrow, rrow)
+with_avx2! {
+    /// Winner-take-all of one image row from its total costs (`width x dn`,
+    /// pixel-major; used up): sub-pixel disparity and uniqueness into `drow` /
+    /// `vrow`, and the right image's disparities (-1 where none) into `rrow`.
+    pub(crate) fn wta_one_row(
+        totals: &mut [u16],
+        dn: usize,
+        keep: f32,
+        drow: &mut [f32],
+        vrow: &mut [bool],
+        rrow: &mut [i32],
+    ) => wta_row
 }
 
 /// Pick the best disparity of every pixel from its total costs (`w x h x dn`,
 /// pixel-major; used up as scratch).
 pub fn winner_take_all(totals: &mut [u16], w: usize, h: usize, dn: usize, uniqueness: f32) -> Wta {
-    let mut disp = vec![0f32; w * h];
-    let mut valid = vec![false; w * h];
-    let mut right = vec![-1i32; w * h];
+    let mut wta = Wta::blank(w, h);
     let keep = 1.0 - uniqueness;
-    disp.par_chunks_mut(w)
-        .zip(valid.par_chunks_mut(w))
-        .zip(right.par_chunks_mut(w))
+    wta.left
+        .disp
+        .par_chunks_mut(w)
+        .zip(wta.left.valid.par_chunks_mut(w))
+        .zip(wta.right.par_chunks_mut(w))
         .zip(totals.par_chunks_mut(w * dn))
         .for_each(|(((drow, vrow), rrow), t)| wta_one_row(t, dn, keep, drow, vrow, rrow));
-    Wta {
-        left: Disparity {
-            width: w,
-            height: h,
-            disp,
-            valid,
-        },
-        right,
-    }
+    wta
 }
 
 /// Keep pixels whose right-image match points back within `max_diff` pixels.
