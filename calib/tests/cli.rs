@@ -8,30 +8,35 @@ fn calib() -> Command {
     Command::new(env!("CARGO_BIN_EXE_calib"))
 }
 
-#[test]
-fn synth_then_stereo_recovers_the_rig_and_writes_opencv_and_ros_files() {
-    let dir = std::env::temp_dir().join(format!("calib-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let o = calib()
-        .args(["synth", "--pairs", "8", "--out"])
-        .arg(dir.join("in"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = calib()
-        .arg("stereo")
-        .arg(dir.join("in"))
-        .args(["--board", "9x6", "--square", "0.025", "--out"])
-        .arg(dir.join("out/rig.yaml"))
-        .arg("--ros")
-        .arg(dir.join("out/ros"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
+/// Run `calib`, require success, return its standard output.
+fn run_ok(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(
         o.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&o.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn synth_then_stereo_recovers_the_rig_and_writes_opencv_and_ros_files() {
+    let dir = std::env::temp_dir().join(format!("calib-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    run_ok(
+        calib()
+            .args(["synth", "--pairs", "8", "--out"])
+            .arg(dir.join("in")),
+    );
+    let stdout = run_ok(
+        calib()
+            .arg("stereo")
+            .arg(dir.join("in"))
+            .args(["--board", "9x6", "--square", "0.025", "--out"])
+            .arg(dir.join("out/rig.yaml"))
+            .arg("--ros")
+            .arg(dir.join("out/ros")),
     );
     assert!(stdout.contains("8 of 8 pairs used"), "{stdout}");
     let truth = Rig::load_opencv(&dir.join("in/truth.yaml")).unwrap();
@@ -63,26 +68,19 @@ fn synth_then_stereo_recovers_the_rig_and_writes_opencv_and_ros_files() {
 fn fisheye_pairs_calibrate_rectify_and_write_equidistant_files() {
     let dir = std::env::temp_dir().join(format!("calib-cli-fe-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let o = calib()
-        .args(["synth", "--fisheye", "--pairs", "16", "--out"])
-        .arg(dir.join("in"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = calib()
-        .arg("stereo")
-        .arg(dir.join("in"))
-        .args(["--fisheye", "--out"])
-        .arg(dir.join("out/rig.yaml"))
-        .arg("--ros")
-        .arg(dir.join("out/ros"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
+    run_ok(
+        calib()
+            .args(["synth", "--fisheye", "--pairs", "16", "--out"])
+            .arg(dir.join("in")),
+    );
+    run_ok(
+        calib()
+            .arg("stereo")
+            .arg(dir.join("in"))
+            .args(["--fisheye", "--out"])
+            .arg(dir.join("out/rig.yaml"))
+            .arg("--ros")
+            .arg(dir.join("out/ros")),
     );
     let truth = Rig::load_opencv(&dir.join("in/truth.yaml")).unwrap();
     let rig = Rig::load_opencv(&dir.join("out/rig.yaml")).unwrap();

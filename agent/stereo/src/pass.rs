@@ -26,6 +26,24 @@ enum RowSink<'a> {
     },
 }
 
+impl<'a> RowSink<'a> {
+    /// Finish rows `y0..` into the winner-take-all rows `out` (disparity, validity,
+    /// right disparity) with the other pass's stored sums (excesses, bases).
+    fn finish(
+        (disp, valid, right): (&'a mut [f32], &'a mut [bool], &'a mut [i32]),
+        (excess, base): (&'a [u8], &'a [u16]),
+        y0: usize,
+        keep: f32,
+    ) -> Self {
+        RowSink::Finish {
+            other: StoredRef { excess, base },
+            y0,
+            out: WtaRows { disp, valid, right },
+            keep,
+        }
+    }
+}
+
 /// One pass's sums of some rows, kept in a byte per disparity: per pixel the
 /// smallest sum (`base`, `w` per row) and every sum's excess over it, saturated at
 /// 255 (`excess`, `w x dn` per row). Half the memory traffic of 16-bit sums; the
@@ -327,39 +345,11 @@ fn aggregate_and_pick<T: Cell, Kr: Kernel, W: CensusWord>(
     let keep = 1.0 - prm.uniqueness;
     rayon::join(
         || {
-            let out = WtaRows {
-                disp: db,
-                valid: vb,
-                right: rb,
-            };
-            let other = StoredRef {
-                excess: eb,
-                base: bb,
-            };
-            let sink = RowSink::Finish {
-                other,
-                y0: mid,
-                out,
-                keep,
-            };
+            let sink = RowSink::finish((db, vb, rb), (eb, bb), mid, keep);
             fwd.run(kr, census, img, h - mid, sink)
         },
         || {
-            let out = WtaRows {
-                disp: dt,
-                valid: vt,
-                right: rt,
-            };
-            let other = StoredRef {
-                excess: et,
-                base: bt,
-            };
-            let sink = RowSink::Finish {
-                other,
-                y0: 0,
-                out,
-                keep,
-            };
+            let sink = RowSink::finish((dt, vt, rt), (et, bt), 0, keep);
             bwd.run(kr, census, img, mid, sink)
         },
     );
