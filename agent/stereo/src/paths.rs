@@ -15,12 +15,6 @@ pub(crate) trait Cell: Copy + Ord + Send + Sync + 'static {
     fn wadd(self, o: Self) -> Self;
     fn from_u16(v: u16) -> Self;
     fn widen(self) -> u16;
-    /// The bytes of a byte-cell slice (for the hand-written byte kernels); None for wider cells.
-    fn bytes(s: &[Self]) -> Option<&[u8]>;
-    /// As [`Cell::bytes`], mutable.
-    fn bytes_mut(s: &mut [Self]) -> Option<&mut [u8]>;
-    /// The value as a byte, for byte cells.
-    fn byte(self) -> Option<u8>;
     /// Run a row (D a multiple of 32) through the whole-row AVX2 kernel if there is
     /// one for this cell type (`None`: done), else hand it back.
     #[cfg(target_arch = "x86_64")]
@@ -49,18 +43,6 @@ impl Cell for u8 {
     #[inline(always)]
     fn widen(self) -> u16 {
         self as u16
-    }
-    #[inline(always)]
-    fn bytes(s: &[Self]) -> Option<&[u8]> {
-        Some(s)
-    }
-    #[inline(always)]
-    fn bytes_mut(s: &mut [Self]) -> Option<&mut [u8]> {
-        Some(s)
-    }
-    #[inline(always)]
-    fn byte(self) -> Option<u8> {
-        Some(self)
     }
     #[cfg(target_arch = "x86_64")]
     fn avx2_row<'a>(job: RowJob<'a, Self>, _isa: &Avx2) -> Option<RowJob<'a, Self>> {
@@ -94,15 +76,6 @@ impl Cell for u16 {
     fn widen(self) -> u16 {
         self
     }
-    fn bytes(_: &[Self]) -> Option<&[u8]> {
-        None
-    }
-    fn bytes_mut(_: &mut [Self]) -> Option<&mut [u8]> {
-        None
-    }
-    fn byte(self) -> Option<u8> {
-        None
-    }
     #[cfg(target_arch = "x86_64")]
     fn avx2_row<'a>(job: RowJob<'a, Self>, _isa: &Avx2) -> Option<RowJob<'a, Self>> {
         Some(job)
@@ -116,18 +89,6 @@ pub(crate) struct Prev<'a, T> {
     pub l: &'a [T],
     pub min: T,
     pub p2: T,
-}
-
-impl<'a, T: Cell> Prev<'a, T> {
-    /// The same state as bytes, for byte cells.
-    #[cfg(target_arch = "x86_64")]
-    fn bytes(&self) -> Option<crate::avx2::PrevU8<'a>> {
-        Some(crate::avx2::PrevU8 {
-            l: T::bytes(self.l)?,
-            min: self.min.byte()?,
-            p2: self.p2.byte()?,
-        })
-    }
 }
 
 /// The recurrence of one path at one disparity:
@@ -492,22 +453,6 @@ impl Kernel for Avx2 {
         s: &mut [u16],
         p1: T,
     ) -> [T; 4] {
-        if let (Some(pa), Some(pb), Some(pe), Some(pf)) =
-            (a.bytes(), b.bytes(), e.bytes(), f.bytes())
-            && let (Some(oa), Some(ob), Some(oe), Some(of)) = (
-                T::bytes_mut(oa),
-                T::bytes_mut(ob),
-                T::bytes_mut(oe),
-                T::bytes_mut(of),
-            )
-            && let Some(p1) = p1.byte()
-            && c.len().is_multiple_of(32)
-        {
-            // SAFETY: an `Avx2` value exists only after AVX2 was detected on this CPU
-            // (`Avx2::detect`), the only requirement of `avx2::fused`.
-            let m = unsafe { crate::avx2::fused(c, [pa, pb, pe, pf], [oa, ob, oe, of], s, p1) };
-            return m.map(|v| T::from_u16(v as u16));
-        }
         // SAFETY: an `Avx2` value exists only after AVX2 was detected on this CPU
         // (`Avx2::detect`), the only requirement of `four_avx2`, whose body is safe Rust.
         unsafe {
@@ -538,15 +483,6 @@ impl Kernel for Avx2 {
         s: &mut [u16],
         p1: T,
     ) -> [T; 2] {
-        if let (Some(pa), Some(pb)) = (a.bytes(), b.bytes())
-            && let (Some(oa), Some(ob)) = (T::bytes_mut(oa), T::bytes_mut(ob))
-            && let Some(p1) = p1.byte()
-            && c.len().is_multiple_of(32)
-        {
-            // SAFETY: as for `four`: AVX2 was detected before this value was made.
-            let m = unsafe { crate::avx2::fused(c, [pa, pb], [oa, ob], s, p1) };
-            return m.map(|v| T::from_u16(v as u16));
-        }
         // SAFETY: as for `four`: AVX2 was detected before this value was made.
         unsafe { two_avx2(c, a.l, b.l, [a.min, b.min], [a.p2, b.p2], oa, ob, s, p1) }
     }
