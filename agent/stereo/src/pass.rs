@@ -2,8 +2,7 @@
 //! middle of the image: each stores its half-sums for one half and finishes the
 //! other half straight into winner-take-all disparities.
 
-use crate::census::CensusWord;
-use crate::census::bits;
+use crate::census::{CensusWord, bits};
 use crate::costs::CensusPair;
 use crate::image::GrayImage;
 #[cfg(target_arch = "x86_64")]
@@ -294,12 +293,11 @@ impl<T: Cell> Pass<T> {
     }
 }
 
-/// Aggregate both passes and pick disparities. The forward pass stores the sums of
-/// rows `0..mid` and the backward pass those of `mid..h` into `s` (one volume between
-/// them); then each carries on into the other half, adding its own sums to the stored
-/// ones row by row and picking the winner while the row is still in cache. The two
-/// halves run side by side when a second thread is free.
-#[allow(clippy::too_many_arguments)]
+/// Aggregate both passes and pick disparities. The forward pass stores its sums of
+/// rows `0..mid` and the backward pass its sums of `mid..h` in `store` (one volume
+/// of bytes between them); then each carries on into the other half, adding its own
+/// sums to the stored ones row by row and picking the winner while the row is still
+/// in cache. The two halves run side by side when a second thread is free.
 fn aggregate_and_pick<T: Cell, Kr: Kernel, W: CensusWord>(
     kr: &Kr,
     census: &CensusPair<W>,
