@@ -91,10 +91,14 @@ fn hmin(v: __m256i) -> u8 {
 /// multiple of 32. Path 0 is the one along the row, whose predecessor is the
 /// previous pixel's `outs[0]`.
 ///
+/// Always inlined, and not itself marked for AVX2 (Rust does not allow both): it
+/// is meant to be inlined into a function compiled for AVX2 ([`row`]), where its
+/// intrinsics compile to AVX2 instructions. (As an AVX2 function of its own, the
+/// compiler stopped inlining it once [`row`] grew, and a call per pixel cost 15 %.)
+///
 /// # Safety
-/// AVX2 must be available.
-#[target_feature(enable = "avx2")]
-#[inline]
+/// AVX2 must be available, and the caller must be compiled with AVX2 enabled.
+#[inline(always)]
 pub(crate) unsafe fn fused<const N: usize>(
     c: &[u8],
     prev: [PrevU8; N],
@@ -107,22 +111,23 @@ pub(crate) unsafe fn fused<const N: usize>(
     for k in 0..N {
         assert!(prev[k].l.len() >= dn + 2 && outs[k].len() >= dn + 2);
     }
-    let p1v = _mm256_set1_epi8(p1 as i8);
-    let far = _mm256_set1_epi8(-1);
-    let lims: [__m256i; N] =
-        std::array::from_fn(|k| _mm256_set1_epi8(prev[k].min.saturating_add(prev[k].p2) as i8));
-    let minv: [__m256i; N] = std::array::from_fn(|k| _mm256_set1_epi8(prev[k].min as i8));
-    let mut acc = [far; N];
-    let row = prev[0].l;
-    // SAFETY (all loads and stores below): d + 32 <= D, so path k reads l[d..d + 34]
-    // (and row[d + 1..d + 65] while d + 64 <= D) within its D + 2 bytes, writes
-    // out[d + 1..d + 33] within its D + 2, and c[d..d + 32], s[d..d + 32] lie within D
-    // (all asserted above).
-    let mut at = unsafe { _mm256_loadu_si256(row.as_ptr().add(1) as *const __m256i) };
-    let mut before = far;
-    let mut d = 0;
-    while d < dn {
-        unsafe {
+    // SAFETY: AVX2 is available (the caller's guarantee), which is all the
+    // intrinsics need; the loads and stores: d + 32 <= D, so path k reads
+    // l[d..d + 34] (and row[d + 1..d + 65] while d + 64 <= D) within its D + 2
+    // bytes, writes out[d + 1..d + 33] within its D + 2, and c[d..d + 32],
+    // s[d..d + 32] lie within D (all asserted above).
+    unsafe {
+        let p1v = _mm256_set1_epi8(p1 as i8);
+        let far = _mm256_set1_epi8(-1);
+        let lims: [__m256i; N] =
+            std::array::from_fn(|k| _mm256_set1_epi8(prev[k].min.saturating_add(prev[k].p2) as i8));
+        let minv: [__m256i; N] = std::array::from_fn(|k| _mm256_set1_epi8(prev[k].min as i8));
+        let mut acc = [far; N];
+        let row = prev[0].l;
+        let mut at = _mm256_loadu_si256(row.as_ptr().add(1) as *const __m256i);
+        let mut before = far;
+        let mut d = 0;
+        while d < dn {
             let after = if d + 32 < dn {
                 _mm256_loadu_si256(row.as_ptr().add(d + 33) as *const __m256i)
             } else {
@@ -148,10 +153,10 @@ pub(crate) unsafe fn fused<const N: usize>(
             _mm256_storeu_si256(sp.add(16) as *mut __m256i, hi);
             before = at;
             at = after;
+            d += 32;
         }
-        d += 32;
+        acc.map(|v| hmin(v))
     }
-    acc.map(|v| hmin(v))
 }
 
 impl<'a> From<Prev<'a, u8>> for PrevU8<'a> {
@@ -165,18 +170,19 @@ impl<'a> From<Prev<'a, u8>> for PrevU8<'a> {
 }
 
 /// One row of a pass with byte cells and D a multiple of 32, every pixel's
-/// [`fused`] inlined into one loop (the per-pixel calls cost a fifth of the pass at
-/// 320x240).
+/// [`fused`] and `each` inlined into one loop, compiled for AVX2 (the per-pixel
+/// calls cost a fifth of the pass at 320x240).
 ///
 /// # Safety
 /// AVX2 must be available.
 #[target_feature(enable = "avx2")]
-pub(crate) unsafe fn row(job: RowJob<u8>) {
+pub(crate) unsafe fn row(job: RowJob<u8>, each: &mut impl FnMut(usize, &mut [u16])) {
     let p1 = job.p1;
     walk_row(
         job,
         // SAFETY (both): AVX2 is available, this function's own requirement.
         |c, p, o, s| unsafe { fused(c, p.map(PrevU8::from), o, s, p1) },
         |c, p, o, s| unsafe { fused(c, p.map(PrevU8::from), o, s, p1) },
+        each,
     )
 }

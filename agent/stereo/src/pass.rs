@@ -21,8 +21,10 @@ enum RowSink<'a> {
         other: StoredRef<'a>,
         y0: usize,
         out: WtaRows<'a>,
-        keep: f32,
     },
+    /// Every pixel's 16-bit sums, rows `y0..` (`w x dn` each): what the tests compare.
+    #[cfg(test)]
+    Raw { out: &'a mut [u16], y0: usize },
 }
 
 impl<'a> RowSink<'a> {
@@ -32,13 +34,11 @@ impl<'a> RowSink<'a> {
         (disp, valid, right): (&'a mut [f32], &'a mut [bool], &'a mut [i32]),
         (excess, base): (&'a [u8], &'a [u16]),
         y0: usize,
-        keep: f32,
     ) -> Self {
         RowSink::Finish {
             other: StoredRef { excess, base },
             y0,
             out: WtaRows { disp, valid, right },
-            keep,
         }
     }
 }
@@ -60,44 +60,22 @@ struct StoredRef<'a> {
     base: &'a [u16],
 }
 
-/// Split a pixel row of sums into its minimum and byte excesses.
+/// Store one pixel's sums as their minimum (returned) and byte excesses over it.
 #[inline(always)]
-fn squeeze_row(row: &[u16], dn: usize, excess: &mut [u8], base: &mut [u16]) {
-    for ((s, e), b) in row
-        .chunks_exact(dn)
-        .zip(excess.chunks_exact_mut(dn))
-        .zip(base)
-    {
-        let m = s.iter().copied().fold(u16::MAX, u16::min);
-        *b = m;
-        for (o, &v) in e.iter_mut().zip(s) {
-            *o = (v - m).min(255) as u8;
-        }
+fn squeeze(sums: &[u16], excess: &mut [u8]) -> u16 {
+    let m = sums.iter().copied().fold(u16::MAX, u16::min);
+    for (o, &v) in excess.iter_mut().zip(sums) {
+        *o = (v - m).min(255) as u8;
     }
+    m
 }
 
-/// Add stored half-sums back onto a row of sums.
+/// Add one pixel's stored sums (minimum `base`, byte excesses) onto its sums.
 #[inline(always)]
-fn add_stored(row: &mut [u16], dn: usize, excess: &[u8], base: &[u16]) {
-    for ((s, e), &b) in row
-        .chunks_exact_mut(dn)
-        .zip(excess.chunks_exact(dn))
-        .zip(base)
-    {
-        for (o, &v) in s.iter_mut().zip(e) {
-            *o += v as u16 + b;
-        }
+fn unsqueeze(sums: &mut [u16], excess: &[u8], base: u16) {
+    for (o, &v) in sums.iter_mut().zip(excess) {
+        *o += v as u16 + base;
     }
-}
-
-with_avx2! {
-    /// [`squeeze_row`] with the widest instruction set available.
-    fn squeeze(row: &[u16], dn: usize, excess: &mut [u8], base: &mut [u16]) => squeeze_row
-}
-
-with_avx2! {
-    /// [`add_stored`] with the widest instruction set available.
-    fn unsqueeze(row: &mut [u16], dn: usize, excess: &[u8], base: &[u16]) => add_stored
 }
 
 /// The output rows of the winner-take-all that a finishing pass fills.
@@ -137,8 +115,10 @@ struct Pass<T: Cell> {
     md2: Vec<T>,
     mcd2: Vec<T>,
     hbuf: Vec<T>,
-    /// This pass's sums of the current row.
+    /// One pixel's path sums.
     row: Vec<u16>,
+    /// Winner-take-all of the rows this pass finishes.
+    picker: post::RowPicker,
     /// The matching costs of the current row.
     costs: Vec<u8>,
     /// The current row's P2 per pixel along each path ([`Pass::fill_p2`]).
@@ -176,7 +156,8 @@ impl<T: Cell> Pass<T> {
             md2: vec![T::ZERO; w],
             mcd2: vec![T::ZERO; w],
             hbuf: vec![T::FAR; 2 * stride],
-            row: vec![0; w * dn],
+            row: vec![0; dn],
+            picker: post::RowPicker::new(1.0 - prm.uniqueness),
             costs: vec![0; w * dn],
             p2: std::array::from_fn(|_| vec![T::ZERO; w]),
         }
@@ -256,30 +237,35 @@ impl<T: Cell> Pass<T> {
                 hbuf: &mut self.hbuf,
                 zero: &self.zero,
             };
-            kr.row(job);
             match &mut sink {
                 RowSink::Store { s, y0 } => {
                     let (r, o) = ((y - *y0) * w, (y - *y0) * w * dn);
                     let (e, b) = (&mut s.excess[o..o + w * dn], &mut s.base[r..r + w]);
-                    squeeze(&self.row, dn, e, b);
+                    kr.row(job, &mut |x, sums| {
+                        b[x] = squeeze(sums, &mut e[x * dn..(x + 1) * dn]);
+                    });
                 }
-                RowSink::Finish {
-                    other,
-                    y0,
-                    out,
-                    keep,
-                } => {
+                RowSink::Finish { other, y0, out } => {
                     let (r, o) = ((y - *y0) * w, (y - *y0) * w * dn);
                     let (e, b) = (&other.excess[o..o + w * dn], &other.base[r..r + w]);
-                    unsqueeze(&mut self.row, dn, e, b);
-                    post::wta_one_row(
-                        &mut self.row,
-                        dn,
-                        *keep,
+                    let (drow, vrow, rrow) = (
                         &mut out.disp[r..r + w],
                         &mut out.valid[r..r + w],
                         &mut out.right[r..r + w],
                     );
+                    let picker = &mut self.picker;
+                    picker.start(rrow, backward);
+                    kr.row(job, &mut |x, sums| {
+                        unsqueeze(sums, &e[x * dn..(x + 1) * dn], b[x]);
+                        picker.pixel(x, sums, drow, vrow, rrow);
+                    });
+                }
+                #[cfg(test)]
+                RowSink::Raw { out, y0 } => {
+                    let o = (y - *y0) * w * dn;
+                    kr.row(job, &mut |x, sums| {
+                        out[o + x * dn..o + (x + 1) * dn].copy_from_slice(sums);
+                    });
                 }
             }
             std::mem::swap(&mut self.pv, &mut self.cv);
@@ -340,14 +326,13 @@ fn aggregate_and_pick<T: Cell, Kr: Kernel, W: CensusWord>(
     let (dt, db) = wta.left.disp.split_at_mut(mid * w);
     let (vt, vb) = wta.left.valid.split_at_mut(mid * w);
     let (rt, rb) = wta.right.split_at_mut(mid * w);
-    let keep = 1.0 - prm.uniqueness;
     rayon::join(
         || {
-            let sink = RowSink::finish((db, vb, rb), (eb, bb), mid, keep);
+            let sink = RowSink::finish((db, vb, rb), (eb, bb), mid);
             fwd.run(kr, census, img, h - mid, sink)
         },
         || {
-            let sink = RowSink::finish((dt, vt, rt), (et, bt), 0, keep);
+            let sink = RowSink::finish((dt, vt, rt), (et, bt), 0);
             bwd.run(kr, census, img, mid, sink)
         },
     );
@@ -407,18 +392,16 @@ mod tests {
         let (w, h, dn) = (img.width, img.height, census.dn);
         let mut pass = Pass::<T>::new(w, h, dn, prm, backward);
         let mut out = vec![0u16; w * h * dn];
-        let mut excess = vec![0u8; w * dn];
-        let mut base = vec![0u16; w];
-        for k in 0..h {
-            let y = if backward { h - 1 - k } else { k };
-            let s = Stored {
-                excess: &mut excess,
-                base: &mut base,
-            };
-            pass.run(kr, census, &img.data, 1, RowSink::Store { s, y0: y });
-            // The row's sums are still in the pass's row buffer.
-            out[y * w * dn..(y + 1) * w * dn].copy_from_slice(&pass.row);
-        }
+        pass.run(
+            kr,
+            census,
+            &img.data,
+            h,
+            RowSink::Raw {
+                out: &mut out,
+                y0: 0,
+            },
+        );
         out
     }
 
@@ -476,14 +459,13 @@ mod tests {
 
     #[test]
     fn stored_half_sums_round_trip_and_saturate_only_far_from_the_best() {
-        let dn = 16;
-        let row: Vec<u16> = (0..2 * dn as u16).map(|i| 40 + (i % 16) * 30).collect();
-        let (mut e, mut b) = (vec![0u8; 2 * dn], vec![0u16; 2]);
-        squeeze(&row, dn, &mut e, &mut b);
-        assert_eq!(b, [40, 40]);
-        let mut back = vec![0u16; 2 * dn];
-        unsqueeze(&mut back, dn, &e, &b);
-        for (i, (&got, &want)) in back.iter().zip(&row).enumerate() {
+        let sums: Vec<u16> = (0..16u16).map(|i| 40 + i * 30).collect();
+        let mut e = vec![0u8; 16];
+        let base = squeeze(&sums, &mut e);
+        assert_eq!(base, 40);
+        let mut back = vec![0u16; 16];
+        unsqueeze(&mut back, &e, base);
+        for (i, (&got, &want)) in back.iter().zip(&sums).enumerate() {
             // Exact up to 255 above the pixel's best, saturated beyond.
             assert_eq!(got, want.min(40 + 255), "{i}");
         }

@@ -18,7 +18,11 @@ pub(crate) trait Cell: Copy + Ord + Send + Sync + 'static {
     /// Run a row (D a multiple of 32) through the whole-row AVX2 kernel if there is
     /// one for this cell type (`None`: done), else hand it back.
     #[cfg(target_arch = "x86_64")]
-    fn avx2_row<'a>(job: RowJob<'a, Self>, isa: &Avx2) -> Option<RowJob<'a, Self>>;
+    fn avx2_row<'a>(
+        job: RowJob<'a, Self>,
+        isa: &Avx2,
+        each: &mut impl FnMut(usize, &mut [u16]),
+    ) -> Option<RowJob<'a, Self>>;
 }
 
 impl Cell for u8 {
@@ -45,10 +49,14 @@ impl Cell for u8 {
         self as u16
     }
     #[cfg(target_arch = "x86_64")]
-    fn avx2_row<'a>(job: RowJob<'a, Self>, _isa: &Avx2) -> Option<RowJob<'a, Self>> {
+    fn avx2_row<'a>(
+        job: RowJob<'a, Self>,
+        _isa: &Avx2,
+        each: &mut impl FnMut(usize, &mut [u16]),
+    ) -> Option<RowJob<'a, Self>> {
         // SAFETY: an `Avx2` value exists only after AVX2 was detected on this CPU
         // (`Avx2::detect`), the only requirement of `avx2::row`.
-        unsafe { crate::avx2::row(job) };
+        unsafe { crate::avx2::row(job, each) };
         None
     }
 }
@@ -77,7 +85,11 @@ impl Cell for u16 {
         self
     }
     #[cfg(target_arch = "x86_64")]
-    fn avx2_row<'a>(job: RowJob<'a, Self>, _isa: &Avx2) -> Option<RowJob<'a, Self>> {
+    fn avx2_row<'a>(
+        job: RowJob<'a, Self>,
+        _isa: &Avx2,
+        _each: &mut impl FnMut(usize, &mut [u16]),
+    ) -> Option<RowJob<'a, Self>> {
         Some(job)
     }
 }
@@ -219,19 +231,19 @@ pub(crate) trait Kernel: Sync {
 
     /// One row of a pass; by default pixel by pixel through [`Kernel::four`] or
     /// [`Kernel::two`].
-    fn row<T: Cell>(&self, job: RowJob<T>)
+    fn row<T: Cell>(&self, job: RowJob<T>, each: &mut impl FnMut(usize, &mut [u16]))
     where
         Self: Sized,
     {
-        row_per_pixel(self, job)
+        row_per_pixel(self, job, each)
     }
 }
 
 /// Everything one pass needs to aggregate one image row: the row's costs and
 /// per-pixel P2s, the previous row's vertical and diagonal path costs and minima
 /// (`prev`, in the order vertical, diagonal from behind, diagonal from ahead), where
-/// this row's go (`cur`), the horizontal path's two pixel buffers, and the row's
-/// path sums (`s`, `w x dn`).
+/// this row's go (`cur`), the horizontal path's two pixel buffers, and room for
+/// one pixel's path sums (`s`, `dn`).
 pub(crate) struct RowJob<'a, T> {
     pub costs: &'a [u8],
     pub s: &'a mut [u16],
@@ -292,13 +304,15 @@ impl<'a, T: Cell> RowJob<'a, T> {
 
 /// Walk a row's pixels in the pass's order: each pixel's costs, its paths'
 /// predecessors and output buffers (horizontal first; four paths with the
-/// diagonals, else two) and its share of the row sums go to `four` or `two`, which
-/// return the paths' new minima.
+/// diagonals, else two) and room for its path sums go to `four` or `two`, which
+/// return the paths' new minima; then `each` gets the pixel's column and sums while
+/// they are still in L1.
 #[inline(always)]
 pub(crate) fn walk_row<T: Cell>(
     job: RowJob<T>,
     mut four: impl FnMut(&[u8], [Prev<T>; 4], [&mut [T]; 4], &mut [u16]) -> [T; 4],
     mut two: impl FnMut(&[u8], [Prev<T>; 2], [&mut [T]; 2], &mut [u16]) -> [T; 2],
+    each: &mut impl FnMut(usize, &mut [u16]),
 ) {
     let (w, dn) = (job.w, job.dn);
     let stride = dn + 2;
@@ -311,7 +325,7 @@ pub(crate) fn walk_row<T: Cell>(
     for xi in 0..w {
         let x = if job.backward { w - 1 - xi } else { xi };
         let c = &job.costs[x * dn..(x + 1) * dn];
-        let sp = &mut s[x * dn..(x + 1) * dn];
+        let sp = &mut s[..dn];
         let (ha, hb) = hbuf.split_at_mut(stride);
         let (hprev, hout) = if xi % 2 == 0 { (&*ha, hb) } else { (&*hb, ha) };
         let pred = |k| job.predecessor(k, x, xi, (hprev, hmin));
@@ -330,16 +344,22 @@ pub(crate) fn walk_row<T: Cell>(
             hmin = m[0];
             mcv[x] = m[1];
         }
+        each(x, sp);
     }
 }
 
 /// A row through the per-pixel kernels.
-fn row_per_pixel<T: Cell, Kr: Kernel>(kr: &Kr, job: RowJob<T>) {
+fn row_per_pixel<T: Cell, Kr: Kernel>(
+    kr: &Kr,
+    job: RowJob<T>,
+    each: &mut impl FnMut(usize, &mut [u16]),
+) {
     let p1 = job.p1;
     walk_row(
         job,
         |c, [a, b, e, f], [oa, ob, oe, of], s| kr.four(c, a, b, e, f, oa, ob, oe, of, s, p1),
         |c, [a, b], [oa, ob], s| kr.two(c, a, b, oa, ob, s, p1),
+        each,
     )
 }
 
@@ -430,12 +450,12 @@ impl Avx2 {
 
 #[cfg(target_arch = "x86_64")]
 impl Kernel for Avx2 {
-    fn row<T: Cell>(&self, job: RowJob<T>) {
+    fn row<T: Cell>(&self, job: RowJob<T>, each: &mut impl FnMut(usize, &mut [u16])) {
         if !job.dn.is_multiple_of(32) {
-            return row_per_pixel(self, job);
+            return row_per_pixel(self, job, each);
         }
-        if let Some(job) = T::avx2_row(job, self) {
-            row_per_pixel(self, job)
+        if let Some(job) = T::avx2_row(job, self, each) {
+            row_per_pixel(self, job, each)
         }
     }
 

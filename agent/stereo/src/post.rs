@@ -82,6 +82,58 @@ fn pick(s: &[u16], n_valid: usize, keep: f32) -> Pick {
     }
 }
 
+/// Winner-take-all of a row, pixel by pixel, walked either way: the left
+/// disparities, and for every right pixel the disparity of the cheapest left pixel
+/// that maps onto it (the leftmost on ties, whichever way the row is walked).
+pub(crate) struct RowPicker {
+    min_r: Vec<u16>,
+    keep: f32,
+    descending: bool,
+}
+
+impl RowPicker {
+    /// A picker; `keep` = 1 - uniqueness.
+    pub(crate) fn new(keep: f32) -> Self {
+        RowPicker {
+            min_r: Vec::new(),
+            keep,
+            descending: false,
+        }
+    }
+
+    /// Start a row whose pixels come right to left when `descending`.
+    pub(crate) fn start(&mut self, rrow: &mut [i32], descending: bool) {
+        self.min_r.clear();
+        self.min_r.resize(rrow.len(), u16::MAX);
+        rrow.fill(-1);
+        self.descending = descending;
+    }
+
+    /// Pick pixel `x` from its total costs `s` (all D; used up).
+    #[inline(always)]
+    pub(crate) fn pixel(
+        &mut self,
+        x: usize,
+        s: &mut [u16],
+        drow: &mut [f32],
+        vrow: &mut [bool],
+        rrow: &mut [i32],
+    ) {
+        // Disparities that would look past the left border of the right image.
+        let n_valid = (x + 1).min(s.len());
+        s[n_valid..].fill(u16::MAX);
+        let p = pick(s, n_valid, self.keep);
+        drow[x] = p.d;
+        vrow[x] = p.unique;
+        let xr = x - p.bd;
+        let m = &mut self.min_r[xr];
+        if p.best < *m || (self.descending && p.best == *m) {
+            *m = p.best;
+            rrow[xr] = p.bd as i32;
+        }
+    }
+}
+
 #[inline(always)]
 fn wta_row(
     totals: &mut [u16],
@@ -91,21 +143,10 @@ fn wta_row(
     vrow: &mut [bool],
     rrow: &mut [i32],
 ) {
-    let w = drow.len();
-    let mut min_r = vec![u16::MAX; w];
-    rrow.fill(-1);
-    for (x, s) in totals.chunks_exact_mut(dn).enumerate().take(w) {
-        // Disparities that would look past the left border of the right image.
-        let n_valid = (x + 1).min(dn);
-        s[n_valid..].fill(u16::MAX);
-        let p = pick(s, n_valid, keep);
-        drow[x] = p.d;
-        vrow[x] = p.unique;
-        let xr = x - p.bd;
-        if p.best < min_r[xr] {
-            min_r[xr] = p.best;
-            rrow[xr] = p.bd as i32;
-        }
+    let mut picker = RowPicker::new(keep);
+    picker.start(rrow, false);
+    for (x, s) in totals.chunks_exact_mut(dn).enumerate().take(drow.len()) {
+        picker.pixel(x, s, drow, vrow, rrow);
     }
 }
 
@@ -234,29 +275,33 @@ pub fn filter_speckles(d: &mut Disparity, size: usize, range: f32) {
         }
         next += 1;
         label[start] = next;
-        stack.push(start);
+        stack.push((start, start % w));
         region.clear();
-        while let Some(p) = stack.pop() {
-            region.push(p);
-            let (x, y) = (p % w, p / w);
+        // Pixels on the stack carry their column: no division per pixel.
+        while let Some((p, x)) = stack.pop() {
+            // Only a region that stays small is removed: past `size` pixels, its
+            // members need not be remembered (the fill still labels them all).
+            if region.len() < size {
+                region.push(p);
+            }
             let dp = d.disp[p];
-            let mut visit = |q: usize| {
+            let mut visit = |q: usize, qx: usize| {
                 if d.valid[q] && label[q] == 0 && (d.disp[q] - dp).abs() <= range {
                     label[q] = next;
-                    stack.push(q);
+                    stack.push((q, qx));
                 }
             };
             if x > 0 {
-                visit(p - 1);
+                visit(p - 1, x - 1);
             }
             if x + 1 < w {
-                visit(p + 1);
+                visit(p + 1, x + 1);
             }
-            if y > 0 {
-                visit(p - w);
+            if p >= w {
+                visit(p - w, x);
             }
-            if y + 1 < h {
-                visit(p + w);
+            if p + w < w * h {
+                visit(p + w, x);
             }
         }
         if region.len() < size {
