@@ -169,28 +169,10 @@ impl<T: Cell> Pass<T> {
     fn fill_p2(&mut self, img: &[u8], y: usize, first_row: bool) {
         let (w, p2t) = (self.w, &self.p2t);
         let [ph, pv, pd1, pd2] = &mut self.p2;
-        let step = |a: u8, b: u8| p2t[a.abs_diff(b) as usize];
         let cur = &img[y * w..(y + 1) * w];
-        // Pairs (pixel, predecessor) with the predecessor `shift` columns to the left
-        // (positive) or right (negative) in `from`; pixels without one get 0.
-        let fill = |out: &mut [T], from: &[u8], shift: isize| {
-            let n = w - shift.unsigned_abs();
-            let (o, c, f) = if shift >= 0 {
-                let s = shift as usize;
-                out[..s].fill(T::ZERO);
-                (&mut out[s..], &cur[s..], &from[..n])
-            } else {
-                let s = (-shift) as usize;
-                out[n..].fill(T::ZERO);
-                (&mut out[..n], &cur[..n], &from[s..])
-            };
-            for ((o, &a), &b) in o.iter_mut().zip(c).zip(f) {
-                *o = step(a, b);
-            }
-        };
         // The predecessor is one step against the raster direction.
         let back: isize = if self.backward { -1 } else { 1 };
-        fill(ph, cur, back);
+        p2_row(p2t, ph, cur, cur, back);
         if first_row {
             pv.fill(T::ZERO);
             pd1.fill(T::ZERO);
@@ -198,9 +180,9 @@ impl<T: Cell> Pass<T> {
         } else {
             let py = if self.backward { y + 1 } else { y - 1 };
             let prev = &img[py * w..(py + 1) * w];
-            fill(pv, prev, 0);
-            fill(pd1, prev, back);
-            fill(pd2, prev, -back);
+            p2_row(p2t, pv, cur, prev, 0);
+            p2_row(p2t, pd1, cur, prev, back);
+            p2_row(p2t, pd2, cur, prev, -back);
         }
     }
 
@@ -276,6 +258,26 @@ impl<T: Cell> Pass<T> {
             std::mem::swap(&mut self.md2, &mut self.mcd2);
         }
         self.done = (self.done + rows).min(h);
+    }
+}
+
+/// P2 of every pixel of `cur` against its predecessor `shift` columns to the left
+/// (positive) or right (negative) in `from`; 0 where there is none.
+#[inline(always)]
+fn p2_row<T: Cell>(p2t: &[T; 256], out: &mut [T], cur: &[u8], from: &[u8], shift: isize) {
+    let w = cur.len();
+    let n = w - shift.unsigned_abs();
+    let (o, c, f) = if shift >= 0 {
+        let s = shift as usize;
+        out[..s].fill(T::ZERO);
+        (&mut out[s..], &cur[s..], &from[..n])
+    } else {
+        let s = (-shift) as usize;
+        out[n..].fill(T::ZERO);
+        (&mut out[..n], &cur[..n], &from[s..])
+    };
+    for ((o, &a), &b) in o.iter_mut().zip(c).zip(f) {
+        *o = p2t[a.abs_diff(b) as usize];
     }
 }
 

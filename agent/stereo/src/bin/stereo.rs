@@ -232,7 +232,7 @@ fn run_workload(work: &Workload, seconds: f64, opencv: Option<(&str, &Path)>) ->
             }),
         ),
     ];
-    let mut fps_ours8 = [0.0; 2];
+    let mut fps_ours = [[0.0; 2]; 2];
     for (name, f) in ours.iter_mut() {
         let mut sc = Vec::new();
         for (l, r, gt) in &work.pairs {
@@ -249,7 +249,9 @@ fn run_workload(work: &Workload, seconds: f64, opencv: Option<(&str, &Path)>) ->
             })?;
         }
         if name.contains("8 paths") {
-            fps_ours8 = fps;
+            fps_ours[0] = fps;
+        } else if name.contains("4 paths") {
+            fps_ours[1] = fps;
         }
         print_row(name, fps, &sc, None);
     }
@@ -308,20 +310,22 @@ fn run_workload(work: &Workload, seconds: f64, opencv: Option<(&str, &Path)>) ->
         } else {
             "OpenCV SGBM HH 8 paths"
         };
-        print_row(name, fps, &sc, Some(fps_ours8));
+        print_row(name, fps, &sc, Some(fps_ours));
     }
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
 
-fn print_row(name: &str, fps: [f64; 2], sc: &[Score], ours: Option<[f64; 2]>) {
+fn print_row(name: &str, fps: [f64; 2], sc: &[Score], ours: Option<[[f64; 2]; 2]>) {
     let m = Score::mean(sc);
     let ratio = ours
-        .map(|o| {
+        .map(|[o8, o4]| {
             format!(
-                "   ours-8-path/this: {:.2}x (1 thread), {:.2}x (2 threads)",
-                o[0] / fps[0],
-                o[1] / fps[1]
+                "   ours/this: 8 paths {:.2}x (1 thread), {:.2}x (2 threads); 4 paths {:.2}x, {:.2}x",
+                o8[0] / fps[0],
+                o8[1] / fps[1],
+                o4[0] / fps[0],
+                o4[1] / fps[1]
             )
         })
         .unwrap_or_default();
