@@ -399,7 +399,9 @@ fn robot_launch_file_flies_a_recording_through_the_serial_link() {
     let log =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    signal_after(&host, "TERM", Duration::ZERO);
+    // The graph can be down within 100 ms of its last setpoint; give the firmware's
+    // watchdog (200 ms) time to fail safe before stopping it (seen: stopped first).
+    signal_after(&host, "TERM", Duration::from_millis(800));
     let _ = host.wait();
     let mut fc_log = String::new();
     std::io::Read::read_to_string(host.stdout.as_mut().unwrap(), &mut fc_log).unwrap();
