@@ -390,51 +390,6 @@ kernel_entry_points!(four_base, two_base);
 #[cfg(target_arch = "x86_64")]
 kernel_entry_points!(four_avx2, two_avx2, "avx2");
 
-impl Kernel for Base {
-    fn four<T: Cell>(
-        &self,
-        c: &[u8],
-        a: Prev<T>,
-        b: Prev<T>,
-        e: Prev<T>,
-        f: Prev<T>,
-        oa: &mut [T],
-        ob: &mut [T],
-        oe: &mut [T],
-        of: &mut [T],
-        s: &mut [u16],
-        p1: T,
-    ) -> [T; 4] {
-        four_base(
-            c,
-            a.l,
-            b.l,
-            e.l,
-            f.l,
-            [a.min, b.min, e.min, f.min],
-            [a.p2, b.p2, e.p2, f.p2],
-            oa,
-            ob,
-            oe,
-            of,
-            s,
-            p1,
-        )
-    }
-    fn two<T: Cell>(
-        &self,
-        c: &[u8],
-        a: Prev<T>,
-        b: Prev<T>,
-        oa: &mut [T],
-        ob: &mut [T],
-        s: &mut [u16],
-        p1: T,
-    ) -> [T; 2] {
-        two_base(c, a.l, b.l, [a.min, b.min], [a.p2, b.p2], oa, ob, s, p1)
-    }
-}
-
 /// AVX2. A value exists only on CPUs that have AVX2: [`Avx2::detect`] is the only constructor.
 #[cfg(target_arch = "x86_64")]
 pub(crate) struct Avx2 {
@@ -448,6 +403,57 @@ impl Avx2 {
     }
 }
 
+/// `four` and `two` of a [`Kernel`] through that instruction set's entry points.
+/// The entry points of an instruction set beyond the baseline are unsafe to call;
+/// a value of the kernel type exists only where the CPU has it (see [`Avx2`]).
+macro_rules! kernel_calls {
+    ($four:ident, $two:ident) => {
+        fn four<T: Cell>(
+            &self,
+            c: &[u8],
+            a: Prev<T>,
+            b: Prev<T>,
+            e: Prev<T>,
+            f: Prev<T>,
+            oa: &mut [T],
+            ob: &mut [T],
+            oe: &mut [T],
+            of: &mut [T],
+            s: &mut [u16],
+            p1: T,
+        ) -> [T; 4] {
+            let (mins, p2s) = ([a.min, b.min, e.min, f.min], [a.p2, b.p2, e.p2, f.p2]);
+            // SAFETY: the entry point's only requirement is its instruction set, which
+            // this kernel value stands for (detected before it was made, or baseline).
+            #[allow(unused_unsafe)]
+            unsafe {
+                $four(c, a.l, b.l, e.l, f.l, mins, p2s, oa, ob, oe, of, s, p1)
+            }
+        }
+
+        fn two<T: Cell>(
+            &self,
+            c: &[u8],
+            a: Prev<T>,
+            b: Prev<T>,
+            oa: &mut [T],
+            ob: &mut [T],
+            s: &mut [u16],
+            p1: T,
+        ) -> [T; 2] {
+            // SAFETY: as for `four`.
+            #[allow(unused_unsafe)]
+            unsafe {
+                $two(c, a.l, b.l, [a.min, b.min], [a.p2, b.p2], oa, ob, s, p1)
+            }
+        }
+    };
+}
+
+impl Kernel for Base {
+    kernel_calls!(four_base, two_base);
+}
+
 #[cfg(target_arch = "x86_64")]
 impl Kernel for Avx2 {
     fn row<T: Cell>(&self, job: RowJob<T>, each: &mut impl FnMut(usize, &mut [u16])) {
@@ -459,53 +465,7 @@ impl Kernel for Avx2 {
         }
     }
 
-    fn four<T: Cell>(
-        &self,
-        c: &[u8],
-        a: Prev<T>,
-        b: Prev<T>,
-        e: Prev<T>,
-        f: Prev<T>,
-        oa: &mut [T],
-        ob: &mut [T],
-        oe: &mut [T],
-        of: &mut [T],
-        s: &mut [u16],
-        p1: T,
-    ) -> [T; 4] {
-        // SAFETY: an `Avx2` value exists only after AVX2 was detected on this CPU
-        // (`Avx2::detect`), the only requirement of `four_avx2`, whose body is safe Rust.
-        unsafe {
-            four_avx2(
-                c,
-                a.l,
-                b.l,
-                e.l,
-                f.l,
-                [a.min, b.min, e.min, f.min],
-                [a.p2, b.p2, e.p2, f.p2],
-                oa,
-                ob,
-                oe,
-                of,
-                s,
-                p1,
-            )
-        }
-    }
-    fn two<T: Cell>(
-        &self,
-        c: &[u8],
-        a: Prev<T>,
-        b: Prev<T>,
-        oa: &mut [T],
-        ob: &mut [T],
-        s: &mut [u16],
-        p1: T,
-    ) -> [T; 2] {
-        // SAFETY: as for `four`: AVX2 was detected before this value was made.
-        unsafe { two_avx2(c, a.l, b.l, [a.min, b.min], [a.p2, b.p2], oa, ob, s, p1) }
-    }
+    kernel_calls!(four_avx2, two_avx2);
 }
 
 /// P2 for every intensity step 0..=255 between neighbours along a path: lowered across edges.
