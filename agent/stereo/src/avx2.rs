@@ -186,3 +186,121 @@ pub(crate) unsafe fn row(job: RowJob<u8>, each: &mut impl FnMut(usize, &mut [u16
         each,
     )
 }
+
+/// Smallest u16 of a vector.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn hmin16(v: __m256i) -> u16 {
+    let m = _mm_min_epu16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    _mm_cvtsi128_si32(_mm_minpos_epu16(m)) as u16
+}
+
+/// [`crate::pass`]'s squeeze on 16 sums at a time: store one pixel's sums as their
+/// minimum (returned) and byte excesses over it, saturated at 255.
+///
+/// Always inlined and not itself marked for AVX2, like [`fused`].
+///
+/// # Safety
+/// AVX2 must be available, and the caller should be compiled with AVX2 enabled.
+#[inline(always)]
+pub(crate) unsafe fn squeeze(sums: &[u16], excess: &mut [u8]) -> u16 {
+    let dn = sums.len();
+    assert!(dn.is_multiple_of(16) && excess.len() >= dn);
+    // SAFETY: AVX2 is available (the caller's guarantee); every load reads
+    // sums[d..d + 16] and every store writes excess[d..d + 16] or [d..d + 32]
+    // with d + 16 <= D, resp. d + 32 <= D, within both slices (asserted above).
+    unsafe {
+        let at = |d: usize| _mm256_loadu_si256(sums.as_ptr().add(d) as *const __m256i);
+        let mut minv = _mm256_set1_epi16(-1);
+        for d in (0..dn).step_by(16) {
+            minv = _mm256_min_epu16(minv, at(d));
+        }
+        let m = hmin16(minv);
+        let (mv, cap) = (_mm256_set1_epi16(m as i16), _mm256_set1_epi16(255));
+        let over = |d: usize| _mm256_min_epu16(_mm256_sub_epi16(at(d), mv), cap);
+        let out = excess.as_mut_ptr();
+        let mut d = 0;
+        while d + 32 <= dn {
+            // packus interleaves the two vectors' 128-bit halves; put them back in order.
+            let packed = _mm256_packus_epi16(over(d), over(d + 16));
+            let ordered = _mm256_permute4x64_epi64(packed, 0b11_01_10_00);
+            _mm256_storeu_si256(out.add(d) as *mut __m256i, ordered);
+            d += 32;
+        }
+        if d < dn {
+            let v = over(d);
+            let packed =
+                _mm_packus_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+            _mm_storeu_si128(out.add(d) as *mut __m128i, packed);
+        }
+        m
+    }
+}
+
+/// [`crate::pass`]'s unsqueeze followed by [`crate::post::pick`], 16 sums at a
+/// time: add the other pass's stored sums (byte `excess` over `base`) to this
+/// pixel's `sums`, set the disparities from `n_valid` on to `u16::MAX`, and pick
+/// the winner. The same result as the generic code, bit for bit (unit test).
+///
+/// Always inlined and not itself marked for AVX2, like [`fused`].
+///
+/// # Safety
+/// AVX2 must be available, and the caller should be compiled with AVX2 enabled.
+#[inline(always)]
+pub(crate) unsafe fn unsqueeze_pick(
+    s: &mut [u16],
+    excess: &[u8],
+    base: u16,
+    n_valid: usize,
+    keep: f32,
+) -> crate::post::Pick {
+    let dn = s.len();
+    assert!(dn.is_multiple_of(16) && excess.len() >= dn && dn < i16::MAX as usize - 2);
+    // SAFETY: AVX2 is available (the caller's guarantee); every load and store
+    // touches s[d..d + 16] or reads excess[d..d + 16] with d + 16 <= D, within
+    // both slices (asserted above). Lane indices fit i16 (D < 32765).
+    unsafe {
+        let sp = s.as_mut_ptr();
+        let at = |d: usize| _mm256_loadu_si256(sp.add(d) as *const __m256i);
+        let lanes = _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let index = |d: usize| _mm256_add_epi16(lanes, _mm256_set1_epi16(d as i16));
+        let all = _mm256_set1_epi16(-1);
+        let (basev, nv) = (
+            _mm256_set1_epi16(base as i16),
+            _mm256_set1_epi16(n_valid as i16),
+        );
+        let mut minv = all;
+        for d in (0..dn).step_by(16) {
+            let e = _mm256_cvtepu8_epi16(_mm_loadu_si128(excess.as_ptr().add(d) as *const __m128i));
+            let v = _mm256_add_epi16(at(d), _mm256_add_epi16(e, basev));
+            // Lanes at or beyond n_valid become u16::MAX.
+            let outside = _mm256_andnot_si256(_mm256_cmpgt_epi16(nv, index(d)), all);
+            let v = _mm256_or_si256(v, outside);
+            _mm256_storeu_si256(sp.add(d) as *mut __m256i, v);
+            minv = _mm256_min_epu16(minv, v);
+        }
+        let best = hmin16(minv);
+        let bv = _mm256_set1_epi16(best as i16);
+        let mut bd = 0;
+        for d in (0..dn).step_by(16) {
+            let hit = _mm256_movemask_epi8(_mm256_cmpeq_epi16(at(d), bv)) as u32;
+            if hit != 0 {
+                bd = d + hit.trailing_zeros() as usize / 2;
+                break;
+            }
+        }
+        // The cheapest disparity further than one from the best.
+        let (lo, hi) = (
+            _mm256_set1_epi16(bd as i16 - 2),
+            _mm256_set1_epi16(bd as i16 + 2),
+        );
+        let mut sec = all;
+        for d in (0..dn).step_by(16) {
+            let i = index(d);
+            let near = _mm256_and_si256(_mm256_cmpgt_epi16(i, lo), _mm256_cmpgt_epi16(hi, i));
+            sec = _mm256_min_epu16(sec, _mm256_or_si256(at(d), near));
+        }
+        let unique = n_valid > 1 && (hmin16(sec) as f32) * keep >= best as f32;
+        crate::post::refine(s, best, bd, unique)
+    }
+}

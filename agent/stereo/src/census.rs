@@ -10,6 +10,8 @@ use rayon::prelude::*;
 pub trait CensusWord: Copy + Default + Send + Sync + 'static {
     /// Shift in one more comparison bit.
     fn push(self, bit: bool) -> Self;
+    /// Or `byte` in as the word's `k`-th byte (bits `8k..8k + 8`).
+    fn with_byte(self, byte: u8, k: usize) -> Self;
     /// Hamming distance.
     fn hamming(self, other: Self) -> u8;
     /// Bits the word holds.
@@ -22,6 +24,10 @@ impl CensusWord for u32 {
         (self << 1) | bit as u32
     }
     #[inline(always)]
+    fn with_byte(self, byte: u8, k: usize) -> Self {
+        self | (byte as u32) << (8 * k)
+    }
+    #[inline(always)]
     fn hamming(self, other: Self) -> u8 {
         (self ^ other).count_ones() as u8
     }
@@ -32,6 +38,10 @@ impl CensusWord for u64 {
     #[inline(always)]
     fn push(self, bit: bool) -> Self {
         (self << 1) | bit as u64
+    }
+    #[inline(always)]
+    fn with_byte(self, byte: u8, k: usize) -> Self {
+        self | (byte as u64) << (8 * k)
     }
     #[inline(always)]
     fn hamming(self, other: Self) -> u8 {
@@ -52,48 +62,80 @@ pub fn census<W: CensusWord>(img: &GrayImage, window: usize) -> Vec<W> {
         return out;
     }
     let avx2 = crate::sgm::uses_avx2();
-    out.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
-        if y < r || y + r >= h {
-            return;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: AVX2 was detected on this CPU, the only requirement of
-            // `census_row_avx2`, whose body is safe Rust.
-            unsafe { census_row_avx2(&img.data, w, y, window, row) };
-            return;
-        }
-        let _ = avx2;
-        census_row(&img.data, w, y, window, row)
-    });
+    out.par_chunks_mut(w)
+        .enumerate()
+        .for_each_init(Vec::new, |plane, (y, row)| {
+            if y < r || y + r >= h {
+                return;
+            }
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                // SAFETY: AVX2 was detected on this CPU, the only requirement of
+                // `census_row_avx2`, whose body is safe Rust.
+                unsafe { census_row_avx2(&img.data, w, y, window, row, plane) };
+                return;
+            }
+            let _ = avx2;
+            census_row(&img.data, w, y, window, row, plane)
+        });
     out
 }
 
-/// Census of one row (not the border rows), one window offset at a time across the
-/// row so that the inner loop vectorises.
+/// Census of one row (not the border rows). The string is built a byte at a
+/// time: eight window offsets compared across the row into a byte per pixel
+/// (`plane`, scratch of the row's width), which is then or-ed into the words —
+/// the comparisons run on byte lanes, four times as many per vector as on the
+/// words. Bit `bits - 1 - i` holds the `i`-th offset in raster order (centre
+/// skipped), as if the comparisons were shifted in one by one.
 #[inline(always)]
-fn census_row<W: CensusWord>(data: &[u8], w: usize, y: usize, window: usize, row: &mut [W]) {
+fn census_row<W: CensusWord>(
+    data: &[u8],
+    w: usize,
+    y: usize,
+    window: usize,
+    row: &mut [W],
+    plane: &mut Vec<u8>,
+) {
     let r = window / 2;
+    let n = w - 2 * r;
+    let nbits = bits(window) as usize;
     let centre = &data[y * w + r..y * w + w - r];
     let dst = &mut row[r..w - r];
-    for dy in 0..window {
-        for dx in 0..window {
-            if dy == r && dx == r {
-                continue;
-            }
+    dst.fill(W::default());
+    plane.resize(n, 0);
+    let plane = &mut plane[..n];
+    // The window offset of the i-th comparison (raster order, centre skipped).
+    let offset = |i: usize| {
+        let j = if i >= window * r + r { i + 1 } else { i };
+        (j / window, j % window)
+    };
+    for k in 0..nbits.div_ceil(8) {
+        plane.fill(0);
+        for bit in 0..8.min(nbits - 8 * k) {
+            let (dy, dx) = offset(nbits - 1 - (8 * k + bit));
             let base = (y + dy - r) * w + dx;
-            let nb = &data[base..base + (w - 2 * r)];
-            for ((o, &p), &c) in dst.iter_mut().zip(nb).zip(centre) {
-                *o = o.push(p < c);
+            let nb = &data[base..base + n];
+            for ((o, &p), &c) in plane.iter_mut().zip(nb).zip(centre) {
+                *o |= ((p < c) as u8) << bit;
             }
+        }
+        for (o, &b) in dst.iter_mut().zip(plane.iter()) {
+            *o = o.with_byte(b, k);
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn census_row_avx2<W: CensusWord>(data: &[u8], w: usize, y: usize, window: usize, row: &mut [W]) {
-    census_row(data, w, y, window, row)
+fn census_row_avx2<W: CensusWord>(
+    data: &[u8],
+    w: usize,
+    y: usize,
+    window: usize,
+    row: &mut [W],
+    plane: &mut Vec<u8>,
+) {
+    census_row(data, w, y, window, row, plane)
 }
 
 /// Number of bits a census window produces.
@@ -119,5 +161,31 @@ mod tests {
         assert!(census::<u64>(&a, 7).iter().any(|v| v.count_ones() > 24));
         let c32 = census::<u32>(&a, 5);
         assert!(c32.iter().zip(&c).all(|(a, b)| *a as u64 == *b));
+    }
+
+    #[test]
+    fn bytewise_census_equals_shifting_in_every_comparison() {
+        let (w, h) = (37, 11);
+        let mut rng = sim::rng::Rng::new(3);
+        let data: Vec<u8> = (0..w * h).map(|_| rng.below(256) as u8).collect();
+        let img = GrayImage::new(w, h, data.clone(), "left").unwrap();
+        for window in [3, 5, 7] {
+            let r = window / 2;
+            let got = census::<u64>(&img, window);
+            for y in r..h - r {
+                for x in r..w - r {
+                    let c = data[y * w + x];
+                    let mut want = 0u64;
+                    for dy in 0..window {
+                        for dx in 0..window {
+                            if (dy, dx) != (r, r) {
+                                want = want.push(data[(y + dy - r) * w + x + dx - r] < c);
+                            }
+                        }
+                    }
+                    assert_eq!(got[y * w + x], want, "window {window} at ({x}, {y})");
+                }
+            }
+        }
     }
 }

@@ -14,8 +14,24 @@ fn cost_row<W: CensusWord>(l: &[W], rev: &[W], dmax: usize, max_cost: u8, row: &
     for x in 0..w {
         let out = &mut row[x * dmax..(x + 1) * dmax];
         let lv = l[x];
-        let n = (x + 1).min(dmax);
         let start = w - 1 - x;
+        if x + 1 >= dmax {
+            // Every disparity inside the image: fixed 16-wide chunks, no remainder
+            // loops or length checks in the common case.
+            let rs = &rev[start..start + dmax];
+            let mut chunks = out.chunks_exact_mut(16);
+            let mut rchunks = rs.chunks_exact(16);
+            for (o, r) in (&mut chunks).zip(&mut rchunks) {
+                for k in 0..16 {
+                    o[k] = lv.hamming(r[k]);
+                }
+            }
+            for (o, &rv) in chunks.into_remainder().iter_mut().zip(rchunks.remainder()) {
+                *o = lv.hamming(rv);
+            }
+            continue;
+        }
+        let n = x + 1;
         for (o, &rv) in out[..n].iter_mut().zip(&rev[start..start + n]) {
             *o = lv.hamming(rv);
         }

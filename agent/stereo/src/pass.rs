@@ -78,6 +78,65 @@ fn unsqueeze(sums: &mut [u16], excess: &[u8], base: u16) {
     }
 }
 
+/// What a pass does with each pixel's sums — store them squeezed, or add them to
+/// the other pass's and pick the winner — per instruction set: the generic code,
+/// or the AVX2 versions where the kernel stands for AVX2.
+pub(crate) trait PixelOps {
+    /// [`squeeze`].
+    #[inline(always)]
+    fn squeeze(&self, sums: &[u16], excess: &mut [u8]) -> u16 {
+        squeeze(sums, excess)
+    }
+
+    /// [`unsqueeze`], then the disparities from `n_valid` on (beyond the image
+    /// border) set to `u16::MAX`, then [`post::pick`].
+    #[inline(always)]
+    fn unsqueeze_pick(
+        &self,
+        sums: &mut [u16],
+        excess: &[u8],
+        base: u16,
+        n_valid: usize,
+        keep: f32,
+    ) -> post::Pick {
+        unsqueeze(sums, excess, base);
+        sums[n_valid..].fill(u16::MAX);
+        post::pick(sums, n_valid, keep)
+    }
+}
+
+impl PixelOps for Base {}
+
+#[cfg(target_arch = "x86_64")]
+impl PixelOps for Avx2 {
+    #[inline(always)]
+    fn squeeze(&self, sums: &[u16], excess: &mut [u8]) -> u16 {
+        if !sums.len().is_multiple_of(16) {
+            return squeeze(sums, excess);
+        }
+        // SAFETY: an `Avx2` value exists only where the CPU has AVX2.
+        unsafe { crate::avx2::squeeze(sums, excess) }
+    }
+
+    #[inline(always)]
+    fn unsqueeze_pick(
+        &self,
+        sums: &mut [u16],
+        excess: &[u8],
+        base: u16,
+        n_valid: usize,
+        keep: f32,
+    ) -> post::Pick {
+        if !sums.len().is_multiple_of(16) {
+            unsqueeze(sums, excess, base);
+            sums[n_valid..].fill(u16::MAX);
+            return post::pick(sums, n_valid, keep);
+        }
+        // SAFETY: as for `squeeze`.
+        unsafe { crate::avx2::unsqueeze_pick(sums, excess, base, n_valid, keep) }
+    }
+}
+
 /// The output rows of the winner-take-all that a finishing pass fills.
 struct WtaRows<'a> {
     disp: &'a mut [f32],
@@ -128,7 +187,11 @@ struct Pass<T: Cell> {
 impl<T: Cell> Pass<T> {
     fn new(w: usize, h: usize, dn: usize, prm: &SgmParams, backward: bool) -> Self {
         let stride = dn + 2;
+        let diagonals = prm.paths == Paths::Eight;
+        // The four-path mode leaves the diagonals' rows empty (never read).
         let new_row = || vec![T::FAR; w * stride];
+        let diagonal_row = || if diagonals { new_row() } else { Vec::new() };
+        let diagonal_mins = || vec![T::ZERO; if diagonals { w } else { 0 }];
         // A path's first pixel has no predecessor: an all-zero predecessor gives L = C.
         let mut zero = vec![T::ZERO; stride];
         zero[0] = T::FAR;
@@ -139,22 +202,22 @@ impl<T: Cell> Pass<T> {
             w,
             h,
             dn,
-            diagonals: prm.paths == Paths::Eight,
+            diagonals,
             p1: T::from_u16(prm.p1),
             p2t: p2_table(prm.p1, prm.p2, prm.p2_edge).map(T::from_u16),
             zero,
             pv: new_row(),
             cv: new_row(),
-            pd1: new_row(),
-            cd1: new_row(),
-            pd2: new_row(),
-            cd2: new_row(),
+            pd1: diagonal_row(),
+            cd1: diagonal_row(),
+            pd2: diagonal_row(),
+            cd2: diagonal_row(),
             mv: vec![T::ZERO; w],
             mcv: vec![T::ZERO; w],
-            md1: vec![T::ZERO; w],
-            mcd1: vec![T::ZERO; w],
-            md2: vec![T::ZERO; w],
-            mcd2: vec![T::ZERO; w],
+            md1: diagonal_mins(),
+            mcd1: diagonal_mins(),
+            md2: diagonal_mins(),
+            mcd2: diagonal_mins(),
             hbuf: vec![T::FAR; 2 * stride],
             row: vec![0; dn],
             picker: post::RowPicker::new(1.0 - prm.uniqueness),
@@ -181,13 +244,16 @@ impl<T: Cell> Pass<T> {
             let py = if self.backward { y + 1 } else { y - 1 };
             let prev = &img[py * w..(py + 1) * w];
             p2_row(p2t, pv, cur, prev, 0);
-            p2_row(p2t, pd1, cur, prev, back);
-            p2_row(p2t, pd2, cur, prev, -back);
+            // The four-path mode has no diagonals (their P2 rows stay zero, unread).
+            if self.diagonals {
+                p2_row(p2t, pd1, cur, prev, back);
+                p2_row(p2t, pd2, cur, prev, -back);
+            }
         }
     }
 
     /// Aggregate the next `rows` rows of this pass's order into `sink`.
-    fn run<Kr: Kernel, W: CensusWord>(
+    fn run<Kr: Kernel + PixelOps, W: CensusWord>(
         &mut self,
         kr: &Kr,
         census: &CensusPair<W>,
@@ -224,7 +290,7 @@ impl<T: Cell> Pass<T> {
                     let (r, o) = ((y - *y0) * w, (y - *y0) * w * dn);
                     let (e, b) = (&mut s.excess[o..o + w * dn], &mut s.base[r..r + w]);
                     kr.row(job, &mut |x, sums| {
-                        b[x] = squeeze(sums, &mut e[x * dn..(x + 1) * dn]);
+                        b[x] = kr.squeeze(sums, &mut e[x * dn..(x + 1) * dn]);
                     });
                 }
                 RowSink::Finish { other, y0, out } => {
@@ -237,9 +303,11 @@ impl<T: Cell> Pass<T> {
                     );
                     let picker = &mut self.picker;
                     picker.start(rrow, backward);
+                    let keep = picker.keep();
                     kr.row(job, &mut |x, sums| {
-                        unsqueeze(sums, &e[x * dn..(x + 1) * dn], b[x]);
-                        picker.pixel(x, sums, drow, vrow, rrow);
+                        let (e, n_valid) = (&e[x * dn..(x + 1) * dn], post::n_valid(x, dn));
+                        let p = kr.unsqueeze_pick(sums, e, b[x], n_valid, keep);
+                        picker.place(x, p, drow, vrow, rrow);
                     });
                 }
                 #[cfg(test)]
@@ -286,7 +354,7 @@ fn p2_row<T: Cell>(p2t: &[T; 256], out: &mut [T], cur: &[u8], from: &[u8], shift
 /// of bytes between them); then each carries on into the other half, adding its own
 /// sums to the stored ones row by row and picking the winner while the row is still
 /// in cache. The two halves run side by side when a second thread is free.
-fn aggregate_and_pick<T: Cell, Kr: Kernel, W: CensusWord>(
+fn aggregate_and_pick<T: Cell, Kr: Kernel + PixelOps, W: CensusWord>(
     kr: &Kr,
     census: &CensusPair<W>,
     img: &[u8],
@@ -384,7 +452,7 @@ mod tests {
     use crate::sgm::tests::textured;
 
     /// One whole pass: every row's path sums, 16-bit.
-    fn full_pass<T: Cell, Kr: Kernel>(
+    fn full_pass<T: Cell, Kr: Kernel + PixelOps>(
         kr: &Kr,
         census: &CensusPair<u32>,
         img: &GrayImage,
@@ -435,27 +503,66 @@ mod tests {
 
     #[test]
     fn meeting_in_the_middle_equals_two_whole_passes() {
-        let (w, h, dn) = (40, 17, 16);
-        let (l, r) = (textured(w, h, 6), textured(w, h, 0));
-        let census = CensusPair::<u32>::new(&l, &r, 5, dn);
-        for paths in [Paths::Eight, Paths::Four] {
-            // A loose uniqueness test, so that most pixels are compared.
-            let prm = SgmParams {
-                max_disp: dn,
-                paths,
-                uniqueness: 0.05,
-                ..SgmParams::default()
-            };
-            let f = full_pass::<u8, _>(&Base, &census, &l, &prm, false);
-            let b = full_pass::<u8, _>(&Base, &census, &l, &prm, true);
-            let mut totals: Vec<u16> = f.iter().zip(&b).map(|(a, c)| a + c).collect();
-            let whole = post::winner_take_all(&mut totals, w, h, dn, prm.uniqueness);
-            let mut store = HalfSums::default();
-            let met = aggregate_and_pick::<u8, _, _>(&Base, &census, &l.data, h, &prm, &mut store);
-            assert_eq!(whole.left.disp, met.left.disp, "{paths:?}");
-            assert_eq!(whole.left.valid, met.left.valid, "{paths:?}");
-            assert_eq!(whole.right, met.right, "{paths:?}");
-            assert!(met.left.valid.iter().filter(|&&v| v).count() > w * h / 2);
+        // 16 disparities: the per-pixel kernels; 64: the AVX2 whole-row kernel.
+        for (w, h, dn) in [(40, 17, 16), (100, 15, 64)] {
+            let (l, r) = (textured(w, h, 6), textured(w, h, 0));
+            let census = CensusPair::<u32>::new(&l, &r, 5, dn);
+            for paths in [Paths::Eight, Paths::Four] {
+                // A loose uniqueness test, so that most pixels are compared.
+                let prm = SgmParams {
+                    max_disp: dn,
+                    paths,
+                    uniqueness: 0.05,
+                    ..SgmParams::default()
+                };
+                let f = full_pass::<u8, _>(&Base, &census, &l, &prm, false);
+                let b = full_pass::<u8, _>(&Base, &census, &l, &prm, true);
+                let mut totals: Vec<u16> = f.iter().zip(&b).map(|(a, c)| a + c).collect();
+                let whole = post::winner_take_all(&mut totals, w, h, dn, prm.uniqueness);
+                let mut store = HalfSums::default();
+                let met =
+                    aggregate_and_pick::<u8, _, _>(&Base, &census, &l.data, h, &prm, &mut store);
+                assert_eq!(whole.left.disp, met.left.disp, "{paths:?} D {dn}");
+                assert_eq!(whole.left.valid, met.left.valid, "{paths:?} D {dn}");
+                assert_eq!(whole.right, met.right, "{paths:?} D {dn}");
+                #[cfg(target_arch = "x86_64")]
+                if let Some(k) = Avx2::detect() {
+                    let fast =
+                        aggregate_and_pick::<u8, _, _>(&k, &census, &l.data, h, &prm, &mut store);
+                    assert_eq!(fast.left.disp, met.left.disp, "{paths:?} D {dn}");
+                    assert_eq!(fast.left.valid, met.left.valid, "{paths:?} D {dn}");
+                    assert_eq!(fast.right, met.right, "{paths:?} D {dn}");
+                }
+                let valid = met.left.valid.iter().filter(|&&v| v).count();
+                assert!(valid > w * h / 2, "{paths:?} D {dn}: {valid} valid");
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn avx2_pixel_ops_equal_the_generic_ones() {
+        let Some(k) = Avx2::detect() else { return };
+        let mut rng = sim::rng::Rng::new(9);
+        for dn in [16, 32, 48, 64, 128] {
+            for case in 0..200 {
+                // Narrow value ranges make ties (first index wins) and equal
+                // neighbours common; wide ones exercise the saturation at 255.
+                let spread = [4, 40, 1200][case % 3];
+                let sums: Vec<u16> = (0..dn).map(|_| 100 + rng.below(spread) as u16).collect();
+                let (mut a, mut b) = (vec![0u8; dn], vec![0u8; dn]);
+                let base = squeeze(&sums, &mut a);
+                assert_eq!(k.squeeze(&sums, &mut b), base);
+                assert_eq!(a, b, "squeeze, D {dn}");
+                let n_valid = 1 + rng.below(dn as u64) as usize;
+                let keep = [0.8, 1.0, 0.3, 0.999, 0.01][case % 5];
+                let mine: Vec<u16> = (0..dn).map(|_| rng.below(spread) as u16).collect();
+                let (mut s1, mut s2) = (mine.clone(), mine);
+                let want = Base.unsqueeze_pick(&mut s1, &a, base, n_valid, keep);
+                let got = k.unsqueeze_pick(&mut s2, &a, base, n_valid, keep);
+                assert_eq!(got, want, "pick, D {dn}, n_valid {n_valid}");
+                assert_eq!(s1, s2);
+            }
         }
     }
 
