@@ -198,11 +198,15 @@ fn hmin16(v: __m256i) -> u16 {
 /// [`crate::pass`]'s squeeze on 16 sums at a time: store one pixel's sums as their
 /// minimum (returned) and byte excesses over it, saturated at 255.
 ///
-/// Always inlined and not itself marked for AVX2, like [`fused`].
+/// Compiled for AVX2 itself (unlike [`fused`], which only the row kernel calls):
+/// it is called from the closures of the passes, which the compiler may or may
+/// not inline into the AVX2 row kernel, and its intrinsics must be inlined
+/// either way.
 ///
 /// # Safety
-/// AVX2 must be available, and the caller should be compiled with AVX2 enabled.
-#[inline(always)]
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
 pub(crate) unsafe fn squeeze(sums: &[u16], excess: &mut [u8]) -> u16 {
     let dn = sums.len();
     assert!(dn.is_multiple_of(16) && excess.len() >= dn);
@@ -237,33 +241,31 @@ pub(crate) unsafe fn squeeze(sums: &[u16], excess: &mut [u8]) -> u16 {
     }
 }
 
-/// [`crate::pass`]'s unsqueeze followed by [`crate::post::pick`], 16 sums at a
-/// time: add the other pass's stored sums (byte `excess` over `base`) to this
-/// pixel's `sums`, set the disparities from `n_valid` on to `u16::MAX`, and pick
-/// the winner. The same result as the generic code, bit for bit (unit test).
+/// [`crate::pass`]'s unsqueeze, 16 sums at a time: this pixel's `sums` plus the
+/// other pass's stored sums (byte `excess` over `base`) into `out`, `u16::MAX`
+/// from `n_valid` on; returns their minimum.
 ///
-/// Always inlined and not itself marked for AVX2, like [`fused`].
+/// Compiled for AVX2 itself, as [`squeeze`].
 ///
 /// # Safety
-/// AVX2 must be available, and the caller should be compiled with AVX2 enabled.
-#[inline(always)]
-pub(crate) unsafe fn unsqueeze_pick(
-    s: &mut [u16],
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) unsafe fn unsqueeze(
+    sums: &[u16],
     excess: &[u8],
     base: u16,
     n_valid: usize,
-    keep: f32,
-) -> crate::post::Pick {
-    let dn = s.len();
-    assert!(dn.is_multiple_of(16) && excess.len() >= dn && dn < i16::MAX as usize - 2);
+    out: &mut [u16],
+) -> u16 {
+    let dn = sums.len();
+    assert!(dn.is_multiple_of(16) && excess.len() >= dn && out.len() >= dn);
+    assert!(dn < i16::MAX as usize);
     // SAFETY: AVX2 is available (the caller's guarantee); every load and store
-    // touches s[d..d + 16] or reads excess[d..d + 16] with d + 16 <= D, within
-    // both slices (asserted above). Lane indices fit i16 (D < 32765).
+    // touches sums[d..d + 16], excess[d..d + 16] or out[d..d + 16] with
+    // d + 16 <= D, within all three slices (asserted above). Lane indices fit i16.
     unsafe {
-        let sp = s.as_mut_ptr();
-        let at = |d: usize| _mm256_loadu_si256(sp.add(d) as *const __m256i);
         let lanes = _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        let index = |d: usize| _mm256_add_epi16(lanes, _mm256_set1_epi16(d as i16));
         let all = _mm256_set1_epi16(-1);
         let (basev, nv) = (
             _mm256_set1_epi16(base as i16),
@@ -272,14 +274,33 @@ pub(crate) unsafe fn unsqueeze_pick(
         let mut minv = all;
         for d in (0..dn).step_by(16) {
             let e = _mm256_cvtepu8_epi16(_mm_loadu_si128(excess.as_ptr().add(d) as *const __m128i));
-            let v = _mm256_add_epi16(at(d), _mm256_add_epi16(e, basev));
+            let mine = _mm256_loadu_si256(sums.as_ptr().add(d) as *const __m256i);
+            let v = _mm256_add_epi16(mine, _mm256_add_epi16(e, basev));
             // Lanes at or beyond n_valid become u16::MAX.
-            let outside = _mm256_andnot_si256(_mm256_cmpgt_epi16(nv, index(d)), all);
-            let v = _mm256_or_si256(v, outside);
-            _mm256_storeu_si256(sp.add(d) as *mut __m256i, v);
+            let index = _mm256_add_epi16(lanes, _mm256_set1_epi16(d as i16));
+            let v = _mm256_or_si256(v, _mm256_andnot_si256(_mm256_cmpgt_epi16(nv, index), all));
+            _mm256_storeu_si256(out.as_mut_ptr().add(d) as *mut __m256i, v);
             minv = _mm256_min_epu16(minv, v);
         }
-        let best = hmin16(minv);
+        hmin16(minv)
+    }
+}
+
+/// [`crate::post::pick`] of total costs `s` whose minimum is `best`, 16 at a
+/// time. The same result as the generic code, bit for bit (unit test).
+///
+/// # Safety
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) unsafe fn pick(s: &[u16], best: u16, n_valid: usize, keep: f32) -> crate::post::Pick {
+    let dn = s.len();
+    assert!(dn.is_multiple_of(16) && dn < i16::MAX as usize - 2);
+    // SAFETY: AVX2 is available (the caller's guarantee); every load reads
+    // s[d..d + 16] with d + 16 <= D (asserted above). Lane indices fit i16.
+    unsafe {
+        let at = |d: usize| _mm256_loadu_si256(s.as_ptr().add(d) as *const __m256i);
+        let lanes = _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         let bv = _mm256_set1_epi16(best as i16);
         let mut bd = 0;
         for d in (0..dn).step_by(16) {
@@ -294,9 +315,9 @@ pub(crate) unsafe fn unsqueeze_pick(
             _mm256_set1_epi16(bd as i16 - 2),
             _mm256_set1_epi16(bd as i16 + 2),
         );
-        let mut sec = all;
+        let mut sec = _mm256_set1_epi16(-1);
         for d in (0..dn).step_by(16) {
-            let i = index(d);
+            let i = _mm256_add_epi16(lanes, _mm256_set1_epi16(d as i16));
             let near = _mm256_and_si256(_mm256_cmpgt_epi16(i, lo), _mm256_cmpgt_epi16(hi, i));
             sec = _mm256_min_epu16(sec, _mm256_or_si256(at(d), near));
         }

@@ -88,20 +88,63 @@ pub(crate) trait PixelOps {
         squeeze(sums, excess)
     }
 
-    /// [`unsqueeze`], then the disparities from `n_valid` on (beyond the image
-    /// border) set to `u16::MAX`, then [`post::pick`].
+    /// The pixel's `sums` plus the other pass's stored ones ([`unsqueeze`]) into
+    /// `out`, `u16::MAX` from `n_valid` on (beyond the image border); returns the
+    /// smallest.
     #[inline(always)]
-    fn unsqueeze_pick(
+    fn unsqueeze(
         &self,
-        sums: &mut [u16],
+        sums: &[u16],
         excess: &[u8],
         base: u16,
         n_valid: usize,
-        keep: f32,
-    ) -> post::Pick {
-        unsqueeze(sums, excess, base);
-        sums[n_valid..].fill(u16::MAX);
-        post::pick(sums, n_valid, keep)
+        out: &mut [u16],
+    ) -> u16 {
+        let out = &mut out[..sums.len()];
+        out.copy_from_slice(sums);
+        unsqueeze(out, excess, base);
+        out[n_valid..].fill(u16::MAX);
+        out.iter().copied().fold(u16::MAX, u16::min)
+    }
+
+    /// [`post::pick`] of total costs whose minimum is `best`.
+    #[inline(always)]
+    fn pick(&self, s: &[u16], best: u16, n_valid: usize, keep: f32) -> post::Pick {
+        let _ = best;
+        post::pick(s, n_valid, keep)
+    }
+
+    /// Pick every pixel of a row, in the pass's order.
+    fn pick_row(&self, row: PickRow, picker: &mut post::RowPicker, out: WtaRow) {
+        pick_row(self, row, picker, out)
+    }
+}
+
+/// One row's total costs and minima, to pick from ([`PixelOps::pick_row`]).
+pub(crate) struct PickRow<'a> {
+    totals: &'a [u16],
+    bests: &'a [u16],
+    dn: usize,
+    keep: f32,
+    backward: bool,
+}
+
+/// A row's disparities, validity and right disparities.
+type WtaRow<'a, 'b> = (&'a mut [f32], &'b mut [bool], &'a mut [i32]);
+
+#[inline(always)]
+fn pick_row<K: PixelOps + ?Sized>(
+    k: &K,
+    row: PickRow,
+    picker: &mut post::RowPicker,
+    (drow, vrow, rrow): WtaRow,
+) {
+    let (w, dn) = (row.bests.len(), row.dn);
+    for xi in 0..w {
+        let x = if row.backward { w - 1 - xi } else { xi };
+        let s = &row.totals[x * dn..(x + 1) * dn];
+        let p = k.pick(s, row.bests[x], post::n_valid(x, dn), row.keep);
+        picker.place(x, p, drow, vrow, rrow);
     }
 }
 
@@ -119,21 +162,38 @@ impl PixelOps for Avx2 {
     }
 
     #[inline(always)]
-    fn unsqueeze_pick(
+    fn unsqueeze(
         &self,
-        sums: &mut [u16],
+        sums: &[u16],
         excess: &[u8],
         base: u16,
         n_valid: usize,
-        keep: f32,
-    ) -> post::Pick {
+        out: &mut [u16],
+    ) -> u16 {
         if !sums.len().is_multiple_of(16) {
-            unsqueeze(sums, excess, base);
-            sums[n_valid..].fill(u16::MAX);
-            return post::pick(sums, n_valid, keep);
+            return Base.unsqueeze(sums, excess, base, n_valid, out);
         }
         // SAFETY: as for `squeeze`.
-        unsafe { crate::avx2::unsqueeze_pick(sums, excess, base, n_valid, keep) }
+        unsafe { crate::avx2::unsqueeze(sums, excess, base, n_valid, out) }
+    }
+
+    #[inline(always)]
+    fn pick(&self, s: &[u16], best: u16, n_valid: usize, keep: f32) -> post::Pick {
+        if !s.len().is_multiple_of(16) {
+            return post::pick(s, n_valid, keep);
+        }
+        // SAFETY: as for `squeeze`.
+        unsafe { crate::avx2::pick(s, best, n_valid, keep) }
+    }
+
+    fn pick_row(&self, row: PickRow, picker: &mut post::RowPicker, out: WtaRow) {
+        /// The row loop compiled for AVX2, so that the AVX2 pick inlines into it.
+        #[target_feature(enable = "avx2")]
+        fn fast(k: &Avx2, row: PickRow, picker: &mut post::RowPicker, out: WtaRow) {
+            pick_row(k, row, picker, out)
+        }
+        // SAFETY: as for `squeeze`; the body of `fast` is safe Rust.
+        unsafe { fast(self, row, picker, out) }
     }
 }
 
@@ -178,6 +238,9 @@ struct Pass<T: Cell> {
     row: Vec<u16>,
     /// Winner-take-all of the rows this pass finishes.
     picker: post::RowPicker,
+    /// A finished row's total costs (`w x dn`) and each pixel's smallest.
+    totals: Vec<u16>,
+    bests: Vec<u16>,
     /// The matching costs of the current row.
     costs: Vec<u8>,
     /// The current row's P2 per pixel along each path ([`Pass::fill_p2`]).
@@ -221,6 +284,8 @@ impl<T: Cell> Pass<T> {
             hbuf: vec![T::FAR; 2 * stride],
             row: vec![0; dn],
             picker: post::RowPicker::new(1.0 - prm.uniqueness),
+            totals: vec![0; w * dn],
+            bests: vec![0; w],
             costs: vec![0; w * dn],
             p2: std::array::from_fn(|_| vec![T::ZERO; w]),
         }
@@ -304,11 +369,23 @@ impl<T: Cell> Pass<T> {
                     let picker = &mut self.picker;
                     picker.start(rrow, backward);
                     let keep = picker.keep();
+                    // The row's totals first, then the picks: each pick is a chain of
+                    // dependent steps, which overlap one another when they run
+                    // back to back but stall the path recurrence when interleaved
+                    // with it.
+                    let (totals, bests) = (&mut self.totals, &mut self.bests);
                     kr.row(job, &mut |x, sums| {
                         let (e, n_valid) = (&e[x * dn..(x + 1) * dn], post::n_valid(x, dn));
-                        let p = kr.unsqueeze_pick(sums, e, b[x], n_valid, keep);
-                        picker.place(x, p, drow, vrow, rrow);
+                        bests[x] = kr.unsqueeze(sums, e, b[x], n_valid, &mut totals[x * dn..]);
                     });
+                    let row = PickRow {
+                        totals,
+                        bests,
+                        dn,
+                        keep,
+                        backward,
+                    };
+                    kr.pick_row(row, picker, (drow, vrow, rrow));
                 }
                 #[cfg(test)]
                 RowSink::Raw { out, y0 } => {
@@ -557,11 +634,13 @@ mod tests {
                 let n_valid = 1 + rng.below(dn as u64) as usize;
                 let keep = [0.8, 1.0, 0.3, 0.999, 0.01][case % 5];
                 let mine: Vec<u16> = (0..dn).map(|_| rng.below(spread) as u16).collect();
-                let (mut s1, mut s2) = (mine.clone(), mine);
-                let want = Base.unsqueeze_pick(&mut s1, &a, base, n_valid, keep);
-                let got = k.unsqueeze_pick(&mut s2, &a, base, n_valid, keep);
+                let (mut t1, mut t2) = (vec![0u16; dn], vec![0u16; dn]);
+                let b1 = Base.unsqueeze(&mine, &a, base, n_valid, &mut t1);
+                let b2 = k.unsqueeze(&mine, &a, base, n_valid, &mut t2);
+                assert_eq!((b1, &t1), (b2, &t2), "unsqueeze, D {dn}, n_valid {n_valid}");
+                let want = Base.pick(&t1, b1, n_valid, keep);
+                let got = k.pick(&t2, b2, n_valid, keep);
                 assert_eq!(got, want, "pick, D {dn}, n_valid {n_valid}");
-                assert_eq!(s1, s2);
             }
         }
     }
