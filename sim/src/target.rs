@@ -62,7 +62,7 @@ pub fn rig_truth(rig: &StereoRig) -> Rig {
 
 /// `n` views of `board` held in front of the rig at seeded poses (tilted up to
 /// about ±32° about both image axes and turned up to ±11°, filling about half the image, spread over
-/// it so that its edges and corners are covered, both cameras seeing the board), with uniform pixel noise of
+/// it so that its edges and corners are covered, both cameras seeing the whole board), with uniform pixel noise of
 /// ±`noise` grey levels.
 pub fn render_views(
     rig: &StereoRig,
@@ -71,31 +71,78 @@ pub fn render_views(
     noise: f64,
     seed: u64,
 ) -> Vec<BoardPair> {
+    render_views_spanning(rig, board, n, noise, seed, 0.55)
+}
+
+/// As [`render_views`], with the board held so that it spans about `span` of the
+/// image width (0.55 in [`render_views`]). A pose that would put the board's
+/// outer squares, or the half square of margin beyond them, within 4 pixels of
+/// either image's border is drawn again (up to 100 times), as someone calibrating
+/// keeps only views that show the whole board.
+pub fn render_views_spanning(
+    rig: &StereoRig,
+    board: Board,
+    n: usize,
+    noise: f64,
+    seed: u64,
+    span: f64,
+) -> Vec<BoardPair> {
     let cam = camera(rig);
     let (w, h) = (rig.intrinsics.width, rig.intrinsics.height);
     let size = board.square * (board.cols.max(board.rows) + 1) as f64;
-    // Distance at which the board spans about 55 % of the image width.
-    let z = rig.intrinsics.fx * size / (0.55 * w as f64);
+    // Distance at which the board spans `span` of the image width.
+    let z = rig.intrinsics.fx * size / (span * w as f64);
+    let (bw, bh) = (
+        board.square * (board.cols - 1) as f64,
+        board.square * (board.rows - 1) as f64,
+    );
+    // The inner corners' grid grown by one and a half squares on every side: the
+    // outer squares and some of the margin beyond them, which a detector looks at.
+    let ring: Vec<[f64; 3]> = {
+        let sq = board.square;
+        let (nc, nr) = (board.cols + 2, board.rows + 2);
+        let at = |i: usize, j: usize| [(i as f64 - 1.5) * sq, (j as f64 - 1.5) * sq, 0.0];
+        (0..=nc)
+            .flat_map(|i| [at(i, 0), at(i, nr)])
+            .chain((0..=nr).flat_map(|j| [at(0, j), at(nc, j)]))
+            .collect()
+    };
+    let inside = |pose: &Pose| {
+        ring.iter().all(|&p| {
+            let q = pose.apply(p);
+            q[2] > 0.0
+                && calib::CameraModel::project(&cam, q).is_some_and(|c| {
+                    c[0] >= 4.0 && c[1] >= 4.0 && c[0] <= w as f64 - 5.0 && c[1] <= h as f64 - 5.0
+                })
+        })
+    };
     let mut rng = Rng::new(seed);
-    let mut r = || rng.range(-1.0, 1.0);
     (0..n)
         .map(|k| {
-            let (bw, bh) = (
-                board.square * (board.cols - 1) as f64,
-                board.square * (board.rows - 1) as f64,
-            );
-            let left = Pose {
-                rvec: [0.55 * r(), 0.55 * r(), 0.2 * r()],
-                t: [
-                    -bw / 2.0 + rig.baseline / 2.0 + 0.3 * size * r(),
-                    -bh / 2.0 + 0.22 * size * r(),
-                    z * (1.0 + 0.15 * r()),
-                ],
+            let mut draw = || {
+                let mut r = || rng.range(-1.0, 1.0);
+                let left = Pose {
+                    rvec: [0.55 * r(), 0.55 * r(), 0.2 * r()],
+                    t: [
+                        -bw / 2.0 + rig.baseline / 2.0 + 0.3 * size * r(),
+                        -bh / 2.0 + 0.22 * size * r(),
+                        z * (1.0 + 0.15 * r()),
+                    ],
+                };
+                let right = Pose {
+                    rvec: left.rvec,
+                    t: [left.t[0] - rig.baseline, left.t[1], left.t[2]],
+                };
+                (left, right)
             };
-            let right = Pose {
-                rvec: left.rvec,
-                t: [left.t[0] - rig.baseline, left.t[1], left.t[2]],
-            };
+            let mut pair = draw();
+            for _ in 0..100 {
+                if inside(&pair.0) && inside(&pair.1) {
+                    break;
+                }
+                pair = draw();
+            }
+            let (left, right) = pair;
             let s = seed.wrapping_mul(1000).wrapping_add(2 * k as u64);
             let (li, lc) = calib::synthetic::render_board(
                 &cam,

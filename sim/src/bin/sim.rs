@@ -117,6 +117,10 @@ struct CalibViewsArgs {
     /// Seed of the board poses.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Share of the image width the board spans (closer boards constrain the
+    /// calibration more; views that would cut the board off are drawn again).
+    #[arg(long, default_value_t = 0.55)]
+    span: f64,
 }
 
 fn calib_views(a: CalibViewsArgs) -> Result<()> {
@@ -130,6 +134,9 @@ fn calib_views(a: CalibViewsArgs) -> Result<()> {
     if !(a.square > 0.0 && a.square.is_finite() && a.noise >= 0.0 && a.noise.is_finite()) {
         bail!("--square must be positive and --noise non-negative");
     }
+    if !(a.span > 0.05 && a.span <= 1.0) {
+        bail!("--span {} must be in (0.05, 1]", a.span);
+    }
     let board = sim::target::Board {
         cols,
         rows,
@@ -137,7 +144,7 @@ fn calib_views(a: CalibViewsArgs) -> Result<()> {
     };
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
-    for (k, v) in sim::target::render_views(&rig, board, a.views, a.noise, a.seed)
+    for (k, v) in sim::target::render_views_spanning(&rig, board, a.views, a.noise, a.seed, a.span)
         .iter()
         .enumerate()
     {
