@@ -14,9 +14,8 @@ use anyhow::{Context, Result, bail};
 use calib::CameraModel;
 use calib::mono::{DistortionTerms, Pose, View, board_points};
 use calib::stereo::calibrate_stereo;
-use sim::camera::{Distortion, Intrinsics, StereoRig};
 use sim::rng::Rng;
-use sim::target::camera;
+use sim::target::{camera, distorted_rig};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,18 +32,7 @@ fn main() -> Result<()> {
     if cols < 3 || rows < 3 || square <= 0.0 || span <= 0.0 || draws == 0 {
         bail!("need COLS, ROWS >= 3 and positive SQUARE, SPAN, DRAWS");
     }
-    // The rig of tests/tests/twin_calib.rs.
-    let rig = StereoRig {
-        intrinsics: Intrinsics::from_hfov(640, 480, 90.0),
-        distortion: Distortion {
-            k1: -0.22,
-            k2: 0.06,
-            p1: 0.0008,
-            p2: -0.0005,
-            k3: 0.0,
-        },
-        baseline: 0.1,
-    };
+    let rig = distorted_rig();
     let cam = camera(&rig);
     let (w, h) = (640.0, 480.0);
     let obj = board_points(cols, rows, square);

@@ -46,6 +46,23 @@ pub fn camera(rig: &StereoRig) -> PinholeRadTan {
     }
 }
 
+/// A 640x480 rig with 90° lenses and clearly visible distortion (k1 −0.22, some
+/// tangential terms), 10 cm baseline: the one the twin's calibration test and the
+/// rotation study (`examples/rotation_under_noise.rs`) calibrate.
+pub fn distorted_rig() -> StereoRig {
+    StereoRig {
+        intrinsics: crate::camera::Intrinsics::from_hfov(640, 480, 90.0),
+        distortion: crate::camera::Distortion {
+            k1: -0.22,
+            k2: 0.06,
+            p1: 0.0008,
+            p2: -0.0005,
+            k3: 0.0,
+        },
+        baseline: 0.1,
+    }
+}
+
 /// The rig as a calibration result would describe it: both cameras equal, no
 /// rotation between them, x_right = x_left − (baseline, 0, 0).
 pub fn rig_truth(rig: &StereoRig) -> Rig {

@@ -8,22 +8,8 @@ use calib::detect::find_corners;
 use calib::mono::{DistortionTerms, View, board_points};
 use calib::rectify::stereo_rectify;
 use calib::stereo::calibrate_stereo;
-use sim::camera::{Distortion, Intrinsics, StereoRig};
-use sim::target::{Board, render_views_spanning, rig_truth};
-
-fn rig() -> StereoRig {
-    StereoRig {
-        intrinsics: Intrinsics::from_hfov(640, 480, 90.0),
-        distortion: Distortion {
-            k1: -0.22,
-            k2: 0.06,
-            p1: 0.0008,
-            p2: -0.0005,
-            k3: 0.0,
-        },
-        baseline: 0.1,
-    }
-}
+use sim::camera::StereoRig;
+use sim::target::{Board, distorted_rig, render_views_spanning, rig_truth};
 
 /// Detected corners of every view pair (20 rendered, the board spanning about
 /// `span` of the image width) in which both images show the board.
@@ -160,7 +146,7 @@ fn noisy(views: &[View], rng: &mut sim::rng::Rng) -> Vec<View> {
 
 #[test]
 fn calibration_recovers_the_twins_rig_noise_free_and_with_corner_noise() {
-    let rig = rig();
+    let rig = distorted_rig();
     let board = Board {
         cols: 9,
         rows: 6,
@@ -190,7 +176,7 @@ fn calibration_recovers_the_twins_rig_noise_free_and_with_corner_noise() {
 /// over them (a single draw's error is one sample: up to 0.07° was measured).
 #[test]
 fn a_larger_board_pins_the_rig_rotation_within_the_goal_under_corner_noise() {
-    let rig = rig();
+    let rig = distorted_rig();
     let board = Board {
         cols: 15,
         rows: 10,

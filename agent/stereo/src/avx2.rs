@@ -253,8 +253,7 @@ pub(crate) unsafe fn squeeze(sums: &[u16], excess: &mut [u8]) -> u16 {
 #[inline]
 pub(crate) unsafe fn unsqueeze(
     sums: &[u16],
-    excess: &[u8],
-    base: u16,
+    (excess, base): (&[u8], u16),
     n_valid: usize,
     out: &mut [u16],
 ) -> u16 {

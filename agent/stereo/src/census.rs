@@ -68,15 +68,21 @@ pub fn census<W: CensusWord>(img: &GrayImage, window: usize) -> Vec<W> {
             if y < r || y + r >= h {
                 return;
             }
+            let src = RowOf {
+                data: &img.data,
+                w,
+                y,
+                window,
+            };
             #[cfg(target_arch = "x86_64")]
             if avx2 {
                 // SAFETY: AVX2 was detected on this CPU, the only requirement of
                 // `census_row_avx2`, whose body is safe Rust.
-                unsafe { census_row_avx2(&img.data, w, y, window, row, plane) };
+                unsafe { census_row_avx2(src, row, plane) };
                 return;
             }
             let _ = avx2;
-            census_row(&img.data, w, y, window, row, plane)
+            census_row(src, row, plane)
         });
     out
 }
@@ -88,14 +94,8 @@ pub fn census<W: CensusWord>(img: &GrayImage, window: usize) -> Vec<W> {
 /// words. Bit `bits - 1 - i` holds the `i`-th offset in raster order (centre
 /// skipped), as if the comparisons were shifted in one by one.
 #[inline(always)]
-fn census_row<W: CensusWord>(
-    data: &[u8],
-    w: usize,
-    y: usize,
-    window: usize,
-    row: &mut [W],
-    plane: &mut Vec<u8>,
-) {
+fn census_row<W: CensusWord>(src: RowOf, row: &mut [W], plane: &mut Vec<u8>) {
+    let RowOf { data, w, y, window } = src;
     let r = window / 2;
     let n = w - 2 * r;
     let nbits = bits(window) as usize;
@@ -127,15 +127,17 @@ fn census_row<W: CensusWord>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn census_row_avx2<W: CensusWord>(
-    data: &[u8],
+fn census_row_avx2<W: CensusWord>(src: RowOf, row: &mut [W], plane: &mut Vec<u8>) {
+    census_row(src, row, plane)
+}
+
+/// Row `y` of a `w` pixels wide image `data`, with the census `window`.
+#[derive(Clone, Copy)]
+struct RowOf<'a> {
+    data: &'a [u8],
     w: usize,
     y: usize,
     window: usize,
-    row: &mut [W],
-    plane: &mut Vec<u8>,
-) {
-    census_row(data, w, y, window, row, plane)
 }
 
 /// Number of bits a census window produces.

@@ -88,18 +88,18 @@ pub(crate) trait PixelOps {
         squeeze(sums, excess)
     }
 
-    /// The pixel's `sums` plus the other pass's stored ones ([`unsqueeze`]) into
-    /// `out`, `u16::MAX` from `n_valid` on (beyond the image border); returns the
-    /// smallest.
+    /// The pixel's `sums` plus the other pass's stored ones (byte excesses and
+    /// their base, [`unsqueeze`]) into `out`, `u16::MAX` from `n_valid` on (beyond
+    /// the image border); returns the smallest.
     #[inline(always)]
     fn unsqueeze(
         &self,
         sums: &[u16],
-        excess: &[u8],
-        base: u16,
+        stored: (&[u8], u16),
         n_valid: usize,
         out: &mut [u16],
     ) -> u16 {
+        let (excess, base) = stored;
         let out = &mut out[..sums.len()];
         out.copy_from_slice(sums);
         unsqueeze(out, excess, base);
@@ -165,16 +165,15 @@ impl PixelOps for Avx2 {
     fn unsqueeze(
         &self,
         sums: &[u16],
-        excess: &[u8],
-        base: u16,
+        stored: (&[u8], u16),
         n_valid: usize,
         out: &mut [u16],
     ) -> u16 {
         if !sums.len().is_multiple_of(16) {
-            return Base.unsqueeze(sums, excess, base, n_valid, out);
+            return Base.unsqueeze(sums, stored, n_valid, out);
         }
         // SAFETY: as for `squeeze`.
-        unsafe { crate::avx2::unsqueeze(sums, excess, base, n_valid, out) }
+        unsafe { crate::avx2::unsqueeze(sums, stored, n_valid, out) }
     }
 
     #[inline(always)]
@@ -376,7 +375,7 @@ impl<T: Cell> Pass<T> {
                     let (totals, bests) = (&mut self.totals, &mut self.bests);
                     kr.row(job, &mut |x, sums| {
                         let (e, n_valid) = (&e[x * dn..(x + 1) * dn], post::n_valid(x, dn));
-                        bests[x] = kr.unsqueeze(sums, e, b[x], n_valid, &mut totals[x * dn..]);
+                        bests[x] = kr.unsqueeze(sums, (e, b[x]), n_valid, &mut totals[x * dn..]);
                     });
                     let row = PickRow {
                         totals,
@@ -635,8 +634,8 @@ mod tests {
                 let keep = [0.8, 1.0, 0.3, 0.999, 0.01][case % 5];
                 let mine: Vec<u16> = (0..dn).map(|_| rng.below(spread) as u16).collect();
                 let (mut t1, mut t2) = (vec![0u16; dn], vec![0u16; dn]);
-                let b1 = Base.unsqueeze(&mine, &a, base, n_valid, &mut t1);
-                let b2 = k.unsqueeze(&mine, &a, base, n_valid, &mut t2);
+                let b1 = Base.unsqueeze(&mine, (&a, base), n_valid, &mut t1);
+                let b2 = k.unsqueeze(&mine, (&a, base), n_valid, &mut t2);
                 assert_eq!((b1, &t1), (b2, &t2), "unsqueeze, D {dn}, n_valid {n_valid}");
                 let want = Base.pick(&t1, b1, n_valid, keep);
                 let got = k.pick(&t2, b2, n_valid, keep);
