@@ -428,6 +428,21 @@ fn order_grid(
             if grid.contains_key(&key) {
                 continue;
             }
+            // The step from the nearest evidence: the corner behind continued
+            // straight on, else the same move made one row or column aside, else
+            // the step carried here. (A carried step can be twice too long where a
+            // steeply tilted board's squares shrink, and would skip a row.)
+            let at = |k: (i64, i64)| grid.get(&k).map(|&g| pts[g]);
+            let (ai, aj) = (dj.abs(), di.abs());
+            let step = at((i - di, j - dj))
+                .map(|q| sub(p, q))
+                .or_else(|| {
+                    [1, -1].into_iter().find_map(|s| {
+                        let a = (i + s * ai, j + s * aj);
+                        Some(sub(at((a.0 + di, a.1 + dj))?, at(a)?))
+                    })
+                })
+                .unwrap_or(step);
             let pred = add(p, step);
             if let Some((k, dist)) = nearest(pred, &|j| used[j])
                 && dist < 0.3 * norm(step)
@@ -583,6 +598,60 @@ mod tests {
                 err = err.max(norm(sub(*f, t)));
             }
             assert!(err < 0.25, "view {k}: max corner error {err} px");
+        }
+    }
+
+    #[test]
+    fn small_squares_on_the_far_side_of_a_steep_board_do_not_skip_a_row() {
+        // A 90° lens and a 21x15 board of 2 cm squares close up, turned 31° about
+        // each image axis in turn: the far side's squares are about half the near
+        // side's (some 8 px), where a step carried over from the near side would
+        // predict the next row two rows on.
+        let cam = PinholeRadTan {
+            fx: 320.0,
+            fy: 320.0,
+            cx: 319.5,
+            cy: 239.5,
+            dist: [-0.22, 0.06, 0.0008, -0.0005, 0.0],
+        };
+        let (cols, rows, sq) = (21, 15, 0.02);
+        let (bw, bh) = (sq * (cols - 1) as f64, sq * (rows - 1) as f64);
+        for (k, rvec) in [
+            [0.0, 0.55, 0.05],
+            [0.0, -0.55, 0.0],
+            [0.55, 0.0, 0.0],
+            [-0.5, 0.3, 0.1],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            // Turned about the board's centre, which sits 0.32 m ahead.
+            let c = nalgebra::Rotation3::new(nalgebra::Vector3::from(rvec))
+                * nalgebra::Vector3::new(bw / 2.0, bh / 2.0, 0.0);
+            let pose = Pose {
+                rvec,
+                t: [-c.x, -c.y, 0.32 - c.z],
+            };
+            let (img, truth) = render(&cam, &pose, cols, rows, sq, 2.0);
+            assert!(
+                truth
+                    .iter()
+                    .all(|c| c[0] > 8.0 && c[1] > 8.0 && c[0] < 631.0 && c[1] < 471.0),
+                "view {k}: the board must be inside the image"
+            );
+            let found = find_corners(&img, 640, 480, cols, rows)
+                .unwrap_or_else(|e| panic!("view {k}: {e}"));
+            let n = cols * rows;
+            let same = norm(sub(found[0], truth[0])) < norm(sub(found[0], truth[n - 1]));
+            let err = (0..n)
+                .map(|i| {
+                    norm(sub(
+                        found[i],
+                        if same { truth[i] } else { truth[n - 1 - i] },
+                    ))
+                })
+                .fold(0.0, f64::max);
+            assert!(err < 0.3, "view {k}: max corner error {err} px");
         }
     }
 
