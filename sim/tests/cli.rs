@@ -180,6 +180,7 @@ fn calib_views_writes_board_pairs_and_the_rig() {
         vec!["--board", "9by6"],
         vec!["--distortion", "0.1,0.2"],
         vec!["--square", "0"],
+        vec!["--span", "1.5"],
     ] {
         let o = sim()
             .arg("calib-views")
