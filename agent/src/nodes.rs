@@ -220,6 +220,14 @@ pub fn policy_node(
         None => None,
     };
     let context = cfg.context.to_vector();
+    // A trained network decides at the rate it was trained at and holds its
+    // command in between (every scan is still answered).
+    let mut clock = rl::policy::DecisionClock::new(
+        learned
+            .as_ref()
+            .map_or(f64::INFINITY, |p| p.card().control_hz),
+    );
+    let mut held: Option<(f64, f64)> = None;
     info!(robot, "policy node up");
     while !stop.load(Ordering::Relaxed) {
         let Some((h, scan)) = scans.recv_timeout(POLL)? else {
@@ -244,7 +252,12 @@ pub fn policy_node(
                 roll_pitch,
                 context: &context,
             };
-            match policy.act(&input) {
+            let due = clock.due(h.stamp_ns);
+            let decision = match held {
+                Some(cmd) if !due => Ok(cmd),
+                _ => policy.act(&input).inspect(|cmd| held = Some(*cmd)),
+            };
+            match decision {
                 Ok((forward, yaw_rate)) => {
                     let up = (cfg.avoid.altitude - altitude).clamp(-0.5, 0.5) as f32;
                     out.send_with(

@@ -106,6 +106,12 @@ pub struct Context {
     pub mass: f64,
     /// Linear aerodynamic drag coefficient (N per m/s of airspeed).
     pub drag: f64,
+    /// Width of the doorway in a wall across the room halfway down it (m);
+    /// 0: no wall. The wall spans floor to ceiling.
+    pub gate_width: f64,
+    /// Where the doorway is across the room: −1 at the right wall, 0 in the
+    /// middle, 1 at the left wall (the opening stays inside the room).
+    pub gate_offset: f64,
 }
 
 impl Default for Context {
@@ -126,6 +132,8 @@ impl Default for Context {
             imu_noise: 1.0,
             mass: 0.5,
             drag: 0.1,
+            gate_width: 0.0,
+            gate_offset: 0.0,
         }
     }
 }
@@ -214,6 +222,16 @@ pub const FIELDS: &[FieldSpec] = &[
         min: 0.0,
         max: 5.0,
     },
+    FieldSpec {
+        key: "gate_width",
+        min: 0.0,
+        max: 50.0,
+    },
+    FieldSpec {
+        key: "gate_offset",
+        min: -1.0,
+        max: 1.0,
+    },
 ];
 
 /// Clear length kept free of obstacles at the start of the room (m).
@@ -247,6 +265,8 @@ impl Context {
             "imu_noise" => self.imu_noise,
             "mass" => self.mass,
             "drag" => self.drag,
+            "gate_width" => self.gate_width,
+            "gate_offset" => self.gate_offset,
             _ => return None,
         })
     }
@@ -268,6 +288,8 @@ impl Context {
             "imu_noise" => self.imu_noise = v,
             "mass" => self.mass = v,
             "drag" => self.drag = v,
+            "gate_width" => self.gate_width = v,
+            "gate_offset" => self.gate_offset = v,
             _ => return false,
         }
         true
@@ -295,6 +317,24 @@ impl Context {
                     max: f.max,
                 });
             }
+        }
+        if self.gate_width > 0.0 && (self.gate_width < 0.4 || self.gate_width > self.room_width) {
+            return Err(ContextError::OutOfRange {
+                name: self.name.clone(),
+                key: "gate_width",
+                value: self.gate_width,
+                min: 0.4,
+                max: self.room_width,
+            });
+        }
+        if self.gate_width > 0.0 && self.room_length < START_CLEARANCE * 2.0 + 1.0 {
+            return Err(ContextError::OutOfRange {
+                name: self.name.clone(),
+                key: "room_length",
+                value: self.room_length,
+                min: START_CLEARANCE * 2.0 + 1.0,
+                max: 100.0,
+            });
         }
         let have = self.free_floor_area() * MAX_FLOOR_COVER;
         let per = self.obstacle_footprint();
@@ -332,6 +372,18 @@ impl Context {
             .iter()
             .map(|f| ((self.get(f.key).unwrap_or(f.min) - f.min) / (f.max - f.min)) as f32)
             .collect()
+    }
+
+    /// The doorway wall, if any: its x position (m) and the opening's y extent
+    /// (m, right edge then left edge).
+    pub fn gate(&self) -> Option<(f64, [f64; 2])> {
+        if self.gate_width <= 0.0 {
+            return None;
+        }
+        let w = self.gate_width.min(self.room_width);
+        let centre = self.gate_offset.clamp(-1.0, 1.0) * (self.room_width - w) * 0.5;
+        let x = (self.room_length * 0.5).max(START_CLEARANCE + 1.0);
+        Some((x, [centre - w * 0.5, centre + w * 0.5]))
     }
 
     /// Parse and validate one context from TOML text.

@@ -8,6 +8,9 @@
 use crate::context::{Context, START_CLEARANCE};
 use crate::rng::Rng;
 
+/// Thickness of the doorway wall (m).
+pub const GATE_THICKNESS: f64 = 0.1;
+
 /// Shape of one obstacle.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Shape {
@@ -127,6 +130,23 @@ impl World {
         room_materials[4].albedo = rng.range(0.3, 0.5) as f32; // darker floor
         let start = [1.0, 0.0, (h * 0.5).min(1.5)];
         let mut obstacles: Vec<Obstacle> = Vec::new();
+        // The doorway wall goes in first, so the obstacles keep clear of it.
+        if let Some((x, [y0, y1])) = context.gate() {
+            let t = GATE_THICKNESS * 0.5;
+            let material = material(&mut rng, 0.35, 0.8);
+            for (lo, hi) in [(-w / 2.0, y0), (y1, w / 2.0)] {
+                if hi - lo > 1e-3 {
+                    obstacles.push(Obstacle {
+                        kind: ObstacleKind::Panel,
+                        shape: Shape::Box {
+                            min: [x - t, lo, 0.0],
+                            max: [x + t, hi, h],
+                        },
+                        material,
+                    });
+                }
+            }
+        }
         let margin = 0.3;
         let s = context.obstacle_size;
         for _ in 0..context.obstacle_count {
@@ -179,13 +199,19 @@ impl World {
                     }
                 };
                 let (a0, a1) = footprint(&shape);
-                let overlaps = obstacles.iter().any(|o| {
-                    let (b0, b1) = footprint(&o.shape);
-                    a0[0] < b1[0] + margin
-                        && b0[0] < a1[0] + margin
-                        && a0[1] < b1[1] + margin
-                        && b0[1] < a1[1] + margin
+                // Nothing stands in the doorway or right before or behind it.
+                let in_doorway = context.gate().is_some_and(|(gx, _)| {
+                    a0[0] < gx + GATE_THICKNESS + margin + s
+                        && a1[0] > gx - GATE_THICKNESS - margin - s
                 });
+                let overlaps = in_doorway
+                    || obstacles.iter().any(|o| {
+                        let (b0, b1) = footprint(&o.shape);
+                        a0[0] < b1[0] + margin
+                            && b0[0] < a1[0] + margin
+                            && a0[1] < b1[1] + margin
+                            && b0[1] < a1[1] + margin
+                    });
                 if !overlaps {
                     let material = material(&mut rng, 0.2, 0.95);
                     obstacles.push(Obstacle {
@@ -460,6 +486,61 @@ mod tests {
             assert!(hi[0] <= c.room_length + 1e-9 && lo[1] >= -c.room_width / 2.0 - 1e-9);
         }
         assert!(!a.collides(a.start, 0.3));
+    }
+
+    #[test]
+    fn a_doorway_wall_blocks_all_but_its_opening_and_keeps_obstacles_away() {
+        let c = Context {
+            room_length: 16.0,
+            room_width: 6.0,
+            obstacle_count: 20,
+            obstacle_size: 0.5,
+            gate_width: 1.0,
+            gate_offset: 0.5,
+            ..Context::default()
+        };
+        let (gx, [y0, y1]) = c.gate().unwrap();
+        assert_eq!(gx, 8.0);
+        // Half way from the middle to the left wall's limit: centre 0.5 * (6 - 1) / 2.
+        assert!((y0 - 0.75).abs() < 1e-12 && (y1 - 1.75).abs() < 1e-12);
+        let w = World::generate(&c, 3);
+        assert_eq!(w.obstacles.len(), 2 + c.obstacle_count as usize);
+        // Through the opening the ray reaches the far wall; beside it, the doorway wall.
+        let empty = World::generate(
+            &Context {
+                obstacle_count: 0,
+                ..c.clone()
+            },
+            3,
+        );
+        let through = empty.raycast([1.0, 1.25, 1.0], [1.0, 0.0, 0.0]);
+        let blocked = empty.raycast([1.0, -1.0, 1.0], [1.0, 0.0, 0.0]);
+        assert!((blocked.t - (gx - GATE_THICKNESS / 2.0 - 1.0)).abs() < 1e-9);
+        assert!((through.t - 15.0).abs() < 1e-9, "{}", through.t);
+        for o in &w.obstacles[2..] {
+            let (lo, hi) = footprint(&o.shape);
+            assert!(
+                hi[0] < gx - GATE_THICKNESS || lo[0] > gx + GATE_THICKNESS,
+                "{o:?}"
+            );
+        }
+        // No doorway: the same world as before doorways existed (same draws).
+        let plain = Context {
+            gate_width: 0.0,
+            ..c.clone()
+        };
+        assert!(plain.gate().is_none());
+        assert_eq!(World::generate(&plain, 3).obstacles.len(), 20);
+        // Openings narrower than 0.4 m or wider than the room are refused.
+        for bad in [0.2, 7.0] {
+            let e = Context {
+                gate_width: bad,
+                ..c.clone()
+            }
+            .validate()
+            .unwrap_err();
+            assert!(e.to_string().contains("gate_width"), "{e}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ fn port(k: u16) -> u16 {
 
 const INSTANCES: &str = r#"
 task = "twin"
+control_hz = 10.0
 max_steps = 150
 [sample]
 seed = 3
@@ -155,6 +156,10 @@ fn train_compares_curricula_resumes_and_exports_a_policy_the_node_flies() {
         steps_in(&dir.join("out/space/seed0/metrics.csv")),
         vec![0, 1000, 2000, 3000, 4000]
     );
+
+    // The card says how fast the network decides (the node holds its command in between).
+    let card = std::fs::read_to_string(dir.join("out/space/seed0/policy.toml")).unwrap();
+    assert!(card.contains("control_hz = 10.0"), "{card}");
 
     // The exported network flies in the onboard policy node.
     use bus::msg::{DepthScan, Setpoint, State};

@@ -69,11 +69,20 @@ pub trait Environment: Send {
     fn reset(&mut self, instance: usize, seed: u64) -> Result<Vec<f32>, RlError>;
     /// Advance one step.
     fn step(&mut self, act: &Act) -> Result<Step, RlError>;
-    /// For the twin task: whether the context is observed (the onboard policy
-    /// node needs to know); `None` for tasks that do not fly.
-    fn twin_observe_context(&self) -> Option<bool> {
+    /// For the twin task: whether the context is observed and the decision
+    /// rate (the onboard policy node needs both); `None` for tasks that do not fly.
+    fn twin_card_facts(&self) -> Option<TwinCardFacts> {
         None
     }
+}
+
+/// What a twin environment tells the exported policy's card.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TwinCardFacts {
+    /// The normalised context is part of the observation.
+    pub observe_context: bool,
+    /// Decisions per second.
+    pub control_hz: f64,
 }
 
 fn with_context(mut obs: Vec<f32>, ctx: &[f32], observe: bool) -> Vec<f32> {
@@ -284,15 +293,26 @@ pub struct TwinAvoidEnv {
     continuous: bool,
     env: Env,
     scan_range: f32,
+    sparse: bool,
 }
 
 impl TwinAvoidEnv {
-    /// An environment over these contexts (at least one); episodes last at most `max_steps` (30 Hz).
+    /// Reward only the outcome: +10 at the far end, −10 on a collision, no
+    /// per-step progress (the default rewards progress in metres as well).
+    pub fn with_sparse_reward(mut self, sparse: bool) -> Self {
+        self.sparse = sparse;
+        self
+    }
+
+    /// An environment over these contexts (at least one): the agent decides at
+    /// `control_hz` (the twin's physics keeps its own rate) and episodes last at
+    /// most `max_steps` decisions.
     pub fn new(
         contexts: Vec<Context>,
         observe_context: bool,
         continuous: bool,
         max_steps: u32,
+        control_hz: f64,
     ) -> Result<Self, RlError> {
         if contexts.is_empty() {
             return Err(RlError::Instance("no twin context".into()));
@@ -303,6 +323,7 @@ impl TwinAvoidEnv {
         let config = EnvConfig {
             task: Task::ForwardFlight,
             max_steps,
+            control_hz,
             ..EnvConfig::default()
         };
         let scan_range = config.scan_range as f32;
@@ -313,6 +334,7 @@ impl TwinAvoidEnv {
             continuous,
             env,
             scan_range,
+            sparse: false,
         })
     }
 
@@ -326,8 +348,11 @@ impl TwinAvoidEnv {
 }
 
 impl Environment for TwinAvoidEnv {
-    fn twin_observe_context(&self) -> Option<bool> {
-        Some(self.observe_context)
+    fn twin_card_facts(&self) -> Option<TwinCardFacts> {
+        Some(TwinCardFacts {
+            observe_context: self.observe_context,
+            control_hz: self.env.config().control_hz,
+        })
     }
     fn obs_dim(&self) -> usize {
         let context = if self.observe_context {
@@ -394,9 +419,21 @@ impl Environment for TwinAvoidEnv {
                 yaw_rate,
             })
             .map_err(|e| RlError::Instance(e.to_string()))?;
+        let reward = if self.sparse {
+            let mut r = 0.0;
+            if s.info.collision {
+                r += sim::env::COLLISION_REWARD;
+            }
+            if s.info.success {
+                r += sim::env::SUCCESS_REWARD;
+            }
+            r
+        } else {
+            s.reward
+        };
         Ok(Step {
             obs: self.vector(&s.obs),
-            reward: s.reward as f32,
+            reward: reward as f32,
             terminated: s.terminated,
             truncated: s.truncated,
             collision: s.info.collision,
@@ -414,8 +451,8 @@ mod tests {
         let mut envs: Vec<Box<dyn Environment>> = vec![
             Box::new(CartPoleEnv::new(vec![CartPoleContext::default()], true).unwrap()),
             Box::new(PendulumEnv::new(vec![PendulumContext::default()], false).unwrap()),
-            Box::new(TwinAvoidEnv::new(vec![Context::default()], true, false, 100).unwrap()),
-            Box::new(TwinAvoidEnv::new(vec![Context::default()], false, true, 100).unwrap()),
+            Box::new(TwinAvoidEnv::new(vec![Context::default()], true, false, 100, 30.0).unwrap()),
+            Box::new(TwinAvoidEnv::new(vec![Context::default()], false, true, 100, 30.0).unwrap()),
         ];
         for env in &mut envs {
             let obs = env.reset(0, 1).unwrap();
@@ -440,7 +477,7 @@ mod tests {
             obstacle_count: 0,
             ..Context::default()
         };
-        let mut env = TwinAvoidEnv::new(vec![ctx], true, false, 2000).unwrap();
+        let mut env = TwinAvoidEnv::new(vec![ctx], true, false, 2000, 30.0).unwrap();
         env.reset(0, 3).unwrap();
         let mut total = 0.0;
         let mut last = None;
@@ -457,5 +494,44 @@ mod tests {
         assert!(last.success || last.collision);
         let bonus = if last.success { 10.0 } else { -10.0 };
         assert!(total - bonus > 5.0, "progress is rewarded: {total}");
+    }
+
+    #[test]
+    fn the_sparse_twin_rewards_only_the_outcome_at_the_chosen_decision_rate() {
+        let ctx = Context {
+            obstacle_count: 0,
+            ..Context::default()
+        };
+        let run = |hz: f64| {
+            let mut env = TwinAvoidEnv::new(vec![ctx.clone()], true, false, 2000, hz)
+                .unwrap()
+                .with_sparse_reward(true);
+            env.reset(0, 3).unwrap();
+            let mut rewards = Vec::new();
+            loop {
+                let s = env.step(&Act::Discrete(2)).unwrap();
+                rewards.push(s.reward);
+                if s.terminated || s.truncated {
+                    return (rewards, s);
+                }
+            }
+        };
+        let (fast, end30) = run(30.0);
+        let (slow, end10) = run(10.0);
+        for (rewards, end) in [(&fast, &end30), (&slow, &end10)] {
+            let (last, before) = rewards.split_last().unwrap();
+            assert!(before.iter().all(|r| *r == 0.0), "no reward before the end");
+            let want = if end.success { 10.0 } else { -10.0 };
+            assert!(end.success || end.collision);
+            assert_eq!(*last, want);
+        }
+        // The same flight takes a third of the decisions at 10 Hz.
+        let ratio = fast.len() as f64 / slow.len() as f64;
+        assert!(
+            (ratio - 3.0).abs() < 0.1,
+            "{} vs {} decisions",
+            fast.len(),
+            slow.len()
+        );
     }
 }

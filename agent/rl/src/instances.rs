@@ -6,7 +6,9 @@
 //! config = "../config/twin_dqn.toml"  # optional: tuned settings (relative to this file)
 //! observe_context = true     # append the normalised context to observations
 //! actions = "discrete"       # twin only: discrete | continuous
-//! max_steps = 450            # twin only: episode limit at 30 Hz
+//! control_hz = 10.0          # twin only: decisions per second (default 30)
+//! reward = "progress"        # twin only: progress | sparse (outcome only)
+//! max_steps = 150            # twin only: episode limit in decisions
 //!
 //! [sample]                   # optional: draw instances from ranges
 //! seed = 0
@@ -98,8 +100,12 @@ pub struct InstanceFile {
     pub observe_context: bool,
     /// Twin: continuous actions instead of discrete.
     pub continuous: bool,
-    /// Twin: steps per episode.
+    /// Twin: steps (decisions) per episode.
     pub max_steps: u32,
+    /// Twin: decisions per second.
+    pub control_hz: f64,
+    /// Twin: reward only the outcome (far end, collision), not progress.
+    pub sparse_reward: bool,
     /// Training settings tuned for this family (`config = "FILE"`, relative to
     /// the instance file), used when the command line names none.
     pub config: Option<std::path::PathBuf>,
@@ -213,12 +219,14 @@ impl InstanceFile {
     /// Parse and check an instance file's text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, RlError> {
         let table: toml::Table = text.parse().map_err(|e| err(origin, e))?;
-        const KEYS: [&str; 8] = [
+        const KEYS: [&str; 10] = [
+            "reward",
             "task",
             "config",
             "observe_context",
             "actions",
             "max_steps",
+            "control_hz",
             "sample",
             "train",
             "test",
@@ -273,6 +281,29 @@ impl InstanceFile {
                 }
             },
         };
+        if task != TaskKind::Twin && table.contains_key("control_hz") {
+            return Err(err(origin, "`control_hz` applies to the twin task only"));
+        }
+        let control_hz = match table.get("control_hz") {
+            None => 30.0,
+            Some(v) => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
+                Some(hz) if (1.0..=120.0).contains(&hz) => hz,
+                _ => {
+                    return Err(err(
+                        origin,
+                        "`control_hz` must be a number of decisions per second in [1, 120]",
+                    ));
+                }
+            },
+        };
+        let sparse_reward = match table.get("reward").map(|v| v.as_str()) {
+            None | Some(Some("progress")) => false,
+            Some(Some("sparse")) => true,
+            Some(_) => return Err(err(origin, "`reward` must be \"progress\" or \"sparse\"")),
+        };
+        if task != TaskKind::Twin && table.contains_key("reward") {
+            return Err(err(origin, "`reward` applies to the twin task only"));
+        }
 
         // Optional sampling block.
         let mut sampled: Option<Sampling> = None;
@@ -389,6 +420,8 @@ impl InstanceFile {
             observe_context,
             continuous,
             max_steps,
+            control_hz,
+            sparse_reward,
             config,
             train,
             test,
@@ -415,12 +448,16 @@ impl InstanceFile {
         Ok(match split {
             Instances::CartPole(v) => Box::new(CartPoleEnv::new(v.clone(), self.observe_context)?),
             Instances::Pendulum(v) => Box::new(PendulumEnv::new(v.clone(), self.observe_context)?),
-            Instances::Twin(v) => Box::new(TwinAvoidEnv::new(
-                v.clone(),
-                self.observe_context,
-                self.continuous,
-                self.max_steps,
-            )?),
+            Instances::Twin(v) => Box::new(
+                TwinAvoidEnv::new(
+                    v.clone(),
+                    self.observe_context,
+                    self.continuous,
+                    self.max_steps,
+                    self.control_hz,
+                )?
+                .with_sparse_reward(self.sparse_reward),
+            ),
         })
     }
 }
@@ -479,11 +516,23 @@ gravity = 15.0
         .unwrap();
         let f = InstanceFile::load(&path).unwrap();
         assert_eq!(f.config, Some(dir.join("cfg/t.toml")));
-        // The shipped twin family names its tuned settings, and they parse.
-        let twin = Path::new(env!("CARGO_MANIFEST_DIR")).join("instances/twin_avoid.toml");
-        let f = InstanceFile::load(&twin).unwrap();
-        let cfg = crate::train::TrainConfig::load(f.config.as_ref().unwrap()).unwrap();
-        assert_eq!(cfg.dqn.n_step, 3);
+        // The shipped twin families name their tuned settings, and they parse.
+        for family in ["twin_avoid", "twin_doorways"] {
+            let twin =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("instances/{family}.toml"));
+            let f = InstanceFile::load(&twin).unwrap();
+            assert_eq!((f.control_hz, f.max_steps), (10.0, 150), "{family}");
+            let cfg = crate::train::TrainConfig::load(f.config.as_ref().unwrap()).unwrap();
+            assert_eq!(cfg.dqn.n_step, 3);
+        }
+        let doors = InstanceFile::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("instances/twin_doorways.toml"),
+        )
+        .unwrap();
+        let Instances::Twin(rooms) = &doors.train else {
+            panic!("the doorway family is a twin family")
+        };
+        assert!(rooms.iter().all(|c| c.gate().is_some()));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -522,6 +571,26 @@ gravity = 15.0
             (
                 "task = \"cartpole\"\n[[train]]\ngravity = nan\n[[test]]\n",
                 "gravity",
+            ),
+            (
+                "task = \"twin\"\ncontrol_hz = 0.2\n[[train]]\n[[test]]\n",
+                "`control_hz`",
+            ),
+            (
+                "task = \"twin\"\ncontrol_hz = \"fast\"\n[[train]]\n[[test]]\n",
+                "`control_hz`",
+            ),
+            (
+                "task = \"cartpole\"\ncontrol_hz = 10.0\n[[train]]\n[[test]]\n",
+                "twin task only",
+            ),
+            (
+                "task = \"twin\"\nreward = \"dense\"\n[[train]]\n[[test]]\n",
+                "`reward`",
+            ),
+            (
+                "task = \"pendulum\"\nreward = \"sparse\"\n[[train]]\n[[test]]\n",
+                "twin task only",
             ),
             ("not toml [", "instance file"),
         ];

@@ -29,6 +29,14 @@ pub struct PolicyCard {
     pub speed: f64,
     /// Discrete actions: yaw rates (rad/s).
     pub yaw_rates: Vec<f64>,
+    /// Decisions per second the network was trained at; between decisions the
+    /// last command is held (cards written before this field existed: 30).
+    #[serde(default = "thirty_hz")]
+    pub control_hz: f64,
+}
+
+fn thirty_hz() -> f64 {
+    30.0
 }
 
 /// Write the card for a twin policy beside its network.
@@ -39,7 +47,12 @@ pub fn write_card(card: &PolicyCard, net: &Path) -> Result<PathBuf, RlError> {
 }
 
 /// The card of a twin policy trained with these settings.
-pub fn twin_card(learner: &str, sizes: Vec<usize>, observe_context: bool) -> PolicyCard {
+pub fn twin_card(
+    learner: &str,
+    sizes: Vec<usize>,
+    observe_context: bool,
+    control_hz: f64,
+) -> PolicyCard {
     PolicyCard {
         learner: learner.to_string(),
         sizes,
@@ -48,6 +61,47 @@ pub fn twin_card(learner: &str, sizes: Vec<usize>, observe_context: bool) -> Pol
         observe_context,
         speed: TWIN_SPEED,
         yaw_rates: TWIN_YAW_RATES.to_vec(),
+        control_hz,
+    }
+}
+
+/// When to decide anew: the policy decides on the first frame, then on the
+/// first frame at least one decision period (less a quarter of a period, for
+/// stamp jitter) after its last decision, and holds its command in between,
+/// as the twin did in training.
+#[derive(Debug, Clone)]
+pub struct DecisionClock {
+    period_ns: u64,
+    last_ns: Option<u64>,
+}
+
+impl DecisionClock {
+    /// A clock for `control_hz` decisions per second.
+    pub fn new(control_hz: f64) -> Self {
+        let period_ns = if control_hz.is_finite() && control_hz > 0.0 {
+            (1e9 / control_hz) as u64
+        } else {
+            0
+        };
+        Self {
+            period_ns,
+            last_ns: None,
+        }
+    }
+
+    /// Whether the frame stamped `stamp_ns` gets a new decision (and if so,
+    /// it becomes the last one). A stamp that goes backwards (a restarted
+    /// source) decides anew.
+    pub fn due(&mut self, stamp_ns: u64) -> bool {
+        let due = match self.last_ns {
+            None => true,
+            Some(last) if stamp_ns < last => true,
+            Some(last) => stamp_ns - last >= self.period_ns - self.period_ns / 4,
+        };
+        if due {
+            self.last_ns = Some(stamp_ns);
+        }
+        due
     }
 }
 
@@ -80,12 +134,13 @@ impl OnboardPolicy {
         let card: PolicyCard = read_state(&card_path)?;
         if card.sizes.len() < 2
             || card.scan_beams == 0
+            || !(card.control_hz.is_finite() && card.control_hz > 0.0)
             || card.scan_range.is_nan()
             || card.scan_range <= 0.0
         {
             return Err(RlError::Checkpoint {
                 path: card_path.display().to_string(),
-                reason: "card needs at least two layer sizes, scan beams and a positive range"
+                reason: "card needs at least two layer sizes, scan beams, a positive range and a positive control_hz"
                     .into(),
             });
         }
@@ -176,5 +231,34 @@ impl OnboardPolicy {
                 "unknown learner `{other}` in the policy card"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_decides_once_per_period_and_holds_in_between() {
+        // A 10 Hz policy fed 30 Hz frames decides on every third frame.
+        let mut clock = DecisionClock::new(10.0);
+        let frame_ns = 1_000_000_000 / 30;
+        let due: Vec<bool> = (0..9u64).map(|k| clock.due(k * frame_ns)).collect();
+        assert_eq!(
+            due,
+            [true, false, false, true, false, false, true, false, false]
+        );
+        // A source that restarts its clock gets a decision at once.
+        assert!(clock.due(0));
+        // At the frame rate itself every frame decides, jitter or not.
+        let mut clock = DecisionClock::new(30.0);
+        assert!((0..30u64).all(|k| clock.due(k * frame_ns + (k % 3) * 1_000_000)));
+    }
+
+    #[test]
+    fn cards_without_a_rate_read_as_thirty_hertz() {
+        let text = "learner = \"dqn\"\nsizes = [43, 8, 5]\nscan_beams = 32\nscan_range = 10.0\nobserve_context = true\nspeed = 1.5\nyaw_rates = [-1.5, -0.6, 0.0, 0.6, 1.5]\n";
+        let card: PolicyCard = toml::from_str(text).unwrap();
+        assert_eq!(card.control_hz, 30.0);
     }
 }

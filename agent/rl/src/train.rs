@@ -625,9 +625,13 @@ pub fn run_envs(
     )?;
     let policy = spec.dir.join("policy.bpk");
     learner.export_policy(&policy)?;
-    if let Some(observe_context) = train_env.twin_observe_context() {
-        let card =
-            crate::policy::twin_card(learner.kind(), learner.policy_sizes(), observe_context);
+    if let Some(facts) = train_env.twin_card_facts() {
+        let card = crate::policy::twin_card(
+            learner.kind(),
+            learner.policy_sizes(),
+            facts.observe_context,
+            facts.control_hz,
+        );
         crate::policy::write_card(&card, &policy)?;
     }
     progress(Progress {
