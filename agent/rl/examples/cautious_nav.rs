@@ -6,7 +6,12 @@
 //!   stays ARG metres beyond the supervisor's limit, turns to the more open side
 //!   when something is within 2 m ahead;
 //! - `straight`: toward the goal at ARG m/s;
-//! - `hover`: stays put.
+//! - `hover`: stays put;
+//! - `oracle`: a privileged planner that sees the walkers' positions and
+//!   velocities: every decision it tries 6 speeds × 7 yaw rates held for ARG
+//!   seconds, moves the walkers on, and takes the command with the most goal
+//!   progress among those that neither collide nor bring anything inside the
+//!   supervisor's limit in the central third of the scan.
 
 use rl::selfi::SelfiConfig;
 use rl::selfi::data::central_min;
@@ -57,6 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 (2.0 * bearing).clamp(-1.2, 1.2)
             };
             let (v, yaw) = match mode {
+                "oracle" => oracle(&env, &cfg, margin).unwrap_or((v, yaw)),
                 "hover" => (0.0, 0.0),
                 "straight" => (margin, (2.0 * bearing).clamp(-1.2, 1.2)),
                 _ => (v, yaw),
@@ -83,4 +89,52 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         successes as f64 * 100.0 / episodes.max(1) as f64
     );
     Ok(())
+}
+
+/// The privileged planner of mode `oracle` (see the module comment).
+fn oracle(env: &NavEnv, cfg: &SelfiConfig, horizon: f64) -> Option<(f64, f64)> {
+    let world = env.world()?;
+    let (pose, goal) = env.pose_and_goal()?;
+    let dt = 0.1;
+    let steps = (horizon / dt).round().max(1.0) as usize;
+    // The central third of a 32-beam scan over the camera's field of view.
+    let half_fov = 0.5 * 90f64.to_radians();
+    let n = rl::selfi::BEAMS;
+    let central: Vec<f64> = (n / 3..(2 * n).div_ceil(3))
+        .map(|i| half_fov - 2.0 * half_fov * i as f64 / (n - 1) as f64)
+        .collect();
+    let d0 = ((goal[0] - pose[0]).powi(2) + (goal[1] - pose[1]).powi(2)).sqrt();
+    let mut best: Option<(f64, (f64, f64))> = None;
+    for v in [0.0, 0.3, 0.6, 0.9, 1.2, 1.5] {
+        for w in [-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5] {
+            let mut world = world.clone();
+            let [mut x, mut y, mut yaw] = pose;
+            let mut score = 0.0;
+            for k in 0..steps {
+                world.advance_movers(dt);
+                x += v * yaw.cos() * dt;
+                y += v * yaw.sin() * dt;
+                yaw += w * dt;
+                let p = [x, y, cfg.plan.altitude];
+                if world.collides(p, 0.2) {
+                    score -= 1000.0 / (k + 1) as f64;
+                    break;
+                }
+                let near = central
+                    .iter()
+                    .map(|a| world.raycast(p, [(yaw + a).cos(), (yaw + a).sin(), 0.0]).t)
+                    .fold(f64::INFINITY, f64::min);
+                if near < cfg.nav.stop_distance + cfg.nav.stop_per_speed * v + 0.1 {
+                    score -= 100.0 / (k + 1) as f64;
+                    break;
+                }
+            }
+            let d1 = ((goal[0] - x).powi(2) + (goal[1] - y).powi(2)).sqrt();
+            score += d0 - d1;
+            if best.is_none_or(|(b, _)| score > b) {
+                best = Some((score, (v, w)));
+            }
+        }
+    }
+    best.map(|(_, c)| c)
 }

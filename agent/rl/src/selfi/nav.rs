@@ -220,6 +220,12 @@ impl NavEnv {
         ))
     }
 
+    /// The vehicle's pose now (x, y in m, yaw in rad) and the goal (x, y), in
+    /// the world frame; `None` before the first reset.
+    pub fn pose_and_goal(&self) -> Option<([f64; 3], [f64; 2])> {
+        self.obs.as_ref().map(|o| (self.pose(o), self.goal))
+    }
+
     fn pose(&self, o: &Observation) -> [f64; 3] {
         [
             o.pose.position[0],
@@ -410,5 +416,12 @@ mod tests {
         assert_eq!(moved, cfg.nav.walkers, "every walker moves, nothing else");
         assert!(s.walker_clearance.is_finite());
         assert!(a.step([f32::NAN, 0.0]).is_err());
+        // The pose and goal in the world frame agree with the observation's goal
+        // distance (observation: distance / 10).
+        assert!(NavEnv::new(&cfg, 4).unwrap().pose_and_goal().is_none());
+        let (pose, goal) = a.pose_and_goal().unwrap();
+        let d = ((goal[0] - pose[0]).powi(2) + (goal[1] - pose[1]).powi(2)).sqrt();
+        let obs = a.observation().unwrap();
+        assert!((obs[2 * BEAMS + 2] as f64 * 10.0 - d).abs() < 1e-3, "{d}");
     }
 }
