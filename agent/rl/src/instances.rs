@@ -256,6 +256,13 @@ impl InstanceFile {
                 .as_bool()
                 .ok_or_else(|| err(origin, "`observe_context` must be true or false"))?,
         };
+        if task != TaskKind::Twin
+            && let Some(k) = ["actions", "control_hz", "reward"]
+                .into_iter()
+                .find(|k| table.contains_key(*k))
+        {
+            return Err(err(origin, format!("`{k}` applies to the twin task only")));
+        }
         let continuous = match table.get("actions").map(|v| v.as_str()) {
             None | Some(Some("discrete")) => false,
             Some(Some("continuous")) => true,
@@ -266,9 +273,6 @@ impl InstanceFile {
                 ));
             }
         };
-        if task != TaskKind::Twin && table.contains_key("actions") {
-            return Err(err(origin, "`actions` applies to the twin task only"));
-        }
         let max_steps = match table.get("max_steps") {
             None => 450,
             Some(v) => match v.as_integer() {
@@ -281,9 +285,6 @@ impl InstanceFile {
                 }
             },
         };
-        if task != TaskKind::Twin && table.contains_key("control_hz") {
-            return Err(err(origin, "`control_hz` applies to the twin task only"));
-        }
         let control_hz = match table.get("control_hz") {
             None => 30.0,
             Some(v) => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
@@ -301,9 +302,6 @@ impl InstanceFile {
             Some(Some("sparse")) => true,
             Some(_) => return Err(err(origin, "`reward` must be \"progress\" or \"sparse\"")),
         };
-        if task != TaskKind::Twin && table.contains_key("reward") {
-            return Err(err(origin, "`reward` applies to the twin task only"));
-        }
 
         // Optional sampling block.
         let mut sampled: Option<Sampling> = None;
