@@ -326,7 +326,7 @@ struct TrainArgs {
     /// First seed.
     #[arg(long, default_value_t = 0)]
     seed_base: u64,
-    /// Training settings (TOML: [dqn], [sac], [space], eval_every, ...); default:
+    /// Training settings (TOML: learner, [dqn], [sac], [ppo], [space], eval_every, ...); default:
     /// the instance file's `config`, else built-in defaults.
     #[arg(long)]
     config: Option<PathBuf>,

@@ -531,6 +531,12 @@ gravity = 15.0
             panic!("the doorway family is a twin family")
         };
         assert!(rooms.iter().all(|c| c.gate().is_some()));
+        // The shipped PPO settings parse and ask for PPO.
+        for name in ["twin_ppo", "cartpole_ppo"] {
+            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("config/{name}.toml"));
+            let cfg = crate::train::TrainConfig::load(&p).unwrap();
+            assert_eq!(cfg.learner, crate::train::LearnerChoice::Ppo, "{name}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

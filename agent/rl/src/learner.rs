@@ -12,6 +12,12 @@ pub trait Learner: Send {
     fn act(&mut self, obs: &[f32], explore: bool) -> Act;
     /// Store one environment step and train when the schedule says so.
     fn observe(&mut self, t: Transition) -> Result<(), RlError>;
+    /// A curriculum iteration ended (SPaCE's 100·N steps): an on-policy
+    /// learner may learn on what it gathered, as the reference's one learning
+    /// call per iteration did. Off-policy learners ignore it.
+    fn end_iteration(&mut self) -> Result<(), RlError> {
+        Ok(())
+    }
     /// State-value estimates V(s) of a batch of observations (SPaCE's signal):
     /// max_a Q(s, a) for DQN, E_a~π[min Q − α log π] for SAC.
     fn values(&mut self, obs: &[Vec<f32>]) -> Vec<f32>;
@@ -27,7 +33,7 @@ pub trait Learner: Send {
     fn load(&mut self, dir: &Path) -> Result<(), RlError>;
     /// The acting network, saved alone for the onboard policy node.
     fn export_policy(&self, path: &Path) -> Result<(), RlError>;
-    /// `dqn` or `sac`.
+    /// `dqn`, `sac` or `ppo`.
     fn kind(&self) -> &'static str;
     /// Layer widths of the acting network, input first.
     fn policy_sizes(&self) -> Vec<usize>;

@@ -2,6 +2,8 @@
 //!
 //! - [`dqn`]: double DQN with a target network and n-step returns (discrete actions);
 //! - [`sac`]: soft actor-critic with twin Q and automatic entropy (continuous actions);
+//! - [`ppo`]: proximal policy optimisation (discrete actions), the on-policy
+//!   learner whose updates follow SPaCE's iterations as in the reference;
 //! - [`curriculum`]: SPaCE, the self-paced context evaluation curriculum, and its
 //!   round-robin and uniform-random baselines behind one interface;
 //! - [`train`]: the experiment loop (curriculum, periodic held-out evaluation,
@@ -19,6 +21,7 @@ pub mod instances;
 pub mod learner;
 pub mod mlp;
 pub mod policy;
+pub mod ppo;
 pub mod replay;
 pub mod sac;
 pub mod selfi;

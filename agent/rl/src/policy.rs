@@ -210,7 +210,8 @@ impl OnboardPolicy {
         let n = obs.len();
         let out = values(self.net.forward(matrix(obs, 1, n, &self.device)));
         match self.card.learner.as_str() {
-            "dqn" => {
+            // Q-values or action logits: the greedy action is the largest.
+            "dqn" | "ppo" => {
                 let mut best = 0;
                 for (i, q) in out.iter().enumerate() {
                     if *q > out[best] {
@@ -253,6 +254,38 @@ mod tests {
         // At the frame rate itself every frame decides, jitter or not.
         let mut clock = DecisionClock::new(30.0);
         assert!((0..30u64).all(|k| clock.due(k * frame_ns + (k % 3) * 1_000_000)));
+    }
+
+    #[test]
+    fn a_ppo_policy_flies_its_greedy_action() {
+        use crate::learner::Learner;
+        let d = crate::cpu();
+        let dir = std::env::temp_dir().join(format!("ppo-card-{}", std::process::id()));
+        // 32 beams, velocity, goal, roll and pitch; no context.
+        let ppo = crate::ppo::Ppo::new(crate::ppo::PpoConfig::default(), 40, 5, &d, 7).unwrap();
+        let net = dir.join("policy.bpk");
+        ppo.export_policy(&net).unwrap();
+        write_card(
+            &twin_card(ppo.kind(), ppo.policy_sizes(), false, 10.0),
+            &net,
+        )
+        .unwrap();
+        let policy = OnboardPolicy::load(&net, &d).unwrap();
+        let scan: Vec<f32> = (0..64).map(|i| if i < 20 { 0.8 } else { 8.0 }).collect();
+        let input = PolicyInput {
+            scan: &scan,
+            velocity: [1.5, 0.0, 0.0],
+            goal: [10.0, 0.0, 0.0],
+            roll_pitch: [0.0, 0.0],
+            context: &[],
+        };
+        let (speed, yaw) = policy.act(&input).unwrap();
+        // The greedy action is the network's largest logit.
+        let obs = policy.observation(&input).unwrap();
+        let logits = values(policy.net.forward(matrix(obs, 1, 40, &d)));
+        let best = (0..5).fold(0, |b, i| if logits[i] > logits[b] { i } else { b });
+        assert_eq!((speed, yaw), (TWIN_SPEED, TWIN_YAW_RATES[best]));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

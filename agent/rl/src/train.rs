@@ -9,6 +9,7 @@ use crate::dqn::{Dqn, DqnConfig};
 use crate::env::{ActionSpace, Environment};
 use crate::instances::InstanceFile;
 use crate::learner::{Learner, read_state, write_state};
+use crate::ppo::{Ppo, PpoConfig};
 use crate::replay::Transition;
 use crate::sac::{Sac, SacConfig};
 use burn::tensor::Device;
@@ -22,10 +23,15 @@ use std::time::Instant;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
+    /// Which learner: `auto` (DQN for discrete actions, SAC for continuous),
+    /// `dqn`, `sac` or `ppo` (discrete actions).
+    pub learner: LearnerChoice,
     /// DQN settings (discrete tasks).
     pub dqn: DqnConfig,
     /// SAC settings (continuous tasks).
     pub sac: SacConfig,
+    /// PPO settings (with `learner = "ppo"`).
+    pub ppo: PpoConfig,
     /// SPaCE settings.
     pub space: SpaceConfig,
     /// Evaluate the held-out instances every this many environment steps.
@@ -39,8 +45,10 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
+            learner: LearnerChoice::Auto,
             dqn: DqnConfig::default(),
             sac: SacConfig::default(),
+            ppo: PpoConfig::default(),
             space: SpaceConfig::default(),
             eval_every: 5000,
             eval_episodes: 1,
@@ -62,6 +70,7 @@ impl TrainConfig {
             .map_err(|e| RlError::Config(format!("training config {}: {e}", path.display())))?;
         c.dqn.validate()?;
         c.sac.validate()?;
+        c.ppo.validate()?;
         if c.eval_every == 0 || c.eval_episodes == 0 {
             return Err(RlError::Config(format!(
                 "training config {}: `eval_every` and `eval_episodes` must be at least 1",
@@ -70,6 +79,20 @@ impl TrainConfig {
         }
         Ok(c)
     }
+}
+
+/// The learner a training config asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LearnerChoice {
+    /// DQN for discrete actions, SAC for continuous ones.
+    Auto,
+    /// Double DQN.
+    Dqn,
+    /// Soft actor-critic.
+    Sac,
+    /// Proximal policy optimisation.
+    Ppo,
 }
 
 /// One run to do.
@@ -210,12 +233,26 @@ pub fn make_learner(
     device: &Device,
     seed: u64,
 ) -> Result<Box<dyn Learner>, RlError> {
-    Ok(match env.action_space() {
-        ActionSpace::Discrete(n) => {
-            Box::new(Dqn::new(cfg.dqn.clone(), env.obs_dim(), n, device, seed)?)
+    let (d, space) = (env.obs_dim(), env.action_space());
+    Ok(match (cfg.learner, space) {
+        (LearnerChoice::Auto | LearnerChoice::Dqn, ActionSpace::Discrete(n)) => {
+            Box::new(Dqn::new(cfg.dqn.clone(), d, n, device, seed)?)
         }
-        ActionSpace::Continuous(d) => {
-            Box::new(Sac::new(cfg.sac.clone(), env.obs_dim(), d, device, seed)?)
+        (LearnerChoice::Auto | LearnerChoice::Sac, ActionSpace::Continuous(k)) => {
+            Box::new(Sac::new(cfg.sac.clone(), d, k, device, seed)?)
+        }
+        (LearnerChoice::Ppo, ActionSpace::Discrete(n)) => {
+            Box::new(Ppo::new(cfg.ppo.clone(), d, n, device, seed)?)
+        }
+        (choice, space) => {
+            return Err(RlError::Config(format!(
+                "learner `{}` cannot act in a {} action space; use `auto`",
+                format!("{choice:?}").to_lowercase(),
+                match space {
+                    ActionSpace::Discrete(_) => "discrete",
+                    ActionSpace::Continuous(_) => "continuous",
+                }
+            )));
         }
     })
 }
@@ -569,17 +606,16 @@ pub fn run_envs(
             ret += f64::from(st.reward);
             let done = st.terminated || st.truncated;
             let t = Transition::from_step(std::mem::take(&mut obs), &act, &st);
-            if let Err(e) = learner.observe(t) {
-                return Err(match e {
-                    RlError::Diverged { step, what, value } => RlError::Config(format!(
-                        "training stopped at step {step}: {what} = {value}; no weights were written after it; last good checkpoint: {}",
-                        last_good
-                            .as_ref()
-                            .map_or("none yet".to_string(), |p| p.display().to_string())
-                    )),
-                    other => other,
-                });
-            }
+            let stopped = |e: RlError, last_good: &Option<PathBuf>| match e {
+                RlError::Diverged { step, what, value } => RlError::Config(format!(
+                    "training stopped at step {step}: {what} = {value}; no weights were written after it; last good checkpoint: {}",
+                    last_good
+                        .as_ref()
+                        .map_or("none yet".to_string(), |p| p.display().to_string())
+                )),
+                other => other,
+            };
+            learner.observe(t).map_err(|e| stopped(e, &last_good))?;
             obs = st.obs;
             steps += 1;
             if steps.is_multiple_of(report_every) {
@@ -588,6 +624,12 @@ pub fn run_envs(
                     total: spec.steps,
                     eval: None,
                 });
+            }
+            // An iteration ends: an on-policy learner learns on what it gathered.
+            if next_update.is_some_and(|u| steps >= u) {
+                learner
+                    .end_iteration()
+                    .map_err(|e| stopped(e, &last_good))?;
             }
             // No curriculum update before the learner has taken a gradient step:
             // untouched values would read as "settled" and grow the set for nothing.
@@ -789,6 +831,89 @@ mod tests {
         );
         let rows = read_metrics(&dir.join("metrics.csv")).unwrap();
         assert!(rows.len() >= 3, "metrics kept: {}", rows.len());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ppo_learns_at_space_iterations_and_stops_on_nan() {
+        let (device, dir, mut cfg) = small_run("ppo");
+        cfg.learner = LearnerChoice::Ppo;
+        cfg.ppo.hidden = vec![16];
+        // Rollouts far longer than the run: every update comes from an iteration's end.
+        cfg.ppo.rollout = 100_000;
+        let spec = |curriculum, dir: &Path| RunSpec {
+            curriculum,
+            seed: 3,
+            steps: 1000,
+            dir: dir.to_path_buf(),
+            resume: false,
+        };
+        let stop = AtomicBool::new(false);
+        let space = run_envs(
+            nan_envs(u64::MAX),
+            &cfg,
+            &spec(CurriculumKind::Space, &dir.join("space")),
+            &device,
+            &stop,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(space.evals.last().unwrap().loss.is_finite(), "PPO updated");
+        let card = std::fs::read_to_string(dir.join("space/checkpoint/ppo.toml")).unwrap();
+        assert!(card.contains("steps = 1000"), "{card}");
+        // Round robin has no iterations: nothing learnt before a rollout fills.
+        let rr = run_envs(
+            nan_envs(u64::MAX),
+            &cfg,
+            &spec(CurriculumKind::RoundRobin, &dir.join("rr")),
+            &device,
+            &stop,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(rr.evals.last().unwrap().loss.is_nan());
+        // A NaN reward stops PPO's update with the step named, as for DQN.
+        let e = run_envs(
+            nan_envs(300),
+            &cfg,
+            &spec(CurriculumKind::Space, &dir.join("nan")),
+            &device,
+            &stop,
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("training stopped at step") && e.contains("PPO loss"),
+            "{e}"
+        );
+        // PPO here acts in discrete spaces only, and says so.
+        struct Continuous;
+        impl Environment for Continuous {
+            fn obs_dim(&self) -> usize {
+                1
+            }
+            fn action_space(&self) -> ActionSpace {
+                ActionSpace::Continuous(1)
+            }
+            fn instances(&self) -> usize {
+                1
+            }
+            fn instance_name(&self, _: usize) -> String {
+                "c".into()
+            }
+            fn reset(&mut self, _: usize, _: u64) -> Result<Vec<f32>, RlError> {
+                Ok(vec![0.0])
+            }
+            fn step(&mut self, _: &Act) -> Result<Step, RlError> {
+                Err(RlError::Action("unused".into()))
+            }
+        }
+        let e = make_learner(&Continuous, &cfg, &device, 0)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("`ppo`") && e.contains("continuous"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

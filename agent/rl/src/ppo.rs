@@ -1,0 +1,564 @@
+//! Proximal policy optimisation (clipped surrogate, GAE) for discrete actions:
+//! an on-policy learner whose updates happen when a rollout is full, or when a
+//! curriculum iteration ends.
+//!
+//! Why it is here: the SPaCE reference trained an on-policy learner (TRPO on the
+//! point-mass gate, PPO on AntGoal) with one learning call per curriculum
+//! iteration of 100·N steps, while round robin learned in fixed 2048-step
+//! iterations. With an off-policy learner (DQN) the number of updates per step
+//! cannot depend on the curriculum; with this one it does, exactly as in the
+//! reference (`rollout_per_iteration`).
+
+use crate::RlError;
+use crate::env::Act;
+use crate::learner::{
+    Learner, check_sizes, load_module, read_state, recent_mean, save_module, write_state,
+};
+use crate::mlp::{Mlp, matrix, values};
+use crate::replay::Transition;
+use burn::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::activation::{log_softmax, softmax};
+use serde::{Deserialize, Serialize};
+use sim::rng::Rng;
+use std::path::Path;
+
+/// PPO settings (TOML table `[ppo]` of a training config, used with `learner = "ppo"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PpoConfig {
+    /// Hidden layer widths of the policy and of the value network.
+    pub hidden: Vec<usize>,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Environment steps per rollout: an update when this many are gathered.
+    pub rollout: usize,
+    /// Passes over each rollout.
+    pub epochs: usize,
+    /// Transitions per gradient step.
+    pub minibatch: usize,
+    /// Discount.
+    pub gamma: f32,
+    /// GAE λ.
+    pub gae_lambda: f32,
+    /// Clip range of the probability ratio.
+    pub clip: f32,
+    /// Weight of the value loss.
+    pub value_coef: f32,
+    /// Weight of the entropy bonus.
+    pub entropy_coef: f32,
+    /// Gradient norm clip.
+    pub max_grad_norm: f32,
+    /// Also update at the end of each curriculum iteration (SPaCE's 100·N
+    /// steps) on what was gathered, as the reference's one learning call per
+    /// iteration does. Curricula without iterations (round robin, random)
+    /// learn on full rollouts only.
+    pub rollout_per_iteration: bool,
+}
+
+impl Default for PpoConfig {
+    fn default() -> Self {
+        Self {
+            hidden: vec![64, 64],
+            learning_rate: 3e-4,
+            rollout: 2048,
+            epochs: 10,
+            minibatch: 64,
+            gamma: 0.99,
+            gae_lambda: 0.95,
+            clip: 0.2,
+            value_coef: 0.5,
+            entropy_coef: 0.0,
+            max_grad_norm: 0.5,
+            rollout_per_iteration: true,
+        }
+    }
+}
+
+impl PpoConfig {
+    /// Refuse settings no learner can run with.
+    pub fn validate(&self) -> Result<(), RlError> {
+        let bad = |what: &str| Err(RlError::Config(format!("ppo: {what}")));
+        if self.hidden.is_empty() || self.hidden.contains(&0) {
+            return bad("`hidden` needs at least one layer, none of width 0");
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return bad("`learning_rate` must be a positive number");
+        }
+        if self.rollout == 0 || self.epochs == 0 || self.minibatch == 0 {
+            return bad("`rollout`, `epochs` and `minibatch` must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.gamma) || !(0.0..=1.0).contains(&self.gae_lambda) {
+            return bad("`gamma` and `gae_lambda` must be in [0, 1]");
+        }
+        if !(self.clip > 0.0 && self.clip < 1.0) {
+            return bad("`clip` must be in (0, 1)");
+        }
+        if !(self.value_coef >= 0.0 && self.entropy_coef >= 0.0 && self.max_grad_norm > 0.0) {
+            return bad(
+                "`value_coef` and `entropy_coef` must be at least 0, `max_grad_norm` above 0",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The policy (action logits) and the value network, one module so one
+/// optimiser steps both.
+#[derive(Module, Debug)]
+pub struct ActorCritic {
+    /// Observation → action logits.
+    pub actor: Mlp,
+    /// Observation → V(s).
+    pub critic: Mlp,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PpoState {
+    sizes: Vec<Vec<usize>>,
+    steps: u64,
+    updates: u64,
+}
+
+/// Advantages (GAE) and value targets of a rollout in order. `done[t]`: the
+/// episode ended at step t (so step t+1 starts another); `terminated[t]`: it
+/// ended with no value beyond it (a step limit still bootstraps from `v_next`).
+pub fn gae(
+    reward: &[f32],
+    v: &[f32],
+    v_next: &[f32],
+    terminated: &[bool],
+    done: &[bool],
+    gamma: f32,
+    lambda: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let n = reward.len();
+    let mut adv = vec![0.0f32; n];
+    let mut running = 0.0f32;
+    for t in (0..n).rev() {
+        let boot = if terminated[t] {
+            0.0
+        } else {
+            gamma * v_next[t]
+        };
+        let delta = reward[t] + boot - v[t];
+        // The rollout's last step, or an episode's, starts the sum afresh.
+        let carry = if t + 1 == n || done[t] { 0.0 } else { running };
+        running = delta + gamma * lambda * carry;
+        adv[t] = running;
+    }
+    let ret = adv.iter().zip(v).map(|(a, v)| a + v).collect();
+    (adv, ret)
+}
+
+/// The PPO learner.
+pub struct Ppo {
+    config: PpoConfig,
+    net: ActorCritic,
+    acting: Option<ActorCritic>,
+    optim: ModuleOptimizer,
+    rollout: Vec<Transition>,
+    plain: Device,
+    train: Device,
+    obs_dim: usize,
+    actions: usize,
+    steps: u64,
+    updates: u64,
+    losses: Vec<f32>,
+    rng: Rng,
+}
+
+fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+impl Ppo {
+    /// A fresh learner for `obs_dim` inputs and `actions` discrete actions on
+    /// `device` (a plain device; training runs on its autodiff twin).
+    pub fn new(
+        config: PpoConfig,
+        obs_dim: usize,
+        actions: usize,
+        device: &Device,
+        seed: u64,
+    ) -> Result<Self, RlError> {
+        config.validate()?;
+        let sizes = |out: usize| {
+            let mut s = vec![obs_dim];
+            s.extend(&config.hidden);
+            s.push(out);
+            s
+        };
+        let train = device.clone().autodiff();
+        let net = ActorCritic {
+            actor: Mlp::seeded(&sizes(actions), &train, seed),
+            critic: Mlp::seeded(&sizes(1), &train, seed.wrapping_add(1)),
+        };
+        let optim = AdamConfig::new()
+            .with_grad_clipping(Some(GradientClippingConfig::Norm(config.max_grad_norm)))
+            .init();
+        Ok(Self {
+            rollout: Vec::with_capacity(config.rollout),
+            config,
+            net,
+            acting: None,
+            optim,
+            plain: device.clone(),
+            train,
+            obs_dim,
+            actions,
+            steps: 0,
+            updates: 0,
+            losses: Vec::new(),
+            rng: Rng::new(seed ^ 0x990),
+        })
+    }
+
+    /// Transitions gathered since the last update.
+    pub fn pending(&self) -> usize {
+        self.rollout.len()
+    }
+
+    fn acting(&mut self) -> &ActorCritic {
+        let net = &self.net;
+        self.acting.get_or_insert_with(|| net.valid())
+    }
+
+    fn rows(&self, pick: impl Fn(&Transition) -> &[f32]) -> Tensor<2> {
+        let n = self.rollout.len();
+        let flat: Vec<f32> = self.rollout.iter().flat_map(|t| pick(t).to_vec()).collect();
+        matrix(flat, n, self.obs_dim, &self.plain)
+    }
+
+    /// Learn on the gathered rollout now (no-op when it is empty).
+    pub fn update(&mut self) -> Result<(), RlError> {
+        let n = self.rollout.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let c = self.config.clone();
+        let na = self.actions;
+        let obs = self.rows(|t| &t.obs);
+        let next = self.rows(|t| &t.next_obs);
+        let (v, v_next, old_logp) = {
+            let net = self.acting();
+            let v = values(net.critic.forward(obs.clone()));
+            let v_next = values(net.critic.forward(next));
+            let lp = values(log_softmax(net.actor.forward(obs), 1));
+            (v, v_next, lp)
+        };
+        let action: Vec<usize> = self
+            .rollout
+            .iter()
+            .map(|t| (t.action.first().copied().unwrap_or(0.0).max(0.0) as usize).min(na - 1))
+            .collect();
+        let old: Vec<f32> = (0..n).map(|i| old_logp[i * na + action[i]]).collect();
+        let reward: Vec<f32> = self.rollout.iter().map(|t| t.reward).collect();
+        let term: Vec<bool> = self.rollout.iter().map(|t| t.terminated).collect();
+        let done: Vec<bool> = self.rollout.iter().map(|t| t.done).collect();
+        let (mut adv, ret) = gae(&reward, &v, &v_next, &term, &done, c.gamma, c.gae_lambda);
+        let mean = adv.iter().sum::<f32>() / n as f32;
+        let std = (adv.iter().map(|a| (a - mean).powi(2)).sum::<f32>() / n as f32).sqrt();
+        for a in &mut adv {
+            *a = (*a - mean) / (std + 1e-8);
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        let before = self.net.clone();
+        for _ in 0..c.epochs {
+            for i in (1..n).rev() {
+                order.swap(i, self.rng.below(i as u64 + 1) as usize);
+            }
+            for chunk in order.chunks(c.minibatch) {
+                let m = chunk.len();
+                let mut x = Vec::with_capacity(m * self.obs_dim);
+                let mut onehot = vec![0.0f32; m * na];
+                let (mut a_m, mut old_m, mut ret_m) = (Vec::new(), Vec::new(), Vec::new());
+                for (k, &i) in chunk.iter().enumerate() {
+                    x.extend_from_slice(&self.rollout[i].obs);
+                    onehot[k * na + action[i]] = 1.0;
+                    a_m.push(adv[i]);
+                    old_m.push(old[i]);
+                    ret_m.push(ret[i]);
+                }
+                let x = matrix(x, m, self.obs_dim, &self.train);
+                let logp_all = log_softmax(self.net.actor.forward(x.clone()), 1);
+                let logp = (logp_all.clone() * matrix(onehot, m, na, &self.train)).sum_dim(1);
+                let ratio = (logp - matrix(old_m, m, 1, &self.train)).exp();
+                let a = matrix(a_m, m, 1, &self.train);
+                let surr = (ratio.clone() * a.clone())
+                    .min_pair(ratio.clamp(1.0 - c.clip, 1.0 + c.clip) * a);
+                let policy_loss = surr.mean().neg();
+                let value = self.net.critic.forward(x);
+                let value_loss = (value - matrix(ret_m, m, 1, &self.train))
+                    .powi_scalar(2)
+                    .mean();
+                let entropy = (softmax(logp_all.clone(), 1) * logp_all)
+                    .sum_dim(1)
+                    .mean()
+                    .neg();
+                let loss = policy_loss + value_loss.mul_scalar(c.value_coef)
+                    - entropy.mul_scalar(c.entropy_coef);
+                let l = loss.clone().into_scalar::<f32>();
+                if !l.is_finite() {
+                    self.net = before;
+                    self.acting = None;
+                    self.rollout.clear();
+                    return Err(RlError::Diverged {
+                        step: self.steps,
+                        what: "PPO loss",
+                        value: l,
+                    });
+                }
+                let grads = GradientsParams::from_grads(loss.backward(), &self.net);
+                self.net = self.optim.step(c.learning_rate, self.net.clone(), grads);
+                self.losses.push(l);
+                self.updates += 1;
+            }
+        }
+        self.acting = None;
+        self.rollout.clear();
+        Ok(())
+    }
+}
+
+impl Learner for Ppo {
+    fn act(&mut self, obs: &[f32], explore: bool) -> Act {
+        let x = matrix(obs.to_vec(), 1, self.obs_dim, &self.plain);
+        let logits = values(self.acting().actor.forward(x));
+        if !explore {
+            return Act::Discrete(argmax(&logits));
+        }
+        let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let w: Vec<f64> = logits.iter().map(|l| f64::from(l - top).exp()).collect();
+        let mut u = self.rng.uniform() * w.iter().sum::<f64>();
+        for (i, wi) in w.iter().enumerate() {
+            if u < *wi {
+                return Act::Discrete(i);
+            }
+            u -= wi;
+        }
+        Act::Discrete(self.actions - 1)
+    }
+
+    fn observe(&mut self, t: Transition) -> Result<(), RlError> {
+        self.rollout.push(t);
+        self.steps += 1;
+        if self.rollout.len() >= self.config.rollout {
+            self.update()?;
+        }
+        Ok(())
+    }
+
+    fn end_iteration(&mut self) -> Result<(), RlError> {
+        if self.config.rollout_per_iteration {
+            self.update()?;
+        }
+        Ok(())
+    }
+
+    fn values(&mut self, obs: &[Vec<f32>]) -> Vec<f32> {
+        let n = obs.len();
+        let flat: Vec<f32> = obs.iter().flatten().copied().collect();
+        let x = matrix(flat, n, self.obs_dim, &self.plain);
+        values(self.acting().critic.forward(x))
+    }
+
+    fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    fn updates(&self) -> u64 {
+        self.updates
+    }
+
+    fn recent_loss(&self) -> Option<f32> {
+        recent_mean(&self.losses)
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), RlError> {
+        let net = self.net.valid();
+        save_module(&net.actor, &dir.join("policy_logits.bpk"))?;
+        save_module(&net.critic, &dir.join("value.bpk"))?;
+        write_state(
+            &PpoState {
+                sizes: vec![net.actor.sizes(), net.critic.sizes()],
+                steps: self.steps,
+                updates: self.updates,
+            },
+            &dir.join("ppo.toml"),
+        )
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<(), RlError> {
+        let state: PpoState = read_state(&dir.join("ppo.toml"))?;
+        check_sizes(
+            &dir.join("ppo.toml"),
+            &state.sizes,
+            &[self.net.actor.sizes(), self.net.critic.sizes()],
+        )?;
+        let actor = load_module(self.net.actor.clone(), &dir.join("policy_logits.bpk"))?;
+        let critic = load_module(self.net.critic.clone(), &dir.join("value.bpk"))?;
+        self.net = ActorCritic { actor, critic };
+        self.steps = state.steps;
+        self.updates = state.updates;
+        self.rollout.clear();
+        self.acting = None;
+        Ok(())
+    }
+
+    fn export_policy(&self, path: &Path) -> Result<(), RlError> {
+        save_module(&self.net.actor.valid(), path)
+    }
+
+    fn kind(&self) -> &'static str {
+        "ppo"
+    }
+
+    fn policy_sizes(&self) -> Vec<usize> {
+        self.net.actor.sizes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu;
+
+    #[test]
+    fn gae_cuts_at_episode_ends_and_bootstraps_truncations() {
+        // Two episodes in one rollout: the first terminates at t = 1, the
+        // second is cut by the rollout's end (not terminated: it bootstraps).
+        let r = [1.0, 1.0, 0.0, 2.0];
+        let v = [0.5, 0.5, 0.5, 0.5];
+        let v_next = [0.5, 9.0, 0.5, 1.0];
+        let term = [false, true, false, false];
+        let done = [false, true, false, false];
+        let (g, l) = (0.9, 0.8);
+        let (adv, ret) = gae(&r, &v, &v_next, &term, &done, g, l);
+        let d1 = 1.0 - 0.5; // terminated: V(next) = 9 ignored
+        let d0 = 1.0 + g * 0.5 - 0.5;
+        let d3 = 2.0 + g * 1.0 - 0.5;
+        let d2 = 0.0 + g * 0.5 - 0.5;
+        let want = [d0 + g * l * d1, d1, d2 + g * l * d3, d3];
+        for (a, w) in adv.iter().zip(want) {
+            assert!((a - w).abs() < 1e-6, "{adv:?} vs {want:?}");
+        }
+        assert!((ret[1] - (d1 + 0.5)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let e = PpoConfig {
+            clip: 1.5,
+            ..PpoConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("clip"), "{e}");
+        let e = PpoConfig {
+            minibatch: 0,
+            ..PpoConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("minibatch"), "{e}");
+    }
+
+    /// A two-armed bandit whose second arm pays: a few small rollouts move
+    /// the policy to it and V(s) towards its payoff; an iteration's end
+    /// updates on a part-filled rollout only when asked to.
+    #[test]
+    fn learns_a_bandit_and_updates_at_iteration_ends() {
+        let d = cpu();
+        let cfg = PpoConfig {
+            hidden: vec![16],
+            learning_rate: 1e-2,
+            rollout: 64,
+            minibatch: 32,
+            epochs: 4,
+            ..PpoConfig::default()
+        };
+        let mut p = Ppo::new(cfg.clone(), 2, 2, &d, 3).unwrap();
+        let obs = vec![1.0, 0.0];
+        for _ in 0..640 {
+            let a = match p.act(&obs, true) {
+                Act::Discrete(a) => a,
+                other => panic!("{other:?}"),
+            };
+            let reward = if a == 1 { 1.0 } else { 0.0 };
+            p.observe(Transition {
+                obs: obs.clone(),
+                action: vec![a as f32],
+                reward,
+                next_obs: obs.clone(),
+                terminated: true,
+                done: true,
+            })
+            .unwrap();
+        }
+        assert_eq!(p.pending(), 0);
+        assert!(p.updates() > 0);
+        let mut ones = 0;
+        for _ in 0..100 {
+            if matches!(p.act(&obs, true), Act::Discrete(1)) {
+                ones += 1;
+            }
+        }
+        assert!(ones > 90, "arm 1 taken {ones} times in 100");
+        assert!(matches!(p.act(&obs, false), Act::Discrete(1)));
+        let v = p.values(std::slice::from_ref(&obs))[0];
+        assert!(v > 0.5, "V = {v}");
+
+        let t = Transition {
+            obs: obs.clone(),
+            action: vec![1.0],
+            reward: 1.0,
+            next_obs: obs.clone(),
+            terminated: true,
+            done: true,
+        };
+        let before = p.updates();
+        p.observe(t.clone()).unwrap();
+        p.end_iteration().unwrap();
+        assert_eq!(p.pending(), 0);
+        assert!(p.updates() > before);
+        let mut q = Ppo::new(
+            PpoConfig {
+                rollout_per_iteration: false,
+                ..cfg
+            },
+            2,
+            2,
+            &d,
+            3,
+        )
+        .unwrap();
+        q.observe(t).unwrap();
+        q.end_iteration().unwrap();
+        assert_eq!((q.pending(), q.updates()), (1, 0));
+    }
+
+    #[test]
+    fn checkpoints_round_trip_and_refuse_another_shape() {
+        let d = cpu();
+        let dir = std::env::temp_dir().join(format!("ppo-ckpt-{}", std::process::id()));
+        let p = Ppo::new(PpoConfig::default(), 3, 4, &d, 1).unwrap();
+        p.save(&dir).unwrap();
+        let mut same = Ppo::new(PpoConfig::default(), 3, 4, &d, 9).unwrap();
+        same.load(&dir).unwrap();
+        let o = vec![vec![0.2, -0.1, 0.4]];
+        let mut p = p;
+        assert_eq!(p.values(&o), same.values(&o));
+        let mut other = Ppo::new(PpoConfig::default(), 3, 5, &d, 1).unwrap();
+        let e = other.load(&dir).unwrap_err();
+        assert!(e.to_string().contains("layers"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
