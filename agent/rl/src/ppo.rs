@@ -36,8 +36,12 @@ pub struct PpoConfig {
     pub rollout: usize,
     /// Passes over each rollout.
     pub epochs: usize,
-    /// Transitions per gradient step.
+    /// Transitions per gradient step...
     pub minibatch: usize,
+    /// ...or, when above 0, this many gradient steps per pass whatever the
+    /// rollout's length (the reference's PPO2 `nminibatches`): short
+    /// iterations then take as many steps as full rollouts.
+    pub minibatches: usize,
     /// Discount.
     pub gamma: f32,
     /// GAE λ.
@@ -65,6 +69,7 @@ impl Default for PpoConfig {
             rollout: 2048,
             epochs: 10,
             minibatch: 64,
+            minibatches: 0,
             gamma: 0.99,
             gae_lambda: 0.95,
             clip: 0.2,
@@ -270,12 +275,17 @@ impl Ppo {
             *a = (*a - mean) / (std + 1e-8);
         }
         let mut order: Vec<usize> = (0..n).collect();
+        let size = if c.minibatches > 0 {
+            n.div_ceil(c.minibatches)
+        } else {
+            c.minibatch
+        };
         let before = self.net.clone();
         for _ in 0..c.epochs {
             for i in (1..n).rev() {
                 order.swap(i, self.rng.below(i as u64 + 1) as usize);
             }
-            for chunk in order.chunks(c.minibatch) {
+            for chunk in order.chunks(size) {
                 let m = chunk.len();
                 let mut x = Vec::with_capacity(m * self.obs_dim);
                 let mut onehot = vec![0.0f32; m * na];
@@ -543,6 +553,38 @@ mod tests {
         q.observe(t).unwrap();
         q.end_iteration().unwrap();
         assert_eq!((q.pending(), q.updates()), (1, 0));
+    }
+
+    #[test]
+    fn a_fixed_number_of_minibatches_takes_the_same_steps_for_any_rollout() {
+        let d = cpu();
+        let t = Transition {
+            obs: vec![1.0, 0.0],
+            action: vec![0.0],
+            reward: 1.0,
+            next_obs: vec![1.0, 0.0],
+            terminated: false,
+            done: false,
+        };
+        let steps_for = |n: usize, minibatches: usize| {
+            let cfg = PpoConfig {
+                hidden: vec![8],
+                rollout: 10_000,
+                epochs: 3,
+                minibatch: 64,
+                minibatches,
+                ..PpoConfig::default()
+            };
+            let mut p = Ppo::new(cfg, 2, 2, &d, 1).unwrap();
+            for _ in 0..n {
+                p.observe(t.clone()).unwrap();
+            }
+            p.end_iteration().unwrap();
+            p.updates()
+        };
+        // By size: 3 passes of ceil(n / 64) steps; by count: 3 passes of 4.
+        assert_eq!((steps_for(100, 0), steps_for(1000, 0)), (6, 48));
+        assert_eq!((steps_for(100, 4), steps_for(1000, 4)), (12, 12));
     }
 
     #[test]
