@@ -12,7 +12,7 @@ use crate::learner::{
     Learner, check_common, check_sizes, load_module, read_state, recent_mean, save_module,
     write_state,
 };
-use crate::mlp::{Mlp, matrix, values};
+use crate::mlp::{Mlp, argmax, layer_sizes, matrix, values};
 use crate::replay::{Replay, Transition};
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -126,16 +126,6 @@ pub struct Dqn {
     rng: Rng,
 }
 
-fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, v) in row.iter().enumerate() {
-        if *v > row[best] {
-            best = i;
-        }
-    }
-    best
-}
-
 impl Dqn {
     /// A fresh learner for `obs_dim` inputs and `actions` discrete actions on
     /// `device` (a plain device; training runs on its autodiff twin).
@@ -147,9 +137,7 @@ impl Dqn {
         seed: u64,
     ) -> Result<Self, RlError> {
         config.validate()?;
-        let mut sizes = vec![obs_dim];
-        sizes.extend(&config.hidden);
-        sizes.push(actions);
+        let sizes = layer_sizes(obs_dim, &config.hidden, actions);
         let train = device.clone().autodiff();
         let online = Mlp::seeded(&sizes, &train, seed);
         let target = online.valid();

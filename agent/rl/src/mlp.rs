@@ -121,6 +121,26 @@ impl Mlp {
     }
 }
 
+/// Layer widths `input -> hidden... -> output`, as [`Mlp::seeded`] takes them.
+pub fn layer_sizes(input: usize, hidden: &[usize], output: usize) -> Vec<usize> {
+    let mut s = vec![input];
+    s.extend(hidden);
+    s.push(output);
+    s
+}
+
+/// The index of the largest value (the first of equals; 0 for an empty row):
+/// the greedy action over Q-values or logits.
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
 /// A `[rows, cols]` tensor from row-major values.
 pub fn matrix(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
     Tensor::<2>::from_data(TensorData::new(values, [rows, cols]), device)

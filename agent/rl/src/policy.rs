@@ -6,7 +6,7 @@
 use crate::RlError;
 use crate::env::{TWIN_SPEED, TWIN_YAW_RATES};
 use crate::learner::{load_module, read_state, write_state};
-use crate::mlp::{Mlp, matrix, values};
+use crate::mlp::{Mlp, argmax, matrix, values};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -212,12 +212,7 @@ impl OnboardPolicy {
         match self.card.learner.as_str() {
             // Q-values or action logits: the greedy action is the largest.
             "dqn" | "ppo" => {
-                let mut best = 0;
-                for (i, q) in out.iter().enumerate() {
-                    if *q > out[best] {
-                        best = i;
-                    }
-                }
+                let best = argmax(&out);
                 let yaw = self.card.yaw_rates.get(best).copied().ok_or_else(|| {
                     RlError::Action(format!("action {best} has no yaw rate in the card"))
                 })?;

@@ -14,7 +14,7 @@ use crate::env::Act;
 use crate::learner::{
     Learner, check_sizes, load_module, read_state, recent_mean, save_module, write_state,
 };
-use crate::mlp::{Mlp, matrix, values};
+use crate::mlp::{Mlp, argmax, layer_sizes, matrix, values};
 use crate::replay::Transition;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -174,16 +174,6 @@ pub struct Ppo {
     rng: Rng,
 }
 
-fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, v) in row.iter().enumerate() {
-        if *v > row[best] {
-            best = i;
-        }
-    }
-    best
-}
-
 impl Ppo {
     /// A fresh learner for `obs_dim` inputs and `actions` discrete actions on
     /// `device` (a plain device; training runs on its autodiff twin).
@@ -195,12 +185,7 @@ impl Ppo {
         seed: u64,
     ) -> Result<Self, RlError> {
         config.validate()?;
-        let sizes = |out: usize| {
-            let mut s = vec![obs_dim];
-            s.extend(&config.hidden);
-            s.push(out);
-            s
-        };
+        let sizes = |out: usize| layer_sizes(obs_dim, &config.hidden, out);
         let train = device.clone().autodiff();
         let net = ActorCritic {
             actor: Mlp::seeded(&sizes(actions), &train, seed),

@@ -12,7 +12,7 @@ use crate::learner::{
     Learner, check_common, check_sizes, load_module, read_state, recent_mean, save_module,
     write_state,
 };
-use crate::mlp::{Mlp, matrix, values};
+use crate::mlp::{Mlp, layer_sizes, matrix, values};
 use crate::replay::{Replay, Transition};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
@@ -175,12 +175,7 @@ impl Sac {
     ) -> Result<Self, RlError> {
         config.validate()?;
         let train = device.clone().autodiff();
-        let layers = |input: usize, output: usize| {
-            let mut s = vec![input];
-            s.extend(&config.hidden);
-            s.push(output);
-            s
-        };
+        let layers = |input: usize, output: usize| layer_sizes(input, &config.hidden, output);
         let actor = Mlp::seeded(&layers(obs_dim, 2 * dim), &train, seed);
         let critics = Critics {
             q1: Mlp::seeded(&layers(obs_dim + dim, 1), &train, seed.wrapping_add(1)),

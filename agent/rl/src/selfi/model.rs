@@ -14,7 +14,7 @@
 use super::data::{Dataset, TRAV_INPUT};
 use super::{BEAMS, OBS_DIM, ObjectiveConfig, OfflineConfig, PlanConfig, SCAN_FEATURES};
 use crate::RlError;
-use crate::mlp::{Mlp, matrix, values};
+use crate::mlp::{Mlp, layer_sizes as layers, matrix, values};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::activation::log_sigmoid;
@@ -27,13 +27,6 @@ pub struct Models {
     pub dynamics: Mlp,
     /// (scan features, relative pose, step / H) → logit of "unsafe".
     pub traversability: Mlp,
-}
-
-fn layers(input: usize, hidden: &[usize], output: usize) -> Vec<usize> {
-    let mut s = vec![input];
-    s.extend(hidden);
-    s.push(output);
-    s
 }
 
 impl Models {
