@@ -2,10 +2,10 @@
 //!
 //! - `record`: flights of the twin's goal-reaching task (walkers, supervisor)
 //!   flown by a behaviour policy, written as an MCAP recording with the graph's
-//!   own topics (`state`, `depth/stereo`, `nav/goal`, `cmd/setpoint` whose frame
-//!   id says who commanded, `events`);
-//! - `offline`: reads recordings (the twin's or a robot's), fits the dynamics
-//!   and traversability models and trains the actor against J;
+//!   own topics (`state`, `depth/stereo`, `nav/goal`, `perception/tracks`,
+//!   `cmd/setpoint` whose frame id says who commanded, `events`);
+//! - `offline`: reads recordings (the twin's or a robot's), fits the dynamics,
+//!   traversability and walker-motion models and trains the actor against J;
 //! - `online`: the three arms (offline only, SELFI, plain online RL) on the same
 //!   seeds; per-bin interventions and collisions per 100 m and goal success, as
 //!   CSV, rerun scalars over online minutes and a printed table with the goal check.
@@ -14,7 +14,7 @@ use crate::telemetry::{Sink, Telemetry};
 use anyhow::{Context as _, Result, bail};
 use burn::tensor::Device;
 use bus::Topic;
-use bus::msg::{DepthScan, Event, Goal, Setpoint, State};
+use bus::msg::{DepthScan, Event, Goal, Setpoint, State, Tracks};
 use bus::wire::{Header, decode, decode_header, encode};
 use rl::selfi::SelfiConfig;
 use rl::selfi::data::{Flight, Frame};
@@ -26,11 +26,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Topics a SELFI recording holds.
-pub const TOPICS: [Topic; 6] = [
+pub const TOPICS: [Topic; 7] = [
     Topic::Events,
     Topic::Goal,
     Topic::State,
     Topic::DepthStereo,
+    Topic::Tracks,
     Topic::CmdPolicy,
     Topic::CmdSetpoint,
 ];
@@ -130,6 +131,9 @@ pub fn write_flights(flights: &[Flight], path: &Path, robot: &str, hz: f64) -> R
                     },
                 )
             })?;
+            put(&mut rec, Topic::Tracks, stamp, "world", &|h| {
+                encode(h, &crate::selfi_graph::to_tracks(&f.walkers))
+            })?;
             // The last frame of a flight cut off by time has no command.
             if i < last || f.collision || f.success {
                 let who = if f.intervention {
@@ -192,6 +196,8 @@ pub struct ReadStats {
     pub malformed: usize,
     /// Instants without a state, a scan or a goal, or with a bad scan (skipped).
     pub incomplete: usize,
+    /// Frames without a tracks message (read as: no walker tracked).
+    pub untracked: usize,
 }
 
 #[derive(Default)]
@@ -199,6 +205,7 @@ struct Partial {
     state: Option<State>,
     scan: Option<Vec<f32>>,
     goal: Option<[f64; 2]>,
+    tracks: Option<Tracks>,
     command: Option<([f32; 2], bool)>,
     proposal: Option<[f32; 2]>,
     start: bool,
@@ -260,6 +267,9 @@ pub fn read_flights(paths: &[PathBuf]) -> Result<(Vec<Flight>, ReadStats)> {
                 Topic::DepthStereo => decode::<DepthScan>(&bytes)
                     .map(|(_, d)| p.scan = Some(d.depth))
                     .is_ok(),
+                Topic::Tracks => decode::<Tracks>(&bytes)
+                    .map(|(_, t)| p.tracks = Some(t))
+                    .is_ok(),
                 Topic::CmdPolicy => decode::<Setpoint>(&bytes)
                     .map(|(_, s)| p.proposal = Some([s.forward, s.yaw_rate]))
                     .is_ok(),
@@ -291,6 +301,9 @@ pub fn read_flights(paths: &[PathBuf]) -> Result<(Vec<Flight>, ReadStats)> {
             // Any width (a stereo node's columns), NaN = nothing seen.
             let scan = rl::selfi::nav::resample_scan(&scan);
             let (command, intervention) = p.command.unwrap_or(([0.0, 0.0], false));
+            if p.tracks.is_none() {
+                stats.untracked += 1;
+            }
             cur.frames.push(Frame {
                 scan,
                 velocity: [s.velocity[0], s.velocity[1]],
@@ -301,6 +314,11 @@ pub fn read_flights(paths: &[PathBuf]) -> Result<(Vec<Flight>, ReadStats)> {
                 intervention,
                 collision: p.collision,
                 success: p.success,
+                walkers: p
+                    .tracks
+                    .as_ref()
+                    .map(crate::selfi_graph::from_tracks)
+                    .unwrap_or_default(),
             });
             stats.frames += 1;
         }
@@ -374,6 +392,12 @@ pub fn offline(
         st.malformed,
         st.incomplete
     );
+    if st.untracked > 0 {
+        eprintln!(
+            "{} of the frames have no tracks message (an older recording, or no people tracker running): read as no walker tracked",
+            st.untracked
+        );
+    }
     let start = Instant::now();
     let bundle = train_offline(&flights, cfg, device, seed, |line| eprintln!("{line}"))?;
     let tmp = out.with_extension("partial");
@@ -475,14 +499,15 @@ fn flat_fields<T: serde::Serialize>(r: &T) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
-/// Per-arm sums over seeds, bin by bin.
-fn pooled(runs: &[&ArmRun]) -> Vec<Bin> {
-    let n = runs.iter().map(|r| r.bins.len()).min().unwrap_or(0);
+/// Per-arm sums over seeds, bin by bin (of the bins `which` picks: the online
+/// bins or the evaluations).
+fn pooled(runs: &[&ArmRun], which: fn(&ArmRun) -> &[Bin]) -> Vec<Bin> {
+    let n = runs.iter().map(|r| which(r).len()).min().unwrap_or(0);
     (0..n)
         .map(|i| {
             let mut b = Bin::default();
             for r in runs {
-                b.add(&r.bins[i]);
+                b.add(&which(r)[i]);
             }
             b
         })
@@ -493,9 +518,14 @@ fn pooled(runs: &[&ArmRun]) -> Vec<Bin> {
 pub struct OnlineSummary {
     /// The table.
     pub table: String,
-    /// Whether the goal was met (SELFI halves the offline arm's interventions per
-    /// 100 m by the last bin, never more than 10 points below its starting success rate).
+    /// Whether the goal was met while learning (SELFI, flying with exploration
+    /// noise, halves the offline arm's interventions per 100 m by the last bin,
+    /// never more than 10 points below its starting success rate).
     pub goal_met: Option<bool>,
+    /// The same check on the evaluations (the actor SELFI has at each checkpoint,
+    /// flown without exploration in the evaluation rooms, against the offline
+    /// actor there); `None` without evaluations.
+    pub eval_goal_met: Option<bool>,
 }
 
 /// `agent selfi online`.
@@ -542,7 +572,29 @@ pub fn online(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&(arm, seed)) = jobs.get(i) else { break };
-                    let r = run_arm(arm, bundle, cfg, seed, spec.minutes, spec.bin_minutes, device, stop, |b| {
+                    let r = run_arm(arm, bundle, cfg, seed, spec.minutes, spec.bin_minutes, device, stop, |b, e| {
+                        if let Some(e) = e {
+                            eprintln!(
+                                "{:>7} seed {seed}: minute {:5.1}  evaluation ({:.0} m, no exploration): interventions/100m {:6.2}  collisions/100m {:5.2}  success {:5.1} %",
+                                arm.name(),
+                                e.minute,
+                                e.distance,
+                                e.interventions_per_100m(),
+                                e.collisions_per_100m(),
+                                e.success_rate()
+                            );
+                            let base = format!("selfi/{}/seed{seed}/eval", arm.name());
+                            tel.set_time((e.minute * 60.0) as i64, e.minute * 60.0);
+                            for (name, v) in [
+                                ("interventions_per_100m", e.interventions_per_100m()),
+                                ("collisions_per_100m", e.collisions_per_100m()),
+                                ("success_rate", e.success_rate()),
+                            ] {
+                                if v.is_finite() {
+                                    let _ = tel.scalar_at(&format!("{base}/{name}"), v);
+                                }
+                            }
+                        }
                         eprintln!(
                             "{:>7} seed {seed}: minute {:5.1}  {:6.1} m  interventions/100m {:6.2}  collisions/100m {:5.2}  success {:5.1} %  rejected {}  rollbacks {}  ({:.0} s)",
                             arm.name(),
@@ -589,6 +641,9 @@ pub fn online(
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
                 write_csv(&run.bins, &dir.join("bins.csv"))?;
+                if !run.evals.is_empty() {
+                    write_csv(&run.evals, &dir.join("evals.csv"))?;
+                }
                 write_csv(&run.steps, &dir.join("steps.csv"))?;
                 run.actor.save(&dir.join("actor.bpk"))?;
                 ok.push(run);
@@ -607,19 +662,14 @@ pub fn online(
     Ok(summary)
 }
 
-/// The table over arms, bins pooled over seeds, and the goal check.
-pub fn summarise(arms: &[Arm], runs: &[&ArmRun], minutes: f64) -> OnlineSummary {
-    let mut t = String::new();
-    let by_arm = |a: Arm| -> Vec<&ArmRun> { runs.iter().copied().filter(|r| r.arm == a).collect() };
-    let seeds = runs
-        .iter()
-        .map(|r| r.seed)
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
-    let _ = writeln!(
-        t,
-        "SELFI online, {minutes} simulated minutes, {seeds} seed(s); counts pooled over seeds per bin"
-    );
+/// Rows of one table (arm by arm, bins pooled over seeds) appended to `t`;
+/// returns the pooled bins per arm.
+fn arm_table(
+    t: &mut String,
+    arms: &[Arm],
+    runs: &[&ArmRun],
+    which: fn(&ArmRun) -> &[Bin],
+) -> std::collections::HashMap<Arm, Vec<Bin>> {
     let _ = writeln!(
         t,
         "{:<8} {:>6} {:>9} {:>8} {:>10} {:>9} {:>8} {:>8} {:>9}",
@@ -635,8 +685,8 @@ pub fn summarise(arms: &[Arm], runs: &[&ArmRun], minutes: f64) -> OnlineSummary 
     );
     let mut pooled_by = std::collections::HashMap::new();
     for &a in arms {
-        let rs = by_arm(a);
-        let bins = pooled(&rs);
+        let rs: Vec<&ArmRun> = runs.iter().copied().filter(|r| r.arm == a).collect();
+        let bins = pooled(&rs, which);
         for b in &bins {
             let _ = writeln!(
                 t,
@@ -654,46 +704,136 @@ pub fn summarise(arms: &[Arm], runs: &[&ArmRun], minutes: f64) -> OnlineSummary 
         }
         pooled_by.insert(a, bins);
     }
+    pooled_by
+}
+
+/// The goal check on one table: SELFI's last row against the offline arm's
+/// rows taken together, and SELFI's success rate never more than 10 points
+/// under its first row's. Lines go to `t`; `None` without both arms.
+fn goal_check(
+    t: &mut String,
+    pooled_by: &std::collections::HashMap<Arm, Vec<Bin>>,
+    what: &str,
+) -> Option<bool> {
     let whole = |bins: &[Bin]| {
         let mut w = Bin::default();
         bins.iter().for_each(|b| w.add(b));
         w
     };
-    let mut goal_met = None;
-    if let (Some(off), Some(sel)) = (pooled_by.get(&Arm::Offline), pooled_by.get(&Arm::Selfi))
-        && let (Some(first), Some(last)) = (sel.first(), sel.last())
-    {
-        let off_rate = whole(off).interventions_per_100m();
-        let last_rate = last.interventions_per_100m();
-        let start_success = first.success_rate();
-        let worst = sel
-            .iter()
-            .map(Bin::success_rate)
-            .fold(f64::INFINITY, f64::min);
-        let halves = last_rate <= 0.5 * off_rate;
-        let stable = worst >= start_success - 10.0;
+    let (off, sel) = (pooled_by.get(&Arm::Offline)?, pooled_by.get(&Arm::Selfi)?);
+    let (first, last) = (sel.first()?, sel.last()?);
+    let off_rate = whole(off).interventions_per_100m();
+    let last_rate = last.interventions_per_100m();
+    let start_success = first.success_rate();
+    let worst = sel
+        .iter()
+        .map(Bin::success_rate)
+        .fold(f64::INFINITY, f64::min);
+    let halves = last_rate <= 0.5 * off_rate;
+    let stable = worst >= start_success - 10.0;
+    let _ = writeln!(
+        t,
+        "{what}: offline arm {off_rate:.2} interventions/100 m (all rows); SELFI in its last row (minute {:.1}): {last_rate:.2} (ratio {:.2}; goal <= 0.50: {})",
+        last.minute,
+        last_rate / off_rate.max(1e-9),
+        if halves { "met" } else { "MISSED" }
+    );
+    let _ = writeln!(
+        t,
+        "{what}: SELFI success rate first row {start_success:.1} %, lowest row {worst:.1} % (goal: never more than 10 points below the first: {})",
+        if stable { "met" } else { "MISSED" }
+    );
+    if let Some(pl_last) = pooled_by.get(&Arm::Plain).and_then(|p| p.last()) {
         let _ = writeln!(
             t,
-            "offline arm: {off_rate:.2} interventions/100 m over the whole run; SELFI in its last bin: {last_rate:.2} (ratio {:.2}; goal <= 0.50: {})",
-            last_rate / off_rate.max(1e-9),
-            if halves { "met" } else { "MISSED" }
+            "{what}: plain online RL in its last row: {:.2} interventions/100 m (ratio {:.2}), success {:.1} %",
+            pl_last.interventions_per_100m(),
+            pl_last.interventions_per_100m() / off_rate.max(1e-9),
+            pl_last.success_rate()
         );
-        let _ = writeln!(
-            t,
-            "SELFI success rate: first bin {start_success:.1} %, lowest bin {worst:.1} % (goal: never more than 10 points below the first: {})",
-            if stable { "met" } else { "MISSED" }
-        );
-        if let Some(pl) = pooled_by.get(&Arm::Plain)
-            && let Some(pl_last) = pl.last()
-        {
-            let _ = writeln!(
-                t,
-                "plain online RL in its last bin: {:.2} interventions/100 m, success {:.1} %",
-                pl_last.interventions_per_100m(),
-                pl_last.success_rate()
-            );
-        }
-        goal_met = Some(halves && stable);
     }
-    OnlineSummary { table: t, goal_met }
+    Some(halves && stable)
+}
+
+/// The tables over arms (online bins; evaluations when there are any), bins
+/// pooled over seeds, and the goal checks.
+pub fn summarise(arms: &[Arm], runs: &[&ArmRun], minutes: f64) -> OnlineSummary {
+    let mut t = String::new();
+    let seeds = runs
+        .iter()
+        .map(|r| r.seed)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let _ = writeln!(
+        t,
+        "SELFI online, {minutes} simulated minutes, {seeds} seed(s); counts pooled over seeds per bin"
+    );
+    let online = arm_table(&mut t, arms, runs, |r| &r.bins);
+    let goal_met = goal_check(&mut t, &online, "while learning (with exploration noise)");
+    let mut eval_goal_met = None;
+    if runs.iter().any(|r| !r.evals.is_empty()) {
+        let _ = writeln!(
+            t,
+            "\nEvaluations: each arm's actor at minute 0 and at every bin's end, flown without exploration noise and without learning in evaluation rooms of its own (the same at every checkpoint; never trained in)"
+        );
+        let evals = arm_table(&mut t, arms, runs, |r| &r.evals);
+        eval_goal_met = goal_check(&mut t, &evals, "evaluated");
+    }
+    OnlineSummary {
+        table: t,
+        goal_met,
+        eval_goal_met,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rl::selfi::data::Walker;
+
+    fn frame(x: f64, walkers: Vec<Walker>) -> Frame {
+        Frame {
+            scan: vec![4.0; rl::selfi::BEAMS],
+            velocity: [1.0, 0.0],
+            pose: [x, 0.5, 0.1],
+            goal: [8.0, 0.0],
+            command: [1.0, 0.2],
+            proposed: [1.0, 0.2],
+            intervention: false,
+            collision: false,
+            success: false,
+            walkers,
+        }
+    }
+
+    #[test]
+    fn recordings_keep_the_tracked_walkers() {
+        let w = |id, y| Walker {
+            id,
+            position: [3.0, y],
+            velocity: [0.0, -0.8],
+        };
+        let mut last = frame(0.4, vec![]);
+        last.success = true;
+        let flight = Flight {
+            frames: vec![
+                frame(0.0, vec![w(0, 1.0), w(2, -2.0)]),
+                frame(0.2, vec![w(0, 0.84)]),
+                last,
+            ],
+        };
+        let dir = std::env::temp_dir().join(format!("selfi-tracks-{}", std::process::id()));
+        let path = dir.join("f.mcap");
+        assert_eq!(
+            write_flights(std::slice::from_ref(&flight), &path, "robot", 5.0).unwrap(),
+            3
+        );
+        let (back, st) = read_flights(&[path]).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!((st.frames, st.untracked, st.malformed), (3, 0, 0));
+        assert_eq!(back.len(), 1);
+        for (a, b) in back[0].frames.iter().zip(&flight.frames) {
+            assert_eq!(a.walkers, b.walkers);
+        }
+    }
 }

@@ -9,12 +9,12 @@
 
 use crate::selfi::{COLLISION, EPISODE_START, GOAL_REACHED};
 use anyhow::{Context as _, Result};
-use bus::msg::{DepthScan, Event, Goal, Setpoint, State, StereoPair, Weights};
+use bus::msg::{DepthScan, Event, Goal, Setpoint, State, StereoPair, Track, Tracks, Weights};
 use bus::{Inbox, Outbox, Session, Topic};
 use rl::selfi::SelfiConfig;
-use rl::selfi::data::{goal_in_heading, observation, scan_features};
+use rl::selfi::data::{Walker, goal_in_heading, observation, scan_features, track_features};
 use rl::selfi::model::Actor;
-use rl::selfi::nav::{episode_context, resample_scan, supervise};
+use rl::selfi::nav::{Tracker, episode_context, resample_scan, supervise};
 use rl::selfi::online::{Arm, OnlineLearner, Transition};
 use sim::env::{Action, Env, EnvConfig, Task, Walkers};
 use std::collections::BTreeMap;
@@ -55,7 +55,8 @@ fn yaw_of(q: [f64; 4]) -> f64 {
 }
 
 /// The twin flying the goal-reaching task among walkers: publishes each frame's
-/// pair, state and goal, waits (up to 0.5 s wall time) for the setpoint that
+/// pair, state, goal and tracked walkers (the twin's stand-in for a people
+/// tracker, [`Tracker`]), waits (up to 0.5 s wall time) for the setpoint that
 /// answers the frame, steps, and says `episode start`, `collision` and
 /// `goal reached` on `events` with the frame's stamp.
 pub fn goal_camera_node(
@@ -69,7 +70,9 @@ pub fn goal_camera_node(
     let mut states = Outbox::<State>::new(session, robot, Topic::State)?;
     let mut goals = Outbox::<Goal>::new(session, robot, Topic::Goal)?;
     let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
+    let mut tracks = Outbox::<Tracks>::new(session, robot, Topic::Tracks)?;
     let mut setpoints = Inbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint, 8)?;
+    let mut tracker = Tracker::new(cfg, o.seed);
     let mut env = Env::new(EnvConfig {
         render: true,
         task: Task::GoalReaching,
@@ -79,6 +82,7 @@ pub fn goal_camera_node(
             count: cfg.nav.walkers,
             speed: cfg.nav.walker_speed,
             radius: 0.25,
+            yield_distance: cfg.nav.walker_yield,
         },
         ..EnvConfig::default()
     })?;
@@ -113,6 +117,11 @@ pub fn goal_camera_node(
         }
         let h = crate::nodes::publish_twin_frame(&mut pairs, &mut states, stamp, &obs)?;
         goals.send(stamp, "world", &Goal { position: goal })?;
+        let seen = env
+            .world()
+            .map(|w| tracker.track(w, [obs.pose.position[0], obs.pose.position[1]]))
+            .unwrap_or_default();
+        tracks.send(stamp, "world", &to_tracks(&seen))?;
         let action = crate::nodes::await_setpoint(&mut setpoints, &h)?;
         if action.is_none() {
             unanswered += 1;
@@ -160,12 +169,39 @@ fn world_goal(obs: &sim::env::Observation) -> [f64; 3] {
     ]
 }
 
+/// Walkers as a tracks message.
+pub fn to_tracks(walkers: &[Walker]) -> Tracks {
+    Tracks {
+        tracks: walkers
+            .iter()
+            .map(|w| Track {
+                id: w.id,
+                position: w.position,
+                velocity: w.velocity,
+            })
+            .collect(),
+    }
+}
+
+/// A tracks message as walkers.
+pub fn from_tracks(t: &Tracks) -> Vec<Walker> {
+    t.tracks
+        .iter()
+        .map(|t| Walker {
+            id: t.id,
+            position: t.position,
+            velocity: t.velocity,
+        })
+        .collect()
+}
+
 /// The observation the SELFI networks take, from what the bus carries.
 pub fn bus_observation(
     scan: &[f32],
     prev: Option<&[f32]>,
     state: &State,
     goal: &Goal,
+    tracks: &Tracks,
 ) -> Result<Vec<f32>> {
     let feats = scan_features(scan, prev)?;
     let pose = [state.position[0], state.position[1], yaw_of(state.attitude)];
@@ -173,6 +209,7 @@ pub fn bus_observation(
         &feats,
         [state.velocity[0], state.velocity[1]],
         goal_in_heading(pose, [goal.position[0], goal.position[1]]),
+        &track_features(pose, &from_tracks(tracks)),
     ))
 }
 
@@ -230,6 +267,7 @@ pub fn selfi_policy_node(
     let mut scans = Inbox::<DepthScan>::new(session, robot, Topic::DepthStereo, 2)?;
     let mut states = Inbox::<State>::new(session, robot, Topic::State, 4)?;
     let mut goals = Inbox::<Goal>::new(session, robot, Topic::Goal, 4)?;
+    let mut tracks_in = Inbox::<Tracks>::new(session, robot, Topic::Tracks, 4)?;
     let mut weights = Inbox::<Weights>::new(session, robot, Topic::Weights, 2)?;
     let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
     let out = Outbox::<Setpoint>::new(
@@ -243,6 +281,7 @@ pub fn selfi_policy_node(
     )?;
     let mut rng = sim::rng::Rng::new(o.seed ^ 0x9011);
     let (mut state, mut goal): (Option<State>, Option<Goal>) = (None, None);
+    let mut tracks: Option<Tracks> = None;
     let mut prev: Option<Vec<f32>> = None;
     let mut version = 0u64;
     info!(robot, actor = %actor_path.display(), gated = o.gated, "SELFI policy node up");
@@ -283,11 +322,16 @@ pub fn selfi_policy_node(
         while let Some((_, g)) = goals.recv_timeout(Duration::ZERO)? {
             goal = Some(g);
         }
-        let (Some(s), Some(g)) = (&state, &goal) else {
+        while let Some((_, t)) = tracks_in.recv_timeout(Duration::ZERO)? {
+            tracks = Some(t);
+        }
+        // The actor was trained with a people tracker: without its tracks it
+        // would fly blind to walkers, so it waits for them like for the state.
+        let (Some(s), Some(g), Some(t)) = (&state, &goal, &tracks) else {
             continue;
         };
         let beams = resample_scan(&scan.depth);
-        let obs = match bus_observation(&beams, prev.as_deref(), s, g) {
+        let obs = match bus_observation(&beams, prev.as_deref(), s, g, t) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!("scan {} skipped: {e:#}", h.seq);
@@ -407,6 +451,7 @@ struct Slot {
     scan: Option<Vec<f32>>,
     state: Option<State>,
     goal: Option<Goal>,
+    tracks: Option<Tracks>,
     command: Option<(Setpoint, bool)>,
     proposal: Option<Setpoint>,
     start: bool,
@@ -416,7 +461,7 @@ struct Slot {
 
 impl Slot {
     fn ready(&self) -> bool {
-        self.scan.is_some() && self.state.is_some() && self.goal.is_some()
+        self.scan.is_some() && self.state.is_some() && self.goal.is_some() && self.tracks.is_some()
     }
 }
 
@@ -485,6 +530,10 @@ impl Assembler {
     pub fn goal(&mut self, stamp: u64, g: Goal) {
         self.slot(stamp).goal = Some(g);
     }
+    /// The tracked walkers of frame `stamp`.
+    pub fn tracks(&mut self, stamp: u64, t: Tracks) {
+        self.slot(stamp).tracks = Some(t);
+    }
     /// The executed setpoint of frame `stamp`.
     pub fn setpoint(&mut self, stamp: u64, s: Setpoint, supervised: bool) {
         self.slot(stamp).command = Some((s, supervised));
@@ -531,12 +580,13 @@ impl Assembler {
                 self.prev_supervised = false;
                 self.ret = 0.0;
             }
-            let (Some(scan), Some(state), Some(goal), Some((sp, supervised))) =
-                (s0.scan, s0.state, s0.goal, s0.command)
+            let (Some(scan), Some(state), Some(goal), Some(tracks), Some((sp, supervised))) =
+                (s0.scan, s0.state, s0.goal, s0.tracks, s0.command)
             else {
                 continue;
             };
-            let Ok(obs) = bus_observation(&scan, self.prev_scan.as_deref(), &state, &goal) else {
+            let Ok(obs) = bus_observation(&scan, self.prev_scan.as_deref(), &state, &goal, &tracks)
+            else {
                 self.incomplete += 1;
                 continue;
             };
@@ -568,11 +618,15 @@ impl Assembler {
                 (obs.clone(), true)
             } else {
                 let next = self.slots.values().next().cloned().unwrap_or_default();
-                let (Some(ns), Some(nst)) = (next.scan.as_ref(), next.state.as_ref()) else {
+                let (Some(ns), Some(nst), Some(nt)) = (
+                    next.scan.as_ref(),
+                    next.state.as_ref(),
+                    next.tracks.as_ref(),
+                ) else {
                     continue;
                 };
                 reward += w.progress * (dist(&state, &goal) - dist(nst, &goal));
-                match bus_observation(ns, Some(&scan), nst, &goal) {
+                match bus_observation(ns, Some(&scan), nst, &goal, nt) {
                     Ok(o) => (o, false),
                     Err(_) => {
                         self.incomplete += 1;
@@ -651,6 +705,7 @@ pub fn selfi_learner_node(
     let mut scans = Inbox::<DepthScan>::new(session, robot, Topic::DepthStereo, 64)?;
     let mut states = Inbox::<State>::new(session, robot, Topic::State, 64)?;
     let mut goals = Inbox::<Goal>::new(session, robot, Topic::Goal, 64)?;
+    let mut tracks_in = Inbox::<Tracks>::new(session, robot, Topic::Tracks, 64)?;
     let mut setpoints = Inbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint, 64)?;
     let mut proposals = Inbox::<Setpoint>::new(session, robot, Topic::CmdPolicy, 64)?;
     let mut events_in = Inbox::<Event>::new(session, robot, Topic::Events, 256)?;
@@ -687,6 +742,9 @@ pub fn selfi_learner_node(
         }
         while let Some((h, g)) = goals.recv_timeout(Duration::ZERO)? {
             asm.goal(h.stamp_ns, g);
+        }
+        while let Some((h, t)) = tracks_in.recv_timeout(Duration::ZERO)? {
+            asm.tracks(h.stamp_ns, t);
         }
         while let Some((h, s)) = setpoints.recv_timeout(Duration::ZERO)? {
             asm.setpoint(h.stamp_ns, s, h.frame_id == "supervisor");
@@ -784,6 +842,16 @@ mod tests {
             },
         );
         a.scan(t, &[5.0; 64]);
+        a.tracks(
+            t,
+            Tracks {
+                tracks: vec![Track {
+                    id: 1,
+                    position: [x + 2.0, 1.0],
+                    velocity: [0.0, -0.8],
+                }],
+            },
+        );
         a.setpoint(
             t,
             Setpoint {
@@ -835,6 +903,9 @@ mod tests {
         assert_eq!(t[0].a0, cfg.plan.normalise(1.0, 0.0));
         assert_eq!(t[1].rejected, Some(cfg.plan.normalise(1.5, 0.0)));
         assert_eq!(t[0].rejected, None);
+        // The walker 2 m ahead and 1 m left, walking right, is in the observation.
+        let at = rl::selfi::TRACKS_AT;
+        assert_eq!(&t[0].obs[at..at + 5], &[1.0, 0.4, 0.2, 0.0, -0.4]);
     }
 
     #[test]
@@ -845,8 +916,16 @@ mod tests {
         for t in 1..6 {
             frame(&mut a, t, t as f64 * 0.2, false);
         }
+        // Frame 6 never gets its tracks: it is given up too.
+        frame(&mut a, 6, 1.2, false);
+        if let Some(s) = a.slots.get_mut(&6) {
+            s.tracks = None;
+        }
+        for t in 7..9 {
+            frame(&mut a, t, t as f64 * 0.2, false);
+        }
         let out = a.drain(3);
-        assert!(a.incomplete >= 1);
+        assert!(a.incomplete >= 2, "{}", a.incomplete);
         assert!(out.iter().all(|t| t.obs.len() == rl::selfi::OBS_DIM));
     }
 }

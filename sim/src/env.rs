@@ -164,6 +164,10 @@ pub struct Walkers {
     pub speed: f64,
     /// Radius (m).
     pub radius: f64,
+    /// A walker that would come closer than this to the vehicle's surface
+    /// (m) waits instead, as people stop for a robot in their way; 0: walkers
+    /// walk on regardless.
+    pub yield_distance: f64,
 }
 
 impl Default for Walkers {
@@ -172,6 +176,7 @@ impl Default for Walkers {
             count: 0,
             speed: 0.8,
             radius: 0.25,
+            yield_distance: 0.0,
         }
     }
 }
@@ -602,7 +607,7 @@ impl Env {
         let dt = dt_ctrl / self.substeps as f64;
         let p0 = Self::position(&ep, &self.config);
         ep.wind.advance(dt_ctrl);
-        ep.world.advance_movers(dt_ctrl);
+        self.move_walkers(&mut ep, p0, dt_ctrl);
         let wind = ep.wind.velocity();
         let collision = advance(
             &mut ep,
@@ -656,6 +661,18 @@ impl Env {
         })
     }
 
+    /// Walk the walkers on by `dt`, yielding to the vehicle at `p` when configured.
+    fn move_walkers(&self, ep: &mut Episode, p: [f64; 3], dt: f64) {
+        let w = &self.config.walkers;
+        if w.yield_distance > 0.0 {
+            let keep = w.radius + self.config.collision_radius + w.yield_distance;
+            ep.world
+                .advance_movers_yielding(dt, Some([p[0], p[1]]), keep);
+        } else {
+            ep.world.advance_movers(dt);
+        }
+    }
+
     /// Physics-only step with no observation (for benchmarks and fast rollouts):
     /// advances the vehicle for one control period; returns true on a collision.
     pub fn step_physics(&mut self, action: &Action) -> Result<bool, EnvError> {
@@ -667,9 +684,11 @@ impl Env {
         let dt_ctrl = 1.0 / self.config.control_hz;
         let dt = dt_ctrl / substeps as f64;
         let radius = self.config.collision_radius;
-        let ep = self.episode.as_mut().ok_or(EnvError::NotReset)?;
+        let mut ep = self.episode.take().ok_or(EnvError::NotReset)?;
         ep.wind.advance(dt_ctrl);
-        ep.world.advance_movers(dt_ctrl);
+        let p0 = Self::position(&ep, &self.config);
+        self.move_walkers(&mut ep, p0, dt_ctrl);
+        let ep = self.episode.insert(ep);
         let wind = ep.wind.velocity();
         ep.steps += 1;
         ep.time += dt_ctrl;

@@ -268,6 +268,14 @@ impl World {
     /// Move the walkers on by `dt` seconds, reflecting them off the side walls
     /// and off the band of the room they may walk in (clear of the start).
     pub fn advance_movers(&mut self, dt: f64) {
+        self.advance_movers_yielding(dt, None, 0.0);
+    }
+
+    /// [`World::advance_movers`], except that a walker whose step would bring
+    /// its centre closer than `keep` (m) to `vehicle` (x, y), and closer than
+    /// it is now, waits this step instead, as people stop for something in
+    /// their way.
+    pub fn advance_movers_yielding(&mut self, dt: f64, vehicle: Option<[f64; 2]>, keep: f64) {
         let [l, w, _] = self.size;
         let x_lo = (START_CLEARANCE + 1.0).min(l * 0.5);
         for m in &mut self.movers {
@@ -275,6 +283,13 @@ impl World {
                 continue;
             };
             if let Shape::Cylinder { cx, cy, r, .. } = &mut ob.shape {
+                if let Some([vx, vy]) = vehicle {
+                    let now = (*cx - vx).hypot(*cy - vy);
+                    let next = (*cx + m.velocity[0] * dt - vx).hypot(*cy + m.velocity[1] * dt - vy);
+                    if next < keep && next < now {
+                        continue;
+                    }
+                }
                 *cx += m.velocity[0] * dt;
                 *cy += m.velocity[1] * dt;
                 let (ylo, yhi) = (-w / 2.0 + *r, w / 2.0 - *r);
@@ -652,5 +667,44 @@ mod tests {
         assert!((w.mover_clearance(p) - (1.0 - r)).abs() < 1e-9 || w.mover_clearance(p) < 1.0 - r);
         let hit = w.raycast(p, [1.0, 0.0, 0.0]);
         assert!(hit.t <= 1.0 - r + 1e-9, "{}", hit.t);
+    }
+
+    #[test]
+    fn walkers_wait_for_the_vehicle_and_walk_on_when_it_is_gone() {
+        let c = Context {
+            obstacle_count: 0,
+            ..Context::default()
+        };
+        let mut w = World::generate(&c, 5);
+        w.add_walkers(1, 0.8, 0.25, 9);
+        // The walker at the room's middle walking left at 0.8 m/s; the vehicle
+        // 1 m ahead on its path.
+        let mid = w.size[0] / 2.0;
+        if let Shape::Cylinder { cx, cy, .. } = &mut w.obstacles[0].shape {
+            (*cx, *cy) = (mid, 0.0);
+        }
+        w.movers[0].velocity = [0.0, 0.8];
+        let speed = 0.8;
+        let ahead = [mid, 1.0];
+        assert!(w.size[1] / 2.0 > 1.5, "room too narrow for the test");
+        let centre = |w: &World| match w.obstacles[0].shape {
+            Shape::Cylinder { cx, cy, .. } => [cx, cy],
+            _ => unreachable!(),
+        };
+        let mut closest = f64::INFINITY;
+        for _ in 0..40 {
+            w.advance_movers_yielding(0.05, Some(ahead), 0.7);
+            let p = centre(&w);
+            closest = closest.min((p[0] - ahead[0]).hypot(p[1] - ahead[1]));
+        }
+        assert!(closest >= 0.7 - 1e-9, "came within {closest} m");
+        assert!(
+            closest < 0.7 + speed * 0.05 + 1e-9,
+            "stopped early: {closest} m"
+        );
+        // Without the vehicle it walks on through that spot.
+        let before = centre(&w);
+        w.advance_movers_yielding(0.05, None, 0.7);
+        assert_ne!(centre(&w), before, "a waiting walker walks on");
     }
 }

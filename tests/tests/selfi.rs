@@ -71,6 +71,7 @@ fn selfi_all_records_trains_offline_and_compares_the_arms() {
         "state",
         "depth/stereo",
         "nav/goal",
+        "perception/tracks",
         "cmd/setpoint",
         "events",
     ] {
@@ -101,11 +102,27 @@ fn selfi_all_records_trains_offline_and_compares_the_arms() {
             assert!(header.split(',').any(|c| c == col), "{col} not in {header}");
         }
         assert!(out.join(arm).join("seed0/actor.bpk").is_file());
+        // Evaluations before learning and at both bins' ends.
+        let evals = std::fs::read_to_string(out.join(arm).join("seed0/evals.csv")).unwrap();
+        assert_eq!(evals.lines().count(), 4, "{evals}");
     }
-    assert!(
-        stdout.contains("offline arm:") && stdout.contains("SELFI success rate"),
-        "{stdout}"
-    );
+    for check in ["while learning (with exploration noise)", "evaluated"] {
+        assert!(
+            stdout.contains(&format!("{check}: offline arm"))
+                && stdout.contains(&format!("{check}: SELFI success rate")),
+            "no {check} goal check in\n{stdout}"
+        );
+    }
+    // The offline arm's actor never changes: its evaluations are all the same.
+    let evals = std::fs::read_to_string(out.join("offline/seed0/evals.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = evals
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let header: Vec<&str> = evals.lines().next().unwrap().split(',').collect();
+    let at = header.iter().position(|c| *c == "interventions").unwrap();
+    assert!(rows.iter().all(|r| r[at] == rows[0][at]), "{evals}");
     assert!(stdout.contains("µs per plan"), "{stdout}");
     assert!(out.join("summary.txt").is_file() && out.join("config.toml").is_file());
     // The offline arm never learns, so its steps log Q̄ = 0; SELFI's Q = J + Q̄.
@@ -185,7 +202,7 @@ name = "learner"
 args = ["node", "selfi-learner", {common}, "--connect", "{ep}", "--checkpoint", "{ck}", "--publish-every", "20"]
 [[process]]
 name = "recorder"
-args = ["record", "--robot", "{robot}", "--connect", "{ep}", "--out", "{rec}", "--topics", "state,depth/stereo,nav/goal,cmd/setpoint,events"]
+args = ["record", "--robot", "{robot}", "--connect", "{ep}", "--out", "{rec}", "--topics", "state,depth/stereo,nav/goal,perception/tracks,cmd/setpoint,events"]
 "#,
         ck = ckpt.display(),
         rec = rec.display()

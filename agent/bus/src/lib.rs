@@ -51,11 +51,14 @@ pub enum Topic {
     CmdPolicy,
     /// `policy/weights`: [`msg::Weights`] from an online learner to the policy node.
     Weights,
+    /// `perception/tracks`: [`msg::Tracks`], the walkers a people tracker follows
+    /// (in the twin: the simulated walkers, with tracker noise).
+    Tracks,
 }
 
 impl Topic {
     /// All topics.
-    pub const ALL: [Topic; 10] = [
+    pub const ALL: [Topic; 11] = [
         Topic::CameraStereo,
         Topic::DepthStereo,
         Topic::DepthMono,
@@ -66,6 +69,7 @@ impl Topic {
         Topic::Goal,
         Topic::CmdPolicy,
         Topic::Weights,
+        Topic::Tracks,
     ];
 
     /// Key expression below the robot name.
@@ -81,6 +85,7 @@ impl Topic {
             Topic::Goal => "nav/goal",
             Topic::CmdPolicy => "cmd/policy",
             Topic::Weights => "policy/weights",
+            Topic::Tracks => "perception/tracks",
         }
     }
 
@@ -101,6 +106,7 @@ impl Topic {
             Topic::FcStatus => <msg::FcStatus as M>::KIND,
             Topic::Goal => <msg::Goal as M>::KIND,
             Topic::Weights => <msg::Weights as M>::KIND,
+            Topic::Tracks => <msg::Tracks as M>::KIND,
         }
     }
 
@@ -121,6 +127,7 @@ impl Topic {
             Topic::FcStatus => <msg::FcStatus as M>::NAME,
             Topic::Goal => <msg::Goal as M>::NAME,
             Topic::Weights => <msg::Weights as M>::NAME,
+            Topic::Tracks => <msg::Tracks as M>::NAME,
         }
     }
 }

@@ -325,6 +325,68 @@ impl Message for Weights {
     }
 }
 
+/// One moving obstacle a people tracker follows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Track {
+    /// Stays the same while the tracker follows the same obstacle.
+    pub id: u32,
+    /// Position (m, world frame).
+    pub position: [f64; 2],
+    /// Velocity (m/s, world frame).
+    pub velocity: [f64; 2],
+}
+
+/// Largest number of tracks one message may carry.
+pub const MAX_TRACKS: usize = 256;
+
+/// The moving obstacles (walkers) tracked at one camera frame; an empty list
+/// says none was seen, so a tracker that stops publishing is told apart from
+/// one that sees nobody.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Tracks {
+    /// The tracks, any order.
+    pub tracks: Vec<Track>,
+}
+
+impl Message for Tracks {
+    const KIND: u16 = 9;
+    const NAME: &'static str = "Tracks";
+    fn write_body(&self, w: &mut Writer) {
+        w.u32(self.tracks.len() as u32);
+        for t in &self.tracks {
+            w.u32(t.id);
+            t.position.iter().chain(&t.velocity).for_each(|v| w.f64(*v));
+        }
+    }
+    fn read_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let n = r.u32()? as usize;
+        if n > MAX_TRACKS {
+            return Err(malformed(
+                Self::NAME,
+                format!("{n} tracks exceed {MAX_TRACKS}"),
+            ));
+        }
+        let mut tracks = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = r.u32()?;
+            let position = [r.f64()?, r.f64()?];
+            let velocity = [r.f64()?, r.f64()?];
+            if !position.iter().chain(&velocity).all(|v| v.is_finite()) {
+                return Err(malformed(
+                    Self::NAME,
+                    format!("track {id} has a non-finite position or velocity"),
+                ));
+            }
+            tracks.push(Track {
+                id,
+                position,
+                velocity,
+            });
+        }
+        Ok(Self { tracks })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,6 +455,27 @@ mod tests {
         let mut bad = b.clone();
         bad[37] = 9;
         assert!(decode::<FcStatus>(&bad).is_err(), "unknown state accepted");
+        let tr = Tracks {
+            tracks: vec![
+                Track {
+                    id: 7,
+                    position: [1.0, -2.0],
+                    velocity: [0.5, 0.25],
+                },
+                Track {
+                    id: 9,
+                    position: [3.0, 0.0],
+                    velocity: [0.0, -0.8],
+                },
+            ],
+        };
+        assert_eq!(decode::<Tracks>(&encode(&h(), &tr)).unwrap().1, tr);
+        let mut nan = tr.clone();
+        nan.tracks[1].velocity[0] = f64::NAN;
+        let err = decode::<Tracks>(&encode(&h(), &nan))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("track 9"), "{err}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! supervisor) and what happened on the way to the next frame. The same frames
 //! come from the twin (in process) and from MCAP recordings of the node graph.
 
-use super::{BEAMS, OBS_DIM, ObjectiveConfig, PlanConfig, SCAN_FEATURES};
+use super::{BEAMS, OBS_DIM, ObjectiveConfig, PlanConfig, SCAN_FEATURES, TRACK_FEATURES, TRACKS};
 use crate::RlError;
 
 /// One decision.
@@ -29,6 +29,59 @@ pub struct Frame {
     pub collision: bool,
     /// The goal was reached after this command.
     pub success: bool,
+    /// The walkers the people tracker reported at this frame (world frame).
+    pub walkers: Vec<Walker>,
+}
+
+/// A walker as the people tracker reports it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Walker {
+    /// The tracker's id; the same walker keeps it from frame to frame.
+    pub id: u32,
+    /// Position (m, world frame).
+    pub position: [f64; 2],
+    /// Velocity (m/s, world frame).
+    pub velocity: [f64; 2],
+}
+
+/// Track positions are divided by this in an observation (m).
+pub const TRACK_POSITION_SCALE: f64 = 5.0;
+/// Track velocities are divided by this in an observation (m/s).
+pub const TRACK_VELOCITY_SCALE: f64 = 2.0;
+/// Walker displacements are divided by this in the motion model's targets (m).
+pub const WALKER_MOTION_SCALE: f64 = 2.0;
+
+/// One walker in the heading frame of `pose`: position over
+/// [`TRACK_POSITION_SCALE`], velocity over [`TRACK_VELOCITY_SCALE`].
+pub fn walker_in_heading(pose: [f64; 3], w: &Walker) -> [f32; 4] {
+    let (s, c) = pose[2].sin_cos();
+    let (dx, dy) = (w.position[0] - pose[0], w.position[1] - pose[1]);
+    let [vx, vy] = w.velocity;
+    [
+        ((c * dx + s * dy) / TRACK_POSITION_SCALE) as f32,
+        ((-s * dx + c * dy) / TRACK_POSITION_SCALE) as f32,
+        ((c * vx + s * vy) / TRACK_VELOCITY_SCALE) as f32,
+        ((-s * vx + c * vy) / TRACK_VELOCITY_SCALE) as f32,
+    ]
+}
+
+/// The observation's track block: the [`TRACKS`] nearest walkers, nearest
+/// first, each as (1, position, velocity) in the heading frame of `pose`;
+/// empty slots are all zero.
+pub fn track_features(pose: [f64; 3], walkers: &[Walker]) -> Vec<f32> {
+    let mut near: Vec<(f64, &Walker)> = walkers
+        .iter()
+        .filter(|w| w.position.iter().chain(&w.velocity).all(|v| v.is_finite()))
+        .map(|w| ((w.position[0] - pose[0]).hypot(w.position[1] - pose[1]), w))
+        .collect();
+    near.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
+    let mut out = vec![0.0; TRACKS * TRACK_FEATURES];
+    for (slot, (_, w)) in near.iter().take(TRACKS).enumerate() {
+        let o = &mut out[slot * TRACK_FEATURES..(slot + 1) * TRACK_FEATURES];
+        o[0] = 1.0;
+        o[1..].copy_from_slice(&walker_in_heading(pose, w));
+    }
+    out
 }
 
 /// Largest range of the scan (m); readings are clamped to it.
@@ -63,8 +116,14 @@ pub fn scan_features(scan: &[f32], prev: Option<&[f32]>) -> Result<Vec<f32>, RlE
 }
 
 /// The actor's and critic's observation: scan features, velocity / 3, goal
-/// distance / 10 (at most 3), cos and sin of the goal's bearing.
-pub fn observation(features: &[f32], velocity: [f32; 2], goal: [f32; 2]) -> Vec<f32> {
+/// distance / 10 (at most 3), cos and sin of the goal's bearing, and the
+/// track block of [`track_features`] (`tracks`; zeros when shorter).
+pub fn observation(
+    features: &[f32],
+    velocity: [f32; 2],
+    goal: [f32; 2],
+    tracks: &[f32],
+) -> Vec<f32> {
     let mut o = Vec::with_capacity(OBS_DIM);
     o.extend_from_slice(&features[..SCAN_FEATURES.min(features.len())]);
     o.push(velocity[0] / 3.0);
@@ -77,6 +136,9 @@ pub fn observation(features: &[f32], velocity: [f32; 2], goal: [f32; 2]) -> Vec<
     } else {
         o.extend([1.0, 0.0]);
     }
+    let t = tracks.len().min(TRACKS * TRACK_FEATURES);
+    o.extend_from_slice(&tracks[..t]);
+    o.resize(OBS_DIM, 0.0);
     o
 }
 
@@ -106,6 +168,7 @@ impl Flight {
             &feats,
             f.velocity,
             goal_in_heading(f.pose, f.goal),
+            &track_features(f.pose, &f.walkers),
         ))
     }
 }
@@ -207,6 +270,50 @@ pub struct Dataset {
     pub frames: usize,
     /// Unsafe labels among the traversability rows.
     pub unsafe_rows: usize,
+    /// Walker-motion rows.
+    pub walkers: WalkerRows,
+}
+
+/// Rows for the walker-motion model: a tracked walker in the heading frame of
+/// a frame (as in the observation's track block, without the seen flag) and
+/// where that walker was 1..H frames later, relative to where it was, in the
+/// same frame, over [`WALKER_MOTION_SCALE`].
+#[derive(Debug, Default, Clone)]
+pub struct WalkerRows {
+    /// `[n, 4]` row-major.
+    pub inputs: Vec<f32>,
+    /// `[n, 2H]` row-major.
+    pub targets: Vec<f32>,
+}
+
+impl Dataset {
+    /// Motion rows of frame `i`: every walker the tracker still follows (same id)
+    /// over the next `h` frames of the flight.
+    fn walker_rows(&mut self, fl: &Flight, i: usize, h: usize) {
+        let f = &fl.frames[i];
+        let Some(later) = fl.frames.get(i + 1..=i + h) else {
+            return;
+        };
+        if f.collision {
+            return;
+        }
+        let (s, c) = f.pose[2].sin_cos();
+        'walker: for w in &f.walkers {
+            let mut t = Vec::with_capacity(2 * h);
+            for g in later {
+                let Some(v) = g.walkers.iter().find(|v| v.id == w.id) else {
+                    continue 'walker;
+                };
+                let (dx, dy) = (v.position[0] - w.position[0], v.position[1] - w.position[1]);
+                t.push(((c * dx + s * dy) / WALKER_MOTION_SCALE) as f32);
+                t.push(((-s * dx + c * dy) / WALKER_MOTION_SCALE) as f32);
+            }
+            if t.iter().all(|v| v.is_finite()) {
+                self.walkers.inputs.extend(walker_in_heading(f.pose, w));
+                self.walkers.targets.extend(t);
+            }
+        }
+    }
 }
 
 impl Dataset {
@@ -233,8 +340,13 @@ impl Dataset {
             }
             for (i, (f, fi)) in fl.frames.iter().zip(&feats).enumerate() {
                 ds.frames += 1;
-                ds.states
-                    .push(observation(fi, f.velocity, goal_in_heading(f.pose, f.goal)));
+                ds.states.push(observation(
+                    fi,
+                    f.velocity,
+                    goal_in_heading(f.pose, f.goal),
+                    &track_features(f.pose, &f.walkers),
+                ));
+                ds.walker_rows(fl, i, h);
                 if let Some(next) = fl.frames.get(i + 1)
                     && !f.collision
                 {
@@ -322,6 +434,7 @@ mod tests {
             intervention: false,
             collision: false,
             success: false,
+            walkers: Vec::new(),
         }
     }
 
@@ -373,8 +486,83 @@ mod tests {
         assert!((g[0] - 2.0).abs() < 1e-6 && g[1].abs() < 1e-6);
         let r = relative_pose([0.0, 0.0, 3.0], [0.0, 0.0, -3.0]);
         assert!((r[2] - (std::f64::consts::TAU - 6.0)).abs() < 1e-9);
-        let o = observation(&[0.5; SCAN_FEATURES], [1.5, 0.0], [3.0, 4.0]);
+        let o = observation(&[0.5; SCAN_FEATURES], [1.5, 0.0], [3.0, 4.0], &[]);
         let (v, goal) = velocity_goal(&o);
         assert!((v[0] - 1.5).abs() < 1e-6 && (goal[0] - 3.0).abs() < 1e-5);
+        assert_eq!(o.len(), OBS_DIM);
+    }
+
+    #[test]
+    fn tracks_are_the_nearest_walkers_in_the_heading_frame() {
+        let w = |id, x: f64, y: f64| Walker {
+            id,
+            position: [x, y],
+            velocity: [0.0, 1.0],
+        };
+        // Facing +y from (1, 1): a walker at (1, 3) is 2 m ahead and walks
+        // away (forward 0.5 in units of 2 m/s).
+        let pose = [1.0, 1.0, std::f64::consts::FRAC_PI_2];
+        let walkers = [
+            w(4, 1.0, 9.0),
+            w(1, 1.0, 3.0),
+            w(2, -3.0, 1.0),
+            w(3, 1.0, 0.0),
+        ];
+        let t = track_features(pose, &walkers);
+        assert_eq!(t.len(), TRACKS * TRACK_FEATURES);
+        // Nearest first: id 3 (1 m behind), id 1 (2 m ahead), id 2 (4 m left).
+        let near = |slot: usize| &t[slot * TRACK_FEATURES..(slot + 1) * TRACK_FEATURES];
+        let close = |a: &[f32], b: [f32; 5]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+        assert!(close(near(0), [1.0, -0.2, 0.0, 0.5, 0.0]), "{:?}", near(0));
+        assert!(close(near(1), [1.0, 0.4, 0.0, 0.5, 0.0]), "{:?}", near(1));
+        assert!(close(near(2), [1.0, 0.0, 0.8, 0.5, 0.0]), "{:?}", near(2));
+        // Fewer walkers than slots: the rest is zero; a NaN track is left out.
+        let mut nan = w(5, f64::NAN, 0.0);
+        nan.velocity = [0.0, 0.0];
+        let t = track_features(pose, &[w(1, 1.0, 3.0), nan]);
+        assert!(t[TRACK_FEATURES..].iter().all(|v| *v == 0.0));
+        let o = observation(&[0.5; SCAN_FEATURES], [1.0, 0.0], [1.0, 0.0], &t);
+        assert_eq!(
+            &o[super::super::TRACKS_AT..super::super::TRACKS_AT + 5],
+            &t[..5]
+        );
+    }
+
+    #[test]
+    fn walker_rows_follow_one_id_over_the_horizon() {
+        let plan = PlanConfig {
+            horizon: 2,
+            ..PlanConfig::default()
+        };
+        let mut fl = Flight {
+            frames: (0..4).map(|i| frame(i as f64 * 0.2, 5.0)).collect(),
+        };
+        for (i, f) in fl.frames.iter_mut().enumerate() {
+            // Walker 7 walks +y at 1 m/s (0.2 m per frame); walker 8 is lost after frame 1.
+            f.walkers.push(Walker {
+                id: 7,
+                position: [3.0, 0.2 * i as f64],
+                velocity: [0.0, 1.0],
+            });
+            if i <= 1 {
+                f.walkers.push(Walker {
+                    id: 8,
+                    position: [4.0, 0.0],
+                    velocity: [0.0, 0.0],
+                });
+            }
+        }
+        let ds = Dataset::build(&[fl], &plan, &ObjectiveConfig::default()).unwrap();
+        // Walker 7 from frames 0 and 1 (frames 2, 3 lack two later frames);
+        // walker 8 from none (it is gone by frame 2).
+        assert_eq!(ds.walkers.inputs.len(), 2 * 4);
+        let t = &ds.walkers.targets;
+        assert_eq!(t.len(), 2 * 4);
+        let m = WALKER_MOTION_SCALE as f32;
+        for (a, b) in t[..4].iter().zip([0.0, 0.2 / m, 0.0, 0.4 / m]) {
+            assert!((a - b).abs() < 1e-6, "{t:?}");
+        }
+        // Walker 7 from frame 0: 3 m ahead of a robot at x = 0.
+        assert!((ds.walkers.inputs[0] - 3.0 / TRACK_POSITION_SCALE as f32).abs() < 1e-6);
     }
 }

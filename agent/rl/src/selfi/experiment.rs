@@ -71,6 +71,12 @@ pub struct OfflineCard {
     pub traversability_accuracy: f32,
     /// Share of unsafe labels.
     pub unsafe_share: f32,
+    /// Walker-motion rows learned from.
+    pub walker_rows: usize,
+    /// Walker-motion MSE on held-out rows: before, after.
+    pub walker_mse: (f32, f32),
+    /// End-of-plan error (m) on held-out rows: motion model, holding the tracked velocity.
+    pub walker_final_error: (f32, f32),
     /// Mean J on the probe states: random actor, trained actor.
     pub actor_j: (f32, f32),
     /// Least-squares slope of the recorded discounted return on J of the flown
@@ -180,17 +186,30 @@ pub fn train_offline(
 ) -> Result<OfflineBundle, RlError> {
     let ds = Dataset::build(flights, &cfg.plan, &cfg.objective)?;
     progress(format!(
-        "dataset: {} flights, {} frames, {} dynamics rows, {} traversability rows ({} unsafe)",
+        "dataset: {} flights, {} frames, {} dynamics rows, {} traversability rows ({} unsafe), {} walker-motion rows",
         flights.len(),
         ds.frames,
         ds.dynamics.targets.len() / 5,
         ds.traversability.labels.len(),
-        ds.unsafe_rows
+        ds.unsafe_rows,
+        ds.walkers.targets.len() / (2 * cfg.plan.horizon)
     ));
-    let (models, rep): (Models, FitReport) =
-        fit_models(&ds, &cfg.offline, device, seed, |m, step, loss| {
-            progress(format!("  {m:<14} step {step:>5}  held-out loss {loss:.4}"))
-        })?;
+    let (models, rep): (Models, FitReport) = fit_models(
+        &ds,
+        &cfg.offline,
+        &cfg.plan,
+        device,
+        seed,
+        |m, step, loss| progress(format!("  {m:<14} step {step:>5}  held-out loss {loss:.4}")),
+    )?;
+    if rep.walker_mse != (0.0, 0.0) {
+        progress(format!(
+            "walker motion after {:.1} s: {:.3} m mean error (holding the tracked velocity: {:.3} m)",
+            cfg.plan.horizon as f64 * cfg.plan.dt(),
+            rep.walker_final_error.0,
+            rep.walker_final_error.1
+        ));
+    }
     let mut first = None;
     let mut last = 0.0;
     let actor = train_actor(
@@ -225,9 +244,10 @@ pub fn train_offline(
         let parts = super::model::objective(&models, obs, plan, &cfg.plan, &cfg.objective);
         let mean = |t: Tensor<2>| values(t.mean())[0];
         progress(format!(
-            "offline actor on {m} recorded states: first command {speed:.2} m/s on average; J parts: progress {:.3}, p(unsafe) {:.3}, smoothness {:.4}",
+            "offline actor on {m} recorded states: first command {speed:.2} m/s on average; J parts: progress {:.3}, p(unsafe) {:.3}, walker closeness {:.3}, smoothness {:.4}",
             mean(parts.progress),
             mean(parts.unsafe_prob),
+            mean(parts.walker_risk),
             mean(parts.smoothness)
         ));
     }
@@ -279,6 +299,9 @@ pub fn train_offline(
             traversability_bce: rep.traversability_bce,
             traversability_accuracy: rep.traversability_accuracy,
             unsafe_share: rep.unsafe_share,
+            walker_rows: ds.walkers.targets.len() / (2 * cfg.plan.horizon),
+            walker_mse: rep.walker_mse,
+            walker_final_error: rep.walker_final_error,
             actor_j: (first.unwrap_or(0.0), last),
             j_scale,
             j_return_correlation: corr,
@@ -389,7 +412,7 @@ impl OfflineBundle {
         cfg.validate()
             .map_err(|e| RlError::Config(format!("{}: {e}", dir.join("offline.toml").display())))?;
         let models = load_module(
-            Models::new(&cfg.offline, device, 0),
+            Models::new(&cfg.offline, cfg.plan.horizon, device, 0),
             &dir.join("models.bpk"),
         )?;
         let actor = load_actor(
@@ -533,6 +556,10 @@ pub struct ArmRun {
     pub seed: u64,
     /// Per-bin figures.
     pub bins: Vec<Bin>,
+    /// Evaluations of the arm's actor (no exploration, no learning, evaluation
+    /// rooms): before learning (minute 0) and at the end of every bin; empty when
+    /// `eval_minutes` is 0.
+    pub evals: Vec<Bin>,
     /// Per-decision log (every `log_every`-th decision).
     pub steps: Vec<StepLog>,
     /// c in c·J.
@@ -541,8 +568,48 @@ pub struct ArmRun {
     pub actor: Actor,
 }
 
+/// Seed of the evaluation rooms of run `seed`: apart from every training and
+/// recording seed in use.
+pub fn eval_seed(seed: u64) -> u64 {
+    seed.wrapping_add(1_000_000)
+}
+
+/// Fly `actor` as deployed (its plan's first command, no exploration noise, the
+/// supervisor on) for `minutes` simulated minutes in the evaluation rooms of run
+/// `seed`; nothing learns. The bin's minute is left at 0 for the caller to set.
+pub fn evaluate(
+    actor: &Actor,
+    cfg: &SelfiConfig,
+    seed: u64,
+    minutes: f64,
+    device: &Device,
+) -> Result<Bin, RlError> {
+    let mut env = NavEnv::new(cfg, eval_seed(seed))?;
+    let total = (minutes * 60.0 * cfg.plan.control_hz).round() as u64;
+    let mut bin = Bin::default();
+    let mut obs = env.reset()?;
+    for _ in 0..total {
+        let plan = actor.plan(&obs, device);
+        let s = env.step([plan[0], plan[1]])?;
+        bin.distance += s.distance;
+        bin.interventions += u64::from(s.intervention_started);
+        bin.collisions += u64::from(s.frame.collision);
+        bin.reward += s.reward.total();
+        bin.proximity_steps += u64::from(s.reward.proximity < 0.0);
+        if s.terminated || s.truncated {
+            bin.episodes += 1;
+            bin.successes += u64::from(s.frame.success);
+            obs = env.reset()?;
+        } else {
+            obs = s.next_obs;
+        }
+    }
+    Ok(bin)
+}
+
 /// Fly `arm` online for `minutes` simulated minutes on run `seed`, learning as
-/// the arm does; figures binned every `bin_minutes`. `progress` gets each finished bin.
+/// the arm does; figures binned every `bin_minutes`. `progress` gets each finished
+/// bin and the evaluation at its end (see [`evaluate`]; also one before learning).
 #[allow(clippy::too_many_arguments)]
 pub fn run_arm(
     arm: Arm,
@@ -553,7 +620,7 @@ pub fn run_arm(
     bin_minutes: f64,
     device: &Device,
     stop: &AtomicBool,
-    mut progress: impl FnMut(&Bin),
+    mut progress: impl FnMut(&Bin, Option<&Bin>),
 ) -> Result<ArmRun, RlError> {
     let mut learner = OnlineLearner::new(
         arm,
@@ -576,6 +643,11 @@ pub fn run_arm(
     let mut bins = Vec::new();
     let mut bin = Bin::default();
     let mut steps = Vec::new();
+    let mut evals = Vec::new();
+    let eval_minutes = cfg.online.eval_minutes;
+    if eval_minutes > 0.0 {
+        evals.push(evaluate(&learner.actor(), cfg, seed, eval_minutes, device)?);
+    }
     let mut ret = 0.0;
     let (mut rej0, mut rb0) = (0, 0);
     for step in 0..total {
@@ -654,7 +726,14 @@ pub fn run_arm(
             bin.j = log.j;
             bin.qbar = log.qbar;
             bin.critic_loss = log.critic_loss;
-            progress(&bin);
+            if eval_minutes > 0.0 {
+                let mut e = evaluate(&learner.actor(), cfg, seed, eval_minutes, device)?;
+                e.minute = bin.minute;
+                e.rollbacks = bin.rollbacks;
+                e.rejected = bin.rejected;
+                evals.push(e);
+            }
+            progress(&bin, evals.last().filter(|_| eval_minutes > 0.0));
             bins.push(std::mem::take(&mut bin));
         }
     }
@@ -662,6 +741,7 @@ pub fn run_arm(
         arm,
         seed,
         bins,
+        evals,
         steps,
         j_scale: learner.j_scale(),
         actor: learner.actor(),

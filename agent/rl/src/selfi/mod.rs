@@ -31,9 +31,15 @@ use serde::{Deserialize, Serialize};
 pub const BEAMS: usize = 32;
 /// Width of the scan features: scan and its change since the last step.
 pub const SCAN_FEATURES: usize = 2 * BEAMS;
+/// Tracked walkers the observation holds (the nearest ones).
+pub const TRACKS: usize = 3;
+/// Values per tracked walker: seen (0/1), position (2), velocity (2), in the heading frame.
+pub const TRACK_FEATURES: usize = 5;
+/// Where the tracks start in an observation row.
+pub const TRACKS_AT: usize = SCAN_FEATURES + 5;
 /// Width of the actor's and critic's observation: scan features, velocity (2),
-/// goal distance and bearing (3).
-pub const OBS_DIM: usize = SCAN_FEATURES + 5;
+/// goal distance and bearing (3), the nearest tracked walkers.
+pub const OBS_DIM: usize = TRACKS_AT + TRACKS * TRACK_FEATURES;
 
 /// The plan the actor outputs and how it is executed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +102,13 @@ pub struct ObjectiveConfig {
     pub smoothness: f64,
     /// A pose counts as unsafe in the labels when the scan there reads less than this (m).
     pub unsafe_distance: f64,
+    /// Weight of the walkers' predicted closeness to the plan: per planned pose, the
+    /// sum over tracked walkers of a soft "closer than `walker_clearance`", averaged
+    /// over the plan, with the walkers where the motion model predicts them.
+    pub walker: f64,
+    /// Centre-to-centre distance to a tracked walker under which a planned pose
+    /// counts as too close (m).
+    pub walker_clearance: f64,
 }
 
 impl Default for ObjectiveConfig {
@@ -105,6 +118,8 @@ impl Default for ObjectiveConfig {
             collision: 2.0,
             smoothness: 0.05,
             unsafe_distance: 0.5,
+            walker: 2.0,
+            walker_clearance: 1.2,
         }
     }
 }
@@ -117,6 +132,8 @@ pub struct OfflineConfig {
     pub dynamics_hidden: Vec<usize>,
     /// Hidden widths of the traversability model.
     pub traversability_hidden: Vec<usize>,
+    /// Hidden widths of the walker-motion model.
+    pub walker_hidden: Vec<usize>,
     /// Hidden widths of the actor.
     pub actor_hidden: Vec<usize>,
     /// Gradient steps of each model.
@@ -137,6 +154,7 @@ impl Default for OfflineConfig {
         Self {
             dynamics_hidden: vec![64, 64],
             traversability_hidden: vec![128, 128],
+            walker_hidden: vec![64, 64],
             actor_hidden: vec![128, 128],
             model_steps: 3000,
             actor_steps: 3000,
@@ -152,9 +170,9 @@ impl Default for OfflineConfig {
 #[serde(rename_all = "kebab-case")]
 pub enum Variant {
     /// A: y = r + γ[J(s', τ') + min Q̄'(s', a0')], loss (J(s, τ) + Q̄(s, a0) − y)².
-    #[default]
     JInTarget,
     /// B: y = r + γ min Q̄'(s', a0'); J enters only the actor's objective.
+    #[default]
     JPrior,
 }
 
@@ -210,12 +228,17 @@ pub struct OnlineConfig {
     /// SELFI and the plain arm alike (each with its own target). 0: the critics
     /// start online from zero (Q̄ ≡ 0).
     pub pretrain_critic_steps: usize,
+    /// Simulated minutes of each evaluation: before learning and at the end of every
+    /// bin, the arm's current actor flies without exploration noise and without
+    /// learning, in evaluation rooms of its own (the same at every checkpoint of a
+    /// seed, never trained in). 0: no evaluations.
+    pub eval_minutes: f64,
 }
 
 impl Default for OnlineConfig {
     fn default() -> Self {
         Self {
-            variant: Variant::JInTarget,
+            variant: Variant::JPrior,
             critic_hidden: vec![256, 256],
             gamma: 0.95,
             tau: 0.005,
@@ -236,6 +259,7 @@ impl Default for OnlineConfig {
             rollback_drop: 5.0,
             intervention_window: 5,
             pretrain_critic_steps: 3000,
+            eval_minutes: 5.0,
         }
     }
 }
@@ -264,7 +288,7 @@ impl Default for RewardConfig {
             progress: 1.0,
             success: 5.0,
             collision: -10.0,
-            intervention: -3.0,
+            intervention: -5.0,
             proximity: -0.5,
             personal_space: 1.0,
         }
@@ -285,6 +309,9 @@ pub struct NavConfig {
     pub walkers: usize,
     /// Walking speed (m/s).
     pub walker_speed: f64,
+    /// Walkers wait rather than come closer than this to the robot's surface (m),
+    /// as people stop for a robot in their way; 0: they walk into it.
+    pub walker_yield: f64,
     /// Decisions before an episode is cut off.
     pub max_steps: u32,
     /// The supervisor takes over when the nearest depth in the central third of the
@@ -294,6 +321,12 @@ pub struct NavConfig {
     pub stop_per_speed: f64,
     /// Standard deviation of the scan's range noise (m).
     pub scan_noise: f64,
+    /// The people tracker reports walkers within this distance (m).
+    pub track_range: f64,
+    /// Standard deviation of the tracker's position noise (m).
+    pub track_position_noise: f64,
+    /// Standard deviation of the tracker's velocity noise (m/s).
+    pub track_velocity_noise: f64,
 }
 
 impl Default for NavConfig {
@@ -304,10 +337,14 @@ impl Default for NavConfig {
             obstacles: [3, 8],
             walkers: 3,
             walker_speed: 0.8,
+            walker_yield: 0.3,
             max_steps: 150,
             stop_distance: 0.45,
             stop_per_speed: 0.35,
             scan_noise: 0.02,
+            track_range: 6.0,
+            track_position_noise: 0.05,
+            track_velocity_noise: 0.1,
         }
     }
 }
@@ -362,16 +399,19 @@ impl SelfiConfig {
             (o.goal, "objective.goal"),
             (o.collision, "objective.collision"),
             (o.smoothness, "objective.smoothness"),
+            (o.walker, "objective.walker"),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("`{k}` must be ≥ 0, not {v}"));
             }
         }
         pos(o.unsafe_distance, "objective.unsafe_distance")?;
+        pos(o.walker_clearance, "objective.walker_clearance")?;
         let off = &self.offline;
         for (h, k) in [
             (&off.dynamics_hidden, "offline.dynamics_hidden"),
             (&off.traversability_hidden, "offline.traversability_hidden"),
+            (&off.walker_hidden, "offline.walker_hidden"),
             (&off.actor_hidden, "offline.actor_hidden"),
             (&self.online.critic_hidden, "online.critic_hidden"),
         ] {
@@ -417,6 +457,7 @@ impl SelfiConfig {
             (on.target_clip, "online.target_clip"),
             (on.j_weight, "online.j_weight"),
             (on.rollback_drop, "online.rollback_drop"),
+            (on.eval_minutes, "online.eval_minutes"),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("`{k}` must be ≥ 0, not {v}"));
@@ -450,9 +491,13 @@ impl SelfiConfig {
         }
         for (v, k) in [
             (n.walker_speed, "nav.walker_speed"),
+            (n.walker_yield, "nav.walker_yield"),
             (n.stop_distance, "nav.stop_distance"),
             (n.stop_per_speed, "nav.stop_per_speed"),
             (n.scan_noise, "nav.scan_noise"),
+            (n.track_range, "nav.track_range"),
+            (n.track_position_noise, "nav.track_position_noise"),
+            (n.track_velocity_noise, "nav.track_velocity_noise"),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("`{k}` must be ≥ 0, not {v}"));
@@ -465,6 +510,13 @@ impl SelfiConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shipped_config_holds_the_defaults() {
+        let text = include_str!("../../config/selfi.toml");
+        let c = SelfiConfig::from_toml_str(text, "agent/rl/config/selfi.toml").unwrap();
+        assert_eq!(c, SelfiConfig::default());
+    }
 
     #[test]
     fn config_round_trips_and_bad_keys_are_named() {

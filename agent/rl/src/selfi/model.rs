@@ -5,14 +5,22 @@
 //! the robot's current velocity, asks the traversability model how likely each
 //! predicted pose is to be unsafe given the current scan features, and scores
 //!
-//! J = w_goal · progress − w_collision · mean_k p_unsafe(k) − w_smooth · mean_k |τ_k − τ_{k−1}|²
+//! J = w_goal · progress − w_collision · mean_k p_unsafe(k) − w_walker · mean_k Σ_w close_w(k)
+//!     − w_smooth · mean_k |τ_k − τ_{k−1}|²
+//!
+//! where close_w(k) is a soft "the planned pose k is within the clearance of
+//! tracked walker w", with w where the learned walker-motion model (the brief's
+//! PedNet analogue) says it will be k steps on.
 //!
 //! where progress is how much closer to the goal the plan comes (its closest
 //! approach, since a flight ends at the goal), divided by the most a plan can
 //! travel (v_max · H · dt).
 
-use super::data::{Dataset, TRAV_INPUT};
-use super::{BEAMS, OBS_DIM, ObjectiveConfig, OfflineConfig, PlanConfig, SCAN_FEATURES};
+use super::data::{Dataset, TRACK_POSITION_SCALE, TRAV_INPUT, WALKER_MOTION_SCALE};
+use super::{
+    BEAMS, OBS_DIM, ObjectiveConfig, OfflineConfig, PlanConfig, SCAN_FEATURES, TRACK_FEATURES,
+    TRACKS, TRACKS_AT,
+};
 use crate::RlError;
 use crate::mlp::{Mlp, layer_sizes as layers, matrix, values};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -20,24 +28,32 @@ use burn::prelude::*;
 use burn::tensor::activation::log_sigmoid;
 use sim::rng::Rng;
 
-/// The two learned models J is made of.
+/// The learned models J is made of.
 #[derive(Module, Debug)]
 pub struct Models {
     /// (velocity / 3, command) → (displacement, yaw change, next velocity), normalised.
     pub dynamics: Mlp,
     /// (scan features, relative pose, step / H) → logit of "unsafe".
     pub traversability: Mlp,
+    /// A tracked walker in the heading frame (position / 5, velocity / 2) → its
+    /// displacement after 1..H steps, over 2 m.
+    pub walkers: Mlp,
 }
 
 impl Models {
     /// Fresh models drawn from `seed`.
-    pub fn new(cfg: &OfflineConfig, device: &Device, seed: u64) -> Models {
+    pub fn new(cfg: &OfflineConfig, horizon: usize, device: &Device, seed: u64) -> Models {
         Models {
             dynamics: Mlp::seeded(&layers(4, &cfg.dynamics_hidden, 5), device, seed),
             traversability: Mlp::seeded(
                 &layers(TRAV_INPUT, &cfg.traversability_hidden, 1),
                 device,
                 seed.wrapping_add(1),
+            ),
+            walkers: Mlp::seeded(
+                &layers(4, &cfg.walker_hidden, 2 * horizon),
+                device,
+                seed.wrapping_add(2),
             ),
         }
     }
@@ -50,7 +66,11 @@ impl Models {
 
     /// Layer widths of both, for checkpoint checks.
     pub fn sizes(&self) -> Vec<Vec<usize>> {
-        vec![self.dynamics.sizes(), self.traversability.sizes()]
+        vec![
+            self.dynamics.sizes(),
+            self.traversability.sizes(),
+            self.walkers.sizes(),
+        ]
     }
 }
 
@@ -64,6 +84,8 @@ pub struct JParts {
     pub unsafe_prob: Tensor<2>,
     /// Mean squared command change (unweighted).
     pub smoothness: Tensor<2>,
+    /// Mean over the plan of the summed soft closeness to tracked walkers (unweighted).
+    pub walker_risk: Tensor<2>,
 }
 
 /// J(s, τ) for a batch: `obs` `[n, OBS_DIM]` (scan features, velocity, goal
@@ -80,6 +102,7 @@ pub fn objective(
     let [n, _] = obs.dims();
     let h = p.horizon;
     let sf = SCAN_FEATURES;
+    let obs_all = obs.clone();
     let feats = obs.clone().slice([0..n, 0..sf]);
     let mut vf = obs.clone().slice([0..n, sf..sf + 1]);
     let mut vl = obs.clone().slice([0..n, sf + 1..sf + 2]);
@@ -93,6 +116,7 @@ pub fn objective(
     let mut yaw = vf.zeros_like();
     let mut poses = Vec::with_capacity(h);
     let mut dists = Vec::with_capacity(h);
+    let (mut xs, mut ys) = (Vec::with_capacity(h), Vec::with_capacity(h));
     for k in 0..h {
         let cmd = plan.clone().slice([0..n, 2 * k..2 * k + 2]);
         let out = models
@@ -107,6 +131,8 @@ pub fn objective(
         x = x + c.clone() * dx.clone() - s.clone() * dy.clone();
         y = y + s * dx + c * dy;
         yaw = yaw + dyaw;
+        xs.push(x.clone());
+        ys.push(y.clone());
         dists.push(
             ((gx.clone() - x.clone()).powi_scalar(2) + (gy.clone() - y.clone()).powi_scalar(2))
                 .add_scalar(1e-6)
@@ -145,15 +171,70 @@ pub fn objective(
     } else {
         progress.zeros_like()
     };
+    let walker_risk = walker_risk(
+        models,
+        obs_all,
+        Tensor::cat(xs, 1),
+        Tensor::cat(ys, 1),
+        w.walker_clearance,
+    );
     let total = progress.clone().mul_scalar(w.goal)
         - unsafe_prob.clone().mul_scalar(w.collision)
+        - walker_risk.clone().mul_scalar(w.walker)
         - smoothness.clone().mul_scalar(w.smoothness);
     JParts {
         total,
         progress,
         unsafe_prob,
         smoothness,
+        walker_risk,
     }
+}
+
+/// How soft the walker-closeness step is (m): closeness is
+/// sigmoid((clearance − distance) / this).
+const WALKER_SOFTNESS: f64 = 0.15;
+
+/// Σ over tracked walkers of mean_k sigmoid((clearance − |pose_k − walker_k|) / softness),
+/// `[n, 1]`; `xs`, `ys` `[n, H]` are the planned positions in the heading frame.
+fn walker_risk(
+    models: &Models,
+    obs: Tensor<2>,
+    xs: Tensor<2>,
+    ys: Tensor<2>,
+    clearance: f64,
+) -> Tensor<2> {
+    let [n, h] = xs.dims();
+    let mut risk = xs.zeros_like().slice([0..n, 0..1]);
+    for slot in 0..TRACKS {
+        let at = TRACKS_AT + slot * TRACK_FEATURES;
+        let seen = obs.clone().slice([0..n, at..at + 1]);
+        let track = obs.clone().slice([0..n, at + 1..at + 5]);
+        let wx = track
+            .clone()
+            .slice([0..n, 0..1])
+            .mul_scalar(TRACK_POSITION_SCALE);
+        let wy = track
+            .clone()
+            .slice([0..n, 1..2])
+            .mul_scalar(TRACK_POSITION_SCALE);
+        let disp = models
+            .walkers
+            .forward(track)
+            .mul_scalar(WALKER_MOTION_SCALE)
+            .reshape([n, h, 2]);
+        let px = disp.clone().slice([0..n, 0..h, 0..1]).reshape([n, h]) + wx;
+        let py = disp.slice([0..n, 0..h, 1..2]).reshape([n, h]) + wy;
+        let d = ((xs.clone() - px).powi_scalar(2) + (ys.clone() - py).powi_scalar(2))
+            .add_scalar(1e-6)
+            .sqrt();
+        let close = burn::tensor::activation::sigmoid(
+            d.neg().add_scalar(clearance).div_scalar(WALKER_SOFTNESS),
+        )
+        .mean_dim(1);
+        risk = risk + close * seen;
+    }
+    risk
 }
 
 /// The value of a scalar loss, or the error that stops training when it is NaN
@@ -182,6 +263,12 @@ pub struct FitReport {
     pub traversability_accuracy: f32,
     /// Share of unsafe labels among the held-out rows.
     pub unsafe_share: f32,
+    /// Walker-motion MSE (units of 2 m) on held-out rows, first and last check
+    /// (zero without walker rows).
+    pub walker_mse: (f32, f32),
+    /// Mean error (m) of the motion model's prediction at the end of the plan on
+    /// held-out rows, and of holding each walker's tracked velocity instead.
+    pub walker_final_error: (f32, f32),
 }
 
 fn split(n: usize, seed: u64) -> (Vec<usize>, Vec<usize>) {
@@ -214,6 +301,7 @@ fn bce(logits: Tensor<2>, labels: Tensor<2>) -> Tensor<1> {
 pub fn fit_models(
     ds: &Dataset,
     cfg: &OfflineConfig,
+    p: &PlanConfig,
     device: &Device,
     seed: u64,
     mut progress: impl FnMut(&str, usize, f32),
@@ -222,7 +310,8 @@ pub fn fit_models(
     let Models {
         mut dynamics,
         mut traversability,
-    } = Models::new(cfg, &train_dev, seed);
+        mut walkers,
+    } = Models::new(cfg, p.horizon, &train_dev, seed);
     let mut rng = Rng::new(seed ^ 0xf17);
     let mut report = FitReport::default();
     let check = (cfg.model_steps / 10).max(1);
@@ -310,13 +399,71 @@ pub fn fit_models(
         let grads = GradientsParams::from_grads(loss.backward(), &traversability);
         traversability = optim.step(cfg.learning_rate, traversability, grads);
     }
+    // Walker motion: mean squared error over the horizon's displacements.
+    let h2 = 2 * p.horizon;
+    let nw = ds.walkers.targets.len() / h2;
+    if nw >= 2 && ds.walkers.inputs.len() == nw * 4 {
+        let (tr, te) = split(nw, seed ^ 2);
+        let te_in = gather(&ds.walkers.inputs, 4, &te);
+        let te_out = gather(&ds.walkers.targets, h2, &te);
+        let te_x = matrix(te_in.clone(), te.len(), 4, device);
+        let te_y = matrix(te_out.clone(), te.len(), h2, device);
+        let mut optim: ModuleOptimizer = AdamConfig::new().init();
+        for step in 0..=cfg.model_steps {
+            if step % check == 0 || step == cfg.model_steps {
+                let pred = walkers.valid().forward(te_x.clone());
+                let mse = values((pred.clone() - te_y.clone()).powi_scalar(2).mean())[0];
+                if step == 0 {
+                    report.walker_mse.0 = mse;
+                }
+                report.walker_mse.1 = mse;
+                progress("walker motion", step, mse);
+                if step == cfg.model_steps {
+                    report.walker_final_error = final_errors(&values(pred), &te_in, &te_out, p);
+                    break;
+                }
+            }
+            let b: Vec<usize> = (0..cfg.batch)
+                .map(|_| tr[rng.below(tr.len() as u64) as usize])
+                .collect();
+            let x = matrix(gather(&ds.walkers.inputs, 4, &b), b.len(), 4, &train_dev);
+            let y = matrix(gather(&ds.walkers.targets, h2, &b), b.len(), h2, &train_dev);
+            let loss = (walkers.forward(x) - y).powi_scalar(2).mean();
+            finite_loss(&loss, step as u64, "SELFI walker-motion loss")?;
+            let grads = GradientsParams::from_grads(loss.backward(), &walkers);
+            walkers = optim.step(cfg.learning_rate, walkers, grads);
+        }
+    }
     Ok((
         Models {
             dynamics: dynamics.valid(),
             traversability: traversability.valid(),
+            walkers: walkers.valid(),
         },
         report,
     ))
+}
+
+/// Mean end-of-plan position error (m) of the model's predictions `pred` and of
+/// holding the tracked velocity, over rows of (`inputs`, `targets`).
+fn final_errors(pred: &[f32], inputs: &[f32], targets: &[f32], p: &PlanConfig) -> (f32, f32) {
+    let h2 = 2 * p.horizon;
+    let n = targets.len() / h2;
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    let m = WALKER_MOTION_SCALE as f32;
+    let t_end = (p.horizon as f64 * p.dt()) as f32;
+    let (mut model, mut hold) = (0.0, 0.0);
+    for i in 0..n {
+        let (tx, ty) = (targets[i * h2 + h2 - 2] * m, targets[i * h2 + h2 - 1] * m);
+        let (px, py) = (pred[i * h2 + h2 - 2] * m, pred[i * h2 + h2 - 1] * m);
+        let v = crate::selfi::data::TRACK_VELOCITY_SCALE as f32;
+        let (cx, cy) = (inputs[i * 4 + 2] * v * t_end, inputs[i * 4 + 3] * v * t_end);
+        model += (tx - px).hypot(ty - py);
+        hold += (tx - cx).hypot(ty - cy);
+    }
+    (model / n as f32, hold / n as f32)
 }
 
 /// The actor: observation → H normalised commands (tanh).
@@ -455,6 +602,20 @@ mod tests {
         };
         // An untrained dynamics model predicts nothing useful; train a tiny one on
         // exact unicycle rows first.
+        let mut ds = unicycle_rows(&p);
+        ds.traversability.inputs = vec![0.0; TRAV_INPUT * 4];
+        ds.traversability.labels = vec![0.0, 1.0, 0.0, 1.0];
+        ds.states = vec![vec![0.0; OBS_DIM]];
+        let cfg = OfflineConfig {
+            model_steps: 600,
+            ..OfflineConfig::default()
+        };
+        let (models, rep) = fit_models(&ds, &cfg, &p, &d, 3, |_, _, _| {}).unwrap();
+        objective_checks(&models, &rep, &p, &w, &d);
+    }
+
+    /// Rows of exact unicycle motion for the dynamics model.
+    fn unicycle_rows(p: &PlanConfig) -> Dataset {
         let mut ds = Dataset::default();
         let mut rng = Rng::new(1);
         for _ in 0..2000 {
@@ -476,16 +637,19 @@ mod tests {
                 0.0,
             ]);
         }
-        ds.traversability.inputs = vec![0.0; TRAV_INPUT * 4];
-        ds.traversability.labels = vec![0.0, 1.0, 0.0, 1.0];
-        ds.states = vec![vec![0.0; OBS_DIM]];
-        let cfg = OfflineConfig {
-            model_steps: 600,
-            ..OfflineConfig::default()
-        };
-        let (models, rep) = fit_models(&ds, &cfg, &d, 3, |_, _, _| {}).unwrap();
+        ds
+    }
+
+    fn objective_checks(
+        models: &Models,
+        rep: &FitReport,
+        p: &PlanConfig,
+        w: &ObjectiveConfig,
+        d: &Device,
+    ) {
+        let (models, p, w, d) = (models.clone(), p.clone(), w.clone(), d.clone());
         assert!(rep.dynamics_mse.1 < 0.2 * rep.dynamics_mse.0, "{rep:?}");
-        let obs = observation(&open_scan_features(), [1.0, 0.0], [5.0, 0.0]);
+        let obs = observation(&open_scan_features(), [1.0, 0.0], [5.0, 0.0], &[]);
         let h = p.horizon;
         let straight: Vec<f32> = (0..h).flat_map(|_| [1.0, 0.0]).collect();
         let away: Vec<f32> = (0..h).flat_map(|_| [1.0, 1.0]).collect();
@@ -512,5 +676,87 @@ mod tests {
         assert_eq!(grad.len(), 2 * h);
         // Turning less (yaw component) should raise J.
         assert!(grad[1] < 0.0, "{grad:?}");
+    }
+
+    #[test]
+    fn walkers_where_the_motion_model_puts_them_lower_j() {
+        let d = cpu();
+        let p = PlanConfig::default();
+        let w = ObjectiveConfig {
+            collision: 0.0,
+            ..ObjectiveConfig::default()
+        };
+        let mut ds = unicycle_rows(&p);
+        ds.traversability.inputs = vec![0.0; TRAV_INPUT * 2];
+        ds.traversability.labels = vec![0.0, 1.0];
+        // Walkers that walk at their tracked velocity.
+        let mut rng = Rng::new(5);
+        let m = crate::selfi::data::WALKER_MOTION_SCALE as f32;
+        for _ in 0..3000 {
+            let t = [
+                rng.range(-1.0, 1.0) as f32,
+                rng.range(-1.0, 1.0) as f32,
+                rng.range(-0.5, 0.5) as f32,
+                rng.range(-0.5, 0.5) as f32,
+            ];
+            ds.walkers.inputs.extend(t);
+            for k in 1..=p.horizon {
+                let s = (k as f64 * p.dt()) as f32 * 2.0 / m; // velocity is over 2 m/s
+                ds.walkers.targets.extend([t[2] * s, t[3] * s]);
+            }
+        }
+        let cfg = OfflineConfig {
+            model_steps: 1500,
+            ..OfflineConfig::default()
+        };
+        let (models, rep) = fit_models(&ds, &cfg, &p, &d, 3, |_, _, _| {}).unwrap();
+        assert!(rep.walker_mse.1 < 0.1 * rep.walker_mse.0, "{rep:?}");
+        assert!(rep.walker_final_error.0 < 0.15, "{rep:?}");
+        let open = observation(&open_scan_features(), [1.0, 0.0], [5.0, 0.0], &[]);
+        let track = |x: f64, y: f64, vy: f64| {
+            crate::selfi::data::track_features(
+                [0.0, 0.0, 0.0],
+                &[crate::selfi::data::Walker {
+                    id: 1,
+                    position: [x, y],
+                    velocity: [0.0, vy],
+                }],
+            )
+        };
+        let obs = |t: &[f32]| observation(&open_scan_features(), [1.0, 0.0], [5.0, 0.0], t);
+        let h = p.horizon;
+        let straight: Vec<f32> = (0..h).flat_map(|_| [1.0, 0.0]).collect();
+        let stop: Vec<f32> = (0..h).flat_map(|_| [-1.0, 0.0]).collect();
+        // Rows: no walker; a walker standing 1.8 m ahead; one 2 m ahead and 1.6 m
+        // to the left walking right into the path; one walking away to the left.
+        let rows = [
+            open.clone(),
+            obs(&track(1.8, 0.0, 0.0)),
+            obs(&track(2.0, 1.6, -1.0)),
+            obs(&track(2.0, 1.6, 1.0)),
+        ];
+        let mut all = Vec::new();
+        let mut plans = Vec::new();
+        for r in &rows {
+            all.extend(r);
+            plans.extend(&straight);
+        }
+        all.extend(&rows[1]);
+        plans.extend(&stop);
+        let n = rows.len() + 1;
+        let parts = objective(
+            &models,
+            matrix(all, n, OBS_DIM, &d),
+            matrix(plans, n, 2 * h, &d),
+            &p,
+            &w,
+        );
+        let risk = values(parts.walker_risk);
+        assert_eq!(risk[0], 0.0, "no walker, no risk");
+        assert!(risk[1] > 0.3, "flying through a standing walker: {risk:?}");
+        assert!(risk[2] > 2.0 * risk[3], "crossing vs leaving: {risk:?}");
+        assert!(risk[4] < 0.5 * risk[1], "stopping short of it: {risk:?}");
+        let j = values(parts.total);
+        assert!(j[1] < j[0] - 0.5, "{j:?}");
     }
 }

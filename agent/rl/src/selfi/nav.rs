@@ -3,7 +3,10 @@
 //! collision (each take-over is an intervention), and the online reward split
 //! into its components.
 
-use super::data::{Frame, SCAN_RANGE, central_min, goal_in_heading, observation, scan_features};
+use super::data::{
+    Frame, SCAN_RANGE, Walker, central_min, goal_in_heading, observation, scan_features,
+    track_features,
+};
 use super::{BEAMS, SelfiConfig};
 use crate::RlError;
 use sim::context::Context;
@@ -99,6 +102,56 @@ pub fn resample_scan(scan: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// The twin's stand-in for a people tracker: the simulated walkers within
+/// `track_range` of the robot, with Gaussian noise on position and velocity,
+/// and the walker's index as its id. A real robot runs a detector and tracker
+/// on the camera instead and publishes the same message.
+pub struct Tracker {
+    range: f64,
+    position_noise: f64,
+    velocity_noise: f64,
+    rng: Rng,
+}
+
+impl Tracker {
+    /// A tracker with the noise and range of `cfg`, drawing noise from `seed`.
+    pub fn new(cfg: &SelfiConfig, seed: u64) -> Tracker {
+        Tracker {
+            range: cfg.nav.track_range,
+            position_noise: cfg.nav.track_position_noise,
+            velocity_noise: cfg.nav.track_velocity_noise,
+            rng: Rng::new(seed ^ 0x7ac5),
+        }
+    }
+
+    /// What the tracker reports with the robot at `position` (x, y).
+    pub fn track(&mut self, world: &sim::world::World, position: [f64; 2]) -> Vec<Walker> {
+        let mut out = Vec::new();
+        for (id, m) in world.movers.iter().enumerate() {
+            let Some(sim::world::Obstacle {
+                shape: sim::world::Shape::Cylinder { cx, cy, .. },
+                ..
+            }) = world.obstacles.get(m.obstacle)
+            else {
+                continue;
+            };
+            if (cx - position[0]).hypot(cy - position[1]) > self.range {
+                continue;
+            }
+            let mut n = |s: f64| self.rng.normal() * s;
+            out.push(Walker {
+                id: id as u32,
+                position: [cx + n(self.position_noise), cy + n(self.position_noise)],
+                velocity: [
+                    m.velocity[0] + n(self.velocity_noise),
+                    m.velocity[1] + n(self.velocity_noise),
+                ],
+            });
+        }
+        out
+    }
+}
+
 /// The task: rooms drawn per episode, walkers, the supervisor.
 pub struct NavEnv {
     cfg: SelfiConfig,
@@ -112,6 +165,8 @@ pub struct NavEnv {
     goal: [f64; 2],
     in_takeover: bool,
     last_distance: f64,
+    tracker: Tracker,
+    walkers: Vec<Walker>,
 }
 
 /// The room of episode `episode` of run `seed` (the same for every arm).
@@ -146,6 +201,7 @@ impl NavEnv {
                 count: cfg.nav.walkers,
                 speed: cfg.nav.walker_speed,
                 radius: 0.25,
+                yield_distance: cfg.nav.walker_yield,
             },
             ..EnvConfig::default()
         })
@@ -162,6 +218,8 @@ impl NavEnv {
             goal: [0.0; 2],
             in_takeover: false,
             last_distance: 0.0,
+            tracker: Tracker::new(cfg, seed),
+            walkers: Vec::new(),
         })
     }
 
@@ -173,6 +231,14 @@ impl NavEnv {
     /// The world of the running episode (for telemetry).
     pub fn world(&self) -> Option<&sim::world::World> {
         self.env.world()
+    }
+
+    fn track(&mut self, o: &Observation) -> Vec<Walker> {
+        let p = [o.pose.position[0], o.pose.position[1]];
+        match self.env.world() {
+            Some(w) => self.tracker.track(w, p),
+            None => Vec::new(),
+        }
     }
 
     fn noisy_scan(&mut self, raw: &[f32]) -> Vec<f32> {
@@ -200,6 +266,7 @@ impl NavEnv {
         ];
         self.scan = self.noisy_scan(&obs.scan);
         self.prev_scan = None;
+        self.walkers = self.track(&obs);
         self.in_takeover = false;
         self.last_distance = 0.0;
         self.obs = Some(obs);
@@ -217,6 +284,7 @@ impl NavEnv {
             &feats,
             [o.velocity[0], o.velocity[1]],
             goal_in_heading(self.pose(o), self.goal),
+            &track_features(self.pose(o), &self.walkers),
         ))
     }
 
@@ -289,11 +357,13 @@ impl NavEnv {
             intervention: takeover.is_some(),
             collision: r.info.collision,
             success: r.info.success,
+            walkers: std::mem::take(&mut self.walkers),
         };
         let distance = r.info.distance - self.last_distance;
         self.last_distance = r.info.distance;
         let scan = self.noisy_scan(&r.obs.scan);
         self.prev_scan = Some(std::mem::replace(&mut self.scan, scan));
+        self.walkers = self.track(&r.obs);
         self.obs = Some(r.obs);
         Ok(NavStep {
             frame,
@@ -320,6 +390,7 @@ impl NavEnv {
             intervention: false,
             collision: false,
             success: false,
+            walkers: self.walkers.clone(),
         })
     }
 }
@@ -423,5 +494,44 @@ mod tests {
         let d = ((goal[0] - pose[0]).powi(2) + (goal[1] - pose[1]).powi(2)).sqrt();
         let obs = a.observation().unwrap();
         assert!((obs[2 * BEAMS + 2] as f64 * 10.0 - d).abs() < 1e-3, "{d}");
+    }
+
+    #[test]
+    fn the_tracker_follows_walkers_in_range_by_id() {
+        let cfg = SelfiConfig::default();
+        let mut env = NavEnv::new(&cfg, 4).unwrap();
+        env.reset().unwrap();
+        let (mut tracked, mut followed) = (0, 0);
+        let mut last: Vec<Walker> = Vec::new();
+        for _ in 0..40 {
+            // Hover (forward 0), so the walkers come and go around the robot.
+            let s = env.step([-1.0, 0.0]).unwrap();
+            let f = &s.frame;
+            let mut ids: Vec<u32> = f.walkers.iter().map(|w| w.id).collect();
+            ids.dedup();
+            assert_eq!(ids.len(), f.walkers.len(), "one track per walker");
+            for w in &f.walkers {
+                assert!((w.id as usize) < cfg.nav.walkers);
+                let d = (w.position[0] - f.pose[0]).hypot(w.position[1] - f.pose[1]);
+                assert!(d <= cfg.nav.track_range + 0.3, "tracked at {d} m");
+                tracked += 1;
+                // The same id one frame on is the same walker, one step further.
+                if let Some(p) = last.iter().find(|p| p.id == w.id) {
+                    let step = (w.position[0] - p.position[0]).hypot(w.position[1] - p.position[1]);
+                    assert!(step < cfg.nav.walker_speed * cfg.plan.dt() + 0.3, "{step}");
+                    followed += 1;
+                }
+            }
+            last = f.walkers.clone();
+        }
+        assert!(
+            tracked > 20 && followed > 10,
+            "{tracked} tracks, {followed} followed"
+        );
+        // A frame's observation holds its tracks: seen flag 1 with a walker in range.
+        let f = env.final_frame().unwrap();
+        let obs = env.observation().unwrap();
+        let at = super::super::TRACKS_AT;
+        assert_eq!(obs[at], if f.walkers.is_empty() { 0.0 } else { 1.0 });
     }
 }

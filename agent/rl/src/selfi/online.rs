@@ -775,7 +775,7 @@ mod tests {
 
     fn learner(arm: Arm, cfg: &SelfiConfig) -> OnlineLearner {
         let d = cpu();
-        let models = Models::new(&OfflineConfig::default(), &d, 1);
+        let models = Models::new(&OfflineConfig::default(), cfg.plan.horizon, &d, 1);
         let actor = Actor::new(&[32, 32], cfg.plan.horizon, &d, 2);
         let mut rng = Rng::new(3);
         let probe: Vec<f32> = (0..32 * OBS_DIM)
