@@ -727,7 +727,11 @@ pub fn run_arm(
             bin.qbar = log.qbar;
             bin.critic_loss = log.critic_loss;
             if eval_minutes > 0.0 {
-                let mut e = evaluate(&learner.actor(), cfg, seed, eval_minutes, device)?;
+                // The offline arm's actor never changes: its first evaluation stands.
+                let mut e = match (arm, evals.first()) {
+                    (Arm::Offline, Some(first)) => first.clone(),
+                    _ => evaluate(&learner.actor(), cfg, seed, eval_minutes, device)?,
+                };
                 e.minute = bin.minute;
                 e.rollbacks = bin.rollbacks;
                 e.rejected = bin.rejected;

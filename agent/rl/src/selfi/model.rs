@@ -453,13 +453,14 @@ fn final_errors(pred: &[f32], inputs: &[f32], targets: &[f32], p: &PlanConfig) -
         return (0.0, 0.0);
     }
     let m = WALKER_MOTION_SCALE as f32;
-    let t_end = (p.horizon as f64 * p.dt()) as f32;
+    // Tracked velocity (input / its scale) times the plan's duration.
+    let v_end =
+        crate::selfi::data::TRACK_VELOCITY_SCALE as f32 * (p.horizon as f64 * p.dt()) as f32;
     let (mut model, mut hold) = (0.0, 0.0);
     for i in 0..n {
         let (tx, ty) = (targets[i * h2 + h2 - 2] * m, targets[i * h2 + h2 - 1] * m);
         let (px, py) = (pred[i * h2 + h2 - 2] * m, pred[i * h2 + h2 - 1] * m);
-        let v = crate::selfi::data::TRACK_VELOCITY_SCALE as f32;
-        let (cx, cy) = (inputs[i * 4 + 2] * v * t_end, inputs[i * 4 + 3] * v * t_end);
+        let (cx, cy) = (inputs[i * 4 + 2] * v_end, inputs[i * 4 + 3] * v_end);
         model += (tx - px).hypot(ty - py);
         hold += (tx - cx).hypot(ty - cy);
     }
@@ -594,15 +595,7 @@ mod tests {
 
     #[test]
     fn objective_prefers_plans_towards_the_goal_and_is_differentiable() {
-        let d = cpu();
-        let p = PlanConfig::default();
-        let w = ObjectiveConfig {
-            collision: 0.0,
-            ..ObjectiveConfig::default()
-        };
-        // An untrained dynamics model predicts nothing useful; train a tiny one on
-        // exact unicycle rows first.
-        let mut ds = unicycle_rows(&p);
+        let (d, p, w, mut ds) = fixture();
         ds.traversability.inputs = vec![0.0; TRAV_INPUT * 4];
         ds.traversability.labels = vec![0.0, 1.0, 0.0, 1.0];
         ds.states = vec![vec![0.0; OBS_DIM]];
@@ -611,43 +604,6 @@ mod tests {
             ..OfflineConfig::default()
         };
         let (models, rep) = fit_models(&ds, &cfg, &p, &d, 3, |_, _, _| {}).unwrap();
-        objective_checks(&models, &rep, &p, &w, &d);
-    }
-
-    /// Rows of exact unicycle motion for the dynamics model.
-    fn unicycle_rows(p: &PlanConfig) -> Dataset {
-        let mut ds = Dataset::default();
-        let mut rng = Rng::new(1);
-        for _ in 0..2000 {
-            let a = [rng.range(-1.0, 1.0) as f32, rng.range(-1.0, 1.0) as f32];
-            let (v, om) = p.command(a);
-            let dt = p.dt();
-            let yaw = om * dt;
-            let (dx, dy) = if om.abs() < 1e-9 {
-                (v * dt, 0.0)
-            } else {
-                (v / om * yaw.sin(), v / om * (1.0 - yaw.cos()))
-            };
-            ds.dynamics.inputs.extend([v as f32 / 3.0, 0.0, a[0], a[1]]);
-            ds.dynamics.targets.extend([
-                (dx / (p.max_speed * dt)) as f32,
-                (dy / (p.max_speed * dt)) as f32,
-                (yaw / (p.max_yaw_rate * dt)) as f32,
-                v as f32 / 3.0,
-                0.0,
-            ]);
-        }
-        ds
-    }
-
-    fn objective_checks(
-        models: &Models,
-        rep: &FitReport,
-        p: &PlanConfig,
-        w: &ObjectiveConfig,
-        d: &Device,
-    ) {
-        let (models, p, w, d) = (models.clone(), p.clone(), w.clone(), d.clone());
         assert!(rep.dynamics_mse.1 < 0.2 * rep.dynamics_mse.0, "{rep:?}");
         let obs = observation(&open_scan_features(), [1.0, 0.0], [5.0, 0.0], &[]);
         let h = p.horizon;
@@ -678,15 +634,42 @@ mod tests {
         assert!(grad[1] < 0.0, "{grad:?}");
     }
 
-    #[test]
-    fn walkers_where_the_motion_model_puts_them_lower_j() {
-        let d = cpu();
+    /// The CPU device, the default plan, J without the collision term, and rows of
+    /// exact unicycle motion: an untrained dynamics model predicts nothing useful,
+    /// so the tests train a tiny one on these first.
+    fn fixture() -> (Device, PlanConfig, ObjectiveConfig, Dataset) {
         let p = PlanConfig::default();
         let w = ObjectiveConfig {
             collision: 0.0,
             ..ObjectiveConfig::default()
         };
-        let mut ds = unicycle_rows(&p);
+        let mut ds = Dataset::default();
+        let mut rng = Rng::new(1);
+        for _ in 0..2000 {
+            let a = [rng.range(-1.0, 1.0) as f32, rng.range(-1.0, 1.0) as f32];
+            let (v, om) = p.command(a);
+            let dt = p.dt();
+            let yaw = om * dt;
+            let (dx, dy) = if om.abs() < 1e-9 {
+                (v * dt, 0.0)
+            } else {
+                (v / om * yaw.sin(), v / om * (1.0 - yaw.cos()))
+            };
+            ds.dynamics.inputs.extend([v as f32 / 3.0, 0.0, a[0], a[1]]);
+            ds.dynamics.targets.extend([
+                (dx / (p.max_speed * dt)) as f32,
+                (dy / (p.max_speed * dt)) as f32,
+                (yaw / (p.max_yaw_rate * dt)) as f32,
+                v as f32 / 3.0,
+                0.0,
+            ]);
+        }
+        (cpu(), p, w, ds)
+    }
+
+    #[test]
+    fn walkers_where_the_motion_model_puts_them_lower_j() {
+        let (d, p, w, mut ds) = fixture();
         ds.traversability.inputs = vec![0.0; TRAV_INPUT * 2];
         ds.traversability.labels = vec![0.0, 1.0];
         // Walkers that walk at their tracked velocity.
