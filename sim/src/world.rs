@@ -45,8 +45,22 @@ pub enum ObstacleKind {
 pub struct Mover {
     /// Index into [`World::obstacles`] (a [`Shape::Cylinder`]).
     pub obstacle: usize,
-    /// Horizontal velocity (m/s, world frame).
+    /// Horizontal velocity (m/s, world frame) the walker walks at.
     pub velocity: [f64; 2],
+    /// It stood still at its last step, waiting for the vehicle to clear its
+    /// way (its velocity is then what it will walk at, not what it does).
+    pub waiting: bool,
+}
+
+impl Mover {
+    /// What the walker is doing now (m/s, world frame): zero while it waits.
+    pub fn current_velocity(&self) -> [f64; 2] {
+        if self.waiting {
+            [0.0; 2]
+        } else {
+            self.velocity
+        }
+    }
 }
 
 /// How a surface looks: base albedo and a shift into the shared noise texture.
@@ -261,6 +275,7 @@ impl World {
             self.movers.push(Mover {
                 obstacle: self.obstacles.len() - 1,
                 velocity: [v * heading.cos(), v * heading.sin()],
+                waiting: false,
             });
         }
     }
@@ -287,9 +302,11 @@ impl World {
                     let now = (*cx - vx).hypot(*cy - vy);
                     let next = (*cx + m.velocity[0] * dt - vx).hypot(*cy + m.velocity[1] * dt - vy);
                     if next < keep && next < now {
+                        m.waiting = true;
                         continue;
                     }
                 }
+                m.waiting = false;
                 *cx += m.velocity[0] * dt;
                 *cy += m.velocity[1] * dt;
                 let (ylo, yhi) = (-w / 2.0 + *r, w / 2.0 - *r);
@@ -698,6 +715,10 @@ mod tests {
             closest = closest.min((p[0] - ahead[0]).hypot(p[1] - ahead[1]));
         }
         assert!(closest >= 0.7 - 1e-9, "came within {closest} m");
+        // It is seen to wait: standing still, though it means to walk on.
+        assert!(w.movers[0].waiting);
+        assert_eq!(w.movers[0].current_velocity(), [0.0; 2]);
+        assert_eq!(w.movers[0].velocity, [0.0, 0.8]);
         assert!(
             closest < 0.7 + speed * 0.05 + 1e-9,
             "stopped early: {closest} m"
@@ -706,5 +727,7 @@ mod tests {
         let before = centre(&w);
         w.advance_movers_yielding(0.05, None, 0.7);
         assert_ne!(centre(&w), before, "a waiting walker walks on");
+        assert!(!w.movers[0].waiting);
+        assert_eq!(w.movers[0].current_velocity(), [0.0, 0.8]);
     }
 }

@@ -119,7 +119,7 @@ impl Default for ObjectiveConfig {
             smoothness: 0.05,
             unsafe_distance: 0.5,
             walker: 2.0,
-            walker_clearance: 1.2,
+            walker_clearance: 1.5,
         }
     }
 }
@@ -233,6 +233,12 @@ pub struct OnlineConfig {
     /// learning, in evaluation rooms of its own (the same at every checkpoint of a
     /// seed, never trained in). 0: no evaluations.
     pub eval_minutes: f64,
+    /// The deployed policy (what flies, is published to the policy node, is
+    /// evaluated and saved) is an exponential moving average of the learning
+    /// actor's weights with this time constant in decisions, so that one noisy
+    /// stretch of critic estimates does not swing the flying policy. 0: the
+    /// learning actor itself flies.
+    pub deploy_average: f64,
 }
 
 impl Default for OnlineConfig {
@@ -246,7 +252,7 @@ impl Default for OnlineConfig {
             critic_learning_rate: 3e-4,
             batch: 256,
             buffer: 100_000,
-            updates_per_step: 1,
+            updates_per_step: 2,
             policy_delay: 2,
             actor_warmup: 1000,
             learning_starts: 256,
@@ -260,6 +266,7 @@ impl Default for OnlineConfig {
             intervention_window: 5,
             pretrain_critic_steps: 3000,
             eval_minutes: 5.0,
+            deploy_average: 1500.0,
         }
     }
 }
@@ -458,6 +465,7 @@ impl SelfiConfig {
             (on.j_weight, "online.j_weight"),
             (on.rollback_drop, "online.rollback_drop"),
             (on.eval_minutes, "online.eval_minutes"),
+            (on.deploy_average, "online.deploy_average"),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("`{k}` must be ≥ 0, not {v}"));

@@ -139,13 +139,13 @@ impl Tracker {
                 continue;
             }
             let mut n = |s: f64| self.rng.normal() * s;
+            // What the walker does (a tracker sees a waiting walker stand), not
+            // what it means to do.
+            let v = m.current_velocity();
             out.push(Walker {
                 id: id as u32,
                 position: [cx + n(self.position_noise), cy + n(self.position_noise)],
-                velocity: [
-                    m.velocity[0] + n(self.velocity_noise),
-                    m.velocity[1] + n(self.velocity_noise),
-                ],
+                velocity: [v[0] + n(self.velocity_noise), v[1] + n(self.velocity_noise)],
             });
         }
         out
@@ -533,5 +533,27 @@ mod tests {
         let obs = env.observation().unwrap();
         let at = super::super::TRACKS_AT;
         assert_eq!(obs[at], if f.walkers.is_empty() { 0.0 } else { 1.0 });
+    }
+
+    #[test]
+    fn the_tracker_sees_a_waiting_walker_stand() {
+        let cfg = SelfiConfig::default();
+        let ctx = episode_context(&cfg, 0, 0);
+        let mut w = sim::world::World::generate(&ctx, 3);
+        w.add_walkers(1, 0.8, 0.25, 5);
+        w.movers[0].velocity = [0.0, 0.8];
+        let sim::world::Shape::Cylinder { cx, cy, .. } = w.obstacles[w.movers[0].obstacle].shape
+        else {
+            panic!("a walker is a cylinder");
+        };
+        let mut t = Tracker::new(&cfg, 1);
+        let speed = |t: &mut Tracker, w: &sim::world::World| {
+            let seen = t.track(w, [cx - 1.0, cy]);
+            assert_eq!(seen.len(), 1);
+            seen[0].velocity[0].hypot(seen[0].velocity[1])
+        };
+        assert!((speed(&mut t, &w) - 0.8).abs() < 0.4);
+        w.movers[0].waiting = true;
+        assert!(speed(&mut t, &w) < 0.4, "a waiting walker stands");
     }
 }

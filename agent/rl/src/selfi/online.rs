@@ -188,6 +188,7 @@ pub struct OnlineLearner {
     actor: Actor,
     actor_target: Actor,
     acting: Option<Actor>,
+    deployed: Option<Actor>,
     critics: Critics,
     critic_target: Critics,
     actor_optim: ModuleOptimizer,
@@ -265,6 +266,7 @@ impl OnlineLearner {
             .train(),
             actor_target: actor.clone(),
             acting: None,
+            deployed: (cfg.online.deploy_average > 0.0).then(|| actor.clone()),
             critic_target: critics.valid(),
             critics,
             actor_optim: AdamConfig::new().init(),
@@ -322,8 +324,32 @@ impl OnlineLearner {
     }
 
     fn acting(&mut self) -> &Actor {
+        if let Some(d) = &self.deployed {
+            return d;
+        }
         let a = &self.actor;
         self.acting.get_or_insert_with(|| a.valid())
+    }
+
+    /// The policy that flew (the deployed average when set), as a learning
+    /// actor: what a rollback restores.
+    fn snapshot(&self) -> Actor {
+        match &self.deployed {
+            Some(d) => Actor { net: d.net.clone() }.fork(&self.ad).train(),
+            None => self.actor.clone(),
+        }
+    }
+
+    /// Move the deployed average towards the learning actor by the share of
+    /// `decisions` decisions (time constant `deploy_average`).
+    fn blend_deployed(&mut self, decisions: f64) {
+        let tc = self.cfg.online.deploy_average;
+        if let Some(d) = self.deployed.take() {
+            let k = 1.0 - (-decisions / tc).exp();
+            self.deployed = Some(Actor {
+                net: d.net.soft_update(&self.actor.valid().net, k),
+            });
+        }
     }
 
     /// The plan for `obs`; with `explore` (learning arms only), Gaussian noise on
@@ -649,6 +675,9 @@ impl OnlineLearner {
             tracing::debug!(change, "SELFI actor update rejected: plan moved too far");
         } else {
             self.actor_updates += 1;
+            // A rejected update changed nothing, so the average stays too.
+            let on = &self.cfg.online;
+            self.blend_deployed(on.policy_delay as f64 / on.updates_per_step.max(1) as f64);
         }
         self.acting = None;
         Ok(())
@@ -670,17 +699,20 @@ impl OnlineLearner {
         match self.baseline {
             None => {
                 self.baseline = Some(mean);
-                self.good = Some(self.actor.clone());
+                self.good = Some(self.snapshot());
                 false
             }
             Some(base) if mean >= base - drop / 2.0 => {
-                self.good = Some(self.actor.clone());
+                self.good = Some(self.snapshot());
                 false
             }
             Some(base) if mean < base - drop => {
                 if let Some(g) = &self.good {
                     self.actor = g.clone();
                     self.acting = None;
+                    if self.deployed.is_some() {
+                        self.deployed = Some(g.valid());
+                    }
                     self.rollbacks += 1;
                     tracing::warn!(
                         mean,
@@ -747,12 +779,16 @@ impl OnlineLearner {
 
     /// Save the current actor (what the policy node loads).
     pub fn save_actor(&self, path: &Path) -> Result<(), RlError> {
-        save_module(&self.actor.valid(), path)
+        save_module(&self.actor(), path)
     }
 
-    /// The current actor (plain device).
+    /// The deployed actor (plain device): the moving average when
+    /// `deploy_average` is set, else the learning actor.
     pub fn actor(&self) -> Actor {
-        self.actor.valid()
+        match &self.deployed {
+            Some(d) => d.clone(),
+            None => self.actor.valid(),
+        }
     }
 }
 
@@ -939,6 +975,7 @@ mod tests {
     #[test]
     fn rollback_restores_the_last_good_actor() {
         let mut cfg = SelfiConfig::default();
+        cfg.online.deploy_average = 0.0;
         cfg.online.rollback_window = 2;
         cfg.online.rollback_drop = 4.0;
         let mut l = learner(Arm::Selfi, &cfg);
@@ -954,5 +991,46 @@ mod tests {
         assert!(l.end_episode(0.0));
         assert_eq!(l.act(&probe, false), good);
         assert_eq!(l.counts().3, 1);
+    }
+
+    #[test]
+    fn the_deployed_policy_follows_the_learning_actor_slowly() {
+        let mut cfg = SelfiConfig::default();
+        cfg.online.deploy_average = 100.0;
+        cfg.online.policy_delay = 2;
+        cfg.online.updates_per_step = 1;
+        let mut l = learner(Arm::Selfi, &cfg);
+        let probe = l.probe[..OBS_DIM].to_vec();
+        let start = l.act(&probe, false);
+        // The learning actor jumps; the deployed one moves 1 − e^(−2/100) of the way.
+        l.actor = Actor::new(&[32, 32], cfg.plan.horizon, &l.ad.clone(), 99);
+        let target = l.actor.valid().plan(&probe, &cpu());
+        l.blend_deployed(2.0);
+        let now = l.act(&probe, false);
+        let dist = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).powi(2))
+                .sum::<f32>()
+                .sqrt()
+        };
+        assert!(dist(&now, &start) > 0.0, "the deployed policy moved");
+        assert!(
+            dist(&now, &target) > 0.9 * dist(&start, &target),
+            "moved only a little of the way"
+        );
+        // What is saved and evaluated is the deployed policy, not the learning actor.
+        assert_eq!(l.actor().plan(&probe, &cpu()), now);
+        // Many blends bring it onto the learning actor.
+        for _ in 0..2000 {
+            l.blend_deployed(2.0);
+        }
+        assert!(dist(&l.act(&probe, false), &target) < 1e-3);
+        // Without averaging, the learning actor flies.
+        cfg.online.deploy_average = 0.0;
+        let mut l = learner(Arm::Selfi, &cfg);
+        l.actor = Actor::new(&[32, 32], cfg.plan.horizon, &l.ad.clone(), 99);
+        l.acting = None;
+        assert_eq!(l.act(&probe, false), target);
     }
 }

@@ -1,0 +1,91 @@
+//! Study: what the supervisor's take-overs are caused by when a saved SELFI
+//! actor flies the evaluation rooms of a run (as `selfi online` evaluates it):
+//! a walker (its surface within `ARG` m at the take-over) or a static obstacle.
+//!
+//! `cargo run --release -p rl --example selfi_causes -- CONFIG ACTOR.bpk SEED MINUTES [WALKER_M]`
+
+use rl::selfi::SelfiConfig;
+use rl::selfi::experiment::eval_seed;
+use rl::selfi::nav::NavEnv;
+use rl::selfi::online::load_actor;
+use std::path::Path;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let a: Vec<String> = std::env::args().collect();
+    if a.len() < 5 {
+        return Err("usage: selfi_causes CONFIG ACTOR.bpk SEED MINUTES [WALKER_M]".into());
+    }
+    let cfg = SelfiConfig::from_toml_str(&std::fs::read_to_string(&a[1])?, &a[1])?;
+    let seed: u64 = a[3].parse()?;
+    let minutes: f64 = a[4].parse()?;
+    let near: f64 = a.get(5).map_or(Ok(1.0), |s| s.parse())?;
+    #[allow(deprecated)]
+    let dev = burn::tensor::Device::ndarray();
+    let actor = load_actor(
+        Path::new(&a[2]),
+        &cfg.offline.actor_hidden,
+        cfg.plan.horizon,
+        &dev,
+    )?;
+    let mut env = NavEnv::new(&cfg, eval_seed(seed))?;
+    let total = (minutes * 60.0 * cfg.plan.control_hz).round() as u64;
+    let (mut metres, mut walker, mut stat, mut coll_w, mut coll_s) = (0.0, 0u64, 0u64, 0u64, 0u64);
+    let mut speed = 0.0;
+    // Walker take-overs: the walker standing (< 0.2 m/s), and one that follows
+    // another within 2 s of the last take-over's end.
+    let (mut standing, mut repeat) = (0u64, 0u64);
+    let mut since_takeover = u64::MAX;
+    let mut obs = env.reset()?;
+    for _ in 0..total {
+        let plan = actor.plan(&obs, &dev);
+        let s = env.step([plan[0], plan[1]])?;
+        metres += s.distance;
+        speed += f64::from(s.frame.command[0]);
+        let by_walker = s.walker_clearance < near;
+        if s.intervention_started {
+            if by_walker {
+                walker += 1;
+                let (x, y) = (s.frame.pose[0], s.frame.pose[1]);
+                if let Some(w) = s.frame.walkers.iter().min_by(|a, b| {
+                    let da = (a.position[0] - x).hypot(a.position[1] - y);
+                    let db = (b.position[0] - x).hypot(b.position[1] - y);
+                    da.total_cmp(&db)
+                }) && w.velocity[0].hypot(w.velocity[1]) < 0.2
+                {
+                    standing += 1;
+                }
+                if since_takeover <= (2.0 * cfg.plan.control_hz) as u64 {
+                    repeat += 1;
+                }
+            } else {
+                stat += 1
+            }
+        }
+        since_takeover = if s.frame.intervention {
+            0
+        } else {
+            since_takeover.saturating_add(1)
+        };
+        if s.frame.collision {
+            if by_walker { coll_w += 1 } else { coll_s += 1 }
+        }
+        obs = if s.terminated || s.truncated {
+            env.reset()?
+        } else {
+            s.next_obs
+        };
+    }
+    let per = |n: u64| n as f64 * 100.0 / metres;
+    println!(
+        "{:.0} m, mean command {:.2} m/s; interventions/100 m: walker {:.2} (standing {:.2}, within 2 s of the last {:.2}), static {:.2}; collisions/100 m: walker {:.2}, static {:.2}",
+        metres,
+        speed / total as f64,
+        per(walker),
+        per(standing),
+        per(repeat),
+        per(stat),
+        per(coll_w),
+        per(coll_s)
+    );
+    Ok(())
+}
