@@ -265,7 +265,7 @@ impl Default for OnlineConfig {
             rollback_drop: 5.0,
             intervention_window: 5,
             pretrain_critic_steps: 3000,
-            eval_minutes: 5.0,
+            eval_minutes: 20.0,
             deploy_average: 1500.0,
         }
     }
