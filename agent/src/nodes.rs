@@ -521,6 +521,12 @@ pub fn fc_node(session: &Session, robot: &str, cfg: &NodeOptions, stop: &AtomicB
                         ))?;
                         last_state = Some(t.state);
                     }
+                    // An Arm whose acknowledgement was lost or late (a busy
+                    // link) must not be sent again: the firmware says it armed.
+                    if arm_due && t.state == fclink::FcState::Armed {
+                        arm_due = false;
+                        say("fc: armed (seen in telemetry; its acknowledgement was not)".into())?;
+                    }
                     let s = FcStatus {
                         state: state_code(t.state),
                         faults: t.faults,
