@@ -675,7 +675,7 @@ impl OnlineLearner {
             tracing::debug!(change, "SELFI actor update rejected: plan moved too far");
         } else {
             self.actor_updates += 1;
-            // A rejected update changed nothing, so the average stays too.
+            // Only an accepted update moves the average: a rejected one changed nothing.
             let on = &self.cfg.online;
             self.blend_deployed(on.policy_delay as f64 / on.updates_per_step.max(1) as f64);
         }
