@@ -5,8 +5,7 @@
 //! `cargo run --release -p rl --example selfi_causes -- CONFIG ACTOR.bpk SEED MINUTES [WALKER_M]`
 
 use rl::selfi::SelfiConfig;
-use rl::selfi::experiment::eval_seed;
-use rl::selfi::nav::NavEnv;
+use rl::selfi::experiment::fly_deployed;
 use rl::selfi::online::load_actor;
 use std::path::Path;
 
@@ -27,7 +26,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.plan.horizon,
         &dev,
     )?;
-    let mut env = NavEnv::new(&cfg, eval_seed(seed))?;
     let total = (minutes * 60.0 * cfg.plan.control_hz).round() as u64;
     let (mut metres, mut walker, mut stat, mut coll_w, mut coll_s) = (0.0, 0u64, 0u64, 0u64, 0u64);
     let mut speed = 0.0;
@@ -35,10 +33,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // another within 2 s of the last take-over's end.
     let (mut standing, mut repeat) = (0u64, 0u64);
     let mut since_takeover = u64::MAX;
-    let mut obs = env.reset()?;
-    for _ in 0..total {
-        let plan = actor.plan(&obs, &dev);
-        let s = env.step([plan[0], plan[1]])?;
+    let repeat_within = (2.0 * cfg.plan.control_hz) as u64;
+    fly_deployed(&actor, &cfg, seed, minutes, &dev, |s| {
         metres += s.distance;
         speed += f64::from(s.frame.command[0]);
         let by_walker = s.walker_clearance < near;
@@ -54,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 {
                     standing += 1;
                 }
-                if since_takeover <= (2.0 * cfg.plan.control_hz) as u64 {
+                if since_takeover <= repeat_within {
                     repeat += 1;
                 }
             } else {
@@ -69,12 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if s.frame.collision {
             if by_walker { coll_w += 1 } else { coll_s += 1 }
         }
-        obs = if s.terminated || s.truncated {
-            env.reset()?
-        } else {
-            s.next_obs
-        };
-    }
+    })?;
     let per = |n: u64| n as f64 * 100.0 / metres;
     println!(
         "{:.0} m, mean command {:.2} m/s; interventions/100 m: walker {:.2} (standing {:.2}, within 2 s of the last {:.2}), static {:.2}; collisions/100 m: walker {:.2}, static {:.2}",

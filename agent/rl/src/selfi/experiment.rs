@@ -4,7 +4,7 @@
 
 use super::data::{Dataset, Flight};
 use super::model::{Actor, FitReport, Models, fit_models, train_actor};
-use super::nav::{NavEnv, Wanderer};
+use super::nav::{NavEnv, NavStep, Wanderer};
 use super::online::{Arm, Critics, OnlineLearner, Transition, load_actor};
 use super::{OBS_DIM, SelfiConfig};
 use crate::RlError;
@@ -584,13 +584,8 @@ pub fn evaluate(
     minutes: f64,
     device: &Device,
 ) -> Result<Bin, RlError> {
-    let mut env = NavEnv::new(cfg, eval_seed(seed))?;
-    let total = (minutes * 60.0 * cfg.plan.control_hz).round() as u64;
     let mut bin = Bin::default();
-    let mut obs = env.reset()?;
-    for _ in 0..total {
-        let plan = actor.plan(&obs, device);
-        let s = env.step([plan[0], plan[1]])?;
+    fly_deployed(actor, cfg, seed, minutes, device, |s| {
         bin.distance += s.distance;
         bin.interventions += u64::from(s.intervention_started);
         bin.collisions += u64::from(s.frame.collision);
@@ -599,12 +594,35 @@ pub fn evaluate(
         if s.terminated || s.truncated {
             bin.episodes += 1;
             bin.successes += u64::from(s.frame.success);
-            obs = env.reset()?;
-        } else {
-            obs = s.next_obs;
         }
-    }
+    })?;
     Ok(bin)
+}
+
+/// The flight of [`evaluate`], every decision handed to `on_step` (studies
+/// that count more than a [`Bin`] holds use it directly).
+pub fn fly_deployed(
+    actor: &Actor,
+    cfg: &SelfiConfig,
+    seed: u64,
+    minutes: f64,
+    device: &Device,
+    mut on_step: impl FnMut(&NavStep),
+) -> Result<(), RlError> {
+    let mut env = NavEnv::new(cfg, eval_seed(seed))?;
+    let total = (minutes * 60.0 * cfg.plan.control_hz).round() as u64;
+    let mut obs = env.reset()?;
+    for _ in 0..total {
+        let plan = actor.plan(&obs, device);
+        let s = env.step([plan[0], plan[1]])?;
+        on_step(&s);
+        obs = if s.terminated || s.truncated {
+            env.reset()?
+        } else {
+            s.next_obs
+        };
+    }
+    Ok(())
 }
 
 /// Fly `arm` online for `minutes` simulated minutes on run `seed`, learning as
