@@ -5,7 +5,7 @@
 use super::data::{Dataset, Flight};
 use super::model::{Actor, FitReport, Models, fit_models, train_actor};
 use super::nav::{NavEnv, NavStep, Wanderer};
-use super::online::{Arm, Critics, OnlineLearner, Transition, load_actor};
+use super::online::{Arm, Critics, OnlineLearner, Transition, critic_features, load_actor};
 use super::{OBS_DIM, SelfiConfig};
 use crate::RlError;
 use crate::learner::{load_module, save_module};
@@ -376,6 +376,7 @@ impl OfflineBundle {
         let trained = &self.card.config.online;
         let same = trained.variant == cfg.online.variant
             && trained.critic_hidden == cfg.online.critic_hidden
+            && critic_features(arm, &self.card.config) == critic_features(arm, cfg)
             && trained.gamma == cfg.online.gamma
             && trained.j_weight == cfg.online.j_weight
             && self.card.config.reward == cfg.reward;
@@ -432,7 +433,12 @@ impl OfflineBundle {
         if cfg.online.pretrain_critic_steps > 0 {
             for arm in [Arm::Selfi, Arm::Plain] {
                 let c = load_module(
-                    Critics::new(&cfg.online.critic_hidden, device, 0),
+                    Critics::new(
+                        &cfg.online.critic_hidden,
+                        critic_features(arm, cfg),
+                        device,
+                        0,
+                    ),
                     &dir.join(format!("critics_{}.bpk", arm.name())),
                 )?;
                 critics.push((arm, c));
@@ -585,7 +591,7 @@ pub fn evaluate(
     device: &Device,
 ) -> Result<Bin, RlError> {
     let mut bin = Bin::default();
-    fly_deployed(actor, cfg, seed, minutes, device, |s| {
+    fly_deployed(actor, cfg, seed, minutes, device, |_, _, s| {
         bin.distance += s.distance;
         bin.interventions += u64::from(s.intervention_started);
         bin.collisions += u64::from(s.frame.collision);
@@ -599,15 +605,16 @@ pub fn evaluate(
     Ok(bin)
 }
 
-/// The flight of [`evaluate`], every decision handed to `on_step` (studies
-/// that count more than a [`Bin`] holds use it directly).
+/// The flight of [`evaluate`], every decision handed to `on_step` as (the
+/// observation decided on, the plan, the step) (studies that count more than a
+/// [`Bin`] holds use it directly).
 pub fn fly_deployed(
     actor: &Actor,
     cfg: &SelfiConfig,
     seed: u64,
     minutes: f64,
     device: &Device,
-    mut on_step: impl FnMut(&NavStep),
+    mut on_step: impl FnMut(&[f32], &[f32], &NavStep),
 ) -> Result<(), RlError> {
     let mut env = NavEnv::new(cfg, eval_seed(seed))?;
     let total = (minutes * 60.0 * cfg.plan.control_hz).round() as u64;
@@ -615,7 +622,7 @@ pub fn fly_deployed(
     for _ in 0..total {
         let plan = actor.plan(&obs, device);
         let s = env.step([plan[0], plan[1]])?;
-        on_step(&s);
+        on_step(&obs, &plan, &s);
         obs = if s.terminated || s.truncated {
             env.reset()?
         } else {

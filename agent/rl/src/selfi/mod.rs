@@ -109,6 +109,17 @@ pub struct ObjectiveConfig {
     /// Centre-to-centre distance to a tracked walker under which a planned pose
     /// counts as too close (m).
     pub walker_clearance: f64,
+    /// Weight of the walkers' predicted presence where the supervisor would take
+    /// over: per planned pose, the sum over tracked walkers of a soft "inside the
+    /// central third of the view and nearer than `ahead_distance + ahead_per_speed
+    /// · commanded speed`" (surface distance), averaged over the plan. 0: off.
+    pub walker_ahead: f64,
+    /// Surface distance under which a walker ahead counts (m): the supervisor's
+    /// `nav.stop_distance` plus a margin for prediction error.
+    pub ahead_distance: f64,
+    /// Growth of that distance with the commanded forward speed (s): the
+    /// supervisor's `nav.stop_per_speed`.
+    pub ahead_per_speed: f64,
 }
 
 impl Default for ObjectiveConfig {
@@ -120,6 +131,9 @@ impl Default for ObjectiveConfig {
             unsafe_distance: 0.5,
             walker: 2.0,
             walker_clearance: 1.5,
+            walker_ahead: 0.0,
+            ahead_distance: 0.75,
+            ahead_per_speed: 0.35,
         }
     }
 }
@@ -239,6 +253,12 @@ pub struct OnlineConfig {
     /// stretch of critic estimates does not swing the flying policy. 0: the
     /// learning actor itself flies.
     pub deploy_average: f64,
+    /// The SELFI arm's critics also see J's parts for the plan they score
+    /// (goal progress, predicted unsafe share, walker closeness; see
+    /// [`model::objective_features`]), so Q̄ can learn from few take-overs how much
+    /// each predicted risk costs beyond J's own weights, and the actor follows
+    /// that through the models. The plain arm never sees them (no J anywhere).
+    pub critic_features: bool,
 }
 
 impl Default for OnlineConfig {
@@ -267,6 +287,7 @@ impl Default for OnlineConfig {
             pretrain_critic_steps: 3000,
             eval_minutes: 20.0,
             deploy_average: 1500.0,
+            critic_features: false,
         }
     }
 }
@@ -407,6 +428,9 @@ impl SelfiConfig {
             (o.collision, "objective.collision"),
             (o.smoothness, "objective.smoothness"),
             (o.walker, "objective.walker"),
+            (o.walker_ahead, "objective.walker_ahead"),
+            (o.ahead_distance, "objective.ahead_distance"),
+            (o.ahead_per_speed, "objective.ahead_per_speed"),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("`{k}` must be ≥ 0, not {v}"));

@@ -10,7 +10,11 @@
 //!
 //! where close_w(k) is a soft "the planned pose k is within the clearance of
 //! tracked walker w", with w where the learned walker-motion model (the brief's
-//! PedNet analogue) says it will be k steps on.
+//! PedNet analogue) says it will be k steps on. With `walker_ahead` > 0, J also
+//! subtracts w_ahead · mean_k Σ_w ahead_w(k): a soft "walker w is where the
+//! supervisor would take over at pose k" — inside the central third of the view
+//! and nearer than `ahead_distance + ahead_per_speed · commanded speed` — which
+//! unlike the clearance disc does not score passing beside a walker.
 //!
 //! where progress is how much closer to the goal the plan comes (its closest
 //! approach, since a flight ends at the goal), divided by the most a plan can
@@ -86,6 +90,9 @@ pub struct JParts {
     pub smoothness: Tensor<2>,
     /// Mean over the plan of the summed soft closeness to tracked walkers (unweighted).
     pub walker_risk: Tensor<2>,
+    /// Mean over the plan of the summed soft "a walker is where the supervisor
+    /// would take over" (unweighted).
+    pub walker_ahead: Tensor<2>,
 }
 
 /// J(s, τ) for a batch: `obs` `[n, OBS_DIM]` (scan features, velocity, goal
@@ -114,6 +121,7 @@ pub fn objective(
     let mut x = vf.zeros_like();
     let mut y = vf.zeros_like();
     let mut yaw = vf.zeros_like();
+    let mut yaws = Vec::with_capacity(h);
     let mut poses = Vec::with_capacity(h);
     let mut dists = Vec::with_capacity(h);
     let (mut xs, mut ys) = (Vec::with_capacity(h), Vec::with_capacity(h));
@@ -131,6 +139,7 @@ pub fn objective(
         x = x + c.clone() * dx.clone() - s.clone() * dy.clone();
         y = y + s * dx + c * dy;
         yaw = yaw + dyaw;
+        yaws.push(yaw.clone());
         xs.push(x.clone());
         ys.push(y.clone());
         dists.push(
@@ -166,21 +175,35 @@ pub fn objective(
     let progress = (dist - dh).div_scalar(vdt * h as f64);
     let smoothness = if h > 1 {
         let a = plan.clone().slice([0..n, 2..2 * h]);
-        let b = plan.slice([0..n, 0..2 * h - 2]);
+        let b = plan.clone().slice([0..n, 0..2 * h - 2]);
         (a - b).powi_scalar(2).mean_dim(1)
     } else {
         progress.zeros_like()
     };
-    let walker_risk = walker_risk(
+    // Commanded forward speeds (m/s), what the supervisor's limit grows with.
+    let speeds = Tensor::cat(
+        (0..h)
+            .map(|k| plan.clone().slice([0..n, 2 * k..2 * k + 1]))
+            .collect(),
+        1,
+    )
+    .add_scalar(1.0)
+    .mul_scalar(0.5 * p.max_speed);
+    let (walker_risk, walker_ahead) = walker_risk(
         models,
         obs_all,
-        Tensor::cat(xs, 1),
-        Tensor::cat(ys, 1),
-        w.walker_clearance,
+        PlannedPoses {
+            xs: Tensor::cat(xs, 1),
+            ys: Tensor::cat(ys, 1),
+            yaws: Tensor::cat(yaws, 1),
+            speeds,
+        },
+        w,
     );
     let total = progress.clone().mul_scalar(w.goal)
         - unsafe_prob.clone().mul_scalar(w.collision)
         - walker_risk.clone().mul_scalar(w.walker)
+        - walker_ahead.clone().mul_scalar(w.walker_ahead)
         - smoothness.clone().mul_scalar(w.smoothness);
     JParts {
         total,
@@ -188,6 +211,7 @@ pub fn objective(
         unsafe_prob,
         smoothness,
         walker_risk,
+        walker_ahead,
     }
 }
 
@@ -195,17 +219,46 @@ pub fn objective(
 /// sigmoid((clearance − distance) / this).
 const WALKER_SOFTNESS: f64 = 0.15;
 
-/// Σ over tracked walkers of mean_k sigmoid((clearance − |pose_k − walker_k|) / softness),
-/// `[n, 1]`; `xs`, `ys` `[n, H]` are the planned positions in the heading frame.
+/// The radius J assumes for a tracked person (m; the twin's walkers are 0.25 m).
+const WALKER_RADIUS: f64 = 0.25;
+
+/// Half the central third of the camera's 90° view, where the supervisor looks.
+const CENTRAL_HALF_ANGLE_DEG: f64 = 15.0;
+
+/// The plan's poses in the heading frame, each `[n, H]`.
+struct PlannedPoses {
+    xs: Tensor<2>,
+    ys: Tensor<2>,
+    yaws: Tensor<2>,
+    /// Commanded forward speed (m/s).
+    speeds: Tensor<2>,
+}
+
+/// (Σ over tracked walkers of mean_k sigmoid((clearance − |pose_k − walker_k|) / softness),
+/// Σ over tracked walkers of mean_k ahead_w(k)), each `[n, 1]`, where ahead_w(k)
+/// is a soft "walker w's surface is inside pose k's central third and nearer than
+/// `ahead_distance + ahead_per_speed · speed_k`".
 fn walker_risk(
     models: &Models,
     obs: Tensor<2>,
-    xs: Tensor<2>,
-    ys: Tensor<2>,
-    clearance: f64,
-) -> Tensor<2> {
+    poses: PlannedPoses,
+    w: &ObjectiveConfig,
+) -> (Tensor<2>, Tensor<2>) {
+    let PlannedPoses {
+        xs,
+        ys,
+        yaws,
+        speeds,
+    } = poses;
     let [n, h] = xs.dims();
+    let (cos, sin) = (yaws.clone().cos(), yaws.sin());
+    let tan = CENTRAL_HALF_ANGLE_DEG.to_radians().tan();
+    let edge = WALKER_RADIUS / CENTRAL_HALF_ANGLE_DEG.to_radians().cos();
+    let limit = speeds
+        .mul_scalar(w.ahead_per_speed)
+        .add_scalar(w.ahead_distance + WALKER_RADIUS);
     let mut risk = xs.zeros_like().slice([0..n, 0..1]);
+    let mut ahead = risk.clone();
     for slot in 0..TRACKS {
         let at = TRACKS_AT + slot * TRACK_FEATURES;
         let seen = obs.clone().slice([0..n, at..at + 1]);
@@ -225,17 +278,35 @@ fn walker_risk(
             .reshape([n, h, 2]);
         let px = disp.clone().slice([0..n, 0..h, 0..1]).reshape([n, h]) + wx;
         let py = disp.slice([0..n, 0..h, 1..2]).reshape([n, h]) + wy;
-        let d = ((xs.clone() - px).powi_scalar(2) + (ys.clone() - py).powi_scalar(2))
+        let (dx, dy) = (px - xs.clone(), py - ys.clone());
+        let d = (dx.clone().powi_scalar(2) + dy.clone().powi_scalar(2))
             .add_scalar(1e-6)
             .sqrt();
         let close = burn::tensor::activation::sigmoid(
-            d.neg().add_scalar(clearance).div_scalar(WALKER_SOFTNESS),
+            d.clone()
+                .neg()
+                .add_scalar(w.walker_clearance)
+                .div_scalar(WALKER_SOFTNESS),
         )
         .mean_dim(1);
-        risk = risk + close * seen;
+        risk = risk + close * seen.clone();
+        use burn::tensor::activation::sigmoid;
+        let fwd = cos.clone() * dx.clone() + sin.clone() * dy.clone();
+        let lat = (cos.clone() * dy - sin.clone() * dx)
+            .powi_scalar(2)
+            .add_scalar(1e-4)
+            .sqrt();
+        let inside = sigmoid(
+            (fwd.clone().mul_scalar(tan).add_scalar(edge) - lat).div_scalar(AHEAD_SOFTNESS),
+        ) * sigmoid(fwd.div_scalar(AHEAD_SOFTNESS));
+        let near = sigmoid((limit.clone() - d).div_scalar(AHEAD_SOFTNESS));
+        ahead = ahead + (inside * near).mean_dim(1) * seen;
     }
-    risk
+    (risk, ahead)
 }
+
+/// How soft the edges of the take-over region are (m).
+const AHEAD_SOFTNESS: f64 = 0.1;
 
 /// The value of a scalar loss, or the error that stops training when it is NaN
 /// or infinite (`what` names the loss, `step` where it happened).
@@ -505,6 +576,47 @@ impl Actor {
     }
 }
 
+/// How many of J's parts [`objective_features`] gives.
+pub const OBJECTIVE_FEATURES: usize = 4;
+
+/// J's parts that say what a plan risks, `[n, OBJECTIVE_FEATURES]`: goal progress,
+/// mean predicted unsafe share, walker closeness and walkers where the supervisor
+/// would take over (unweighted; each of order 1; the last is computed whatever
+/// its weight in J).
+/// The SELFI critics may take them as inputs (`online.critic_features`).
+pub fn objective_features(parts: &JParts) -> Tensor<2> {
+    Tensor::cat(
+        vec![
+            parts.progress.clone(),
+            parts.unsafe_prob.clone(),
+            parts.walker_risk.clone(),
+            parts.walker_ahead.clone(),
+        ],
+        1,
+    )
+}
+
+/// J and its [`objective_features`] on a batch of plain rows (no gradient):
+/// (J per row, features row-major).
+pub fn objective_values_and_features(
+    models: &Models,
+    obs: &[f32],
+    plans: &[f32],
+    p: &PlanConfig,
+    w: &ObjectiveConfig,
+    device: &Device,
+) -> (Vec<f32>, Vec<f32>) {
+    let n = obs.len() / OBS_DIM;
+    let j = objective(
+        models,
+        matrix(obs.to_vec(), n, OBS_DIM, device),
+        matrix(plans.to_vec(), n, 2 * p.horizon, device),
+        p,
+        w,
+    );
+    (values(j.total.clone()), values(objective_features(&j)))
+}
+
 /// J's value on a batch of plain rows (no gradient): `obs` rows of OBS_DIM, plans of 2H.
 pub fn objective_values(
     models: &Models,
@@ -726,7 +838,10 @@ mod tests {
         }
         all.extend(&rows[1]);
         plans.extend(&stop);
-        let n = rows.len() + 1;
+        // A walker standing 1.1 m beside the path: passed, not in the way.
+        all.extend(obs(&track(1.2, 1.1, 0.0)));
+        plans.extend(&straight);
+        let n = rows.len() + 2;
         let parts = objective(
             &models,
             matrix(all, n, OBS_DIM, &d),
@@ -741,5 +856,29 @@ mod tests {
         assert!(risk[4] < 0.5 * risk[1], "stopping short of it: {risk:?}");
         let j = values(parts.total);
         assert!(j[1] < j[0] - 0.5, "{j:?}");
+        // The supervisor-shaped term: a walker ahead within the take-over
+        // distance counts; one beside the path (inside the clearance disc) and
+        // one the plan stops short of do not.
+        let ahead = values(parts.walker_ahead);
+        assert_eq!(ahead[0], 0.0, "no walker: {ahead:?}");
+        assert!(ahead[1] > 0.3, "flying at a standing walker: {ahead:?}");
+        assert!(risk[5] > 0.3, "the disc scores the pass: {risk:?}");
+        assert!(ahead[5] < 0.1 * ahead[1], "passing beside it: {ahead:?}");
+        assert!(ahead[4] < 0.5 * ahead[1], "stopping short of it: {ahead:?}");
+        let mut weighted = w.clone();
+        weighted.walker_ahead = 2.0;
+        let with = objective(
+            &models,
+            matrix(rows[1].clone(), 1, OBS_DIM, &d),
+            matrix(straight.clone(), 1, 2 * h, &d),
+            &p,
+            &weighted,
+        );
+        let j_with = values(with.total)[0];
+        assert!(
+            (j[1] - 2.0 * ahead[1] - j_with).abs() < 1e-4,
+            "J subtracts walker_ahead · the term: {} vs {j_with}",
+            j[1] - 2.0 * ahead[1]
+        );
     }
 }

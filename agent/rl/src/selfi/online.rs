@@ -12,7 +12,10 @@
 //! than `max_plan_change` is rejected; when a window of episode returns falls
 //! `rollback_drop` below the first window's, the last good actor comes back.
 
-use super::model::{Actor, Models, finite_loss, objective};
+use super::model::{
+    Actor, Models, OBJECTIVE_FEATURES, finite_loss, objective, objective_features,
+    objective_values_and_features,
+};
 use super::{OBS_DIM, SelfiConfig, Variant};
 use crate::RlError;
 use crate::learner::{load_module, save_module};
@@ -54,10 +57,10 @@ pub struct Critics {
 }
 
 impl Critics {
-    /// Fresh twin critics of `hidden` widths for the SELFI observation and a0,
-    /// output layers at zero.
-    pub fn new(hidden: &[usize], device: &Device, seed: u64) -> Critics {
-        let mut s = vec![OBS_DIM + 2];
+    /// Fresh twin critics of `hidden` widths for the SELFI observation, a0 and
+    /// `features` more inputs (J's parts, [`critic_features`]), output layers at zero.
+    pub fn new(hidden: &[usize], features: usize, device: &Device, seed: u64) -> Critics {
+        let mut s = vec![OBS_DIM + 2 + features];
         s.extend(hidden);
         s.push(1);
         Critics {
@@ -66,8 +69,15 @@ impl Critics {
         }
     }
 
-    fn forward(&self, obs: Tensor<2>, a0: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
-        let x = Tensor::cat(vec![obs, a0], 1);
+    fn forward(
+        &self,
+        obs: Tensor<2>,
+        a0: Tensor<2>,
+        features: Option<Tensor<2>>,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let mut x = vec![obs, a0];
+        x.extend(features);
+        let x = Tensor::cat(x, 1);
         (self.q1.forward(x.clone()), self.q2.forward(x))
     }
 
@@ -76,6 +86,16 @@ impl Critics {
             q1: self.q1.soft_update(&online.q1, tau),
             q2: self.q2.soft_update(&online.q2, tau),
         }
+    }
+}
+
+/// How many of J's parts the critics of `arm` take as inputs under `cfg`
+/// (`online.critic_features`; the SELFI arm only).
+pub fn critic_features(arm: Arm, cfg: &SelfiConfig) -> usize {
+    if arm == Arm::Selfi && cfg.online.critic_features {
+        OBJECTIVE_FEATURES
+    } else {
+        0
     }
 }
 
@@ -253,7 +273,12 @@ impl OnlineLearner {
             1.0 / std.max(1e-3)
         };
         let j_scale = cfg.online.j_weight as f32 * base;
-        let critics = Critics::new(&cfg.online.critic_hidden, &ad, seed.wrapping_add(11));
+        let critics = Critics::new(
+            &cfg.online.critic_hidden,
+            critic_features(arm, cfg),
+            &ad,
+            seed.wrapping_add(11),
+        );
         Ok(OnlineLearner {
             arm,
             plain: device.clone(),
@@ -370,17 +395,20 @@ impl OnlineLearner {
     pub fn q_parts(&mut self, obs: &[f32], plan: &[f32]) -> (f32, f32) {
         let d = self.plain.clone();
         let h2 = 2 * self.cfg.plan.horizon;
-        let j = super::model::objective_values(
+        let (j, f) = objective_values_and_features(
             &self.models,
             obs,
             plan,
             &self.cfg.plan,
             &self.cfg.objective,
             &d,
-        )[0] * self.j_scale;
+        );
+        let j = j[0] * self.j_scale;
         let (q1, _) = self.critics.valid().forward(
             matrix(obs.to_vec(), 1, OBS_DIM, &d),
             matrix(plan[..2.min(h2)].to_vec(), 1, 2, &d),
+            self.features()
+                .then(|| matrix(f, 1, OBJECTIVE_FEATURES, &d)),
         );
         (j, values(q1)[0])
     }
@@ -481,6 +509,11 @@ impl OnlineLearner {
         self.arm == Arm::Selfi
     }
 
+    /// The critics take J's parts as inputs.
+    fn features(&self) -> bool {
+        critic_features(self.arm, &self.cfg) > 0
+    }
+
     /// One critic step, and an actor step when due.
     fn update(&mut self, b: &Batch) -> Result<(), RlError> {
         self.update_with(b, true)
@@ -502,7 +535,9 @@ impl OnlineLearner {
             }
         }
         let j_in_target = self.uses_j() && on.variant == Variant::JInTarget;
-        let (j_now, j_next) = if j_in_target {
+        let features = self.features();
+        let (mut f_now, mut f_next) = (None, None);
+        let (j_now, j_next) = if j_in_target || features {
             let p = &self.cfg.plan;
             let w = &self.cfg.objective;
             // Q(s, a0) = c·J(s, τ(s, a0)) + Q̄(s, a0) needs τ to be a function of
@@ -518,13 +553,20 @@ impl OnlineLearner {
                 tau[i * h2] = b.plan[i * h2];
                 tau[i * h2 + 1] = b.plan[i * h2 + 1];
             }
-            let jn = super::model::objective_values(&self.models, &b.obs, &tau, p, w, &d);
-            let jx =
-                super::model::objective_values(&self.models, &b.next_obs, &next_plan, p, w, &d);
-            (
-                jn.iter().map(|v| v * self.j_scale).collect(),
-                jx.iter().map(|v| v * self.j_scale).collect(),
-            )
+            let (jn, fnow) = objective_values_and_features(&self.models, &b.obs, &tau, p, w, &d);
+            let (jx, fnext) =
+                objective_values_and_features(&self.models, &b.next_obs, &next_plan, p, w, &d);
+            if features {
+                (f_now, f_next) = (Some(fnow), Some(fnext));
+            }
+            if j_in_target {
+                (
+                    jn.iter().map(|v| v * self.j_scale).collect(),
+                    jx.iter().map(|v| v * self.j_scale).collect(),
+                )
+            } else {
+                (vec![0.0; n], vec![0.0; n])
+            }
         } else {
             (vec![0.0; n], vec![0.0; n])
         };
@@ -534,7 +576,7 @@ impl OnlineLearner {
         let a0: Vec<f32> = (0..n)
             .flat_map(|i| [b.plan[i * h2], b.plan[i * h2 + 1]])
             .collect();
-        let loss = self.critic_step(b, &a0, &j_now, &j_next, &next_a0)?;
+        let loss = self.critic_step(b, &a0, &j_now, &j_next, &next_a0, f_now, f_next)?;
         self.log.critic_loss = loss;
         self.updates += 1;
         if allow_actor
@@ -555,7 +597,9 @@ impl OnlineLearner {
     }
 
     /// One critic step towards y = r + γ[J(s', τ') + min Q̄'(s', a0')] − J(s, τ)
-    /// (J values given; zeros for variant B and the plain arm). Returns the loss.
+    /// (J values given; zeros for variant B and the plain arm), with J's parts
+    /// of τ and τ' as further inputs when the critics take them. Returns the loss.
+    #[allow(clippy::too_many_arguments)]
     pub fn critic_step(
         &mut self,
         b: &Batch,
@@ -563,12 +607,16 @@ impl OnlineLearner {
         j_now: &[f32],
         j_next: &[f32],
         next_a0: &[f32],
+        features_now: Option<Vec<f32>>,
+        features_next: Option<Vec<f32>>,
     ) -> Result<f32, RlError> {
         let n = b.n;
         let d = self.plain.clone();
+        let k = OBJECTIVE_FEATURES;
         let (t1, t2) = self.critic_target.forward(
             matrix(b.next_obs.clone(), n, OBS_DIM, &d),
             matrix(next_a0.to_vec(), n, 2, &d),
+            features_next.map(|f| matrix(f, n, k, &d)),
         );
         let (t1, t2) = (values(t1), values(t2));
         let y: Vec<f32> = (0..n)
@@ -577,6 +625,7 @@ impl OnlineLearner {
         let (q1, q2) = self.critics.forward(
             matrix(b.obs.clone(), n, OBS_DIM, &self.ad),
             matrix(a0.to_vec(), n, 2, &self.ad),
+            features_now.map(|f| matrix(f, n, k, &self.ad)),
         );
         let y = matrix(y, n, 1, &self.ad);
         let e1 = q1 - y.clone();
@@ -599,21 +648,26 @@ impl OnlineLearner {
         let (plan, pre) = self.actor.forward_pre(obs.clone());
         let mut total = plan.zeros_like().slice([0..n, 0..1]);
         let (mut jm, mut qm) = (0.0, 0.0);
-        if with_j {
-            let j = objective(
+        let features = self.features();
+        let parts = (with_j || (with_q && features)).then(|| {
+            objective(
                 &self.models_ad,
                 obs.clone(),
                 plan.clone(),
                 &self.cfg.plan,
                 &self.cfg.objective,
             )
-            .total
-            .mul_scalar(self.j_scale);
+        });
+        if let Some(parts) = parts.as_ref().filter(|_| with_j) {
+            let j = parts.total.clone().mul_scalar(self.j_scale);
             jm = values(j.clone().mean())[0];
             total = total + j;
         }
         if with_q {
-            let (q1, _) = self.critics.forward(obs, plan.slice([0..n, 0..2]));
+            // Q̄ sees J's parts of the plan: its gradient reaches the plan through
+            // them (the models are frozen), as well as through a0.
+            let f = parts.as_ref().filter(|_| features).map(objective_features);
+            let (q1, _) = self.critics.forward(obs, plan.slice([0..n, 0..2]), f);
             qm = values(q1.clone().mean())[0];
             total = total + q1;
         }
@@ -847,6 +901,77 @@ mod tests {
         assert_eq!(qbar, 0.0);
     }
 
+    /// With `critic_features`, Q̄ of the SELFI arm sees J's parts of the plan it
+    /// scores, so its gradient reaches the plan's later commands (through the
+    /// frozen models); without them, and always for the plain arm, only the
+    /// first command matters to Q̄.
+    #[test]
+    fn critic_features_let_qbar_score_the_whole_plan() {
+        let h2 = 2 * SelfiConfig::default().plan.horizon;
+        let mut rng = Rng::new(21);
+        let n = 64;
+        let obs: Vec<f32> = (0..n * OBS_DIM)
+            .map(|_| rng.range(0.0, 1.0) as f32)
+            .collect();
+        let plan: Vec<f32> = (0..n * h2).map(|_| rng.range(-1.0, 1.0) as f32).collect();
+        let b = Batch {
+            obs: obs.clone(),
+            plan: plan.clone(),
+            reward: (0..n).map(|i| -((i % 5) as f32)).collect(),
+            discount: vec![0.0; n],
+            next_obs: obs.clone(),
+            n,
+        };
+        // Gradient of mean Q̄1 over the rows with respect to the plans.
+        let plan_gradient = |l: &OnlineLearner| -> Vec<f32> {
+            let o = matrix(obs.clone(), n, OBS_DIM, &l.ad);
+            let p = matrix(plan.clone(), n, h2, &l.ad).require_grad();
+            let f = l.features().then(|| {
+                objective_features(&objective(
+                    &l.models_ad,
+                    o.clone(),
+                    p.clone(),
+                    &l.cfg.plan,
+                    &l.cfg.objective,
+                ))
+            });
+            let (q1, _) = l.critics.forward(o, p.clone().slice([0..n, 0..2]), f);
+            let g = q1.mean().backward();
+            values(p.grad(&g).expect("the plan takes part in Q̄"))
+        };
+        let later = |g: &[f32]| -> f32 {
+            g.chunks(h2)
+                .map(|r| r[2..].iter().map(|v| v.abs()).sum::<f32>())
+                .sum()
+        };
+        let first = |g: &[f32]| -> f32 {
+            g.chunks(h2)
+                .map(|r| r[..2].iter().map(|v| v.abs()).sum::<f32>())
+                .sum()
+        };
+        let mut cfg = SelfiConfig::default();
+        cfg.online.critic_features = true;
+        for (arm, features) in [(Arm::Selfi, true), (Arm::Plain, false)] {
+            let mut l = learner(arm, &cfg);
+            assert_eq!(l.features(), features, "{arm:?}");
+            assert_eq!(critic_features(arm, &cfg) > 0, features);
+            for _ in 0..20 {
+                l.update_with(&b, false).unwrap();
+            }
+            let g = plan_gradient(&l);
+            assert!(first(&g) > 0.0, "{arm:?}: Q̄ scores the first command");
+            if features {
+                assert!(later(&g) > 1e-3 * first(&g), "{arm:?}: {}", later(&g));
+            } else {
+                assert_eq!(later(&g), 0.0, "{arm:?}");
+            }
+        }
+        cfg.online.critic_features = false;
+        let l = learner(Arm::Selfi, &cfg);
+        assert!(!l.features());
+        assert_eq!(later(&plan_gradient(&l)), 0.0);
+    }
+
     /// L2: on a toy with known J and reward, Q̄ converges to the residual of the
     /// chosen variant: s' = −s, r = 1 − a², J(s, a) = s·a, γ = 0.5, next action 0.
     /// A: Q̄ = 2 − a² − s·a.  B: Q̄ = 2 − a².
@@ -886,7 +1011,8 @@ mod tests {
                     jx.push(0.0); // J(s', 0) = 0
                 }
                 let next_a0 = vec![0.0; 2 * n];
-                l.critic_step(&b, &a0, &jn, &jx, &next_a0).unwrap();
+                l.critic_step(&b, &a0, &jn, &jx, &next_a0, None, None)
+                    .unwrap();
                 let online = l.critics.valid();
                 let old = std::mem::replace(&mut l.critic_target, online.clone());
                 l.critic_target = old.soft_update(&online, cfg.online.tau);
@@ -900,6 +1026,7 @@ mod tests {
                     let (q, _) = l.critics.valid().forward(
                         matrix(row(s), 1, OBS_DIM, &d),
                         matrix(vec![a, 0.0], 1, 2, &d),
+                        None,
                     );
                     let want = 2.0 - a * a - if j_in { s * a } else { 0.0 };
                     err += (values(q)[0] - want).abs();
