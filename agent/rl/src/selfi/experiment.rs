@@ -331,9 +331,17 @@ fn fit_j_scale(
         .zip(plans.chunks(2 * cfg.plan.horizon * 1024))
     {
         j.extend(
-            super::model::objective_values(models, o, p, &cfg.plan, &cfg.objective, device)
-                .into_iter()
-                .map(f64::from),
+            super::model::objective_values_and_features(
+                models,
+                o,
+                p,
+                &cfg.plan,
+                &cfg.objective,
+                device,
+            )
+            .0
+            .into_iter()
+            .map(f64::from),
         );
     }
     let n = g.len().max(1) as f64;

@@ -91,7 +91,7 @@ pub struct JParts {
     /// Mean over the plan of the summed soft closeness to tracked walkers (unweighted).
     pub walker_risk: Tensor<2>,
     /// Mean over the plan of the summed soft "a walker is where the supervisor
-    /// would take over" (unweighted).
+    /// would take over" (unweighted; computed only when its weight is > 0, else 0).
     pub walker_ahead: Tensor<2>,
 }
 
@@ -290,17 +290,19 @@ fn walker_risk(
         )
         .mean_dim(1);
         risk = risk + close * seen.clone();
-        use burn::tensor::activation::sigmoid;
-        let fwd = cos.clone() * dx.clone() + sin.clone() * dy.clone();
-        let lat = (cos.clone() * dy - sin.clone() * dx)
-            .powi_scalar(2)
-            .add_scalar(1e-4)
-            .sqrt();
-        let inside = sigmoid(
-            (fwd.clone().mul_scalar(tan).add_scalar(edge) - lat).div_scalar(AHEAD_SOFTNESS),
-        ) * sigmoid(fwd.div_scalar(AHEAD_SOFTNESS));
-        let near = sigmoid((limit.clone() - d).div_scalar(AHEAD_SOFTNESS));
-        ahead = ahead + (inside * near).mean_dim(1) * seen;
+        if w.walker_ahead > 0.0 {
+            use burn::tensor::activation::sigmoid;
+            let fwd = cos.clone() * dx.clone() + sin.clone() * dy.clone();
+            let lat = (cos.clone() * dy - sin.clone() * dx)
+                .powi_scalar(2)
+                .add_scalar(1e-4)
+                .sqrt();
+            let inside = sigmoid(
+                (fwd.clone().mul_scalar(tan).add_scalar(edge) - lat).div_scalar(AHEAD_SOFTNESS),
+            ) * sigmoid(fwd.div_scalar(AHEAD_SOFTNESS));
+            let near = sigmoid((limit.clone() - d).div_scalar(AHEAD_SOFTNESS));
+            ahead = ahead + (inside * near).mean_dim(1) * seen;
+        }
     }
     (risk, ahead)
 }
@@ -581,8 +583,8 @@ pub const OBJECTIVE_FEATURES: usize = 4;
 
 /// J's parts that say what a plan risks, `[n, OBJECTIVE_FEATURES]`: goal progress,
 /// mean predicted unsafe share, walker closeness and walkers where the supervisor
-/// would take over (unweighted; each of order 1; the last is computed whatever
-/// its weight in J).
+/// would take over (unweighted; each of order 1; the last is 0 unless
+/// `walker_ahead` > 0, which is when J computes it).
 /// The SELFI critics may take them as inputs (`online.critic_features`).
 pub fn objective_features(parts: &JParts) -> Tensor<2> {
     Tensor::cat(
@@ -597,7 +599,7 @@ pub fn objective_features(parts: &JParts) -> Tensor<2> {
 }
 
 /// J and its [`objective_features`] on a batch of plain rows (no gradient):
-/// (J per row, features row-major).
+/// `obs` rows of OBS_DIM, plans of 2H → (J per row, features row-major).
 pub fn objective_values_and_features(
     models: &Models,
     obs: &[f32],
@@ -615,26 +617,6 @@ pub fn objective_values_and_features(
         w,
     );
     (values(j.total.clone()), values(objective_features(&j)))
-}
-
-/// J's value on a batch of plain rows (no gradient): `obs` rows of OBS_DIM, plans of 2H.
-pub fn objective_values(
-    models: &Models,
-    obs: &[f32],
-    plans: &[f32],
-    p: &PlanConfig,
-    w: &ObjectiveConfig,
-    device: &Device,
-) -> Vec<f32> {
-    let n = obs.len() / OBS_DIM;
-    let j = objective(
-        models,
-        matrix(obs.to_vec(), n, OBS_DIM, device),
-        matrix(plans.to_vec(), n, 2 * p.horizon, device),
-        p,
-        w,
-    );
-    values(j.total)
 }
 
 /// Train the actor offline to maximise J over the dataset's states through the
@@ -725,7 +707,7 @@ mod tests {
         both.extend(&obs);
         let mut plans = straight.clone();
         plans.extend(&away);
-        let j = objective_values(&models, &both, &plans, &p, &w, &d);
+        let (j, _) = objective_values_and_features(&models, &both, &plans, &p, &w, &d);
         assert!(
             j[0] > j[1] + 0.1,
             "straight at the goal {} vs turning away {}",
@@ -844,8 +826,8 @@ mod tests {
         let n = rows.len() + 2;
         let parts = objective(
             &models,
-            matrix(all, n, OBS_DIM, &d),
-            matrix(plans, n, 2 * h, &d),
+            matrix(all.clone(), n, OBS_DIM, &d),
+            matrix(plans.clone(), n, 2 * h, &d),
             &p,
             &w,
         );
@@ -856,29 +838,31 @@ mod tests {
         assert!(risk[4] < 0.5 * risk[1], "stopping short of it: {risk:?}");
         let j = values(parts.total);
         assert!(j[1] < j[0] - 0.5, "{j:?}");
-        // The supervisor-shaped term: a walker ahead within the take-over
-        // distance counts; one beside the path (inside the clearance disc) and
-        // one the plan stops short of do not.
-        let ahead = values(parts.walker_ahead);
+        // The supervisor-shaped term (computed when weighted): a walker ahead
+        // within the take-over distance counts; one beside the path (inside the
+        // clearance disc) and one the plan stops short of do not.
+        assert!(values(parts.walker_ahead).iter().all(|v| *v == 0.0));
+        let mut weighted = w.clone();
+        weighted.walker_ahead = 2.0;
+        let with = objective(
+            &models,
+            matrix(all.clone(), n, OBS_DIM, &d),
+            matrix(plans.clone(), n, 2 * h, &d),
+            &p,
+            &weighted,
+        );
+        let ahead = values(with.walker_ahead);
         assert_eq!(ahead[0], 0.0, "no walker: {ahead:?}");
         assert!(ahead[1] > 0.3, "flying at a standing walker: {ahead:?}");
         assert!(risk[5] > 0.3, "the disc scores the pass: {risk:?}");
         assert!(ahead[5] < 0.1 * ahead[1], "passing beside it: {ahead:?}");
         assert!(ahead[4] < 0.5 * ahead[1], "stopping short of it: {ahead:?}");
-        let mut weighted = w.clone();
-        weighted.walker_ahead = 2.0;
-        let with = objective(
-            &models,
-            matrix(rows[1].clone(), 1, OBS_DIM, &d),
-            matrix(straight.clone(), 1, 2 * h, &d),
-            &p,
-            &weighted,
-        );
-        let j_with = values(with.total)[0];
-        assert!(
-            (j[1] - 2.0 * ahead[1] - j_with).abs() < 1e-4,
-            "J subtracts walker_ahead · the term: {} vs {j_with}",
-            j[1] - 2.0 * ahead[1]
-        );
+        for (i, jw) in values(with.total).iter().enumerate() {
+            assert!(
+                (j[i] - 2.0 * ahead[i] - jw).abs() < 1e-4,
+                "J subtracts walker_ahead · the term (row {i}): {} vs {jw}",
+                j[i] - 2.0 * ahead[i]
+            );
+        }
     }
 }
