@@ -824,13 +824,16 @@ mod tests {
         all.extend(obs(&track(1.2, 1.1, 0.0)));
         plans.extend(&straight);
         let n = rows.len() + 2;
-        let parts = objective(
-            &models,
-            matrix(all.clone(), n, OBS_DIM, &d),
-            matrix(plans.clone(), n, 2 * h, &d),
-            &p,
-            &w,
-        );
+        let parts_with = |w: &ObjectiveConfig| {
+            objective(
+                &models,
+                matrix(all.clone(), n, OBS_DIM, &d),
+                matrix(plans.clone(), n, 2 * h, &d),
+                &p,
+                w,
+            )
+        };
+        let parts = parts_with(&w);
         let risk = values(parts.walker_risk);
         assert_eq!(risk[0], 0.0, "no walker, no risk");
         assert!(risk[1] > 0.3, "flying through a standing walker: {risk:?}");
@@ -844,13 +847,7 @@ mod tests {
         assert!(values(parts.walker_ahead).iter().all(|v| *v == 0.0));
         let mut weighted = w.clone();
         weighted.walker_ahead = 2.0;
-        let with = objective(
-            &models,
-            matrix(all.clone(), n, OBS_DIM, &d),
-            matrix(plans.clone(), n, 2 * h, &d),
-            &p,
-            &weighted,
-        );
+        let with = parts_with(&weighted);
         let ahead = values(with.walker_ahead);
         assert_eq!(ahead[0], 0.0, "no walker: {ahead:?}");
         assert!(ahead[1] > 0.3, "flying at a standing walker: {ahead:?}");
