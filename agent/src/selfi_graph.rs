@@ -783,6 +783,7 @@ pub fn selfi_learner_node(
                     next_obs: t.next_obs,
                     done: t.done,
                     intervention: t.supervised,
+                    refused: false,
                 },
                 t.intervention_penalty,
             )?;

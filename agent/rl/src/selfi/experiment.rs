@@ -153,6 +153,7 @@ pub fn flight_transitions(
                         next_obs: obs.clone(),
                         done: true,
                         intervention: true,
+                        refused: true,
                     },
                     0.0,
                 ));
@@ -165,6 +166,7 @@ pub fn flight_transitions(
                     next_obs,
                     done: terminal,
                     intervention: f.intervention,
+                    refused: false,
                 },
                 if started { w.intervention as f32 } else { 0.0 },
             ));
@@ -731,6 +733,7 @@ pub fn run_arm(
                 next_obs: s.next_obs.clone(),
                 done: s.terminated,
                 intervention: s.frame.intervention,
+                refused: false,
             },
             r.intervention as f32,
         )?;

@@ -114,6 +114,10 @@ pub struct Transition {
     pub done: bool,
     /// The supervisor chose the executed command.
     pub intervention: bool,
+    /// The policy's proposal that the supervisor refused, stored beside the flown
+    /// decisions with the intervention penalty: not a decision that was flown, so
+    /// a penalty spread back in time passes over it.
+    pub refused: bool,
 }
 
 /// A ring of transitions whose most recent rewards can still be amended.
@@ -134,10 +138,11 @@ impl Ring {
         self.next = (self.next + 1) % self.cap;
     }
 
-    /// Add `amount` spread evenly over the `k` transitions before the newest
+    /// Add `amount` spread evenly over the `k` flown transitions before the newest
     /// one in the same episode: the policy's decisions that led to a take-over,
-    /// not the supervisor's command at it. With none before it (a take-over at
-    /// an episode's first step), the newest takes it.
+    /// not the supervisor's command at it, nor a refused proposal stored in
+    /// between (which carries its own penalty). With none before it (a take-over
+    /// at an episode's first step), the newest takes it.
     fn spread_before_newest(&mut self, k: usize, amount: f32) {
         let n = self.rows.len();
         if n == 0 {
@@ -146,8 +151,14 @@ impl Ring {
         // While filling, `next` equals the length, so this is right in both phases.
         let at = |back: usize| (self.next + self.cap - back) % self.cap;
         let mut idx = Vec::new();
-        for back in 2..=(k + 1).min(n) {
+        for back in 2..=n {
+            if idx.len() == k {
+                break;
+            }
             let i = at(back);
+            if self.rows[i].refused {
+                continue;
+            }
             if self.rows[i].done {
                 break;
             }
@@ -483,6 +494,7 @@ impl OnlineLearner {
             next_obs: obs.to_vec(),
             done: true,
             intervention: true,
+            refused: true,
         });
         Ok(())
     }
@@ -1051,6 +1063,7 @@ mod tests {
             next_obs: vec![0.1; OBS_DIM],
             done,
             intervention: false,
+            refused: false,
         };
         l.observe(t(true), 0.0).unwrap();
         for _ in 0..3 {
@@ -1075,6 +1088,25 @@ mod tests {
             l.observe_rejected(&[0.2; OBS_DIM], &proposal[1..], -3.0)
                 .is_err()
         );
+        // As the experiment and the graph's learner store a take-over (the refused
+        // proposal, then the supervisor's step with the penalty): the spread passes
+        // over the refused proposal to the policy's decisions before it.
+        l.observe(t(true), 0.0).unwrap();
+        for _ in 0..3 {
+            l.observe(t(false), 0.0).unwrap();
+        }
+        l.observe_rejected(&[0.1; OBS_DIM], &proposal, -3.0)
+            .unwrap();
+        l.observe(t(false), -3.0).unwrap();
+        let r: Vec<f32> = l
+            .replay
+            .rows
+            .iter()
+            .rev()
+            .take(6)
+            .map(|t| t.reward)
+            .collect();
+        assert_eq!(r, vec![0.0, -3.0, -1.5, -1.5, 0.0, 0.0]);
         // Wrong sizes and NaN are refused.
         let mut bad = t(false);
         bad.plan.pop();
