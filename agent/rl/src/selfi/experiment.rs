@@ -146,15 +146,7 @@ pub fn flight_transitions(
                 plan[0] = a[0];
                 plan[1] = a[1];
                 out.push((
-                    Transition {
-                        obs: obs.clone(),
-                        plan,
-                        reward: w.intervention as f32,
-                        next_obs: obs.clone(),
-                        done: true,
-                        intervention: true,
-                        refused: true,
-                    },
+                    Transition::refused_proposal(obs.clone(), plan, w.intervention as f32),
                     0.0,
                 ));
             }

@@ -120,6 +120,23 @@ pub struct Transition {
     pub refused: bool,
 }
 
+impl Transition {
+    /// The policy's `plan` at `obs` that the supervisor refused: a terminal row
+    /// carrying the intervention `penalty`, so that Q̄ learns the value of a
+    /// command the executed data never shows.
+    pub fn refused_proposal(obs: Vec<f32>, plan: Vec<f32>, penalty: f32) -> Transition {
+        Transition {
+            next_obs: obs.clone(),
+            obs,
+            plan,
+            reward: penalty,
+            done: true,
+            intervention: true,
+            refused: true,
+        }
+    }
+}
+
 /// A ring of transitions whose most recent rewards can still be amended.
 #[derive(Debug)]
 struct Ring {
@@ -487,15 +504,11 @@ impl OnlineLearner {
                 "rejected proposal with a non-finite value refused".into(),
             ));
         }
-        self.replay.push(Transition {
-            obs: obs.to_vec(),
-            plan: proposal.to_vec(),
-            reward: penalty,
-            next_obs: obs.to_vec(),
-            done: true,
-            intervention: true,
-            refused: true,
-        });
+        self.replay.push(Transition::refused_proposal(
+            obs.to_vec(),
+            proposal.to_vec(),
+            penalty,
+        ));
         Ok(())
     }
 
