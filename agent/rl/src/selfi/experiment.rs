@@ -367,7 +367,7 @@ struct ProbeFile {
 
 impl OfflineBundle {
     /// The critics pre-trained for `arm`, when they were trained with the same
-    /// variant, shape, discount, J weight and reward as `cfg` asks for (else, with
+    /// variant, shape, discount (and n-step), J weight and reward as `cfg` asks for (else, with
     /// a warning, none: the critics then start from zero).
     pub fn critics_for(&self, arm: Arm, cfg: &SelfiConfig) -> Option<&Critics> {
         let c = self
@@ -380,6 +380,7 @@ impl OfflineBundle {
             && trained.critic_hidden == cfg.online.critic_hidden
             && critic_features(arm, &self.card.config) == critic_features(arm, cfg)
             && trained.gamma == cfg.online.gamma
+            && trained.n_step == cfg.online.n_step
             && trained.j_weight == cfg.online.j_weight
             && self.card.config.reward == cfg.reward;
         if !same {

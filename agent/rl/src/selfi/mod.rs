@@ -238,6 +238,12 @@ pub struct OnlineConfig {
     pub rollback_drop: f64,
     /// Policy decisions before a take-over over which its penalty is spread.
     pub intervention_window: usize,
+    /// Rewards summed per critic target (n-step TD): the target bootstraps after up
+    /// to this many flown decisions of one episode, stopping before a supervisor's
+    /// command (not the policy's action) and at an episode's end, so a take-over's
+    /// or a collision's cost reaches the decisions before it in fewer updates.
+    /// 1: the one-step target.
+    pub n_step: usize,
     /// Critic-only updates on the recorded flights in the offline phase, for the
     /// SELFI and the plain arm alike (each with its own target). 0: the critics
     /// start online from zero (Q̄ ≡ 0).
@@ -272,7 +278,7 @@ impl Default for OnlineConfig {
             critic_learning_rate: 3e-4,
             batch: 256,
             buffer: 100_000,
-            updates_per_step: 2,
+            updates_per_step: 3,
             policy_delay: 2,
             actor_warmup: 1000,
             learning_starts: 256,
@@ -284,6 +290,7 @@ impl Default for OnlineConfig {
             rollback_window: 20,
             rollback_drop: 5.0,
             intervention_window: 5,
+            n_step: 1,
             pretrain_critic_steps: 3000,
             eval_minutes: 20.0,
             deploy_average: 1500.0,
@@ -481,6 +488,9 @@ impl SelfiConfig {
         }
         if on.rollback_window == 0 {
             return Err("`online.rollback_window` must be at least 1".into());
+        }
+        if !(1..=50).contains(&on.n_step) {
+            return Err(format!("`online.n_step` must be 1..=50, not {}", on.n_step));
         }
         for (v, k) in [
             (on.explore_noise, "online.explore_noise"),

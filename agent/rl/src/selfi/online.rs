@@ -189,6 +189,46 @@ impl Ring {
             self.rows[i].reward += share;
         }
     }
+
+    /// The `n`-step target of row `i`: its reward plus the discounted rewards of
+    /// the flown decisions after it in the same episode (refused proposals passed
+    /// over), stopping before a supervisor's command (its action is not the
+    /// policy's), at an episode's end and at the newest row. Returns the summed
+    /// reward, the discount of the bootstrap (0 at an episode's end) and the row
+    /// whose `next_obs` it bootstraps from. A row whose `obs` is not the previous
+    /// row's `next_obs` starts another episode (a cut-off one) and ends the chain.
+    fn n_step(&self, i: usize, n: usize, gamma: f32) -> (f32, f32, usize) {
+        let first = &self.rows[i];
+        let mut reward = first.reward;
+        if first.done {
+            return (reward, 0.0, i);
+        }
+        let (mut discount, mut last) = (gamma, i);
+        let len = self.rows.len();
+        let mut j = i;
+        let mut taken = 1;
+        while taken < n && !first.refused {
+            j = (j + 1) % self.cap;
+            if j == self.next || j >= len {
+                break;
+            }
+            let row = &self.rows[j];
+            if row.refused {
+                continue;
+            }
+            if row.intervention || row.obs != self.rows[last].next_obs {
+                break;
+            }
+            reward += discount * row.reward;
+            last = j;
+            taken += 1;
+            if row.done {
+                return (reward, 0.0, last);
+            }
+            discount *= gamma;
+        }
+        (reward, discount, last)
+    }
 }
 
 /// A sampled batch, row-major.
@@ -518,14 +558,17 @@ impl OnlineLearner {
             n,
             ..Batch::default()
         };
+        let (steps, gamma) = (self.cfg.online.n_step.max(1), self.cfg.online.gamma);
         for _ in 0..n {
-            let t = &self.replay.rows[self.rng.below(len) as usize];
+            let i = self.rng.below(len) as usize;
+            let (reward, discount, last) = self.replay.n_step(i, steps, gamma);
+            let t = &self.replay.rows[i];
             b.obs.extend_from_slice(&t.obs);
             b.plan.extend_from_slice(&t.plan);
-            b.reward.push(t.reward);
-            b.discount
-                .push(if t.done { 0.0 } else { self.cfg.online.gamma });
-            b.next_obs.extend_from_slice(&t.next_obs);
+            b.reward.push(reward);
+            b.discount.push(discount);
+            b.next_obs
+                .extend_from_slice(&self.replay.rows[last].next_obs);
         }
         b
     }
@@ -1061,6 +1104,63 @@ mod tests {
             let rel = err / mag;
             assert!(rel < 0.05, "{variant:?}: relative error {rel}");
         }
+    }
+
+    #[test]
+    fn n_step_targets_stay_in_one_episode_and_stop_before_the_supervisor() {
+        // Row k moves the state from [k] to [k + 1] with reward k + 1.
+        let row = |k: usize, done: bool, intervention: bool| Transition {
+            obs: vec![k as f32],
+            plan: vec![0.0; 2],
+            reward: (k + 1) as f32,
+            next_obs: vec![(k + 1) as f32],
+            done,
+            intervention,
+            refused: false,
+        };
+        let mut ring = Ring {
+            rows: Vec::new(),
+            cap: 16,
+            next: 0,
+        };
+        ring.push(row(0, false, false)); // 0
+        ring.push(row(1, false, false)); // 1
+        ring.push(Transition::refused_proposal(vec![2.0], vec![0.9; 2], -5.0)); // 2
+        ring.push(row(2, false, false)); // 3: the refused proposal passed over
+        ring.push(row(3, false, true)); // 4: the supervisor's command
+        ring.push(row(4, false, false)); // 5
+        ring.push(row(5, true, false)); // 6: the episode ends
+        ring.push(row(0, false, false)); // 7: the next episode
+        let g = 0.5;
+        // One step: as stored.
+        assert_eq!(ring.n_step(0, 1, g), (1.0, 0.5, 0));
+        // Three steps: 1 + 0.5·2 + 0.25·3, bootstrapping after row 3.
+        assert_eq!(ring.n_step(0, 3, g), (2.75, 0.125, 3));
+        // Stops before the supervisor's command: row 3 alone.
+        assert_eq!(ring.n_step(3, 5, g), (3.0, 0.5, 3));
+        // The supervisor's own row may start a chain; it ends at the episode's end.
+        assert_eq!(ring.n_step(4, 5, g), (4.0 + 0.5 * 5.0 + 0.25 * 6.0, 0.0, 6));
+        // A refused proposal is terminal; the newest row has nothing after it.
+        assert_eq!(ring.n_step(2, 5, g), (-5.0, 0.0, 2));
+        assert_eq!(ring.n_step(7, 5, g), (1.0, 0.5, 7));
+        // A cut-off episode (the next row does not start where this one ended).
+        ring.push(row(4, false, false)); // 8: obs [4] after next_obs [1]
+        assert_eq!(ring.n_step(7, 5, g), (1.0, 0.5, 7));
+        // Wrapping around the ring: the oldest rows are not read as the newest's future.
+        let mut small = Ring {
+            rows: Vec::new(),
+            cap: 3,
+            next: 0,
+        };
+        for k in 0..4 {
+            small.push(row(k, false, false));
+        }
+        // Rows now hold k = 3, 1, 2 with row 0 the newest.
+        assert_eq!(
+            small.n_step(1, 5, g),
+            (2.0 + 0.5 * 3.0 + 0.25 * 4.0, 0.125, 0)
+        );
+        assert_eq!(small.n_step(0, 5, g), (4.0, 0.5, 0));
     }
 
     #[test]
