@@ -204,12 +204,12 @@ impl Ring {
             return (reward, 0.0, i);
         }
         let (mut discount, mut last) = (gamma, i);
-        let len = self.rows.len();
         let mut j = i;
         let mut taken = 1;
-        while taken < n && !first.refused {
+        while taken < n {
+            // `next` is one past the newest row, filling or wrapped.
             j = (j + 1) % self.cap;
-            if j == self.next || j >= len {
+            if j == self.next {
                 break;
             }
             let row = &self.rows[j];
