@@ -367,8 +367,8 @@ struct ProbeFile {
 
 impl OfflineBundle {
     /// The critics pre-trained for `arm`, when they were trained with the same
-    /// variant, shape, discount (and n-step), J weight and reward as `cfg` asks for (else, with
-    /// a warning, none: the critics then start from zero).
+    /// variant, shape, discount, n-step, J weight and reward as `cfg` asks for
+    /// (else, with a warning, none: the critics then start from zero).
     pub fn critics_for(&self, arm: Arm, cfg: &SelfiConfig) -> Option<&Critics> {
         let c = self
             .critics
@@ -386,7 +386,7 @@ impl OfflineBundle {
         if !same {
             tracing::warn!(
                 arm = arm.name(),
-                "the pre-trained critics were trained with another variant, shape, discount or reward; the critics start from zero"
+                "the pre-trained critics were trained with another variant, shape, discount, n-step or reward; the critics start from zero"
             );
         }
         same.then_some(c)

@@ -558,7 +558,7 @@ impl OnlineLearner {
             n,
             ..Batch::default()
         };
-        let (steps, gamma) = (self.cfg.online.n_step.max(1), self.cfg.online.gamma);
+        let (steps, gamma) = (self.cfg.online.n_step, self.cfg.online.gamma);
         for _ in 0..n {
             let i = self.rng.below(len) as usize;
             let (reward, discount, last) = self.replay.n_step(i, steps, gamma);
