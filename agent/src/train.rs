@@ -61,6 +61,27 @@ pub struct CurriculumSummary {
     pub steps_to_target: Option<u64>,
 }
 
+/// A return level part of the way to the target and the steps each
+/// curriculum's mean curve needs to reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waypoint {
+    /// Fraction of the way from the untrained return to the target.
+    pub fraction: f64,
+    /// The return level that fraction stands for.
+    pub level: f64,
+    /// Round-robin's steps to it.
+    pub round_robin: Option<u64>,
+    /// SPaCE's steps to it.
+    pub space: Option<u64>,
+}
+
+impl Waypoint {
+    /// Round-robin's steps over SPaCE's (> 1: SPaCE faster).
+    pub fn ratio(&self) -> Option<f64> {
+        Some(self.round_robin? as f64 / (self.space? as f64).max(1.0))
+    }
+}
+
 /// The comparison of curricula.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -88,6 +109,44 @@ impl Summary {
         Some(rr / sp.max(1.0))
     }
 
+    /// Steps each of round-robin and SPaCE needs to cover 50, 75 and 90 % of
+    /// the way from round-robin's untrained return to the target: where on
+    /// the learning curve a curriculum's lead is (empty without both curves,
+    /// a target and an untrained point).
+    pub fn on_the_way(&self) -> Vec<Waypoint> {
+        let curve = |k| {
+            self.lines
+                .iter()
+                .find(|l| l.kind == k)
+                .map(|l| l.curve.as_slice())
+        };
+        let (Some(rr), Some(sp), Some(target)) = (
+            curve(CurriculumKind::RoundRobin),
+            curve(CurriculumKind::Space),
+            self.target,
+        ) else {
+            return Vec::new();
+        };
+        let Some(&(0, start)) = rr.first() else {
+            return Vec::new();
+        };
+        if target <= start {
+            return Vec::new();
+        }
+        [0.5, 0.75, 0.9]
+            .into_iter()
+            .map(|fraction| {
+                let level = start + fraction * (target - start);
+                Waypoint {
+                    fraction,
+                    level,
+                    round_robin: steps_to_reach(rr, level),
+                    space: steps_to_reach(sp, level),
+                }
+            })
+            .collect()
+    }
+
     /// The printed table.
     pub fn table(&self) -> String {
         let mut s = String::new();
@@ -110,6 +169,30 @@ impl Summary {
                 l.steps_to_target
                     .map_or("not reached".into(), |v| v.to_string())
             );
+        }
+        let way = self.on_the_way();
+        if !way.is_empty() {
+            let _ = writeln!(
+                s,
+                "on the way (return = start + f * (target - start), start = round-robin's untrained return):"
+            );
+            let _ = writeln!(
+                s,
+                "{:>5} {:>8} {:>12} {:>12} {:>7}",
+                "f", "return", "round-robin", "SPaCE", "ratio"
+            );
+            let show = |v: Option<u64>| v.map_or("not reached".into(), |v| v.to_string());
+            for w in way {
+                let _ = writeln!(
+                    s,
+                    "{:>4.0}% {:>8.2} {:>12} {:>12} {:>7}",
+                    100.0 * w.fraction,
+                    w.level,
+                    show(w.round_robin),
+                    show(w.space),
+                    w.ratio().map_or("-".into(), |r| format!("{r:.2}x"))
+                );
+            }
         }
         match self.speedup() {
             Some(r) => {
@@ -347,4 +430,75 @@ pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
     let p = exp.out.join("summary.txt");
     std::fs::write(&p, summary.table()).with_context(|| format!("cannot write {}", p.display()))?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(kind: CurriculumKind, curve: &[(u64, f64)]) -> CurriculumSummary {
+        CurriculumSummary {
+            kind,
+            runs: 5,
+            final_return: final_value(curve, 3),
+            curve: curve.to_vec(),
+            steps_to_target: None,
+        }
+    }
+
+    /// SPaCE ahead early, level at the end: the waypoints show the lead the
+    /// target alone hides, and the table says the goal is missed.
+    #[test]
+    fn the_table_shows_where_on_the_way_a_curriculum_leads() {
+        let rr = [
+            (0, -5.0),
+            (10, 0.0),
+            (20, 10.0),
+            (30, 14.0),
+            (40, 15.0),
+            (50, 15.0),
+        ];
+        let sp = [
+            (0, -5.0),
+            (10, 10.0),
+            (20, 13.0),
+            (30, 14.5),
+            (40, 15.0),
+            (50, 14.8),
+        ];
+        let mut s = Summary {
+            target: Some(15.0),
+            target_source: "test".into(),
+            lines: vec![
+                line(CurriculumKind::Space, &sp),
+                line(CurriculumKind::RoundRobin, &rr),
+            ],
+            failed: Vec::new(),
+        };
+        for l in &mut s.lines {
+            l.steps_to_target = steps_to_reach(&l.curve, 15.0);
+        }
+        let way = s.on_the_way();
+        let got: Vec<(f64, Option<u64>, Option<u64>)> = way
+            .iter()
+            .map(|w| (w.level, w.round_robin, w.space))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (5.0, Some(20), Some(10)),
+                (10.0, Some(20), Some(10)),
+                (13.0, Some(30), Some(20)),
+            ]
+        );
+        assert_eq!(way[2].ratio(), Some(1.5));
+        assert_eq!(s.speedup(), Some(1.0));
+        let table = s.table();
+        assert!(table.contains("on the way"), "{table}");
+        assert!(table.contains("  75%    10.00"), "{table}");
+        assert!(table.contains("[goal >= 2x: MISSED]"), "{table}");
+        // Without an untrained point there is no start to measure from.
+        s.lines[1].curve.remove(0);
+        assert!(s.on_the_way().is_empty());
+    }
 }

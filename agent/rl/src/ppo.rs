@@ -59,6 +59,12 @@ pub struct PpoConfig {
     /// iteration does. Curricula without iterations (round robin, random)
     /// learn on full rollouts only.
     pub rollout_per_iteration: bool,
+    /// When above 0, an update stops its passes at the first minibatch whose
+    /// approximate KL divergence from the policy that gathered the data
+    /// exceeds 1.5 times this: a bound on how far one update moves the policy
+    /// (the role of TRPO's `max_kl` in the SPaCE reference), so that short
+    /// iterations on one or two rooms cannot swing it. 0: no bound.
+    pub target_kl: f32,
 }
 
 impl Default for PpoConfig {
@@ -77,6 +83,7 @@ impl Default for PpoConfig {
             entropy_coef: 0.0,
             max_grad_norm: 0.5,
             rollout_per_iteration: true,
+            target_kl: 0.0,
         }
     }
 }
@@ -99,6 +106,9 @@ impl PpoConfig {
         }
         if !(self.clip > 0.0 && self.clip < 1.0) {
             return bad("`clip` must be in (0, 1)");
+        }
+        if !(self.target_kl >= 0.0 && self.target_kl.is_finite()) {
+            return bad("`target_kl` must be a number of at least 0 (0: no bound)");
         }
         if !(self.value_coef >= 0.0 && self.entropy_coef >= 0.0 && self.max_grad_norm > 0.0) {
             return bad(
@@ -171,6 +181,7 @@ pub struct Ppo {
     steps: u64,
     updates: u64,
     losses: Vec<f32>,
+    kl_stops: u64,
     rng: Rng,
 }
 
@@ -207,8 +218,20 @@ impl Ppo {
             steps: 0,
             updates: 0,
             losses: Vec::new(),
+            kl_stops: 0,
             rng: Rng::new(seed ^ 0x990),
         })
+    }
+
+    /// Action probabilities of the current policy at `obs`.
+    pub fn probabilities(&mut self, obs: &[f32]) -> Vec<f32> {
+        let x = matrix(obs.to_vec(), 1, self.obs_dim, &self.plain);
+        values(softmax(self.acting().actor.forward(x), 1))
+    }
+
+    /// Updates cut short by `target_kl` so far.
+    pub fn kl_stops(&self) -> u64 {
+        self.kl_stops
     }
 
     /// Transitions gathered since the last update.
@@ -266,7 +289,7 @@ impl Ppo {
             c.minibatch
         };
         let before = self.net.clone();
-        for _ in 0..c.epochs {
+        'passes: for _ in 0..c.epochs {
             for i in (1..n).rev() {
                 order.swap(i, self.rng.below(i as u64 + 1) as usize);
             }
@@ -285,7 +308,18 @@ impl Ppo {
                 let x = matrix(x, m, self.obs_dim, &self.train);
                 let logp_all = log_softmax(self.net.actor.forward(x.clone()), 1);
                 let logp = (logp_all.clone() * matrix(onehot, m, na, &self.train)).sum_dim(1);
-                let ratio = (logp - matrix(old_m, m, 1, &self.train)).exp();
+                let log_ratio = logp - matrix(old_m, m, 1, &self.train);
+                if c.target_kl > 0.0 {
+                    // KL(old || new) ≈ E[(r − 1) − log r], r the probability ratio.
+                    let kl = (log_ratio.clone().exp() - 1.0 - log_ratio.clone())
+                        .mean()
+                        .into_scalar::<f32>();
+                    if kl > 1.5 * c.target_kl {
+                        self.kl_stops += 1;
+                        break 'passes;
+                    }
+                }
+                let ratio = log_ratio.exp();
                 let a = matrix(a_m, m, 1, &self.train);
                 let surr = (ratio.clone() * a.clone())
                     .min_pair(ratio.clamp(1.0 - c.clip, 1.0 + c.clip) * a);
@@ -464,6 +498,15 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(e.to_string().contains("minibatch"), "{e}");
+        for bad in [-0.01, f32::NAN] {
+            let e = PpoConfig {
+                target_kl: bad,
+                ..PpoConfig::default()
+            }
+            .validate()
+            .unwrap_err();
+            assert!(e.to_string().contains("target_kl"), "{e}");
+        }
     }
 
     /// A two-armed bandit whose second arm pays: a few small rollouts move
@@ -570,6 +613,59 @@ mod tests {
         // By size: 3 passes of ceil(n / 64) steps; by count: 3 passes of 4.
         assert_eq!((steps_for(100, 0), steps_for(1000, 0)), (6, 48));
         assert_eq!((steps_for(100, 4), steps_for(1000, 4)), (12, 12));
+    }
+
+    /// One big-step update on a bandit rollout: without a bound the policy
+    /// moves far from the one that gathered the data; with `target_kl` the
+    /// passes stop early and the measured KL stays near the bound.
+    #[test]
+    fn target_kl_bounds_how_far_one_update_moves_the_policy() {
+        let d = cpu();
+        let obs = vec![1.0, 0.0];
+        let moved = |target_kl: f32| {
+            let cfg = PpoConfig {
+                hidden: vec![16],
+                learning_rate: 3e-2,
+                rollout: 10_000,
+                epochs: 20,
+                minibatch: 32,
+                clip: 0.9,
+                target_kl,
+                ..PpoConfig::default()
+            };
+            let mut p = Ppo::new(cfg, 2, 2, &d, 5).unwrap();
+            let before = p.probabilities(&obs);
+            for i in 0..128 {
+                let a = i % 2;
+                p.observe(Transition {
+                    obs: obs.clone(),
+                    action: vec![a as f32],
+                    reward: a as f32,
+                    next_obs: obs.clone(),
+                    terminated: true,
+                    done: true,
+                })
+                .unwrap();
+            }
+            p.end_iteration().unwrap();
+            let after = p.probabilities(&obs);
+            let kl: f32 = before
+                .iter()
+                .zip(&after)
+                .map(|(b, a)| b * (b / a).ln())
+                .sum();
+            (kl, p.updates(), p.kl_stops())
+        };
+        let (free, free_steps, free_stops) = moved(0.0);
+        let (bounded, bounded_steps, stops) = moved(0.01);
+        assert_eq!(free_stops, 0);
+        assert_eq!(stops, 1, "the bound stopped the update once");
+        assert!(
+            bounded_steps < free_steps,
+            "{bounded_steps} vs {free_steps}"
+        );
+        assert!(free > 0.5, "unbounded update moved only {free}");
+        assert!(bounded < 0.1, "bounded update moved {bounded}");
     }
 
     #[test]
