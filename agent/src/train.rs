@@ -78,8 +78,13 @@ pub struct Waypoint {
 impl Waypoint {
     /// Round-robin's steps over SPaCE's (> 1: SPaCE faster).
     pub fn ratio(&self) -> Option<f64> {
-        Some(self.round_robin? as f64 / (self.space? as f64).max(1.0))
+        steps_ratio(self.round_robin, self.space)
     }
+}
+
+/// Round-robin's steps over SPaCE's, when both reached the level.
+fn steps_ratio(round_robin: Option<u64>, space: Option<u64>) -> Option<f64> {
+    Some(round_robin? as f64 / (space? as f64).max(1.0))
 }
 
 /// The comparison of curricula.
@@ -96,17 +101,18 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The line of one curriculum, if it was run.
+    fn line(&self, kind: CurriculumKind) -> Option<&CurriculumSummary> {
+        self.lines.iter().find(|l| l.kind == kind)
+    }
+
     /// Steps of round-robin over steps of SPaCE to the target (> 1: SPaCE faster).
     pub fn speedup(&self) -> Option<f64> {
-        let get = |k| {
-            self.lines
-                .iter()
-                .find(|l| l.kind == k)
-                .and_then(|l| l.steps_to_target)
-        };
-        let rr = get(CurriculumKind::RoundRobin)? as f64;
-        let sp = get(CurriculumKind::Space)? as f64;
-        Some(rr / sp.max(1.0))
+        let steps = |k| self.line(k).and_then(|l| l.steps_to_target);
+        steps_ratio(
+            steps(CurriculumKind::RoundRobin),
+            steps(CurriculumKind::Space),
+        )
     }
 
     /// Steps each of round-robin and SPaCE needs to cover 50, 75 and 90 % of
@@ -114,12 +120,7 @@ impl Summary {
     /// the learning curve a curriculum's lead is (empty without both curves,
     /// a target and an untrained point).
     pub fn on_the_way(&self) -> Vec<Waypoint> {
-        let curve = |k| {
-            self.lines
-                .iter()
-                .find(|l| l.kind == k)
-                .map(|l| l.curve.as_slice())
-        };
+        let curve = |k| self.line(k).map(|l| l.curve.as_slice());
         let (Some(rr), Some(sp), Some(target)) = (
             curve(CurriculumKind::RoundRobin),
             curve(CurriculumKind::Space),
