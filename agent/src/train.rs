@@ -87,6 +87,66 @@ fn steps_ratio(round_robin: Option<u64>, space: Option<u64>) -> Option<f64> {
     Some(round_robin? as f64 / (space? as f64).max(1.0))
 }
 
+/// How the speed-up to the target varies with the seeds drawn: the ratio
+/// recomputed on seed sets resampled with replacement (a bootstrap, paired:
+/// one draw of seeds serves both curricula, as seed k starts both from the
+/// same untrained network).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RatioSpread {
+    /// Resampled seed sets.
+    pub resamples: usize,
+    /// 5th and 95th percentiles of the ratio (0 where SPaCE did not reach the
+    /// target, infinite where only SPaCE did).
+    pub interval: (f64, f64),
+    /// Share of resamples with a ratio of at least 2.
+    pub at_least_2x: f64,
+}
+
+/// Number of seed sets [`ratio_spread`] draws.
+const RESAMPLES: usize = 2000;
+
+/// The speed-up to the target over seed sets resampled from `pairs`
+/// (round-robin's and SPaCE's runs of one seed each). The target is `target`
+/// when given, else each resample's round-robin final return, as in the
+/// comparison itself. None with fewer than two seeds.
+pub fn ratio_spread(
+    pairs: &[(&[EvalRow], &[EvalRow])],
+    target: Option<f64>,
+    resamples: usize,
+    seed: u64,
+) -> Option<RatioSpread> {
+    if pairs.len() < 2 || resamples == 0 {
+        return None;
+    }
+    let mut rng = sim::rng::Rng::new(seed);
+    let mut ratios = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        let pick: Vec<usize> = (0..pairs.len())
+            .map(|_| rng.below(pairs.len() as u64) as usize)
+            .collect();
+        let rr: Vec<Vec<EvalRow>> = pick.iter().map(|&i| pairs[i].0.to_vec()).collect();
+        let sp: Vec<Vec<EvalRow>> = pick.iter().map(|&i| pairs[i].1.to_vec()).collect();
+        let (rr, sp) = (mean_curve(&rr), mean_curve(&sp));
+        let Some(t) = target.or_else(|| final_value(&rr, 3)) else {
+            continue;
+        };
+        ratios.push(match (steps_to_reach(&rr, t), steps_to_reach(&sp, t)) {
+            (r, Some(s)) => steps_ratio(r, Some(s)).unwrap_or(f64::INFINITY),
+            (_, None) => 0.0,
+        });
+    }
+    if ratios.is_empty() {
+        return None;
+    }
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    Some(RatioSpread {
+        resamples: ratios.len(),
+        interval: (at(0.05), at(0.95)),
+        at_least_2x: ratios.iter().filter(|&&r| r >= 2.0).count() as f64 / ratios.len() as f64,
+    })
+}
+
 /// The comparison of curricula.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -98,6 +158,9 @@ pub struct Summary {
     pub lines: Vec<CurriculumSummary>,
     /// Runs that failed: their folder and why.
     pub failed: Vec<(PathBuf, String)>,
+    /// How the speed-up varies with the seeds (round-robin and SPaCE, two
+    /// seeds or more).
+    pub spread: Option<RatioSpread>,
 }
 
 impl Summary {
@@ -209,6 +272,16 @@ impl Summary {
                     "round-robin steps / SPaCE steps to the target: n/a (a curriculum did not reach it or was not run)"
                 );
             }
+        }
+        if let Some(sp) = &self.spread {
+            let _ = writeln!(
+                s,
+                "the same over {} seed sets resampled from these runs: 90 % between {:.2}x and {:.2}x, >= 2x in {:.0} %",
+                sp.resamples,
+                sp.interval.0,
+                sp.interval.1,
+                100.0 * sp.at_least_2x
+            );
         }
         s
     }
@@ -405,6 +478,23 @@ pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
             l.steps_to_target = steps_to_reach(&l.curve, t);
         }
     }
+    // Seeds both round-robin and SPaCE finished, paired for the resampling.
+    let finished = |kind: CurriculumKind, seed: u64| {
+        runs.iter()
+            .zip(&results)
+            .find(|(s, _)| s.curriculum == kind && s.seed == seed)
+            .and_then(|(_, r)| r.as_ref().and_then(|r| r.as_ref().ok()))
+            .map(Vec::as_slice)
+    };
+    let pairs: Vec<(&[EvalRow], &[EvalRow])> = (exp.seed_base..exp.seed_base + exp.seeds)
+        .filter_map(|seed| {
+            Some((
+                finished(CurriculumKind::RoundRobin, seed)?,
+                finished(CurriculumKind::Space, seed)?,
+            ))
+        })
+        .collect();
+    let spread = ratio_spread(&pairs, exp.target, RESAMPLES, 0x5eed);
     let failed = runs
         .iter()
         .zip(&results)
@@ -418,6 +508,7 @@ pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
         target_source,
         lines,
         failed,
+        spread,
     };
     // Files: the mean curves and the table.
     let mut csv = String::from("curriculum,steps,mean_test_return\n");
@@ -445,6 +536,60 @@ mod tests {
             curve: curve.to_vec(),
             steps_to_target: None,
         }
+    }
+
+    fn rows(curve: &[(u64, f64)]) -> Vec<EvalRow> {
+        curve
+            .iter()
+            .map(|&(steps, test_return)| EvalRow {
+                steps,
+                episodes: 0,
+                curriculum_size: 1,
+                test_return,
+                test_return_revdisc: f64::NAN,
+                test_success: 0.0,
+                test_collision: 0.0,
+                train_return: f64::NAN,
+                recent_episode_return: f64::NAN,
+                loss: f64::NAN,
+                value_std: f64::NAN,
+                ties: 0,
+                wall_s: 0.0,
+            })
+            .collect()
+    }
+
+    /// Resampling the seeds: where every seed shows the same speed-up the
+    /// interval is that one value; where one seed of three is fast, the
+    /// interval and the share at 2x or more show how rarely a draw of seeds
+    /// gives the fast case.
+    #[test]
+    fn the_spread_over_resampled_seeds_shows_how_much_the_ratio_rests_on_a_few_seeds() {
+        let rr = rows(&[(0, 0.0), (10, 5.0), (20, 8.0), (30, 10.0), (40, 10.0)]);
+        let fast = rows(&[(0, 0.0), (10, 10.0), (20, 10.0), (30, 10.0), (40, 10.0)]);
+        let slow = rows(&[(0, 0.0), (10, 5.0), (20, 6.0), (30, 7.0), (40, 9.0)]);
+        // Three seeds, all 3x (30k against 10k).
+        let same: Vec<(&[EvalRow], &[EvalRow])> = vec![(&rr, &fast); 3];
+        let s = ratio_spread(&same, None, 500, 1).unwrap();
+        assert_eq!(
+            (s.resamples, s.interval, s.at_least_2x),
+            (500, (3.0, 3.0), 1.0)
+        );
+        // One fast seed, two slow: round-robin's final (9.33) is reached at
+        // 30k; SPaCE's mean curve gets there at 40k (0.75x) unless every draw
+        // is the fast seed (3x, a chance of 1 in 27), and never with two slow
+        // draws or more (0).
+        let mixed: Vec<(&[EvalRow], &[EvalRow])> = vec![(&rr, &fast), (&rr, &slow), (&rr, &slow)];
+        let s = ratio_spread(&mixed, None, 2000, 1).unwrap();
+        assert_eq!(s.interval, (0.0, 0.75), "{s:?}");
+        assert!((0.02..0.07).contains(&s.at_least_2x), "{s:?}");
+        // A given target that only SPaCE reaches reads as unbounded.
+        let s = ratio_spread(&same, Some(10.0), 10, 1).unwrap();
+        assert_eq!(s.interval, (3.0, 3.0));
+        let s = ratio_spread(&[(&slow, &fast), (&slow, &fast)], Some(10.0), 10, 1).unwrap();
+        assert_eq!(s.interval, (f64::INFINITY, f64::INFINITY));
+        // One seed: nothing to resample.
+        assert!(ratio_spread(&same[..1], None, 10, 1).is_none());
     }
 
     /// SPaCE ahead early, level at the end: the waypoints show the lead the
@@ -475,6 +620,7 @@ mod tests {
                 line(CurriculumKind::RoundRobin, &rr),
             ],
             failed: Vec::new(),
+            spread: None,
         };
         for l in &mut s.lines {
             l.steps_to_target = steps_to_reach(&l.curve, 15.0);
@@ -498,6 +644,17 @@ mod tests {
         assert!(table.contains("on the way"), "{table}");
         assert!(table.contains("  75%    10.00"), "{table}");
         assert!(table.contains("[goal >= 2x: MISSED]"), "{table}");
+        assert!(!table.contains("resampled"), "no spread given: {table}");
+        s.spread = Some(RatioSpread {
+            resamples: 2000,
+            interval: (0.5, 2.25),
+            at_least_2x: 0.125,
+        });
+        let table = s.table();
+        assert!(
+            table.contains("2000 seed sets resampled from these runs: 90 % between 0.50x and 2.25x, >= 2x in 12 %"),
+            "{table}"
+        );
         // Without an untrained point there is no start to measure from.
         s.lines[1].curve.remove(0);
         assert!(s.on_the_way().is_empty());

@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! task = "twin"              # cartpole | pendulum | twin
-//! config = "../config/twin_dqn.toml"  # optional: tuned settings (relative to this file)
+//! config = "../config/twin_ppo.toml"  # optional: tuned settings (relative to this file)
 //! observe_context = true     # append the normalised context to observations
 //! actions = "discrete"       # twin only: discrete | continuous
 //! control_hz = 10.0          # twin only: decisions per second (default 30)
@@ -521,7 +521,8 @@ gravity = 15.0
             let f = InstanceFile::load(&twin).unwrap();
             assert_eq!((f.control_hz, f.max_steps), (10.0, 150), "{family}");
             let cfg = crate::train::TrainConfig::load(f.config.as_ref().unwrap()).unwrap();
-            assert_eq!(cfg.dqn.n_step, 3);
+            assert_eq!(cfg.learner, crate::train::LearnerChoice::Ppo, "{family}");
+            assert_eq!(cfg.space.rank, crate::curriculum::RankMode::Absolute);
         }
         let doors = InstanceFile::load(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("instances/twin_doorways.toml"),
@@ -531,12 +532,17 @@ gravity = 15.0
             panic!("the doorway family is a twin family")
         };
         assert!(rooms.iter().all(|c| c.gate().is_some()));
-        // The shipped PPO settings parse and ask for PPO.
-        for name in ["twin_ppo", "cartpole_ppo"] {
+        // The other shipped settings parse and ask for their learner.
+        for (name, learner) in [
+            ("cartpole_ppo", crate::train::LearnerChoice::Ppo),
+            ("twin_dqn", crate::train::LearnerChoice::Dqn),
+        ] {
             let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("config/{name}.toml"));
             let cfg = crate::train::TrainConfig::load(&p).unwrap();
-            assert_eq!(cfg.learner, crate::train::LearnerChoice::Ppo, "{name}");
+            assert_eq!(cfg.learner, learner, "{name}");
         }
+        let dqn = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/twin_dqn.toml");
+        assert_eq!(crate::train::TrainConfig::load(&dqn).unwrap().dqn.n_step, 3);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -12,6 +12,9 @@ pub trait Learner: Send {
     fn act(&mut self, obs: &[f32], explore: bool) -> Act;
     /// Store one environment step and train when the schedule says so.
     fn observe(&mut self, t: Transition) -> Result<(), RlError>;
+    /// A curriculum iteration of `steps` environment steps begins (SPaCE's
+    /// 100·N): an on-policy learner may hold its update until the end of it.
+    fn begin_iteration(&mut self, _steps: u64) {}
     /// A curriculum iteration ended (SPaCE's 100·N steps): an on-policy
     /// learner may learn on what it gathered, as the reference's one learning
     /// call per iteration did. Off-policy learners ignore it.

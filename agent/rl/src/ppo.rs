@@ -65,6 +65,17 @@ pub struct PpoConfig {
     /// (the role of TRPO's `max_kl` in the SPaCE reference), so that short
     /// iterations on one or two rooms cannot swing it. 0: no bound.
     pub target_kl: f32,
+    /// With `rollout_per_iteration`, learn on a curriculum iteration longer
+    /// than `rollout` in one call at its end too (the reference's one learning
+    /// call per iteration, whatever its length), rather than on a full rollout
+    /// plus a remainder that may be a few dozen steps.
+    pub whole_iterations: bool,
+    /// With `target_kl` above 0: after each update, scale the learning rate
+    /// by 1/1.5 when the update moved the policy by more than 2·`target_kl`
+    /// (mean KL over the rollout) and by 1.5 when by less than `target_kl`/2,
+    /// within [`learning_rate`/10, 10·`learning_rate`], so that every update
+    /// moves the policy by about `target_kl`, as a TRPO step of that size does.
+    pub adaptive_lr: bool,
 }
 
 impl Default for PpoConfig {
@@ -84,6 +95,8 @@ impl Default for PpoConfig {
             max_grad_norm: 0.5,
             rollout_per_iteration: true,
             target_kl: 0.0,
+            whole_iterations: false,
+            adaptive_lr: false,
         }
     }
 }
@@ -134,6 +147,13 @@ struct PpoState {
     sizes: Vec<Vec<usize>>,
     steps: u64,
     updates: u64,
+    /// Learning-rate scale of `adaptive_lr` (1 when off, or in older files).
+    #[serde(default = "one")]
+    lr_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// Advantages (GAE) and value targets of a rollout in order. `done[t]`: the
@@ -182,6 +202,14 @@ pub struct Ppo {
     updates: u64,
     losses: Vec<f32>,
     kl_stops: u64,
+    /// Length of the curriculum iteration under way when its update is held
+    /// to its end (`whole_iterations`); 0 otherwise.
+    iteration: usize,
+    /// Learning-rate scale set by `adaptive_lr`.
+    lr_scale: f64,
+    /// Mean KL divergence of the last update's policy from the one before it
+    /// over that update's rollout (measured with `adaptive_lr` only).
+    last_kl: Option<f32>,
     rng: Rng,
 }
 
@@ -219,6 +247,9 @@ impl Ppo {
             updates: 0,
             losses: Vec::new(),
             kl_stops: 0,
+            iteration: 0,
+            lr_scale: 1.0,
+            last_kl: None,
             rng: Rng::new(seed ^ 0x990),
         })
     }
@@ -232,6 +263,17 @@ impl Ppo {
     /// Updates cut short by `target_kl` so far.
     pub fn kl_stops(&self) -> u64 {
         self.kl_stops
+    }
+
+    /// The learning rate the next update uses (`adaptive_lr` scales it).
+    pub fn learning_rate(&self) -> f64 {
+        self.config.learning_rate * self.lr_scale
+    }
+
+    /// Mean KL of the last update's policy from the previous one over its
+    /// rollout, when `adaptive_lr` measured it.
+    pub fn last_kl(&self) -> Option<f32> {
+        self.last_kl
     }
 
     /// Transitions gathered since the last update.
@@ -346,14 +388,45 @@ impl Ppo {
                     });
                 }
                 let grads = GradientsParams::from_grads(loss.backward(), &self.net);
-                self.net = self.optim.step(c.learning_rate, self.net.clone(), grads);
+                let lr = c.learning_rate * self.lr_scale;
+                self.net = self.optim.step(lr, self.net.clone(), grads);
                 self.losses.push(l);
                 self.updates += 1;
             }
         }
         self.acting = None;
+        if c.adaptive_lr && c.target_kl > 0.0 {
+            self.adapt_learning_rate(&action, &old);
+        }
         self.rollout.clear();
         Ok(())
+    }
+
+    /// `adaptive_lr`: measure how far the update just made moved the policy on
+    /// its rollout and scale the next update's learning rate towards `target_kl`.
+    fn adapt_learning_rate(&mut self, action: &[usize], old: &[f32]) {
+        let na = self.actions;
+        let target = self.config.target_kl;
+        let obs = self.rows(|t| &t.obs);
+        let lp = values(log_softmax(self.acting().actor.forward(obs), 1));
+        let n = action.len().max(1);
+        let kl = action
+            .iter()
+            .zip(old)
+            .enumerate()
+            .map(|(i, (&a, &o))| {
+                let d = lp[i * na + a] - o;
+                d.exp() - 1.0 - d
+            })
+            .sum::<f32>()
+            / n as f32;
+        if kl > 2.0 * target {
+            self.lr_scale /= 1.5;
+        } else if kl < 0.5 * target {
+            self.lr_scale *= 1.5;
+        }
+        self.lr_scale = self.lr_scale.clamp(0.1, 10.0);
+        self.last_kl = Some(kl);
     }
 }
 
@@ -379,13 +452,20 @@ impl Learner for Ppo {
     fn observe(&mut self, t: Transition) -> Result<(), RlError> {
         self.rollout.push(t);
         self.steps += 1;
-        if self.rollout.len() >= self.config.rollout {
+        if self.rollout.len() >= self.config.rollout.max(self.iteration) {
             self.update()?;
         }
         Ok(())
     }
 
+    fn begin_iteration(&mut self, steps: u64) {
+        if self.config.rollout_per_iteration && self.config.whole_iterations {
+            self.iteration = usize::try_from(steps).unwrap_or(usize::MAX);
+        }
+    }
+
     fn end_iteration(&mut self) -> Result<(), RlError> {
+        self.iteration = 0;
         if self.config.rollout_per_iteration {
             self.update()?;
         }
@@ -420,6 +500,7 @@ impl Learner for Ppo {
                 sizes: vec![net.actor.sizes(), net.critic.sizes()],
                 steps: self.steps,
                 updates: self.updates,
+                lr_scale: self.lr_scale,
             },
             &dir.join("ppo.toml"),
         )
@@ -437,6 +518,11 @@ impl Learner for Ppo {
         self.net = ActorCritic { actor, critic };
         self.steps = state.steps;
         self.updates = state.updates;
+        self.lr_scale = if state.lr_scale.is_finite() && state.lr_scale > 0.0 {
+            state.lr_scale.clamp(0.1, 10.0)
+        } else {
+            1.0
+        };
         self.rollout.clear();
         self.acting = None;
         Ok(())
@@ -615,6 +701,126 @@ mod tests {
         assert_eq!((steps_for(100, 4), steps_for(1000, 4)), (12, 12));
     }
 
+    /// An iteration longer than the rollout: by default a full rollout is
+    /// learned mid-way and the remainder at the end; with `whole_iterations`
+    /// the whole iteration is learned in one call when its last step comes in.
+    #[test]
+    fn whole_iterations_learn_a_long_iteration_in_one_call() {
+        let d = cpu();
+        let t = Transition {
+            obs: vec![1.0, 0.0],
+            action: vec![0.0],
+            reward: 1.0,
+            next_obs: vec![1.0, 0.0],
+            terminated: false,
+            done: false,
+        };
+        let run = |whole_iterations: bool| {
+            let cfg = PpoConfig {
+                hidden: vec![8],
+                rollout: 16,
+                epochs: 1,
+                minibatches: 2,
+                whole_iterations,
+                ..PpoConfig::default()
+            };
+            let mut p = Ppo::new(cfg, 2, 2, &d, 1).unwrap();
+            p.begin_iteration(20);
+            for _ in 0..20 {
+                p.observe(t.clone()).unwrap();
+            }
+            let mid = (p.pending(), p.updates());
+            p.end_iteration().unwrap();
+            // After the iteration, full rollouts are learned as they fill again.
+            for _ in 0..16 {
+                p.observe(t.clone()).unwrap();
+            }
+            (mid, p.updates(), p.pending())
+        };
+        // Split: one update of 16 mid-way (2 steps), 4 left for the end (2 more).
+        assert_eq!(run(false), ((4, 2), 6, 0));
+        // Whole: one call on all 20 when the iteration's last step comes in
+        // (2 steps), nothing left for the end.
+        assert_eq!(run(true), ((0, 2), 4, 0));
+    }
+
+    /// `adaptive_lr` steers every update towards `target_kl`: a learning rate
+    /// far too small is raised, one far too large is lowered, and the scale
+    /// is kept within its bounds.
+    #[test]
+    fn adaptive_lr_moves_each_update_towards_the_kl_target() {
+        let d = cpu();
+        let obs = vec![1.0, 0.0];
+        let run = |learning_rate: f64| {
+            let cfg = PpoConfig {
+                hidden: vec![16],
+                learning_rate,
+                rollout: 10_000,
+                epochs: 2,
+                minibatches: 4,
+                target_kl: 0.01,
+                adaptive_lr: true,
+                ..PpoConfig::default()
+            };
+            let mut p = Ppo::new(cfg, 2, 2, &d, 5).unwrap();
+            let mut kls = Vec::new();
+            for _ in 0..8 {
+                for i in 0..64 {
+                    // Arm 1 pays, arm 0 does not: the policy keeps moving.
+                    let a = i % 2;
+                    p.observe(Transition {
+                        obs: obs.clone(),
+                        action: vec![a as f32],
+                        reward: a as f32,
+                        next_obs: obs.clone(),
+                        terminated: true,
+                        done: true,
+                    })
+                    .unwrap();
+                }
+                p.end_iteration().unwrap();
+                kls.push(p.last_kl().unwrap());
+            }
+            (p.learning_rate() / learning_rate, kls)
+        };
+        let (up, small) = run(1e-5);
+        assert!(up > 10.0 - 1e-9, "scale {up}, KL {small:?}");
+        assert!(
+            small[0] < 0.005,
+            "a tiny rate moves the policy little: {small:?}"
+        );
+        let (down, large) = run(0.5);
+        assert!(down < 1.0, "scale {down}, KL {large:?}");
+        assert!(
+            large[0] > 0.02,
+            "a huge rate moves the policy far: {large:?}"
+        );
+        // Without the option the rate stays as configured and KL is not measured.
+        let mut p = Ppo::new(
+            PpoConfig {
+                hidden: vec![16],
+                target_kl: 0.01,
+                ..PpoConfig::default()
+            },
+            2,
+            2,
+            &d,
+            5,
+        )
+        .unwrap();
+        p.observe(Transition {
+            obs: obs.clone(),
+            action: vec![1.0],
+            reward: 1.0,
+            next_obs: obs,
+            terminated: true,
+            done: true,
+        })
+        .unwrap();
+        p.end_iteration().unwrap();
+        assert_eq!((p.learning_rate(), p.last_kl()), (3e-4, None));
+    }
+
     /// One big-step update on a bandit rollout: without a bound the policy
     /// moves far from the one that gathered the data; with `target_kl` the
     /// passes stop early and the measured KL stays near the bound.
@@ -672,13 +878,14 @@ mod tests {
     fn checkpoints_round_trip_and_refuse_another_shape() {
         let d = cpu();
         let dir = std::env::temp_dir().join(format!("ppo-ckpt-{}", std::process::id()));
-        let p = Ppo::new(PpoConfig::default(), 3, 4, &d, 1).unwrap();
+        let mut p = Ppo::new(PpoConfig::default(), 3, 4, &d, 1).unwrap();
+        p.lr_scale = 2.25; // as `adaptive_lr` may have left it
         p.save(&dir).unwrap();
         let mut same = Ppo::new(PpoConfig::default(), 3, 4, &d, 9).unwrap();
         same.load(&dir).unwrap();
         let o = vec![vec![0.2, -0.1, 0.4]];
-        let mut p = p;
         assert_eq!(p.values(&o), same.values(&o));
+        assert_eq!(same.learning_rate(), p.learning_rate());
         let mut other = Ppo::new(PpoConfig::default(), 3, 5, &d, 1).unwrap();
         let e = other.load(&dir).unwrap_err();
         assert!(e.to_string().contains("layers"), "{e}");

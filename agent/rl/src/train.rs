@@ -257,6 +257,14 @@ pub fn make_learner(
     })
 }
 
+/// Start a curriculum iteration at `steps`: tell the learner its length and
+/// return the step at which it ends (none for curricula without iterations).
+fn begin_iteration(curriculum: &Curriculum, learner: &mut dyn Learner, steps: u64) -> Option<u64> {
+    let chunk = curriculum.chunk_steps()?;
+    learner.begin_iteration(chunk);
+    Some(steps + chunk)
+}
+
 /// Outcome of one greedy episode.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EpisodeStats {
@@ -545,7 +553,7 @@ pub fn run_envs(
 
     let mut value_std = f64::NAN;
     let mut recent: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
-    let mut next_update = curriculum.chunk_steps().map(|c| steps + c);
+    let mut next_update = begin_iteration(&curriculum, learner.as_mut(), steps);
     let mut next_eval = if evals.is_empty() {
         steps
     } else {
@@ -634,12 +642,12 @@ pub fn run_envs(
             // No curriculum update before the learner has taken a gradient step:
             // untouched values would read as "settled" and grow the set for nothing.
             if next_update.is_some_and(|u| steps >= u) && learner.updates() == 0 {
-                next_update = curriculum.chunk_steps().map(|c| steps + c);
+                next_update = begin_iteration(&curriculum, learner.as_mut(), steps);
             } else if next_update.is_some_and(|u| steps >= u) {
                 let values = start_values(value_env.as_mut(), learner.as_mut())?;
                 let r = curriculum.update(&values);
                 value_std = r.value_std;
-                next_update = curriculum.chunk_steps().map(|c| steps + c);
+                next_update = begin_iteration(&curriculum, learner.as_mut(), steps);
             }
             if done || steps >= spec.steps {
                 episodes += 1;
@@ -651,7 +659,9 @@ pub fn run_envs(
             }
         }
     }
-    let with_eval = !interrupted || rec.evals.last().is_none_or(|r| r.steps < steps);
+    // One evaluation per step count: a run resumed where it had finished
+    // (to read its history again) adds no second row at its last step.
+    let with_eval = rec.evals.last().is_none_or(|r| r.steps < steps);
     let live = Live {
         steps,
         episodes,
@@ -940,6 +950,14 @@ mod tests {
             vec![0, 100, 200, 300, 400, 500],
             "history kept, training went on"
         );
+        // Resuming a finished run gives its history back and adds nothing.
+        let again = run_envs(envs(), &cfg, &spec, &device, &stop, &mut |_| {}).unwrap();
+        let figures = |r: &RunResult| -> Vec<(u64, f64)> {
+            r.evals.iter().map(|e| (e.steps, e.test_return)).collect()
+        };
+        assert_eq!(figures(&again), figures(&second));
+        let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 1 + steps.len(), "{csv}");
         // A learner of another shape refuses the checkpoint, naming it.
         cfg.dqn.hidden = vec![32];
         let env = NanAfter { good: 0, n: 0 };
