@@ -669,17 +669,22 @@ mod tests {
         assert_eq!((q.pending(), q.updates()), (1, 0));
     }
 
-    #[test]
-    fn a_fixed_number_of_minibatches_takes_the_same_steps_for_any_rollout() {
-        let d = cpu();
-        let t = Transition {
+    /// One rewarded step in the middle of an episode.
+    fn mid_episode_step() -> Transition {
+        Transition {
             obs: vec![1.0, 0.0],
             action: vec![0.0],
             reward: 1.0,
             next_obs: vec![1.0, 0.0],
             terminated: false,
             done: false,
-        };
+        }
+    }
+
+    #[test]
+    fn a_fixed_number_of_minibatches_takes_the_same_steps_for_any_rollout() {
+        let d = cpu();
+        let t = mid_episode_step();
         let steps_for = |n: usize, minibatches: usize| {
             let cfg = PpoConfig {
                 hidden: vec![8],
@@ -707,14 +712,7 @@ mod tests {
     #[test]
     fn whole_iterations_learn_a_long_iteration_in_one_call() {
         let d = cpu();
-        let t = Transition {
-            obs: vec![1.0, 0.0],
-            action: vec![0.0],
-            reward: 1.0,
-            next_obs: vec![1.0, 0.0],
-            terminated: false,
-            done: false,
-        };
+        let t = mid_episode_step();
         let run = |whole_iterations: bool| {
             let cfg = PpoConfig {
                 hidden: vec![8],
@@ -744,6 +742,23 @@ mod tests {
         assert_eq!(run(true), ((0, 2), 4, 0));
     }
 
+    /// Gather `n` one-step bandit episodes at `obs`, the two arms in turn;
+    /// arm 1 pays 1, arm 0 nothing.
+    fn feed_bandit(p: &mut Ppo, obs: &[f32], n: usize) {
+        for i in 0..n {
+            let a = i % 2;
+            p.observe(Transition {
+                obs: obs.to_vec(),
+                action: vec![a as f32],
+                reward: a as f32,
+                next_obs: obs.to_vec(),
+                terminated: true,
+                done: true,
+            })
+            .unwrap();
+        }
+    }
+
     /// `adaptive_lr` steers every update towards `target_kl`: a learning rate
     /// far too small is raised, one far too large is lowered, and the scale
     /// is kept within its bounds.
@@ -765,19 +780,8 @@ mod tests {
             let mut p = Ppo::new(cfg, 2, 2, &d, 5).unwrap();
             let mut kls = Vec::new();
             for _ in 0..8 {
-                for i in 0..64 {
-                    // Arm 1 pays, arm 0 does not: the policy keeps moving.
-                    let a = i % 2;
-                    p.observe(Transition {
-                        obs: obs.clone(),
-                        action: vec![a as f32],
-                        reward: a as f32,
-                        next_obs: obs.clone(),
-                        terminated: true,
-                        done: true,
-                    })
-                    .unwrap();
-                }
+                // Arm 1 pays, arm 0 does not: the policy keeps moving.
+                feed_bandit(&mut p, &obs, 64);
                 p.end_iteration().unwrap();
                 kls.push(p.last_kl().unwrap());
             }
@@ -841,18 +845,7 @@ mod tests {
             };
             let mut p = Ppo::new(cfg, 2, 2, &d, 5).unwrap();
             let before = p.probabilities(&obs);
-            for i in 0..128 {
-                let a = i % 2;
-                p.observe(Transition {
-                    obs: obs.clone(),
-                    action: vec![a as f32],
-                    reward: a as f32,
-                    next_obs: obs.clone(),
-                    terminated: true,
-                    done: true,
-                })
-                .unwrap();
-            }
+            feed_bandit(&mut p, &obs, 128);
             p.end_iteration().unwrap();
             let after = p.probabilities(&obs);
             let kl: f32 = before
