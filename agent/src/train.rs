@@ -124,8 +124,8 @@ pub fn ratio_spread(
         let pick: Vec<usize> = (0..pairs.len())
             .map(|_| rng.below(pairs.len() as u64) as usize)
             .collect();
-        let rr: Vec<Vec<EvalRow>> = pick.iter().map(|&i| pairs[i].0.to_vec()).collect();
-        let sp: Vec<Vec<EvalRow>> = pick.iter().map(|&i| pairs[i].1.to_vec()).collect();
+        let rr: Vec<&[EvalRow]> = pick.iter().map(|&i| pairs[i].0).collect();
+        let sp: Vec<&[EvalRow]> = pick.iter().map(|&i| pairs[i].1).collect();
         let (rr, sp) = (mean_curve(&rr), mean_curve(&sp));
         let Some(t) = target.or_else(|| final_value(&rr, 3)) else {
             continue;

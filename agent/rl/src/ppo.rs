@@ -306,7 +306,7 @@ impl Ppo {
             let net = self.acting();
             let v = values(net.critic.forward(obs.clone()));
             let v_next = values(net.critic.forward(next));
-            let lp = values(log_softmax(net.actor.forward(obs), 1));
+            let lp = values(log_softmax(net.actor.forward(obs.clone()), 1));
             (v, v_next, lp)
         };
         let action: Vec<usize> = self
@@ -396,18 +396,17 @@ impl Ppo {
         }
         self.acting = None;
         if c.adaptive_lr && c.target_kl > 0.0 {
-            self.adapt_learning_rate(&action, &old);
+            self.adapt_learning_rate(obs, &action, &old);
         }
         self.rollout.clear();
         Ok(())
     }
 
     /// `adaptive_lr`: measure how far the update just made moved the policy on
-    /// its rollout and scale the next update's learning rate towards `target_kl`.
-    fn adapt_learning_rate(&mut self, action: &[usize], old: &[f32]) {
+    /// its rollout (`obs`, the rollout's observations on the acting device) and scale the next update's learning rate towards `target_kl`.
+    fn adapt_learning_rate(&mut self, obs: Tensor<2>, action: &[usize], old: &[f32]) {
         let na = self.actions;
         let target = self.config.target_kl;
-        let obs = self.rows(|t| &t.obs);
         let lp = values(log_softmax(self.acting().actor.forward(obs), 1));
         let n = action.len().max(1);
         let kl = action

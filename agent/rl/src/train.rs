@@ -700,17 +700,19 @@ pub fn run_envs(
 
 /// The mean over runs of test return on their common evaluation grid
 /// (steps present in every run).
-pub fn mean_curve(runs: &[Vec<EvalRow>]) -> Vec<(u64, f64)> {
+pub fn mean_curve<R: AsRef<[EvalRow]>>(runs: &[R]) -> Vec<(u64, f64)> {
     let Some(first) = runs.first() else {
         return Vec::new();
     };
     first
+        .as_ref()
         .iter()
         .filter_map(|r| {
             let vals: Option<Vec<f64>> = runs
                 .iter()
                 .map(|run| {
-                    run.iter()
+                    run.as_ref()
+                        .iter()
                         .find(|x| x.steps == r.steps)
                         .map(|x| x.test_return)
                 })
