@@ -440,19 +440,19 @@ pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
     });
     let _ = tel.flush();
 
-    // Compare.
-    let curves = |kind: CurriculumKind| -> Vec<Vec<EvalRow>> {
+    // Compare: the finished runs of a curriculum, by seed.
+    let finished = |kind: CurriculumKind| -> Vec<(u64, &[EvalRow])> {
         runs.iter()
             .zip(&results)
             .filter(|(s, _)| s.curriculum == kind)
-            .filter_map(|(_, r)| r.as_ref().and_then(|r| r.as_ref().ok()).cloned())
+            .filter_map(|(s, r)| Some((s.seed, r.as_ref()?.as_ref().ok()?.as_slice())))
             .collect()
     };
     let mut lines: Vec<CurriculumSummary> = exp
         .curricula
         .iter()
         .map(|&kind| {
-            let c = curves(kind);
+            let c: Vec<&[EvalRow]> = finished(kind).into_iter().map(|(_, r)| r).collect();
             let curve = mean_curve(&c);
             CurriculumSummary {
                 kind,
@@ -479,20 +479,10 @@ pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
         }
     }
     // Seeds both round-robin and SPaCE finished, paired for the resampling.
-    let finished = |kind: CurriculumKind, seed: u64| {
-        runs.iter()
-            .zip(&results)
-            .find(|(s, _)| s.curriculum == kind && s.seed == seed)
-            .and_then(|(_, r)| r.as_ref().and_then(|r| r.as_ref().ok()))
-            .map(Vec::as_slice)
-    };
-    let pairs: Vec<(&[EvalRow], &[EvalRow])> = (exp.seed_base..exp.seed_base + exp.seeds)
-        .filter_map(|seed| {
-            Some((
-                finished(CurriculumKind::RoundRobin, seed)?,
-                finished(CurriculumKind::Space, seed)?,
-            ))
-        })
+    let space = finished(CurriculumKind::Space);
+    let pairs: Vec<(&[EvalRow], &[EvalRow])> = finished(CurriculumKind::RoundRobin)
+        .into_iter()
+        .filter_map(|(seed, rr)| Some((rr, space.iter().find(|(s, _)| *s == seed)?.1)))
         .collect();
     let spread = ratio_spread(&pairs, exp.target, RESAMPLES, 0x5eed);
     let failed = runs
