@@ -193,4 +193,5 @@ fn calib_views_writes_board_pairs_and_the_rig() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(bad[0]), "{bad:?}: {err}");
     }
+    std::fs::remove_dir_all(&out).ok();
 }

@@ -223,6 +223,7 @@ fn the_link_comes_back_when_the_device_does() {
         (1, 1, true),
         "{s:?}"
     );
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 struct Rng(u64);
