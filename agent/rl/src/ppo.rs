@@ -741,6 +741,40 @@ mod tests {
         assert_eq!(run(true), ((0, 2), 4, 0));
     }
 
+    /// With `whole_iterations`, a curriculum's learning does not depend on
+    /// `rollout`: iterations shorter than it are learned at their end, longer
+    /// ones in one call at their last step, so two rollouts give the same
+    /// updates and the same network (what lets round-robin's rollout be tuned
+    /// without touching SPaCE's runs).
+    #[test]
+    fn with_whole_iterations_the_rollout_does_not_change_iteration_learning() {
+        let d = cpu();
+        let obs = vec![1.0, 0.0];
+        let run = |rollout: usize| {
+            let cfg = PpoConfig {
+                hidden: vec![8],
+                rollout,
+                epochs: 2,
+                minibatches: 2,
+                whole_iterations: true,
+                ..PpoConfig::default()
+            };
+            let mut p = Ppo::new(cfg, 2, 2, &d, 7).unwrap();
+            let mut updates = Vec::new();
+            for n in [6, 20, 40] {
+                p.begin_iteration(n as u64);
+                feed_bandit(&mut p, &obs, n);
+                p.end_iteration().unwrap();
+                updates.push(p.updates());
+            }
+            (updates, p.values(std::slice::from_ref(&obs))[0])
+        };
+        let (short, long) = (run(8), run(32));
+        // Two gradient steps per pass, two passes: 4 per iteration.
+        assert_eq!(short.0, vec![4, 8, 12]);
+        assert_eq!(short, long);
+    }
+
     /// Gather `n` one-step bandit episodes at `obs`, the two arms in turn;
     /// arm 1 pays 1, arm 0 nothing.
     fn feed_bandit(p: &mut Ppo, obs: &[f32], n: usize) {
