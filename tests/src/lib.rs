@@ -1,7 +1,7 @@
 //! Shared helpers for the end-to-end tests: finding the workspace's binaries and
 //! the tools the tests check outputs with.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Path of a workspace binary built by the same `cargo test` run (the `sim` and
@@ -42,12 +42,45 @@ fn require_tool(program: &str, install: &str) {
     assert!(ok, "`{program}` is missing: {install}");
 }
 
-/// A fresh temporary folder for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
+/// A fresh temporary folder for one test, removed when the test passes and
+/// kept (its path printed) when it fails, for a look at what was written.
+pub fn temp_dir(name: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("e2e-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("create temp dir");
-    d
+    TempDir(d)
+}
+
+/// A test's temporary folder (see [`temp_dir`]); derefs to its path.
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test failed: its files are kept in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// Run a command to completion, fail the test with its output if it failed,
@@ -180,4 +213,36 @@ pub fn fc_host(tty: &std::path::Path) -> std::process::Child {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child
+}
+
+#[cfg(test)]
+mod tests {
+    use super::temp_dir;
+
+    #[test]
+    fn a_passing_test_leaves_no_folder_and_a_failing_one_keeps_its_files() {
+        let kept = std::thread::spawn(|| {
+            let d = temp_dir("helper-fails");
+            std::fs::write(d.join("log.txt"), "evidence").unwrap();
+            let path = d.to_path_buf();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let _owned = d;
+                panic!("a failing test");
+            }));
+            path
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(kept.join("log.txt")).unwrap(),
+            "evidence"
+        );
+        std::fs::remove_dir_all(&kept).unwrap();
+
+        let d = temp_dir("helper-passes");
+        std::fs::write(d.join("log.txt"), "x").unwrap();
+        let path = d.to_path_buf();
+        drop(d);
+        assert!(!path.exists());
+    }
 }

@@ -223,7 +223,6 @@ fn the_link_comes_back_when_the_device_does() {
         (1, 1, true),
         "{s:?}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 struct Rng(u64);
@@ -573,5 +572,4 @@ fn fc_node_bridges_the_bus_and_the_serial_link() {
     for want in ["fc: armed", "-> Armed", "-> FailsafeHover", "lost"] {
         assert!(all.contains(want), "no event with {want:?} in:\n{all}");
     }
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -86,7 +86,6 @@ fn short_flight_learns_and_records_telemetry_and_a_checkpoint() {
     )
     .unwrap();
     assert_eq!(est.scan.len(), shape.columns);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -124,7 +123,6 @@ fn ctrl_c_stops_the_flight_and_keeps_the_recording() {
     assert!(stdout.contains("stopped early"), "{stdout}");
     verify_rrd(&rrd, &["/world/robot", "/plots/flight/speed"]);
     assert!(dir.join("mono.bpk").is_file());
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// `--rerun connect`: the flight streams its telemetry over gRPC to a running
@@ -177,5 +175,4 @@ fn telemetry_streams_to_a_running_rerun_server() {
             "{entity} did not reach the server"
         );
     }
-    std::fs::remove_dir_all(&dir).ok();
 }

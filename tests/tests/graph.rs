@@ -63,7 +63,6 @@ fn launched_graph_flies_the_twin_in_a_closed_loop_over_zenoh() {
         "{all}"
     );
     assert!(stdout.contains("graph `twin_test` stopped"), "{stdout}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -122,7 +121,6 @@ restart = "on-failure"
         "orphans: {}",
         String::from_utf8_lossy(&left.stdout)
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -340,7 +338,6 @@ args = ["node", "telemetry", "--robot", "{robot}", "--connect", "{ep}", "--rerun
             "{entity} missing from the graph's telemetry"
         );
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// `launch/robot.toml` as shipped, with its device, addresses and files pointed
@@ -410,7 +407,6 @@ fn robot_launch_file_flies_a_recording_through_the_serial_link() {
     assert!(fc_log.contains("Armed -> FailsafeHover"), "{fc_log}\n{log}");
     assert!(log.contains("fc: armed"), "{log}");
     assert!(dir.join("robot_flight.mcap").is_file() && dir.join("robot.rrd").is_file());
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Several nodes in one process (`agent node stereo,policy`): threads sharing
@@ -449,7 +445,6 @@ args = ["node", "stereo,policy", "--robot", "{robot}", "--connect", "{ep}"]
         stdout.contains("stereo node up") && stdout.contains("policy node up"),
         "{stdout}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// The telemetry node places both cameras from a calibration file (OpenCV
@@ -499,5 +494,4 @@ fn telemetry_node_takes_the_cameras_from_a_rig_file() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.yaml"));
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -93,7 +93,6 @@ fn three_arms_fly_side_by_side_and_the_learned_network_resumes() {
         resumed < 0.75 * fresh,
         "resumed error {resumed} vs fresh {fresh}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -127,5 +126,4 @@ fn a_checkpoint_of_another_architecture_or_a_corrupt_one_is_refused() {
         assert!(err.contains("cannot load mono checkpoint"), "{err}");
         assert!(!err.contains("panicked"), "{err}");
     }
-    std::fs::remove_dir_all(&dir).ok();
 }

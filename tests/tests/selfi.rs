@@ -146,7 +146,6 @@ fn selfi_all_records_trains_offline_and_compares_the_arms() {
         .output()
         .unwrap();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -248,7 +247,6 @@ args = ["record", "--robot", "{robot}", "--connect", "{ep}", "--out", "{rec}", "
     #[allow(deprecated)]
     let d = burn::tensor::Device::ndarray();
     rl::selfi::online::load_actor(&ckpt, &[64, 64], 8, &d).unwrap();
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -302,7 +300,6 @@ fn selfi_refuses_bad_inputs_by_name() {
         &repo("agent/rl/config/selfi.toml"),
     ]));
     assert!(e.contains("offline.toml"), "{e}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 fn repo(rel: &str) -> String {

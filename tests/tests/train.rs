@@ -228,7 +228,6 @@ fn train_compares_curricula_resumes_and_exports_a_policy_the_node_flies() {
             .any(|y| (*y as f32 - sp.yaw_rate).abs() < 1e-6),
         "{sp:?}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -265,7 +264,6 @@ fn train_stops_on_ctrl_c_keeping_metrics_and_checkpoint() {
         dir.join("out/round-robin/seed0/checkpoint/run.toml")
             .is_file()
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -301,7 +299,6 @@ fn train_refuses_bad_files_by_name() {
         !out.status.success() && err.contains("obstacle_count"),
         "{err}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
