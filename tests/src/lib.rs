@@ -221,18 +221,14 @@ mod tests {
 
     #[test]
     fn a_passing_test_leaves_no_folder_and_a_failing_one_keeps_its_files() {
-        let kept = std::thread::spawn(|| {
-            let d = temp_dir("helper-fails");
-            std::fs::write(d.join("log.txt"), "evidence").unwrap();
-            let path = d.to_path_buf();
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                let _owned = d;
-                panic!("a failing test");
-            }));
-            path
-        })
-        .join()
-        .unwrap();
+        let d = temp_dir("helper-fails");
+        std::fs::write(d.join("log.txt"), "evidence").unwrap();
+        let kept = d.to_path_buf();
+        // The guard is dropped while the panic unwinds, as in a failing test.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _owned = d;
+            panic!("a failing test");
+        }));
         assert_eq!(
             std::fs::read_to_string(kept.join("log.txt")).unwrap(),
             "evidence"
