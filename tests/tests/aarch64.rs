@@ -1,7 +1,8 @@
 //! The agent cross-built for aarch64 (Jetson-class boards) runs its self-test
 //! under qemu-aarch64: it loads a rig file, runs stereo on the bundled pair and
 //! one mono inference, and prints the figures. `tests/prepare.sh` (the README's
-//! test command) builds it.
+//! test command) builds it in the `cross-check` profile (release at opt-level 1,
+//! to spare CI's time; boards get `--release`).
 
 use std::process::Command;
 
@@ -12,7 +13,7 @@ fn the_aarch64_agent_passes_its_self_test_under_qemu() {
         .ancestors()
         .nth(3)
         .expect("<target>/<profile>/deps/<test>");
-    let bin = target.join("aarch64-unknown-linux-gnu/release/agent");
+    let bin = target.join("aarch64-unknown-linux-gnu/cross-check/agent");
     assert!(
         bin.is_file(),
         "{} not built: run tests/prepare.sh (it cross-builds the agent)",

@@ -70,6 +70,13 @@ pub struct PpoConfig {
     /// call per iteration, whatever its length), rather than on a full rollout
     /// plus a remainder that may be a few dozen steps.
     pub whole_iterations: bool,
+    /// With `rollout_per_iteration`, learn a curriculum iteration of L steps
+    /// longer than `rollout` in ceil(L/`rollout`) updates of equal length,
+    /// rather than full rollouts plus a remainder that may be a few dozen
+    /// steps: as many updates as the reference's TRPO made in such an
+    /// iteration (it learned in whole `timesteps_per_batch` batches). Cannot
+    /// be combined with `whole_iterations`.
+    pub split_iterations: bool,
     /// With `target_kl` above 0: after each update, scale the learning rate
     /// by 1/1.5 when the update moved the policy by more than 2·`target_kl`
     /// (mean KL over the rollout) and by 1.5 when by less than `target_kl`/2,
@@ -96,6 +103,7 @@ impl Default for PpoConfig {
             rollout_per_iteration: true,
             target_kl: 0.0,
             whole_iterations: false,
+            split_iterations: false,
             adaptive_lr: false,
         }
     }
@@ -119,6 +127,9 @@ impl PpoConfig {
         }
         if !(self.clip > 0.0 && self.clip < 1.0) {
             return bad("`clip` must be in (0, 1)");
+        }
+        if self.whole_iterations && self.split_iterations {
+            return bad("`whole_iterations` and `split_iterations` exclude each other: pick one");
         }
         if !(self.target_kl >= 0.0 && self.target_kl.is_finite()) {
             return bad("`target_kl` must be a number of at least 0 (0: no bound)");
@@ -202,8 +213,9 @@ pub struct Ppo {
     updates: u64,
     losses: Vec<f32>,
     kl_stops: u64,
-    /// Length of the curriculum iteration under way when its update is held
-    /// to its end (`whole_iterations`); 0 otherwise.
+    /// Steps learned in one update while a curriculum iteration is under way
+    /// (`whole_iterations`: the whole iteration; `split_iterations`: an equal
+    /// share of it); 0 outside iterations or without either option.
     iteration: usize,
     /// Learning-rate scale set by `adaptive_lr`.
     lr_scale: f64,
@@ -451,15 +463,27 @@ impl Learner for Ppo {
     fn observe(&mut self, t: Transition) -> Result<(), RlError> {
         self.rollout.push(t);
         self.steps += 1;
-        if self.rollout.len() >= self.config.rollout.max(self.iteration) {
+        let batch = match self.iteration {
+            0 => self.config.rollout,
+            b if self.config.split_iterations => b,
+            b => b.max(self.config.rollout),
+        };
+        if self.rollout.len() >= batch {
             self.update()?;
         }
         Ok(())
     }
 
     fn begin_iteration(&mut self, steps: u64) {
-        if self.config.rollout_per_iteration && self.config.whole_iterations {
-            self.iteration = usize::try_from(steps).unwrap_or(usize::MAX);
+        if !self.config.rollout_per_iteration {
+            return;
+        }
+        let steps = usize::try_from(steps).unwrap_or(usize::MAX);
+        if self.config.whole_iterations {
+            self.iteration = steps;
+        } else if self.config.split_iterations && steps > 0 {
+            let parts = steps.div_ceil(self.config.rollout);
+            self.iteration = steps.div_ceil(parts);
         }
     }
 
@@ -739,6 +763,58 @@ mod tests {
         // Whole: one call on all 20 when the iteration's last step comes in
         // (2 steps), nothing left for the end.
         assert_eq!(run(true), ((0, 2), 4, 0));
+    }
+
+    /// With `split_iterations` a long iteration is learned in as many equal
+    /// updates as it holds rollouts (rounded up), not in full rollouts plus a
+    /// short remainder; a short one is learned whole at its end. Combining it
+    /// with `whole_iterations` is refused.
+    #[test]
+    fn split_iterations_learn_a_long_iteration_in_equal_parts() {
+        let d = cpu();
+        let t = mid_episode_step();
+        let cfg = PpoConfig {
+            hidden: vec![8],
+            rollout: 16,
+            epochs: 1,
+            minibatches: 2,
+            split_iterations: true,
+            ..PpoConfig::default()
+        };
+        let mut p = Ppo::new(cfg.clone(), 2, 2, &d, 1).unwrap();
+        // 40 steps hold 2.5 rollouts of 16: three updates of 14, 14 and 12.
+        p.begin_iteration(40);
+        let mut learned_at = Vec::new();
+        for i in 1..=40 {
+            let before = p.updates();
+            p.observe(t.clone()).unwrap();
+            if p.updates() > before {
+                learned_at.push(i);
+            }
+        }
+        assert_eq!(learned_at, vec![14, 28]);
+        assert_eq!(p.pending(), 12);
+        p.end_iteration().unwrap();
+        assert_eq!((p.pending(), p.updates()), (0, 6));
+        // A 10-step iteration: one update on all 10, none left for its end.
+        p.begin_iteration(10);
+        for _ in 0..10 {
+            p.observe(t.clone()).unwrap();
+        }
+        assert_eq!((p.pending(), p.updates()), (0, 8));
+        p.end_iteration().unwrap();
+        assert_eq!(p.updates(), 8);
+        // Outside iterations, full rollouts again.
+        for _ in 0..15 {
+            p.observe(t.clone()).unwrap();
+        }
+        assert_eq!((p.pending(), p.updates()), (15, 8));
+        let both = PpoConfig {
+            whole_iterations: true,
+            ..cfg
+        };
+        let err = Ppo::new(both, 2, 2, &d, 1).err().unwrap().to_string();
+        assert!(err.contains("exclude each other"), "{err}");
     }
 
     /// With `whole_iterations`, a curriculum's learning does not depend on
