@@ -465,8 +465,7 @@ impl Learner for Ppo {
         self.steps += 1;
         let batch = match self.iteration {
             0 => self.config.rollout,
-            b if self.config.split_iterations => b,
-            b => b.max(self.config.rollout),
+            b => b,
         };
         if self.rollout.len() >= batch {
             self.update()?;
@@ -480,7 +479,8 @@ impl Learner for Ppo {
         }
         let steps = usize::try_from(steps).unwrap_or(usize::MAX);
         if self.config.whole_iterations {
-            self.iteration = steps;
+            // Shorter iterations are learned at their end all the same.
+            self.iteration = steps.max(self.config.rollout);
         } else if self.config.split_iterations && steps > 0 {
             let parts = steps.div_ceil(self.config.rollout);
             self.iteration = steps.div_ceil(parts);
