@@ -105,6 +105,30 @@ pub struct RatioSpread {
 /// Number of seed sets [`ratio_spread`] draws.
 const RESAMPLES: usize = 2000;
 
+/// The ratio of steps `base` and `other` need to reach `target` (0 where
+/// `other` does not reach it, infinite where only `other` does), the way the
+/// comparison itself reads round-robin's and SPaCE's mean curves.
+fn curve_ratio(base: &[(u64, f64)], other: &[(u64, f64)], target: f64) -> f64 {
+    match (steps_to_reach(base, target), steps_to_reach(other, target)) {
+        (b, Some(o)) => steps_ratio(b, Some(o)).unwrap_or(f64::INFINITY),
+        (_, None) => 0.0,
+    }
+}
+
+/// 5–95 % interval and share at 2x or more of a set of ratios.
+fn spread_of(mut ratios: Vec<f64>) -> Option<RatioSpread> {
+    if ratios.is_empty() {
+        return None;
+    }
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    Some(RatioSpread {
+        resamples: ratios.len(),
+        interval: (at(0.05), at(0.95)),
+        at_least_2x: ratios.iter().filter(|&&r| r >= 2.0).count() as f64 / ratios.len() as f64,
+    })
+}
+
 /// The speed-up to the target over seed sets resampled from `pairs`
 /// (round-robin's and SPaCE's runs of one seed each). The target is `target`
 /// when given, else each resample's round-robin final return, as in the
@@ -130,21 +154,44 @@ pub fn ratio_spread(
         let Some(t) = target.or_else(|| final_value(&rr, 3)) else {
             continue;
         };
-        ratios.push(match (steps_to_reach(&rr, t), steps_to_reach(&sp, t)) {
-            (r, Some(s)) => steps_ratio(r, Some(s)).unwrap_or(f64::INFINITY),
-            (_, None) => 0.0,
-        });
+        ratios.push(curve_ratio(&rr, &sp, t));
     }
-    if ratios.is_empty() {
+    spread_of(ratios)
+}
+
+/// The measure's noise floor: round-robin against itself. Each of `splits`
+/// draws shuffles round-robin's runs into two disjoint groups of half the
+/// runs each (one left out when odd); the first group's final return is the
+/// target (or `target` when given) and the ratio is the first group's steps
+/// to it over the second's, read as the comparison reads round-robin against
+/// SPaCE. Both groups ran the same method, so whatever spread this shows is
+/// the seeds alone. None with fewer than four runs.
+pub fn placebo_spread(
+    runs: &[&[EvalRow]],
+    target: Option<f64>,
+    splits: usize,
+    seed: u64,
+) -> Option<RatioSpread> {
+    let half = runs.len() / 2;
+    if half < 2 || splits == 0 {
         return None;
     }
-    ratios.sort_by(f64::total_cmp);
-    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
-    Some(RatioSpread {
-        resamples: ratios.len(),
-        interval: (at(0.05), at(0.95)),
-        at_least_2x: ratios.iter().filter(|&&r| r >= 2.0).count() as f64 / ratios.len() as f64,
-    })
+    let mut rng = sim::rng::Rng::new(seed);
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    let mut ratios = Vec::with_capacity(splits);
+    for _ in 0..splits {
+        for i in (1..order.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            order.swap(i, j);
+        }
+        let group = |ids: &[usize]| mean_curve(&ids.iter().map(|&i| runs[i]).collect::<Vec<_>>());
+        let (a, b) = (group(&order[..half]), group(&order[half..2 * half]));
+        let Some(t) = target.or_else(|| final_value(&a, 3)) else {
+            continue;
+        };
+        ratios.push(curve_ratio(&a, &b, t));
+    }
+    spread_of(ratios)
 }
 
 /// The comparison of curricula.
@@ -161,6 +208,9 @@ pub struct Summary {
     /// How the speed-up varies with the seeds (round-robin and SPaCE, two
     /// seeds or more).
     pub spread: Option<RatioSpread>,
+    /// Round-robin against itself over splits of its runs (four runs or
+    /// more): the spread the seeds alone give the same measure.
+    pub placebo: Option<(usize, RatioSpread)>,
 }
 
 impl Summary {
@@ -281,6 +331,16 @@ impl Summary {
                 sp.interval.0,
                 sp.interval.1,
                 100.0 * sp.at_least_2x
+            );
+        }
+        if let Some((half, pl)) = &self.placebo {
+            let _ = writeln!(
+                s,
+                "round-robin against itself ({} splits of its runs into two groups of {half}; the seeds alone): 90 % between {:.2}x and {:.2}x, >= 2x in {:.0} %",
+                pl.resamples,
+                pl.interval.0,
+                pl.interval.1,
+                100.0 * pl.at_least_2x
             );
         }
         s
@@ -485,6 +545,12 @@ pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
         .filter_map(|(seed, rr)| Some((rr, space.iter().find(|(s, _)| *s == seed)?.1)))
         .collect();
     let spread = ratio_spread(&pairs, exp.target, RESAMPLES, 0x5eed);
+    let rr_runs: Vec<&[EvalRow]> = finished(CurriculumKind::RoundRobin)
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    let placebo =
+        placebo_spread(&rr_runs, exp.target, RESAMPLES, 0xa1ace).map(|p| (rr_runs.len() / 2, p));
     let failed = runs
         .iter()
         .zip(&results)
@@ -499,6 +565,7 @@ pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
         lines,
         failed,
         spread,
+        placebo,
     };
     // Files: the mean curves and the table.
     let mut csv = String::from("curriculum,steps,mean_test_return\n");
@@ -582,6 +649,36 @@ mod tests {
         assert!(ratio_spread(&same[..1], None, 10, 1).is_none());
     }
 
+    /// Round-robin against itself: identical runs give 1x in every split;
+    /// two fast and two slow runs give 1x when each group holds one of each,
+    /// 4x when the slow pair sets the target (a chance of 1 in 6) and 0 when
+    /// the fast pair sets a target the slow pair never reaches (1 in 6).
+    #[test]
+    fn round_robin_against_itself_shows_what_the_seeds_alone_give() {
+        let fast = rows(&[(0, 0.0), (10, 10.0), (20, 10.0), (30, 10.0), (40, 10.0)]);
+        let slow = rows(&[(0, 0.0), (10, 5.0), (20, 6.0), (30, 7.0), (40, 9.0)]);
+        let same: Vec<&[EvalRow]> = vec![&slow; 4];
+        let s = placebo_spread(&same, None, 300, 3).unwrap();
+        assert_eq!(
+            (s.resamples, s.interval, s.at_least_2x),
+            (300, (1.0, 1.0), 0.0)
+        );
+        let mixed: Vec<&[EvalRow]> = vec![&fast, &fast, &slow, &slow];
+        let s = placebo_spread(&mixed, None, 3000, 3).unwrap();
+        assert_eq!(s.interval, (0.0, 4.0), "{s:?}");
+        assert!((0.13..0.20).contains(&s.at_least_2x), "{s:?}");
+        // A given target both groups reach at their own pace.
+        let s = placebo_spread(&mixed, Some(5.0), 3000, 3).unwrap();
+        assert_eq!(s.interval, (1.0, 1.0), "{s:?}");
+        // Three runs cannot make two groups of two; five leave one out.
+        assert!(placebo_spread(&mixed[..3], None, 10, 3).is_none());
+        let five: Vec<&[EvalRow]> = vec![&slow; 5];
+        assert_eq!(
+            placebo_spread(&five, None, 10, 3).map(|s| s.interval),
+            Some((1.0, 1.0))
+        );
+    }
+
     /// SPaCE ahead early, level at the end: the waypoints show the lead the
     /// target alone hides, and the table says the goal is missed.
     #[test]
@@ -611,6 +708,7 @@ mod tests {
             ],
             failed: Vec::new(),
             spread: None,
+            placebo: None,
         };
         for l in &mut s.lines {
             l.steps_to_target = steps_to_reach(&l.curve, 15.0);
@@ -643,6 +741,23 @@ mod tests {
         let table = s.table();
         assert!(
             table.contains("2000 seed sets resampled from these runs: 90 % between 0.50x and 2.25x, >= 2x in 12 %"),
+            "{table}"
+        );
+        assert!(
+            !table.contains("against itself"),
+            "no placebo given: {table}"
+        );
+        s.placebo = Some((
+            5,
+            RatioSpread {
+                resamples: 2000,
+                interval: (0.0, 1.92),
+                at_least_2x: 0.04,
+            },
+        ));
+        let table = s.table();
+        assert!(
+            table.contains("round-robin against itself (2000 splits of its runs into two groups of 5; the seeds alone): 90 % between 0.00x and 1.92x, >= 2x in 4 %"),
             "{table}"
         );
         // Without an untrained point there is no start to measure from.
