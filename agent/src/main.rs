@@ -1195,16 +1195,16 @@ fn rl_bench(a: RlBenchArgs) -> Result<()> {
             task.name()
         );
         let ours = agent::rlbench::time_ours(task, steps, &device)?;
-        let (peer, peer_note) = if a.no_peer {
-            (None, Some("--no-peer".to_string()))
+        let (peer, peer_note, peer_blas) = if a.no_peer {
+            (None, Some("--no-peer".to_string()), None)
         } else {
             eprintln!(
                 "training Stable-Baselines3: {} for {steps} steps on one CPU ...",
                 task.name()
             );
             match agent::rlbench::time_peer(&a.python, &a.peer_script, task, steps) {
-                Ok(p) => (Some(p), None),
-                Err(e) => (None, Some(e)),
+                Ok(p) => (Some(p.steps_per_second), None, Some(p.blas)),
+                Err(e) => (None, Some(e), None),
             }
         };
         let line = agent::rlbench::BenchLine {
@@ -1213,6 +1213,7 @@ fn rl_bench(a: RlBenchArgs) -> Result<()> {
             ours: ours.steps_per_second(),
             peer,
             peer_note,
+            peer_blas,
         };
         println!("{line}");
     }

@@ -3,8 +3,9 @@
 CartPole-v1 or SAC on Pendulum-v1 with the same settings as ours, held to one
 CPU and one torch thread, and prints one JSON line with steps and seconds.
 
-Needs Debian's python3-torch and `pip install --no-deps stable-baselines3 gymnasium
-farama-notifications cloudpickle` (see the README)."""
+Needs Debian's python3-torch, an optimised BLAS behind it (libopenblas0-pthread)
+and `pip install --no-deps stable-baselines3 gymnasium farama-notifications
+cloudpickle` (see the README)."""
 import json
 import os
 import sys
@@ -40,7 +41,20 @@ def main():
     model.learn(total_timesteps=steps)
     seconds = time.perf_counter() - t0
     print(json.dumps({"task": task, "steps": steps, "seconds": seconds,
-                      "torch": torch.__version__, "cpu": cpu}))
+                      "torch": torch.__version__, "cpu": cpu, "blas": blas_loaded()}))
+
+
+def blas_loaded():
+    """The BLAS libraries this process has loaded (';'-separated paths). Debian's
+    torch uses whatever libblas.so.3 the system's alternatives point at; the
+    reference BLAS there is many times slower than OpenBLAS, which would make
+    the peer's figure meaningless."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if line.count(" ") >= 5}
+    except OSError:
+        return ""
+    return ";".join(sorted(p for p in paths if "blas" in p.rsplit("/", 1)[-1].lower()))
 
 
 if __name__ == "__main__":
