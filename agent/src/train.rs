@@ -208,9 +208,9 @@ pub struct Summary {
     /// How the speed-up varies with the seeds (round-robin and SPaCE, two
     /// seeds or more).
     pub spread: Option<RatioSpread>,
-    /// Round-robin against itself over splits of its runs (four runs or
-    /// more): the spread the seeds alone give the same measure.
-    pub placebo: Option<(usize, RatioSpread)>,
+    /// Round-robin against itself over splits of its runs into two halves
+    /// (four runs or more): the spread the seeds alone give the same measure.
+    pub placebo: Option<RatioSpread>,
 }
 
 impl Summary {
@@ -333,7 +333,8 @@ impl Summary {
                 100.0 * sp.at_least_2x
             );
         }
-        if let Some((half, pl)) = &self.placebo {
+        if let (Some(pl), Some(rr)) = (&self.placebo, self.line(CurriculumKind::RoundRobin)) {
+            let half = rr.runs / 2;
             let _ = writeln!(
                 s,
                 "round-robin against itself ({} splits of its runs into two groups of {half}; the seeds alone): 90 % between {:.2}x and {:.2}x, >= 2x in {:.0} %",
@@ -549,8 +550,7 @@ pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
         .into_iter()
         .map(|(_, r)| r)
         .collect();
-    let placebo =
-        placebo_spread(&rr_runs, exp.target, RESAMPLES, 0xa1ace).map(|p| (rr_runs.len() / 2, p));
+    let placebo = placebo_spread(&rr_runs, exp.target, RESAMPLES, 0xa1ace);
     let failed = runs
         .iter()
         .zip(&results)
@@ -747,17 +747,14 @@ mod tests {
             !table.contains("against itself"),
             "no placebo given: {table}"
         );
-        s.placebo = Some((
-            5,
-            RatioSpread {
-                resamples: 2000,
-                interval: (0.0, 1.92),
-                at_least_2x: 0.04,
-            },
-        ));
+        s.placebo = Some(RatioSpread {
+            resamples: 2000,
+            interval: (0.0, 1.92),
+            at_least_2x: 0.04,
+        });
         let table = s.table();
         assert!(
-            table.contains("round-robin against itself (2000 splits of its runs into two groups of 5; the seeds alone): 90 % between 0.00x and 1.92x, >= 2x in 4 %"),
+            table.contains("round-robin against itself (2000 splits of its runs into two groups of 2; the seeds alone): 90 % between 0.00x and 1.92x, >= 2x in 4 %"),
             "{table}"
         );
         // Without an untrained point there is no start to measure from.
