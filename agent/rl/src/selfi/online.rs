@@ -733,9 +733,15 @@ impl OnlineLearner {
         }
         if with_q {
             // Q̄ sees J's parts of the plan: its gradient reaches the plan through
-            // them (the models are frozen), as well as through a0.
+            // them (the models are frozen), as well as through a0. The critics
+            // are frozen too: the actor's gradient is the same, and the backward
+            // pass skips their weight gradients, which this step would discard.
             let f = parts.as_ref().filter(|_| features).map(objective_features);
-            let (q1, _) = self.critics.forward(obs, plan.slice([0..n, 0..2]), f);
+            let (q1, _) = self
+                .critics
+                .clone()
+                .no_grad()
+                .forward(obs, plan.slice([0..n, 0..2]), f);
             qm = values(q1.clone().mean())[0];
             total = total + q1;
         }
