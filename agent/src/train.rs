@@ -159,19 +159,35 @@ pub fn ratio_spread(
     spread_of(ratios)
 }
 
+/// Fractions of the way from round-robin's untrained return to the target at
+/// which the comparison also reads the steps (where on the curve a lead is).
+const WAYPOINTS: [f64; 3] = [0.5, 0.75, 0.9];
+
+/// Round-robin against itself: how the ratio spreads when both sides ran the
+/// same method, at the target and on the way to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placebo {
+    /// At the target.
+    pub at_target: RatioSpread,
+    /// At each of [`WAYPOINTS`] (empty where the curves have no untrained
+    /// point or the target is not above it).
+    pub on_the_way: Vec<RatioSpread>,
+}
+
 /// The measure's noise floor: round-robin against itself. Each of `splits`
 /// draws shuffles round-robin's runs into two disjoint groups of half the
 /// runs each (one left out when odd); the first group's final return is the
 /// target (or `target` when given) and the ratio is the first group's steps
-/// to it over the second's, read as the comparison reads round-robin against
-/// SPaCE. Both groups ran the same method, so whatever spread this shows is
-/// the seeds alone. None with fewer than four runs.
+/// to it, and to each waypoint, over the second's, read as the comparison
+/// reads round-robin against SPaCE. Both groups ran the same method, so
+/// whatever spread this shows is the seeds alone. None with fewer than four
+/// runs.
 pub fn placebo_spread(
     runs: &[&[EvalRow]],
     target: Option<f64>,
     splits: usize,
     seed: u64,
-) -> Option<RatioSpread> {
+) -> Option<Placebo> {
     let half = runs.len() / 2;
     if half < 2 || splits == 0 {
         return None;
@@ -179,6 +195,7 @@ pub fn placebo_spread(
     let mut rng = sim::rng::Rng::new(seed);
     let mut order: Vec<usize> = (0..runs.len()).collect();
     let mut ratios = Vec::with_capacity(splits);
+    let mut way: [Vec<f64>; WAYPOINTS.len()] = Default::default();
     for _ in 0..splits {
         for i in (1..order.len()).rev() {
             let j = rng.below(i as u64 + 1) as usize;
@@ -190,8 +207,22 @@ pub fn placebo_spread(
             continue;
         };
         ratios.push(curve_ratio(&a, &b, t));
+        if let Some(&(0, start)) = a.first()
+            && t > start
+        {
+            for (ratios, f) in way.iter_mut().zip(WAYPOINTS) {
+                ratios.push(curve_ratio(&a, &b, start + f * (t - start)));
+            }
+        }
     }
-    spread_of(ratios)
+    Some(Placebo {
+        at_target: spread_of(ratios)?,
+        on_the_way: way
+            .into_iter()
+            .map(spread_of)
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default(),
+    })
 }
 
 /// The comparison of curricula.
@@ -210,7 +241,7 @@ pub struct Summary {
     pub spread: Option<RatioSpread>,
     /// Round-robin against itself over splits of its runs into two halves
     /// (four runs or more): the spread the seeds alone give the same measure.
-    pub placebo: Option<RatioSpread>,
+    pub placebo: Option<Placebo>,
 }
 
 impl Summary {
@@ -247,7 +278,7 @@ impl Summary {
         if target <= start {
             return Vec::new();
         }
-        [0.5, 0.75, 0.9]
+        WAYPOINTS
             .into_iter()
             .map(|fraction| {
                 let level = start + fraction * (target - start);
@@ -290,14 +321,29 @@ impl Summary {
                 s,
                 "on the way (return = start + f * (target - start), start = round-robin's untrained return):"
             );
-            let _ = writeln!(
+            // Round-robin against itself at the same fractions, when measured.
+            let floor = self
+                .placebo
+                .as_ref()
+                .map(|p| p.on_the_way.as_slice())
+                .filter(|w| w.len() == way.len());
+            let _ = write!(
                 s,
                 "{:>5} {:>8} {:>12} {:>12} {:>7}",
                 "f", "return", "round-robin", "SPaCE", "ratio"
             );
+            let _ = writeln!(
+                s,
+                "{}",
+                if floor.is_some() {
+                    "   round-robin against itself, 90 %"
+                } else {
+                    ""
+                }
+            );
             let show = |v: Option<u64>| v.map_or("not reached".into(), |v| v.to_string());
-            for w in way {
-                let _ = writeln!(
+            for (k, w) in way.iter().enumerate() {
+                let _ = write!(
                     s,
                     "{:>4.0}% {:>8.2} {:>12} {:>12} {:>7}",
                     100.0 * w.fraction,
@@ -305,6 +351,14 @@ impl Summary {
                     show(w.round_robin),
                     show(w.space),
                     w.ratio().map_or("-".into(), |r| format!("{r:.2}x"))
+                );
+                let _ = writeln!(
+                    s,
+                    "{}",
+                    floor.map_or(String::new(), |f| format!(
+                        "   {:.2}x-{:.2}x",
+                        f[k].interval.0, f[k].interval.1
+                    ))
                 );
             }
         }
@@ -335,6 +389,7 @@ impl Summary {
         }
         if let (Some(pl), Some(rr)) = (&self.placebo, self.line(CurriculumKind::RoundRobin)) {
             let half = rr.runs / 2;
+            let pl = &pl.at_target;
             let _ = writeln!(
                 s,
                 "round-robin against itself ({} splits of its runs into two groups of {half}; the seeds alone): 90 % between {:.2}x and {:.2}x, >= 2x in {:.0} %",
@@ -658,25 +713,37 @@ mod tests {
         let fast = rows(&[(0, 0.0), (10, 10.0), (20, 10.0), (30, 10.0), (40, 10.0)]);
         let slow = rows(&[(0, 0.0), (10, 5.0), (20, 6.0), (30, 7.0), (40, 9.0)]);
         let same: Vec<&[EvalRow]> = vec![&slow; 4];
-        let s = placebo_spread(&same, None, 300, 3).unwrap();
+        let p = placebo_spread(&same, None, 300, 3).unwrap();
+        let s = &p.at_target;
         assert_eq!(
             (s.resamples, s.interval, s.at_least_2x),
             (300, (1.0, 1.0), 0.0)
         );
         let mixed: Vec<&[EvalRow]> = vec![&fast, &fast, &slow, &slow];
-        let s = placebo_spread(&mixed, None, 3000, 3).unwrap();
+        let p = placebo_spread(&mixed, None, 3000, 3).unwrap();
+        let s = &p.at_target;
         assert_eq!(s.interval, (0.0, 4.0), "{s:?}");
         assert!((0.13..0.20).contains(&s.at_least_2x), "{s:?}");
+        // On the way (start 0): half-way both pairs reach the level at 10k
+        // together; at 75 and 90 % the slow pair takes 40k to the fast pair's
+        // levels (7.5, 9: 0.25x), and the fast pair is 2x and 3x quicker to
+        // the slow pair's (5.5, 6.6).
+        let way: Vec<(f64, f64)> = p.on_the_way.iter().map(|w| w.interval).collect();
+        assert_eq!(way, vec![(1.0, 1.0), (0.25, 2.0), (0.25, 3.0)], "{p:?}");
         // A given target both groups reach at their own pace.
-        let s = placebo_spread(&mixed, Some(5.0), 3000, 3).unwrap();
-        assert_eq!(s.interval, (1.0, 1.0), "{s:?}");
+        let p = placebo_spread(&mixed, Some(5.0), 3000, 3).unwrap();
+        assert_eq!(p.at_target.interval, (1.0, 1.0), "{p:?}");
         // Three runs cannot make two groups of two; five leave one out.
         assert!(placebo_spread(&mixed[..3], None, 10, 3).is_none());
         let five: Vec<&[EvalRow]> = vec![&slow; 5];
         assert_eq!(
-            placebo_spread(&five, None, 10, 3).map(|s| s.interval),
+            placebo_spread(&five, None, 10, 3).map(|p| p.at_target.interval),
             Some((1.0, 1.0))
         );
+        // Without an untrained point there is no way to measure along.
+        let late = rows(&[(10, 5.0), (20, 6.0), (30, 7.0), (40, 9.0)]);
+        let p = placebo_spread(&[&late, &late, &late, &late], None, 10, 3).unwrap();
+        assert!(p.on_the_way.is_empty());
     }
 
     /// SPaCE ahead early, level at the end: the waypoints show the lead the
@@ -747,14 +814,24 @@ mod tests {
             !table.contains("against itself"),
             "no placebo given: {table}"
         );
-        s.placebo = Some(RatioSpread {
+        let spread = |lo, hi| RatioSpread {
             resamples: 2000,
-            interval: (0.0, 1.92),
+            interval: (lo, hi),
             at_least_2x: 0.04,
+        };
+        s.placebo = Some(Placebo {
+            at_target: spread(0.0, 1.92),
+            on_the_way: vec![spread(0.67, 1.5), spread(1.0, 1.0), spread(0.67, 1.43)],
         });
         let table = s.table();
         assert!(
             table.contains("round-robin against itself (2000 splits of its runs into two groups of 2; the seeds alone): 90 % between 0.00x and 1.92x, >= 2x in 4 %"),
+            "{table}"
+        );
+        assert!(
+            table.contains("ratio   round-robin against itself, 90 %\n")
+                && table
+                    .contains("  75%    10.00           20           10   2.00x   1.00x-1.00x\n"),
             "{table}"
         );
         // Without an untrained point there is no start to measure from.
