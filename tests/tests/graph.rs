@@ -158,31 +158,55 @@ fn safety_commands_hover_when_the_policy_dies() {
     use bus::{Inbox, Topic};
     let robot = format!("safety{}", std::process::id());
     let ep = format!("tcp/127.0.0.1:{}", port(3));
-    let spawn = |args: &[&str]| {
+    let dir = temp_dir("graph-safety");
+    let safety_log = dir.join("safety.log");
+    let spawn = |args: &[&str], log: &str| {
         Command::new(workspace_bin("agent"))
             .args(args)
             .args(["--robot", &robot])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(log)).unwrap())
             .spawn()
             .unwrap()
     };
-    let mut safety = spawn(&["node", "safety", "--listen", &ep, "--require", "policy"]);
+    let log = || std::fs::read_to_string(&safety_log).unwrap_or_default();
+    let mut safety = spawn(
+        &["node", "safety", "--listen", &ep, "--require", "policy"],
+        "safety.log",
+    );
+    // Connect once safety listens: zenoh retries a refused connection only
+    // after a back-off of seconds, which a loaded machine (the other tests of
+    // this file run beside this one) can stretch past the waits below.
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port(3))).is_err() {
+        if let Some(status) = safety.try_wait().unwrap() {
+            panic!(
+                "safety exited ({status}) before listening on {ep}: {}",
+                log()
+            );
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "safety not listening on {ep} after 30 s: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let session = bus::open(&bus::BusConfig::connect_to(ep.clone())).unwrap();
     let mut setpoints = Inbox::<Setpoint>::new(&session, &robot, Topic::CmdSetpoint, 256).unwrap();
     let mut events = Inbox::<Event>::new(&session, &robot, Topic::Events, 64).unwrap();
     let presence = bus::Presence::watch(&session, &robot).unwrap();
     let wait_for = |want: bus::Change| {
         let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(10) {
+        while t0.elapsed() < Duration::from_secs(20) {
             if presence.recv_timeout(Duration::from_millis(100)).unwrap() == Some(want.clone()) {
                 return;
             }
         }
-        panic!("{want:?} not seen");
+        panic!("{want:?} not seen; safety's log: {}", log());
     };
     wait_for(bus::Change::Up("safety".into()));
-    let mut policy = spawn(&["node", "policy", "--connect", &ep]);
+    let mut policy = spawn(&["node", "policy", "--connect", &ep], "policy.log");
     wait_for(bus::Change::Up("policy".into()));
     // Policy alive (and idle: no depth scans): safety stays silent.
     std::thread::sleep(Duration::from_millis(500));
@@ -220,7 +244,7 @@ fn safety_commands_hover_when_the_policy_dies() {
     assert!(hovers >= 15, "only {hovers} hover setpoints in a second");
 
     // The policy comes back: hover is released.
-    let mut policy = spawn(&["node", "policy", "--connect", &ep]);
+    let mut policy = spawn(&["node", "policy", "--connect", &ep], "policy.log");
     wait_for(bus::Change::Up("policy".into()));
     std::thread::sleep(Duration::from_millis(300));
     while setpoints.recv_timeout(Duration::ZERO).unwrap().is_some() {}
