@@ -163,6 +163,16 @@ pub fn ratio_spread(
 /// which the comparison also reads the steps (where on the curve a lead is).
 const WAYPOINTS: [f64; 3] = [0.5, 0.75, 0.9];
 
+/// The return levels at [`WAYPOINTS`] of the way from `base`'s untrained
+/// return (its point at step 0) to `target`, with their fractions; none
+/// without that point or when the target is not above it.
+fn waypoint_levels(base: &[(u64, f64)], target: f64) -> Option<[(f64, f64); WAYPOINTS.len()]> {
+    let &(0, start) = base.first()? else {
+        return None;
+    };
+    (target > start).then(|| WAYPOINTS.map(|f| (f, start + f * (target - start))))
+}
+
 /// Round-robin against itself: how the ratio spreads when both sides ran the
 /// same method, at the target and on the way to it.
 #[derive(Debug, Clone, PartialEq)]
@@ -207,11 +217,9 @@ pub fn placebo_spread(
             continue;
         };
         ratios.push(curve_ratio(&a, &b, t));
-        if let Some(&(0, start)) = a.first()
-            && t > start
-        {
-            for (ratios, f) in way.iter_mut().zip(WAYPOINTS) {
-                ratios.push(curve_ratio(&a, &b, start + f * (t - start)));
+        if let Some(levels) = waypoint_levels(&a, t) {
+            for (ratios, (_, level)) in way.iter_mut().zip(levels) {
+                ratios.push(curve_ratio(&a, &b, level));
             }
         }
     }
@@ -272,22 +280,16 @@ impl Summary {
         ) else {
             return Vec::new();
         };
-        let Some(&(0, start)) = rr.first() else {
+        let Some(levels) = waypoint_levels(rr, target) else {
             return Vec::new();
         };
-        if target <= start {
-            return Vec::new();
-        }
-        WAYPOINTS
+        levels
             .into_iter()
-            .map(|fraction| {
-                let level = start + fraction * (target - start);
-                Waypoint {
-                    fraction,
-                    level,
-                    round_robin: steps_to_reach(rr, level),
-                    space: steps_to_reach(sp, level),
-                }
+            .map(|(fraction, level)| Waypoint {
+                fraction,
+                level,
+                round_robin: steps_to_reach(rr, level),
+                space: steps_to_reach(sp, level),
             })
             .collect()
     }
