@@ -142,7 +142,7 @@ pub fn run(
     let endpoint = format!("tcp/127.0.0.1:{port}");
     let session = bus::open(&BusConfig {
         listen: vec![endpoint.clone()],
-        connect: vec![],
+        ..BusConfig::default()
     })?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();

@@ -6,6 +6,15 @@ fn agent() -> Command {
     Command::new(env!("CARGO_BIN_EXE_agent"))
 }
 
+/// Runs `cmd` and checks that it failed with an error naming `needle`, not a panic.
+fn assert_refused(cmd: &mut Command, what: &str, needle: &str) {
+    let o = cmd.output().unwrap();
+    assert!(!o.status.success(), "{what} accepted");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(needle), "{what}: {err}");
+    assert!(!err.contains("panicked"), "{what}: {err}");
+}
+
 #[test]
 fn help_lists_the_main_job() {
     let o = agent().arg("--help").output().unwrap();
@@ -36,15 +45,11 @@ fn bad_config_and_context_files_are_named_in_the_error() {
     for (flag, name, text, needle) in cases {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
-        let o = agent()
-            .args(["fly", "--no-rerun", flag])
-            .arg(&p)
-            .output()
-            .unwrap();
-        assert!(!o.status.success(), "{name} accepted");
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains(needle), "{name}: {err}");
-        assert!(!err.contains("panicked"), "{name}: {err}");
+        assert_refused(
+            agent().args(["fly", "--no-rerun", flag]).arg(&p),
+            name,
+            needle,
+        );
     }
     let o = agent()
         .args(["fly", "--config"])
@@ -54,6 +59,34 @@ fn bad_config_and_context_files_are_named_in_the_error() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope.toml"));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_bad_connect_back_off_is_refused_with_the_reason() {
+    let out = std::env::temp_dir().join(format!("agent-cli-retry-{}.mcap", std::process::id()));
+    let out = out.to_string_lossy();
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["node", "stereo", "--connect-retry-ms", "5"],
+            "two numbers",
+        ),
+        (
+            &["node", "stereo", "--connect-retry-ms", "0,100"],
+            "connect retry",
+        ),
+        (
+            &["record", "--out", &out, "--connect-retry-ms", "500,100"],
+            "connect retry",
+        ),
+    ];
+    for (args, needle) in cases {
+        assert_refused(
+            agent().args(args).args(["--connect", "tcp/127.0.0.1:9"]),
+            &format!("{args:?}"),
+            needle,
+        );
+    }
+    assert!(!std::path::Path::new(&*out).exists(), "{out} written");
 }
 
 #[test]

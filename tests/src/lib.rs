@@ -4,6 +4,30 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Which slice of loopback ports a test file draws from (see [`test_port`]).
+#[derive(Debug, Clone, Copy)]
+pub enum PortSlice {
+    Graph = 0,
+    Record,
+    Selfi,
+    Train,
+    Mavlink,
+    Fly,
+    FcLink,
+}
+
+/// Loopback TCP port `k` of a block of `block` ports that this test process
+/// owns in `slice`'s share of 10000–27499. That is below Linux's ephemeral
+/// range (32768–60999), where zenoh's own `:0` listeners and every outgoing
+/// connection get their ports, so a node under test never finds its port taken
+/// by one of them; the process id keeps concurrent runs of a file apart.
+pub fn test_port(slice: PortSlice, block: u16, k: u16) -> u16 {
+    assert!(k < block && block <= 100, "port {k} of a block of {block}");
+    let slots = 2500 / block;
+    let slot = (std::process::id() % u32::from(slots)) as u16;
+    10_000 + slice as u16 * 2500 + slot * block + k
+}
+
 /// Path of a workspace binary built by the same `cargo test` run (the `sim` and
 /// `agent` packages have integration tests, so cargo builds their binaries into
 /// the profile folder next to this test executable's `deps/`).

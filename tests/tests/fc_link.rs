@@ -461,7 +461,7 @@ fn fc_node_bridges_the_bus_and_the_serial_link() {
     let dir = temp_dir("fc-node");
     let tty = dir.join("ttyFC");
     let mut host = e2e_tests::fc_host(&tty);
-    let port = 24_000 + (std::process::id() % 4000) as u16 * 2;
+    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 1, 0);
     let ep = format!("tcp/127.0.0.1:{port}");
     let robot = format!("fcnode{}", std::process::id());
     let node = Command::new(workspace_bin("agent"))

@@ -132,7 +132,7 @@ fn telemetry_streams_to_a_running_rerun_server() {
     use std::io::{BufRead, BufReader};
     let dir = temp_dir("rerun-connect");
     let received = dir.join("received.rrd");
-    let port = 30_000 + (std::process::id() % 4000) as u16;
+    let port = e2e_tests::test_port(e2e_tests::PortSlice::Fly, 1, 0);
     let mut server = rerun_cli()
         .args(["--port", &port.to_string(), "--save"])
         .arg(&received)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// A port for this test process (tests of one binary run in parallel).
 fn port(k: u16) -> u16 {
-    20_000 + (std::process::id() % 4000) as u16 * 8 + k
+    e2e_tests::test_port(e2e_tests::PortSlice::Graph, 8, k)
 }
 
 fn twin_graph(robot: &str, port: u16, seconds: &str) -> String {

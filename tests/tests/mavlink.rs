@@ -451,7 +451,7 @@ fn mavlink_node_flies_px4_from_the_bus() {
         let (state, stop) = (state.clone(), stop.clone());
         std::thread::spawn(move || px4(sock, state, stop))
     };
-    let bus_port = 26_000 + (std::process::id() % 4000) as u16 * 2;
+    let bus_port = e2e_tests::test_port(e2e_tests::PortSlice::Mavlink, 1, 0);
     let ep = format!("tcp/127.0.0.1:{bus_port}");
     let robot = format!("mav{}", std::process::id());
     let node = Command::new(workspace_bin("agent"))

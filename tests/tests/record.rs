@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn port(k: u16) -> u16 {
-    28_000 + (std::process::id() % 4000) as u16 * 2 + k
+    e2e_tests::test_port(e2e_tests::PortSlice::Record, 2, k)
 }
 
 fn setpoint(i: usize) -> Setpoint {
@@ -31,7 +31,7 @@ fn record_then_replay_keeps_every_message_and_its_pace() {
     let ep = format!("tcp/127.0.0.1:{}", port(0));
     let session = bus::open(&bus::BusConfig {
         listen: vec![ep.clone()],
-        connect: vec![],
+        ..bus::BusConfig::default()
     })
     .unwrap();
     let mut recorder = Command::new(workspace_bin("agent"))
@@ -124,7 +124,7 @@ fn record_then_replay_keeps_every_message_and_its_pace() {
     let robot2 = format!("{robot}-replay");
     let session2 = bus::open(&bus::BusConfig {
         listen: vec![ep2.clone()],
-        connect: vec![],
+        ..bus::BusConfig::default()
     })
     .unwrap();
     let mut got_sp = Inbox::<Setpoint>::new(&session2, &robot2, Topic::CmdSetpoint, 1000).unwrap();

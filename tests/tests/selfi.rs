@@ -28,7 +28,7 @@ pretrain_critic_steps = 100
 "#;
 
 fn port(k: u16) -> u16 {
-    24_000 + (std::process::id() % 4000) as u16 * 4 + k
+    e2e_tests::test_port(e2e_tests::PortSlice::Selfi, 4, k)
 }
 
 fn selfi(args: &[&str]) -> Command {

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn port(k: u16) -> u16 {
-    36_000 + (std::process::id() % 3000) as u16 * 4 + k
+    e2e_tests::test_port(e2e_tests::PortSlice::Train, 4, k)
 }
 
 const INSTANCES: &str = r#"
