@@ -33,7 +33,7 @@ enum Cmd {
     /// Time the mono network: inference latency on 1 thread, training samples/s.
     Bench(BenchArgs),
     /// Run one node of the onboard graph over zenoh until Ctrl-C.
-    Node(Box<NodeArgs>),
+    Node(NodeArgs),
     /// Start a graph of processes from a launch file (see launch/sim_twin.toml);
     /// Ctrl-C or SIGTERM stops them all.
     Launch {
@@ -205,8 +205,8 @@ struct NodeArgs {
     connect: Vec<String>,
     /// Wait before retrying a `--connect` peer that is not listening (yet, or any
     /// more), in ms: first, then doubling up to max.
-    #[arg(long, value_name = "FIRST,MAX", value_delimiter = ',', num_args = 1, default_values_t = [250, 1000])]
-    connect_retry_ms: Vec<u64>,
+    #[arg(long, value_name = "FIRST,MAX", default_value_t = bus::ConnectRetry::default())]
+    connect_retry_ms: bus::ConnectRetry,
     /// Settings file (stereo, avoidance, twin context; see launch/fly.toml).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -420,19 +420,6 @@ struct RlValidateArgs {
     jobs: usize,
 }
 
-/// The back-off of `--connect-retry-ms FIRST,MAX`.
-fn connect_retry(ms: &[u64]) -> Result<bus::ConnectRetry> {
-    match ms {
-        [first_ms, max_ms] => Ok(bus::ConnectRetry {
-            first_ms: *first_ms,
-            max_ms: *max_ms,
-        }),
-        _ => anyhow::bail!(
-            "--connect-retry-ms takes two numbers, FIRST,MAX (e.g. 250,1000); got {ms:?}"
-        ),
-    }
-}
-
 /// Where a command joins the bus.
 #[derive(clap::Args)]
 struct BusArgs {
@@ -447,8 +434,8 @@ struct BusArgs {
     connect: Vec<String>,
     /// Wait before retrying a `--connect` peer that is not listening (yet, or any
     /// more), in ms: first, then doubling up to max.
-    #[arg(long, value_name = "FIRST,MAX", value_delimiter = ',', num_args = 1, default_values_t = [250, 1000])]
-    connect_retry_ms: Vec<u64>,
+    #[arg(long, value_name = "FIRST,MAX", default_value_t = bus::ConnectRetry::default())]
+    connect_retry_ms: bus::ConnectRetry,
 }
 
 impl BusArgs {
@@ -456,7 +443,7 @@ impl BusArgs {
         Ok(bus::open(&bus::BusConfig {
             listen: self.listen.clone(),
             connect: self.connect.clone(),
-            retry: connect_retry(&self.connect_retry_ms)?,
+            retry: self.connect_retry_ms,
         })?)
     }
 }
@@ -664,7 +651,6 @@ fn main() -> Result<()> {
         Cmd::Fly(a) => fly(a, stop),
         Cmd::Persist(a) => persist(a, stop),
         Cmd::Node(a) => {
-            let a = *a;
             let mut cfg = match &a.config {
                 Some(p) => FlyConfig::load(p)?,
                 None => FlyConfig::default(),
@@ -676,7 +662,7 @@ fn main() -> Result<()> {
             let session = bus::open(&bus::BusConfig {
                 listen: a.listen,
                 connect: a.connect,
-                retry: connect_retry(&a.connect_retry_ms)?,
+                retry: a.connect_retry_ms,
             })?;
             let fc = agent::nodes::NodeOptions {
                 require: a.require,

@@ -68,7 +68,7 @@ fn a_bad_connect_back_off_is_refused_with_the_reason() {
     let cases: [(&[&str], &str); 3] = [
         (
             &["node", "stereo", "--connect-retry-ms", "5"],
-            "two numbers",
+            "expected FIRST,MAX",
         ),
         (
             &["node", "stereo", "--connect-retry-ms", "0,100"],

@@ -179,18 +179,47 @@ impl Default for ConnectRetry {
 }
 
 impl ConnectRetry {
-    /// zenoh's `connect/retry` value (JSON5), or why these numbers are unusable.
-    fn json(self) -> Result<String, String> {
+    /// These numbers, or why they are unusable.
+    pub fn check(self) -> Result<Self, String> {
         if self.first_ms == 0 || self.max_ms < self.first_ms || self.max_ms > 3_600_000 {
             return Err(format!(
                 "connect retry: first {} ms and max {} ms must satisfy 0 < first <= max <= 3600000",
                 self.first_ms, self.max_ms
             ));
         }
+        Ok(self)
+    }
+
+    /// zenoh's `connect/retry` value (JSON5).
+    fn json(self) -> Result<String, String> {
+        let c = self.check()?;
         Ok(format!(
             "{{period_init_ms:{},period_max_ms:{},period_increase_factor:2.0}}",
-            self.first_ms, self.max_ms
+            c.first_ms, c.max_ms
         ))
+    }
+}
+
+/// `FIRST,MAX` in milliseconds, as on the command line.
+impl std::fmt::Display for ConnectRetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{},{}", self.first_ms, self.max_ms)
+    }
+}
+
+impl std::str::FromStr for ConnectRetry {
+    type Err = String;
+
+    /// Parses `FIRST,MAX` (milliseconds) and checks the numbers.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("connect retry: expected FIRST,MAX in ms (e.g. 250,1000), got `{s}`");
+        let (first, max) = s.split_once(',').ok_or_else(bad)?;
+        let ms = |t: &str| t.trim().parse::<u64>().map_err(|_| bad());
+        ConnectRetry {
+            first_ms: ms(first)?,
+            max_ms: ms(max)?,
+        }
+        .check()
     }
 }
 
@@ -452,6 +481,12 @@ mod tests {
             };
             assert!(e.to_string().contains("connect retry"), "{e}");
         }
+        for bad in ["5", "0,100", "500,100", "250,x", ""] {
+            let e = bad.parse::<ConnectRetry>().expect_err(bad);
+            assert!(e.starts_with("connect retry"), "{bad}: {e}");
+        }
+        let d = ConnectRetry::default();
+        assert_eq!(d.to_string().parse::<ConnectRetry>(), Ok(d));
     }
 
     /// Seconds from a peer listening on `ep` until `inbox` hears it.
