@@ -174,40 +174,27 @@ fn safety_commands_hover_when_the_policy_dies() {
         &["node", "safety", "--listen", &ep, "--require", "policy"],
         "safety.log",
     );
-    // Connect once safety listens: zenoh retries a refused connection only
-    // after a back-off of seconds, which a loaded machine (the other tests of
-    // this file run beside this one) can stretch past the waits below.
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port(3))).is_err() {
-        if let Some(status) = safety.try_wait().unwrap() {
-            panic!(
-                "safety exited ({status}) before listening on {ep}: {}",
-                log()
-            );
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "safety not listening on {ep} after 30 s: {}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let session = bus::open(&bus::BusConfig::connect_to(ep.clone())).unwrap();
     let mut setpoints = Inbox::<Setpoint>::new(&session, &robot, Topic::CmdSetpoint, 256).unwrap();
     let mut events = Inbox::<Event>::new(&session, &robot, Topic::Events, 64).unwrap();
     let presence = bus::Presence::watch(&session, &robot).unwrap();
-    let wait_for = |want: bus::Change| {
+    // The session may open before safety listens: bus retries the connection
+    // within a second. `node` is the process expected to announce `want`.
+    let wait_for = |want: bus::Change, node: &mut std::process::Child| {
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(20) {
             if presence.recv_timeout(Duration::from_millis(100)).unwrap() == Some(want.clone()) {
                 return;
             }
+            if let Some(status) = node.try_wait().unwrap() {
+                panic!("exited ({status}) before {want:?}; safety's log: {}", log());
+            }
         }
         panic!("{want:?} not seen; safety's log: {}", log());
     };
-    wait_for(bus::Change::Up("safety".into()));
+    wait_for(bus::Change::Up("safety".into()), &mut safety);
     let mut policy = spawn(&["node", "policy", "--connect", &ep], "policy.log");
-    wait_for(bus::Change::Up("policy".into()));
+    wait_for(bus::Change::Up("policy".into()), &mut policy);
     // Policy alive (and idle: no depth scans): safety stays silent.
     std::thread::sleep(Duration::from_millis(500));
     while setpoints.recv_timeout(Duration::ZERO).unwrap().is_some() {}
@@ -245,7 +232,7 @@ fn safety_commands_hover_when_the_policy_dies() {
 
     // The policy comes back: hover is released.
     let mut policy = spawn(&["node", "policy", "--connect", &ep], "policy.log");
-    wait_for(bus::Change::Up("policy".into()));
+    wait_for(bus::Change::Up("policy".into()), &mut policy);
     std::thread::sleep(Duration::from_millis(300));
     while setpoints.recv_timeout(Duration::ZERO).unwrap().is_some() {}
     std::thread::sleep(Duration::from_millis(500));
