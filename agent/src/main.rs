@@ -803,11 +803,12 @@ fn main() -> Result<()> {
             {
                 anyhow::bail!("--seconds must be positive, got {s}");
             }
+            // The bus first: a robot that cannot be reached leaves nothing behind.
+            let session = a.bus.open()?;
             if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
             }
-            let session = a.bus.open()?;
             println!(
                 "recording {} topics of `{}` to {}",
                 topics.len(),

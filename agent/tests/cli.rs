@@ -90,6 +90,23 @@ fn a_bad_connect_back_off_is_refused_with_the_reason() {
 }
 
 #[test]
+fn a_record_whose_bus_cannot_open_leaves_nothing_behind() {
+    let dir = std::env::temp_dir().join(format!("agent-cli-rec-{}", std::process::id()));
+    let out = dir.join("day1/rec.mcap");
+    assert_refused(
+        agent().args(["record", "--out"]).arg(&out).args([
+            "--listen",
+            "not-an-endpoint",
+            "--seconds",
+            "1",
+        ]),
+        "record with a malformed --listen",
+        "cannot open zenoh session",
+    );
+    assert!(!dir.exists(), "{} created", dir.display());
+}
+
+#[test]
 fn shipped_fly_config_parses_and_documents_the_defaults() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../launch/fly.toml");
     let cfg = agent::fly::FlyConfig::load(&path).unwrap();

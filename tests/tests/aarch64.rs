@@ -1,7 +1,7 @@
 //! The agent cross-built for aarch64 (Jetson-class boards) runs its self-test
 //! under qemu-aarch64: it loads a rig file, runs stereo on the bundled pair and
 //! one mono inference, and prints the figures. `tests/prepare.sh` (the README's
-//! test command) builds it in the `cross-check` profile (release at opt-level 1,
+//! test command) builds it in the `cross-check` profile (release at opt-level 0,
 //! to spare CI's time; boards get `--release`).
 
 use std::process::Command;
