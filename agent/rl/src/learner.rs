@@ -15,6 +15,9 @@ pub trait Learner: Send {
     /// A curriculum iteration of `steps` environment steps begins (SPaCE's
     /// 100·N): an on-policy learner may hold its update until the end of it.
     fn begin_iteration(&mut self, _steps: u64) {}
+    /// The run will train for `total` environment steps in all (a schedule
+    /// that depends on the budget, such as PPO's `anneal_lr`, reads it).
+    fn set_budget(&mut self, _total: u64) {}
     /// A curriculum iteration ended (SPaCE's 100·N steps): an on-policy
     /// learner may learn on what it gathered, as the reference's one learning
     /// call per iteration did. Off-policy learners ignore it.

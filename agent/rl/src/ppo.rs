@@ -83,6 +83,10 @@ pub struct PpoConfig {
     /// within [`learning_rate`/10, 10·`learning_rate`], so that every update
     /// moves the policy by about `target_kl`, as a TRPO step of that size does.
     pub adaptive_lr: bool,
+    /// Lower the learning rate linearly from `learning_rate` at the first step
+    /// to 0 at the run's last (Stable-Baselines3's linear schedule), so that
+    /// late updates settle the policy rather than keep it swinging.
+    pub anneal_lr: bool,
 }
 
 impl Default for PpoConfig {
@@ -105,6 +109,7 @@ impl Default for PpoConfig {
             whole_iterations: false,
             split_iterations: false,
             adaptive_lr: false,
+            anneal_lr: false,
         }
     }
 }
@@ -222,6 +227,8 @@ pub struct Ppo {
     /// Mean KL divergence of the last update's policy from the one before it
     /// over that update's rollout (measured with `adaptive_lr` only).
     last_kl: Option<f32>,
+    /// The run's step budget, for `anneal_lr` (0: not told, no annealing).
+    budget: u64,
     rng: Rng,
 }
 
@@ -262,6 +269,7 @@ impl Ppo {
             iteration: 0,
             lr_scale: 1.0,
             last_kl: None,
+            budget: 0,
             rng: Rng::new(seed ^ 0x990),
         })
     }
@@ -277,9 +285,15 @@ impl Ppo {
         self.kl_stops
     }
 
-    /// The learning rate the next update uses (`adaptive_lr` scales it).
+    /// The learning rate the next update uses (`adaptive_lr` scales it,
+    /// `anneal_lr` lowers it as the run's budget is spent).
     pub fn learning_rate(&self) -> f64 {
-        self.config.learning_rate * self.lr_scale
+        let anneal = if self.config.anneal_lr && self.budget > 0 {
+            (1.0 - self.steps as f64 / self.budget as f64).max(0.0)
+        } else {
+            1.0
+        };
+        self.config.learning_rate * self.lr_scale * anneal
     }
 
     /// Mean KL of the last update's policy from the previous one over its
@@ -343,6 +357,7 @@ impl Ppo {
             c.minibatch
         };
         let before = self.net.clone();
+        let lr = self.learning_rate();
         'passes: for _ in 0..c.epochs {
             for i in (1..n).rev() {
                 order.swap(i, self.rng.below(i as u64 + 1) as usize);
@@ -400,7 +415,6 @@ impl Ppo {
                     });
                 }
                 let grads = GradientsParams::from_grads(loss.backward(), &self.net);
-                let lr = c.learning_rate * self.lr_scale;
                 self.net = self.optim.step(lr, self.net.clone(), grads);
                 self.losses.push(l);
                 self.updates += 1;
@@ -500,6 +514,10 @@ impl Learner for Ppo {
         let flat: Vec<f32> = obs.iter().flatten().copied().collect();
         let x = matrix(flat, n, self.obs_dim, &self.plain);
         values(self.acting().critic.forward(x))
+    }
+
+    fn set_budget(&mut self, total: u64) {
+        self.budget = total;
     }
 
     fn steps(&self) -> u64 {
@@ -866,6 +884,48 @@ mod tests {
             })
             .unwrap();
         }
+    }
+
+    /// `anneal_lr` lowers the rate in step with the budget spent, and a
+    /// learner never told its budget (or without the option) keeps it.
+    #[test]
+    fn anneal_lr_falls_linearly_to_zero_over_the_budget() {
+        let d = cpu();
+        let cfg = PpoConfig {
+            hidden: vec![8],
+            rollout: 10_000,
+            anneal_lr: true,
+            ..PpoConfig::default()
+        };
+        let obs = vec![1.0, 0.0];
+        let mut p = Ppo::new(cfg.clone(), 2, 2, &d, 1).unwrap();
+        let mut untold = Ppo::new(cfg.clone(), 2, 2, &d, 1).unwrap();
+        let mut off = Ppo::new(
+            PpoConfig {
+                anneal_lr: false,
+                ..cfg
+            },
+            2,
+            2,
+            &d,
+            1,
+        )
+        .unwrap();
+        p.set_budget(400);
+        off.set_budget(400);
+        let mut rates = vec![p.learning_rate()];
+        for _ in 0..5 {
+            for q in [&mut p, &mut untold, &mut off] {
+                feed_bandit(q, &obs, 100);
+            }
+            rates.push(p.learning_rate());
+        }
+        let want = [3e-4, 2.25e-4, 1.5e-4, 0.75e-4, 0.0, 0.0];
+        for (r, w) in rates.iter().zip(want) {
+            assert!((r - w).abs() < 1e-12, "{rates:?}");
+        }
+        assert_eq!(untold.learning_rate(), 3e-4);
+        assert_eq!(off.learning_rate(), 3e-4);
     }
 
     /// `adaptive_lr` steers every update towards `target_kl`: a learning rate

@@ -141,6 +141,14 @@ pub struct EvalRow {
     pub wall_s: f64,
 }
 
+/// Columns of `test_instances.csv`: each held-out instance at each evaluation.
+pub const ROOMS_HEADER: &str = "steps,instance,name,test_return,test_success,test_collision";
+
+/// An instance name as one CSV field (names come from instance files).
+fn csv_field(name: &str) -> String {
+    name.replace([',', '\n', '\r'], " ")
+}
+
 const CSV_HEADER: &str = "steps,episodes,curriculum_size,test_return,test_return_revdisc,test_success,test_collision,train_return,recent_episode_return,loss,value_std,ties,wall_s";
 
 impl EvalRow {
@@ -304,25 +312,66 @@ pub fn episode(
     }
 }
 
-/// Mean figures of greedy episodes over every instance of `env`.
+/// Greedy figures of one instance, averaged over its evaluation episodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct InstanceScore {
+    /// Undiscounted return.
+    pub ret: f64,
+    /// The reference code's R <- 0.95 R + r (pitfall P6).
+    pub revdisc: f64,
+    /// Share of episodes that succeeded.
+    pub success: f64,
+    /// Share of episodes that ended in a collision.
+    pub collision: f64,
+}
+
+/// Greedy episodes on every instance of `env`: one score per instance, so
+/// that the rooms a policy fails can be told from the ones it flies.
+pub fn evaluate_each(
+    env: &mut dyn Environment,
+    learner: &mut dyn Learner,
+    episodes: usize,
+    seed_base: u64,
+) -> Result<Vec<InstanceScore>, RlError> {
+    let per = episodes.max(1) as f64;
+    (0..env.instances())
+        .map(|i| {
+            let mut sc = InstanceScore::default();
+            for k in 0..episodes.max(1) {
+                let s = episode(env, learner, i, seed_base + (i * 1000 + k) as u64)?;
+                sc.ret += s.ret / per;
+                sc.revdisc += s.revdisc / per;
+                sc.success += f64::from(u8::from(s.success)) / per;
+                sc.collision += f64::from(u8::from(s.collision)) / per;
+            }
+            Ok(sc)
+        })
+        .collect()
+}
+
+/// Mean of instance scores (every instance weighs the same).
+pub fn mean_score(scores: &[InstanceScore]) -> InstanceScore {
+    let n = scores.len().max(1) as f64;
+    scores
+        .iter()
+        .fold(InstanceScore::default(), |m, s| InstanceScore {
+            ret: m.ret + s.ret / n,
+            revdisc: m.revdisc + s.revdisc / n,
+            success: m.success + s.success / n,
+            collision: m.collision + s.collision / n,
+        })
+}
+
+/// Mean figures of greedy episodes over every instance of `env`: return,
+/// reverse-discounted return, success and collision rates.
 pub fn evaluate(
     env: &mut dyn Environment,
     learner: &mut dyn Learner,
     episodes: usize,
     seed_base: u64,
 ) -> Result<(f64, f64, f64, f64), RlError> {
-    let (mut r, mut rd, mut su, mut co, mut n) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for i in 0..env.instances() {
-        for k in 0..episodes {
-            let s = episode(env, learner, i, seed_base + (i * 1000 + k) as u64)?;
-            r += s.ret;
-            rd += s.revdisc;
-            su += f64::from(u8::from(s.success));
-            co += f64::from(u8::from(s.collision));
-            n += 1.0;
-        }
-    }
-    Ok((r / n, rd / n, su / n, co / n))
+    let m = mean_score(&evaluate_each(env, learner, episodes, seed_base)?);
+    Ok((m.ret, m.revdisc, m.success, m.collision))
 }
 
 /// V(s0) of every instance of `env`, each reset with a fixed seed so that
@@ -386,6 +435,9 @@ struct Recorder<'a> {
     evals: Vec<EvalRow>,
     csv: std::fs::File,
     metrics_path: PathBuf,
+    /// `test_instances.csv`: one row per held-out instance and evaluation.
+    rooms: std::fs::File,
+    rooms_path: PathBuf,
     dir: PathBuf,
     test_env: Box<dyn Environment>,
     cfg: &'a TrainConfig,
@@ -415,8 +467,27 @@ impl Recorder<'_> {
             return save_checkpoint(&self.dir, learner, &state);
         }
         let cfg = self.cfg;
-        let (test_return, test_return_revdisc, test_success, test_collision) =
-            evaluate(self.test_env.as_mut(), learner, cfg.eval_episodes, 10_000)?;
+        let scores = evaluate_each(self.test_env.as_mut(), learner, cfg.eval_episodes, 10_000)?;
+        let rooms_path = &self.rooms_path;
+        for (i, sc) in scores.iter().enumerate() {
+            writeln!(
+                self.rooms,
+                "{},{i},{},{:.4},{:.4},{:.4}",
+                live.steps,
+                csv_field(&self.test_env.instance_name(i)),
+                sc.ret,
+                sc.success,
+                sc.collision
+            )
+            .map_err(|e| io(rooms_path, e))?;
+        }
+        self.rooms.flush().map_err(|e| io(rooms_path, e))?;
+        let InstanceScore {
+            ret: test_return,
+            revdisc: test_return_revdisc,
+            success: test_success,
+            collision: test_collision,
+        } = mean_score(&scores);
         let train_return = if cfg.eval_train {
             evaluate(train_set, learner, cfg.eval_episodes, 30_000)?.0
         } else {
@@ -503,6 +574,7 @@ pub fn run_envs(
     }
     let n_train = train_env.instances();
     let mut learner = make_learner(train_env.as_ref(), cfg, device, spec.seed)?;
+    learner.set_budget(spec.steps);
     let mut curriculum = Curriculum::new(spec.curriculum, n_train, cfg.space.clone(), spec.seed);
     let (mut steps, mut episodes) = (0u64, 0u64);
     let metrics_path = spec.dir.join("metrics.csv");
@@ -551,6 +623,28 @@ pub fn run_envs(
         writeln!(csv, "{}", r.csv()).map_err(|e| io(&metrics_path, e))?;
     }
 
+    // The same for the per-instance file: keep the rows up to the resumed step.
+    let rooms_path = spec.dir.join("test_instances.csv");
+    let kept_rooms: Vec<String> = match std::fs::read_to_string(&rooms_path) {
+        Ok(text) if spec.resume => text
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                l.split(',')
+                    .next()
+                    .and_then(|x| x.parse::<u64>().ok())
+                    .is_some_and(|s| s <= steps)
+            })
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut rooms = std::fs::File::create(&rooms_path).map_err(|e| io(&rooms_path, e))?;
+    writeln!(rooms, "{ROOMS_HEADER}").map_err(|e| io(&rooms_path, e))?;
+    for l in &kept_rooms {
+        writeln!(rooms, "{l}").map_err(|e| io(&rooms_path, e))?;
+    }
+
     let mut value_std = f64::NAN;
     let mut recent: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
     let mut next_update = begin_iteration(&curriculum, learner.as_mut(), steps);
@@ -566,6 +660,8 @@ pub fn run_envs(
         evals,
         csv,
         metrics_path,
+        rooms,
+        rooms_path,
         dir: spec.dir.clone(),
         test_env,
         cfg,
@@ -960,6 +1056,22 @@ mod tests {
         assert_eq!(figures(&again), figures(&second));
         let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
         assert_eq!(csv.lines().count(), 1 + steps.len(), "{csv}");
+        // Each held-out instance once per evaluation, the resumed rows kept once.
+        let rooms = std::fs::read_to_string(dir.join("test_instances.csv")).unwrap();
+        let rows: Vec<(u64, String)> = rooms
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                assert_eq!(f.len(), 6, "{l}");
+                (f[0].parse().unwrap(), f[2].to_string())
+            })
+            .collect();
+        let want: Vec<(u64, String)> = steps
+            .iter()
+            .flat_map(|&s| [(s, "i0".to_string()), (s, "i1".to_string())])
+            .collect();
+        assert_eq!(rows, want, "{rooms}");
         // A learner of another shape refuses the checkpoint, naming it.
         cfg.dqn.hidden = vec![32];
         let env = NanAfter { good: 0, n: 0 };
