@@ -625,20 +625,27 @@ pub fn run_envs(
 
     // The same for the per-instance file: keep the rows up to the resumed step.
     let rooms_path = spec.dir.join("test_instances.csv");
-    let kept_rooms: Vec<String> = match std::fs::read_to_string(&rooms_path) {
-        Ok(text) if spec.resume => text
-            .lines()
-            .skip(1)
-            .filter(|l| {
-                l.split(',')
-                    .next()
-                    .and_then(|x| x.parse::<u64>().ok())
-                    .is_some_and(|s| s <= steps)
-            })
-            .map(str::to_string)
-            .collect(),
-        _ => Vec::new(),
+    let previous = if spec.resume {
+        match std::fs::read_to_string(&rooms_path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            // Unreadable history is not overwritten.
+            Err(e) => return Err(io(&rooms_path, e)),
+        }
+    } else {
+        String::new()
     };
+    let kept_rooms: Vec<String> = previous
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            l.split(',')
+                .next()
+                .and_then(|x| x.parse::<u64>().ok())
+                .is_some_and(|s| s <= steps)
+        })
+        .map(str::to_string)
+        .collect();
     let mut rooms = std::fs::File::create(&rooms_path).map_err(|e| io(&rooms_path, e))?;
     writeln!(rooms, "{ROOMS_HEADER}").map_err(|e| io(&rooms_path, e))?;
     for l in &kept_rooms {
