@@ -142,7 +142,7 @@ pub struct EvalRow {
 }
 
 /// Columns of `test_instances.csv`: each held-out instance at each evaluation.
-pub const ROOMS_HEADER: &str = "steps,instance,name,test_return,test_success,test_collision";
+const ROOMS_HEADER: &str = "steps,instance,name,test_return,test_success,test_collision";
 
 /// An instance name as one CSV field (names come from instance files).
 fn csv_field(name: &str) -> String {
@@ -362,18 +362,6 @@ pub fn mean_score(scores: &[InstanceScore]) -> InstanceScore {
         })
 }
 
-/// Mean figures of greedy episodes over every instance of `env`: return,
-/// reverse-discounted return, success and collision rates.
-pub fn evaluate(
-    env: &mut dyn Environment,
-    learner: &mut dyn Learner,
-    episodes: usize,
-    seed_base: u64,
-) -> Result<(f64, f64, f64, f64), RlError> {
-    let m = mean_score(&evaluate_each(env, learner, episodes, seed_base)?);
-    Ok((m.ret, m.revdisc, m.success, m.collision))
-}
-
 /// V(s0) of every instance of `env`, each reset with a fixed seed so that
 /// successive evaluations compare like with like.
 pub fn start_values(
@@ -489,7 +477,13 @@ impl Recorder<'_> {
             collision: test_collision,
         } = mean_score(&scores);
         let train_return = if cfg.eval_train {
-            evaluate(train_set, learner, cfg.eval_episodes, 30_000)?.0
+            mean_score(&evaluate_each(
+                train_set,
+                learner,
+                cfg.eval_episodes,
+                30_000,
+            )?)
+            .ret
         } else {
             f64::NAN
         };
