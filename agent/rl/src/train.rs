@@ -374,6 +374,43 @@ pub fn start_values(
     Ok(learner.values(&obs).into_iter().map(f64::from).collect())
 }
 
+/// Creates `path` anew with `header` and the rows kept from an earlier run.
+fn rewrite_csv(
+    path: &Path,
+    header: &str,
+    rows: impl IntoIterator<Item = String>,
+) -> Result<std::fs::File, RlError> {
+    let mut f = std::fs::File::create(path).map_err(|e| io(path, e))?;
+    writeln!(f, "{header}").map_err(|e| io(path, e))?;
+    for r in rows {
+        writeln!(f, "{r}").map_err(|e| io(path, e))?;
+    }
+    Ok(f)
+}
+
+/// The rows of a resumed run's `test_instances.csv` that belong to the kept
+/// evaluations. A missing file keeps none; an unreadable one is an error, so
+/// that its history is not overwritten.
+fn kept_instance_rows(path: &Path, evals: &[EvalRow]) -> Result<Vec<String>, RlError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(path, e)),
+    };
+    let kept: std::collections::HashSet<u64> = evals.iter().map(|r| r.steps).collect();
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            l.split(',')
+                .next()
+                .and_then(|x| x.parse::<u64>().ok())
+                .is_some_and(|s| kept.contains(&s))
+        })
+        .map(str::to_string)
+        .collect())
+}
+
 fn io(path: &Path, e: std::io::Error) -> RlError {
     RlError::Io {
         path: path.display().to_string(),
@@ -610,41 +647,16 @@ pub fn run_envs(
         }
         tracing::info!("resumed {} at step {steps}", spec.dir.display());
     }
-    // Rewrite the metrics file with what is kept, then append as we go.
-    let mut csv = std::fs::File::create(&metrics_path).map_err(|e| io(&metrics_path, e))?;
-    writeln!(csv, "{CSV_HEADER}").map_err(|e| io(&metrics_path, e))?;
-    for r in &evals {
-        writeln!(csv, "{}", r.csv()).map_err(|e| io(&metrics_path, e))?;
-    }
-
-    // The same for the per-instance file: keep the rows up to the resumed step.
+    // Rewrite both history files with what is kept, then append as we go:
+    // a held-out instance's rows stay exactly when their evaluation does.
+    let csv = rewrite_csv(&metrics_path, CSV_HEADER, evals.iter().map(EvalRow::csv))?;
     let rooms_path = spec.dir.join("test_instances.csv");
-    let previous = if spec.resume {
-        match std::fs::read_to_string(&rooms_path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            // Unreadable history is not overwritten.
-            Err(e) => return Err(io(&rooms_path, e)),
-        }
+    let kept_rooms = if evals.is_empty() {
+        Vec::new()
     } else {
-        String::new()
+        kept_instance_rows(&rooms_path, &evals)?
     };
-    let kept_rooms: Vec<String> = previous
-        .lines()
-        .skip(1)
-        .filter(|l| {
-            l.split(',')
-                .next()
-                .and_then(|x| x.parse::<u64>().ok())
-                .is_some_and(|s| s <= steps)
-        })
-        .map(str::to_string)
-        .collect();
-    let mut rooms = std::fs::File::create(&rooms_path).map_err(|e| io(&rooms_path, e))?;
-    writeln!(rooms, "{ROOMS_HEADER}").map_err(|e| io(&rooms_path, e))?;
-    for l in &kept_rooms {
-        writeln!(rooms, "{l}").map_err(|e| io(&rooms_path, e))?;
-    }
+    let rooms = rewrite_csv(&rooms_path, ROOMS_HEADER, kept_rooms)?;
 
     let mut value_std = f64::NAN;
     let mut recent: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
