@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use burn::module::Module;
+use bus::Outbox;
 use bus::msg::{DepthScan, StereoPair};
-use bus::{Outbox, Topic};
 use sim::env::{Env, EnvConfig, Task};
 
-use crate::fly::{Avoider, FlyConfig};
+use crate::fly::{FlyConfig, scan_shape, twin_action, twin_geometry};
 use crate::latency::Spread;
 use crate::learner::{Learner, Pacing, Sample};
 use crate::mono::{MonoNet, coarse_target, infer, preprocess};
+use crate::pipeline::{Avoider, StereoStage};
 use crate::telemetry::{Sink, Telemetry};
 
 /// What to measure.
@@ -151,7 +152,7 @@ pub fn run(cfg: &FlyConfig, b: &BudgetConfig, stop: &AtomicBool) -> Result<Budge
     // The disparity range grows with the image: the same nearest depth at any size.
     let mut params = cfg.stereo;
     params.max_disp = (cfg.stereo.max_disp * b.width / 160).next_multiple_of(16);
-    let mut matcher = stereo::Sgm::new(params)?;
+    let mut stage = StereoStage::new(twin_geometry(&rig)?, params, scan_shape(&cfg.mono))?;
     let plain = crate::device::device(cfg.backend)?;
     let train = plain.clone().autodiff();
     let net = MonoNet::seeded(&cfg.mono, &train, cfg.learner.seed)?;
@@ -164,8 +165,8 @@ pub fn run(cfg: &FlyConfig, b: &BudgetConfig, stop: &AtomicBool) -> Result<Budge
         Pacing::FreeRunning,
     );
     let session = bus::open(&bus::BusConfig::default())?;
-    let mut pairs = Outbox::<StereoPair>::new(&session, "budget", Topic::CameraStereo)?;
-    let scans = Outbox::<DepthScan>::new(&session, "budget", Topic::DepthStereo)?;
+    let mut pairs = Outbox::<StereoPair>::new(&session, "budget", bus::topics::CAMERA_STEREO)?;
+    let scans = Outbox::<DepthScan>::new(&session, "budget", bus::topics::DEPTH_STEREO)?;
     let tel = match &b.telemetry {
         Some(p) => Telemetry::open(&Sink::Save(p.clone()), "onboard_agent_budget")?,
         None => Telemetry::off(),
@@ -186,14 +187,15 @@ pub fn run(cfg: &FlyConfig, b: &BudgetConfig, stop: &AtomicBool) -> Result<Budge
             .context("no stereo frame from the twin")?;
         let (w, h) = (pair.width, pair.height);
         let t0 = Instant::now();
-        let (disp, scan, valid) = crate::fly::stereo_cue(&mut matcher, pair, &rig, &cfg.mono)?;
+        let cue = stage.process(&pair.left, &pair.right, w, h)?;
+        let valid = cue.known();
         st.push(t0.elapsed().as_secs_f64() * 1e3);
         let t1 = Instant::now();
-        let input = preprocess(&pair.left, w, h, &cfg.mono)?;
+        let input = preprocess(&cue.left, w, h, &cfg.mono)?;
         let est = infer(&infer_net, &input, &cfg.mono, &plain)?;
         mo.push(t1.elapsed().as_secs_f64() * 1e3);
         let t2 = Instant::now();
-        let action = avoider.act(&cfg.avoid, &scan, obs.pose.position[2]);
+        let action = twin_action(avoider.act(&cfg.avoid, &cue.scan, obs.pose.position[2]));
         po.push(t2.elapsed().as_secs_f64() * 1e3);
         // Publishing, learning and logging are part of the frame's cost.
         let hdr = pairs.send(
@@ -210,14 +212,13 @@ pub fn run(cfg: &FlyConfig, b: &BudgetConfig, stop: &AtomicBool) -> Result<Budge
             &hdr,
             &DepthScan {
                 compute_ns: 0,
-                depth: scan.clone(),
+                depth: cue.scan.clone(),
             },
         )?;
-        let stereo_depth = disp.depth(rig.intrinsics.fx, rig.baseline);
-        let (map, map_valid) = coarse_target(&stereo_depth, w, h, &cfg.mono)?;
+        let (map, map_valid) = coarse_target(&cue.depth, w, h, &cfg.mono)?;
         let _ = learner.offer(Sample {
             image: input,
-            scan,
+            scan: cue.scan,
             valid,
             map,
             map_valid,

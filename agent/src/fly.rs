@@ -18,7 +18,10 @@
 use crate::device::{Backend, device};
 use crate::learner::{Learner, LearnerConfig, Pacing, Sample};
 use crate::mono::{MonoNet, MonoShape, coarse_target, depth_scan, infer, preprocess};
-use crate::persist::{DelayLine, FrameRecord, Mode, PersistConfig, Strategy, Switch, Switcher};
+use crate::persist::{DelayLine, FrameRecord, Mode, PersistConfig, Strategy, Switch};
+pub use crate::pipeline::AvoidConfig;
+use crate::pipeline::switch::mono_error;
+use crate::pipeline::{FrameCues, Pilot, RigGeometry, ScanShape, StereoStage, Velocity};
 use crate::telemetry::{Sink, Telemetry};
 use anyhow::{Context as _, Result, bail};
 use burn::module::Module;
@@ -30,31 +33,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use tracing::{info, warn};
-
-/// Reactive avoidance behaviour.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AvoidConfig {
-    /// Forward speed when the way is clear (m/s).
-    pub cruise_speed: f64,
-    /// Turn away when the nearest obstacle ahead is closer than this (m).
-    pub avoid_distance: f64,
-    /// Yaw rate while turning away (rad/s).
-    pub turn_rate: f64,
-    /// Altitude to hold (m).
-    pub altitude: f64,
-}
-
-impl Default for AvoidConfig {
-    fn default() -> Self {
-        Self {
-            cruise_speed: 1.0,
-            avoid_distance: 1.6,
-            turn_rate: 1.5,
-            altitude: 1.2,
-        }
-    }
-}
 
 /// How the learner thread is paced (the config's spelling of [`Pacing`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +81,9 @@ pub struct FlyConfig {
     pub learner: LearnerConfig,
     /// Stereo matcher.
     pub stereo: stereo::SgmParams,
+    /// A blank (textureless) wall across the twin's room at this distance
+    /// along it (m): what stereo cannot see. Absent in ordinary flights.
+    pub blank_wall: Option<f64>,
 }
 
 impl Default for FlyConfig {
@@ -126,6 +107,7 @@ impl Default for FlyConfig {
                 max_disp: 32,
                 ..stereo::SgmParams::default()
             },
+            blank_wall: None,
         }
     }
 }
@@ -148,21 +130,16 @@ impl FlyConfig {
         if !(self.seconds.is_finite() && self.seconds > 0.0 && self.seconds <= 86_400.0) {
             bail!("`seconds` = {} must be in (0, 86400]", self.seconds);
         }
-        let a = &self.avoid;
-        for (k, v, lo, hi) in [
-            ("avoid.cruise_speed", a.cruise_speed, 0.0, 3.0),
-            ("avoid.avoid_distance", a.avoid_distance, 0.2, 10.0),
-            ("avoid.turn_rate", a.turn_rate, 0.1, 2.0),
-            (
-                "avoid.altitude",
-                a.altitude,
-                0.3,
-                self.context.room_height - 0.3,
-            ),
-        ] {
-            if !(v.is_finite() && v >= lo && v <= hi) {
-                bail!("`{k}` = {v} must be in [{lo}, {hi}]");
-            }
+        self.avoid
+            .validate(self.context.room_height)
+            .map_err(anyhow::Error::msg)?;
+        if let Some(x) = self.blank_wall
+            && !(x.is_finite() && x > 0.0 && x < self.context.room_length)
+        {
+            bail!(
+                "`blank_wall` = {x} must be inside the room, in (0, {})",
+                self.context.room_length
+            );
         }
         if !(self.speed.is_finite() && self.speed >= 0.0) {
             bail!("`speed` = {} must be 0 (unpaced) or positive", self.speed);
@@ -233,65 +210,6 @@ pub struct FlySummary {
     pub telemetry_dropped: u64,
 }
 
-/// Turning state of the avoidance behaviour (hysteresis: keep turning one way until clear).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Avoider {
-    turning: Option<f64>,
-}
-
-impl Avoider {
-    /// Action from a depth scan (m, left to right) and the current altitude.
-    pub fn act(&mut self, cfg: &AvoidConfig, scan: &[f32], altitude: f64) -> Action {
-        let n = scan.len().max(1);
-        let ahead = ahead(scan) as f64;
-        let mean = |s: &[f32]| s.iter().map(|&v| v as f64).sum::<f64>() / s.len().max(1) as f64;
-        let (left, right) = (mean(&scan[..n / 2]), mean(&scan[n / 2..]));
-        let up = (0.8 * (cfg.altitude - altitude)).clamp(-1.0, 1.0);
-        if ahead < cfg.avoid_distance {
-            let dir = *self
-                .turning
-                .get_or_insert(if left >= right { 1.0 } else { -1.0 });
-            let slow = (ahead / cfg.avoid_distance).clamp(0.0, 1.0) * 0.3 * cfg.cruise_speed;
-            Action::Velocity {
-                forward: slow,
-                left: 0.0,
-                up,
-                yaw_rate: dir * cfg.turn_rate,
-            }
-        } else {
-            self.turning = None;
-            Action::Velocity {
-                forward: cfg.cruise_speed,
-                left: 0.0,
-                up,
-                yaw_rate: 0.0,
-            }
-        }
-    }
-}
-
-/// Nearest depth in the middle half of a scan: what the avoider reacts to.
-pub fn ahead(scan: &[f32]) -> f32 {
-    let n = scan.len();
-    if n == 0 {
-        return f32::INFINITY;
-    }
-    scan[n / 4..(3 * n / 4).max(n / 4 + 1).min(n)]
-        .iter()
-        .fold(f32::INFINITY, |m, &v| m.min(v))
-}
-
-fn mono_error(mono: &[f32], stereo: &[f32], valid: &[bool]) -> Option<f64> {
-    let (mut s, mut n) = (0.0, 0);
-    for ((m, t), v) in mono.iter().zip(stereo).zip(valid) {
-        if *v {
-            s += (m.ln() - t.ln()).abs() as f64;
-            n += 1;
-        }
-    }
-    (n > 0).then(|| s / n as f64)
-}
-
 /// One arm's flight: its frames and summary, and the network it trained.
 pub struct ArmResult {
     /// What happened in every frame.
@@ -336,6 +254,7 @@ pub fn fly_arm(
         render: true,
         task: Task::ForwardFlight,
         max_steps: u32::MAX,
+        blank_wall: cfg.blank_wall,
         ..EnvConfig::default()
     };
     let rig = env_cfg.rig;
@@ -349,7 +268,7 @@ pub fn fly_arm(
             cam_h
         );
     }
-    let mut matcher = stereo::Sgm::new(cfg.stereo)?;
+    let mut stage = StereoStage::new(twin_geometry(&rig)?, cfg.stereo, scan_shape(&cfg.mono))?;
     let mut env = Env::new(env_cfg)?;
     let hz = env.config().control_hz;
     let mut episode = 0u64;
@@ -372,12 +291,11 @@ pub fn fly_arm(
     let per_grant = cfg.train_rate * grant_every as f64 / hz;
     let mut granted = 0.0f64;
     let mut outstanding = false;
-    let mut switcher = Switcher::new(cfg.persist, strategy, hz);
+    let mut pilot = Pilot::new(cfg.persist, strategy, hz, cfg.avoid);
     let mut delay = DelayLine::new(
         (cfg.persist.weight_window * hz).round() as usize,
         cfg.persist.intervention_weight,
     );
-    let mut avoider = Avoider::default();
     let mut summary = FlySummary::default();
     let mut records: Vec<FrameRecord> = Vec::with_capacity(frames as usize);
     let mut path: Vec<[f32; 3]> = Vec::new();
@@ -408,27 +326,27 @@ pub fn fly_arm(
             .context("environment returned no stereo frame")?;
         // The stereo cue: semi-global matching on the pair, as on the robot.
         let (w, h) = (stereo.width, stereo.height);
-        let (disp, scan, valid) = stereo_cue(&mut matcher, stereo, &rig, &cfg.mono)?;
-        let stereo_depth = disp.depth(rig.intrinsics.fx, rig.baseline);
+        let cue = stage.process(&stereo.left, &stereo.right, w, h)?;
+        let (scan, valid) = (&cue.scan, cue.known());
+        let stereo_depth = &cue.depth;
         // How good the stereo cue is, against the twin's exact depth.
         let (truth, _) = depth_scan(&stereo.depth, w, h, &cfg.mono)?;
-        if let Some(e) = mono_error(&scan, &truth, &valid) {
+        if let Some(e) = mono_error(&truth, scan) {
             ptel.scalar("stereo/error_log", e)?;
         }
-        ptel.scalar("stereo/density", disp.density())?;
-        let stereo_ahead = ahead(&scan);
+        ptel.scalar("stereo/density", cue.disparity.density())?;
 
         // The mono estimate of a frame the learner has not seen yet.
         let mut error = None;
         let mut mono_scan = None;
         // The naive arm stops learning at its switch unless configured otherwise.
         let learning = !(strategy == Strategy::Naive
-            && switcher.mode() == Mode::Mono
+            && pilot.switch().mode() == Mode::Mono
             && !cfg.persist.naive_learns_on_mono);
         if let (Some(net), Some(learner)) = (&infer_net, &mut learner) {
-            let input = preprocess(&stereo.left, w, h, &cfg.mono)?;
+            let input = preprocess(&cue.left, w, h, &cfg.mono)?;
             let est = infer(net, &input, &cfg.mono, &plain)?;
-            error = mono_error(&est.scan, &scan, &valid);
+            error = mono_error(&est.scan, scan);
             if let Some(e) = error {
                 ptel.scalar("mono/error_log", e)?;
             }
@@ -437,7 +355,7 @@ pub fn fly_arm(
                 tel.log_depth("mono", &est.map, est.map_size.1, est.map_size.0)?;
             }
             if learning {
-                let (map, map_valid) = coarse_target(&stereo_depth, w, h, &cfg.mono)?;
+                let (map, map_valid) = coarse_target(stereo_depth, w, h, &cfg.mono)?;
                 let near = scan.iter().fold(f32::INFINITY, |m, &v| m.min(v));
                 let sample = Sample {
                     image: input,
@@ -455,17 +373,20 @@ pub fn fly_arm(
             }
             mono_scan = Some(est.scan);
         }
-        let mono_ahead = mono_scan.as_deref().map_or(f32::INFINITY, ahead);
+        let altitude = obs.pose.position[2];
+        let (decided, cmd) = pilot.step(
+            FrameCues {
+                t,
+                stereo: scan,
+                mono: mono_scan.as_deref(),
+                train_steps: steps_done,
+            },
+            altitude,
+        );
+        let stereo_ahead = decided.stereo_ahead.nearest.min(cfg.mono.max_depth);
 
         let mut intervention = false;
-        match switcher.update(
-            t,
-            error,
-            stereo_ahead,
-            mono_ahead,
-            cfg.avoid.avoid_distance as f32,
-            steps_done,
-        ) {
+        match decided.event {
             Some(Switch::ToMono { error }) => {
                 summary.switches_to_mono += 1;
                 tel.event(&format!(
@@ -481,8 +402,16 @@ pub fn fly_arm(
                 intervention = true;
                 summary.interventions += 1;
                 delay.boost();
+                let seen = if decided.stereo_blind {
+                    format!(
+                        "no depth on {:.0} % of the way ahead",
+                        100.0 * decided.stereo_ahead.unknown
+                    )
+                } else {
+                    format!("{stereo_near:.2} m ahead")
+                };
                 tel.event(&format!(
-                    "t={t:.1}s: training wheels: stereo sees {stereo_near:.2} m ahead, mono {mono_near:.2} m; back to stereo"
+                    "t={t:.1}s: training wheels: stereo sees {seen}, mono {mono_near:.2} m; back to stereo"
                 ))?;
             }
             Some(Switch::ErrorRose { error }) => {
@@ -492,23 +421,19 @@ pub fn fly_arm(
             }
             None => {}
         }
-        let mode = switcher.mode();
-        let flown = match (mode, &mono_scan) {
-            (Mode::Mono, Some(m)) => m.as_slice(),
-            _ => scan.as_slice(),
-        };
+        let mode = decided.mode;
         if mode == Mode::Mono {
             summary.mono_frames += 1;
         }
         ptel.scalar("persist/mono", if mode == Mode::Mono { 1.0 } else { 0.0 })?;
-        if let Some(e) = switcher.window_error() {
+        if let Some(e) = pilot.switch().window_error() {
             ptel.scalar("persist/window_error", e)?;
         }
-        let action = avoider.act(&cfg.avoid, flown, obs.pose.position[2]);
+        let action = twin_action(cmd);
         ptel.log_pose(obs.pose.position, obs.pose.attitude)?;
         if frame % cfg.image_every == 0 {
             tel.log_image(stereo)?;
-            tel.log_depth("stereo", &stereo_depth, w, h)?;
+            tel.log_depth("stereo", stereo_depth, w, h)?;
             tel.log_depth("truth", &stereo.depth, w, h)?;
         }
 
@@ -591,7 +516,7 @@ pub fn fly_arm(
                 tel.log_world(w)?;
             }
             path.clear();
-            avoider = Avoider::default();
+            pilot.new_episode();
         } else {
             obs = r.obs;
         }
@@ -657,33 +582,37 @@ pub fn save_checkpoint(net: &MonoNet, path: &Path) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot save checkpoint {}: {e:?}", path.display()))
 }
 
-/// The stereo cue of a pair: the disparity map, and the per-column scan the
-/// controller and the learner use (clamped to the mono range) with its validity.
-pub fn stereo_cue(
-    matcher: &mut stereo::Sgm,
-    pair: &sim::StereoFrame,
-    rig: &sim::StereoRig,
-    shape: &MonoShape,
-) -> Result<(stereo::Disparity, Vec<f32>, Vec<bool>)> {
-    let (w, h) = (pair.width, pair.height);
-    let disp = matcher.match_pair(
-        &stereo::GrayImage::new(w, h, pair.left.clone(), "left")?,
-        &stereo::GrayImage::new(w, h, pair.right.clone(), "right")?,
-    )?;
-    let sgm = stereo::features::depth_scan(
-        &disp,
-        rig.intrinsics.fx,
-        rig.baseline,
-        shape.columns,
-        shape.band,
-        shape.max_depth,
-    );
-    let scan = sgm
-        .depth
-        .iter()
-        .map(|z| z.clamp(shape.min_depth, shape.max_depth))
-        .collect();
-    Ok((disp, scan, sgm.valid))
+/// The twin's action for a velocity command of the loop.
+pub fn twin_action(v: Velocity) -> Action {
+    Action::Velocity {
+        forward: v.forward,
+        left: v.left,
+        up: v.up,
+        yaw_rate: v.yaw_rate,
+    }
+}
+
+/// The stereo stage's geometry of the twin's rig: an ideal rectified rig
+/// when its lenses are distortion-free, else the rig's exact calibration (the
+/// stage then rectifies every pair with its maps).
+pub fn twin_geometry(rig: &sim::StereoRig) -> Result<RigGeometry> {
+    let k = rig.intrinsics;
+    let cal = if rig.distortion.is_zero() && k.fx == k.fy {
+        calib::Rig::ideal(k.width, k.height, k.fx, k.cx, k.cy, rig.baseline)
+    } else {
+        sim::target::rig_truth(rig)
+    };
+    Ok(RigGeometry::from_rig(&cal, "twin")?)
+}
+
+/// The depth scan's shape: the mono network's columns, band and range.
+pub fn scan_shape(m: &MonoShape) -> ScanShape {
+    ScanShape {
+        columns: m.columns,
+        band: m.band,
+        min_depth: m.min_depth,
+        max_depth: m.max_depth,
+    }
 }
 
 /// Where `agent fly` reads and writes.
@@ -724,42 +653,6 @@ pub fn run(cfg: &FlyConfig, out: &FlyOutputs, stop: Arc<AtomicBool>) -> Result<F
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn avoider_turns_towards_space_and_keeps_turning_until_clear() {
-        let cfg = AvoidConfig::default();
-        let mut a = Avoider::default();
-        let mut scan = vec![5.0f32; 32];
-        let Action::Velocity {
-            forward, yaw_rate, ..
-        } = a.act(&cfg, &scan, 1.2)
-        else {
-            panic!()
-        };
-        assert_eq!((forward, yaw_rate), (1.0, 0.0));
-        scan[16] = 1.0;
-        for v in &mut scan[16..] {
-            *v = v.min(3.0); // less space on the right
-        }
-        let Action::Velocity {
-            yaw_rate, forward, ..
-        } = a.act(&cfg, &scan, 1.2)
-        else {
-            panic!()
-        };
-        assert!(yaw_rate > 0.0 && forward < 0.5, "turns left, slows down");
-        // Space swaps sides, but it keeps turning the same way while blocked.
-        let mut swapped = scan.clone();
-        swapped.reverse();
-        let Action::Velocity { yaw_rate, .. } = a.act(&cfg, &swapped, 1.2) else {
-            panic!()
-        };
-        assert!(yaw_rate > 0.0);
-        let Action::Velocity { up, .. } = a.act(&cfg, &[5.0; 32], 0.7) else {
-            panic!()
-        };
-        assert!(up > 0.0, "climbs back to the hold altitude");
-    }
 
     #[test]
     fn config_rejects_bad_values_with_the_key() {

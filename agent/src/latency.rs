@@ -7,10 +7,10 @@
 //! stereo compute) from compute.
 
 use crate::fly::FlyConfig;
-use crate::nodes::{NodeKind, policy_node, stereo_node};
+use crate::nodes::{NodeKind, NodeOptions, policy_node, stereo_node};
 use anyhow::{Context as _, Result, bail};
 use bus::msg::{DepthScan, Setpoint, StereoPair};
-use bus::{BusConfig, Inbox, Outbox, Topic};
+use bus::{BusConfig, Inbox, Outbox};
 use std::fmt;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -89,6 +89,15 @@ impl fmt::Display for LatencyReport {
     }
 }
 
+/// A scratch file removed when the measurement ends, however it ends.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 struct Children(Vec<Child>);
 
 impl Drop for Children {
@@ -139,6 +148,28 @@ pub fn run(
         bail!("size and frame count must be positive");
     }
     let robot = format!("bench{}", std::process::id());
+    // The stereo node takes the rig of the measured size: an ideal rig, 90°
+    // horizontal field of view, 10 cm baseline, written where `calib` would.
+    let rig_file = std::env::temp_dir().join(format!(
+        "agent-latency-{}-{width}x{height}.yaml",
+        std::process::id()
+    ));
+    let (w, h) = (f64::from(width), f64::from(height));
+    calib::Rig::ideal(
+        width as usize,
+        height as usize,
+        w / 2.0,
+        w / 2.0,
+        h / 2.0,
+        0.1,
+    )
+    .save_opencv(&rig_file)
+    .with_context(|| format!("cannot write {}", rig_file.display()))?;
+    let _remove = RemoveOnDrop(rig_file.clone());
+    let opts = NodeOptions {
+        rig: Some(rig_file.clone()),
+        ..NodeOptions::default()
+    };
     let endpoint = format!("tcp/127.0.0.1:{port}");
     let session = bus::open(&BusConfig {
         listen: vec![endpoint.clone()],
@@ -155,6 +186,8 @@ pub fn run(
                 kids.push(
                     Command::new(&exe)
                         .args(["node", name, "--robot", &robot, "--connect", &endpoint])
+                        .arg("--rig")
+                        .arg(&rig_file)
                         .stdout(Stdio::null())
                         .stderr(Stdio::inherit())
                         .spawn()
@@ -166,17 +199,18 @@ pub fn run(
         Placement::Threads => {
             for kind in [NodeKind::Stereo, NodeKind::Policy] {
                 let (s, r, c, st) = (session.clone(), robot.clone(), cfg.clone(), stop.clone());
+                let o = opts.clone();
                 threads.push(std::thread::spawn(move || match kind {
-                    NodeKind::Stereo => stereo_node(&s, &r, &c, &st),
-                    _ => policy_node(&s, &r, &c, None, &st),
+                    NodeKind::Stereo => stereo_node(&s, &r, &c, &o, &st),
+                    _ => policy_node(&s, &r, &c, &o, &st),
                 }));
             }
             Children(Vec::new())
         }
     };
-    let mut pairs = Outbox::<StereoPair>::new(&session, &robot, Topic::CameraStereo)?;
-    let mut answers = Inbox::<Setpoint>::new(&session, &robot, Topic::CmdSetpoint, 8)?;
-    let mut scans = Inbox::<DepthScan>::new(&session, &robot, Topic::DepthStereo, 8)?;
+    let mut pairs = Outbox::<StereoPair>::new(&session, &robot, bus::topics::CAMERA_STEREO)?;
+    let mut answers = Inbox::<Setpoint>::new(&session, &robot, bus::topics::CMD_SETPOINT, 8)?;
+    let mut scans = Inbox::<DepthScan>::new(&session, &robot, bus::topics::DEPTH_STEREO, 8)?;
     let pair = test_pair(width, height);
 
     // Until the graph answers (nodes starting, routes forming).

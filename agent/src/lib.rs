@@ -12,6 +12,7 @@ pub mod learner;
 pub mod mono;
 pub mod nodes;
 pub mod persist;
+pub mod pipeline;
 pub mod rlbench;
 pub mod selfi;
 pub mod selfi_graph;

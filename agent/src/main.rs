@@ -238,9 +238,22 @@ struct NodeArgs {
     /// telemetry node, --rerun save: the .rrd file.
     #[arg(long, default_value = "out/graph.rrd")]
     rerun_save: PathBuf,
-    /// telemetry node: the stereo rig's calibration file (OpenCV YAML, from `calib stereo`).
+    /// stereo, mono and telemetry nodes: the stereo rig's calibration file (OpenCV YAML,
+    /// from `calib stereo`): the stereo node rectifies with it and takes depth from
+    /// its rectified focal length and baseline; default: the twin's rig (160x120).
     #[arg(long)]
     rig: Option<PathBuf>,
+    /// policy node: how it picks its cue (persistent: fly mono once it is good
+    /// enough, stereo as training wheels; stereo-only: never mono).
+    #[arg(long, value_enum, default_value = "persistent")]
+    strategy: agent::persist::Strategy,
+    /// policy node: the camera's frame rate (Hz); sets the switching rule's window.
+    #[arg(long, default_value_t = 30.0, value_parser = positive_hz)]
+    camera_hz: f64,
+    /// policy node: how long to wait (ms) for a frame's mono scan once its stereo
+    /// scan is in, while the mono node publishes; without it the frame flies on stereo.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    mono_wait_ms: u64,
     /// telemetry node, --rerun connect: the viewer's gRPC address.
     #[arg(long, default_value = "rerun+http://127.0.0.1:9876/proxy")]
     rerun_url: String,
@@ -669,6 +682,9 @@ fn main() -> Result<()> {
                 checkpoint: a.checkpoint.clone(),
                 save_every: a.save_every,
                 rig: a.rig,
+                strategy: Some(a.strategy),
+                camera_hz: Some(a.camera_hz),
+                mono_wait: Some(Duration::from_millis(a.mono_wait_ms)),
                 sink: Some(match a.rerun {
                     RerunMode::Save => Sink::Save(a.rerun_save),
                     RerunMode::Connect => Sink::Connect(a.rerun_url),
@@ -1267,4 +1283,16 @@ fn rl_validate(a: RlValidateArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A frame rate: finite, in (0, 1000] Hz.
+fn positive_hz(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    if v.is_finite() && v > 0.0 && v <= 1000.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} must be a rate in (0, 1000] Hz"))
+    }
 }

@@ -7,10 +7,12 @@
 //! - `policy`: the avoidance behaviour from the depth scan to a velocity setpoint;
 //! - `fc`: the flight-controller serial link — setpoints in, status out.
 
-use crate::fly::{Avoider, FlyConfig};
+use crate::fly::{FlyConfig, scan_shape, twin_geometry};
+use crate::persist::{Mode, Strategy, Switch};
+use crate::pipeline::{Ahead, AltitudeHold, FrameCues, Pilot, RigGeometry, StereoStage};
 use anyhow::{Context as _, Result};
 use bus::msg::{DepthScan, Event, Setpoint, State, StereoPair};
-use bus::{Inbox, Outbox, Session, Topic};
+use bus::{Inbox, Outbox, Session};
 use sim::env::{Action, Env, EnvConfig, Task};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -72,9 +74,17 @@ pub struct NodeOptions {
     pub save_every: f64,
     /// `telemetry`: where rerun data goes.
     pub sink: Option<crate::telemetry::Sink>,
-    /// `telemetry`: the stereo rig's calibration (OpenCV YAML from `calib`);
-    /// the twin's rig when absent.
+    /// `stereo` and `telemetry`: the stereo rig's calibration (OpenCV YAML
+    /// from `calib`); the twin's rig when absent.
     pub rig: Option<std::path::PathBuf>,
+    /// `policy`: how it picks its cue (persistent SSL when absent).
+    pub strategy: Option<Strategy>,
+    /// `policy`: the camera's frame rate (Hz), which sets the switching rule's
+    /// window in frames; 30 when absent or not positive.
+    pub camera_hz: Option<f64>,
+    /// `policy`: how long to wait for a frame's mono scan once its stereo scan
+    /// is in, while the mono node publishes (default 100 ms).
+    pub mono_wait: Option<Duration>,
     /// `fc`: serial device of the flight controller.
     pub device: Option<std::path::PathBuf>,
     /// `mavlink`: where the autopilot is (`udpin:HOST:PORT`, `udpout:HOST:PORT`,
@@ -91,6 +101,15 @@ pub struct NodeOptions {
     pub selfi: Option<crate::selfi_graph::SelfiNodeOptions>,
     /// `safety`: also gate `cmd/policy` with the supervisor rule (interventions).
     pub supervise: bool,
+}
+
+impl NodeOptions {
+    /// The camera rate the policy assumes (Hz).
+    pub fn camera_hz(&self) -> f64 {
+        self.camera_hz
+            .filter(|h| h.is_finite() && *h > 0.0)
+            .unwrap_or(30.0)
+    }
 }
 
 /// How long a node waits on its inbox before checking for Ctrl-C.
@@ -114,10 +133,10 @@ pub fn run(
         NodeKind::Telemetry => telemetry_node(session, robot, fc, stop),
         NodeKind::Fc => fc_node(session, robot, fc, stop),
         NodeKind::Mavlink => mavlink_node(session, robot, fc, stop),
-        NodeKind::Stereo => stereo_node(session, robot, cfg, stop),
+        NodeKind::Stereo => stereo_node(session, robot, cfg, fc, stop),
         NodeKind::Policy => match &fc.selfi {
             Some(o) => crate::selfi_graph::selfi_policy_node(session, robot, o, stop),
-            None => policy_node(session, robot, cfg, fc.policy_net.as_deref(), stop),
+            None => policy_node(session, robot, cfg, fc, stop),
         },
         NodeKind::Camera => match &fc.selfi {
             Some(o) => crate::selfi_graph::goal_camera_node(session, robot, o, stop),
@@ -132,84 +151,171 @@ pub fn run(
     }
 }
 
-/// Stereo pairs in, depth scans out (same sequence number and stamp as the pair).
+/// The stereo stage's rig: the file given with `--rig` (OpenCV YAML from
+/// `calib stereo`), or the twin's own rig.
+pub fn stereo_rig(opts: &NodeOptions) -> Result<RigGeometry> {
+    match &opts.rig {
+        Some(p) => Ok(RigGeometry::load(p)?),
+        None => twin_geometry(&EnvConfig::default().rig),
+    }
+}
+
+/// Stereo pairs in, depth scans out (same sequence number and stamp as the
+/// pair): the stereo stage with the rig of `--rig` (rectification maps, focal
+/// length and baseline). A pair of another size than the rig's is refused by
+/// name; a column without a valid answer travels as NaN.
 pub fn stereo_node(
     session: &Session,
     robot: &str,
     cfg: &FlyConfig,
+    opts: &NodeOptions,
     stop: &AtomicBool,
 ) -> Result<()> {
-    let mut pairs = Inbox::<StereoPair>::new(session, robot, Topic::CameraStereo, 2)?;
-    let out = Outbox::<DepthScan>::new(session, robot, Topic::DepthStereo)?;
-    let rig = EnvConfig::default().rig;
-    let mut matcher = stereo::Sgm::new(cfg.stereo)?;
-    info!(robot, "stereo node up");
+    let mut pairs = Inbox::<StereoPair>::new(session, robot, bus::topics::CAMERA_STEREO, 2)?;
+    let out = Outbox::<DepthScan>::new(session, robot, bus::topics::DEPTH_STEREO)?;
+    let rig = stereo_rig(opts)?;
+    info!(
+        robot,
+        rig = %rig.origin,
+        size = %format!("{}x{}", rig.width, rig.height),
+        focal_px = rig.focal,
+        baseline_m = rig.baseline,
+        rectifies = rig.rectifies(),
+        "stereo node up"
+    );
+    let mut stage = StereoStage::new(rig, cfg.stereo, scan_shape(&cfg.mono))?;
+    let mut refused = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let Some((h, pair)) = pairs.recv_timeout(POLL)? else {
             continue;
         };
         let t0 = Instant::now();
         let (w, hgt) = (pair.width as usize, pair.height as usize);
-        // A pair of the wrong size for the matcher is reported, not fatal.
-        let disp = match stereo::GrayImage::new(w, hgt, pair.left, "left").and_then(|l| {
-            stereo::GrayImage::new(w, hgt, pair.right, "right")
-                .and_then(|r| matcher.match_pair(&l, &r))
-        }) {
+        // A pair that does not fit is reported, not fatal.
+        let depth = match stage.process(&pair.left, &pair.right, w, hgt) {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!("stereo pair {} refused: {e}", h.seq);
+                refused += 1;
+                if refused == 1 || refused.is_power_of_two() {
+                    tracing::warn!("stereo pair {} refused ({refused} so far): {e}", h.seq);
+                }
                 continue;
             }
         };
-        // Focal length scales with the image width (the twin's rig is 160 px wide).
-        let fx = rig.intrinsics.fx * w as f64 / rig.intrinsics.width as f64;
-        let scan = stereo::features::depth_scan(
-            &disp,
-            fx,
-            rig.baseline,
-            cfg.mono.columns,
-            cfg.mono.band,
-            cfg.mono.max_depth,
-        );
-        let depth = scan
-            .depth
-            .iter()
-            .zip(&scan.valid)
-            .map(|(d, v)| {
-                if *v {
-                    d.max(cfg.mono.min_depth)
-                } else {
-                    f32::NAN
-                }
-            })
-            .collect();
         out.send_with(
             &h,
             &DepthScan {
                 compute_ns: t0.elapsed().as_nanos() as u64,
-                depth,
+                depth: depth.scan,
             },
         )?;
     }
-    info!(stats = ?pairs.stats(), "stereo node down");
+    info!(refused, stats = ?pairs.stats(), "stereo node down");
     Ok(())
 }
 
-/// Depth scans in, setpoints out (same sequence number and stamp as the scan).
+/// The last second or so of `state` messages, so that a frame is decided
+/// with the vehicle's state at its own capture time: the newest state stamped
+/// at or before the frame (the newest one there is when all are later).
+#[derive(Debug, Default)]
+pub struct StateHistory {
+    states: std::collections::VecDeque<(u64, State)>,
+}
+
+impl StateHistory {
+    /// Add a state stamped `stamp_ns`; stamps that go backwards start afresh
+    /// (a restarted publisher).
+    pub fn push(&mut self, stamp_ns: u64, s: State) {
+        if self.states.back().is_some_and(|(t, _)| *t > stamp_ns) {
+            self.states.clear();
+        }
+        if self.states.len() == 64 {
+            self.states.pop_front();
+        }
+        self.states.push_back((stamp_ns, s));
+    }
+
+    /// The state for a frame stamped `stamp_ns`.
+    pub fn at(&self, stamp_ns: u64) -> Option<&State> {
+        self.states
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= stamp_ns)
+            .or(self.states.back())
+            .map(|(_, s)| s)
+    }
+}
+
+/// How long the policy waits for the mono scan of a frame whose stereo scan
+/// has arrived, while the mono node is publishing.
+const MONO_WAIT: Duration = Duration::from_millis(100);
+
+/// The mono scans that arrived, by frame, for the policy to pair with stereo.
+struct MonoScans {
+    inbox: Inbox<DepthScan>,
+    recent: std::collections::VecDeque<(bus::wire::Header, Vec<f32>)>,
+    last_seen: Option<Instant>,
+}
+
+impl MonoScans {
+    fn take(&mut self, h: &bus::wire::Header, wait: Duration) -> Result<Option<Vec<f32>>> {
+        let live = self
+            .last_seen
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+        let deadline = Instant::now() + if live { wait } else { Duration::ZERO };
+        loop {
+            if let Some(k) = self
+                .recent
+                .iter()
+                .position(|(m, _)| m.seq == h.seq && m.stamp_ns == h.stamp_ns)
+            {
+                return Ok(self.recent.remove(k).map(|(_, s)| s));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.inbox.recv_timeout(left)? {
+                Some((mh, m)) => {
+                    self.last_seen = Some(Instant::now());
+                    if self.recent.len() == 16 {
+                        self.recent.pop_front();
+                    }
+                    self.recent.push_back((mh, m.depth));
+                }
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Depth scans in, setpoints out (same sequence number and stamp as the
+/// scan). The policy flies the loop's decision stages ([`Pilot`]): the cue
+/// switch pairs each stereo scan with the mono scan of the same frame, flies
+/// mono once the persistent rule allows it, and steps back to stereo as
+/// training wheels; the reactive policy holds altitude and treats an unknown
+/// way ahead as blocked. In the graph the mono node publishes only trained
+/// weights (the learner's saves), so the rule's minimum of training steps is
+/// the learner's. With `--policy-net` a network trained by `agent train`
+/// flies on the stereo scan instead.
 pub fn policy_node(
     session: &Session,
     robot: &str,
     cfg: &FlyConfig,
-    net: Option<&std::path::Path>,
+    opts: &NodeOptions,
     stop: &AtomicBool,
 ) -> Result<()> {
-    let mut scans = Inbox::<DepthScan>::new(session, robot, Topic::DepthStereo, 2)?;
-    let mut states = Inbox::<State>::new(session, robot, Topic::State, 1)?;
-    let out = Outbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint)?;
-    let mut avoider = Avoider::default();
-    let mut altitude = cfg.avoid.altitude;
-    let mut last_state: Option<State> = None;
-    let learned = match net {
+    let mut scans = Inbox::<DepthScan>::new(session, robot, bus::topics::DEPTH_STEREO, 2)?;
+    let mut mono = MonoScans {
+        inbox: Inbox::<DepthScan>::new(session, robot, bus::topics::DEPTH_MONO, 16)?,
+        recent: Default::default(),
+        last_seen: None,
+    };
+    let mut states = Inbox::<State>::new(session, robot, bus::topics::STATE, 16)?;
+    let mut recent_states = StateHistory::default();
+    let out = Outbox::<Setpoint>::new(session, robot, bus::topics::CMD_SETPOINT)?;
+    let mut events = Outbox::<Event>::new(session, robot, bus::topics::EVENTS)?;
+    let strategy = opts.strategy.unwrap_or(Strategy::Persistent);
+    let mut pilot = Pilot::new(cfg.persist, strategy, opts.camera_hz(), cfg.avoid);
+    let hold = AltitudeHold::new(cfg.avoid.altitude);
+    let learned = match &opts.policy_net {
         Some(p) => {
             let device = crate::device::device(crate::device::Backend::Cpu)?;
             let policy = rl::policy::OnboardPolicy::load(p, &device)
@@ -228,24 +334,40 @@ pub fn policy_node(
             .map_or(f64::INFINITY, |p| p.card().control_hz),
     );
     let mut held: Option<(f64, f64)> = None;
-    info!(robot, "policy node up");
+    let (mut on_mono, mut interventions) = (0u64, 0u64);
+    info!(robot, strategy = strategy.name(), "policy node up");
     while !stop.load(Ordering::Relaxed) {
         let Some((h, scan)) = scans.recv_timeout(POLL)? else {
             continue;
         };
-        while let Some((_, s)) = states.recv_timeout(Duration::ZERO)? {
-            altitude = s.position[2];
-            last_state = Some(s);
+        while let Some((sh, s)) = states.recv_timeout(Duration::ZERO)? {
+            recent_states.push(sh.stamp_ns, s);
         }
+        let last_state = recent_states.at(h.stamp_ns);
+        let altitude = last_state.map_or(f64::NAN, |s| s.position[2]);
         if let Some(policy) = &learned {
-            let (velocity, roll_pitch) = last_state.as_ref().map_or(([0.0; 3], [0.0; 2]), |s| {
+            let (velocity, roll_pitch) = last_state.map_or(([0.0; 3], [0.0; 2]), |s| {
                 let [w, x, y, z] = s.attitude;
                 let roll = (2.0 * (w * x + y * z)).atan2(1.0 - 2.0 * (x * x + y * y));
                 let pitch = (2.0 * (w * y - z * x)).clamp(-1.0, 1.0).asin();
                 (s.velocity, [roll as f32, pitch as f32])
             });
+            // Unknown is not free: an unknown column reads as an obstacle at
+            // the nearest range, and a blind way ahead allows no forward speed.
+            let near: Vec<f32> = scan
+                .depth
+                .iter()
+                .map(|d| {
+                    if d.is_finite() {
+                        *d
+                    } else {
+                        cfg.mono.min_depth
+                    }
+                })
+                .collect();
+            let blind = Ahead::of(&scan.depth).blind(cfg.avoid.unknown_ahead);
             let input = rl::policy::PolicyInput {
-                scan: &scan.depth,
+                scan: &near,
                 velocity,
                 // Forward flight: the goal is always ahead, as far as the scan reaches.
                 goal: [10.0, 0.0, 0.0],
@@ -259,13 +381,13 @@ pub fn policy_node(
             };
             match decision {
                 Ok((forward, yaw_rate)) => {
-                    let up = (cfg.avoid.altitude - altitude).clamp(-0.5, 0.5) as f32;
+                    let forward = if blind { forward.min(0.0) } else { forward };
                     out.send_with(
                         &h,
                         &Setpoint {
                             forward: forward as f32,
                             left: 0.0,
-                            up,
+                            up: hold.up(altitude) as f32,
                             yaw_rate: yaw_rate as f32,
                         },
                     )?;
@@ -274,38 +396,64 @@ pub fn policy_node(
             }
             continue;
         }
-        // Columns stereo could not see count as far away.
-        let depth: Vec<f32> = scan
-            .depth
-            .iter()
-            .map(|d| {
-                if d.is_finite() {
-                    *d
-                } else {
-                    cfg.mono.max_depth
-                }
-            })
-            .collect();
-        let Action::Velocity {
-            forward,
-            left,
-            up,
-            yaw_rate,
-        } = avoider.act(&cfg.avoid, &depth, altitude)
-        else {
-            continue;
+        let mono_scan = if strategy.learns() {
+            mono.take(&h, opts.mono_wait.unwrap_or(MONO_WAIT))?
+                .filter(|m| m.len() == scan.depth.len())
+        } else {
+            None
         };
+        let t = h.stamp_ns as f64 * 1e-9;
+        let (decided, cmd) = pilot.step(
+            FrameCues {
+                t,
+                stereo: &scan.depth,
+                mono: mono_scan.as_deref(),
+                train_steps: u64::MAX,
+            },
+            altitude,
+        );
+        if decided.mode == Mode::Mono {
+            on_mono += 1;
+        }
+        let text = match decided.event {
+            Some(Switch::ToMono { error }) => Some(format!(
+                "policy: t={t:.1}s switch to mono flight (recent error {})",
+                error.map_or("n/a".into(), |e| format!("{e:.3}"))
+            )),
+            Some(Switch::Intervention {
+                stereo_near,
+                mono_near,
+            }) => {
+                interventions += 1;
+                Some(format!(
+                    "policy: t={t:.1}s training wheels: stereo {}, mono {mono_near:.2} m; back to stereo",
+                    if decided.stereo_blind {
+                        "blind ahead".to_string()
+                    } else {
+                        format!("{stereo_near:.2} m")
+                    }
+                ))
+            }
+            Some(Switch::ErrorRose { error }) => Some(format!(
+                "policy: t={t:.1}s mono error rose to {error:.3}; back to stereo"
+            )),
+            None => None,
+        };
+        if let Some(text) = text {
+            info!("{text}");
+            events.send(h.stamp_ns, "policy", &Event { text })?;
+        }
         out.send_with(
             &h,
             &Setpoint {
-                forward: forward as f32,
-                left: left as f32,
-                up: up as f32,
-                yaw_rate: yaw_rate as f32,
+                forward: cmd.forward as f32,
+                left: cmd.left as f32,
+                up: cmd.up as f32,
+                yaw_rate: cmd.yaw_rate as f32,
             },
         )?;
     }
-    info!(stats = ?scans.stats(), "policy node down");
+    info!(on_mono, interventions, stats = ?scans.stats(), "policy node down");
     Ok(())
 }
 
@@ -376,10 +524,10 @@ pub fn camera_node(
     cfg: &FlyConfig,
     stop: &AtomicBool,
 ) -> Result<()> {
-    let mut pairs = Outbox::<StereoPair>::new(session, robot, Topic::CameraStereo)?;
-    let mut states = Outbox::<State>::new(session, robot, Topic::State)?;
-    let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
-    let mut setpoints = Inbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint, 4)?;
+    let mut pairs = Outbox::<StereoPair>::new(session, robot, bus::topics::CAMERA_STEREO)?;
+    let mut states = Outbox::<State>::new(session, robot, bus::topics::STATE)?;
+    let mut events = Outbox::<Event>::new(session, robot, bus::topics::EVENTS)?;
+    let mut setpoints = Inbox::<Setpoint>::new(session, robot, bus::topics::CMD_SETPOINT, 4)?;
     let mut env = Env::new(EnvConfig {
         render: true,
         task: Task::ForwardFlight,
@@ -440,6 +588,38 @@ pub fn camera_node(
     Ok(())
 }
 
+/// The pose from our firmware's telemetry in the agent's frame (REP-103,
+/// [`fc::frames`]): attitude and altitude as reported, x and y dead-reckoned
+/// from the body velocity and yaw on the firmware's own clock (the firmware
+/// has no horizontal position sensor; the estimate drifts, and starts at 0
+/// where the node started).
+#[derive(Debug, Clone, Copy, Default)]
+struct Odometry {
+    xy: [f64; 2],
+    last_ms: Option<u32>,
+}
+
+impl Odometry {
+    fn update(&mut self, t: &fclink::Telemetry) -> State {
+        let dt = self
+            .last_ms
+            .map_or(0.0, |m| f64::from(t.uptime_ms.wrapping_sub(m)) * 1e-3);
+        self.last_ms = Some(t.uptime_ms);
+        // A reboot of the firmware, or a gap of seconds, is no velocity to integrate.
+        if dt > 0.0 && dt < 1.0 {
+            let yaw = f64::from(t.attitude[2]);
+            let [f, l] = [f64::from(t.velocity[0]), f64::from(t.velocity[1])];
+            self.xy[0] += (f * yaw.cos() - l * yaw.sin()) * dt;
+            self.xy[1] += (f * yaw.sin() + l * yaw.cos()) * dt;
+        }
+        State {
+            position: [self.xy[0], self.xy[1], f64::from(t.altitude)],
+            attitude: fc::frames::from_fclink_attitude(t.attitude),
+            velocity: t.velocity,
+        }
+    }
+}
+
 fn state_code(s: fclink::FcState) -> u8 {
     use fclink::FcState as S;
     match s {
@@ -452,7 +632,8 @@ fn state_code(s: fclink::FcState) -> u8 {
 }
 
 /// Setpoints from the bus to the flight controller over the serial link, its
-/// telemetry back as [`bus::msg::FcStatus`], and events on every state change
+/// telemetry back as [`bus::msg::FcStatus`] and as the pose on `state`
+/// (see `Odometry`), and events on every state change
 /// and link loss. The node adds no timeout of its own: when the policy stops
 /// publishing, setpoints stop reaching the firmware and its watchdog fails
 /// safe — the same whether the policy, the bus or this node is what died.
@@ -467,14 +648,16 @@ pub fn fc_node(session: &Session, robot: &str, cfg: &NodeOptions, stop: &AtomicB
         baud: cfg.baud,
         ..fc::LinkConfig::new(device)
     })?;
-    let mut setpoints = Inbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint, 4)?;
-    let mut status = Outbox::<FcStatus>::new(session, robot, Topic::FcStatus)?;
-    let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
+    let mut setpoints = Inbox::<Setpoint>::new(session, robot, bus::topics::CMD_SETPOINT, 4)?;
+    let mut status = Outbox::<FcStatus>::new(session, robot, bus::topics::FC_STATUS)?;
+    let mut states = Outbox::<State>::new(session, robot, bus::topics::STATE)?;
+    let mut events = Outbox::<Event>::new(session, robot, bus::topics::EVENTS)?;
     let mut say = |text: String| -> Result<()> {
         info!("{text}");
         events.send(bus::now_ns(), "fc", &Event { text })?;
         Ok(())
     };
+    let mut odometry = Odometry::default();
     let mut last: Option<FcStatus> = None;
     let mut last_state: Option<fclink::FcState> = None;
     let mut arm_due = cfg.arm;
@@ -540,6 +723,7 @@ pub fn fc_node(session: &Session, robot: &str, cfg: &NodeOptions, stop: &AtomicB
                     };
                     status.send(bus::now_ns(), "fc", &s)?;
                     last = Some(s);
+                    states.send(bus::now_ns(), "world", &odometry.update(&t))?;
                 }
                 fc::Event::Disconnected { reason } => {
                     say(format!("fc: link {} lost: {reason}", link.device()))?;
@@ -573,8 +757,11 @@ pub fn fc_node(session: &Session, robot: &str, cfg: &NodeOptions, stop: &AtomicB
 /// ([`fc::mav`]): on the first setpoint (with `arm`) it arms and takes control
 /// (Offboard / Guided); the MAVLink stream carries the newest setpoint at 30 Hz,
 /// zero velocity once the policy has been quiet for 250 ms and the autopilot's
-/// Hold after 1 s. It does not take control back by itself after a Hold. Status goes out as [`bus::msg::FcStatus`] at 20 Hz (state 0
-/// disarmed, 1 armed, 2 holding after the policy went quiet).
+/// Hold after 1 s. It does not take control back by itself after a Hold.
+/// Status goes out as [`bus::msg::FcStatus`] at 20 Hz (state 0 disarmed, 1
+/// armed, 2 holding after the policy went quiet), and the vehicle's pose on
+/// `state` in the agent's frame ([`fc::frames`]: NED converted to ENU, FRD
+/// to FLU) once the autopilot has sent ATTITUDE and LOCAL_POSITION_NED.
 pub fn mavlink_node(
     session: &Session,
     robot: &str,
@@ -589,9 +776,10 @@ pub fn mavlink_node(
         .context("the mavlink node needs --mavlink ADDRESS (udpin:HOST:PORT, udpout:HOST:PORT or serial:DEVICE:BAUD)")?
         .parse()?;
     let link = MavLink::connect(MavConfig::new(address))?;
-    let mut setpoints = Inbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint, 4)?;
-    let mut status = Outbox::<FcStatus>::new(session, robot, Topic::FcStatus)?;
-    let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
+    let mut setpoints = Inbox::<Setpoint>::new(session, robot, bus::topics::CMD_SETPOINT, 4)?;
+    let mut status = Outbox::<FcStatus>::new(session, robot, bus::topics::FC_STATUS)?;
+    let mut states = Outbox::<State>::new(session, robot, bus::topics::STATE)?;
+    let mut events = Outbox::<Event>::new(session, robot, bus::topics::EVENTS)?;
     let mut say = |text: String| -> Result<()> {
         info!("{text}");
         events.send(bus::now_ns(), "mavlink", &Event { text })?;
@@ -645,14 +833,20 @@ pub fn mavlink_node(
             }
             let att = st.attitude.unwrap_or([0.0; 6]);
             let pos = st.local_position.unwrap_or([0.0; 6]);
-            // LOCAL_POSITION_NED velocity is in the local NED frame: rotate by yaw
-            // into the body frame (forward, left, up).
-            let (sy, cy) = att[2].sin_cos();
-            let velocity = [
-                pos[3] * cy + pos[4] * sy,
-                -(-pos[3] * sy + pos[4] * cy),
-                -pos[5],
-            ];
+            // NED position and attitude into the agent's frame (REP-103).
+            let enu = fc::frames::from_ned([att[0], att[1], att[2]], pos);
+            let velocity = enu.velocity;
+            if st.attitude.is_some() && st.local_position.is_some() {
+                states.send(
+                    bus::now_ns(),
+                    "world",
+                    &State {
+                        position: enu.position,
+                        attitude: enu.attitude,
+                        velocity,
+                    },
+                )?;
+            }
             status.send(
                 bus::now_ns(),
                 "mavlink",
@@ -692,8 +886,8 @@ pub fn safety_node(
         opts.require.clone()
     };
     let presence = bus::Presence::watch(session, robot)?;
-    let mut out = Outbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint)?;
-    let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
+    let mut out = Outbox::<Setpoint>::new(session, robot, bus::topics::CMD_SETPOINT)?;
+    let mut events = Outbox::<Event>::new(session, robot, bus::topics::EVENTS)?;
     let mut say = |text: String| -> Result<()> {
         tracing::warn!("{text}");
         events.send(bus::now_ns(), "safety", &Event { text })?;
@@ -769,7 +963,8 @@ fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
 /// (same sequence number and stamp as the pair). Weights come from
 /// `--checkpoint`; when that file changes (the learner node saved), the new
 /// weights are swapped in between two frames. A checkpoint that cannot be
-/// loaded is reported and the previous weights kept.
+/// loaded is reported and the previous weights kept. Until a checkpoint has
+/// loaded, nothing is published: an untrained network is no cue.
 pub fn mono_node(
     session: &Session,
     robot: &str,
@@ -779,18 +974,25 @@ pub fn mono_node(
 ) -> Result<()> {
     use crate::mono::{MonoNet, infer, load_checkpoint, preprocess};
     let dev = crate::device::device(cfg.backend)?;
-    let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
-    let mut net = match opts.checkpoint.as_deref().filter(|p| p.is_file()) {
-        Some(p) => load_checkpoint(p, &cfg.mono, &dev)?,
+    let mut events = Outbox::<Event>::new(session, robot, bus::topics::EVENTS)?;
+    // An untrained network is no cue: nothing is published until weights
+    // come from the checkpoint (the learner's first save).
+    let mut net: Option<MonoNet> = match opts.checkpoint.as_deref().filter(|p| p.is_file()) {
+        Some(p) => Some(load_checkpoint(p, &cfg.mono, &dev)?),
         None => {
-            tracing::warn!("mono node: no checkpoint yet; starting from an untrained network");
-            MonoNet::seeded(&cfg.mono, &dev, cfg.learner.seed)?
+            tracing::warn!(
+                "mono node: no checkpoint yet; publishing nothing until the learner saves one"
+            );
+            None
         }
     };
+    // With a rig that needs rectification, the network sees the rectified
+    // left image, as the stereo stage and the in-process loop do.
+    let rig = opts.rig.as_deref().map(RigGeometry::load).transpose()?;
     let mut stamp = opts.checkpoint.as_deref().and_then(modified);
     let mut next_check = Instant::now();
-    let mut pairs = Inbox::<StereoPair>::new(session, robot, Topic::CameraStereo, 2)?;
-    let out = Outbox::<DepthScan>::new(session, robot, Topic::DepthMono)?;
+    let mut pairs = Inbox::<StereoPair>::new(session, robot, bus::topics::CAMERA_STEREO, 2)?;
+    let out = Outbox::<DepthScan>::new(session, robot, bus::topics::DEPTH_MONO)?;
     let mut reloads = 0u64;
     info!(robot, "mono node up");
     while !stop.load(Ordering::Relaxed) {
@@ -803,7 +1005,7 @@ pub fn mono_node(
                 stamp = now;
                 match load_checkpoint(p, &cfg.mono, &dev) {
                     Ok(n) => {
-                        net = n;
+                        net = Some(n);
                         reloads += 1;
                         let text =
                             format!("mono: new weights from {} (reload {reloads})", p.display());
@@ -817,20 +1019,28 @@ pub fn mono_node(
         let Some((h, pair)) = pairs.recv_timeout(POLL)? else {
             continue;
         };
+        let Some(net) = net.as_ref() else {
+            continue;
+        };
         let t0 = Instant::now();
-        let input = match preprocess(
-            &pair.left,
-            pair.width as usize,
-            pair.height as usize,
-            &cfg.mono,
-        ) {
+        let left = match &rig {
+            Some(r) if r.rectifies() => match r.rectify_image(&pair.left, false) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!("mono: pair {} refused: {e}", h.seq);
+                    continue;
+                }
+            },
+            _ => pair.left,
+        };
+        let input = match preprocess(&left, pair.width as usize, pair.height as usize, &cfg.mono) {
             Ok(i) => i,
             Err(e) => {
                 tracing::warn!("mono: pair {} refused: {e}", h.seq);
                 continue;
             }
         };
-        let est = infer(&net, &input, &cfg.mono, &dev)?;
+        let est = infer(net, &input, &cfg.mono, &dev)?;
         out.send_with(
             &h,
             &DepthScan {
@@ -881,9 +1091,9 @@ pub fn learner_node(
         plan.map.0 * plan.map.1
     };
     let mut learner = Learner::spawn(net, cfg.mono, cfg.learner.clone(), dev, Pacing::FreeRunning);
-    let mut pairs = Inbox::<StereoPair>::new(session, robot, Topic::CameraStereo, 32)?;
-    let mut scans = Inbox::<DepthScan>::new(session, robot, Topic::DepthStereo, 32)?;
-    let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
+    let mut pairs = Inbox::<StereoPair>::new(session, robot, bus::topics::CAMERA_STEREO, 32)?;
+    let mut scans = Inbox::<DepthScan>::new(session, robot, bus::topics::DEPTH_STEREO, 32)?;
+    let mut events = Outbox::<Event>::new(session, robot, bus::topics::EVENTS)?;
     let mut images: std::collections::VecDeque<(u64, Vec<f32>)> = Default::default();
     let mut offered = 0u64;
     let save_every = Duration::from_secs_f64(opts.save_every.max(0.5));
@@ -1000,13 +1210,13 @@ pub fn telemetry_node(
             tel.log_right_camera(&rig)?;
         }
     }
-    let mut pairs = Inbox::<StereoPair>::new(session, robot, Topic::CameraStereo, 2)?;
-    let mut states = Inbox::<State>::new(session, robot, Topic::State, 16)?;
-    let mut stereo = Inbox::<DepthScan>::new(session, robot, Topic::DepthStereo, 16)?;
-    let mut mono = Inbox::<DepthScan>::new(session, robot, Topic::DepthMono, 16)?;
-    let mut setpoints = Inbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint, 16)?;
-    let mut fc = Inbox::<FcStatus>::new(session, robot, Topic::FcStatus, 16)?;
-    let mut events = Inbox::<Event>::new(session, robot, Topic::Events, 64)?;
+    let mut pairs = Inbox::<StereoPair>::new(session, robot, bus::topics::CAMERA_STEREO, 2)?;
+    let mut states = Inbox::<State>::new(session, robot, bus::topics::STATE, 16)?;
+    let mut stereo = Inbox::<DepthScan>::new(session, robot, bus::topics::DEPTH_STEREO, 16)?;
+    let mut mono = Inbox::<DepthScan>::new(session, robot, bus::topics::DEPTH_MONO, 16)?;
+    let mut setpoints = Inbox::<Setpoint>::new(session, robot, bus::topics::CMD_SETPOINT, 16)?;
+    let mut fc = Inbox::<FcStatus>::new(session, robot, bus::topics::FC_STATUS, 16)?;
+    let mut events = Inbox::<Event>::new(session, robot, bus::topics::EVENTS, 64)?;
     let mut path: Vec<[f32; 3]> = Vec::new();
     let mut logged = 0u64;
     let image_every = 5;

@@ -10,7 +10,7 @@
 use crate::selfi::{COLLISION, EPISODE_START, GOAL_REACHED};
 use anyhow::{Context as _, Result};
 use bus::msg::{DepthScan, Event, Goal, Setpoint, State, StereoPair, Track, Tracks, Weights};
-use bus::{Inbox, Outbox, Session, Topic};
+use bus::{Inbox, Outbox, Session};
 use rl::selfi::SelfiConfig;
 use rl::selfi::data::{Walker, goal_in_heading, observation, scan_features, track_features};
 use rl::selfi::model::Actor;
@@ -66,12 +66,12 @@ pub fn goal_camera_node(
     stop: &AtomicBool,
 ) -> Result<()> {
     let cfg = &o.config;
-    let mut pairs = Outbox::<StereoPair>::new(session, robot, Topic::CameraStereo)?;
-    let mut states = Outbox::<State>::new(session, robot, Topic::State)?;
-    let mut goals = Outbox::<Goal>::new(session, robot, Topic::Goal)?;
-    let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
-    let mut tracks = Outbox::<Tracks>::new(session, robot, Topic::Tracks)?;
-    let mut setpoints = Inbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint, 8)?;
+    let mut pairs = Outbox::<StereoPair>::new(session, robot, bus::topics::CAMERA_STEREO)?;
+    let mut states = Outbox::<State>::new(session, robot, bus::topics::STATE)?;
+    let mut goals = Outbox::<Goal>::new(session, robot, bus::topics::GOAL)?;
+    let mut events = Outbox::<Event>::new(session, robot, bus::topics::EVENTS)?;
+    let mut tracks = Outbox::<Tracks>::new(session, robot, bus::topics::TRACKS)?;
+    let mut setpoints = Inbox::<Setpoint>::new(session, robot, bus::topics::CMD_SETPOINT, 8)?;
     let mut tracker = Tracker::new(cfg, o.seed);
     let mut env = Env::new(EnvConfig {
         render: true,
@@ -264,19 +264,19 @@ pub fn selfi_policy_node(
         &device,
     )
     .with_context(|| format!("cannot load the SELFI actor {}", actor_path.display()))?;
-    let mut scans = Inbox::<DepthScan>::new(session, robot, Topic::DepthStereo, 2)?;
-    let mut states = Inbox::<State>::new(session, robot, Topic::State, 4)?;
-    let mut goals = Inbox::<Goal>::new(session, robot, Topic::Goal, 4)?;
-    let mut tracks_in = Inbox::<Tracks>::new(session, robot, Topic::Tracks, 4)?;
-    let mut weights = Inbox::<Weights>::new(session, robot, Topic::Weights, 2)?;
-    let mut events = Outbox::<Event>::new(session, robot, Topic::Events)?;
+    let mut scans = Inbox::<DepthScan>::new(session, robot, bus::topics::DEPTH_STEREO, 2)?;
+    let mut states = Inbox::<State>::new(session, robot, bus::topics::STATE, 4)?;
+    let mut goals = Inbox::<Goal>::new(session, robot, bus::topics::GOAL, 4)?;
+    let mut tracks_in = Inbox::<Tracks>::new(session, robot, bus::topics::TRACKS, 4)?;
+    let mut weights = Inbox::<Weights>::new(session, robot, bus::topics::WEIGHTS, 2)?;
+    let mut events = Outbox::<Event>::new(session, robot, bus::topics::EVENTS)?;
     let out = Outbox::<Setpoint>::new(
         session,
         robot,
         if o.gated {
-            Topic::CmdPolicy
+            bus::topics::CMD_POLICY
         } else {
-            Topic::CmdSetpoint
+            bus::topics::CMD_SETPOINT
         },
     )?;
     let mut rng = sim::rng::Rng::new(o.seed ^ 0x9011);
@@ -386,11 +386,11 @@ impl Gate {
     pub fn new(session: &Session, robot: &str, cfg: &SelfiConfig) -> Result<Gate> {
         Ok(Gate {
             cfg: cfg.clone(),
-            scans: Inbox::new(session, robot, Topic::DepthStereo, 8)?,
-            states: Inbox::new(session, robot, Topic::State, 4)?,
-            proposals: Inbox::new(session, robot, Topic::CmdPolicy, 8)?,
-            out: Outbox::new(session, robot, Topic::CmdSetpoint)?,
-            events: Outbox::new(session, robot, Topic::Events)?,
+            scans: Inbox::new(session, robot, bus::topics::DEPTH_STEREO, 8)?,
+            states: Inbox::new(session, robot, bus::topics::STATE, 4)?,
+            proposals: Inbox::new(session, robot, bus::topics::CMD_POLICY, 8)?,
+            out: Outbox::new(session, robot, bus::topics::CMD_SETPOINT)?,
+            events: Outbox::new(session, robot, bus::topics::EVENTS)?,
             recent: BTreeMap::new(),
             forward: 0.0,
             in_takeover: false,
@@ -702,14 +702,14 @@ pub fn selfi_learner_node(
     if let Some(c) = bundle.critics_for(Arm::Selfi, cfg) {
         learner.set_critics(c);
     }
-    let mut scans = Inbox::<DepthScan>::new(session, robot, Topic::DepthStereo, 64)?;
-    let mut states = Inbox::<State>::new(session, robot, Topic::State, 64)?;
-    let mut goals = Inbox::<Goal>::new(session, robot, Topic::Goal, 64)?;
-    let mut tracks_in = Inbox::<Tracks>::new(session, robot, Topic::Tracks, 64)?;
-    let mut setpoints = Inbox::<Setpoint>::new(session, robot, Topic::CmdSetpoint, 64)?;
-    let mut proposals = Inbox::<Setpoint>::new(session, robot, Topic::CmdPolicy, 64)?;
-    let mut events_in = Inbox::<Event>::new(session, robot, Topic::Events, 256)?;
-    let mut weights = Outbox::<Weights>::new(session, robot, Topic::Weights)?;
+    let mut scans = Inbox::<DepthScan>::new(session, robot, bus::topics::DEPTH_STEREO, 64)?;
+    let mut states = Inbox::<State>::new(session, robot, bus::topics::STATE, 64)?;
+    let mut goals = Inbox::<Goal>::new(session, robot, bus::topics::GOAL, 64)?;
+    let mut tracks_in = Inbox::<Tracks>::new(session, robot, bus::topics::TRACKS, 64)?;
+    let mut setpoints = Inbox::<Setpoint>::new(session, robot, bus::topics::CMD_SETPOINT, 64)?;
+    let mut proposals = Inbox::<Setpoint>::new(session, robot, bus::topics::CMD_POLICY, 64)?;
+    let mut events_in = Inbox::<Event>::new(session, robot, bus::topics::EVENTS, 256)?;
+    let mut weights = Outbox::<Weights>::new(session, robot, bus::topics::WEIGHTS)?;
     let mut asm = Assembler::new(cfg);
     let (mut transitions, mut version, mut episodes) = (0u64, 0u64, 0u64);
     let mut last_publish = 0u64;

@@ -1,7 +1,7 @@
 //! Calibration of the stereo rig: camera models and the rig files the rest of the
 //! stack (and OpenCV and ROS) read.
 //!
-//! Detection, mono/stereo calibration and rectification (issue #3) build on these.
+//! Detection, mono/stereo calibration and rectification build on these.
 
 pub mod detect;
 pub mod model;

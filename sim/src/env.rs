@@ -153,6 +153,10 @@ pub struct EnvConfig {
     pub limits: ActionLimits,
     /// People-sized poles walking across the room (the moving obstacles).
     pub walkers: Walkers,
+    /// A blank (textureless) wall across the whole room at this distance
+    /// along it (m), added at every reset ([`World::add_blank_wall`]): what
+    /// stereo matching cannot see. `None` in every ordinary room.
+    pub blank_wall: Option<f64>,
 }
 
 /// Moving obstacles added to every room at reset.
@@ -196,6 +200,7 @@ impl Default for EnvConfig {
             collision_radius: 0.15,
             limits: ActionLimits::default(),
             walkers: Walkers::default(),
+            blank_wall: None,
         }
     }
 }
@@ -386,6 +391,9 @@ impl Env {
         context.validate()?;
         let mut rng = Rng::new(seed);
         let mut world = World::generate(context, rng.next_u64());
+        if let Some(x) = self.config.blank_wall {
+            world.add_blank_wall(x);
+        }
         let walkers = self.config.walkers;
         if walkers.count > 0 {
             world.add_walkers(

@@ -155,6 +155,8 @@ struct Surface {
     offset: [f32; 2],
     /// Exposure x albedo (cylinders, shading applied per pixel).
     albedo_gain: f32,
+    /// The material's share of the context's contrast (cylinders).
+    contrast: f32,
 }
 
 /// Renders stereo pairs of a [`World`] through a [`StereoRig`].
@@ -453,6 +455,7 @@ impl Renderer {
             tu[a] = f;
             tv[b] = f;
             let k = gain * shade_of(nrm) * m.albedo;
+            let contrast = contrast * m.contrast;
             Surface {
                 tu,
                 tv,
@@ -463,6 +466,7 @@ impl Renderer {
                 freq: f,
                 offset: m.tex_offset,
                 albedo_gain: gain * m.albedo,
+                contrast: m.contrast,
             }
         };
         let n_obs = world.obstacles.len().min(MAX_RENDERED_OBSTACLES);
@@ -517,7 +521,7 @@ impl Renderer {
                         .texture
                         .sample_level(u, p[2] * sf.freq + sf.offset[1], level)
                         * (1.0 / 255.0);
-                    k * (1.0 + contrast * (2.0 * tex - 1.0))
+                    k * (1.0 + contrast * sf.contrast * (2.0 * tex - 1.0))
                 }
             };
             if noise > 0.0 {

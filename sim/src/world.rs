@@ -72,6 +72,10 @@ pub struct Material {
     pub tex_offset: [f32; 2],
     /// Multiplier of the context's texture frequency for this surface.
     pub tex_scale: f32,
+    /// Fraction of the context's texture contrast this surface shows: 1 for
+    /// ordinary surfaces, 0 for a blank (textureless) one, which stereo
+    /// matching cannot see.
+    pub contrast: f32,
 }
 
 /// One obstacle.
@@ -127,6 +131,7 @@ fn material(rng: &mut Rng, lo: f64, hi: f64) -> Material {
         albedo: rng.range(lo, hi) as f32,
         tex_offset: [rng.range(0.0, 256.0) as f32, rng.range(0.0, 256.0) as f32],
         tex_scale: rng.range(0.7, 1.4) as f32,
+        contrast: 1.0,
     }
 }
 
@@ -250,6 +255,34 @@ impl World {
     /// Add `count` walkers (poles of `radius`, floor to ceiling) that cross the
     /// room mostly sideways at `speed`, placed clear of the start and drawn
     /// from `seed`. The same arguments give the same walkers.
+    /// Put a blank (textureless) wall across the whole room at `x` (m along
+    /// the room), floor to ceiling: what census matching cannot see, the test
+    /// of a robot that must not read "no stereo answer" as free space. It goes
+    /// first in [`World::obstacles`], so it is always rendered.
+    pub fn add_blank_wall(&mut self, x: f64) {
+        let [_, w, h] = self.size;
+        let t = GATE_THICKNESS * 0.5;
+        self.obstacles.insert(
+            0,
+            Obstacle {
+                kind: ObstacleKind::Panel,
+                shape: Shape::Box {
+                    min: [x - t, -w / 2.0, 0.0],
+                    max: [x + t, w / 2.0, h],
+                },
+                material: Material {
+                    albedo: 0.6,
+                    tex_offset: [0.0; 2],
+                    tex_scale: 1.0,
+                    contrast: 0.0,
+                },
+            },
+        );
+        for m in &mut self.movers {
+            m.obstacle += 1;
+        }
+    }
+
     pub fn add_walkers(&mut self, count: usize, speed: f64, radius: f64, seed: u64) {
         let mut rng = Rng::new(seed ^ 0x003a_1ce5);
         let [l, w, h] = self.size;

@@ -455,7 +455,7 @@ fn frames_fit_the_wire_limit() {
 #[test]
 fn fc_node_bridges_the_bus_and_the_serial_link() {
     use bus::msg::{Event as BusEvent, FcStatus, Setpoint as BusSetpoint};
-    use bus::{Inbox, Outbox, Topic};
+    use bus::{Inbox, Outbox};
     use std::process::{Command, Stdio};
 
     let dir = temp_dir("fc-node");
@@ -474,9 +474,10 @@ fn fc_node_bridges_the_bus_and_the_serial_link() {
         .spawn()
         .unwrap();
     let session = bus::open(&bus::BusConfig::connect_to(ep)).unwrap();
-    let mut setpoints = Outbox::<BusSetpoint>::new(&session, &robot, Topic::CmdSetpoint).unwrap();
-    let mut status = Inbox::<FcStatus>::new(&session, &robot, Topic::FcStatus, 64).unwrap();
-    let mut events = Inbox::<BusEvent>::new(&session, &robot, Topic::Events, 64).unwrap();
+    let mut setpoints =
+        Outbox::<BusSetpoint>::new(&session, &robot, bus::topics::CMD_SETPOINT).unwrap();
+    let mut status = Inbox::<FcStatus>::new(&session, &robot, bus::topics::FC_STATUS, 64).unwrap();
+    let mut events = Inbox::<BusEvent>::new(&session, &robot, bus::topics::EVENTS, 64).unwrap();
     let mut texts = Vec::new();
     let mut drain = |status: &mut Inbox<FcStatus>, texts: &mut Vec<String>| -> Vec<FcStatus> {
         while let Ok(Some((_, e))) = events.recv_timeout(Duration::ZERO) {

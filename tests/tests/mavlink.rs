@@ -26,6 +26,10 @@ struct Peer {
     modes: Vec<(u8, u8, Instant)>,
     /// Every setpoint: (when, vx, vy, vz, yaw_rate, frame ok, mask ok).
     setpoints: Vec<(Instant, f32, f32, f32, f32, bool)>,
+    /// What ATTITUDE reports (roll, pitch, yaw; NED/FRD), when not the default.
+    attitude: Option<[f32; 3]>,
+    /// What LOCAL_POSITION_NED reports (x, y, z, vx, vy, vz), when not the default.
+    local: Option<[f32; 6]>,
 }
 
 fn send(sock: &UdpSocket, to: SocketAddr, seq: &mut u8, msg: &MavMessage) {
@@ -134,6 +138,13 @@ fn px4(sock: UdpSocket, state: Arc<Mutex<Peer>>, stop: Arc<AtomicBool>) {
                 }),
             );
         }
+        let (att, local) = {
+            let p = state.lock().unwrap();
+            (
+                p.attitude.unwrap_or([0.01, -0.02, 1.5]),
+                p.local.unwrap_or([1.0, 2.0, -3.0, 0.5, 0.0, 0.0]),
+            )
+        };
         if now >= next_att {
             next_att = now + Duration::from_millis(20);
             send(
@@ -142,9 +153,9 @@ fn px4(sock: UdpSocket, state: Arc<Mutex<Peer>>, stop: Arc<AtomicBool>) {
                 &mut seq,
                 &MavMessage::ATTITUDE(ATTITUDE_DATA {
                     time_boot_ms: t,
-                    roll: 0.01,
-                    pitch: -0.02,
-                    yaw: 1.5,
+                    roll: att[0],
+                    pitch: att[1],
+                    yaw: att[2],
                     rollspeed: 0.0,
                     pitchspeed: 0.0,
                     yawspeed: 0.1,
@@ -159,12 +170,12 @@ fn px4(sock: UdpSocket, state: Arc<Mutex<Peer>>, stop: Arc<AtomicBool>) {
                 &mut seq,
                 &MavMessage::LOCAL_POSITION_NED(LOCAL_POSITION_NED_DATA {
                     time_boot_ms: t,
-                    x: 1.0,
-                    y: 2.0,
-                    z: -3.0,
-                    vx: 0.5,
-                    vy: 0.0,
-                    vz: 0.0,
+                    x: local[0],
+                    y: local[1],
+                    z: local[2],
+                    vx: local[3],
+                    vy: local[4],
+                    vz: local[5],
                 }),
             );
             send(
@@ -435,7 +446,7 @@ fn mavlink_over_a_serial_line() {
 #[test]
 fn mavlink_node_flies_px4_from_the_bus() {
     use bus::msg::{Event as BusEvent, FcStatus, Setpoint as BusSetpoint};
-    use bus::{Inbox, Outbox, Topic};
+    use bus::{Inbox, Outbox};
     use e2e_tests::{signal_after, workspace_bin};
     use std::process::{Command, Stdio};
 
@@ -451,7 +462,7 @@ fn mavlink_node_flies_px4_from_the_bus() {
         let (state, stop) = (state.clone(), stop.clone());
         std::thread::spawn(move || px4(sock, state, stop))
     };
-    let bus_port = e2e_tests::test_port(e2e_tests::PortSlice::Mavlink, 1, 0);
+    let bus_port = e2e_tests::test_port(e2e_tests::PortSlice::Mavlink, 2, 0);
     let ep = format!("tcp/127.0.0.1:{bus_port}");
     let robot = format!("mav{}", std::process::id());
     let node = Command::new(workspace_bin("agent"))
@@ -471,9 +482,10 @@ fn mavlink_node_flies_px4_from_the_bus() {
         .spawn()
         .unwrap();
     let session = bus::open(&bus::BusConfig::connect_to(ep)).unwrap();
-    let mut setpoints = Outbox::<BusSetpoint>::new(&session, &robot, Topic::CmdSetpoint).unwrap();
-    let mut status = Inbox::<FcStatus>::new(&session, &robot, Topic::FcStatus, 64).unwrap();
-    let mut events = Inbox::<BusEvent>::new(&session, &robot, Topic::Events, 64).unwrap();
+    let mut setpoints =
+        Outbox::<BusSetpoint>::new(&session, &robot, bus::topics::CMD_SETPOINT).unwrap();
+    let mut status = Inbox::<FcStatus>::new(&session, &robot, bus::topics::FC_STATUS, 64).unwrap();
+    let mut events = Inbox::<BusEvent>::new(&session, &robot, bus::topics::EVENTS, 64).unwrap();
 
     let t0 = Instant::now();
     while status
@@ -551,4 +563,100 @@ fn mavlink_node_flies_px4_from_the_bus() {
     assert!(log.contains("autopilot Some(Px4)"), "{log}");
     stop.store(true, Ordering::Relaxed);
     peer.join().unwrap();
+}
+
+/// The mavlink node publishes the vehicle's pose on `state` in the agent's
+/// frame (REP-103: ENU world, FLU body), converted from what the autopilot
+/// reports in NED/FRD. The autopilot faces east (NED yaw π/2), nose up 0.1 rad
+/// (NED pitch +0.1), 1 m north, 2 m east and 3 m up, flying 0.5 m/s east and
+/// climbing 0.2 m/s. By hand:
+/// - position ENU = (east, north, up) = (2, 1, 3);
+/// - facing east is ENU yaw 0; nose up is a negative FLU pitch, −0.1: the
+///   quaternion is (cos 0.05, 0, −sin 0.05, 0) = (0.998750, 0, −0.049979, 0);
+/// - world velocity (0.5, 0, 0.2) in the body pitched nose up by 0.1:
+///   forward = 0.5 cos 0.1 + 0.2 sin 0.1 = 0.517469,
+///   up = −0.5 sin 0.1 + 0.2 cos 0.1 = 0.149084, left = 0.
+#[test]
+fn mavlink_state_is_enu() {
+    use bus::Inbox;
+    use bus::msg::State;
+    use e2e_tests::{signal_after, workspace_bin};
+    use std::process::{Command, Stdio};
+
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let state = Arc::new(Mutex::new(Peer {
+        attitude: Some([0.0, 0.1, std::f32::consts::FRAC_PI_2]),
+        local: Some([1.0, 2.0, -3.0, 0.0, 0.5, -0.2]),
+        ..Peer::default()
+    }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let peer = {
+        let (state, stop) = (state.clone(), stop.clone());
+        std::thread::spawn(move || px4(sock, state, stop))
+    };
+    let bus_port = e2e_tests::test_port(e2e_tests::PortSlice::Mavlink, 2, 1);
+    let ep = format!("tcp/127.0.0.1:{bus_port}");
+    let robot = format!("enu{}", std::process::id());
+    let node = Command::new(workspace_bin("agent"))
+        .args([
+            "node",
+            "mavlink",
+            "--robot",
+            &robot,
+            "--listen",
+            &ep,
+            "--mavlink",
+        ])
+        .arg(format!("udpout:127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session = bus::open(&bus::BusConfig::connect_to(ep)).unwrap();
+    let mut states = Inbox::<State>::new(&session, &robot, bus::topics::STATE, 4).unwrap();
+    let t0 = Instant::now();
+    let s = loop {
+        if let Some((_, s)) = states.recv_timeout(Duration::from_millis(100)).unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no state from the mavlink node"
+        );
+    };
+    signal_after(&node, "TERM", Duration::ZERO);
+    let out = node.wait_with_output().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    peer.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{s:?}");
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-5;
+    assert!(
+        s.position
+            .iter()
+            .zip([2.0, 1.0, 3.0])
+            .all(|(a, b)| close(*a, b)),
+        "position {:?} is not ENU (2, 1, 3)",
+        s.position
+    );
+    let want_q = [0.998_750_260, 0.0, -0.049_979_169, 0.0];
+    assert!(
+        s.attitude.iter().zip(want_q).all(|(a, b)| close(*a, b)),
+        "attitude {:?} is not {want_q:?}",
+        s.attitude
+    );
+    let want_v = [0.517_469, 0.0, 0.149_084];
+    assert!(
+        s.velocity
+            .iter()
+            .zip(want_v)
+            .all(|(a, b)| (f64::from(*a) - b).abs() < 1e-5),
+        "body velocity {:?} is not {want_v:?}",
+        s.velocity
+    );
 }

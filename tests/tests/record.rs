@@ -53,9 +53,10 @@ fn record_then_replay_keeps_every_message_and_its_pace() {
     // Routes form within a moment of the subscriber's declaration.
     std::thread::sleep(Duration::from_millis(1500));
 
-    let mut sp = Outbox::<Setpoint>::new(&session, &robot, Topic::CmdSetpoint).unwrap();
-    let mut pairs = Outbox::<StereoPair>::new(&session, &robot, Topic::CameraStereo).unwrap();
-    let mut events = Outbox::<Event>::new(&session, &robot, Topic::Events).unwrap();
+    let mut sp = Outbox::<Setpoint>::new(&session, &robot, bus::topics::CMD_SETPOINT).unwrap();
+    let mut pairs =
+        Outbox::<StereoPair>::new(&session, &robot, bus::topics::CAMERA_STEREO).unwrap();
+    let mut events = Outbox::<Event>::new(&session, &robot, bus::topics::EVENTS).unwrap();
     let t0 = Instant::now();
     for i in 0..100 {
         sp.send(1_000 + i as u64, "body", &setpoint(i)).unwrap();
@@ -127,9 +128,10 @@ fn record_then_replay_keeps_every_message_and_its_pace() {
         ..bus::BusConfig::default()
     })
     .unwrap();
-    let mut got_sp = Inbox::<Setpoint>::new(&session2, &robot2, Topic::CmdSetpoint, 1000).unwrap();
+    let mut got_sp =
+        Inbox::<Setpoint>::new(&session2, &robot2, bus::topics::CMD_SETPOINT, 1000).unwrap();
     let mut got_pairs =
-        Inbox::<StereoPair>::new(&session2, &robot2, Topic::CameraStereo, 100).unwrap();
+        Inbox::<StereoPair>::new(&session2, &robot2, bus::topics::CAMERA_STEREO, 100).unwrap();
     let replay = |extra: &[&str]| {
         Command::new(workspace_bin("agent"))
             .arg("replay")

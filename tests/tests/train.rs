@@ -163,7 +163,7 @@ fn train_compares_curricula_resumes_and_exports_a_policy_the_node_flies() {
 
     // The exported network flies in the onboard policy node.
     use bus::msg::{DepthScan, Setpoint, State};
-    use bus::{Inbox, Outbox, Topic};
+    use bus::{Inbox, Outbox};
     let robot = format!("rl{}", std::process::id());
     let ep = format!("tcp/127.0.0.1:{}", port(0));
     let mut node = Command::new(workspace_bin("agent"))
@@ -182,9 +182,10 @@ fn train_compares_curricula_resumes_and_exports_a_policy_the_node_flies() {
         .spawn()
         .unwrap();
     let session = bus::open(&bus::BusConfig::connect_to(ep)).unwrap();
-    let mut setpoints = Inbox::<Setpoint>::new(&session, &robot, Topic::CmdSetpoint, 16).unwrap();
-    let mut scans = Outbox::<DepthScan>::new(&session, &robot, Topic::DepthStereo).unwrap();
-    let mut states = Outbox::<State>::new(&session, &robot, Topic::State).unwrap();
+    let mut setpoints =
+        Inbox::<Setpoint>::new(&session, &robot, bus::topics::CMD_SETPOINT, 16).unwrap();
+    let mut scans = Outbox::<DepthScan>::new(&session, &robot, bus::topics::DEPTH_STEREO).unwrap();
+    let mut states = Outbox::<State>::new(&session, &robot, bus::topics::STATE).unwrap();
     let t0 = Instant::now();
     let mut got = None;
     while got.is_none() && t0.elapsed() < Duration::from_secs(15) {

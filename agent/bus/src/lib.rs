@@ -95,7 +95,7 @@ impl Topic {
     }
 
     /// Kind number (wire format) of the message type it carries.
-    pub fn kind(self) -> u16 {
+    pub const fn kind(self) -> u16 {
         use wire::Message as M;
         match self {
             Topic::CameraStereo => <msg::StereoPair as M>::KIND,
@@ -130,6 +130,79 @@ impl Topic {
             Topic::Tracks => <msg::Tracks as M>::NAME,
         }
     }
+}
+
+/// A topic together with the message type it carries, so that a publisher
+/// or subscriber of the wrong type does not compile: `Inbox::<State>::new(..,
+/// topics::DEPTH_STEREO, ..)` is a type error. The only values are the
+/// constants in [`topics`], each checked against [`Topic::kind`] when it is
+/// compiled.
+pub struct TypedTopic<M> {
+    topic: Topic,
+    _m: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for TypedTopic<M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M> Copy for TypedTopic<M> {}
+
+impl<M> std::fmt::Debug for TypedTopic<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TypedTopic({})", self.topic.suffix())
+    }
+}
+
+impl<M: Message> TypedTopic<M> {
+    const fn new(topic: Topic) -> Self {
+        assert!(
+            topic.kind() == M::KIND,
+            "the topic does not carry this message type"
+        );
+        Self {
+            topic,
+            _m: PhantomData,
+        }
+    }
+
+    /// The untyped topic (its key expression, its name in recordings).
+    pub const fn topic(self) -> Topic {
+        self.topic
+    }
+}
+
+/// Every topic with its message type (see [`TypedTopic`]).
+pub mod topics {
+    use super::{Topic, TypedTopic};
+    use crate::msg::{
+        DepthScan, Event, FcStatus, Goal, Setpoint, State, StereoPair, Tracks, Weights,
+    };
+
+    /// `camera/stereo`
+    pub const CAMERA_STEREO: TypedTopic<StereoPair> = TypedTopic::new(Topic::CameraStereo);
+    /// `depth/stereo`
+    pub const DEPTH_STEREO: TypedTopic<DepthScan> = TypedTopic::new(Topic::DepthStereo);
+    /// `depth/mono`
+    pub const DEPTH_MONO: TypedTopic<DepthScan> = TypedTopic::new(Topic::DepthMono);
+    /// `cmd/setpoint`
+    pub const CMD_SETPOINT: TypedTopic<Setpoint> = TypedTopic::new(Topic::CmdSetpoint);
+    /// `state`
+    pub const STATE: TypedTopic<State> = TypedTopic::new(Topic::State);
+    /// `events`
+    pub const EVENTS: TypedTopic<Event> = TypedTopic::new(Topic::Events);
+    /// `fc/status`
+    pub const FC_STATUS: TypedTopic<FcStatus> = TypedTopic::new(Topic::FcStatus);
+    /// `nav/goal`
+    pub const GOAL: TypedTopic<Goal> = TypedTopic::new(Topic::Goal);
+    /// `cmd/policy`
+    pub const CMD_POLICY: TypedTopic<Setpoint> = TypedTopic::new(Topic::CmdPolicy);
+    /// `policy/weights`
+    pub const WEIGHTS: TypedTopic<Weights> = TypedTopic::new(Topic::Weights);
+    /// `perception/tracks`
+    pub const TRACKS: TypedTopic<Tracks> = TypedTopic::new(Topic::Tracks);
 }
 
 /// Where a session listens and whom it connects to.
@@ -300,8 +373,8 @@ pub struct Outbox<M: Message> {
 
 impl<M: Message> Outbox<M> {
     /// Declare a publisher of `topic` for `robot`.
-    pub fn new(session: &Session, robot: &str, topic: Topic) -> Result<Self, BusError> {
-        let key = topic.key(robot);
+    pub fn new(session: &Session, robot: &str, topic: TypedTopic<M>) -> Result<Self, BusError> {
+        let key = topic.topic().key(robot);
         let publisher =
             session
                 .declare_publisher(key.clone())
@@ -380,10 +453,10 @@ impl<M: Message> Inbox<M> {
     pub fn new(
         session: &Session,
         robot: &str,
-        topic: Topic,
+        topic: TypedTopic<M>,
         depth: usize,
     ) -> Result<Self, BusError> {
-        let key = topic.key(robot);
+        let key = topic.topic().key(robot);
         let sub = session
             .declare_subscriber(key.clone())
             .with(RingChannel::new(depth.max(1)))
@@ -497,7 +570,7 @@ mod tests {
         })
         .unwrap();
         let listening = std::time::Instant::now();
-        let mut out = Outbox::<Setpoint>::new(&peer, "late", Topic::CmdSetpoint).unwrap();
+        let mut out = Outbox::<Setpoint>::new(&peer, "late", crate::topics::CMD_SETPOINT).unwrap();
         loop {
             out.send(1, "body", &Setpoint::HOVER).unwrap();
             if inbox
@@ -524,7 +597,8 @@ mod tests {
         let port = 19_000 + (std::process::id() % 2000) as u16;
         let ep = format!("tcp/127.0.0.1:{port}");
         let client = open(&BusConfig::connect_to(ep.clone())).unwrap();
-        let mut inbox = Inbox::<Setpoint>::new(&client, "late", Topic::CmdSetpoint, 4).unwrap();
+        let mut inbox =
+            Inbox::<Setpoint>::new(&client, "late", crate::topics::CMD_SETPOINT, 4).unwrap();
         std::thread::sleep(Duration::from_millis(3100));
         let (peer, first) = join_time(&ep, &mut inbox);
         peer.close().wait().unwrap();
@@ -546,8 +620,8 @@ mod tests {
         })
         .unwrap();
         let b = open(&BusConfig::connect_to(format!("tcp/127.0.0.1:{port}"))).unwrap();
-        let mut inbox = Inbox::<Setpoint>::new(&b, "r", Topic::CmdSetpoint, 16).unwrap();
-        let mut out = Outbox::<Setpoint>::new(&a, "r", Topic::CmdSetpoint).unwrap();
+        let mut inbox = Inbox::<Setpoint>::new(&b, "r", crate::topics::CMD_SETPOINT, 16).unwrap();
+        let mut out = Outbox::<Setpoint>::new(&a, "r", crate::topics::CMD_SETPOINT).unwrap();
         // Wait until the route exists.
         let t0 = std::time::Instant::now();
         let first = loop {

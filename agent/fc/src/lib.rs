@@ -6,7 +6,10 @@
 //! - [`hostfc`]: the firmware's logic built for the host behind a
 //!   pseudo-terminal, the fallback where there is no board or QEMU.
 //! - [`mav`]: MAVLink v2 to PX4 or ArduPilot over serial or UDP.
+//! - [`frames`]: the agent's world and body frames (REP-103), and the
+//!   conversions from what the autopilots report.
 
+pub mod frames;
 pub mod hostfc;
 pub mod link;
 pub mod mav;

@@ -1,8 +1,8 @@
 //! Instance curricula behind one interface: SPaCE (self-paced context
 //! evaluation) and its round-robin and uniform-random baselines.
 //!
-//! SPaCE, as published (Eimer et al., ICML 2021) and as the brief in
-//! `shared/docs/algorithms.md` §1 reads the reference code: train on the first N
+//! SPaCE, as published (Eimer et al., ICML 2021) and as its reference code
+//! does it: train on the first N
 //! instances of an ordering π for 100·N environment steps; then evaluate V(s0) of
 //! every training instance (one value forward pass each, no rollouts), grow N by
 //! κ when the mean value over the current set has stopped changing (change ≤

@@ -7,7 +7,8 @@ use crate::image::Disparity;
 /// Per-column nearest depth over the rows around the horizon.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DepthScan {
-    /// Depth (m) per column bin, left to right; `max_depth` where nothing valid was near.
+    /// Depth (m) per column bin, left to right, at most `max_depth`; `max_depth`
+    /// also where the bin is invalid (check `valid`: that is unknown, not far).
     pub depth: Vec<f32>,
     /// Whether the bin had enough valid pixels to trust.
     pub valid: Vec<bool>,
@@ -16,6 +17,8 @@ pub struct DepthScan {
 /// The scan: `columns` vertical bins over the central `band` fraction of the rows;
 /// each bin reports the depth of its 95th-percentile disparity (robust to a few
 /// outliers), clamped to `max_depth`; bins with fewer than 3 valid pixels are invalid.
+/// A valid match at zero disparity is a surface beyond the range (`max_depth`),
+/// not a missing answer.
 pub fn depth_scan(
     d: &Disparity,
     fx: f64,
@@ -40,15 +43,19 @@ pub fn depth_scan(
         for y in r0..r1 {
             for x in u0..u1 {
                 let i = y * w + x;
-                if d.valid[i] && d.disp[i] > 0.0 {
-                    vals.push(d.disp[i]);
+                if d.valid[i] {
+                    vals.push(d.disp[i].max(0.0));
                 }
             }
         }
         if vals.len() >= 3 {
             vals.sort_by(|a, b| a.total_cmp(b));
             let k = ((vals.len() - 1) as f32 * 0.95).round() as usize;
-            out.depth[c] = (fb / vals[k]).min(max_depth);
+            out.depth[c] = if vals[k] > 0.0 {
+                (fb / vals[k]).min(max_depth)
+            } else {
+                max_depth
+            };
             out.valid[c] = true;
         }
     }
@@ -120,6 +127,11 @@ mod tests {
         d.valid.iter_mut().for_each(|v| *v = false);
         assert_eq!(mean_disparity(&d), None);
         assert!(!depth_scan(&d, 80.0, 0.1, 2, 0.6, 10.0).valid[0]);
+        // Valid matches at zero disparity: beyond the range, known.
+        d.valid.iter_mut().for_each(|v| *v = true);
+        d.disp.iter_mut().for_each(|v| *v = 0.0);
+        let far = depth_scan(&d, 80.0, 0.1, 2, 0.6, 10.0);
+        assert_eq!((far.depth, far.valid), (vec![10.0, 10.0], vec![true, true]));
         // Approaching a wall at 1 m/s from 5 m: d = fB/Z; TTC at Z = 4 m is 4 s.
         let mut ttc = TimeToContact::default();
         assert!(ttc.update(0.0, 8.0 / 5.0).is_none());

@@ -1,5 +1,5 @@
 //! SELFI: online self-improvement of a navigation policy that was pre-trained
-//! offline against a model-based objective (`algorithms.md`, section 2).
+//! offline against a model-based objective (Sun et al., CoRL 2024).
 //!
 //! - [`data`]: flights as frames (scan, state, goal, executed command, events),
 //!   the training rows the models and the actor learn from;

@@ -1,0 +1,125 @@
+//! The stereo stage: a raw pair in, metric depth out — rectified with the
+//! rig's maps, matched by semi-global matching ([`stereo::Sgm`]), turned into
+//! depth with the rig's rectified focal length and baseline, and reduced to
+//! the per-column depth scan the policy flies on. A column without a valid
+//! answer is NaN in the scan: unknown, never a default range.
+
+use super::rig::{RigError, RigGeometry};
+use thiserror::Error;
+
+/// What the stage could not do.
+#[derive(Debug, Error)]
+pub enum StereoStageError {
+    /// The pair does not fit the rig.
+    #[error(transparent)]
+    Rig(#[from] RigError),
+    /// The matcher refused the pair or its settings.
+    #[error("stereo matching failed")]
+    Match(#[from] stereo::StereoError),
+}
+
+/// Which rows and columns the depth scan covers, and its range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScanShape {
+    /// Columns of the scan.
+    pub columns: usize,
+    /// Fraction of the rows, centred on the horizon, the scan looks at.
+    pub band: f32,
+    /// Smallest depth reported (m); nearer answers read this.
+    pub min_depth: f32,
+    /// Largest depth reported (m); farther answers (and zero disparity) read this.
+    pub max_depth: f32,
+}
+
+/// One pair's stereo depth.
+#[derive(Debug, Clone)]
+pub struct StereoDepth {
+    /// The disparity map (rectified left image's pixels).
+    pub disparity: stereo::Disparity,
+    /// Depth of every pixel (m); NaN where matching gave no valid answer.
+    pub depth: Vec<f32>,
+    /// Per-column depth scan (m, left to right), in `[min_depth, max_depth]`;
+    /// NaN where the column had no valid answer.
+    pub scan: Vec<f32>,
+    /// The rectified left image (what the mono network should see).
+    pub left: Vec<u8>,
+}
+
+impl StereoDepth {
+    /// Which scan columns are known.
+    pub fn known(&self) -> Vec<bool> {
+        self.scan.iter().map(|v| v.is_finite()).collect()
+    }
+}
+
+/// The stereo stage: the rig, the matcher and the scan's shape.
+pub struct StereoStage {
+    rig: RigGeometry,
+    matcher: stereo::Sgm,
+    shape: ScanShape,
+}
+
+impl StereoStage {
+    /// A stage for `rig` with matcher settings `params`.
+    pub fn new(
+        rig: RigGeometry,
+        params: stereo::SgmParams,
+        shape: ScanShape,
+    ) -> Result<Self, StereoStageError> {
+        Ok(Self {
+            rig,
+            matcher: stereo::Sgm::new(params)?,
+            shape,
+        })
+    }
+
+    /// The rig in use.
+    pub fn rig(&self) -> &RigGeometry {
+        &self.rig
+    }
+
+    /// Depth of a raw pair of `width` x `height` (it must be the rig's size).
+    pub fn process(
+        &mut self,
+        left: &[u8],
+        right: &[u8],
+        width: usize,
+        height: usize,
+    ) -> Result<StereoDepth, StereoStageError> {
+        self.rig.check("left", width, height, left.len())?;
+        self.rig.check("right", width, height, right.len())?;
+        let (l, r) = self.rig.rectify(left, right)?;
+        let disparity = self.matcher.match_pair(
+            &stereo::GrayImage::new(width, height, l.clone(), "left")?,
+            &stereo::GrayImage::new(width, height, r, "right")?,
+        )?;
+        let depth = disparity.depth(self.rig.focal, self.rig.baseline);
+        let s = self.shape;
+        let sgm = stereo::features::depth_scan(
+            &disparity,
+            self.rig.focal,
+            self.rig.baseline,
+            s.columns,
+            s.band,
+            s.max_depth,
+        );
+        let scan = sgm
+            .depth
+            .iter()
+            .zip(&sgm.valid)
+            .map(|(z, ok)| {
+                if *ok {
+                    z.clamp(s.min_depth, s.max_depth)
+                } else {
+                    f32::NAN
+                }
+            })
+            .collect();
+        Ok(StereoDepth {
+            disparity,
+            depth,
+            scan,
+            left: l,
+        })
+    }
+}

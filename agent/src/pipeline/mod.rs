@@ -1,0 +1,27 @@
+//! The stages of the flight loop, one implementation each: the twin's
+//! in-process experiments (`agent fly`, `agent persist`, `agent budget`) and
+//! the robot's zenoh nodes (`agent node stereo|policy`) call the same code.
+//!
+//! A frame goes camera → [`depth::StereoStage`] (rectification with the rig's
+//! maps, semi-global matching, disparity to metric depth with the rig's
+//! projection, the per-column depth scan) → mono inference → [`switch::CueSwitch`]
+//! (which cue flies, and the training wheels) → [`avoid::Avoider`] (the
+//! reactive policy, with [`avoid::AltitudeHold`]) → the flight controller.
+//!
+//! One rule holds in every stage: **unknown is not free**. A scan column
+//! without a valid stereo answer is NaN, never a default range; the policy and
+//! the training wheels treat an unknown way ahead as an obstacle risk, and the
+//! mono network is never trained on an unknown target.
+
+pub mod avoid;
+pub mod depth;
+pub mod pilot;
+pub mod replay;
+pub mod rig;
+pub mod switch;
+
+pub use avoid::{Ahead, AltitudeHold, AvoidConfig, Avoider, Velocity};
+pub use depth::{ScanShape, StereoDepth, StereoStage, StereoStageError};
+pub use pilot::Pilot;
+pub use rig::{RigError, RigGeometry};
+pub use switch::{CueSwitch, FrameCues, SwitchOutput};
