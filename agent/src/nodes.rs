@@ -457,8 +457,11 @@ pub fn policy_node(
     Ok(())
 }
 
-/// Publish a twin frame's stereo pair and state with `stamp`; returns the
-/// pair's header, which the answering setpoint carries back.
+/// Publish a twin frame's state and stereo pair with `stamp`; returns the
+/// pair's header, which the answering setpoint carries back. The state goes
+/// first, as a flight controller's state precedes the camera's frame: a node
+/// deciding on the pair then has the state of its instant (the policy takes
+/// the newest state stamped at or before the frame).
 pub(crate) fn publish_twin_frame(
     pairs: &mut Outbox<StereoPair>,
     states: &mut Outbox<State>,
@@ -469,16 +472,6 @@ pub(crate) fn publish_twin_frame(
         .stereo
         .as_ref()
         .context("twin returned no stereo frame")?;
-    let h = pairs.send(
-        stamp,
-        "camera_left",
-        &StereoPair {
-            width: st.width as u32,
-            height: st.height as u32,
-            left: st.left.clone(),
-            right: st.right.clone(),
-        },
-    )?;
     states.send(
         stamp,
         "world",
@@ -488,7 +481,16 @@ pub(crate) fn publish_twin_frame(
             velocity: obs.velocity,
         },
     )?;
-    Ok(h)
+    Ok(pairs.send(
+        stamp,
+        "camera_left",
+        &StereoPair {
+            width: st.width as u32,
+            height: st.height as u32,
+            left: st.left.clone(),
+            right: st.right.clone(),
+        },
+    )?)
 }
 
 /// Wait (up to 0.5 s of wall time) for the setpoint answering the frame of

@@ -647,7 +647,7 @@ required = true
                 "--topics",
                 "camera/stereo,state",
             ])
-            .args(["--rate", "0.5", "--wait", "0"]),
+            .args(["--rate", "0.25", "--wait", "0"]),
     );
     let mut got = Vec::new();
     let quiet = Duration::from_secs(10);
