@@ -1,0 +1,151 @@
+//! `agent record`, `agent replay` and `agent latency`: the bus.
+
+use super::{BusArgs, parse_topics};
+use agent::fly::FlyConfig;
+use anyhow::{Context as _, Result};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub(crate) struct RecordArgs {
+    /// Output file (MCAP).
+    #[arg(long, default_value = "out/record.mcap")]
+    out: PathBuf,
+    /// Topics to record (suffixes, comma-separated); default: all.
+    #[arg(long, value_delimiter = ',')]
+    topics: Vec<String>,
+    #[command(flatten)]
+    bus: BusArgs,
+    /// Stop after this many seconds (default: until Ctrl-C / SIGTERM).
+    #[arg(long)]
+    seconds: Option<f64>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ReplayArgs {
+    /// The recording (MCAP, from `agent record`).
+    file: PathBuf,
+    /// Topics to play (suffixes, comma-separated); default: all in the file.
+    #[arg(long, value_delimiter = ',')]
+    topics: Vec<String>,
+    #[command(flatten)]
+    bus: BusArgs,
+    /// Speed factor over the recorded rate.
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
+    /// As fast as possible (ignores --rate).
+    #[arg(long)]
+    fast: bool,
+    /// Seconds to wait for subscribers to connect before playing.
+    #[arg(long, default_value_t = 1.0)]
+    wait: f64,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct LatencyArgs {
+    /// Image sizes, WIDTHxHEIGHT, comma-separated.
+    #[arg(long, default_value = "160x120,320x240", value_delimiter = ',')]
+    sizes: Vec<String>,
+    /// Frames per size and placement.
+    #[arg(long, default_value_t = 10_000)]
+    frames: usize,
+    /// Where the nodes run: processes, threads or both.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "processes,threads"
+    )]
+    placement: Vec<agent::latency::Placement>,
+    /// TCP port on 127.0.0.1 the benchmark listens on.
+    #[arg(long, default_value_t = 7461)]
+    port: u16,
+}
+
+/// `agent record`.
+pub(crate) fn record(a: RecordArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let topics = parse_topics(&a.topics)?;
+    if let Some(s) = a.seconds
+        && !(s.is_finite() && s > 0.0)
+    {
+        anyhow::bail!("--seconds must be positive, got {s}");
+    }
+    // The bus first: a robot that cannot be reached leaves nothing behind.
+    let session = a.bus.open()?;
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    println!(
+        "recording {} topics of `{}` to {}",
+        topics.len(),
+        a.bus.robot,
+        a.out.display()
+    );
+    let s = bus::log::record(
+        &session,
+        &a.bus.robot,
+        &topics,
+        &a.out,
+        a.seconds.map(Duration::from_secs_f64),
+        &stop,
+    )?;
+    println!(
+        "recorded {} messages ({:.2} MB) to {}: {:?}; {} malformed skipped",
+        s.messages(),
+        s.bytes as f64 / 1e6,
+        a.out.display(),
+        s.per_topic,
+        s.malformed
+    );
+    Ok(())
+}
+
+/// `agent replay`.
+pub(crate) fn replay(a: ReplayArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let topics = if a.topics.is_empty() {
+        Vec::new()
+    } else {
+        parse_topics(&a.topics)?
+    };
+    if !(a.rate.is_finite() && a.rate > 0.0) {
+        anyhow::bail!("--rate must be positive, got {}", a.rate);
+    }
+    let session = a.bus.open()?;
+    std::thread::sleep(Duration::from_secs_f64(a.wait.clamp(0.0, 60.0)));
+    let pace = if a.fast {
+        bus::log::Pace::AsFastAsPossible
+    } else {
+        bus::log::Pace::Rate(a.rate)
+    };
+    let t0 = std::time::Instant::now();
+    let s = bus::log::replay(&session, &a.bus.robot, &a.file, &topics, pace, &stop)?;
+    println!(
+        "replayed {} messages from {} in {:.2} s: {:?}",
+        s.messages(),
+        a.file.display(),
+        t0.elapsed().as_secs_f64(),
+        s.per_topic
+    );
+    // Let the last messages leave before the session closes.
+    std::thread::sleep(Duration::from_millis(200));
+    Ok(())
+}
+
+/// `agent latency`.
+pub(crate) fn latency(a: LatencyArgs) -> Result<()> {
+    let cfg = FlyConfig::default();
+    for size in &a.sizes {
+        let (w, h) = size
+            .split_once('x')
+            .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+            .with_context(|| format!("size `{size}` is not WIDTHxHEIGHT"))?;
+        for (k, p) in a.placement.iter().enumerate() {
+            let port = a.port.wrapping_add(k as u16);
+            let r = agent::latency::run(&cfg, w, h, a.frames, *p, port)?;
+            println!("{r}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,328 @@
+//! The twin's flight experiments and benchmarks: `agent fly`, `persist`,
+//! `bench`, `budget`.
+
+use super::RerunMode;
+use agent::device::Backend;
+use agent::fly::{FlyConfig, FlyOutputs};
+use agent::persist::Strategy;
+use agent::telemetry::Sink;
+use anyhow::{Context as _, Result};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+#[derive(clap::Args)]
+pub(crate) struct Common {
+    /// Settings file (TOML; see launch/fly.toml). Flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Seed of the first episode.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Simulated seconds per wall second (0 = as fast as possible).
+    #[arg(long)]
+    speed: Option<f64>,
+    /// Twin context file (TOML) to fly in.
+    #[arg(long, alias = "sim")]
+    context: Option<PathBuf>,
+    /// Network backend.
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
+    /// Where telemetry goes: save (an .rrd file, see --rerun-save), connect (a running
+    /// viewer or server, see --rerun-url), spawn (start a viewer), off.
+    #[arg(long, value_enum, default_value = "save")]
+    rerun: RerunMode,
+    /// With --rerun connect: the viewer's gRPC address.
+    #[arg(long, default_value = "rerun+http://127.0.0.1:9876/proxy")]
+    rerun_url: String,
+    /// Record no telemetry (same as --rerun off).
+    #[arg(long)]
+    no_rerun: bool,
+}
+
+impl Common {
+    fn config(&self) -> Result<FlyConfig> {
+        let mut cfg = match &self.config {
+            Some(p) => FlyConfig::load(p)?,
+            None => FlyConfig::default(),
+        };
+        if let Some(s) = self.seed {
+            cfg.seed = s;
+        }
+        if let Some(v) = self.speed {
+            cfg.speed = v;
+        }
+        if let Some(b) = self.backend {
+            cfg.backend = b;
+        }
+        if let Some(p) = &self.context {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read context {}", p.display()))?;
+            cfg.context = sim::Context::from_toml_str(&text)
+                .with_context(|| format!("in context {}", p.display()))?;
+        }
+        Ok(cfg)
+    }
+
+    fn sink(&self, path: &std::path::Path) -> Sink {
+        match (self.no_rerun, self.rerun) {
+            (true, _) | (_, RerunMode::Off) => Sink::Off,
+            (_, RerunMode::Save) => Sink::Save(path.to_path_buf()),
+            (_, RerunMode::Connect) => Sink::Connect(self.rerun_url.clone()),
+            (_, RerunMode::Spawn) => Sink::Spawn,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct FlyArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Simulated seconds to fly.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Which cue the robot flies on and when it switches.
+    #[arg(long, value_enum)]
+    strategy: Option<Strategy>,
+    /// Write telemetry to this .rrd file.
+    #[arg(long, default_value = "out/fly.rrd")]
+    rerun_save: PathBuf,
+    /// Save the trained mono network here (burnpack).
+    #[arg(long, default_value = "out/mono.bpk")]
+    checkpoint: PathBuf,
+    /// Start from this checkpoint instead of a fresh network.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct PersistArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Simulated minutes each arm flies (in the cluttered room unless --config or
+    /// --context says otherwise).
+    #[arg(long, default_value_t = 15.0)]
+    minutes: f64,
+    /// Also report the figures after this many minutes of learning.
+    #[arg(long, default_value_t = 10.0)]
+    learn_minutes: f64,
+    /// Write telemetry to this .rrd file.
+    #[arg(long, default_value = "out/persist.rrd")]
+    rerun_save: PathBuf,
+    /// Save the persistent arm's network here (burnpack).
+    #[arg(long, default_value = "out/persist_mono.bpk")]
+    checkpoint: PathBuf,
+    /// Exit with status 2 if a goal of the experiment is missed.
+    #[arg(long)]
+    check_goals: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Settings file (network shape and learner batch are read from it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Seconds to measure each figure.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Threads for the training figure.
+    #[arg(long, default_value_t = 2)]
+    train_threads: usize,
+    /// Backends to time, comma-separated (default: every backend compiled into
+    /// this binary: cpu, and cuda with `--features cuda`).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    backend: Vec<Backend>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct BudgetArgs {
+    /// Camera width (px).
+    #[arg(long, default_value_t = 320)]
+    width: usize,
+    /// Camera height (px).
+    #[arg(long, default_value_t = 240)]
+    height: usize,
+    /// Frames to run.
+    #[arg(long, default_value_t = 300)]
+    frames: usize,
+    /// The loop rate to hold (Hz).
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Telemetry file (.rrd).
+    #[arg(long, default_value = "out/budget.rrd")]
+    rerun_save: PathBuf,
+    /// Settings file (see launch/fly.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+pub(crate) fn fly(a: FlyArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let mut cfg = a.common.config()?;
+    if let Some(s) = a.seconds {
+        cfg.seconds = s;
+    }
+    if let Some(s) = a.strategy {
+        cfg.strategy = s;
+    }
+    let out = FlyOutputs {
+        sink: a.common.sink(&a.rerun_save),
+        checkpoint: Some(a.checkpoint.clone()),
+        resume: a.resume.clone(),
+    };
+    let s = agent::fly::run(&cfg, &out, stop)?;
+    println!(
+        "flew {:.1} s simulated in {:.1} s wall: {:.1} m, {} collisions, {} rooms crossed",
+        s.sim_seconds, s.wall_seconds, s.distance, s.collisions, s.successes
+    );
+    if cfg.strategy.learns() {
+        println!(
+            "mono depth learned online: {} training steps (loss {:.3}), {} weight updates; error |log mono - log stereo| {:.3} (first quarter) -> {:.3} (last quarter)",
+            s.learner_steps,
+            s.learner_loss,
+            s.weight_updates,
+            s.mono_error_first,
+            s.mono_error_last
+        );
+        println!(
+            "{:?} strategy: {:.0} % of frames flown on mono, {} switches to mono, {} training-wheel interventions",
+            cfg.strategy,
+            100.0 * s.mono_frames as f64 / s.frames.max(1) as f64,
+            s.switches_to_mono,
+            s.interventions
+        );
+        println!("checkpoint: {}", a.checkpoint.display());
+    }
+    if s.dropped_samples > 0 {
+        println!(
+            "learner was behind: {} samples not trained on",
+            s.dropped_samples
+        );
+    }
+    if s.rejected_samples > 0 || s.diverged_steps > 0 {
+        println!(
+            "learner refused {} malformed samples and threw away {} diverged steps",
+            s.rejected_samples, s.diverged_steps
+        );
+    }
+    let sink = a.common.sink(&a.rerun_save);
+    if sink != Sink::Off {
+        println!("telemetry: {}", sink.describe());
+        if s.telemetry_dropped > 0 {
+            println!(
+                "telemetry: {} logging calls dropped (the sink fell behind; the flight did not wait)",
+                s.telemetry_dropped
+            );
+        }
+    }
+    if s.interrupted {
+        println!("(stopped early by Ctrl-C)");
+    }
+    Ok(())
+}
+
+pub(crate) fn persist(a: PersistArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let mut cfg = a.common.config()?;
+    if a.common.config.is_none() {
+        if a.common.context.is_none() {
+            cfg.context = agent::experiment::cluttered_room();
+        }
+        // Three arms for many minutes: images every 5 s and scalars at 5 Hz keep
+        // the recording to about 8 MB per simulated minute.
+        cfg.image_every = 150;
+        cfg.scalar_every = 6;
+    }
+    if !(a.minutes.is_finite() && a.minutes > 0.0) {
+        anyhow::bail!("--minutes must be positive, got {}", a.minutes);
+    }
+    cfg.seconds = a.minutes * 60.0;
+    if a.common.speed.is_none() {
+        cfg.speed = 0.0; // an experiment runs as fast as the machine allows
+    }
+    let run = agent::experiment::PersistRun {
+        config: cfg,
+        learn_minutes: a.learn_minutes,
+        sink: a.common.sink(&a.rerun_save),
+        checkpoint: Some(a.checkpoint.clone()),
+    };
+    let report = agent::experiment::run(&run, &stop)?;
+    print!("{}", report.table());
+    let mut missed = 0;
+    for (goal, met) in report.goals() {
+        println!("goal {}: {goal}", if met { "met   " } else { "MISSED" });
+        missed += usize::from(!met);
+    }
+    let sink = a.common.sink(&a.rerun_save);
+    if sink != Sink::Off {
+        println!("telemetry: {}", sink.describe());
+    }
+    println!("persistent arm's network: {}", a.checkpoint.display());
+    if a.check_goals && missed > 0 {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+/// `agent budget`.
+pub(crate) fn budget(a: BudgetArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let cfg = match &a.config {
+        Some(p) => FlyConfig::load(p)?,
+        None => FlyConfig::default(),
+    };
+    let r = agent::budget::run(
+        &cfg,
+        &agent::budget::BudgetConfig {
+            width: a.width,
+            height: a.height,
+            frames: a.frames,
+            rate: a.rate,
+            telemetry: Some(a.rerun_save),
+        },
+        &stop,
+    )?;
+    println!("{r}");
+    Ok(())
+}
+
+/// `agent bench`.
+pub(crate) fn bench(a: BenchArgs) -> Result<()> {
+    let cfg = match &a.config {
+        Some(p) => FlyConfig::load(p)?,
+        None => FlyConfig::default(),
+    };
+    let backends = if a.backend.is_empty() {
+        agent::device::compiled_backends()
+    } else {
+        a.backend.clone()
+    };
+    let mut failed = 0;
+    for b in backends {
+        let mut cfg = cfg.clone();
+        cfg.backend = b;
+        // A backend whose runtime is missing (no CUDA driver) panics inside
+        // burn on first use; report it and go on with the others.
+        let r = std::panic::catch_unwind(|| -> Result<String> {
+            let mono = agent::bench::run(&cfg, a.seconds, a.train_threads)?;
+            let nets = rl::validate::time_networks(
+                &agent::device::device(b)?,
+                (a.seconds / 4.0).max(0.5),
+            )?;
+            Ok(format!(
+                "{mono}\nRL networks ({b:?}, twin sizes): DQN act {:.3} ms, DQN training step (batch 64) {:.2} ms; SAC act {:.3} ms, SAC training step (batch 256) {:.2} ms",
+                nets.dqn_act_ms, nets.dqn_step_ms, nets.sac_act_ms, nets.sac_step_ms
+            ))
+        });
+        match r {
+            Ok(Ok(text)) => println!("{text}\n"),
+            Ok(Err(e)) => {
+                failed += 1;
+                println!("backend {b:?}: {e:#}\n");
+            }
+            Err(_) => {
+                failed += 1;
+                println!("backend {b:?}: failed at run time (is its driver/runtime installed?)\n");
+            }
+        }
+    }
+    anyhow::ensure!(failed == 0, "{failed} backend(s) could not be timed");
+    Ok(())
+}

@@ -1,0 +1,472 @@
+//! Reinforcement learning: `agent train`, `rl-bench`, `rl-validate`, `selfi`.
+
+use super::RerunMode;
+use agent::device::Backend;
+use agent::telemetry::Sink;
+use anyhow::{Context as _, Result};
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+#[derive(Subcommand)]
+pub(crate) enum SelfiCmd {
+    /// Fly the behaviour policy in the twin (goal reaching, walkers, supervisor)
+    /// and write the flights as an MCAP recording of the graph's topics.
+    Record(SelfiRecordArgs),
+    /// Fit the dynamics and traversability models, pre-train the actor against J
+    /// and the critics by TD, from MCAP recordings (the twin's or a robot's).
+    Offline(SelfiOfflineArgs),
+    /// Run the arms online on the same seeds (offline only, SELFI, plain RL);
+    /// per-bin interventions and collisions per 100 m and success, with the goal check.
+    Online(SelfiOnlineArgs),
+    /// record (unless the work folder holds a recording), offline and online in a row.
+    All(SelfiAllArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SelfiCommon {
+    /// Settings (TOML: [plan], [objective], [offline], [online], [reward], [nav]).
+    #[arg(long, default_value = "agent/rl/config/selfi.toml")]
+    config: PathBuf,
+    /// Compute backend of the networks.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: Backend,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SelfiRecordArgs {
+    #[command(flatten)]
+    common: SelfiCommon,
+    /// Simulated minutes to fly.
+    #[arg(long, default_value_t = 20.0)]
+    minutes: f64,
+    /// Seed of the recorded rooms (keep it apart from the online seeds).
+    #[arg(long, default_value_t = 100)]
+    seed: u64,
+    /// The recording.
+    #[arg(long, default_value = "out/selfi/logs/flights.mcap")]
+    out: PathBuf,
+    /// Replace an existing recording.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SelfiOfflineArgs {
+    #[command(flatten)]
+    common: SelfiCommon,
+    /// MCAP recordings, or folders of them.
+    #[arg(long, default_value = "out/selfi/logs", value_delimiter = ',')]
+    logs: Vec<PathBuf>,
+    /// Seed of the networks.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder: models.bpk, actor.bpk, probe.toml, offline.toml.
+    #[arg(long, default_value = "out/selfi/offline")]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SelfiOnlineArgs {
+    /// The offline phase's folder (its offline.toml holds the config used; the
+    /// online settings come from --config).
+    #[arg(long, default_value = "out/selfi/offline")]
+    offline: PathBuf,
+    #[command(flatten)]
+    run: SelfiRunArgs,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SelfiRunArgs {
+    #[command(flatten)]
+    common: SelfiCommon,
+    /// Arms, comma-separated: offline, selfi, plain.
+    #[arg(long, value_delimiter = ',', default_value = "offline,selfi,plain")]
+    arms: Vec<String>,
+    /// Seeds per arm.
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    /// First seed.
+    #[arg(long, default_value_t = 0)]
+    seed_base: u64,
+    /// Simulated minutes of online flight per run.
+    #[arg(long, default_value_t = 30.0)]
+    minutes: f64,
+    /// Bin width of the figures (simulated minutes).
+    #[arg(long, default_value_t = 5.0)]
+    bin_minutes: f64,
+    /// Output folder: <arm>/seed<k>/{bins.csv, steps.csv, actor.bpk}, summary.txt, config.toml.
+    #[arg(long, default_value = "out/selfi/online")]
+    out: PathBuf,
+    /// Runs at once (default: the CPU count).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Metrics to rerun: save to --rerun-save, connect, spawn, or off.
+    #[arg(long, value_enum, default_value = "save")]
+    rerun: RerunMode,
+    /// Telemetry file (.rrd) when --rerun save.
+    #[arg(long, default_value = "out/selfi.rrd")]
+    rerun_save: PathBuf,
+    /// Viewer address when --rerun connect.
+    #[arg(long, default_value = "rerun+http://127.0.0.1:9876/proxy")]
+    rerun_url: String,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SelfiAllArgs {
+    /// Simulated minutes of recorded flight for the offline phase.
+    #[arg(long, default_value_t = 20.0)]
+    record_minutes: f64,
+    /// Folder for the recording and the offline bundle (logs/, offline/).
+    #[arg(long, default_value = "out/selfi")]
+    work: PathBuf,
+    #[command(flatten)]
+    run: SelfiRunArgs,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct TrainArgs {
+    /// Instance file: task, training and held-out test instances (see agent/rl/instances/).
+    #[arg(long, default_value = "agent/rl/instances/twin_avoid.toml")]
+    instances: PathBuf,
+    /// Curricula to compare, comma-separated: space, round-robin, random.
+    #[arg(long, value_delimiter = ',', default_value = "space,round-robin")]
+    curriculum: Vec<String>,
+    /// Environment steps per run (evaluation steps are not counted).
+    #[arg(long, default_value_t = 150_000)]
+    steps: u64,
+    /// Seeds per curriculum (single evaluations swing by ±2 on the plateau;
+    /// ten seeds make the mean curve steadier).
+    #[arg(long, default_value_t = 10)]
+    seeds: u64,
+    /// First seed.
+    #[arg(long, default_value_t = 0)]
+    seed_base: u64,
+    /// Training settings (TOML: learner, [dqn], [sac], [ppo], [space], eval_every, ...); default:
+    /// the instance file's `config`, else built-in defaults.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Evaluate the held-out instances every this many steps (overrides the config).
+    #[arg(long)]
+    eval_every: Option<u64>,
+    /// Output folder: <curriculum>/seed<k>/{metrics.csv, checkpoint/, policy.bpk}, summary.{csv,txt}.
+    #[arg(long, default_value = "out/train")]
+    out: PathBuf,
+    /// Runs trained at once (default: the CPU count).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Continue each run from its checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Target test return for "steps to target" (default: round-robin's final return).
+    #[arg(long)]
+    target: Option<f64>,
+    /// Metrics to rerun: save to --rerun-save, connect to a viewer, spawn one, or off.
+    #[arg(long, value_enum, default_value = "save")]
+    rerun: RerunMode,
+    /// Telemetry file (.rrd) when --rerun save.
+    #[arg(long, default_value = "out/train.rrd")]
+    rerun_save: PathBuf,
+    /// Viewer address when --rerun connect.
+    #[arg(long, default_value = "rerun+http://127.0.0.1:9876/proxy")]
+    rerun_url: String,
+    /// Compute backend of the networks.
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: Backend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ClassicTask {
+    Cartpole,
+    Pendulum,
+    All,
+}
+
+impl ClassicTask {
+    fn tasks(self) -> Vec<rl::validate::Classic> {
+        use rl::validate::Classic;
+        match self {
+            ClassicTask::Cartpole => vec![Classic::CartPole],
+            ClassicTask::Pendulum => vec![Classic::Pendulum],
+            ClassicTask::All => vec![Classic::CartPole, Classic::Pendulum],
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RlBenchArgs {
+    /// Which learner/task.
+    #[arg(long, value_enum, default_value = "all")]
+    task: ClassicTask,
+    /// Steps of DQN on CartPole.
+    #[arg(long, default_value_t = 50_000)]
+    dqn_steps: u64,
+    /// Steps of SAC on Pendulum.
+    #[arg(long, default_value_t = 20_000)]
+    sac_steps: u64,
+    /// Skip the Stable-Baselines3 peer.
+    #[arg(long)]
+    no_peer: bool,
+    /// Python with torch and stable-baselines3 for the peer.
+    #[arg(long, default_value = "/usr/bin/python3")]
+    python: PathBuf,
+    /// The peer script.
+    #[arg(long, default_value = "agent/rl/bench/sb3_peer.py")]
+    peer_script: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RlValidateArgs {
+    /// Which learner/task.
+    #[arg(long, value_enum, default_value = "cartpole")]
+    task: ClassicTask,
+    /// Seeds (0, 1, ...).
+    #[arg(long, default_value_t = 5)]
+    seeds: u64,
+    /// Step budget per seed (default: 100000 for CartPole, 20000 for Pendulum).
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Seeds trained at once.
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+}
+
+pub(crate) fn train(a: TrainArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    // Settings: --config, else the instance file's own `config`, else the defaults.
+    let family = rl::instances::InstanceFile::load(&a.instances)?;
+    let mut config = match a.config.as_ref().or(family.config.as_ref()) {
+        Some(p) => rl::train::TrainConfig::load(p)?,
+        None => rl::train::TrainConfig::default(),
+    };
+    if let Some(e) = a.eval_every {
+        anyhow::ensure!(e > 0, "--eval-every must be at least 1");
+        config.eval_every = e;
+    }
+    anyhow::ensure!(
+        a.steps > 0 && a.seeds > 0,
+        "--steps and --seeds must be at least 1"
+    );
+    let curricula = a
+        .curriculum
+        .iter()
+        .map(|c| {
+            rl::curriculum::CurriculumKind::parse(c).with_context(|| {
+                format!("unknown curriculum `{c}`; use space, round-robin or random")
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let jobs = a.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let sink = match a.rerun {
+        RerunMode::Save => Sink::Save(a.rerun_save.clone()),
+        RerunMode::Connect => Sink::Connect(a.rerun_url.clone()),
+        RerunMode::Spawn => Sink::Spawn,
+        RerunMode::Off => Sink::Off,
+    };
+    let exp = agent::train::Experiment {
+        instances: family,
+        curricula,
+        steps: a.steps,
+        seeds: a.seeds,
+        seed_base: a.seed_base,
+        config,
+        out: a.out.clone(),
+        jobs,
+        resume: a.resume,
+        target: a.target,
+        sink: sink.clone(),
+        device: agent::device::device(a.backend)?,
+    };
+    let summary = agent::train::run(&exp, &stop)?;
+    print!("{}", summary.table());
+    println!(
+        "per-run metrics and checkpoints under {}; summary in {}",
+        a.out.display(),
+        a.out.join("summary.txt").display()
+    );
+    if sink != Sink::Off {
+        println!("telemetry: {}", sink.describe());
+    }
+    if let Some((dir, why)) = summary.failed.first() {
+        anyhow::bail!(
+            "{} of the runs failed; first: {}: {why}",
+            summary.failed.len(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn selfi(c: SelfiCmd, stop: &AtomicBool) -> Result<()> {
+    use agent::selfi as s;
+    match c {
+        SelfiCmd::Record(a) => {
+            let cfg = s::load_config(Some(&a.common.config))?;
+            s::record(&cfg, &a.out, a.minutes, a.seed, a.force, stop)
+        }
+        SelfiCmd::Offline(a) => {
+            let cfg = s::load_config(Some(&a.common.config))?;
+            let device = agent::device::device(a.common.backend)?;
+            s::offline(&cfg, &a.logs, &a.out, a.seed, &device).map(|_| ())
+        }
+        SelfiCmd::Online(a) => {
+            let device = agent::device::device(a.run.common.backend)?;
+            let bundle = rl::selfi::experiment::OfflineBundle::load(&a.offline, &device)
+                .with_context(|| {
+                    format!("cannot load the offline phase from {}", a.offline.display())
+                })?;
+            selfi_online(&a.run, &bundle, &device, stop)
+        }
+        SelfiCmd::All(a) => {
+            let cfg = s::load_config(Some(&a.run.common.config))?;
+            let device = agent::device::device(a.run.common.backend)?;
+            let logs = a.work.join("logs").join("flights.mcap");
+            if logs.exists() {
+                eprintln!(
+                    "using the existing recording {} (delete it to record anew)",
+                    logs.display()
+                );
+            } else {
+                s::record(&cfg, &logs, a.record_minutes, 100, false, stop)?;
+            }
+            let bundle = s::offline(&cfg, &[logs], &a.work.join("offline"), 0, &device)?;
+            selfi_online(&a.run, &bundle, &device, stop)
+        }
+    }
+}
+
+pub(crate) fn selfi_online(
+    a: &SelfiRunArgs,
+    bundle: &rl::selfi::experiment::OfflineBundle,
+    device: &burn::tensor::Device,
+    stop: &AtomicBool,
+) -> Result<()> {
+    use rl::selfi::online::Arm;
+    let cfg = agent::selfi::load_config(Some(&a.common.config))?;
+    let trained = &bundle.card.config;
+    anyhow::ensure!(
+        cfg.plan == trained.plan
+            && cfg.offline == trained.offline
+            && cfg.objective == trained.objective,
+        "{}: [plan], [objective] and [offline] differ from those the offline phase was trained with; run `agent selfi offline` again",
+        a.common.config.display()
+    );
+    let arms = a
+        .arms
+        .iter()
+        .map(|n| match n.as_str() {
+            "offline" => Ok(Arm::Offline),
+            "selfi" => Ok(Arm::Selfi),
+            "plain" => Ok(Arm::Plain),
+            other => anyhow::bail!("unknown arm `{other}`; use offline, selfi or plain"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    anyhow::ensure!(
+        a.seeds > 0 && a.minutes > 0.0 && a.bin_minutes > 0.0,
+        "--seeds, --minutes and --bin-minutes must be positive"
+    );
+    let sink = match a.rerun {
+        RerunMode::Save => Sink::Save(a.rerun_save.clone()),
+        RerunMode::Connect => Sink::Connect(a.rerun_url.clone()),
+        RerunMode::Spawn => Sink::Spawn,
+        RerunMode::Off => Sink::Off,
+    };
+    let spec = agent::selfi::OnlineSpec {
+        arms,
+        seeds: (a.seed_base, a.seeds),
+        minutes: a.minutes,
+        bin_minutes: a.bin_minutes,
+        out: a.out.clone(),
+        jobs: a.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }),
+        sink: sink.clone(),
+    };
+    let summary = agent::selfi::online(&cfg, bundle, &spec, device, stop)?;
+    print!("{}", summary.table);
+    println!(
+        "per-run bins.csv, steps.csv and actor.bpk under {}",
+        a.out.display()
+    );
+    if sink != Sink::Off {
+        println!("telemetry: {}", sink.describe());
+    }
+    Ok(())
+}
+
+pub(crate) fn rl_bench(a: RlBenchArgs) -> Result<()> {
+    let device = agent::device::device(Backend::Cpu)?;
+    for task in a.task.tasks() {
+        let steps = match task {
+            rl::validate::Classic::CartPole => a.dqn_steps,
+            rl::validate::Classic::Pendulum => a.sac_steps,
+        };
+        eprintln!(
+            "training ours: {} for {steps} steps on one CPU ...",
+            task.name()
+        );
+        let ours = agent::rlbench::time_ours(task, steps, &device)?;
+        let (peer, peer_note, peer_blas) = if a.no_peer {
+            (None, Some("--no-peer".to_string()), None)
+        } else {
+            eprintln!(
+                "training Stable-Baselines3: {} for {steps} steps on one CPU ...",
+                task.name()
+            );
+            match agent::rlbench::time_peer(&a.python, &a.peer_script, task, steps) {
+                Ok(p) => (Some(p.steps_per_second), None, Some(p.blas)),
+                Err(e) => (None, Some(e), None),
+            }
+        };
+        let line = agent::rlbench::BenchLine {
+            task,
+            steps,
+            ours: ours.steps_per_second(),
+            peer,
+            peer_note,
+            peer_blas,
+        };
+        println!("{line}");
+    }
+    Ok(())
+}
+
+pub(crate) fn rl_validate(a: RlValidateArgs) -> Result<()> {
+    let device = agent::device::device(Backend::Cpu)?;
+    for task in a.task.tasks() {
+        let steps = a.steps.unwrap_or(match task {
+            rl::validate::Classic::CartPole => 100_000,
+            rl::validate::Classic::Pendulum => 20_000,
+        });
+        let reports = agent::rlbench::validate(task, a.seeds, steps, a.jobs, &device)?;
+        let mut solved = 0;
+        for r in &reports {
+            solved += usize::from(r.solved_at.is_some());
+            println!(
+                "{} seed {}: {} (mean greedy return {:.1}, {} updates, {:.0} steps/s)",
+                task.name(),
+                r.seed,
+                r.solved_at
+                    .map_or(format!("NOT solved in {steps} steps"), |s| format!(
+                        "solved at step {s}"
+                    )),
+                r.mean_return,
+                r.updates,
+                r.steps_per_second()
+            );
+        }
+        let need = match task {
+            rl::validate::Classic::CartPole => reports.len().saturating_sub(1).max(1),
+            rl::validate::Classic::Pendulum => reports.len(),
+        };
+        println!(
+            "{}: {solved} of {} seeds solved within {steps} steps  [goal: {need}: {}]",
+            task.name(),
+            reports.len(),
+            if solved >= need { "met" } else { "MISSED" }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! `agent node`: one or several nodes of the robot's graph.
+
+use super::{RerunMode, positive_hz};
+use agent::fly::FlyConfig;
+use agent::telemetry::Sink;
+use anyhow::{Context as _, Result};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub(crate) struct NodeArgs {
+    /// Which node; several, comma-separated (`stereo,policy`), run as threads of
+    /// one process sharing one zenoh session (lowest latency).
+    #[arg(value_enum, value_delimiter = ',', required = true)]
+    kind: Vec<agent::nodes::NodeKind>,
+    /// Robot name: every topic lives under it.
+    #[arg(long, default_value = "robot")]
+    robot: String,
+    /// zenoh endpoints to listen on (e.g. tcp/127.0.0.1:7447).
+    #[arg(long)]
+    listen: Vec<String>,
+    /// zenoh endpoints to connect to.
+    #[arg(long)]
+    connect: Vec<String>,
+    /// Wait before retrying a `--connect` peer that is not listening (yet, or any
+    /// more), in ms: first, then doubling up to max.
+    #[arg(long, value_name = "FIRST,MAX", default_value_t = bus::ConnectRetry::default())]
+    connect_retry_ms: bus::ConnectRetry,
+    /// Settings file (stereo, avoidance, twin context; see launch/fly.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Simulated seconds the camera (twin) node runs.
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// fc node: the flight controller's serial device (e.g. /dev/ttyTHS1).
+    #[arg(long)]
+    device: Option<PathBuf>,
+    /// fc node: baud rate of the serial device.
+    #[arg(long, default_value_t = 115_200)]
+    baud: u32,
+    /// fc / mavlink node: arm (and, with MAVLink, take control) when the first setpoint arrives.
+    #[arg(long)]
+    arm: bool,
+    /// mono node: weights to load and reload when the file changes; learner node: where to save them.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// learner node: seconds between saves of the weights.
+    #[arg(long, default_value_t = 10.0)]
+    save_every: f64,
+    /// policy node: fly a network trained by `agent train` (its policy.bpk, with
+    /// policy.toml beside it) instead of the reactive avoider.
+    #[arg(long)]
+    policy_net: Option<PathBuf>,
+    /// telemetry node: where rerun data goes (save, connect, spawn, off).
+    #[arg(long, value_enum, default_value = "save")]
+    rerun: RerunMode,
+    /// telemetry node, --rerun save: the .rrd file.
+    #[arg(long, default_value = "out/graph.rrd")]
+    rerun_save: PathBuf,
+    /// stereo, mono and telemetry nodes: the stereo rig's calibration file (OpenCV YAML,
+    /// from `calib stereo`): the stereo node rectifies with it and takes depth from
+    /// its rectified focal length and baseline; default: the twin's rig (160x120).
+    #[arg(long)]
+    rig: Option<PathBuf>,
+    /// policy node: how it picks its cue (persistent: fly mono once it is good
+    /// enough, stereo as training wheels; stereo-only: never mono).
+    #[arg(long, value_enum, default_value = "persistent")]
+    strategy: agent::persist::Strategy,
+    /// policy node: the camera's frame rate (Hz); sets the switching rule's window.
+    #[arg(long, default_value_t = 30.0, value_parser = positive_hz)]
+    camera_hz: f64,
+    /// policy node: how long to wait (ms) for a frame's mono scan once its stereo
+    /// scan is in, while the mono node publishes; without it the frame flies on stereo.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    mono_wait_ms: u64,
+    /// telemetry node, --rerun connect: the viewer's gRPC address.
+    #[arg(long, default_value = "rerun+http://127.0.0.1:9876/proxy")]
+    rerun_url: String,
+    /// safety node: nodes whose loss makes it command hover (comma-separated; default: policy).
+    #[arg(long, value_delimiter = ',')]
+    require: Vec<String>,
+    /// mavlink node: the autopilot's address: udpin:HOST:PORT, udpout:HOST:PORT or serial:DEVICE:BAUD
+    /// (PX4 SITL: udpin:0.0.0.0:14540).
+    #[arg(long)]
+    mavlink: Option<String>,
+    /// SELFI graph: the offline phase's folder (`agent selfi offline`). The camera
+    /// then flies the goal-reaching task with walkers, the policy flies the SELFI
+    /// actor (swapping in weights from `policy/weights`), and the selfi-learner
+    /// node fine-tunes it (saving to --checkpoint).
+    #[arg(long)]
+    selfi: Option<PathBuf>,
+    /// SELFI graph: settings (TOML, see agent/rl/config/selfi.toml); default: the
+    /// offline phase's, with the built-in online settings.
+    #[arg(long)]
+    selfi_config: Option<PathBuf>,
+    /// safety node: gate `cmd/policy` with the supervisor rule; take-overs are interventions.
+    #[arg(long)]
+    supervise: bool,
+    /// SELFI policy node: propose on `cmd/policy` for a supervising safety node.
+    #[arg(long)]
+    gated: bool,
+    /// SELFI policy node: add exploration noise to the executed command.
+    #[arg(long)]
+    explore: bool,
+    /// selfi-learner node: publish weights every this many transitions once the actor learns.
+    #[arg(long, default_value_t = 100)]
+    publish_every: u64,
+}
+
+/// Run the nodes of `a` until `stop` (or the first failure).
+pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let mut cfg = match &a.config {
+        Some(p) => FlyConfig::load(p)?,
+        None => FlyConfig::default(),
+    };
+    if let Some(s) = a.seconds {
+        cfg.seconds = s;
+        cfg.validate()?;
+    }
+    let session = bus::open(&bus::BusConfig {
+        listen: a.listen,
+        connect: a.connect,
+        retry: a.connect_retry_ms,
+    })?;
+    let fc = agent::nodes::NodeOptions {
+        require: a.require,
+        checkpoint: a.checkpoint.clone(),
+        save_every: a.save_every,
+        rig: a.rig,
+        strategy: Some(a.strategy),
+        camera_hz: Some(a.camera_hz),
+        mono_wait: Some(Duration::from_millis(a.mono_wait_ms)),
+        sink: Some(match a.rerun {
+            RerunMode::Save => Sink::Save(a.rerun_save),
+            RerunMode::Connect => Sink::Connect(a.rerun_url),
+            RerunMode::Spawn => Sink::Spawn,
+            RerunMode::Off => Sink::Off,
+        }),
+        device: a.device,
+        mavlink: a.mavlink,
+        baud: a.baud,
+        arm: a.arm,
+        policy_net: a.policy_net,
+        selfi: match &a.selfi {
+            Some(dir) => {
+                let config = match &a.selfi_config {
+                    Some(p) => agent::selfi::load_config(Some(p))?,
+                    None => {
+                        let card: rl::selfi::experiment::OfflineCard = toml::from_str(
+                            &std::fs::read_to_string(dir.join("offline.toml")).with_context(
+                                || format!("cannot read {}", dir.join("offline.toml").display()),
+                            )?,
+                        )
+                        .with_context(|| format!("{}", dir.join("offline.toml").display()))?;
+                        card.config
+                    }
+                };
+                Some(agent::selfi_graph::SelfiNodeOptions {
+                    config,
+                    offline: dir.clone(),
+                    explore: a.explore,
+                    gated: a.gated,
+                    checkpoint: a.checkpoint.clone(),
+                    publish_every: a.publish_every.max(1),
+                    seed: cfg.seed,
+                    seconds: cfg.seconds,
+                })
+            }
+            None => None,
+        },
+        supervise: a.supervise,
+    };
+    if let [one] = a.kind.as_slice() {
+        return agent::nodes::run(*one, &session, &a.robot, &cfg, &fc, &stop);
+    }
+    // Several nodes in this process: one thread each; the first failure stops all.
+    let results: Vec<(agent::nodes::NodeKind, Result<()>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = a
+            .kind
+            .iter()
+            .map(|&k| {
+                let (session, robot, cfg, fc, stop) = (&session, &a.robot, &cfg, &fc, &stop);
+                scope.spawn(move || {
+                    let r = agent::nodes::run(k, session, robot, cfg, fc, stop);
+                    if r.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    (k, r)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    (
+                        agent::nodes::NodeKind::Camera,
+                        Err(anyhow::anyhow!("a node thread panicked")),
+                    )
+                })
+            })
+            .collect()
+    });
+    for (k, r) in results {
+        r.with_context(|| format!("node {}", k.name()))?;
+    }
+    Ok(())
+}
