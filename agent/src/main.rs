@@ -35,7 +35,7 @@ enum Cmd {
     /// Time the mono network: inference latency on 1 thread, training samples/s.
     Bench(BenchArgs),
     /// Run one node of the onboard graph over zenoh until Ctrl-C.
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Start a graph of processes from a launch file (see launch/sim_twin.toml);
     /// Ctrl-C or SIGTERM stops them all.
     Launch {
@@ -89,7 +89,7 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Fly(a) => cli::lab::fly(a, stop),
         Cmd::Persist(a) => cli::lab::persist(a, stop),
-        Cmd::Node(a) => cli::node::run(a, stop),
+        Cmd::Node(a) => cli::node::run(*a, stop),
         Cmd::Launch { file } => {
             let f = agent::launch::LaunchFile::load(&file)?;
             let s = agent::launch::run(&f, &stop)?;

@@ -33,6 +33,32 @@ restart = "on-failure"
     )
 }
 
+/// Fly the twin for `seconds` on a graph of its own (camera, stereo, policy)
+/// and record `topics` of it to `dir/flight.mcap`.
+fn record_twin_flight(
+    dir: &std::path::Path,
+    k: u16,
+    seconds: &str,
+    topics: &str,
+) -> std::path::PathBuf {
+    let robot = format!("rec{k}x{}", std::process::id());
+    let ep = format!("tcp/127.0.0.1:{}", port(k));
+    let out = dir.join("flight.mcap");
+    let mut twin = twin_graph(&robot, port(k), seconds);
+    twin.push_str(&format!(
+        "[[process]]\nname = \"record\"\nargs = [\"record\", \"--robot\", \"{robot}\", \"--connect\", \"{ep}\", \"--topics\", \"{topics}\", \"--out\", \"{}\"]\n",
+        out.display()
+    ));
+    std::fs::write(dir.join("twin.toml"), twin).unwrap();
+    succeed(
+        Command::new(workspace_bin("agent"))
+            .arg("launch")
+            .arg(dir.join("twin.toml")),
+    );
+    assert!(out.is_file(), "no recording at {}", out.display());
+    out
+}
+
 #[test]
 fn launched_graph_flies_the_twin_in_a_closed_loop_over_zenoh() {
     let dir = temp_dir("graph");
@@ -363,19 +389,7 @@ fn robot_launch_does_not_arm() {
     let dir = temp_dir("robot-launch");
     let robot = format!("bot{}", std::process::id());
     // A recording of the twin to play as the camera.
-    let rec_ep = format!("tcp/127.0.0.1:{}", port(5));
-    let mut twin = twin_graph(&robot, port(5), "20");
-    twin.push_str(&format!(
-        "[[process]]\nname = \"record\"\nargs = [\"record\", \"--robot\", \"{robot}\", \"--connect\", \"{rec_ep}\", \"--topics\", \"camera/stereo\", \"--out\", \"{}\"]\n",
-        dir.join("flight.mcap").display()
-    ));
-    std::fs::write(dir.join("twin.toml"), twin).unwrap();
-    succeed(
-        Command::new(workspace_bin("agent"))
-            .arg("launch")
-            .arg(dir.join("twin.toml")),
-    );
-    assert!(dir.join("flight.mcap").is_file());
+    record_twin_flight(&dir, 5, "20", "camera/stereo");
 
     let tty = dir.join("ttyFC");
     let mut host = e2e_tests::fc_host(&tty);
@@ -533,20 +547,7 @@ fn robot_graph_replays_a_twin_flight_like_the_loop() {
 
     let dir = temp_dir("graph-replay");
     // 1. A twin flight, recorded.
-    let robot = format!("rep{}", std::process::id());
-    let rec_ep = format!("tcp/127.0.0.1:{}", port(8));
-    let mut twin = twin_graph(&robot, port(8), "4");
-    twin.push_str(&format!(
-        "[[process]]\nname = \"record\"\nargs = [\"record\", \"--robot\", \"{robot}\", \"--connect\", \"{rec_ep}\", \"--topics\", \"camera/stereo,state\", \"--out\", \"{}\"]\n",
-        dir.join("flight.mcap").display()
-    ));
-    std::fs::write(dir.join("twin.toml"), twin).unwrap();
-    succeed(
-        Command::new(workspace_bin("agent"))
-            .arg("launch")
-            .arg(dir.join("twin.toml")),
-    );
-    let flight = dir.join("flight.mcap");
+    let flight = record_twin_flight(&dir, 8, "4", "camera/stereo,state");
 
     // 2. Settings that let the switch fly mono within the flight, and a fixed
     //    network (no learner: both executors see the same weights).

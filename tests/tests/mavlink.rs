@@ -192,16 +192,30 @@ fn px4(sock: UdpSocket, state: Arc<Mutex<Peer>>, stop: Arc<AtomicBool>) {
     }
 }
 
-#[test]
-fn px4_over_udp_arm_offboard_stream_and_hold_when_quiet() {
+/// Start the PX4-like peer on a UDP port of its own: the port, its state, the
+/// flag that stops it and its thread.
+fn start_px4(
+    peer: Peer,
+) -> (
+    u16,
+    Arc<Mutex<Peer>>,
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<()>,
+) {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sock.local_addr().unwrap().port();
-    let state = Arc::new(Mutex::new(Peer::default()));
+    let state = Arc::new(Mutex::new(peer));
     let stop = Arc::new(AtomicBool::new(false));
-    let peer = {
+    let thread = {
         let (state, stop) = (state.clone(), stop.clone());
         std::thread::spawn(move || px4(sock, state, stop))
     };
+    (port, state, stop, thread)
+}
+
+#[test]
+fn px4_over_udp_arm_offboard_stream_and_hold_when_quiet() {
+    let (port, state, stop, peer) = start_px4(Peer::default());
 
     let address: MavAddress = format!("udpout:127.0.0.1:{port}").parse().unwrap();
     let cfg = MavConfig::new(address);
@@ -450,18 +464,11 @@ fn mavlink_node_flies_px4_from_the_bus() {
     use e2e_tests::{signal_after, workspace_bin};
     use std::process::{Command, Stdio};
 
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = sock.local_addr().unwrap().port();
-    let state = Arc::new(Mutex::new(Peer {
+    let (port, state, stop, peer) = start_px4(Peer {
         // This peer answers the first arm command (no lost packet here).
         arm_commands: vec![9],
         ..Peer::default()
-    }));
-    let stop = Arc::new(AtomicBool::new(false));
-    let peer = {
-        let (state, stop) = (state.clone(), stop.clone());
-        std::thread::spawn(move || px4(sock, state, stop))
-    };
+    });
     let bus_port = e2e_tests::test_port(e2e_tests::PortSlice::Mavlink, 2, 0);
     let ep = format!("tcp/127.0.0.1:{bus_port}");
     let robot = format!("mav{}", std::process::id());
@@ -583,18 +590,11 @@ fn mavlink_state_is_enu() {
     use e2e_tests::{signal_after, workspace_bin};
     use std::process::{Command, Stdio};
 
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = sock.local_addr().unwrap().port();
-    let state = Arc::new(Mutex::new(Peer {
+    let (port, _state, stop, peer) = start_px4(Peer {
         attitude: Some([0.0, 0.1, std::f32::consts::FRAC_PI_2]),
         local: Some([1.0, 2.0, -3.0, 0.0, 0.5, -0.2]),
         ..Peer::default()
-    }));
-    let stop = Arc::new(AtomicBool::new(false));
-    let peer = {
-        let (state, stop) = (state.clone(), stop.clone());
-        std::thread::spawn(move || px4(sock, state, stop))
-    };
+    });
     let bus_port = e2e_tests::test_port(e2e_tests::PortSlice::Mavlink, 2, 1);
     let ep = format!("tcp/127.0.0.1:{bus_port}");
     let robot = format!("enu{}", std::process::id());

@@ -1,6 +1,6 @@
 //! `agent node`: one or several nodes of the robot's graph.
 
-use super::{RerunMode, positive_hz};
+use super::{BusArgs, RerunMode, positive_hz};
 use agent::fly::FlyConfig;
 use agent::telemetry::Sink;
 use anyhow::{Context as _, Result};
@@ -15,19 +15,9 @@ pub(crate) struct NodeArgs {
     /// one process sharing one zenoh session (lowest latency).
     #[arg(value_enum, value_delimiter = ',', required = true)]
     kind: Vec<agent::nodes::NodeKind>,
-    /// Robot name: every topic lives under it.
-    #[arg(long, default_value = "robot")]
-    robot: String,
-    /// zenoh endpoints to listen on (e.g. tcp/127.0.0.1:7447).
-    #[arg(long)]
-    listen: Vec<String>,
-    /// zenoh endpoints to connect to.
-    #[arg(long)]
-    connect: Vec<String>,
-    /// Wait before retrying a `--connect` peer that is not listening (yet, or any
-    /// more), in ms: first, then doubling up to max.
-    #[arg(long, value_name = "FIRST,MAX", default_value_t = bus::ConnectRetry::default())]
-    connect_retry_ms: bus::ConnectRetry,
+    /// Robot name, endpoints, retry.
+    #[command(flatten)]
+    bus: BusArgs,
     /// Settings file (stereo, avoidance, twin context; see launch/fly.toml).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -119,11 +109,7 @@ pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
         cfg.seconds = s;
         cfg.validate()?;
     }
-    let session = bus::open(&bus::BusConfig {
-        listen: a.listen,
-        connect: a.connect,
-        retry: a.connect_retry_ms,
-    })?;
+    let session = a.bus.open()?;
     let fc = agent::nodes::NodeOptions {
         require: a.require,
         checkpoint: a.checkpoint.clone(),
@@ -173,7 +159,7 @@ pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
         supervise: a.supervise,
     };
     if let [one] = a.kind.as_slice() {
-        return agent::nodes::run(*one, &session, &a.robot, &cfg, &fc, &stop);
+        return agent::nodes::run(*one, &session, &a.bus.robot, &cfg, &fc, &stop);
     }
     // Several nodes in this process: one thread each; the first failure stops all.
     let results: Vec<(agent::nodes::NodeKind, Result<()>)> = std::thread::scope(|scope| {
@@ -181,7 +167,7 @@ pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
             .kind
             .iter()
             .map(|&k| {
-                let (session, robot, cfg, fc, stop) = (&session, &a.robot, &cfg, &fc, &stop);
+                let (session, robot, cfg, fc, stop) = (&session, &a.bus.robot, &cfg, &fc, &stop);
                 scope.spawn(move || {
                     let r = agent::nodes::run(k, session, robot, cfg, fc, stop);
                     if r.is_err() {
