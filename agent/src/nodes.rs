@@ -3,9 +3,18 @@
 //!
 //! - `camera` (the twin): renders the stereo pair, publishes it with the state,
 //!   and steps the simulation with the setpoint that comes back;
-//! - `stereo`: semi-global matching of each pair into a depth scan;
-//! - `policy`: the avoidance behaviour from the depth scan to a velocity setpoint;
-//! - `fc`: the flight-controller serial link — setpoints in, status out.
+//! - `stereo`: the stereo stage (rectification with the rig, semi-global
+//!   matching, depth with the rig's projection) into a depth scan;
+//! - `mono`, `learner`: the monocular network on every pair, and its training;
+//! - `policy`: the loop's decision stages ([`crate::pipeline::Pilot`]): the cue
+//!   switch between stereo and mono, then the reactive policy, to a setpoint;
+//! - `safety`: hover when a required node disappears;
+//! - `fc`, `mavlink`: the flight controller — setpoints in, status and the
+//!   vehicle's pose (`state`, ENU/FLU) out;
+//! - `telemetry`: the topics into rerun.
+//!
+//! The stages are the same code the twin's in-process loop runs
+//! (`crate::fly::fly_arm`); only the transport differs.
 
 use crate::fly::{FlyConfig, scan_shape, twin_geometry};
 use crate::persist::{Mode, Strategy, Switch};
@@ -74,8 +83,8 @@ pub struct NodeOptions {
     pub save_every: f64,
     /// `telemetry`: where rerun data goes.
     pub sink: Option<crate::telemetry::Sink>,
-    /// `stereo` and `telemetry`: the stereo rig's calibration (OpenCV YAML
-    /// from `calib`); the twin's rig when absent.
+    /// `stereo`, `mono` and `telemetry`: the stereo rig's calibration (OpenCV
+    /// YAML from `calib`); the twin's rig when absent.
     pub rig: Option<std::path::PathBuf>,
     /// `policy`: how it picks its cue (persistent SSL when absent).
     pub strategy: Option<Strategy>,
