@@ -88,6 +88,7 @@ fn cpu_seconds() -> Option<f64> {
 
 /// Hold the calling thread (and threads it starts) to one CPU; returns the previous mask.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 pub(crate) fn pin_to_one_cpu() -> Option<libc::cpu_set_t> {
     // SAFETY: cpu_set_t is plain data; sched_{get,set}affinity read/write exactly
     // one cpu_set_t of the size passed, for the calling thread (pid 0).
@@ -105,6 +106,7 @@ pub(crate) fn pin_to_one_cpu() -> Option<libc::cpu_set_t> {
 }
 
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 pub(crate) fn restore_cpus(old: libc::cpu_set_t) {
     // SAFETY: as in `pin_to_one_cpu`.
     unsafe {

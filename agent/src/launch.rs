@@ -172,6 +172,7 @@ fn spawn(spec: &ProcessSpec, common: &BTreeMap<String, String>, agent: &Path) ->
         use std::os::unix::process::CommandExt;
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no
         // memory of the parent; it runs in the child between fork and exec.
+        #[allow(unsafe_code)]
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -192,6 +193,7 @@ fn spawn(spec: &ProcessSpec, common: &BTreeMap<String, String>, agent: &Path) ->
 }
 
 /// Send `sig` to a child this process spawned and has not reaped.
+#[allow(unsafe_code)]
 pub(crate) fn signal(child: &Child, sig: i32) {
     #[cfg(unix)]
     // SAFETY: kill(2) on a child this process spawned and has not reaped yet.

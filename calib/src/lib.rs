@@ -2,6 +2,7 @@
 //! stack (and OpenCV and ROS) read.
 //!
 //! Detection, mono/stereo calibration and rectification build on these.
+#![forbid(unsafe_code)]
 
 pub mod detect;
 pub mod model;

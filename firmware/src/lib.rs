@@ -10,6 +10,7 @@
 //! - [`node`]: all of the above scheduled on a millisecond clock.
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![forbid(unsafe_code)]
 
 pub mod autopilot;
 pub mod cobs;

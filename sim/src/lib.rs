@@ -4,6 +4,7 @@
 //!
 //! The twin publishes the same data as the real robot (stereo pairs, IMU, pose,
 //! collision events); the nodes that put it on the wire live in the agent.
+#![forbid(unsafe_code)]
 
 pub mod batch;
 pub mod camera;

@@ -1,5 +1,6 @@
 //! Shared helpers for the end-to-end tests: finding the workspace's binaries and
 //! the tools the tests check outputs with.
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

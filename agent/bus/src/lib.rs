@@ -12,6 +12,7 @@
 //!   sequence numbers, count malformed messages and sequence gaps (dropped or
 //!   late messages) instead of failing, and never block the publisher: an inbox
 //!   keeps only the newest few messages.
+#![forbid(unsafe_code)]
 
 pub mod log;
 pub mod msg;

@@ -8,6 +8,7 @@
 //! - [`mav`]: MAVLink v2 to PX4 or ArduPilot over serial or UDP.
 //! - [`frames`]: the agent's world and body frames (REP-103), and the
 //!   conversions from what the autopilots report.
+#![forbid(unsafe_code)]
 
 pub mod frames;
 pub mod hostfc;

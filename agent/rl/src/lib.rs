@@ -13,6 +13,7 @@
 //!
 //! Every learner exposes the state-value estimate V(s) that SPaCE ranks
 //! instances by. Networks run on any burn device: CPU `ndarray` by default.
+#![forbid(unsafe_code)]
 
 pub mod curriculum;
 pub mod dqn;

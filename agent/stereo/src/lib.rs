@@ -12,6 +12,10 @@
 //! hand-written AVX2 kernel. [`eval`] scores disparity maps against ground truth,
 //! including a real Middlebury pair.
 
+// The SIMD kernels (`avx2`, the run-time dispatch, the `target_feature`
+// rows of `census`, `costs`, `paths` and `pass`) are this crate's unsafe code.
+#![allow(unsafe_code)]
+
 /// `$vis fn $name(args)` runs the plain function `$plain` with the same arguments,
 /// compiled a second time for AVX2 and taken when the CPU has it (the compiler
 /// vectorises the loop of the plain function with the wider registers).
