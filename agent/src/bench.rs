@@ -6,9 +6,9 @@
 //! learner: forward, masked loss, backward, Adam) on `train_threads` threads.
 
 use crate::device::{Backend, device};
-use crate::fly::FlyConfig;
 use crate::learner::{Sample, train_step};
 use crate::mono::{MonoNet, infer};
+use crate::pipeline::LoopConfig;
 use anyhow::{Context as _, Result};
 use burn::module::Module;
 use burn::optim::AdamConfig;
@@ -120,11 +120,11 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// Measure both figures for `cfg`'s network shape, learner batch and backend.
-pub fn run(cfg: &FlyConfig, seconds: f64, train_threads: usize) -> Result<BenchReport> {
-    cfg.validate()?;
+pub fn run(cfg: &LoopConfig, seconds: f64, train_threads: usize) -> Result<BenchReport> {
+    cfg.validate(f64::INFINITY)?;
     let shape = cfg.mono;
     let plain = device(cfg.backend)?;
-    let mut rng = sim::rng::Rng::new(3);
+    let mut rng = types::rng::Rng::new(3);
     let cells = shape.plan()?.map;
     let samples: Vec<Sample> = (0..64)
         .map(|_| Sample {

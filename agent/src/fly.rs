@@ -21,7 +21,9 @@ use crate::mono::{MonoNet, MonoShape, coarse_target, depth_scan, infer, preproce
 use crate::persist::{DelayLine, FrameRecord, Mode, PersistConfig, Strategy, Switch};
 pub use crate::pipeline::AvoidConfig;
 use crate::pipeline::switch::mono_error;
-use crate::pipeline::{FrameCues, Pilot, RigGeometry, ScanShape, StereoStage, Velocity};
+use crate::pipeline::{
+    FrameCues, LoopConfig, Pilot, RigGeometry, ScanShape, StereoStage, Velocity,
+};
 use crate::telemetry::{Sink, Telemetry};
 use anyhow::{Context as _, Result, bail};
 use burn::module::Module;
@@ -88,31 +90,41 @@ pub struct FlyConfig {
 
 impl Default for FlyConfig {
     fn default() -> Self {
+        let l = LoopConfig::default();
         Self {
             seconds: 60.0,
             seed: 1,
             image_every: 6,
             scalar_every: 1,
             speed: 4.0,
-            backend: Backend::Cpu,
+            backend: l.backend,
             learner_pacing: LearnerPacing::Lockstep,
             train_rate: 20.0,
             strategy: Strategy::Persistent,
-            persist: PersistConfig::default(),
+            persist: l.persist,
             context: Context::default(),
-            avoid: AvoidConfig::default(),
-            mono: MonoShape::default(),
-            learner: LearnerConfig::default(),
-            stereo: stereo::SgmParams {
-                max_disp: 32,
-                ..stereo::SgmParams::default()
-            },
+            avoid: l.avoid,
+            mono: l.mono,
+            learner: l.learner,
+            stereo: l.stereo,
             blank_wall: None,
         }
     }
 }
 
 impl FlyConfig {
+    /// The settings of the loop's stages (what the robot's nodes take).
+    pub fn loop_config(&self) -> LoopConfig {
+        LoopConfig {
+            backend: self.backend,
+            persist: self.persist,
+            avoid: self.avoid,
+            mono: self.mono,
+            learner: self.learner.clone(),
+            stereo: self.stereo,
+        }
+    }
+
     /// Read and check a config file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -130,9 +142,6 @@ impl FlyConfig {
         if !(self.seconds.is_finite() && self.seconds > 0.0 && self.seconds <= 86_400.0) {
             bail!("`seconds` = {} must be in (0, 86400]", self.seconds);
         }
-        self.avoid
-            .validate(self.context.room_height)
-            .map_err(anyhow::Error::msg)?;
         if let Some(x) = self.blank_wall
             && !(x.is_finite() && x > 0.0 && x < self.context.room_length)
         {
@@ -150,18 +159,7 @@ impl FlyConfig {
         if !(self.train_rate.is_finite() && self.train_rate > 0.0 && self.train_rate <= 1000.0) {
             bail!("`train_rate` = {} must be in (0, 1000]", self.train_rate);
         }
-        self.persist.validate().map_err(anyhow::Error::msg)?;
-        self.mono.plan()?;
-        let l = &self.learner;
-        if l.batch == 0
-            || l.recent == 0
-            || l.publish_every == 0
-            || !(l.learning_rate > 0.0 && l.learning_rate < 1.0)
-        {
-            bail!(
-                "learner: batch, recent and publish_every must be positive and learning_rate in (0, 1)"
-            );
-        }
+        self.loop_config().validate(self.context.room_height)?;
         Ok(())
     }
 }

@@ -6,8 +6,8 @@
 //! in each depth scan, so the figures separate transport (round trip minus
 //! stereo compute) from compute.
 
-use crate::fly::FlyConfig;
 use crate::nodes::{NodeKind, NodeOptions, policy_node, stereo_node};
+use crate::pipeline::LoopConfig;
 use anyhow::{Context as _, Result, bail};
 use bus::msg::{DepthScan, Setpoint, StereoPair};
 use bus::{BusConfig, Inbox, Outbox};
@@ -137,7 +137,7 @@ fn test_pair(w: u32, h: u32) -> StereoPair {
 
 /// Measure `frames` round trips at `width`x`height`.
 pub fn run(
-    cfg: &FlyConfig,
+    cfg: &LoopConfig,
     width: u32,
     height: u32,
     frames: usize,

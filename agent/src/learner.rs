@@ -77,7 +77,7 @@ pub struct Replay {
     cap_recent: usize,
     cap_reservoir: usize,
     seen: u64,
-    rng: sim::rng::Rng,
+    rng: types::rng::Rng,
 }
 
 impl Replay {
@@ -89,7 +89,7 @@ impl Replay {
             cap_recent: cap_recent.max(1),
             cap_reservoir,
             seen: 0,
-            rng: sim::rng::Rng::new(seed),
+            rng: types::rng::Rng::new(seed),
         }
     }
 
@@ -615,7 +615,7 @@ mod tests {
         let device = plain.autodiff();
         let mut net = MonoNet::seeded(&shape, &device, 3).unwrap();
         let mut optim = AdamConfig::new().init();
-        let mut rng = sim::rng::Rng::new(5);
+        let mut rng = types::rng::Rng::new(5);
         let data: Vec<Sample> = (0..64)
             .map(|_| bright(rng.uniform() as f32, &shape))
             .collect();

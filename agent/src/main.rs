@@ -2,7 +2,6 @@
 
 mod cli;
 
-use agent::fly::FlyConfig;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use cli::bus::{LatencyArgs, RecordArgs, ReplayArgs};
@@ -107,7 +106,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Selftest { rig } => {
-            let r = agent::selftest::run(&FlyConfig::default(), rig.as_deref())?;
+            let r = agent::selftest::run(&agent::pipeline::LoopConfig::default(), rig.as_deref())?;
             println!("{r}");
             Ok(())
         }

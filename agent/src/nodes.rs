@@ -18,7 +18,9 @@
 
 use crate::fly::{FlyConfig, scan_shape, twin_geometry};
 use crate::persist::{Mode, Strategy, Switch};
-use crate::pipeline::{Ahead, AltitudeHold, FrameCues, Pilot, RigGeometry, StereoStage};
+use crate::pipeline::{
+    Ahead, AltitudeHold, FrameCues, LoopConfig, Pilot, RigGeometry, StereoStage,
+};
 use anyhow::{Context as _, Result};
 use bus::msg::{DepthScan, Event, Setpoint, State, StereoPair};
 use bus::{Inbox, Outbox, Session};
@@ -86,6 +88,10 @@ pub struct NodeOptions {
     /// `stereo`, `mono` and `telemetry`: the stereo rig's calibration (OpenCV
     /// YAML from `calib`); the twin's rig when absent.
     pub rig: Option<std::path::PathBuf>,
+    /// The twin's settings: the room, seed and duration the `camera` (twin)
+    /// node flies, the context a trained policy network is shown; the
+    /// defaults when absent.
+    pub twin: Option<FlyConfig>,
     /// `policy`: how it picks its cue (persistent SSL when absent).
     pub strategy: Option<Strategy>,
     /// `policy`: the camera's frame rate (Hz), which sets the switching rule's
@@ -129,7 +135,7 @@ pub fn run(
     kind: NodeKind,
     session: &Session,
     robot: &str,
-    cfg: &FlyConfig,
+    cfg: &LoopConfig,
     fc: &NodeOptions,
     stop: &AtomicBool,
 ) -> Result<()> {
@@ -149,7 +155,7 @@ pub fn run(
         },
         NodeKind::Camera => match &fc.selfi {
             Some(o) => crate::selfi_graph::goal_camera_node(session, robot, o, stop),
-            None => camera_node(session, robot, cfg, stop),
+            None => camera_node(session, robot, &fc.twin.clone().unwrap_or_default(), stop),
         },
         NodeKind::SelfiLearner => match &fc.selfi {
             Some(o) => crate::selfi_graph::selfi_learner_node(session, robot, o, stop),
@@ -176,7 +182,7 @@ pub fn stereo_rig(opts: &NodeOptions) -> Result<RigGeometry> {
 pub fn stereo_node(
     session: &Session,
     robot: &str,
-    cfg: &FlyConfig,
+    cfg: &LoopConfig,
     opts: &NodeOptions,
     stop: &AtomicBool,
 ) -> Result<()> {
@@ -307,7 +313,7 @@ impl MonoScans {
 pub fn policy_node(
     session: &Session,
     robot: &str,
-    cfg: &FlyConfig,
+    cfg: &LoopConfig,
     opts: &NodeOptions,
     stop: &AtomicBool,
 ) -> Result<()> {
@@ -334,7 +340,10 @@ pub fn policy_node(
         }
         None => None,
     };
-    let context = cfg.context.to_vector();
+    let context = opts.twin.as_ref().map_or_else(
+        || sim::Context::default().to_vector(),
+        |t| t.context.to_vector(),
+    );
     // A trained network decides at the rate it was trained at and holds its
     // command in between (every scan is still answered).
     let mut clock = rl::policy::DecisionClock::new(
@@ -979,7 +988,7 @@ fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
 pub fn mono_node(
     session: &Session,
     robot: &str,
-    cfg: &FlyConfig,
+    cfg: &LoopConfig,
     opts: &NodeOptions,
     stop: &AtomicBool,
 ) -> Result<()> {
@@ -1082,7 +1091,7 @@ fn save_atomically(net: &crate::mono::MonoNet, path: &std::path::Path) -> Result
 pub fn learner_node(
     session: &Session,
     robot: &str,
-    cfg: &FlyConfig,
+    cfg: &LoopConfig,
     opts: &NodeOptions,
     stop: &AtomicBool,
 ) -> Result<()> {

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::fly::FlyConfig;
 use crate::mono::{MonoNet, infer, preprocess};
+use crate::pipeline::LoopConfig;
 
 const RIG: &str = include_str!("../selftest/rig.yaml");
 const LEFT: &[u8] = include_bytes!("../selftest/left.gray");
@@ -55,7 +55,7 @@ impl std::fmt::Display for SelfTest {
 }
 
 /// Runs the self-test with the bundled rig, or the rig file `rig`.
-pub fn run(cfg: &FlyConfig, rig_file: Option<&std::path::Path>) -> Result<SelfTest> {
+pub fn run(cfg: &LoopConfig, rig_file: Option<&std::path::Path>) -> Result<SelfTest> {
     let (rig, origin) = match rig_file {
         Some(p) => (
             calib::Rig::load_opencv(p)

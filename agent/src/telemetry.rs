@@ -242,7 +242,7 @@ fn pinhole(f: [f64; 2], c: [f64; 2], size: [usize; 2]) -> rerun::Pinhole {
 
 /// The camera's mounting on the body (optical frame to body frame).
 fn camera_mount() -> rerun::Transform3D {
-    let m = sim::render::CAMERA_TO_BODY;
+    let m = types::CAMERA_TO_BODY;
     // rerun takes the 3x3 matrix column-major.
     let cols = [0, 1, 2].map(|j| [0, 1, 2].map(|i| m[i][j] as f32));
     rerun::Transform3D::from_mat3x3(rerun::datatypes::Mat3x3::from(cols))

@@ -15,7 +15,8 @@ pub mod ground;
 pub mod image_io;
 pub mod quadrotor;
 pub mod render;
-pub mod rng;
+/// The deterministic generator (shared with the robot's learners).
+pub use types::rng;
 pub mod sensors;
 pub mod target;
 pub mod texture;

@@ -21,9 +21,7 @@ pub struct CameraPose {
     pub rotation: [[f64; 3]; 3],
 }
 
-/// Camera-to-body rotation of a forward-looking camera on a body with x forward,
-/// y left, z up (row-major).
-pub const CAMERA_TO_BODY: [[f64; 3]; 3] = [[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]];
+pub use types::CAMERA_TO_BODY;
 
 impl CameraPose {
     /// The left camera of a rig mounted at the body origin looking along body x.

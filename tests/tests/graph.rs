@@ -443,6 +443,23 @@ fn robot_launch_does_not_arm() {
         assert!(log.contains(node), "no {node:?} in:\n{log}");
     }
     assert!(dir.join("robot_flight.mcap").is_file() && dir.join("robot.rrd").is_file());
+    // The fc node's pose reached the flight recording: the firmware reports
+    // the vehicle on the ground (altitude 0) with a finite attitude.
+    let rec = bus::log::read(&dir.join("robot_flight.mcap")).unwrap();
+    let states: Vec<bus::msg::State> = rec
+        .iter()
+        .filter(|(t, _, _)| t == "state")
+        .filter_map(|(_, _, b)| bus::wire::decode::<bus::msg::State>(b).ok())
+        .map(|(_, s)| s)
+        .collect();
+    assert!(!states.is_empty(), "no state in the flight recording");
+    assert!(
+        states
+            .iter()
+            .all(|s| s.position[2] == 0.0 && s.attitude.iter().all(|q| q.is_finite())),
+        "{:?}",
+        states.first()
+    );
 }
 
 /// Several nodes in one process (`agent node stereo,policy`): threads sharing

@@ -1,7 +1,7 @@
 //! `agent record`, `agent replay` and `agent latency`: the bus.
 
 use super::{BusArgs, parse_topics};
-use agent::fly::FlyConfig;
+use agent::pipeline::LoopConfig;
 use anyhow::{Context as _, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -135,7 +135,7 @@ pub(crate) fn replay(a: ReplayArgs, stop: Arc<AtomicBool>) -> Result<()> {
 
 /// `agent latency`.
 pub(crate) fn latency(a: LatencyArgs) -> Result<()> {
-    let cfg = FlyConfig::default();
+    let cfg = LoopConfig::default();
     for size in &a.sizes {
         let (w, h) = size
             .split_once('x')

@@ -288,7 +288,8 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     let cfg = match &a.config {
         Some(p) => FlyConfig::load(p)?,
         None => FlyConfig::default(),
-    };
+    }
+    .loop_config();
     let backends = if a.backend.is_empty() {
         agent::device::compiled_backends()
     } else {

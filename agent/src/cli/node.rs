@@ -157,7 +157,9 @@ pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
             None => None,
         },
         supervise: a.supervise,
+        twin: Some(cfg.clone()),
     };
+    let cfg = cfg.loop_config();
     if let [one] = a.kind.as_slice() {
         return agent::nodes::run(*one, &session, &a.bus.robot, &cfg, &fc, &stop);
     }

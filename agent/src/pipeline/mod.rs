@@ -14,6 +14,7 @@
 //! mono network is never trained on an unknown target.
 
 pub mod avoid;
+pub mod config;
 pub mod depth;
 pub mod pilot;
 pub mod replay;
@@ -21,6 +22,7 @@ pub mod rig;
 pub mod switch;
 
 pub use avoid::{Ahead, AltitudeHold, AvoidConfig, Avoider, Velocity};
+pub use config::LoopConfig;
 pub use depth::{ScanShape, StereoDepth, StereoStage, StereoStageError};
 pub use pilot::Pilot;
 pub use rig::{RigError, RigGeometry};
