@@ -10,8 +10,8 @@
 #     aarch64 agent's self-test), opencv-doc (OpenCV's sample images: real
 #     camera images the calibration is tested on, and Middlebury's Aloe pair with
 #     ground truth that stereo matching is tested on)
-#   - the aarch64 build of the agent (tests/tests/aarch64.rs runs its self-test),
-#     in the `cross-check` profile
+#   - the aarch64 build of the robot's agent (no `twin` feature, so no simulator;
+#     tests/tests/aarch64.rs runs its self-test), in the `cross-check` profile
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet rerun-sdk==0.36.3 "opencv-python-headless<5"
@@ -34,4 +34,10 @@ fi
 # .cargo/config.toml names the linker; C parts of dependencies use aarch64-linux-gnu-gcc.
 # The `cross-check` profile is the release profile at opt-level 0: the same code,
 # built in about 9 min on 2 cores where `--release` takes about 20 (Cargo.toml).
-cargo build --profile cross-check -p agent --target aarch64-unknown-linux-gnu
+# The robot's build: the agent without its `twin` feature, which holds no
+# simulator (checked first: `cargo tree` fails when `sim` is not in the graph).
+if cargo tree -e normal -p agent --no-default-features -i sim >/dev/null 2>&1; then
+    echo "prepare.sh: the robot's build (agent --no-default-features) depends on sim" >&2
+    exit 1
+fi
+cargo build --profile cross-check -p agent --no-default-features --target aarch64-unknown-linux-gnu

@@ -17,13 +17,13 @@
 
 use crate::device::{Backend, device};
 use crate::learner::{Learner, LearnerConfig, Pacing, Sample};
+pub use crate::mono::save_checkpoint;
 use crate::mono::{MonoNet, MonoShape, coarse_target, depth_scan, infer, preprocess};
 use crate::persist::{DelayLine, FrameRecord, Mode, PersistConfig, Strategy, Switch};
 pub use crate::pipeline::AvoidConfig;
+pub use crate::pipeline::depth::scan_shape;
 use crate::pipeline::switch::mono_error;
-use crate::pipeline::{
-    FrameCues, LoopConfig, Pilot, RigGeometry, ScanShape, StereoStage, Velocity,
-};
+use crate::pipeline::{FrameCues, LoopConfig, Pilot, RigGeometry, StereoStage, Velocity};
 use crate::telemetry::{Sink, Telemetry};
 use anyhow::{Context as _, Result, bail};
 use burn::module::Module;
@@ -570,16 +570,6 @@ pub fn fly_arm(
     })
 }
 
-/// Save a trained network as a burnpack checkpoint, creating the folder.
-pub fn save_checkpoint(net: &MonoNet, path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    net.valid()
-        .save_file(path)
-        .map_err(|e| anyhow::anyhow!("cannot save checkpoint {}: {e:?}", path.display()))
-}
-
 /// The twin's action for a velocity command of the loop.
 pub fn twin_action(v: Velocity) -> Action {
     Action::Velocity {
@@ -601,16 +591,6 @@ pub fn twin_geometry(rig: &sim::StereoRig) -> Result<RigGeometry> {
         sim::target::rig_truth(rig)
     };
     Ok(RigGeometry::from_rig(&cal, "twin")?)
-}
-
-/// The depth scan's shape: the mono network's columns, band and range.
-pub fn scan_shape(m: &MonoShape) -> ScanShape {
-    ScanShape {
-        columns: m.columns,
-        band: m.band,
-        min_depth: m.min_depth,
-        max_depth: m.max_depth,
-    }
 }
 
 /// Where `agent fly` reads and writes.

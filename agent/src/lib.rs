@@ -1,10 +1,19 @@
 //! The onboard learning agent: perception networks, online learning, behaviours
 //! and telemetry. The binary `agent` runs its jobs.
+//!
+//! With the `twin` feature (on by default) it also holds the simulator twin's
+//! side: the twin camera node, the in-process flight experiments (`fly`,
+//! `persist`, `budget`), reinforcement learning (`train`, `selfi`). Without
+//! it the robot's build compiles no simulator:
+//! `cargo build --release -p agent --no-default-features`.
 
 pub mod bench;
+#[cfg(feature = "twin")]
 pub mod budget;
 pub mod device;
+#[cfg(feature = "twin")]
 pub mod experiment;
+#[cfg(feature = "twin")]
 pub mod fly;
 pub mod latency;
 pub mod launch;
@@ -13,9 +22,13 @@ pub mod mono;
 pub mod nodes;
 pub mod persist;
 pub mod pipeline;
+#[cfg(feature = "twin")]
 pub mod rlbench;
+#[cfg(feature = "twin")]
 pub mod selfi;
+#[cfg(feature = "twin")]
 pub mod selfi_graph;
 pub mod selftest;
 pub mod telemetry;
+#[cfg(feature = "twin")]
 pub mod train;

@@ -5,7 +5,9 @@ mod cli;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use cli::bus::{LatencyArgs, RecordArgs, ReplayArgs};
+#[cfg(feature = "twin")]
 use cli::lab::{BenchArgs, BudgetArgs, FlyArgs, PersistArgs};
+#[cfg(feature = "twin")]
 use cli::learn::{RlBenchArgs, RlValidateArgs, SelfiCmd, TrainArgs};
 use cli::node::NodeArgs;
 use std::path::PathBuf;
@@ -25,12 +27,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    #[cfg(feature = "twin")]
     /// Fly a short simulated flight in the twin while the monocular depth network
     /// learns online from stereo (persistent strategy by default); telemetry to an .rrd file.
     Fly(FlyArgs),
+    #[cfg(feature = "twin")]
     /// The persistent self-supervised learning experiment: stereo only, persistent
     /// SSL and a naive switch fly the same rooms side by side; prints their figures.
     Persist(PersistArgs),
+    #[cfg(feature = "twin")]
     /// Time the mono network: inference latency on 1 thread, training samples/s.
     Bench(BenchArgs),
     /// Run one node of the onboard graph over zenoh until Ctrl-C.
@@ -47,6 +52,7 @@ enum Cmd {
         #[arg(long)]
         rig: Option<PathBuf>,
     },
+    #[cfg(feature = "twin")]
     /// The on-target budget: the whole pipeline in one process at the loop rate;
     /// time per stage, whether the rate is met, peak memory.
     Budget(BudgetArgs),
@@ -54,16 +60,20 @@ enum Cmd {
     Record(RecordArgs),
     /// Play an MCAP recording back onto the bus, at the recorded rate or as fast as possible.
     Replay(ReplayArgs),
+    #[cfg(feature = "twin")]
     /// Reinforcement learning over the twin's contexts with a curriculum (SPaCE,
     /// round-robin, random): several seeds each, held-out evaluation, CSV + rerun
     /// metrics, checkpoints; prints the steps each needs to reach round-robin's final return.
     Train(TrainArgs),
+    #[cfg(feature = "twin")]
     /// Train our DQN (CartPole) and SAC (Pendulum) on one CPU for a fixed number of
     /// steps next to Stable-Baselines3 with the same settings; prints steps/s and the ratio.
     RlBench(RlBenchArgs),
+    #[cfg(feature = "twin")]
     /// Train DQN on CartPole or SAC on Pendulum over several seeds until solved
     /// (CartPole: mean greedy return >= 475 over 100 episodes; Pendulum: >= -200).
     RlValidate(RlValidateArgs),
+    #[cfg(feature = "twin")]
     /// SELFI: record flights, pre-train against the model-based objective J
     /// offline, fine-tune online with Q = J + Q̄; `all` runs the whole experiment.
     #[command(subcommand)]
@@ -86,7 +96,9 @@ fn main() -> Result<()> {
             .context("cannot install the Ctrl-C handler")?;
     }
     match Cli::parse().cmd {
+        #[cfg(feature = "twin")]
         Cmd::Fly(a) => cli::lab::fly(a, stop),
+        #[cfg(feature = "twin")]
         Cmd::Persist(a) => cli::lab::persist(a, stop),
         Cmd::Node(a) => cli::node::run(*a, stop),
         Cmd::Launch { file } => {
@@ -110,14 +122,20 @@ fn main() -> Result<()> {
             println!("{r}");
             Ok(())
         }
+        #[cfg(feature = "twin")]
         Cmd::Train(a) => cli::learn::train(a, stop),
+        #[cfg(feature = "twin")]
         Cmd::Selfi(c) => cli::learn::selfi(c, &stop),
+        #[cfg(feature = "twin")]
         Cmd::RlBench(a) => cli::learn::rl_bench(a),
+        #[cfg(feature = "twin")]
         Cmd::RlValidate(a) => cli::learn::rl_validate(a),
+        #[cfg(feature = "twin")]
         Cmd::Budget(a) => cli::lab::budget(a, stop),
         Cmd::Record(a) => cli::bus::record(a, stop),
         Cmd::Replay(a) => cli::bus::replay(a, stop),
         Cmd::Latency(a) => cli::bus::latency(a),
+        #[cfg(feature = "twin")]
         Cmd::Bench(a) => cli::lab::bench(a),
     }
 }

@@ -484,6 +484,17 @@ mod tests {
     }
 }
 
+/// Save a trained network as a burnpack checkpoint, creating the folder.
+pub fn save_checkpoint(net: &MonoNet, path: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    }
+    net.valid()
+        .save_file(path)
+        .map_err(|e| anyhow::anyhow!("cannot save checkpoint {}: {e:?}", path.display()))
+}
+
 /// Load network weights saved by `agent fly` (burnpack) onto `device`.
 pub fn load_checkpoint(
     path: &std::path::Path,

@@ -16,14 +16,14 @@
 //! The stages are the same code the twin's in-process loop runs
 //! (`crate::fly::fly_arm`); only the transport differs.
 
-use crate::fly::{FlyConfig, scan_shape, twin_geometry};
+#[cfg(feature = "twin")]
+use crate::fly::{FlyConfig, twin_geometry};
 use crate::persist::{Mode, Strategy, Switch};
-use crate::pipeline::{
-    Ahead, AltitudeHold, FrameCues, LoopConfig, Pilot, RigGeometry, StereoStage,
-};
+use crate::pipeline::{FrameCues, LoopConfig, Pilot, RigGeometry, StereoStage, scan_shape};
 use anyhow::{Context as _, Result};
 use bus::msg::{DepthScan, Event, Setpoint, State, StereoPair};
 use bus::{Inbox, Outbox, Session};
+#[cfg(feature = "twin")]
 use sim::env::{Action, Env, EnvConfig, Task};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -91,6 +91,7 @@ pub struct NodeOptions {
     /// The twin's settings: the room, seed and duration the `camera` (twin)
     /// node flies, the context a trained policy network is shown; the
     /// defaults when absent.
+    #[cfg(feature = "twin")]
     pub twin: Option<FlyConfig>,
     /// `policy`: how it picks its cue (persistent SSL when absent).
     pub strategy: Option<Strategy>,
@@ -113,6 +114,7 @@ pub struct NodeOptions {
     pub policy_net: Option<std::path::PathBuf>,
     /// SELFI: `camera` flies the goal-reaching task, `policy` the SELFI actor,
     /// `selfi-learner` fine-tunes it (see [`crate::selfi_graph`]).
+    #[cfg(feature = "twin")]
     pub selfi: Option<crate::selfi_graph::SelfiNodeOptions>,
     /// `safety`: also gate `cmd/policy` with the supervisor rule (interventions).
     pub supervise: bool,
@@ -149,14 +151,24 @@ pub fn run(
         NodeKind::Fc => fc_node(session, robot, fc, stop),
         NodeKind::Mavlink => mavlink_node(session, robot, fc, stop),
         NodeKind::Stereo => stereo_node(session, robot, cfg, fc, stop),
+        #[cfg(feature = "twin")]
         NodeKind::Policy => match &fc.selfi {
             Some(o) => crate::selfi_graph::selfi_policy_node(session, robot, o, stop),
             None => policy_node(session, robot, cfg, fc, stop),
         },
+        #[cfg(not(feature = "twin"))]
+        NodeKind::Policy => policy_node(session, robot, cfg, fc, stop),
+        #[cfg(not(feature = "twin"))]
+        NodeKind::Camera | NodeKind::SelfiLearner => anyhow::bail!(
+            "the {} node is the twin's: this agent was built without the `twin` feature",
+            kind.name()
+        ),
+        #[cfg(feature = "twin")]
         NodeKind::Camera => match &fc.selfi {
             Some(o) => crate::selfi_graph::goal_camera_node(session, robot, o, stop),
             None => camera_node(session, robot, &fc.twin.clone().unwrap_or_default(), stop),
         },
+        #[cfg(feature = "twin")]
         NodeKind::SelfiLearner => match &fc.selfi {
             Some(o) => crate::selfi_graph::selfi_learner_node(session, robot, o, stop),
             None => {
@@ -167,11 +179,18 @@ pub fn run(
 }
 
 /// The stereo stage's rig: the file given with `--rig` (OpenCV YAML from
-/// `calib stereo`), or the twin's own rig.
+/// `calib stereo`), or the twin's own rig (bundled with the agent when it is
+/// built without the twin).
 pub fn stereo_rig(opts: &NodeOptions) -> Result<RigGeometry> {
     match &opts.rig {
         Some(p) => Ok(RigGeometry::load(p)?),
+        #[cfg(feature = "twin")]
         None => twin_geometry(&EnvConfig::default().rig),
+        #[cfg(not(feature = "twin"))]
+        None => Ok(RigGeometry::from_rig(
+            &crate::selftest::bundled_rig()?,
+            "bundled rig (the twin's)",
+        )?),
     }
 }
 
@@ -227,6 +246,99 @@ pub fn stereo_node(
     }
     info!(refused, stats = ?pairs.stats(), "stereo node down");
     Ok(())
+}
+
+/// A network trained by `agent train` flying on the stereo scan (`--policy-net`).
+/// Unknown is not free here either: an unknown column reads as an obstacle at
+/// the nearest range, and a blind way ahead allows no forward speed.
+#[cfg(feature = "twin")]
+struct LearnedPolicy {
+    policy: rl::policy::OnboardPolicy,
+    context: Vec<f32>,
+    clock: rl::policy::DecisionClock,
+    held: Option<(f64, f64)>,
+    min_depth: f32,
+    unknown_ahead: f64,
+}
+
+#[cfg(feature = "twin")]
+impl LearnedPolicy {
+    fn load(opts: &NodeOptions, cfg: &LoopConfig) -> Result<Option<Self>> {
+        let Some(p) = &opts.policy_net else {
+            return Ok(None);
+        };
+        let device = crate::device::device(crate::device::Backend::Cpu)?;
+        let policy = rl::policy::OnboardPolicy::load(p, &device)
+            .with_context(|| format!("cannot load the policy network {}", p.display()))?;
+        info!(net = %p.display(), learner = %policy.card().learner, "policy node flies a trained network");
+        let context = opts.twin.as_ref().map_or_else(
+            || sim::Context::default().to_vector(),
+            |t| t.context.to_vector(),
+        );
+        // It decides at the rate it was trained at and holds its command in
+        // between (every scan is still answered).
+        let clock = rl::policy::DecisionClock::new(policy.card().control_hz);
+        Ok(Some(Self {
+            policy,
+            context,
+            clock,
+            held: None,
+            min_depth: cfg.mono.min_depth,
+            unknown_ahead: cfg.avoid.unknown_ahead,
+        }))
+    }
+
+    /// The setpoint for a scan stamped `stamp_ns`; `None` when the network
+    /// could not answer (reported).
+    fn answer(
+        &mut self,
+        stamp_ns: u64,
+        depth: &[f32],
+        state: Option<&State>,
+        altitude: f64,
+        hold: &crate::pipeline::AltitudeHold,
+    ) -> Result<Option<Setpoint>> {
+        let (velocity, roll_pitch) = state.map_or(([0.0; 3], [0.0; 2]), |s| {
+            let [w, x, y, z] = s.attitude;
+            let roll = (2.0 * (w * x + y * z)).atan2(1.0 - 2.0 * (x * x + y * y));
+            let pitch = (2.0 * (w * y - z * x)).clamp(-1.0, 1.0).asin();
+            (s.velocity, [roll as f32, pitch as f32])
+        });
+        let near: Vec<f32> = depth
+            .iter()
+            .map(|d| if d.is_finite() { *d } else { self.min_depth })
+            .collect();
+        let blind = crate::pipeline::Ahead::of(depth).blind(self.unknown_ahead);
+        let input = rl::policy::PolicyInput {
+            scan: &near,
+            velocity,
+            // Forward flight: the goal is always ahead, as far as the scan reaches.
+            goal: [10.0, 0.0, 0.0],
+            roll_pitch,
+            context: &self.context,
+        };
+        let due = self.clock.due(stamp_ns);
+        let decision = match self.held {
+            Some(cmd) if !due => Ok(cmd),
+            _ => self.policy.act(&input),
+        };
+        match decision {
+            Ok((forward, yaw_rate)) => {
+                self.held = Some((forward, yaw_rate));
+                let forward = if blind { forward.min(0.0) } else { forward };
+                Ok(Some(Setpoint {
+                    forward: forward as f32,
+                    left: 0.0,
+                    up: hold.up(altitude) as f32,
+                    yaw_rate: yaw_rate as f32,
+                }))
+            }
+            Err(e) => {
+                tracing::warn!("policy network skipped a scan: {e}");
+                Ok(None)
+            }
+        }
+    }
 }
 
 /// The last second or so of `state` messages, so that a frame is decided
@@ -329,29 +441,16 @@ pub fn policy_node(
     let mut events = Outbox::<Event>::new(session, robot, bus::topics::EVENTS)?;
     let strategy = opts.strategy.unwrap_or(Strategy::Persistent);
     let mut pilot = Pilot::new(cfg.persist, strategy, opts.camera_hz(), cfg.avoid);
-    let hold = AltitudeHold::new(cfg.avoid.altitude);
-    let learned = match &opts.policy_net {
-        Some(p) => {
-            let device = crate::device::device(crate::device::Backend::Cpu)?;
-            let policy = rl::policy::OnboardPolicy::load(p, &device)
-                .with_context(|| format!("cannot load the policy network {}", p.display()))?;
-            info!(net = %p.display(), learner = %policy.card().learner, "policy node flies a trained network");
-            Some(policy)
-        }
-        None => None,
-    };
-    let context = opts.twin.as_ref().map_or_else(
-        || sim::Context::default().to_vector(),
-        |t| t.context.to_vector(),
-    );
-    // A trained network decides at the rate it was trained at and holds its
-    // command in between (every scan is still answered).
-    let mut clock = rl::policy::DecisionClock::new(
-        learned
-            .as_ref()
-            .map_or(f64::INFINITY, |p| p.card().control_hz),
-    );
-    let mut held: Option<(f64, f64)> = None;
+    #[cfg(feature = "twin")]
+    let hold = crate::pipeline::AltitudeHold::new(cfg.avoid.altitude);
+    #[cfg(feature = "twin")]
+    let mut learned = LearnedPolicy::load(opts, cfg)?;
+    #[cfg(not(feature = "twin"))]
+    if opts.policy_net.is_some() {
+        anyhow::bail!(
+            "--policy-net needs the agent built with the `twin` feature (the networks of `agent train`)"
+        );
+    }
     let (mut on_mono, mut interventions) = (0u64, 0u64);
     info!(robot, strategy = strategy.name(), "policy node up");
     while !stop.load(Ordering::Relaxed) {
@@ -363,54 +462,10 @@ pub fn policy_node(
         }
         let last_state = recent_states.at(h.stamp_ns);
         let altitude = last_state.map_or(f64::NAN, |s| s.position[2]);
-        if let Some(policy) = &learned {
-            let (velocity, roll_pitch) = last_state.map_or(([0.0; 3], [0.0; 2]), |s| {
-                let [w, x, y, z] = s.attitude;
-                let roll = (2.0 * (w * x + y * z)).atan2(1.0 - 2.0 * (x * x + y * y));
-                let pitch = (2.0 * (w * y - z * x)).clamp(-1.0, 1.0).asin();
-                (s.velocity, [roll as f32, pitch as f32])
-            });
-            // Unknown is not free: an unknown column reads as an obstacle at
-            // the nearest range, and a blind way ahead allows no forward speed.
-            let near: Vec<f32> = scan
-                .depth
-                .iter()
-                .map(|d| {
-                    if d.is_finite() {
-                        *d
-                    } else {
-                        cfg.mono.min_depth
-                    }
-                })
-                .collect();
-            let blind = Ahead::of(&scan.depth).blind(cfg.avoid.unknown_ahead);
-            let input = rl::policy::PolicyInput {
-                scan: &near,
-                velocity,
-                // Forward flight: the goal is always ahead, as far as the scan reaches.
-                goal: [10.0, 0.0, 0.0],
-                roll_pitch,
-                context: &context,
-            };
-            let due = clock.due(h.stamp_ns);
-            let decision = match held {
-                Some(cmd) if !due => Ok(cmd),
-                _ => policy.act(&input).inspect(|cmd| held = Some(*cmd)),
-            };
-            match decision {
-                Ok((forward, yaw_rate)) => {
-                    let forward = if blind { forward.min(0.0) } else { forward };
-                    out.send_with(
-                        &h,
-                        &Setpoint {
-                            forward: forward as f32,
-                            left: 0.0,
-                            up: hold.up(altitude) as f32,
-                            yaw_rate: yaw_rate as f32,
-                        },
-                    )?;
-                }
-                Err(e) => tracing::warn!("policy network skipped a scan: {e}"),
+        #[cfg(feature = "twin")]
+        if let Some(l) = learned.as_mut() {
+            if let Some(sp) = l.answer(h.stamp_ns, &scan.depth, last_state, altitude, &hold)? {
+                out.send_with(&h, &sp)?;
             }
             continue;
         }
@@ -480,6 +535,7 @@ pub fn policy_node(
 /// first, as a flight controller's state precedes the camera's frame: a node
 /// deciding on the pair then has the state of its instant (the policy takes
 /// the newest state stamped at or before the frame).
+#[cfg(feature = "twin")]
 pub(crate) fn publish_twin_frame(
     pairs: &mut Outbox<StereoPair>,
     states: &mut Outbox<State>,
@@ -513,6 +569,7 @@ pub(crate) fn publish_twin_frame(
 
 /// Wait (up to 0.5 s of wall time) for the setpoint answering the frame of
 /// header `h`; answers to older frames are skipped. `None`: no answer in time.
+#[cfg(feature = "twin")]
 pub(crate) fn await_setpoint(
     setpoints: &mut Inbox<Setpoint>,
     h: &bus::wire::Header,
@@ -538,6 +595,7 @@ pub(crate) fn await_setpoint(
 /// The twin: publishes each frame's pair and state, waits (up to 0.5 s of wall
 /// time) for the setpoint answering that frame and steps with it; without an
 /// answer it hovers (failsafe) and says so on `events`.
+#[cfg(feature = "twin")]
 pub fn camera_node(
     session: &Session,
     robot: &str,
@@ -917,6 +975,11 @@ pub fn safety_node(
     let mut seen: std::collections::BTreeSet<String> = Default::default();
     let mut next_hover = Instant::now();
     let mut hovers = 0u64;
+    #[cfg(not(feature = "twin"))]
+    if opts.supervise {
+        anyhow::bail!("--supervise (the SELFI supervisor) needs the `twin` feature");
+    }
+    #[cfg(feature = "twin")]
     let mut gate = if opts.supervise {
         let cfg = opts
             .selfi
@@ -934,6 +997,7 @@ pub fn safety_node(
         "safety node up"
     );
     while !stop.load(Ordering::Relaxed) {
+        #[cfg(feature = "twin")]
         if let Some(g) = gate.as_mut() {
             g.poll()?;
         }
@@ -967,11 +1031,14 @@ pub fn safety_node(
             hovers += 1;
         }
     }
+    #[cfg(feature = "twin")]
     info!(
         hovers,
         interventions = gate.as_ref().map_or(0, |g| g.interventions),
         "safety node down"
     );
+    #[cfg(not(feature = "twin"))]
+    info!(hovers, "safety node down");
     Ok(())
 }
 
@@ -1077,7 +1144,7 @@ pub fn mono_node(
 /// next to it, then renamed over it.
 fn save_atomically(net: &crate::mono::MonoNet, path: &std::path::Path) -> Result<()> {
     let tmp = path.with_extension("bpk.tmp");
-    crate::fly::save_checkpoint(net, &tmp)?;
+    crate::mono::save_checkpoint(net, &tmp)?;
     std::fs::rename(&tmp, path)
         .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
 }
@@ -1224,11 +1291,8 @@ pub fn telemetry_node(
                 .with_context(|| format!("cannot load the rig file {}", path.display()))?;
             tel.log_rig(&rig)?;
         }
-        None => {
-            let rig = EnvConfig::default().rig;
-            tel.log_camera(&rig)?;
-            tel.log_right_camera(&rig)?;
-        }
+        // The rig bundled with the agent: the twin's.
+        None => tel.log_rig(&crate::selftest::bundled_rig()?)?,
     }
     let mut pairs = Inbox::<StereoPair>::new(session, robot, bus::topics::CAMERA_STEREO, 2)?;
     let mut states = Inbox::<State>::new(session, robot, bus::topics::STATE, 16)?;
@@ -1260,15 +1324,7 @@ pub fn telemetry_node(
             if h.seq % image_every == 0 {
                 let (f, t) = at(&h);
                 tel.set_time(f, t);
-                let frame = sim::StereoFrame {
-                    width: p.width as usize,
-                    height: p.height as usize,
-                    left: p.left,
-                    right: Vec::new(),
-                    depth: Vec::new(),
-                    depth_right: Vec::new(),
-                };
-                tel.log_image(&frame)?;
+                tel.log_left(&p.left, p.width as usize, p.height as usize)?;
                 logged += 1;
             }
         }

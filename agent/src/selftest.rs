@@ -12,6 +12,12 @@ use crate::mono::{MonoNet, infer, preprocess};
 use crate::pipeline::LoopConfig;
 
 const RIG: &str = include_str!("../selftest/rig.yaml");
+
+/// The rig bundled with the agent: the twin's (160x120, 90° field of view,
+/// 10 cm baseline), the default of the stereo and telemetry nodes.
+pub fn bundled_rig() -> Result<calib::Rig, calib::RigError> {
+    calib::Rig::from_opencv_yaml(RIG, "bundled rig")
+}
 const LEFT: &[u8] = include_bytes!("../selftest/left.gray");
 const RIGHT: &[u8] = include_bytes!("../selftest/right.gray");
 
@@ -62,10 +68,7 @@ pub fn run(cfg: &LoopConfig, rig_file: Option<&std::path::Path>) -> Result<SelfT
                 .with_context(|| format!("cannot load the rig file {}", p.display()))?,
             p.display().to_string(),
         ),
-        None => (
-            calib::Rig::from_opencv_yaml(RIG, "bundled rig")?,
-            "bundled".to_string(),
-        ),
+        None => (bundled_rig()?, "bundled".to_string()),
     };
     let (w, h) = (160usize, 120usize);
     if (rig.width, rig.height) != (w, h) {

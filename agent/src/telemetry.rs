@@ -18,6 +18,7 @@
 //! figures it compares under `compare/<figure>/<arm>` so they share one plot.
 
 use rerun::{RecordingStream, RecordingStreamBuilder};
+#[cfg(feature = "twin")]
 use sim::{StereoFrame, StereoRig, World};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -422,6 +423,7 @@ impl Telemetry {
     }
 
     /// Log the room and obstacles (static).
+    #[cfg(feature = "twin")]
     pub fn log_world(&self, world: &World) -> Result<(), TelemetryError> {
         if self.rec.is_none() {
             return Ok(());
@@ -460,6 +462,7 @@ impl Telemetry {
     }
 
     /// Log the camera model and its mounting (static).
+    #[cfg(feature = "twin")]
     pub fn log_camera(&self, rig: &StereoRig) -> Result<(), TelemetryError> {
         let k = rig.intrinsics;
         let path = self.path("world/robot/camera");
@@ -489,8 +492,14 @@ impl Telemetry {
         Ok(())
     }
 
-    /// Log the left image.
+    /// Log the left image of a twin frame.
+    #[cfg(feature = "twin")]
     pub fn log_image(&self, frame: &StereoFrame) -> Result<(), TelemetryError> {
+        self.log_left(&frame.left, frame.width, frame.height)
+    }
+
+    /// Log the left image (8-bit gray, `width` x `height`).
+    pub fn log_left(&self, left: &[u8], width: usize, height: usize) -> Result<(), TelemetryError> {
         if self.rec.is_none() {
             return Ok(());
         }
@@ -498,10 +507,7 @@ impl Telemetry {
         self.submit(
             path.as_str(),
             false,
-            &rerun::Image::from_l8(
-                frame.left.clone(),
-                [frame.width as u32, frame.height as u32],
-            ),
+            &rerun::Image::from_l8(left.to_vec(), [width as u32, height as u32]),
         );
         Ok(())
     }
@@ -553,6 +559,7 @@ impl Telemetry {
     }
 
     /// Log the right camera of the rig, `baseline` to the right of the left one (static).
+    #[cfg(feature = "twin")]
     pub fn log_right_camera(&self, rig: &StereoRig) -> Result<(), TelemetryError> {
         let k = rig.intrinsics;
         let path = self.path("world/robot/camera/right");

@@ -3,7 +3,9 @@
 //! experiments and benchmarks ([`lab`]) and reinforcement learning ([`learn`]).
 
 pub(crate) mod bus;
+#[cfg(feature = "twin")]
 pub(crate) mod lab;
+#[cfg(feature = "twin")]
 pub(crate) mod learn;
 pub(crate) mod node;
 

@@ -1,7 +1,10 @@
 //! `agent node`: one or several nodes of the robot's graph.
 
 use super::{BusArgs, RerunMode, positive_hz};
+#[cfg(feature = "twin")]
 use agent::fly::FlyConfig;
+#[cfg(not(feature = "twin"))]
+use agent::pipeline::LoopConfig;
 use agent::telemetry::Sink;
 use anyhow::{Context as _, Result};
 use std::path::PathBuf;
@@ -22,6 +25,7 @@ pub(crate) struct NodeArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Simulated seconds the camera (twin) node runs.
+    #[cfg(feature = "twin")]
     #[arg(long)]
     seconds: Option<f64>,
     /// fc node: the flight controller's serial device (e.g. /dev/ttyTHS1).
@@ -79,36 +83,48 @@ pub(crate) struct NodeArgs {
     /// then flies the goal-reaching task with walkers, the policy flies the SELFI
     /// actor (swapping in weights from `policy/weights`), and the selfi-learner
     /// node fine-tunes it (saving to --checkpoint).
+    #[cfg(feature = "twin")]
     #[arg(long)]
     selfi: Option<PathBuf>,
     /// SELFI graph: settings (TOML, see agent/rl/config/selfi.toml); default: the
     /// offline phase's, with the built-in online settings.
+    #[cfg(feature = "twin")]
     #[arg(long)]
     selfi_config: Option<PathBuf>,
     /// safety node: gate `cmd/policy` with the supervisor rule; take-overs are interventions.
     #[arg(long)]
     supervise: bool,
     /// SELFI policy node: propose on `cmd/policy` for a supervising safety node.
+    #[cfg(feature = "twin")]
     #[arg(long)]
     gated: bool,
     /// SELFI policy node: add exploration noise to the executed command.
+    #[cfg(feature = "twin")]
     #[arg(long)]
     explore: bool,
     /// selfi-learner node: publish weights every this many transitions once the actor learns.
+    #[cfg(feature = "twin")]
     #[arg(long, default_value_t = 100)]
     publish_every: u64,
 }
 
 /// Run the nodes of `a` until `stop` (or the first failure).
 pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    #[cfg(feature = "twin")]
     let mut cfg = match &a.config {
         Some(p) => FlyConfig::load(p)?,
         None => FlyConfig::default(),
     };
+    #[cfg(feature = "twin")]
     if let Some(s) = a.seconds {
         cfg.seconds = s;
         cfg.validate()?;
     }
+    #[cfg(not(feature = "twin"))]
+    let cfg = match &a.config {
+        Some(p) => LoopConfig::load(p)?,
+        None => LoopConfig::default(),
+    };
     let session = a.bus.open()?;
     let fc = agent::nodes::NodeOptions {
         require: a.require,
@@ -129,6 +145,7 @@ pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
         baud: a.baud,
         arm: a.arm,
         policy_net: a.policy_net,
+        #[cfg(feature = "twin")]
         selfi: match &a.selfi {
             Some(dir) => {
                 let config = match &a.selfi_config {
@@ -157,8 +174,10 @@ pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
             None => None,
         },
         supervise: a.supervise,
+        #[cfg(feature = "twin")]
         twin: Some(cfg.clone()),
     };
+    #[cfg(feature = "twin")]
     let cfg = cfg.loop_config();
     if let [one] = a.kind.as_slice() {
         return agent::nodes::run(*one, &session, &a.bus.robot, &cfg, &fc, &stop);

@@ -5,6 +5,7 @@
 //! answer is NaN in the scan: unknown, never a default range.
 
 use super::rig::{RigError, RigGeometry};
+use crate::mono::MonoShape;
 use thiserror::Error;
 
 /// What the stage could not do.
@@ -29,6 +30,17 @@ pub struct ScanShape {
     pub min_depth: f32,
     /// Largest depth reported (m); farther answers (and zero disparity) read this.
     pub max_depth: f32,
+}
+
+/// The depth scan's shape: the mono network's columns, band and range (the
+/// two cues' scans line up column for column).
+pub fn scan_shape(m: &MonoShape) -> ScanShape {
+    ScanShape {
+        columns: m.columns,
+        band: m.band,
+        min_depth: m.min_depth,
+        max_depth: m.max_depth,
+    }
 }
 
 /// One pair's stereo depth.

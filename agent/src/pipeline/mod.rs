@@ -23,7 +23,7 @@ pub mod switch;
 
 pub use avoid::{Ahead, AltitudeHold, AvoidConfig, Avoider, Velocity};
 pub use config::LoopConfig;
-pub use depth::{ScanShape, StereoDepth, StereoStage, StereoStageError};
+pub use depth::{ScanShape, StereoDepth, StereoStage, StereoStageError, scan_shape};
 pub use pilot::Pilot;
 pub use rig::{RigError, RigGeometry};
 pub use switch::{CueSwitch, FrameCues, SwitchOutput};
