@@ -213,6 +213,25 @@ fn start_px4(
     (port, state, stop, thread)
 }
 
+/// `agent node mavlink` for the autopilot on UDP `port`, listening on bus
+/// port `k` of this test binary's block; returns it, its endpoint and robot name.
+fn spawn_mavlink_node(k: u16, port: u16, extra: &[&str]) -> (std::process::Child, String, String) {
+    use std::process::{Command, Stdio};
+    let bus_port = e2e_tests::test_port(e2e_tests::PortSlice::Mavlink, 2, k);
+    let ep = format!("tcp/127.0.0.1:{bus_port}");
+    let robot = format!("mav{k}x{}", std::process::id());
+    let node = Command::new(e2e_tests::workspace_bin("agent"))
+        .args(["node", "mavlink", "--robot", &robot, "--listen", &ep])
+        .args(extra)
+        .arg("--mavlink")
+        .arg(format!("udpout:127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (node, ep, robot)
+}
+
 #[test]
 fn px4_over_udp_arm_offboard_stream_and_hold_when_quiet() {
     let (port, state, stop, peer) = start_px4(Peer::default());
@@ -461,33 +480,14 @@ fn mavlink_over_a_serial_line() {
 fn mavlink_node_flies_px4_from_the_bus() {
     use bus::msg::{Event as BusEvent, FcStatus, Setpoint as BusSetpoint};
     use bus::{Inbox, Outbox};
-    use e2e_tests::{signal_after, workspace_bin};
-    use std::process::{Command, Stdio};
+    use e2e_tests::signal_after;
 
     let (port, state, stop, peer) = start_px4(Peer {
         // This peer answers the first arm command (no lost packet here).
         arm_commands: vec![9],
         ..Peer::default()
     });
-    let bus_port = e2e_tests::test_port(e2e_tests::PortSlice::Mavlink, 2, 0);
-    let ep = format!("tcp/127.0.0.1:{bus_port}");
-    let robot = format!("mav{}", std::process::id());
-    let node = Command::new(workspace_bin("agent"))
-        .args([
-            "node",
-            "mavlink",
-            "--robot",
-            &robot,
-            "--listen",
-            &ep,
-            "--arm",
-            "--mavlink",
-        ])
-        .arg(format!("udpout:127.0.0.1:{port}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (node, ep, robot) = spawn_mavlink_node(0, port, &["--arm"]);
     let session = bus::open(&bus::BusConfig::connect_to(ep)).unwrap();
     let mut setpoints =
         Outbox::<BusSetpoint>::new(&session, &robot, bus::topics::CMD_SETPOINT).unwrap();
@@ -587,32 +587,14 @@ fn mavlink_node_flies_px4_from_the_bus() {
 fn mavlink_state_is_enu() {
     use bus::Inbox;
     use bus::msg::State;
-    use e2e_tests::{signal_after, workspace_bin};
-    use std::process::{Command, Stdio};
+    use e2e_tests::signal_after;
 
     let (port, _state, stop, peer) = start_px4(Peer {
         attitude: Some([0.0, 0.1, std::f32::consts::FRAC_PI_2]),
         local: Some([1.0, 2.0, -3.0, 0.0, 0.5, -0.2]),
         ..Peer::default()
     });
-    let bus_port = e2e_tests::test_port(e2e_tests::PortSlice::Mavlink, 2, 1);
-    let ep = format!("tcp/127.0.0.1:{bus_port}");
-    let robot = format!("enu{}", std::process::id());
-    let node = Command::new(workspace_bin("agent"))
-        .args([
-            "node",
-            "mavlink",
-            "--robot",
-            &robot,
-            "--listen",
-            &ep,
-            "--mavlink",
-        ])
-        .arg(format!("udpout:127.0.0.1:{port}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (node, ep, robot) = spawn_mavlink_node(1, port, &[]);
     let session = bus::open(&bus::BusConfig::connect_to(ep)).unwrap();
     let mut states = Inbox::<State>::new(&session, &robot, bus::topics::STATE, 4).unwrap();
     let t0 = Instant::now();
