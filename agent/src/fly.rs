@@ -371,7 +371,12 @@ pub fn fly_arm(
             }
             mono_scan = Some(est.scan);
         }
-        let altitude = obs.pose.position[2];
+        // The twin's state, as a flight controller reports it.
+        let state = bus::msg::State {
+            position: obs.pose.position,
+            attitude: obs.pose.attitude,
+            velocity: obs.velocity,
+        };
         let (decided, cmd) = pilot.step(
             FrameCues {
                 t,
@@ -379,7 +384,8 @@ pub fn fly_arm(
                 mono: mono_scan.as_deref(),
                 train_steps: steps_done,
             },
-            altitude,
+            (t * 1e9) as u64,
+            Some(&state),
         );
         let stereo_ahead = decided.stereo_ahead.nearest.min(cfg.mono.max_depth);
 
@@ -427,7 +433,8 @@ pub fn fly_arm(
         if let Some(e) = pilot.switch().window_error() {
             ptel.scalar("persist/window_error", e)?;
         }
-        let action = twin_action(cmd);
+        // No answer from the policy: hover.
+        let action = twin_action(cmd.unwrap_or_default());
         ptel.log_pose(obs.pose.position, obs.pose.attitude)?;
         if frame % cfg.image_every == 0 {
             tel.log_image(stereo)?;

@@ -248,7 +248,7 @@ pub fn stereo_node(
     Ok(())
 }
 
-/// A network trained by `agent train` flying on the stereo scan (`--policy-net`).
+/// A network trained by `agent train` as the loop's policy (`--policy-net`).
 /// Unknown is not free here either: an unknown column reads as an obstacle at
 /// the nearest range, and a blind way ahead allows no forward speed.
 #[cfg(feature = "twin")]
@@ -259,6 +259,7 @@ struct LearnedPolicy {
     held: Option<(f64, f64)>,
     min_depth: f32,
     unknown_ahead: f64,
+    hold: crate::pipeline::AltitudeHold,
 }
 
 #[cfg(feature = "twin")]
@@ -285,30 +286,33 @@ impl LearnedPolicy {
             held: None,
             min_depth: cfg.mono.min_depth,
             unknown_ahead: cfg.avoid.unknown_ahead,
+            hold: crate::pipeline::AltitudeHold::new(cfg.avoid.altitude),
         }))
     }
+}
 
-    /// The setpoint for a scan stamped `stamp_ns`; `None` when the network
-    /// could not answer (reported).
-    fn answer(
+#[cfg(feature = "twin")]
+impl crate::pipeline::Policy for LearnedPolicy {
+    fn name(&self) -> &'static str {
+        "trained network"
+    }
+
+    fn act(
         &mut self,
-        stamp_ns: u64,
-        depth: &[f32],
-        state: Option<&State>,
-        altitude: f64,
-        hold: &crate::pipeline::AltitudeHold,
-    ) -> Result<Option<Setpoint>> {
-        let (velocity, roll_pitch) = state.map_or(([0.0; 3], [0.0; 2]), |s| {
+        frame: &crate::pipeline::PolicyFrame<'_>,
+    ) -> Option<crate::pipeline::Velocity> {
+        let (velocity, roll_pitch) = frame.state.map_or(([0.0; 3], [0.0; 2]), |s| {
             let [w, x, y, z] = s.attitude;
             let roll = (2.0 * (w * x + y * z)).atan2(1.0 - 2.0 * (x * x + y * y));
             let pitch = (2.0 * (w * y - z * x)).clamp(-1.0, 1.0).asin();
             (s.velocity, [roll as f32, pitch as f32])
         });
-        let near: Vec<f32> = depth
+        let near: Vec<f32> = frame
+            .scan
             .iter()
             .map(|d| if d.is_finite() { *d } else { self.min_depth })
             .collect();
-        let blind = crate::pipeline::Ahead::of(depth).blind(self.unknown_ahead);
+        let blind = crate::pipeline::Ahead::of(frame.scan).blind(self.unknown_ahead);
         let input = rl::policy::PolicyInput {
             scan: &near,
             velocity,
@@ -317,7 +321,7 @@ impl LearnedPolicy {
             roll_pitch,
             context: &self.context,
         };
-        let due = self.clock.due(stamp_ns);
+        let due = self.clock.due(frame.stamp_ns);
         let decision = match self.held {
             Some(cmd) if !due => Ok(cmd),
             _ => self.policy.act(&input),
@@ -326,16 +330,16 @@ impl LearnedPolicy {
             Ok((forward, yaw_rate)) => {
                 self.held = Some((forward, yaw_rate));
                 let forward = if blind { forward.min(0.0) } else { forward };
-                Ok(Some(Setpoint {
-                    forward: forward as f32,
+                Some(crate::pipeline::Velocity {
+                    forward,
                     left: 0.0,
-                    up: hold.up(altitude) as f32,
-                    yaw_rate: yaw_rate as f32,
-                }))
+                    up: self.hold.up(frame.altitude()),
+                    yaw_rate,
+                })
             }
             Err(e) => {
                 tracing::warn!("policy network skipped a scan: {e}");
-                Ok(None)
+                None
             }
         }
     }
@@ -421,7 +425,7 @@ impl MonoScans {
 /// way ahead as blocked. In the graph the mono node publishes only trained
 /// weights (the learner's saves), so the rule's minimum of training steps is
 /// the learner's. With `--policy-net` a network trained by `agent train`
-/// flies on the stereo scan instead.
+/// is the policy in the avoider's place (the same switch picks its scan).
 pub fn policy_node(
     session: &Session,
     robot: &str,
@@ -442,9 +446,9 @@ pub fn policy_node(
     let strategy = opts.strategy.unwrap_or(Strategy::Persistent);
     let mut pilot = Pilot::new(cfg.persist, strategy, opts.camera_hz(), cfg.avoid);
     #[cfg(feature = "twin")]
-    let hold = crate::pipeline::AltitudeHold::new(cfg.avoid.altitude);
-    #[cfg(feature = "twin")]
-    let mut learned = LearnedPolicy::load(opts, cfg)?;
+    if let Some(l) = LearnedPolicy::load(opts, cfg)? {
+        pilot = pilot.with_policy(Box::new(l));
+    }
     #[cfg(not(feature = "twin"))]
     if opts.policy_net.is_some() {
         anyhow::bail!(
@@ -452,7 +456,12 @@ pub fn policy_node(
         );
     }
     let (mut on_mono, mut interventions) = (0u64, 0u64);
-    info!(robot, strategy = strategy.name(), "policy node up");
+    info!(
+        robot,
+        strategy = strategy.name(),
+        policy = pilot.policy_name(),
+        "policy node up"
+    );
     while !stop.load(Ordering::Relaxed) {
         let Some((h, scan)) = scans.recv_timeout(POLL)? else {
             continue;
@@ -461,14 +470,6 @@ pub fn policy_node(
             recent_states.push(sh.stamp_ns, s);
         }
         let last_state = recent_states.at(h.stamp_ns);
-        let altitude = last_state.map_or(f64::NAN, |s| s.position[2]);
-        #[cfg(feature = "twin")]
-        if let Some(l) = learned.as_mut() {
-            if let Some(sp) = l.answer(h.stamp_ns, &scan.depth, last_state, altitude, &hold)? {
-                out.send_with(&h, &sp)?;
-            }
-            continue;
-        }
         let mono_scan = if strategy.learns() {
             mono.take(&h, opts.mono_wait.unwrap_or(MONO_WAIT))?
                 .filter(|m| m.len() == scan.depth.len())
@@ -483,7 +484,8 @@ pub fn policy_node(
                 mono: mono_scan.as_deref(),
                 train_steps: u64::MAX,
             },
-            altitude,
+            h.stamp_ns,
+            last_state,
         );
         if decided.mode == Mode::Mono {
             on_mono += 1;
@@ -516,15 +518,18 @@ pub fn policy_node(
             info!("{text}");
             events.send(h.stamp_ns, "policy", &Event { text })?;
         }
-        out.send_with(
-            &h,
-            &Setpoint {
-                forward: cmd.forward as f32,
-                left: cmd.left as f32,
-                up: cmd.up as f32,
-                yaw_rate: cmd.yaw_rate as f32,
-            },
-        )?;
+        // A policy with no answer for this frame sends nothing (it said why).
+        if let Some(cmd) = cmd {
+            out.send_with(
+                &h,
+                &Setpoint {
+                    forward: cmd.forward as f32,
+                    left: cmd.left as f32,
+                    up: cmd.up as f32,
+                    yaw_rate: cmd.yaw_rate as f32,
+                },
+            )?;
+        }
     }
     info!(on_mono, interventions, stats = ?scans.stats(), "policy node down");
     Ok(())

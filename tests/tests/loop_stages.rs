@@ -170,6 +170,11 @@ fn mono_flight(unknown_ahead: f64) -> MonoFlight {
         let d = stage
             .process(&pair.left, &pair.right, pair.width, pair.height)
             .unwrap();
+        let state = bus::msg::State {
+            position: obs.pose.position,
+            attitude: obs.pose.attitude,
+            velocity: obs.velocity,
+        };
         let (out, cmd) = pilot.step(
             FrameCues {
                 t: frame as f64 / hz,
@@ -177,8 +182,10 @@ fn mono_flight(unknown_ahead: f64) -> MonoFlight {
                 mono: Some(&clear),
                 train_steps: 0,
             },
-            obs.pose.position[2],
+            (frame as f64 / hz * 1e9) as u64,
+            Some(&state),
         );
+        let cmd = cmd.expect("the avoider always answers");
         f.mono_frames += u32::from(out.mode == Mode::Mono);
         if matches!(out.event, Some(Switch::Intervention { .. })) && out.stereo_blind {
             f.blind_interventions += 1;

@@ -88,7 +88,6 @@ pub fn run(path: &Path, s: ReplaySettings<'_>) -> Result<Vec<Answer>> {
             .checked_sub(1)
             .map(|i| &states[i].1)
             .or(states.first().map(|x| &x.1));
-        let altitude = state.map_or(f64::NAN, |st| st.position[2]);
         let (decided, cmd) = pilot.step(
             FrameCues {
                 t: h.stamp_ns as f64 * 1e-9,
@@ -96,8 +95,13 @@ pub fn run(path: &Path, s: ReplaySettings<'_>) -> Result<Vec<Answer>> {
                 mono: mono.as_deref(),
                 train_steps: u64::MAX,
             },
-            altitude,
+            h.stamp_ns,
+            state,
         );
+        // No answer: no setpoint, as on the bus.
+        let Some(cmd) = cmd else {
+            continue;
+        };
         out.push(Answer {
             header: h,
             setpoint: Setpoint {
