@@ -8,7 +8,7 @@
 //! κ when the mean value over the current set has stopped changing (change ≤
 //! η·|mean|, with an absolute floor), re-rank all instances and take the first N.
 //!
-//! Pitfalls the brief lists, and what this module does about them:
+//! Pitfalls of implementing it, and what this module does about them:
 //! - P1 ties: V(s0) that does not depend on the instance gives no ranking signal.
 //!   The sort is stable with the instance id as tie-break, and every update
 //!   reports the spread of the values and counts the updates that were ties.

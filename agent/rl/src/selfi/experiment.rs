@@ -80,8 +80,8 @@ pub struct OfflineCard {
     /// Mean J on the probe states: random actor, trained actor.
     pub actor_j: (f32, f32),
     /// Least-squares slope of the recorded discounted return on J of the flown
-    /// plan: J · j_scale is in the units of the online return (the brief's
-    /// scale pitfall). Falls back to std(return) / std(J) when the slope is not positive.
+    /// plan: J · j_scale is in the units of the online return (Q = J + Q̄
+    /// adds the two, so their scales must agree). Falls back to std(return) / std(J) when the slope is not positive.
     pub j_scale: f32,
     /// Correlation of J (flown plan) with the recorded return.
     pub j_return_correlation: f32,
@@ -524,7 +524,7 @@ impl Bin {
     }
 }
 
-/// One decision as logged (the brief's per-step telemetry, L4).
+/// One decision as logged (the per-step telemetry of every online run).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StepLog {
     /// Decision index.

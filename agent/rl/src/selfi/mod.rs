@@ -12,7 +12,7 @@
 //! - [`experiment`]: the three arms (offline only, SELFI, plain online RL) on the
 //!   same seeds, binned per simulated minute.
 //!
-//! Choices the brief leaves open, fixed here and logged in every run's config dump:
+//! Choices the published method leaves open, fixed here and logged in every run's config dump:
 //! Q̄ scores the executed first command a0 only (J scores the whole plan);
 //! the critic does not share the actor's layers (the inputs are already a compact
 //! depth scan, so there is no visual encoder to share); J's models are frozen
@@ -45,7 +45,7 @@ pub const OBS_DIM: usize = TRACKS_AT + TRACKS * TRACK_FEATURES;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlanConfig {
-    /// Commands per plan (the brief's 8).
+    /// Commands per plan (SELFI's 8).
     pub horizon: usize,
     /// Decisions per second; each command is held for 1 / rate s.
     pub control_hz: f64,
@@ -179,7 +179,7 @@ impl Default for OfflineConfig {
     }
 }
 
-/// Where the critic's target puts J (the brief's two readings).
+/// Where the critic's target puts J (the two readings of Q = J + Q̄).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Variant {
@@ -226,7 +226,7 @@ pub struct OnlineConfig {
     pub target_clip: f64,
     /// J is put in the units of the online return by the offline phase's fit
     /// (return ≈ a + c·J on the recordings), then multiplied by this, so that J and
-    /// Q̄ are on one scale (the brief's first pitfall).
+    /// Q̄ are on one scale (they are added).
     pub j_weight: f64,
     /// An actor update is rejected when the mean L2 change of the plan on the probe
     /// states exceeds this (normalised units).

@@ -9,8 +9,8 @@
 //!     − w_smooth · mean_k |τ_k − τ_{k−1}|²
 //!
 //! where close_w(k) is a soft "the planned pose k is within the clearance of
-//! tracked walker w", with w where the learned walker-motion model (the brief's
-//! PedNet analogue) says it will be k steps on. With `walker_ahead` > 0, J also
+//! tracked walker w", with w where the learned walker-motion model (the analogue
+//! of SELFI's pedestrian-motion network) says it will be k steps on. With `walker_ahead` > 0, J also
 //! subtracts w_ahead · mean_k Σ_w ahead_w(k): a soft "walker w is where the
 //! supervisor would take over at pose k" — inside the central third of the view
 //! and nearer than `ahead_distance + ahead_per_speed · commanded speed` — which
