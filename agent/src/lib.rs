@@ -13,6 +13,7 @@ pub mod budget;
 pub mod device;
 #[cfg(feature = "twin")]
 pub mod experiment;
+pub mod fcnode;
 #[cfg(feature = "twin")]
 pub mod fly;
 pub mod latency;

@@ -1,0 +1,425 @@
+//! The flight-controller stage: setpoints from the bus to the vehicle, its
+//! status, pose and events back. Our firmware over the serial link
+//! ([`SerialFc`]) and PX4/ArduPilot over MAVLink ([`MavlinkFc`]) sit behind
+//! one trait, [`FlightController`], and run in one node loop
+//! ([`flight_controller_node`]): `agent node fc` and `agent node mavlink`.
+//!
+//! Neither arms by itself: arming (and, with MAVLink, taking control) happens
+//! on the first setpoint only when the operator asked for it (`--arm`).
+
+use crate::nodes::NodeOptions;
+use anyhow::{Context as _, Result};
+use bus::msg::{Event, FcStatus, Setpoint, State};
+use bus::{Inbox, Outbox, Session};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tracing::info;
+
+/// Something a flight controller reported.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FcReport {
+    /// For `fc/status`.
+    Status(FcStatus),
+    /// The vehicle's pose, for `state` (the agent's frame, REP-103).
+    State(State),
+    /// A line for `events` (and the log).
+    Event(String),
+}
+
+/// A flight controller the loop's setpoints go to.
+pub trait FlightController {
+    /// Its name: the frame id and log prefix of what it publishes.
+    fn name(&self) -> &'static str;
+    /// Whether it can take setpoints yet (MAVLink: an autopilot was heard);
+    /// may wait up to `wait` for that.
+    fn ready(&mut self, wait: Duration, out: &mut Vec<FcReport>) -> bool;
+    /// Stream a velocity setpoint (body frame: forward, left, up, yaw rate).
+    fn setpoint(&mut self, sp: &Setpoint);
+    /// Arm (and take control); `true` when done, else it reports why not.
+    fn arm(&mut self, out: &mut Vec<FcReport>) -> bool;
+    /// Whether the vehicle says it is armed and flying the agent's setpoints.
+    fn in_control(&self) -> bool;
+    /// What happened since the last call.
+    fn poll(&mut self, out: &mut Vec<FcReport>) -> Result<()>;
+    /// A summary for the log when the node stops.
+    fn summary(&self) -> String;
+}
+
+/// How long the node waits on its inbox or the vehicle before checking for Ctrl-C.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The node: setpoints in, reports out, until `stop`. With `arm`, the first
+/// setpoint arms (retried every second until it is done).
+pub fn flight_controller_node(
+    session: &Session,
+    robot: &str,
+    fc: &mut dyn FlightController,
+    arm: bool,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let mut setpoints = Inbox::<Setpoint>::new(session, robot, bus::topics::CMD_SETPOINT, 4)?;
+    let mut status = Outbox::<FcStatus>::new(session, robot, bus::topics::FC_STATUS)?;
+    let mut states = Outbox::<State>::new(session, robot, bus::topics::STATE)?;
+    let mut events = Outbox::<Event>::new(session, robot, bus::topics::EVENTS)?;
+    let name = fc.name();
+    let mut publish = |reports: &mut Vec<FcReport>| -> Result<()> {
+        for r in reports.drain(..) {
+            match r {
+                FcReport::Status(s) => {
+                    status.send(bus::now_ns(), name, &s)?;
+                }
+                FcReport::State(s) => {
+                    states.send(bus::now_ns(), "world", &s)?;
+                }
+                FcReport::Event(text) => {
+                    info!("{text}");
+                    events.send(bus::now_ns(), name, &Event { text })?;
+                }
+            }
+        }
+        Ok(())
+    };
+    let mut reports = Vec::new();
+    let mut arm_due = arm;
+    let mut next_arm_try = Instant::now();
+    info!(robot, arm, "{name} node up");
+    while !stop.load(Ordering::Relaxed) {
+        if !fc.ready(POLL, &mut reports) {
+            publish(&mut reports)?;
+            continue;
+        }
+        if let Some((_, sp)) = setpoints.recv_timeout(Duration::from_millis(10))? {
+            if arm_due && Instant::now() >= next_arm_try {
+                if fc.arm(&mut reports) {
+                    arm_due = false;
+                } else {
+                    next_arm_try = Instant::now() + Duration::from_secs(1);
+                }
+            }
+            fc.setpoint(&sp);
+        }
+        fc.poll(&mut reports)?;
+        // An arm whose acknowledgement was lost or late (a busy link) must not
+        // be sent again: the vehicle says it is armed.
+        if arm_due && fc.in_control() {
+            arm_due = false;
+            reports.push(FcReport::Event(format!(
+                "{name}: armed (seen in telemetry; its acknowledgement was not)"
+            )));
+        }
+        publish(&mut reports)?;
+    }
+    info!("{name} node down: {}", fc.summary());
+    Ok(())
+}
+
+/// Our firmware over the serial link ([`fc::Link`], the fclink protocol).
+/// Its pose: attitude and altitude as reported, x and y dead-reckoned from the
+/// body velocity and yaw on the firmware's own clock (it has no horizontal
+/// position sensor; the estimate drifts, and starts at 0 where the node started).
+pub struct SerialFc {
+    link: fc::Link,
+    odometry: Odometry,
+    last: Option<FcStatus>,
+    last_state: Option<fclink::FcState>,
+}
+
+impl SerialFc {
+    /// Open the serial device of `opts` (`--device`, `--baud`).
+    pub fn open(opts: &NodeOptions) -> Result<Self> {
+        let device = opts
+            .device
+            .as_ref()
+            .context("the fc node needs --device PATH (the flight controller's serial port)")?;
+        let link = fc::Link::open(fc::LinkConfig {
+            baud: opts.baud,
+            ..fc::LinkConfig::new(device)
+        })?;
+        info!(device = %device.display(), "fc link open");
+        Ok(Self {
+            link,
+            odometry: Odometry::default(),
+            last: None,
+            last_state: None,
+        })
+    }
+}
+
+fn state_code(s: fclink::FcState) -> u8 {
+    use fclink::FcState as S;
+    match s {
+        S::Disarmed => 0,
+        S::Armed => 1,
+        S::FailsafeHover => 2,
+        S::FailsafeLand => 3,
+        S::FailsafeStop => 4,
+    }
+}
+
+impl FlightController for SerialFc {
+    fn name(&self) -> &'static str {
+        "fc"
+    }
+
+    fn ready(&mut self, _wait: Duration, _out: &mut Vec<FcReport>) -> bool {
+        true
+    }
+
+    fn setpoint(&mut self, sp: &Setpoint) {
+        self.link
+            .send(fclink::ToFc::Setpoint(fclink::Setpoint::Velocity {
+                forward: sp.forward,
+                left: sp.left,
+                up: sp.up,
+                yaw_rate: sp.yaw_rate,
+            }));
+    }
+
+    fn arm(&mut self, out: &mut Vec<FcReport>) -> bool {
+        match self
+            .link
+            .command(fclink::ToFc::Arm, Duration::from_millis(500))
+        {
+            Ok(fclink::AckStatus::Accepted) => {
+                out.push(FcReport::Event("fc: armed".into()));
+                true
+            }
+            Ok(other) => {
+                out.push(FcReport::Event(format!("fc: arming refused: {other:?}")));
+                false
+            }
+            Err(e) => {
+                out.push(FcReport::Event(format!("fc: {e}")));
+                false
+            }
+        }
+    }
+
+    fn in_control(&self) -> bool {
+        self.last_state == Some(fclink::FcState::Armed)
+    }
+
+    fn poll(&mut self, out: &mut Vec<FcReport>) -> Result<()> {
+        for e in self.link.events().try_iter() {
+            let stats = self.link.stats();
+            match e {
+                fc::Event::Telemetry { telemetry: t, .. } => {
+                    if self.last_state != Some(t.state) {
+                        out.push(FcReport::Event(format!(
+                            "fc: {} -> {:?} (faults {:#06x}, setpoint age {} ms)",
+                            self.last_state
+                                .map(|s| format!("{s:?}"))
+                                .unwrap_or_else(|| "up".into()),
+                            t.state,
+                            t.faults,
+                            t.setpoint_age_ms
+                        )));
+                        self.last_state = Some(t.state);
+                    }
+                    let s = FcStatus {
+                        state: state_code(t.state),
+                        faults: t.faults,
+                        attitude: t.attitude,
+                        velocity: t.velocity,
+                        altitude: t.altitude,
+                        battery_mv: t.battery_mv,
+                        setpoint_age_ms: t.setpoint_age_ms,
+                        link_errors: (stats.crc_errors + stats.other_errors) as u32,
+                        reconnects: stats.reconnects as u32,
+                    };
+                    out.push(FcReport::Status(s));
+                    self.last = Some(s);
+                    out.push(FcReport::State(self.odometry.update(&t)));
+                }
+                fc::Event::Disconnected { reason } => {
+                    out.push(FcReport::Event(format!(
+                        "fc: link {} lost: {reason}",
+                        self.link.device()
+                    )));
+                    let down = FcStatus {
+                        state: FcStatus::LINK_DOWN,
+                        faults: 0,
+                        attitude: [0.0; 3],
+                        velocity: [0.0; 3],
+                        altitude: 0.0,
+                        battery_mv: 0,
+                        setpoint_age_ms: 0,
+                        link_errors: 0,
+                        reconnects: 0,
+                    };
+                    out.push(FcReport::Status(FcStatus {
+                        state: FcStatus::LINK_DOWN,
+                        ..self.last.unwrap_or(down)
+                    }));
+                    self.last_state = None;
+                }
+                fc::Event::Connected => out.push(FcReport::Event(format!(
+                    "fc: link {} back",
+                    self.link.device()
+                ))),
+                fc::Event::Ack { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn summary(&self) -> String {
+        format!("{:?}", self.link.stats())
+    }
+}
+
+/// The pose from our firmware's telemetry in the agent's frame (REP-103,
+/// [`fc::frames`]), x and y dead-reckoned on the firmware's clock.
+#[derive(Debug, Clone, Copy, Default)]
+struct Odometry {
+    xy: [f64; 2],
+    last_ms: Option<u32>,
+}
+
+impl Odometry {
+    fn update(&mut self, t: &fclink::Telemetry) -> State {
+        let dt = self
+            .last_ms
+            .map_or(0.0, |m| f64::from(t.uptime_ms.wrapping_sub(m)) * 1e-3);
+        self.last_ms = Some(t.uptime_ms);
+        // A reboot of the firmware, or a gap of seconds, is no velocity to integrate.
+        if dt > 0.0 && dt < 1.0 {
+            let yaw = f64::from(t.attitude[2]);
+            let [f, l] = [f64::from(t.velocity[0]), f64::from(t.velocity[1])];
+            self.xy[0] += (f * yaw.cos() - l * yaw.sin()) * dt;
+            self.xy[1] += (f * yaw.sin() + l * yaw.cos()) * dt;
+        }
+        State {
+            position: [self.xy[0], self.xy[1], f64::from(t.altitude)],
+            attitude: fc::frames::from_fclink_attitude(t.attitude),
+            velocity: t.velocity,
+        }
+    }
+}
+
+/// PX4 or ArduPilot over MAVLink ([`fc::mav`]): once armed it takes control
+/// (Offboard / Guided); the MAVLink stream carries the newest setpoint at
+/// 30 Hz, zero velocity once the policy has been quiet for 250 ms and the
+/// autopilot's Hold after 1 s. It does not take control back by itself after
+/// a Hold. Status at 20 Hz (state 0 disarmed, 1 armed, 2 holding after the
+/// policy went quiet), and the pose in the agent's frame ([`fc::frames`]: NED
+/// converted to ENU, FRD to FLU) once the autopilot has sent ATTITUDE and
+/// LOCAL_POSITION_NED.
+pub struct MavlinkFc {
+    link: fc::mav::MavLink,
+    heard: bool,
+    in_control: bool,
+    holding: bool,
+    next_status: Instant,
+}
+
+impl MavlinkFc {
+    /// Connect to the autopilot of `opts` (`--mavlink ADDRESS`).
+    pub fn connect(opts: &NodeOptions) -> Result<Self> {
+        use fc::mav::{MavAddress, MavConfig, MavLink};
+        let address: MavAddress = opts
+            .mavlink
+            .as_deref()
+            .context("the mavlink node needs --mavlink ADDRESS (udpin:HOST:PORT, udpout:HOST:PORT or serial:DEVICE:BAUD)")?
+            .parse()?;
+        info!(address = ?opts.mavlink, "mavlink link open");
+        Ok(Self {
+            link: MavLink::connect(MavConfig::new(address))?,
+            heard: false,
+            in_control: false,
+            holding: false,
+            next_status: Instant::now(),
+        })
+    }
+}
+
+impl FlightController for MavlinkFc {
+    fn name(&self) -> &'static str {
+        "mavlink"
+    }
+
+    fn ready(&mut self, wait: Duration, out: &mut Vec<FcReport>) -> bool {
+        if !self.heard
+            && let Ok(st) = self.link.wait_heartbeat(wait)
+        {
+            self.heard = true;
+            out.push(FcReport::Event(format!(
+                "mavlink: autopilot {:?} (system {}, component {})",
+                st.flavour, st.target.0, st.target.1
+            )));
+        }
+        self.heard
+    }
+
+    fn setpoint(&mut self, sp: &Setpoint) {
+        self.link
+            .set_velocity(sp.forward, sp.left, sp.up, sp.yaw_rate);
+    }
+
+    fn arm(&mut self, out: &mut Vec<FcReport>) -> bool {
+        // Once only: after the policy went quiet and the autopilot was put in
+        // Hold, control goes back to the agent only by an operator's restart.
+        let r = if self.link.status().armed {
+            Ok(())
+        } else {
+            self.link.arm()
+        };
+        match r.and_then(|()| self.link.take_control()) {
+            Ok(()) => {
+                self.in_control = true;
+                self.holding = false;
+                out.push(FcReport::Event("mavlink: armed, agent in control".into()));
+                true
+            }
+            Err(e) => {
+                out.push(FcReport::Event(format!("mavlink: {e}")));
+                false
+            }
+        }
+    }
+
+    fn in_control(&self) -> bool {
+        self.in_control
+    }
+
+    fn poll(&mut self, out: &mut Vec<FcReport>) -> Result<()> {
+        if Instant::now() < self.next_status {
+            return Ok(());
+        }
+        self.next_status = Instant::now() + Duration::from_millis(50);
+        let st = self.link.status();
+        if st.hold_commanded && !self.holding {
+            self.holding = true;
+            out.push(FcReport::Event(
+                "mavlink: policy quiet, autopilot commanded to hold".into(),
+            ));
+        }
+        let att = st.attitude.unwrap_or([0.0; 6]);
+        let pos = st.local_position.unwrap_or([0.0; 6]);
+        // NED position and attitude into the agent's frame (REP-103).
+        let enu = fc::frames::from_ned([att[0], att[1], att[2]], pos);
+        if st.attitude.is_some() && st.local_position.is_some() {
+            out.push(FcReport::State(State {
+                position: enu.position,
+                attitude: enu.attitude,
+                velocity: enu.velocity,
+            }));
+        }
+        out.push(FcReport::Status(FcStatus {
+            state: if self.holding { 2 } else { u8::from(st.armed) },
+            faults: 0,
+            attitude: [att[0], att[1], att[2]],
+            velocity: enu.velocity,
+            altitude: -pos[2],
+            battery_mv: st.battery.map(|b| b.0).unwrap_or(0),
+            setpoint_age_ms: 0,
+            link_errors: st.parse_errors as u32,
+            reconnects: 0,
+        }));
+        Ok(())
+    }
+
+    fn summary(&self) -> String {
+        format!("{:?}", self.link.status())
+    }
+}
