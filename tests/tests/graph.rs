@@ -651,7 +651,10 @@ required = true
             "nodes up after 60 s: {up:?}"
         );
     }
-    // Subscribers are declared right after the token: a moment for their routes.
+    // Subscribers are declared right after the token: a moment for their
+    // routes. The replay then waits 2 s more (`--wait`) for its own session to
+    // learn of them: a publisher drops what it puts before it knows a
+    // subscriber (seen: frame 0's state lost under load).
     std::thread::sleep(Duration::from_secs(1));
     succeed(
         Command::new(workspace_bin("agent"))
@@ -665,7 +668,7 @@ required = true
                 "--topics",
                 "camera/stereo,state",
             ])
-            .args(["--rate", "0.25", "--wait", "0"]),
+            .args(["--rate", "0.25", "--wait", "2"]),
     );
     let mut got = Vec::new();
     let quiet = Duration::from_secs(10);
