@@ -371,12 +371,7 @@ pub fn fly_arm(
             }
             mono_scan = Some(est.scan);
         }
-        // The twin's state, as a flight controller reports it.
-        let state = bus::msg::State {
-            position: obs.pose.position,
-            attitude: obs.pose.attitude,
-            velocity: obs.velocity,
-        };
+        let state = twin_state(&obs);
         let (decided, cmd) = pilot.step(
             FrameCues {
                 t,
@@ -575,6 +570,16 @@ pub fn fly_arm(
         summary,
         net,
     })
+}
+
+/// The twin's state as a flight controller reports it on `state` (the
+/// agent's frame: the twin's world is ENU-like, its body FLU).
+pub fn twin_state(obs: &sim::env::Observation) -> bus::msg::State {
+    bus::msg::State {
+        position: obs.pose.position,
+        attitude: obs.pose.attitude,
+        velocity: obs.velocity,
+    }
 }
 
 /// The twin's action for a velocity command of the loop.

@@ -557,15 +557,7 @@ pub(crate) fn publish_twin_frame(
         .stereo
         .as_ref()
         .context("twin returned no stereo frame")?;
-    states.send(
-        stamp,
-        "world",
-        &State {
-            position: obs.pose.position,
-            attitude: obs.pose.attitude,
-            velocity: obs.velocity,
-        },
-    )?;
+    states.send(stamp, "world", &crate::fly::twin_state(obs))?;
     Ok(pairs.send(
         stamp,
         "camera_left",

@@ -3,7 +3,7 @@
 //! matching cannot see — is not free space, whether the robot flies on stereo
 //! or on mono with stereo as training wheels.
 
-use agent::fly::{FlyConfig, fly_arm, scan_shape, twin_action, twin_geometry};
+use agent::fly::{FlyConfig, fly_arm, scan_shape, twin_action, twin_geometry, twin_state};
 use agent::persist::{Mode, PersistConfig, Strategy, Switch};
 use agent::pipeline::{AvoidConfig, FrameCues, Pilot, RigGeometry, StereoStage};
 use agent::telemetry::Telemetry;
@@ -170,11 +170,7 @@ fn mono_flight(unknown_ahead: f64) -> MonoFlight {
         let d = stage
             .process(&pair.left, &pair.right, pair.width, pair.height)
             .unwrap();
-        let state = bus::msg::State {
-            position: obs.pose.position,
-            attitude: obs.pose.attitude,
-            velocity: obs.velocity,
-        };
+        let state = twin_state(&obs);
         let (out, cmd) = pilot.step(
             FrameCues {
                 t: frame as f64 / hz,

@@ -85,11 +85,6 @@ impl StereoStage {
         })
     }
 
-    /// The rig in use.
-    pub fn rig(&self) -> &RigGeometry {
-        &self.rig
-    }
-
     /// Depth of a raw pair of `width` x `height` (it must be the rig's size).
     pub fn process(
         &mut self,

@@ -143,19 +143,6 @@ impl RigGeometry {
         Self::from_rig(&rig, &path.display().to_string())
     }
 
-    /// An ideal, already rectified rig: identical distortion-free cameras of
-    /// focal length `focal`, principal point at the image centre.
-    pub fn ideal(width: usize, height: usize, focal: f64, baseline: f64, origin: &str) -> Self {
-        Self {
-            width,
-            height,
-            focal,
-            baseline,
-            origin: origin.to_string(),
-            maps: None,
-        }
-    }
-
     /// Whether raw frames go through the undistort-rectify maps.
     pub fn rectifies(&self) -> bool {
         self.maps.is_some()
