@@ -3,8 +3,10 @@
 //!
 //! - `camera` (the twin): renders the stereo pair, publishes it with the state,
 //!   and steps the simulation with the setpoint that comes back;
-//! - `stereo`: the stereo stage (rectification with the rig, semi-global
-//!   matching, depth with the rig's projection) into a depth scan;
+//! - `camera` (a live camera, [`crate::camnode`]): a GStreamer source,
+//!   rectified with the rig, with its health and the `camera-stream` token;
+//! - `stereo`: the stereo stage (semi-global matching of the rectified pair,
+//!   depth with the rig's projection) into a depth scan;
 //! - `mono`, `learner`: the monocular network on every pair, and its training;
 //! - `policy`: the loop's decision stages ([`crate::pipeline::Pilot`]): the cue
 //!   switch between stereo and mono, then the reactive policy, to a setpoint;
@@ -118,6 +120,11 @@ pub struct NodeOptions {
     pub selfi: Option<crate::selfi_graph::SelfiNodeOptions>,
     /// `safety`: also gate `cmd/policy` with the supervisor rule (interventions).
     pub supervise: bool,
+    /// `camera`: a live camera (GStreamer preset or pipeline). Without it the
+    /// camera node is the twin (with the `twin` feature), else the default
+    /// preset (`sbs-uvc` on /dev/video0).
+    #[cfg(feature = "camera")]
+    pub camera: Option<crate::camnode::CameraNodeOptions>,
 }
 
 impl NodeOptions {
@@ -164,8 +171,17 @@ pub fn run(
         },
         #[cfg(not(feature = "twin"))]
         NodeKind::Policy => policy_node(session, robot, cfg, fc, stop),
+        #[cfg(feature = "camera")]
+        NodeKind::Camera if live_camera(fc).is_some() => {
+            let o = live_camera(fc).unwrap_or_default();
+            crate::camnode::camera_node(session, robot, stereo_rig(fc)?, &o, stop)
+        }
+        #[cfg(all(not(feature = "twin"), not(feature = "camera")))]
+        NodeKind::Camera => anyhow::bail!(
+            "the camera node needs the `camera` feature (GStreamer) or the `twin` feature"
+        ),
         #[cfg(not(feature = "twin"))]
-        NodeKind::Camera | NodeKind::SelfiLearner => anyhow::bail!(
+        NodeKind::SelfiLearner => anyhow::bail!(
             "the {} node is the twin's: this agent was built without the `twin` feature",
             kind.name()
         ),
@@ -182,6 +198,16 @@ pub fn run(
             }
         },
     }
+}
+
+/// The live camera the camera node runs: the one asked for, or — in a build
+/// without the twin — the default preset.
+#[cfg(feature = "camera")]
+fn live_camera(fc: &NodeOptions) -> Option<crate::camnode::CameraNodeOptions> {
+    #[cfg(feature = "twin")]
+    return fc.camera.clone();
+    #[cfg(not(feature = "twin"))]
+    return Some(fc.camera.clone().unwrap_or_default());
 }
 
 /// The stereo stage's rig: the file given with `--rig` (OpenCV YAML from
@@ -201,8 +227,8 @@ pub fn stereo_rig(opts: &NodeOptions) -> Result<RigGeometry> {
 }
 
 /// Stereo pairs in, depth scans out (same sequence number and stamp as the
-/// pair): the stereo stage with the rig of `--rig` (rectification maps, focal
-/// length and baseline). A pair of another size than the rig's is refused by
+/// pair): the stereo stage with the rig of `--rig` (its rectified focal
+/// length and baseline; the pairs on `camera/stereo` are rectified already). A pair of another size than the rig's is refused by
 /// name; a column without a valid answer travels as NaN.
 pub fn stereo_node(
     session: &Session,
@@ -220,7 +246,6 @@ pub fn stereo_node(
         size = %format!("{}x{}", rig.width, rig.height),
         focal_px = rig.focal,
         baseline_m = rig.baseline,
-        rectifies = rig.rectifies(),
         "stereo node up"
     );
     let mut stage = StereoStage::new(rig, cfg.stereo, scan_shape(&cfg.mono))?;
@@ -796,9 +821,8 @@ pub fn mono_node(
             None
         }
     };
-    // With a rig that needs rectification, the network sees the rectified
-    // left image, as the stereo stage and the in-process loop do.
-    let rig = opts.rig.as_deref().map(RigGeometry::load).transpose()?;
+    // Pairs on `camera/stereo` are rectified (by the camera stage, or rendered
+    // so by the twin): the network sees the left image the stereo stage matches.
     let mut stamp = opts.checkpoint.as_deref().and_then(modified);
     let mut next_check = Instant::now();
     let mut pairs = Inbox::<StereoPair>::new(session, robot, bus::topics::CAMERA_STEREO, 2)?;
@@ -833,17 +857,12 @@ pub fn mono_node(
             continue;
         };
         let t0 = Instant::now();
-        let left = match &rig {
-            Some(r) if r.rectifies() => match r.rectify_image(&pair.left, false) {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!("mono: pair {} refused: {e}", h.seq);
-                    continue;
-                }
-            },
-            _ => pair.left,
-        };
-        let input = match preprocess(&left, pair.width as usize, pair.height as usize, &cfg.mono) {
+        let input = match preprocess(
+            &pair.left,
+            pair.width as usize,
+            pair.height as usize,
+            &cfg.mono,
+        ) {
             Ok(i) => i,
             Err(e) => {
                 tracing::warn!("mono: pair {} refused: {e}", h.seq);

@@ -15,10 +15,11 @@ pub enum PortSlice {
     Mavlink,
     Fly,
     FcLink,
+    Camera,
 }
 
 /// Loopback TCP port `k` of a block of `block` ports that this test process
-/// owns in `slice`'s share of 10000–27499. That is below Linux's ephemeral
+/// owns in `slice`'s share of 10000–29999. That is below Linux's ephemeral
 /// range (32768–60999), where zenoh's own `:0` listeners and every outgoing
 /// connection get their ports, so a node under test never finds its port taken
 /// by one of them; the process id keeps concurrent runs of a file apart.

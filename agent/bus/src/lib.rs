@@ -55,11 +55,13 @@ pub enum Topic {
     /// `perception/tracks`: [`msg::Tracks`], the walkers a people tracker follows
     /// (in the twin: the simulated walkers, with tracker noise).
     Tracks,
+    /// `camera/health`: [`msg::CameraHealth`] from the camera node.
+    CameraHealth,
 }
 
 impl Topic {
     /// All topics.
-    pub const ALL: [Topic; 11] = [
+    pub const ALL: [Topic; 12] = [
         Topic::CameraStereo,
         Topic::DepthStereo,
         Topic::DepthMono,
@@ -71,6 +73,7 @@ impl Topic {
         Topic::CmdPolicy,
         Topic::Weights,
         Topic::Tracks,
+        Topic::CameraHealth,
     ];
 
     /// Key expression below the robot name.
@@ -87,6 +90,7 @@ impl Topic {
             Topic::CmdPolicy => "cmd/policy",
             Topic::Weights => "policy/weights",
             Topic::Tracks => "perception/tracks",
+            Topic::CameraHealth => "camera/health",
         }
     }
 
@@ -108,6 +112,7 @@ impl Topic {
             Topic::Goal => <msg::Goal as M>::KIND,
             Topic::Weights => <msg::Weights as M>::KIND,
             Topic::Tracks => <msg::Tracks as M>::KIND,
+            Topic::CameraHealth => <msg::CameraHealth as M>::KIND,
         }
     }
 
@@ -129,6 +134,7 @@ impl Topic {
             Topic::Goal => <msg::Goal as M>::NAME,
             Topic::Weights => <msg::Weights as M>::NAME,
             Topic::Tracks => <msg::Tracks as M>::NAME,
+            Topic::CameraHealth => <msg::CameraHealth as M>::NAME,
         }
     }
 }
@@ -179,7 +185,8 @@ impl<M: Message> TypedTopic<M> {
 pub mod topics {
     use super::{Topic, TypedTopic};
     use crate::msg::{
-        DepthScan, Event, FcStatus, Goal, Setpoint, State, StereoPair, Tracks, Weights,
+        CameraHealth, DepthScan, Event, FcStatus, Goal, Setpoint, State, StereoPair, Tracks,
+        Weights,
     };
 
     /// `camera/stereo`
@@ -204,6 +211,8 @@ pub mod topics {
     pub const WEIGHTS: TypedTopic<Weights> = TypedTopic::new(Topic::Weights);
     /// `perception/tracks`
     pub const TRACKS: TypedTopic<Tracks> = TypedTopic::new(Topic::Tracks);
+    /// `camera/health`
+    pub const CAMERA_HEALTH: TypedTopic<CameraHealth> = TypedTopic::new(Topic::CameraHealth);
 }
 
 /// Where a session listens and whom it connects to.

@@ -258,6 +258,60 @@ impl Message for FcStatus {
     }
 }
 
+/// A camera's health, published by the camera node about once a second and
+/// whenever the stream is lost or comes back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CameraHealth {
+    /// 1 while pairs flow, 0 when the camera is lost (stopped, unplugged,
+    /// no frame within the stall limit).
+    pub streaming: u8,
+    /// Pairs per second (over the last second of capture times).
+    pub fps: f32,
+    /// Skew of the last pair, right minus left capture time (ms).
+    pub skew_ms: f32,
+    /// Largest skew seen (ms).
+    pub max_skew_ms: f32,
+    /// Receive time minus capture time of the last pair (ms).
+    pub latency_ms: f32,
+    /// Pairs published since the node started.
+    pub pairs: u64,
+    /// Frames dropped since the node started (unpaired, late, unreadable).
+    pub dropped: u64,
+    /// Times the camera was started again after a loss.
+    pub restarts: u32,
+}
+
+impl Message for CameraHealth {
+    const KIND: u16 = 10;
+    const NAME: &'static str = "CameraHealth";
+    fn write_body(&self, w: &mut Writer) {
+        w.u8(self.streaming);
+        w.f32(self.fps);
+        w.f32(self.skew_ms);
+        w.f32(self.max_skew_ms);
+        w.f32(self.latency_ms);
+        w.u64(self.pairs);
+        w.u64(self.dropped);
+        w.u32(self.restarts);
+    }
+    fn read_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let streaming = r.u8()?;
+        if streaming > 1 {
+            return Err(malformed(Self::NAME, format!("streaming flag {streaming}")));
+        }
+        Ok(Self {
+            streaming,
+            fps: r.f32()?,
+            skew_ms: r.f32()?,
+            max_skew_ms: r.f32()?,
+            latency_ms: r.f32()?,
+            pairs: r.u64()?,
+            dropped: r.u64()?,
+            restarts: r.u32()?,
+        })
+    }
+}
+
 /// Where the robot is asked to go (goal-reaching navigation).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Goal {

@@ -3,6 +3,8 @@
 //! experiments and benchmarks ([`lab`]) and reinforcement learning ([`learn`]).
 
 pub(crate) mod bus;
+#[cfg(feature = "camera")]
+pub(crate) mod camera;
 #[cfg(feature = "twin")]
 pub(crate) mod lab;
 #[cfg(feature = "twin")]

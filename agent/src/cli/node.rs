@@ -21,6 +21,10 @@ pub(crate) struct NodeArgs {
     /// Robot name, endpoints, retry.
     #[command(flatten)]
     bus: BusArgs,
+    /// The live camera (camera node).
+    #[cfg(feature = "camera")]
+    #[command(flatten)]
+    camera: super::camera::CameraArgs,
     /// Settings file (stereo, avoidance, twin context; see launch/fly.toml).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -53,9 +57,10 @@ pub(crate) struct NodeArgs {
     /// telemetry node, --rerun save: the .rrd file.
     #[arg(long, default_value = "out/graph.rrd")]
     rerun_save: PathBuf,
-    /// stereo, mono and telemetry nodes: the stereo rig's calibration file (OpenCV YAML,
-    /// from `calib stereo`): the stereo node rectifies with it and takes depth from
-    /// its rectified focal length and baseline; default: the twin's rig (160x120).
+    /// camera, stereo and telemetry nodes: the stereo rig's calibration file (OpenCV
+    /// YAML, from `calib stereo`): the camera node rectifies with it (and refuses a
+    /// camera of another size), the stereo node takes depth from its rectified focal
+    /// length and baseline; default: the twin's rig (160x120).
     #[arg(long)]
     rig: Option<PathBuf>,
     /// policy node: how it picks its cue (persistent: fly mono once it is good
@@ -176,6 +181,8 @@ pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
         supervise: a.supervise,
         #[cfg(feature = "twin")]
         twin: Some(cfg.clone()),
+        #[cfg(feature = "camera")]
+        camera: a.camera.node_options()?,
     };
     #[cfg(feature = "twin")]
     let cfg = cfg.loop_config();

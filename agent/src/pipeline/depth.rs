@@ -1,7 +1,8 @@
-//! The stereo stage: a raw pair in, metric depth out — rectified with the
-//! rig's maps, matched by semi-global matching ([`stereo::Sgm`]), turned into
-//! depth with the rig's rectified focal length and baseline, and reduced to
-//! the per-column depth scan the policy flies on. A column without a valid
+//! The stereo stage: a rectified pair in (the camera stage rectifies with the
+//! rig's maps; the twin renders rectified pairs), metric depth out — matched
+//! by semi-global matching ([`stereo::Sgm`]), turned into depth with the rig's
+//! rectified focal length and baseline, and reduced to the per-column depth
+//! scan the policy flies on. A column without a valid
 //! answer is NaN in the scan: unknown, never a default range.
 
 use super::rig::{RigError, RigGeometry};
@@ -53,7 +54,7 @@ pub struct StereoDepth {
     /// Per-column depth scan (m, left to right), in `[min_depth, max_depth]`;
     /// NaN where the column had no valid answer.
     pub scan: Vec<f32>,
-    /// The rectified left image (what the mono network should see).
+    /// The left image (what the mono network should see).
     pub left: Vec<u8>,
 }
 
@@ -85,7 +86,7 @@ impl StereoStage {
         })
     }
 
-    /// Depth of a raw pair of `width` x `height` (it must be the rig's size).
+    /// Depth of a rectified pair of `width` x `height` (it must be the rig's size).
     pub fn process(
         &mut self,
         left: &[u8],
@@ -95,10 +96,9 @@ impl StereoStage {
     ) -> Result<StereoDepth, StereoStageError> {
         self.rig.check("left", width, height, left.len())?;
         self.rig.check("right", width, height, right.len())?;
-        let (l, r) = self.rig.rectify(left, right)?;
         let disparity = self.matcher.match_pair(
-            &stereo::GrayImage::new(width, height, l.clone(), "left")?,
-            &stereo::GrayImage::new(width, height, r, "right")?,
+            &stereo::GrayImage::new(width, height, left.to_vec(), "left")?,
+            &stereo::GrayImage::new(width, height, right.to_vec(), "right")?,
         )?;
         let depth = disparity.depth(self.rig.focal, self.rig.baseline);
         let s = self.shape;
@@ -126,7 +126,7 @@ impl StereoStage {
             disparity,
             depth,
             scan,
-            left: l,
+            left: left.to_vec(),
         })
     }
 }

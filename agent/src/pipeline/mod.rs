@@ -2,9 +2,11 @@
 //! in-process experiments (`agent fly`, `agent persist`, `agent budget`) and
 //! the robot's zenoh nodes (`agent node stereo|policy`) call the same code.
 //!
-//! A frame goes camera → [`depth::StereoStage`] (rectification with the rig's
-//! maps, semi-global matching, disparity to metric depth with the rig's
-//! projection, the per-column depth scan) → mono inference → [`switch::CueSwitch`]
+//! A frame goes camera (`camera::CameraStage` with the `camera` feature: a
+//! GStreamer source, pairing, rectification with the rig's maps; or the twin,
+//! whose pairs are rectified already) → [`depth::StereoStage`] (semi-global
+//! matching, disparity to metric depth with the rig's projection, the
+//! per-column depth scan) → mono inference → [`switch::CueSwitch`]
 //! (which cue flies, and the training wheels) → [`avoid::Avoider`] (the
 //! reactive policy, with [`avoid::AltitudeHold`]) → the flight controller.
 //!
@@ -14,6 +16,8 @@
 //! mono network is never trained on an unknown target.
 
 pub mod avoid;
+#[cfg(feature = "camera")]
+pub mod camera;
 pub mod config;
 pub mod depth;
 pub mod pilot;
@@ -23,6 +27,8 @@ pub mod rig;
 pub mod switch;
 
 pub use avoid::{Ahead, AltitudeHold, AvoidConfig, Avoider, Velocity};
+#[cfg(feature = "camera")]
+pub use camera::{CameraStage, CameraStageError, RectifiedPair};
 pub use config::LoopConfig;
 pub use depth::{ScanShape, StereoDepth, StereoStage, StereoStageError, scan_shape};
 pub use pilot::Pilot;
