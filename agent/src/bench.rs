@@ -86,6 +86,20 @@ fn cpu_seconds() -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// CPU time of the whole process, every thread included (also those that have
+/// ended), at nanosecond resolution.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub(crate) fn process_cpu_ns() -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which `ts` is.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } == 0;
+    ok.then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
 /// Hold the calling thread (and threads it starts) to one CPU; returns the previous mask.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]

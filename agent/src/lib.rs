@@ -11,6 +11,8 @@ pub mod bench;
 #[cfg(feature = "twin")]
 pub mod budget;
 #[cfg(feature = "camera")]
+pub mod camera_bench;
+#[cfg(feature = "camera")]
 pub mod camnode;
 pub mod device;
 #[cfg(feature = "twin")]

@@ -1,6 +1,7 @@
 //! Named camera pipelines and the settings that fill them in.
 //!
-//! Every pipeline ends in 8-bit gray `appsink`s: one named `sbs` for a
+//! Every pipeline ends in gray `appsink`s (8-bit gray, or a YUV format whose
+//! luma is read as the gray image): one named `sbs` for a
 //! side-by-side frame (left eye in the left half), or two named `left` and
 //! `right` for two devices. Whatever the device gives (MJPEG, YUYV, NV12) is
 //! converted inside the pipeline. A custom pipeline (`--pipeline`) follows the
@@ -170,13 +171,16 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// The 8-bit gray tail every branch ends in.
+/// The tail every branch ends in: the luma plane in a format the source reads
+/// directly ([`crate::source::GRAY_CAPS`]; `videoconvert` passes such formats
+/// through and converts any other).
 fn gray_sink(name: &str, live: bool, sync: bool) -> String {
     // A live camera keeps only the newest frame (lowest latency); a file is
     // read with back-pressure, so that no frame is lost.
     let (max, drop) = if live { (1, true) } else { (2, false) };
     format!(
-        "videoconvert ! video/x-raw,format=GRAY8 ! appsink name={name} sync={sync} max-buffers={max} drop={drop} emit-signals=false"
+        "videoconvert ! {} ! appsink name={name} sync={sync} max-buffers={max} drop={drop} emit-signals=false",
+        crate::source::GRAY_CAPS
     )
 }
 

@@ -113,40 +113,75 @@ pub enum Layout {
 
 struct Arrival {
     eye: Option<Eye>,
-    frame: Frame,
+    /// One frame of an eye, or the left and right halves of a side-by-side one.
+    frames: Vec<Frame>,
     stamp_ns: u64,
     recv_ns: u64,
 }
 
-/// Copies the gray plane of a sample into a tight buffer.
-fn read_gray(sample: &gst::Sample) -> Result<Frame, String> {
+/// The formats an appsink may take: 8-bit gray, or any YUV layout whose luma
+/// is the gray image (read straight from the buffer, so that a decoder's I420
+/// or a camera's YUYV needs no conversion pass).
+pub const GRAY_CAPS: &str =
+    "video/x-raw,format={GRAY8,I420,YV12,NV12,NV21,Y42B,Y444,YUY2,YVYU,UYVY}";
+
+/// Where the luma of a row lies: the first byte and the step between pixels.
+fn luma_layout(info: &gst_video::VideoInfo) -> Result<(usize, usize), String> {
+    use gst_video::VideoFormat as F;
+    let off = info.offset().first().copied().unwrap_or(0);
+    Ok(match info.format() {
+        F::Gray8 | F::I420 | F::Yv12 | F::Nv12 | F::Nv21 | F::Y42b | F::Y444 => (off, 1),
+        F::Yuy2 | F::Yvyu => (off, 2),
+        F::Uyvy => (off + 1, 2),
+        f => {
+            return Err(format!(
+                "the appsink gets {f:?}: end the branch with videoconvert ! {GRAY_CAPS}"
+            ));
+        }
+    })
+}
+
+/// The gray image of a sample, cut into `parts` side-by-side images (1: the
+/// whole frame; 2: left and right eyes), in one pass over the buffer.
+fn read_gray(sample: &gst::Sample, parts: usize) -> Result<Vec<Frame>, String> {
     let caps = sample.caps().ok_or("sample without caps")?;
     let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| format!("caps {caps}: {e}"))?;
-    if info.format() != gst_video::VideoFormat::Gray8 {
-        return Err(format!(
-            "the appsink gets {:?}, not GRAY8 (end the branch with videoconvert ! video/x-raw,format=GRAY8)",
-            info.format()
-        ));
-    }
+    let (start, step) = luma_layout(&info)?;
     let (w, h) = (info.width() as usize, info.height() as usize);
+    if parts == 0 || w % parts != 0 || w == 0 {
+        return Err(format!("a frame {w} px wide cannot be cut into {parts}"));
+    }
     let stride = usize::try_from(info.stride()[0]).map_err(|_| "negative stride")?;
     let buf = sample.buffer().ok_or("sample without buffer")?;
     let map = buf.map_readable().map_err(|_| "buffer not readable")?;
-    if stride < w || map.len() < stride * (h.saturating_sub(1)) + w {
+    let need = start + stride * h.saturating_sub(1) + (w - 1) * step + 1;
+    if stride < w * step || map.len() < need {
         return Err(format!(
             "{w}x{h} frame with stride {stride} in a buffer of {} bytes",
             map.len()
         ));
     }
-    let mut data = Vec::with_capacity(w * h);
-    for row in map.chunks(stride).take(h) {
-        data.extend_from_slice(&row[..w]);
+    let pw = w / parts;
+    let mut out: Vec<Vec<u8>> = (0..parts).map(|_| Vec::with_capacity(pw * h)).collect();
+    for y in 0..h {
+        let row = &map[start + y * stride..];
+        for (p, o) in out.iter_mut().enumerate() {
+            let seg = &row[p * pw * step..];
+            if step == 1 {
+                o.extend_from_slice(&seg[..pw]);
+            } else {
+                o.extend(seg.iter().step_by(step).take(pw));
+            }
+        }
     }
-    Ok(Frame {
-        width: w,
-        height: h,
-        data,
-    })
+    Ok(out
+        .into_iter()
+        .map(|data| Frame {
+            width: pw,
+            height: h,
+            data,
+        })
+        .collect())
 }
 
 /// The capture time of a sample in Unix ns (the receive time when the buffer
@@ -282,7 +317,8 @@ impl CameraSource {
                     .new_sample(move |sink| {
                         let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                         let recv_ns = unix_now_ns();
-                        let frame = match read_gray(&sample) {
+                        let parts = if eye.is_none() { 2 } else { 1 };
+                        let frames = match read_gray(&sample, parts) {
                             Ok(f) => f,
                             Err(e) => {
                                 unreadable.fetch_add(1, Ordering::Relaxed);
@@ -295,7 +331,7 @@ impl CameraSource {
                         let stamp_ns = capture_stamp(sink, &sample, recv_ns, &offset);
                         let a = Arrival {
                             eye,
-                            frame,
+                            frames,
                             stamp_ns,
                             recv_ns,
                         };
@@ -427,22 +463,32 @@ impl CameraSource {
     fn accept(&mut self, a: Arrival) -> Result<Option<CameraPair>, CameraError> {
         let (left, right, stamp_ns, recv_ns, skew_ns) = match a.eye {
             None => {
-                let (l, r) = split_side_by_side(&a.frame).map_err(CameraError::Stopped)?;
+                let mut halves = a.frames.into_iter();
+                let (Some(l), Some(r)) = (halves.next(), halves.next()) else {
+                    return Err(CameraError::Stopped(
+                        "a side-by-side frame without halves".into(),
+                    ));
+                };
                 (l, r, a.stamp_ns, a.recv_ns, 0)
             }
-            Some(eye) => match self.pairer.push(eye, a.stamp_ns, (a.frame, a.recv_ns)) {
-                None => return Ok(None),
-                Some(p) => {
-                    let ((l, rl), (r, rr)) = (p.left, p.right);
-                    if (l.width, l.height) != (r.width, r.height) {
-                        return Err(CameraError::Stopped(format!(
-                            "the left camera gives {}x{}, the right {}x{}",
-                            l.width, l.height, r.width, r.height
-                        )));
+            Some(eye) => {
+                let Some(frame) = a.frames.into_iter().next() else {
+                    return Ok(None);
+                };
+                match self.pairer.push(eye, a.stamp_ns, (frame, a.recv_ns)) {
+                    None => return Ok(None),
+                    Some(p) => {
+                        let ((l, rl), (r, rr)) = (p.left, p.right);
+                        if (l.width, l.height) != (r.width, r.height) {
+                            return Err(CameraError::Stopped(format!(
+                                "the left camera gives {}x{}, the right {}x{}",
+                                l.width, l.height, r.width, r.height
+                            )));
+                        }
+                        (l, r, p.stamp_ns, rl.max(rr), p.skew_ns)
                     }
-                    (l, r, p.stamp_ns, rl.max(rr), p.skew_ns)
                 }
-            },
+            }
         };
         let seq = self.seq;
         self.seq += 1;

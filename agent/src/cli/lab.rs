@@ -132,6 +132,29 @@ pub(crate) struct BenchArgs {
     /// this binary: cpu, and cuda with `--features cuda`).
     #[arg(long, value_enum, value_delimiter = ',')]
     backend: Vec<Backend>,
+    /// Pairs to time the camera stage on (0: skip it).
+    #[cfg(feature = "camera")]
+    #[arg(long, default_value_t = 300)]
+    camera_pairs: usize,
+    /// Eye size the camera stage is timed at (WIDTHxHEIGHT).
+    #[cfg(feature = "camera")]
+    #[arg(long, default_value = "640x480", value_parser = eye_size)]
+    camera_size: (usize, usize),
+}
+
+/// `640x480` to (640, 480).
+#[cfg(feature = "camera")]
+fn eye_size(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s
+        .split_once('x')
+        .ok_or_else(|| format!("{s:?}: give the size as WIDTHxHEIGHT"))?;
+    let p = |v: &str| {
+        v.parse::<usize>()
+            .ok()
+            .filter(|n| (16..=8192).contains(n))
+            .ok_or_else(|| format!("{s:?}: each side must be 16..8192 px"))
+    };
+    Ok((p(w)?, p(h)?))
 }
 
 #[derive(clap::Args)]
@@ -295,6 +318,14 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
     } else {
         a.backend.clone()
     };
+    #[cfg(feature = "camera")]
+    if a.camera_pairs > 0 {
+        let (w, h) = a.camera_size;
+        for c in agent::camera_bench::run(w, h, a.camera_pairs)? {
+            println!("{c}");
+        }
+        println!();
+    }
     let mut failed = 0;
     for b in backends {
         let mut cfg = cfg.clone();

@@ -3,7 +3,7 @@
 //! depth (from the rectified projections P1/P2), and the undistort-rectify
 //! maps of both cameras, computed once when the rig needs them.
 
-use calib::rectify::{RectifyMap, rectify_map, stereo_rectify};
+use calib::rectify::{FixedRectifyMap, rectify_map, stereo_rectify};
 use std::path::Path;
 use thiserror::Error;
 
@@ -74,7 +74,7 @@ pub struct RigGeometry {
     pub origin: String,
     /// Undistort-rectify maps (left, right); `None` for a rig whose raw images
     /// are already rectified (the twin's ideal rig).
-    maps: Option<Box<[RectifyMap; 2]>>,
+    maps: Option<Box<[FixedRectifyMap; 2]>>,
 }
 
 fn is_identity(r: &[[f64; 3]; 3]) -> bool {
@@ -120,8 +120,8 @@ impl RigGeometry {
             && same_k(&rig.right, &rect.p2);
         let maps = (!rectified).then(|| {
             Box::new([
-                rectify_map(&rig.left, &rect.r1, &rect.p1, w, h),
-                rectify_map(&rig.right, &rect.r2, &rect.p2, w, h),
+                rectify_map(&rig.left, &rect.r1, &rect.p1, w, h).fixed(w, h),
+                rectify_map(&rig.right, &rect.r2, &rect.p2, w, h).fixed(w, h),
             ])
         });
         Ok(Self {
@@ -171,7 +171,7 @@ impl RigGeometry {
         match &self.maps {
             None => Ok(img.to_vec()),
             Some(m) => m[usize::from(right)]
-                .remap(img, self.width, self.height)
+                .remap(img)
                 .map_err(|_| RigError::Size {
                     eye,
                     got_w: self.width,
