@@ -88,7 +88,7 @@ fn cpu_seconds() -> Option<f64> {
 
 /// CPU time of the whole process, every thread included (also those that have
 /// ended), at nanosecond resolution.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "camera"))]
 #[allow(unsafe_code)]
 pub(crate) fn process_cpu_ns() -> Option<u64> {
     let mut ts = libc::timespec {

@@ -93,7 +93,7 @@ fn distorted_rig(w: usize, h: usize) -> Result<RigGeometry> {
         [f, f, cx, cy],
         &[-0.2, 0.04, 0.0, 0.0, 0.0],
     );
-    rig.left = lens.clone();
+    rig.left = lens;
     rig.right = lens;
     rig.rect = None;
     Ok(RigGeometry::from_rig(&rig, "bench lens")?)
@@ -110,7 +110,7 @@ fn time_one(
         location: file.display().to_string(),
         ..SourceConfig::default()
     };
-    let result = (|| -> Result<CameraCost> {
+    (|| -> Result<CameraCost> {
         let mut stage = CameraStage::start(&cfg, rig.clone())?;
         let (mut n, mut rectify_ns, mut t0, mut cpu0) = (0usize, 0u64, None, None);
         loop {
@@ -145,8 +145,7 @@ fn time_one(
             wall_ms: wall / timed as f64,
             rectify_ms: rectify_ns as f64 * 1e-6 / timed as f64,
         })
-    })();
-    result
+    })()
 }
 
 fn cpu_ns() -> Option<u64> {

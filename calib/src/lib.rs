@@ -4,6 +4,8 @@
 //! Detection, mono/stereo calibration and rectification build on these.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "capture")]
+pub mod capture;
 pub mod detect;
 pub mod model;
 pub mod mono;

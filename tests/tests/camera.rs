@@ -431,3 +431,79 @@ fn camera_loss_commands_hover_and_recovers() {
     .expect("no health report after the recovery");
     assert!(report.restarts >= 1, "{report:?}");
 }
+
+/// `calib capture` from a camera (here a side-by-side video of `calib synth`'s
+/// board views through a distorted rig), then `calib stereo` on what it kept:
+/// the rig comes out as the truth.
+#[test]
+fn calib_capture_keeps_views_that_add_coverage_and_calibrates() {
+    let dir = temp_dir("calib-capture");
+    let calib_bin = workspace_bin("calib");
+    let synth = dir.join("synth");
+    e2e_tests::succeed(
+        Command::new(&calib_bin)
+            .args(["synth", "--pairs", "20", "--out"])
+            .arg(&synth),
+    );
+    let read = |name: String| calib::png_io::read_gray8(&synth.join(name)).unwrap();
+    let views: Vec<(Vec<u8>, Vec<u8>)> = (0..20)
+        .map(|i| {
+            (
+                read(format!("left_{i:03}.png")).0,
+                read(format!("right_{i:03}.png")).0,
+            )
+        })
+        .collect();
+    let video = dir.join("board.avi");
+    write_side_by_side(&video, 640, 480, 10, Encoding::Yuyv, views).unwrap();
+
+    let cap = dir.join("cap");
+    let out = e2e_tests::succeed(
+        Command::new(&calib_bin)
+            .args([
+                "capture", "--preset", "file", "--width", "640", "--height", "480",
+            ])
+            .args(["--target", "12", "--location"])
+            .arg(&video)
+            .arg("--out")
+            .arg(&cap),
+    );
+    eprintln!("{out}");
+    let kept = std::fs::read_dir(&cap)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("left_")
+        })
+        .count();
+    assert!(kept >= 4, "only {kept} pairs kept");
+    assert!(kept < 20, "every view was kept: coverage does not select");
+    assert!(out.contains(&format!("kept {kept} pairs")), "{out}");
+
+    let rig_file = dir.join("rig.yaml");
+    e2e_tests::succeed(
+        Command::new(&calib_bin)
+            .arg("stereo")
+            .arg(&cap)
+            .arg("--out")
+            .arg(&rig_file),
+    );
+    let (got, truth) = (
+        calib::Rig::load_opencv(&rig_file).unwrap(),
+        calib::Rig::load_opencv(&synth.join("truth.yaml")).unwrap(),
+    );
+    let rel = |a: f64, b: f64| (a / b - 1.0).abs();
+    eprintln!(
+        "fx {:.2} (truth {:.2}), baseline {:.4} (truth {:.4})",
+        got.left.fx(),
+        truth.left.fx(),
+        got.baseline(),
+        truth.baseline()
+    );
+    assert!(rel(got.left.fx(), truth.left.fx()) < 0.01);
+    assert!(rel(got.right.fx(), truth.right.fx()) < 0.01);
+    assert!(rel(got.baseline(), truth.baseline()) < 0.02);
+}

@@ -13,6 +13,8 @@
 //! calibrated rig's maps to the pairs this crate delivers.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod health;
 pub mod pairing;
 pub mod preset;

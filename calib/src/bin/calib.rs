@@ -47,6 +47,98 @@ fn parse_board(s: &str) -> Result<(usize, usize), String> {
     Ok((c, r))
 }
 
+#[cfg(feature = "capture")]
+fn parse_grid(s: &str) -> Result<(usize, usize), String> {
+    let (a, b) = s
+        .split_once(['x', 'X'])
+        .ok_or("expected COLSxROWS, e.g. 6x4")?;
+    let p = |v: &str| {
+        v.parse::<usize>()
+            .ok()
+            .filter(|n| (1..=32).contains(n))
+            .ok_or_else(|| format!("{s:?}: 1..32 cells each way"))
+    };
+    Ok((p(a)?, p(b)?))
+}
+
+#[cfg(feature = "capture")]
+fn capture_cmd(
+    camera: camera::cli::SourceArgs,
+    board: Board,
+    out: PathBuf,
+    target: usize,
+    grid: (usize, usize),
+) -> Result<()> {
+    use calib::capture::{CaptureSettings, Step, capture};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    if target == 0 {
+        bail!("--target must be at least 1");
+    }
+    let cfg = camera.source()?;
+    let mut source = camera::CameraSource::start(&cfg)?;
+    eprintln!("capture: {}", source.description());
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    ctrlc::set_handler(move || s.store(true, Ordering::Relaxed))
+        .context("cannot install the Ctrl-C handler")?;
+    let settings = CaptureSettings {
+        board: board.board,
+        target,
+        grid,
+        out: out.clone(),
+    };
+    let mut seen = 0u64;
+    let result = capture(&mut source, &settings, &stop, |step, cov| {
+        seen += 1;
+        match step {
+            Step::Saved { n, coverage, poses } => eprintln!(
+                "saved pair {n}/{target}: {:.0} % of the image cells covered, {poses}/9 board sizes x tilts\n{}",
+                coverage * 100.0,
+                cov.left_map()
+            ),
+            Step::Known if seen.is_multiple_of(30) => {
+                eprintln!(
+                    "board seen, nothing new: move it to the empty cells (.), nearer or farther, or tilt it"
+                )
+            }
+            Step::NoBoard { left, right } if seen.is_multiple_of(30) => eprintln!(
+                "no whole board in {}",
+                match (left, right) {
+                    (false, false) => "either camera",
+                    (true, false) => "the right camera",
+                    _ => "the left camera",
+                }
+            ),
+            _ => {}
+        }
+    });
+    let kept = match result {
+        Ok(k) => k,
+        Err(calib::capture::CaptureError::Camera {
+            kept,
+            target,
+            source: camera::CameraError::EndOfStream,
+        }) => {
+            eprintln!("capture: the source ended after {kept} of {target} pairs");
+            kept
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!(
+        "kept {kept} pairs in {}; next: calib stereo {} --board {}x{} --square {}",
+        out.display(),
+        out.display(),
+        board.board.0,
+        board.board.1,
+        board.square
+    );
+    if kept == 0 {
+        bail!("no pair showed the whole board in both cameras");
+    }
+    Ok(())
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Detect checkerboard corners in every image (PNG, JPEG) of a folder and report per image.
@@ -128,6 +220,28 @@ enum Cmd {
         /// Folder for ROS left.yaml / right.yaml.
         #[arg(long)]
         ros: Option<PathBuf>,
+    },
+    /// Capture calibration pairs live from a stereo camera (the agent's camera
+    /// presets and pipelines): keeps a pair when both cameras see the whole board
+    /// and the view adds coverage (a new part of either image, or a new board size
+    /// or tilt), prints the coverage so far, and stops at --target pairs; then run
+    /// `calib stereo` on the folder.
+    #[cfg(feature = "capture")]
+    Capture {
+        /// The camera.
+        #[command(flatten)]
+        camera: camera::cli::SourceArgs,
+        #[command(flatten)]
+        board: Board,
+        /// Folder for left_NNN.png / right_NNN.png.
+        #[arg(long, default_value = "out/capture")]
+        out: PathBuf,
+        /// Pairs to keep.
+        #[arg(long, default_value_t = 20)]
+        target: usize,
+        /// Coverage cells across and down each image.
+        #[arg(long, default_value = "6x4", value_parser = parse_grid)]
+        grid: (usize, usize),
     },
     /// Megapixels per second of undistort-rectify remapping of 8-bit images.
     Bench {
@@ -211,6 +325,14 @@ fn residuals(cam: &Camera, pose: &Pose, v: &View) -> Vec<f64> {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
+        #[cfg(feature = "capture")]
+        Cmd::Capture {
+            camera,
+            board,
+            out,
+            target,
+            grid,
+        } => capture_cmd(camera, board, out, target, grid),
         Cmd::Detect { dir, board, csv } => {
             let (cols, rows) = board.board;
             let files = pngs(&dir, "")?;
