@@ -37,6 +37,9 @@ pub struct CameraNodeOptions {
     pub retry: Duration,
     /// Time allowed for the first pair after a start.
     pub first_frame: Duration,
+    /// Stop the node when the stream ends (a file played once) instead of
+    /// starting it again.
+    pub once: bool,
 }
 
 impl Default for CameraNodeOptions {
@@ -46,6 +49,7 @@ impl Default for CameraNodeOptions {
             stall: Duration::from_millis(250),
             retry: Duration::from_millis(500),
             first_frame: Duration::from_secs(5),
+            once: false,
         }
     }
 }
@@ -182,6 +186,10 @@ pub fn camera_node(
                 Err(CameraStageError::Rig(e)) => {
                     say(format!("camera: {e}"), true)?;
                     return Err(e.into());
+                }
+                Err(CameraStageError::Camera(camera::CameraError::EndOfStream)) if o.once => {
+                    say("camera: the stream ended (--once)".into(), false)?;
+                    break None;
                 }
                 Err(CameraStageError::Camera(e)) => break Some(e.to_string()),
             }

@@ -388,8 +388,26 @@ args = ["node", "telemetry", "--robot", "{robot}", "--connect", "{ep}", "--rerun
 fn robot_launch_does_not_arm() {
     let dir = temp_dir("robot-launch");
     let robot = format!("bot{}", std::process::id());
-    // A recording of the twin to play as the camera.
-    record_twin_flight(&dir, 5, "20", "camera/stereo");
+    // The camera: a side-by-side video of a twin flight (its recorded pairs),
+    // played once by the `file` preset in place of the UVC module, with the
+    // twin's rig as the calibration.
+    let flight = record_twin_flight(&dir, 5, "20", "camera/stereo");
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = bus::log::read(&flight)
+        .unwrap()
+        .into_iter()
+        .filter(|(t, _, _)| t == "camera/stereo")
+        .filter_map(|(_, _, b)| bus::wire::decode::<bus::msg::StereoPair>(&b).ok())
+        .map(|(_, p)| (p.left, p.right))
+        .collect();
+    assert!(pairs.len() > 20, "{} pairs recorded", pairs.len());
+    let video = dir.join("flight.avi");
+    camera::video::write_side_by_side(&video, 160, 120, 20, camera::video::Encoding::Yuyv, pairs)
+        .unwrap();
+    let twin_rig = sim::camera::StereoRig::default();
+    let k = twin_rig.intrinsics;
+    calib::Rig::ideal(k.width, k.height, k.fx, k.cx, k.cy, twin_rig.baseline)
+        .save_opencv(&dir.join("rig.yaml"))
+        .unwrap();
 
     let tty = dir.join("ttyFC");
     let mut host = e2e_tests::fc_host(&tty);
@@ -405,13 +423,20 @@ fn robot_launch_does_not_arm() {
             "\"--robot\", \"robot\"",
             &format!("\"--robot\", \"{robot}\""),
         )
+        .replace(
+            "\"--preset\", \"sbs-uvc\", \"--camera-device\", \"/dev/video0\", \"--format\", \"mjpeg\", \"--width\", \"640\", \"--height\", \"480\", \"--fps\", \"30\"",
+            &format!(
+                "\"--preset\", \"file\", \"--location\", \"{}\", \"--realtime\", \"--once\", \"--width\", \"160\", \"--height\", \"120\", \"--fps\", \"20\"",
+                video.display()
+            ),
+        )
         .replace("\"out/", &format!("\"{out_dir}"))
         .replace(
             "\"--rerun\", \"connect\", \"--rerun-url\", \"rerun+http://192.168.1.10:9876/proxy\"",
             &format!("\"--rerun\", \"save\", \"--rerun-save\", \"{out_dir}robot.rrd\""),
         );
     assert!(
-        !text.contains("ttyTHS1") && !text.contains("192.168"),
+        !text.contains("ttyTHS1") && !text.contains("192.168") && text.contains("\"--once\""),
         "{text}"
     );
     std::fs::write(dir.join("robot.toml"), text).unwrap();
@@ -435,6 +460,7 @@ fn robot_launch_does_not_arm() {
     );
     assert!(!log.contains("fc: armed"), "{log}");
     for node in [
+        "camera: streaming 160x120 pairs (file)",
         "stereo node up",
         "policy node up",
         "mono node up",

@@ -18,6 +18,10 @@ pub(crate) struct CameraArgs {
     /// camera node: wait between attempts to start a lost camera again (ms).
     #[arg(long, default_value_t = 500)]
     retry_ms: u64,
+    /// camera node: stop when the stream ends (a file played once) instead of
+    /// starting it again.
+    #[arg(long)]
+    once: bool,
 }
 
 impl CameraArgs {
@@ -30,6 +34,7 @@ impl CameraArgs {
             source: self.source.source()?,
             stall: Duration::from_millis(self.stall_ms.max(1)),
             retry: Duration::from_millis(self.retry_ms.max(1)),
+            once: self.once,
             ..Default::default()
         }))
     }
