@@ -10,6 +10,10 @@
 #     aarch64 agent's self-test), opencv-doc (OpenCV's sample images: real
 #     camera images the calibration is tested on, and Middlebury's Aloe pair with
 #     ground truth that stereo matching is tested on)
+#   - GStreamer (libgstreamer1.0-dev, libgstreamer-plugins-base1.0-dev for the
+#     camera crate's build; gstreamer1.0-plugins-{base,good} for its pipelines:
+#     videoconvert, jpegdec/jpegenc, avimux/avidemux, multipart, tcp) and
+#     pkg-config, which the GStreamer bindings build with
 #   - the aarch64 build of the robot's agent (no `twin` feature, so no simulator;
 #     tests/tests/aarch64.rs runs its self-test), in the `cross-check` profile
 set -euo pipefail
@@ -25,6 +29,10 @@ command -v qemu-system-arm >/dev/null || missing+=(qemu-system-arm)
 command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
 command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
 [ -f /usr/share/doc/opencv-doc/examples/data/left01.jpg ] || missing+=(opencv-doc)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+for p in libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
 if [ ${#missing[@]} -gt 0 ]; then
     SUDO=""
     if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi

@@ -1043,6 +1043,8 @@ pub fn telemetry_node(
     let mut setpoints = Inbox::<Setpoint>::new(session, robot, bus::topics::CMD_SETPOINT, 16)?;
     let mut fc = Inbox::<FcStatus>::new(session, robot, bus::topics::FC_STATUS, 16)?;
     let mut events = Inbox::<Event>::new(session, robot, bus::topics::EVENTS, 64)?;
+    let mut camera_health =
+        Inbox::<bus::msg::CameraHealth>::new(session, robot, bus::topics::CAMERA_HEALTH, 16)?;
     let mut path: Vec<[f32; 3]> = Vec::new();
     let mut logged = 0u64;
     let image_every = 5;
@@ -1112,6 +1114,17 @@ pub fn telemetry_node(
             let (f, t) = at(&h);
             tel.set_time(f, t);
             tel.event(&format!("[{}] {}", h.frame_id, e.text))?;
+            logged += 1;
+        }
+        while let Some((h, c)) = camera_health.recv_timeout(Duration::ZERO)? {
+            idle = false;
+            let (f, t) = at(&h);
+            tel.set_time(f, t);
+            tel.scalar("camera/streaming", f64::from(c.streaming))?;
+            tel.scalar("camera/fps", f64::from(c.fps))?;
+            tel.scalar("camera/skew_ms", f64::from(c.skew_ms))?;
+            tel.scalar("camera/latency_ms", f64::from(c.latency_ms))?;
+            tel.scalar("camera/dropped", c.dropped as f64)?;
             logged += 1;
         }
         if idle {
