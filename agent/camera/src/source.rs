@@ -507,6 +507,11 @@ impl CameraSource {
 
     /// Stops the pipeline (also done when the source is dropped).
     pub fn stop(&mut self) {
+        // A file's streaming thread may be waiting to hand over a frame: let
+        // go of the receiving end first, so that it gives up and the pipeline
+        // can stop instead of waiting for it forever.
+        let (_, closed) = mpsc::sync_channel(1);
+        drop(std::mem::replace(&mut self.rx, closed));
         let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
@@ -592,6 +597,34 @@ mod tests {
         // Stamps follow the file's frame times (100 ms apart).
         let dt = got[4].stamp_ns - got[0].stamp_ns;
         assert_eq!(dt, 400_000_000, "{dt}");
+    }
+
+    #[test]
+    fn dropping_a_file_source_mid_stream_does_not_hang() {
+        let (w, h) = (32, 24);
+        let pairs: Vec<_> = (0..40)
+            .map(|k| (pattern(w, h, k, 0), pattern(w, h, k, 1)))
+            .collect();
+        let file = temp("drop").join("sbs.avi");
+        write_side_by_side(&file, w, h, 10, Encoding::Yuyv, pairs).unwrap();
+        let cfg = SourceConfig {
+            preset: Preset::File,
+            location: file.display().to_string(),
+            ..SourceConfig::default()
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut src = CameraSource::start(&cfg).unwrap();
+            assert!(src.next_pair(Duration::from_secs(20)).unwrap().is_some());
+            // The pipeline is blocked handing over the next frames now.
+            std::thread::sleep(Duration::from_millis(200));
+            drop(src);
+            tx.send(()).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_secs(60)).is_ok(),
+            "dropping the source hung"
+        );
     }
 
     #[test]
