@@ -38,7 +38,7 @@ pub struct CameraNodeOptions {
     /// Time allowed for the first pair after a start.
     pub first_frame: Duration,
     /// Stop the node when the stream ends (a file played once) instead of
-    /// starting it again.
+    /// starting it again; an error then ends the node with it.
     pub once: bool,
 }
 
@@ -191,6 +191,11 @@ pub fn camera_node(
                     say("camera: the stream ended (--once)".into(), false)?;
                     break None;
                 }
+                // A file played once that fails (damaged) is an error, not a loss to wait out.
+                Err(CameraStageError::Camera(e)) if o.once => {
+                    say(format!("camera: {e}"), true)?;
+                    return Err(e.into());
+                }
                 Err(CameraStageError::Camera(e)) => break Some(e.to_string()),
             }
             match last_pair {
@@ -218,11 +223,15 @@ pub fn camera_node(
                 health_out.send(bus::now_ns(), "camera", &m)?;
             }
         };
+        // Tell the graph first: tearing a wedged device's pipeline down can
+        // take long (or hang), and the safety node must not wait for it.
         let h = stage.health();
         dropped_before += h.dropped;
-        drop(stage);
-        let Some(why) = why else { break };
+        let Some(mut why) = why else { break };
         let was_streaming = token.take().is_some();
+        if let Some(p) = stage.last_problem() {
+            why = format!("{why}; frames were unreadable: {p}");
+        }
         let m = health_msg(&h, false, published, dropped_before, restarts);
         health_out.send(bus::now_ns(), "camera", &m)?;
         if was_streaming || last_failure.as_deref() != Some(why.as_str()) {
@@ -235,6 +244,7 @@ pub fn camera_node(
             )?;
             last_failure = Some(why);
         }
+        drop(stage);
         restarts += 1;
         nap(o.retry, stop);
     }

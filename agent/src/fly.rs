@@ -592,16 +592,20 @@ pub fn twin_action(v: Velocity) -> Action {
     }
 }
 
-/// The stereo stage's geometry of the twin's rig: an ideal rectified rig
-/// when its lenses are distortion-free, else the rig's exact calibration (the
-/// stage then rectifies every pair with its maps).
+/// The stereo stage's geometry of the twin's rig. The loop's pairs are
+/// rectified (a camera stage rectifies a real camera's), and the twin renders
+/// rectified pairs only through a distortion-free rig with square pixels: a
+/// rig with lens distortion is refused here rather than matched unrectified
+/// (render such a rig for calibration, `sim calib-views`).
 pub fn twin_geometry(rig: &sim::StereoRig) -> Result<RigGeometry> {
     let k = rig.intrinsics;
-    let cal = if rig.distortion.is_zero() && k.fx == k.fy {
-        calib::Rig::ideal(k.width, k.height, k.fx, k.cx, k.cy, rig.baseline)
-    } else {
-        sim::target::rig_truth(rig)
-    };
+    anyhow::ensure!(
+        rig.distortion.is_zero() && k.fx == k.fy,
+        "the twin's rig has lens distortion or non-square pixels (fx {}, fy {}): the flight loop takes rectified pairs, which such a rig does not render",
+        k.fx,
+        k.fy
+    );
+    let cal = calib::Rig::ideal(k.width, k.height, k.fx, k.cx, k.cy, rig.baseline);
     Ok(RigGeometry::from_rig(&cal, "twin")?)
 }
 

@@ -87,8 +87,9 @@ pub struct NodeOptions {
     pub save_every: f64,
     /// `telemetry`: where rerun data goes.
     pub sink: Option<crate::telemetry::Sink>,
-    /// `stereo`, `mono` and `telemetry`: the stereo rig's calibration (OpenCV
-    /// YAML from `calib`); the twin's rig when absent.
+    /// `camera` (rectification maps, size check), `stereo` (focal length,
+    /// baseline) and `telemetry`: the stereo rig's calibration (OpenCV YAML
+    /// from `calib`); the twin's rig when absent.
     pub rig: Option<std::path::PathBuf>,
     /// The twin's settings: the room, seed and duration the `camera` (twin)
     /// node flies, the context a trained policy network is shown; the
@@ -171,9 +172,16 @@ pub fn run(
         },
         #[cfg(not(feature = "twin"))]
         NodeKind::Policy => policy_node(session, robot, cfg, fc, stop),
-        #[cfg(feature = "camera")]
-        NodeKind::Camera if live_camera(fc).is_some() => {
-            let o = live_camera(fc).unwrap_or_default();
+        // With the twin, the camera node is the live camera only when one is asked for.
+        #[cfg(all(feature = "camera", feature = "twin"))]
+        NodeKind::Camera if fc.camera.is_some() => {
+            let o = fc.camera.clone().unwrap_or_default();
+            crate::camnode::camera_node(session, robot, stereo_rig(fc)?, &o, stop)
+        }
+        // The robot's build: always the live camera (the default preset when none is given).
+        #[cfg(all(feature = "camera", not(feature = "twin")))]
+        NodeKind::Camera => {
+            let o = fc.camera.clone().unwrap_or_default();
             crate::camnode::camera_node(session, robot, stereo_rig(fc)?, &o, stop)
         }
         #[cfg(all(not(feature = "twin"), not(feature = "camera")))]
@@ -198,16 +206,6 @@ pub fn run(
             }
         },
     }
-}
-
-/// The live camera the camera node runs: the one asked for, or — in a build
-/// without the twin — the default preset.
-#[cfg(feature = "camera")]
-fn live_camera(fc: &NodeOptions) -> Option<crate::camnode::CameraNodeOptions> {
-    #[cfg(feature = "twin")]
-    return fc.camera.clone();
-    #[cfg(not(feature = "twin"))]
-    return Some(fc.camera.clone().unwrap_or_default());
 }
 
 /// The stereo stage's rig: the file given with `--rig` (OpenCV YAML from
@@ -1027,11 +1025,15 @@ pub fn telemetry_node(
     use bus::msg::FcStatus;
     let sink = opts.sink.clone().unwrap_or(Sink::Off);
     let tel = Telemetry::open(&sink, "onboard_agent_graph")?;
+    // The images on the bus are rectified: place them with the rectified cameras.
     match &opts.rig {
         Some(path) => {
             let rig = calib::Rig::load_opencv(path)
                 .with_context(|| format!("cannot load the rig file {}", path.display()))?;
-            tel.log_rig(&rig)?;
+            tel.log_rig(&crate::pipeline::rectified_rig(
+                &rig,
+                &path.display().to_string(),
+            )?)?;
         }
         // The rig bundled with the agent: the twin's.
         None => tel.log_rig(&crate::selftest::bundled_rig()?)?,

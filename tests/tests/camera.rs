@@ -249,6 +249,9 @@ fn two_device_pairing_drops_skewed_frames() {
 /// until stopped.
 struct Sender {
     run: Arc<AtomicBool>,
+    /// While set, the sender keeps its connection open but sends nothing (a
+    /// camera that hangs).
+    paused: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -269,11 +272,16 @@ impl Sender {
             .unwrap();
         pipeline.set_state(gst::State::Playing).unwrap();
         let run = Arc::new(AtomicBool::new(true));
-        let go = run.clone();
+        let paused = Arc::new(AtomicBool::new(false));
+        let (go, hold) = (run.clone(), paused.clone());
         let stride = (2 * w).div_ceil(4) * 4;
         let thread = std::thread::spawn(move || {
             let mut k = 0;
             while go.load(Ordering::Relaxed) {
+                if hold.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
                 let (l, r) = &frames[k % frames.len()];
                 let mut data = vec![0u8; stride * h];
                 for y in 0..h {
@@ -290,6 +298,7 @@ impl Sender {
         });
         Sender {
             run,
+            paused,
             thread: Some(thread),
         }
     }
@@ -379,18 +388,43 @@ fn camera_loss_commands_hover_and_recovers() {
         Inbox::<CameraHealth>::new(&session, &robot, topics::CAMERA_HEALTH, 64).unwrap();
 
     // Flying: the policy answers the camera's pairs.
-    let mut flying = 0;
-    let got = wait_for(&mut setpoints, Duration::from_secs(90), |h, _| {
-        flying += usize::from(h.frame_id != "safety");
-        flying >= 5
-    });
-    assert!(got.is_some(), "no setpoints from the policy");
+    let flying = |setpoints: &mut Inbox<Setpoint>, after: u64| {
+        let mut n = 0;
+        wait_for(setpoints, Duration::from_secs(90), |h, _| {
+            n += usize::from(h.frame_id != "safety" && h.stamp_ns > after);
+            n >= 5
+        })
+        .is_some()
+    };
+    assert!(flying(&mut setpoints, 0), "no setpoints from the policy");
 
-    // The camera goes away mid-flight.
+    // 1. The camera hangs: its connection stays open, nothing comes. The stall
+    // limit (250 ms at 10 fps) finds it.
+    let hung_at = bus::now_ns();
+    sender.paused.store(true, Ordering::Relaxed);
+    let (hh, hover) = wait_for(&mut setpoints, Duration::from_secs(30), |h, _| {
+        h.frame_id == "safety"
+    })
+    .expect("no hover after the camera hung");
+    assert_eq!(hover, Setpoint::HOVER);
+    let after_ms = (hh.stamp_ns as f64 - hung_at as f64) * 1e-6;
+    eprintln!("hover {after_ms:.0} ms after the camera hung (stall limit 250 ms)");
+    let stalled = wait_for(&mut events, Duration::from_secs(10), |_, e| {
+        e.text.starts_with("camera: lost (no pair for")
+    });
+    assert!(stalled.is_some(), "the stall was not reported on events");
+    let resumed_at = bus::now_ns();
+    sender.paused.store(false, Ordering::Relaxed);
+    assert!(
+        flying(&mut setpoints, resumed_at),
+        "no policy setpoints after the hung camera came back"
+    );
+
+    // 2. The camera goes away mid-flight (its stream ends).
     let lost_at = bus::now_ns();
     sender.stop();
     let (hh, hover) = wait_for(&mut setpoints, Duration::from_secs(30), |h, _| {
-        h.frame_id == "safety"
+        h.frame_id == "safety" && h.stamp_ns > lost_at
     })
     .expect("no hover after the camera was lost");
     assert_eq!(hover, Setpoint::HOVER);
@@ -400,8 +434,8 @@ fn camera_loss_commands_hover_and_recovers() {
         after_ms <= 500.0,
         "hover came {after_ms:.0} ms after the loss"
     );
-    let lost = wait_for(&mut events, Duration::from_secs(10), |_, e| {
-        e.text.starts_with("camera: lost")
+    let lost = wait_for(&mut events, Duration::from_secs(10), |h, e| {
+        h.stamp_ns > lost_at && e.text.starts_with("camera: lost")
     });
     assert!(lost.is_some(), "the loss was not reported on events");
     let (_, report) = wait_for(&mut health, Duration::from_secs(10), |_, m| {
@@ -410,26 +444,38 @@ fn camera_loss_commands_hover_and_recovers() {
     .expect("no health report of the lost camera");
     assert!(report.pairs > 0);
 
-    // The camera comes back: frames resume, the policy flies again.
+    // The camera comes back: frames resume, the policy flies again, and the
+    // safety node lets go.
     std::thread::sleep(Duration::from_millis(700));
     let back_at = bus::now_ns();
     let _sender = Sender::start(cam_port, frames, w, h);
-    let resumed = wait_for(&mut setpoints, Duration::from_secs(60), |h, _| {
-        h.frame_id != "safety" && h.stamp_ns > back_at
-    });
     assert!(
-        resumed.is_some(),
+        flying(&mut setpoints, back_at),
         "no policy setpoints after the camera came back"
     );
-    let back = wait_for(&mut events, Duration::from_secs(10), |_, e| {
-        e.text.starts_with("camera: frames are back")
+    let back = wait_for(&mut events, Duration::from_secs(10), |h, e| {
+        h.stamp_ns > back_at && e.text.starts_with("camera: frames are back")
     });
     assert!(back.is_some(), "the recovery was not reported on events");
+    let (released, _) = wait_for(&mut events, Duration::from_secs(10), |h, e| {
+        h.stamp_ns > back_at && e.text.contains("camera-stream is back; hover released")
+    })
+    .expect("the safety node did not release the hover");
+    // No hover after the release (a margin for one in flight).
+    let mut late_hovers = 0;
+    let end = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < end {
+        if let Some((h, _)) = setpoints.recv_timeout(Duration::from_millis(50)).unwrap() {
+            late_hovers +=
+                usize::from(h.frame_id == "safety" && h.stamp_ns > released.stamp_ns + 100_000_000);
+        }
+    }
+    assert_eq!(late_hovers, 0, "hover went on after the camera came back");
     let (_, report) = wait_for(&mut health, Duration::from_secs(10), |_, m| {
         m.streaming == 1
     })
     .expect("no health report after the recovery");
-    assert!(report.restarts >= 1, "{report:?}");
+    assert!(report.restarts >= 2, "{report:?}");
 }
 
 /// `calib capture` from a camera (here a side-by-side video of `calib synth`'s
@@ -463,7 +509,7 @@ fn calib_capture_keeps_views_that_add_coverage_and_calibrates() {
             .args([
                 "capture", "--preset", "file", "--width", "640", "--height", "480",
             ])
-            .args(["--target", "12", "--location"])
+            .args(["--target", "30", "--location"])
             .arg(&video)
             .arg("--out")
             .arg(&cap),

@@ -87,8 +87,24 @@ pub struct SourceArgs {
 
 impl SourceArgs {
     /// Whether a live camera was asked for.
+    /// Any camera flag counts: a device given without a preset still means
+    /// the live camera (with the default preset), never something else.
     pub fn wanted(&self) -> bool {
-        self.preset.is_some() || self.pipeline.is_some() || self.camera_config.is_some()
+        self.preset.is_some()
+            || self.pipeline.is_some()
+            || self.camera_config.is_some()
+            || self.camera_device.is_some()
+            || self.camera_device_right.is_some()
+            || self.sensors.is_some()
+            || self.location.is_some()
+            || self.camera_host.is_some()
+            || self.camera_port.is_some()
+            || self.width.is_some()
+            || self.height.is_some()
+            || self.fps.is_some()
+            || self.format.is_some()
+            || self.max_skew_ms.is_some()
+            || self.realtime
     }
 
     /// The source's settings: the file's, then the flags.

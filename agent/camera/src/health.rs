@@ -14,11 +14,13 @@ pub struct Health {
     pub skew_ms: f64,
     /// Largest skew seen (absolute, ms).
     pub max_skew_ms: f64,
-    /// Frames dropped: unpaired, or arriving while the consumer was late.
+    /// Frames dropped: unpaired, arriving while the consumer was late,
+    /// skipped for a newer pair, or unreadable.
     pub dropped: u64,
     /// Frames that could not be read (wrong format).
     pub unreadable: u64,
-    /// Receive time minus capture time of the last pair (ms).
+    /// Hand-over time minus capture time of the last pair (ms): the
+    /// camera's, the pipeline's and the queue's delay.
     pub latency_ms: f64,
 }
 

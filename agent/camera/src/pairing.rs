@@ -212,5 +212,8 @@ mod tests {
             assert!(p.push(Eye::Left, k * 100 * MS, k).is_none());
         }
         assert_eq!(p.stats().dropped_left, 3);
+        // Frames 3 and 4 stayed; 0..=2 went.
+        let q = p.push(Eye::Right, 300 * MS, 13).unwrap();
+        assert_eq!((q.left, q.right), (3, 13));
     }
 }

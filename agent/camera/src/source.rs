@@ -6,7 +6,9 @@
 //! pipeline's clock (for `v4l2src`, when the driver captured the frame). It is
 //! turned into the bus's clock (Unix time) with one offset per pipeline, taken
 //! at its first frame, so that stamps of one run differ exactly as the
-//! buffers' times do. Latency is the receive time minus the capture time.
+//! buffers' times do. Latency is the time the pair is handed to the consumer
+//! minus the capture time. A live camera's consumer always gets the newest
+//! pair; older ones that queued up while it was busy are dropped and counted.
 
 use crate::health::{Health, HealthMeter};
 use crate::pairing::{Eye, Pairer};
@@ -243,6 +245,9 @@ pub struct CameraSource {
     last_problem: Arc<std::sync::Mutex<Option<String>>>,
     seq: u64,
     description: String,
+    live: bool,
+    /// Frames of pairs skipped for a newer one.
+    skipped: u64,
 }
 
 impl CameraSource {
@@ -369,6 +374,8 @@ impl CameraSource {
             last_problem,
             seq: 0,
             description: description.to_string(),
+            live,
+            skipped: 0,
         };
         if source.pipeline.set_state(gst::State::Playing).is_err() {
             let why = source
@@ -407,8 +414,9 @@ impl CameraSource {
     pub fn health(&self) -> Health {
         let p = self.pairer.stats();
         let mut h = self.health.health();
-        h.dropped = p.dropped() + self.overrun.load(Ordering::Relaxed);
         h.unreadable = self.unreadable.load(Ordering::Relaxed);
+        h.dropped =
+            p.dropped() + self.overrun.load(Ordering::Relaxed) + self.skipped + h.unreadable;
         h
     }
 
@@ -452,9 +460,24 @@ impl CameraSource {
                     }
                 }
             };
-            if let Some(a) = a
-                && let Some(p) = self.accept(a)?
-            {
+            let Some(a) = a else { continue };
+            let mut newest = self.accept(a)?;
+            // A live camera's consumer gets the newest pair: pairs that queued
+            // up while it was busy are skipped and counted as dropped.
+            if self.live {
+                while let Ok(more) = self.rx.try_recv() {
+                    if let Some(p) = self.accept(more)?
+                        && newest.replace(p).is_some()
+                    {
+                        self.skipped += 2;
+                    }
+                }
+            }
+            if let Some(mut p) = newest {
+                p.seq = self.seq;
+                self.seq += 1;
+                // Latency up to the hand-over, queueing included.
+                self.health.record(p.stamp_ns, unix_now_ns(), p.skew_ns);
                 return Ok(Some(p));
             }
         }
@@ -490,11 +513,8 @@ impl CameraSource {
                 }
             }
         };
-        let seq = self.seq;
-        self.seq += 1;
-        self.health.record(stamp_ns, recv_ns, skew_ns);
         Ok(Some(CameraPair {
-            seq,
+            seq: 0,
             width: left.width,
             height: left.height,
             left: left.data,
@@ -553,7 +573,7 @@ mod tests {
 
     #[test]
     fn a_yuyv_file_plays_back_the_pairs_written() {
-        // 30 px wide eyes: rows of 60 gray bytes are padded in GStreamer.
+        // 30 px wide eyes: the writer pads its 60-byte gray rows to 4 bytes.
         let (w, h) = (30, 20);
         let pairs: Vec<_> = (0..5)
             .map(|k| (pattern(w, h, k, 0), pattern(w, h, k, 3)))
@@ -597,6 +617,51 @@ mod tests {
         // Stamps follow the file's frame times (100 ms apart).
         let dt = got[4].stamp_ns - got[0].stamp_ns;
         assert_eq!(dt, 400_000_000, "{dt}");
+    }
+
+    #[test]
+    fn an_mjpeg_file_of_odd_eyes_is_read_with_its_stride() {
+        // 31 px eyes: the decoder's 62 px I420 rows lie 64 bytes apart.
+        let (w, h) = (31, 24);
+        let flat = |v: u8| vec![v; w * h];
+        let pairs: Vec<_> = (0..3u8)
+            .map(|k| (flat(60 + k * 20), flat(200 - k * 20)))
+            .collect();
+        let file = temp("odd").join("sbs.avi");
+        write_side_by_side(
+            &file,
+            w,
+            h,
+            10,
+            Encoding::Mjpeg { quality: 95 },
+            pairs.clone(),
+        )
+        .unwrap();
+        let cfg = SourceConfig {
+            preset: Preset::File,
+            location: file.display().to_string(),
+            ..SourceConfig::default()
+        };
+        let mut src = CameraSource::start(&cfg).unwrap();
+        let mut n = 0;
+        while let Ok(Some(p)) = src.next_pair(Duration::from_secs(20)) {
+            assert_eq!((p.width, p.height), (w, h));
+            let (l, r) = &pairs[n];
+            let mean = |a: &[u8], b: &[u8]| {
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| f64::from(x.abs_diff(*y)))
+                    .sum::<f64>()
+                    / a.len() as f64
+            };
+            // Read at the wrong stride, rows would shear into the other eye.
+            assert!(
+                mean(&p.left, l) < 4.0 && mean(&p.right, r) < 4.0,
+                "pair {n}"
+            );
+            n += 1;
+        }
+        assert_eq!(n, 3);
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub(crate) struct CameraArgs {
-    /// The source (camera node): without --preset, --pipeline or
-    /// --camera-config the camera node is the twin.
+    /// The source (camera node). In a build with the twin, a camera node
+    /// given none of these flags is the twin; any of them means the live camera.
     #[command(flatten)]
     source: camera::cli::SourceArgs,
     /// camera node: no pair for this long (ms) and the camera counts as lost

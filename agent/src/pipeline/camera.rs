@@ -71,6 +71,11 @@ impl CameraStage {
         &self.rig
     }
 
+    /// Why the last unreadable frame was refused, if one was.
+    pub fn last_problem(&self) -> Option<String> {
+        self.source.last_problem()
+    }
+
     /// The camera's health.
     pub fn health(&self) -> Health {
         self.source.health()

@@ -1,4 +1,4 @@
-//! The stereo rig as the stereo stage uses it: the size it was calibrated at,
+//! The stereo rig as the camera and stereo stages use it: the size it was calibrated at,
 //! the rectified focal length and baseline that turn disparity into metric
 //! depth (from the rectified projections P1/P2), and the undistort-rectify
 //! maps of both cameras, computed once when the rig needs them.
@@ -59,7 +59,8 @@ pub enum RigError {
     },
 }
 
-/// What the stereo stage needs of a calibrated rig.
+/// What the camera stage (maps, size) and the stereo stage (focal length,
+/// baseline) need of a calibrated rig.
 #[derive(Debug, Clone)]
 pub struct RigGeometry {
     /// Image width the rig was calibrated at (pixels).
@@ -192,6 +193,29 @@ impl RigGeometry {
     }
 }
 
+/// The rig as its rectified images see it: both cameras with the rectified
+/// projection (P1/P2: no distortion, the same focal length and principal
+/// point), parallel, `baseline` apart. This is how the pairs on the bus (which
+/// the camera stage rectified) are placed in telemetry.
+pub fn rectified_rig(rig: &calib::Rig, origin: &str) -> Result<calib::Rig, RigError> {
+    let g = RigGeometry::from_rig(rig, origin)?;
+    let rect = match rig.rect {
+        Some(r) => r,
+        None => stereo_rectify(rig, 0.0).map_err(|e| RigError::Rectify {
+            origin: origin.to_string(),
+            reason: e.to_string(),
+        })?,
+    };
+    Ok(calib::Rig::ideal(
+        rig.width,
+        rig.height,
+        g.focal,
+        rect.p1[0][2],
+        rect.p1[1][2],
+        g.baseline,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +247,11 @@ mod tests {
         let img = vec![128u8; 64 * 48];
         let (l, r) = g.rectify(&img, &img).unwrap();
         assert_eq!((l.len(), r.len()), (64 * 48, 64 * 48));
+        // Telemetry places the rectified images with the rectified cameras.
+        let flat = rectified_rig(&rig, "test").unwrap();
+        assert!(flat.left.distortion().iter().all(|d| *d == 0.0));
+        assert!(
+            (flat.left.fx() - g.focal).abs() < 1e-9 && (flat.baseline() - g.baseline).abs() < 1e-9
+        );
     }
 }
