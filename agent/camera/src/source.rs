@@ -248,6 +248,8 @@ pub struct CameraSource {
     live: bool,
     /// Frames of pairs skipped for a newer one.
     skipped: u64,
+    /// The end of the stream was posted (the queue is drained before it is reported).
+    ended: bool,
 }
 
 impl CameraSource {
@@ -376,6 +378,7 @@ impl CameraSource {
             description: description.to_string(),
             live,
             skipped: 0,
+            ended: false,
         };
         if source.pipeline.set_state(gst::State::Playing).is_err() {
             let why = source
@@ -430,20 +433,30 @@ impl CameraSource {
     pub fn next_pair(&mut self, timeout: Duration) -> Result<Option<CameraPair>, CameraError> {
         let deadline = Instant::now() + timeout;
         loop {
-            // Frames already delivered come before the bus's news, so that
-            // the end of a file loses none.
+            // Frames already delivered come before the end of the stream: the
+            // end is posted after the sinks handed over their last frames, so
+            // once it is seen, what is in the queue is all there is.
             let a = match self.rx.try_recv() {
                 Ok(a) => Some(a),
+                Err(_) if self.ended => {
+                    self.pairer.flush();
+                    return Err(CameraError::EndOfStream);
+                }
                 Err(_) => {
                     if let Some(m) = self
                         .bus
                         .pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos])
                     {
-                        self.pairer.flush();
-                        return Err(match m.view() {
-                            gst::MessageView::Error(e) => CameraError::Stopped(error_text(e)),
-                            _ => CameraError::EndOfStream,
-                        });
+                        match m.view() {
+                            gst::MessageView::Error(e) => {
+                                self.pairer.flush();
+                                return Err(CameraError::Stopped(error_text(e)));
+                            }
+                            _ => {
+                                self.ended = true;
+                                continue;
+                            }
+                        }
                     }
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
