@@ -149,7 +149,8 @@ pub fn camera_node(
                 break None;
             }
             match stage.next(Duration::from_millis(20)) {
-                Ok(Some(p)) => {
+                Ok(Some(rectified)) => {
+                    let p = rectified.pair;
                     last_pair = Some(Instant::now());
                     if token.is_none() {
                         token = Some(bus::announce(session, robot, STREAM_TOKEN)?);

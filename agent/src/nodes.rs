@@ -1027,14 +1027,7 @@ pub fn telemetry_node(
     let tel = Telemetry::open(&sink, "onboard_agent_graph")?;
     // The images on the bus are rectified: place them with the rectified cameras.
     match &opts.rig {
-        Some(path) => {
-            let rig = calib::Rig::load_opencv(path)
-                .with_context(|| format!("cannot load the rig file {}", path.display()))?;
-            tel.log_rig(&crate::pipeline::rectified_rig(
-                &rig,
-                &path.display().to_string(),
-            )?)?;
-        }
+        Some(path) => tel.log_rig(&RigGeometry::load(path)?.rectified_rig())?,
         // The rig bundled with the agent: the twin's.
         None => tel.log_rig(&crate::selftest::bundled_rig()?)?,
     }

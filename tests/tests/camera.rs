@@ -133,7 +133,7 @@ fn gstreamer_side_by_side_source_gives_rectified_pairs() {
         // Rectified: the source's left image is the rectified camera's view
         // (up to JPEG), much closer to it than the raw distorted image is.
         let (got, before) = (
-            mean_abs_diff(&p.left, &truth.left),
+            mean_abs_diff(&p.pair.left, &truth.left),
             mean_abs_diff(&raw[k].left, &truth.left),
         );
         eprintln!("pair {k}: |rectified - ideal| {got:.2}, |raw - ideal| {before:.2} grey levels");
@@ -142,7 +142,7 @@ fn gstreamer_side_by_side_source_gives_rectified_pairs() {
             "pair {k} is not rectified: {got:.2} vs raw {before:.2}"
         );
 
-        let from_source = stereo.process(&p.left, &p.right, w, h).unwrap();
+        let from_source = stereo.process(&p.pair.left, &p.pair.right, w, h).unwrap();
         let from_twin = stereo.process(&truth.left, &truth.right, w, h).unwrap();
         let (rs, rt) = (
             median_ratio(&from_source.depth, &truth.depth),

@@ -8,7 +8,7 @@
 //! they are.
 
 use super::rig::{RigError, RigGeometry};
-use camera::{CameraError, CameraSource, Health, SourceConfig};
+use camera::{CameraError, CameraPair, CameraSource, Health, SourceConfig};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -23,25 +23,12 @@ pub enum CameraStageError {
     Rig(#[from] RigError),
 }
 
-/// A rectified pair with its capture time.
+/// A pair from the camera, its images rectified.
 #[derive(Debug, Clone)]
 pub struct RectifiedPair {
-    /// The source's sequence number.
-    pub seq: u64,
-    /// Width (px).
-    pub width: usize,
-    /// Height (px).
-    pub height: usize,
-    /// Rectified left image.
-    pub left: Vec<u8>,
-    /// Rectified right image.
-    pub right: Vec<u8>,
-    /// Capture time of the left image (Unix ns).
-    pub stamp_ns: u64,
-    /// When the source received it (Unix ns).
-    pub recv_ns: u64,
-    /// Right minus left capture time (ns).
-    pub skew_ns: i64,
+    /// The source's pair (sequence number, size, capture and receive
+    /// times, skew) with the rectified left and right images.
+    pub pair: CameraPair,
     /// Time spent rectifying (ns).
     pub rectify_ns: u64,
 }
@@ -83,21 +70,14 @@ impl CameraStage {
 
     /// The next rectified pair within `timeout`.
     pub fn next(&mut self, timeout: Duration) -> Result<Option<RectifiedPair>, CameraStageError> {
-        let Some(p) = self.source.next_pair(timeout)? else {
+        let Some(mut p) = self.source.next_pair(timeout)? else {
             return Ok(None);
         };
         self.rig.check("left", p.width, p.height, p.left.len())?;
         let t0 = Instant::now();
-        let (left, right) = self.rig.rectify(&p.left, &p.right)?;
+        (p.left, p.right) = self.rig.rectify(&p.left, &p.right)?;
         Ok(Some(RectifiedPair {
-            seq: p.seq,
-            width: p.width,
-            height: p.height,
-            left,
-            right,
-            stamp_ns: p.stamp_ns,
-            recv_ns: p.recv_ns,
-            skew_ns: p.skew_ns,
+            pair: p,
             rectify_ns: t0.elapsed().as_nanos() as u64,
         }))
     }

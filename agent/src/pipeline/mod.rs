@@ -33,5 +33,5 @@ pub use config::LoopConfig;
 pub use depth::{ScanShape, StereoDepth, StereoStage, StereoStageError, scan_shape};
 pub use pilot::Pilot;
 pub use policy::{Policy, PolicyFrame, Reactive};
-pub use rig::{RigError, RigGeometry, rectified_rig};
+pub use rig::{RigError, RigGeometry};
 pub use switch::{CueSwitch, FrameCues, SwitchOutput};

@@ -71,6 +71,8 @@ pub struct RigGeometry {
     pub focal: f64,
     /// Rectified baseline (m).
     pub baseline: f64,
+    /// Rectified principal point (px).
+    pub principal: [f64; 2],
     /// Where the rig came from (a path, "twin"), for messages.
     pub origin: String,
     /// Undistort-rectify maps (left, right); `None` for a rig whose raw images
@@ -94,6 +96,7 @@ impl RigGeometry {
                 reason: e.to_string(),
             })?,
         };
+        let principal = [rect.p1[0][2], rect.p1[1][2]];
         let focal = rect.p1[0][0];
         let baseline = if rect.p2[0][0] != 0.0 {
             -rect.p2[0][3] / rect.p2[0][0]
@@ -130,6 +133,7 @@ impl RigGeometry {
             height: h,
             focal,
             baseline,
+            principal,
             origin: origin.to_string(),
             maps,
         })
@@ -142,6 +146,15 @@ impl RigGeometry {
             source,
         })?;
         Self::from_rig(&rig, &path.display().to_string())
+    }
+
+    /// The rig as its rectified images see it: both cameras with the
+    /// rectified projection (no distortion, this focal length and principal
+    /// point), parallel, `baseline` apart. This is how the pairs on the bus
+    /// (which the camera stage rectified) are placed in telemetry.
+    pub fn rectified_rig(&self) -> calib::Rig {
+        let [cx, cy] = self.principal;
+        calib::Rig::ideal(self.width, self.height, self.focal, cx, cy, self.baseline)
     }
 
     /// Whether raw frames go through the undistort-rectify maps.
@@ -193,29 +206,6 @@ impl RigGeometry {
     }
 }
 
-/// The rig as its rectified images see it: both cameras with the rectified
-/// projection (P1/P2: no distortion, the same focal length and principal
-/// point), parallel, `baseline` apart. This is how the pairs on the bus (which
-/// the camera stage rectified) are placed in telemetry.
-pub fn rectified_rig(rig: &calib::Rig, origin: &str) -> Result<calib::Rig, RigError> {
-    let g = RigGeometry::from_rig(rig, origin)?;
-    let rect = match rig.rect {
-        Some(r) => r,
-        None => stereo_rectify(rig, 0.0).map_err(|e| RigError::Rectify {
-            origin: origin.to_string(),
-            reason: e.to_string(),
-        })?,
-    };
-    Ok(calib::Rig::ideal(
-        rig.width,
-        rig.height,
-        g.focal,
-        rect.p1[0][2],
-        rect.p1[1][2],
-        g.baseline,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,7 +238,7 @@ mod tests {
         let (l, r) = g.rectify(&img, &img).unwrap();
         assert_eq!((l.len(), r.len()), (64 * 48, 64 * 48));
         // Telemetry places the rectified images with the rectified cameras.
-        let flat = rectified_rig(&rig, "test").unwrap();
+        let flat = g.rectified_rig();
         assert!(flat.left.distortion().iter().all(|d| *d == 0.0));
         assert!(
             (flat.left.fx() - g.focal).abs() < 1e-9 && (flat.baseline() - g.baseline).abs() < 1e-9
