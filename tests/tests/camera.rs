@@ -453,21 +453,27 @@ fn camera_loss_commands_hover_and_recovers() {
         flying(&mut setpoints, back_at),
         "no policy setpoints after the camera came back"
     );
-    let back = wait_for(&mut events, Duration::from_secs(10), |h, e| {
-        h.stamp_ns > back_at && e.text.starts_with("camera: frames are back")
+    // The camera node's recovery and the safety node's release come from two
+    // publishers in either order: wait for both in one pass.
+    let (mut back, mut released) = (false, None);
+    wait_for(&mut events, Duration::from_secs(20), |h, e| {
+        if h.stamp_ns > back_at {
+            back |= e.text.starts_with("camera: frames are back");
+            if e.text.contains("camera-stream is back; hover released") {
+                released = Some(h.stamp_ns);
+            }
+        }
+        back && released.is_some()
     });
-    assert!(back.is_some(), "the recovery was not reported on events");
-    let (released, _) = wait_for(&mut events, Duration::from_secs(10), |h, e| {
-        h.stamp_ns > back_at && e.text.contains("camera-stream is back; hover released")
-    })
-    .expect("the safety node did not release the hover");
+    assert!(back, "the recovery was not reported on events");
+    let released = released.expect("the safety node did not release the hover");
     // No hover after the release (a margin for one in flight).
     let mut late_hovers = 0;
     let end = Instant::now() + Duration::from_secs(1);
     while Instant::now() < end {
         if let Some((h, _)) = setpoints.recv_timeout(Duration::from_millis(50)).unwrap() {
             late_hovers +=
-                usize::from(h.frame_id == "safety" && h.stamp_ns > released.stamp_ns + 100_000_000);
+                usize::from(h.frame_id == "safety" && h.stamp_ns > released + 100_000_000);
         }
     }
     assert_eq!(late_hovers, 0, "hover went on after the camera came back");
