@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs and builds what the tests need besides `cargo test`'s own build; the
 # README's test command runs it first. Safe to run again (skips what is there).
-#   - rerun's CLI (verifies the .rrd files the agent writes) and OpenCV for Python
+#   - rerun's CLI (verifies the .rrd files the agent writes), OpenCV for Python
 #     (opencv-python-headless<5: the stereo tests compare against its StereoSGBM)
+#     and scikit-image (it ships Middlebury's Motorcycle pair with ground truth,
+#     a second real pair for the stereo tests)
 #   - Rust targets thumbv7em-none-eabihf (the flight-controller firmware) and
 #     aarch64-unknown-linux-gnu (Jetson-class boards)
 #   - system packages (apt-get, with sudo when not root): qemu-system-arm (runs the
@@ -18,7 +20,7 @@
 #     tests/tests/aarch64.rs runs its self-test), in the `cross-check` profile
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install --quiet rerun-sdk==0.36.3 "opencv-python-headless<5"
+python3 -m pip install --quiet rerun-sdk==0.36.3 "opencv-python-headless<5" scikit-image
 for t in thumbv7em-none-eabihf aarch64-unknown-linux-gnu; do
     if ! rustup target list --installed | grep -qx "$t"; then
         rustup target add "$t"

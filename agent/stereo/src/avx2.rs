@@ -320,7 +320,7 @@ pub(crate) unsafe fn pick(s: &[u16], best: u16, n_valid: usize, keep: f32) -> cr
             let near = _mm256_and_si256(_mm256_cmpgt_epi16(i, lo), _mm256_cmpgt_epi16(hi, i));
             sec = _mm256_min_epu16(sec, _mm256_or_si256(at(d), near));
         }
-        let unique = n_valid > 1 && (hmin16(sec) as f32) * keep >= best as f32;
-        crate::post::refine(s, best, bd, unique)
+        let margin = crate::post::margin(best, hmin16(sec), n_valid, keep);
+        crate::post::refine(s, best, bd, margin)
     }
 }

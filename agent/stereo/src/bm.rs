@@ -4,7 +4,7 @@
 
 use crate::census::{CensusWord, bits};
 use crate::costs::CensusPair;
-use crate::image::{Disparity, GrayImage, StereoError, check_pair};
+use crate::image::{Disparity, GrayImage, StereoError, check_pair, with_min_disp};
 use crate::post;
 use crate::sgm::SgmParams;
 use rayon::prelude::*;
@@ -24,9 +24,10 @@ fn block_wta<W: CensusWord>(census: &CensusPair<W>, h: usize, r: usize, keep: f3
         .disp
         .par_chunks_mut(BAND * w)
         .zip(wta.left.valid.par_chunks_mut(BAND * w))
+        .zip(wta.left.confidence.par_chunks_mut(BAND * w))
         .zip(wta.right.par_chunks_mut(BAND * w))
         .enumerate()
-        .for_each(|(b, ((d, v), rr))| {
+        .for_each(|(b, (((d, v), c), rr))| {
             let y0 = b * BAND;
             let y1 = (y0 + BAND).min(h);
             let block = 2 * r + 1;
@@ -53,14 +54,13 @@ fn block_wta<W: CensusWord>(census: &CensusPair<W>, h: usize, r: usize, keep: f3
                 }
                 box_along_row(&vsum, &mut totals, dn, r);
                 let o = (y - y0) * w;
-                post::wta_one_row(
-                    &mut totals,
-                    dn,
-                    keep,
-                    &mut d[o..o + w],
-                    &mut v[o..o + w],
-                    &mut rr[o..o + w],
-                );
+                let out = post::WtaRows {
+                    disp: &mut d[o..o + w],
+                    valid: &mut v[o..o + w],
+                    conf: &mut c[o..o + w],
+                    right: &mut rr[o..o + w],
+                };
+                post::wta_one_row(&mut totals, dn, keep, out);
             }
         });
     wta
@@ -120,32 +120,42 @@ pub fn match_pair(
             why: "must be odd, 1 to 31",
         });
     }
-    check_pair(left, right, prm.max_disp, prm.census_window.max(block))?;
-    let (window, dn) = (prm.census_window, prm.max_disp);
-    let r = block / 2;
-    let keep = 1.0 - prm.uniqueness;
-    let wta = if bits(window) <= u32::BITS {
-        block_wta(
-            &CensusPair::<u32>::new(left, right, window, dn),
-            left.height,
-            r,
-            keep,
-        )
-    } else {
-        block_wta(
-            &CensusPair::<u64>::new(left, right, window, dn),
-            left.height,
-            r,
-            keep,
-        )
-    };
-    let mut disp = post::check_left_right(wta, prm.lr_max_diff);
-    post::invalidate_featureless(&mut disp, left, prm.census_window, prm.texture_threshold);
-    post::invalidate_border(&mut disp, r.max(prm.census_window / 2));
-    if prm.speckle_size > 0 {
-        post::filter_speckles(&mut disp, prm.speckle_size, prm.speckle_range);
-    }
-    Ok(disp)
+    check_pair(
+        left,
+        right,
+        prm.min_disp,
+        prm.max_disp,
+        prm.census_window.max(block),
+    )?;
+    with_min_disp(left, right, prm.min_disp, |left, right| {
+        let (window, dn) = (prm.census_window, prm.max_disp);
+        let r = block / 2;
+        let keep = 1.0 - prm.uniqueness;
+        let wta = if bits(window) <= u32::BITS {
+            block_wta(
+                &CensusPair::<u32>::new(left, right, window, dn),
+                left.height,
+                r,
+                keep,
+            )
+        } else {
+            block_wta(
+                &CensusPair::<u64>::new(left, right, window, dn),
+                left.height,
+                r,
+                keep,
+            )
+        };
+        let mut disp = post::check_left_right(wta, prm.lr_max_diff);
+        let sigma = post::noise_sigma(left);
+        let t = post::texture_threshold(sigma, prm.census_window, prm.texture_noise);
+        post::invalidate_featureless(&mut disp, left, prm.census_window, t);
+        post::invalidate_border(&mut disp, r.max(prm.census_window / 2));
+        if prm.speckle_size > 0 {
+            post::filter_speckles(&mut disp, prm.speckle_size, prm.speckle_range);
+        }
+        Ok(disp)
+    })
 }
 
 #[cfg(test)]

@@ -114,6 +114,7 @@ mod tests {
             height: h,
             disp: vec![4.0; w * h],
             valid: vec![true; w * h],
+            confidence: vec![1.0; w * h],
         };
         for y in 0..h {
             for x in 4..8 {

@@ -30,9 +30,13 @@ pub enum StereoError {
     },
     /// The disparity range does not fit the image or the vector width.
     #[error(
-        "disparity range {max_disp} must be a positive multiple of 16 and smaller than the image width {width}"
+        "disparity range {min_disp}..{min_disp}+{max_disp}: the number of disparities must be a multiple of 16 from 16 to {MAX_DISPARITIES}, and the range must end inside the image width {width}"
     )]
-    DisparityRange { max_disp: usize, width: usize },
+    DisparityRange {
+        min_disp: usize,
+        max_disp: usize,
+        width: usize,
+    },
     /// A parameter is out of range.
     #[error("parameter `{name}` = {value}: {why}")]
     Param {
@@ -83,10 +87,14 @@ impl GrayImage {
     }
 }
 
-/// Check a pair for matching.
+/// The most disparities one match searches (from its smallest).
+pub const MAX_DISPARITIES: usize = 256;
+
+/// Check a pair for matching disparities `min_disp..min_disp + max_disp`.
 pub fn check_pair(
     left: &GrayImage,
     right: &GrayImage,
+    min_disp: usize,
     max_disp: usize,
     window: usize,
 ) -> Result<(), StereoError> {
@@ -115,10 +123,22 @@ pub fn check_pair(
             win: window,
         });
     }
-    if max_disp == 0 || !max_disp.is_multiple_of(16) || max_disp >= left.width {
+    if max_disp == 0
+        || !max_disp.is_multiple_of(16)
+        || max_disp > MAX_DISPARITIES
+        || min_disp + max_disp >= left.width
+    {
         return Err(StereoError::DisparityRange {
+            min_disp,
             max_disp,
             width: left.width,
+        });
+    }
+    if left.width - min_disp < window {
+        return Err(StereoError::TooSmall {
+            width: left.width - min_disp,
+            height: left.height,
+            win: window,
         });
     }
     Ok(())
@@ -133,8 +153,14 @@ pub struct Disparity {
     pub height: usize,
     /// Disparity of each left pixel; meaningful only where `valid`.
     pub disp: Vec<f32>,
-    /// Whether the matcher trusts the pixel (texture, uniqueness, left-right consistency, speckle).
+    /// Whether the matcher answers the pixel: its cost minimum is unique, the right
+    /// image's match points back to it, and it is not in a speckle or the border.
     pub valid: Vec<bool>,
+    /// How distinct each pixel's cost minimum is, `1 - best / second` over the
+    /// aggregated costs (the second the cheapest disparity further than one from
+    /// the best): 0 where another disparity is as cheap, towards 1 for one clear
+    /// minimum. `valid` needs at least the matcher's `uniqueness`.
+    pub confidence: Vec<f32>,
 }
 
 impl Disparity {
@@ -180,6 +206,51 @@ pub fn q_matrix(fx: f64, cx: f64, cy: f64, baseline: f64) -> [[f64; 4]; 4] {
     ]
 }
 
+/// Match disparities `min_disp..` with a matcher that searches from 0: the left
+/// image from column `min_disp` on is matched against the right image without
+/// its last `min_disp` columns (left x + min_disp meets right x - d there), and
+/// the answers are shifted back. Columns left of `min_disp` have no answer (their
+/// match would leave the right image).
+pub(crate) fn with_min_disp<E>(
+    left: &GrayImage,
+    right: &GrayImage,
+    min_disp: usize,
+    matcher: impl FnOnce(&GrayImage, &GrayImage) -> Result<Disparity, E>,
+) -> Result<Disparity, E> {
+    if min_disp == 0 {
+        return matcher(left, right);
+    }
+    let (w, h) = (left.width, left.height);
+    let cw = w - min_disp;
+    let crop = |im: &GrayImage, from: usize| GrayImage {
+        width: cw,
+        height: h,
+        data: im
+            .data
+            .chunks_exact(w)
+            .flat_map(|row| &row[from..from + cw])
+            .copied()
+            .collect(),
+    };
+    let inner = matcher(&crop(left, min_disp), &crop(right, 0))?;
+    let mut out = Disparity {
+        width: w,
+        height: h,
+        disp: vec![0.0; w * h],
+        valid: vec![false; w * h],
+        confidence: vec![0.0; w * h],
+    };
+    for y in 0..h {
+        let (src, dst) = (y * cw, y * w + min_disp);
+        for x in 0..cw {
+            out.disp[dst + x] = inner.disp[src + x] + min_disp as f32;
+            out.valid[dst + x] = inner.valid[src + x];
+            out.confidence[dst + x] = inner.confidence[src + x];
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,22 +267,33 @@ mod tests {
         ));
         assert!(GrayImage::new(0, 4, vec![], "left").is_err());
         assert!(matches!(
-            check_pair(&img(64, 32), &img(64, 31), 16, 5),
+            check_pair(&img(64, 32), &img(64, 31), 0, 16, 5),
             Err(StereoError::SizeMismatch { .. })
         ));
         assert!(matches!(
-            check_pair(&img(64, 32), &img(64, 32), 64, 5),
+            check_pair(&img(64, 32), &img(64, 32), 0, 64, 5),
             Err(StereoError::DisparityRange { .. })
         ));
         assert!(matches!(
-            check_pair(&img(64, 32), &img(64, 32), 24, 5),
+            check_pair(&img(64, 32), &img(64, 32), 0, 24, 5),
             Err(StereoError::DisparityRange { .. })
         ));
         assert!(matches!(
-            check_pair(&img(4, 4), &img(4, 4), 16, 5),
+            check_pair(&img(4, 4), &img(4, 4), 0, 16, 5),
             Err(StereoError::TooSmall { .. })
         ));
-        check_pair(&img(64, 32), &img(64, 32), 32, 5).unwrap();
+        // The range must end inside the image, and hold at most 256 disparities.
+        assert!(matches!(
+            check_pair(&img(64, 32), &img(64, 32), 32, 32, 5),
+            Err(StereoError::DisparityRange { .. })
+        ));
+        assert!(matches!(
+            check_pair(&img(400, 32), &img(400, 32), 0, 272, 5),
+            Err(StereoError::DisparityRange { .. })
+        ));
+        check_pair(&img(400, 32), &img(400, 32), 0, 256, 5).unwrap();
+        check_pair(&img(64, 32), &img(64, 32), 16, 32, 5).unwrap();
+        check_pair(&img(64, 32), &img(64, 32), 0, 32, 5).unwrap();
     }
 
     #[test]
@@ -221,6 +303,7 @@ mod tests {
             height: 1,
             disp: vec![8.0, 4.0],
             valid: vec![true, false],
+            confidence: vec![0.5, 0.0],
         };
         let z = d.depth(80.0, 0.1);
         assert!((z[0] - 1.0).abs() < 1e-6 && z[1].is_nan());

@@ -20,7 +20,7 @@ enum RowSink<'a> {
     Finish {
         other: StoredRef<'a>,
         y0: usize,
-        out: WtaRows<'a>,
+        out: WtaOut<'a>,
     },
     /// Every pixel's 16-bit sums, rows `y0..` (`w x dn` each): what the tests compare.
     #[cfg(test)]
@@ -31,14 +31,19 @@ impl<'a> RowSink<'a> {
     /// Finish rows `y0..` into the winner-take-all rows `out` (disparity, validity,
     /// right disparity) with the other pass's stored sums (excesses, bases).
     fn finish(
-        (disp, valid, right): (&'a mut [f32], &'a mut [bool], &'a mut [i32]),
+        (disp, valid, conf, right): (&'a mut [f32], &'a mut [bool], &'a mut [f32], &'a mut [i32]),
         (excess, base): (&'a [u8], &'a [u16]),
         y0: usize,
     ) -> Self {
         RowSink::Finish {
             other: StoredRef { excess, base },
             y0,
-            out: WtaRows { disp, valid, right },
+            out: WtaOut {
+                disp,
+                valid,
+                conf,
+                right,
+            },
         }
     }
 }
@@ -130,21 +135,16 @@ pub(crate) struct PickRow<'a> {
 }
 
 /// A row's disparities, validity and right disparities.
-type WtaRow<'a, 'b> = (&'a mut [f32], &'b mut [bool], &'a mut [i32]);
+type WtaRow<'a, 'b> = &'b mut post::WtaRows<'a>;
 
 #[inline(always)]
-fn pick_row<K: PixelOps + ?Sized>(
-    k: &K,
-    row: PickRow,
-    picker: &mut post::RowPicker,
-    (drow, vrow, rrow): WtaRow,
-) {
+fn pick_row<K: PixelOps + ?Sized>(k: &K, row: PickRow, picker: &mut post::RowPicker, out: WtaRow) {
     let (w, dn) = (row.bests.len(), row.dn);
     for xi in 0..w {
         let x = if row.backward { w - 1 - xi } else { xi };
         let s = &row.totals[x * dn..(x + 1) * dn];
         let p = k.pick(s, row.bests[x], post::n_valid(x, dn), row.keep);
-        picker.place(x, p, drow, vrow, rrow);
+        picker.place(x, p, out);
     }
 }
 
@@ -197,9 +197,10 @@ impl PixelOps for Avx2 {
 }
 
 /// The output rows of the winner-take-all that a finishing pass fills.
-struct WtaRows<'a> {
+struct WtaOut<'a> {
     disp: &'a mut [f32],
     valid: &'a mut [bool],
+    conf: &'a mut [f32],
     right: &'a mut [i32],
 }
 
@@ -360,13 +361,14 @@ impl<T: Cell> Pass<T> {
                 RowSink::Finish { other, y0, out } => {
                     let (r, o) = ((y - *y0) * w, (y - *y0) * w * dn);
                     let (e, b) = (&other.excess[o..o + w * dn], &other.base[r..r + w]);
-                    let (drow, vrow, rrow) = (
-                        &mut out.disp[r..r + w],
-                        &mut out.valid[r..r + w],
-                        &mut out.right[r..r + w],
-                    );
+                    let mut rows = post::WtaRows {
+                        disp: &mut out.disp[r..r + w],
+                        valid: &mut out.valid[r..r + w],
+                        conf: &mut out.conf[r..r + w],
+                        right: &mut out.right[r..r + w],
+                    };
                     let picker = &mut self.picker;
-                    picker.start(rrow, backward);
+                    picker.start(rows.right, backward);
                     let keep = picker.keep();
                     // The row's totals first, then the picks: each pick is a chain of
                     // dependent steps, which overlap one another when they run
@@ -384,7 +386,7 @@ impl<T: Cell> Pass<T> {
                         keep,
                         backward,
                     };
-                    kr.pick_row(row, picker, (drow, vrow, rrow));
+                    kr.pick_row(row, picker, &mut rows);
                 }
                 #[cfg(test)]
                 RowSink::Raw { out, y0 } => {
@@ -471,14 +473,15 @@ fn aggregate_and_pick<T: Cell, Kr: Kernel + PixelOps, W: CensusWord>(
     let mut wta = post::Wta::blank(w, h);
     let (dt, db) = wta.left.disp.split_at_mut(mid * w);
     let (vt, vb) = wta.left.valid.split_at_mut(mid * w);
+    let (ct, cb) = wta.left.confidence.split_at_mut(mid * w);
     let (rt, rb) = wta.right.split_at_mut(mid * w);
     rayon::join(
         || {
-            let sink = RowSink::finish((db, vb, rb), (eb, bb), mid);
+            let sink = RowSink::finish((db, vb, cb, rb), (eb, bb), mid);
             fwd.run(kr, census, img, h - mid, sink)
         },
         || {
-            let sink = RowSink::finish((dt, vt, rt), (et, bt), 0);
+            let sink = RowSink::finish((dt, vt, ct, rt), (et, bt), 0);
             bwd.run(kr, census, img, mid, sink)
         },
     );

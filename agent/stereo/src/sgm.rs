@@ -8,12 +8,12 @@
 //! ([`crate::pass`]): each stores its sums for one half and finishes the other,
 //! so the two run side by side and no whole aggregation volume is written or read
 //! back. Winner-take-all picks the disparity, a parabola refines it to sub-pixel,
-//! and [`crate::post`] applies uniqueness, left-right consistency, texture and
-//! speckle checks.
+//! and [`crate::post`] applies the confidence (uniqueness), left-right
+//! consistency and speckle checks.
 
 use crate::census::bits;
 use crate::costs::CensusPair;
-use crate::image::{Disparity, GrayImage, StereoError, check_pair};
+use crate::image::{Disparity, GrayImage, StereoError, check_pair, with_min_disp};
 use crate::pass::{HalfSums, aggregate};
 use crate::post;
 use serde::{Deserialize, Serialize};
@@ -31,7 +31,11 @@ pub enum Paths {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SgmParams {
-    /// Number of disparities searched (0..max_disp), a multiple of 16.
+    /// Smallest disparity searched (pixels): a rig whose nearest range is far
+    /// away, or a wide baseline, need not search the disparities below it.
+    pub min_disp: usize,
+    /// Number of disparities searched (`min_disp..min_disp + max_disp`), a multiple
+    /// of 16 up to 256.
     pub max_disp: usize,
     /// Census window (odd, 3 to 7).
     pub census_window: usize,
@@ -43,7 +47,11 @@ pub struct SgmParams {
     pub p2_edge: u16,
     /// Aggregation paths.
     pub paths: Paths,
-    /// Best cost must beat every non-neighbouring disparity by this fraction.
+    /// Smallest confidence kept: the best total cost must beat every disparity
+    /// further than one from it by this fraction (`Disparity::confidence`). A
+    /// ratio, so it holds for any contrast and texture; small, because the
+    /// left-right check and the speckle filter catch mismatches, and only truly
+    /// ambiguous pixels (a repeated pattern, a blank image) tie.
     pub uniqueness: f32,
     /// Largest left-right disparity disagreement (pixels); negative disables the check.
     pub lr_max_diff: f32,
@@ -51,25 +59,27 @@ pub struct SgmParams {
     pub speckle_size: usize,
     /// Largest disparity step inside one region for the speckle filter (pixels).
     pub speckle_range: f32,
-    /// Pixels whose summed horizontal gradient over the census window is below this are
-    /// featureless and made invalid.
-    pub texture_threshold: u32,
+    /// Pixels whose census window holds less texture (summed horizontal gradient)
+    /// than this many times what the image's own noise gives are made invalid
+    /// (`post::texture_threshold`); 0 disables.
+    pub texture_noise: f32,
 }
 
 impl Default for SgmParams {
     fn default() -> Self {
         Self {
+            min_disp: 0,
             max_disp: 64,
             census_window: 5,
             p1: 12,
             p2: 72,
             p2_edge: 24,
             paths: Paths::Eight,
-            uniqueness: 0.2,
+            uniqueness: 0.05,
             lr_max_diff: 1.0,
             speckle_size: 40,
             speckle_range: 1.0,
-            texture_threshold: 40,
+            texture_noise: 0.1,
         }
     }
 }
@@ -90,6 +100,13 @@ impl SgmParams {
         }
         if !(0.0..1.0).contains(&self.uniqueness) {
             return p("uniqueness", self.uniqueness as f64, "must be in [0, 1)");
+        }
+        if !(0.0..=100.0).contains(&self.texture_noise) {
+            return p(
+                "texture_noise",
+                self.texture_noise as f64,
+                "must be in [0, 100]",
+            );
         }
         if !self.lr_max_diff.is_finite() || !self.speckle_range.is_finite() {
             return p("lr_max_diff", self.lr_max_diff as f64, "must be finite");
@@ -137,22 +154,27 @@ impl Sgm {
     ) -> Result<Disparity, StereoError> {
         let prm = self.params;
         prm.validate()?;
-        check_pair(left, right, prm.max_disp, prm.census_window)?;
-        let window = prm.census_window;
-        let wta = if bits(window) <= u32::BITS {
-            let census = CensusPair::<u32>::new(left, right, window, prm.max_disp);
-            aggregate(&census, left, &prm, &mut self.sums)
-        } else {
-            let census = CensusPair::<u64>::new(left, right, window, prm.max_disp);
-            aggregate(&census, left, &prm, &mut self.sums)
-        };
-        let mut disp = post::check_left_right(wta, prm.lr_max_diff);
-        post::invalidate_featureless(&mut disp, left, prm.census_window, prm.texture_threshold);
-        post::invalidate_border(&mut disp, prm.census_window / 2);
-        if prm.speckle_size > 0 {
-            post::filter_speckles(&mut disp, prm.speckle_size, prm.speckle_range);
-        }
-        Ok(disp)
+        check_pair(left, right, prm.min_disp, prm.max_disp, prm.census_window)?;
+        let sums = &mut self.sums;
+        with_min_disp(left, right, prm.min_disp, |left, right| {
+            let window = prm.census_window;
+            let wta = if bits(window) <= u32::BITS {
+                let census = CensusPair::<u32>::new(left, right, window, prm.max_disp);
+                aggregate(&census, left, &prm, sums)
+            } else {
+                let census = CensusPair::<u64>::new(left, right, window, prm.max_disp);
+                aggregate(&census, left, &prm, sums)
+            };
+            let mut disp = post::check_left_right(wta, prm.lr_max_diff);
+            let sigma = post::noise_sigma(left);
+            let t = post::texture_threshold(sigma, prm.census_window, prm.texture_noise);
+            post::invalidate_featureless(&mut disp, left, prm.census_window, t);
+            post::invalidate_border(&mut disp, prm.census_window / 2);
+            if prm.speckle_size > 0 {
+                post::filter_speckles(&mut disp, prm.speckle_size, prm.speckle_range);
+            }
+            Ok(disp)
+        })
     }
 }
 
@@ -207,5 +229,84 @@ pub(crate) mod tests {
             }
         }
         assert!(valid > 2000 && good * 100 >= valid * 99, "{good}/{valid}");
+    }
+
+    /// Share of the pixels from column `from` on that are valid and within half
+    /// a pixel of `shift`, and the share valid.
+    fn at_shift(d: &Disparity, from: usize, shift: f32) -> (f64, f64) {
+        let (w, h) = (d.width, d.height);
+        let (mut good, mut valid, mut n) = (0, 0, 0);
+        for y in 3..h - 3 {
+            for x in from..w - 3 {
+                let i = y * w + x;
+                n += 1;
+                if d.valid[i] {
+                    valid += 1;
+                    good += usize::from((d.disp[i] - shift).abs() < 0.5);
+                }
+            }
+        }
+        (good as f64 / valid.max(1) as f64, valid as f64 / n as f64)
+    }
+
+    #[test]
+    fn wide_ranges_and_a_smallest_disparity_find_far_shifts() {
+        let (w, h, shift) = (420, 24, 200);
+        let (l, r) = (textured_wide(w, h, 0, 256), textured_wide(w, h, shift, 256));
+        // 256 disparities from 0.
+        let full = match_pair(
+            &l,
+            &r,
+            &SgmParams {
+                max_disp: 256,
+                ..SgmParams::default()
+            },
+        )
+        .unwrap();
+        let (good, density) = at_shift(&full, 260, shift as f32);
+        assert!(good > 0.99 && density > 0.9, "0..256: {good} of {density}");
+        // 32 disparities from 184: the same answers, for an eighth of the work.
+        let narrow = match_pair(
+            &l,
+            &r,
+            &SgmParams {
+                min_disp: 184,
+                max_disp: 32,
+                ..SgmParams::default()
+            },
+        )
+        .unwrap();
+        let (good, density) = at_shift(&narrow, 260, shift as f32);
+        assert!(
+            good > 0.99 && density > 0.9,
+            "184..216: {good} of {density}"
+        );
+        // Left of the range's start nothing can match.
+        assert!((0..h).all(|y| (0..184).all(|x| !narrow.valid[y * w + x])));
+        // Outside the range the shift is not found: no wrong answer is trusted.
+        let off = match_pair(
+            &l,
+            &r,
+            &SgmParams {
+                min_disp: 0,
+                max_disp: 128,
+                ..SgmParams::default()
+            },
+        )
+        .unwrap();
+        let (_, density) = at_shift(&off, 260, shift as f32);
+        assert!(density < 0.2, "a shift beyond the range: density {density}");
+    }
+
+    /// A random texture `extra` wider than the image, shifted `shift` pixels left.
+    fn textured_wide(w: usize, h: usize, shift: usize, extra: usize) -> GrayImage {
+        let mut rng = sim::rng::Rng::new(9);
+        let bw = w + extra;
+        let base: Vec<u8> = (0..bw * h).map(|_| rng.below(256) as u8).collect();
+        let data = (0..h)
+            .flat_map(|y| (0..w).map(move |x| (y, x)))
+            .map(|(y, x)| base[y * bw + x + shift])
+            .collect();
+        GrayImage::new(w, h, data, "left").unwrap()
     }
 }

@@ -22,15 +22,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Match a rectified pair of 8-bit grayscale PNGs; writes a disparity PNG (disparity x 4, 0 = invalid).
+    /// Match a rectified pair of 8-bit PNGs (colour ones are read as luma); writes
+    /// a disparity PNG (disparity x 4 clamped to 255, 0 = no answer).
     Match {
         /// Left image.
         left: PathBuf,
         /// Right image.
         right: PathBuf,
-        /// Disparities searched (multiple of 16).
-        #[arg(long, default_value_t = 64)]
-        max_disp: usize,
+        /// Matcher settings (TOML, the fields of `SgmParams`; missing ones default).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Smallest disparity searched (overrides the config).
+        #[arg(long)]
+        min_disp: Option<usize>,
+        /// Disparities searched from the smallest, a multiple of 16 up to 256 (overrides the config).
+        #[arg(long)]
+        max_disp: Option<usize>,
         /// Four aggregation paths instead of eight.
         #[arg(long)]
         four_paths: bool,
@@ -38,7 +45,8 @@ enum Cmd {
         #[arg(long, default_value = "out/disparity.png")]
         out: PathBuf,
     },
-    /// Frames per second and accuracy on twin pairs and a real Middlebury pair, side by side with OpenCV StereoSGBM.
+    /// Frames per second and accuracy on twin pairs and real pairs with ground
+    /// truth, side by side with OpenCV's StereoSGBM in its four modes.
     Bench {
         /// Seconds per timing.
         #[arg(long, default_value_t = 2.0)]
@@ -46,17 +54,45 @@ enum Cmd {
         /// Skip OpenCV (when `opencv-python-headless<5` is not installed).
         #[arg(long)]
         no_opencv: bool,
-        /// Python interpreter with cv2.
+        /// Python interpreter with cv2 (and scikit-image, for the Motorcycle pair).
         #[arg(long, default_value = "python3")]
         python: String,
-        /// Image widths to run (160: 160x120/32 disparities, 320: 320x240/64, 640: 640x480/128).
-        #[arg(long, value_delimiter = ',', default_values_t = [160, 320, 640])]
-        sizes: Vec<usize>,
+        /// Twin image widths to run (160: 160x120/32 disparities, 320: 320x240/64,
+        /// 640: 640x480/128); `--sizes none` for real pairs only.
+        #[arg(long, value_delimiter = ',', default_values_t = ["160".to_string(), "320".to_string(), "640".to_string()])]
+        sizes: Vec<String>,
         /// Folder with Middlebury's Aloe pair as OpenCV's samples ship it
         /// (aloeL.jpg, aloeR.jpg, aloeGT.png); skipped when missing.
         #[arg(long, default_value = stereo::eval::OPENCV_SAMPLES)]
         real: PathBuf,
+        /// scikit-image's data folder (Middlebury's Motorcycle pair); default: asked
+        /// of `--python`, skipped when scikit-image is not installed.
+        #[arg(long)]
+        skimage: Option<PathBuf>,
+        /// More real pairs, each a folder in Middlebury's layout (im0.png, im1.png,
+        /// disp0.pfm or disp0GT.pfm, calib.txt): Middlebury 2014/2021, ETH3D.
+        #[arg(long = "pair")]
+        pairs: Vec<PathBuf>,
+        /// Matcher settings for ours (TOML, the fields of `SgmParams`); the
+        /// disparity range is each workload's.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
+}
+
+/// Matcher settings from a TOML file of `SgmParams` fields (missing ones
+/// default), or the defaults.
+fn load_params(config: Option<&Path>) -> Result<SgmParams> {
+    let Some(path) = config else {
+        return Ok(SgmParams::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the matcher config {}", path.display()))?;
+    let prm: SgmParams = toml::from_str(&text)
+        .with_context(|| format!("{}: not matcher settings", path.display()))?;
+    prm.validate()
+        .with_context(|| format!("{}: invalid matcher settings", path.display()))?;
+    Ok(prm)
 }
 
 fn read_gray(path: &Path, which: &'static str) -> Result<GrayImage> {
@@ -118,7 +154,10 @@ fn twin_pairs(w: usize, h: usize, n: usize) -> (Vec<StereoFrame>, StereoRig) {
 /// Pairs with ground truth (NaN = unknown) at one size, matched side by side.
 struct Workload {
     title: String,
+    min_disp: usize,
     dn: usize,
+    /// A real pair, where the accuracy goals apply.
+    real: bool,
     pairs: Vec<(GrayImage, GrayImage, Vec<f32>)>,
 }
 
@@ -143,15 +182,88 @@ fn twin_workload(w: usize) -> Result<Workload> {
         .collect::<Result<Vec<_>>>()?;
     Ok(Workload {
         title: format!("twin {w}x{h}, {dn} disparities (6 pairs)"),
+        min_disp: 0,
         dn,
+        real: false,
         pairs,
     })
 }
 
-fn bench(seconds: f64, no_opencv: bool, python: &str, sizes: &[usize], real: &Path) -> Result<()> {
+fn real_workload(p: stereo::eval::RealPair) -> Workload {
+    Workload {
+        title: format!(
+            "{} (real), disparities {}..{}",
+            p.name,
+            p.min_disp,
+            p.min_disp + p.max_disp
+        ),
+        min_disp: p.min_disp,
+        dn: p.max_disp,
+        real: true,
+        pairs: vec![(p.left, p.right, p.gt)],
+    }
+}
+
+/// The real pairs found: Aloe (opencv-doc), Motorcycle (scikit-image), and the
+/// user's folders (an unreadable one is an error).
+fn real_workloads(
+    real: &Path,
+    skimage: Option<PathBuf>,
+    python: &str,
+    dirs: &[PathBuf],
+) -> Result<Vec<Workload>> {
+    let mut out = Vec::new();
+    if real.join("aloeL.jpg").exists() {
+        for scale in [4, 2] {
+            out.push(real_workload(stereo::eval::aloe(real, scale)?));
+        }
+    } else {
+        println!(
+            "Middlebury Aloe: not found in {} (install Debian's opencv-doc); skipped",
+            real.display()
+        );
+    }
+    match skimage.or_else(|| stereo::eval::skimage_data(python)) {
+        Some(dir) => {
+            for scale in [2, 1] {
+                out.push(real_workload(stereo::eval::motorcycle(&dir, scale)?));
+            }
+        }
+        None => println!(
+            "Middlebury Motorcycle: scikit-image not found by {python} (pip install scikit-image); skipped"
+        ),
+    }
+    for dir in dirs {
+        let pair =
+            stereo::eval::middlebury(dir).with_context(|| format!("--pair {}", dir.display()))?;
+        out.push(real_workload(pair));
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bench(
+    seconds: f64,
+    no_opencv: bool,
+    python: &str,
+    sizes: &[String],
+    real: &Path,
+    skimage: Option<PathBuf>,
+    dirs: &[PathBuf],
+    config: Option<&Path>,
+) -> Result<()> {
+    let prm = load_params(config)?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/opencv_sgbm.py");
     println!(
-        "stereo bench: twin pairs (default and cluttered rooms) and Middlebury's Aloe (real); census 5x5; AVX2 kernels: {}",
+        "stereo bench: census {0}x{0}, P1 {1}, P2 {2} (edge {3}), uniqueness {4}, left-right {5} px, speckles {6}/{7} px; AVX2 kernels: {8}",
+        prm.census_window,
+        prm.p1,
+        prm.p2,
+        prm.p2_edge,
+        prm.uniqueness,
+        prm.lr_max_diff,
+        prm.speckle_size,
+        prm.speckle_range,
         if stereo::sgm::uses_avx2() {
             "yes"
         } else {
@@ -159,85 +271,113 @@ fn bench(seconds: f64, no_opencv: bool, python: &str, sizes: &[usize], real: &Pa
         }
     );
     println!(
-        "OpenCV StereoSGBM: blockSize 5, P1 8*25, P2 32*25, uniqueness 8, speckle 40/2, disp12MaxDiff 1; MODE_SGBM (5 paths) and MODE_HH (8 paths)"
+        "OpenCV StereoSGBM: blockSize 5, P1 8*25, P2 32*25, uniqueness 8, speckle 40/2, disp12MaxDiff 1; modes SGBM (5 paths, 1 thread), HH (8 paths, 1 thread), SGBM_3WAY and HH4 (parallel), cv2.setNumThreads = ours"
+    );
+    println!(
+        "Accuracy over the columns every matcher can answer (from min + number of disparities), 3 px border left out:\n  bad-2 = share of a matcher's answers more than 2 px off; common = the same over the pixels every SGM row answers;\n  all = missing answers counted as errors, over every pixel with ground truth"
     );
     let opencv = (!no_opencv).then_some((python, script.as_path()));
-    for &w in sizes {
-        run_workload(&twin_workload(w)?, seconds, opencv)?;
+    let mut goals = Goals::default();
+    for size in sizes {
+        if size == "none" {
+            continue;
+        }
+        let w: usize = size
+            .parse()
+            .with_context(|| format!("--sizes: {size} is not a width"))?;
+        run_workload(&twin_workload(w)?, &prm, seconds, opencv, &mut goals)?;
     }
-    if !real.join("aloeL.jpg").exists() {
-        println!(
-            "
-Middlebury Aloe: not found in {} (install Debian's opencv-doc); skipped",
-            real.display()
-        );
-        return Ok(());
+    for work in real_workloads(real, skimage, python, dirs)? {
+        run_workload(&work, &prm, seconds, opencv, &mut goals)?;
     }
-    for (scale, dn) in [(4, 64), (2, 128)] {
-        let pair = stereo::eval::aloe(real, scale)?;
-        let (w, h) = (pair.left.width, pair.left.height);
-        let work = Workload {
-            title: format!(
-                "Middlebury Aloe (real, opencv-doc) at 1/{scale}: {w}x{h}, {dn} disparities"
-            ),
-            dn,
-            pairs: vec![(pair.left, pair.right, pair.gt)],
-        };
-        run_workload(&work, seconds, opencv)?;
-    }
+    goals.summary();
     Ok(())
 }
 
-/// Our matchers, then OpenCV's two modes, on one workload: accuracy and frames per
-/// second on 1 and 2 threads, with our 8-path matcher's speed ratio to each.
-fn run_workload(work: &Workload, seconds: f64, opencv: Option<(&str, &Path)>) -> Result<()> {
-    let dn = work.dn;
+/// The bench's goals, counted as they are checked.
+#[derive(Default)]
+struct Goals {
+    met: usize,
+    missed: Vec<String>,
+}
+
+impl Goals {
+    fn check(&mut self, ok: bool, what: String) {
+        println!("  goal: {what}: {}", if ok { "met" } else { "NOT MET" });
+        if ok {
+            self.met += 1;
+        } else {
+            self.missed.push(what);
+        }
+    }
+
+    fn summary(&self) {
+        println!("\ngoals: {} met, {} not met", self.met, self.missed.len());
+        for m in &self.missed {
+            println!("  not met: {m}");
+        }
+    }
+}
+
+/// One matcher's row: frames per second on 1 and 2 threads, and its map of each pair.
+struct Row {
+    name: String,
+    fps: [f64; 2],
+    maps: Vec<(Vec<f32>, Vec<bool>)>,
+    /// Semi-global (counted in the common pixels).
+    sgm: bool,
+}
+
+type Matcher<'a> = Box<dyn FnMut(&GrayImage, &GrayImage) -> Result<Disparity> + Send + 'a>;
+
+/// Our matchers, then OpenCV's four modes, on one workload: accuracy, frames per
+/// second on 1 and 2 threads, speed ratios and the goals.
+fn run_workload(
+    work: &Workload,
+    base: &SgmParams,
+    seconds: f64,
+    opencv: Option<(&str, &Path)>,
+    goals: &mut Goals,
+) -> Result<()> {
+    let (dn, min_disp) = (work.dn, work.min_disp);
     let (w, h) = (work.pairs[0].0.width, work.pairs[0].0.height);
-    println!(
-        "
-{}:",
-        work.title
-    );
-    let mut sgm8 = stereo::Sgm::new(SgmParams {
+    println!("\n{}:", work.title);
+    let prm = SgmParams {
+        min_disp,
         max_disp: dn,
-        ..SgmParams::default()
+        ..*base
+    };
+    let mut sgm8 = stereo::Sgm::new(SgmParams {
+        paths: Paths::Eight,
+        ..prm
     })?;
     let mut sgm4 = stereo::Sgm::new(SgmParams {
-        max_disp: dn,
         paths: Paths::Four,
-        ..SgmParams::default()
+        ..prm
     })?;
-    type Matcher<'a> = Box<dyn FnMut(&GrayImage, &GrayImage) -> Result<Disparity> + Send + 'a>;
-    let mut ours: Vec<(&str, Matcher)> = vec![
+    let mut ours: Vec<(&str, bool, Matcher)> = vec![
         (
             "ours SGM 8 paths",
+            true,
             Box::new(|l, r| Ok(sgm8.match_pair(l, r)?)),
         ),
         (
             "ours SGM 4 paths",
+            true,
             Box::new(|l, r| Ok(sgm4.match_pair(l, r)?)),
         ),
         (
             "ours block 7x7",
-            Box::new(move |l, r| {
-                Ok(stereo::bm::match_pair(
-                    l,
-                    r,
-                    &SgmParams {
-                        max_disp: dn,
-                        ..SgmParams::default()
-                    },
-                    7,
-                )?)
-            }),
+            false,
+            Box::new(move |l, r| Ok(stereo::bm::match_pair(l, r, &prm, 7)?)),
         ),
     ];
-    let mut fps_ours = [[0.0; 2]; 2];
-    for (name, f) in ours.iter_mut() {
-        let mut sc = Vec::new();
-        for (l, r, gt) in &work.pairs {
+    let mut rows = Vec::new();
+    for (name, sgm, f) in ours.iter_mut() {
+        let mut maps = Vec::new();
+        for (l, r, _) in &work.pairs {
             let d = f(l, r)?;
-            sc.push(stereo::eval::score(&d.disp, &d.valid, gt, w, 3));
+            maps.push((d.disp, d.valid));
         }
         let mut fps = [0.0; 2];
         for (k, threads) in [1usize, 2].into_iter().enumerate() {
@@ -248,96 +388,239 @@ fn run_workload(work: &Workload, seconds: f64, opencv: Option<(&str, &Path)>) ->
                 f(l, r).map(|_| ())
             })?;
         }
-        if name.contains("8 paths") {
-            fps_ours[0] = fps;
-        } else if name.contains("4 paths") {
-            fps_ours[1] = fps;
-        }
-        print_row(name, fps, &sc, None);
+        rows.push(Row {
+            name: name.to_string(),
+            fps,
+            maps,
+            sgm: *sgm,
+        });
     }
-    let Some((python, script)) = opencv else {
+    if let Some((python, script)) = opencv {
+        rows.extend(run_opencv(work, python, script, seconds)?);
+    }
+    let region = stereo::eval::Region::for_range(3, min_disp, dn);
+    // The pixels every semi-global row answers, per pair.
+    let common: Vec<Vec<bool>> = (0..work.pairs.len())
+        .map(|i| {
+            let mut c = vec![true; w * h];
+            for row in rows.iter().filter(|r| r.sgm) {
+                for (c, &v) in c.iter_mut().zip(&row.maps[i].1) {
+                    *c &= v;
+                }
+            }
+            c
+        })
+        .collect();
+    println!(
+        "  {:<26} {:>9} {:>9}   {:>6} {:>7} {:>6}   {:>7}   {:>6} {:>6}",
+        "matcher", "fps 1 th", "fps 2 th", "bad-2", "common", "all", "density", "EPE", "bad-1"
+    );
+    let mut scores = Vec::new();
+    for row in &rows {
+        let mut own = Vec::new();
+        let mut com = Vec::new();
+        for (i, (_, _, gt)) in work.pairs.iter().enumerate() {
+            let (disp, valid) = &row.maps[i];
+            own.push(stereo::eval::score(disp, valid, gt, w, region));
+            if row.sgm {
+                com.push(stereo::eval::score(disp, &common[i], gt, w, region));
+            }
+        }
+        let (m, c) = (Score::mean(&own), Score::mean(&com));
+        let common_bad2 = if row.sgm {
+            format!("{:>6.2}%", c.bad2 * 100.0)
+        } else {
+            format!("{:>7}", "-")
+        };
+        println!(
+            "  {:<26} {:>9.1} {:>9.1}   {:>5.2}% {common_bad2} {:>5.2}%   {:>6.1}%   {:>6.3} {:>5.2}%",
+            row.name,
+            row.fps[0],
+            row.fps[1],
+            m.bad2 * 100.0,
+            m.bad2_all * 100.0,
+            m.density * 100.0,
+            m.epe,
+            m.bad1 * 100.0
+        );
+        scores.push(m);
+    }
+    let common_share = common
+        .iter()
+        .map(|c| c.iter().filter(|&&v| v).count() as f64 / c.len() as f64)
+        .sum::<f64>()
+        / common.len() as f64;
+    println!(
+        "  (common pixels: {:.1} % of the image)",
+        common_share * 100.0
+    );
+    let find = |name: &str| rows.iter().position(|r| r.name == name);
+    let Some(cv) = find("OpenCV SGBM") else {
         return Ok(());
     };
+    // The fastest OpenCV mode on two threads.
+    let (fast, fast_fps) = rows
+        .iter()
+        .filter(|r| r.name.starts_with("OpenCV"))
+        .map(|r| (r.name.as_str(), r.fps[1]))
+        .fold(("", 0.0), |a, b| if b.1 > a.1 { b } else { a });
+    for (name, k) in [("ours SGM 8 paths", 0), ("ours SGM 4 paths", 1)] {
+        let r = &rows[k];
+        println!(
+            "  speed {name}: {:.2}x OpenCV SGBM on 1 thread; {:.2}x OpenCV's fastest on 2 threads ({fast}, {fast_fps:.1} fps)",
+            r.fps[0] / rows[cv].fps[0],
+            r.fps[1] / fast_fps
+        );
+    }
+    // Where OpenCV SGBM answers and ours does not: how often its answer is right.
+    for k in [0, 1] {
+        let (mut extra, mut wrong, mut counted) = (0usize, 0usize, 0usize);
+        for (i, (_, _, gt)) in work.pairs.iter().enumerate() {
+            let (cd, cv_valid) = &rows[cv].maps[i];
+            let ours_valid = &rows[k].maps[i].1;
+            let only: Vec<bool> = cv_valid
+                .iter()
+                .zip(ours_valid)
+                .map(|(&c, &o)| c && !o)
+                .collect();
+            let s = stereo::eval::score(cd, &only, gt, w, region);
+            let n = (s.density * s.pixels as f64).round() as usize;
+            extra += n;
+            wrong += (s.bad2 * n as f64).round() as usize;
+            counted += s.pixels;
+        }
+        println!(
+            "  {} leaves {:.1} % of the pixels unanswered that OpenCV SGBM answers; {:.0} % of those OpenCV answers are more than 2 px off",
+            rows[k].name,
+            extra as f64 * 100.0 / counted.max(1) as f64,
+            wrong as f64 * 100.0 / extra.max(1) as f64
+        );
+    }
+    if w * h >= 320 * 240 {
+        goals.check(
+            rows[1].fps[0] >= 1.5 * rows[cv].fps[0],
+            format!(
+                "{}: 4 paths >= 1.5x OpenCV SGBM's frame rate on 1 thread",
+                work.title
+            ),
+        );
+        goals.check(
+            rows[1].fps[1] >= 1.5 * fast_fps,
+            format!(
+                "{}: 4 paths >= 1.5x OpenCV's fastest ({fast}) on 2 threads",
+                work.title
+            ),
+        );
+    }
+    if work.real {
+        for k in [0, 1] {
+            goals.check(
+                scores[k].bad2_all <= scores[cv].bad2_all,
+                format!(
+                    "{}: {} bad-2 with missing as errors {:.2} % <= OpenCV SGBM's {:.2} %",
+                    work.title,
+                    rows[k].name,
+                    scores[k].bad2_all * 100.0,
+                    scores[cv].bad2_all * 100.0
+                ),
+            );
+            goals.check(
+                scores[k].density >= scores[cv].density,
+                format!(
+                    "{}: {} density {:.1} % >= OpenCV SGBM's {:.1} %",
+                    work.title,
+                    rows[k].name,
+                    scores[k].density * 100.0,
+                    scores[cv].density * 100.0
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// OpenCV's four StereoSGBM modes on the workload's pairs: one row each.
+fn run_opencv(work: &Workload, python: &str, script: &Path, seconds: f64) -> Result<Vec<Row>> {
+    let (w, h) = (work.pairs[0].0.width, work.pairs[0].0.height);
     let dir = std::env::temp_dir().join(format!("stereo-bench-{}-{w}x{h}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     for (i, (l, r, _)) in work.pairs.iter().enumerate() {
         std::fs::write(dir.join(format!("pair{i:03}_left.raw")), &l.data)?;
         std::fs::write(dir.join(format!("pair{i:03}_right.raw")), &r.data)?;
     }
-    for mode in ["sgbm", "hh"] {
+    let modes = [
+        ("sgbm", "OpenCV SGBM"),
+        ("hh", "OpenCV HH"),
+        ("3way", "OpenCV SGBM_3WAY"),
+        ("hh4", "OpenCV HH4"),
+    ];
+    let out = Command::new(python)
+        .arg(script)
+        .arg(&dir)
+        .args([
+            w.to_string(),
+            h.to_string(),
+            work.min_disp.to_string(),
+            work.dn.to_string(),
+            "1,2".to_string(),
+            modes.map(|m| m.0).join(","),
+            seconds.to_string(),
+        ])
+        .output()
+        .with_context(|| format!("cannot run {python}"))?;
+    if !out.status.success() {
+        bail!(
+            "OpenCV benchmark failed (install it with `pip install \"opencv-python-headless<5\"`, or pass --no-opencv): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |line: &str, key: &str| -> Option<String> {
+        let rest = line.split(&format!("\"{key}\": ")).nth(1)?;
+        Some(
+            rest.split([',', '}'])
+                .next()?
+                .trim()
+                .trim_matches('"')
+                .to_string(),
+        )
+    };
+    let mut rows = Vec::new();
+    for (mode, name) in modes {
         let mut fps = [0.0; 2];
-        for (k, threads) in [1usize, 2].into_iter().enumerate() {
-            let out = Command::new(python)
-                .arg(script)
-                .arg(&dir)
-                .args([
-                    w.to_string(),
-                    h.to_string(),
-                    dn.to_string(),
-                    threads.to_string(),
-                    mode.to_string(),
-                    seconds.to_string(),
-                ])
-                .output()
-                .with_context(|| format!("cannot run {python}"))?;
-            if !out.status.success() {
-                bail!(
-                    "OpenCV benchmark failed (install it with `pip install \"opencv-python-headless<5\"`, or pass --no-opencv): {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            let text = String::from_utf8_lossy(&out.stdout);
+        for (k, threads) in ["1", "2"].into_iter().enumerate() {
             let ms: f64 = text
-                .split("\"ms_median\": ")
-                .nth(1)
-                .and_then(|s| s.split([',', '}']).next())
-                .and_then(|s| s.trim().parse().ok())
-                .with_context(|| format!("unexpected OpenCV output: {text}"))?;
+                .lines()
+                .find(|l| {
+                    field(l, "mode").as_deref() == Some(mode)
+                        && field(l, "threads").as_deref() == Some(threads)
+                })
+                .and_then(|l| field(l, "ms_median"))
+                .and_then(|v| v.parse().ok())
+                .with_context(|| {
+                    format!("no {mode} timing on {threads} threads in OpenCV's output: {text}")
+                })?;
             fps[k] = 1000.0 / ms;
         }
-        let mut sc = Vec::new();
-        for (i, (_, _, gt)) in work.pairs.iter().enumerate() {
-            let raw = std::fs::read(dir.join(format!("pair{i:03}_opencv.f32")))?;
+        let mut maps = Vec::new();
+        for i in 0..work.pairs.len() {
+            let raw = std::fs::read(dir.join(format!("pair{i:03}_{mode}.f32")))?;
             let disp: Vec<f32> = raw
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
             let valid: Vec<bool> = disp.iter().map(|&d| d >= 0.0).collect();
-            sc.push(stereo::eval::score(&disp, &valid, gt, w, 3));
+            maps.push((disp, valid));
         }
-        let name = if mode == "sgbm" {
-            "OpenCV SGBM 5 paths"
-        } else {
-            "OpenCV SGBM HH 8 paths"
-        };
-        print_row(name, fps, &sc, Some(fps_ours));
+        rows.push(Row {
+            name: name.to_string(),
+            fps,
+            maps,
+            sgm: true,
+        });
     }
     std::fs::remove_dir_all(&dir).ok();
-    Ok(())
-}
-
-fn print_row(name: &str, fps: [f64; 2], sc: &[Score], ours: Option<[[f64; 2]; 2]>) {
-    let m = Score::mean(sc);
-    let ratio = ours
-        .map(|[o8, o4]| {
-            format!(
-                "   ours/this: 8 paths {:.2}x (1 thread), {:.2}x (2 threads); 4 paths {:.2}x, {:.2}x",
-                o8[0] / fps[0],
-                o8[1] / fps[1],
-                o4[0] / fps[0],
-                o4[1] / fps[1]
-            )
-        })
-        .unwrap_or_default();
-    println!(
-        "  {name:<24} {:>8.1} fps (1 thread) {:>8.1} fps (2 threads)   bad-1.0 {:>5.2} %  bad-2.0 {:>5.2} %  EPE {:.3} px  density {:>5.1} %{ratio}",
-        fps[0],
-        fps[1],
-        m.bad1 * 100.0,
-        m.bad2 * 100.0,
-        m.epe,
-        m.density * 100.0
-    );
+    Ok(rows)
 }
 
 fn main() -> Result<()> {
@@ -345,21 +628,20 @@ fn main() -> Result<()> {
         Cmd::Match {
             left,
             right,
+            config,
+            min_disp,
             max_disp,
             four_paths,
             out,
         } => {
             let l = read_gray(&left, "left")?;
             let r = read_gray(&right, "right")?;
-            let prm = SgmParams {
-                max_disp,
-                paths: if four_paths {
-                    Paths::Four
-                } else {
-                    Paths::Eight
-                },
-                ..SgmParams::default()
-            };
+            let mut prm = load_params(config.as_deref())?;
+            prm.min_disp = min_disp.unwrap_or(prm.min_disp);
+            prm.max_disp = max_disp.unwrap_or(prm.max_disp);
+            if four_paths {
+                prm.paths = Paths::Four;
+            }
             let t0 = Instant::now();
             let d = stereo::sgm::match_pair(&l, &r, &prm)?;
             let ms = t0.elapsed().as_secs_f64() * 1000.0;
@@ -391,6 +673,18 @@ fn main() -> Result<()> {
             python,
             sizes,
             real,
-        } => bench(seconds, no_opencv, &python, &sizes, &real),
+            skimage,
+            pairs,
+            config,
+        } => bench(
+            seconds,
+            no_opencv,
+            &python,
+            &sizes,
+            &real,
+            skimage,
+            &pairs,
+            config.as_deref(),
+        ),
     }
 }
