@@ -395,6 +395,16 @@ impl StateHistory {
         self.states.push_back((stamp_ns, s));
     }
 
+    /// Whether states have been coming (the vehicle publishes them).
+    pub fn is_flowing(&self) -> bool {
+        !self.states.is_empty()
+    }
+
+    /// Whether the newest state is stamped at or after `stamp_ns`.
+    pub fn covers(&self, stamp_ns: u64) -> bool {
+        self.states.back().is_some_and(|(t, _)| *t >= stamp_ns)
+    }
+
     /// The state for a frame stamped `stamp_ns`.
     pub fn at(&self, stamp_ns: u64) -> Option<&State> {
         self.states
@@ -405,6 +415,11 @@ impl StateHistory {
             .map(|(_, s)| s)
     }
 }
+
+/// How long the policy waits for the vehicle state of a frame's instant when
+/// the newest one it has is older (a flight controller streams state at 50 Hz
+/// or more, so a newer one is normally there well within this).
+const STATE_WAIT: Duration = Duration::from_millis(50);
 
 /// How long the policy waits for the mono scan of a frame whose stereo scan
 /// has arrived, while the mono node is publishing.
@@ -497,6 +512,19 @@ pub fn policy_node(
         };
         while let Some((sh, s)) = states.recv_timeout(Duration::ZERO)? {
             recent_states.push(sh.stamp_ns, s);
+        }
+        // The state of the frame's own instant may still be on its way (it takes
+        // another route than the scan): while states are flowing, wait a little
+        // for one stamped at or after the frame.
+        let waiting_since = Instant::now();
+        while recent_states.is_flowing() && !recent_states.covers(h.stamp_ns) {
+            let left = STATE_WAIT.saturating_sub(waiting_since.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            if let Some((sh, s)) = states.recv_timeout(left.min(Duration::from_millis(5)))? {
+                recent_states.push(sh.stamp_ns, s);
+            }
         }
         let last_state = recent_states.at(h.stamp_ns);
         let mono_scan = if strategy.learns() {

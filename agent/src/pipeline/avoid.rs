@@ -36,6 +36,12 @@ pub struct AvoidConfig {
     /// Share of the middle half of the scan that may be unknown (no depth)
     /// before the way ahead counts as blocked.
     pub unknown_ahead: f64,
+    /// Gaps of unknown scan columns at most this wide, between two known ones,
+    /// read as the nearer of the two before the policy decides
+    /// (`stereo::features::fill_scan_gaps`); 0 = off. Only the policy's copy is
+    /// filled: the scan on the bus, and what the mono network learns from, stay
+    /// as measured.
+    pub fill_gap: usize,
 }
 
 impl Default for AvoidConfig {
@@ -46,6 +52,7 @@ impl Default for AvoidConfig {
             turn_rate: 1.5,
             altitude: 1.2,
             unknown_ahead: 0.25,
+            fill_gap: 0,
         }
     }
 }
@@ -143,6 +150,8 @@ impl AltitudeHold {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Avoider {
     turning: Option<f64>,
+    /// Scan columns filled (`AvoidConfig::fill_gap`) for the last command.
+    pub filled: usize,
 }
 
 impl Avoider {
@@ -150,6 +159,16 @@ impl Avoider {
     /// current altitude. Unknown columns count as no space when it picks the
     /// side to turn to.
     pub fn act(&mut self, cfg: &AvoidConfig, scan: &[f32], altitude: f64) -> Velocity {
+        let mut filled_scan;
+        let scan = if cfg.fill_gap > 0 {
+            filled_scan = scan.to_vec();
+            let filled = stereo::features::fill_scan_gaps(&mut filled_scan, cfg.fill_gap);
+            self.filled = filled.iter().filter(|&&f| f).count();
+            &filled_scan[..]
+        } else {
+            self.filled = 0;
+            scan
+        };
         let n = scan.len();
         let clearance = f64::from(Ahead::of(scan).clearance(cfg.unknown_ahead));
         let space = |s: &[f32]| {
@@ -232,6 +251,37 @@ mod tests {
         let mut one = vec![8.0f32; 32];
         one[16] = f32::NAN;
         assert_eq!(Avoider::default().act(&cfg, &one, 1.2).forward, 1.0);
+    }
+
+    #[test]
+    fn filled_gaps_count_for_the_policy_only_when_asked() {
+        // A near wall ahead with a stereo gap of 6 columns in its middle: the
+        // middle half (16 columns) is then 6/16 unknown, above `unknown_ahead`.
+        let mut scan = vec![1.0f32; 32];
+        for v in &mut scan[13..19] {
+            *v = f32::NAN;
+        }
+        let off = AvoidConfig::default();
+        let mut a = Avoider::default();
+        a.act(&off, &scan, 1.2);
+        assert_eq!(a.filled, 0);
+        // Filled, the gap reads as the wall on its sides: 1 m, nearer than the
+        // avoid distance, so it turns; the caller's scan is left as measured.
+        let on = AvoidConfig {
+            fill_gap: 8,
+            ..AvoidConfig::default()
+        };
+        let v = a.act(&on, &scan, 1.2);
+        assert_eq!(a.filled, 6);
+        assert!(v.yaw_rate != 0.0 && v.forward < on.cruise_speed, "{v:?}");
+        assert!(scan[15].is_nan());
+        // A gap wider than `fill_gap` stays unknown.
+        let narrow = AvoidConfig {
+            fill_gap: 4,
+            ..AvoidConfig::default()
+        };
+        a.act(&narrow, &scan, 1.2);
+        assert_eq!(a.filled, 0);
     }
 
     #[test]

@@ -62,6 +62,39 @@ pub fn depth_scan(
     out
 }
 
+/// Fill the gaps of a depth scan (`depth`, NaN = unknown) that are at most
+/// `max_gap` bins wide and have a known bin on each side, with the nearer of the
+/// two (the conservative guess for a robot: the nearer surface goes on behind the
+/// gap). Gaps at either end of the scan, or wider ones, stay unknown. Returns
+/// which bins were filled: a filled bin is an input for a policy, never a
+/// measurement (nothing should train on it).
+pub fn fill_scan_gaps(depth: &mut [f32], max_gap: usize) -> Vec<bool> {
+    let mut filled = vec![false; depth.len()];
+    if max_gap == 0 {
+        return filled;
+    }
+    let mut i = 0;
+    while i < depth.len() {
+        if depth[i].is_finite() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < depth.len() && !depth[i].is_finite() {
+            i += 1;
+        }
+        // Unknown bins start..i, bounded by start - 1 and i when both exist.
+        if start > 0 && i < depth.len() && i - start <= max_gap {
+            let near = depth[start - 1].min(depth[i]);
+            for k in start..i {
+                depth[k] = near;
+                filled[k] = true;
+            }
+        }
+    }
+    filled
+}
+
 /// Mean disparity over valid pixels (pixels), `None` when nothing is valid.
 pub fn mean_disparity(d: &Disparity) -> Option<f32> {
     let (mut s, mut n) = (0.0f64, 0usize);
@@ -139,5 +172,24 @@ mod tests {
         let t = ttc.update(1.0, 8.0 / 4.0).unwrap();
         assert!((t - 4.0).abs() < 1e-6, "{t}");
         assert!(ttc.update(2.0, 8.0 / 4.0).unwrap().is_infinite());
+    }
+    #[test]
+    fn scan_gaps_between_known_bins_take_the_nearer_side() {
+        let n = f32::NAN;
+        let mut s = vec![n, 4.0, n, n, 2.0, n, n, n, 6.0, n];
+        let filled = fill_scan_gaps(&mut s, 2);
+        // The two-bin gap between 4 and 2 m reads 2 m; the three-bin gap and
+        // both ends stay unknown.
+        assert_eq!(&s[1..5], &[4.0, 2.0, 2.0, 2.0]);
+        assert!(s[0].is_nan() && s[5].is_nan() && s[7].is_nan() && s[9].is_nan());
+        assert_eq!(
+            filled,
+            vec![
+                false, false, true, true, false, false, false, false, false, false
+            ]
+        );
+        let mut off = vec![3.0, n, 3.0];
+        assert_eq!(fill_scan_gaps(&mut off, 0), vec![false; 3]);
+        assert!(off[1].is_nan());
     }
 }
