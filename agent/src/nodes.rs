@@ -380,6 +380,8 @@ impl crate::pipeline::Policy for LearnedPolicy {
 #[derive(Debug, Default)]
 pub struct StateHistory {
     states: std::collections::VecDeque<(u64, State)>,
+    /// When the newest state arrived.
+    received: Option<Instant>,
 }
 
 impl StateHistory {
@@ -393,11 +395,14 @@ impl StateHistory {
             self.states.pop_front();
         }
         self.states.push_back((stamp_ns, s));
+        self.received = Some(Instant::now());
     }
 
-    /// Whether states have been coming (the vehicle publishes them).
+    /// Whether states are coming: one arrived within the last 2 s (a vehicle
+    /// that stopped publishing costs no wait after that).
     pub fn is_flowing(&self) -> bool {
-        !self.states.is_empty()
+        self.received
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
     }
 
     /// Whether the newest state is stamped at or after `stamp_ns`.

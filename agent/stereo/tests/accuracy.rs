@@ -236,6 +236,7 @@ fn real_pairs() -> Vec<stereo::eval::RealPair> {
 /// the bench prints).
 #[test]
 fn on_real_pairs_sgm_makes_fewer_errors_than_opencv_sgbm() {
+    let mut quoted_checked = 0;
     for pair in real_pairs() {
         let w = pair.left.width;
         let region = stereo::eval::Region::for_range(3, pair.min_disp, pair.max_disp);
@@ -271,6 +272,31 @@ fn on_real_pairs_sgm_makes_fewer_errors_than_opencv_sgbm() {
             assert!(oc.bad2 <= tc.bad2, "bad-2 where both answer, {at}");
             assert!(ours.epe <= theirs.epe, "EPE, {at}");
             assert!(ours.density >= theirs.density - 0.025, "density, {at}");
+            // The figures the README quotes (its stereo table), within 0.3 points.
+            if let Some(&(_, q_all, q_bad2, q_density)) = QUOTED
+                .iter()
+                .find(|(name, ..)| *name == format!("{} {paths:?}", pair.name))
+            {
+                let at_most = |v: f64, q: f64| q.is_nan() || v <= q + 0.003;
+                assert!(at_most(ours.bad2_all, q_all), "README's bad-2 all, {at}");
+                assert!(at_most(ours.bad2, q_bad2), "README's bad-2, {at}");
+                assert!(at_most(-ours.density, -q_density), "README's density, {at}");
+                quoted_checked += 1;
+            }
         }
     }
+    assert_eq!(quoted_checked, QUOTED.len(), "every quoted figure's pair ran");
 }
+
+/// README's stereo table: (pair and paths, bad-2 counting missing answers,
+/// bad-2 of the answers, density); NaN where it quotes no figure.
+const QUOTED: [(&str, f64, f64, f64); 8] = [
+    ("Middlebury Aloe (opencv-doc) 320x277 Four", 0.1402, 0.0376, 0.893),
+    ("Middlebury Aloe (opencv-doc) 641x555 Four", 0.1384, 0.0261, 0.885),
+    ("Middlebury Motorcycle (scikit-image) 370x250 Four", 0.0964, 0.0530, 0.954),
+    ("Middlebury Motorcycle (scikit-image) 741x500 Four", 0.0963, 0.0389, 0.940),
+    ("Middlebury Aloe (opencv-doc) 320x277 Eight", 0.1401, f64::NAN, f64::NAN),
+    ("Middlebury Aloe (opencv-doc) 641x555 Eight", 0.1374, f64::NAN, f64::NAN),
+    ("Middlebury Motorcycle (scikit-image) 370x250 Eight", 0.0932, f64::NAN, f64::NAN),
+    ("Middlebury Motorcycle (scikit-image) 741x500 Eight", 0.0949, f64::NAN, f64::NAN),
+];
