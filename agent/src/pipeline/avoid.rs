@@ -36,11 +36,12 @@ pub struct AvoidConfig {
     /// Share of the middle half of the scan that may be unknown (no depth)
     /// before the way ahead counts as blocked.
     pub unknown_ahead: f64,
-    /// Gaps of unknown scan columns at most this wide, between two known ones,
-    /// read as the nearer of the two before the policy decides
+    /// Gaps of unknown scan columns at most this wide (0 to 8), between two known
+    /// ones, read as the nearer of the two before the policy decides
     /// (`stereo::features::fill_scan_gaps`); 0 = off. Only the policy's copy is
     /// filled: the scan on the bus, and what the mono network learns from, stay
-    /// as measured.
+    /// as measured. A near textureless object narrower than the gap, between far
+    /// surfaces, then reads as far: the default keeps unknown as not free.
     pub fill_gap: usize,
 }
 
@@ -70,6 +71,12 @@ impl AvoidConfig {
             if !(v.is_finite() && v >= lo && v <= hi) {
                 return Err(format!("`{k}` = {v} must be in [{lo}, {hi}]"));
             }
+        }
+        if self.fill_gap > 8 {
+            return Err(format!(
+                "`avoid.fill_gap` = {} must be in [0, 8] columns",
+                self.fill_gap
+            ));
         }
         Ok(())
     }

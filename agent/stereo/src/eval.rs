@@ -79,7 +79,7 @@ pub fn score(disp: &[f32], valid: &[bool], gt: &[f32], width: usize, region: Reg
         for x in region.first_col.max(m)..width.saturating_sub(m) {
             let i = y * width + x;
             let g = gt[i];
-            if !g.is_finite() || g as usize + 1 >= x {
+            if !g.is_finite() || g + 1.0 >= x as f32 {
                 continue;
             }
             total += 1;
@@ -287,6 +287,7 @@ pub fn skimage_data(python: &str) -> Option<PathBuf> {
 /// Middlebury's "Motorcycle" (2014 data set) from `dir` (scikit-image's data
 /// folder): 741x500 with 64 disparities at `scale` 1, 370x250 with 32 at 2.
 /// Its ground truth is sub-pixel (`motorcycle_disp.npz`, inf = unknown).
+#[cfg(feature = "bench")]
 pub fn motorcycle(dir: &Path, scale: usize) -> Result<RealPair, EvalError> {
     let scale = scale.max(1);
     let (l, r, w, h) = read_pair(dir, "motorcycle_left.png", "motorcycle_right.png")?;
@@ -337,6 +338,14 @@ pub fn middlebury(dir: &Path) -> Result<RealPair, EvalError> {
         .fold(0.0f32, f32::max) as f64;
     let ndisp = key("ndisp").unwrap_or(gt_max + 1.0).max(1.0);
     let vmin = key("vmin").unwrap_or(0.0).max(0.0);
+    if !ndisp.is_finite() || ndisp > 16.0 * w as f64 || vmin >= ndisp {
+        return Err(EvalError::Format {
+            path: calib_path,
+            why: format!(
+                "ndisp {ndisp} and vmin {vmin} do not make a disparity range for a {w} px wide image"
+            ),
+        });
+    }
     let scale = (ndisp / 256.0).ceil().max(1.0) as usize;
     // The range from vmin (whole pixels, at this size) to ndisp, in steps of 16.
     let min_disp = (vmin / scale as f64).floor() as usize;
@@ -394,7 +403,12 @@ pub fn read_pfm(path: &Path) -> Result<(Vec<f32>, usize, usize), EvalError> {
         }
         fields.push(String::from_utf8_lossy(&bytes[start..at]).into_owned());
     }
-    at += 1; // the single whitespace byte before the data
+    // One whitespace byte ends the header (two for a CRLF line end).
+    at += if bytes.get(at..at + 2) == Some(&b"\r\n"[..]) {
+        2
+    } else {
+        1
+    };
     if fields[0] != "Pf" {
         return Err(bad(format!(
             "starts with {:?}; a one-channel PFM starts with \"Pf\"",
@@ -411,7 +425,11 @@ pub fn read_pfm(path: &Path) -> Result<(Vec<f32>, usize, usize), EvalError> {
     }
     let (w, h) = (w as usize, h as usize);
     let data = bytes.get(at..).unwrap_or_default();
-    if data.len() < w * h * 4 {
+    let need = w
+        .checked_mul(h)
+        .and_then(|n| n.checked_mul(4))
+        .ok_or_else(|| bad(format!("size {w}x{h} is too large")))?;
+    if data.len() < need {
         return Err(bad(format!(
             "{} data bytes for {w}x{h} (need {})",
             data.len(),
@@ -436,6 +454,7 @@ pub fn read_pfm(path: &Path) -> Result<(Vec<f32>, usize, usize), EvalError> {
 
 /// The first array of a NumPy `.npz` (a zip of `.npy` files, stored or
 /// deflated), 2-D little-endian `f4` or `f8`: values row-major, width, height.
+#[cfg(feature = "bench")]
 pub fn read_npz_f32(path: &Path) -> Result<(Vec<f32>, usize, usize), EvalError> {
     use std::io::Read;
     let bytes = std::fs::read(path).map_err(|source| EvalError::Io {
@@ -464,7 +483,9 @@ pub fn read_npz_f32(path: &Path) -> Result<(Vec<f32>, usize, usize), EvalError> 
         0 => data.to_vec(),
         8 => {
             let mut out = Vec::new();
+            // At most 1 GiB: a damaged or hostile file cannot exhaust memory.
             flate2::read::DeflateDecoder::new(data)
+                .take(1 << 30)
                 .read_to_end(&mut out)
                 .map_err(|e| bad(&format!("deflate: {e}")))?;
             out
@@ -479,6 +500,7 @@ pub fn read_npz_f32(path: &Path) -> Result<(Vec<f32>, usize, usize), EvalError> 
 }
 
 /// A 2-D little-endian `f4`/`f8` `.npy` in C order.
+#[cfg(feature = "bench")]
 fn parse_npy(b: &[u8]) -> Result<(Vec<f32>, usize, usize), String> {
     if b.get(..6) != Some(&b"\x93NUMPY"[..]) {
         return Err("no .npy magic".into());
@@ -526,7 +548,11 @@ fn parse_npy(b: &[u8]) -> Result<(Vec<f32>, usize, usize), String> {
         return Err(format!("{} dimensions; need 2", dims.len()));
     };
     let data = b.get(start + len..).unwrap_or_default();
-    if data.len() < w * h * size {
+    let need = w
+        .checked_mul(h)
+        .and_then(|n| n.checked_mul(size))
+        .ok_or_else(|| format!("shape {h}x{w} is too large"))?;
+    if data.len() < need {
         return Err(format!("{} data bytes for {w}x{h}", data.len()));
     }
     let out = data
@@ -604,6 +630,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "bench")]
     fn pfm_and_npz_ground_truth_read_back() {
         let dir = std::env::temp_dir().join(format!("stereo-eval-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

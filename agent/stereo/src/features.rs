@@ -64,10 +64,12 @@ pub fn depth_scan(
 
 /// Fill the gaps of a depth scan (`depth`, NaN = unknown) that are at most
 /// `max_gap` bins wide and have a known bin on each side, with the nearer of the
-/// two (the conservative guess for a robot: the nearer surface goes on behind the
-/// gap). Gaps at either end of the scan, or wider ones, stay unknown. Returns
-/// which bins were filled: a filled bin is an input for a policy, never a
-/// measurement (nothing should train on it).
+/// two (the guess that the nearer surface goes on behind the gap). That guess is
+/// wrong for a near textureless object narrower than the gap between far
+/// surfaces, which the fill turns from unknown into far: keep `max_gap` small.
+/// Gaps at either end of the scan, or wider ones, stay unknown. Returns which
+/// bins were filled: a filled bin is an input for a policy, never a measurement
+/// (nothing should train on it).
 pub fn fill_scan_gaps(depth: &mut [f32], max_gap: usize) -> Vec<bool> {
     let mut filled = vec![false; depth.len()];
     if max_gap == 0 {

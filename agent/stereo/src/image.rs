@@ -154,7 +154,8 @@ pub struct Disparity {
     /// Disparity of each left pixel; meaningful only where `valid`.
     pub disp: Vec<f32>,
     /// Whether the matcher answers the pixel: its cost minimum is unique, the right
-    /// image's match points back to it, and it is not in a speckle or the border.
+    /// image's match points back to it, its window holds texture above the
+    /// image's noise floor, and it is not in a speckle or the border.
     pub valid: Vec<bool>,
     /// How distinct each pixel's cost minimum is, `1 - best / second` over the
     /// aggregated costs (the second the cheapest disparity further than one from

@@ -10,7 +10,7 @@
 //! second time for AVX2 (and the cost rows for AVX-512 with vector popcount) and
 //! picked at run time when the CPU has it, and the path recurrence on bytes has a
 //! hand-written AVX2 kernel. [`eval`] scores disparity maps against ground truth,
-//! including a real Middlebury pair.
+//! on real Middlebury pairs among others.
 
 // The SIMD kernels (`avx2`, the run-time dispatch, the `target_feature`
 // rows of `census`, `costs`, `paths` and `pass`) are this crate's unsafe code.

@@ -9,7 +9,7 @@
 //! so the two run side by side and no whole aggregation volume is written or read
 //! back. Winner-take-all picks the disparity, a parabola refines it to sub-pixel,
 //! and [`crate::post`] applies the confidence (uniqueness), left-right
-//! consistency and speckle checks.
+//! consistency, texture (relative to the image's noise) and speckle checks.
 
 use crate::census::bits;
 use crate::costs::CensusPair;

@@ -285,18 +285,62 @@ fn on_real_pairs_sgm_makes_fewer_errors_than_opencv_sgbm() {
             }
         }
     }
-    assert_eq!(quoted_checked, QUOTED.len(), "every quoted figure's pair ran");
+    assert_eq!(
+        quoted_checked,
+        QUOTED.len(),
+        "every quoted figure's pair ran"
+    );
 }
 
 /// README's stereo table: (pair and paths, bad-2 counting missing answers,
 /// bad-2 of the answers, density); NaN where it quotes no figure.
 const QUOTED: [(&str, f64, f64, f64); 8] = [
-    ("Middlebury Aloe (opencv-doc) 320x277 Four", 0.1402, 0.0376, 0.893),
-    ("Middlebury Aloe (opencv-doc) 641x555 Four", 0.1384, 0.0261, 0.885),
-    ("Middlebury Motorcycle (scikit-image) 370x250 Four", 0.0964, 0.0530, 0.954),
-    ("Middlebury Motorcycle (scikit-image) 741x500 Four", 0.0963, 0.0389, 0.940),
-    ("Middlebury Aloe (opencv-doc) 320x277 Eight", 0.1401, f64::NAN, f64::NAN),
-    ("Middlebury Aloe (opencv-doc) 641x555 Eight", 0.1374, f64::NAN, f64::NAN),
-    ("Middlebury Motorcycle (scikit-image) 370x250 Eight", 0.0932, f64::NAN, f64::NAN),
-    ("Middlebury Motorcycle (scikit-image) 741x500 Eight", 0.0949, f64::NAN, f64::NAN),
+    (
+        "Middlebury Aloe (opencv-doc) 320x277 Four",
+        0.1402,
+        0.0376,
+        0.893,
+    ),
+    (
+        "Middlebury Aloe (opencv-doc) 641x555 Four",
+        0.1384,
+        0.0261,
+        0.885,
+    ),
+    (
+        "Middlebury Motorcycle (scikit-image) 370x250 Four",
+        0.0964,
+        0.0530,
+        0.954,
+    ),
+    (
+        "Middlebury Motorcycle (scikit-image) 741x500 Four",
+        0.0963,
+        0.0389,
+        0.940,
+    ),
+    (
+        "Middlebury Aloe (opencv-doc) 320x277 Eight",
+        0.1401,
+        f64::NAN,
+        f64::NAN,
+    ),
+    (
+        "Middlebury Aloe (opencv-doc) 641x555 Eight",
+        0.1374,
+        f64::NAN,
+        f64::NAN,
+    ),
+    (
+        "Middlebury Motorcycle (scikit-image) 370x250 Eight",
+        0.0932,
+        f64::NAN,
+        f64::NAN,
+    ),
+    (
+        "Middlebury Motorcycle (scikit-image) 741x500 Eight",
+        0.0949,
+        f64::NAN,
+        f64::NAN,
+    ),
 ];

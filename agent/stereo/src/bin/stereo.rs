@@ -23,7 +23,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Match a rectified pair of 8-bit PNGs (colour ones are read as luma); writes
-    /// a disparity PNG (disparity x 4 clamped to 255, 0 = no answer).
+    /// a disparity PNG (disparity times 255 / (min + number of disparities), so the
+    /// range fills the gray levels; 0 = no answer; the factor is printed).
     Match {
         /// Left image.
         left: PathBuf,
@@ -255,7 +256,7 @@ fn bench(
     let prm = load_params(config)?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/opencv_sgbm.py");
     println!(
-        "stereo bench: census {0}x{0}, P1 {1}, P2 {2} (edge {3}), uniqueness {4}, left-right {5} px, speckles {6}/{7} px; AVX2 kernels: {8}",
+        "stereo bench: census {0}x{0}, P1 {1}, P2 {2} (edge {3}), uniqueness {4}, left-right {5} px, speckles {6}/{7} px, texture {8}x noise; disparity ranges per workload; AVX2 kernels: {9}",
         prm.census_window,
         prm.p1,
         prm.p2,
@@ -264,6 +265,7 @@ fn bench(
         prm.lr_max_diff,
         prm.speckle_size,
         prm.speckle_range,
+        prm.texture_noise,
         if stereo::sgm::uses_avx2() {
             "yes"
         } else {
@@ -274,7 +276,7 @@ fn bench(
         "OpenCV StereoSGBM: blockSize 5, P1 8*25, P2 32*25, uniqueness 8, speckle 40/2, disp12MaxDiff 1; modes SGBM (5 paths, 1 thread), HH (8 paths, 1 thread), SGBM_3WAY and HH4 (parallel), cv2.setNumThreads = ours"
     );
     println!(
-        "Accuracy over the columns every matcher can answer (from min + number of disparities), 3 px border left out:\n  bad-2 = share of a matcher's answers more than 2 px off; common = the same over the pixels every SGM row answers;\n  all = missing answers counted as errors, over every pixel with ground truth"
+        "Accuracy over the columns every matcher can answer (from min + number of disparities), 3 px border left out:\n  bad-2 = share of a matcher's answers more than 2 px off; common = the same over the pixels every SGM row answers;\n  all = missing answers counted as errors, over every counted pixel with ground truth"
     );
     let opencv = (!no_opencv).then_some((python, script.as_path()));
     let mut goals = Goals::default();
@@ -645,13 +647,14 @@ fn main() -> Result<()> {
             let t0 = Instant::now();
             let d = stereo::sgm::match_pair(&l, &r, &prm)?;
             let ms = t0.elapsed().as_secs_f64() * 1000.0;
+            let scale = 255.0 / (prm.min_disp + prm.max_disp) as f32;
             let img: Vec<u8> = d
                 .disp
                 .iter()
                 .zip(&d.valid)
                 .map(|(&v, &ok)| {
                     if ok {
-                        (v * 4.0).clamp(1.0, 255.0) as u8
+                        (v * scale).clamp(1.0, 255.0) as u8
                     } else {
                         0
                     }
@@ -659,7 +662,7 @@ fn main() -> Result<()> {
                 .collect();
             sim::image_io::write_gray8(&out, d.width, d.height, &img)?;
             println!(
-                "{}x{} matched in {ms:.1} ms, {:.1} % valid; wrote {}",
+                "{}x{} matched in {ms:.1} ms, {:.1} % valid; wrote {} (gray = disparity x {scale:.3})",
                 d.width,
                 d.height,
                 d.density() * 100.0,
