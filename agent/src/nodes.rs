@@ -380,8 +380,6 @@ impl crate::pipeline::Policy for LearnedPolicy {
 #[derive(Debug, Default)]
 pub struct StateHistory {
     states: std::collections::VecDeque<(u64, State)>,
-    /// When the newest state arrived.
-    received: Option<Instant>,
 }
 
 impl StateHistory {
@@ -395,14 +393,16 @@ impl StateHistory {
             self.states.pop_front();
         }
         self.states.push_back((stamp_ns, s));
-        self.received = Some(Instant::now());
     }
 
-    /// Whether states are coming: one arrived within the last 2 s (a vehicle
-    /// that stopped publishing costs no wait after that).
-    pub fn is_flowing(&self) -> bool {
-        self.received
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
+    /// Whether states are coming for a frame stamped `stamp_ns`: the newest is
+    /// stamped less than a second before it. Judged on stamps, not on the
+    /// receiving clock, so a loaded machine waits as an idle one does; a vehicle
+    /// that stopped publishing costs no wait a second of frames later.
+    pub fn is_flowing(&self, stamp_ns: u64) -> bool {
+        self.states
+            .back()
+            .is_some_and(|(t, _)| stamp_ns.saturating_sub(*t) < 1_000_000_000)
     }
 
     /// Whether the newest state is stamped at or after `stamp_ns`.
@@ -434,14 +434,20 @@ const MONO_WAIT: Duration = Duration::from_millis(100);
 struct MonoScans {
     inbox: Inbox<DepthScan>,
     recent: std::collections::VecDeque<(bus::wire::Header, Vec<f32>)>,
-    last_seen: Option<Instant>,
+    /// Sequence number of the newest mono scan.
+    last_seq: Option<u64>,
 }
+
+/// Frames without a mono scan after which the policy stops waiting for one
+/// (the mono node stopped publishing). Counted in frames, not seconds, so that
+/// a loaded machine waits as an idle one does.
+const MONO_LIVE_FRAMES: u64 = 10;
 
 impl MonoScans {
     fn take(&mut self, h: &bus::wire::Header, wait: Duration) -> Result<Option<Vec<f32>>> {
         let live = self
-            .last_seen
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+            .last_seq
+            .is_some_and(|s| h.seq.saturating_sub(s) <= MONO_LIVE_FRAMES);
         let deadline = Instant::now() + if live { wait } else { Duration::ZERO };
         loop {
             if let Some(k) = self
@@ -454,7 +460,7 @@ impl MonoScans {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.inbox.recv_timeout(left)? {
                 Some((mh, m)) => {
-                    self.last_seen = Some(Instant::now());
+                    self.last_seq = Some(mh.seq);
                     if self.recent.len() == 16 {
                         self.recent.pop_front();
                     }
@@ -486,7 +492,7 @@ pub fn policy_node(
     let mut mono = MonoScans {
         inbox: Inbox::<DepthScan>::new(session, robot, bus::topics::DEPTH_MONO, 16)?,
         recent: Default::default(),
-        last_seen: None,
+        last_seq: None,
     };
     let mut states = Inbox::<State>::new(session, robot, bus::topics::STATE, 16)?;
     let mut recent_states = StateHistory::default();
@@ -522,7 +528,7 @@ pub fn policy_node(
         // another route than the scan): while states are flowing, wait a little
         // for one stamped at or after the frame.
         let waiting_since = Instant::now();
-        while recent_states.is_flowing() && !recent_states.covers(h.stamp_ns) {
+        while recent_states.is_flowing(h.stamp_ns) && !recent_states.covers(h.stamp_ns) {
             let left = STATE_WAIT.saturating_sub(waiting_since.elapsed());
             if left.is_zero() {
                 break;
