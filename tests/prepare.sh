@@ -3,8 +3,9 @@
 # README's test command runs it first. Safe to run again (skips what is there).
 #   - rerun's CLI (verifies the .rrd files the agent writes), OpenCV for Python
 #     (opencv-python-headless<5: the stereo tests compare against its StereoSGBM)
-#     and scikit-image (it ships Middlebury's Motorcycle pair with ground truth,
-#     a second real pair for the stereo tests)
+#     scikit-image (it ships Middlebury's Motorcycle pair with ground truth,
+#     a second real pair for the stereo tests) and pymavlink (an autopilot
+#     written on another MAVLink implementation, for the MAVLink tests)
 #   - Rust targets thumbv7em-none-eabihf (the flight-controller firmware) and
 #     aarch64-unknown-linux-gnu (Jetson-class boards)
 #   - system packages (apt-get, with sudo when not root): qemu-system-arm (runs the
@@ -20,7 +21,7 @@
 #     tests/tests/aarch64.rs runs its self-test), in the `cross-check` profile
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install --quiet rerun-sdk==0.36.3 "opencv-python-headless<5" scikit-image
+python3 -m pip install --quiet rerun-sdk==0.36.3 "opencv-python-headless<5" scikit-image pymavlink
 for t in thumbv7em-none-eabihf aarch64-unknown-linux-gnu; do
     if ! rustup target list --installed | grep -qx "$t"; then
         rustup target add "$t"

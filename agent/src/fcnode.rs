@@ -310,6 +310,8 @@ pub struct MavlinkFc {
     heard: bool,
     in_control: bool,
     holding: bool,
+    /// The hold's outcome was reported (confirmed by the heartbeat, or failed).
+    hold_reported: bool,
     next_status: Instant,
 }
 
@@ -328,6 +330,7 @@ impl MavlinkFc {
             heard: false,
             in_control: false,
             holding: false,
+            hold_reported: false,
             next_status: Instant::now(),
         })
     }
@@ -368,6 +371,7 @@ impl FlightController for MavlinkFc {
             Ok(()) => {
                 self.in_control = true;
                 self.holding = false;
+                self.hold_reported = false;
                 out.push(FcReport::Event("mavlink: armed, agent in control".into()));
                 true
             }
@@ -393,6 +397,21 @@ impl FlightController for MavlinkFc {
             out.push(FcReport::Event(
                 "mavlink: policy quiet, autopilot commanded to hold".into(),
             ));
+        }
+        if self.holding && !self.hold_reported {
+            if st.hold_confirmed {
+                self.hold_reported = true;
+                out.push(FcReport::Event(format!(
+                    "mavlink: the autopilot is in hold (its heartbeat shows it; sent {} time(s))",
+                    st.hold_tries
+                )));
+            } else if st.hold_failed {
+                self.hold_reported = true;
+                out.push(FcReport::Event(format!(
+                    "mavlink: the autopilot did NOT enter hold after {} tries (its heartbeat shows custom mode {:#x}); zero velocity still streams: take over",
+                    st.hold_tries, st.custom_mode
+                )));
+            }
         }
         let att = st.attitude.unwrap_or([0.0; 6]);
         let pos = st.local_position.unwrap_or([0.0; 6]);

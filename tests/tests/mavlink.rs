@@ -217,7 +217,7 @@ fn start_px4(
 /// port `k` of this test binary's block; returns it, its endpoint and robot name.
 fn spawn_mavlink_node(k: u16, port: u16, extra: &[&str]) -> (std::process::Child, String, String) {
     use std::process::{Command, Stdio};
-    let bus_port = e2e_tests::test_port(e2e_tests::PortSlice::Mavlink, 2, k);
+    let bus_port = e2e_tests::test_port(e2e_tests::PortSlice::Mavlink, 4, k);
     let ep = format!("tcp/127.0.0.1:{bus_port}");
     let robot = format!("mav{k}x{}", std::process::id());
     let node = Command::new(e2e_tests::workspace_bin("agent"))
@@ -399,6 +399,8 @@ fn mavlink_over_a_serial_line() {
             let mut reader = MavlinkReader::new(reader_port);
             let mut seq = 0u8;
             let mut next_hb = Instant::now();
+            // ArduRover's mode number, from DO_SET_MODE, shown in the heartbeat.
+            let mut mode = 0u32;
             let mut write = |msg: &MavMessage, seq: &mut u8| {
                 let header = MavHeader {
                     system_id: 1,
@@ -415,7 +417,7 @@ fn mavlink_over_a_serial_line() {
                     next_hb = Instant::now() + Duration::from_millis(500);
                     write(
                         &MavMessage::HEARTBEAT(HEARTBEAT_DATA {
-                            custom_mode: 0,
+                            custom_mode: mode,
                             mavtype: MavType::MAV_TYPE_GROUND_ROVER,
                             autopilot: MavAutopilot::MAV_AUTOPILOT_ARDUPILOTMEGA,
                             base_mode: MavModeFlag::MAV_MODE_FLAG_CUSTOM_MODE_ENABLED,
@@ -429,6 +431,9 @@ fn mavlink_over_a_serial_line() {
                     Ok((_, MavMessage::COMMAND_LONG(c))) => {
                         if c.command == MavCmd::MAV_CMD_COMPONENT_ARM_DISARM {
                             *arms.lock().unwrap() += 1;
+                        }
+                        if c.command == MavCmd::MAV_CMD_DO_SET_MODE {
+                            mode = c.param2 as u32;
                         }
                         write(
                             &MavMessage::COMMAND_ACK(COMMAND_ACK_DATA {
@@ -641,4 +646,133 @@ fn mavlink_state_is_enu() {
         "body velocity {:?} is not {want_v:?}",
         s.velocity
     );
+}
+
+/// A pymavlink autopilot (tests/scripts/pymav_autopilot.py) on UDP port
+/// 2 + `k` of this binary's block of 4 (the nodes' bus ports are 0 and 1),
+/// refusing the first `refuse_holds` Holds.
+fn start_pymav(k: u16, refuse_holds: u32) -> (std::process::Child, u16) {
+    let port = e2e_tests::test_port(e2e_tests::PortSlice::Mavlink, 4, 2 + k);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pymav_autopilot.py");
+    let child = std::process::Command::new("python3")
+        .arg(script)
+        .args([port.to_string(), refuse_holds.to_string(), "120".into()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (tests/prepare.sh installs pymavlink)");
+    (child, port)
+}
+
+/// The mode requests the pymavlink autopilot saw: (main, sub, accepted).
+fn pymav_modes(mut child: std::process::Child) -> Vec<(u32, u32, bool)> {
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("Traceback"),
+        "the pymavlink autopilot failed (tests/prepare.sh installs pymavlink): {err}"
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"mode\""))
+        .map(|l| {
+            let field = |k: &str| {
+                l.split(&format!("\"{k}\": "))
+                    .nth(1)
+                    .and_then(|r| r.split([',', '}']).next())
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            };
+            (
+                field("main").parse().unwrap(),
+                field("sub").parse().unwrap(),
+                field("accepted") == "true",
+            )
+        })
+        .collect()
+}
+
+/// Waits (liveness only) until the hold has an outcome.
+fn hold_outcome(link: &MavLink) -> fc::mav::VehicleStatus {
+    let t0 = Instant::now();
+    loop {
+        let st = link.status();
+        if st.hold_confirmed || st.hold_failed || t0.elapsed() > Duration::from_secs(60) {
+            return st;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Arms, takes control (confirmed by the heartbeat), flies half a second and
+/// goes quiet, so that the link commands the autopilot's Hold.
+fn fly_then_go_quiet(port: u16, tries: u8, mode_timeout: Duration) -> MavLink {
+    let mut cfg = MavConfig::new(format!("udpout:127.0.0.1:{port}").parse().unwrap());
+    cfg.command_tries = tries;
+    cfg.mode_timeout = mode_timeout;
+    let link = MavLink::connect(cfg).unwrap();
+    link.wait_heartbeat(Duration::from_secs(30)).unwrap();
+    link.arm().unwrap();
+    link.take_control().unwrap();
+    assert_eq!(
+        link.status().custom_mode,
+        6 << 16,
+        "heartbeat not in Offboard"
+    );
+    for _ in 0..10 {
+        link.set_velocity(0.5, 0.0, 0.0, 0.0);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    link
+}
+
+/// A mode change counts when the autopilot's heartbeat shows it, not when it
+/// is acknowledged: an autopilot (pymavlink, PX4's mode numbers) that refuses
+/// the first Hold gets it again and is confirmed in Hold; one that refuses every
+/// Hold is reported as not holding after the configured tries.
+#[test]
+fn mavlink_hold_is_confirmed_or_retried() {
+    // Refuses the first Hold.
+    let (py, port) = start_pymav(0, 1);
+    let link = fly_then_go_quiet(port, 3, Duration::from_millis(2500));
+    let st = hold_outcome(&link);
+    drop(link);
+    let modes = pymav_modes(py);
+    eprintln!("refuse one: {st:?}\n  modes seen: {modes:?}");
+    assert!(st.hold_confirmed && !st.hold_failed, "{st:?}");
+    assert_eq!(
+        st.custom_mode,
+        (4 << 16) | (3 << 24),
+        "heartbeat not in Hold"
+    );
+    assert!(
+        st.hold_tries >= 2,
+        "the refused Hold was not sent again: {st:?}"
+    );
+    let holds: Vec<_> = modes.iter().filter(|m| (m.0, m.1) == (4, 3)).collect();
+    assert_eq!(holds.first().map(|m| m.2), Some(false), "{modes:?}");
+    assert!(
+        holds.iter().skip(1).any(|m| m.2),
+        "no accepted Hold: {modes:?}"
+    );
+    assert_eq!(
+        modes.first(),
+        Some(&(6, 0, true)),
+        "Offboard first: {modes:?}"
+    );
+
+    // Refuses every Hold: two tries, then the link says it failed.
+    let (py, port) = start_pymav(1, 99);
+    let link = fly_then_go_quiet(port, 2, Duration::from_millis(1500));
+    let st = hold_outcome(&link);
+    drop(link);
+    let modes = pymav_modes(py);
+    eprintln!("refuse all: {st:?}\n  modes seen: {modes:?}");
+    assert!(st.hold_failed && !st.hold_confirmed, "{st:?}");
+    assert_eq!(st.hold_tries, 2);
+    let holds = modes.iter().filter(|m| (m.0, m.1) == (4, 3)).count();
+    assert_eq!(holds, 2, "{modes:?}");
 }

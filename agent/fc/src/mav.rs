@@ -82,6 +82,10 @@ pub struct MavConfig {
     pub ack_timeout: Duration,
     /// How many times to send a command before giving up.
     pub command_tries: u8,
+    /// How long a mode change may take to show in the autopilot's heartbeat
+    /// (heartbeats come at 1 Hz) before it is sent again; a mode is sent
+    /// `command_tries` times before the change counts as failed.
+    pub mode_timeout: Duration,
 }
 
 impl MavConfig {
@@ -96,6 +100,7 @@ impl MavConfig {
             hold_after: Duration::from_secs(1),
             ack_timeout: Duration::from_millis(500),
             command_tries: 3,
+            mode_timeout: Duration::from_millis(2500),
         }
     }
 }
@@ -117,6 +122,18 @@ pub enum MavError {
     /// No heartbeat from an autopilot.
     #[error("no autopilot heartbeat within {0:?}")]
     NoHeartbeat(Duration),
+    /// The autopilot acknowledged a mode change its heartbeat never showed.
+    #[error(
+        "the autopilot did not enter {mode} (its heartbeat shows custom mode {custom_mode:#x}) after {tries} tries"
+    )]
+    ModeNotEntered {
+        /// The mode asked for.
+        mode: &'static str,
+        /// The mode the heartbeat shows.
+        custom_mode: u32,
+        /// How often it was sent.
+        tries: u8,
+    },
     /// A command was never acknowledged.
     #[error("{command:?} not acknowledged after {tries} tries")]
     NoAck {
@@ -172,6 +189,12 @@ pub struct VehicleStatus {
     pub quiet_setpoints: u64,
     /// Whether the hold mode was commanded after the policy went quiet.
     pub hold_commanded: bool,
+    /// How often the hold mode was sent (again while the heartbeat did not show it).
+    pub hold_tries: u8,
+    /// The autopilot's heartbeat shows the hold mode that was commanded.
+    pub hold_confirmed: bool,
+    /// The heartbeat never showed the hold mode after `command_tries` sends.
+    pub hold_failed: bool,
     /// Messages received that failed to parse.
     pub parse_errors: u64,
 }
@@ -335,13 +358,51 @@ impl MavLink {
 
     /// Hands control to the agent: PX4 Offboard, ArduPilot Guided. PX4 wants
     /// setpoints streaming before the switch; the stream runs from connect.
+    /// The switch counts once the autopilot's heartbeat shows the mode (an
+    /// acknowledgement alone does not: PX4 acknowledges and then falls back when
+    /// offboard setpoints stop); it is sent again until then, `command_tries`
+    /// times at most.
     pub fn take_control(&self) -> Result<(), MavError> {
-        let params = mode_params(flavour(&self.shared), Mode::Control);
-        self.command(MavCmd::MAV_CMD_DO_SET_MODE, params)?;
-        *lock(&self.shared.latest) = None;
-        lock(&self.shared.status).hold_commanded = false;
-        self.shared.in_control.store(true, Ordering::Relaxed);
-        Ok(())
+        let flavour = flavour(&self.shared);
+        let params = mode_params(flavour, Mode::Control);
+        let want = custom_mode(flavour, Mode::Control);
+        let tries = self.shared.cfg.command_tries.max(1);
+        for _ in 0..tries {
+            self.command(MavCmd::MAV_CMD_DO_SET_MODE, params)?;
+            if self.wait_mode(want, self.shared.cfg.mode_timeout) {
+                *lock(&self.shared.latest) = None;
+                let mut st = lock(&self.shared.status);
+                (st.hold_commanded, st.hold_confirmed, st.hold_failed) = (false, false, false);
+                st.hold_tries = 0;
+                drop(st);
+                self.shared.in_control.store(true, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+        Err(MavError::ModeNotEntered {
+            mode: "the agent's control mode (PX4 Offboard, ArduPilot Guided)",
+            custom_mode: lock(&self.shared.status).custom_mode,
+            tries,
+        })
+    }
+
+    /// Waits until a heartbeat shows `custom_mode`, at most `timeout`.
+    fn wait_mode(&self, custom_mode: u32, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = lock(&self.shared.status);
+        while st.custom_mode != custom_mode {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self
+                .shared
+                .heartbeat
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
     }
 
     /// Sets the body-frame velocity (forward, left, up m/s; yaw rate rad/s,
@@ -380,6 +441,17 @@ enum Mode {
     Control,
     /// Hold position (stop for a rover).
     Hold,
+}
+
+/// The custom mode an autopilot's heartbeat shows in `mode`: PX4 packs its
+/// main mode into bits 16-23 and its sub mode into bits 24-31, ArduPilot
+/// reports its mode number.
+fn custom_mode(flavour: Option<Flavour>, mode: Mode) -> u32 {
+    let p = mode_params(flavour, mode);
+    match flavour {
+        Some(Flavour::ArduPilot { .. }) => p[1] as u32,
+        Some(Flavour::Px4) | None => ((p[1] as u32) << 16) | ((p[2] as u32) << 24),
+    }
 }
 
 /// `MAV_CMD_DO_SET_MODE` parameters for a mode on this autopilot.
@@ -486,6 +558,8 @@ fn stream_loop(shared: &Shared) {
     let period = Duration::from_secs_f32(1.0 / shared.cfg.setpoint_hz.clamp(1.0, 200.0));
     let mut next = Instant::now();
     let mut last_heartbeat: Option<Instant> = None;
+    // When the hold mode was last sent, while its heartbeat confirmation is due.
+    let mut hold_sent: Option<Instant> = None;
     while !shared.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         if last_heartbeat.is_none_or(|t| now - t >= Duration::from_secs(1)) {
@@ -520,8 +594,31 @@ fn stream_loop(shared: &Shared) {
             let hold_due = shared.in_control.load(Ordering::Relaxed)
                 && !st.hold_commanded
                 && age.is_some_and(|a| a > shared.cfg.hold_after);
-            if hold_due {
+            // A hold the heartbeat does not show yet: confirmed, sent again
+            // after `mode_timeout`, or failed after `command_tries` sends.
+            let mut resend_hold = false;
+            if st.hold_commanded && !st.hold_confirmed && !st.hold_failed {
+                if st.custom_mode == custom_mode(st.flavour, Mode::Hold) {
+                    st.hold_confirmed = true;
+                    hold_sent = None;
+                } else if hold_sent.is_some_and(|t| now - t >= shared.cfg.mode_timeout) {
+                    if st.hold_tries >= shared.cfg.command_tries.max(1) {
+                        st.hold_failed = true;
+                        hold_sent = None;
+                        tracing::error!(
+                            tries = st.hold_tries,
+                            custom_mode = st.custom_mode,
+                            "the autopilot did not enter its hold mode"
+                        );
+                    } else {
+                        resend_hold = true;
+                    }
+                }
+            }
+            if hold_due || resend_hold {
                 st.hold_commanded = true;
+                st.hold_tries += 1;
+                hold_sent = Some(now);
                 let flavour = st.flavour;
                 drop(st);
                 tracing::warn!(
