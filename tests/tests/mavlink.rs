@@ -24,6 +24,8 @@ struct Peer {
     arm_commands: Vec<u8>,
     /// Every mode change: (main, sub, when).
     modes: Vec<(u8, u8, Instant)>,
+    /// Every stream request: (message id, interval in µs).
+    intervals: Vec<(u32, i64)>,
     /// Every setpoint: (when, vx, vy, vz, yaw_rate, frame ok, mask ok).
     setpoints: Vec<(Instant, f32, f32, f32, f32, bool)>,
     /// What ATTITUDE reports (roll, pitch, yaw; NED/FRD), when not the default.
@@ -79,6 +81,10 @@ fn px4(sock: UdpSocket, state: Arc<Mutex<Peer>>, stop: Arc<AtomicBool>) {
                             p.sub_mode = c.param3 as u8;
                             let (m, s) = (p.main_mode, p.sub_mode);
                             p.modes.push((m, s, Instant::now()));
+                            Some((c.command, MavResult::MAV_RESULT_ACCEPTED))
+                        }
+                        MavCmd::MAV_CMD_SET_MESSAGE_INTERVAL => {
+                            p.intervals.push((c.param1 as u32, c.param2.round() as i64));
                             Some((c.command, MavResult::MAV_RESULT_ACCEPTED))
                         }
                         other => Some((other, MavResult::MAV_RESULT_UNSUPPORTED)),
@@ -261,6 +267,12 @@ fn px4_over_udp_arm_offboard_stream_and_hold_when_quiet() {
 
     link.take_control().unwrap();
     assert_eq!(state.lock().unwrap().main_mode, 6, "not in Offboard");
+    // The telemetry it reads was asked for: ATTITUDE at 50 Hz,
+    // LOCAL_POSITION_NED at 30 Hz, SYS_STATUS at 2 Hz.
+    let intervals = state.lock().unwrap().intervals.clone();
+    for want in [(30, 20_000), (32, 33_333), (1, 500_000)] {
+        assert!(intervals.contains(&want), "{want:?} not in {intervals:?}");
+    }
 
     // The policy commands 1 m/s forward, 0.5 m/s left, turning left, at 20 Hz for 2 s.
     let flying = Instant::now();

@@ -187,6 +187,8 @@ pub struct VehicleStatus {
     pub setpoints_sent: u64,
     /// Of those, zero-velocity ones sent because the policy was quiet.
     pub quiet_setpoints: u64,
+    /// Rounds of telemetry requests sent (`MAV_CMD_SET_MESSAGE_INTERVAL`).
+    pub stream_requests: u32,
     /// Whether the hold mode was commanded after the policy went quiet.
     pub hold_commanded: bool,
     /// How often the hold mode was sent (again while the heartbeat did not show it).
@@ -553,6 +555,10 @@ fn command_long(shared: &Shared, command: MavCmd, p: [f32; 7], wait: bool) -> Re
     Err(MavError::NoAck { command, tries })
 }
 
+/// The messages the agent reads and the rates it asks for
+/// (`MAV_CMD_SET_MESSAGE_INTERVAL`): ATTITUDE, LOCAL_POSITION_NED, SYS_STATUS.
+const STREAMS: [(u32, f32); 3] = [(30, 50.0), (32, 30.0), (1, 2.0)];
+
 /// Our heartbeat at 1 Hz and the setpoint stream.
 fn stream_loop(shared: &Shared) {
     let period = Duration::from_secs_f32(1.0 / shared.cfg.setpoint_hz.clamp(1.0, 200.0));
@@ -560,6 +566,8 @@ fn stream_loop(shared: &Shared) {
     let mut last_heartbeat: Option<Instant> = None;
     // When the hold mode was last sent, while its heartbeat confirmation is due.
     let mut hold_sent: Option<Instant> = None;
+    // When the telemetry streams were last requested.
+    let mut streams_asked: Option<Instant> = None;
     while !shared.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         if last_heartbeat.is_none_or(|t| now - t >= Duration::from_secs(1)) {
@@ -577,6 +585,30 @@ fn stream_loop(shared: &Shared) {
             );
         }
         let target = lock(&shared.status).target;
+        // Ask for the telemetry the agent uses at its rates once the autopilot
+        // is known (ArduPilot sends nothing without SRn_* parameters
+        // otherwise), and again every 5 s while attitude or position is missing.
+        let (att, pos) = {
+            let st = lock(&shared.status);
+            (st.attitude.is_some(), st.local_position.is_some())
+        };
+        let ask = match streams_asked {
+            None => true,
+            Some(t) => !(att && pos) && now - t >= Duration::from_secs(5),
+        };
+        if target != (0, 0) && ask {
+            streams_asked = Some(now);
+            for (message, hz) in STREAMS {
+                let interval_us = 1e6 / hz;
+                let _ = command_long(
+                    shared,
+                    MavCmd::MAV_CMD_SET_MESSAGE_INTERVAL,
+                    [message as f32, interval_us, 0.0, 0.0, 0.0, 0.0, 0.0],
+                    false,
+                );
+            }
+            lock(&shared.status).stream_requests += 1;
+        }
         if target != (0, 0) {
             let latest = *lock(&shared.latest);
             let age = latest.map(|(_, at)| now - at);
