@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn port(k: u16) -> u16 {
-    e2e_tests::test_port(e2e_tests::PortSlice::Record, 2, k)
+    e2e_tests::test_port(e2e_tests::PortSlice::Record, 4, k)
 }
 
 fn setpoint(i: usize) -> Setpoint {
@@ -246,4 +246,155 @@ fn damaged_and_missing_recordings_are_named() {
         .unwrap();
     assert!(!bad_topic.status.success());
     assert!(String::from_utf8_lossy(&bad_topic.stderr).contains("unknown topic `camera/left`"));
+}
+
+/// The missing-message counts per topic from `agent record`'s summary line
+/// `missing N messages in G gaps: {"topic": n, ...}; R sequence restarts`.
+fn reported_missing(lines: &[String]) -> std::collections::BTreeMap<String, u64> {
+    let Some(line) = lines.iter().find(|l| l.starts_with("missing ")) else {
+        return Default::default();
+    };
+    let map = line
+        .split_once('{')
+        .and_then(|(_, r)| r.split_once('}'))
+        .map(|(m, _)| m)
+        .unwrap_or_default();
+    map.split(", ")
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once(": ")?;
+            Some((k.trim_matches('"').to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// With a slow subscriber attached to the same publisher and sequence numbers
+/// skipped on purpose, the recorder either has every sequence number of each
+/// publisher or reports each missing one: its count per topic equals what the
+/// file lacks between each publisher's first and last message, and the skipped
+/// ones are among them (so a recorder that saw no gap fails here).
+#[test]
+fn recorder_counts_and_reports_gaps() {
+    let dir = temp_dir("record-gaps");
+    let file = dir.join("gaps.mcap");
+    let robot = format!("gap{}", std::process::id());
+    let ep = format!("tcp/127.0.0.1:{}", port(2));
+    let session = bus::open(&bus::BusConfig {
+        listen: vec![ep.clone()],
+        ..bus::BusConfig::default()
+    })
+    .unwrap();
+    // A slow subscriber of the images in a session of its own: 20 ms per pair.
+    let slow = bus::open(&bus::BusConfig::connect_to(ep.clone())).unwrap();
+    let _slow_sub = {
+        use zenoh::Wait;
+        slow.declare_subscriber(Topic::CameraStereo.key(&robot))
+            .callback(|_| std::thread::sleep(Duration::from_millis(20)))
+            .wait()
+            .unwrap()
+    };
+    let mut recorder = Command::new(workspace_bin("agent"))
+        .args(["record", "--robot", &robot, "--connect", &ep])
+        .args(["--topics", "camera/stereo,cmd/setpoint,events", "--out"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(recorder.stdout.take().unwrap()).lines();
+    lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("recording "))
+        .expect("the recorder's start line");
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let pairs = Outbox::<StereoPair>::new(&session, &robot, bus::topics::CAMERA_STEREO).unwrap();
+    let sp = Outbox::<Setpoint>::new(&session, &robot, bus::topics::CMD_SETPOINT).unwrap();
+    let skipped_pairs: Vec<u64> = (100..110).chain([200]).collect();
+    let skipped_sp: Vec<u64> = (150..155).collect();
+    let (w, h) = (320u32, 240u32);
+    let img: Vec<u8> = (0..w * h).map(|k| (k % 251) as u8).collect();
+    let pair = StereoPair {
+        width: w,
+        height: h,
+        left: img.clone(),
+        right: img,
+    };
+    let header = |seq: u64, frame: &str| bus::wire::Header {
+        seq,
+        stamp_ns: 1_000 + seq,
+        frame_id: frame.to_string(),
+    };
+    for seq in 0..300u64 {
+        // The last message of each publisher after a pause, so that a loss
+        // just before it is between two messages that arrived.
+        if seq == 299 {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        if !skipped_pairs.contains(&seq) {
+            pairs.send_with(&header(seq, "camera"), &pair).unwrap();
+        }
+        if !skipped_sp.contains(&seq) {
+            sp.send_with(&header(seq, "policy"), &setpoint(seq as usize))
+                .unwrap();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    signal_after(&recorder, "INT", Duration::ZERO);
+    let status = recorder.wait().unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(status.success(), "{rest:?}");
+    eprintln!("{}", rest.join("\n"));
+
+    // What the file lacks, per topic, between each publisher's first and last.
+    let msgs = bus::log::read(&file).unwrap();
+    let mut present: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    let mut record_events = 0;
+    for (topic, _, bytes) in &msgs {
+        let (_, h, _) = bus::wire::decode_header(bytes).unwrap();
+        if topic == "events" {
+            let (_, e) = bus::wire::decode::<Event>(bytes).unwrap();
+            record_events += usize::from(e.text.starts_with("record: "));
+            continue;
+        }
+        present.entry(topic.clone()).or_default().push(h.seq);
+    }
+    let reported = reported_missing(&rest);
+    for (topic, skipped) in [
+        ("camera/stereo", &skipped_pairs),
+        ("cmd/setpoint", &skipped_sp),
+    ] {
+        let mut seqs = present.remove(topic).unwrap_or_default();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let (first, last) = (seqs[0], *seqs.last().unwrap());
+        let lacking: Vec<u64> = (first..=last)
+            .filter(|s| seqs.binary_search(s).is_err())
+            .collect();
+        eprintln!(
+            "{topic}: {} of 300 recorded, {} lacking between {first} and {last}",
+            seqs.len(),
+            lacking.len()
+        );
+        assert!(
+            skipped.iter().all(|s| lacking.contains(s)),
+            "{topic}: a skipped sequence number is in the file"
+        );
+        assert_eq!(
+            reported.get(topic).copied().unwrap_or(0),
+            lacking.len() as u64,
+            "{topic}: the recorder's count of missing messages; {rest:?}"
+        );
+    }
+    // The skipped setpoints are named in a gap (alone, or inside a longer one
+    // when the messages around them were lost too).
+    let named = rest.iter().any(|l| {
+        l.strip_prefix("  gap: cmd/setpoint (policy): missing seq ")
+            .and_then(|r| r.split_once(' '))
+            .and_then(|(range, _)| range.split_once("..="))
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+            .is_some_and(|(a, b)| a <= 150 && b >= 154)
+    });
+    assert!(named, "the setpoints' gap is named: {rest:?}");
+    assert!(record_events >= 1, "no gap was said on events");
 }

@@ -116,6 +116,26 @@ impl Topic {
         }
     }
 
+    /// The zenoh priority its messages travel at: commands, the vehicle's
+    /// state and status, events and goals ahead of images, scans and weights.
+    /// Each priority has its own queue on a link, so a slow subscriber that
+    /// backs up the images does not delay or drop a setpoint.
+    pub fn priority(self) -> zenoh::qos::Priority {
+        use zenoh::qos::Priority;
+        match self {
+            Topic::CmdSetpoint
+            | Topic::CmdPolicy
+            | Topic::State
+            | Topic::FcStatus
+            | Topic::Events
+            | Topic::Goal => Priority::InteractiveHigh,
+            Topic::DepthStereo | Topic::DepthMono | Topic::Tracks | Topic::CameraHealth => {
+                Priority::DataHigh
+            }
+            Topic::CameraStereo | Topic::Weights => Priority::Data,
+        }
+    }
+
     /// The topic whose suffix is `s` (`camera/stereo`, `state`, ...).
     pub fn from_suffix(s: &str) -> Option<Topic> {
         Topic::ALL.iter().copied().find(|t| t.suffix() == s)
@@ -382,18 +402,19 @@ pub struct Outbox<M: Message> {
 }
 
 impl<M: Message> Outbox<M> {
-    /// Declare a publisher of `topic` for `robot`.
+    /// Declare a publisher of `topic` for `robot`, at the topic's priority
+    /// ([`Topic::priority`]).
     pub fn new(session: &Session, robot: &str, topic: TypedTopic<M>) -> Result<Self, BusError> {
         let key = topic.topic().key(robot);
-        let publisher =
-            session
-                .declare_publisher(key.clone())
-                .wait()
-                .map_err(|e| BusError::Declare {
-                    what: "publisher",
-                    key: key.clone(),
-                    reason: e.to_string(),
-                })?;
+        let publisher = session
+            .declare_publisher(key.clone())
+            .priority(topic.topic().priority())
+            .wait()
+            .map_err(|e| BusError::Declare {
+                what: "publisher",
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
         Ok(Self {
             publisher,
             key,

@@ -58,6 +58,37 @@ pub enum LogError {
     Bus(#[from] crate::BusError),
 }
 
+/// Sequence numbers that never reached the recorder: `from..=to` of one
+/// publisher (`frame_id`) on one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// Topic suffix.
+    pub topic: String,
+    /// The publisher's frame id.
+    pub frame_id: String,
+    /// First missing sequence number.
+    pub from: u64,
+    /// Last missing sequence number.
+    pub to: u64,
+}
+
+impl std::fmt::Display for Gap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}): missing seq {}..={} ({} messages)",
+            self.topic,
+            self.frame_id,
+            self.from,
+            self.to,
+            self.to - self.from + 1
+        )
+    }
+}
+
+/// The most gaps a recording lists one by one (all are counted in `missing`).
+pub const MAX_LISTED_GAPS: usize = 10_000;
+
 /// What a recording holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogStats {
@@ -67,6 +98,15 @@ pub struct LogStats {
     pub bytes: u64,
     /// Messages refused (not a bus message of the topic's type).
     pub malformed: u64,
+    /// Messages missing per topic suffix: gaps in a publisher's sequence
+    /// numbers between two messages that arrived (lost on the way, or dropped
+    /// upstream by a stage that keeps only the newest). Losses after a
+    /// publisher's last message cannot be seen.
+    pub missing: BTreeMap<String, u64>,
+    /// The gaps, in the order they were found (the first [`MAX_LISTED_GAPS`]).
+    pub gaps: Vec<Gap>,
+    /// Sequence numbers that went backwards (a publisher restarted).
+    pub restarts: u64,
 }
 
 impl LogStats {
@@ -82,6 +122,10 @@ pub struct Recorder {
     writer: mcap::Writer<BufWriter<File>>,
     channels: HashMap<Topic, u16>,
     stats: LogStats,
+    /// The last sequence number of each publisher (topic, frame id).
+    last_seq: HashMap<(Topic, String), u64>,
+    /// Gaps found since the last [`Recorder::take_new_gaps`].
+    new_gaps: Vec<Gap>,
 }
 
 impl Recorder {
@@ -129,6 +173,8 @@ impl Recorder {
             writer,
             channels,
             stats: LogStats::default(),
+            last_seq: HashMap::new(),
+            new_gaps: Vec::new(),
         })
     }
 
@@ -171,7 +217,36 @@ impl Recorder {
             .entry(topic.suffix().to_string())
             .or_default() += 1;
         self.stats.bytes += bytes.len() as u64;
+        self.check_sequence(topic, header.frame_id, header.seq);
         Ok(())
+    }
+
+    /// Counts the sequence numbers skipped since this publisher's last message.
+    fn check_sequence(&mut self, topic: Topic, frame_id: String, seq: u64) {
+        let key = (topic, frame_id);
+        match self.last_seq.get(&key) {
+            Some(&last) if seq > last.saturating_add(1) => {
+                let gap = Gap {
+                    topic: topic.suffix().to_string(),
+                    frame_id: key.1.clone(),
+                    from: last + 1,
+                    to: seq - 1,
+                };
+                *self.stats.missing.entry(gap.topic.clone()).or_default() += gap.to - gap.from + 1;
+                if self.stats.gaps.len() < MAX_LISTED_GAPS {
+                    self.stats.gaps.push(gap.clone());
+                }
+                self.new_gaps.push(gap);
+            }
+            Some(&last) if seq <= last => self.stats.restarts += 1,
+            _ => {}
+        }
+        self.last_seq.insert(key, seq);
+    }
+
+    /// The gaps found since the last call.
+    pub fn take_new_gaps(&mut self) -> Vec<Gap> {
+        std::mem::take(&mut self.new_gaps)
     }
 
     /// Writes the index and summary and closes the file.
@@ -215,6 +290,12 @@ pub fn record(
         subs.push(sub);
     }
     drop(tx);
+    // Gaps are said on `events` as they are found, at most one event a second
+    // (the rest summed into the next one).
+    let mut events =
+        crate::Outbox::<crate::msg::Event>::new(session, robot, crate::topics::EVENTS)?;
+    let mut unsaid: Vec<Gap> = Vec::new();
+    let mut last_said: Option<Instant> = None;
     let started = Instant::now();
     let mut last_report = Instant::now();
     while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
@@ -222,6 +303,23 @@ pub fn record(
             Ok((t, bytes, at)) => rec.write(t, &bytes, at)?,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        unsaid.extend(rec.take_new_gaps());
+        if !unsaid.is_empty() && last_said.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            last_said = Some(Instant::now());
+            let n: u64 = unsaid.iter().map(|g| g.to - g.from + 1).sum();
+            let text = match unsaid.as_slice() {
+                [one] => format!("record: {one}"),
+                [first, ..] => format!(
+                    "record: {n} messages missing in {} gaps (first: {first})",
+                    unsaid.len()
+                ),
+                [] => String::new(),
+            };
+            tracing::warn!("{text}");
+            // Best effort: the recording goes on if the event cannot be sent.
+            let _ = events.send(now_ns(), "record", &crate::msg::Event { text });
+            unsaid.clear();
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();

@@ -99,6 +99,25 @@ pub(crate) fn record(a: RecordArgs, stop: Arc<AtomicBool>) -> Result<()> {
         s.per_topic,
         s.malformed
     );
+    if s.missing.is_empty() {
+        println!(
+            "no gaps: every publisher's sequence numbers are complete between its first and last message"
+        );
+    } else {
+        println!(
+            "missing {} messages in {} gaps: {:?}; {} sequence restarts",
+            s.missing.values().sum::<u64>(),
+            s.gaps.len(),
+            s.missing,
+            s.restarts
+        );
+        for g in s.gaps.iter().take(50) {
+            println!("  gap: {g}");
+        }
+        if s.gaps.len() > 50 {
+            println!("  ... and {} more gaps", s.gaps.len() - 50);
+        }
+    }
     Ok(())
 }
 
