@@ -316,12 +316,23 @@ impl MavLink {
 
     /// Waits for the autopilot's first heartbeat.
     pub fn wait_heartbeat(&self, timeout: Duration) -> Result<VehicleStatus, MavError> {
+        self.wait_status(timeout, |st| st.last_heartbeat.is_some())
+            .ok_or(MavError::NoHeartbeat(timeout))
+    }
+
+    /// The status once `done` holds for it, re-checked at every heartbeat; None
+    /// after `timeout`.
+    fn wait_status(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&VehicleStatus) -> bool,
+    ) -> Option<VehicleStatus> {
         let deadline = Instant::now() + timeout;
         let mut st = lock(&self.shared.status);
-        while st.last_heartbeat.is_none() {
+        while !done(&st) {
             let now = Instant::now();
             if now >= deadline {
-                return Err(MavError::NoHeartbeat(timeout));
+                return None;
             }
             st = self
                 .shared
@@ -330,7 +341,7 @@ impl MavLink {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        Ok(*st)
+        Some(*st)
     }
 
     /// What we know of the vehicle now.
@@ -371,7 +382,8 @@ impl MavLink {
         let tries = self.shared.cfg.command_tries.max(1);
         for _ in 0..tries {
             self.command(MavCmd::MAV_CMD_DO_SET_MODE, params)?;
-            if self.wait_mode(want, self.shared.cfg.mode_timeout) {
+            let shown = self.wait_status(self.shared.cfg.mode_timeout, |st| st.custom_mode == want);
+            if shown.is_some() {
                 *lock(&self.shared.latest) = None;
                 let mut st = lock(&self.shared.status);
                 (st.hold_commanded, st.hold_confirmed, st.hold_failed) = (false, false, false);
@@ -386,25 +398,6 @@ impl MavLink {
             custom_mode: lock(&self.shared.status).custom_mode,
             tries,
         })
-    }
-
-    /// Waits until a heartbeat shows `custom_mode`, at most `timeout`.
-    fn wait_mode(&self, custom_mode: u32, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut st = lock(&self.shared.status);
-        while st.custom_mode != custom_mode {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            st = self
-                .shared
-                .heartbeat
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        true
     }
 
     /// Sets the body-frame velocity (forward, left, up m/s; yaw rate rad/s,
