@@ -25,6 +25,7 @@ pub mod launch;
 pub mod learner;
 pub mod mono;
 pub mod nodes;
+pub mod outfile;
 pub mod persist;
 pub mod pipeline;
 #[cfg(feature = "twin")]

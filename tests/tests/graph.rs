@@ -468,10 +468,20 @@ fn robot_launch_does_not_arm() {
     ] {
         assert!(log.contains(node), "no {node:?} in:\n{log}");
     }
-    assert!(dir.join("robot_flight.mcap").is_file() && dir.join("robot.rrd").is_file());
+    // The recording is named by its start time (`flight-{time}.mcap`).
+    let flights: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with("flight-2") && name.ends_with("Z.mcap")
+        })
+        .collect();
+    assert_eq!(flights.len(), 1, "one time-stamped recording: {flights:?}");
+    assert!(dir.join("robot.rrd").is_file());
     // The fc node's pose reached the flight recording: the firmware reports
     // the vehicle on the ground (altitude 0) with a finite attitude.
-    let rec = bus::log::read(&dir.join("robot_flight.mcap")).unwrap();
+    let rec = bus::log::read(&flights[0]).unwrap();
     let states: Vec<bus::msg::State> = rec
         .iter()
         .filter(|(t, _, _)| t == "state")

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub(crate) struct RecordArgs {
-    /// Output file (MCAP).
-    #[arg(long, default_value = "out/record.mcap")]
+    /// Output file (MCAP); `{time}` becomes the UTC start time, and an existing
+    /// file is never overwritten (the next free NAME-1.mcap, ... is taken).
+    #[arg(long, default_value = "out/record-{time}.mcap")]
     out: PathBuf,
     /// Topics to record (suffixes, comma-separated); default: all.
     #[arg(long, value_delimiter = ',')]
@@ -74,20 +75,21 @@ pub(crate) fn record(a: RecordArgs, stop: Arc<AtomicBool>) -> Result<()> {
     }
     // The bus first: a robot that cannot be reached leaves nothing behind.
     let session = a.bus.open()?;
-    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+    let out = agent::outfile::fresh(&a.out);
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     println!(
         "recording {} topics of `{}` to {}",
         topics.len(),
         a.bus.robot,
-        a.out.display()
+        out.display()
     );
     let s = bus::log::record(
         &session,
         &a.bus.robot,
         &topics,
-        &a.out,
+        &out,
         a.seconds.map(Duration::from_secs_f64),
         &stop,
     )?;
@@ -95,7 +97,7 @@ pub(crate) fn record(a: RecordArgs, stop: Arc<AtomicBool>) -> Result<()> {
         "recorded {} messages ({:.2} MB) to {}: {:?}; {} malformed skipped",
         s.messages(),
         s.bytes as f64 / 1e6,
-        a.out.display(),
+        out.display(),
         s.per_topic,
         s.malformed
     );

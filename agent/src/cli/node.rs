@@ -54,8 +54,9 @@ pub(crate) struct NodeArgs {
     /// telemetry node: where rerun data goes (save, connect, spawn, off).
     #[arg(long, value_enum, default_value = "save")]
     rerun: RerunMode,
-    /// telemetry node, --rerun save: the .rrd file.
-    #[arg(long, default_value = "out/graph.rrd")]
+    /// telemetry node, --rerun save: the .rrd file (`{time}` becomes the UTC
+    /// start time; an existing file is kept and the next free NAME-1.rrd, ... taken).
+    #[arg(long, default_value = "out/graph-{time}.rrd")]
     rerun_save: PathBuf,
     /// camera, stereo and telemetry nodes: the stereo rig's calibration file (OpenCV
     /// YAML, from `calib stereo`): the camera node rectifies with it (and refuses a
@@ -140,7 +141,7 @@ pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
         camera_hz: Some(a.camera_hz),
         mono_wait: Some(Duration::from_millis(a.mono_wait_ms)),
         sink: Some(match a.rerun {
-            RerunMode::Save => Sink::Save(a.rerun_save),
+            RerunMode::Save => Sink::Save(agent::outfile::fresh(&a.rerun_save)),
             RerunMode::Connect => Sink::Connect(a.rerun_url),
             RerunMode::Spawn => Sink::Spawn,
             RerunMode::Off => Sink::Off,

@@ -1,0 +1,103 @@
+//! Names of the files a robot writes at every start (its flight recording, its
+//! telemetry): `{time}` in a name becomes the UTC start time
+//! (`20261205T193300Z`), and a file that exists is never overwritten — the next
+//! free `NAME-1.EXT`, `NAME-2.EXT`, ... is taken instead, so a restart after an
+//! incident keeps the flight before it.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `path` with `{time}` filled in and, if that file exists, a free numbered name.
+pub fn fresh(path: &Path) -> PathBuf {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    fresh_at(path, secs)
+}
+
+fn fresh_at(path: &Path, unix_secs: u64) -> PathBuf {
+    let named = PathBuf::from(
+        path.to_string_lossy()
+            .replace("{time}", &utc_stamp(unix_secs)),
+    );
+    if !named.exists() {
+        return named;
+    }
+    let stem = named
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = named
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (1u64..)
+        .map(|k| named.with_file_name(format!("{stem}-{k}{ext}")))
+        .find(|p| !p.exists())
+        .unwrap_or(named)
+}
+
+/// UTC time as `YYYYMMDDTHHMMSSZ` (ISO 8601 basic format).
+fn utc_stamp(unix_secs: u64) -> String {
+    let days = (unix_secs / 86_400) as i64;
+    let rem = unix_secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count from 1970-01-01 (the standard
+/// era-based conversion, as in H. Hinnant's "chrono-Compatible Low-Level Date
+/// Algorithms").
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_stamps_are_utc_dates() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        // 2000-02-29 12:34:56 UTC (a leap day).
+        assert_eq!(utc_stamp(951_827_696), "20000229T123456Z");
+        // 2026-12-05 19:33:00 UTC.
+        assert_eq!(utc_stamp(1_796_499_180), "20261205T193300Z");
+    }
+
+    #[test]
+    fn existing_files_are_never_overwritten() {
+        let dir = std::env::temp_dir().join(format!("outfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = dir.join("flight-{time}.mcap");
+        let first = fresh_at(&name, 0);
+        assert_eq!(first, dir.join("flight-19700101T000000Z.mcap"));
+        std::fs::write(&first, b"a flight").unwrap();
+        let second = fresh_at(&name, 0);
+        assert_eq!(second, dir.join("flight-19700101T000000Z-1.mcap"));
+        std::fs::write(&second, b"another").unwrap();
+        assert_eq!(
+            fresh_at(&name, 0),
+            dir.join("flight-19700101T000000Z-2.mcap")
+        );
+        // Without {time}, the same rule.
+        let plain = dir.join("graph.rrd");
+        std::fs::write(&plain, b"x").unwrap();
+        assert_eq!(fresh_at(&plain, 5), dir.join("graph-1.rrd"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
