@@ -4,7 +4,7 @@ mod cli;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
-use cli::bus::{LatencyArgs, RecordArgs, ReplayArgs};
+use cli::bus::{InfoArgs, LatencyArgs, RecordArgs, ReplayArgs};
 #[cfg(feature = "twin")]
 use cli::lab::{BenchArgs, BudgetArgs, FlyArgs, PersistArgs};
 #[cfg(feature = "twin")]
@@ -60,6 +60,8 @@ enum Cmd {
     Record(RecordArgs),
     /// Play an MCAP recording back onto the bus, at the recorded rate or as fast as possible.
     Replay(ReplayArgs),
+    /// What an MCAP recording holds: channels, types, counts, rates, gaps, duration.
+    Info(InfoArgs),
     #[cfg(feature = "twin")]
     /// Reinforcement learning over the twin's contexts with a curriculum (SPaCE,
     /// round-robin, random): several seeds each, held-out evaluation, CSV + rerun
@@ -134,6 +136,7 @@ fn main() -> Result<()> {
         Cmd::Budget(a) => cli::lab::budget(a, stop),
         Cmd::Record(a) => cli::bus::record(a, stop),
         Cmd::Replay(a) => cli::bus::replay(a, stop),
+        Cmd::Info(a) => cli::bus::info(a),
         Cmd::Latency(a) => cli::bus::latency(a),
         #[cfg(feature = "twin")]
         Cmd::Bench(a) => cli::lab::bench(a),

@@ -397,4 +397,24 @@ fn recorder_counts_and_reports_gaps() {
     });
     assert!(named, "the setpoints' gap is named: {rest:?}");
     assert!(record_events >= 1, "no gap was said on events");
+
+    // `agent info` finds the same counts and gaps in the file.
+    let out = Command::new(workspace_bin("agent"))
+        .arg("info")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    eprintln!("{text}");
+    for (topic, missing) in &reported {
+        let recorded = msgs.iter().filter(|m| &m.0 == topic).count();
+        let row = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(topic.as_str()))
+            .unwrap_or_else(|| panic!("no {topic} row: {text}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[3], recorded.to_string(), "{topic} count: {row}");
+        assert_eq!(cols[5], missing.to_string(), "{topic} missing: {row}");
+    }
 }

@@ -116,14 +116,53 @@ impl LogStats {
     }
 }
 
+/// Finds gaps in each publisher's sequence numbers (per topic and frame id).
+#[derive(Debug, Default)]
+pub struct SeqTracker {
+    last: HashMap<(String, String), u64>,
+    /// Messages missing per topic suffix.
+    pub missing: BTreeMap<String, u64>,
+    /// The gaps (the first [`MAX_LISTED_GAPS`]).
+    pub gaps: Vec<Gap>,
+    /// Sequence numbers that went backwards (a publisher restarted).
+    pub restarts: u64,
+}
+
+impl SeqTracker {
+    /// Takes one message's numbers; returns the gap it closes, if any.
+    pub fn see(&mut self, topic: &str, frame_id: &str, seq: u64) -> Option<Gap> {
+        let key = (topic.to_string(), frame_id.to_string());
+        let gap = match self.last.get(&key) {
+            Some(&last) if seq > last.saturating_add(1) => Some(Gap {
+                topic: key.0.clone(),
+                frame_id: key.1.clone(),
+                from: last + 1,
+                to: seq - 1,
+            }),
+            Some(&last) if seq <= last => {
+                self.restarts += 1;
+                None
+            }
+            _ => None,
+        };
+        self.last.insert(key, seq);
+        if let Some(g) = &gap {
+            *self.missing.entry(g.topic.clone()).or_default() += g.to - g.from + 1;
+            if self.gaps.len() < MAX_LISTED_GAPS {
+                self.gaps.push(g.clone());
+            }
+        }
+        gap
+    }
+}
+
 /// Writes bus messages to an MCAP file.
 pub struct Recorder {
     path: PathBuf,
     writer: mcap::Writer<BufWriter<File>>,
     channels: HashMap<Topic, u16>,
     stats: LogStats,
-    /// The last sequence number of each publisher (topic, frame id).
-    last_seq: HashMap<(Topic, String), u64>,
+    seqs: SeqTracker,
     /// Gaps found since the last [`Recorder::take_new_gaps`].
     new_gaps: Vec<Gap>,
 }
@@ -173,7 +212,7 @@ impl Recorder {
             writer,
             channels,
             stats: LogStats::default(),
-            last_seq: HashMap::new(),
+            seqs: SeqTracker::default(),
             new_gaps: Vec::new(),
         })
     }
@@ -217,31 +256,10 @@ impl Recorder {
             .entry(topic.suffix().to_string())
             .or_default() += 1;
         self.stats.bytes += bytes.len() as u64;
-        self.check_sequence(topic, header.frame_id, header.seq);
-        Ok(())
-    }
-
-    /// Counts the sequence numbers skipped since this publisher's last message.
-    fn check_sequence(&mut self, topic: Topic, frame_id: String, seq: u64) {
-        let key = (topic, frame_id);
-        match self.last_seq.get(&key) {
-            Some(&last) if seq > last.saturating_add(1) => {
-                let gap = Gap {
-                    topic: topic.suffix().to_string(),
-                    frame_id: key.1.clone(),
-                    from: last + 1,
-                    to: seq - 1,
-                };
-                *self.stats.missing.entry(gap.topic.clone()).or_default() += gap.to - gap.from + 1;
-                if self.stats.gaps.len() < MAX_LISTED_GAPS {
-                    self.stats.gaps.push(gap.clone());
-                }
-                self.new_gaps.push(gap);
-            }
-            Some(&last) if seq <= last => self.stats.restarts += 1,
-            _ => {}
+        if let Some(gap) = self.seqs.see(topic.suffix(), &header.frame_id, header.seq) {
+            self.new_gaps.push(gap);
         }
-        self.last_seq.insert(key, seq);
+        Ok(())
     }
 
     /// The gaps found since the last call.
@@ -255,7 +273,18 @@ impl Recorder {
             path: self.path.clone(),
             reason: e.to_string(),
         })?;
-        Ok(self.stats)
+        let SeqTracker {
+            missing,
+            gaps,
+            restarts,
+            ..
+        } = self.seqs;
+        Ok(LogStats {
+            missing,
+            gaps,
+            restarts,
+            ..self.stats
+        })
     }
 }
 
@@ -368,6 +397,85 @@ pub fn read(path: &Path) -> Result<Vec<(String, u64, Vec<u8>)>, LogError> {
     }
     out.sort_by_key(|m| m.1);
     Ok(out)
+}
+
+/// One channel of a recording, as [`info`] sums it up.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChannelInfo {
+    /// Topic (the channel's name).
+    pub topic: String,
+    /// Schema name (the message type).
+    pub schema: String,
+    /// Message encoding.
+    pub encoding: String,
+    /// Messages.
+    pub messages: u64,
+    /// Log time of the first message (ns).
+    pub first_ns: u64,
+    /// Log time of the last message (ns).
+    pub last_ns: u64,
+    /// Messages missing from its publishers' sequence numbers (bus messages only).
+    pub missing: u64,
+}
+
+impl ChannelInfo {
+    /// Messages per second between the first and the last.
+    pub fn rate_hz(&self) -> f64 {
+        let span = self.last_ns.saturating_sub(self.first_ns) as f64 * 1e-9;
+        if self.messages > 1 && span > 0.0 {
+            (self.messages - 1) as f64 / span
+        } else {
+            0.0
+        }
+    }
+}
+
+/// What a recording holds, channel by channel, with the gaps in its
+/// publishers' sequence numbers in arrival order (for `agent info`).
+pub fn info(path: &Path) -> Result<(Vec<ChannelInfo>, SeqTracker), LogError> {
+    let buf = std::fs::read(path).map_err(|e| LogError::Open {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let read_err = |e: mcap::McapError| LogError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut channels: BTreeMap<u16, ChannelInfo> = BTreeMap::new();
+    let mut msgs = Vec::new();
+    for m in mcap::MessageStream::new(&buf).map_err(read_err)? {
+        let m = m.map_err(read_err)?;
+        let c = channels.entry(m.channel.id).or_insert_with(|| ChannelInfo {
+            topic: m.channel.topic.clone(),
+            schema: m
+                .channel
+                .schema
+                .as_ref()
+                .map(|s| s.name.clone())
+                .unwrap_or_default(),
+            encoding: m.channel.message_encoding.clone(),
+            first_ns: m.log_time,
+            ..ChannelInfo::default()
+        });
+        c.messages += 1;
+        c.first_ns = c.first_ns.min(m.log_time);
+        c.last_ns = c.last_ns.max(m.log_time);
+        if c.encoding == ENCODING
+            && let Ok((_, h, _)) = decode_header(&m.data)
+        {
+            msgs.push((m.log_time, m.channel.topic.clone(), h.frame_id, h.seq));
+        }
+    }
+    msgs.sort_by_key(|m| m.0);
+    let mut seqs = SeqTracker::default();
+    for (_, topic, frame, seq) in &msgs {
+        seqs.see(topic, frame, *seq);
+    }
+    let mut out: Vec<ChannelInfo> = channels.into_values().collect();
+    for c in &mut out {
+        c.missing = seqs.missing.get(&c.topic).copied().unwrap_or(0);
+    }
+    Ok((out, seqs))
 }
 
 /// Publishes a recording's messages (of `topics`; all if empty) on the same

@@ -45,6 +45,15 @@ pub(crate) struct ReplayArgs {
 }
 
 #[derive(clap::Args)]
+pub(crate) struct InfoArgs {
+    /// The recording (MCAP).
+    file: PathBuf,
+    /// List every gap in the publishers' sequence numbers (default: the first 20).
+    #[arg(long)]
+    all_gaps: bool,
+}
+
+#[derive(clap::Args)]
 pub(crate) struct LatencyArgs {
     /// Image sizes, WIDTHxHEIGHT, comma-separated.
     #[arg(long, default_value = "160x120,320x240", value_delimiter = ',')]
@@ -151,6 +160,49 @@ pub(crate) fn replay(a: ReplayArgs, stop: Arc<AtomicBool>) -> Result<()> {
     );
     // Let the last messages leave before the session closes.
     std::thread::sleep(Duration::from_millis(200));
+    Ok(())
+}
+
+/// `agent info`.
+pub(crate) fn info(a: InfoArgs) -> Result<()> {
+    let (channels, seqs) = bus::log::info(&a.file)?;
+    let first = channels.iter().map(|c| c.first_ns).min().unwrap_or(0);
+    let last = channels.iter().map(|c| c.last_ns).max().unwrap_or(0);
+    let total: u64 = channels.iter().map(|c| c.messages).sum();
+    println!(
+        "{}: {total} messages in {} channels over {:.2} s",
+        a.file.display(),
+        channels.len(),
+        last.saturating_sub(first) as f64 * 1e-9
+    );
+    println!(
+        "  {:<20} {:<28} {:<16} {:>9} {:>9} {:>9}",
+        "channel", "type", "encoding", "messages", "rate Hz", "missing"
+    );
+    for c in &channels {
+        println!(
+            "  {:<20} {:<28} {:<16} {:>9} {:>9.2} {:>9}",
+            c.topic,
+            c.schema,
+            c.encoding,
+            c.messages,
+            c.rate_hz(),
+            c.missing
+        );
+    }
+    let missing: u64 = seqs.missing.values().sum();
+    println!(
+        "gaps: {} ({missing} messages missing); {} sequence restarts",
+        seqs.gaps.len(),
+        seqs.restarts
+    );
+    let shown = if a.all_gaps { usize::MAX } else { 20 };
+    for g in seqs.gaps.iter().take(shown) {
+        println!("  gap: {g}");
+    }
+    if seqs.gaps.len() > shown {
+        println!("  ... {} more (--all-gaps)", seqs.gaps.len() - shown);
+    }
     Ok(())
 }
 
