@@ -4,7 +4,7 @@ mod cli;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
-use cli::bus::{InfoArgs, LatencyArgs, RecordArgs, ReplayArgs};
+use cli::bus::{InfoArgs, LatencyArgs, RecordArgs, ReplayArgs, TopicArgs};
 #[cfg(feature = "twin")]
 use cli::lab::{BenchArgs, BudgetArgs, FlyArgs, PersistArgs};
 #[cfg(feature = "twin")]
@@ -62,6 +62,8 @@ enum Cmd {
     Replay(ReplayArgs),
     /// What an MCAP recording holds: channels, types, counts, rates, gaps, duration.
     Info(InfoArgs),
+    /// The live graph's topics: list (traffic and nodes up), echo, hz.
+    Topic(TopicArgs),
     #[cfg(feature = "twin")]
     /// Reinforcement learning over the twin's contexts with a curriculum (SPaCE,
     /// round-robin, random): several seeds each, held-out evaluation, CSV + rerun
@@ -137,6 +139,7 @@ fn main() -> Result<()> {
         Cmd::Record(a) => cli::bus::record(a, stop),
         Cmd::Replay(a) => cli::bus::replay(a, stop),
         Cmd::Info(a) => cli::bus::info(a),
+        Cmd::Topic(a) => cli::bus::topic(a, stop),
         Cmd::Latency(a) => cli::bus::latency(a),
         #[cfg(feature = "twin")]
         Cmd::Bench(a) => cli::lab::bench(a),

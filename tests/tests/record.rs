@@ -418,3 +418,92 @@ fn recorder_counts_and_reports_gaps() {
         assert_eq!(cols[5], missing.to_string(), "{topic} missing: {row}");
     }
 }
+
+/// `agent topic list|echo|hz` on a live graph (this process publishes setpoints
+/// and holds a node's liveliness token): the list names the topic, its type and
+/// the node; echo decodes the messages; hz reports a rate and no missing ones.
+#[test]
+fn topic_tools_list_echo_and_time_the_live_graph() {
+    let robot = format!("top{}", std::process::id());
+    let ep = format!("tcp/127.0.0.1:{}", port(3));
+    let session = bus::open(&bus::BusConfig {
+        listen: vec![ep.clone()],
+        ..bus::BusConfig::default()
+    })
+    .unwrap();
+    let _token = bus::announce(&session, &robot, "policy").unwrap();
+    let run = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let publisher = {
+        let (run, robot) = (run.clone(), robot.clone());
+        std::thread::spawn(move || {
+            let mut sp =
+                Outbox::<Setpoint>::new(&session, &robot, bus::topics::CMD_SETPOINT).unwrap();
+            let mut i = 0;
+            while run.load(std::sync::atomic::Ordering::Relaxed) {
+                sp.send(5_000 + i as u64, "policy", &setpoint(i)).unwrap();
+                i += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let agent = |args: &[&str]| {
+        let out = Command::new(workspace_bin("agent"))
+            .args(args)
+            .args(["--robot", &robot, "--connect", &ep])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let list = agent(&["topic", "list", "--seconds", "3"]);
+    let row = list
+        .lines()
+        .find(|l| l.trim_start().starts_with("cmd/setpoint"))
+        .unwrap_or_else(|| panic!("no cmd/setpoint in: {list}"));
+    assert!(row.contains("Setpoint"), "{row}");
+    assert!(list.contains("nodes up: policy"), "{list}");
+    let echo = agent(&["topic", "echo", "cmd/setpoint", "--count", "3"]);
+    let lines: Vec<&str> = echo.lines().filter(|l| l.starts_with("seq ")).collect();
+    assert_eq!(lines.len(), 3, "{echo}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("frame \"policy\"") && l.contains("left: -0.5")),
+        "{echo}"
+    );
+    let hz = agent(&["topic", "hz", "cmd/setpoint", "--seconds", "3"]);
+    let rates: Vec<&str> = hz
+        .lines()
+        .filter(|l| l.starts_with("cmd/setpoint: "))
+        .collect();
+    assert!(!rates.is_empty(), "{hz}");
+    assert!(
+        rates.iter().all(|l| l.ends_with("missing so far 0")),
+        "{hz}"
+    );
+    // A topic that does not exist is named.
+    let out = Command::new(workspace_bin("agent"))
+        .args([
+            "topic",
+            "echo",
+            "cmd/nothing",
+            "--robot",
+            &robot,
+            "--connect",
+            &ep,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("unknown topic `cmd/nothing`"),
+        "{err}"
+    );
+    run.store(false, std::sync::atomic::Ordering::Relaxed);
+    publisher.join().unwrap();
+}

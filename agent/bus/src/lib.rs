@@ -714,6 +714,50 @@ pub fn announce(
         })
 }
 
+/// Every message under a robot's keys matching a pattern, as raw bytes: what
+/// `agent topic` lists, echoes and times.
+pub struct Tap {
+    sub: zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<Sample>>,
+    prefix: String,
+}
+
+impl Tap {
+    /// Subscribes to `<robot>/<pattern>` (a zenoh key expression: a topic suffix
+    /// such as `cmd/setpoint`, or `**` for every topic).
+    pub fn new(session: &Session, robot: &str, pattern: &str) -> Result<Tap, BusError> {
+        let key = format!("{robot}/{pattern}");
+        let sub = session
+            .declare_subscriber(key.clone())
+            .with(zenoh::handlers::FifoChannel::new(4096))
+            .wait()
+            .map_err(|e| BusError::Declare {
+                what: "subscriber",
+                key,
+                reason: e.to_string(),
+            })?;
+        Ok(Tap {
+            sub,
+            prefix: format!("{robot}/"),
+        })
+    }
+
+    /// The next message within `timeout`: its topic suffix and bytes
+    /// (`Ok(None)` on timeout).
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<(String, Vec<u8>)>, BusError> {
+        match self.sub.recv_timeout(timeout) {
+            Ok(Some(s)) => {
+                let key = s.key_expr().as_str();
+                let suffix = key.strip_prefix(&self.prefix).unwrap_or(key).to_string();
+                Ok(Some((suffix, s.payload().to_bytes().into_owned())))
+            }
+            Ok(None) => Ok(None),
+            Err(_) => Err(BusError::Closed {
+                key: format!("{}**", self.prefix),
+            }),
+        }
+    }
+}
+
 /// A change in the set of live nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
