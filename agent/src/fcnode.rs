@@ -405,6 +405,12 @@ impl FlightController for MavlinkFc {
                     "mavlink: the autopilot is in hold (its heartbeat shows it; sent {} time(s))",
                     st.hold_tries
                 )));
+            } else if st.hold_superseded {
+                self.hold_reported = true;
+                out.push(FcReport::Event(format!(
+                    "mavlink: the autopilot switched to another mode (custom mode {:#x}: the pilot or its failsafe) before holding; hold not sent again",
+                    st.custom_mode
+                )));
             } else if st.hold_failed {
                 self.hold_reported = true;
                 out.push(FcReport::Event(format!(

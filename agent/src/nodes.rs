@@ -445,6 +445,10 @@ const MONO_LIVE_FRAMES: u64 = 10;
 
 impl MonoScans {
     fn take(&mut self, h: &bus::wire::Header, wait: Duration) -> Result<Option<Vec<f32>>> {
+        if self.last_seq.is_some_and(|s| h.seq < s) {
+            // The camera's numbers started again: nothing is known of mono yet.
+            self.last_seq = None;
+        }
         let live = self
             .last_seq
             .is_some_and(|s| h.seq.saturating_sub(s) <= MONO_LIVE_FRAMES);

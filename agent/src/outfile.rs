@@ -1,13 +1,16 @@
 //! Names of the files a robot writes at every start (its flight recording, its
 //! telemetry): `{time}` in a name becomes the UTC start time
-//! (`20261205T193300Z`), and a file that exists is never overwritten — the next
-//! free `NAME-1.EXT`, `NAME-2.EXT`, ... is taken instead, so a restart after an
-//! incident keeps the flight before it.
+//! (`20261205T193300Z`), and such a time-stamped file that exists (two starts in
+//! one second) is never overwritten — the next free `NAME-1.EXT`, ... is taken —
+//! so a restart after an incident keeps the flight before it. A name without
+//! `{time}` is used as given (a launch file that replays `out/sim_twin.mcap`
+//! finds the newest run there).
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// `path` with `{time}` filled in and, if that file exists, a free numbered name.
+/// `path` with `{time}` filled in and, if that file exists, a free numbered
+/// name; a path without `{time}` as it is.
 pub fn fresh(path: &Path) -> PathBuf {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -16,6 +19,9 @@ pub fn fresh(path: &Path) -> PathBuf {
 }
 
 fn fresh_at(path: &Path, unix_secs: u64) -> PathBuf {
+    if !path.to_string_lossy().contains("{time}") {
+        return path.to_path_buf();
+    }
     let named = PathBuf::from(
         path.to_string_lossy()
             .replace("{time}", &utc_stamp(unix_secs)),
@@ -80,7 +86,7 @@ mod tests {
     }
 
     #[test]
-    fn existing_files_are_never_overwritten() {
+    fn time_stamped_files_are_never_overwritten() {
         let dir = std::env::temp_dir().join(format!("outfile-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let name = dir.join("flight-{time}.mcap");
@@ -94,10 +100,10 @@ mod tests {
             fresh_at(&name, 0),
             dir.join("flight-19700101T000000Z-2.mcap")
         );
-        // Without {time}, the same rule.
+        // Without {time}, the name as given.
         let plain = dir.join("graph.rrd");
         std::fs::write(&plain, b"x").unwrap();
-        assert_eq!(fresh_at(&plain, 5), dir.join("graph-1.rrd"));
+        assert_eq!(fresh_at(&plain, 5), plain);
         std::fs::remove_dir_all(&dir).ok();
     }
 }

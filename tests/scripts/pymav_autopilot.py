@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """A PX4-like autopilot on pymavlink, for the MAVLink tests.
 
-Usage: pymav_autopilot.py PORT REFUSE_HOLDS SECONDS
+Usage: pymav_autopilot.py PORT REFUSE_HOLDS SECONDS [posctl]
 
 Listens on udpin:127.0.0.1:PORT and answers whoever sends first: heartbeats at
 1 Hz with PX4's custom mode (main mode << 16 | sub mode << 24) and the armed
 flag, ATTITUDE at 50 Hz, LOCAL_POSITION_NED at 10 Hz; arms and disarms; takes
 MAV_CMD_DO_SET_MODE. The first REFUSE_HOLDS requests for Hold (Auto / Loiter,
 main mode 4, sub mode 3) are refused: acknowledged TEMPORARILY_REJECTED and the
-mode left as it was, as PX4 does when a mode's preconditions fail. Every mode
+mode left as it was, as PX4 does when a mode's preconditions fail; with
+`posctl`, a refused Hold puts it in Position mode instead (main mode 3), as a
+pilot taking over does. Every mode
 request is printed as one JSON line; it exits after SECONDS.
 Needs `pip install pymavlink` (tests/prepare.sh).
 """
@@ -19,6 +21,7 @@ import time
 from pymavlink import mavutil
 
 port, refuse_holds, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+posctl = len(sys.argv) > 4 and sys.argv[4] == "posctl"
 m = mavutil.mavlink_connection(
     "udpin:127.0.0.1:%d" % port, source_system=1, source_component=1, dialect="common"
 )
@@ -48,6 +51,8 @@ while time.monotonic() - start < seconds:
                 if hold and refused < refuse_holds:
                     refused += 1
                     result = mav.MAV_RESULT_TEMPORARILY_REJECTED
+                    if posctl:
+                        main_mode, sub_mode = 3, 0
                 else:
                     main_mode, sub_mode = main, sub
                 out(event="mode", main=main, sub=sub, accepted=result == mav.MAV_RESULT_ACCEPTED)

@@ -663,22 +663,38 @@ fn mavlink_state_is_enu() {
 /// A pymavlink autopilot (tests/scripts/pymav_autopilot.py) on UDP port
 /// 2 + `k` of this binary's block of 4 (the nodes' bus ports are 0 and 1),
 /// refusing the first `refuse_holds` Holds.
-fn start_pymav(k: u16, refuse_holds: u32) -> (std::process::Child, u16) {
+fn start_pymav(k: u16, refuse_holds: u32, extra: &[&str]) -> (Pymav, u16) {
     let port = e2e_tests::test_port(e2e_tests::PortSlice::Mavlink, 4, 2 + k);
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pymav_autopilot.py");
     let child = std::process::Command::new("python3")
         .arg(script)
         .args([port.to_string(), refuse_holds.to_string(), "120".into()])
+        .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("python3 runs (tests/prepare.sh installs pymavlink)");
-    (child, port)
+    (Pymav(Some(child)), port)
+}
+
+/// The pymavlink autopilot's process, killed when the test ends or fails.
+struct Pymav(Option<std::process::Child>);
+
+impl Drop for Pymav {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// The mode requests the pymavlink autopilot saw: (main, sub, accepted).
-fn pymav_modes(mut child: std::process::Child) -> Vec<(u32, u32, bool)> {
+fn pymav_modes(mut py: Pymav) -> Vec<(u32, u32, bool)> {
+    let Some(mut child) = py.0.take() else {
+        return Vec::new();
+    };
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -748,7 +764,7 @@ fn fly_then_go_quiet(port: u16, tries: u8, mode_timeout: Duration) -> MavLink {
 #[test]
 fn mavlink_hold_is_confirmed_or_retried() {
     // Refuses the first Hold.
-    let (py, port) = start_pymav(0, 1);
+    let (py, port) = start_pymav(0, 1, &[]);
     let link = fly_then_go_quiet(port, 3, Duration::from_millis(2500));
     let st = hold_outcome(&link);
     drop(link);
@@ -777,7 +793,7 @@ fn mavlink_hold_is_confirmed_or_retried() {
     );
 
     // Refuses every Hold: two tries, then the link says it failed.
-    let (py, port) = start_pymav(1, 99);
+    let (py, port) = start_pymav(1, 99, &[]);
     let link = fly_then_go_quiet(port, 2, Duration::from_millis(1500));
     let st = hold_outcome(&link);
     drop(link);
@@ -787,4 +803,29 @@ fn mavlink_hold_is_confirmed_or_retried() {
     assert_eq!(st.hold_tries, 2);
     let holds = modes.iter().filter(|m| (m.0, m.1) == (4, 3)).count();
     assert_eq!(holds, 2, "{modes:?}");
+
+    // Refuses the Hold because the pilot took over (Position mode): the link
+    // stops asking, it never overrides the pilot's mode.
+    let (py, port) = start_pymav(0, 99, &["posctl"]);
+    let link = fly_then_go_quiet(port, 3, Duration::from_millis(1500));
+    let t0 = Instant::now();
+    let st = loop {
+        let st = link.status();
+        if st.hold_superseded || st.hold_failed || t0.elapsed() > Duration::from_secs(60) {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Longer than the retries would take: none comes.
+    std::thread::sleep(Duration::from_millis(3500));
+    drop(link);
+    let modes = pymav_modes(py);
+    eprintln!("pilot took over: {st:?}\n  modes seen: {modes:?}");
+    assert!(st.hold_superseded && !st.hold_failed, "{st:?}");
+    assert_eq!(st.custom_mode, 3 << 16, "heartbeat not in Position");
+    let holds = modes.iter().filter(|m| (m.0, m.1) == (4, 3)).count();
+    assert_eq!(
+        holds, 1,
+        "the Hold was sent again over the pilot's mode: {modes:?}"
+    );
 }

@@ -136,6 +136,28 @@ impl Topic {
         }
     }
 
+    /// Whether each publisher numbers its own messages on this topic, one
+    /// publisher per frame id, so that a gap in the sequence numbers is a lost
+    /// message. Not so for the scans and commands, which carry the camera
+    /// pair's number (a frame a stage skipped is no loss), nor for `events`,
+    /// where several publishers may share a frame id.
+    pub fn numbered_by_publisher(self) -> bool {
+        match self {
+            Topic::CameraStereo
+            | Topic::CameraHealth
+            | Topic::State
+            | Topic::FcStatus
+            | Topic::Goal
+            | Topic::Tracks
+            | Topic::Weights => true,
+            Topic::DepthStereo
+            | Topic::DepthMono
+            | Topic::CmdSetpoint
+            | Topic::CmdPolicy
+            | Topic::Events => false,
+        }
+    }
+
     /// The topic whose suffix is `s` (`camera/stereo`, `state`, ...).
     pub fn from_suffix(s: &str) -> Option<Topic> {
         Topic::ALL.iter().copied().find(|t| t.suffix() == s)
@@ -717,7 +739,7 @@ pub fn announce(
 /// Every message under a robot's keys matching a pattern, as raw bytes: what
 /// `agent topic` lists, echoes and times.
 pub struct Tap {
-    sub: zenoh::pubsub::Subscriber<zenoh::handlers::FifoChannelHandler<Sample>>,
+    sub: zenoh::pubsub::Subscriber<zenoh::handlers::RingChannelHandler<Sample>>,
     prefix: String,
 }
 
@@ -728,7 +750,9 @@ impl Tap {
         let key = format!("{robot}/{pattern}");
         let sub = session
             .declare_subscriber(key.clone())
-            .with(zenoh::handlers::FifoChannel::new(4096))
+            // The newest 64 (dropping the oldest): a slow terminal never holds
+            // gigabytes of images or backs up the session.
+            .with(zenoh::handlers::RingChannel::new(64))
             .wait()
             .map_err(|e| BusError::Declare {
                 what: "subscriber",

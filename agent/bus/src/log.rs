@@ -99,12 +99,14 @@ pub struct LogStats {
     /// Messages refused (not a bus message of the topic's type).
     pub malformed: u64,
     /// Messages missing per topic suffix: gaps in a publisher's sequence
-    /// numbers between two messages that arrived (lost on the way, or dropped
-    /// upstream by a stage that keeps only the newest). Losses after a
-    /// publisher's last message cannot be seen.
+    /// numbers between two messages that arrived, on the topics whose
+    /// publishers number their own messages (`Topic::numbered_by_publisher`).
+    /// Losses after a publisher's last message cannot be seen.
     pub missing: BTreeMap<String, u64>,
     /// The gaps, in the order they were found (the first [`MAX_LISTED_GAPS`]).
     pub gaps: Vec<Gap>,
+    /// All gaps found.
+    pub gap_count: u64,
     /// Sequence numbers that went backwards (a publisher restarted).
     pub restarts: u64,
 }
@@ -124,13 +126,20 @@ pub struct SeqTracker {
     pub missing: BTreeMap<String, u64>,
     /// The gaps (the first [`MAX_LISTED_GAPS`]).
     pub gaps: Vec<Gap>,
+    /// All gaps found (also those past the listed ones).
+    pub gap_count: u64,
     /// Sequence numbers that went backwards (a publisher restarted).
     pub restarts: u64,
 }
 
 impl SeqTracker {
-    /// Takes one message's numbers; returns the gap it closes, if any.
+    /// Takes one message's numbers; returns the gap it closes, if any. Only
+    /// topics whose publishers number their own messages
+    /// ([`Topic::numbered_by_publisher`]) are checked.
     pub fn see(&mut self, topic: &str, frame_id: &str, seq: u64) -> Option<Gap> {
+        if !Topic::from_suffix(topic).is_some_and(Topic::numbered_by_publisher) {
+            return None;
+        }
         let key = (topic.to_string(), frame_id.to_string());
         let gap = match self.last.get(&key) {
             Some(&last) if seq > last.saturating_add(1) => Some(Gap {
@@ -147,7 +156,9 @@ impl SeqTracker {
         };
         self.last.insert(key, seq);
         if let Some(g) = &gap {
-            *self.missing.entry(g.topic.clone()).or_default() += g.to - g.from + 1;
+            let m = self.missing.entry(g.topic.clone()).or_default();
+            *m = m.saturating_add(g.to - g.from + 1);
+            self.gap_count += 1;
             if self.gaps.len() < MAX_LISTED_GAPS {
                 self.gaps.push(g.clone());
             }
@@ -276,12 +287,14 @@ impl Recorder {
         let SeqTracker {
             missing,
             gaps,
+            gap_count,
             restarts,
             ..
         } = self.seqs;
         Ok(LogStats {
             missing,
             gaps,
+            gap_count,
             restarts,
             ..self.stats
         })
@@ -336,7 +349,9 @@ pub fn record(
         unsaid.extend(rec.take_new_gaps());
         if !unsaid.is_empty() && last_said.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             last_said = Some(Instant::now());
-            let n: u64 = unsaid.iter().map(|g| g.to - g.from + 1).sum();
+            let n = unsaid
+                .iter()
+                .fold(0u64, |n, g| n.saturating_add(g.to - g.from + 1));
             let text = match unsaid.as_slice() {
                 [one] => format!("record: {one}"),
                 [first, ..] => format!(
@@ -463,12 +478,13 @@ pub fn info(path: &Path) -> Result<(Vec<ChannelInfo>, SeqTracker), LogError> {
         if c.encoding == ENCODING
             && let Ok((_, h, _)) = decode_header(&m.data)
         {
-            msgs.push((m.log_time, m.channel.topic.clone(), h.frame_id, h.seq));
+            msgs.push((m.channel.topic.clone(), h.frame_id, h.seq));
         }
     }
-    msgs.sort_by_key(|m| m.0);
+    // In file order: the order the recorder received them (log times are the
+    // wall clock, which may step).
     let mut seqs = SeqTracker::default();
-    for (_, topic, frame, seq) in &msgs {
+    for (topic, frame, seq) in &msgs {
         seqs.see(topic, frame, *seq);
     }
     let mut out: Vec<ChannelInfo> = channels.into_values().collect();
@@ -529,6 +545,7 @@ pub fn replay(
                 let key = topic.key(robot);
                 let p = session
                     .declare_publisher(key.clone())
+                    .priority(topic.priority())
                     .wait()
                     .map_err(|err| crate::BusError::Declare {
                         what: "publisher",

@@ -197,6 +197,9 @@ pub struct VehicleStatus {
     pub hold_confirmed: bool,
     /// The heartbeat never showed the hold mode after `command_tries` sends.
     pub hold_failed: bool,
+    /// Before the hold showed, the heartbeat showed a mode that is neither the
+    /// agent's nor hold (the pilot's or a failsafe's): the hold is not sent again.
+    pub hold_superseded: bool,
     /// Messages received that failed to parse.
     pub parse_errors: u64,
 }
@@ -366,6 +369,8 @@ impl MavLink {
     /// Disarms the vehicle.
     pub fn disarm(&self) -> Result<(), MavError> {
         self.shared.in_control.store(false, Ordering::Relaxed);
+        // A hold still being confirmed is not sent again to a disarmed vehicle.
+        lock(&self.shared.status).hold_commanded = false;
         self.command(MavCmd::MAV_CMD_COMPONENT_ARM_DISARM, [0.0; 7])
     }
 
@@ -380,15 +385,19 @@ impl MavLink {
         let params = mode_params(flavour, Mode::Control);
         let want = custom_mode(flavour, Mode::Control);
         let tries = self.shared.cfg.command_tries.max(1);
+        // A hold still being confirmed is cancelled first, so that it is not
+        // sent again while control is being taken back.
+        {
+            let mut st = lock(&self.shared.status);
+            (st.hold_commanded, st.hold_confirmed) = (false, false);
+            (st.hold_failed, st.hold_superseded) = (false, false);
+            st.hold_tries = 0;
+        }
         for _ in 0..tries {
             self.command(MavCmd::MAV_CMD_DO_SET_MODE, params)?;
             let shown = self.wait_status(self.shared.cfg.mode_timeout, |st| st.custom_mode == want);
             if shown.is_some() {
                 *lock(&self.shared.latest) = None;
-                let mut st = lock(&self.shared.status);
-                (st.hold_commanded, st.hold_confirmed, st.hold_failed) = (false, false, false);
-                st.hold_tries = 0;
-                drop(st);
                 self.shared.in_control.store(true, Ordering::Relaxed);
                 return Ok(());
             }
@@ -621,11 +630,21 @@ fn stream_loop(shared: &Shared) {
                 && age.is_some_and(|a| a > shared.cfg.hold_after);
             // A hold the heartbeat does not show yet: confirmed, sent again
             // after `mode_timeout`, or failed after `command_tries` sends.
+            // Only while the heartbeat still shows our control mode: a mode the
+            // pilot or the autopilot's own failsafe chose (Position, Land, RTL)
+            // is never overridden.
             let mut resend_hold = false;
-            if st.hold_commanded && !st.hold_confirmed && !st.hold_failed {
+            if st.hold_commanded && !st.hold_confirmed && !st.hold_failed && !st.hold_superseded {
                 if st.custom_mode == custom_mode(st.flavour, Mode::Hold) {
                     st.hold_confirmed = true;
                     hold_sent = None;
+                } else if st.custom_mode != custom_mode(st.flavour, Mode::Control) {
+                    st.hold_superseded = true;
+                    hold_sent = None;
+                    tracing::warn!(
+                        custom_mode = st.custom_mode,
+                        "the autopilot left the agent's mode for another one: hold not sent again"
+                    );
                 } else if hold_sent.is_some_and(|t| now - t >= shared.cfg.mode_timeout) {
                     if st.hold_tries >= shared.cfg.command_tries.max(1) {
                         st.hold_failed = true;

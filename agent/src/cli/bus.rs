@@ -10,8 +10,8 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub(crate) struct RecordArgs {
-    /// Output file (MCAP); `{time}` becomes the UTC start time, and an existing
-    /// file is never overwritten (the next free NAME-1.mcap, ... is taken).
+    /// Output file (MCAP); `{time}` becomes the UTC start time, and such a file
+    /// is never overwritten (the next free NAME-1.mcap, ... is taken).
     #[arg(long, default_value = "out/record-{time}.mcap")]
     out: PathBuf,
     /// Topics to record (suffixes, comma-separated); default: all.
@@ -156,16 +156,16 @@ pub(crate) fn record(a: RecordArgs, stop: Arc<AtomicBool>) -> Result<()> {
     } else {
         println!(
             "missing {} messages in {} gaps: {:?}; {} sequence restarts",
-            s.missing.values().sum::<u64>(),
-            s.gaps.len(),
+            s.missing.values().fold(0u64, |a, &b| a.saturating_add(b)),
+            s.gap_count,
             s.missing,
             s.restarts
         );
         for g in s.gaps.iter().take(50) {
             println!("  gap: {g}");
         }
-        if s.gaps.len() > 50 {
-            println!("  ... and {} more gaps", s.gaps.len() - 50);
+        if s.gap_count > 50 {
+            println!("  ... and {} more gaps", s.gap_count - 50);
         }
     }
     Ok(())
@@ -229,18 +229,24 @@ pub(crate) fn info(a: InfoArgs) -> Result<()> {
             c.missing
         );
     }
-    let missing: u64 = seqs.missing.values().sum();
+    let missing = seqs
+        .missing
+        .values()
+        .fold(0u64, |a, &b| a.saturating_add(b));
     println!(
-        "gaps: {} ({missing} messages missing); {} sequence restarts",
-        seqs.gaps.len(),
-        seqs.restarts
+        "gaps: {} ({missing} messages missing; checked on the topics whose publishers number their own messages); {} sequence restarts",
+        seqs.gap_count, seqs.restarts
     );
     let shown = if a.all_gaps { usize::MAX } else { 20 };
     for g in seqs.gaps.iter().take(shown) {
         println!("  gap: {g}");
     }
-    if seqs.gaps.len() > shown {
-        println!("  ... {} more (--all-gaps)", seqs.gaps.len() - shown);
+    if seqs.gap_count > shown as u64 {
+        println!(
+            "  ... {} more ({} listed with --all-gaps)",
+            seqs.gap_count.saturating_sub(shown as u64),
+            seqs.gaps.len()
+        );
     }
     Ok(())
 }
@@ -382,11 +388,20 @@ pub(crate) fn topic(a: TopicArgs, stop: Arc<AtomicBool>) -> Result<()> {
                 }
                 let dt = window.elapsed().as_secs_f64();
                 if dt >= 1.0 {
+                    let missing = if t.numbered_by_publisher() {
+                        format!(
+                            "missing so far {}",
+                            seqs.missing
+                                .values()
+                                .fold(0u64, |a, &b| a.saturating_add(b))
+                        )
+                    } else {
+                        "(carries its source's sequence numbers: gaps not counted)".into()
+                    };
                     println!(
-                        "{}: {:.1} Hz ({n} messages in {dt:.2} s); missing so far {}",
+                        "{}: {:.1} Hz ({n} messages in {dt:.2} s); {missing}",
                         t.suffix(),
-                        n as f64 / dt,
-                        seqs.missing.values().sum::<u64>()
+                        n as f64 / dt
                     );
                     (window, n) = (Instant::now(), 0);
                 }

@@ -55,7 +55,7 @@ pub(crate) struct NodeArgs {
     #[arg(long, value_enum, default_value = "save")]
     rerun: RerunMode,
     /// telemetry node, --rerun save: the .rrd file (`{time}` becomes the UTC
-    /// start time; an existing file is kept and the next free NAME-1.rrd, ... taken).
+    /// start time, and such a file is never overwritten: NAME-1.rrd, ... instead).
     #[arg(long, default_value = "out/graph-{time}.rrd")]
     rerun_save: PathBuf,
     /// camera, stereo and telemetry nodes: the stereo rig's calibration file (OpenCV
