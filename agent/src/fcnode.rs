@@ -423,7 +423,8 @@ impl FlightController for MavlinkFc {
         let pos = st.local_position.unwrap_or([0.0; 6]);
         // NED position and attitude into the agent's frame (REP-103).
         let enu = fc::frames::from_ned([att[0], att[1], att[2]], pos);
-        if st.attitude.is_some() && st.local_position.is_some() {
+        // A pose older than half a second is not the vehicle's state any more.
+        if st.pose_fresh(Duration::from_millis(500)) == (true, true) {
             out.push(FcReport::State(State {
                 position: enu.position,
                 attitude: enu.attitude,

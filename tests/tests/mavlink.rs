@@ -26,6 +26,9 @@ struct Peer {
     modes: Vec<(u8, u8, Instant)>,
     /// Every stream request: (message id, interval in µs).
     intervals: Vec<(u32, i64)>,
+    /// Sends no ATTITUDE or LOCAL_POSITION_NED (a rebooted autopilot that forgot
+    /// the intervals asked for).
+    silent: bool,
     /// Every setpoint: (when, vx, vy, vz, yaw_rate, frame ok, mask ok).
     setpoints: Vec<(Instant, f32, f32, f32, f32, bool)>,
     /// What ATTITUDE reports (roll, pitch, yaw; NED/FRD), when not the default.
@@ -144,13 +147,17 @@ fn px4(sock: UdpSocket, state: Arc<Mutex<Peer>>, stop: Arc<AtomicBool>) {
                 }),
             );
         }
-        let (att, local) = {
+        let (att, local, silent) = {
             let p = state.lock().unwrap();
             (
                 p.attitude.unwrap_or([0.01, -0.02, 1.5]),
                 p.local.unwrap_or([1.0, 2.0, -3.0, 0.5, 0.0, 0.0]),
+                p.silent,
             )
         };
+        if silent {
+            continue;
+        }
         if now >= next_att {
             next_att = now + Duration::from_millis(20);
             send(
@@ -828,4 +835,70 @@ fn mavlink_hold_is_confirmed_or_retried() {
         holds, 1,
         "the Hold was sent again over the pilot's mode: {modes:?}"
     );
+}
+
+/// Waits (liveness only, 30 s) until `done` holds for the link's status.
+fn until(link: &MavLink, done: impl Fn(&fc::mav::VehicleStatus) -> bool) -> fc::mav::VehicleStatus {
+    let t0 = Instant::now();
+    loop {
+        let st = link.status();
+        if done(&st) || t0.elapsed() > Duration::from_secs(30) {
+            return st;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An autopilot that stops sending its pose (as after a reboot, which forgets
+/// the intervals asked for) is asked for the streams again, and its last pose
+/// goes stale instead of standing for the vehicle's state.
+#[test]
+fn mavlink_streams_are_asked_again_when_the_pose_goes_stale() {
+    let (port, state, stop, peer) = start_px4(Peer::default());
+    let address: MavAddress = format!("udpout:127.0.0.1:{port}").parse().unwrap();
+    let link = MavLink::connect(MavConfig::new(address)).unwrap();
+    link.wait_heartbeat(Duration::from_secs(10)).unwrap();
+    let st = until(&link, |st| {
+        st.stream_requests >= 1 && st.pose_fresh(Duration::from_millis(500)) == (true, true)
+    });
+    assert_eq!(
+        st.pose_fresh(Duration::from_millis(500)),
+        (true, true),
+        "{st:?}"
+    );
+    let asked = st.stream_requests;
+    state.lock().unwrap().silent = true;
+    let st = until(&link, |st| {
+        st.stream_requests > asked && st.pose_fresh(Duration::from_millis(500)) == (false, false)
+    });
+    assert_eq!(
+        st.pose_fresh(Duration::from_millis(500)),
+        (false, false),
+        "{st:?}"
+    );
+    assert!(
+        st.stream_requests > asked,
+        "streams not asked for again: {st:?}"
+    );
+    let rounds = state
+        .lock()
+        .unwrap()
+        .intervals
+        .iter()
+        .filter(|i| i.0 == 30)
+        .count();
+    assert!(rounds >= 2, "{rounds} ATTITUDE requests");
+    // Streaming again: fresh again.
+    state.lock().unwrap().silent = false;
+    let st = until(&link, |st| {
+        st.pose_fresh(Duration::from_millis(500)) == (true, true)
+    });
+    assert_eq!(
+        st.pose_fresh(Duration::from_millis(500)),
+        (true, true),
+        "{st:?}"
+    );
+    drop(link);
+    stop.store(true, Ordering::Relaxed);
+    peer.join().unwrap();
 }

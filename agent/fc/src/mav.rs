@@ -164,6 +164,14 @@ pub enum Flavour {
     },
 }
 
+impl VehicleStatus {
+    /// Whether attitude and position arrived within `age`.
+    pub fn pose_fresh(&self, age: Duration) -> (bool, bool) {
+        let fresh = |t: Option<Instant>| t.is_some_and(|t| t.elapsed() < age);
+        (fresh(self.pose_at.0), fresh(self.pose_at.1))
+    }
+}
+
 /// What we know of the vehicle.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct VehicleStatus {
@@ -181,6 +189,8 @@ pub struct VehicleStatus {
     pub attitude: Option<[f32; 6]>,
     /// x, y, z (m, NED) and vx, vy, vz (m/s), from LOCAL_POSITION_NED.
     pub local_position: Option<[f32; 6]>,
+    /// When the last ATTITUDE and LOCAL_POSITION_NED arrived.
+    pub pose_at: (Option<Instant>, Option<Instant>),
     /// Battery voltage (mV) and remaining (%), from SYS_STATUS.
     pub battery: Option<(u16, i8)>,
     /// Setpoints sent.
@@ -589,14 +599,14 @@ fn stream_loop(shared: &Shared) {
         let target = lock(&shared.status).target;
         // Ask for the telemetry the agent uses at its rates once the autopilot
         // is known (ArduPilot sends nothing without SRn_* parameters
-        // otherwise), and again every 5 s while attitude or position is missing.
-        let (att, pos) = {
-            let st = lock(&shared.status);
-            (st.attitude.is_some(), st.local_position.is_some())
-        };
+        // otherwise), and again every 2 s while attitude or position is missing
+        // or older than a second.
+        // Fresh: arrived within the last second (an autopilot that rebooted
+        // forgets the intervals asked for).
+        let (att, pos) = lock(&shared.status).pose_fresh(Duration::from_secs(1));
         let ask = match streams_asked {
             None => true,
-            Some(t) => !(att && pos) && now - t >= Duration::from_secs(5),
+            Some(t) => !(att && pos) && now - t >= Duration::from_secs(2),
         };
         if target != (0, 0) && ask {
             streams_asked = Some(now);
@@ -801,6 +811,7 @@ fn handle(shared: &Shared, h: MavHeader, m: MavMessage) {
             shared.heartbeat.notify_all();
         }
         MavMessage::ATTITUDE(a) => {
+            st.pose_at.0 = Some(Instant::now());
             st.attitude = Some([
                 a.roll,
                 a.pitch,
@@ -811,6 +822,7 @@ fn handle(shared: &Shared, h: MavHeader, m: MavMessage) {
             ]);
         }
         MavMessage::LOCAL_POSITION_NED(p) => {
+            st.pose_at.1 = Some(Instant::now());
             st.local_position = Some([p.x, p.y, p.z, p.vx, p.vy, p.vz]);
         }
         MavMessage::SYS_STATUS(s) => {
