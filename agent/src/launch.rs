@@ -12,7 +12,7 @@
 //! RUST_LOG = "info"
 //! [[process]]
 //! name = "camera"
-//! args = ["node", "camera", "--listen", "tcp/127.0.0.1:7447"]
+//! args = ["node", "camera", "--listen", "tcp/127.0.0.1:7450"]
 //! program = "agent"                  # default: this agent binary; or a path / command
 //! restart = "never"                  # "never" | "on-failure" | "always"
 //! required = true                    # the graph stops when this process ends

@@ -418,7 +418,7 @@ fn robot_launch_does_not_arm() {
     let out_dir = format!("{}/", dir.display());
     let text = shipped
         .replace("/dev/ttyTHS1", &tty.display().to_string())
-        .replace("tcp/127.0.0.1:7447", &format!("tcp/127.0.0.1:{}", port(6)))
+        .replace("tcp/127.0.0.1:7450", &format!("tcp/127.0.0.1:{}", port(6)))
         .replace(
             "\"--robot\", \"robot\"",
             &format!("\"--robot\", \"{robot}\""),

@@ -261,7 +261,7 @@ pub mod topics {
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BusConfig {
-    /// Endpoints to listen on, e.g. `tcp/127.0.0.1:7447`.
+    /// Endpoints to listen on, e.g. `tcp/127.0.0.1:7450`.
     pub listen: Vec<String>,
     /// Endpoints to connect to.
     pub connect: Vec<String>,

@@ -295,6 +295,12 @@ fn describe(topic: bus::Topic, bytes: &[u8]) -> String {
     }
 }
 
+/// The topic named `suffix`, or an error that names it.
+fn known_topic(suffix: &str) -> Result<bus::Topic> {
+    bus::Topic::from_suffix(suffix)
+        .with_context(|| format!("unknown topic `{suffix}` (see `agent topic list`)"))
+}
+
 /// `agent topic list|echo|hz`.
 pub(crate) fn topic(a: TopicArgs, stop: Arc<AtomicBool>) -> Result<()> {
     use std::sync::atomic::Ordering;
@@ -354,8 +360,7 @@ pub(crate) fn topic(a: TopicArgs, stop: Arc<AtomicBool>) -> Result<()> {
             bus: b,
             count,
         } => {
-            let t = bus::Topic::from_suffix(&topic)
-                .with_context(|| format!("unknown topic `{topic}` (see `agent topic list`)"))?;
+            let t = known_topic(&topic)?;
             let session = b.open()?;
             let tap = bus::Tap::new(&session, &b.robot, t.suffix())?;
             let mut n = 0u64;
@@ -371,8 +376,7 @@ pub(crate) fn topic(a: TopicArgs, stop: Arc<AtomicBool>) -> Result<()> {
             bus: b,
             seconds,
         } => {
-            let t = bus::Topic::from_suffix(&topic)
-                .with_context(|| format!("unknown topic `{topic}` (see `agent topic list`)"))?;
+            let t = known_topic(&topic)?;
             let session = b.open()?;
             let tap = bus::Tap::new(&session, &b.robot, t.suffix())?;
             let mut seqs = bus::log::SeqTracker::default();
