@@ -14,6 +14,43 @@ fn port(k: u16) -> u16 {
     e2e_tests::test_port(e2e_tests::PortSlice::Record, 4, k)
 }
 
+/// A bus session listening on `ep` (the recorder and tools connect to it).
+fn listening(ep: &str) -> bus::Session {
+    bus::open(&bus::BusConfig {
+        listen: vec![ep.to_string()],
+        ..bus::BusConfig::default()
+    })
+    .unwrap()
+}
+
+type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// `agent record` of `topics` of `robot` on `ep` into `file`, once it has said
+/// its start line (returned with the rest of its stdout to read).
+fn start_recorder(
+    robot: &str,
+    ep: &str,
+    topics: &str,
+    file: &std::path::Path,
+) -> (std::process::Child, String, Lines) {
+    let mut recorder = Command::new(workspace_bin("agent"))
+        .args(["record", "--robot", robot, "--connect", ep])
+        .args(["--topics", topics, "--out"])
+        .arg(file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(recorder.stdout.take().unwrap()).lines();
+    // (tracing also writes to stdout: skip its lines)
+    let first = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("recording "))
+        .expect("the recorder's start line");
+    (recorder, first, lines)
+}
+
 fn setpoint(i: usize) -> Setpoint {
     Setpoint {
         forward: i as f32 * 0.01,
@@ -29,26 +66,9 @@ fn record_then_replay_keeps_every_message_and_its_pace() {
     let file = dir.join("flight.mcap");
     let robot = format!("rec{}", std::process::id());
     let ep = format!("tcp/127.0.0.1:{}", port(0));
-    let session = bus::open(&bus::BusConfig {
-        listen: vec![ep.clone()],
-        ..bus::BusConfig::default()
-    })
-    .unwrap();
-    let mut recorder = Command::new(workspace_bin("agent"))
-        .args(["record", "--robot", &robot, "--connect", &ep])
-        .args(["--topics", "cmd/setpoint,camera/stereo,events", "--out"])
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(recorder.stdout.take().unwrap()).lines();
-    // (tracing also writes to stdout: skip its lines)
-    let first = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.starts_with("recording "))
-        .expect("the recorder's start line");
+    let session = listening(&ep);
+    let (mut recorder, first, lines) =
+        start_recorder(&robot, &ep, "cmd/setpoint,camera/stereo,events", &file);
     assert!(first.starts_with("recording 3 topics"), "{first}");
     // Routes form within a moment of the subscriber's declaration.
     std::thread::sleep(Duration::from_millis(1500));
@@ -123,11 +143,7 @@ fn record_then_replay_keeps_every_message_and_its_pace() {
     // Replay at the recorded rate to another robot name; a subscriber sees it all.
     let ep2 = format!("tcp/127.0.0.1:{}", port(1));
     let robot2 = format!("{robot}-replay");
-    let session2 = bus::open(&bus::BusConfig {
-        listen: vec![ep2.clone()],
-        ..bus::BusConfig::default()
-    })
-    .unwrap();
+    let session2 = listening(&ep2);
     let mut got_sp =
         Inbox::<Setpoint>::new(&session2, &robot2, bus::topics::CMD_SETPOINT, 1000).unwrap();
     let mut got_pairs =
@@ -278,11 +294,7 @@ fn recorder_counts_and_reports_gaps() {
     let file = dir.join("gaps.mcap");
     let robot = format!("gap{}", std::process::id());
     let ep = format!("tcp/127.0.0.1:{}", port(2));
-    let session = bus::open(&bus::BusConfig {
-        listen: vec![ep.clone()],
-        ..bus::BusConfig::default()
-    })
-    .unwrap();
+    let session = listening(&ep);
     // A slow subscriber of the images in a session of its own: 20 ms per pair.
     let slow = bus::open(&bus::BusConfig::connect_to(ep.clone())).unwrap();
     let _slow_sub = {
@@ -292,24 +304,12 @@ fn recorder_counts_and_reports_gaps() {
             .wait()
             .unwrap()
     };
-    let mut recorder = Command::new(workspace_bin("agent"))
-        .args(["record", "--robot", &robot, "--connect", &ep])
-        .args([
-            "--topics",
-            "camera/stereo,state,cmd/setpoint,events",
-            "--out",
-        ])
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(recorder.stdout.take().unwrap()).lines();
-    lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.starts_with("recording "))
-        .expect("the recorder's start line");
+    let (mut recorder, _, lines) = start_recorder(
+        &robot,
+        &ep,
+        "camera/stereo,state,cmd/setpoint,events",
+        &file,
+    );
     std::thread::sleep(Duration::from_millis(1500));
 
     let pairs = Outbox::<StereoPair>::new(&session, &robot, bus::topics::CAMERA_STEREO).unwrap();
@@ -443,11 +443,7 @@ fn recorder_counts_and_reports_gaps() {
 fn topic_tools_list_echo_and_time_the_live_graph() {
     let robot = format!("top{}", std::process::id());
     let ep = format!("tcp/127.0.0.1:{}", port(3));
-    let session = bus::open(&bus::BusConfig {
-        listen: vec![ep.clone()],
-        ..bus::BusConfig::default()
-    })
-    .unwrap();
+    let session = listening(&ep);
     let _token = bus::announce(&session, &robot, "policy").unwrap();
     let run = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let publisher = {
