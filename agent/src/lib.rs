@@ -14,6 +14,7 @@ pub mod budget;
 pub mod camera_bench;
 #[cfg(feature = "camera")]
 pub mod camnode;
+pub mod certs;
 pub mod device;
 #[cfg(feature = "twin")]
 pub mod experiment;

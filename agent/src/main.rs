@@ -10,6 +10,7 @@ use cli::lab::{BenchArgs, BudgetArgs, FlyArgs, PersistArgs};
 #[cfg(feature = "twin")]
 use cli::learn::{RlBenchArgs, RlValidateArgs, SelfiCmd, TrainArgs};
 use cli::node::NodeArgs;
+use cli::secure::{CertsArgs, RouterArgs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,6 +86,13 @@ enum Cmd {
     /// Latency from a stereo pair published to the setpoint received back,
     /// through the stereo and policy nodes over zenoh.
     Latency(LatencyArgs),
+    /// A secured graph's secrets: a CA, certificates for the router, every node
+    /// role and the ground stations, and a password per role (mode 600).
+    Certs(CertsArgs),
+    /// A secured graph's router: the one door into the robot's graph. Nodes join
+    /// it with --auth (or TLS certificates); it checks who they are and lets each
+    /// publish only its own topics; ground stations come over mutual TLS.
+    Router(RouterArgs),
 }
 
 fn main() -> Result<()> {
@@ -141,6 +149,8 @@ fn main() -> Result<()> {
         Cmd::Info(a) => cli::bus::info(a),
         Cmd::Topic(a) => cli::bus::topic(a, stop),
         Cmd::Latency(a) => cli::bus::latency(a),
+        Cmd::Certs(a) => cli::secure::certs(a),
+        Cmd::Router(a) => cli::secure::router(a, stop),
         #[cfg(feature = "twin")]
         Cmd::Bench(a) => cli::lab::bench(a),
     }

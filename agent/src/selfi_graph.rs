@@ -231,6 +231,18 @@ pub fn actor_from_bytes(
     Ok(a?)
 }
 
+/// Whether the policy takes `w` while it flies version `current`: weights
+/// for its own network, newer than what it flies.
+pub fn weights_verdict(current: u64, w: &Weights) -> Result<(), String> {
+    if w.network != NETWORK {
+        return Err(format!("they are for `{}`, not `{NETWORK}`", w.network));
+    }
+    if w.version <= current {
+        return Err(format!("not newer than v{current}"));
+    }
+    Ok(())
+}
+
 /// The actor's bytes as a burnpack file.
 pub fn actor_bytes(actor: &Actor) -> Result<Vec<u8>> {
     let tmp = std::env::temp_dir().join(format!(
@@ -284,15 +296,36 @@ pub fn selfi_policy_node(
     let mut tracks: Option<Tracks> = None;
     let mut prev: Option<Vec<f32>> = None;
     let mut version = 0u64;
+    let mut last_obs: Option<Vec<f32>> = None;
     info!(robot, actor = %actor_path.display(), gated = o.gated, "SELFI policy node up");
     while !stop.load(Ordering::Relaxed) {
         // Between two control steps: take the newest weights, if any.
         while let Some((_, w)) = weights.recv_timeout(Duration::ZERO)? {
-            if w.network != NETWORK {
-                tracing::warn!(network = %w.network, "weights for another network ignored");
+            // Only the authorised learner can publish here on a secured graph
+            // (the router's access control); versions only move forward, so a
+            // replayed or stale message never rolls the policy back.
+            if let Err(why) = weights_verdict(version, &w) {
+                tracing::warn!("weights v{} refused, flying v{version}: {why}", w.version);
+                events.send(
+                    bus::now_ns(),
+                    "policy",
+                    &Event {
+                        text: format!("policy: weights v{} refused: {why}", w.version),
+                    },
+                )?;
                 continue;
             }
-            match actor_from_bytes(&w.bpk, cfg, &device) {
+            let candidate = actor_from_bytes(&w.bpk, cfg, &device).and_then(|a| {
+                // Weights that give a non-finite plan (NaN from a diverged
+                // learner) never fly.
+                if let Some(o) = &last_obs
+                    && a.plan(o, &device).iter().any(|v| !v.is_finite())
+                {
+                    anyhow::bail!("they give a non-finite plan");
+                }
+                Ok(a)
+            });
+            match candidate {
                 Ok(a) => {
                     actor = a;
                     version = w.version;
@@ -340,6 +373,7 @@ pub fn selfi_policy_node(
         };
         prev = Some(beams);
         let plan = actor.plan(&obs, &device);
+        last_obs = Some(obs);
         let mut a0 = [plan[0], plan[1]];
         if o.explore {
             for v in &mut a0 {
@@ -713,15 +747,19 @@ pub fn selfi_learner_node(
     let mut asm = Assembler::new(cfg);
     let (mut transitions, mut version, mut episodes) = (0u64, 0u64, 0u64);
     let mut last_publish = 0u64;
+    // The policy only takes newer versions: numbered from the start time (ms
+    // since the epoch, times 1000), a restarted learner's weights are newer
+    // than those of the run before it.
+    let base = bus::now_ns() / 1_000_000 * 1000;
     info!(robot, offline = %o.offline.display(), "SELFI learner node up");
     let publish =
-        |learner: &OnlineLearner, weights: &mut Outbox<Weights>, version: u64| -> Result<()> {
+        |learner: &OnlineLearner, weights: &mut Outbox<Weights>, count: u64| -> Result<()> {
             let actor = learner.actor();
             weights.send(
                 bus::now_ns(),
                 "selfi-learner",
                 &Weights {
-                    version,
+                    version: base + count,
                     network: NETWORK.into(),
                     bpk: actor_bytes(&actor)?,
                 },
@@ -825,6 +863,26 @@ fn save_atomically(actor: &Actor, path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_newer_weights_for_this_network_are_taken() {
+        let w = |version: u64, network: &str| Weights {
+            version,
+            network: network.into(),
+            bpk: Vec::new(),
+        };
+        assert!(weights_verdict(0, &w(1, NETWORK)).is_ok());
+        assert!(weights_verdict(5, &w(6, NETWORK)).is_ok());
+        assert!(weights_verdict(5, &w(5, NETWORK)).is_err(), "a replay");
+        assert!(
+            weights_verdict(5, &w(4, NETWORK)).is_err(),
+            "an older version"
+        );
+        assert!(
+            weights_verdict(0, &w(1, "mono")).is_err(),
+            "another network"
+        );
+    }
 
     fn state(x: f64) -> State {
         State {

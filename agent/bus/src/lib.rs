@@ -16,9 +16,11 @@
 
 pub mod log;
 pub mod msg;
+pub mod security;
 pub mod wire;
 
 use std::marker::PhantomData;
+use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
 use wire::{DecodeError, Header, Message, decode, encode};
@@ -267,6 +269,26 @@ pub struct BusConfig {
     pub connect: Vec<String>,
     /// How soon a `connect` endpoint that is not listening (yet, or any more) is tried again.
     pub retry: ConnectRetry,
+    /// A credentials file (`user:password`, readable by its owner only) for a
+    /// secured graph's router ([`security`]). The session is then a client of
+    /// the router: it never listens, and talks to other nodes only through it.
+    pub auth: Option<PathBuf>,
+    /// Certificate files for TLS endpoints (`tls/host:port`), mutual: the
+    /// session proves itself with `cert` and trusts only peers signed by `ca`.
+    /// Also makes the session a client of the router.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A session's certificate, its key and the CA it trusts (PEM files, from `agent certs`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The CA certificate every peer's certificate must be signed by.
+    pub ca: PathBuf,
+    /// This session's certificate.
+    pub cert: PathBuf,
+    /// This session's private key.
+    pub key: PathBuf,
 }
 
 impl BusConfig {
@@ -277,6 +299,25 @@ impl BusConfig {
             ..Self::default()
         }
     }
+
+    /// Whether the session joins a secured graph as a client of its router.
+    pub fn is_client(&self) -> bool {
+        self.auth.is_some() || self.tls.is_some()
+    }
+}
+
+/// The robot's router of a secured graph: the one door into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterConfig {
+    /// Endpoints: loopback TCP for the robot's nodes, TLS for links that leave the robot.
+    pub listen: Vec<String>,
+    /// The dictionary of users and passwords (`user:password` per line) it
+    /// checks every client against; none: no password check.
+    pub users: Option<PathBuf>,
+    /// Its certificate for TLS endpoints (mutual TLS: clients need one too).
+    pub tls: Option<TlsFiles>,
+    /// zenoh's `access_control` section ([`security::acl_json5`]).
+    pub acl: String,
 }
 
 /// Back-off between attempts to reach a `connect` endpoint: `first_ms` after the
@@ -378,30 +419,182 @@ fn json_list(v: &[String]) -> String {
     format!("[{}]", items.join(","))
 }
 
-/// Open a peer session on explicit endpoints, without multicast scouting. With
-/// no `listen` endpoint it listens on a free loopback port (for peers on this
-/// machine; name an interface address for a graph that spans machines).
+fn tls_settings(tls: &TlsFiles) -> Vec<(&'static str, String)> {
+    let p = |f: &PathBuf| format!("{:?}", f.display().to_string());
+    vec![
+        ("transport/link/tls/root_ca_certificate", p(&tls.ca)),
+        ("transport/link/tls/listen_certificate", p(&tls.cert)),
+        ("transport/link/tls/listen_private_key", p(&tls.key)),
+        ("transport/link/tls/connect_certificate", p(&tls.cert)),
+        ("transport/link/tls/connect_private_key", p(&tls.key)),
+        ("transport/link/tls/enable_mtls", "true".to_string()),
+        (
+            "transport/link/tls/verify_name_on_connect",
+            "true".to_string(),
+        ),
+    ]
+}
+
+fn files_exist(tls: &TlsFiles) -> Result<(), String> {
+    for (what, f) in [
+        ("CA", &tls.ca),
+        ("certificate", &tls.cert),
+        ("key", &tls.key),
+    ] {
+        if !f.is_file() {
+            return Err(format!("TLS {what} file {} not found", f.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Open a session on explicit endpoints, without multicast scouting.
+///
+/// A peer (the default) listens on a free loopback port unless told where (for
+/// peers on this machine; name an interface address for a graph that spans
+/// machines). With credentials or TLS files it is instead a client of a
+/// secured graph's router (see [`security`]): it never listens and needs a
+/// `connect` endpoint.
 pub fn open(cfg: &BusConfig) -> Result<Session, BusError> {
     let err = |reason: String| BusError::Open {
         listen: cfg.listen.clone(),
         connect: cfg.connect.clone(),
         reason,
     };
-    let mut c = zenoh::Config::default();
-    // Every session listens somewhere so that peers that found each other through
-    // a common peer (gossip) can connect directly: loopback on a free port unless told.
-    let listen = if cfg.listen.is_empty() {
-        vec!["tcp/127.0.0.1:0".to_string()]
-    } else {
-        cfg.listen.clone()
-    };
-    for (k, v) in [
-        ("mode", "\"peer\"".to_string()),
+    let mut settings = vec![
         ("scouting/multicast/enabled", "false".to_string()),
-        ("listen/endpoints", json_list(&listen)),
         ("connect/endpoints", json_list(&cfg.connect)),
-        ("connect/retry", cfg.retry.json().map_err(err)?),
-    ] {
+    ];
+    if cfg.is_client() {
+        if !cfg.listen.is_empty() {
+            return Err(err(
+                "a node with credentials is a client of the robot's router and never listens: \
+                 drop --listen (the router listens)"
+                    .into(),
+            ));
+        }
+        if cfg.connect.is_empty() {
+            return Err(err(
+                "a node with credentials needs --connect, the robot's router".into(),
+            ));
+        }
+        settings.push(("mode", "\"client\"".to_string()));
+        // One handshake: refused credentials are an error at once, named
+        // below; a router that is not up yet is waited for first.
+        settings.push(("connect/timeout_ms", "0".to_string()));
+        wait_listening(&cfg.connect, ROUTER_WAIT);
+    } else {
+        // Every peer listens somewhere so that peers that found each other through
+        // a common peer (gossip) can connect directly: loopback on a free port unless told.
+        let listen = if cfg.listen.is_empty() {
+            vec!["tcp/127.0.0.1:0".to_string()]
+        } else {
+            cfg.listen.clone()
+        };
+        settings.push(("mode", "\"peer\"".to_string()));
+        settings.push(("listen/endpoints", json_list(&listen)));
+    }
+    settings.push(("connect/retry", cfg.retry.json().map_err(err)?));
+    if let Some(path) = &cfg.auth {
+        let (user, password) = security::read_credentials(path).map_err(|e| err(e.to_string()))?;
+        settings.push(("transport/auth/usrpwd/user", format!("{user:?}")));
+        settings.push(("transport/auth/usrpwd/password", format!("{password:?}")));
+    }
+    if let Some(tls) = &cfg.tls {
+        files_exist(tls).map_err(err)?;
+        settings.extend(tls_settings(tls));
+    }
+    let mut c = zenoh::Config::default();
+    for (k, v) in settings {
+        c.insert_json5(k, &v)
+            .map_err(|e| err(format!("{k}: {e}")))?;
+    }
+    zenoh::open(c).wait().map_err(|e| {
+        err(if cfg.is_client() {
+            format!(
+                "{e} (the router refused this node's credentials or certificate, \
+                 or it is not up: check --auth/--tls-* against its users file and CA)"
+            )
+        } else {
+            e.to_string()
+        })
+    })
+}
+
+/// How long a client waits for its router to listen before trying it anyway.
+const ROUTER_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until one of `endpoints` (`tcp/HOST:PORT`, `tls/HOST:PORT`) accepts a
+/// TCP connection, or `limit` passes: a node started just before its router
+/// waits for it instead of failing.
+fn wait_listening(endpoints: &[String], limit: Duration) {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<std::net::SocketAddr> = endpoints
+        .iter()
+        .filter_map(|e| e.split_once('/').map(|(_, rest)| rest))
+        .map(|rest| rest.split(['?', '#']).next().unwrap_or(rest))
+        .filter_map(|hp| hp.to_socket_addrs().ok())
+        .flatten()
+        .collect();
+    if addrs.is_empty() {
+        return;
+    }
+    let t0 = std::time::Instant::now();
+    let mut said = false;
+    while t0.elapsed() < limit {
+        if addrs
+            .iter()
+            .any(|a| std::net::TcpStream::connect_timeout(a, Duration::from_millis(500)).is_ok())
+        {
+            return;
+        }
+        if !said {
+            tracing::info!(?endpoints, "waiting for the router to listen");
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Open a secured graph's router: it listens on `cfg.listen`, checks every
+/// client's password (when a dictionary is given) and certificate (on TLS
+/// endpoints), and applies the access control. Runs for as long as the
+/// returned session lives.
+pub fn open_router(cfg: &RouterConfig) -> Result<Session, BusError> {
+    let err = |reason: String| BusError::Open {
+        listen: cfg.listen.clone(),
+        connect: Vec::new(),
+        reason,
+    };
+    if cfg.listen.is_empty() {
+        return Err(err(
+            "the router needs at least one endpoint to listen on".into()
+        ));
+    }
+    if cfg.listen.iter().any(|e| e.starts_with("tls/")) && cfg.tls.is_none() {
+        return Err(err("a tls/ endpoint needs the router's TLS files".into()));
+    }
+    let mut settings = vec![
+        ("mode", "\"router\"".to_string()),
+        ("scouting/multicast/enabled", "false".to_string()),
+        ("listen/endpoints", json_list(&cfg.listen)),
+        ("access_control", cfg.acl.clone()),
+    ];
+    if let Some(users) = &cfg.users {
+        // Read here first: a missing or exposed dictionary is named, not a
+        // zenoh start-up error.
+        security::read_secret(users).map_err(|e| err(e.to_string()))?;
+        settings.push((
+            "transport/auth/usrpwd/dictionary_file",
+            format!("{:?}", users.display().to_string()),
+        ));
+    }
+    if let Some(tls) = &cfg.tls {
+        files_exist(tls).map_err(err)?;
+        settings.extend(tls_settings(tls));
+    }
+    let mut c = zenoh::Config::default();
+    for (k, v) in settings {
         c.insert_json5(k, &v)
             .map_err(|e| err(format!("{k}: {e}")))?;
     }

@@ -10,6 +10,7 @@ pub(crate) mod lab;
 #[cfg(feature = "twin")]
 pub(crate) mod learn;
 pub(crate) mod node;
+pub(crate) mod secure;
 
 use anyhow::{Context as _, Result};
 
@@ -45,16 +46,50 @@ pub(crate) struct BusArgs {
     /// more), in ms: first, then doubling up to max.
     #[arg(long, value_name = "FIRST,MAX", default_value_t = ::bus::ConnectRetry::default())]
     connect_retry_ms: ::bus::ConnectRetry,
+    /// Join a secured graph: this credentials file (`role:password`, mode 600,
+    /// from `agent certs`) proves the node's role to the robot's router
+    /// (`agent router`), which --connect names. The node never listens.
+    #[arg(long, value_name = "FILE")]
+    auth: Option<std::path::PathBuf>,
+    /// Mutual TLS (for `tls/HOST:PORT` endpoints): the CA certificate peers
+    /// must be signed by; with --tls-cert and --tls-key.
+    #[arg(long, value_name = "PEM", requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Mutual TLS: this node's certificate (its common name is its role).
+    #[arg(long, value_name = "PEM", requires = "tls_ca")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Mutual TLS: this node's private key.
+    #[arg(long, value_name = "PEM", requires = "tls_ca")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 impl BusArgs {
-    fn open(&self) -> Result<::bus::Session> {
-        Ok(::bus::open(&::bus::BusConfig {
+    fn config(&self) -> ::bus::BusConfig {
+        ::bus::BusConfig {
             listen: self.listen.clone(),
             connect: self.connect.clone(),
             retry: self.connect_retry_ms,
-        })?)
+            auth: self.auth.clone(),
+            tls: tls_files(&self.tls_ca, &self.tls_cert, &self.tls_key),
+        }
     }
+
+    fn open(&self) -> Result<::bus::Session> {
+        Ok(::bus::open(&self.config())?)
+    }
+}
+
+/// The three TLS files, when all are given (clap makes them come together).
+pub(crate) fn tls_files(
+    ca: &Option<std::path::PathBuf>,
+    cert: &Option<std::path::PathBuf>,
+    key: &Option<std::path::PathBuf>,
+) -> Option<::bus::TlsFiles> {
+    Some(::bus::TlsFiles {
+        ca: ca.clone()?,
+        cert: cert.clone()?,
+        key: key.clone()?,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
