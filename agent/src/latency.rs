@@ -26,6 +26,18 @@ pub enum Placement {
     Threads,
 }
 
+/// How the nodes' sessions are secured (see `bus::security`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Security {
+    /// Peers on plain loopback TCP, joined directly: no authentication.
+    Plain,
+    /// Clients of a router (`agent router`) that checks each node's password
+    /// and its access control: every message takes one more hop.
+    Password,
+    /// Clients of a router over mutual TLS on loopback (certificates, encryption).
+    Certificate,
+}
+
 /// p50 / p99 / max of a series (ms).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Spread {
@@ -59,6 +71,8 @@ pub struct LatencyReport {
     pub size: (u32, u32),
     /// Where the nodes ran.
     pub placement: Placement,
+    /// How their sessions were secured.
+    pub security: Security,
     /// Frames answered.
     pub frames: usize,
     /// Frames with no answer within a second.
@@ -76,8 +90,8 @@ impl fmt::Display for LatencyReport {
         let s = |x: &Spread| format!("p50 {:7.3}  p99 {:7.3}  max {:7.3}", x.p50, x.p99, x.max);
         writeln!(
             f,
-            "{}x{}, nodes as {:?}: {} frames ({} lost)",
-            self.size.0, self.size.1, self.placement, self.frames, self.lost
+            "{}x{}, nodes as {:?}, {:?} sessions: {} frames ({} lost)",
+            self.size.0, self.size.1, self.placement, self.security, self.frames, self.lost
         )?;
         writeln!(f, "  round trip        ms: {}", s(&self.round_trip))?;
         writeln!(f, "  stereo compute    ms: {}", s(&self.compute))?;
@@ -135,6 +149,106 @@ fn test_pair(w: u32, h: u32) -> StereoPair {
     }
 }
 
+/// A secured graph for the measurement: secrets in a scratch folder, the
+/// router in this process, and each session's `--auth`/`--tls-*` arguments.
+struct Secured {
+    dir: std::path::PathBuf,
+    endpoint: String,
+    security: Security,
+    _router: bus::Session,
+}
+
+impl Drop for Secured {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Secured {
+    fn new(security: Security, port: u16) -> Result<Secured> {
+        let dir =
+            std::env::temp_dir().join(format!("agent-latency-secrets-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        crate::certs::make(&crate::certs::CertsSpec {
+            out: dir.clone(),
+            hosts: Vec::new(),
+            grounds: Vec::new(),
+            days: 1,
+        })?;
+        let (endpoint, local) = match security {
+            Security::Certificate => (
+                format!("tls/localhost:{port}"),
+                bus::security::LocalIdentity::Certificate,
+            ),
+            _ => (
+                format!("tcp/127.0.0.1:{port}"),
+                bus::security::LocalIdentity::Password,
+            ),
+        };
+        let robot_acl = |robot: &str| {
+            bus::security::acl_json5(
+                robot,
+                &bus::security::AclOptions {
+                    local,
+                    passwords: security == Security::Password,
+                    grounds: Vec::new(),
+                },
+            )
+        };
+        let router = bus::open_router(&bus::RouterConfig {
+            listen: vec![endpoint.clone()],
+            users: (security == Security::Password).then(|| dir.join("users.txt")),
+            tls: (security == Security::Certificate).then(|| Self::files(&dir, "router")),
+            acl: robot_acl(&format!("bench{}", std::process::id()))?,
+        })?;
+        Ok(Secured {
+            dir,
+            endpoint,
+            security,
+            _router: router,
+        })
+    }
+
+    fn files(dir: &std::path::Path, role: &str) -> bus::TlsFiles {
+        bus::TlsFiles {
+            ca: dir.join("ca.pem"),
+            cert: dir.join(format!("{role}.pem")),
+            key: dir.join(format!("{role}.key")),
+        }
+    }
+
+    fn config(&self, role: &str) -> BusConfig {
+        let mut c = BusConfig::connect_to(self.endpoint.clone());
+        match self.security {
+            Security::Certificate => c.tls = Some(Self::files(&self.dir, role)),
+            _ => c.auth = Some(self.dir.join(format!("{role}.auth"))),
+        }
+        c
+    }
+
+    fn args(&self, role: &str) -> Vec<std::ffi::OsString> {
+        let mut v: Vec<std::ffi::OsString> = vec!["--connect".into(), self.endpoint.clone().into()];
+        match self.security {
+            Security::Certificate => {
+                let f = Self::files(&self.dir, role);
+                for (flag, path) in [
+                    ("--tls-ca", f.ca),
+                    ("--tls-cert", f.cert),
+                    ("--tls-key", f.key),
+                ] {
+                    v.push(flag.into());
+                    v.push(path.into());
+                }
+            }
+            _ => {
+                v.push("--auth".into());
+                v.push(self.dir.join(format!("{role}.auth")).into());
+            }
+        }
+        v
+    }
+}
+
 /// Measure `frames` round trips at `width`x`height`.
 pub fn run(
     cfg: &LoopConfig,
@@ -142,10 +256,17 @@ pub fn run(
     height: u32,
     frames: usize,
     placement: Placement,
+    security: Security,
     port: u16,
 ) -> Result<LatencyReport> {
     if width == 0 || height == 0 || frames == 0 {
         bail!("size and frame count must be positive");
+    }
+    if security != Security::Plain && placement == Placement::Threads {
+        bail!(
+            "nodes as threads share one session, which no router sits inside: \
+             measure {security:?} sessions with the nodes as processes"
+        );
     }
     let robot = format!("bench{}", std::process::id());
     // The stereo node takes the rig of the measured size: an ideal rig, 90°
@@ -170,10 +291,18 @@ pub fn run(
         rig: Some(rig_file.clone()),
         ..NodeOptions::default()
     };
+    let secured = match security {
+        Security::Plain => None,
+        s => Some(Secured::new(s, port)?),
+    };
     let endpoint = format!("tcp/127.0.0.1:{port}");
-    let session = bus::open(&BusConfig {
-        listen: vec![endpoint.clone()],
-        ..BusConfig::default()
+    // The measuring session plays the camera.
+    let session = bus::open(&match &secured {
+        Some(s) => s.config("camera"),
+        None => BusConfig {
+            listen: vec![endpoint.clone()],
+            ..BusConfig::default()
+        },
     })?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
@@ -183,9 +312,14 @@ pub fn run(
             let mut kids = Vec::new();
             for kind in [NodeKind::Stereo, NodeKind::Policy] {
                 let name = kind.name();
+                let join: Vec<std::ffi::OsString> = match &secured {
+                    Some(s) => s.args(name),
+                    None => vec!["--connect".into(), endpoint.clone().into()],
+                };
                 kids.push(
                     Command::new(&exe)
-                        .args(["node", name, "--robot", &robot, "--connect", &endpoint])
+                        .args(["node", name, "--robot", &robot])
+                        .args(&join)
                         .arg("--rig")
                         .arg(&rig_file)
                         .stdout(Stdio::null())
@@ -274,6 +408,7 @@ pub fn run(
     Ok(LatencyReport {
         size: (width, height),
         placement,
+        security,
         frames: rtt.len(),
         lost,
         round_trip: Spread::of(&mut rtt),

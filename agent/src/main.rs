@@ -4,7 +4,7 @@ mod cli;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
-use cli::bus::{InfoArgs, LatencyArgs, RecordArgs, ReplayArgs, TopicArgs};
+use cli::bus::{GoalArgs, InfoArgs, LatencyArgs, RecordArgs, ReplayArgs, TopicArgs};
 #[cfg(feature = "twin")]
 use cli::lab::{BenchArgs, BudgetArgs, FlyArgs, PersistArgs};
 #[cfg(feature = "twin")]
@@ -89,6 +89,9 @@ enum Cmd {
     /// A secured graph's secrets: a CA, certificates for the router, every node
     /// role and the ground stations, and a password per role (mode 600).
     Certs(CertsArgs),
+    /// Send the robot a goal on `nav/goal` (X,Y,Z in metres): the ground
+    /// station's command, over TLS on a secured graph.
+    Goal(GoalArgs),
     /// A secured graph's router: the one door into the robot's graph. Nodes join
     /// it with --auth (or TLS certificates); it checks who they are and lets each
     /// publish only its own topics; ground stations come over mutual TLS.
@@ -150,6 +153,7 @@ fn main() -> Result<()> {
         Cmd::Topic(a) => cli::bus::topic(a, stop),
         Cmd::Latency(a) => cli::bus::latency(a),
         Cmd::Certs(a) => cli::secure::certs(a),
+        Cmd::Goal(a) => cli::bus::goal(a, stop),
         Cmd::Router(a) => cli::secure::router(a, stop),
         #[cfg(feature = "twin")]
         Cmd::Bench(a) => cli::lab::bench(a),

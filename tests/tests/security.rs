@@ -103,6 +103,21 @@ impl Router {
     }
 }
 
+/// A ground station's command-line flags: its password and TLS files.
+fn ground_flags(secrets: &Path) -> Vec<std::ffi::OsString> {
+    let mut v = Vec::new();
+    for (flag, file) in [
+        ("--auth", "ground.auth"),
+        ("--tls-ca", "ca.pem"),
+        ("--tls-cert", "ground.pem"),
+        ("--tls-key", "ground.key"),
+    ] {
+        v.push(flag.into());
+        v.push(secrets.join(file).into());
+    }
+    v
+}
+
 fn setpoint(forward: f32) -> Setpoint {
     Setpoint {
         forward,
@@ -180,8 +195,7 @@ fn unauthenticated_peer_cannot_connect() {
         auth: Some(wrong),
         ..BusConfig::default()
     })
-    .err()
-    .expect("a wrong password opened a session with the router");
+    .expect_err("a wrong password opened a session with the router");
     assert!(
         e.to_string().contains("refused this node's credentials"),
         "{e}"
@@ -403,6 +417,35 @@ fn ground_station_over_tls_sees_telemetry() {
             "the ground station's goal never arrived"
         );
     }
+    // The same from the ground station's command line: `agent goal` over TLS.
+    let mut goal_cmd = Command::new(workspace_bin("agent"))
+        .args(["goal", "3,-4,1.5", "--seconds", "600"])
+        .args(["--robot", &r.robot, "--connect", &r.tls])
+        .args(ground_flags(&r.secrets))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        if let Some((_, g)) = goal_in.recv_timeout(Duration::from_millis(100)).unwrap()
+            && g.position == [3.0, -4.0, 1.5]
+        {
+            break;
+        }
+        if let Some(st) = goal_cmd.try_wait().unwrap() {
+            panic!("agent goal exited early ({st})");
+        }
+        if t0.elapsed() > ARRIVE {
+            let _ = goal_cmd.kill();
+            panic!("agent goal over TLS never reached the policy");
+        }
+    }
+    e2e_tests::signal_after(&goal_cmd, "INT", Duration::ZERO);
+    let out = goal_cmd.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("goal [3.0, -4.0, 1.5] sent"), "{text}");
     let mut ground_cmd =
         Outbox::<Setpoint>::new(&ground, &r.robot, bus::topics::CMD_SETPOINT).unwrap();
     let mut cmd = Outbox::<Setpoint>::new(&policy, &r.robot, bus::topics::CMD_SETPOINT).unwrap();
@@ -424,8 +467,7 @@ fn ground_station_over_tls_sees_telemetry() {
         }),
         ..BusConfig::default()
     })
-    .err()
-    .expect("a certificate of another CA opened a session with the router");
+    .expect_err("a certificate of another CA opened a session with the router");
     assert!(e.to_string().contains("refused"), "{e}");
     let (ok, bad) = exchange(
         &mut fc_in,
@@ -440,12 +482,12 @@ fn ground_station_over_tls_sees_telemetry() {
         bad, 0,
         "the ground station's setpoints reached the flight controller"
     );
-    // A real node process joins with its password: `agent topic echo` as the
-    // telemetry role, which may read the state.
+    // A real process on the ground station, over TLS with its certificate and
+    // password: `agent topic echo` of the state.
     let mut echo = Command::new(workspace_bin("agent"))
         .args(["topic", "echo", "state", "--count", "3"])
-        .args(["--robot", &r.robot, "--connect", &r.tcp, "--auth"])
-        .arg(r.secrets.join("telemetry.auth"))
+        .args(["--robot", &r.robot, "--connect", &r.tls])
+        .args(ground_flags(&r.secrets))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -456,7 +498,7 @@ fn ground_station_over_tls_sees_telemetry() {
         std::thread::sleep(Duration::from_millis(20));
         if t0.elapsed() > ARRIVE {
             let _ = echo.kill();
-            panic!("agent topic echo --auth never got 3 states");
+            panic!("agent topic echo over TLS never got 3 states");
         }
     }
     let out = echo.wait_with_output().unwrap();

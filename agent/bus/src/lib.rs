@@ -480,9 +480,8 @@ pub fn open(cfg: &BusConfig) -> Result<Session, BusError> {
         }
         settings.push(("mode", "\"client\"".to_string()));
         // One handshake: refused credentials are an error at once, named
-        // below; a router that is not up yet is waited for first.
+        // below; a router that is not up yet is waited for (below).
         settings.push(("connect/timeout_ms", "0".to_string()));
-        wait_listening(&cfg.connect, ROUTER_WAIT);
     } else {
         // Every peer listens somewhere so that peers that found each other through
         // a common peer (gossip) can connect directly: loopback on a free port unless told.
@@ -509,7 +508,12 @@ pub fn open(cfg: &BusConfig) -> Result<Session, BusError> {
         c.insert_json5(k, &v)
             .map_err(|e| err(format!("{k}: {e}")))?;
     }
-    zenoh::open(c).wait().map_err(|e| {
+    let mut opened = zenoh::open(c.clone()).wait();
+    // A client started just before its router waits for it, then tries again.
+    if opened.is_err() && cfg.is_client() && wait_listening(&cfg.connect, ROUTER_WAIT) {
+        opened = zenoh::open(c).wait();
+    }
+    opened.map_err(|e| {
         err(if cfg.is_client() {
             format!(
                 "{e} (the router refused this node's credentials or certificate, \
@@ -524,10 +528,11 @@ pub fn open(cfg: &BusConfig) -> Result<Session, BusError> {
 /// How long a client waits for its router to listen before trying it anyway.
 const ROUTER_WAIT: Duration = Duration::from_secs(30);
 
-/// Waits until one of `endpoints` (`tcp/HOST:PORT`, `tls/HOST:PORT`) accepts a
-/// TCP connection, or `limit` passes: a node started just before its router
-/// waits for it instead of failing.
-fn wait_listening(endpoints: &[String], limit: Duration) {
+/// Whether nothing listened on `endpoints` (`tcp/HOST:PORT`, `tls/HOST:PORT`)
+/// at first and then one did, within `limit`: a node started just before its
+/// router waits for it instead of failing. (Probing only after a failed open
+/// keeps a TLS router's log free of half-open handshakes.)
+fn wait_listening(endpoints: &[String], limit: Duration) -> bool {
     use std::net::ToSocketAddrs;
     let addrs: Vec<std::net::SocketAddr> = endpoints
         .iter()
@@ -536,24 +541,23 @@ fn wait_listening(endpoints: &[String], limit: Duration) {
         .filter_map(|hp| hp.to_socket_addrs().ok())
         .flatten()
         .collect();
-    if addrs.is_empty() {
-        return;
-    }
-    let t0 = std::time::Instant::now();
-    let mut said = false;
-    while t0.elapsed() < limit {
-        if addrs
+    let listening = || {
+        addrs
             .iter()
             .any(|a| std::net::TcpStream::connect_timeout(a, Duration::from_millis(500)).is_ok())
-        {
-            return;
-        }
-        if !said {
-            tracing::info!(?endpoints, "waiting for the router to listen");
-            said = true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    };
+    if addrs.is_empty() || listening() {
+        return false;
     }
+    tracing::info!(?endpoints, "waiting for the router to listen");
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(200));
+        if listening() {
+            return true;
+        }
+    }
+    false
 }
 
 /// Open a secured graph's router: it listens on `cfg.listen`, checks every

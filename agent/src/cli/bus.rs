@@ -108,6 +108,10 @@ pub(crate) struct LatencyArgs {
         default_value = "processes,threads"
     )]
     placement: Vec<agent::latency::Placement>,
+    /// How the sessions are secured: plain peers, or clients of a router that
+    /// checks passwords or certificates (nodes as processes only), comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "plain")]
+    security: Vec<agent::latency::Security>,
     /// TCP port on 127.0.0.1 the benchmark listens on.
     #[arg(long, default_value_t = 7461)]
     port: u16,
@@ -423,11 +427,70 @@ pub(crate) fn latency(a: LatencyArgs) -> Result<()> {
             .split_once('x')
             .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
             .with_context(|| format!("size `{size}` is not WIDTHxHEIGHT"))?;
-        for (k, p) in a.placement.iter().enumerate() {
-            let port = a.port.wrapping_add(k as u16);
-            let r = agent::latency::run(&cfg, w, h, a.frames, *p, port)?;
-            println!("{r}");
+        let mut k = 0u16;
+        for p in &a.placement {
+            for s in &a.security {
+                if *s != agent::latency::Security::Plain && *p == agent::latency::Placement::Threads
+                {
+                    continue;
+                }
+                let port = a.port.wrapping_add(k);
+                k += 1;
+                let r = agent::latency::run(&cfg, w, h, a.frames, *p, *s, port)?;
+                println!("{r}");
+            }
         }
     }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub(crate) struct GoalArgs {
+    /// Where the robot should go: X,Y,Z in metres (the world frame of the bus
+    /// README: x forward from the start, y left, z up).
+    #[arg(
+        value_name = "X,Y,Z",
+        value_delimiter = ',',
+        allow_negative_numbers = true,
+        required = true
+    )]
+    position: Vec<f64>,
+    /// Robot name, endpoints; on a secured graph the ground station's TLS
+    /// files and password.
+    #[command(flatten)]
+    bus: BusArgs,
+    /// Seconds to repeat the goal (five times a second), so that a subscriber
+    /// still being matched gets it.
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+}
+
+/// `agent goal`: publish a goal on `nav/goal` (the ground station's command).
+pub(crate) fn goal(a: GoalArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let position: [f64; 3] = a
+        .position
+        .as_slice()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the goal needs X,Y,Z, got {:?}", a.position))?;
+    if !position.iter().all(|v| v.is_finite()) {
+        anyhow::bail!("the goal {position:?} is not finite");
+    }
+    if !(a.seconds.is_finite() && a.seconds > 0.0 && a.seconds <= 3600.0) {
+        anyhow::bail!("--seconds must be in (0, 3600], got {}", a.seconds);
+    }
+    let session = a.bus.open()?;
+    let mut out = bus::Outbox::<bus::msg::Goal>::new(&session, &a.bus.robot, bus::topics::GOAL)?;
+    let t0 = std::time::Instant::now();
+    let mut sent = 0;
+    while t0.elapsed().as_secs_f64() < a.seconds && !stop.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        out.send(bus::now_ns(), "ground", &bus::msg::Goal { position })?;
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!(
+        "goal {position:?} sent {sent} times on `{}/nav/goal`",
+        a.bus.robot
+    );
     Ok(())
 }
