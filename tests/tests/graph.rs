@@ -8,8 +8,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A port for this test process (tests of one binary run in parallel).
+/// Ports: 0, 1, 2-4 (the latency benchmark's runs), 5 and 8 (twin flights
+/// recorded for other tests), 6 and 12 (the robot launch), 7, 9, 10, 11.
 fn port(k: u16) -> u16 {
-    e2e_tests::test_port(e2e_tests::PortSlice::Graph, 12, k)
+    e2e_tests::test_port(e2e_tests::PortSlice::Graph, 14, k)
 }
 
 fn twin_graph(robot: &str, port: u16, seconds: &str) -> String {
@@ -191,7 +193,7 @@ fn safety_commands_hover_when_the_policy_dies() {
     use bus::msg::{Event, Setpoint};
     let robot = format!("safety{}", std::process::id());
     // (ports 2 to 4 are the latency benchmark's three runs)
-    let ep = format!("tcp/127.0.0.1:{}", port(5));
+    let ep = format!("tcp/127.0.0.1:{}", port(11));
     let dir = temp_dir("graph-safety");
     let safety_log = dir.join("safety.log");
     let spawn = |args: &[&str], log: &str| {
@@ -434,7 +436,7 @@ fn robot_launch_does_not_arm() {
     let text = shipped
         .replace("/dev/ttyTHS1", &tty.display().to_string())
         .replace("tcp/127.0.0.1:7450", &format!("tcp/127.0.0.1:{}", port(6)))
-        .replace("tls/0.0.0.0:7451", &format!("tls/localhost:{}", port(8)))
+        .replace("tls/0.0.0.0:7451", &format!("tls/localhost:{}", port(12)))
         .replace("\"secrets/", &format!("\"{out_dir}secrets/"))
         .replace(
             "\"--robot\", \"robot\"",
