@@ -121,6 +121,9 @@ pub struct NodeOptions {
     pub selfi: Option<crate::selfi_graph::SelfiNodeOptions>,
     /// `safety`: also gate `cmd/policy` with the supervisor rule (interventions).
     pub supervise: bool,
+    /// `safety`: how long it holds hover while a required node is lost before
+    /// it commands a landing (default [`SAFETY_HOVER_LIMIT`]).
+    pub hover_limit: Option<Duration>,
     /// `camera`: a live camera (GStreamer preset or pipeline). Without it the
     /// camera node is the twin (with the `twin` feature), else the default
     /// preset (`sbs-uvc` on /dev/video0).
@@ -735,12 +738,27 @@ pub fn camera_node(
     Ok(())
 }
 
+/// How long the safety node holds hover for a lost node before landing.
+pub const SAFETY_HOVER_LIMIT: Duration = Duration::from_secs(5);
+
+/// The safety node's landing command: straight down at 0.5 m/s (the flight
+/// controller's landing detector disarms on touchdown).
+pub const LAND: Setpoint = Setpoint {
+    forward: 0.0,
+    left: 0.0,
+    up: -0.5,
+    yaw_rate: 0.0,
+};
+
 /// Watches the liveliness of the graph's nodes. While a required node (the
 /// policy, by default) is gone after having been seen, it commands the
-/// failsafe setpoint — hover — on `cmd/setpoint` at 20 Hz, so the flight
-/// controller holds position instead of flying the last command or, with the
-/// serial link, falling back to its own watchdog. Every loss and return is an
-/// event on `events`.
+/// failsafe setpoint on `cmd/setpoint` at 20 Hz, so the flight controller
+/// holds position instead of flying the last command or, with the serial
+/// link, falling back to its own watchdog: hover for a bounded time
+/// (`hover_limit`, 5 s by default), then [`LAND`] until the node is back. A
+/// hover that never ends would keep the flight controller's link watchdog fed
+/// forever, so its own land-and-disarm would never come. Every loss, landing
+/// and return is an event on `events`.
 pub fn safety_node(
     session: &Session,
     robot: &str,
@@ -764,6 +782,12 @@ pub fn safety_node(
     let mut seen: std::collections::BTreeSet<String> = Default::default();
     let mut next_hover = Instant::now();
     let mut hovers = 0u64;
+    let mut lands = 0u64;
+    let hover_limit = opts.hover_limit.unwrap_or(SAFETY_HOVER_LIMIT);
+    // Since when a required node has been lost (none lost: None), and
+    // whether the landing has been announced.
+    let mut lost_since: Option<Instant> = None;
+    let mut landing = false;
     #[cfg(not(feature = "twin"))]
     if opts.supervise {
         anyhow::bail!("--supervise (the SELFI supervisor) needs the `twin` feature");
@@ -814,20 +838,42 @@ pub fn safety_node(
             .iter()
             .filter(|n| seen.contains(*n) && !alive.contains(*n))
             .collect();
+        if lost.is_empty() {
+            lost_since = None;
+            landing = false;
+        } else {
+            let since = *lost_since.get_or_insert_with(Instant::now);
+            if !landing && since.elapsed() >= hover_limit {
+                landing = true;
+                let names: Vec<&str> = lost.iter().map(|n| n.as_str()).collect();
+                say(format!(
+                    "safety: {} still lost after {:.1} s of hover; landing",
+                    names.join(", "),
+                    hover_limit.as_secs_f64()
+                ))?;
+            }
+        }
         if !lost.is_empty() && Instant::now() >= next_hover {
             next_hover = Instant::now() + Duration::from_millis(50);
-            out.send(bus::now_ns(), "safety", &Setpoint::HOVER)?;
-            hovers += 1;
+            if landing {
+                out.send(bus::now_ns(), "safety", &LAND)?;
+                lands += 1;
+            } else {
+                out.send(bus::now_ns(), "safety", &Setpoint::HOVER)?;
+                hovers += 1;
+            }
         }
     }
     #[cfg(feature = "twin")]
     info!(
         hovers,
+        lands,
         interventions = gate.as_ref().map_or(0, |g| g.interventions),
+        unchecked = gate.as_ref().map_or(0, |g| g.unchecked),
         "safety node down"
     );
     #[cfg(not(feature = "twin"))]
-    info!(hovers, "safety node down");
+    info!(hovers, lands, "safety node down");
     Ok(())
 }
 
@@ -1173,4 +1219,96 @@ pub fn telemetry_node(
     tel.flush()?;
     info!(logged, dropped = tel.dropped(), "telemetry node down");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// The safety node on a real session: the policy's token goes, hover comes
+    /// first, then after the hover limit the landing command, announced on
+    /// `events`; when the policy is back the node stops commanding.
+    #[test]
+    fn safety_hover_times_out_into_land() {
+        let session = bus::open(&bus::BusConfig::default()).unwrap();
+        let robot = format!("safe{}", std::process::id());
+        let mut out =
+            Inbox::<Setpoint>::new(&session, &robot, bus::topics::CMD_SETPOINT, 256).unwrap();
+        let mut events = Inbox::<Event>::new(&session, &robot, bus::topics::EVENTS, 64).unwrap();
+        let token = bus::announce(&session, &robot, "policy").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let node = {
+            let (s, r, st) = (session.clone(), robot.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let opts = NodeOptions {
+                    hover_limit: Some(Duration::from_millis(300)),
+                    ..NodeOptions::default()
+                };
+                safety_node(&s, &r, &opts, &st)
+            })
+        };
+        // Give the node time to see the policy up (its watcher reports live
+        // tokens first), then take the policy away.
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(500) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(token);
+        let mut got = Vec::new();
+        let t0 = Instant::now();
+        while !got.contains(&LAND) {
+            if let Some((h, sp)) = out.recv_timeout(Duration::from_millis(50)).unwrap() {
+                assert_eq!(h.frame_id, "safety");
+                got.push(sp);
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "no landing: {got:?}"
+            );
+        }
+        let first_land = got.iter().position(|s| *s == LAND).unwrap();
+        assert!(first_land > 0, "landed without hovering first");
+        assert!(
+            got[..first_land].iter().all(|s| *s == Setpoint::HOVER),
+            "{got:?}"
+        );
+        let mut texts = Vec::new();
+        while let Some((_, e)) = events.recv_timeout(Duration::from_millis(100)).unwrap() {
+            texts.push(e.text);
+        }
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.contains("still lost after 0.3 s of hover; landing")),
+            "{texts:?}"
+        );
+        // The policy is back: the node stops commanding.
+        let _back = bus::announce(&session, &robot, "policy").unwrap();
+        let t0 = Instant::now();
+        while !texts.iter().any(|t| t.contains("policy is back")) {
+            if let Some((_, e)) = events.recv_timeout(Duration::from_millis(50)).unwrap() {
+                texts.push(e.text);
+            }
+            assert!(t0.elapsed() < Duration::from_secs(60), "{texts:?}");
+        }
+        // (what was in flight when it came back)
+        for _ in 0..40 {
+            if out
+                .recv_timeout(Duration::from_millis(200))
+                .unwrap()
+                .is_none()
+            {
+                break;
+            }
+        }
+        assert!(
+            out.recv_timeout(Duration::from_millis(500))
+                .unwrap()
+                .is_none(),
+            "still commanding after the policy came back"
+        );
+        stop.store(true, Ordering::Relaxed);
+        node.join().unwrap().unwrap();
+    }
 }

@@ -10,6 +10,7 @@
 use crate::selfi::{COLLISION, EPISODE_START, GOAL_REACHED};
 use anyhow::{Context as _, Result};
 use bus::msg::{DepthScan, Event, Goal, Setpoint, State, StereoPair, Track, Tracks, Weights};
+use bus::wire::Header;
 use bus::{Inbox, Outbox, Session};
 use rl::selfi::SelfiConfig;
 use rl::selfi::data::{Walker, goal_in_heading, observation, scan_features, track_features};
@@ -20,7 +21,7 @@ use sim::env::{Action, Env, EnvConfig, Task, Walkers};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::info;
 
 const POLL: Duration = Duration::from_millis(50);
@@ -400,7 +401,10 @@ pub fn selfi_policy_node(
 /// `cmd/policy` is passed on to `cmd/setpoint` (frame id `policy`) unless the
 /// supervisor rule fires on the scan of the same frame, in which case its own
 /// command goes out (frame id `supervisor`) and a take-over's first frame is
-/// announced as `intervention` on `events`.
+/// announced as `intervention` on `events`. It fails closed: a proposal whose
+/// scan has not arrived within [`SCAN_WAIT`] (or is empty) cannot be checked,
+/// so the gate commands hover instead (frame id `supervisor`, counted in
+/// `unchecked`, said on `events`).
 pub struct Gate {
     cfg: SelfiConfig,
     scans: Inbox<DepthScan>,
@@ -409,11 +413,18 @@ pub struct Gate {
     out: Outbox<Setpoint>,
     events: Outbox<Event>,
     recent: BTreeMap<u64, Vec<f32>>,
+    pending: std::collections::VecDeque<(Instant, Header, Setpoint)>,
     forward: f64,
     in_takeover: bool,
     /// Take-overs begun.
     pub interventions: u64,
+    /// Proposals that could not be checked (no scan of their frame): hover sent instead.
+    pub unchecked: u64,
 }
+
+/// How long a proposal waits for the scan of its frame before the gate gives up
+/// on checking it and commands hover.
+pub const SCAN_WAIT: Duration = Duration::from_millis(100);
 
 impl Gate {
     /// Subscribe and declare.
@@ -426,16 +437,26 @@ impl Gate {
             out: Outbox::new(session, robot, bus::topics::CMD_SETPOINT)?,
             events: Outbox::new(session, robot, bus::topics::EVENTS)?,
             recent: BTreeMap::new(),
+            pending: Default::default(),
             forward: 0.0,
             in_takeover: false,
             interventions: 0,
+            unchecked: 0,
         })
     }
 
     /// Handle whatever arrived; never blocks.
     pub fn poll(&mut self) -> Result<()> {
         while let Some((h, s)) = self.scans.recv_timeout(Duration::ZERO)? {
-            self.recent.insert(h.stamp_ns, resample_scan(&s.depth));
+            // A scan with no reading at all (empty, or every column unknown)
+            // checks nothing: kept empty, so its proposal gets hover.
+            let known = s.depth.iter().any(|d| d.is_finite() && *d > 0.0);
+            let beams = if known {
+                resample_scan(&s.depth)
+            } else {
+                Vec::new()
+            };
+            self.recent.insert(h.stamp_ns, beams);
             while self.recent.len() > 16 {
                 self.recent.pop_first();
             }
@@ -444,39 +465,75 @@ impl Gate {
             self.forward = f64::from(s.velocity[0]);
         }
         while let Some((h, p)) = self.proposals.recv_timeout(Duration::ZERO)? {
-            let proposed = (f64::from(p.forward), f64::from(p.yaw_rate));
-            let scan = self.recent.get(&h.stamp_ns);
-            let take = scan.and_then(|s| supervise(&self.cfg, s, self.forward, proposed));
-            let mut out_h = h.clone();
-            let sp = match take {
-                Some((forward, yaw_rate)) => {
-                    out_h.frame_id = "supervisor".into();
-                    if !self.in_takeover {
-                        self.interventions += 1;
-                        self.events.send(
-                            h.stamp_ns,
-                            "safety",
-                            &Event {
-                                text: "intervention".into(),
-                            },
-                        )?;
-                    }
-                    Setpoint {
-                        forward: forward as f32,
-                        left: 0.0,
-                        up: p.up,
-                        yaw_rate: yaw_rate as f32,
-                    }
-                }
-                None => {
-                    out_h.frame_id = "policy".into();
-                    p
-                }
-            };
-            self.in_takeover = take.is_some();
-            self.out.send_with(&out_h, &sp)?;
+            self.pending.push_back((Instant::now(), h, p));
+        }
+        let waiting = std::mem::take(&mut self.pending);
+        let crowded = waiting.len().saturating_sub(16);
+        for (k, (t, h, p)) in waiting.into_iter().enumerate() {
+            let scan = self
+                .recent
+                .get(&h.stamp_ns)
+                .filter(|s| !s.is_empty())
+                .cloned();
+            if scan.is_some() || k < crowded || t.elapsed() >= SCAN_WAIT {
+                self.decide(h, p, scan.as_deref())?;
+            } else {
+                self.pending.push_back((t, h, p));
+            }
         }
         Ok(())
+    }
+
+    /// Sends what goes out for proposal `p` (header `h`) given its frame's scan.
+    fn decide(&mut self, h: Header, p: Setpoint, scan: Option<&[f32]>) -> Result<()> {
+        let mut out_h = h.clone();
+        let Some(scan) = scan else {
+            self.unchecked += 1;
+            out_h.frame_id = "supervisor".into();
+            if self.unchecked.is_power_of_two() {
+                self.events.send(
+                    h.stamp_ns,
+                    "safety",
+                    &Event {
+                        text: format!(
+                            "safety: proposal {} has no scan to check it against: hover ({} so far)",
+                            h.seq, self.unchecked
+                        ),
+                    },
+                )?;
+            }
+            self.in_takeover = false;
+            return Ok(self.out.send_with(&out_h, &Setpoint::HOVER)?);
+        };
+        let proposed = (f64::from(p.forward), f64::from(p.yaw_rate));
+        let take = supervise(&self.cfg, scan, self.forward, proposed);
+        let sp = match take {
+            Some((forward, yaw_rate)) => {
+                out_h.frame_id = "supervisor".into();
+                if !self.in_takeover {
+                    self.interventions += 1;
+                    self.events.send(
+                        h.stamp_ns,
+                        "safety",
+                        &Event {
+                            text: "intervention".into(),
+                        },
+                    )?;
+                }
+                Setpoint {
+                    forward: forward as f32,
+                    left: 0.0,
+                    up: p.up,
+                    yaw_rate: yaw_rate as f32,
+                }
+            }
+            None => {
+                out_h.frame_id = "policy".into();
+                p
+            }
+        };
+        self.in_takeover = take.is_some();
+        Ok(self.out.send_with(&out_h, &sp)?)
     }
 }
 
@@ -863,6 +920,70 @@ fn save_atomically(actor: &Actor, path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The gate on a real session: a proposal with its frame's scan (open
+    /// space) passes as the policy's; one whose scan never comes is not
+    /// passed on but turned into hover by the supervisor.
+    #[test]
+    fn missing_scan_means_safe_action() {
+        let s = bus::open(&bus::BusConfig::default()).unwrap();
+        let robot = format!("gate{}", std::process::id());
+        let mut gate = Gate::new(&s, &robot, &SelfiConfig::default()).unwrap();
+        let mut proposals = Outbox::<Setpoint>::new(&s, &robot, bus::topics::CMD_POLICY).unwrap();
+        let mut scans = Outbox::<DepthScan>::new(&s, &robot, bus::topics::DEPTH_STEREO).unwrap();
+        let mut out = Inbox::<Setpoint>::new(&s, &robot, bus::topics::CMD_SETPOINT, 16).unwrap();
+        let fast = Setpoint {
+            forward: 1.5,
+            left: 0.0,
+            up: 0.0,
+            yaw_rate: 0.0,
+        };
+        let mut next = |gate: &mut Gate| {
+            let t0 = Instant::now();
+            loop {
+                gate.poll().unwrap();
+                if let Some(m) = out.recv_timeout(Duration::from_millis(10)).unwrap() {
+                    return m;
+                }
+                assert!(
+                    t0.elapsed() < Duration::from_secs(60),
+                    "the gate sent nothing"
+                );
+            }
+        };
+        let open = DepthScan {
+            compute_ns: 0,
+            depth: vec![20.0; 64],
+        };
+        scans.send(1, "stereo", &open).unwrap();
+        proposals.send(1, "policy", &fast).unwrap();
+        let (h, sp) = next(&mut gate);
+        assert_eq!((h.stamp_ns, h.frame_id.as_str(), sp), (1, "policy", fast));
+        proposals.send(2, "policy", &fast).unwrap();
+        let (h, sp) = next(&mut gate);
+        assert_eq!(
+            (h.stamp_ns, h.frame_id.as_str(), sp),
+            (2, "supervisor", Setpoint::HOVER)
+        );
+        // A scan that saw nothing (empty, or every column unknown) cannot
+        // clear the way either.
+        for (stamp, depth) in [(3, Vec::new()), (4, vec![f32::NAN; 64])] {
+            scans
+                .send(
+                    stamp,
+                    "stereo",
+                    &DepthScan {
+                        compute_ns: 0,
+                        depth,
+                    },
+                )
+                .unwrap();
+            proposals.send(stamp, "policy", &fast).unwrap();
+            let (h, sp) = next(&mut gate);
+            assert_eq!((h.stamp_ns, sp), (stamp, Setpoint::HOVER));
+        }
+        assert_eq!((gate.unchecked, gate.interventions), (3, 0));
+    }
 
     #[test]
     fn only_newer_weights_for_this_network_are_taken() {

@@ -9,6 +9,11 @@ fn malformed(name: &'static str, reason: impl Into<String>) -> DecodeError {
     }
 }
 
+/// Largest image of a stereo pair, in pixels per eye (4096x4096): far above any
+/// stereo camera matched at a loop rate, small enough that a forged header
+/// cannot make a node allocate gigabytes.
+pub const MAX_PAIR_PIXELS: usize = 4096 * 4096;
+
 /// A rectified 8-bit stereo pair of one instant (left and right never travel apart).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StereoPair {
@@ -35,8 +40,15 @@ impl Message for StereoPair {
         let (width, height) = (r.u32()?, r.u32()?);
         let n = (width as usize)
             .checked_mul(height as usize)
-            .filter(|&n| n > 0 && n <= 64 << 20)
-            .ok_or_else(|| malformed(Self::NAME, format!("image size {width}x{height}")))?;
+            .filter(|&n| n > 0 && n <= MAX_PAIR_PIXELS)
+            .ok_or_else(|| {
+                malformed(
+                    Self::NAME,
+                    format!(
+                        "image size {width}x{height} (at most {MAX_PAIR_PIXELS} pixels per eye)"
+                    ),
+                )
+            })?;
         if r.remaining() != 2 * n {
             return Err(malformed(
                 Self::NAME,
@@ -165,11 +177,26 @@ impl Message for State {
         self.velocity.iter().for_each(|v| w.f32(*v));
     }
     fn read_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(Self {
+        let s = Self {
             position: [r.f64()?, r.f64()?, r.f64()?],
             attitude: [r.f64()?, r.f64()?, r.f64()?, r.f64()?],
             velocity: [r.f32()?, r.f32()?, r.f32()?],
-        })
+        };
+        // A state nobody can fly on (a NaN altitude would become NaN
+        // setpoints) is refused here, whoever sent it.
+        let finite = s.position.iter().chain(&s.attitude).all(|v| v.is_finite())
+            && s.velocity.iter().all(|v| v.is_finite());
+        if !finite {
+            return Err(malformed(Self::NAME, "non-finite value"));
+        }
+        let norm = s.attitude.iter().map(|q| q * q).sum::<f64>().sqrt();
+        if !(0.9..=1.1).contains(&norm) {
+            return Err(malformed(
+                Self::NAME,
+                format!("attitude quaternion of norm {norm:.3}, not a rotation"),
+            ));
+        }
+        Ok(s)
     }
 }
 
@@ -605,5 +632,62 @@ mod tests {
             },
         );
         assert!(decode::<Setpoint>(&nan).is_err());
+    }
+
+    /// An 8192x8192 pair header is refused by its size alone, before any
+    /// image byte is looked at or allocated.
+    #[test]
+    fn oversized_pair_is_refused() {
+        let mut forged = encode(
+            &h(),
+            &StereoPair {
+                width: 2,
+                height: 2,
+                left: vec![0; 4],
+                right: vec![0; 4],
+            },
+        );
+        forged[37..41].copy_from_slice(&8192u32.to_le_bytes());
+        forged[41..45].copy_from_slice(&8192u32.to_le_bytes());
+        match decode::<StereoPair>(&forged) {
+            Err(DecodeError::Malformed { reason, .. }) => {
+                assert!(reason.contains("pixels per eye"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // The largest allowed size still decodes when its bytes are there.
+        let side = 4096;
+        let ok = StereoPair {
+            width: side,
+            height: side,
+            left: vec![1; (side * side) as usize],
+            right: vec![2; (side * side) as usize],
+        };
+        assert_eq!(decode::<StereoPair>(&encode(&h(), &ok)).unwrap().1, ok);
+    }
+
+    #[test]
+    fn a_state_nobody_can_fly_on_is_refused() {
+        let good = State {
+            position: [1.0, 2.0, 1.5],
+            attitude: [1.0, 0.0, 0.0, 0.0],
+            velocity: [0.5, 0.0, 0.0],
+        };
+        assert!(decode::<State>(&encode(&h(), &good)).is_ok());
+        let mut nan_alt = good;
+        nan_alt.position[2] = f64::NAN;
+        let mut inf_v = good;
+        inf_v.velocity[1] = f32::INFINITY;
+        let mut zero_q = good;
+        zero_q.attitude = [0.0; 4];
+        for bad in [nan_alt, inf_v, zero_q] {
+            assert!(
+                matches!(
+                    decode::<State>(&encode(&h(), &bad)),
+                    Err(DecodeError::Malformed { .. })
+                ),
+                "{bad:?} accepted"
+            );
+        }
     }
 }

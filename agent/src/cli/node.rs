@@ -100,6 +100,10 @@ pub(crate) struct NodeArgs {
     /// safety node: gate `cmd/policy` with the supervisor rule; take-overs are interventions.
     #[arg(long)]
     supervise: bool,
+    /// safety node: seconds of hover while a required node is lost before it
+    /// commands a landing (0.5 m/s down until the node is back).
+    #[arg(long, default_value_t = 5.0, value_parser = hover_seconds)]
+    hover_seconds: f64,
     /// SELFI policy node: propose on `cmd/policy` for a supervising safety node.
     #[cfg(feature = "twin")]
     #[arg(long)]
@@ -112,6 +116,18 @@ pub(crate) struct NodeArgs {
     #[cfg(feature = "twin")]
     #[arg(long, default_value_t = 100)]
     publish_every: u64,
+}
+
+/// Hover seconds before landing: finite, in [0, 600].
+fn hover_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    if v.is_finite() && (0.0..=600.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} must be in [0, 600] seconds"))
+    }
 }
 
 /// Run the nodes of `a` until `stop` (or the first failure).
@@ -180,6 +196,7 @@ pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
             None => None,
         },
         supervise: a.supervise,
+        hover_limit: Some(Duration::from_secs_f64(a.hover_seconds)),
         #[cfg(feature = "twin")]
         twin: Some(cfg.clone()),
         #[cfg(feature = "camera")]
