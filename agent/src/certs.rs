@@ -1,20 +1,21 @@
 //! `agent certs`: the secrets of a secured graph, made once at install.
 //!
 //! In one folder:
-//! - `ca.pem` / `ca.key`: the robot's own certificate authority (ECDSA P-256).
-//!   Keep `ca.key` off the robot once the certificates are made;
+//! - `ca.pem` / `ca.key`: the robot's own certificate authority (ECDSA P-256,
+//!   20 years). Keep `ca.key` off the robot once the certificates are made;
 //! - `router.pem` / `router.key`: the router's certificate, valid for
 //!   `localhost`, `127.0.0.1` and every `--host` (the names and addresses a
 //!   ground station reaches the robot by);
-//! - `<role>.pem` / `<role>.key` for each robot role (common name = role), for
-//!   nodes that join over mutual TLS instead of a password;
+//! - `<role>.pem` / `<role>.key` for each robot role (common name = role;
+//!   client certificates only), for nodes that join over mutual TLS;
 //! - `<ground>.pem` / `<ground>.key` for each ground station;
 //! - `users.txt`: the router's dictionary, `user:password` per line, a random
 //!   password (192 bits) for every role and for `ground`;
 //! - `<role>.auth` and `ground.auth`: one node's `user:password`.
 //!
 //! Secret files (keys, passwords) are created with mode 600, readable by the
-//! service user only. Nothing that exists is overwritten.
+//! service user only. Nothing that exists is overwritten. Certificates are
+//! valid from 2024-01-01 (robots without a real-time clock boot in the past).
 
 use anyhow::{Context as _, Result, bail};
 use rcgen::{
@@ -29,11 +30,13 @@ use std::path::{Path, PathBuf};
 pub struct CertsSpec {
     /// The folder (created if missing).
     pub out: PathBuf,
+    /// The robot's name (in the CA's name, so two robots' CAs are told apart).
+    pub robot: String,
     /// Extra names and addresses of the router's certificate.
     pub hosts: Vec<String>,
     /// Ground stations' names (certificate common names).
     pub grounds: Vec<String>,
-    /// Days the certificates are valid.
+    /// Days the node and ground-station certificates are valid (the CA: 20 years).
     pub days: u32,
 }
 
@@ -87,55 +90,55 @@ fn civil(days: i64) -> (i32, u8, u8) {
     (y as i32, m as u8, d as u8)
 }
 
-/// Valid from yesterday (a clock a little behind) for `days` days.
+/// Valid from 2024-01-01 (a robot without a real-time clock boots in the
+/// past; a start date of "now" would make it refuse every peer until its
+/// clock is set) for `days` days from today.
 fn validity(p: &mut CertificateParams, days: u32) {
     let today = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() / 86_400) as i64;
-    let (y, m, d) = civil(today - 1);
-    p.not_before = rcgen::date_time_ymd(y, m, d);
+    p.not_before = rcgen::date_time_ymd(2024, 1, 1);
     let (y, m, d) = civil(today + i64::from(days));
     p.not_after = rcgen::date_time_ymd(y, m, d);
 }
 
-/// Makes the CA, the certificates and the passwords of `spec`.
+/// Makes the CA, the certificates and the passwords of `spec`. Everything is
+/// made in memory and every name checked first: on an error nothing is written.
 pub fn make(spec: &CertsSpec) -> Result<CertsMade> {
-    if spec.days == 0 || spec.days > 3650 {
-        bail!("--days must be in 1..=3650, got {}", spec.days);
+    if spec.days == 0 || spec.days > 7300 {
+        bail!("--days must be in 1..=7300, got {}", spec.days);
     }
+    bus::security::check_name(&spec.robot)?;
     for g in &spec.grounds {
         bus::security::check_name(g)?;
-        if bus::security::role(g).is_some() || g == "router" || g == "ca" {
+        if bus::security::role(g).is_some() || g == "router" || g == "ca" || g == "users" {
             bail!("ground station name `{g}` is taken by a robot role or file: pick another");
         }
     }
-    std::fs::create_dir_all(&spec.out)
-        .with_context(|| format!("cannot create {}", spec.out.display()))?;
-    let mut files = Vec::new();
-    let mut put = |name: &str, text: &str, secret: bool| -> Result<()> {
-        let p = spec.out.join(name);
-        write_new(&p, text, secret)?;
-        files.push(p);
-        Ok(())
-    };
+    let mut files: Vec<(String, String, bool)> = Vec::new();
 
     let ca_key = KeyPair::generate().context("cannot make the CA key")?;
     let mut ca = CertificateParams::default();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "onboard agent robot CA");
+    ca.distinguished_name.push(
+        DnType::CommonName,
+        format!("onboard agent CA of {}", spec.robot),
+    );
     ca.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    validity(&mut ca, spec.days);
+    validity(&mut ca, 7300);
     let ca_cert = ca.self_signed(&ca_key).context("cannot sign the CA")?;
-    put("ca.pem", &ca_cert.pem(), false)?;
-    put("ca.key", &ca_key.serialize_pem(), true)?;
+    files.push(("ca.pem".into(), ca_cert.pem(), false));
+    files.push(("ca.key".into(), ca_key.serialize_pem(), true));
     let issuer = Issuer::new(ca, ca_key);
 
-    let leaf = |name: &str, sans: Vec<String>| -> Result<(String, String)> {
+    // The router's certificate is a server's (its names: where it is reached);
+    // the nodes' and ground stations' are clients' only, with no name to
+    // serve under, so no stolen node key can pose as the router.
+    let leaf = |name: &str, sans: Vec<String>, server: bool| -> Result<(String, String)> {
         let key = KeyPair::generate().context("cannot make a key")?;
         let mut p = CertificateParams::new(sans)
             .with_context(|| format!("bad host name for the {name} certificate"))?;
@@ -144,10 +147,11 @@ pub fn make(spec: &CertsSpec) -> Result<CertsMade> {
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        p.extended_key_usages = vec![if server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
         validity(&mut p, spec.days);
         let cert = p
             .signed_by(&key, &issuer)
@@ -156,31 +160,45 @@ pub fn make(spec: &CertsSpec) -> Result<CertsMade> {
     };
     let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     sans.extend(spec.hosts.iter().cloned());
-    let (c, k) = leaf("router", sans)?;
-    put("router.pem", &c, false)?;
-    put("router.key", &k, true)?;
-    let local = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let (c, k) = leaf("router", sans, true)?;
+    files.push(("router.pem".into(), c, false));
+    files.push(("router.key".into(), k, true));
     let mut users = String::new();
     for r in bus::security::ROLES {
-        let (c, k) = leaf(r.name, local.clone())?;
-        put(&format!("{}.pem", r.name), &c, false)?;
-        put(&format!("{}.key", r.name), &k, true)?;
+        let (c, k) = leaf(r.name, Vec::new(), false)?;
+        files.push((format!("{}.pem", r.name), c, false));
+        files.push((format!("{}.key", r.name), k, true));
         let line = format!("{}:{}\n", r.name, password()?);
-        put(&format!("{}.auth", r.name), &line, true)?;
+        files.push((format!("{}.auth", r.name), line.clone(), true));
         users.push_str(&line);
     }
     for g in &spec.grounds {
-        let (c, k) = leaf(g, vec![g.clone()])?;
-        put(&format!("{g}.pem"), &c, false)?;
-        put(&format!("{g}.key"), &k, true)?;
+        let (c, k) = leaf(g, Vec::new(), false)?;
+        files.push((format!("{g}.pem"), c, false));
+        files.push((format!("{g}.key"), k, true));
     }
     if !spec.grounds.is_empty() {
         let line = format!("ground:{}\n", password()?);
-        put("ground.auth", &line, true)?;
+        files.push(("ground.auth".into(), line.clone(), true));
         users.push_str(&line);
     }
-    put("users.txt", &users, true)?;
-    Ok(CertsMade { files })
+    files.push(("users.txt".into(), users, true));
+
+    if let Some((name, _, _)) = files.iter().find(|(n, _, _)| spec.out.join(n).exists()) {
+        bail!(
+            "{} exists: agent certs never overwrites (use another --out)",
+            spec.out.join(name).display()
+        );
+    }
+    std::fs::create_dir_all(&spec.out)
+        .with_context(|| format!("cannot create {}", spec.out.display()))?;
+    let mut written = Vec::new();
+    for (name, text, secret) in &files {
+        let p = spec.out.join(name);
+        write_new(&p, text, *secret)?;
+        written.push(p);
+    }
+    Ok(CertsMade { files: written })
 }
 
 #[cfg(test)]
@@ -201,6 +219,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&out);
         let spec = CertsSpec {
             out: out.clone(),
+            robot: "robot".into(),
             hosts: vec!["192.168.1.20".into(), "robot.local".into()],
             grounds: vec!["gcs".into()],
             days: 30,
@@ -213,7 +232,13 @@ mod tests {
             let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
             let name = f.file_name().unwrap().to_string_lossy().to_string();
             let secret = name.ends_with(".key") || name.ends_with(".auth") || name == "users.txt";
-            assert_eq!(mode, if secret { 0o600 } else { 0o644 }, "{name}");
+            if secret {
+                assert_eq!(mode, 0o600, "{name}");
+            } else {
+                // (0644 less whatever the umask takes away)
+                assert_eq!(mode & 0o600, 0o600, "{name}");
+                assert_eq!(mode & 0o133, 0, "{name}");
+            }
         }
         let (user, pw) = bus::security::read_credentials(&out.join("policy.auth")).unwrap();
         assert_eq!(user, "policy");
@@ -226,9 +251,20 @@ mod tests {
         let bad = CertsSpec {
             grounds: vec!["policy".into()],
             out: out.join("other"),
-            ..spec
+            ..spec.clone()
         };
         assert!(make(&bad).is_err());
+        // A bad host name is found before anything is written.
+        let bad_host = CertsSpec {
+            hosts: vec!["h\u{f4}st".into()],
+            out: out.join("third"),
+            ..spec
+        };
+        assert!(make(&bad_host).is_err());
+        assert!(
+            !out.join("third").exists(),
+            "files written before the error"
+        );
         std::fs::remove_dir_all(&out).unwrap();
     }
 }

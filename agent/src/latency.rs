@@ -156,28 +156,24 @@ struct Secured {
     endpoint: String,
     security: Security,
     _router: bus::Session,
-}
-
-impl Drop for Secured {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    // Last: the secrets go after the router that reads them.
+    _scratch: crate::scratch::Scratch,
 }
 
 impl Secured {
     fn new(security: Security, port: u16) -> Result<Secured> {
-        let dir =
-            std::env::temp_dir().join(format!("agent-latency-secrets-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let scratch = crate::scratch::Scratch::new("latency-secrets")?;
+        let dir = scratch.path().join("secrets");
         crate::certs::make(&crate::certs::CertsSpec {
             out: dir.clone(),
+            robot: "bench".into(),
             hosts: Vec::new(),
             grounds: Vec::new(),
             days: 1,
         })?;
         let (endpoint, local) = match security {
             Security::Certificate => (
-                format!("tls/localhost:{port}"),
+                format!("tls/127.0.0.1:{port}"),
                 bus::security::LocalIdentity::Certificate,
             ),
             _ => (
@@ -206,6 +202,7 @@ impl Secured {
             endpoint,
             security,
             _router: router,
+            _scratch: scratch,
         })
     }
 

@@ -129,6 +129,9 @@ pub struct LaunchSummary {
     pub exits: BTreeMap<String, Option<i32>>,
     /// Whether Ctrl-C / SIGTERM stopped it.
     pub interrupted: bool,
+    /// A required process that failed (non-zero exit or a signal) and was not
+    /// restarted: the graph stopped because of it.
+    pub required_failed: Option<String>,
 }
 
 struct Running {
@@ -245,6 +248,9 @@ pub fn run(file: &LaunchFile, stop: &AtomicBool) -> Result<LaunchSummary> {
                     info!(process = %p.spec.name, ?status, "ended");
                     p.done = true;
                     if p.spec.required {
+                        if failed {
+                            summary.required_failed = Some(p.spec.name.clone());
+                        }
                         break 'watch;
                     }
                 }

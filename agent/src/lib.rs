@@ -31,6 +31,7 @@ pub mod persist;
 pub mod pipeline;
 #[cfg(feature = "twin")]
 pub mod rlbench;
+pub mod scratch;
 #[cfg(feature = "twin")]
 pub mod selfi;
 #[cfg(feature = "twin")]

@@ -130,7 +130,14 @@ fn main() -> Result<()> {
                 s.exits,
                 s.restarts
             );
-            Ok(())
+            // A required process that failed fails the launch, so that a
+            // supervisor (systemd's Restart=on-failure) starts it again.
+            match s.required_failed {
+                Some(name) if !s.interrupted => {
+                    anyhow::bail!("required process `{name}` failed; the graph stopped")
+                }
+                _ => Ok(()),
+            }
         }
         Cmd::Selftest { rig } => {
             let r = agent::selftest::run(&agent::pipeline::LoopConfig::default(), rig.as_deref())?;

@@ -220,16 +220,16 @@ pub fn actor_from_bytes(
     cfg: &SelfiConfig,
     device: &burn::tensor::Device,
 ) -> Result<Actor> {
-    let tmp = std::env::temp_dir().join(format!(
-        "selfi-weights-{}-{:?}.bpk",
-        std::process::id(),
-        std::thread::current().id()
-    ));
+    // Through a private folder: no other user reads or plants the weights.
+    let dir = crate::scratch::Scratch::new("selfi-weights")?;
+    let tmp = dir.path().join("weights.bpk");
     std::fs::write(&tmp, bpk).with_context(|| format!("cannot write {}", tmp.display()))?;
-    let a =
-        rl::selfi::online::load_actor(&tmp, &cfg.offline.actor_hidden, cfg.plan.horizon, device);
-    let _ = std::fs::remove_file(&tmp);
-    Ok(a?)
+    Ok(rl::selfi::online::load_actor(
+        &tmp,
+        &cfg.offline.actor_hidden,
+        cfg.plan.horizon,
+        device,
+    )?)
 }
 
 /// Whether the policy takes `w` while it flies version `current`: weights
@@ -246,15 +246,10 @@ pub fn weights_verdict(current: u64, w: &Weights) -> Result<(), String> {
 
 /// The actor's bytes as a burnpack file.
 pub fn actor_bytes(actor: &Actor) -> Result<Vec<u8>> {
-    let tmp = std::env::temp_dir().join(format!(
-        "selfi-publish-{}-{:?}.bpk",
-        std::process::id(),
-        std::thread::current().id()
-    ));
+    let dir = crate::scratch::Scratch::new("selfi-publish")?;
+    let tmp = dir.path().join("actor.bpk");
     actor.save(&tmp)?;
-    let b = std::fs::read(&tmp).with_context(|| format!("cannot read {}", tmp.display()))?;
-    let _ = std::fs::remove_file(&tmp);
-    Ok(b)
+    std::fs::read(&tmp).with_context(|| format!("cannot read {}", tmp.display()))
 }
 
 /// The SELFI policy: depth scan, state and goal in; the plan's first command

@@ -398,7 +398,7 @@ args = ["node", "telemetry", "--robot", "{robot}", "--connect", "{ep}", "--rerun
 /// `launch/robot.toml` as shipped, with its device, addresses and files pointed
 /// at this test: the camera is a recording of the twin, the flight controller
 /// is the firmware on a pty (`fc-host`). The whole loop runs on the secured
-/// graph — every node a client of the router with its role's password:
+/// graph — every node a client of the router with its role's certificate:
 /// stereo, mono, learner, the policy with its cue switch, safety, fc, record —
 /// and setpoints reach the firmware over the serial link, but nothing arms
 /// it: arming is the operator's.
@@ -442,7 +442,7 @@ fn robot_launch_does_not_arm() {
     );
     let text = shipped
         .replace("/dev/ttyTHS1", &tty.display().to_string())
-        .replace("tcp/127.0.0.1:7450", &format!("tcp/127.0.0.1:{}", port(6)))
+        .replace("tls/127.0.0.1:7450", &format!("tls/127.0.0.1:{}", port(6)))
         .replace("tls/0.0.0.0:7451", &format!("tls/localhost:{}", port(12)))
         .replace("\"secrets/", &format!("\"{out_dir}secrets/"))
         .replace(

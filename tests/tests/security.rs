@@ -21,9 +21,13 @@ const ARRIVE: Duration = Duration::from_secs(60);
 struct Router {
     child: Child,
     secrets: PathBuf,
-    tcp: String,
+    /// The robot nodes' endpoint (loopback).
+    local: String,
+    /// The ground station's TLS endpoint.
     tls: String,
     robot: String,
+    /// Nodes prove their role with a certificate (else a password).
+    certificates: bool,
 }
 
 impl Drop for Router {
@@ -33,31 +37,38 @@ impl Drop for Router {
 }
 
 /// Secrets in `dir/secrets`, and a router for them on two fresh ports
-/// (`k`, `k + 1`): loopback TCP with passwords, TLS for the ground station `ground`.
-fn router(dir: &Path, k: u16) -> Router {
+/// (`k`, `k + 1`): the nodes' loopback endpoint (TCP with passwords, or TLS
+/// with certificates when `certificates`), TLS for the ground station `ground`.
+fn router_with(dir: &Path, k: u16, certificates: bool) -> Router {
     let secrets = dir.join("secrets");
     succeed(
         Command::new(workspace_bin("agent"))
             .args(["certs", "--out"])
             .arg(&secrets),
     );
-    let (tcp, tls) = (
-        format!("tcp/127.0.0.1:{}", port(k)),
-        format!("tls/localhost:{}", port(k + 1)),
-    );
+    let local = if certificates {
+        format!("tls/127.0.0.1:{}", port(k))
+    } else {
+        format!("tcp/127.0.0.1:{}", port(k))
+    };
+    let tls = format!("tls/localhost:{}", port(k + 1));
     let robot = format!("sec{}x{k}", std::process::id());
-    let child = Command::new(workspace_bin("agent"))
-        .args(["router", "--robot", &robot, "--listen"])
-        .arg(format!("{tcp},{tls}"))
-        .arg("--users")
-        .arg(secrets.join("users.txt"))
+    let mut cmd = Command::new(workspace_bin("agent"));
+    cmd.args(["router", "--robot", &robot, "--listen"])
+        .arg(format!("{local},{tls}"))
         .arg("--tls-ca")
         .arg(secrets.join("ca.pem"))
         .arg("--tls-cert")
         .arg(secrets.join("router.pem"))
         .arg("--tls-key")
         .arg(secrets.join("router.key"))
-        .args(["--ground", "ground"])
+        .args(["--ground", "ground"]);
+    if certificates {
+        cmd.args(["--identity", "certificate"]);
+    } else {
+        cmd.arg("--users").arg(secrets.join("users.txt"));
+    }
+    let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -70,28 +81,40 @@ fn router(dir: &Path, k: u16) -> Router {
     Router {
         child,
         secrets,
-        tcp,
+        local,
         tls,
         robot,
+        certificates,
     }
 }
 
+/// A router that checks the nodes' passwords on loopback TCP.
+fn router(dir: &Path, k: u16) -> Router {
+    router_with(dir, k, false)
+}
+
 impl Router {
-    /// A node of `role`, with its password, over loopback TCP.
+    /// A node of `role` on the loopback endpoint, with its password or certificate.
     fn node(&self, role: &str) -> Session {
-        bus::open(&BusConfig {
-            connect: vec![self.tcp.clone()],
-            auth: Some(self.secrets.join(format!("{role}.auth"))),
-            ..BusConfig::default()
-        })
-        .unwrap()
+        let mut c = BusConfig::connect_to(self.local.clone());
+        if self.certificates {
+            c.tls = Some(TlsFiles {
+                ca: self.secrets.join("ca.pem"),
+                cert: self.secrets.join(format!("{role}.pem")),
+                key: self.secrets.join(format!("{role}.key")),
+            });
+        } else {
+            c.auth = Some(self.secrets.join(format!("{role}.auth")));
+        }
+        bus::open(&c).unwrap()
     }
 
-    /// The ground station over mutual TLS, with `cert`'s certificate.
+    /// The ground station over mutual TLS, with `certs`' ground certificate
+    /// (and its password when the router checks passwords).
     fn ground(&self, certs: &Path) -> Session {
         bus::open(&BusConfig {
             connect: vec![self.tls.clone()],
-            auth: Some(self.secrets.join("ground.auth")),
+            auth: (!self.certificates).then(|| self.secrets.join("ground.auth")),
             tls: Some(TlsFiles {
                 ca: certs.join("ca.pem"),
                 cert: certs.join("ground.pem"),
@@ -182,7 +205,7 @@ fn unauthenticated_peer_cannot_connect() {
     c.insert_json5("mode", "\"client\"").unwrap();
     c.insert_json5("scouting/multicast/enabled", "false")
         .unwrap();
-    c.insert_json5("connect/endpoints", &format!("[\"{}\"]", r.tcp))
+    c.insert_json5("connect/endpoints", &format!("[\"{}\"]", r.local))
         .unwrap();
     use zenoh::Wait as _;
     assert!(
@@ -191,7 +214,7 @@ fn unauthenticated_peer_cannot_connect() {
     );
     // The same with a real role's name and a wrong password: refused, by name.
     let e = bus::open(&BusConfig {
-        connect: vec![r.tcp.clone()],
+        connect: vec![r.local.clone()],
         auth: Some(wrong),
         ..BusConfig::default()
     })
@@ -201,7 +224,7 @@ fn unauthenticated_peer_cannot_connect() {
         "{e}"
     );
     // A peer without credentials that keeps trying in the background.
-    let peer = bus::open(&BusConfig::connect_to(r.tcp.clone())).unwrap();
+    let peer = bus::open(&BusConfig::connect_to(r.local.clone())).unwrap();
     let mut peer_events = Inbox::<Event>::new(&peer, &r.robot, bus::topics::EVENTS, 64).unwrap();
     let mut peer_cmd = Outbox::<Setpoint>::new(&peer, &r.robot, bus::topics::CMD_SETPOINT).unwrap();
     let (camera, policy, fc) = (r.node("camera"), r.node("policy"), r.node("fc"));
@@ -244,8 +267,19 @@ fn unauthenticated_peer_cannot_connect() {
 
 #[test]
 fn telemetry_peer_cannot_publish_setpoints() {
-    let dir = temp_dir("sec-telemetry");
-    let r = router(&dir, 2);
+    // Both ways a node can prove its role: a password, a certificate.
+    for (k, certificates) in [(2, false), (10, true)] {
+        let dir = temp_dir(if certificates {
+            "sec-telemetry-certs"
+        } else {
+            "sec-telemetry"
+        });
+        let r = router_with(&dir, k, certificates);
+        telemetry_cannot_publish(&r);
+    }
+}
+
+fn telemetry_cannot_publish(r: &Router) {
     let (telemetry, policy, safety, fc) = (
         r.node("telemetry"),
         r.node("policy"),
@@ -342,6 +376,8 @@ fn foreign_weights_are_refused() {
         r.node("policy"),
     );
     let ground = r.ground(&r.secrets);
+    let mut ground_reads =
+        Inbox::<Weights>::new(&ground, &r.robot, bus::topics::WEIGHTS, 64).unwrap();
     let w = |version: u64| Weights {
         version,
         network: "selfi-actor".into(),
@@ -352,15 +388,10 @@ fn foreign_weights_are_refused() {
     let mut from_telemetry =
         Outbox::<Weights>::new(&telemetry, &r.robot, bus::topics::WEIGHTS).unwrap();
     let mut from_mono = Outbox::<Weights>::new(&mono, &r.robot, bus::topics::WEIGHTS).unwrap();
-    let mut from_ground = Outbox::<Weights>::new(&ground, &r.robot, bus::topics::WEIGHTS).unwrap();
     let mut inbox = Inbox::<Weights>::new(&policy, &r.robot, bus::topics::WEIGHTS, 64).unwrap();
     let (ok, bad) = exchange(
         &mut inbox,
-        &mut [
-            (&mut from_telemetry, w(99)),
-            (&mut from_mono, w(98)),
-            (&mut from_ground, w(97)),
-        ],
+        &mut [(&mut from_telemetry, w(99)), (&mut from_mono, w(98))],
         &mut from_learner,
         &w(1),
         |m| m.version == 1,
@@ -370,6 +401,11 @@ fn foreign_weights_are_refused() {
     assert_eq!(
         bad, 0,
         "weights from a node other than the learner reached the policy"
+    );
+    // The ground station asked for them too, and got none of the learner's.
+    assert!(
+        ground_reads.recv_timeout(Duration::ZERO).unwrap().is_none(),
+        "the ground station read the policy's weights"
     );
 }
 

@@ -274,8 +274,11 @@ pub struct BusConfig {
     /// the router: it never listens, and talks to other nodes only through it.
     pub auth: Option<PathBuf>,
     /// Certificate files for TLS endpoints (`tls/host:port`), mutual: the
-    /// session proves itself with `cert` and trusts only peers signed by `ca`.
-    /// Also makes the session a client of the router.
+    /// session proves itself with `cert`; a router accepts only clients signed
+    /// by `ca`. A connecting session trusts `ca` and also the public web CAs
+    /// (zenoh's TLS link mixes them), so connect by IP address or a local name,
+    /// for which no public CA issues certificates. Also makes the session a
+    /// client of the router.
     pub tls: Option<TlsFiles>,
 }
 
@@ -414,13 +417,18 @@ pub enum BusError {
     Closed { key: String },
 }
 
+/// A JSON string (zenoh's settings are JSON5).
+fn json_str(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
 fn json_list(v: &[String]) -> String {
-    let items: Vec<String> = v.iter().map(|e| format!("{e:?}")).collect();
+    let items: Vec<String> = v.iter().map(|e| json_str(e)).collect();
     format!("[{}]", items.join(","))
 }
 
 fn tls_settings(tls: &TlsFiles) -> Vec<(&'static str, String)> {
-    let p = |f: &PathBuf| format!("{:?}", f.display().to_string());
+    let p = |f: &PathBuf| json_str(&f.display().to_string());
     vec![
         ("transport/link/tls/root_ca_certificate", p(&tls.ca)),
         ("transport/link/tls/listen_certificate", p(&tls.cert)),
@@ -435,6 +443,7 @@ fn tls_settings(tls: &TlsFiles) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The three files exist, and the private key is readable by its owner only.
 fn files_exist(tls: &TlsFiles) -> Result<(), String> {
     for (what, f) in [
         ("CA", &tls.ca),
@@ -445,6 +454,7 @@ fn files_exist(tls: &TlsFiles) -> Result<(), String> {
             return Err(format!("TLS {what} file {} not found", f.display()));
         }
     }
+    security::read_secret(&tls.key).map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -496,8 +506,8 @@ pub fn open(cfg: &BusConfig) -> Result<Session, BusError> {
     settings.push(("connect/retry", cfg.retry.json().map_err(err)?));
     if let Some(path) = &cfg.auth {
         let (user, password) = security::read_credentials(path).map_err(|e| err(e.to_string()))?;
-        settings.push(("transport/auth/usrpwd/user", format!("{user:?}")));
-        settings.push(("transport/auth/usrpwd/password", format!("{password:?}")));
+        settings.push(("transport/auth/usrpwd/user", json_str(&user)));
+        settings.push(("transport/auth/usrpwd/password", json_str(&password)));
     }
     if let Some(tls) = &cfg.tls {
         files_exist(tls).map_err(err)?;
@@ -509,9 +519,22 @@ pub fn open(cfg: &BusConfig) -> Result<Session, BusError> {
             .map_err(|e| err(format!("{k}: {e}")))?;
     }
     let mut opened = zenoh::open(c.clone()).wait();
-    // A client started just before its router waits for it, then tries again.
-    if opened.is_err() && cfg.is_client() && wait_listening(&cfg.connect, ROUTER_WAIT) {
-        opened = zenoh::open(c).wait();
+    // A client started before its router waits for it (up to ROUTER_WAIT) and
+    // tries again; one that was refused while the router listened tries once
+    // more (the router may have bound its port an instant before), then the
+    // refusal stands.
+    if opened.is_err() && cfg.is_client() {
+        let t0 = std::time::Instant::now();
+        let mut refused_listening = 0;
+        while opened.is_err() && t0.elapsed() < ROUTER_WAIT && refused_listening < 2 {
+            if wait_listening(&cfg.connect, ROUTER_WAIT.saturating_sub(t0.elapsed())) {
+                refused_listening += 1;
+            } else {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            opened = zenoh::open(c.clone()).wait();
+        }
     }
     opened.map_err(|e| {
         err(if cfg.is_client() {
@@ -528,10 +551,10 @@ pub fn open(cfg: &BusConfig) -> Result<Session, BusError> {
 /// How long a client waits for its router to listen before trying it anyway.
 const ROUTER_WAIT: Duration = Duration::from_secs(30);
 
-/// Whether nothing listened on `endpoints` (`tcp/HOST:PORT`, `tls/HOST:PORT`)
-/// at first and then one did, within `limit`: a node started just before its
-/// router waits for it instead of failing. (Probing only after a failed open
-/// keeps a TLS router's log free of half-open handshakes.)
+/// Whether one of `endpoints` (`tcp/HOST:PORT`, `tls/HOST:PORT`) accepts a TCP
+/// connection within `limit`: a node started before its router waits for it
+/// instead of failing. (Probing only after a failed open keeps a TLS router's
+/// log free of half-open handshakes.)
 fn wait_listening(endpoints: &[String], limit: Duration) -> bool {
     use std::net::ToSocketAddrs;
     let addrs: Vec<std::net::SocketAddr> = endpoints
@@ -546,18 +569,24 @@ fn wait_listening(endpoints: &[String], limit: Duration) -> bool {
             .iter()
             .any(|a| std::net::TcpStream::connect_timeout(a, Duration::from_millis(500)).is_ok())
     };
-    if addrs.is_empty() || listening() {
+    if addrs.is_empty() {
         return false;
     }
-    tracing::info!(?endpoints, "waiting for the router to listen");
     let t0 = std::time::Instant::now();
-    while t0.elapsed() < limit {
-        std::thread::sleep(Duration::from_millis(200));
+    let mut said = false;
+    loop {
         if listening() {
             return true;
         }
+        if t0.elapsed() >= limit {
+            return false;
+        }
+        if !said {
+            tracing::info!(?endpoints, "waiting for the router to listen");
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
-    false
 }
 
 /// Open a secured graph's router: it listens on `cfg.listen`, checks every
@@ -590,7 +619,7 @@ pub fn open_router(cfg: &RouterConfig) -> Result<Session, BusError> {
         security::read_secret(users).map_err(|e| err(e.to_string()))?;
         settings.push((
             "transport/auth/usrpwd/dictionary_file",
-            format!("{:?}", users.display().to_string()),
+            json_str(&users.display().to_string()),
         ));
     }
     if let Some(tls) = &cfg.tls {

@@ -200,6 +200,9 @@ impl Message for State {
     }
 }
 
+/// Farthest goal accepted, per coordinate (m).
+pub const MAX_GOAL_M: f64 = 100_000.0;
+
 /// A line of text: mode switches, interventions, collisions, node failures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -354,8 +357,16 @@ impl Message for Goal {
     }
     fn read_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let position = [r.f64()?, r.f64()?, r.f64()?];
-        if !position.iter().all(|v| v.is_finite()) {
-            return Err(malformed(Self::NAME, "non-finite position"));
+        // Within 100 km: a goal from a ground station that no policy can take
+        // in single precision (1e300 m) is refused here.
+        if !position
+            .iter()
+            .all(|v| v.is_finite() && v.abs() <= MAX_GOAL_M)
+        {
+            return Err(malformed(
+                Self::NAME,
+                format!("position {position:?} not finite or beyond {MAX_GOAL_M} m"),
+            ));
         }
         Ok(Self { position })
     }

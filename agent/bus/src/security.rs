@@ -16,6 +16,8 @@
 //!   own topics ([`ROLES`]) and declare only its own liveliness tokens; a ground
 //!   station may subscribe to the telemetry topics and publish `nav/goal` only.
 //!   A message that breaks the rules is dropped by the router: it reaches no node.
+//!   Robot roles are accepted only on the loopback interface, the ground
+//!   station only over TLS.
 
 use crate::Topic;
 use std::path::{Path, PathBuf};
@@ -84,12 +86,12 @@ pub const ROLES: &[Role] = &[
     },
     Role {
         name: "telemetry",
-        publishes: &[],
+        publishes: &[T::Events],
         alive: &["telemetry"],
     },
     Role {
         name: "record",
-        publishes: &[],
+        publishes: &[T::Events],
         alive: &[],
     },
 ];
@@ -181,15 +183,19 @@ pub fn read_secret(path: &Path) -> Result<String, SecurityError> {
         path: path.to_path_buf(),
         source,
     };
-    let meta = std::fs::metadata(path).map_err(read)?;
-    let mode = meta.permissions().mode() & 0o777;
+    use std::io::Read as _;
+    // One open: the permissions checked are those of the file read.
+    let mut f = std::fs::File::open(path).map_err(read)?;
+    let mode = f.metadata().map_err(read)?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(SecurityError::Exposed {
             path: path.to_path_buf(),
             mode,
         });
     }
-    std::fs::read_to_string(path).map_err(read)
+    let mut text = String::new();
+    f.read_to_string(&mut text).map_err(read)?;
+    Ok(text)
 }
 
 /// The `user:password` of a node's credentials file.
@@ -208,6 +214,8 @@ pub fn read_credentials(path: &Path) -> Result<(String, String), SecurityError> 
         .trim()
         .split_once(':')
         .ok_or_else(|| bad("found no `:`"))?;
+    // As zenoh reads its users file: both sides trimmed.
+    let (user, password) = (user.trim(), password.trim());
     check_name(user)?;
     if password.is_empty() {
         return Err(bad("the password is empty"));
@@ -267,8 +275,10 @@ pub fn acl_json5(robot: &str, o: &AclOptions) -> Result<String, SecurityError> {
             LocalIdentity::Password => ("tcp", "usernames"),
             LocalIdentity::Certificate => ("tls", "cert_common_names"),
         };
+        // Robot roles only on the loopback interface: a role's key or
+        // password taken off the robot is of no use from the network.
         subjects.push(format!(
-            "{{id:\"{id}\",{attr}:[\"{}\"],link_protocols:[\"{link}\"]}}",
+            "{{id:\"{id}\",{attr}:[\"{}\"],link_protocols:[\"{link}\"],interfaces:[\"lo\"]}}",
             r.name
         ));
         let mut own = vec!["robot-watch".to_string(), "robot-receive".to_string()];
@@ -301,19 +311,16 @@ pub fn acl_json5(robot: &str, o: &AclOptions) -> Result<String, SecurityError> {
         let reads: Vec<String> = GROUND_READS.iter().map(key).collect();
         let alive = vec![crate::alive_key(robot, "*")];
         let publishes: Vec<String> = GROUND_PUBLISHES.iter().map(key).collect();
-        rules.push(rule("ground-watch", WATCH, "ingress", &reads));
+        // It may ask for anything (`agent topic list` subscribes to `**`);
+        // what reaches it is filtered message by message on the way out.
+        rules.push(rule("ground-watch", WATCH, "ingress", &all));
         rules.push(rule(
             "ground-watch-nodes",
             &["declare_liveliness_subscriber", "liveliness_query"],
             "ingress",
             &alive,
         ));
-        rules.push(rule(
-            "ground-receive",
-            &["put", "delete", "declare_subscriber"],
-            "egress",
-            &reads,
-        ));
+        rules.push(rule("ground-receive", &["put", "delete"], "egress", &reads));
         rules.push(rule(
             "ground-receive-nodes",
             &["liveliness_token"],
@@ -321,6 +328,13 @@ pub fn acl_json5(robot: &str, o: &AclOptions) -> Result<String, SecurityError> {
             &alive,
         ));
         rules.push(rule("ground-publish", &["put"], "ingress", &publishes));
+        // Subscribers of what it may publish, so that its goals are routed.
+        rules.push(rule(
+            "ground-publish-routes",
+            &["declare_subscriber"],
+            "egress",
+            &publishes,
+        ));
         let user = if o.passwords {
             ",usernames:[\"ground\"]"
         } else {
@@ -332,7 +346,7 @@ pub fn acl_json5(robot: &str, o: &AclOptions) -> Result<String, SecurityError> {
         ));
         policies.push(
             "{id:\"ground\",rules:[\"ground-watch\",\"ground-watch-nodes\",\"ground-receive\",\
-             \"ground-receive-nodes\",\"ground-publish\"],subjects:[\"ground\"]}"
+             \"ground-receive-nodes\",\"ground-publish\",\"ground-publish-routes\"],subjects:[\"ground\"]}"
                 .to_string(),
         );
     }

@@ -448,13 +448,8 @@ pub(crate) fn latency(a: LatencyArgs) -> Result<()> {
 pub(crate) struct GoalArgs {
     /// Where the robot should go: X,Y,Z in metres (the world frame of the bus
     /// README: x forward from the start, y left, z up).
-    #[arg(
-        value_name = "X,Y,Z",
-        value_delimiter = ',',
-        allow_negative_numbers = true,
-        required = true
-    )]
-    position: Vec<f64>,
+    #[arg(value_name = "X,Y,Z", allow_hyphen_values = true)]
+    position: String,
     /// Robot name, endpoints; on a secured graph the ground station's TLS
     /// files and password.
     #[command(flatten)]
@@ -467,13 +462,24 @@ pub(crate) struct GoalArgs {
 
 /// `agent goal`: publish a goal on `nav/goal` (the ground station's command).
 pub(crate) fn goal(a: GoalArgs, stop: Arc<AtomicBool>) -> Result<()> {
-    let position: [f64; 3] = a
+    let parsed: Vec<f64> = a
         .position
+        .split(',')
+        .map(|v| v.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("goal `{}`: {e}", a.position))?;
+    let position: [f64; 3] = parsed
         .as_slice()
         .try_into()
-        .map_err(|_| anyhow::anyhow!("the goal needs X,Y,Z, got {:?}", a.position))?;
-    if !position.iter().all(|v| v.is_finite()) {
-        anyhow::bail!("the goal {position:?} is not finite");
+        .map_err(|_| anyhow::anyhow!("the goal needs X,Y,Z, got `{}`", a.position))?;
+    if !position
+        .iter()
+        .all(|v| v.is_finite() && v.abs() <= bus::msg::MAX_GOAL_M)
+    {
+        anyhow::bail!(
+            "the goal {position:?} is not finite or beyond {} m",
+            bus::msg::MAX_GOAL_M
+        );
     }
     if !(a.seconds.is_finite() && a.seconds > 0.0 && a.seconds <= 3600.0) {
         anyhow::bail!("--seconds must be in (0, 3600], got {}", a.seconds);

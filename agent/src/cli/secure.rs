@@ -13,6 +13,9 @@ pub(crate) struct CertsArgs {
     /// Folder to write into (created; nothing in it is overwritten).
     #[arg(long, default_value = "secrets")]
     out: PathBuf,
+    /// The robot's name (in its CA's name).
+    #[arg(long, default_value = "robot")]
+    robot: String,
     /// Names and addresses a ground station reaches the robot by (the router
     /// certificate's subject names, beside localhost and 127.0.0.1), comma-separated.
     #[arg(long, value_delimiter = ',')]
@@ -20,8 +23,8 @@ pub(crate) struct CertsArgs {
     /// Ground stations to make certificates for (their common names), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "ground")]
     ground: Vec<String>,
-    /// Days the certificates are valid.
-    #[arg(long, default_value_t = 365)]
+    /// Days the node and ground-station certificates are valid (the CA: 20 years).
+    #[arg(long, default_value_t = 3650)]
     days: u32,
 }
 
@@ -29,6 +32,7 @@ pub(crate) struct CertsArgs {
 pub(crate) fn certs(a: CertsArgs) -> Result<()> {
     let made = agent::certs::make(&agent::certs::CertsSpec {
         out: a.out.clone(),
+        robot: a.robot,
         hosts: a.host,
         grounds: a.ground,
         days: a.days,
@@ -121,11 +125,15 @@ pub(crate) fn router(a: RouterArgs, stop: Arc<AtomicBool>) -> Result<()> {
                 || host.starts_with("localhost:")
                 || host.starts_with("[::1]"))
         {
-            tracing::warn!(
-                endpoint = %e,
-                "a plain TCP endpoint off loopback: passwords are checked but traffic is not \
-                 encrypted; use tls/ for links that leave the robot"
+            anyhow::bail!(
+                "{e}: a plain TCP endpoint off loopback would carry the graph unencrypted; \
+                 robot nodes join on loopback, links that leave the robot use tls/"
             );
+        }
+    }
+    for g in &a.ground {
+        if bus::security::role(g).is_some() {
+            anyhow::bail!("--ground {g}: `{g}` is a robot role, not a ground station's name");
         }
     }
     let _session = bus::open_router(&bus::RouterConfig {
