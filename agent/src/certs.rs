@@ -14,8 +14,9 @@
 //! - `<role>.auth` and `ground.auth`: one node's `user:password`.
 //!
 //! Secret files (keys, passwords) are created with mode 600, readable by the
-//! service user only. Nothing that exists is overwritten. Certificates are
-//! valid from 2024-01-01 (robots without a real-time clock boot in the past).
+//! service user only, in a folder made with mode 700. Nothing that exists is
+//! overwritten. Certificates are valid from 1970 (robots without a real-time
+//! clock boot in the past).
 
 use anyhow::{Context as _, Result, bail};
 use rcgen::{
@@ -90,23 +91,38 @@ fn civil(days: i64) -> (i32, u8, u8) {
     (y as i32, m as u8, d as u8)
 }
 
-/// Valid from 2024-01-01 (a robot without a real-time clock boots in the
-/// past; a start date of "now" would make it refuse every peer until its
-/// clock is set) for `days` days from today.
+/// Valid from 1970-01-01 — a robot without a real-time clock boots in the
+/// past, and a start date later than its clock would make it refuse every peer
+/// until the clock is set (a start date adds nothing here) — until `days` days
+/// from today.
 fn validity(p: &mut CertificateParams, days: u32) {
     let today = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() / 86_400) as i64;
-    p.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    p.not_before = rcgen::date_time_ymd(1970, 1, 1);
     let (y, m, d) = civil(today + i64::from(days));
     p.not_after = rcgen::date_time_ymd(y, m, d);
 }
+
+/// Days since 1970 that today must be past: certificates counted from a clock
+/// that reads earlier would expire long before they are meant to.
+const CLOCK_SANE_DAYS: u64 = 19_723; // 2024-01-01
 
 /// Makes the CA, the certificates and the passwords of `spec`. Everything is
 /// made in memory and every name checked first: on an error nothing is written.
 pub fn make(spec: &CertsSpec) -> Result<CertsMade> {
     if spec.days == 0 || spec.days > 7300 {
         bail!("--days must be in 1..=7300, got {}", spec.days);
+    }
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400);
+    if today < CLOCK_SANE_DAYS {
+        let (y, m, d) = civil(today as i64);
+        bail!(
+            "this machine's clock reads {y}-{m:02}-{d:02}: set it (NTP, or `date -s`) before \
+             making certificates, whose end of validity counts from today"
+        );
     }
     bus::security::check_name(&spec.robot)?;
     for g in &spec.grounds {
@@ -190,8 +206,15 @@ pub fn make(spec: &CertsSpec) -> Result<CertsMade> {
             spec.out.join(name).display()
         );
     }
-    std::fs::create_dir_all(&spec.out)
-        .with_context(|| format!("cannot create {}", spec.out.display()))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // The folder of the keys: its owner's only.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&spec.out)
+            .with_context(|| format!("cannot create {}", spec.out.display()))?;
+    }
     let mut written = Vec::new();
     for (name, text, secret) in &files {
         let p = spec.out.join(name);

@@ -507,7 +507,7 @@ pub fn load_checkpoint(
             reason: "no such file".into(),
         });
     }
-    MonoNet::new(shape, device)
+    let net = MonoNet::new(shape, device)
         .map_err(|e| CheckpointError {
             path: path.display().to_string(),
             reason: e.to_string(),
@@ -516,7 +516,16 @@ pub fn load_checkpoint(
         .map_err(|e| CheckpointError {
             path: path.display().to_string(),
             reason: format!("{e:?}"),
-        })
+        })?;
+    // Weights that load but cannot give a depth (NaN or infinite values from
+    // a diverged learner or a flipped bit) are refused here, before any node
+    // flies on them: one inference on a mid-gray image must be finite.
+    let gray = vec![0.5f32; shape.width * shape.height];
+    infer(&net, &gray, shape, device).map_err(|e| CheckpointError {
+        path: path.display().to_string(),
+        reason: format!("its weights give no usable depth (non-finite weights?): {e}"),
+    })?;
+    Ok(net)
 }
 
 /// A checkpoint that could not be loaded.
@@ -563,6 +572,33 @@ mod checkpoint_tests {
             .unwrap();
         let e = load_checkpoint(&dir.join("other.bpk"), &shape, &device).unwrap_err();
         assert!(e.to_string().contains("other.bpk"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A checkpoint whose weights are NaN (every float of its tensor data set
+    /// to NaN bytes) loads as a file but is refused for its output.
+    #[test]
+    fn nan_weights_are_refused() {
+        let device = crate::device::device(crate::device::Backend::Cpu).unwrap();
+        let shape = MonoShape::default();
+        let net = MonoNet::seeded(&shape, &device, 5).unwrap();
+        let dir = std::env::temp_dir().join(format!("mono-nan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.bpk");
+        net.save_file(&path).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        // The tensor data is the bulk of the file, after its header: NaN
+        // (0xFFFFFFFF) over its second half, float-aligned.
+        let mut bad = good.clone();
+        let from = (good.len() / 2) & !3;
+        for b in &mut bad[from..] {
+            *b = 0xFF;
+        }
+        std::fs::write(&path, &bad).unwrap();
+        let e = load_checkpoint(&path, &shape, &device).unwrap_err();
+        assert!(e.reason.contains("non-finite"), "{e}");
+        std::fs::write(&path, &good).unwrap();
+        assert!(load_checkpoint(&path, &shape, &device).is_ok());
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -899,8 +899,23 @@ pub fn mono_node(
     let mut events = Outbox::<Event>::new(session, robot, bus::topics::EVENTS)?;
     // An untrained network is no cue: nothing is published until weights
     // come from the checkpoint (the learner's first save).
+    // A checkpoint that cannot be used (damaged, NaN weights) is reported and
+    // waited out like a missing one, never a reason to exit (and crash-loop).
     let mut net: Option<MonoNet> = match opts.checkpoint.as_deref().filter(|p| p.is_file()) {
-        Some(p) => Some(load_checkpoint(p, &cfg.mono, &dev)?),
+        Some(p) => match load_checkpoint(p, &cfg.mono, &dev) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!("mono node: {e}; publishing nothing until a usable save");
+                events.send(
+                    bus::now_ns(),
+                    "mono",
+                    &Event {
+                        text: format!("mono: checkpoint refused: {e}"),
+                    },
+                )?;
+                None
+            }
+        },
         None => {
             tracing::warn!(
                 "mono node: no checkpoint yet; publishing nothing until the learner saves one"
@@ -933,7 +948,16 @@ pub fn mono_node(
                         info!("{text}");
                         events.send(bus::now_ns(), "mono", &Event { text })?;
                     }
-                    Err(e) => tracing::warn!("mono: keeping the current weights: {e}"),
+                    Err(e) => {
+                        tracing::warn!("mono: keeping the current weights: {e}");
+                        events.send(
+                            bus::now_ns(),
+                            "mono",
+                            &Event {
+                                text: format!("mono: new checkpoint refused: {e}"),
+                            },
+                        )?;
+                    }
                 }
             }
         }
@@ -956,7 +980,15 @@ pub fn mono_node(
                 continue;
             }
         };
-        let est = infer(net, &input, &cfg.mono, &dev)?;
+        // No depth for a frame whose inference fails (non-finite output):
+        // the policy then flies this frame on stereo.
+        let est = match infer(net, &input, &cfg.mono, &dev) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("mono: pair {} gave no depth: {e}", h.seq);
+                continue;
+            }
+        };
         out.send_with(
             &h,
             &DepthScan {

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn port(k: u16) -> u16 {
-    e2e_tests::test_port(e2e_tests::PortSlice::Security, 12, k)
+    e2e_tests::test_port(e2e_tests::PortSlice::Security, 16, k)
 }
 
 /// Liveness only: how long a message that should arrive may take on a loaded machine.
@@ -376,8 +376,12 @@ fn foreign_weights_are_refused() {
         r.node("policy"),
     );
     let ground = r.ground(&r.secrets);
-    let mut ground_reads =
-        Inbox::<Weights>::new(&ground, &r.robot, bus::topics::WEIGHTS, 64).unwrap();
+    // The ground station asks for everything, as `agent topic list` does.
+    let ground_tap = bus::Tap::new(&ground, &r.robot, "**").unwrap();
+    // (A second ground session publishes: a session hears its own puts.)
+    let ground_pub = r.ground(&r.secrets);
+    let mut from_ground =
+        Outbox::<Weights>::new(&ground_pub, &r.robot, bus::topics::WEIGHTS).unwrap();
     let w = |version: u64| Weights {
         version,
         network: "selfi-actor".into(),
@@ -391,7 +395,11 @@ fn foreign_weights_are_refused() {
     let mut inbox = Inbox::<Weights>::new(&policy, &r.robot, bus::topics::WEIGHTS, 64).unwrap();
     let (ok, bad) = exchange(
         &mut inbox,
-        &mut [(&mut from_telemetry, w(99)), (&mut from_mono, w(98))],
+        &mut [
+            (&mut from_telemetry, w(99)),
+            (&mut from_mono, w(98)),
+            (&mut from_ground, w(97)),
+        ],
         &mut from_learner,
         &w(1),
         |m| m.version == 1,
@@ -402,11 +410,111 @@ fn foreign_weights_are_refused() {
         bad, 0,
         "weights from a node other than the learner reached the policy"
     );
-    // The ground station asked for them too, and got none of the learner's.
+    // The ground station's tap gets the telemetry (the policy's events) but
+    // none of the learner's weights, which went out all along.
+    let mut events =
+        Outbox::<bus::msg::Event>::new(&policy, &r.robot, bus::topics::EVENTS).unwrap();
+    let mut topics = std::collections::BTreeSet::new();
+    let t0 = Instant::now();
+    while !topics.contains("events") {
+        events
+            .send(
+                bus::now_ns(),
+                "policy",
+                &bus::msg::Event { text: "x".into() },
+            )
+            .unwrap();
+        from_learner.send(bus::now_ns(), "test", &w(2)).unwrap();
+        while let Some((t, _)) = ground_tap.recv_timeout(Duration::from_millis(20)).unwrap() {
+            topics.insert(t);
+        }
+        assert!(
+            t0.elapsed() < ARRIVE,
+            "the ground station's tap got nothing"
+        );
+    }
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(1) {
+        from_learner.send(bus::now_ns(), "test", &w(3)).unwrap();
+        while let Some((t, _)) = ground_tap.recv_timeout(Duration::from_millis(20)).unwrap() {
+            topics.insert(t);
+        }
+    }
     assert!(
-        ground_reads.recv_timeout(Duration::ZERO).unwrap().is_none(),
-        "the ground station read the policy's weights"
+        !topics.contains("policy/weights"),
+        "the ground station read the policy's weights: {topics:?}"
     );
+}
+
+/// A process that takes the router's port with a certificate that is not the
+/// robot's router's — a node's own (client-only) certificate, or a router
+/// certificate of another CA — is not believed: the nodes refuse to join it.
+#[test]
+fn a_router_without_the_robots_certificate_is_not_believed() {
+    let dir = temp_dir("sec-squat");
+    let secrets = dir.join("secrets");
+    let other = dir.join("other");
+    for out in [&secrets, &other] {
+        succeed(
+            Command::new(workspace_bin("agent"))
+                .args(["certs", "--out"])
+                .arg(out),
+        );
+    }
+    // (the last: the robot's own router certificate, which the node joins)
+    for (k, cert, key) in [
+        (
+            12u16,
+            secrets.join("policy.pem"),
+            secrets.join("policy.key"),
+        ),
+        (13, other.join("router.pem"), other.join("router.key")),
+        (14, secrets.join("router.pem"), secrets.join("router.key")),
+    ] {
+        let ep = format!("tls/127.0.0.1:{}", port(k));
+        let mut squatter = Command::new(workspace_bin("agent"))
+            .args([
+                "router",
+                "--identity",
+                "certificate",
+                "--listen",
+                &ep,
+                "--tls-ca",
+            ])
+            .arg(secrets.join("ca.pem"))
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port(k))).is_err() {
+            assert!(t0.elapsed() < ARRIVE, "the squatter never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let joined = bus::open(&BusConfig {
+            connect: vec![ep.clone()],
+            tls: Some(TlsFiles {
+                ca: secrets.join("ca.pem"),
+                cert: secrets.join("fc.pem"),
+                key: secrets.join("fc.key"),
+            }),
+            ..BusConfig::default()
+        });
+        let genuine = k == 14;
+        let ok = joined.is_ok();
+        drop(joined);
+        stop_server(&mut squatter, Duration::from_secs(10));
+        assert_eq!(
+            ok,
+            genuine,
+            "the fc node joined: {ok}, serving {}",
+            cert.display()
+        );
+    }
 }
 
 #[test]

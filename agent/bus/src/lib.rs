@@ -276,9 +276,10 @@ pub struct BusConfig {
     /// Certificate files for TLS endpoints (`tls/host:port`), mutual: the
     /// session proves itself with `cert`; a router accepts only clients signed
     /// by `ca`. A connecting session trusts `ca` and also the public web CAs
-    /// (zenoh's TLS link mixes them), so connect by IP address or a local name,
-    /// for which no public CA issues certificates. Also makes the session a
-    /// client of the router.
+    /// (zenoh's TLS link mixes them), which issue certificates for public
+    /// addresses and names: connect by loopback, a private address or a name
+    /// under a reserved domain only. Also makes the session a client of the
+    /// router.
     pub tls: Option<TlsFiles>,
 }
 
@@ -553,8 +554,9 @@ const ROUTER_WAIT: Duration = Duration::from_secs(30);
 
 /// Whether one of `endpoints` (`tcp/HOST:PORT`, `tls/HOST:PORT`) accepts a TCP
 /// connection within `limit`: a node started before its router waits for it
-/// instead of failing. (Probing only after a failed open keeps a TLS router's
-/// log free of half-open handshakes.)
+/// instead of failing. A probe that reaches a TLS router is a handshake that
+/// never starts (the router logs a warning and pauses accepting for 100 ms),
+/// so it probes only after a failed open: at boot, never in normal running.
 fn wait_listening(endpoints: &[String], limit: Duration) -> bool {
     use std::net::ToSocketAddrs;
     let addrs: Vec<std::net::SocketAddr> = endpoints

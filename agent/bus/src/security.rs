@@ -314,12 +314,6 @@ pub fn acl_json5(robot: &str, o: &AclOptions) -> Result<String, SecurityError> {
         // It may ask for anything (`agent topic list` subscribes to `**`);
         // what reaches it is filtered message by message on the way out.
         rules.push(rule("ground-watch", WATCH, "ingress", &all));
-        rules.push(rule(
-            "ground-watch-nodes",
-            &["declare_liveliness_subscriber", "liveliness_query"],
-            "ingress",
-            &alive,
-        ));
         rules.push(rule("ground-receive", &["put", "delete"], "egress", &reads));
         rules.push(rule(
             "ground-receive-nodes",
@@ -345,7 +339,7 @@ pub fn acl_json5(robot: &str, o: &AclOptions) -> Result<String, SecurityError> {
             list(o.grounds.iter().cloned())
         ));
         policies.push(
-            "{id:\"ground\",rules:[\"ground-watch\",\"ground-watch-nodes\",\"ground-receive\",\
+            "{id:\"ground\",rules:[\"ground-watch\",\"ground-receive\",\
              \"ground-receive-nodes\",\"ground-publish\",\"ground-publish-routes\"],subjects:[\"ground\"]}"
                 .to_string(),
         );

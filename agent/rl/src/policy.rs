@@ -145,10 +145,20 @@ impl OnboardPolicy {
             });
         }
         let shell = Mlp::seeded(&card.sizes, device, 0);
-        let net = load_module(shell, net)?;
+        let module = load_module(shell, net)?;
+        // Weights that load but give no finite output (NaN from a diverged
+        // learner, a flipped bit) are refused before anything flies on them.
+        let probe =
+            values(module.forward(matrix(vec![0.5; card.sizes[0]], 1, card.sizes[0], device)));
+        if probe.iter().any(|v| !v.is_finite()) {
+            return Err(RlError::Checkpoint {
+                path: net.display().to_string(),
+                reason: "its weights give non-finite outputs".into(),
+            });
+        }
         Ok(Self {
             card,
-            net,
+            net: module,
             device: device.clone(),
         })
     }
@@ -209,6 +219,11 @@ impl OnboardPolicy {
         let obs = self.observation(input)?;
         let n = obs.len();
         let out = values(self.net.forward(matrix(obs, 1, n, &self.device)));
+        if out.iter().any(|v| !v.is_finite()) {
+            return Err(RlError::Action(
+                "the network gave non-finite outputs".into(),
+            ));
+        }
         match self.card.learner.as_str() {
             // Q-values or action logits: the greedy action is the largest.
             "dqn" | "ppo" => {
@@ -280,6 +295,20 @@ mod tests {
         let logits = values(policy.net.forward(matrix(obs, 1, 40, &d)));
         let best = (0..5).fold(0, |b, i| if logits[i] > logits[b] { i } else { b });
         assert_eq!((speed, yaw), (TWIN_SPEED, TWIN_YAW_RATES[best]));
+        // The same file with NaN (0xFFFFFFFF) over the second half of its
+        // bytes, where the tensor data lies: refused at load.
+        let good = std::fs::read(&net).unwrap();
+        let mut bad = good.clone();
+        let from = (good.len() / 2) & !3;
+        bad[from..].iter_mut().for_each(|b| *b = 0xFF);
+        std::fs::write(&net, &bad).unwrap();
+        match OnboardPolicy::load(&net, &d) {
+            Err(RlError::Checkpoint { reason, .. }) => {
+                assert!(reason.contains("non-finite"), "{reason}")
+            }
+            Err(e) => panic!("refused for another reason: {e}"),
+            Ok(_) => panic!("NaN weights loaded"),
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

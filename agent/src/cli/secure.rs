@@ -104,6 +104,11 @@ impl RouterArgs {
 
 /// `agent router`: the secured graph's router until Ctrl-C.
 pub(crate) fn router(a: RouterArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    for g in &a.ground {
+        if bus::security::role(g).is_some() {
+            anyhow::bail!("--ground {g}: `{g}` is a robot role, not a ground station's name");
+        }
+    }
     let acl = a.acl()?;
     if a.print_acl {
         println!("{acl}");
@@ -129,11 +134,6 @@ pub(crate) fn router(a: RouterArgs, stop: Arc<AtomicBool>) -> Result<()> {
                 "{e}: a plain TCP endpoint off loopback would carry the graph unencrypted; \
                  robot nodes join on loopback, links that leave the robot use tls/"
             );
-        }
-    }
-    for g in &a.ground {
-        if bus::security::role(g).is_some() {
-            anyhow::bail!("--ground {g}: `{g}` is a robot role, not a ground station's name");
         }
     }
     let _session = bus::open_router(&bus::RouterConfig {
