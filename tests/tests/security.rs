@@ -296,32 +296,31 @@ fn telemetry_cannot_publish(r: &Router) {
     let mut fc_in = Inbox::<Setpoint>::new(&fc, &r.robot, bus::topics::CMD_SETPOINT, 64).unwrap();
     let mut safety_in =
         Inbox::<Setpoint>::new(&safety, &r.robot, bus::topics::CMD_POLICY, 64).unwrap();
-    let (ok, bad) = exchange(
-        &mut fc_in,
-        &mut [(&mut spoof, setpoint(2.9))],
-        &mut cmd,
-        &setpoint(1.0),
-        |s| s.forward == 1.0,
-        20,
-    );
-    assert!(ok >= 20);
-    assert_eq!(
-        bad, 0,
-        "the telemetry node's setpoints reached the flight controller"
-    );
-    let (ok, bad) = exchange(
-        &mut safety_in,
-        &mut [(&mut spoof_policy, setpoint(2.9))],
-        &mut proposals,
-        &setpoint(1.0),
-        |s| s.forward == 1.0,
-        20,
-    );
-    assert!(ok >= 20);
-    assert_eq!(
-        bad, 0,
-        "the telemetry node's proposals reached the safety node"
-    );
+    for (inbox, forged, genuine, what) in [
+        (
+            &mut fc_in,
+            &mut spoof,
+            &mut cmd,
+            "setpoints reached the flight controller",
+        ),
+        (
+            &mut safety_in,
+            &mut spoof_policy,
+            &mut proposals,
+            "proposals reached the safety node",
+        ),
+    ] {
+        let (ok, bad) = exchange(
+            inbox,
+            &mut [(forged, setpoint(2.9))],
+            genuine,
+            &setpoint(1.0),
+            |s| s.forward == 1.0,
+            20,
+        );
+        assert!(ok >= 20);
+        assert_eq!(bad, 0, "the telemetry node's {what}");
+    }
 }
 
 #[test]

@@ -444,6 +444,15 @@ fn tls_settings(tls: &TlsFiles) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A zenoh configuration from (key, JSON5 value) settings, or the key that failed.
+fn zenoh_config(settings: Vec<(&str, String)>) -> Result<zenoh::Config, String> {
+    let mut c = zenoh::Config::default();
+    for (k, v) in settings {
+        c.insert_json5(k, &v).map_err(|e| format!("{k}: {e}"))?;
+    }
+    Ok(c)
+}
+
 /// The three files exist, and the private key is readable by its owner only.
 fn files_exist(tls: &TlsFiles) -> Result<(), String> {
     for (what, f) in [
@@ -514,11 +523,7 @@ pub fn open(cfg: &BusConfig) -> Result<Session, BusError> {
         files_exist(tls).map_err(err)?;
         settings.extend(tls_settings(tls));
     }
-    let mut c = zenoh::Config::default();
-    for (k, v) in settings {
-        c.insert_json5(k, &v)
-            .map_err(|e| err(format!("{k}: {e}")))?;
-    }
+    let c = zenoh_config(settings).map_err(err)?;
     let mut opened = zenoh::open(c.clone()).wait();
     // A client started before its router waits for it (up to ROUTER_WAIT) and
     // tries again; one that was refused while the router listened tries once
@@ -628,11 +633,7 @@ pub fn open_router(cfg: &RouterConfig) -> Result<Session, BusError> {
         files_exist(tls).map_err(err)?;
         settings.extend(tls_settings(tls));
     }
-    let mut c = zenoh::Config::default();
-    for (k, v) in settings {
-        c.insert_json5(k, &v)
-            .map_err(|e| err(format!("{k}: {e}")))?;
-    }
+    let c = zenoh_config(settings).map_err(err)?;
     zenoh::open(c).wait().map_err(|e| err(e.to_string()))
 }
 
