@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn port(k: u16) -> u16 {
-    e2e_tests::test_port(e2e_tests::PortSlice::Record, 4, k)
+    e2e_tests::test_port(e2e_tests::PortSlice::Record, 5, k)
 }
 
 /// A bus session listening on `ep` (the recorder and tools connect to it).
@@ -516,4 +516,66 @@ fn topic_tools_list_echo_and_time_the_live_graph() {
     );
     run.store(false, std::sync::atomic::Ordering::Relaxed);
     publisher.join().unwrap();
+}
+
+/// A recording with a ten-minute gap: `agent replay` plays the message before
+/// it, and SIGINT during the gap stops it at once (not after the gap).
+#[test]
+fn replay_stops_on_a_signal_during_a_long_gap() {
+    let dir = temp_dir("replay-gap");
+    let file = dir.join("gap.mcap");
+    let robot = format!("gap{}", std::process::id());
+    let mut rec = bus::log::Recorder::create(&file, &robot, &[Topic::Events]).unwrap();
+    let h = |seq: u64| bus::wire::Header {
+        seq,
+        stamp_ns: seq,
+        frame_id: "test".into(),
+    };
+    for (seq, at_s) in [(0u64, 1u64), (1, 601)] {
+        let bytes = bus::wire::encode(
+            &h(seq),
+            &Event {
+                text: format!("m{seq}"),
+            },
+        );
+        rec.write(Topic::Events, &bytes, at_s * 1_000_000_000)
+            .unwrap();
+    }
+    rec.finish().unwrap();
+    let ep = format!("tcp/127.0.0.1:{}", port(4));
+    let session = listening(&ep);
+    let mut events = Inbox::<Event>::new(&session, &robot, bus::topics::EVENTS, 8).unwrap();
+    let mut replay = Command::new(workspace_bin("agent"))
+        .arg("replay")
+        .arg(&file)
+        .args(["--robot", &robot, "--connect", &ep])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        if let Some((_, e)) = events.recv_timeout(Duration::from_millis(100)).unwrap() {
+            assert_eq!(e.text, "m0");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the first message never came"
+        );
+    }
+    signal_after(&replay, "INT", Duration::ZERO);
+    let stopped = Instant::now();
+    // Liveness: far less than the 600 s gap.
+    while replay.try_wait().unwrap().is_none() {
+        if stopped.elapsed() > Duration::from_secs(60) {
+            let _ = replay.kill();
+            panic!("replay still waiting out the gap 60 s after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        events.recv_timeout(Duration::ZERO).unwrap().is_none(),
+        "the message after the gap was played"
+    );
 }

@@ -535,8 +535,16 @@ pub fn replay(
         if let Pace::Rate(r) = pace {
             let t0 = *first.get_or_insert(m.log_time);
             let due = Duration::from_nanos(((m.log_time.saturating_sub(t0)) as f64 / r) as u64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
+            // A long gap in the recording is waited out in short steps, so
+            // that Ctrl-C/SIGTERM stops the replay at once.
+            while let Some(wait) = due.checked_sub(started.elapsed()) {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(wait.min(Duration::from_millis(50)));
+            }
+            if stop.load(Ordering::Relaxed) {
+                break;
             }
         }
         let p = match publishers.entry(topic) {

@@ -37,8 +37,19 @@ impl HostFc {
             .ok_or_else(|| std::io::Error::other("pseudo-terminal without a name"))?;
         let device = match link {
             Some(l) => {
-                match std::fs::remove_file(l) {
-                    Ok(()) => {}
+                // Only a link (a previous run's) is replaced: a file or
+                // folder at that path is someone's data, never deleted.
+                match std::fs::symlink_metadata(l) {
+                    Ok(m) if m.file_type().is_symlink() => std::fs::remove_file(l)?,
+                    Ok(_) => {
+                        return Err(std::io::Error::new(
+                            ErrorKind::AlreadyExists,
+                            format!(
+                                "{} exists and is not a link: pick another --link path",
+                                l.display()
+                            ),
+                        ));
+                    }
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
                 }
@@ -123,7 +134,10 @@ impl HostFc {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        if let Some(l) = self.link.take() {
+        // Our link only: not whatever replaced it at that path meanwhile.
+        if let Some(l) = self.link.take()
+            && std::fs::symlink_metadata(&l).is_ok_and(|m| m.file_type().is_symlink())
+        {
             let _ = std::fs::remove_file(l);
         }
     }
@@ -132,5 +146,36 @@ impl HostFc {
 impl Drop for HostFc {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--link PATH` replaces a previous run's link, and on stop removes its
+    /// own, but never deletes a file that happens to be at PATH.
+    #[test]
+    fn fc_host_never_deletes_a_file_at_its_link_path() {
+        let dir = std::env::temp_dir().join(format!("hostfc-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fc.tty");
+        std::fs::write(&path, b"flight log").unwrap();
+        let e = HostFc::start(Config::default(), Some(&path))
+            .err()
+            .expect("started over a file");
+        assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"flight log");
+        // A stale link of a previous run is replaced; stop removes the new one.
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(dir.join("gone"), &path).unwrap();
+        let fc = HostFc::start(Config::default(), Some(&path)).unwrap();
+        assert!(std::fs::read_link(&path).unwrap().starts_with("/dev/pts"));
+        fc.stop();
+        assert!(
+            std::fs::symlink_metadata(&path).is_err(),
+            "link left behind"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
