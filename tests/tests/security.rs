@@ -141,6 +141,26 @@ fn ground_flags(secrets: &Path) -> Vec<std::ffi::OsString> {
     v
 }
 
+/// Forged and genuine (forward 1.0) setpoints sent over and over: 20 genuine
+/// ones reach `inbox`, no forged one does (`what` names that failure).
+fn only_genuine_setpoints(
+    inbox: &mut Inbox<Setpoint>,
+    forged: &mut [(&mut Outbox<Setpoint>, Setpoint)],
+    genuine: &mut Outbox<Setpoint>,
+    what: &str,
+) {
+    let (ok, bad) = exchange(
+        inbox,
+        forged,
+        genuine,
+        &setpoint(1.0),
+        |s| s.forward == 1.0,
+        20,
+    );
+    assert!(ok >= 20);
+    assert_eq!(bad, 0, "{what}");
+}
+
 fn setpoint(forward: f32) -> Setpoint {
     Setpoint {
         forward,
@@ -231,16 +251,12 @@ fn unauthenticated_peer_cannot_connect() {
     let mut events = Outbox::<Event>::new(&camera, &r.robot, bus::topics::EVENTS).unwrap();
     let mut cmd = Outbox::<Setpoint>::new(&policy, &r.robot, bus::topics::CMD_SETPOINT).unwrap();
     let mut fc_cmd = Inbox::<Setpoint>::new(&fc, &r.robot, bus::topics::CMD_SETPOINT, 64).unwrap();
-    let (ok, bad) = exchange(
+    only_genuine_setpoints(
         &mut fc_cmd,
         &mut [(&mut peer_cmd, setpoint(9.0))],
         &mut cmd,
-        &setpoint(1.0),
-        |s| s.forward == 1.0,
-        20,
+        "setpoints from unauthenticated sessions reached fc",
     );
-    assert!(ok >= 20);
-    assert_eq!(bad, 0, "setpoints from unauthenticated sessions reached fc");
     // The camera's events flowed all along (the fc node gets them) but never
     // to the intruders.
     let mut fc_events = Inbox::<Event>::new(&fc, &r.robot, bus::topics::EVENTS, 64).unwrap();
@@ -310,16 +326,12 @@ fn telemetry_cannot_publish(r: &Router) {
             "proposals reached the safety node",
         ),
     ] {
-        let (ok, bad) = exchange(
+        only_genuine_setpoints(
             inbox,
             &mut [(forged, setpoint(2.9))],
             genuine,
-            &setpoint(1.0),
-            |s| s.forward == 1.0,
-            20,
+            &format!("the telemetry node's {what}"),
         );
-        assert!(ok >= 20);
-        assert_eq!(bad, 0, "the telemetry node's {what}");
     }
 }
 
@@ -612,18 +624,11 @@ fn ground_station_over_tls_sees_telemetry() {
     })
     .expect_err("a certificate of another CA opened a session with the router");
     assert!(e.to_string().contains("refused"), "{e}");
-    let (ok, bad) = exchange(
+    only_genuine_setpoints(
         &mut fc_in,
         &mut [(&mut ground_cmd, setpoint(2.9))],
         &mut cmd,
-        &setpoint(1.0),
-        |m| m.forward == 1.0,
-        20,
-    );
-    assert!(ok >= 20);
-    assert_eq!(
-        bad, 0,
-        "the ground station's setpoints reached the flight controller"
+        "the ground station's setpoints reached the flight controller",
     );
     // A real process on the ground station, over TLS with its certificate and
     // password: `agent topic echo` of the state.
