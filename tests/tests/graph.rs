@@ -623,8 +623,9 @@ fn robot_graph_replays_a_twin_flight_like_the_loop() {
     use bus::{Inbox, topics};
 
     let dir = temp_dir("graph-replay");
-    // 1. A twin flight, recorded.
-    let flight = record_twin_flight(&dir, 8, "4", "camera/stereo,state");
+    // 1. A twin flight, recorded (8 s: a recorder that joins a second or two
+    //    late on a loaded machine still has well over 100 frames).
+    let flight = record_twin_flight(&dir, 8, "8", "camera/stereo,state");
 
     // 2. Settings that let the switch fly mono within the flight, and a fixed
     //    network (no learner: both executors see the same weights).
