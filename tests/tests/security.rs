@@ -73,11 +73,7 @@ fn router_with(dir: &Path, k: u16, certificates: bool) -> Router {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port(k))).is_err() {
-        assert!(t0.elapsed() < ARRIVE, "the router never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_listener(k, "the router never listened");
     Router {
         child,
         secrets,
@@ -85,6 +81,15 @@ fn router_with(dir: &Path, k: u16, certificates: bool) -> Router {
         tls,
         robot,
         certificates,
+    }
+}
+
+/// Waits (liveness only) until something listens on `port(k)`.
+fn wait_for_listener(k: u16, what: &str) {
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port(k))).is_err() {
+        assert!(t0.elapsed() < ARRIVE, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -501,11 +506,7 @@ fn a_router_without_the_robots_certificate_is_not_believed() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port(k))).is_err() {
-            assert!(t0.elapsed() < ARRIVE, "the squatter never listened");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_listener(k, "the squatter never listened");
         let joined = bus::open(&BusConfig {
             connect: vec![ep.clone()],
             tls: Some(TlsFiles {
