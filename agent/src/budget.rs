@@ -16,11 +16,12 @@ use bus::Outbox;
 use bus::msg::{DepthScan, StereoPair};
 use sim::env::{Env, EnvConfig, Task};
 
-use crate::fly::{FlyConfig, scan_shape, twin_action, twin_geometry};
+use crate::fly::{FlyConfig, scan_shape, twin_action, twin_geometry, twin_state};
 use crate::latency::Spread;
 use crate::learner::{Learner, Pacing, Sample};
-use crate::mono::{MonoNet, coarse_target, infer, preprocess};
-use crate::pipeline::{Avoider, StereoStage};
+use crate::mono::{MonoNet, coarse_target};
+use crate::persist::Strategy;
+use crate::pipeline::{Local, LogObserver, MonoOutput, MonoStage, Pilot, PilotInput, StereoStage};
 use crate::telemetry::{Sink, Telemetry};
 
 /// What to measure.
@@ -152,11 +153,22 @@ pub fn run(cfg: &FlyConfig, b: &BudgetConfig, stop: &AtomicBool) -> Result<Budge
     // The disparity range grows with the image: the same nearest depth at any size.
     let mut params = cfg.stereo;
     params.max_disp = (cfg.stereo.max_disp * b.width / 160).next_multiple_of(16);
-    let mut stage = StereoStage::new(twin_geometry(&rig)?, params, scan_shape(&cfg.mono))?;
+    // The loop's stages on the in-process executor, as `agent fly` runs them.
+    let mut log = LogObserver;
+    let mut stage = Local::start(
+        StereoStage::new(twin_geometry(&rig)?, params, scan_shape(&cfg.mono))?,
+        &mut log,
+    )?;
     let plain = crate::device::device(cfg.backend)?;
     let train = plain.clone().autodiff();
     let net = MonoNet::seeded(&cfg.mono, &train, cfg.learner.seed)?;
-    let mut infer_net = net.valid();
+    let mut mono = MonoStage::new(cfg.mono, plain.clone());
+    mono.set_net(net.valid());
+    let mut mono = Local::start(mono, &mut log)?;
+    let mut pilot = Local::start(
+        Pilot::new(cfg.persist, Strategy::Persistent, b.rate, cfg.avoid),
+        &mut log,
+    )?;
     let mut learner = Learner::spawn(
         net,
         cfg.mono,
@@ -171,7 +183,6 @@ pub fn run(cfg: &FlyConfig, b: &BudgetConfig, stop: &AtomicBool) -> Result<Budge
         Some(p) => Telemetry::open(&Sink::Save(p.clone()), "onboard_agent_budget")?,
         None => Telemetry::off(),
     };
-    let mut avoider = Avoider::default();
     let period = Duration::from_secs_f64(1.0 / b.rate);
     let (mut camera, mut st, mut mo, mut po, mut total) = (vec![], vec![], vec![], vec![], vec![]);
     let started = Instant::now();
@@ -187,27 +198,46 @@ pub fn run(cfg: &FlyConfig, b: &BudgetConfig, stop: &AtomicBool) -> Result<Budge
             .context("no stereo frame from the twin")?;
         let (w, h) = (pair.width, pair.height);
         let t0 = Instant::now();
-        let cue = stage.process(&pair.left, &pair.right, w, h)?;
+        // Publishing is part of the frame's cost; the header numbers the frame.
+        let msg = StereoPair {
+            width: w as u32,
+            height: h as u32,
+            left: pair.left.clone(),
+            right: pair.right.clone(),
+        };
+        let hdr = pairs.send(bus::now_ns(), "camera", &msg)?;
+        let cue = stage
+            .step(&hdr, &msg, &mut log)?
+            .context("the stereo stage gave no depth")?;
         let valid = cue.known();
         st.push(t0.elapsed().as_secs_f64() * 1e3);
         let t1 = Instant::now();
-        let input = preprocess(&cue.left, w, h, &cfg.mono)?;
-        let est = infer(&infer_net, &input, &cfg.mono, &plain)?;
+        let MonoOutput {
+            input,
+            estimate: est,
+        } = mono
+            .step(&hdr, &msg, &mut log)?
+            .context("the mono stage has no weights")?;
         mo.push(t1.elapsed().as_secs_f64() * 1e3);
         let t2 = Instant::now();
-        let action = twin_action(avoider.act(&cfg.avoid, &cue.scan, obs.pose.position[2]));
+        let decision = pilot
+            .step(
+                &hdr,
+                &PilotInput {
+                    t: frame as f64 / b.rate,
+                    stereo: cue.scan.clone(),
+                    mono: Some(est.scan.clone()),
+                    state: Some(twin_state(&obs)),
+                    goal: None,
+                    tracks: None,
+                    train_steps: learner.stats().steps,
+                },
+                &mut log,
+            )?
+            .context("the pilot gave no decision")?;
+        // No answer from the policy: hover.
+        let action = twin_action(decision.cmd.unwrap_or_default());
         po.push(t2.elapsed().as_secs_f64() * 1e3);
-        // Publishing, learning and logging are part of the frame's cost.
-        let hdr = pairs.send(
-            bus::now_ns(),
-            "camera",
-            &StereoPair {
-                width: w as u32,
-                height: h as u32,
-                left: pair.left.clone(),
-                right: pair.right.clone(),
-            },
-        )?;
         scans.send_with(
             &hdr,
             &DepthScan {
@@ -225,7 +255,7 @@ pub fn run(cfg: &FlyConfig, b: &BudgetConfig, stop: &AtomicBool) -> Result<Budge
             weight: 1.0,
         });
         if let Some((_, n)) = learner.latest_weights() {
-            infer_net = n.valid();
+            mono.stage_mut().set_net(n);
         }
         tel.set_time(frame as i64, frame as f64 / b.rate);
         tel.log_image(pair)?;

@@ -18,15 +18,20 @@
 use crate::device::{Backend, device};
 use crate::learner::{Learner, LearnerConfig, Pacing, Sample};
 pub use crate::mono::save_checkpoint;
-use crate::mono::{MonoNet, MonoShape, coarse_target, depth_scan, infer, preprocess};
+use crate::mono::{MonoNet, MonoShape, coarse_target, depth_scan};
 use crate::persist::{DelayLine, FrameRecord, Mode, PersistConfig, Strategy, Switch};
 pub use crate::pipeline::AvoidConfig;
 pub use crate::pipeline::depth::scan_shape;
 use crate::pipeline::switch::mono_error;
-use crate::pipeline::{FrameCues, LoopConfig, Pilot, RigGeometry, StereoStage, Velocity};
-use crate::telemetry::{Sink, Telemetry};
+use crate::pipeline::{
+    Decision, Local, LoopConfig, MonoOutput, MonoStage, Pilot, PilotInput, RigGeometry,
+    StereoStage, Velocity,
+};
+use crate::telemetry::{Sink, Telemetry, TelemetryNotes};
 use anyhow::{Context as _, Result, bail};
 use burn::module::Module;
+use bus::msg::StereoPair;
+use bus::wire::Header;
 use serde::{Deserialize, Serialize};
 use sim::Context;
 use sim::env::{Action, Env, EnvConfig, Task};
@@ -235,7 +240,7 @@ pub fn fly_arm(
         LearnerPacing::Lockstep => Pacing::Lockstep,
         LearnerPacing::Free => Pacing::FreeRunning,
     };
-    let (mut infer_net, mut learner) = if strategy.learns() {
+    let (infer_net, mut learner) = if strategy.learns() {
         let net = match init {
             Some(n) => n,
             None => MonoNet::seeded(&cfg.mono, &train_device, cfg.learner.seed)?,
@@ -266,7 +271,20 @@ pub fn fly_arm(
             cam_h
         );
     }
-    let mut stage = StereoStage::new(twin_geometry(&rig)?, cfg.stereo, scan_shape(&cfg.mono))?;
+    // The loop's stages on the in-process executor; what they say goes to telemetry.
+    let mut heard = TelemetryNotes(tel);
+    let mut stereo_stage = Local::start(
+        StereoStage::new(twin_geometry(&rig)?, cfg.stereo, scan_shape(&cfg.mono))?,
+        &mut heard,
+    )?;
+    let mut mono_stage = match infer_net {
+        Some(net) => {
+            let mut m = MonoStage::new(cfg.mono, plain.clone());
+            m.set_net(net);
+            Some(Local::start(m, &mut heard)?)
+        }
+        None => None,
+    };
     let mut env = Env::new(env_cfg)?;
     let hz = env.config().control_hz;
     let mut episode = 0u64;
@@ -289,7 +307,7 @@ pub fn fly_arm(
     let per_grant = cfg.train_rate * grant_every as f64 / hz;
     let mut granted = 0.0f64;
     let mut outstanding = false;
-    let mut pilot = Pilot::new(cfg.persist, strategy, hz, cfg.avoid);
+    let mut pilot = Local::start(Pilot::new(cfg.persist, strategy, hz, cfg.avoid), &mut heard)?;
     let mut delay = DelayLine::new(
         (cfg.persist.weight_window * hz).round() as usize,
         cfg.persist.intervention_weight,
@@ -324,7 +342,20 @@ pub fn fly_arm(
             .context("environment returned no stereo frame")?;
         // The stereo cue: semi-global matching on the pair, as on the robot.
         let (w, h) = (stereo.width, stereo.height);
-        let cue = stage.process(&stereo.left, &stereo.right, w, h)?;
+        let pair = StereoPair {
+            width: w as u32,
+            height: h as u32,
+            left: stereo.left.clone(),
+            right: stereo.right.clone(),
+        };
+        let header = Header {
+            seq: frame,
+            stamp_ns: (t * 1e9) as u64,
+            frame_id: "camera_left".into(),
+        };
+        let cue = stereo_stage
+            .step(&header, &pair, &mut heard)?
+            .context("the stereo stage gave no depth")?;
         let (scan, valid) = (&cue.scan, cue.known());
         let stereo_depth = &cue.depth;
         // How good the stereo cue is, against the twin's exact depth.
@@ -339,11 +370,15 @@ pub fn fly_arm(
         let mut mono_scan = None;
         // The naive arm stops learning at its switch unless configured otherwise.
         let learning = !(strategy == Strategy::Naive
-            && pilot.switch().mode() == Mode::Mono
+            && pilot.stage().switch().mode() == Mode::Mono
             && !cfg.persist.naive_learns_on_mono);
-        if let (Some(net), Some(learner)) = (&infer_net, &mut learner) {
-            let input = preprocess(&cue.left, w, h, &cfg.mono)?;
-            let est = infer(net, &input, &cfg.mono, &plain)?;
+        if let (Some(mono), Some(learner)) = (&mut mono_stage, &mut learner) {
+            let MonoOutput {
+                input,
+                estimate: est,
+            } = mono
+                .step(&header, &pair, &mut heard)?
+                .context("the mono stage has no weights")?;
             error = mono_error(&est.scan, scan);
             if let Some(e) = error {
                 ptel.scalar("mono/error_log", e)?;
@@ -372,60 +407,43 @@ pub fn fly_arm(
             mono_scan = Some(est.scan);
         }
         let state = twin_state(&obs);
-        let (decided, cmd) = pilot.step(
-            FrameCues {
-                t,
-                stereo: scan,
-                mono: mono_scan.as_deref(),
-                train_steps: steps_done,
-            },
-            (t * 1e9) as u64,
-            Some(&state),
-        );
+        let input = PilotInput {
+            t,
+            stereo: scan.clone(),
+            mono: mono_scan,
+            state: Some(state),
+            goal: None,
+            tracks: None,
+            train_steps: steps_done,
+        };
+        let Decision {
+            switch: decided,
+            cmd,
+        } = pilot
+            .step(&header, &input, &mut heard)?
+            .context("the pilot gave no decision")?;
         let stereo_ahead = decided.stereo_ahead.nearest.min(cfg.mono.max_depth);
 
         let mut intervention = false;
         match decided.event {
-            Some(Switch::ToMono { error }) => {
+            // (The pilot said what happened; telemetry heard it.)
+            Some(Switch::ToMono { .. }) => {
                 summary.switches_to_mono += 1;
-                tel.event(&format!(
-                    "t={t:.1}s: switch to mono flight (recent error {})",
-                    error.map_or("n/a".into(), |e| format!("{e:.3}"))
-                ))?;
                 info!(arm = strategy.name(), "t={t:5.1}s switch to mono flight");
             }
-            Some(Switch::Intervention {
-                stereo_near,
-                mono_near,
-            }) => {
+            Some(Switch::Intervention { .. }) => {
                 intervention = true;
                 summary.interventions += 1;
                 delay.boost();
-                let seen = if decided.stereo_blind {
-                    format!(
-                        "no depth on {:.0} % of the way ahead",
-                        100.0 * decided.stereo_ahead.unknown
-                    )
-                } else {
-                    format!("{stereo_near:.2} m ahead")
-                };
-                tel.event(&format!(
-                    "t={t:.1}s: training wheels: stereo sees {seen}, mono {mono_near:.2} m; back to stereo"
-                ))?;
             }
-            Some(Switch::ErrorRose { error }) => {
-                tel.event(&format!(
-                    "t={t:.1}s: mono error rose to {error:.3}; back to stereo"
-                ))?;
-            }
-            None => {}
+            Some(Switch::ErrorRose { .. }) | None => {}
         }
         let mode = decided.mode;
         if mode == Mode::Mono {
             summary.mono_frames += 1;
         }
         ptel.scalar("persist/mono", if mode == Mode::Mono { 1.0 } else { 0.0 })?;
-        if let Some(e) = pilot.switch().window_error() {
+        if let Some(e) = pilot.stage().switch().window_error() {
             ptel.scalar("persist/window_error", e)?;
         }
         // No answer from the policy: hover.
@@ -444,7 +462,9 @@ pub fn fly_arm(
                     if outstanding {
                         let (steps, net) = l.collect()?;
                         steps_done = steps;
-                        infer_net = Some(net);
+                        if let Some(m) = &mut mono_stage {
+                            m.stage_mut().set_net(net);
+                        }
                         summary.weight_updates += 1;
                     }
                     if learning {
@@ -459,7 +479,9 @@ pub fn fly_arm(
                 Pacing::FreeRunning => {
                     if let Some((steps, w)) = l.latest_weights() {
                         steps_done = steps;
-                        infer_net = Some(w);
+                        if let Some(m) = &mut mono_stage {
+                            m.stage_mut().set_net(w);
+                        }
                         summary.weight_updates += 1;
                     }
                 }
@@ -516,7 +538,7 @@ pub fn fly_arm(
                 tel.log_world(w)?;
             }
             path.clear();
-            pilot.new_episode();
+            pilot.stage_mut().new_episode();
         } else {
             obs = r.obs;
         }

@@ -7,6 +7,7 @@
 //! stamp (the scan and the setpoint keep the pair's header), so the learner
 //! assembles transitions by stamp, whatever order they arrive in.
 
+use crate::pipeline::{Notes, Policy, PolicyFrame, Velocity};
 use crate::selfi::{COLLISION, EPISODE_START, GOAL_REACHED};
 use anyhow::{Context as _, Result};
 use bus::msg::{DepthScan, Event, Goal, Setpoint, State, StereoPair, Track, Tracks, Weights};
@@ -23,8 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tracing::info;
-
-const POLL: Duration = Duration::from_millis(50);
 
 /// Name of the network SELFI weights messages carry.
 pub const NETWORK: &str = "selfi-actor";
@@ -252,32 +251,173 @@ pub fn actor_bytes(actor: &Actor) -> Result<Vec<u8>> {
     std::fs::read(&tmp).with_context(|| format!("cannot read {}", tmp.display()))
 }
 
-/// The SELFI policy: depth scan, state and goal in; the plan's first command
-/// out (with the altitude hold). Weights arriving on `policy/weights` are
-/// loaded beside the flying ones and swapped in between two scans; weights
-/// that do not load are reported and the flying ones kept.
+/// The SELFI actor as a policy of the loop ([`Policy`]): the depth scan,
+/// state, goal and tracked people of a frame in; the plan's first command out
+/// (exploration noise added when asked), with the loop's altitude hold at
+/// SELFI's altitude. Without a state, a goal or tracks it has no answer: the
+/// actor was trained with a people tracker, and would fly blind to walkers
+/// without one. Weights arriving on `policy/weights` are taken between two
+/// frames ([`Policy::idle`]): for its network, newer than the flying ones,
+/// and giving a finite plan, else refused and said so.
+pub struct SelfiPolicy {
+    cfg: SelfiConfig,
+    device: burn::tensor::Device,
+    actor: Actor,
+    version: u64,
+    weights: Option<Inbox<Weights>>,
+    explore: bool,
+    rng: sim::rng::Rng,
+    hold: crate::pipeline::AltitudeHold,
+    prev: Option<Vec<f32>>,
+    last_obs: Option<Vec<f32>>,
+}
+
+impl SelfiPolicy {
+    /// The offline phase's actor of `o.offline`; weights from `weights` when given.
+    pub fn load(o: &SelfiNodeOptions, weights: Option<Inbox<Weights>>) -> Result<Self> {
+        let cfg = o.config.clone();
+        let device = crate::device::device(crate::device::Backend::Cpu)?;
+        let actor_path = o.offline.join("actor.bpk");
+        let actor = rl::selfi::online::load_actor(
+            &actor_path,
+            &cfg.offline.actor_hidden,
+            cfg.plan.horizon,
+            &device,
+        )
+        .with_context(|| format!("cannot load the SELFI actor {}", actor_path.display()))?;
+        // SELFI's altitude law: 1.5 /s of climb per metre, at most 0.8 m/s.
+        let hold = crate::pipeline::AltitudeHold {
+            altitude: cfg.plan.altitude,
+            gain: 1.5,
+            limit: 0.8,
+        };
+        Ok(Self {
+            device,
+            actor,
+            version: 0,
+            weights,
+            explore: o.explore,
+            rng: sim::rng::Rng::new(o.seed ^ 0x9011),
+            hold,
+            prev: None,
+            last_obs: None,
+            cfg,
+        })
+    }
+
+    /// The weights' version flying now (0: the offline actor).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Take `w` if it passes, saying what happened.
+    fn offer(&mut self, w: &Weights, notes: &mut Notes) {
+        // Only the authorised learner can publish here on a secured graph
+        // (the router's access control); versions only move forward, so a
+        // replayed or stale message never rolls the policy back.
+        if let Err(why) = weights_verdict(self.version, w) {
+            notes.say(format!("weights v{} refused: {why}", w.version));
+            return;
+        }
+        let candidate = actor_from_bytes(&w.bpk, &self.cfg, &self.device).and_then(|a| {
+            // Weights that give a non-finite plan (NaN from a diverged
+            // learner) never fly.
+            if let Some(o) = &self.last_obs
+                && a.plan(o, &self.device).iter().any(|v| !v.is_finite())
+            {
+                anyhow::bail!("they give a non-finite plan");
+            }
+            Ok(a)
+        });
+        match candidate {
+            Ok(a) => {
+                self.actor = a;
+                self.version = w.version;
+                notes.say(format!("weights v{} swapped in", self.version));
+            }
+            Err(e) => notes.say(format!(
+                "weights v{} refused, flying v{}: {e:#}",
+                w.version, self.version
+            )),
+        }
+    }
+}
+
+impl Policy for SelfiPolicy {
+    fn name(&self) -> &'static str {
+        "SELFI actor"
+    }
+
+    fn idle(&mut self, notes: &mut Notes) {
+        let mut offered = Vec::new();
+        if let Some(inbox) = self.weights.as_mut() {
+            loop {
+                match inbox.recv_timeout(Duration::ZERO) {
+                    Ok(Some((_, w))) => offered.push(w),
+                    Ok(None) => break,
+                    Err(e) => {
+                        notes.say(format!("weights inbox closed: {e}"));
+                        self.weights = None;
+                        break;
+                    }
+                }
+            }
+        }
+        for w in &offered {
+            self.offer(w, notes);
+        }
+    }
+
+    fn act(&mut self, frame: &PolicyFrame<'_>) -> Option<Velocity> {
+        let (Some(s), Some(g), Some(t)) = (frame.state, frame.goal, frame.tracks) else {
+            return None;
+        };
+        let beams = resample_scan(frame.scan);
+        let obs = match bus_observation(&beams, self.prev.as_deref(), s, g, t) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("SELFI: scan skipped: {e:#}");
+                return None;
+            }
+        };
+        self.prev = Some(beams);
+        let plan = self.actor.plan(&obs, &self.device);
+        self.last_obs = Some(obs);
+        let mut a0 = [plan[0], plan[1]];
+        if self.explore {
+            for v in &mut a0 {
+                *v = (*v + (self.rng.normal() * self.cfg.online.explore_noise) as f32)
+                    .clamp(-1.0, 1.0);
+            }
+        }
+        let (forward, yaw_rate) = self.cfg.plan.command(a0);
+        Some(Velocity {
+            forward,
+            left: 0.0,
+            up: self.hold.up(s.position[2]),
+            yaw_rate,
+        })
+    }
+
+    fn new_episode(&mut self) {
+        self.prev = None;
+    }
+}
+
+/// The SELFI policy node: the pilot stage flying [`SelfiPolicy`] on stereo
+/// (the switch never hands SELFI the mono cue: its actor was trained on
+/// stereo scans) on the zenoh executor, its input joined with the goal and
+/// the tracks; proposals on `cmd/policy` for a supervising safety node when
+/// `gated`, else setpoints.
 pub fn selfi_policy_node(
     session: &Session,
     robot: &str,
+    loop_cfg: &crate::pipeline::LoopConfig,
     o: &SelfiNodeOptions,
     stop: &AtomicBool,
 ) -> Result<()> {
-    let cfg = &o.config;
-    let device = crate::device::device(crate::device::Backend::Cpu)?;
-    let actor_path = o.offline.join("actor.bpk");
-    let mut actor = rl::selfi::online::load_actor(
-        &actor_path,
-        &cfg.offline.actor_hidden,
-        cfg.plan.horizon,
-        &device,
-    )
-    .with_context(|| format!("cannot load the SELFI actor {}", actor_path.display()))?;
-    let mut scans = Inbox::<DepthScan>::new(session, robot, bus::topics::DEPTH_STEREO, 2)?;
-    let mut states = Inbox::<State>::new(session, robot, bus::topics::STATE, 4)?;
-    let mut goals = Inbox::<Goal>::new(session, robot, bus::topics::GOAL, 4)?;
-    let mut tracks_in = Inbox::<Tracks>::new(session, robot, bus::topics::TRACKS, 4)?;
-    let mut weights = Inbox::<Weights>::new(session, robot, bus::topics::WEIGHTS, 2)?;
-    let mut events = Outbox::<Event>::new(session, robot, bus::topics::EVENTS)?;
+    let weights = Inbox::<Weights>::new(session, robot, bus::topics::WEIGHTS, 2)?;
+    let policy = SelfiPolicy::load(o, Some(weights))?;
     let out = Outbox::<Setpoint>::new(
         session,
         robot,
@@ -287,108 +427,27 @@ pub fn selfi_policy_node(
             bus::topics::CMD_SETPOINT
         },
     )?;
-    let mut rng = sim::rng::Rng::new(o.seed ^ 0x9011);
-    let (mut state, mut goal): (Option<State>, Option<Goal>) = (None, None);
-    let mut tracks: Option<Tracks> = None;
-    let mut prev: Option<Vec<f32>> = None;
-    let mut version = 0u64;
-    let mut last_obs: Option<Vec<f32>> = None;
-    info!(robot, actor = %actor_path.display(), gated = o.gated, "SELFI policy node up");
-    while !stop.load(Ordering::Relaxed) {
-        // Between two control steps: take the newest weights, if any.
-        while let Some((_, w)) = weights.recv_timeout(Duration::ZERO)? {
-            // Only the authorised learner can publish here on a secured graph
-            // (the router's access control); versions only move forward, so a
-            // replayed or stale message never rolls the policy back.
-            if let Err(why) = weights_verdict(version, &w) {
-                tracing::warn!("weights v{} refused, flying v{version}: {why}", w.version);
-                events.send(
-                    bus::now_ns(),
-                    "policy",
-                    &Event {
-                        text: format!("policy: weights v{} refused: {why}", w.version),
-                    },
-                )?;
-                continue;
-            }
-            let candidate = actor_from_bytes(&w.bpk, cfg, &device).and_then(|a| {
-                // Weights that give a non-finite plan (NaN from a diverged
-                // learner) never fly.
-                if let Some(o) = &last_obs
-                    && a.plan(o, &device).iter().any(|v| !v.is_finite())
-                {
-                    anyhow::bail!("they give a non-finite plan");
-                }
-                Ok(a)
-            });
-            match candidate {
-                Ok(a) => {
-                    actor = a;
-                    version = w.version;
-                    info!(
-                        version,
-                        "SELFI weights swapped in between two control steps"
-                    );
-                    events.send(
-                        bus::now_ns(),
-                        "policy",
-                        &Event {
-                            text: format!("policy: weights v{version} swapped in"),
-                        },
-                    )?;
-                }
-                Err(e) => {
-                    tracing::warn!("weights v{} refused, flying v{version}: {e:#}", w.version)
-                }
-            }
-        }
-        let Some((h, scan)) = scans.recv_timeout(POLL)? else {
-            continue;
-        };
-        while let Some((_, s)) = states.recv_timeout(Duration::ZERO)? {
-            state = Some(s);
-        }
-        while let Some((_, g)) = goals.recv_timeout(Duration::ZERO)? {
-            goal = Some(g);
-        }
-        while let Some((_, t)) = tracks_in.recv_timeout(Duration::ZERO)? {
-            tracks = Some(t);
-        }
-        // The actor was trained with a people tracker: without its tracks it
-        // would fly blind to walkers, so it waits for them like for the state.
-        let (Some(s), Some(g), Some(t)) = (&state, &goal, &tracks) else {
-            continue;
-        };
-        let beams = resample_scan(&scan.depth);
-        let obs = match bus_observation(&beams, prev.as_deref(), s, g, t) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!("scan {} skipped: {e:#}", h.seq);
-                continue;
-            }
-        };
-        prev = Some(beams);
-        let plan = actor.plan(&obs, &device);
-        last_obs = Some(obs);
-        let mut a0 = [plan[0], plan[1]];
-        if o.explore {
-            for v in &mut a0 {
-                *v = (*v + (rng.normal() * cfg.online.explore_noise) as f32).clamp(-1.0, 1.0);
-            }
-        }
-        let (forward, yaw_rate) = cfg.plan.command(a0);
-        let up = ((cfg.plan.altitude - s.position[2]) * 1.5).clamp(-0.8, 0.8);
-        out.send_with(
-            &h,
-            &Setpoint {
-                forward: forward as f32,
-                left: 0.0,
-                up: up as f32,
-                yaw_rate: yaw_rate as f32,
-            },
-        )?;
-    }
-    info!(version, "SELFI policy node down");
+    let pilot = crate::pipeline::Pilot::new(
+        loop_cfg.persist,
+        crate::persist::Strategy::StereoOnly,
+        o.config.plan.control_hz,
+        loop_cfg.avoid,
+    )
+    .with_policy(Box::new(policy));
+    let inputs = crate::nodes::PilotInputs::new(session, robot, false, Duration::ZERO)?
+        .with_navigation(session, robot)?;
+    info!(robot, actor = %o.offline.join("actor.bpk").display(), gated = o.gated, "SELFI policy");
+    crate::nodes::serve(
+        session,
+        robot,
+        pilot,
+        inputs,
+        |h, d, _| match d.setpoint() {
+            Some(sp) => Ok(out.send_with(h, &sp)?),
+            None => Ok(()),
+        },
+        stop,
+    )?;
     Ok(())
 }
 

@@ -305,6 +305,21 @@ pub fn layout(scopes: &[&str]) -> rerun::blueprint::Blueprint {
     }
 }
 
+/// Telemetry as the observer of the loop's stages on the in-process
+/// executor: what a stage says becomes an event on the timeline.
+pub struct TelemetryNotes<'a>(pub &'a Telemetry);
+
+impl crate::pipeline::Observer for TelemetryNotes<'_> {
+    fn note(
+        &mut self,
+        _stage: &'static str,
+        _frame: &bus::wire::Header,
+        text: &str,
+    ) -> anyhow::Result<()> {
+        Ok(self.0.event(text)?)
+    }
+}
+
 impl Telemetry {
     /// Open the sink, with the default layout.
     pub fn open(sink: &Sink, app: &'static str) -> Result<Self, TelemetryError> {

@@ -142,8 +142,10 @@ fn gstreamer_side_by_side_source_gives_rectified_pairs() {
             "pair {k} is not rectified: {got:.2} vs raw {before:.2}"
         );
 
-        let from_source = stereo.process(&p.pair.left, &p.pair.right, w, h).unwrap();
-        let from_twin = stereo.process(&truth.left, &truth.right, w, h).unwrap();
+        let from_source = stereo
+            .match_pair(&p.pair.left, &p.pair.right, w, h)
+            .unwrap();
+        let from_twin = stereo.match_pair(&truth.left, &truth.right, w, h).unwrap();
         let (rs, rt) = (
             median_ratio(&from_source.depth, &truth.depth),
             median_ratio(&from_twin.depth, &truth.depth),

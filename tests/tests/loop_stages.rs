@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicBool;
 /// Median of stage depth / true depth over the pixels both know.
 fn median_ratio(stage: &mut StereoStage, pair: &StereoFrame) -> f64 {
     let d = stage
-        .process(&pair.left, &pair.right, pair.width, pair.height)
+        .match_pair(&pair.left, &pair.right, pair.width, pair.height)
         .unwrap();
     let mut r: Vec<f64> = d
         .depth
@@ -168,7 +168,7 @@ fn mono_flight(unknown_ahead: f64) -> MonoFlight {
     for frame in 0..(20.0 * hz) as u64 {
         let pair = obs.stereo.as_ref().unwrap();
         let d = stage
-            .process(&pair.left, &pair.right, pair.width, pair.height)
+            .match_pair(&pair.left, &pair.right, pair.width, pair.height)
             .unwrap();
         let state = twin_state(&obs);
         let (out, cmd) = pilot.step(

@@ -6,7 +6,10 @@
 //! answer is NaN in the scan: unknown, never a default range.
 
 use super::rig::{RigError, RigGeometry};
+use super::stage::{Notes, Stage};
 use crate::mono::MonoShape;
+use bus::msg::StereoPair;
+use bus::wire::Header;
 use thiserror::Error;
 
 /// What the stage could not do.
@@ -87,7 +90,7 @@ impl StereoStage {
     }
 
     /// Depth of a rectified pair of `width` x `height` (it must be the rig's size).
-    pub fn process(
+    pub fn match_pair(
         &mut self,
         left: &[u8],
         right: &[u8],
@@ -128,5 +131,26 @@ impl StereoStage {
             scan,
             left: left.to_vec(),
         })
+    }
+}
+
+/// The stereo stage in the loop: a rectified pair in, its depth out.
+impl Stage for StereoStage {
+    type In = StereoPair;
+    type Out = StereoDepth;
+    type Error = StereoStageError;
+
+    fn name(&self) -> &'static str {
+        "stereo"
+    }
+
+    fn process(
+        &mut self,
+        _frame: &Header,
+        pair: &StereoPair,
+        _notes: &mut Notes,
+    ) -> Result<Option<StereoDepth>, StereoStageError> {
+        let (w, h) = (pair.width as usize, pair.height as usize);
+        self.match_pair(&pair.left, &pair.right, w, h).map(Some)
     }
 }

@@ -4,9 +4,11 @@
 
 use super::avoid::{AvoidConfig, Velocity};
 use super::policy::{Policy, PolicyFrame, Reactive};
+use super::stage::{Notes, Stage};
 use super::switch::{CueSwitch, FrameCues, SwitchOutput};
 use crate::persist::{PersistConfig, Strategy};
-use bus::msg::State;
+use bus::msg::{Goal, Setpoint, State, Tracks};
+use bus::wire::Header;
 
 /// Switch, then policy.
 pub struct Pilot {
@@ -48,12 +50,26 @@ impl Pilot {
         stamp_ns: u64,
         state: Option<&State>,
     ) -> (SwitchOutput, Option<Velocity>) {
+        self.step_to(cues, stamp_ns, state, None, None)
+    }
+
+    /// The same, with the goal and the tracked people when there are.
+    pub fn step_to(
+        &mut self,
+        cues: FrameCues<'_>,
+        stamp_ns: u64,
+        state: Option<&State>,
+        goal: Option<&Goal>,
+        tracks: Option<&Tracks>,
+    ) -> (SwitchOutput, Option<Velocity>) {
         let out = self.switch.update(cues);
         let scan = out.flown(cues.stereo, cues.mono);
         let cmd = self.policy.act(&PolicyFrame {
             stamp_ns,
             scan,
             state,
+            goal,
+            tracks,
         });
         (out, cmd)
     }
@@ -61,5 +77,86 @@ impl Pilot {
     /// Forget the policy's state between frames (a new episode, a new room).
     pub fn new_episode(&mut self) {
         self.policy.new_episode();
+    }
+}
+
+/// What the pilot takes per frame.
+#[derive(Debug, Clone)]
+pub struct PilotInput {
+    /// Time (s) of the frame.
+    pub t: f64,
+    /// The stereo scan (m, NaN = unknown).
+    pub stereo: Vec<f32>,
+    /// The mono scan of the same frame, when the network answered it.
+    pub mono: Option<Vec<f32>>,
+    /// The vehicle's state at the frame, when known.
+    pub state: Option<State>,
+    /// The newest goal, when one was given.
+    pub goal: Option<Goal>,
+    /// The newest tracked people, when a tracker runs.
+    pub tracks: Option<Tracks>,
+    /// Training steps the mono network has had (`u64::MAX` when its weights
+    /// come trained, as on the robot).
+    pub train_steps: u64,
+}
+
+/// What the pilot decided for a frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    /// The switch's decision.
+    pub switch: SwitchOutput,
+    /// The command; `None` when the policy had no answer for this frame.
+    pub cmd: Option<Velocity>,
+}
+
+impl Decision {
+    /// The command as the bus carries it.
+    pub fn setpoint(&self) -> Option<Setpoint> {
+        self.cmd.map(|c| Setpoint {
+            forward: c.forward as f32,
+            left: c.left as f32,
+            up: c.up as f32,
+            yaw_rate: c.yaw_rate as f32,
+        })
+    }
+}
+
+/// The pilot in the loop: a frame's scans and state in, its decision out;
+/// the switch's events said in words.
+impl Stage for Pilot {
+    type In = PilotInput;
+    type Out = Decision;
+    type Error = std::convert::Infallible;
+
+    fn name(&self) -> &'static str {
+        "policy"
+    }
+
+    fn idle(&mut self, notes: &mut Notes) {
+        self.policy.idle(notes);
+    }
+
+    fn process(
+        &mut self,
+        frame: &Header,
+        i: &PilotInput,
+        notes: &mut Notes,
+    ) -> Result<Option<Decision>, Self::Error> {
+        let (switch, cmd) = self.step_to(
+            FrameCues {
+                t: i.t,
+                stereo: &i.stereo,
+                mono: i.mono.as_deref(),
+                train_steps: i.train_steps,
+            },
+            frame.stamp_ns,
+            i.state.as_ref(),
+            i.goal.as_ref(),
+            i.tracks.as_ref(),
+        );
+        if let Some(text) = switch.describe(i.t) {
+            notes.say(text);
+        }
+        Ok(Some(Decision { switch, cmd }))
     }
 }

@@ -1,10 +1,13 @@
 //! The policy stage: one frame's depth scan (the cue the switch picked) and
 //! the vehicle's state in, a velocity command out. Every policy the loop can
 //! fly sits behind [`Policy`]: the reactive avoider ([`Reactive`]) and, in
-//! the twin's build, a network trained by `agent train`.
+//! the twin's build, a network trained by `agent train` and the SELFI actor
+//! (`crate::selfi_graph::SelfiPolicy`), which also takes the goal and the
+//! tracked people.
 
 use super::avoid::{AvoidConfig, Avoider, Velocity};
-use bus::msg::State;
+use super::stage::Notes;
+use bus::msg::{Goal, State, Tracks};
 
 /// What a policy sees of one frame.
 #[derive(Debug, Clone, Copy)]
@@ -15,6 +18,11 @@ pub struct PolicyFrame<'a> {
     pub scan: &'a [f32],
     /// The vehicle's state at the frame, when known.
     pub state: Option<&'a State>,
+    /// Where to fly (`nav/goal`), for policies that reach goals.
+    pub goal: Option<&'a Goal>,
+    /// The tracked people around (`perception/tracks`), for policies that
+    /// fly among them.
+    pub tracks: Option<&'a Tracks>,
 }
 
 impl PolicyFrame<'_> {
@@ -33,6 +41,8 @@ pub trait Policy: Send {
     fn act(&mut self, frame: &PolicyFrame<'_>) -> Option<Velocity>;
     /// Forget what it keeps between frames (a new episode, a new room).
     fn new_episode(&mut self) {}
+    /// Housekeeping between frames (swap in new weights), saying what it did.
+    fn idle(&mut self, _notes: &mut Notes) {}
 }
 
 /// The reactive avoider as a policy.

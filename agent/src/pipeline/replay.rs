@@ -5,8 +5,10 @@
 //! without the bus. It is how a flight can be re-run offline with other
 //! settings, and how the graph is checked against the loop.
 
-use super::{FrameCues, Pilot, RigGeometry, ScanShape, StereoStage};
-use crate::mono::{MonoNet, MonoShape, infer, preprocess};
+use super::{
+    Local, LogObserver, MonoStage, Pilot, PilotInput, RigGeometry, ScanShape, StereoStage,
+};
+use crate::mono::{MonoNet, MonoShape};
 use crate::persist::{Mode, PersistConfig, Strategy};
 use crate::pipeline::AvoidConfig;
 use anyhow::{Context as _, Result};
@@ -61,8 +63,21 @@ pub fn run(path: &Path, s: ReplaySettings<'_>) -> Result<Vec<Answer>> {
         }
     }
     states.sort_by_key(|(t, _)| *t);
-    let mut stage = StereoStage::new(s.rig, s.stereo, s.scan)?;
-    let mut pilot = Pilot::new(s.persist, s.strategy, s.camera_hz, s.avoid);
+    // The stages on the in-process executor; what they say goes to the log.
+    let mut log = LogObserver;
+    let mut stereo = Local::start(StereoStage::new(s.rig, s.stereo, s.scan)?, &mut log)?;
+    let mut mono = match &s.mono {
+        Some((net, shape, dev)) => {
+            let mut m = MonoStage::new(*shape, (*dev).clone());
+            m.set_net((*net).clone());
+            Some(Local::start(m, &mut log)?)
+        }
+        None => None,
+    };
+    let mut pilot = Local::start(
+        Pilot::new(s.persist, s.strategy, s.camera_hz, s.avoid),
+        &mut log,
+    )?;
     let mut out = Vec::new();
     for (topic, _, bytes) in &msgs {
         if Topic::from_suffix(topic) != Some(Topic::CameraStereo) {
@@ -71,15 +86,11 @@ pub fn run(path: &Path, s: ReplaySettings<'_>) -> Result<Vec<Answer>> {
         let Ok((h, pair)) = decode::<StereoPair>(bytes) else {
             continue;
         };
-        let (w, hgt) = (pair.width as usize, pair.height as usize);
-        let Ok(d) = stage.process(&pair.left, &pair.right, w, hgt) else {
+        let Ok(Some(d)) = stereo.step(&h, &pair, &mut log) else {
             continue;
         };
-        let mono = match &s.mono {
-            Some((net, shape, dev)) => {
-                let input = preprocess(&d.left, w, hgt, shape)?;
-                Some(infer(net, &input, shape, dev)?.scan)
-            }
+        let mono = match mono.as_mut() {
+            Some(m) => m.step(&h, &pair, &mut log)?.map(|o| o.estimate.scan),
             None => None,
         };
         // The newest state at or before the pair (the policy node's rule).
@@ -88,29 +99,26 @@ pub fn run(path: &Path, s: ReplaySettings<'_>) -> Result<Vec<Answer>> {
             .checked_sub(1)
             .map(|i| &states[i].1)
             .or(states.first().map(|x| &x.1));
-        let (decided, cmd) = pilot.step(
-            FrameCues {
-                t: h.stamp_ns as f64 * 1e-9,
-                stereo: &d.scan,
-                mono: mono.as_deref(),
-                train_steps: u64::MAX,
-            },
-            h.stamp_ns,
-            state,
-        );
+        let input = PilotInput {
+            t: h.stamp_ns as f64 * 1e-9,
+            stereo: d.scan,
+            mono,
+            state: state.cloned(),
+            goal: None,
+            tracks: None,
+            train_steps: u64::MAX,
+        };
         // No answer: no setpoint, as on the bus.
-        let Some(cmd) = cmd else {
+        let Some((decision, setpoint)) = pilot
+            .step(&h, &input, &mut log)?
+            .and_then(|d| d.setpoint().map(|sp| (d, sp)))
+        else {
             continue;
         };
         out.push(Answer {
             header: h,
-            setpoint: Setpoint {
-                forward: cmd.forward as f32,
-                left: cmd.left as f32,
-                up: cmd.up as f32,
-                yaw_rate: cmd.yaw_rate as f32,
-            },
-            mode: decided.mode,
+            setpoint,
+            mode: decision.switch.mode,
         });
     }
     Ok(out)

@@ -62,6 +62,36 @@ impl SwitchOutput {
             _ => stereo,
         }
     }
+
+    /// The frame's event in words (one text for the twin's telemetry and the
+    /// robot's `events` topic), `t` the frame's time (s).
+    pub fn describe(&self, t: f64) -> Option<String> {
+        Some(match self.event? {
+            Switch::ToMono { error } => format!(
+                "t={t:.1}s: switch to mono flight (recent error {})",
+                error.map_or("n/a".into(), |e| format!("{e:.3}"))
+            ),
+            Switch::Intervention {
+                stereo_near,
+                mono_near,
+            } => {
+                let seen = if self.stereo_blind {
+                    format!(
+                        "no depth on {:.0} % of the way ahead",
+                        100.0 * self.stereo_ahead.unknown
+                    )
+                } else {
+                    format!("{stereo_near:.2} m ahead")
+                };
+                format!(
+                    "t={t:.1}s: training wheels: stereo sees {seen}, mono {mono_near:.2} m; back to stereo"
+                )
+            }
+            Switch::ErrorRose { error } => {
+                format!("t={t:.1}s: mono error rose to {error:.3}; back to stereo")
+            }
+        })
+    }
 }
 
 /// The switch stage.
