@@ -8,15 +8,18 @@
 //! - `stereo`: the stereo stage (semi-global matching of the rectified pair,
 //!   depth with the rig's projection) into a depth scan;
 //! - `mono`, `learner`: the monocular network on every pair, and its training;
-//! - `policy`: the loop's decision stages ([`crate::pipeline::Pilot`]): the cue
-//!   switch between stereo and mono, then the reactive policy, to a setpoint;
+//! - `policy`: the pilot stage ([`crate::pipeline::Pilot`]): the cue switch
+//!   between stereo and mono, then the policy (reactive, a trained network, or
+//!   the SELFI actor), to a setpoint;
 //! - `safety`: hover when a required node disappears;
 //! - `fc`, `mavlink`: the flight controller ([`crate::fcnode`]) — setpoints
 //!   in, status and the vehicle's pose (`state`, ENU/FLU) out;
 //! - `telemetry`: the topics into rerun.
 //!
-//! The stages are the same code the twin's in-process loop runs
-//! (`crate::fly::fly_arm`); only the transport differs.
+//! `stereo`, `mono` and `policy` (and the SELFI policy) are stages of
+//! [`crate::pipeline`] run by the zenoh executor ([`serve()`]): the same code the
+//! twin's in-process loop runs on [`crate::pipeline::Local`]
+//! (`crate::fly::fly_arm`); only the executor differs.
 
 mod perception;
 mod policy;

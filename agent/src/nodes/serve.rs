@@ -118,3 +118,103 @@ where
     );
     run.map(|()| stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bus::msg::Setpoint;
+    use std::sync::Arc;
+
+    /// Doubles `forward`; refuses a negative one; says when it is zero.
+    struct Double;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("negative forward {0}")]
+    struct Negative(f32);
+
+    impl Stage for Double {
+        type In = Setpoint;
+        type Out = Setpoint;
+        type Error = Negative;
+        fn name(&self) -> &'static str {
+            "double"
+        }
+        fn process(
+            &mut self,
+            _: &Header,
+            sp: &Setpoint,
+            notes: &mut Notes,
+        ) -> Result<Option<Setpoint>, Negative> {
+            if sp.forward < 0.0 {
+                return Err(Negative(sp.forward));
+            }
+            if sp.forward == 0.0 {
+                notes.say("standing still");
+            }
+            Ok(Some(Setpoint {
+                forward: 2.0 * sp.forward,
+                ..*sp
+            }))
+        }
+    }
+
+    /// The zenoh executor on a real session: answers keep their frame's
+    /// header, a refused frame is skipped and the node goes on, what the stage
+    /// says is published on `events` under its name with the frame's stamp,
+    /// and Ctrl-C stops it with the counts.
+    #[test]
+    fn serve_runs_a_stage_as_a_node() {
+        let session = bus::open(&bus::BusConfig::default()).unwrap();
+        let robot = format!("serve{}", std::process::id());
+        let input = Inbox::<Setpoint>::new(&session, &robot, bus::topics::CMD_POLICY, 16).unwrap();
+        let out = Outbox::<Setpoint>::new(&session, &robot, bus::topics::CMD_SETPOINT).unwrap();
+        let mut answers =
+            Inbox::<Setpoint>::new(&session, &robot, bus::topics::CMD_SETPOINT, 16).unwrap();
+        let mut events = Inbox::<Event>::new(&session, &robot, bus::topics::EVENTS, 16).unwrap();
+        let mut feed = Outbox::<Setpoint>::new(&session, &robot, bus::topics::CMD_POLICY).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let node = {
+            let (s, r, st) = (session.clone(), robot.clone(), stop.clone());
+            std::thread::spawn(move || {
+                serve(
+                    &s,
+                    &r,
+                    Double,
+                    input,
+                    |h, sp, _| Ok(out.send_with(h, &sp)?),
+                    &st,
+                )
+            })
+        };
+        let sp = |forward| Setpoint {
+            forward,
+            ..Setpoint::HOVER
+        };
+        let mut got = Vec::new();
+        for (k, f) in [1.0f32, -1.0, 0.0, 3.0].into_iter().enumerate() {
+            feed.send(1000 + k as u64, "test", &sp(f)).unwrap();
+        }
+        let t0 = Instant::now();
+        while got.len() < 3 {
+            if let Some((h, a)) = answers.recv_timeout(Duration::from_millis(50)).unwrap() {
+                got.push((h.seq, h.stamp_ns, a.forward));
+            }
+            assert!(t0.elapsed() < Duration::from_secs(60), "{got:?}");
+        }
+        assert_eq!(got, vec![(0, 1000, 2.0), (2, 1002, 0.0), (3, 1003, 6.0)]);
+        let (h, e) = loop {
+            if let Some(x) = events.recv_timeout(Duration::from_secs(10)).unwrap() {
+                break x;
+            }
+        };
+        assert_eq!((h.stamp_ns, h.frame_id.as_str()), (1002, "double"));
+        assert_eq!(e.text, "double: standing still");
+        stop.store(true, Ordering::Relaxed);
+        let stats = node.join().unwrap().unwrap();
+        assert_eq!(
+            (stats.frames, stats.answered, stats.refused),
+            (4, 3, 1),
+            "{stats:?}"
+        );
+    }
+}

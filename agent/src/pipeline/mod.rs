@@ -1,14 +1,18 @@
-//! The stages of the flight loop, one implementation each: the twin's
-//! in-process experiments (`agent fly`, `agent persist`, `agent budget`) and
-//! the robot's zenoh nodes (`agent node stereo|policy`) call the same code.
+//! The stages of the flight loop, one implementation each, with one
+//! lifecycle ([`stage::Stage`]): the twin's in-process experiments (`agent
+//! fly`, `agent persist`, `agent budget`) run them on [`stage::Local`], the
+//! robot's zenoh nodes (`agent node stereo|mono|policy`) on
+//! `crate::nodes::serve`.
 //!
 //! A frame goes camera (`camera::CameraStage` with the `camera` feature: a
 //! GStreamer source, pairing, rectification with the rig's maps; or the twin,
 //! whose pairs are rectified already) → [`depth::StereoStage`] (semi-global
 //! matching, disparity to metric depth with the rig's projection, the
-//! per-column depth scan) → mono inference → [`switch::CueSwitch`]
-//! (which cue flies, and the training wheels) → [`avoid::Avoider`] (the
-//! reactive policy, with [`avoid::AltitudeHold`]) → the flight controller.
+//! per-column depth scan) → [`infer::MonoStage`] (mono inference) →
+//! [`pilot::Pilot`]: [`switch::CueSwitch`] (which cue flies, and the training
+//! wheels), then a [`policy::Policy`] ([`avoid::Avoider`], the reactive
+//! policy, with [`avoid::AltitudeHold`]; or a trained network) → the flight
+//! controller.
 //!
 //! One rule holds in every stage: **unknown is not free**. A scan column
 //! without a valid stereo answer is NaN, never a default range; the policy and
