@@ -1,12 +1,17 @@
 //! The MCU's command logic: arming checks, setpoint limits and rate limiting,
-//! and the setpoint watchdog that puts the vehicle in a failsafe when the
-//! agent goes quiet.
+//! the setpoint watchdog that puts the vehicle in a failsafe when the agent
+//! goes quiet, the low-battery failsafe, and the rules that keep a failsafe
+//! from being cleared in the air: disarm only on the ground (an emergency stop
+//! is its own confirmed command), arming only landed, level and with no
+//! latched fault, setpoints only with newer sequence numbers.
 //!
 //! It is pure logic over a millisecond clock, so the same code runs on the
 //! Cortex-M4F build (under QEMU or on a board) and in host tests.
 
 use crate::frame::Frame;
-use crate::msg::{AckStatus, FcState, FromFc, Refusal, Setpoint, Telemetry, ToFc, faults};
+use crate::msg::{
+    AckStatus, ESTOP_CONFIRM, FcState, FromFc, Refusal, Setpoint, Telemetry, ToFc, faults,
+};
 
 /// What the vehicle is; decides the failsafe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +50,12 @@ pub struct Config {
     pub land_speed: f32,
     /// Arming refused below this battery voltage (mV).
     pub min_arm_battery_mv: u16,
+    /// In flight, a battery below this voltage (mV) for `battery_low_ms`
+    /// lands the vehicle (a ground robot stops), then disarms.
+    pub land_battery_mv: u16,
+    /// How long the battery must stay under `land_battery_mv` (ms), so that a
+    /// voltage dip under a burst of thrust does not land the vehicle.
+    pub battery_low_ms: u32,
     /// Setpoint limits.
     pub limits: Limits,
     /// Control step (ms).
@@ -61,6 +72,9 @@ impl Config {
         hover_ms: 2000,
         land_speed: 0.5,
         min_arm_battery_mv: 10_500,
+        // 3.33 V per cell of a 3S pack.
+        land_battery_mv: 10_000,
+        battery_low_ms: 1000,
         limits: Limits {
             max_horizontal: 3.0,
             max_vertical: 1.0,
@@ -143,6 +157,10 @@ pub struct Autopilot {
     latched: u16,
     rx_errors: u32,
     last_rx_error_ms: Option<u32>,
+    /// Setpoints refused as replays or duplicates.
+    stale_setpoints: u32,
+    /// Since when the battery has been under the landing threshold in flight.
+    battery_low_since_ms: Option<u32>,
 }
 
 const STILL: Setpoint = Setpoint::Velocity {
@@ -176,6 +194,8 @@ impl Autopilot {
             latched: 0,
             rx_errors: 0,
             last_rx_error_ms: None,
+            stale_setpoints: 0,
+            battery_low_since_ms: None,
         }
     }
 
@@ -203,6 +223,9 @@ impl Autopilot {
         {
             f |= faults::TILT;
         }
+        if !s.on_ground {
+            f |= faults::NOT_LANDED;
+        }
         f
     }
 
@@ -221,12 +244,30 @@ impl Autopilot {
     ) -> Option<FromFc> {
         let status = match frame.msg {
             ToFc::Heartbeat { .. } => return None,
-            ToFc::Arm => self.arm(now_ms, sensors),
+            ToFc::Arm => self.arm(now_ms, frame.seq, sensors),
+            // In the air a disarm would drop the vehicle, and clearing the
+            // latched failsafe would hand it back to whoever commands it.
+            ToFc::Disarm if self.state != FcState::Disarmed && !sensors.on_ground => {
+                AckStatus::Refused(Refusal::Airborne)
+            }
             ToFc::Disarm => {
                 self.state = FcState::Disarmed;
                 self.latched = 0;
                 self.target = STILL;
                 AckStatus::Accepted
+            }
+            ToFc::EmergencyStop { confirm } if confirm != ESTOP_CONFIRM => {
+                AckStatus::Refused(Refusal::NotConfirmed)
+            }
+            ToFc::EmergencyStop { .. } => {
+                self.state = FcState::Disarmed;
+                self.latched |= faults::EMERGENCY_STOP;
+                self.target = STILL;
+                AckStatus::Accepted
+            }
+            ToFc::Setpoint(_) if !newer(frame.seq, self.last_setpoint_seq) => {
+                self.stale_setpoints = self.stale_setpoints.wrapping_add(1);
+                AckStatus::Refused(Refusal::Stale)
             }
             ToFc::Setpoint(sp) => {
                 let status = self.accept_setpoint(sp);
@@ -243,10 +284,13 @@ impl Autopilot {
         })
     }
 
-    fn arm(&mut self, now_ms: u32, sensors: &Sensors) -> AckStatus {
+    fn arm(&mut self, now_ms: u32, seq: u16, sensors: &Sensors) -> AckStatus {
         match self.state {
             FcState::Armed => AckStatus::Accepted,
             s if s.is_failsafe() => AckStatus::Refused(Refusal::InFailsafe),
+            // A failsafe that ended in a landing, or an emergency stop, is
+            // acknowledged with a disarm on the ground before the next flight.
+            _ if self.latched != 0 => AckStatus::Refused(Refusal::InFailsafe),
             _ => {
                 let f = self.sensor_faults(sensors);
                 if f != 0 {
@@ -259,6 +303,9 @@ impl Autopilot {
                 self.yaw_rate = 0.0;
                 // Arming starts the watchdog: setpoints must follow within its time.
                 self.last_setpoint_ms = now_ms;
+                // Setpoints sent before this arming command are stale.
+                self.last_setpoint_seq = seq;
+                self.battery_low_since_ms = None;
                 AckStatus::Accepted
             }
         }
@@ -364,6 +411,7 @@ impl Autopilot {
                 Vehicle::Ground => FcState::FailsafeStop,
             };
         }
+        self.watch_battery(now_ms, sensors);
         let target = match self.state {
             FcState::Disarmed => {
                 self.velocity = [0.0; 3];
@@ -428,6 +476,27 @@ impl Autopilot {
         }
     }
 
+    /// The low-battery failsafe: armed or hovering in a failsafe with the
+    /// battery under the landing threshold for `battery_low_ms` → land (a
+    /// ground robot stops), latched as [`faults::BATTERY_FAILSAFE`].
+    fn watch_battery(&mut self, now_ms: u32, sensors: &Sensors) {
+        let flying = matches!(self.state, FcState::Armed | FcState::FailsafeHover);
+        if !flying || sensors.battery_mv >= self.cfg.land_battery_mv {
+            self.battery_low_since_ms = None;
+            return;
+        }
+        let since = *self.battery_low_since_ms.get_or_insert(now_ms);
+        if now_ms.wrapping_sub(since) < self.cfg.battery_low_ms {
+            return;
+        }
+        self.latched |= faults::BATTERY_FAILSAFE;
+        self.failsafe_since_ms = now_ms;
+        self.state = match self.cfg.vehicle {
+            Vehicle::Multirotor => FcState::FailsafeLand,
+            Vehicle::Ground => FcState::FailsafeStop,
+        };
+    }
+
     /// The report for `now_ms`.
     pub fn telemetry(&self, now_ms: u32, s: &Sensors) -> Telemetry {
         let mut f = self.latched | self.sensor_faults(s);
@@ -450,8 +519,15 @@ impl Autopilot {
             last_setpoint_seq: self.last_setpoint_seq,
             setpoint_age_ms: (now_ms.wrapping_sub(self.last_setpoint_ms) as i32).max(0) as u32,
             rx_errors: self.rx_errors,
+            stale_setpoints: self.stale_setpoints,
         }
     }
+}
+
+/// Whether sequence number `seq` is newer than `last` (serial-number
+/// arithmetic: the 16-bit counter wraps; "newer" is up to half the range ahead).
+fn newer(seq: u16, last: u16) -> bool {
+    (seq.wrapping_sub(last) as i16) > 0
 }
 
 #[cfg(test)]
@@ -524,7 +600,11 @@ mod tests {
         assert_ne!(t.faults & faults::WATCHDOG, 0);
         // Setpoints are refused while the failsafe is latched.
         assert_eq!(
-            status(ap.handle(3210, &frame(9, vel(1.0, 0.0, 0.0, 0.0)), &plant.sensors())),
+            status(ap.handle(
+                3210,
+                &frame(4000, vel(1.0, 0.0, 0.0, 0.0)),
+                &plant.sensors()
+            )),
             AckStatus::Refused(Refusal::InFailsafe)
         );
         run(&mut ap, &mut plant, 3200, 5000, None);
@@ -538,14 +618,19 @@ mod tests {
         run(&mut ap, &mut plant, 5300, 20_000, None);
         assert_eq!(ap.state(), FcState::Disarmed, "did not land and disarm");
         assert!(plant.sensors().on_ground);
-        // Disarm clears the latch; arming works again.
-        ap.handle(20_000, &frame(10, ToFc::Disarm), &plant.sensors());
+        // Landed and disarmed, the latch holds: no arming until a disarm
+        // acknowledges it; then arming works again.
+        assert_eq!(
+            status(ap.handle(20_000, &frame(4001, ToFc::Arm), &plant.sensors())),
+            AckStatus::Refused(Refusal::InFailsafe)
+        );
+        ap.handle(20_000, &frame(4002, ToFc::Disarm), &plant.sensors());
         assert_eq!(
             ap.telemetry(20_000, &plant.sensors()).faults & faults::WATCHDOG,
             0
         );
         assert_eq!(
-            status(ap.handle(20_010, &frame(11, ToFc::Arm), &plant.sensors())),
+            status(ap.handle(20_010, &frame(4003, ToFc::Arm), &plant.sensors())),
             AckStatus::Accepted
         );
     }
@@ -576,7 +661,7 @@ mod tests {
         assert_eq!(
             status(ap.handle(
                 3000,
-                &frame(4, ToFc::Setpoint(Setpoint::Motors([0.5; 4]))),
+                &frame(5000, ToFc::Setpoint(Setpoint::Motors([0.5; 4]))),
                 &plant.sensors()
             )),
             AckStatus::Refused(Refusal::InFailsafe)
@@ -647,7 +732,7 @@ mod tests {
             let Demand::Velocity { velocity, yaw_rate } = ap.tick(i * 10, &s) else {
                 panic!("expected a velocity demand");
             };
-            ap.handle(i * 10, &frame(3, vel(10.0, -10.0, 5.0, 9.0)), &s);
+            ap.handle(i * 10, &frame(3 + i as u16, vel(10.0, -10.0, 5.0, 9.0)), &s);
             for k in 0..3 {
                 let step = (velocity[k] - last[k]).abs();
                 assert!(
@@ -660,6 +745,179 @@ mod tests {
         }
         assert_eq!(last, [3.0, -3.0, 1.0]);
         let t = ap.telemetry(2000, &s);
-        assert_eq!(t.last_setpoint_seq, 3);
+        assert_eq!(t.last_setpoint_seq, 3 + 199);
+    }
+
+    /// Arms on the ground and climbs for two seconds with setpoints numbered
+    /// from 100 up; returns the next free sequence number.
+    fn take_off(ap: &mut Autopilot, plant: &mut Plant) -> u16 {
+        assert_eq!(
+            status(ap.handle(0, &frame(99, ToFc::Arm), &plant.sensors())),
+            AckStatus::Accepted
+        );
+        let mut seq = 100;
+        for t in (0..2000).step_by(10) {
+            if t % 20 == 0 {
+                ap.handle(t, &frame(seq, vel(0.0, 0.0, 1.0, 0.0)), &plant.sensors());
+                seq += 1;
+            }
+            let d = ap.tick(t, &plant.sensors());
+            plant.step(&d, 0.01);
+        }
+        assert!(!plant.sensors().on_ground, "did not take off");
+        assert_eq!(ap.state(), FcState::Armed);
+        seq
+    }
+
+    #[test]
+    fn disarm_refused_in_flight_without_emergency_stop() {
+        let mut ap = Autopilot::new(Config::MULTIROTOR);
+        let mut plant = Plant::new(Vehicle::Multirotor);
+        let seq = take_off(&mut ap, &mut plant);
+        let s = plant.sensors();
+        assert_eq!(
+            status(ap.handle(2000, &frame(seq, ToFc::Disarm), &s)),
+            AckStatus::Refused(Refusal::Airborne)
+        );
+        assert_eq!(ap.state(), FcState::Armed, "disarmed in the air");
+        // Nor can a disarm clear a failsafe in the air: the agent goes quiet.
+        ap.tick(2300, &s);
+        assert_eq!(ap.state(), FcState::FailsafeHover);
+        assert_eq!(
+            status(ap.handle(2310, &frame(seq + 1, ToFc::Disarm), &s)),
+            AckStatus::Refused(Refusal::Airborne)
+        );
+        assert_eq!(ap.state(), FcState::FailsafeHover);
+        assert_ne!(ap.telemetry(2310, &s).faults & faults::WATCHDOG, 0);
+        // An emergency stop without its confirmation does nothing.
+        assert_eq!(
+            status(ap.handle(
+                2320,
+                &frame(seq + 2, ToFc::EmergencyStop { confirm: 0 }),
+                &s
+            )),
+            AckStatus::Refused(Refusal::NotConfirmed)
+        );
+        assert_eq!(ap.state(), FcState::FailsafeHover);
+        // The confirmed one stops the motors and stays on record.
+        assert_eq!(
+            status(ap.handle(
+                2330,
+                &frame(
+                    seq + 3,
+                    ToFc::EmergencyStop {
+                        confirm: ESTOP_CONFIRM
+                    }
+                ),
+                &s
+            )),
+            AckStatus::Accepted
+        );
+        assert_eq!(ap.tick(2340, &s), Demand::Off);
+        assert_ne!(ap.telemetry(2340, &s).faults & faults::EMERGENCY_STOP, 0);
+        // Arming in the air is refused (and so it is after the stop, whatever the place).
+        let mut airborne = Autopilot::new(Config::MULTIROTOR);
+        assert_eq!(
+            status(airborne.handle(0, &frame(1, ToFc::Arm), &s)),
+            AckStatus::Refused(Refusal::ArmingChecks(faults::NOT_LANDED))
+        );
+        assert_eq!(
+            status(ap.handle(2350, &frame(seq + 4, ToFc::Arm), &s)),
+            AckStatus::Refused(Refusal::InFailsafe)
+        );
+    }
+
+    #[test]
+    fn low_battery_lands() {
+        let cfg = Config::MULTIROTOR;
+        let mut ap = Autopilot::new(cfg);
+        let mut plant = Plant::new(cfg.vehicle);
+        let mut seq = take_off(&mut ap, &mut plant);
+        let low = |plant: &Plant| Sensors {
+            battery_mv: cfg.land_battery_mv - 200,
+            ..plant.sensors()
+        };
+        // The agent keeps streaming setpoints the whole time: the battery, not
+        // the watchdog, ends the flight.
+        let mut t = 2000;
+        let mut landing_at = None;
+        while t < 30_000 && ap.state() != FcState::Disarmed {
+            if t % 20 == 0 {
+                ap.handle(t, &frame(seq, vel(0.0, 0.0, 0.5, 0.0)), &low(&plant));
+                seq += 1;
+            }
+            let d = ap.tick(t, &low(&plant));
+            plant.step(&d, 0.01);
+            if landing_at.is_none() && ap.state() == FcState::FailsafeLand {
+                landing_at = Some(t);
+            }
+            t += 10;
+        }
+        let landing_at = landing_at.expect("never began to land");
+        assert!(
+            (2000 + cfg.battery_low_ms..2000 + cfg.battery_low_ms + 20).contains(&landing_at),
+            "landing began at {landing_at} ms, not after {} ms of low battery",
+            cfg.battery_low_ms
+        );
+        assert_eq!(ap.state(), FcState::Disarmed, "did not land and disarm");
+        assert!(plant.sensors().on_ground);
+        assert_ne!(
+            ap.telemetry(t, &low(&plant)).faults & faults::BATTERY_FAILSAFE,
+            0
+        );
+        // A dip shorter than the threshold's time does not land.
+        let mut ap = Autopilot::new(cfg);
+        let mut plant = Plant::new(cfg.vehicle);
+        let mut seq = take_off(&mut ap, &mut plant);
+        for t in (2000..4000).step_by(10) {
+            let s = if t < 2000 + cfg.battery_low_ms - 100 {
+                low(&plant)
+            } else {
+                plant.sensors()
+            };
+            if t % 20 == 0 {
+                ap.handle(t, &frame(seq, vel(0.0, 0.0, 0.0, 0.0)), &s);
+                seq += 1;
+            }
+            ap.tick(t, &s);
+        }
+        assert_eq!(ap.state(), FcState::Armed);
+    }
+
+    #[test]
+    fn replayed_setpoint_is_rejected() {
+        let mut ap = Autopilot::new(Config::MULTIROTOR);
+        let s = Plant::new(Vehicle::Multirotor).sensors();
+        ap.handle(0, &frame(10, ToFc::Arm), &s);
+        // A setpoint queued before the arming command is stale.
+        assert_eq!(
+            status(ap.handle(1, &frame(9, vel(1.0, 0.0, 0.0, 0.0)), &s)),
+            AckStatus::Refused(Refusal::Stale)
+        );
+        assert_eq!(
+            status(ap.handle(2, &frame(11, vel(1.0, 0.0, 0.0, 0.0)), &s)),
+            AckStatus::Accepted
+        );
+        // The same frame again (a duplicate) and an older one (a replay).
+        for old in [11, 3] {
+            assert_eq!(
+                status(ap.handle(3, &frame(old, vel(2.0, 0.0, 0.0, 0.0)), &s)),
+                AckStatus::Refused(Refusal::Stale)
+            );
+        }
+        let t = ap.telemetry(3, &s);
+        assert_eq!((t.stale_setpoints, t.last_setpoint_seq), (3, 11));
+        // From here on only replays arrive: they do not feed the watchdog, which fires.
+        for k in 0..30 {
+            ap.handle(10 + k * 10, &frame(11, vel(1.0, 0.0, 0.0, 0.0)), &s);
+            ap.tick(10 + k * 10, &s);
+        }
+        assert_eq!(
+            ap.state(),
+            FcState::FailsafeHover,
+            "replays fed the watchdog"
+        );
+        // The counter wraps: 65535 → 0 is newer.
+        assert!(newer(0, 65_535) && newer(5, 65_530) && !newer(65_530, 5));
     }
 }

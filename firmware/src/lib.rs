@@ -22,5 +22,7 @@ pub mod plant;
 
 pub use autopilot::{Autopilot, Config, Demand, Limits, Sensors, Vehicle};
 pub use frame::{Decoder, DecoderStats, Frame, FrameError, MAX_WIRE};
-pub use msg::{AckStatus, FcState, FromFc, Refusal, Setpoint, Telemetry, ToFc, faults};
+pub use msg::{
+    AckStatus, ESTOP_CONFIRM, FcState, FromFc, Refusal, Setpoint, Telemetry, ToFc, faults,
+};
 pub use node::Firmware;

@@ -45,13 +45,29 @@ pub enum ToFc {
         /// Agent uptime (ms).
         uptime_ms: u32,
     },
-    /// Arm the motors, if the arming checks pass.
+    /// Arm the motors, if the arming checks pass (on the ground, level,
+    /// battery above the arming threshold, no latched fault).
     Arm,
-    /// Disarm (always accepted; also clears a latched failsafe).
+    /// Disarm: accepted on the ground (where it also clears latched faults),
+    /// refused while airborne — a vehicle in the air is stopped only by
+    /// [`ToFc::EmergencyStop`].
     Disarm,
-    /// A setpoint; feeds the watchdog when accepted.
+    /// A setpoint; feeds the watchdog when accepted. Its frame's sequence
+    /// number must be newer than the last accepted setpoint's (and the arming
+    /// command's): replays and duplicates are refused and counted.
     Setpoint(Setpoint),
+    /// Motors off now, wherever the vehicle is. Confirmed by carrying
+    /// [`ESTOP_CONFIRM`] (a stray or corrupted command does not stop motors in
+    /// flight); latched as [`faults::EMERGENCY_STOP`] and reported until a
+    /// disarm on the ground.
+    EmergencyStop {
+        /// Must equal [`ESTOP_CONFIRM`].
+        confirm: u32,
+    },
 }
+
+/// The confirmation an emergency stop carries.
+pub const ESTOP_CONFIRM: u32 = 0xE570_90FF;
 
 /// Flight-controller state, as reported in telemetry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +107,13 @@ pub enum Refusal {
     NotFinite,
     /// A setpoint kind this vehicle does not take (attitude on a ground robot).
     Unsupported,
+    /// Disarm while airborne (use the emergency stop).
+    Airborne,
+    /// A setpoint whose sequence number is not newer than the last accepted
+    /// one (a replay or a duplicate).
+    Stale,
+    /// An emergency stop without the confirmation.
+    NotConfirmed,
 }
 
 /// Answer to a command.
@@ -116,6 +139,13 @@ pub mod faults {
     pub const LINK_ERRORS: u16 = 1 << 3;
     /// Attitude beyond the tilt limit.
     pub const TILT: u16 = 1 << 4;
+    /// Not on the ground (arming check).
+    pub const NOT_LANDED: u16 = 1 << 5;
+    /// An emergency stop was commanded (latched until disarm on the ground).
+    pub const EMERGENCY_STOP: u16 = 1 << 6;
+    /// The battery fell below the landing threshold in flight: the vehicle
+    /// lands (latched until disarm on the ground).
+    pub const BATTERY_FAILSAFE: u16 = 1 << 7;
 }
 
 /// The flight controller's periodic report.
@@ -145,6 +175,8 @@ pub struct Telemetry {
     pub setpoint_age_ms: u32,
     /// Frames from the agent that failed decoding since boot.
     pub rx_errors: u32,
+    /// Setpoints refused as replays or duplicates since boot.
+    pub stale_setpoints: u32,
 }
 
 /// Flight controller → agent.

@@ -48,6 +48,7 @@ fn any_to_fc() -> impl Strategy<Value = ToFc> {
         Just(ToFc::Arm),
         Just(ToFc::Disarm),
         any_setpoint().prop_map(ToFc::Setpoint),
+        any::<u32>().prop_map(|confirm| ToFc::EmergencyStop { confirm }),
     ]
 }
 
@@ -78,6 +79,7 @@ fn any_from_fc() -> impl Strategy<Value = FromFc> {
             any::<u16>(),
             any::<u32>(),
             any::<u32>(),
+            any::<u32>(),
         ),
     )
         .prop_map(
@@ -91,6 +93,7 @@ fn any_from_fc() -> impl Strategy<Value = FromFc> {
                     last_setpoint_seq,
                     setpoint_age_ms,
                     rx_errors,
+                    stale_setpoints,
                 ),
             )| {
                 FromFc::Telemetry(Telemetry {
@@ -106,6 +109,7 @@ fn any_from_fc() -> impl Strategy<Value = FromFc> {
                     last_setpoint_seq,
                     setpoint_age_ms,
                     rx_errors,
+                    stale_setpoints,
                 })
             },
         );
@@ -259,9 +263,12 @@ fn firmware_survives_random_streams() {
     for i in 0..200_000u32 {
         let mut bytes = Vec::new();
         if rng.below(3) == 0 {
-            let msg = match rng.below(4) {
+            let msg = match rng.below(5) {
                 0 => ToFc::Arm,
                 1 => ToFc::Disarm,
+                2 => ToFc::EmergencyStop {
+                    confirm: rng.next() as u32,
+                },
                 _ => ToFc::Setpoint(Setpoint::Velocity {
                     forward: f32::from_bits(rng.next() as u32),
                     left: (rng.below(200) as f32 - 100.0) * 0.1,
@@ -304,6 +311,7 @@ fn the_largest_report_fits_a_frame() {
         last_setpoint_seq: u16::MAX,
         setpoint_age_ms: u32::MAX,
         rx_errors: u32::MAX,
+        stale_setpoints: u32::MAX,
     };
     let mut buf = [0u8; MAX_WIRE];
     assert!(frame::encode(u16::MAX, &FromFc::Telemetry(t), &mut buf).is_ok());

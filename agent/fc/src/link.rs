@@ -255,6 +255,18 @@ impl Link {
         }
     }
 
+    /// Motors off now, wherever the vehicle is: the firmware's emergency stop,
+    /// with its confirmation (a disarm is refused in the air). Latched and
+    /// reported by the firmware until a disarm on the ground.
+    pub fn emergency_stop(&self, timeout: Duration) -> Result<AckStatus, LinkError> {
+        self.command(
+            ToFc::EmergencyStop {
+                confirm: fclink::ESTOP_CONFIRM,
+            },
+            timeout,
+        )
+    }
+
     /// Sends a command and waits for its acknowledgement.
     pub fn command(&self, msg: ToFc, timeout: Duration) -> Result<AckStatus, LinkError> {
         let since = Instant::now();
