@@ -5,11 +5,14 @@
 //! ([`flight_controller_node`]): `agent node fc` and `agent node mavlink`.
 //!
 //! Neither arms by itself: arming (and, with MAVLink, taking control) happens
-//! on the first setpoint only when the operator asked for it (`--arm`).
+//! when an operator asks for it on `cmd/arm` (`agent arm`, after its preflight
+//! checks), or on the first setpoint when the node was started with `--arm`.
+//! The node itself refuses an arm request while no setpoints are streaming (the
+//! vehicle's watchdog would fail safe at once).
 
 use crate::nodes::NodeOptions;
 use anyhow::{Context as _, Result};
-use bus::msg::{Event, FcStatus, Setpoint, State};
+use bus::msg::{ArmRequest, Event, FcStatus, Setpoint, State};
 use bus::{Inbox, Outbox, Session};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -48,6 +51,9 @@ pub trait FlightController {
 /// How long the node waits on its inbox or the vehicle before checking for Ctrl-C.
 const POLL: Duration = Duration::from_millis(100);
 
+/// An arm request is refused unless a setpoint arrived this recently.
+pub const SETPOINTS_FRESH: Duration = Duration::from_millis(500);
+
 /// The node: setpoints in, reports out, until `stop`. With `arm`, the first
 /// setpoint arms (retried every second until it is done).
 pub fn flight_controller_node(
@@ -58,6 +64,8 @@ pub fn flight_controller_node(
     stop: &AtomicBool,
 ) -> Result<()> {
     let mut setpoints = Inbox::<Setpoint>::new(session, robot, bus::topics::CMD_SETPOINT, 4)?;
+    let mut arm_requests = Inbox::<ArmRequest>::new(session, robot, bus::topics::CMD_ARM, 4)?;
+    let mut last_setpoint: Option<Instant> = None;
     let mut status = Outbox::<FcStatus>::new(session, robot, bus::topics::FC_STATUS)?;
     let mut states = Outbox::<State>::new(session, robot, bus::topics::STATE)?;
     let mut events = Outbox::<Event>::new(session, robot, bus::topics::EVENTS)?;
@@ -88,7 +96,23 @@ pub fn flight_controller_node(
             publish(&mut reports)?;
             continue;
         }
+        while let Some((_, req)) = arm_requests.recv_timeout(Duration::ZERO)? {
+            let n = req.nonce;
+            let text = if fc.in_control() {
+                format!("{name}: arm request {n:016x}: already armed")
+            } else if last_setpoint.is_none_or(|t| t.elapsed() > SETPOINTS_FRESH) {
+                format!(
+                    "{name}: arm request {n:016x} refused: no setpoints streaming (the loop is not running)"
+                )
+            } else if fc.arm(&mut reports) {
+                format!("{name}: arm request {n:016x}: armed")
+            } else {
+                format!("{name}: arm request {n:016x} refused by the flight controller")
+            };
+            reports.push(FcReport::Event(text));
+        }
         if let Some((_, sp)) = setpoints.recv_timeout(Duration::from_millis(10))? {
+            last_setpoint = Some(Instant::now());
             if arm_due && Instant::now() >= next_arm_try {
                 if fc.arm(&mut reports) {
                     arm_due = false;

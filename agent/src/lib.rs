@@ -29,6 +29,7 @@ pub mod nodes;
 pub mod outfile;
 pub mod persist;
 pub mod pipeline;
+pub mod preflight;
 #[cfg(feature = "twin")]
 pub mod rlbench;
 pub mod scratch;

@@ -89,6 +89,11 @@ enum Cmd {
     /// A secured graph's secrets: a CA, certificates for the router, every node
     /// role and the ground stations, and a password per role (mode 600).
     Certs(CertsArgs),
+    /// Arm the vehicle: wait until the preflight checks pass (nodes alive,
+    /// depth scans with enough known columns, state, the flight controller's
+    /// link up and disarmed without faults, setpoints streaming), then ask the
+    /// flight-controller node to arm and wait for its answer.
+    Arm(cli::arm::ArmArgs),
     /// Send the robot a goal on `nav/goal` (X,Y,Z in metres): the ground
     /// station's command, over TLS on a secured graph.
     Goal(GoalArgs),
@@ -161,6 +166,7 @@ fn main() -> Result<()> {
         Cmd::Latency(a) => cli::bus::latency(a),
         Cmd::Certs(a) => cli::secure::certs(a),
         Cmd::Goal(a) => cli::bus::goal(a, stop),
+        Cmd::Arm(a) => cli::arm::arm(a, stop),
         Cmd::Router(a) => cli::secure::router(a, stop),
         #[cfg(feature = "twin")]
         Cmd::Bench(a) => cli::lab::bench(a),

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 /// A port for this test process (tests of one binary run in parallel).
 /// Ports: 0, 1, 2-4 (the latency benchmark's runs), 5 and 8 (twin flights
-/// recorded for other tests), 6 and 12 (the robot launch), 7, 9, 10, 11.
+/// recorded for other tests), 6 and 12 (the robot launch), 7, 9, 10, 11,
+/// 13, 14 and 15 (the operator arming the robot launch).
 fn port(k: u16) -> u16 {
-    e2e_tests::test_port(e2e_tests::PortSlice::Graph, 14, k)
+    e2e_tests::test_port(e2e_tests::PortSlice::Graph, 16, k)
 }
 
 fn twin_graph(robot: &str, port: u16, seconds: &str) -> String {
@@ -395,21 +396,21 @@ args = ["node", "telemetry", "--robot", "{robot}", "--connect", "{ep}", "--rerun
     }
 }
 
-/// `launch/robot.toml` as shipped, with its device, addresses and files pointed
-/// at this test: the camera is a recording of the twin, the flight controller
-/// is the firmware on a pty (`fc-host`). The whole loop runs on the secured
-/// graph — every node a client of the router with its role's certificate:
-/// stereo, mono, learner, the policy with its cue switch, safety, fc, record —
-/// and setpoints reach the firmware over the serial link, but nothing arms
-/// it: arming is the operator's.
-#[test]
-fn robot_launch_does_not_arm() {
-    let dir = temp_dir("robot-launch");
-    let robot = format!("bot{}", std::process::id());
-    // The camera: a side-by-side video of a twin flight (its recorded pairs),
-    // played once by the `file` preset in place of the UVC module, with the
-    // twin's rig as the calibration.
-    let flight = record_twin_flight(&dir, 5, "20", "camera/stereo");
+/// The shipped `launch/robot.toml` made to run here: the camera is a
+/// side-by-side video of a twin flight (recorded on port `k`) played once in
+/// real time by the `file` preset in place of the UVC module, with the twin's
+/// rig as the calibration; the flight controller is `fc-host` on a pty (the
+/// firmware's logic on the host); the secrets are made as at install; the
+/// router listens on ports `router` (robot) and `ground`. Returns the launch
+/// file's path and the running `fc-host`.
+fn robot_launch_here(
+    dir: &std::path::Path,
+    robot: &str,
+    k: u16,
+    router: u16,
+    ground: u16,
+) -> (std::path::PathBuf, std::process::Child) {
+    let flight = record_twin_flight(dir, k, "20", "camera/stereo");
     let pairs: Vec<(Vec<u8>, Vec<u8>)> = bus::log::read(&flight)
         .unwrap()
         .into_iter()
@@ -428,7 +429,7 @@ fn robot_launch_does_not_arm() {
         .unwrap();
 
     let tty = dir.join("ttyFC");
-    let mut host = e2e_tests::fc_host(&tty);
+    let host = e2e_tests::fc_host(&tty);
     let shipped = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../launch/robot.toml"),
     )
@@ -442,8 +443,8 @@ fn robot_launch_does_not_arm() {
     );
     let text = shipped
         .replace("/dev/ttyTHS1", &tty.display().to_string())
-        .replace("tls/127.0.0.1:7450", &format!("tls/127.0.0.1:{}", port(6)))
-        .replace("tls/0.0.0.0:7451", &format!("tls/localhost:{}", port(12)))
+        .replace("tls/127.0.0.1:7450", &format!("tls/127.0.0.1:{router}"))
+        .replace("tls/0.0.0.0:7451", &format!("tls/localhost:{ground}"))
         .replace("\"secrets/", &format!("\"{out_dir}secrets/"))
         .replace(
             "\"--robot\", \"robot\"",
@@ -463,10 +464,26 @@ fn robot_launch_does_not_arm() {
             && text.contains("\"--once\""),
         "{text}"
     );
-    std::fs::write(dir.join("robot.toml"), text).unwrap();
+    let file = dir.join("robot.toml");
+    std::fs::write(&file, text).unwrap();
+    (file, host)
+}
+
+/// `launch/robot.toml` as shipped, with its device, addresses and files pointed
+/// at this test: the camera is a recording of the twin, the flight controller
+/// is the firmware on a pty (`fc-host`). The whole loop runs on the secured
+/// graph — every node a client of the router with its role's certificate:
+/// stereo, mono, learner, the policy with its cue switch, safety, fc, record —
+/// and setpoints reach the firmware over the serial link, but nothing arms
+/// it: arming is the operator's.
+#[test]
+fn robot_launch_does_not_arm() {
+    let dir = temp_dir("robot-launch");
+    let robot = format!("bot{}", std::process::id());
+    let (file, mut host) = robot_launch_here(&dir, &robot, 5, port(6), port(12));
     let out = Command::new(workspace_bin("agent"))
         .arg("launch")
-        .arg(dir.join("robot.toml"))
+        .arg(&file)
         .output()
         .unwrap();
     let log =
@@ -520,6 +537,83 @@ fn robot_launch_does_not_arm() {
         "{:?}",
         states.first()
     );
+}
+
+/// The operator arms the shipped robot launch with `agent arm`: it waits
+/// until every preflight check passes on the secured graph (it joins as the
+/// `operator` role over TLS), asks the fc node on `cmd/arm`, and the firmware
+/// arms. Before that, the fc node refuses an arm request while no setpoints
+/// stream, and `agent arm` refuses a graph without its safety node.
+#[test]
+fn operator_arms_after_preflight() {
+    let dir = temp_dir("robot-arm");
+    let robot = format!("arm{}", std::process::id());
+    let (file, mut host) = robot_launch_here(&dir, &robot, 13, port(14), port(15));
+    let secrets = dir.join("secrets");
+    let arm = |extra: &[&str]| {
+        let mut c = Command::new(workspace_bin("agent"));
+        c.args(["arm", "--robot", &robot, "--connect"])
+            .arg(format!("tls/127.0.0.1:{}", port(14)))
+            .arg("--tls-ca")
+            .arg(secrets.join("ca.pem"))
+            .arg("--tls-cert")
+            .arg(secrets.join("operator.pem"))
+            .arg("--tls-key")
+            .arg(secrets.join("operator.key"))
+            .args(extra);
+        c.output().unwrap()
+    };
+    let launch = Command::new(workspace_bin("agent"))
+        .arg("launch")
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A node the graph does not have: the checks never pass, nothing arms.
+    let refused = arm(&[
+        "--wait",
+        "3",
+        "--require",
+        "camera,stereo,policy,safety,fc,tracker",
+    ]);
+    let said = String::from_utf8_lossy(&refused.stdout).to_string()
+        + &String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("not alive: tracker"), "{said}");
+    assert!(said.contains("nothing was armed"), "{said}");
+    // The shipped graph: every check passes once the loop runs, then it arms.
+    let armed = arm(&["--wait", "120"]);
+    let said = String::from_utf8_lossy(&armed.stdout).to_string()
+        + &String::from_utf8_lossy(&armed.stderr);
+    assert!(armed.status.success(), "{said}");
+    for check in [
+        "nodes",
+        "camera and stereo",
+        "state",
+        "flight controller",
+        "setpoints",
+    ] {
+        assert!(
+            said.lines()
+                .any(|l| l.contains(check) && l.contains("PASS")),
+            "{check} did not pass:\n{said}"
+        );
+    }
+    assert!(said.contains(": armed"), "{said}");
+    // The camera file ends, the graph stops; the firmware was armed by the request.
+    let out = launch.wait_with_output().unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    signal_after(&host, "TERM", Duration::from_millis(300));
+    let _ = host.wait();
+    let mut fc_log = String::new();
+    std::io::Read::read_to_string(host.stdout.as_mut().unwrap(), &mut fc_log).unwrap();
+    assert!(
+        fc_log.contains("-> Armed"),
+        "the firmware never armed:\n{fc_log}\n{log}"
+    );
+    assert!(log.contains("arm request"), "{log}");
 }
 
 /// Several nodes in one process (`agent node stereo,policy`): threads sharing

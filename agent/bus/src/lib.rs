@@ -59,11 +59,14 @@ pub enum Topic {
     Tracks,
     /// `camera/health`: [`msg::CameraHealth`] from the camera node.
     CameraHealth,
+    /// `cmd/arm`: [`msg::ArmRequest`] from an operator (`agent arm`) to the
+    /// flight-controller node.
+    CmdArm,
 }
 
 impl Topic {
     /// All topics.
-    pub const ALL: [Topic; 12] = [
+    pub const ALL: [Topic; 13] = [
         Topic::CameraStereo,
         Topic::DepthStereo,
         Topic::DepthMono,
@@ -76,6 +79,7 @@ impl Topic {
         Topic::Weights,
         Topic::Tracks,
         Topic::CameraHealth,
+        Topic::CmdArm,
     ];
 
     /// Key expression below the robot name.
@@ -93,6 +97,7 @@ impl Topic {
             Topic::Weights => "policy/weights",
             Topic::Tracks => "perception/tracks",
             Topic::CameraHealth => "camera/health",
+            Topic::CmdArm => "cmd/arm",
         }
     }
 
@@ -115,6 +120,7 @@ impl Topic {
             Topic::Weights => <msg::Weights as M>::KIND,
             Topic::Tracks => <msg::Tracks as M>::KIND,
             Topic::CameraHealth => <msg::CameraHealth as M>::KIND,
+            Topic::CmdArm => <msg::ArmRequest as M>::KIND,
         }
     }
 
@@ -130,7 +136,8 @@ impl Topic {
             | Topic::State
             | Topic::FcStatus
             | Topic::Events
-            | Topic::Goal => Priority::InteractiveHigh,
+            | Topic::Goal
+            | Topic::CmdArm => Priority::InteractiveHigh,
             Topic::DepthStereo | Topic::DepthMono | Topic::Tracks | Topic::CameraHealth => {
                 Priority::DataHigh
             }
@@ -151,7 +158,8 @@ impl Topic {
             | Topic::FcStatus
             | Topic::Goal
             | Topic::Tracks
-            | Topic::Weights => true,
+            | Topic::Weights
+            | Topic::CmdArm => true,
             Topic::DepthStereo
             | Topic::DepthMono
             | Topic::CmdSetpoint
@@ -179,6 +187,7 @@ impl Topic {
             Topic::Weights => <msg::Weights as M>::NAME,
             Topic::Tracks => <msg::Tracks as M>::NAME,
             Topic::CameraHealth => <msg::CameraHealth as M>::NAME,
+            Topic::CmdArm => <msg::ArmRequest as M>::NAME,
         }
     }
 }
@@ -229,8 +238,8 @@ impl<M: Message> TypedTopic<M> {
 pub mod topics {
     use super::{Topic, TypedTopic};
     use crate::msg::{
-        CameraHealth, DepthScan, Event, FcStatus, Goal, Setpoint, State, StereoPair, Tracks,
-        Weights,
+        ArmRequest, CameraHealth, DepthScan, Event, FcStatus, Goal, Setpoint, State, StereoPair,
+        Tracks, Weights,
     };
 
     /// `camera/stereo`
@@ -257,6 +266,8 @@ pub mod topics {
     pub const TRACKS: TypedTopic<Tracks> = TypedTopic::new(Topic::Tracks);
     /// `camera/health`
     pub const CAMERA_HEALTH: TypedTopic<CameraHealth> = TypedTopic::new(Topic::CameraHealth);
+    /// `cmd/arm`
+    pub const CMD_ARM: TypedTopic<ArmRequest> = TypedTopic::new(Topic::CmdArm);
 }
 
 /// Where a session listens and whom it connects to.

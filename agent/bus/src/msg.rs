@@ -342,6 +342,25 @@ impl Message for CameraHealth {
     }
 }
 
+/// An operator's request to arm the vehicle (`agent arm`, after its preflight
+/// checks). The flight-controller node answers on `events` naming `nonce`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArmRequest {
+    /// Chosen by the requester, so that it can tell its answer from others'.
+    pub nonce: u64,
+}
+
+impl Message for ArmRequest {
+    const KIND: u16 = 11;
+    const NAME: &'static str = "ArmRequest";
+    fn write_body(&self, w: &mut Writer) {
+        w.u64(self.nonce);
+    }
+    fn read_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self { nonce: r.u64()? })
+    }
+}
+
 /// Where the robot is asked to go (goal-reaching navigation).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Goal {

@@ -94,10 +94,18 @@ pub const ROLES: &[Role] = &[
         publishes: &[T::Events],
         alive: &[],
     },
+    // The operator on the robot: `agent arm` (after its preflight checks) and
+    // `agent goal`.
+    Role {
+        name: "operator",
+        publishes: &[T::CmdArm, T::Goal, T::Events],
+        alive: &[],
+    },
 ];
 
-/// What a ground station may publish: where the robot should go.
-pub const GROUND_PUBLISHES: &[Topic] = &[T::Goal];
+/// What a ground station may publish: where the robot should go, and arm
+/// requests (which the flight-controller node still checks).
+pub const GROUND_PUBLISHES: &[Topic] = &[T::Goal, T::CmdArm];
 
 /// What a ground station may subscribe to: every topic but the learner's weights.
 pub const GROUND_READS: &[Topic] = &[
@@ -112,6 +120,7 @@ pub const GROUND_READS: &[Topic] = &[
     T::Events,
     T::Goal,
     T::Tracks,
+    T::CmdArm,
 ];
 
 /// The role named `name`.

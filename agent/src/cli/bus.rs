@@ -296,6 +296,7 @@ fn describe(topic: bus::Topic, bytes: &[u8]) -> String {
         bus::Topic::Goal => show::<Goal>(bytes),
         bus::Topic::Tracks => show::<Tracks>(bytes),
         bus::Topic::CameraHealth => show::<CameraHealth>(bytes),
+        bus::Topic::CmdArm => show::<ArmRequest>(bytes),
     }
 }
 

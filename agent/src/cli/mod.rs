@@ -2,6 +2,7 @@
 //! ([`node`]), recording and replaying the bus ([`bus`]), the twin's flight
 //! experiments and benchmarks ([`lab`]) and reinforcement learning ([`learn`]).
 
+pub(crate) mod arm;
 pub(crate) mod bus;
 #[cfg(feature = "camera")]
 pub(crate) mod camera;

@@ -1,0 +1,113 @@
+//! `agent arm`: the operator's arm command. It watches the graph until every
+//! preflight check passes ([`agent::preflight`]), then asks the
+//! flight-controller node to arm (`cmd/arm`) and waits for its answer.
+
+use super::BusArgs;
+use agent::preflight::{Check, PreflightConfig, evaluate, observe};
+use anyhow::{Result, bail};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub(crate) struct ArmArgs {
+    /// Robot name, endpoints; on a secured graph the `operator` role's TLS
+    /// files (or a ground station's).
+    #[command(flatten)]
+    bus: BusArgs,
+    /// Seconds to wait for every check to pass before giving up.
+    #[arg(long, default_value_t = 30.0)]
+    wait: f64,
+    /// Seconds of the bus each round of checks looks at.
+    #[arg(long, default_value_t = 2.0)]
+    window: f64,
+    /// Nodes that must be alive (`fc` also accepts `mavlink`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "camera,stereo,policy,safety,fc"
+    )]
+    require: Vec<String>,
+    /// Share of the depth scan's columns stereo must know (median scan).
+    #[arg(long, default_value_t = 0.5)]
+    min_known: f64,
+    /// Check only: print the checks and do not arm.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn print(checks: &[Check]) {
+    for c in checks {
+        println!(
+            "  {:<18} {}  {}",
+            c.name,
+            if c.pass { "PASS" } else { "FAIL" },
+            c.detail
+        );
+    }
+}
+
+/// `agent arm`.
+pub(crate) fn arm(a: ArmArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    for (name, v, hi) in [("--wait", a.wait, 3600.0), ("--window", a.window, 60.0)] {
+        if !(v.is_finite() && v > 0.0 && v <= hi) {
+            bail!("{name} must be in (0, {hi}] seconds, got {v}");
+        }
+    }
+    if !(0.0..=1.0).contains(&a.min_known) {
+        bail!("--min-known must be in [0, 1], got {}", a.min_known);
+    }
+    let cfg = PreflightConfig {
+        require: a.require.clone(),
+        min_known: a.min_known,
+        ..PreflightConfig::default()
+    };
+    let session = a.bus.open()?;
+    let robot = &a.bus.robot;
+    // The answer is on `events`: listen before asking.
+    let mut events = bus::Inbox::<bus::msg::Event>::new(&session, robot, bus::topics::EVENTS, 64)?;
+    let t0 = Instant::now();
+    let checks = loop {
+        let obs = observe(&session, robot, Duration::from_secs_f64(a.window), &stop)?;
+        if stop.load(Ordering::Relaxed) {
+            bail!("interrupted before the preflight checks passed; nothing was armed");
+        }
+        let checks = evaluate(&obs, &cfg, Instant::now());
+        if checks.iter().all(|c| c.pass) || t0.elapsed().as_secs_f64() >= a.wait {
+            break checks;
+        }
+    };
+    println!("preflight of `{robot}`:");
+    print(&checks);
+    let failed: Vec<&str> = checks.iter().filter(|c| !c.pass).map(|c| c.name).collect();
+    if !failed.is_empty() {
+        bail!(
+            "preflight failed ({}) after {:.0} s; nothing was armed",
+            failed.join(", "),
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    if a.dry_run {
+        println!("preflight passed (--dry-run: not arming)");
+        return Ok(());
+    }
+    let nonce = bus::now_ns() ^ (u64::from(std::process::id()) << 32);
+    let mut out = bus::Outbox::<bus::msg::ArmRequest>::new(&session, robot, bus::topics::CMD_ARM)?;
+    out.send(bus::now_ns(), "operator", &bus::msg::ArmRequest { nonce })?;
+    let tag = format!("arm request {nonce:016x}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        if let Some((_, e)) = events.recv_timeout(Duration::from_millis(100))?
+            && e.text.contains(&tag)
+        {
+            println!("{}", e.text);
+            if e.text.ends_with(": armed") || e.text.ends_with(": already armed") {
+                return Ok(());
+            }
+            bail!("not armed: {}", e.text);
+        }
+    }
+    bail!(
+        "no answer from the flight-controller node within 5 s (is it running with access to `cmd/arm`?)"
+    )
+}
