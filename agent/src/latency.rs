@@ -256,8 +256,11 @@ pub fn run(
     security: Security,
     port: u16,
 ) -> Result<LatencyReport> {
-    if width == 0 || height == 0 || frames == 0 {
-        bail!("size and frame count must be positive");
+    // The bus refuses pairs over 4096x4096 per eye: no larger size can be measured.
+    if !(16..=4096).contains(&width) || !(16..=4096).contains(&height) || frames == 0 {
+        bail!(
+            "size {width}x{height} must be 16 to 4096 pixels a side, and the frame count positive"
+        );
     }
     if security != Security::Plain && placement == Placement::Threads {
         bail!(

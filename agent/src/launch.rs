@@ -110,10 +110,13 @@ impl LaunchFile {
                 );
             }
         }
-        if !(f.stop_timeout.is_finite() && f.stop_timeout >= 0.0) {
+        // An hour at most: a larger value is a typo, and 1e300 s would
+        // overflow the deadline it is added to.
+        if !(f.stop_timeout.is_finite() && (0.0..=3600.0).contains(&f.stop_timeout)) {
             bail!(
-                "launch file {}: `stop_timeout` must be >= 0",
-                path.display()
+                "launch file {}: `stop_timeout` must be in [0, 3600] seconds, got {:e}",
+                path.display(),
+                f.stop_timeout
             );
         }
         Ok(f)
@@ -338,6 +341,11 @@ mod tests {
                 "typo.toml",
                 "name = \"g\"\n[[process]]\nname = \"a\"\nrestart = \"sometimes\"\n",
                 "malformed launch file",
+            ),
+            (
+                "forever.toml",
+                "name = \"g\"\nstop_timeout = 1e300\n[[process]]\nname = \"a\"\n",
+                "`stop_timeout` must be in [0, 3600] seconds",
             ),
         ] {
             let p = dir.join(file);

@@ -32,6 +32,10 @@ pub struct SelfTest {
     pub density: f64,
     /// Median valid depth (m).
     pub median_depth: f64,
+    /// FNV-1a digest of the disparity map (each pixel's validity and, where
+    /// valid, its disparity's bits): equal on every build that matches alike,
+    /// whatever its instruction set.
+    pub disparity_digest: u64,
     /// Stereo matching time (ms).
     pub stereo_ms: f64,
     /// Mono inference time (ms).
@@ -46,7 +50,7 @@ impl std::fmt::Display for SelfTest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "selftest ({}) OK: rig {} {}x{}; stereo {:.1} ms, {:.0} % valid, median depth {:.2} m; mono inference {:.2} ms, {} columns",
+            "selftest ({}) OK: rig {} {}x{}; stereo {:.1} ms, {:.0} % valid, median depth {:.2} m, disparity digest {:016x}; mono inference {:.2} ms, {} columns",
             self.target,
             self.rig,
             self.size.0,
@@ -54,6 +58,7 @@ impl std::fmt::Display for SelfTest {
             self.stereo_ms,
             self.density * 100.0,
             self.median_depth,
+            self.disparity_digest,
             self.mono_ms,
             self.mono_columns
         )
@@ -94,6 +99,7 @@ pub fn run(cfg: &LoopConfig, rig_file: Option<&std::path::Path>) -> Result<SelfT
         .collect();
     valid.sort_by(f32::total_cmp);
     let density = valid.len() as f64 / (w * h) as f64;
+    let disparity_digest = digest(&disp);
     let median_depth = valid.get(valid.len() / 2).copied().unwrap_or(f32::NAN) as f64;
     let dev = crate::device::device(cfg.backend)?;
     let net = MonoNet::seeded(&cfg.mono, &dev, cfg.learner.seed)?;
@@ -116,6 +122,7 @@ pub fn run(cfg: &LoopConfig, rig_file: Option<&std::path::Path>) -> Result<SelfT
         size: (w, h),
         density,
         median_depth,
+        disparity_digest,
         stereo_ms,
         mono_ms,
         mono_columns: est.scan.len(),
@@ -127,4 +134,20 @@ pub fn run(cfg: &LoopConfig, rig_file: Option<&std::path::Path>) -> Result<SelfT
             "other"
         },
     })
+}
+
+/// FNV-1a over each pixel's validity and, where valid, its disparity's bits.
+fn digest(d: &stereo::Disparity) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    };
+    for (v, ok) in d.disp.iter().zip(&d.valid) {
+        eat(u8::from(*ok));
+        if *ok {
+            v.to_bits().to_le_bytes().into_iter().for_each(&mut eat);
+        }
+    }
+    h
 }

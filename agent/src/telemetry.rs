@@ -305,6 +305,59 @@ pub fn layout(scopes: &[&str]) -> rerun::blueprint::Blueprint {
     }
 }
 
+/// A long flight's trajectory for rerun, each point logged a bounded number
+/// of times: the points are cut into stretches of [`Trajectory::STRETCH`];
+/// a finished stretch is logged once under its own entity, and the open one
+/// (at most a stretch long) again every [`Trajectory::OPEN_EVERY`] points. Data
+/// grow linearly with the flight, never with its square (re-logging the whole
+/// path every few states made an hour's .rrd several gigabytes).
+#[derive(Debug, Default)]
+pub struct Trajectory {
+    open: Vec<[f32; 3]>,
+    done: u64,
+}
+
+/// What to log for the trajectory.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrajectoryPiece {
+    /// A finished stretch (its first point is the previous stretch's last).
+    Done {
+        /// Its number, from 0.
+        index: u64,
+        /// Its points.
+        points: Vec<[f32; 3]>,
+    },
+    /// The stretch being flown.
+    Open(Vec<[f32; 3]>),
+}
+
+impl Trajectory {
+    /// Points per finished stretch.
+    pub const STRETCH: usize = 100;
+    /// The open stretch is logged again every this many points.
+    pub const OPEN_EVERY: usize = 10;
+
+    /// The stretch being flown, to log when the flight ends.
+    pub fn open_piece(&self) -> TrajectoryPiece {
+        TrajectoryPiece::Open(self.open.clone())
+    }
+
+    /// Add a point; what to log now, if anything.
+    pub fn push(&mut self, p: [f32; 3]) -> Option<TrajectoryPiece> {
+        self.open.push(p);
+        if self.open.len() > Self::STRETCH {
+            let points = std::mem::replace(&mut self.open, vec![p]);
+            let index = self.done;
+            self.done += 1;
+            return Some(TrajectoryPiece::Done { index, points });
+        }
+        self.open
+            .len()
+            .is_multiple_of(Self::OPEN_EVERY)
+            .then(|| TrajectoryPiece::Open(self.open.clone()))
+    }
+}
+
 /// Telemetry as the observer of the loop's stages on the in-process
 /// executor: what a stage says becomes an event on the timeline.
 pub struct TelemetryNotes<'a>(pub &'a Telemetry);
@@ -573,6 +626,28 @@ impl Telemetry {
         Ok(())
     }
 
+    /// Log what [`Trajectory::push`] asked for: a finished stretch of the
+    /// trajectory under its own entity (logged once), or the open one.
+    pub fn log_trajectory(&self, piece: &TrajectoryPiece) -> Result<(), TelemetryError> {
+        if self.rec.is_none() {
+            return Ok(());
+        }
+        match piece {
+            TrajectoryPiece::Done { index, points } => self.submit(
+                self.path(&format!("world/trajectory/done/{index:06}"))
+                    .as_str(),
+                false,
+                &rerun::LineStrips3D::new([points.clone()]),
+            ),
+            TrajectoryPiece::Open(points) => self.submit(
+                self.path("world/trajectory").as_str(),
+                false,
+                &rerun::LineStrips3D::new([points.clone()]),
+            ),
+        }
+        Ok(())
+    }
+
     /// Log the right camera of the rig, `baseline` to the right of the left one (static).
     #[cfg(feature = "twin")]
     pub fn log_right_camera(&self, rig: &StereoRig) -> Result<(), TelemetryError> {
@@ -678,6 +753,47 @@ impl Telemetry {
                 l.rec.flush_blocking().map_err(|e| log_err("flush", e))
             }
             None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod trajectory_tests {
+    use super::*;
+
+    fn logged(n: usize) -> (usize, Vec<Vec<[f32; 3]>>) {
+        let mut t = Trajectory::default();
+        let (mut total, mut done) = (0, Vec::new());
+        for k in 0..n {
+            match t.push([k as f32, 0.0, 0.0]) {
+                Some(TrajectoryPiece::Done { index, points }) => {
+                    assert_eq!(index as usize, done.len());
+                    total += points.len();
+                    done.push(points);
+                }
+                Some(TrajectoryPiece::Open(points)) => total += points.len(),
+                None => {}
+            }
+        }
+        (total, done)
+    }
+
+    #[test]
+    fn trajectory_points_are_logged_a_bounded_number_of_times() {
+        let (short, _) = logged(1_000);
+        let (long, done) = logged(100_000);
+        // Linear in the flight: 100 times the points, about 100 times the data.
+        let ratio = long as f64 / short as f64;
+        assert!(
+            (95.0..105.0).contains(&ratio),
+            "{short} -> {long} points logged"
+        );
+        assert!(long < 100_000 * 7, "{long} points logged for 100000");
+        // The finished stretches are the path, in order, each joined to the next.
+        assert_eq!(done.len(), 100_000 / Trajectory::STRETCH - 1);
+        for (k, d) in done.iter().enumerate() {
+            assert_eq!(d.len(), Trajectory::STRETCH + 1);
+            assert_eq!(d[0][0] as usize, k * Trajectory::STRETCH);
         }
     }
 }

@@ -44,4 +44,21 @@ fn the_aarch64_agent_passes_its_self_test_under_qemu() {
         stdout.contains("selftest (aarch64) OK: rig bundled 160x120"),
         "{stdout}"
     );
+    // The same self-test on this machine's build (x86-64: the AVX2 kernels
+    // where the CPU has them) matches the bundled pair exactly as the aarch64
+    // build (the generic kernels) does: same valid pixels, same disparities.
+    let host = e2e_tests::succeed(Command::new(e2e_tests::workspace_bin("agent")).arg("selftest"));
+    let figures = |s: &str| -> String {
+        let at = s
+            .find("% valid")
+            .expect("a density in the self-test's line");
+        let from = s[..at].rfind(", ").map_or(0, |k| k + 2);
+        let to = s.find("; mono").expect("the mono part of the line");
+        s[from..to].to_string()
+    };
+    assert_eq!(
+        figures(&stdout),
+        figures(&host),
+        "aarch64:\n{stdout}\nhost:\n{host}"
+    );
 }

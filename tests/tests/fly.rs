@@ -176,3 +176,56 @@ fn telemetry_streams_to_a_running_rerun_server() {
         );
     }
 }
+
+/// Numeric options are checked when the command line is read: NaN, infinite,
+/// absurdly large or zero values are refused by name (clap's usage error,
+/// exit code 2) before anything runs — none of these starts a flight, a
+/// replay, a node or a benchmark.
+#[test]
+fn numeric_options_are_refused_before_anything_runs() {
+    let dir = temp_dir("bad-numbers");
+    for (args, option, value) in [
+        (
+            vec!["fly", "--no-rerun", "--seconds", "1e300"],
+            "--seconds",
+            "1e300",
+        ),
+        (
+            vec!["fly", "--no-rerun", "--speed", "NaN"],
+            "--speed",
+            "NaN",
+        ),
+        (
+            vec!["replay", "missing.mcap", "--wait", "NaN"],
+            "--wait",
+            "NaN",
+        ),
+        (vec!["replay", "missing.mcap", "--rate", "0"], "--rate", "0"),
+        (
+            vec!["node", "learner", "--save-every", "inf"],
+            "--save-every",
+            "inf",
+        ),
+        (vec!["budget", "--width", "0"], "--width", "0"),
+        (vec!["arm", "--wait=-1"], "--wait", "-1"),
+        (vec!["record", "--seconds=-inf"], "--seconds", "-inf"),
+    ] {
+        let out = std::process::Command::new(workspace_bin("agent"))
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("invalid value '{value}' for '{option}")),
+            "{args:?}: {err}"
+        );
+    }
+    // Nothing ran: no recording, telemetry or checkpoint was written.
+    assert!(
+        !dir.join("out").exists(),
+        "{:?}",
+        std::fs::read_dir(dir.join("out")).map(|d| d.count())
+    );
+}

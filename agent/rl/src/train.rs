@@ -447,6 +447,51 @@ fn save_checkpoint(
     Ok(fin)
 }
 
+/// The three folders a checkpoint lives in while it is saved: the current
+/// one, the new copy being written, the previous one being replaced.
+const CHECKPOINT_COPIES: [&str; 3] = ["checkpoint", "checkpoint.tmp", "checkpoint.old"];
+
+/// Whether `dir` holds a run's checkpoint in any of its copies.
+fn has_checkpoint(dir: &Path) -> bool {
+    CHECKPOINT_COPIES
+        .iter()
+        .any(|c| dir.join(c).join("run.toml").is_file())
+}
+
+/// The newest intact checkpoint of the run in `dir`, in place as
+/// `dir/checkpoint`. A save cut between its two renames leaves no
+/// `checkpoint`, but a complete new copy (`checkpoint.tmp`: its run state is
+/// written last, so a readable one means the copy is whole) or the previous
+/// one (`checkpoint.old`); the newer readable one is moved into place.
+/// `None`: no copy at all.
+fn recover_checkpoint(dir: &Path) -> Result<Option<PathBuf>, RlError> {
+    let fin = dir.join("checkpoint");
+    if fin.join("run.toml").is_file() {
+        return Ok(Some(fin));
+    }
+    for name in &CHECKPOINT_COPIES[1..] {
+        let copy = dir.join(name);
+        if read_state::<RunState>(&copy.join("run.toml")).is_err() {
+            continue;
+        }
+        if fin.exists() {
+            return Err(RlError::Checkpoint {
+                path: fin.display().to_string(),
+                reason: format!(
+                    "it has no run state, and {name} has one: move one of them away by hand (nothing was changed)"
+                ),
+            });
+        }
+        std::fs::rename(&copy, &fin).map_err(|e| io(&copy, e))?;
+        tracing::warn!(
+            "{}: the last checkpoint save was interrupted; resuming from its {name} copy",
+            dir.display()
+        );
+        return Ok(Some(fin));
+    }
+    Ok(None)
+}
+
 /// Where a run stands, for one evaluation row.
 struct Live<'a> {
     steps: u64,
@@ -613,13 +658,33 @@ pub fn run_envs(
     let mut evals = Vec::new();
 
     // Never overwrite a finished or interrupted run by accident.
-    if !spec.resume && ckpt.join("run.toml").is_file() {
+    if !spec.resume && has_checkpoint(&spec.dir) {
         return Err(RlError::Config(format!(
             "{} holds a previous run; pass --resume to continue it, or choose another output folder (nothing was changed)",
             spec.dir.display()
         )));
     }
-    if spec.resume && ckpt.join("run.toml").is_file() {
+    let recovered = if spec.resume {
+        recover_checkpoint(&spec.dir)?
+    } else {
+        None
+    };
+    // A run whose history exists without any checkpoint cannot resume: starting
+    // over would rewrite its metrics.
+    if spec.resume
+        && recovered.is_none()
+        && metrics_path.is_file()
+        && !read_metrics(&metrics_path)?.is_empty()
+    {
+        return Err(RlError::Checkpoint {
+            path: ckpt.display().to_string(),
+            reason: format!(
+                "no intact checkpoint to resume from, but {} holds the run's evaluations; nothing was changed (start a new run in another folder)",
+                metrics_path.display()
+            ),
+        });
+    }
+    if recovered.is_some() {
         let state: RunState = read_state(&ckpt.join("run.toml"))?;
         if state.task_obs_dim != train_env.obs_dim() {
             return Err(RlError::Checkpoint {
@@ -1091,6 +1156,73 @@ mod tests {
         let mut other = make_learner(&env, &cfg, &device, 1).unwrap();
         let e = other.load(&dir.join("checkpoint")).unwrap_err().to_string();
         assert!(e.contains("dqn.toml") && e.contains("[2, 16, 2]"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A save cut between its two renames (the previous checkpoint moved to
+    /// `checkpoint.old`, the new one complete in `checkpoint.tmp`, no
+    /// `checkpoint`): resuming takes the newest intact copy and keeps the
+    /// history; with no copy at all it refuses and leaves the history alone.
+    #[test]
+    fn resume_after_interrupted_save_keeps_progress() {
+        let (device, dir, cfg) = small_run("cut-save");
+        let envs = || nan_envs(u64::MAX);
+        let mut spec = RunSpec {
+            curriculum: CurriculumKind::Space,
+            seed: 2,
+            steps: 300,
+            dir: dir.clone(),
+            resume: false,
+        };
+        let stop = AtomicBool::new(false);
+        run_envs(envs(), &cfg, &spec, &device, &stop, &mut |_| {}).unwrap();
+        let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        let steps_of = |copy: &str| {
+            read_state::<RunState>(&dir.join(copy).join("run.toml"))
+                .unwrap()
+                .steps
+        };
+        // Cut after the first rename: only the new copy and the old one exist.
+        std::fs::rename(dir.join("checkpoint"), dir.join("checkpoint.tmp")).unwrap();
+        assert_eq!(steps_of("checkpoint.tmp"), 300);
+        // A fresh run in this folder is refused: it holds a run.
+        let e = run_envs(envs(), &cfg, &spec, &device, &stop, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--resume"), "{e}");
+        spec.resume = true;
+        spec.steps = 400;
+        let resumed = run_envs(envs(), &cfg, &spec, &device, &stop, &mut |_| {}).unwrap();
+        let steps: Vec<u64> = resumed.evals.iter().map(|r| r.steps).collect();
+        assert_eq!(steps, vec![0, 100, 200, 300, 400], "resumed at 300, not 0");
+        assert!(
+            std::fs::read_to_string(dir.join("metrics.csv"))
+                .unwrap()
+                .starts_with(&metrics),
+            "the history before the cut was rewritten"
+        );
+        // Only the previous copy survived (the new one was lost mid-write).
+        std::fs::rename(dir.join("checkpoint"), dir.join("checkpoint.old")).unwrap();
+        std::fs::create_dir_all(dir.join("checkpoint.tmp")).unwrap();
+        std::fs::write(dir.join("checkpoint.tmp").join("run.toml"), "steps = ").unwrap();
+        spec.steps = 500;
+        let resumed = run_envs(envs(), &cfg, &spec, &device, &stop, &mut |_| {}).unwrap();
+        assert_eq!(resumed.evals.last().map(|r| r.steps), Some(500));
+        assert_eq!(resumed.evals.first().map(|r| r.steps), Some(0));
+        // No copy at all: refused, loudly, and the history stays as it was.
+        for c in CHECKPOINT_COPIES {
+            let _ = std::fs::remove_dir_all(dir.join(c));
+        }
+        let before = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        spec.steps = 600;
+        let e = run_envs(envs(), &cfg, &spec, &device, &stop, &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no intact checkpoint"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("metrics.csv")).unwrap(),
+            before
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -2,7 +2,7 @@
 //! preflight check passes ([`agent::preflight`]), then asks the
 //! flight-controller node to arm (`cmd/arm`) and waits for its answer.
 
-use super::BusArgs;
+use super::{BusArgs, above, within};
 use agent::preflight::{Check, PreflightConfig, evaluate, observe};
 use anyhow::{Result, bail};
 use std::sync::Arc;
@@ -16,10 +16,10 @@ pub(crate) struct ArmArgs {
     #[command(flatten)]
     bus: BusArgs,
     /// Seconds to wait for every check to pass before giving up.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = above(0.0, 3600.0, "s"))]
     wait: f64,
     /// Seconds of the bus each round of checks looks at.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = above(0.0, 60.0, "s"))]
     window: f64,
     /// Nodes that must be alive (`fc` also accepts `mavlink`).
     #[arg(
@@ -29,7 +29,7 @@ pub(crate) struct ArmArgs {
     )]
     require: Vec<String>,
     /// Share of the depth scan's columns stereo must know (median scan).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = within(0.0, 1.0, ""))]
     min_known: f64,
     /// Check only: print the checks and do not arm.
     #[arg(long)]

@@ -1,6 +1,6 @@
 //! `agent record`, `agent replay` and `agent latency`: the bus.
 
-use super::{BusArgs, parse_topics};
+use super::{BusArgs, above, count, parse_topics, within};
 use agent::pipeline::LoopConfig;
 use anyhow::{Context as _, Result};
 use std::path::PathBuf;
@@ -20,7 +20,7 @@ pub(crate) struct RecordArgs {
     #[command(flatten)]
     bus: BusArgs,
     /// Stop after this many seconds (default: until Ctrl-C / SIGTERM).
-    #[arg(long)]
+    #[arg(long, value_parser = above(0.0, crate::cli::MAX_SECONDS, "s"))]
     seconds: Option<f64>,
 }
 
@@ -34,13 +34,13 @@ pub(crate) struct ReplayArgs {
     #[command(flatten)]
     bus: BusArgs,
     /// Speed factor over the recorded rate.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = above(0.0, 1000.0, "x the recorded rate"))]
     rate: f64,
     /// As fast as possible (ignores --rate).
     #[arg(long)]
     fast: bool,
     /// Seconds to wait for subscribers to connect before playing.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = within(0.0, 3600.0, "s"))]
     wait: f64,
 }
 
@@ -67,7 +67,7 @@ enum TopicCmd {
         #[command(flatten)]
         bus: BusArgs,
         /// Seconds to watch.
-        #[arg(long, default_value_t = 2.0)]
+        #[arg(long, default_value_t = 2.0, value_parser = above(0.0, 3600.0, "s"))]
         seconds: f64,
     },
     /// Print every message of a topic (header and body; images and weights as sizes).
@@ -87,7 +87,7 @@ enum TopicCmd {
         #[command(flatten)]
         bus: BusArgs,
         /// Stop after this many seconds (default: until Ctrl-C).
-        #[arg(long)]
+        #[arg(long, value_parser = above(0.0, crate::cli::MAX_SECONDS, "s"))]
         seconds: Option<f64>,
     },
 }
@@ -98,7 +98,7 @@ pub(crate) struct LatencyArgs {
     #[arg(long, default_value = "160x120,320x240", value_delimiter = ',')]
     sizes: Vec<String>,
     /// Frames per size and placement.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = count(1, 100_000_000))]
     frames: usize,
     /// Where the nodes run: processes, threads or both.
     #[arg(
@@ -457,7 +457,7 @@ pub(crate) struct GoalArgs {
     bus: BusArgs,
     /// Seconds to repeat the goal (five times a second), so that a subscriber
     /// still being matched gets it.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = above(0.0, 3600.0, "s"))]
     seconds: f64,
 }
 

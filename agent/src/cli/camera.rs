@@ -13,10 +13,10 @@ pub(crate) struct CameraArgs {
     source: camera::cli::SourceArgs,
     /// camera node: no pair for this long (ms) and the camera counts as lost
     /// (at least 2.5 frame periods).
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     stall_ms: u64,
     /// camera node: wait between attempts to start a lost camera again (ms).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     retry_ms: u64,
     /// camera node: stop when the stream ends (a file played once) instead of
     /// starting it again.

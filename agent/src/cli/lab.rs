@@ -1,7 +1,7 @@
 //! The twin's flight experiments and benchmarks: `agent fly`, `persist`,
 //! `bench`, `budget`.
 
-use super::RerunMode;
+use super::{RerunMode, above, count, within};
 use agent::device::Backend;
 use agent::fly::{FlyConfig, FlyOutputs};
 use agent::persist::Strategy;
@@ -20,7 +20,7 @@ pub(crate) struct Common {
     #[arg(long)]
     seed: Option<u64>,
     /// Simulated seconds per wall second (0 = as fast as possible).
-    #[arg(long)]
+    #[arg(long, value_parser = within(0.0, 1e6, "x real time"))]
     speed: Option<f64>,
     /// Twin context file (TOML) to fly in.
     #[arg(long, alias = "sim")]
@@ -79,7 +79,7 @@ pub(crate) struct FlyArgs {
     #[command(flatten)]
     common: Common,
     /// Simulated seconds to fly.
-    #[arg(long)]
+    #[arg(long, value_parser = above(0.0, crate::cli::MAX_SECONDS, "s"))]
     seconds: Option<f64>,
     /// Which cue the robot flies on and when it switches.
     #[arg(long, value_enum)]
@@ -101,10 +101,10 @@ pub(crate) struct PersistArgs {
     common: Common,
     /// Simulated minutes each arm flies (in the cluttered room unless --config or
     /// --context says otherwise).
-    #[arg(long, default_value_t = 15.0)]
+    #[arg(long, default_value_t = 15.0, value_parser = above(0.0, 525_600.0, "min"))]
     minutes: f64,
     /// Also report the figures after this many minutes of learning.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = within(0.0, 525_600.0, "min"))]
     learn_minutes: f64,
     /// Write telemetry to this .rrd file.
     #[arg(long, default_value = "out/persist.rrd")]
@@ -123,10 +123,10 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Seconds to measure each figure.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = above(0.0, crate::cli::MAX_SECONDS, "s"))]
     seconds: f64,
     /// Threads for the training figure.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = count(1, 256))]
     train_threads: usize,
     /// Backends to time, comma-separated (default: every backend compiled into
     /// this binary: cpu, and cuda with `--features cuda`).
@@ -134,7 +134,7 @@ pub(crate) struct BenchArgs {
     backend: Vec<Backend>,
     /// Pairs to time the camera stage on (0: skip it).
     #[cfg(feature = "camera")]
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = count(1, 10_000_000))]
     camera_pairs: usize,
     /// Eye size the camera stage is timed at (WIDTHxHEIGHT).
     #[cfg(feature = "camera")]
@@ -160,16 +160,16 @@ fn eye_size(s: &str) -> Result<(usize, usize), String> {
 #[derive(clap::Args)]
 pub(crate) struct BudgetArgs {
     /// Camera width (px).
-    #[arg(long, default_value_t = 320)]
+    #[arg(long, default_value_t = 320, value_parser = count(16, 4096))]
     width: usize,
     /// Camera height (px).
-    #[arg(long, default_value_t = 240)]
+    #[arg(long, default_value_t = 240, value_parser = count(16, 4096))]
     height: usize,
     /// Frames to run.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = count(1, 100_000_000))]
     frames: usize,
     /// The loop rate to hold (Hz).
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = 20.0, value_parser = super::positive_hz)]
     rate: f64,
     /// Telemetry file (.rrd).
     #[arg(long, default_value = "out/budget.rrd")]

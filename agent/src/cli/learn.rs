@@ -1,6 +1,6 @@
 //! Reinforcement learning: `agent train`, `rl-bench`, `rl-validate`, `selfi`.
 
-use super::RerunMode;
+use super::{RerunMode, above, count, within};
 use agent::device::Backend;
 use agent::telemetry::Sink;
 use anyhow::{Context as _, Result};
@@ -39,7 +39,7 @@ pub(crate) struct SelfiRecordArgs {
     #[command(flatten)]
     common: SelfiCommon,
     /// Simulated minutes to fly.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = 20.0, value_parser = above(0.0, 525_600.0, "min"))]
     minutes: f64,
     /// Seed of the recorded rooms (keep it apart from the online seeds).
     #[arg(long, default_value_t = 100)]
@@ -85,22 +85,22 @@ pub(crate) struct SelfiRunArgs {
     #[arg(long, value_delimiter = ',', default_value = "offline,selfi,plain")]
     arms: Vec<String>,
     /// Seeds per arm.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     seeds: u64,
     /// First seed.
     #[arg(long, default_value_t = 0)]
     seed_base: u64,
     /// Simulated minutes of online flight per run.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = above(0.0, 525_600.0, "min"))]
     minutes: f64,
     /// Bin width of the figures (simulated minutes).
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = above(0.0, 525_600.0, "min"))]
     bin_minutes: f64,
     /// Output folder: <arm>/seed<k>/{bins.csv, steps.csv, actor.bpk}, summary.txt, config.toml.
     #[arg(long, default_value = "out/selfi/online")]
     out: PathBuf,
     /// Runs at once (default: the CPU count).
-    #[arg(long)]
+    #[arg(long, value_parser = count(1, 256))]
     jobs: Option<usize>,
     /// Metrics to rerun: save to --rerun-save, connect, spawn, or off.
     #[arg(long, value_enum, default_value = "save")]
@@ -116,7 +116,7 @@ pub(crate) struct SelfiRunArgs {
 #[derive(clap::Args)]
 pub(crate) struct SelfiAllArgs {
     /// Simulated minutes of recorded flight for the offline phase.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = 20.0, value_parser = above(0.0, 525_600.0, "min"))]
     record_minutes: f64,
     /// Folder for the recording and the offline bundle (logs/, offline/).
     #[arg(long, default_value = "out/selfi")]
@@ -134,11 +134,11 @@ pub(crate) struct TrainArgs {
     #[arg(long, value_delimiter = ',', default_value = "space,round-robin")]
     curriculum: Vec<String>,
     /// Environment steps per run (evaluation steps are not counted).
-    #[arg(long, default_value_t = 150_000)]
+    #[arg(long, default_value_t = 150_000, value_parser = clap::value_parser!(u64).range(1..))]
     steps: u64,
     /// Seeds per curriculum (single evaluations swing by ±2 on the plateau;
     /// ten seeds make the mean curve steadier).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     seeds: u64,
     /// First seed.
     #[arg(long, default_value_t = 0)]
@@ -148,19 +148,19 @@ pub(crate) struct TrainArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Evaluate the held-out instances every this many steps (overrides the config).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     eval_every: Option<u64>,
     /// Output folder: <curriculum>/seed<k>/{metrics.csv, checkpoint/, policy.bpk}, summary.{csv,txt}.
     #[arg(long, default_value = "out/train")]
     out: PathBuf,
     /// Runs trained at once (default: the CPU count).
-    #[arg(long)]
+    #[arg(long, value_parser = count(1, 256))]
     jobs: Option<usize>,
     /// Continue each run from its checkpoint.
     #[arg(long)]
     resume: bool,
     /// Target test return for "steps to target" (default: round-robin's final return).
-    #[arg(long)]
+    #[arg(long, value_parser = within(-1e12, 1e12, ""))]
     target: Option<f64>,
     /// Metrics to rerun: save to --rerun-save, connect to a viewer, spawn one, or off.
     #[arg(long, value_enum, default_value = "save")]
@@ -200,10 +200,10 @@ pub(crate) struct RlBenchArgs {
     #[arg(long, value_enum, default_value = "all")]
     task: ClassicTask,
     /// Steps of DQN on CartPole.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
     dqn_steps: u64,
     /// Steps of SAC on Pendulum.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     sac_steps: u64,
     /// Skip the Stable-Baselines3 peer.
     #[arg(long)]
@@ -222,13 +222,13 @@ pub(crate) struct RlValidateArgs {
     #[arg(long, value_enum, default_value = "cartpole")]
     task: ClassicTask,
     /// Seeds (0, 1, ...).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     seeds: u64,
     /// Step budget per seed (default: 100000 for CartPole, 20000 for Pendulum).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     steps: Option<u64>,
     /// Seeds trained at once.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = count(1, 256))]
     jobs: usize,
 }
 

@@ -103,12 +103,97 @@ pub(crate) enum RerunMode {
 
 /// A frame rate: finite, in (0, 1000] Hz.
 pub(crate) fn positive_hz(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
-    if v.is_finite() && v > 0.0 && v <= 1000.0 {
-        Ok(v)
-    } else {
-        Err(format!("{v} must be a rate in (0, 1000] Hz"))
+    above(0.0, 1000.0, "Hz")(s)
+}
+
+/// The longest duration an option takes: a year of seconds (a flight, a
+/// recording or a wait longer than that is a typo, and `1e300` would overflow
+/// the clocks the duration is added to).
+pub(crate) const MAX_SECONDS: f64 = 365.0 * 86_400.0;
+
+fn number(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))
+}
+
+/// A parser of option values: a finite number in `(lo, hi]` (`unit` names it
+/// in the error). Options are checked when the command line is read, so a
+/// NaN, an infinity or an absurd value is refused by name before anything runs.
+pub(crate) fn above(
+    lo: f64,
+    hi: f64,
+    unit: &'static str,
+) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
+    move |s| {
+        let v = number(s)?;
+        if v.is_finite() && v > lo && v <= hi {
+            Ok(v)
+        } else {
+            Err(format!("{} is not in ({lo}, {hi}] {unit}", s.trim())
+                .trim_end()
+                .to_string())
+        }
+    }
+}
+
+/// The same for `[lo, hi]`.
+pub(crate) fn within(
+    lo: f64,
+    hi: f64,
+    unit: &'static str,
+) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
+    move |s| {
+        let v = number(s)?;
+        if v.is_finite() && (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!("{} is not in [{lo}, {hi}] {unit}", s.trim())
+                .trim_end()
+                .to_string())
+        }
+    }
+}
+
+/// A count in `[lo, hi]`.
+pub(crate) fn count(
+    lo: usize,
+    hi: usize,
+) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
+    move |s| {
+        let v: usize = s
+            .trim()
+            .parse()
+            .map_err(|e| format!("{s:?} is not a whole number: {e}"))?;
+        if (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!("{v} is not in [{lo}, {hi}]"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_options_refuse_nan_infinity_and_out_of_range() {
+        let secs = above(0.0, MAX_SECONDS, "s");
+        assert_eq!(secs("2.5"), Ok(2.5));
+        for bad in ["NaN", "inf", "-inf", "1e300", "0", "-1"] {
+            assert_eq!(
+                secs(bad).unwrap_err(),
+                format!("{bad} is not in (0, {MAX_SECONDS}] s"),
+                "{bad}"
+            );
+        }
+        assert!(secs("x").unwrap_err().contains("\"x\" is not a number"));
+        let frac = within(0.0, 1.0, "");
+        assert_eq!((frac("0"), frac("1")), (Ok(0.0), Ok(1.0)));
+        assert!(frac("1.01").is_err() && frac("nan").is_err());
+        let n = count(1, 100);
+        assert_eq!(n("7"), Ok(7));
+        assert!(n("0").is_err() && n("101").is_err() && n("-1").is_err() && n("1.5").is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! `agent node`: one or several nodes of the robot's graph.
 
-use super::{BusArgs, RerunMode, positive_hz};
+use super::{BusArgs, RerunMode, above, positive_hz};
 #[cfg(feature = "twin")]
 use agent::fly::FlyConfig;
 #[cfg(not(feature = "twin"))]
@@ -30,13 +30,13 @@ pub(crate) struct NodeArgs {
     config: Option<PathBuf>,
     /// Simulated seconds the camera (twin) node runs.
     #[cfg(feature = "twin")]
-    #[arg(long)]
+    #[arg(long, value_parser = above(0.0, crate::cli::MAX_SECONDS, "s"))]
     seconds: Option<f64>,
     /// fc node: the flight controller's serial device (e.g. /dev/ttyTHS1).
     #[arg(long)]
     device: Option<PathBuf>,
     /// fc node: baud rate of the serial device.
-    #[arg(long, default_value_t = 115_200)]
+    #[arg(long, default_value_t = 115_200, value_parser = clap::value_parser!(u32).range(300..=20_000_000))]
     baud: u32,
     /// fc / mavlink node: arm (and, with MAVLink, take control) when the first setpoint arrives.
     #[arg(long)]
@@ -45,7 +45,7 @@ pub(crate) struct NodeArgs {
     #[arg(long)]
     checkpoint: Option<PathBuf>,
     /// learner node: seconds between saves of the weights.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = above(0.0, 86_400.0, "s"))]
     save_every: f64,
     /// policy node: fly a network trained by `agent train` (its policy.bpk, with
     /// policy.toml beside it) instead of the reactive avoider.
@@ -114,7 +114,7 @@ pub(crate) struct NodeArgs {
     explore: bool,
     /// selfi-learner node: publish weights every this many transitions once the actor learns.
     #[cfg(feature = "twin")]
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     publish_every: u64,
 }
 

@@ -24,7 +24,7 @@ pub(crate) struct CertsArgs {
     #[arg(long, value_delimiter = ',', default_value = "ground")]
     ground: Vec<String>,
     /// Days the node and ground-station certificates are valid (the CA: 20 years).
-    #[arg(long, default_value_t = 3650)]
+    #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=36_500))]
     days: u32,
 }
 

@@ -646,7 +646,7 @@ pub fn telemetry_node(
     let mut events = Inbox::<Event>::new(session, robot, bus::topics::EVENTS, 64)?;
     let mut camera_health =
         Inbox::<bus::msg::CameraHealth>::new(session, robot, bus::topics::CAMERA_HEALTH, 16)?;
-    let mut path: Vec<[f32; 3]> = Vec::new();
+    let mut path = crate::telemetry::Trajectory::default();
     let mut logged = 0u64;
     let image_every = 5;
     let at = |h: &bus::wire::Header| (h.seq as i64, h.stamp_ns as f64 * 1e-9);
@@ -658,9 +658,8 @@ pub fn telemetry_node(
             let (f, t) = at(&h);
             tel.set_time(f, t);
             tel.log_pose(s.position, s.attitude)?;
-            path.push(s.position.map(|v| v as f32));
-            if path.len().is_multiple_of(10) {
-                tel.log_path(&path)?;
+            if let Some(piece) = path.push(s.position.map(|v| v as f32)) {
+                tel.log_trajectory(&piece)?;
             }
             logged += 1;
         }
@@ -732,7 +731,8 @@ pub fn telemetry_node(
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    tel.log_path(&path)?;
+    // The stretch being flown when the node stops.
+    tel.log_trajectory(&path.open_piece())?;
     tel.flush()?;
     info!(logged, dropped = tel.dropped(), "telemetry node down");
     Ok(())

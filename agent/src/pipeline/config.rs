@@ -12,6 +12,10 @@ use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// The most memory the learner's replay may take (2 GiB: a quarter of an
+/// 8 GB Jetson).
+pub const MAX_REPLAY_BYTES: u128 = 2 << 30;
+
 /// Settings of the loop's stages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -74,6 +78,26 @@ impl LoopConfig {
                 "learner: batch, recent and publish_every must be positive and learning_rate in (0, 1)"
             );
         }
+        // The replay memory is allocated as it fills: bound it before a
+        // flight's worth of frames exhausts the board's memory. A sample holds
+        // the network's input image and a coarse map no larger than it.
+        let per_sample = 8 * self.mono.width * self.mono.height + 16 * self.mono.columns;
+        let bytes = (l.recent as u128 + l.reservoir as u128) * per_sample as u128;
+        if bytes > MAX_REPLAY_BYTES {
+            bail!(
+                "learner: recent + reservoir = {} samples of about {per_sample} bytes need {:.1} GiB; at most {:.0} GiB (lower `recent` or `reservoir`)",
+                l.recent as u128 + l.reservoir as u128,
+                bytes as f64 / (1u64 << 30) as f64,
+                MAX_REPLAY_BYTES as f64 / (1u64 << 30) as f64
+            );
+        }
+        if l.batch > l.recent + l.reservoir {
+            bail!(
+                "learner: batch {} is larger than the replay memory ({} samples)",
+                l.batch,
+                l.recent + l.reservoir
+            );
+        }
         Ok(())
     }
 }
@@ -91,5 +115,14 @@ mod tests {
         c.avoid.unknown_ahead = 2.0;
         let e = c.validate(f64::INFINITY).unwrap_err().to_string();
         assert!(e.contains("avoid.unknown_ahead"), "{e}");
+        // A replay memory no board holds is refused before anything allocates.
+        let mut c = LoopConfig::default();
+        c.learner.reservoir = usize::MAX / 2;
+        let e = c.validate(f64::INFINITY).unwrap_err().to_string();
+        assert!(e.contains("lower `recent` or `reservoir`"), "{e}");
+        c.learner.reservoir = 1024;
+        c.learner.batch = 100_000;
+        let e = c.validate(f64::INFINITY).unwrap_err().to_string();
+        assert!(e.contains("larger than the replay memory"), "{e}");
     }
 }

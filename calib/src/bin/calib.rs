@@ -29,8 +29,20 @@ struct Board {
     #[arg(long, default_value = "9x6", value_parser = parse_board)]
     board: (usize, usize),
     /// Square size (m).
-    #[arg(long, default_value_t = 0.025)]
+    #[arg(long, default_value_t = 0.025, value_parser = parse_square)]
     square: f64,
+}
+
+fn parse_square(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    if v.is_finite() && v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("{} is not a square size in (0, 1] m", s.trim()))
+    }
 }
 
 fn parse_board(s: &str) -> Result<(usize, usize), String> {
@@ -43,6 +55,11 @@ fn parse_board(s: &str) -> Result<(usize, usize), String> {
     );
     if c < 3 || r < 3 || c == r {
         return Err("a board needs at least 3x3 inner corners and unequal sides (so its orientation is unique)".into());
+    }
+    // Printed boards have tens of corners a side; a typo such as 1000000x999
+    // would size the detector's buffers by it.
+    if c > 100 || r > 100 {
+        return Err(format!("{c}x{r}: at most 100 inner corners a side"));
     }
     Ok((c, r))
 }
@@ -717,6 +734,23 @@ fn main() -> Result<()> {
                 }
             }
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn board_and_square_sizes_are_bounded() {
+        assert_eq!(parse_board("9x6"), Ok((9, 6)));
+        let e = parse_board("1000000x999").unwrap_err();
+        assert!(e.contains("at most 100 inner corners"), "{e}");
+        assert!(parse_board("6x6").is_err() && parse_board("2x9").is_err());
+        assert_eq!(parse_square("0.025"), Ok(0.025));
+        for bad in ["NaN", "inf", "0", "-0.02", "2"] {
+            assert!(parse_square(bad).is_err(), "{bad}");
         }
     }
 }
