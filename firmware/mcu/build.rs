@@ -17,6 +17,12 @@ fn number(name: &str, default: u32) -> Result<u32, String> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(env::var("OUT_DIR")?);
     fs::copy("memory.x", out.join("memory.x"))?;
+    // cortex-m-rt's `device` feature includes device.x (handler aliases a
+    // peripheral crate would provide); the vectors are in src/main.rs.
+    fs::write(
+        out.join("device.x"),
+        "/* interrupt vectors: __INTERRUPTS in src/main.rs */\n",
+    )?;
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=memory.x");
     for v in ["FC_VEHICLE", "FC_WATCHDOG_MS", "FC_HOVER_MS"] {
@@ -25,7 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let vehicle = match env::var("FC_VEHICLE").as_deref() {
         Err(_) | Ok("multirotor") => "Multirotor",
         Ok("ground") => "Ground",
-        Ok(other) => return Err(format!("FC_VEHICLE={other:?}: expected multirotor or ground").into()),
+        Ok(other) => {
+            return Err(format!("FC_VEHICLE={other:?}: expected multirotor or ground").into());
+        }
     };
     let watchdog = number("FC_WATCHDOG_MS", 200)?;
     let hover = number("FC_HOVER_MS", 2000)?;

@@ -229,6 +229,13 @@ impl Autopilot {
         f
     }
 
+    /// The MCU came back from a watchdog or panic reset: disarmed (it boots
+    /// so), with [`faults::MCU_RESET`] latched until a disarm on the ground,
+    /// so nobody arms a vehicle whose firmware just failed without seeing it.
+    pub fn note_reset(&mut self) {
+        self.latched |= faults::MCU_RESET;
+    }
+
     /// Records a frame from the agent that failed to decode.
     pub fn note_rx_error(&mut self, now_ms: u32) {
         self.rx_errors = self.rx_errors.wrapping_add(1);
@@ -684,6 +691,25 @@ mod tests {
         assert_eq!(ap.telemetry(990, &s).setpoint_age_ms, 0);
         ap.tick(1201, &s);
         assert_eq!(ap.state(), FcState::FailsafeHover);
+    }
+
+    #[test]
+    fn a_reset_mcu_reports_it_and_stays_disarmed() {
+        let mut ap = Autopilot::new(Config::MULTIROTOR);
+        let s = Plant::new(Vehicle::Multirotor).sensors();
+        ap.note_reset();
+        assert_ne!(ap.telemetry(0, &s).faults & faults::MCU_RESET, 0);
+        assert_eq!(
+            status(ap.handle(0, &frame(1, ToFc::Arm), &s)),
+            AckStatus::Refused(Refusal::InFailsafe)
+        );
+        assert_eq!(ap.state(), FcState::Disarmed);
+        ap.handle(1, &frame(2, ToFc::Disarm), &s);
+        assert_eq!(ap.telemetry(1, &s).faults & faults::MCU_RESET, 0);
+        assert_eq!(
+            status(ap.handle(2, &frame(3, ToFc::Arm), &s)),
+            AckStatus::Accepted
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //!   the setpoint watchdog with its failsafe.
 //! - [`plant`]: a simulated vehicle for builds without sensors (QEMU, host).
 //! - [`node`]: all of the above scheduled on a millisecond clock.
+//! - [`ring`]: the byte queues between the UART's interrupts and the main loop.
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@ pub mod frame;
 pub mod msg;
 pub mod node;
 pub mod plant;
+pub mod ring;
 
 pub use autopilot::{Autopilot, Config, Demand, Limits, Sensors, Vehicle};
 pub use frame::{Decoder, DecoderStats, Frame, FrameError, MAX_WIRE};

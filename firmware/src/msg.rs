@@ -146,6 +146,9 @@ pub mod faults {
     /// The battery fell below the landing threshold in flight: the vehicle
     /// lands (latched until disarm on the ground).
     pub const BATTERY_FAILSAFE: u16 = 1 << 7;
+    /// The MCU was reset by its hardware watchdog (a hung main loop) or after
+    /// a panic, and came back disarmed (latched until disarm on the ground).
+    pub const MCU_RESET: u16 = 1 << 8;
 }
 
 /// The flight controller's periodic report.

@@ -31,6 +31,12 @@ impl Firmware {
         }
     }
 
+    /// The MCU was reset by its watchdog or a panic (see
+    /// [`Autopilot::note_reset`]).
+    pub fn note_reset(&mut self) {
+        self.autopilot.note_reset();
+    }
+
     /// The command logic (state, settings).
     pub fn autopilot(&self) -> &Autopilot {
         &self.autopilot

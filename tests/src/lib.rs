@@ -185,31 +185,48 @@ pub fn stop_server(child: &mut std::process::Child, grace: std::time::Duration) 
 /// once per test binary with its own target directory inside ours.
 pub fn firmware_image() -> PathBuf {
     static IMAGE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(|| build_firmware(&[])).clone()
+}
+
+/// The same firmware with its test hooks (`--features test-hooks`): bytes on
+/// the UART that hang its main loop or make it panic. Never flown.
+pub fn firmware_image_with_hooks() -> PathBuf {
+    static IMAGE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     IMAGE
-        .get_or_init(|| {
-            let exe = std::env::current_exe().expect("test executable path");
-            let target = exe
-                .ancestors()
-                .nth(3)
-                .expect("test executable lives in <target>/<profile>/deps")
-                .join("firmware-mcu");
-            let mcu = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../firmware/mcu");
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let out = Command::new(cargo)
-                .args(["build", "--release", "--quiet"])
-                .current_dir(&mcu)
-                .env("CARGO_TARGET_DIR", &target)
-                .env_remove("RUSTFLAGS")
-                .output()
-                .expect("cargo runs");
-            assert!(
-                out.status.success(),
-                "building the firmware failed (is the target installed? `rustup target add thumbv7em-none-eabihf`):\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            target.join("thumbv7em-none-eabihf/release/fc-mcu")
-        })
+        .get_or_init(|| build_firmware(&["test-hooks"]))
         .clone()
+}
+
+fn build_firmware(features: &[&str]) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("test executable lives in <target>/<profile>/deps")
+        .join(if features.is_empty() {
+            "firmware-mcu".to_string()
+        } else {
+            format!("firmware-mcu-{}", features.join("-"))
+        });
+    let mcu = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../firmware/mcu");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--release", "--quiet"]);
+    if !features.is_empty() {
+        cmd.arg("--features").arg(features.join(","));
+    }
+    let out = cmd
+        .current_dir(&mcu)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "building the firmware failed (is the target installed? `rustup target add thumbv7em-none-eabihf`):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("thumbv7em-none-eabihf/release/fc-mcu")
 }
 
 /// Fails the test with the install command if `qemu-system-arm` is missing.

@@ -170,6 +170,146 @@ fn firmware_under_qemu_arms_streams_and_fails_safe() {
     arm_stream_then_go_quiet(&link, &Config::MULTIROTOR);
 }
 
+/// The MCU's hardware watchdog under QEMU: while the main loop runs it is fed
+/// (the firmware's clock runs on without a reboot for two seconds); when the
+/// loop hangs — or panics — the MCU resets, comes back disarmed though it was
+/// armed, reports `MCU_RESET`, and refuses to arm until a disarm on the
+/// ground acknowledges it. The faults are injected through the test build's
+/// hooks (bytes on the UART), never present in a flight build.
+#[test]
+fn hardware_watchdog_resets_a_hung_loop() {
+    require_qemu();
+    let image = e2e_tests::firmware_image_with_hooks();
+    for (inject, what) in [(b"HANG!", "a hung loop"), (b"PANIC", "a panic")] {
+        let qemu = fc::qemu::Qemu::spawn(&image).expect("QEMU boots the firmware");
+        let link = Link::open(LinkConfig::new(qemu.device())).expect("open the UART's pty");
+        let first = next_telemetry(&link, Duration::from_secs(10)).expect("telemetry");
+        assert_eq!(first.faults & faults::MCU_RESET, 0, "power on is no reset");
+        // Fed while healthy: two seconds of the firmware's clock, no reboot.
+        let started = Instant::now();
+        let mut last = first.uptime_ms;
+        while last < first.uptime_ms + 2000 {
+            let t = next_telemetry(&link, Duration::from_secs(10)).expect("telemetry");
+            assert!(
+                t.uptime_ms >= last,
+                "rebooted while healthy: {last} -> {}",
+                t.uptime_ms
+            );
+            last = t.uptime_ms;
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the firmware's clock stalls"
+            );
+        }
+        assert_eq!(
+            link.command(ToFc::Arm, Duration::from_secs(2)).unwrap(),
+            AckStatus::Accepted
+        );
+        // The fault, written to the UART beside the driver (a second opening
+        // of the same pty).
+        let mut raw = std::fs::OpenOptions::new()
+            .write(true)
+            .open(qemu.device())
+            .unwrap();
+        raw.write_all(inject).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let back = loop {
+            let t = next_telemetry(&link, Duration::from_secs(10))
+                .unwrap_or_else(|| panic!("no telemetry after {what}"));
+            if t.uptime_ms < last {
+                break t;
+            }
+            last = t.uptime_ms;
+            assert!(Instant::now() < deadline, "no reset after {what}");
+        };
+        assert_eq!(back.state, FcState::Disarmed, "{what}: {back:?}");
+        assert_ne!(back.faults & faults::MCU_RESET, 0, "{what}: {back:?}");
+        assert_eq!(
+            link.command(ToFc::Arm, Duration::from_secs(2)).unwrap(),
+            AckStatus::Refused(Refusal::InFailsafe),
+            "{what}"
+        );
+        assert_eq!(
+            link.command(ToFc::Disarm, Duration::from_secs(2)).unwrap(),
+            AckStatus::Accepted
+        );
+        assert_eq!(
+            link.command(ToFc::Arm, Duration::from_secs(2)).unwrap(),
+            AckStatus::Accepted,
+            "{what}"
+        );
+    }
+}
+
+/// Commands at the link's full rate while the firmware sends telemetry: 1000
+/// setpoints at 400 Hz (about 10 KB/s, what a 115200-baud UART carries) are
+/// each answered, none is refused as stale or damaged, and the firmware
+/// counts no receive error — its interrupt-driven receiver keeps every byte
+/// while its main loop queues telemetry.
+#[test]
+fn no_byte_lost_while_telemetry_is_sent_under_qemu() {
+    require_qemu();
+    let qemu = fc::qemu::Qemu::spawn(&firmware_image()).expect("QEMU boots the firmware");
+    let link = Link::open(LinkConfig::new(qemu.device())).expect("open the UART's pty");
+    assert!(next_telemetry(&link, Duration::from_secs(10)).is_some());
+    assert_eq!(
+        link.command(ToFc::Arm, Duration::from_secs(2)).unwrap(),
+        AckStatus::Accepted
+    );
+    // What came before the burst.
+    while link.events().try_recv().is_ok() {}
+    let seqs: std::collections::HashSet<u16> = (0..1000)
+        .map(|_| {
+            std::thread::sleep(Duration::from_micros(2500));
+            link.send(forward(0.5))
+        })
+        .collect();
+    // Every acknowledgement, from the driver's event stream (its ack slots
+    // hold the last 256 only).
+    let mut answered = std::collections::HashMap::new();
+    let started = Instant::now();
+    while answered.len() < seqs.len() {
+        match link.events().recv_timeout(Duration::from_secs(10)) {
+            Ok(Event::Ack { seq, status, .. }) if seqs.contains(&seq) => {
+                answered.insert(seq, status);
+            }
+            Ok(_) => {}
+            Err(_) => panic!("{} of 1000 answered, then silence", answered.len()),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{} answered",
+            answered.len()
+        );
+    }
+    assert!(
+        answered.values().all(|s| *s == AckStatus::Accepted),
+        "{:?}",
+        answered.values().find(|s| **s != AckStatus::Accepted)
+    );
+    let answered = answered.len();
+    // A report made after the burst.
+    let after = Instant::now();
+    let t = loop {
+        match link.latest_telemetry() {
+            Some((t, at)) if at > after => break t,
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+        assert!(
+            after.elapsed() < Duration::from_secs(30),
+            "no telemetry after the burst"
+        );
+    };
+    assert_eq!(answered, 1000);
+    assert_eq!((t.rx_errors, t.stale_setpoints), (0, 0), "{t:?}");
+    let s = link.stats();
+    assert_eq!(
+        (s.crc_errors, s.other_errors, s.tx_dropped),
+        (0, 0, 0),
+        "{s:?}"
+    );
+}
+
 #[test]
 fn host_firmware_arms_streams_and_fails_safe() {
     let cfg = Config::MULTIROTOR;
