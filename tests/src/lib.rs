@@ -181,8 +181,17 @@ pub fn stop_server(child: &mut std::process::Child, grace: std::time::Duration) 
     let _ = child.wait();
 }
 
+/// The setpoint watchdog of the firmware the QEMU tests boot (ms): 1 s, not
+/// the flight default of 200 ms. QEMU's clocks count host time, and a test
+/// whose setpoint stream or QEMU itself is held up for a fifth of a second by
+/// a loaded host would see a failsafe the firmware rightly commands; a second
+/// of such starvation does not happen. The failsafe's timing is checked on
+/// the firmware's own clock against this value.
+pub const QEMU_SETPOINT_WATCHDOG_MS: u32 = 1000;
+
 /// The flight-controller firmware for the Cortex-M4F (`firmware/mcu`), built
-/// once per test binary with its own target directory inside ours.
+/// once per test binary with its own target directory inside ours, with the
+/// setpoint watchdog of [`QEMU_SETPOINT_WATCHDOG_MS`].
 pub fn firmware_image() -> PathBuf {
     static IMAGE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     IMAGE.get_or_init(|| build_firmware(&[])).clone()
@@ -211,7 +220,8 @@ fn build_firmware(features: &[&str]) -> PathBuf {
     let mcu = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../firmware/mcu");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--quiet"]);
+    cmd.args(["build", "--release", "--quiet"])
+        .env("FC_WATCHDOG_MS", QEMU_SETPOINT_WATCHDOG_MS.to_string());
     if !features.is_empty() {
         cmd.arg("--features").arg(features.join(","));
     }

@@ -167,7 +167,11 @@ fn firmware_under_qemu_arms_streams_and_fails_safe() {
     let image = firmware_image();
     let qemu = fc::qemu::Qemu::spawn(&image).expect("QEMU boots the firmware");
     let link = Link::open(LinkConfig::new(qemu.device())).expect("open the UART's pty");
-    arm_stream_then_go_quiet(&link, &Config::MULTIROTOR);
+    let cfg = Config {
+        watchdog_ms: e2e_tests::QEMU_SETPOINT_WATCHDOG_MS,
+        ..Config::MULTIROTOR
+    };
+    arm_stream_then_go_quiet(&link, &cfg);
 }
 
 /// The MCU's hardware watchdog under QEMU: while the main loop runs it is fed

@@ -1103,17 +1103,22 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A fresh SPaCE run of 300 steps into `dir`.
+    fn space_run(dir: &Path) -> RunSpec {
+        RunSpec {
+            curriculum: CurriculumKind::Space,
+            seed: 2,
+            steps: 300,
+            dir: dir.to_path_buf(),
+            resume: false,
+        }
+    }
+
     #[test]
     fn a_checkpoint_resumes_and_another_shape_is_refused() {
         let (device, dir, mut cfg) = small_run("resume");
         let envs = || nan_envs(u64::MAX);
-        let mut spec = RunSpec {
-            curriculum: CurriculumKind::Space,
-            seed: 2,
-            steps: 300,
-            dir: dir.clone(),
-            resume: false,
-        };
+        let mut spec = space_run(&dir);
         let stop = AtomicBool::new(false);
         let first = run_envs(envs(), &cfg, &spec, &device, &stop, &mut |_| {}).unwrap();
         assert_eq!(first.evals.last().unwrap().steps, 300);
@@ -1167,13 +1172,7 @@ mod tests {
     fn resume_after_interrupted_save_keeps_progress() {
         let (device, dir, cfg) = small_run("cut-save");
         let envs = || nan_envs(u64::MAX);
-        let mut spec = RunSpec {
-            curriculum: CurriculumKind::Space,
-            seed: 2,
-            steps: 300,
-            dir: dir.clone(),
-            resume: false,
-        };
+        let mut spec = space_run(&dir);
         let stop = AtomicBool::new(false);
         run_envs(envs(), &cfg, &spec, &device, &stop, &mut |_| {}).unwrap();
         let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();

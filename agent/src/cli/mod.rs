@@ -125,16 +125,7 @@ pub(crate) fn above(
     hi: f64,
     unit: &'static str,
 ) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
-    move |s| {
-        let v = number(s)?;
-        if v.is_finite() && v > lo && v <= hi {
-            Ok(v)
-        } else {
-            Err(format!("{} is not in ({lo}, {hi}] {unit}", s.trim())
-                .trim_end()
-                .to_string())
-        }
-    }
+    in_range(lo, hi, false, unit)
 }
 
 /// The same for `[lo, hi]`.
@@ -143,12 +134,23 @@ pub(crate) fn within(
     hi: f64,
     unit: &'static str,
 ) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
+    in_range(lo, hi, true, unit)
+}
+
+fn in_range(
+    lo: f64,
+    hi: f64,
+    lo_included: bool,
+    unit: &'static str,
+) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
     move |s| {
         let v = number(s)?;
-        if v.is_finite() && (lo..=hi).contains(&v) {
+        let above_lo = if lo_included { v >= lo } else { v > lo };
+        if v.is_finite() && above_lo && v <= hi {
             Ok(v)
         } else {
-            Err(format!("{} is not in [{lo}, {hi}] {unit}", s.trim())
+            let open = if lo_included { '[' } else { '(' };
+            Err(format!("{} is not in {open}{lo}, {hi}] {unit}", s.trim())
                 .trim_end()
                 .to_string())
         }
