@@ -40,6 +40,9 @@ pub trait FlightController {
     fn setpoint(&mut self, sp: &Setpoint);
     /// Arm (and take control); `true` when done, else it reports why not.
     fn arm(&mut self, out: &mut Vec<FcReport>) -> bool;
+    /// Disarm on the ground (the vehicle refuses in the air), which also
+    /// acknowledges latched faults; `true` when done, else it reports why not.
+    fn disarm(&mut self, out: &mut Vec<FcReport>) -> bool;
     /// Whether the vehicle says it is armed and flying the agent's setpoints.
     fn in_control(&self) -> bool;
     /// What happened since the last call.
@@ -98,7 +101,13 @@ pub fn flight_controller_node(
         }
         while let Some((_, req)) = arm_requests.recv_timeout(Duration::ZERO)? {
             let n = req.nonce;
-            let text = if fc.in_control() {
+            let text = if !req.arm {
+                if fc.disarm(&mut reports) {
+                    format!("{name}: disarm request {n:016x}: disarmed")
+                } else {
+                    format!("{name}: disarm request {n:016x} refused by the flight controller")
+                }
+            } else if fc.in_control() {
                 format!("{name}: arm request {n:016x}: already armed")
             } else if last_setpoint.is_none_or(|t| t.elapsed() > SETPOINTS_FRESH) {
                 format!(
@@ -210,6 +219,23 @@ impl FlightController for SerialFc {
             }
             Ok(other) => {
                 out.push(FcReport::Event(format!("fc: arming refused: {other:?}")));
+                false
+            }
+            Err(e) => {
+                out.push(FcReport::Event(format!("fc: {e}")));
+                false
+            }
+        }
+    }
+
+    fn disarm(&mut self, out: &mut Vec<FcReport>) -> bool {
+        match self
+            .link
+            .command(fclink::ToFc::Disarm, Duration::from_millis(500))
+        {
+            Ok(fclink::AckStatus::Accepted) => true,
+            Ok(other) => {
+                out.push(FcReport::Event(format!("fc: disarm refused: {other:?}")));
                 false
             }
             Err(e) => {
@@ -381,6 +407,17 @@ impl FlightController for MavlinkFc {
     fn setpoint(&mut self, sp: &Setpoint) {
         self.link
             .set_velocity(sp.forward, sp.left, sp.up, sp.yaw_rate);
+    }
+
+    fn disarm(&mut self, out: &mut Vec<FcReport>) -> bool {
+        self.in_control = false;
+        match self.link.disarm() {
+            Ok(()) => true,
+            Err(e) => {
+                out.push(FcReport::Event(format!("mavlink: disarm refused: {e}")));
+                false
+            }
+        }
     }
 
     fn arm(&mut self, out: &mut Vec<FcReport>) -> bool {

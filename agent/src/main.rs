@@ -94,6 +94,9 @@ enum Cmd {
     /// link up and disarmed without faults, setpoints streaming), then ask the
     /// flight-controller node to arm and wait for its answer.
     Arm(cli::arm::ArmArgs),
+    /// Disarm the vehicle on the ground (refused in the air); also acknowledges
+    /// the flight controller's latched faults so that it may arm again.
+    Disarm(cli::arm::DisarmArgs),
     /// Send the robot a goal on `nav/goal` (X,Y,Z in metres): the ground
     /// station's command, over TLS on a secured graph.
     Goal(GoalArgs),
@@ -167,6 +170,7 @@ fn main() -> Result<()> {
         Cmd::Certs(a) => cli::secure::certs(a),
         Cmd::Goal(a) => cli::bus::goal(a, stop),
         Cmd::Arm(a) => cli::arm::arm(a, stop),
+        Cmd::Disarm(a) => cli::arm::disarm(a, stop),
         Cmd::Router(a) => cli::secure::router(a, stop),
         #[cfg(feature = "twin")]
         Cmd::Bench(a) => cli::lab::bench(a),

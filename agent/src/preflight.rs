@@ -19,6 +19,7 @@
 use anyhow::Result;
 use bus::msg::{DepthScan, FcStatus, Setpoint, State};
 use bus::{Inbox, Presence, Session};
+use fclink::faults as fclink_faults;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -157,6 +158,11 @@ pub fn evaluate(obs: &Observations, cfg: &PreflightConfig, now: Instant) -> Vec<
             let link = s.state != FcStatus::LINK_DOWN;
             let disarmed = s.state == 0;
             let ok = fresh(Some(t)) && link && disarmed && s.faults == 0;
+            let latched = s.faults
+                & (fclink_faults::WATCHDOG
+                    | fclink_faults::EMERGENCY_STOP
+                    | fclink_faults::BATTERY_FAILSAFE
+                    | fclink_faults::MCU_RESET);
             let what = match s.state {
                 FcStatus::LINK_DOWN => "link down".to_string(),
                 0 => "disarmed".to_string(),
@@ -166,8 +172,13 @@ pub fn evaluate(obs: &Observations, cfg: &PreflightConfig, now: Instant) -> Vec<
             (
                 ok,
                 format!(
-                    "{what}, faults {:#06x}, battery {:.2} V, newest {}",
+                    "{what}, faults {:#06x}{}, battery {:.2} V, newest {}",
                     s.faults,
+                    if latched != 0 {
+                        " (latched: `agent disarm` on the ground acknowledges them)"
+                    } else {
+                        ""
+                    },
                     f64::from(s.battery_mv) * 1e-3,
                     age(now, t)
                 ),

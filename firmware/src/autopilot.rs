@@ -254,9 +254,10 @@ impl Autopilot {
             ToFc::Arm => self.arm(now_ms, frame.seq, sensors),
             // In the air a disarm would drop the vehicle, and clearing the
             // latched failsafe would hand it back to whoever commands it.
-            ToFc::Disarm if self.state != FcState::Disarmed && !sensors.on_ground => {
-                AckStatus::Refused(Refusal::Airborne)
-            }
+            // (Also when already disarmed: after an emergency stop or an MCU
+            // reset in the air, a disarm must not clear the latch while the
+            // vehicle is still coming down.)
+            ToFc::Disarm if !sensors.on_ground => AckStatus::Refused(Refusal::Airborne),
             ToFc::Disarm => {
                 self.state = FcState::Disarmed;
                 self.latched = 0;
@@ -841,6 +842,12 @@ mod tests {
         );
         assert_eq!(ap.tick(2340, &s), Demand::Off);
         assert_ne!(ap.telemetry(2340, &s).faults & faults::EMERGENCY_STOP, 0);
+        // Still in the air (falling), a disarm does not clear the stop's record.
+        assert_eq!(
+            status(ap.handle(2345, &frame(seq + 5, ToFc::Disarm), &s)),
+            AckStatus::Refused(Refusal::Airborne)
+        );
+        assert_ne!(ap.telemetry(2345, &s).faults & faults::EMERGENCY_STOP, 0);
         // Arming in the air is refused (and so it is after the stop, whatever the place).
         let mut airborne = Autopilot::new(Config::MULTIROTOR);
         assert_eq!(

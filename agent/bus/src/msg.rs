@@ -343,11 +343,15 @@ impl Message for CameraHealth {
 }
 
 /// An operator's request to arm the vehicle (`agent arm`, after its preflight
-/// checks). The flight-controller node answers on `events` naming `nonce`.
+/// checks) or to disarm it on the ground (`agent disarm`, which also
+/// acknowledges the flight controller's latched faults). The
+/// flight-controller node answers on `events` naming `nonce`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArmRequest {
     /// Chosen by the requester, so that it can tell its answer from others'.
     pub nonce: u64,
+    /// `true`: arm; `false`: disarm (refused by the firmware in the air).
+    pub arm: bool,
 }
 
 impl Message for ArmRequest {
@@ -355,9 +359,21 @@ impl Message for ArmRequest {
     const NAME: &'static str = "ArmRequest";
     fn write_body(&self, w: &mut Writer) {
         w.u64(self.nonce);
+        w.u8(u8::from(self.arm));
     }
     fn read_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(Self { nonce: r.u64()? })
+        let nonce = r.u64()?;
+        let arm = match r.u8()? {
+            0 => false,
+            1 => true,
+            other => {
+                return Err(malformed(
+                    Self::NAME,
+                    format!("action {other} is neither 0 (disarm) nor 1 (arm)"),
+                ));
+            }
+        };
+        Ok(Self { nonce, arm })
     }
 }
 

@@ -14,7 +14,8 @@
 //! - **What**: zenoh's access control on the router, default deny. Every robot
 //!   role may subscribe to everything of its robot and may publish only its
 //!   own topics ([`ROLES`]) and declare only its own liveliness tokens; a ground
-//!   station may subscribe to the telemetry topics and publish `nav/goal` only.
+//!   station may subscribe to the telemetry topics and publish `nav/goal` and
+//!   `cmd/arm` only.
 //!   A message that breaks the rules is dropped by the router: it reaches no node.
 //!   Robot roles are accepted only on the loopback interface, the ground
 //!   station only over TLS.

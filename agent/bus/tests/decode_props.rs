@@ -32,8 +32,14 @@ fn header_of(kind: u16, seq: u64, frame_id: &str) -> Vec<u8> {
         stamp_ns: 7,
         frame_id: frame_id.to_string(),
     };
-    let mut bytes = encode(&h, &ArmRequest { nonce: 0 });
-    bytes.truncate(bytes.len() - 8);
+    let mut bytes = encode(
+        &h,
+        &ArmRequest {
+            nonce: 0,
+            arm: true,
+        },
+    );
+    bytes.truncate(bytes.len() - 9);
     bytes[6..8].copy_from_slice(&kind.to_le_bytes());
     bytes
 }
@@ -99,7 +105,7 @@ proptest! {
         prop_assert_eq!(back(&hd, &g), (hd.clone(), g));
         let e = Event { text: text.clone() };
         prop_assert_eq!(back(&hd, &e), (hd.clone(), e));
-        let a = ArmRequest { nonce };
+        let a = ArmRequest { nonce, arm: seed % 2 == 0 };
         prop_assert_eq!(back(&hd, &a), (hd.clone(), a));
         // NaN (unknown columns) survives bit for bit.
         let d = DepthScan { compute_ns: stamp, depth: scan.clone() };

@@ -93,7 +93,11 @@ pub(crate) fn arm(a: ArmArgs, stop: Arc<AtomicBool>) -> Result<()> {
     }
     let nonce = bus::now_ns() ^ (u64::from(std::process::id()) << 32);
     let mut out = bus::Outbox::<bus::msg::ArmRequest>::new(&session, robot, bus::topics::CMD_ARM)?;
-    out.send(bus::now_ns(), "operator", &bus::msg::ArmRequest { nonce })?;
+    out.send(
+        bus::now_ns(),
+        "operator",
+        &bus::msg::ArmRequest { nonce, arm: true },
+    )?;
     let tag = format!("arm request {nonce:016x}");
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
@@ -110,4 +114,45 @@ pub(crate) fn arm(a: ArmArgs, stop: Arc<AtomicBool>) -> Result<()> {
     bail!(
         "no answer from the flight-controller node within 5 s (is it running with access to `cmd/arm`?)"
     )
+}
+
+#[derive(clap::Args)]
+pub(crate) struct DisarmArgs {
+    /// Robot name, endpoints; on a secured graph the `operator` role's TLS
+    /// files (or a ground station's).
+    #[command(flatten)]
+    bus: BusArgs,
+}
+
+/// `agent disarm`: ask the flight-controller node to disarm. Our firmware
+/// takes it on the ground only (it also acknowledges latched faults there: a
+/// failsafe that ended in a landing, an emergency stop, an MCU reset); in the
+/// air it is refused.
+pub(crate) fn disarm(a: DisarmArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let session = a.bus.open()?;
+    let robot = &a.bus.robot;
+    let mut events = bus::Inbox::<bus::msg::Event>::new(&session, robot, bus::topics::EVENTS, 64)?;
+    let mut out = bus::Outbox::<bus::msg::ArmRequest>::new(&session, robot, bus::topics::CMD_ARM)?;
+    // A moment for the fc node's subscription to be known to this session.
+    std::thread::sleep(Duration::from_millis(500));
+    let nonce = bus::now_ns() ^ (u64::from(std::process::id()) << 32);
+    out.send(
+        bus::now_ns(),
+        "operator",
+        &bus::msg::ArmRequest { nonce, arm: false },
+    )?;
+    let tag = format!("disarm request {nonce:016x}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        if let Some((_, e)) = events.recv_timeout(Duration::from_millis(100))?
+            && e.text.contains(&tag)
+        {
+            println!("{}", e.text);
+            if e.text.ends_with(": disarmed") {
+                return Ok(());
+            }
+            bail!("not disarmed: {}", e.text);
+        }
+    }
+    bail!("no answer from the flight-controller node within 5 s")
 }

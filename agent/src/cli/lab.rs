@@ -134,7 +134,7 @@ pub(crate) struct BenchArgs {
     backend: Vec<Backend>,
     /// Pairs to time the camera stage on (0: skip it).
     #[cfg(feature = "camera")]
-    #[arg(long, default_value_t = 300, value_parser = count(1, 10_000_000))]
+    #[arg(long, default_value_t = 300, value_parser = count(0, 10_000_000))]
     camera_pairs: usize,
     /// Eye size the camera stage is timed at (WIDTHxHEIGHT).
     #[cfg(feature = "camera")]

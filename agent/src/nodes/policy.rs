@@ -255,7 +255,9 @@ impl PilotInputs {
             None
         };
         Ok(Self {
-            scans: Inbox::<DepthScan>::new(session, robot, bus::topics::DEPTH_STEREO, 2)?,
+            // Scans queue while a frame waits for its mono scan (100 ms by
+            // default: three frames at 30 Hz), so the queue holds more than that.
+            scans: Inbox::<DepthScan>::new(session, robot, bus::topics::DEPTH_STEREO, 8)?,
             mono,
             mono_wait,
             states: Inbox::<State>::new(session, robot, bus::topics::STATE, 16)?,
