@@ -178,6 +178,24 @@ impl SerialFc {
     }
 }
 
+impl SerialFc {
+    /// Send `msg` and wait (500 ms) for its acknowledgement; `true` when
+    /// accepted, else the refusal or the link's error is reported.
+    fn command(&mut self, msg: fclink::ToFc, what: &str, out: &mut Vec<FcReport>) -> bool {
+        match self.link.command(msg, Duration::from_millis(500)) {
+            Ok(fclink::AckStatus::Accepted) => true,
+            Ok(other) => {
+                out.push(FcReport::Event(format!("fc: {what} refused: {other:?}")));
+                false
+            }
+            Err(e) => {
+                out.push(FcReport::Event(format!("fc: {e}")));
+                false
+            }
+        }
+    }
+}
+
 fn state_code(s: fclink::FcState) -> u8 {
     use fclink::FcState as S;
     match s {
@@ -209,40 +227,15 @@ impl FlightController for SerialFc {
     }
 
     fn arm(&mut self, out: &mut Vec<FcReport>) -> bool {
-        match self
-            .link
-            .command(fclink::ToFc::Arm, Duration::from_millis(500))
-        {
-            Ok(fclink::AckStatus::Accepted) => {
-                out.push(FcReport::Event("fc: armed".into()));
-                true
-            }
-            Ok(other) => {
-                out.push(FcReport::Event(format!("fc: arming refused: {other:?}")));
-                false
-            }
-            Err(e) => {
-                out.push(FcReport::Event(format!("fc: {e}")));
-                false
-            }
+        let done = self.command(fclink::ToFc::Arm, "arming", out);
+        if done {
+            out.push(FcReport::Event("fc: armed".into()));
         }
+        done
     }
 
     fn disarm(&mut self, out: &mut Vec<FcReport>) -> bool {
-        match self
-            .link
-            .command(fclink::ToFc::Disarm, Duration::from_millis(500))
-        {
-            Ok(fclink::AckStatus::Accepted) => true,
-            Ok(other) => {
-                out.push(FcReport::Event(format!("fc: disarm refused: {other:?}")));
-                false
-            }
-            Err(e) => {
-                out.push(FcReport::Event(format!("fc: {e}")));
-                false
-            }
-        }
+        self.command(fclink::ToFc::Disarm, "disarm", out)
     }
 
     fn in_control(&self) -> bool {

@@ -91,24 +91,41 @@ pub(crate) fn arm(a: ArmArgs, stop: Arc<AtomicBool>) -> Result<()> {
         println!("preflight passed (--dry-run: not arming)");
         return Ok(());
     }
+    request(&session, robot, &mut events, true, &stop)
+}
+
+/// Send an arm (or disarm) request on `cmd/arm` and wait (5 s) for the
+/// flight-controller node's answer on `events`, which names its nonce.
+fn request(
+    session: &bus::Session,
+    robot: &str,
+    events: &mut bus::Inbox<bus::msg::Event>,
+    arm: bool,
+    stop: &AtomicBool,
+) -> Result<()> {
     let nonce = bus::now_ns() ^ (u64::from(std::process::id()) << 32);
-    let mut out = bus::Outbox::<bus::msg::ArmRequest>::new(&session, robot, bus::topics::CMD_ARM)?;
+    let mut out = bus::Outbox::<bus::msg::ArmRequest>::new(session, robot, bus::topics::CMD_ARM)?;
     out.send(
         bus::now_ns(),
         "operator",
-        &bus::msg::ArmRequest { nonce, arm: true },
+        &bus::msg::ArmRequest { nonce, arm },
     )?;
-    let tag = format!("arm request {nonce:016x}");
+    let (what, done): (&str, &[&str]) = if arm {
+        ("arm", &[": armed", ": already armed"])
+    } else {
+        ("disarm", &[": disarmed"])
+    };
+    let tag = format!("{what} request {nonce:016x}");
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
         if let Some((_, e)) = events.recv_timeout(Duration::from_millis(100))?
             && e.text.contains(&tag)
         {
             println!("{}", e.text);
-            if e.text.ends_with(": armed") || e.text.ends_with(": already armed") {
+            if done.iter().any(|d| e.text.ends_with(d)) {
                 return Ok(());
             }
-            bail!("not armed: {}", e.text);
+            bail!("not {what}ed: {}", e.text);
         }
     }
     bail!(
@@ -132,27 +149,7 @@ pub(crate) fn disarm(a: DisarmArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let session = a.bus.open()?;
     let robot = &a.bus.robot;
     let mut events = bus::Inbox::<bus::msg::Event>::new(&session, robot, bus::topics::EVENTS, 64)?;
-    let mut out = bus::Outbox::<bus::msg::ArmRequest>::new(&session, robot, bus::topics::CMD_ARM)?;
     // A moment for the fc node's subscription to be known to this session.
     std::thread::sleep(Duration::from_millis(500));
-    let nonce = bus::now_ns() ^ (u64::from(std::process::id()) << 32);
-    out.send(
-        bus::now_ns(),
-        "operator",
-        &bus::msg::ArmRequest { nonce, arm: false },
-    )?;
-    let tag = format!("disarm request {nonce:016x}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-        if let Some((_, e)) = events.recv_timeout(Duration::from_millis(100))?
-            && e.text.contains(&tag)
-        {
-            println!("{}", e.text);
-            if e.text.ends_with(": disarmed") {
-                return Ok(());
-            }
-            bail!("not disarmed: {}", e.text);
-        }
-    }
-    bail!("no answer from the flight-controller node within 5 s")
+    request(&session, robot, &mut events, false, &stop)
 }

@@ -68,6 +68,22 @@ fn take_cause() -> u32 {
     c
 }
 
+/// Read a peripheral register. Callers pass only the register constants of
+/// [`Watchdog`] and [`Uart`].
+fn mmio_read(reg: usize) -> u32 {
+    // SAFETY: `reg` is a 32-bit aligned register of the AN386 memory map (the
+    // watchdog's at 0x4000_8000, UART0's at 0x4000_4000); MMIO reads have no
+    // memory-safety effects.
+    unsafe { core::ptr::read_volatile(reg as *const u32) }
+}
+
+/// Write a peripheral register (as [`mmio_read`]); it changes only that
+/// peripheral.
+fn mmio_write(reg: usize, value: u32) {
+    // SAFETY: as in `mmio_read`.
+    unsafe { core::ptr::write_volatile(reg as *mut u32, value) }
+}
+
 /// The CMSDK APB watchdog (ARM DDI0479C), clocked at the core clock. It
 /// counts down from LOAD; at zero it raises its interrupt (the NMI here) and
 /// reloads; at zero again with the interrupt still pending it resets the MCU.
@@ -84,9 +100,7 @@ impl Watchdog {
     const RESEN: u32 = 1 << 1;
 
     fn write(reg: usize, value: u32) {
-        // SAFETY: `reg` is one of the watchdog's 32-bit registers above in the
-        // AN386 memory map; the write changes only the watchdog.
-        unsafe { core::ptr::write_volatile(reg as *mut u32, value) }
+        mmio_write(reg, value);
     }
 
     /// Start it: the MCU resets `timeout_ms` after the last feed (the NMI
@@ -163,15 +177,11 @@ impl Uart {
     const RX_INT: u32 = 1 << 1;
 
     fn read(reg: usize) -> u32 {
-        // SAFETY: `reg` is one of the constants above, a 32-bit aligned register
-        // of UART0 in the AN386 memory map; MMIO reads have no memory-safety
-        // effects.
-        unsafe { core::ptr::read_volatile(reg as *const u32) }
+        mmio_read(reg)
     }
 
     fn write(reg: usize, value: u32) {
-        // SAFETY: as in `read`; writing these registers changes only the UART.
-        unsafe { core::ptr::write_volatile(reg as *mut u32, value) }
+        mmio_write(reg, value);
     }
 
     fn init() -> Self {
