@@ -39,6 +39,14 @@ impl Qemu {
             .args([
                 "-M",
                 "mps2-an386",
+                // Virtual time from the instructions the guest executes
+                // (adapted to track real time on average): a host too busy to
+                // run QEMU for a while stalls the guest's clocks with it, so
+                // neither the firmware's setpoint watchdog nor its hardware
+                // watchdog fires because of the host's load (seen in CI
+                // without it: a hardware-watchdog reset mid-test).
+                "-icount",
+                "shift=auto",
                 "-display",
                 "none",
                 "-monitor",

@@ -142,12 +142,9 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
     cortex_m::peripheral::SCB::sys_reset()
 }
 
-/// The whole watchdog time, from the last feed to the reset (ms): a pass of
-/// the main loop takes microseconds, so this is all margin — enough that a
-/// host running QEMU, whose watchdog counts host time, never starves the
-/// guest that long (QEMU's `-icount` would tie it to the guest's own
-/// instructions, but then QEMU polls the serial port so rarely that the link
-/// runs at about 1 KB/s).
+/// The whole watchdog time, from the last feed to the reset (ms). A pass of
+/// the main loop takes microseconds; under QEMU, run it with `-icount` so that
+/// the watchdog counts the guest's time, not the host's (`fc::qemu` does).
 const WATCHDOG_MS: u32 = 1000;
 
 /// Bytes received by the UART's interrupt, for the main loop.
