@@ -851,7 +851,11 @@ required = true
                 "--topics",
                 "camera/stereo,state",
             ])
-            .args(["--rate", "0.25", "--wait", "2"]),
+            // Frame by frame as the graph answers: what it computes cannot
+            // depend on how busy the host is (seen on CI at a fixed rate: the
+            // mono node fell ten frames behind and the policy flew a frame on
+            // stereo that the loop flew on mono).
+            .args(["--fast", "--lockstep", "cmd/setpoint", "--wait", "2"]),
     );
     let mut got = Vec::new();
     let quiet = Duration::from_secs(10);

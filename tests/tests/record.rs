@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn port(k: u16) -> u16 {
-    e2e_tests::test_port(e2e_tests::PortSlice::Record, 5, k)
+    e2e_tests::test_port(e2e_tests::PortSlice::Record, 6, k)
 }
 
 /// A bus session listening on `ep` (the recorder and tools connect to it).
@@ -577,5 +577,102 @@ fn replay_stops_on_a_signal_during_a_long_gap() {
     assert!(
         events.recv_timeout(Duration::ZERO).unwrap().is_none(),
         "the message after the gap was played"
+    );
+}
+
+/// `agent replay --lockstep cmd/setpoint`: each camera frame waits for the
+/// graph's answer to the one before (same sequence number and stamp), so the
+/// graph never sees frame k+1 before it has answered frame k; a frame left
+/// unanswered holds the replay for the timeout only, and is counted.
+#[test]
+fn lockstep_replay_waits_for_each_answer() {
+    let dir = temp_dir("replay-lockstep");
+    let file = dir.join("frames.mcap");
+    let robot = format!("lock{}", std::process::id());
+    let mut rec = bus::log::Recorder::create(&file, &robot, &[Topic::CameraStereo]).unwrap();
+    const FRAMES: u64 = 6;
+    const SKIPPED: u64 = 3;
+    for seq in 0..FRAMES {
+        let h = bus::wire::Header {
+            seq,
+            stamp_ns: 1_000 + seq,
+            frame_id: "camera".into(),
+        };
+        let pair = StereoPair {
+            width: 2,
+            height: 1,
+            left: vec![seq as u8; 2],
+            right: vec![0; 2],
+        };
+        // All at one instant: without lockstep, --fast plays them at once.
+        rec.write(Topic::CameraStereo, &bus::wire::encode(&h, &pair), 5)
+            .unwrap();
+    }
+    rec.finish().unwrap();
+    let ep = format!("tcp/127.0.0.1:{}", port(5));
+    let session = listening(&ep);
+    let mut frames =
+        Inbox::<StereoPair>::new(&session, &robot, bus::topics::CAMERA_STEREO, 64).unwrap();
+    let answers = Outbox::<Setpoint>::new(&session, &robot, bus::topics::CMD_SETPOINT).unwrap();
+    let replay = Command::new(workspace_bin("agent"))
+        .arg("replay")
+        .arg(&file)
+        .args(["--robot", &robot, "--connect", &ep, "--fast", "--wait", "2"])
+        .args(["--lockstep", "cmd/setpoint", "--lockstep-timeout", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for want in 0..FRAMES {
+        let (h, pair) = frames
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap()
+            .unwrap_or_else(|| panic!("frame {want} never came"));
+        assert_eq!(
+            (h.seq, h.stamp_ns, pair.left[0]),
+            (want, 1_000 + want, want as u8)
+        );
+        // Nothing further is played until this frame is answered.
+        if let Some((early, _)) = frames.recv_timeout(Duration::from_millis(300)).unwrap() {
+            panic!(
+                "frame {} played before frame {want} was answered",
+                early.seq
+            );
+        }
+        if want != SKIPPED {
+            answers.send_with(&h, &setpoint(want as usize)).unwrap();
+        }
+    }
+    let out = replay.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("replayed 6 messages"), "{stdout}");
+    assert!(
+        stdout.contains("lockstep: 1 frames not answered in time"),
+        "{stdout}"
+    );
+    // A frame topic that is not played is refused by name.
+    let bad = Command::new(workspace_bin("agent"))
+        .arg("replay")
+        .arg(&file)
+        .args([
+            "--topics",
+            "state",
+            "--lockstep",
+            "cmd/setpoint",
+            "--wait",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--lockstep-frames camera/stereo"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
     );
 }

@@ -109,6 +109,8 @@ pub struct LogStats {
     pub gap_count: u64,
     /// Sequence numbers that went backwards (a publisher restarted).
     pub restarts: u64,
+    /// Frames a lockstep replay played on without an answer (timed out).
+    pub unanswered: u64,
 }
 
 impl LogStats {
@@ -130,6 +132,8 @@ pub struct SeqTracker {
     pub gap_count: u64,
     /// Sequence numbers that went backwards (a publisher restarted).
     pub restarts: u64,
+    /// Frames a lockstep replay played on without an answer (timed out).
+    pub unanswered: u64,
 }
 
 impl SeqTracker {
@@ -494,15 +498,59 @@ pub fn info(path: &Path) -> Result<(Vec<ChannelInfo>, SeqTracker), LogError> {
     Ok((out, seqs))
 }
 
+/// Frame-by-frame playback: each message of `frames` (after the first) is
+/// held back until the graph has answered the previous one on the tapped
+/// topic (a message with the frame's sequence number and stamp, as the loop's
+/// nodes publish), or until `timeout`. What the graph computes then does not
+/// depend on how fast the host runs: a regression replay on a loaded machine
+/// gives the numbers of an idle one.
+pub struct Lockstep {
+    /// The topic that paces (e.g. `camera/stereo`).
+    pub frames: Topic,
+    /// Where the answers arrive (e.g. a [`crate::Tap`] on `cmd/setpoint`),
+    /// declared before playing so that no answer is missed.
+    pub answers: crate::Tap,
+    /// How long to wait for one answer before playing on (counted in
+    /// [`LogStats::unanswered`]).
+    pub timeout: Duration,
+}
+
+impl Lockstep {
+    /// Waits for the answer to the frame with `header`'s sequence number and
+    /// stamp; `Ok(false)` after the timeout or when stopped.
+    fn wait_for(&self, seq: u64, stamp_ns: u64, stop: &AtomicBool) -> Result<bool, LogError> {
+        let until = Instant::now() + self.timeout;
+        while !stop.load(Ordering::Relaxed) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            // Short steps, so that Ctrl-C/SIGTERM stops the replay at once.
+            if let Some((_, bytes)) = self
+                .answers
+                .recv_timeout(left.min(Duration::from_millis(50)))?
+                && let Ok((_, h, _)) = decode_header(&bytes)
+                && h.seq == seq
+                && h.stamp_ns == stamp_ns
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// Publishes a recording's messages (of `topics`; all if empty) on the same
-/// topics under `robot`, paced by their log times. Returns what was played; a damaged file plays up to
-/// the damage and then reports it.
+/// topics under `robot`, paced by their log times, and with `lockstep` frame
+/// by frame as the graph answers. Returns what was played; a damaged file
+/// plays up to the damage and then reports it.
 pub fn replay(
     session: &Session,
     robot: &str,
     path: &Path,
     topics: &[Topic],
     pace: Pace,
+    lockstep: Option<&Lockstep>,
     stop: &AtomicBool,
 ) -> Result<LogStats, LogError> {
     let buf = std::fs::read(path).map_err(|e| LogError::Open {
@@ -517,6 +565,8 @@ pub fn replay(
     let mut stats = LogStats::default();
     let started = Instant::now();
     let mut first: Option<u64> = None;
+    // The frame played last, whose answer the next frame waits for.
+    let mut pending: Option<(u64, u64)> = None;
     for m in stream {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -547,6 +597,19 @@ pub fn replay(
                 break;
             }
         }
+        if let Some(l) = lockstep.filter(|l| l.frames == topic) {
+            if let Some((seq, stamp)) = pending.take()
+                && !l.wait_for(seq, stamp, stop)?
+            {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                stats.unanswered += 1;
+            }
+            pending = decode_header(&m.data)
+                .ok()
+                .map(|(_, h, _)| (h.seq, h.stamp_ns));
+        }
         let p = match publishers.entry(topic) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -575,6 +638,13 @@ pub fn replay(
             .entry(topic.suffix().to_string())
             .or_default() += 1;
         stats.bytes += m.data.len() as u64;
+    }
+    // The last frame's answer too: the replay ends when the graph has answered.
+    if let (Some(l), Some((seq, stamp))) = (lockstep, pending)
+        && !stop.load(Ordering::Relaxed)
+        && !l.wait_for(seq, stamp, stop)?
+    {
+        stats.unanswered += 1;
     }
     Ok(stats)
 }

@@ -42,6 +42,18 @@ pub(crate) struct ReplayArgs {
     /// Seconds to wait for subscribers to connect before playing.
     #[arg(long, default_value_t = 1.0, value_parser = within(0.0, 3600.0, "s"))]
     wait: f64,
+    /// Play frame by frame: hold each `--lockstep-frames` message until the
+    /// graph has answered the previous one on this topic (e.g. `cmd/setpoint`,
+    /// matched by sequence number and stamp). The graph's output then does not
+    /// depend on the host's speed: regression replays on a loaded machine.
+    #[arg(long, value_name = "ANSWER_TOPIC")]
+    lockstep: Option<String>,
+    /// The topic whose messages are the frames of `--lockstep`.
+    #[arg(long, default_value = "camera/stereo", requires = "lockstep")]
+    lockstep_frames: String,
+    /// Seconds to wait for one answer before playing on (counted as unanswered).
+    #[arg(long, default_value_t = 30.0, requires = "lockstep", value_parser = above(0.0, 3600.0, "s"))]
+    lockstep_timeout: f64,
 }
 
 #[derive(clap::Args)]
@@ -186,6 +198,26 @@ pub(crate) fn replay(a: ReplayArgs, stop: Arc<AtomicBool>) -> Result<()> {
         anyhow::bail!("--rate must be positive, got {}", a.rate);
     }
     let session = a.bus.open()?;
+    let lockstep = match &a.lockstep {
+        Some(answer) => {
+            let frames = parse_topics(std::slice::from_ref(&a.lockstep_frames))?;
+            let answer_topic = parse_topics(std::slice::from_ref(answer))?;
+            if !topics.is_empty() && !topics.contains(&frames[0]) {
+                anyhow::bail!(
+                    "--lockstep-frames {} is not among the played --topics",
+                    a.lockstep_frames
+                );
+            }
+            // Declared before the wait, so that the graph's publishers know of
+            // it before the first answer.
+            Some(bus::log::Lockstep {
+                frames: frames[0],
+                answers: bus::Tap::new(&session, &a.bus.robot, answer_topic[0].suffix())?,
+                timeout: Duration::from_secs_f64(a.lockstep_timeout),
+            })
+        }
+        None => None,
+    };
     std::thread::sleep(Duration::from_secs_f64(a.wait.clamp(0.0, 60.0)));
     let pace = if a.fast {
         bus::log::Pace::AsFastAsPossible
@@ -193,7 +225,15 @@ pub(crate) fn replay(a: ReplayArgs, stop: Arc<AtomicBool>) -> Result<()> {
         bus::log::Pace::Rate(a.rate)
     };
     let t0 = std::time::Instant::now();
-    let s = bus::log::replay(&session, &a.bus.robot, &a.file, &topics, pace, &stop)?;
+    let s = bus::log::replay(
+        &session,
+        &a.bus.robot,
+        &a.file,
+        &topics,
+        pace,
+        lockstep.as_ref(),
+        &stop,
+    )?;
     println!(
         "replayed {} messages from {} in {:.2} s: {:?}",
         s.messages(),
@@ -201,6 +241,9 @@ pub(crate) fn replay(a: ReplayArgs, stop: Arc<AtomicBool>) -> Result<()> {
         t0.elapsed().as_secs_f64(),
         s.per_topic
     );
+    if lockstep.is_some() {
+        println!("lockstep: {} frames not answered in time", s.unanswered);
+    }
     // Let the last messages leave before the session closes.
     std::thread::sleep(Duration::from_millis(200));
     Ok(())

@@ -174,6 +174,9 @@ struct MonoScans {
     recent: std::collections::VecDeque<(bus::wire::Header, Vec<f32>)>,
     /// Sequence number of the newest mono scan.
     last_seq: Option<u64>,
+    /// Sequence number of the first frame since the start (or since the
+    /// camera's numbers started again).
+    first_seq: Option<u64>,
 }
 
 /// Frames without a mono scan after which the policy stops waiting for one
@@ -183,13 +186,18 @@ const MONO_LIVE_FRAMES: u64 = 10;
 
 impl MonoScans {
     fn take(&mut self, h: &bus::wire::Header, wait: Duration) -> Result<Option<Vec<f32>>> {
-        if self.last_seq.is_some_and(|s| h.seq < s) {
+        if self.last_seq.is_some_and(|s| h.seq < s) || self.first_seq.is_some_and(|s| h.seq < s) {
             // The camera's numbers started again: nothing is known of mono yet.
             self.last_seq = None;
+            self.first_seq = None;
         }
-        let live = self
-            .last_seq
-            .is_some_and(|s| h.seq.saturating_sub(s) <= MONO_LIVE_FRAMES);
+        // Mono is waited for while it is publishing, and over the first frames
+        // as if it were (its first inferences are the slowest, and a frame
+        // flown without its mono scan is a frame the switch misjudges); a mono
+        // node that never answers costs those first frames' waits only.
+        let since = self.last_seq.or(self.first_seq).unwrap_or(h.seq);
+        self.first_seq.get_or_insert(h.seq);
+        let live = h.seq.saturating_sub(since) <= MONO_LIVE_FRAMES;
         let deadline = Instant::now() + if live { wait } else { Duration::ZERO };
         loop {
             if let Some(k) = self
@@ -250,6 +258,7 @@ impl PilotInputs {
                 inbox: Inbox::<DepthScan>::new(session, robot, bus::topics::DEPTH_MONO, 16)?,
                 recent: Default::default(),
                 last_seq: None,
+                first_seq: None,
             })
         } else {
             None
