@@ -5,7 +5,8 @@
 #     (opencv-python-headless<5: the stereo tests compare against its StereoSGBM)
 #     scikit-image (it ships Middlebury's Motorcycle pair with ground truth,
 #     a second real pair for the stereo tests) and pymavlink (an autopilot
-#     written on another MAVLink implementation, for the MAVLink tests)
+#     written on another MAVLink implementation, for the MAVLink tests), mcap,
+#     mcap-ros2-support and rosbags (ROS 2 readers of the recordings)
 #   - Rust targets thumbv7em-none-eabihf (the flight-controller firmware) and
 #     aarch64-unknown-linux-gnu (Jetson-class boards)
 #   - system packages (apt-get, with sudo when not root): qemu-system-arm (runs the
@@ -21,7 +22,8 @@
 #     tests/tests/aarch64.rs runs its self-test), in the `cross-check` profile
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install --quiet rerun-sdk==0.36.3 "opencv-python-headless<5" scikit-image pymavlink
+python3 -m pip install --quiet rerun-sdk==0.36.3 "opencv-python-headless<5" scikit-image pymavlink \
+    mcap mcap-ros2-support rosbags
 for t in thumbv7em-none-eabihf aarch64-unknown-linux-gnu; do
     if ! rustup target list --installed | grep -qx "$t"; then
         rustup target add "$t"

@@ -29,18 +29,37 @@ fn fresh_at(path: &Path, unix_secs: u64) -> PathBuf {
     if !named.exists() {
         return named;
     }
-    let stem = named
+    (1u64..)
+        .map(|k| numbered(&named, &format!("-{k}")))
+        .find(|p| !p.exists())
+        .unwrap_or(named)
+}
+
+/// The name of part `part` (0 = the first, `first`, from [`fresh`]) of a
+/// recording split into files: with `{time}` in `template`, a fresh
+/// time-stamped name (the part's own start time); without, `first` with
+/// `-partN` before its extension (N from 2).
+pub fn part(template: &Path, first: &Path, part: u32) -> PathBuf {
+    if part == 0 {
+        return first.to_path_buf();
+    }
+    if template.to_string_lossy().contains("{time}") {
+        return fresh(template);
+    }
+    numbered(first, &format!("-part{}", part + 1))
+}
+
+/// `path` with `tag` between its stem and its extension.
+fn numbered(path: &Path, tag: &str) -> PathBuf {
+    let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let ext = named
+    let ext = path
         .extension()
         .map(|e| format!(".{}", e.to_string_lossy()))
         .unwrap_or_default();
-    (1u64..)
-        .map(|k| named.with_file_name(format!("{stem}-{k}{ext}")))
-        .find(|p| !p.exists())
-        .unwrap_or(named)
+    path.with_file_name(format!("{stem}{tag}{ext}"))
 }
 
 /// UTC time as `YYYYMMDDTHHMMSSZ` (ISO 8601 basic format).
@@ -104,6 +123,15 @@ mod tests {
         let plain = dir.join("graph.rrd");
         std::fs::write(&plain, b"x").unwrap();
         assert_eq!(fresh_at(&plain, 5), plain);
+        // Parts of a split recording.
+        assert_eq!(part(&plain, &plain, 0), plain);
+        assert_eq!(part(&plain, &plain, 1), dir.join("graph-part2.rrd"));
+        let stamped = part(&name, &first, 1);
+        assert!(
+            !stamped.exists() && stamped != first,
+            "{}",
+            stamped.display()
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// recorded for other tests), 6 and 12 (the robot launch), 7, 9, 10, 11,
 /// 13, 14 and 15 (the operator arming the robot launch).
 fn port(k: u16) -> u16 {
-    e2e_tests::test_port(e2e_tests::PortSlice::Graph, 16, k)
+    e2e_tests::test_port(e2e_tests::PortSlice::Graph, 17, k)
 }
 
 fn twin_graph(robot: &str, port: u16, seconds: &str) -> String {
@@ -908,5 +908,213 @@ required = true
     eprintln!(
         "{} frames, {on_mono} on mono in the loop; graph events: {texts:?}",
         want.len()
+    );
+}
+
+/// Adler-32 (RFC 1950), as Python's `zlib.adler32`: a checksum of an image
+/// that the ROS 2 readers print.
+fn adler32(data: &[u8]) -> u32 {
+    let (mut a, mut b) = (1u32, 0u32);
+    for &x in data {
+        a = (a + u32::from(x)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    (b << 16) | a
+}
+
+/// A twin flight recorded by `agent record` (all topics, the default ROS 2
+/// format) is read by ROS 2 tools alone (tests/scripts/ros2_read.py:
+/// mcap-ros2-support with the file's schemas, rosbags with its own type
+/// store): every channel decodes in both, the images are the pairs that
+/// crossed the bus (size, `mono8`, checksum), CameraInfo K and P are the
+/// twin's rig, and the odometry poses are the states the twin published.
+#[test]
+fn recording_decodes_with_ros2_tools() {
+    use bus::msg::{State, StereoPair};
+    use bus::{Inbox, topics};
+    let dir = temp_dir("ros2-record");
+    let robot = format!("ros{}", std::process::id());
+    let ep = format!("tcp/127.0.0.1:{}", port(16));
+    let out = dir.join("flight.mcap");
+    // This test hears the bus too, to compare with what the file holds.
+    let session = bus::open(&bus::BusConfig::connect_to(ep.clone())).unwrap();
+    let mut states = Inbox::<State>::new(&session, &robot, topics::STATE, 4096).unwrap();
+    let mut pairs =
+        Inbox::<StereoPair>::new(&session, &robot, topics::CAMERA_STEREO, 4096).unwrap();
+    let mut graph = twin_graph(&robot, port(16), "3");
+    graph.push_str(&format!(
+        "[[process]]\nname = \"record\"\nargs = [\"record\", \"--robot\", \"{robot}\", \"--connect\", \"{ep}\", \"--out\", \"{}\"]\n",
+        out.display()
+    ));
+    std::fs::write(dir.join("twin.toml"), graph).unwrap();
+    let mut launch = Command::new(workspace_bin("agent"))
+        .arg("launch")
+        .arg(dir.join("twin.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // An event of this test's own, said while the graph runs (the nodes'
+    // events depend on timing): it must come out on /rosout.
+    let mut say = bus::Outbox::<bus::msg::Event>::new(&session, &robot, topics::EVENTS).unwrap();
+    let status = loop {
+        if let Some(status) = launch.try_wait().unwrap() {
+            break status;
+        }
+        let text = "ros2 test: hello".to_string();
+        say.send(bus::now_ns(), "ros2test", &bus::msg::Event { text })
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "the twin graph failed: {status}");
+    let mut heard_states = std::collections::BTreeMap::new();
+    while let Some((h, s)) = states.recv_timeout(Duration::ZERO).unwrap() {
+        heard_states.insert(h.seq, (h.stamp_ns, s));
+    }
+    let mut heard_pairs = std::collections::BTreeMap::new();
+    while let Some((h, p)) = pairs.recv_timeout(Duration::ZERO).unwrap() {
+        heard_pairs.insert(h.seq, p);
+    }
+    assert!(
+        heard_states.len() >= 10 && heard_pairs.len() >= 10,
+        "the test heard {} states and {} pairs",
+        heard_states.len(),
+        heard_pairs.len()
+    );
+
+    let printed = succeed(
+        Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ros2_read.py"))
+            .arg(&out),
+    );
+    let r: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    let f = |v: &serde_json::Value| v.as_f64().unwrap();
+    let fs = |v: &serde_json::Value| -> Vec<f64> { v.as_array().unwrap().iter().map(f).collect() };
+
+    // Every channel: a ROS 2 type, read by both tools, the same count.
+    let want_types = [
+        ("/camera/left/image_raw", "sensor_msgs/msg/Image"),
+        ("/camera/right/image_raw", "sensor_msgs/msg/Image"),
+        ("/camera/left/camera_info", "sensor_msgs/msg/CameraInfo"),
+        ("/camera/right/camera_info", "sensor_msgs/msg/CameraInfo"),
+        ("/depth/stereo", "sensor_msgs/msg/Image"),
+        ("/cmd/setpoint", "geometry_msgs/msg/TwistStamped"),
+        ("/odom", "nav_msgs/msg/Odometry"),
+        ("/tf", "tf2_msgs/msg/TFMessage"),
+        ("/tf_static", "tf2_msgs/msg/TFMessage"),
+        ("/rosout", "rcl_interfaces/msg/Log"),
+    ];
+    let channels = r["channels"].as_object().unwrap();
+    for (topic, ty) in want_types {
+        let c = &channels
+            .get(topic)
+            .unwrap_or_else(|| panic!("no {topic} in {channels:?}"));
+        assert_eq!(c["type"], ty, "{topic}");
+        assert_eq!(c["schema_encoding"], "ros2msg", "{topic}");
+        assert_eq!(c["encoding"], "cdr", "{topic}");
+    }
+    for (topic, c) in channels {
+        assert_eq!(
+            r["rosbags_counts"][topic], c["count"],
+            "{topic}: rosbags and mcap-ros2-support read different counts"
+        );
+    }
+
+    // Images: the pairs that crossed the bus.
+    let rig = sim::env::EnvConfig::default().rig;
+    let k = rig.intrinsics;
+    let mut compared = 0;
+    for (side, images) in r["images"].as_object().unwrap() {
+        for (seq, im) in images.as_object().unwrap() {
+            assert_eq!(
+                fs(&im["size"]),
+                [k.width as f64, k.height as f64],
+                "{side} {seq}"
+            );
+            assert_eq!(im["encoding"], "mono8");
+            assert_eq!(im["step"], k.width);
+            if let Some(p) = heard_pairs.get(&seq.parse::<u64>().unwrap()) {
+                let data = if side == "left" { &p.left } else { &p.right };
+                assert_eq!(im["crc"], adler32(data), "{side} image {seq}");
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared >= 20, "{compared} images compared with the bus");
+
+    // CameraInfo: the twin's rig (rectified: no distortion; the right
+    // camera's P has Tx = -fx * baseline).
+    for (side, tx) in [("left", 0.0), ("right", -k.fx * rig.baseline)] {
+        let ci = &r["camera_info"][side];
+        let want_k = [k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0];
+        let want_p = [
+            k.fx, 0.0, k.cx, tx, 0.0, k.fy, k.cy, 0.0, 0.0, 0.0, 1.0, 0.0,
+        ];
+        for (got, want) in fs(&ci["k"])
+            .iter()
+            .zip(want_k)
+            .chain(fs(&ci["p"]).iter().zip(want_p))
+        {
+            assert!((got - want).abs() < 1e-9, "{side} camera info {ci}");
+        }
+        assert!(fs(&ci["d"]).iter().all(|d| *d == 0.0));
+    }
+    let tf = r["tf_static"].as_array().unwrap();
+    assert_eq!(tf.len(), 2, "{tf:?}");
+    assert!(
+        (f(&tf[0]["t"][1]) - f(&tf[1]["t"][1]) - rig.baseline).abs() < 1e-12,
+        "{tf:?}"
+    );
+
+    // Odometry: the states the twin published, exactly.
+    let mut poses = 0;
+    for (seq, o) in r["odom"].as_object().unwrap() {
+        let Some((stamp, s)) = heard_states.get(&seq.parse::<u64>().unwrap()) else {
+            continue;
+        };
+        let st = fs(&o["stamp"]);
+        assert_eq!(
+            st[0] as u64 * 1_000_000_000 + st[1] as u64,
+            *stamp,
+            "stamp of {seq}"
+        );
+        // Compared bit for bit (JSON's decimal floats are not).
+        let got: Vec<f64> = o["bits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| f64::from_bits(b.as_u64().unwrap()))
+            .collect();
+        let [w, x, y, z] = s.attitude;
+        let [vx, vy, vz] = s.velocity.map(f64::from);
+        let want = [
+            s.position[0],
+            s.position[1],
+            s.position[2],
+            x,
+            y,
+            z,
+            w,
+            vx,
+            vy,
+            vz,
+        ];
+        assert_eq!(got, want, "pose (position, x y z w, velocity) of {seq}");
+        assert_eq!(o["frame"], serde_json::json!(["odom", "base_link"]));
+        poses += 1;
+    }
+    assert!(poses >= 10, "{poses} poses compared with the bus");
+    assert!(
+        !r["twist"].as_object().unwrap().is_empty(),
+        "no setpoint decoded"
+    );
+    assert!(
+        r["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l[0] == "ros2test" && l[1] == "ros2 test: hello"),
+        "the test's event is not on /rosout: {}",
+        r["log"]
     );
 }

@@ -16,6 +16,7 @@
 
 pub mod log;
 pub mod msg;
+pub mod ros2;
 pub mod security;
 pub mod wire;
 

@@ -1,13 +1,29 @@
 //! Recording bus traffic to an MCAP file and playing it back.
 //!
 //! [MCAP](https://mcap.dev) is the robotics log format: self-describing,
-//! chunked (a recorder that is killed leaves every finished chunk readable),
-//! with an index for seeking. One channel per topic, named by the topic's
-//! suffix (`camera/stereo`), message encoding `onboard-bus-v1`: each MCAP
-//! message holds the exact bytes that crossed the bus (header and body, as
-//! documented in `agent/bus/README.md`), its log time is when the recorder
-//! received it and its publish time the message's own stamp. The schema of
-//! each channel names the message type and carries its layout as text.
+//! chunked (a recorder that is killed leaves every finished chunk readable;
+//! chunks are zstd-compressed), with an index for seeking. By default
+//! ([`Format::Ros2`]) each topic that has a ROS 2 type is written as ROS 2
+//! messages (`ros2msg` schemas, `cdr` messages; see [`crate::ros2`]):
+//!
+//! | bus topic | ROS 2 topic | type |
+//! |---|---|---|
+//! | `camera/stereo` | `/camera/{left,right}/image_raw` (+ `camera_info` with a rig) | `sensor_msgs/msg/Image` `mono8` |
+//! | `depth/stereo`, `depth/mono` | `/depth/stereo`, `/depth/mono` | `sensor_msgs/msg/Image` `32FC1`, one row |
+//! | `cmd/setpoint`, `cmd/policy` | `/cmd/setpoint`, `/cmd/policy` | `geometry_msgs/msg/TwistStamped` |
+//! | `state` | `/odom` (+ `/tf`) | `nav_msgs/msg/Odometry` |
+//! | `nav/goal` | `/goal_pose` | `geometry_msgs/msg/PoseStamped` |
+//! | `events` | `/rosout` | `rcl_interfaces/msg/Log` |
+//!
+//! and `/tf_static` holds the cameras on the body when the rig is known. The
+//! other topics (flight-controller status, camera health, arming, weights,
+//! tracks) keep the bus encoding (`onboard-bus-v1`: the exact bytes that
+//! crossed the bus, as documented in `agent/bus/README.md`), which
+//! [`Format::Bus`] uses for every topic. A ROS 2 channel's metadata names the
+//! bus topic and sending node (`bus_topic`, `bus_frame_id`) and each
+//! message's MCAP `sequence` is the bus sequence number, so a replay gives
+//! the bus messages back (a depth scan's compute time excepted). Log time is
+//! when the recorder received a message, publish time the message's stamp.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -120,10 +136,13 @@ impl LogStats {
     }
 }
 
+/// The newest sequence number per (topic, frame id).
+type LastSeqs = HashMap<(String, String), u64>;
+
 /// Finds gaps in each publisher's sequence numbers (per topic and frame id).
 #[derive(Debug, Default)]
 pub struct SeqTracker {
-    last: HashMap<(String, String), u64>,
+    last: LastSeqs,
     /// Messages missing per topic suffix.
     pub missing: BTreeMap<String, u64>,
     /// The gaps (the first [`MAX_LISTED_GAPS`]).
@@ -132,8 +151,6 @@ pub struct SeqTracker {
     pub gap_count: u64,
     /// Sequence numbers that went backwards (a publisher restarted).
     pub restarts: u64,
-    /// Frames a lockstep replay played on without an answer (timed out).
-    pub unanswered: u64,
 }
 
 impl SeqTracker {
@@ -171,11 +188,59 @@ impl SeqTracker {
     }
 }
 
+/// How a recording stores the bus's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// ROS 2 messages (`ros2msg` schemas, `cdr` messages) for every topic
+    /// that has a ROS 2 type ([`crate::ros2::has_ros_type`]); the others in
+    /// the bus encoding. Readable by Foxglove, `ros2 bag`, `rosbags`, rerun.
+    #[default]
+    Ros2,
+    /// Every message as the exact bytes that crossed the bus
+    /// (`onboard-bus-v1`), as recordings were before ROS 2 types.
+    Bus,
+}
+
+/// What a recording holds besides the messages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordOptions {
+    /// The encoding of the messages.
+    pub format: Format,
+    /// The calibrated rig of the pairs: each image gets its `CameraInfo`
+    /// and the file a `/tf_static` with the cameras on the body.
+    pub rig: Option<crate::ros2::RigInfo>,
+}
+
+/// A channel of a ROS 2 recording: its topic, where it comes from on the bus.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RosChannel {
+    topic: &'static str,
+    ros_type: crate::ros2::RosType,
+    /// The bus topic and frame id it replays to (none for what is derived:
+    /// camera info and transforms).
+    bus: Option<(Topic, String)>,
+    /// `left` or `right` for a stereo pair's halves.
+    part: Option<&'static str>,
+}
+
+/// Metadata keys of a ROS 2 recording's channels.
+const META_BUS_TOPIC: &str = "bus_topic";
+const META_BUS_FRAME: &str = "bus_frame_id";
+const META_PART: &str = "bus_part";
+
 /// Writes bus messages to an MCAP file.
 pub struct Recorder {
     path: PathBuf,
+    robot: String,
     writer: mcap::Writer<BufWriter<File>>,
+    options: RecordOptions,
+    topics: Vec<Topic>,
+    /// Bus-encoded channels by topic.
     channels: HashMap<Topic, u16>,
+    ros_channels: HashMap<RosChannel, u16>,
+    schemas: HashMap<&'static str, u16>,
+    /// Whether a rig whose size differs from the images' was said.
+    rig_mismatch_said: bool,
     stats: LogStats,
     seqs: SeqTracker,
     /// Gaps found since the last [`Recorder::take_new_gaps`].
@@ -183,61 +248,323 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Creates `path` with one channel per topic of `robot`.
+    /// Creates `path` for `topics` of `robot`, in ROS 2 types, without a rig.
     pub fn create(path: &Path, robot: &str, topics: &[Topic]) -> Result<Recorder, LogError> {
+        Self::create_with(path, robot, topics, &RecordOptions::default())
+    }
+
+    /// Creates `path` for `topics` of `robot` as `options` say. Channels are
+    /// added as their first message comes (a ROS 2 channel per bus topic and
+    /// sending frame id: `policy` and `supervisor` setpoints stay apart).
+    pub fn create_with(
+        path: &Path,
+        robot: &str,
+        topics: &[Topic],
+        options: &RecordOptions,
+    ) -> Result<Recorder, LogError> {
         let open = |reason: String| LogError::Open {
             path: path.to_path_buf(),
             reason,
         };
         let file = File::create(path).map_err(|e| open(e.to_string()))?;
-        let mut writer = mcap::WriteOptions::new()
-            .profile("")
+        let profile = match options.format {
+            Format::Ros2 => "ros2",
+            Format::Bus => "",
+        };
+        let writer = mcap::WriteOptions::new()
+            .profile(profile)
             .library(concat!("onboard-agent bus ", env!("CARGO_PKG_VERSION")))
-            .compression(None)
+            // zstd at its default level: camera frames shrink several times
+            // at a small cost in CPU.
+            .compression(Some(mcap::Compression::Zstd))
             // Small chunks: a recorder that is killed loses at most the last one.
             .chunk_size(Some(1 << 20))
             .create(BufWriter::new(file))
             .map_err(|e| open(e.to_string()))?;
-        let mut channels = HashMap::new();
-        for &t in topics {
-            let layout = format!(
-                "{} (kind {}): see agent/bus/README.md, wire format schema version {}",
-                t.message(),
-                t.kind(),
-                crate::wire::SCHEMA_VERSION
-            );
-            let schema = writer
-                .add_schema(
-                    &format!("onboard.bus.{}", t.message()),
-                    "text/plain",
-                    layout.as_bytes(),
-                )
-                .map_err(|e| open(e.to_string()))?;
-            let meta = BTreeMap::from([
-                ("robot".to_string(), robot.to_string()),
-                ("key".to_string(), t.key(robot)),
-            ]);
-            let id = writer
-                .add_channel(schema, t.suffix(), ENCODING, &meta)
-                .map_err(|e| open(e.to_string()))?;
-            channels.insert(t, id);
-        }
-        Ok(Recorder {
+        let mut rec = Recorder {
             path: path.to_path_buf(),
+            robot: robot.to_string(),
             writer,
-            channels,
+            options: options.clone(),
+            topics: topics.to_vec(),
+            channels: HashMap::new(),
+            ros_channels: HashMap::new(),
+            schemas: HashMap::new(),
+            rig_mismatch_said: false,
             stats: LogStats::default(),
             seqs: SeqTracker::default(),
             new_gaps: Vec::new(),
-        })
+        };
+        if let (Format::Ros2, Some(rig)) = (options.format, options.rig)
+            && topics.contains(&Topic::CameraStereo)
+        {
+            let now = now_ns();
+            let tf = rig.static_transforms(now);
+            let ch = RosChannel {
+                topic: "/tf_static",
+                ros_type: crate::ros2::RosType::TfMessage,
+                bus: None,
+                part: None,
+            };
+            rec.put_ros(&ch, 0, now, now, &crate::ros2::encode(&tf))?;
+        }
+        Ok(rec)
+    }
+
+    fn write_err(&self, e: mcap::McapError) -> LogError {
+        LogError::Write {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Writes one ROS 2 message on its channel (added on first use).
+    fn put_ros(
+        &mut self,
+        ch: &RosChannel,
+        seq: u64,
+        stamp_ns: u64,
+        log_time_ns: u64,
+        cdr: &[u8],
+    ) -> Result<(), LogError> {
+        let id = match self.ros_channels.get(ch) {
+            Some(&id) => id,
+            None => {
+                let name = ch.ros_type.name();
+                let schema = match self.schemas.get(name) {
+                    Some(&s) => s,
+                    None => {
+                        let s = self
+                            .writer
+                            .add_schema(name, "ros2msg", ch.ros_type.schema().as_bytes())
+                            .map_err(|e| self.write_err(e))?;
+                        self.schemas.insert(name, s);
+                        s
+                    }
+                };
+                let mut meta = BTreeMap::from([("robot".to_string(), self.robot.clone())]);
+                if let Some((t, frame)) = &ch.bus {
+                    meta.insert(META_BUS_TOPIC.into(), t.suffix().into());
+                    meta.insert(META_BUS_FRAME.into(), frame.clone());
+                }
+                if let Some(p) = ch.part {
+                    meta.insert(META_PART.into(), p.into());
+                }
+                let id = self
+                    .writer
+                    .add_channel(schema, ch.topic, "cdr", &meta)
+                    .map_err(|e| self.write_err(e))?;
+                self.ros_channels.insert(ch.clone(), id);
+                id
+            }
+        };
+        self.writer
+            .write_to_known_channel(
+                &mcap::records::MessageHeader {
+                    channel_id: id,
+                    sequence: seq as u32,
+                    log_time: log_time_ns,
+                    publish_time: stamp_ns,
+                },
+                cdr,
+            )
+            .map_err(|e| self.write_err(e))
+    }
+
+    /// Writes one message in the bus encoding on its topic's channel.
+    fn put_bus(
+        &mut self,
+        topic: Topic,
+        seq: u64,
+        stamp_ns: u64,
+        log_time_ns: u64,
+        bytes: &[u8],
+    ) -> Result<(), LogError> {
+        let id = match self.channels.get(&topic) {
+            Some(&id) => id,
+            None => {
+                let layout = format!(
+                    "{} (kind {}): see agent/bus/README.md, wire format schema version {}",
+                    topic.message(),
+                    topic.kind(),
+                    crate::wire::SCHEMA_VERSION
+                );
+                let schema = self
+                    .writer
+                    .add_schema(
+                        &format!("onboard.bus.{}", topic.message()),
+                        "text/plain",
+                        layout.as_bytes(),
+                    )
+                    .map_err(|e| self.write_err(e))?;
+                let meta = BTreeMap::from([
+                    ("robot".to_string(), self.robot.clone()),
+                    ("key".to_string(), topic.key(&self.robot)),
+                ]);
+                let id = self
+                    .writer
+                    .add_channel(schema, topic.suffix(), ENCODING, &meta)
+                    .map_err(|e| self.write_err(e))?;
+                self.channels.insert(topic, id);
+                id
+            }
+        };
+        self.writer
+            .write_to_known_channel(
+                &mcap::records::MessageHeader {
+                    channel_id: id,
+                    sequence: seq as u32,
+                    log_time: log_time_ns,
+                    publish_time: stamp_ns,
+                },
+                bytes,
+            )
+            .map_err(|e| self.write_err(e))
+    }
+
+    /// Writes a bus message as ROS 2 messages; `Ok(false)` if its body does
+    /// not decode.
+    fn put_as_ros(
+        &mut self,
+        topic: Topic,
+        h: &crate::wire::Header,
+        bytes: &[u8],
+        log_time_ns: u64,
+    ) -> Result<bool, LogError> {
+        use crate::ros2::{Mapped, RosType, encode};
+        let Some(mapped) = crate::ros2::to_ros(topic, h.stamp_ns, bytes) else {
+            return Ok(false);
+        };
+        let bus = Some((topic, h.frame_id.clone()));
+        let ch = |t: &'static str, ros_type, part| RosChannel {
+            topic: t,
+            ros_type,
+            bus: bus.clone(),
+            part,
+        };
+        let (seq, stamp) = (h.seq, h.stamp_ns);
+        match mapped {
+            Mapped::Pair(l, r) => {
+                let same_size = self
+                    .options
+                    .rig
+                    .map(|rig| (rig.width, rig.height) == (l.width, l.height));
+                self.put_ros(
+                    &ch("/camera/left/image_raw", RosType::Image, Some("left")),
+                    seq,
+                    stamp,
+                    log_time_ns,
+                    &encode(&l),
+                )?;
+                self.put_ros(
+                    &ch("/camera/right/image_raw", RosType::Image, Some("right")),
+                    seq,
+                    stamp,
+                    log_time_ns,
+                    &encode(&r),
+                )?;
+                match (self.options.rig, same_size) {
+                    (Some(rig), Some(true)) => {
+                        for (right, t) in [
+                            (false, "/camera/left/camera_info"),
+                            (true, "/camera/right/camera_info"),
+                        ] {
+                            let info = rig.camera_info(right, stamp);
+                            let c = RosChannel {
+                                topic: t,
+                                ros_type: RosType::CameraInfo,
+                                bus: None,
+                                part: None,
+                            };
+                            self.put_ros(&c, seq, stamp, log_time_ns, &encode(&info))?;
+                        }
+                    }
+                    (Some(rig), _) if !self.rig_mismatch_said => {
+                        self.rig_mismatch_said = true;
+                        tracing::warn!(
+                            "no camera info recorded: the rig is {}x{}, the images {}x{}",
+                            rig.width,
+                            rig.height,
+                            l.width,
+                            l.height
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            Mapped::Depth(im) => {
+                let t = if topic == Topic::DepthMono {
+                    "/depth/mono"
+                } else {
+                    "/depth/stereo"
+                };
+                self.put_ros(
+                    &ch(t, RosType::Image, None),
+                    seq,
+                    stamp,
+                    log_time_ns,
+                    &encode(&im),
+                )?;
+            }
+            Mapped::Twist(tw) => {
+                let t = if topic == Topic::CmdPolicy {
+                    "/cmd/policy"
+                } else {
+                    "/cmd/setpoint"
+                };
+                self.put_ros(
+                    &ch(t, RosType::TwistStamped, None),
+                    seq,
+                    stamp,
+                    log_time_ns,
+                    &encode(&tw),
+                )?;
+            }
+            Mapped::Odometry(o) => {
+                self.put_ros(
+                    &ch("/odom", RosType::Odometry, None),
+                    seq,
+                    stamp,
+                    log_time_ns,
+                    &encode(o.as_ref()),
+                )?;
+                let tf = crate::ros2::body_transform(&o);
+                let c = RosChannel {
+                    topic: "/tf",
+                    ros_type: RosType::TfMessage,
+                    bus: None,
+                    part: None,
+                };
+                self.put_ros(&c, seq, stamp, log_time_ns, &encode(&tf))?;
+            }
+            Mapped::Goal(g) => {
+                self.put_ros(
+                    &ch("/goal_pose", RosType::PoseStamped, None),
+                    seq,
+                    stamp,
+                    log_time_ns,
+                    &encode(&g),
+                )?;
+            }
+            Mapped::Log(l) => {
+                self.put_ros(
+                    &ch("/rosout", RosType::Log, None),
+                    seq,
+                    stamp,
+                    log_time_ns,
+                    &encode(&l),
+                )?;
+            }
+        }
+        Ok(true)
     }
 
     /// Appends one message received at `log_time_ns`. Bytes that are not a bus
     /// message of the topic's type are counted and skipped, never fatal.
     pub fn write(&mut self, topic: Topic, bytes: &[u8], log_time_ns: u64) -> Result<(), LogError> {
-        let Some(&channel_id) = self.channels.get(&topic) else {
+        if !self.topics.contains(&topic) {
             return Ok(());
-        };
+        }
         let header = match decode_header(bytes) {
             Ok((kind, h, _)) if kind == topic.kind() => h,
             Ok((kind, _, _)) => {
@@ -251,20 +578,19 @@ impl Recorder {
                 return Ok(());
             }
         };
-        self.writer
-            .write_to_known_channel(
-                &mcap::records::MessageHeader {
-                    channel_id,
-                    sequence: header.seq as u32,
-                    log_time: log_time_ns,
-                    publish_time: header.stamp_ns,
-                },
-                bytes,
-            )
-            .map_err(|e| LogError::Write {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            })?;
+        if self.options.format == Format::Ros2 && crate::ros2::has_ros_type(topic) {
+            if !self.put_as_ros(topic, &header, bytes, log_time_ns)? {
+                tracing::warn!(
+                    "not recorded: malformed {} on {}",
+                    topic.message(),
+                    topic.suffix()
+                );
+                self.stats.malformed += 1;
+                return Ok(());
+            }
+        } else {
+            self.put_bus(topic, header.seq, header.stamp_ns, log_time_ns, bytes)?;
+        }
         *self
             .stats
             .per_topic
@@ -277,45 +603,124 @@ impl Recorder {
         Ok(())
     }
 
+    /// Messages and bytes (as they crossed the bus) written so far.
+    pub fn stats(&self) -> &LogStats {
+        &self.stats
+    }
+
     /// The gaps found since the last call.
     pub fn take_new_gaps(&mut self) -> Vec<Gap> {
         std::mem::take(&mut self.new_gaps)
     }
 
     /// Writes the index and summary and closes the file.
-    pub fn finish(mut self) -> Result<LogStats, LogError> {
+    pub fn finish(self) -> Result<LogStats, LogError> {
+        Ok(self.finish_keeping_numbers()?.0)
+    }
+
+    /// Finishes this file and goes on in `path` with the same topics and
+    /// options; gaps in sequence numbers are still found across the two.
+    /// Returns what this file holds.
+    pub fn split_into(self, path: &Path) -> Result<(LogStats, Recorder), LogError> {
+        let (robot, topics, options) = (
+            self.robot.clone(),
+            self.topics.clone(),
+            self.options.clone(),
+        );
+        let (stats, last) = self.finish_keeping_numbers()?;
+        let mut next = Recorder::create_with(path, &robot, &topics, &options)?;
+        next.seqs.last = last;
+        Ok((stats, next))
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn finish_keeping_numbers(mut self) -> Result<(LogStats, LastSeqs), LogError> {
         self.writer.finish().map_err(|e| LogError::Write {
             path: self.path.clone(),
             reason: e.to_string(),
         })?;
         let SeqTracker {
+            last,
             missing,
             gaps,
             gap_count,
             restarts,
-            ..
         } = self.seqs;
-        Ok(LogStats {
-            missing,
-            gaps,
-            gap_count,
-            restarts,
-            ..self.stats
-        })
+        Ok((
+            LogStats {
+                missing,
+                gaps,
+                gap_count,
+                restarts,
+                ..self.stats
+            },
+            last,
+        ))
     }
 }
 
-/// Records `topics` of `robot` from `session` into `path` until `stop` is set
-/// or `duration` has passed; the file is finished (indexed) either way.
+impl LogStats {
+    /// Adds another file's figures (the parts of a split recording).
+    pub fn add(&mut self, o: LogStats) {
+        for (k, v) in o.per_topic {
+            *self.per_topic.entry(k).or_default() += v;
+        }
+        for (k, v) in o.missing {
+            let m = self.missing.entry(k).or_default();
+            *m = m.saturating_add(v);
+        }
+        self.bytes += o.bytes;
+        self.malformed += o.malformed;
+        let room = MAX_LISTED_GAPS.saturating_sub(self.gaps.len());
+        self.gaps.extend(o.gaps.into_iter().take(room));
+        self.gap_count += o.gap_count;
+        self.restarts += o.restarts;
+        self.unanswered += o.unanswered;
+    }
+}
+
+/// When a recording goes on in a new file.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Split {
+    /// Once the file holds this many bytes (checked about once a second, so
+    /// a file may pass it by a second's worth).
+    pub max_bytes: Option<u64>,
+    /// Once the file spans this long.
+    pub max_duration: Option<Duration>,
+}
+
+/// A recording's outcome: its figures over every file, and the files.
+#[derive(Debug, Clone, Default)]
+pub struct Recording {
+    /// Messages, gaps, ... summed over the files.
+    pub stats: LogStats,
+    /// The files written, in order.
+    pub files: Vec<PathBuf>,
+}
+
+/// Records `topics` of `robot` from `session` until `stop` is set or
+/// `duration` has passed, into `file(0)` and, when `split` says so, on into
+/// `file(1)`, `file(2)`, ...; each file is finished (indexed) either way.
+#[allow(clippy::too_many_arguments)]
 pub fn record(
     session: &Session,
     robot: &str,
     topics: &[Topic],
-    path: &Path,
+    file: &mut dyn FnMut(u32) -> PathBuf,
+    options: &RecordOptions,
+    split: Split,
     duration: Option<Duration>,
     stop: &AtomicBool,
-) -> Result<LogStats, LogError> {
-    let mut rec = Recorder::create(path, robot, topics)?;
+) -> Result<Recording, LogError> {
+    let mut done = Recording::default();
+    let mut part = 0u32;
+    let mut rec = Recorder::create_with(&file(part), robot, topics, options)?;
+    let mut part_started = Instant::now();
+    let mut last_size_check = Instant::now();
     let (tx, rx) = std::sync::mpsc::channel::<(Topic, Vec<u8>, u64)>();
     let mut subs = Vec::new();
     for &t in topics {
@@ -369,11 +774,32 @@ pub fn record(
             let _ = events.send(now_ns(), "record", &crate::msg::Event { text });
             unsaid.clear();
         }
+        let full = split
+            .max_duration
+            .is_some_and(|d| part_started.elapsed() >= d)
+            || (split.max_bytes.is_some()
+                && last_size_check.elapsed() >= Duration::from_secs(1)
+                && {
+                    last_size_check = Instant::now();
+                    let size = std::fs::metadata(rec.path()).map_or(0, |m| m.len());
+                    split.max_bytes.is_some_and(|b| size >= b)
+                });
+        if full {
+            part += 1;
+            let next = file(part);
+            let finished = rec.path.clone();
+            let (stats, r) = rec.split_into(&next)?;
+            tracing::info!("recording goes on in {}", next.display());
+            done.stats.add(stats);
+            done.files.push(finished);
+            rec = r;
+            part_started = Instant::now();
+        }
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
             tracing::info!(
                 "recording {}: {} messages, {:.1} MB",
-                path.display(),
+                rec.path.display(),
                 rec.stats.messages(),
                 rec.stats.bytes as f64 / 1e6
             );
@@ -384,7 +810,10 @@ pub fn record(
     for (t, bytes, at) in rx.try_iter() {
         rec.write(t, &bytes, at)?;
     }
-    rec.finish()
+    let last = rec.path.clone();
+    done.stats.add(rec.finish()?);
+    done.files.push(last);
+    Ok(done)
 }
 
 /// How fast to play a recording back.
@@ -396,7 +825,61 @@ pub enum Pace {
     AsFastAsPossible,
 }
 
-/// Reads every message of a recording, in log-time order: (topic suffix, log time, bytes).
+/// The bus's messages in a recording of either encoding: bus-encoded
+/// channels as they are; ROS 2 channels that came from the bus (their
+/// metadata names the bus topic and frame id) decoded back into bus messages,
+/// a stereo pair's two images joined; derived channels (camera info,
+/// transforms) and foreign ones skipped.
+#[derive(Default)]
+struct BusView {
+    joins: HashMap<String, crate::ros2::PairJoin>,
+}
+
+/// One message of [`BusView`]: the channel's bus topic suffix, and the bus
+/// bytes or why they could not be had.
+type Viewed = (String, Result<Vec<u8>, String>);
+
+impl BusView {
+    fn take(&mut self, m: &mcap::Message<'_>) -> Option<Viewed> {
+        let ch = &m.channel;
+        if ch.message_encoding == ENCODING {
+            return Some((ch.topic.clone(), Ok(m.data.to_vec())));
+        }
+        if ch.message_encoding != "cdr" {
+            return None;
+        }
+        let suffix = ch.metadata.get(META_BUS_TOPIC)?;
+        let Some(topic) = Topic::from_suffix(suffix) else {
+            return Some((suffix.clone(), Err(format!("unknown bus topic `{suffix}`"))));
+        };
+        let frame = ch.metadata.get(META_BUS_FRAME).cloned().unwrap_or_default();
+        let header = crate::wire::Header {
+            seq: u64::from(m.sequence),
+            stamp_ns: m.publish_time,
+            frame_id: frame.clone(),
+        };
+        let bytes = if topic == Topic::CameraStereo {
+            let right = ch.metadata.get(META_PART).map(String::as_str) == Some("right");
+            match self
+                .joins
+                .entry(frame)
+                .or_default()
+                .push(right, &header, &m.data)
+            {
+                Ok(Some(b)) => Ok(b),
+                Ok(None) => return None,
+                Err(e) => Err(e.to_string()),
+            }
+        } else {
+            crate::ros2::from_ros(topic, &header, &m.data).map_err(|e| e.to_string())
+        };
+        Some((suffix.clone(), bytes))
+    }
+}
+
+/// Reads every bus message of a recording (either encoding), in log-time
+/// order: (topic suffix, log time, bytes as they crossed the bus). A ROS 2
+/// message that does not decode is skipped with a warning.
 pub fn read(path: &Path) -> Result<Vec<(String, u64, Vec<u8>)>, LogError> {
     let buf = std::fs::read(path).map_err(|e| LogError::Open {
         path: path.to_path_buf(),
@@ -407,12 +890,19 @@ pub fn read(path: &Path) -> Result<Vec<(String, u64, Vec<u8>)>, LogError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
+    let mut view = BusView::default();
     for m in stream {
         let m = m.map_err(|e| LogError::Read {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        out.push((m.channel.topic.clone(), m.log_time, m.data.into_owned()));
+        match view.take(&m) {
+            Some((topic, Ok(bytes))) => out.push((topic, m.log_time, bytes)),
+            Some((topic, Err(e))) => {
+                tracing::warn!("{}: skipped a message on {topic}: {e}", path.display())
+            }
+            None => {}
+        }
     }
     out.sort_by_key(|m| m.1);
     Ok(out)
@@ -433,8 +923,14 @@ pub struct ChannelInfo {
     pub first_ns: u64,
     /// Log time of the last message (ns).
     pub last_ns: u64,
-    /// Messages missing from its publishers' sequence numbers (bus messages only).
+    /// Messages missing from its publishers' sequence numbers (channels that
+    /// came from the bus).
     pub missing: u64,
+    /// The bus topic whose messages it counts (sequence numbers, gaps).
+    pub bus_topic: Option<String>,
+    /// Where it comes from: the bus topic (`camera/stereo (right)` for a
+    /// pair's right half), or `derived` (camera info, transforms).
+    pub from: String,
 }
 
 impl ChannelInfo {
@@ -479,10 +975,27 @@ pub fn info(path: &Path) -> Result<(Vec<ChannelInfo>, SeqTracker), LogError> {
         c.messages += 1;
         c.first_ns = c.first_ns.min(m.log_time);
         c.last_ns = c.last_ns.max(m.log_time);
-        if c.encoding == ENCODING
-            && let Ok((_, h, _)) = decode_header(&m.data)
+        let meta = &m.channel.metadata;
+        if c.from.is_empty() {
+            c.from = match (meta.get(META_BUS_TOPIC), meta.get(META_PART)) {
+                _ if c.encoding == ENCODING => c.topic.clone(),
+                (Some(t), Some(p)) if p == "right" => format!("{t} (right)"),
+                (Some(t), _) => t.clone(),
+                (None, _) => "derived".into(),
+            };
+        }
+        if c.encoding == ENCODING {
+            c.bus_topic = Some(m.channel.topic.clone());
+            if let Ok((_, h, _)) = decode_header(&m.data) {
+                msgs.push((m.channel.topic.clone(), h.frame_id, h.seq));
+            }
+        } else if let Some(t) = meta.get(META_BUS_TOPIC)
+            // A stereo pair's frames are counted once, on its left image.
+            && meta.get(META_PART).map(String::as_str) != Some("right")
         {
-            msgs.push((m.channel.topic.clone(), h.frame_id, h.seq));
+            c.bus_topic = Some(t.clone());
+            let frame = meta.get(META_BUS_FRAME).cloned().unwrap_or_default();
+            msgs.push((t.clone(), frame, u64::from(m.sequence)));
         }
     }
     // In file order: the order the recorder received them (log times are the
@@ -493,7 +1006,12 @@ pub fn info(path: &Path) -> Result<(Vec<ChannelInfo>, SeqTracker), LogError> {
     }
     let mut out: Vec<ChannelInfo> = channels.into_values().collect();
     for c in &mut out {
-        c.missing = seqs.missing.get(&c.topic).copied().unwrap_or(0);
+        c.missing = c
+            .bus_topic
+            .as_ref()
+            .and_then(|t| seqs.missing.get(t))
+            .copied()
+            .unwrap_or(0);
     }
     Ok((out, seqs))
 }
@@ -567,6 +1085,7 @@ pub fn replay(
     let mut first: Option<u64> = None;
     // The frame played last, whose answer the next frame waits for.
     let mut pending: Option<(u64, u64)> = None;
+    let mut view = BusView::default();
     for m in stream {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -575,7 +1094,10 @@ pub fn replay(
             path: path.to_path_buf(),
             reason: format!("{e} (after {} messages played)", stats.messages()),
         })?;
-        let Some(topic) = Topic::from_suffix(&m.channel.topic) else {
+        let Some((suffix, bytes)) = view.take(&m) else {
+            continue;
+        };
+        let (Some(topic), Ok(bytes)) = (Topic::from_suffix(&suffix), bytes) else {
             stats.malformed += 1;
             continue;
         };
@@ -606,7 +1128,7 @@ pub fn replay(
                 }
                 stats.unanswered += 1;
             }
-            pending = decode_header(&m.data)
+            pending = decode_header(&bytes)
                 .ok()
                 .map(|(_, h, _)| (h.seq, h.stamp_ns));
         }
@@ -626,18 +1148,17 @@ pub fn replay(
                 e.insert(p)
             }
         };
-        p.put(m.data.to_vec())
-            .wait()
-            .map_err(|e| crate::BusError::Declare {
-                what: "put",
-                key: topic.key(robot),
-                reason: e.to_string(),
-            })?;
+        let n = bytes.len();
+        p.put(bytes).wait().map_err(|e| crate::BusError::Declare {
+            what: "put",
+            key: topic.key(robot),
+            reason: e.to_string(),
+        })?;
         *stats
             .per_topic
             .entry(topic.suffix().to_string())
             .or_default() += 1;
-        stats.bytes += m.data.len() as u64;
+        stats.bytes += n as u64;
     }
     // The last frame's answer too: the replay ends when the graph has answered.
     if let (Some(l), Some((seq, stamp))) = (lockstep, pending)
@@ -647,4 +1168,196 @@ pub fn replay(
         stats.unanswered += 1;
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msg::{DepthScan, Event, FcStatus, Goal, Setpoint, State, StereoPair};
+    use crate::wire::{Header, encode};
+
+    /// One message of every kind the loop records, as bus bytes.
+    fn flight() -> Vec<(Topic, Vec<u8>)> {
+        let h = |seq: u64, frame: &str| Header {
+            seq,
+            stamp_ns: 1_000_000_000 + seq * 33_333_333,
+            frame_id: frame.into(),
+        };
+        let mut out = Vec::new();
+        for seq in 0..4 {
+            out.push((
+                Topic::State,
+                encode(
+                    &h(seq, "twin"),
+                    &State {
+                        position: [seq as f64 * 0.1, -0.2, 1.5],
+                        attitude: [1.0, 0.0, 0.0, 0.0],
+                        velocity: [1.0, 0.0, -0.1],
+                    },
+                ),
+            ));
+            out.push((
+                Topic::CameraStereo,
+                encode(
+                    &h(seq, "camera"),
+                    &StereoPair {
+                        width: 4,
+                        height: 2,
+                        left: vec![seq as u8; 8],
+                        right: vec![7; 8],
+                    },
+                ),
+            ));
+            out.push((
+                Topic::DepthStereo,
+                encode(
+                    &h(seq, "stereo"),
+                    &DepthScan {
+                        compute_ns: 0,
+                        depth: vec![2.0, f32::NAN],
+                    },
+                ),
+            ));
+            for frame in ["policy", "supervisor"] {
+                out.push((
+                    Topic::CmdSetpoint,
+                    encode(
+                        &h(seq, frame),
+                        &Setpoint {
+                            forward: 0.5,
+                            left: 0.0,
+                            up: 0.1,
+                            yaw_rate: seq as f32,
+                        },
+                    ),
+                ));
+            }
+            out.push((
+                Topic::FcStatus,
+                encode(
+                    &h(seq, "fc"),
+                    &FcStatus {
+                        state: 1,
+                        faults: 0,
+                        attitude: [0.0; 3],
+                        velocity: [0.0; 3],
+                        altitude: 1.0,
+                        battery_mv: 12_000,
+                        setpoint_age_ms: 20,
+                        link_errors: 0,
+                        reconnects: 0,
+                    },
+                ),
+            ));
+        }
+        out.push((
+            Topic::Goal,
+            encode(
+                &h(0, "ground"),
+                &Goal {
+                    position: [5.0, 1.0, 1.5],
+                },
+            ),
+        ));
+        out.push((
+            Topic::Events,
+            encode(
+                &h(9, "policy"),
+                &Event {
+                    text: "switch to mono".into(),
+                },
+            ),
+        ));
+        out
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("bus-log-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn both_formats_read_back_as_the_bus_messages() {
+        let d = dir("formats");
+        let msgs = flight();
+        let rig = crate::ros2::RigInfo {
+            width: 4,
+            height: 2,
+            fx: 3.0,
+            fy: 3.0,
+            cx: 1.5,
+            cy: 0.5,
+            baseline_m: 0.1,
+        };
+        for (format, rig) in [
+            (Format::Ros2, Some(rig)),
+            (Format::Ros2, None),
+            (Format::Bus, None),
+        ] {
+            let path = d.join(format!("{format:?}-{}.mcap", rig.is_some()));
+            let mut rec =
+                Recorder::create_with(&path, "r", &Topic::ALL, &RecordOptions { format, rig })
+                    .unwrap();
+            for (i, (t, b)) in msgs.iter().enumerate() {
+                rec.write(*t, b, 10 + i as u64).unwrap();
+            }
+            let stats = rec.finish().unwrap();
+            assert_eq!(stats.messages(), msgs.len() as u64);
+            let back = read(&path).unwrap();
+            let want: Vec<(String, Vec<u8>)> = msgs
+                .iter()
+                .map(|(t, b)| (t.suffix().to_string(), b.clone()))
+                .collect();
+            let got: Vec<(String, Vec<u8>)> = back.into_iter().map(|(t, _, b)| (t, b)).collect();
+            assert_eq!(got, want, "{format:?}, rig {}", rig.is_some());
+            let (channels, _) = info(&path).unwrap();
+            let ros = channels.iter().filter(|c| c.encoding == "cdr").count();
+            match format {
+                // Left/right images, camera info (with a rig), depth,
+                // two setpoint senders, odom, tf, goal, rosout, tf_static.
+                Format::Ros2 => assert_eq!(ros, if rig.is_some() { 12 } else { 9 }, "{channels:?}"),
+                Format::Bus => assert_eq!(ros, 0),
+            }
+        }
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn a_split_recording_keeps_every_message_and_finds_gaps_across_files() {
+        let d = dir("split");
+        let state = |seq: u64| {
+            encode(
+                &Header {
+                    seq,
+                    stamp_ns: seq,
+                    frame_id: "fc".into(),
+                },
+                &State {
+                    position: [0.0; 3],
+                    attitude: [1.0, 0.0, 0.0, 0.0],
+                    velocity: [0.0; 3],
+                },
+            )
+        };
+        let mut rec = Recorder::create(&d.join("a.mcap"), "r", &[Topic::State]).unwrap();
+        for seq in 0..5 {
+            rec.write(Topic::State, &state(seq), seq).unwrap();
+        }
+        let (first, mut rec) = rec.split_into(&d.join("b.mcap")).unwrap();
+        // 5 and 6 lost at the split.
+        for seq in 7..10 {
+            rec.write(Topic::State, &state(seq), seq).unwrap();
+        }
+        let second = rec.finish().unwrap();
+        assert_eq!((first.messages(), second.messages()), (5, 3));
+        assert_eq!(first.gap_count, 0);
+        assert_eq!(second.missing.get("state"), Some(&2), "{second:?}");
+        assert_eq!(read(&d.join("a.mcap")).unwrap().len(), 5);
+        assert_eq!(read(&d.join("b.mcap")).unwrap().len(), 3);
+        let mut all = first;
+        all.add(second);
+        assert_eq!((all.messages(), all.gap_count), (8, 1));
+        std::fs::remove_dir_all(&d).ok();
+    }
 }

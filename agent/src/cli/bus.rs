@@ -22,6 +22,29 @@ pub(crate) struct RecordArgs {
     /// Stop after this many seconds (default: until Ctrl-C / SIGTERM).
     #[arg(long, value_parser = above(0.0, crate::cli::MAX_SECONDS, "s"))]
     seconds: Option<f64>,
+    /// How messages are stored: `ros2` (ROS 2 types in CDR, readable by
+    /// Foxglove, ros2 bag, rosbags, rerun; topics without a ROS 2 type keep the
+    /// bus encoding) or `bus` (every message as it crossed the bus).
+    #[arg(long, value_enum, default_value = "ros2")]
+    format: RecordFormat,
+    /// The rig of the pairs (OpenCV YAML from `calib stereo`), for each
+    /// image's CameraInfo and the cameras in /tf_static (default: the twin's
+    /// rig, as the stereo node's).
+    #[arg(long)]
+    rig: Option<PathBuf>,
+    /// Go on in a new file once this one holds this many MB.
+    #[arg(long, value_parser = above(0.0, 1e7, "MB"))]
+    split_mb: Option<f64>,
+    /// Go on in a new file once this one spans this many minutes.
+    #[arg(long, value_parser = above(0.0, 1e6, "min"))]
+    split_minutes: Option<f64>,
+}
+
+/// `agent record --format`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RecordFormat {
+    Ros2,
+    Bus,
 }
 
 #[derive(clap::Args)]
@@ -137,6 +160,18 @@ pub(crate) fn record(a: RecordArgs, stop: Arc<AtomicBool>) -> Result<()> {
     {
         anyhow::bail!("--seconds must be positive, got {s}");
     }
+    let options = bus::log::RecordOptions {
+        format: match a.format {
+            RecordFormat::Ros2 => bus::log::Format::Ros2,
+            RecordFormat::Bus => bus::log::Format::Bus,
+        },
+        rig: match a.format {
+            RecordFormat::Ros2 => {
+                Some(agent::nodes::perception::rig_or_default(a.rig.as_deref())?.ros_info())
+            }
+            RecordFormat::Bus => None,
+        },
+    };
     // The bus first: a robot that cannot be reached leaves nothing behind.
     let session = a.bus.open()?;
     let out = agent::outfile::fresh(&a.out);
@@ -149,19 +184,29 @@ pub(crate) fn record(a: RecordArgs, stop: Arc<AtomicBool>) -> Result<()> {
         a.bus.robot,
         out.display()
     );
-    let s = bus::log::record(
+    let split = bus::log::Split {
+        max_bytes: a.split_mb.map(|mb| (mb * 1e6) as u64),
+        max_duration: a.split_minutes.map(|m| Duration::from_secs_f64(m * 60.0)),
+    };
+    let first = out.clone();
+    let mut file = |part: u32| agent::outfile::part(&a.out, &first, part);
+    let rec = bus::log::record(
         &session,
         &a.bus.robot,
         &topics,
-        &out,
+        &mut file,
+        &options,
+        split,
         a.seconds.map(Duration::from_secs_f64),
         &stop,
     )?;
+    let s = rec.stats;
+    let names: Vec<String> = rec.files.iter().map(|f| f.display().to_string()).collect();
     println!(
         "recorded {} messages ({:.2} MB) to {}: {:?}; {} malformed skipped",
         s.messages(),
         s.bytes as f64 / 1e6,
-        out.display(),
+        names.join(", "),
         s.per_topic,
         s.malformed
     );
@@ -262,18 +307,19 @@ pub(crate) fn info(a: InfoArgs) -> Result<()> {
         last.saturating_sub(first) as f64 * 1e-9
     );
     println!(
-        "  {:<20} {:<28} {:<16} {:>9} {:>9} {:>9}",
+        "  {:<26} {:<32} {:<16} {:>9} {:>9} {:>9}  from",
         "channel", "type", "encoding", "messages", "rate Hz", "missing"
     );
     for c in &channels {
         println!(
-            "  {:<20} {:<28} {:<16} {:>9} {:>9.2} {:>9}",
+            "  {:<26} {:<32} {:<16} {:>9} {:>9.2} {:>9}  {}",
             c.topic,
             c.schema,
             c.encoding,
             c.messages,
             c.rate_hz(),
-            c.missing
+            c.missing,
+            c.from
         );
     }
     let missing = seqs

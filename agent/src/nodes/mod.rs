@@ -21,7 +21,7 @@
 //! twin's in-process loop runs on [`crate::pipeline::Local`]
 //! (`crate::fly::fly_arm`); only the executor differs.
 
-mod perception;
+pub mod perception;
 mod policy;
 pub mod serve;
 

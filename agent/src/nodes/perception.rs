@@ -18,7 +18,12 @@ use tracing::info;
 /// `calib stereo`), or the twin's own rig (bundled with the agent when it is
 /// built without the twin).
 pub fn stereo_rig(opts: &NodeOptions) -> Result<RigGeometry> {
-    match &opts.rig {
+    rig_or_default(opts.rig.as_deref())
+}
+
+/// The rig in `path`, or the default one of [`stereo_rig`].
+pub fn rig_or_default(path: Option<&std::path::Path>) -> Result<RigGeometry> {
+    match path {
         Some(p) => Ok(RigGeometry::load(p)?),
         #[cfg(feature = "twin")]
         None => twin_geometry(&EnvConfig::default().rig),

@@ -85,6 +85,19 @@ fn is_identity(r: &[[f64; 3]; 3]) -> bool {
 }
 
 impl RigGeometry {
+    /// The rectified pair as ROS 2's `CameraInfo` describes it (for recordings).
+    pub fn ros_info(&self) -> bus::ros2::RigInfo {
+        bus::ros2::RigInfo {
+            width: self.width as u32,
+            height: self.height as u32,
+            fx: self.focal,
+            fy: self.focal,
+            cx: self.principal[0],
+            cy: self.principal[1],
+            baseline_m: self.baseline,
+        }
+    }
+
     /// The geometry of a calibrated rig. Its rectification is the file's
     /// (R1/R2/P1/P2) when present, else computed here (Bouguet, alpha 0);
     /// maps are built only when the raw images are not already rectified.
