@@ -6,7 +6,8 @@
 #     scikit-image (it ships Middlebury's Motorcycle pair with ground truth,
 #     a second real pair for the stereo tests) and pymavlink (an autopilot
 #     written on another MAVLink implementation, for the MAVLink tests), mcap,
-#     mcap-ros2-support and rosbags (ROS 2 readers of the recordings)
+#     mcap-ros2-support and rosbags (ROS 2 readers of the recordings) and
+#     eclipse-zenoh (a ROS 2 peer on zenoh for the ros2 bridge's test)
 #   - Rust targets thumbv7em-none-eabihf (the flight-controller firmware) and
 #     aarch64-unknown-linux-gnu (Jetson-class boards)
 #   - system packages (apt-get, with sudo when not root): qemu-system-arm (runs the
@@ -23,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet rerun-sdk==0.36.3 "opencv-python-headless<5" scikit-image pymavlink \
-    mcap mcap-ros2-support rosbags
+    mcap mcap-ros2-support rosbags "eclipse-zenoh==1.10.*"
 for t in thumbv7em-none-eabihf aarch64-unknown-linux-gnu; do
     if ! rustup target list --installed | grep -qx "$t"; then
         rustup target add "$t"

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// recorded for other tests), 6 and 12 (the robot launch), 7, 9, 10, 11,
 /// 13, 14 and 15 (the operator arming the robot launch).
 fn port(k: u16) -> u16 {
-    e2e_tests::test_port(e2e_tests::PortSlice::Graph, 17, k)
+    e2e_tests::test_port(e2e_tests::PortSlice::Graph, 19, k)
 }
 
 fn twin_graph(robot: &str, port: u16, seconds: &str) -> String {
@@ -1116,5 +1116,151 @@ fn recording_decodes_with_ros2_tools() {
             .any(|l| l[0] == "ros2test" && l[1] == "ros2 test: hello"),
         "the test's event is not on /rosout: {}",
         r["log"]
+    );
+}
+
+/// The `ros2` node speaks rmw_zenoh: a ROS 2 peer on zenoh written without
+/// this project's code (tests/scripts/ros2_peer.py: eclipse-zenoh, rosbags'
+/// Jazzy type store) listens where rmw_zenoh's router would, while the twin
+/// flies. Every sample the bridge sends is on `<domain>/<topic>/<dds type>/<RIHS01 hash>`
+/// with the hash rosbags computes for the type, decodes as that type, and
+/// carries a 33-byte attachment with increasing sequence numbers; the node and
+/// each publisher and subscription are announced by `@ros2_lv` tokens in
+/// rmw_zenoh's layout; a goal sent on `goal_pose` arrives on the bus.
+#[test]
+fn ros2_bridge_matches_rmw_zenoh_keys() {
+    use bus::{Inbox, topics};
+    let dir = temp_dir("ros2-bridge");
+    let robot = format!("rb{}", std::process::id());
+    let (bus_port, ros_port) = (port(17), port(18));
+    let ros_ep = format!("tcp/127.0.0.1:{ros_port}");
+    let domain = 7;
+    // The ROS 2 side first (as rmw_zenohd would be): it listens for 25 s.
+    let peer = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ros2_peer.py"))
+        .args([&ros_ep, &domain.to_string(), "25", "4.5", "-1.25", "2.0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs (tests/prepare.sh installs eclipse-zenoh and rosbags)");
+    let session = bus::open(&bus::BusConfig::connect_to(format!(
+        "tcp/127.0.0.1:{bus_port}"
+    )))
+    .unwrap();
+    let mut goals = Inbox::<bus::msg::Goal>::new(&session, &robot, topics::GOAL, 64).unwrap();
+    let mut graph = twin_graph(&robot, bus_port, "8");
+    graph.push_str(&format!(
+        "[[process]]\nname = \"ros2\"\nargs = [\"node\", \"ros2\", \"--robot\", \"{robot}\", \"--connect\", \"tcp/127.0.0.1:{bus_port}\", \"--ros-connect\", \"{ros_ep}\", \"--ros-domain\", \"{domain}\"]\n"
+    ));
+    std::fs::write(dir.join("twin.toml"), graph).unwrap();
+    let launched = Command::new(workspace_bin("agent"))
+        .arg("launch")
+        .arg(dir.join("twin.toml"))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&launched.stdout).to_string()
+        + &String::from_utf8_lossy(&launched.stderr);
+    assert!(launched.status.success(), "{log}");
+    let mut got_goal = None;
+    while let Some((h, g)) = goals.recv_timeout(Duration::ZERO).unwrap() {
+        got_goal = Some((h.frame_id, g.position));
+    }
+    let out = peer.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}\n{log}");
+    let seen = r["topics"].as_object().unwrap();
+    for (topic, ty) in [
+        ("/camera/left/image_raw", "sensor_msgs/msg/Image"),
+        ("/camera/right/image_raw", "sensor_msgs/msg/Image"),
+        ("/camera/left/camera_info", "sensor_msgs/msg/CameraInfo"),
+        ("/depth/stereo", "sensor_msgs/msg/Image"),
+        ("/cmd/setpoint", "geometry_msgs/msg/TwistStamped"),
+        ("/odom", "nav_msgs/msg/Odometry"),
+        ("/tf", "tf2_msgs/msg/TFMessage"),
+        ("/tf_static", "tf2_msgs/msg/TFMessage"),
+    ] {
+        let t = seen
+            .get(topic)
+            .unwrap_or_else(|| panic!("no {topic} seen by the ROS 2 peer: {r}\n{log}"));
+        assert_eq!(t["type"], ty, "{topic}");
+        assert!(t["count"].as_u64().unwrap() >= 3, "{topic}: {t}");
+    }
+    let im = &r["images"][0];
+    assert_eq!(
+        im,
+        &serde_json::json!([160, 120, "mono8", 160 * 120]),
+        "{r}"
+    );
+    let odom = &r["odom"][0];
+    assert_eq!(odom["frame"], serde_json::json!(["odom", "base_link"]));
+
+    // Tokens: the node, a publisher per topic seen, the goal subscription.
+    // Declared tokens (their removal at the end is seen too).
+    let tokens: Vec<String> = r["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t[1].as_str().unwrap().contains("PUT"))
+        .map(|t| t[0].as_str().unwrap().to_string())
+        .collect();
+    let parts: Vec<Vec<&str>> = tokens.iter().map(|t| t.split('/').collect()).collect();
+    let node = parts
+        .iter()
+        .find(|p| p.len() == 9 && p[5] == "NN")
+        .unwrap_or_else(|| panic!("no node token: {tokens:?}"));
+    assert_eq!(
+        (node[0], node[1], node[6], node[7], node[8]),
+        ("@ros2_lv", "7", "%", "%", "onboard_agent"),
+        "{tokens:?}"
+    );
+    let zid = node[2];
+    for (kind, topic, dds) in [
+        ("MP", "%odom", "nav_msgs::msg::dds_::Odometry_"),
+        (
+            "MP",
+            "%camera%left%image_raw",
+            "sensor_msgs::msg::dds_::Image_",
+        ),
+        ("MP", "%tf_static", "tf2_msgs::msg::dds_::TFMessage_"),
+        ("MS", "%goal_pose", "geometry_msgs::msg::dds_::PoseStamped_"),
+    ] {
+        let p = parts
+            .iter()
+            .find(|p| p.len() == 13 && p[5] == kind && p[9] == topic)
+            .unwrap_or_else(|| panic!("no {kind} token for {topic}: {tokens:?}"));
+        assert_eq!(
+            (p[2], p[3], p[8], p[10]),
+            (zid, node[3], "onboard_agent", dds),
+            "{p:?}"
+        );
+        assert!(
+            p[11].starts_with("RIHS01_") && p[11].len() == 7 + 64,
+            "{p:?}"
+        );
+        // Reliability:durability:history,depth:deadline:lifespan:liveliness.
+        let qos: Vec<&str> = p[12].split(':').collect();
+        assert_eq!(qos.len(), 6, "{p:?}");
+        assert!(
+            qos[2].split(',').count() == 2 && qos[5].split(',').count() == 3,
+            "{p:?}"
+        );
+    }
+    let ids: std::collections::BTreeSet<&str> = parts.iter().map(|p| p[4]).collect();
+    assert_eq!(
+        ids.len(),
+        parts.len(),
+        "entity ids are not unique: {tokens:?}"
+    );
+
+    // The ROS 2 goal, on the bus.
+    assert_eq!(
+        got_goal,
+        Some(("ros2".to_string(), [4.5, -1.25, 2.0])),
+        "no goal from ROS 2 on nav/goal\n{log}"
     );
 }

@@ -16,6 +16,7 @@
 
 pub mod log;
 pub mod msg;
+pub mod rmw;
 pub mod ros2;
 pub mod security;
 pub mod wire;
@@ -29,6 +30,8 @@ use zenoh::Wait;
 use zenoh::handlers::{RingChannel, RingChannelHandler};
 use zenoh::sample::Sample;
 
+/// zenoh itself, for nodes that speak another protocol on it (the ROS 2 bridge).
+pub use zenoh;
 pub use zenoh::Session;
 
 /// Every topic of the node graph.

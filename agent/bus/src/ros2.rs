@@ -402,6 +402,8 @@ pub enum RosType {
     TfMessage,
     /// `rcl_interfaces/msg/Log`.
     Log,
+    /// `geometry_msgs/msg/Twist` (what ROS 2 planners send on `/cmd_vel`).
+    Twist,
 }
 
 impl RosType {
@@ -415,7 +417,49 @@ impl RosType {
             RosType::PoseStamped => "geometry_msgs/msg/PoseStamped",
             RosType::TfMessage => "tf2_msgs/msg/TFMessage",
             RosType::Log => "rcl_interfaces/msg/Log",
+            RosType::Twist => "geometry_msgs/msg/Twist",
         }
+    }
+
+    /// The type's hash as ROS 2 (Jazzy and later) names it in rmw_zenoh's key
+    /// expressions: REP 2011's RIHS01 (SHA-256 of the type description).
+    /// Constants, as ROS 2's own generated code has them; the test
+    /// `ros2_bridge_matches_rmw_zenoh_keys` checks each against rosbags'
+    /// computation from the Jazzy definitions.
+    pub fn hash(self) -> &'static str {
+        match self {
+            RosType::Image => {
+                "RIHS01_d31d41a9a4c4bc8eae9be757b0beed306564f7526c88ea6a4588fb9582527d47"
+            }
+            RosType::CameraInfo => {
+                "RIHS01_b3dfd68ff46c9d56c80fd3bd4ed22c7a4ddce8c8348f2f59c299e73118e7e275"
+            }
+            RosType::TwistStamped => {
+                "RIHS01_5f0fcd4f81d5d06ad9b4c4c63e3ea51b82d6ae4d0558f1d475229b1121db6f64"
+            }
+            RosType::Odometry => {
+                "RIHS01_3cc97dc7fb7502f8714462c526d369e35b603cfc34d946e3f2eda2766dfec6e0"
+            }
+            RosType::PoseStamped => {
+                "RIHS01_10f3786d7d40fd2b54367835614bff85d4ad3b5dab62bf8bca0cc232d73b4cd8"
+            }
+            RosType::TfMessage => {
+                "RIHS01_e369d0f05a23ae52508854b66f6aa0437f3449d652e8cbf22d5abe85d020f087"
+            }
+            RosType::Log => {
+                "RIHS01_e28ce254ca8abc06abf92773b74602cdbf116ed34fbaf294fb9f81da9f318eac"
+            }
+            RosType::Twist => {
+                "RIHS01_9c45bf16fe0983d80e3cfe750d6835843d265a9a6c46bd2e609fcddde6fb8d2a"
+            }
+        }
+    }
+
+    /// The name DDS and rmw_zenoh give the type (`sensor_msgs::msg::dds_::Image_`).
+    pub fn dds_name(self) -> String {
+        let name = self.name();
+        let (pkg_msg, ty) = name.rsplit_once('/').unwrap_or(("", name));
+        format!("{}::dds_::{ty}_", pkg_msg.replace('/', "::"))
     }
 
     /// The `.msg` definition followed by those of the types it uses.
@@ -475,6 +519,7 @@ impl RosType {
                     QUATERNION,
                 ],
             ),
+            RosType::Twist => ("Vector3 linear\nVector3 angular\n", &[VECTOR3]),
             RosType::Log => (
                 "uint8 DEBUG=10\nuint8 INFO=20\nuint8 WARN=30\nuint8 ERROR=40\nuint8 FATAL=50\nbuiltin_interfaces/Time stamp\nuint8 level\nstring name\nstring msg\nstring file\nstring function\nuint32 line\n",
                 &[TIME],

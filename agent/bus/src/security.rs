@@ -95,6 +95,13 @@ pub const ROLES: &[Role] = &[
         publishes: &[T::Events],
         alive: &[],
     },
+    // The ROS 2 bridge: goals from ROS 2 (rviz2, Nav2) and, when allowed,
+    // velocity commands, which the safety node gates.
+    Role {
+        name: "ros2",
+        publishes: &[T::Goal, T::CmdPolicy, T::Events],
+        alive: &["ros2"],
+    },
     // The operator on the robot: `agent arm` (after its preflight checks) and
     // `agent goal`.
     Role {

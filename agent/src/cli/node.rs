@@ -51,6 +51,26 @@ pub(crate) struct NodeArgs {
     /// policy.toml beside it) instead of the reactive avoider.
     #[arg(long)]
     policy_net: Option<PathBuf>,
+    /// ros2 node: endpoints of the ROS 2 side (rmw_zenoh's router, `ros2 run
+    /// rmw_zenoh_cpp rmw_zenohd`), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "tcp/127.0.0.1:7447")]
+    ros_connect: Vec<String>,
+    /// ros2 node: endpoints its ROS 2 session listens on (none by default).
+    #[arg(long, value_delimiter = ',')]
+    ros_listen: Vec<String>,
+    /// ros2 node: the ROS 2 domain (default: $ROS_DOMAIN_ID, else 0).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=232))]
+    ros_domain: Option<u32>,
+    /// ros2 node: the ROS 2 namespace of the node and its topics (e.g. /drone1).
+    #[arg(long, default_value = "")]
+    ros_namespace: String,
+    /// ros2 node: the ROS 2 node's name.
+    #[arg(long, default_value = "onboard_agent")]
+    ros_node_name: String,
+    /// ros2 node: what ROS 2 may send into the graph: goal (goal_pose → nav/goal),
+    /// cmd_vel (cmd_vel → cmd/policy, which the safety node gates), comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "goal")]
+    ros_accept: Vec<agent::nodes::ros2::Accept>,
     /// telemetry node: where rerun data goes (save, connect, spawn, off).
     #[arg(long, value_enum, default_value = "save")]
     rerun: RerunMode,
@@ -201,6 +221,17 @@ pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
         twin: Some(cfg.clone()),
         #[cfg(feature = "camera")]
         camera: a.camera.node_options()?,
+        ros2: Some(agent::nodes::ros2::Ros2Options {
+            connect: a.ros_connect,
+            listen: a.ros_listen,
+            domain: match a.ros_domain {
+                Some(d) => d,
+                None => ros_domain_from_env()?,
+            },
+            namespace: a.ros_namespace,
+            node_name: a.ros_node_name,
+            accept: a.ros_accept,
+        }),
     };
     #[cfg(feature = "twin")]
     let cfg = cfg.loop_config();
@@ -239,4 +270,17 @@ pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
         r.with_context(|| format!("node {}", k.name()))?;
     }
     Ok(())
+}
+
+/// `ROS_DOMAIN_ID`, as ROS 2 reads it (0 when unset or empty).
+fn ros_domain_from_env() -> Result<u32> {
+    match std::env::var("ROS_DOMAIN_ID") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|d| *d <= 232)
+            .with_context(|| format!("ROS_DOMAIN_ID={v} is not a domain id (0 to 232)")),
+        _ => Ok(0),
+    }
 }

@@ -23,6 +23,7 @@
 
 pub mod perception;
 mod policy;
+pub mod ros2;
 pub mod serve;
 
 pub use perception::{mono_node, stereo_node, stereo_rig};
@@ -66,6 +67,8 @@ pub enum NodeKind {
     /// SELFI online learner: fine-tunes the navigation policy from the bus and
     /// publishes its weights to the policy node.
     SelfiLearner,
+    /// The graph's topics as ROS 2 topics on rmw_zenoh (and goals back).
+    Ros2,
 }
 
 impl NodeKind {
@@ -82,6 +85,7 @@ impl NodeKind {
             NodeKind::Learner => "learner",
             NodeKind::Telemetry => "telemetry",
             NodeKind::SelfiLearner => "selfi-learner",
+            NodeKind::Ros2 => "ros2",
         }
     }
 }
@@ -140,6 +144,8 @@ pub struct NodeOptions {
     /// preset (`sbs-uvc` on /dev/video0).
     #[cfg(feature = "camera")]
     pub camera: Option<crate::camnode::CameraNodeOptions>,
+    /// `ros2`: the ROS 2 side (rmw_zenoh's router, domain, namespace).
+    pub ros2: Option<ros2::Ros2Options>,
 }
 
 impl NodeOptions {
@@ -176,6 +182,7 @@ pub fn run(
             crate::fcnode::flight_controller_node(session, robot, &mut link, fc.arm, stop)
         }
         NodeKind::Stereo => stereo_node(session, robot, cfg, fc, stop),
+        NodeKind::Ros2 => ros2::ros2_node(session, robot, fc, stop),
         #[cfg(feature = "twin")]
         NodeKind::Policy => match &fc.selfi {
             Some(o) => crate::selfi_graph::selfi_policy_node(session, robot, cfg, o, stop),

@@ -1,0 +1,365 @@
+//! The `ros2` node: the graph's topics as ROS 2 topics on rmw_zenoh, ROS 2's
+//! zenoh middleware, so that ROS 2 nodes beside the agent see them
+//! (`ros2 topic list`, `ros2 topic echo /odom`, rviz2, Nav2) and can send it
+//! goals (and, when allowed, velocity commands).
+//!
+//! It joins the ROS 2 side with its own zenoh session (a peer of rmw_zenoh's
+//! router, `ros2 run rmw_zenoh_cpp rmw_zenohd`, on port 7447 by default) and
+//! speaks as rmw_zenoh does ([`bus::rmw`]): one ROS 2 node (`onboard_agent` by
+//! default) announced by liveliness tokens, a token per publisher and
+//! subscription, each sample a CDR message ([`bus::ros2`], the same types a
+//! recording holds) on the topic's key expression with its attachment.
+//!
+//! | bus | ROS 2 (relative names take `--ros-namespace`) |
+//! |---|---|
+//! | `camera/stereo` | `camera/left/image_raw`, `camera/right/image_raw` (+ `camera_info`), sensor-data QoS |
+//! | `depth/stereo`, `depth/mono` | `depth/stereo`, `depth/mono` (one-row `32FC1` images), sensor-data QoS |
+//! | `cmd/setpoint` | `cmd/setpoint` (`TwistStamped`) |
+//! | `state` | `odom` (`Odometry`) and `/tf` |
+//! | rig | `/tf_static` (every second: a plain zenoh publisher keeps no history for late joiners) |
+//! | `events` | `/rosout` |
+//! | `nav/goal` ← | `goal_pose` (`PoseStamped`, rviz2's goal tool) |
+//! | `cmd/policy` ← | `cmd_vel` (`Twist`), only with `--ros-accept cmd_vel`: the safety node still gates it |
+
+use super::{NodeOptions, stereo_rig};
+use anyhow::{Context as _, Result};
+use bus::rmw::{EntityKind, Qos, RosNode, attachment, data_key, data_key_any_hash, gid};
+use bus::ros2::{Mapped, RosType, encode};
+use bus::zenoh::{self, Wait};
+use bus::{Outbox, Session, Topic};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// What the ROS 2 side may send into the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accept {
+    /// `goal_pose` → `nav/goal`.
+    Goal,
+    /// `cmd_vel` → `cmd/policy` (the safety node passes it on or takes over).
+    CmdVel,
+}
+
+/// Settings of the `ros2` node.
+#[derive(Debug, Clone)]
+pub struct Ros2Options {
+    /// Endpoints of the ROS 2 side (rmw_zenoh's router: `tcp/127.0.0.1:7447`).
+    pub connect: Vec<String>,
+    /// Endpoints this node's ROS 2 session listens on (none by default).
+    pub listen: Vec<String>,
+    /// `ROS_DOMAIN_ID`.
+    pub domain: u32,
+    /// The ROS 2 namespace of the node and its relative topics (`/drone1`).
+    pub namespace: String,
+    /// The ROS 2 node's name.
+    pub node_name: String,
+    /// What the ROS 2 side may send.
+    pub accept: Vec<Accept>,
+}
+
+impl Default for Ros2Options {
+    fn default() -> Self {
+        Ros2Options {
+            connect: vec!["tcp/127.0.0.1:7447".into()],
+            listen: Vec::new(),
+            domain: 0,
+            namespace: String::new(),
+            node_name: "onboard_agent".into(),
+            accept: vec![Accept::Goal],
+        }
+    }
+}
+
+/// One ROS 2 publisher: its key, token, GID and sample count.
+struct RosPublisher {
+    publisher: zenoh::pubsub::Publisher<'static>,
+    _token: zenoh::liveliness::LivelinessToken,
+    gid: [u8; 16],
+    seq: i64,
+    sent: u64,
+}
+
+/// The node's ROS 2 side: its session, node token and entities.
+struct RosSide {
+    session: Session,
+    node: RosNode,
+    _node_token: zenoh::liveliness::LivelinessToken,
+    next_id: u64,
+    publishers: HashMap<&'static str, RosPublisher>,
+}
+
+impl RosSide {
+    fn open(o: &Ros2Options) -> Result<RosSide> {
+        let session = bus::open(&bus::BusConfig {
+            connect: o.connect.clone(),
+            listen: o.listen.clone(),
+            ..bus::BusConfig::default()
+        })
+        .context("cannot open the ROS 2 side's zenoh session")?;
+        let node = RosNode {
+            domain: o.domain,
+            zid: session.zid().to_string(),
+            id: 0,
+            namespace: o.namespace.clone(),
+            name: o.node_name.clone(),
+        };
+        let token = session
+            .liveliness()
+            .declare_token(node.token())
+            .wait()
+            .map_err(|e| anyhow::anyhow!("ROS 2 node token {}: {e}", node.token()))?;
+        Ok(RosSide {
+            session,
+            node,
+            _node_token: token,
+            next_id: 1,
+            publishers: HashMap::new(),
+        })
+    }
+
+    fn token(
+        &mut self,
+        kind: EntityKind,
+        topic: &str,
+        t: RosType,
+        qos: Qos,
+    ) -> Result<(String, zenoh::liveliness::LivelinessToken)> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let key = self.node.entity_token(id, kind, topic, t, qos);
+        let token = self
+            .session
+            .liveliness()
+            .declare_token(key.clone())
+            .wait()
+            .map_err(|e| anyhow::anyhow!("ROS 2 token {key}: {e}"))?;
+        Ok((key, token))
+    }
+
+    /// Publishes `cdr` (a `t`) on `topic`, declaring its publisher the first time.
+    fn publish(&mut self, topic: &'static str, t: RosType, qos: Qos, cdr: Vec<u8>) -> Result<()> {
+        if !self.publishers.contains_key(topic) {
+            let (token_key, token) = self.token(EntityKind::Publisher, topic, t, qos)?;
+            let key = data_key(self.node.domain, &self.node.topic(topic), t);
+            let publisher = self
+                .session
+                .declare_publisher(key.clone())
+                .wait()
+                .map_err(|e| anyhow::anyhow!("ROS 2 publisher {key}: {e}"))?;
+            info!(topic = %self.node.topic(topic), ty = t.name(), "ros2: publishing");
+            self.publishers.insert(
+                topic,
+                RosPublisher {
+                    publisher,
+                    _token: token,
+                    gid: gid(&token_key),
+                    seq: 0,
+                    sent: 0,
+                },
+            );
+        }
+        let Some(p) = self.publishers.get_mut(topic) else {
+            return Ok(());
+        };
+        p.seq += 1;
+        p.sent += 1;
+        let now = i64::try_from(bus::now_ns()).unwrap_or(i64::MAX);
+        p.publisher
+            .put(cdr)
+            .attachment(attachment(p.seq, now, &p.gid).to_vec())
+            .wait()
+            .map_err(|e| anyhow::anyhow!("ROS 2 put on {topic}: {e}"))
+    }
+}
+
+/// What ROS 2 sent, for the bus.
+enum FromRos {
+    Goal(bus::msg::Goal),
+    CmdVel(bus::msg::Setpoint),
+}
+
+/// Runs the bridge until `stop`.
+pub fn ros2_node(
+    session: &Session,
+    robot: &str,
+    opts: &NodeOptions,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let o = opts.ros2.clone().unwrap_or_default();
+    anyhow::ensure!(
+        bus::rmw::is_ros_name(&o.node_name),
+        "--ros-node-name `{}` is not a ROS 2 node name (letters, digits, _; not starting with a digit)",
+        o.node_name
+    );
+    anyhow::ensure!(
+        bus::rmw::is_ros_namespace(&o.namespace),
+        "--ros-namespace `{}` is not a ROS 2 namespace (names separated by /)",
+        o.namespace
+    );
+    let mut ros = RosSide::open(&o)?;
+    let rig = stereo_rig(opts)?.ros_info();
+    info!(
+        node = %ros.node.token(),
+        connect = ?o.connect,
+        "ros2: the graph on rmw_zenoh (domain {}, node {}/{})",
+        o.domain,
+        bus::rmw::absolute(&o.namespace).trim_end_matches('/'),
+        o.node_name
+    );
+
+    // ROS 2 → bus: subscriptions, each announced with its token.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<FromRos>(64);
+    let mut subscriptions = Vec::new();
+    let mut sub_tokens = Vec::new();
+    for a in &o.accept {
+        let (topic, t) = match a {
+            Accept::Goal => ("goal_pose", RosType::PoseStamped),
+            Accept::CmdVel => ("cmd_vel", RosType::Twist),
+        };
+        let (_, token) = ros.token(EntityKind::Subscription, topic, t, Qos::DEFAULT)?;
+        sub_tokens.push(token);
+        let key = data_key_any_hash(o.domain, &ros.node.topic(topic), t);
+        let tx = tx.clone();
+        let accept = *a;
+        let sub = ros
+            .session
+            .declare_subscriber(key.clone())
+            .callback(move |s: zenoh::sample::Sample| {
+                let bytes = s.payload().to_bytes();
+                let msg = match accept {
+                    Accept::Goal => bus::ros2::decode::<bus::ros2::PoseStamped>(&bytes).map(|g| {
+                        let p = g.pose.position;
+                        FromRos::Goal(bus::msg::Goal {
+                            position: [p.x, p.y, p.z],
+                        })
+                    }),
+                    Accept::CmdVel => bus::ros2::decode::<bus::ros2::Twist>(&bytes).map(|t| {
+                        FromRos::CmdVel(bus::msg::Setpoint {
+                            forward: t.linear.x as f32,
+                            left: t.linear.y as f32,
+                            up: t.linear.z as f32,
+                            yaw_rate: t.angular.z as f32,
+                        })
+                    }),
+                };
+                match msg {
+                    // A full queue drops the newest: goals and commands are
+                    // not worth stalling zenoh's thread for.
+                    Ok(m) => {
+                        let _ = tx.try_send(m);
+                    }
+                    Err(e) => warn!("ros2: refused a sample on {}: {e}", s.key_expr()),
+                }
+            })
+            .wait()
+            .map_err(|e| anyhow::anyhow!("ROS 2 subscription {key}: {e}"))?;
+        info!(topic = %ros.node.topic(topic), "ros2: accepting");
+        subscriptions.push(sub);
+    }
+    drop(tx);
+    let mut goals = Outbox::<bus::msg::Goal>::new(session, robot, bus::topics::GOAL)?;
+    let mut commands = Outbox::<bus::msg::Setpoint>::new(session, robot, bus::topics::CMD_POLICY)?;
+
+    // Bus → ROS 2.
+    let tap = bus::Tap::new(session, robot, "**")?;
+    let mut last_static: Option<Instant> = None;
+    let (mut bridged, mut refused, mut received) = (0u64, 0u64, 0u64);
+    while !stop.load(Ordering::Relaxed) {
+        if last_static.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            last_static = Some(Instant::now());
+            let tf = rig.static_transforms(bus::now_ns());
+            ros.publish("/tf_static", RosType::TfMessage, Qos::STATIC, encode(&tf))?;
+        }
+        while let Ok(m) = rx.try_recv() {
+            received += 1;
+            let stamp = bus::now_ns();
+            match m {
+                FromRos::Goal(g) => goals.send(stamp, "ros2", &g).map(|_| ())?,
+                FromRos::CmdVel(s) => commands.send(stamp, "ros2", &s).map(|_| ())?,
+            }
+        }
+        let Some((suffix, bytes)) = tap.recv_timeout(Duration::from_millis(20))? else {
+            continue;
+        };
+        let Some(topic) = Topic::from_suffix(&suffix) else {
+            continue;
+        };
+        if matches!(topic, Topic::Goal | Topic::CmdPolicy) {
+            // What this node sends in, and goals (ROS 2 sends those).
+            continue;
+        }
+        let Ok((_, h, _)) = bus::wire::decode_header(&bytes) else {
+            refused += 1;
+            continue;
+        };
+        let Some(mapped) = bus::ros2::to_ros(topic, h.stamp_ns, &bytes) else {
+            continue;
+        };
+        bridged += 1;
+        match mapped {
+            Mapped::Pair(l, r) => {
+                let fits = (rig.width, rig.height) == (l.width, l.height);
+                ros.publish(
+                    "camera/left/image_raw",
+                    RosType::Image,
+                    Qos::SENSOR_DATA,
+                    encode(&l),
+                )?;
+                ros.publish(
+                    "camera/right/image_raw",
+                    RosType::Image,
+                    Qos::SENSOR_DATA,
+                    encode(&r),
+                )?;
+                if fits {
+                    for (right, t) in [
+                        (false, "camera/left/camera_info"),
+                        (true, "camera/right/camera_info"),
+                    ] {
+                        let info = rig.camera_info(right, h.stamp_ns);
+                        ros.publish(t, RosType::CameraInfo, Qos::SENSOR_DATA, encode(&info))?;
+                    }
+                }
+            }
+            Mapped::Depth(im) => {
+                let t = if topic == Topic::DepthMono {
+                    "depth/mono"
+                } else {
+                    "depth/stereo"
+                };
+                ros.publish(t, RosType::Image, Qos::SENSOR_DATA, encode(&im))?;
+            }
+            Mapped::Twist(tw) => {
+                ros.publish(
+                    "cmd/setpoint",
+                    RosType::TwistStamped,
+                    Qos::DEFAULT,
+                    encode(&tw),
+                )?;
+            }
+            Mapped::Odometry(od) => {
+                ros.publish("odom", RosType::Odometry, Qos::DEFAULT, encode(od.as_ref()))?;
+                let tf = bus::ros2::body_transform(&od);
+                ros.publish("/tf", RosType::TfMessage, Qos::DEFAULT, encode(&tf))?;
+            }
+            Mapped::Log(l) => ros.publish("/rosout", RosType::Log, Qos::DEFAULT, encode(&l))?,
+            Mapped::Goal(_) => {}
+        }
+    }
+    let sent: Vec<String> = ros
+        .publishers
+        .iter()
+        .map(|(t, p)| format!("{t} {}", p.sent))
+        .collect();
+    info!(
+        bridged,
+        refused,
+        received,
+        "ros2: bus messages bridged, refused; ROS 2 messages received; samples sent: {}",
+        sent.join(", ")
+    );
+    drop(subscriptions);
+    drop(sub_tokens);
+    Ok(())
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""A ROS 2 peer on zenoh, as rmw_zenoh's router and nodes see the `ros2`
+bridge: listens on ENDPOINT (where the bridge's ROS 2 side connects, as to
+`rmw_zenohd`), watches every data sample under DOMAIN/** and every liveliness
+token under @ros2_lv/DOMAIN/**, and sends rviz2-style goals on goal_pose.
+Everything is checked with ROS 2 tools that are not this project's: rosbags'
+Jazzy type store decodes each payload from the type named in the key, and
+computes the type hash (REP 2011) the key must carry. Prints one JSON object.
+
+usage: ros2_peer.py ENDPOINT DOMAIN SECONDS GOAL_X GOAL_Y GOAL_Z
+"""
+import json
+import struct
+import sys
+import threading
+import time
+
+import zenoh
+from rosbags.typesys import Stores, get_typestore
+
+STORE = get_typestore(Stores.ROS2_JAZZY)
+
+
+def ros_type(dds):
+    """`sensor_msgs::msg::dds_::Image_` -> `sensor_msgs/msg/Image`."""
+    pkg, kind, dds_, name = dds.split("::")
+    assert dds_ == "dds_" and name.endswith("_"), dds
+    return f"{pkg}/{kind}/{name[:-1]}"
+
+
+def main(endpoint, domain, seconds, gx, gy, gz):
+    conf = zenoh.Config()
+    conf.insert_json5("mode", '"peer"')
+    conf.insert_json5("listen/endpoints", json.dumps([endpoint]))
+    conf.insert_json5("scouting/multicast/enabled", "false")
+    session = zenoh.open(conf)
+    lock = threading.Lock()
+    out = {"topics": {}, "errors": [], "tokens": [], "odom": [], "images": []}
+    last_seq = {}
+
+    def on_data(sample):
+        key = str(sample.key_expr)
+        payload = sample.payload.to_bytes()
+        with lock:
+            try:
+                parts = key.split("/")
+                if parts[0] != str(domain):
+                    raise ValueError(f"domain chunk {parts[0]}")
+                dds, hsh = parts[-2], parts[-1]
+                topic = "/" + "/".join(parts[1:-2])
+                if topic == "/goal_pose":
+                    return  # our own goals
+                name = ros_type(dds)
+                want = STORE.hash_rihs01(name)
+                if hsh != want:
+                    raise ValueError(f"{key}: hash {hsh}, rosbags computes {want}")
+                msg = STORE.deserialize_cdr(payload, name)
+                att = sample.attachment.to_bytes() if sample.attachment is not None else b""
+                if len(att) != 33 or att[16] != 0x10:
+                    raise ValueError(f"{key}: attachment of {len(att)} bytes: {att.hex()}")
+                seq, ts = struct.unpack("<qq", att[:16])
+                prev = last_seq.get(key)
+                if (prev is None and seq < 1) or (prev is not None and seq <= prev):
+                    raise ValueError(f"{key}: sequence {seq} after {prev}")
+                if abs(ts - time.time_ns()) > 60e9:
+                    raise ValueError(f"{key}: source time {ts} is not now")
+                last_seq[key] = seq
+                t = out["topics"].setdefault(topic, {"type": name, "count": 0})
+                t["count"] += 1
+                if topic.endswith("/odom") and len(out["odom"]) < 50:
+                    p = msg.pose.pose.position
+                    out["odom"].append({"frame": [msg.header.frame_id, msg.child_frame_id],
+                                        "stamp": msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec,
+                                        "p": [p.x, p.y, p.z]})
+                if topic.endswith("left/image_raw") and len(out["images"]) < 5:
+                    out["images"].append([msg.width, msg.height, msg.encoding, len(msg.data)])
+                if topic.endswith("left/camera_info"):
+                    out["camera_info_k"] = list(msg.k)
+            except Exception as e:  # noqa: BLE001 (reported to the test)
+                if len(out["errors"]) < 20:
+                    out["errors"].append(f"{key}: {e!r}")
+
+    def on_token(sample):
+        with lock:
+            out["tokens"].append([str(sample.key_expr), str(sample.kind)])
+
+    data = session.declare_subscriber(f"{domain}/**", on_data)
+    tokens = session.liveliness().declare_subscriber(f"@ros2_lv/{domain}/**", on_token, history=True)
+
+    # Goals as rviz2 sends them, with an rmw_zenoh attachment.
+    Time = STORE.types["builtin_interfaces/msg/Time"]
+    Header = STORE.types["std_msgs/msg/Header"]
+    Point = STORE.types["geometry_msgs/msg/Point"]
+    Quat = STORE.types["geometry_msgs/msg/Quaternion"]
+    Pose = STORE.types["geometry_msgs/msg/Pose"]
+    PoseStamped = STORE.types["geometry_msgs/msg/PoseStamped"]
+    goal = PoseStamped(Header(Time(1, 2), "map"), Pose(Point(gx, gy, gz), Quat(0.0, 0.0, 0.0, 1.0)))
+    cdr = bytes(STORE.serialize_cdr(goal, "geometry_msgs/msg/PoseStamped"))
+    gkey = (f"{domain}/goal_pose/geometry_msgs::msg::dds_::PoseStamped_/"
+            f"{STORE.hash_rihs01('geometry_msgs/msg/PoseStamped')}")
+    t0 = time.time()
+    seq = 0
+    while time.time() - t0 < seconds:
+        seq += 1
+        att = struct.pack("<qq", seq, time.time_ns()) + bytes([16]) + bytes(range(16))
+        session.put(gkey, cdr, attachment=att)
+        time.sleep(0.2)
+    data.undeclare()
+    tokens.undeclare()
+    with lock:
+        json.dump(out, sys.stdout)
+    session.close()
+
+
+if __name__ == "__main__":
+    a = sys.argv
+    main(a[1], int(a[2]), float(a[3]), float(a[4]), float(a[5]), float(a[6]))
