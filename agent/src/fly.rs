@@ -367,6 +367,7 @@ pub fn fly_arm(
 
         // The mono estimate of a frame the learner has not seen yet.
         let mut error = None;
+        let mut truth_acc = None;
         let mut mono_scan = None;
         // The naive arm stops learning at its switch unless configured otherwise.
         let learning = !(strategy == Strategy::Naive
@@ -380,6 +381,7 @@ pub fn fly_arm(
                 .step(&header, &pair, &mut heard)?
                 .context("the mono stage has no weights")?;
             error = mono_error(&est.scan, scan);
+            truth_acc = crate::persist::truth_accuracy(&est.scan, &truth);
             if let Some(e) = error {
                 ptel.scalar("mono/error_log", e)?;
             }
@@ -493,10 +495,11 @@ pub fn fly_arm(
 
         let r = env.step(&action)?;
         summary.frames += 1;
-        summary.distance += (0..3)
+        let moved = (0..3)
             .map(|a| (r.obs.pose.position[a] - obs.pose.position[a]).powi(2))
             .sum::<f64>()
             .sqrt();
+        summary.distance += moved;
         if frame % 6 == 0 {
             // The last two minutes of path at 5 Hz: bounded, however long the episode.
             if path.len() == 600 {
@@ -519,6 +522,8 @@ pub fn fly_arm(
             error,
             collision: r.info.collision,
             intervention,
+            moved,
+            truth: truth_acc,
         });
         if r.terminated || r.truncated {
             if r.info.collision {

@@ -38,7 +38,8 @@ fn fresh_at(path: &Path, unix_secs: u64) -> PathBuf {
 /// The name of part `part` (0 = the first, `first`, from [`fresh`]) of a
 /// recording split into files: with `{time}` in `template`, a fresh
 /// time-stamped name (the part's own start time); without, `first` with
-/// `-partN` before its extension (N from 2).
+/// `-partN` before its extension (N from 2), or the next free `-partN-K` if
+/// an earlier run left that file.
 pub fn part(template: &Path, first: &Path, part: u32) -> PathBuf {
     if part == 0 {
         return first.to_path_buf();
@@ -46,7 +47,15 @@ pub fn part(template: &Path, first: &Path, part: u32) -> PathBuf {
     if template.to_string_lossy().contains("{time}") {
         return fresh(template);
     }
-    numbered(first, &format!("-part{}", part + 1))
+    // A part left by an earlier run of the same name is not overwritten.
+    let named = numbered(first, &format!("-part{}", part + 1));
+    if !named.exists() {
+        return named;
+    }
+    (1u64..)
+        .map(|k| numbered(&named, &format!("-{k}")))
+        .find(|p| !p.exists())
+        .unwrap_or(named)
 }
 
 /// `path` with `tag` between its stem and its extension.
@@ -126,6 +135,8 @@ mod tests {
         // Parts of a split recording.
         assert_eq!(part(&plain, &plain, 0), plain);
         assert_eq!(part(&plain, &plain, 1), dir.join("graph-part2.rrd"));
+        std::fs::write(dir.join("graph-part2.rrd"), b"an earlier run's").unwrap();
+        assert_eq!(part(&plain, &plain, 1), dir.join("graph-part2-1.rrd"));
         let stamped = part(&name, &first, 1);
         assert!(
             !stamped.exists() && stamped != first,

@@ -358,6 +358,39 @@ pub struct FrameRecord {
     pub collision: bool,
     /// Training wheels stepped in this frame.
     pub intervention: bool,
+    /// Metres flown during this frame.
+    pub moved: f64,
+    /// Mono's accuracy against the twin's exact depth on this frame, for
+    /// evaluation only (never in the loop): [`truth_accuracy`].
+    pub truth: Option<TruthAccuracy>,
+}
+
+/// A depth estimate against exact depth, per column: the usual monocular-depth
+/// figures (Eigen et al., NeurIPS 2014).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TruthAccuracy {
+    /// Mean of |estimate - truth| / truth.
+    pub abs_rel: f64,
+    /// Share of columns with max(estimate / truth, truth / estimate) < 1.25.
+    pub delta1: f64,
+}
+
+/// `estimate` against `truth` over the columns where both are finite and
+/// positive; `None` when there is none.
+pub fn truth_accuracy(estimate: &[f32], truth: &[f32]) -> Option<TruthAccuracy> {
+    let (mut rel, mut within, mut n) = (0.0, 0usize, 0usize);
+    for (e, t) in estimate.iter().zip(truth) {
+        if e.is_finite() && *e > 0.0 && t.is_finite() && *t > 0.0 {
+            let (e, t) = (f64::from(*e), f64::from(*t));
+            rel += (e - t).abs() / t;
+            within += usize::from((e / t).max(t / e) < 1.25);
+            n += 1;
+        }
+    }
+    (n > 0).then(|| TruthAccuracy {
+        abs_rel: rel / n as f64,
+        delta1: within as f64 / n as f64,
+    })
 }
 
 /// Figures over a stretch of frames.
@@ -373,6 +406,38 @@ pub struct Figures {
     pub collisions_per_min: f64,
     /// Mean mono error over the frames that had one (`NaN` when none).
     pub mono_error: f64,
+    /// Metres flown.
+    pub distance_m: f64,
+    /// Interventions.
+    pub interventions: u64,
+    /// Collisions.
+    pub collisions: u64,
+    /// Interventions per 100 m flown (a hesitant policy that barely moves does
+    /// not score well on it, as it does per minute).
+    pub interventions_per_100m: f64,
+    /// Collisions per 100 m flown.
+    pub collisions_per_100m: f64,
+    /// Mean abs-rel of mono against the twin's exact depth (`NaN` when none).
+    pub abs_rel: f64,
+    /// Mean share of columns within 1.25 of the exact depth (`NaN` when none).
+    pub delta1: f64,
+}
+
+/// `count` per 100 m of `distance` (0 for none; infinite if the vehicle did
+/// not move but something happened).
+fn per_100m(count: u64, distance: f64) -> f64 {
+    if count == 0 {
+        0.0
+    } else if distance > 0.0 {
+        100.0 * count as f64 / distance
+    } else {
+        f64::INFINITY
+    }
+}
+
+fn mean_of(v: impl Iterator<Item = f64>) -> f64 {
+    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    if n == 0 { f64::NAN } else { s / n as f64 }
 }
 
 impl Figures {
@@ -384,17 +449,22 @@ impl Figures {
         }
         let minutes = n as f64 / hz / 60.0;
         let count = |f: &dyn Fn(&FrameRecord) -> bool| records.iter().filter(|r| f(r)).count();
-        let errs: Vec<f64> = records.iter().filter_map(|r| r.error).collect();
+        let interventions = count(&|r| r.intervention) as u64;
+        let collisions = count(&|r| r.collision) as u64;
+        let distance_m: f64 = records.iter().map(|r| r.moved).sum();
         Self {
             minutes,
             mono_fraction: count(&|r| r.mode == Mode::Mono) as f64 / n as f64,
-            interventions_per_min: count(&|r| r.intervention) as f64 / minutes,
-            collisions_per_min: count(&|r| r.collision) as f64 / minutes,
-            mono_error: if errs.is_empty() {
-                f64::NAN
-            } else {
-                errs.iter().sum::<f64>() / errs.len() as f64
-            },
+            interventions_per_min: interventions as f64 / minutes,
+            collisions_per_min: collisions as f64 / minutes,
+            mono_error: mean_of(records.iter().filter_map(|r| r.error)),
+            distance_m,
+            interventions,
+            collisions,
+            interventions_per_100m: per_100m(interventions, distance_m),
+            collisions_per_100m: per_100m(collisions, distance_m),
+            abs_rel: mean_of(records.iter().filter_map(|r| r.truth.map(|a| a.abs_rel))),
+            delta1: mean_of(records.iter().filter_map(|r| r.truth.map(|a| a.delta1))),
         }
     }
 }
@@ -541,6 +611,11 @@ mod tests {
             error: k.is_multiple_of(2).then_some(0.2),
             collision: k == 100,
             intervention: k == 500 || k == 600,
+            moved: 0.05,
+            truth: (k >= 900).then_some(TruthAccuracy {
+                abs_rel: 0.1,
+                delta1: 0.5,
+            }),
         };
         let r: Vec<FrameRecord> = (0..1800).map(rec).collect();
         let f = Figures::of(&r, 30.0);
@@ -549,5 +624,25 @@ mod tests {
         assert_eq!(f.interventions_per_min, 2.0);
         assert_eq!(f.collisions_per_min, 1.0);
         assert!((f.mono_error - 0.2).abs() < 1e-12);
+        // 1800 frames of 5 cm: 90 m; 2 interventions and 1 collision.
+        assert!((f.distance_m - 90.0).abs() < 1e-9);
+        assert_eq!((f.interventions, f.collisions), (2, 1));
+        assert!((f.interventions_per_100m - 200.0 / 90.0).abs() < 1e-9);
+        assert!((f.collisions_per_100m - 100.0 / 90.0).abs() < 1e-9);
+        assert!((f.abs_rel - 0.1).abs() < 1e-12 && (f.delta1 - 0.5).abs() < 1e-12);
+        // A vehicle that did not move: nothing per 100 m is 0, something is infinite.
+        let still: Vec<FrameRecord> = r.iter().map(|x| FrameRecord { moved: 0.0, ..*x }).collect();
+        let g = Figures::of(&still, 30.0);
+        assert_eq!(g.collisions_per_100m, f64::INFINITY);
+        assert!(Figures::of(&still[200..400], 30.0).collisions_per_100m == 0.0);
+    }
+
+    #[test]
+    fn truth_accuracy_is_abs_rel_and_delta1_over_valid_columns() {
+        let a = truth_accuracy(&[1.0, 2.0, 5.0, f32::NAN], &[1.0, 1.0, 4.0, 3.0]).unwrap();
+        // |1-1|/1, |2-1|/1, |5-4|/4 -> mean (0 + 1 + 0.25) / 3; within 1.25: 1 and 5/4.
+        assert!((a.abs_rel - 1.25 / 3.0).abs() < 1e-12);
+        assert!((a.delta1 - 1.0 / 3.0).abs() < 1e-12);
+        assert!(truth_accuracy(&[f32::NAN], &[1.0]).is_none());
     }
 }

@@ -7,7 +7,11 @@ Everything is checked with ROS 2 tools that are not this project's: rosbags'
 Jazzy type store decodes each payload from the type named in the key, and
 computes the type hash (REP 2011) the key must carry. Prints one JSON object.
 
-usage: ros2_peer.py ENDPOINT DOMAIN SECONDS GOAL_X GOAL_Y GOAL_Z
+It runs until its stdin closes (at most 300 s). Goals go out in turn in the
+`odom` frame (at GOAL) and in `base_link` (at 9, 9, 9, which the bridge must
+refuse).
+
+usage: ros2_peer.py ENDPOINT DOMAIN GOAL_X GOAL_Y GOAL_Z
 """
 import json
 import struct
@@ -28,7 +32,7 @@ def ros_type(dds):
     return f"{pkg}/{kind}/{name[:-1]}"
 
 
-def main(endpoint, domain, seconds, gx, gy, gz):
+def main(endpoint, domain, gx, gy, gz):
     conf = zenoh.Config()
     conf.insert_json5("mode", '"peer"')
     conf.insert_json5("listen/endpoints", json.dumps([endpoint]))
@@ -94,17 +98,26 @@ def main(endpoint, domain, seconds, gx, gy, gz):
     Quat = STORE.types["geometry_msgs/msg/Quaternion"]
     Pose = STORE.types["geometry_msgs/msg/Pose"]
     PoseStamped = STORE.types["geometry_msgs/msg/PoseStamped"]
-    goal = PoseStamped(Header(Time(1, 2), "map"), Pose(Point(gx, gy, gz), Quat(0.0, 0.0, 0.0, 1.0)))
-    cdr = bytes(STORE.serialize_cdr(goal, "geometry_msgs/msg/PoseStamped"))
+    def goal_cdr(frame, x, y, z):
+        goal = PoseStamped(Header(Time(1, 2), frame), Pose(Point(x, y, z), Quat(0.0, 0.0, 0.0, 1.0)))
+        return bytes(STORE.serialize_cdr(goal, "geometry_msgs/msg/PoseStamped"))
+    goals = [goal_cdr("odom", gx, gy, gz), goal_cdr("base_link", 9.0, 9.0, 9.0)]
+    done = threading.Event()
+
+    def watch_stdin():
+        sys.stdin.read()
+        done.set()
+
+    threading.Thread(target=watch_stdin, daemon=True).start()
     gkey = (f"{domain}/goal_pose/geometry_msgs::msg::dds_::PoseStamped_/"
             f"{STORE.hash_rihs01('geometry_msgs/msg/PoseStamped')}")
     t0 = time.time()
     seq = 0
-    while time.time() - t0 < seconds:
+    while not done.is_set() and time.time() - t0 < 300:
+        att = struct.pack("<qq", seq + 1, time.time_ns()) + bytes([16]) + bytes(range(16))
+        session.put(gkey, goals[seq % 2], attachment=att)
         seq += 1
-        att = struct.pack("<qq", seq, time.time_ns()) + bytes([16]) + bytes(range(16))
-        session.put(gkey, cdr, attachment=att)
-        time.sleep(0.2)
+        time.sleep(0.1)
     data.undeclare()
     tokens.undeclare()
     with lock:
@@ -114,4 +127,4 @@ def main(endpoint, domain, seconds, gx, gy, gz):
 
 if __name__ == "__main__":
     a = sys.argv
-    main(a[1], int(a[2]), float(a[3]), float(a[4]), float(a[5]), float(a[6]))
+    main(a[1], int(a[2]), float(a[3]), float(a[4]), float(a[5]))

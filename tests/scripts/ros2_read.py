@@ -55,16 +55,19 @@ def main(path):
                     "k": list(ros.k), "p": list(ros.p), "d": list(ros.d),
                     "size": [ros.width, ros.height], "frame": ros.header.frame_id}
             elif t == "/depth/stereo":
-                out["depth"][seq] = {"encoding": ros.encoding, "size": [ros.width, ros.height]}
+                out["depth"][seq] = {"encoding": ros.encoding, "size": [ros.width, ros.height],
+                                     "crc": zlib.adler32(bytes(ros.data))}
             elif t == "/cmd/setpoint":
                 out["twist"][seq] = [ros.twist.linear.x, ros.twist.linear.y,
                                      ros.twist.linear.z, ros.twist.angular.z]
             elif t == "/tf_static":
                 for tr in ros.transforms:
+                    r = tr.transform.rotation
                     out["tf_static"].append({
                         "parent": tr.header.frame_id, "child": tr.child_frame_id,
                         "t": [tr.transform.translation.x, tr.transform.translation.y,
-                              tr.transform.translation.z]})
+                              tr.transform.translation.z],
+                        "q": [r.x, r.y, r.z, r.w]})
             elif t == "/rosout":
                 out["log"].append([ros.name, ros.msg])
 

@@ -941,7 +941,10 @@ fn recording_decodes_with_ros2_tools() {
     let mut states = Inbox::<State>::new(&session, &robot, topics::STATE, 4096).unwrap();
     let mut pairs =
         Inbox::<StereoPair>::new(&session, &robot, topics::CAMERA_STEREO, 4096).unwrap();
-    let mut graph = twin_graph(&robot, port(16), "3");
+    let mut scans =
+        Inbox::<bus::msg::DepthScan>::new(&session, &robot, topics::DEPTH_STEREO, 4096).unwrap();
+    // 8 s: the recorder starts last; well over the 10 frames compared below.
+    let mut graph = twin_graph(&robot, port(16), "8");
     graph.push_str(&format!(
         "[[process]]\nname = \"record\"\nargs = [\"record\", \"--robot\", \"{robot}\", \"--connect\", \"{ep}\", \"--out\", \"{}\"]\n",
         out.display()
@@ -974,6 +977,10 @@ fn recording_decodes_with_ros2_tools() {
     let mut heard_pairs = std::collections::BTreeMap::new();
     while let Some((h, p)) = pairs.recv_timeout(Duration::ZERO).unwrap() {
         heard_pairs.insert(h.seq, p);
+    }
+    let mut heard_scans = std::collections::BTreeMap::new();
+    while let Some((h, d)) = scans.recv_timeout(Duration::ZERO).unwrap() {
+        heard_scans.insert(h.seq, d.depth);
     }
     assert!(
         heard_states.len() >= 10 && heard_pairs.len() >= 10,
@@ -1059,12 +1066,38 @@ fn recording_decodes_with_ros2_tools() {
         }
         assert!(fs(&ci["d"]).iter().all(|d| *d == 0.0));
     }
+    // The cameras on the body: optical frames (z forward, x right, y down) of
+    // a forward-looking pair, the right one `baseline` to the right.
     let tf = r["tf_static"].as_array().unwrap();
     assert_eq!(tf.len(), 2, "{tf:?}");
+    for (t, child) in tf
+        .iter()
+        .zip(["camera_left_optical_frame", "camera_right_optical_frame"])
+    {
+        assert_eq!(
+            (t["parent"].as_str(), t["child"].as_str()),
+            (Some("base_link"), Some(child))
+        );
+        assert_eq!(fs(&t["q"]), [-0.5, 0.5, -0.5, 0.5], "{t}");
+    }
     assert!(
         (f(&tf[0]["t"][1]) - f(&tf[1]["t"][1]) - rig.baseline).abs() < 1e-12,
         "{tf:?}"
     );
+
+    // Depth scans: one-row 32FC1 images holding the bus's floats, bit for bit.
+    let mut depths = 0;
+    for (seq, d) in r["depth"].as_object().unwrap() {
+        assert_eq!(d["encoding"], "32FC1");
+        let Some(scan) = heard_scans.get(&seq.parse::<u64>().unwrap()) else {
+            continue;
+        };
+        assert_eq!(fs(&d["size"]), [scan.len() as f64, 1.0]);
+        let bytes: Vec<u8> = scan.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(d["crc"], adler32(&bytes), "depth scan {seq}");
+        depths += 1;
+    }
+    assert!(depths >= 10, "{depths} depth scans compared with the bus");
 
     // Odometry: the states the twin published, exactly.
     let mut poses = 0;
@@ -1135,10 +1168,12 @@ fn ros2_bridge_matches_rmw_zenoh_keys() {
     let (bus_port, ros_port) = (port(17), port(18));
     let ros_ep = format!("tcp/127.0.0.1:{ros_port}");
     let domain = 7;
-    // The ROS 2 side first (as rmw_zenohd would be): it listens for 25 s.
-    let peer = Command::new("python3")
+    // The ROS 2 side first (as rmw_zenohd would be): it listens until its
+    // stdin closes (after the graph has stopped).
+    let mut peer = Command::new("python3")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ros2_peer.py"))
-        .args([&ros_ep, &domain.to_string(), "25", "4.5", "-1.25", "2.0"])
+        .args([&ros_ep, &domain.to_string(), "4.5", "-1.25", "2.0"])
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1150,7 +1185,7 @@ fn ros2_bridge_matches_rmw_zenoh_keys() {
     let mut goals = Inbox::<bus::msg::Goal>::new(&session, &robot, topics::GOAL, 64).unwrap();
     let mut graph = twin_graph(&robot, bus_port, "8");
     graph.push_str(&format!(
-        "[[process]]\nname = \"ros2\"\nargs = [\"node\", \"ros2\", \"--robot\", \"{robot}\", \"--connect\", \"tcp/127.0.0.1:{bus_port}\", \"--ros-connect\", \"{ros_ep}\", \"--ros-domain\", \"{domain}\"]\n"
+        "[[process]]\nname = \"ros2\"\nargs = [\"node\", \"ros2\", \"--robot\", \"{robot}\", \"--connect\", \"tcp/127.0.0.1:{bus_port}\", \"--ros-connect\", \"{ros_ep}\", \"--ros-domain\", \"{domain}\", \"--ros-accept\", \"goal\"]\n"
     ));
     std::fs::write(dir.join("twin.toml"), graph).unwrap();
     let launched = Command::new(workspace_bin("agent"))
@@ -1161,10 +1196,11 @@ fn ros2_bridge_matches_rmw_zenoh_keys() {
     let log = String::from_utf8_lossy(&launched.stdout).to_string()
         + &String::from_utf8_lossy(&launched.stderr);
     assert!(launched.status.success(), "{log}");
-    let mut got_goal = None;
+    let mut got_goals = Vec::new();
     while let Some((h, g)) = goals.recv_timeout(Duration::ZERO).unwrap() {
-        got_goal = Some((h.frame_id, g.position));
+        got_goals.push((h.frame_id, g.position));
     }
+    drop(peer.stdin.take());
     let out = peer.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -1257,10 +1293,14 @@ fn ros2_bridge_matches_rmw_zenoh_keys() {
         "entity ids are not unique: {tokens:?}"
     );
 
-    // The ROS 2 goal, on the bus.
-    assert_eq!(
-        got_goal,
-        Some(("ros2".to_string(), [4.5, -1.25, 2.0])),
-        "no goal from ROS 2 on nav/goal\n{log}"
+    // The ROS 2 goals in `odom`, on the bus; those in `base_link` (the peer
+    // sends one of each in turn) never.
+    assert!(
+        got_goals.contains(&("ros2".to_string(), [4.5, -1.25, 2.0])),
+        "no goal from ROS 2 on nav/goal: {got_goals:?}\n{log}"
+    );
+    assert!(
+        got_goals.iter().all(|(_, p)| *p == [4.5, -1.25, 2.0]),
+        "a goal in another frame than odom entered the graph: {got_goals:?}"
     );
 }

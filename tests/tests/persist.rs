@@ -29,28 +29,56 @@ fn three_arms_fly_side_by_side_and_the_learned_network_resumes() {
     let ckpt = dir.join("persist.bpk");
     let stdout = succeed(
         Command::new(workspace_bin("agent"))
-            .args(["persist", "--minutes", "1", "--learn-minutes", "0.5"])
+            .args([
+                "persist",
+                "--minutes",
+                "1",
+                "--learn-minutes",
+                "0.5",
+                "--seeds",
+                "2",
+            ])
             .arg("--rerun-save")
             .arg(&rrd)
             .arg("--checkpoint")
             .arg(&ckpt),
     );
     for needle in [
-        "whole flight (1.0 simulated minutes per arm)",
+        "2 seeds x 1.0 simulated minutes per arm; mean [95 % bootstrap interval over seeds]",
+        "whole flight",
         "after 0.5 minutes of learning",
-        "stereo_only",
-        "persistent",
-        "naive",
+        "naive_learning",
         "goal ",
     ] {
         assert!(stdout.contains(needle), "{needle} missing: {stdout}");
     }
-    // The stereo-only arm never flies on mono.
+    // The stereo-only arm never flies on mono, on either seed.
     let stereo_row = stdout
         .lines()
         .find(|l| l.trim_start().starts_with("stereo_only"))
         .unwrap();
-    assert!(stereo_row.contains("0.0 %"), "{stereo_row}");
+    assert!(stereo_row.contains(" 0.0 [0.0, 0.0]"), "{stereo_row}");
+    // The table is the one the README shows: the same header lines.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let headers: Vec<&str> = readme
+        .lines()
+        .filter(|l| {
+            l.starts_with("  arm ") && l.contains("/100 m")
+                || l.starts_with("  arm ") && l.contains("abs-rel")
+        })
+        .collect();
+    assert_eq!(
+        headers.len(),
+        3,
+        "the README's persist table headers: {headers:?}"
+    );
+    for h in headers {
+        assert!(
+            stdout.lines().any(|l| l == h),
+            "README header `{h}` not printed:\n{stdout}"
+        );
+    }
 
     let v = rerun_cli()
         .args(["rrd", "verify"])

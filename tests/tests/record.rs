@@ -653,7 +653,7 @@ fn lockstep_replay_waits_for_each_answer() {
     );
     assert!(stdout.contains("replayed 6 messages"), "{stdout}");
     assert!(
-        stdout.contains("lockstep: 1 frames not answered in time"),
+        stdout.contains("lockstep: 6 camera/stereo frames played, 1 not answered in time"),
         "{stdout}"
     );
     // A frame topic that is not played is refused by name.

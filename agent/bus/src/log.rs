@@ -14,10 +14,11 @@
 //! | `state` | `/odom` (+ `/tf`) | `nav_msgs/msg/Odometry` |
 //! | `nav/goal` | `/goal_pose` | `geometry_msgs/msg/PoseStamped` |
 //! | `events` | `/rosout` | `rcl_interfaces/msg/Log` |
+//! | `fc/status`, `camera/health` | `/diagnostics` | `diagnostic_msgs/msg/DiagnosticArray` |
 //!
 //! and `/tf_static` holds the cameras on the body when the rig is known. The
-//! other topics (flight-controller status, camera health, arming, weights,
-//! tracks) keep the bus encoding (`onboard-bus-v1`: the exact bytes that
+//! other topics (arming, weights, tracks), and messages whose body the bus's
+//! checks refuse, keep the bus encoding (`onboard-bus-v1`: the exact bytes that
 //! crossed the bus, as documented in `agent/bus/README.md`), which
 //! [`Format::Bus`] uses for every topic. A ROS 2 channel's metadata names the
 //! bus topic and sending node (`bus_topic`, `bus_frame_id`) and each
@@ -127,6 +128,9 @@ pub struct LogStats {
     pub restarts: u64,
     /// Frames a lockstep replay played on without an answer (timed out).
     pub unanswered: u64,
+    /// Messages of a ROS 2 recording whose body the bus's checks refuse (a
+    /// NaN setpoint, ...), kept in the bus encoding rather than dropped.
+    pub kept_raw: u64,
 }
 
 impl LogStats {
@@ -555,6 +559,15 @@ impl Recorder {
                     &encode(&l),
                 )?;
             }
+            Mapped::Diagnostics(d) => {
+                self.put_ros(
+                    &ch("/diagnostics", RosType::DiagnosticArray, None),
+                    seq,
+                    stamp,
+                    log_time_ns,
+                    &encode(&d),
+                )?;
+            }
         }
         Ok(true)
     }
@@ -578,17 +591,21 @@ impl Recorder {
                 return Ok(());
             }
         };
-        if self.options.format == Format::Ros2 && crate::ros2::has_ros_type(topic) {
-            if !self.put_as_ros(topic, &header, bytes, log_time_ns)? {
+        let as_ros = self.options.format == Format::Ros2 && crate::ros2::has_ros_type(topic);
+        if !as_ros || !self.put_as_ros(topic, &header, bytes, log_time_ns)? {
+            if as_ros {
+                // A message the bus's own checks refuse (a NaN setpoint, a
+                // state that is no rotation): kept as it crossed the bus, the
+                // evidence of a node that misbehaved (ROS 2 tools skip the
+                // channel, or refuse the file).
                 tracing::warn!(
-                    "not recorded: malformed {} on {}",
+                    "{} on {} is not a valid {}: recorded in the bus encoding",
                     topic.message(),
-                    topic.suffix()
+                    topic.suffix(),
+                    topic.message()
                 );
-                self.stats.malformed += 1;
-                return Ok(());
+                self.stats.kept_raw += 1;
             }
-        } else {
             self.put_bus(topic, header.seq, header.stamp_ns, log_time_ns, bytes)?;
         }
         *self
@@ -680,6 +697,7 @@ impl LogStats {
         self.gap_count += o.gap_count;
         self.restarts += o.restarts;
         self.unanswered += o.unanswered;
+        self.kept_raw += o.kept_raw;
     }
 }
 
@@ -928,6 +946,9 @@ pub struct ChannelInfo {
     pub missing: u64,
     /// The bus topic whose messages it counts (sequence numbers, gaps).
     pub bus_topic: Option<String>,
+    /// The sender (bus frame id) a ROS 2 channel holds; `None` for a
+    /// bus-encoded channel, which holds every sender of its topic.
+    pub bus_frame: Option<String>,
     /// Where it comes from: the bus topic (`camera/stereo (right)` for a
     /// pair's right half), or `derived` (camera info, transforms).
     pub from: String,
@@ -995,6 +1016,7 @@ pub fn info(path: &Path) -> Result<(Vec<ChannelInfo>, SeqTracker), LogError> {
         {
             c.bus_topic = Some(t.clone());
             let frame = meta.get(META_BUS_FRAME).cloned().unwrap_or_default();
+            c.bus_frame = Some(frame.clone());
             msgs.push((t.clone(), frame, u64::from(m.sequence)));
         }
     }
@@ -1006,12 +1028,16 @@ pub fn info(path: &Path) -> Result<(Vec<ChannelInfo>, SeqTracker), LogError> {
     }
     let mut out: Vec<ChannelInfo> = channels.into_values().collect();
     for c in &mut out {
-        c.missing = c
-            .bus_topic
-            .as_ref()
-            .and_then(|t| seqs.missing.get(t))
-            .copied()
-            .unwrap_or(0);
+        c.missing = match (&c.bus_topic, &c.bus_frame) {
+            // One sender's channel: its own gaps (of the listed ones).
+            (Some(t), Some(f)) => seqs
+                .gaps
+                .iter()
+                .filter(|g| &g.topic == t && &g.frame_id == f)
+                .fold(0u64, |n, g| n.saturating_add(g.to - g.from + 1)),
+            (Some(t), None) => seqs.missing.get(t).copied().unwrap_or(0),
+            (None, _) => 0,
+        };
     }
     Ok((out, seqs))
 }
@@ -1025,6 +1051,10 @@ pub fn info(path: &Path) -> Result<(Vec<ChannelInfo>, SeqTracker), LogError> {
 pub struct Lockstep {
     /// The topic that paces (e.g. `camera/stereo`).
     pub frames: Topic,
+    /// The topic the graph answers on (e.g. `cmd/setpoint`): not played from
+    /// the recording, whose own answers would otherwise release the frames
+    /// and reach the graph.
+    pub answer: Topic,
     /// Where the answers arrive (e.g. a [`crate::Tap`] on `cmd/setpoint`),
     /// declared before playing so that no answer is missed.
     pub answers: crate::Tap,
@@ -1101,7 +1131,9 @@ pub fn replay(
             stats.malformed += 1;
             continue;
         };
-        if !topics.is_empty() && !topics.contains(&topic) {
+        if (!topics.is_empty() && !topics.contains(&topic))
+            || lockstep.is_some_and(|l| l.answer == topic)
+        {
             continue;
         }
         if let Pace::Rate(r) = pace {
@@ -1315,11 +1347,47 @@ mod tests {
             let ros = channels.iter().filter(|c| c.encoding == "cdr").count();
             match format {
                 // Left/right images, camera info (with a rig), depth,
-                // two setpoint senders, odom, tf, goal, rosout, tf_static.
-                Format::Ros2 => assert_eq!(ros, if rig.is_some() { 12 } else { 9 }, "{channels:?}"),
+                // two setpoint senders, odom, tf, diagnostics, goal, rosout,
+                // tf_static.
+                Format::Ros2 => {
+                    assert_eq!(ros, if rig.is_some() { 13 } else { 10 }, "{channels:?}")
+                }
                 Format::Bus => assert_eq!(ros, 0),
             }
         }
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[test]
+    fn a_message_the_bus_refuses_is_kept_not_dropped() {
+        let d = dir("raw");
+        let path = d.join("nan.mcap");
+        let h = |seq| Header {
+            seq,
+            stamp_ns: 10 + seq,
+            frame_id: "policy".into(),
+        };
+        let good = encode(&h(0), &Setpoint::HOVER);
+        // A NaN setpoint: written as it crossed the bus, refused by decode.
+        let bad = encode(
+            &h(1),
+            &Setpoint {
+                forward: f32::NAN,
+                ..Setpoint::HOVER
+            },
+        );
+        let mut rec = Recorder::create(&path, "r", &[Topic::CmdSetpoint]).unwrap();
+        for (k, b) in [&good, &bad].iter().enumerate() {
+            rec.write(Topic::CmdSetpoint, b, k as u64).unwrap();
+        }
+        let stats = rec.finish().unwrap();
+        assert_eq!(
+            (stats.messages(), stats.kept_raw, stats.malformed),
+            (2, 1, 0)
+        );
+        assert_eq!(stats.gap_count, 0);
+        let back: Vec<Vec<u8>> = read(&path).unwrap().into_iter().map(|m| m.2).collect();
+        assert_eq!(back, vec![good, bad]);
         std::fs::remove_dir_all(&d).ok();
     }
 

@@ -309,6 +309,39 @@ pub struct Log {
     pub line: u32,
 }
 
+/// `diagnostic_msgs/msg/KeyValue`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyValue {
+    /// Name of the value.
+    pub key: String,
+    /// The value, as text.
+    pub value: String,
+}
+
+/// `diagnostic_msgs/msg/DiagnosticStatus`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiagnosticStatus {
+    /// 0 OK, 1 WARN, 2 ERROR, 3 STALE.
+    pub level: u8,
+    /// The component (`fc`, `camera`).
+    pub name: String,
+    /// A one-line summary.
+    pub message: String,
+    /// The device.
+    pub hardware_id: String,
+    /// Its figures, each written so that it parses back to the same number.
+    pub values: Vec<KeyValue>,
+}
+
+/// `diagnostic_msgs/msg/DiagnosticArray` (what ROS 2 robots send on `/diagnostics`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiagnosticArray {
+    /// Stamp.
+    pub header: Header,
+    /// One status per component.
+    pub status: Vec<DiagnosticStatus>,
+}
+
 /// `rcl_interfaces/msg/Log`'s info level.
 pub const LOG_INFO: u8 = 20;
 
@@ -404,6 +437,8 @@ pub enum RosType {
     Log,
     /// `geometry_msgs/msg/Twist` (what ROS 2 planners send on `/cmd_vel`).
     Twist,
+    /// `diagnostic_msgs/msg/DiagnosticArray`.
+    DiagnosticArray,
 }
 
 impl RosType {
@@ -418,6 +453,7 @@ impl RosType {
             RosType::TfMessage => "tf2_msgs/msg/TFMessage",
             RosType::Log => "rcl_interfaces/msg/Log",
             RosType::Twist => "geometry_msgs/msg/Twist",
+            RosType::DiagnosticArray => "diagnostic_msgs/msg/DiagnosticArray",
         }
     }
 
@@ -451,6 +487,9 @@ impl RosType {
             }
             RosType::Twist => {
                 "RIHS01_9c45bf16fe0983d80e3cfe750d6835843d265a9a6c46bd2e609fcddde6fb8d2a"
+            }
+            RosType::DiagnosticArray => {
+                "RIHS01_5a8a36efb05fb25070fa0fb3810290c0e6cd4862b54a8fb975a1ee8dc55a333e"
             }
         }
     }
@@ -520,6 +559,18 @@ impl RosType {
                 ],
             ),
             RosType::Twist => ("Vector3 linear\nVector3 angular\n", &[VECTOR3]),
+            RosType::DiagnosticArray => (
+                "std_msgs/Header header\nDiagnosticStatus[] status\n",
+                &[
+                    HEADER,
+                    TIME,
+                    (
+                        "diagnostic_msgs/DiagnosticStatus",
+                        "byte OK=0\nbyte WARN=1\nbyte ERROR=2\nbyte STALE=3\nbyte level\nstring name\nstring message\nstring hardware_id\nKeyValue[] values\n",
+                    ),
+                    ("diagnostic_msgs/KeyValue", "string key\nstring value\n"),
+                ],
+            ),
             RosType::Log => (
                 "uint8 DEBUG=10\nuint8 INFO=20\nuint8 WARN=30\nuint8 ERROR=40\nuint8 FATAL=50\nbuiltin_interfaces/Time stamp\nuint8 level\nstring name\nstring msg\nstring file\nstring function\nuint32 line\n",
                 &[TIME],
@@ -558,7 +609,7 @@ pub enum Mapped {
     /// along the optical axis, NaN where nothing was seen: REP 118's depth
     /// image), not a `LaserScan`, whose evenly spaced angles and ranges along
     /// the ray a pinhole camera's columns do not have (converting would not
-    /// give the bus's numbers back); `depthimage_to_laserscan` makes one.
+    /// give the bus's numbers back).
     Depth(Image),
     /// A setpoint: body-frame velocity and yaw rate.
     Twist(TwistStamped),
@@ -568,6 +619,8 @@ pub enum Mapped {
     Goal(PoseStamped),
     /// An event line.
     Log(Log),
+    /// Flight-controller or camera health (`/diagnostics`).
+    Diagnostics(DiagnosticArray),
 }
 
 fn header(stamp_ns: u64, frame: &str) -> Header {
@@ -694,17 +747,117 @@ pub fn to_ros(topic: crate::Topic, stamp_ns: u64, bytes: &[u8]) -> Option<Mapped
                 line: 0,
             })
         }
-        T::FcStatus | T::Weights | T::Tracks | T::CameraHealth | T::CmdArm => return None,
+        T::FcStatus => {
+            let (_, f) = decode::<msg::FcStatus>(bytes).ok()?;
+            let [roll, pitch, yaw] = f.attitude;
+            let [vf, vl, vu] = f.velocity;
+            let state = match f.state {
+                0 => "disarmed",
+                1 => "armed",
+                2 => "failsafe hover",
+                3 => "failsafe landing",
+                4 => "failsafe stopped",
+                msg::FcStatus::LINK_DOWN => "link down",
+                _ => "unknown state",
+            };
+            let level = match (f.state, f.faults) {
+                (2..=4 | msg::FcStatus::LINK_DOWN, _) => 2,
+                (_, 0) => 0,
+                _ => 1,
+            };
+            Mapped::Diagnostics(diagnostics(
+                stamp_ns,
+                "fc",
+                level,
+                state,
+                &[
+                    ("state", f.state.to_string()),
+                    ("faults", f.faults.to_string()),
+                    ("roll_rad", roll.to_string()),
+                    ("pitch_rad", pitch.to_string()),
+                    ("yaw_rad", yaw.to_string()),
+                    ("velocity_forward", vf.to_string()),
+                    ("velocity_left", vl.to_string()),
+                    ("velocity_up", vu.to_string()),
+                    ("altitude_m", f.altitude.to_string()),
+                    ("battery_mv", f.battery_mv.to_string()),
+                    ("setpoint_age_ms", f.setpoint_age_ms.to_string()),
+                    ("link_errors", f.link_errors.to_string()),
+                    ("reconnects", f.reconnects.to_string()),
+                ],
+            ))
+        }
+        T::CameraHealth => {
+            let (_, c) = decode::<msg::CameraHealth>(bytes).ok()?;
+            let streaming = c.streaming == 1;
+            Mapped::Diagnostics(diagnostics(
+                stamp_ns,
+                "camera",
+                if streaming { 0 } else { 2 },
+                if streaming {
+                    "streaming"
+                } else {
+                    "camera lost"
+                },
+                &[
+                    ("streaming", c.streaming.to_string()),
+                    ("fps", c.fps.to_string()),
+                    ("skew_ms", c.skew_ms.to_string()),
+                    ("max_skew_ms", c.max_skew_ms.to_string()),
+                    ("latency_ms", c.latency_ms.to_string()),
+                    ("pairs", c.pairs.to_string()),
+                    ("dropped", c.dropped.to_string()),
+                    ("restarts", c.restarts.to_string()),
+                ],
+            ))
+        }
+        T::Weights | T::Tracks | T::CmdArm => return None,
     })
+}
+
+fn diagnostics(
+    stamp_ns: u64,
+    name: &str,
+    level: u8,
+    message: &str,
+    values: &[(&str, String)],
+) -> DiagnosticArray {
+    DiagnosticArray {
+        header: header(stamp_ns, ""),
+        status: vec![DiagnosticStatus {
+            level,
+            name: name.into(),
+            message: message.into(),
+            hardware_id: String::new(),
+            values: values
+                .iter()
+                .map(|(k, v)| KeyValue {
+                    key: (*k).into(),
+                    value: v.clone(),
+                })
+                .collect(),
+        }],
+    }
+}
+
+/// The value of `key` in the status of `name`, parsed.
+fn diag_value<T: std::str::FromStr>(
+    d: &DiagnosticArray,
+    name: &str,
+    key: &str,
+) -> Result<T, CdrError> {
+    d.status
+        .iter()
+        .find(|s| s.name == name)
+        .and_then(|s| s.values.iter().find(|v| v.key == key))
+        .and_then(|v| v.value.parse().ok())
+        .ok_or_else(|| unfit(&format!("diagnostics of `{name}` lack a readable `{key}`")))
 }
 
 /// Whether `topic` is written as ROS 2 messages.
 pub fn has_ros_type(topic: crate::Topic) -> bool {
     use crate::Topic as T;
-    !matches!(
-        topic,
-        T::FcStatus | T::Weights | T::Tracks | T::CameraHealth | T::CmdArm
-    )
+    !matches!(topic, T::Weights | T::Tracks | T::CmdArm)
 }
 
 /// Why a ROS 2 message does not give a bus message back.
@@ -786,8 +939,47 @@ pub fn from_ros(
             let l: Log = decode(cdr)?;
             bus(header, &msg::Event { text: l.msg })
         }
+        T::FcStatus => {
+            let d: DiagnosticArray = decode(cdr)?;
+            let v = |k| diag_value::<f32>(&d, "fc", k);
+            bus(
+                header,
+                &msg::FcStatus {
+                    state: diag_value(&d, "fc", "state")?,
+                    faults: diag_value(&d, "fc", "faults")?,
+                    attitude: [v("roll_rad")?, v("pitch_rad")?, v("yaw_rad")?],
+                    velocity: [
+                        v("velocity_forward")?,
+                        v("velocity_left")?,
+                        v("velocity_up")?,
+                    ],
+                    altitude: v("altitude_m")?,
+                    battery_mv: diag_value(&d, "fc", "battery_mv")?,
+                    setpoint_age_ms: diag_value(&d, "fc", "setpoint_age_ms")?,
+                    link_errors: diag_value(&d, "fc", "link_errors")?,
+                    reconnects: diag_value(&d, "fc", "reconnects")?,
+                },
+            )
+        }
+        T::CameraHealth => {
+            let d: DiagnosticArray = decode(cdr)?;
+            let v = |k| diag_value::<f32>(&d, "camera", k);
+            bus(
+                header,
+                &msg::CameraHealth {
+                    streaming: diag_value(&d, "camera", "streaming")?,
+                    fps: v("fps")?,
+                    skew_ms: v("skew_ms")?,
+                    max_skew_ms: v("max_skew_ms")?,
+                    latency_ms: v("latency_ms")?,
+                    pairs: diag_value(&d, "camera", "pairs")?,
+                    dropped: diag_value(&d, "camera", "dropped")?,
+                    restarts: diag_value(&d, "camera", "restarts")?,
+                },
+            )
+        }
         T::CameraStereo => return Err(unfit("a stereo pair is joined from two images")),
-        T::FcStatus | T::Weights | T::Tracks | T::CameraHealth | T::CmdArm => {
+        T::Weights | T::Tracks | T::CmdArm => {
             return Err(unfit("this topic has no ROS 2 type"));
         }
     })
@@ -1027,6 +1219,42 @@ mod tests {
                 ),
             ),
         ];
+        let mut msgs = msgs;
+        msgs.push((
+            Topic::FcStatus,
+            h("fc"),
+            bus(
+                &h("fc"),
+                &msg::FcStatus {
+                    state: 2,
+                    faults: 0x21,
+                    attitude: [0.1, -1.0 / 3.0, f32::MIN_POSITIVE],
+                    velocity: [1e-7, -2.5, 0.0],
+                    altitude: 12.345_679,
+                    battery_mv: 11_900,
+                    setpoint_age_ms: 1_234,
+                    link_errors: 7,
+                    reconnects: 1,
+                },
+            ),
+        ));
+        msgs.push((
+            Topic::CameraHealth,
+            h("camera"),
+            bus(
+                &h("camera"),
+                &msg::CameraHealth {
+                    streaming: 1,
+                    fps: 29.97,
+                    skew_ms: -0.333,
+                    max_skew_ms: 4.0,
+                    latency_ms: 17.25,
+                    pairs: u64::MAX,
+                    dropped: 3,
+                    restarts: 2,
+                },
+            ),
+        ));
         for (topic, hd, bytes) in msgs {
             let ros = to_ros(topic, hd.stamp_ns, &bytes).expect("mapped");
             let cdr = match &ros {
@@ -1035,6 +1263,7 @@ mod tests {
                 Mapped::Odometry(m) => encode(m.as_ref()),
                 Mapped::Goal(m) => encode(m),
                 Mapped::Log(m) => encode(m),
+                Mapped::Diagnostics(m) => encode(m),
                 Mapped::Pair(..) => unreachable!(),
             };
             let back = from_ros(topic, &hd, &cdr).unwrap();

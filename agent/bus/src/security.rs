@@ -95,11 +95,10 @@ pub const ROLES: &[Role] = &[
         publishes: &[T::Events],
         alive: &[],
     },
-    // The ROS 2 bridge: goals from ROS 2 (rviz2, Nav2) and, when allowed,
-    // velocity commands, which the safety node gates.
+    // The ROS 2 bridge: goals from ROS 2 (rviz2, Nav2), when allowed.
     Role {
         name: "ros2",
-        publishes: &[T::Goal, T::CmdPolicy, T::Events],
+        publishes: &[T::Goal, T::Events],
         alive: &["ros2"],
     },
     // The operator on the robot: `agent arm` (after its preflight checks) and

@@ -67,8 +67,9 @@ pub(crate) struct ReplayArgs {
     wait: f64,
     /// Play frame by frame: hold each `--lockstep-frames` message until the
     /// graph has answered the previous one on this topic (e.g. `cmd/setpoint`,
-    /// matched by sequence number and stamp). The graph's output then does not
-    /// depend on the host's speed: regression replays on a loaded machine.
+    /// matched by sequence number and stamp; the recording's own messages of it
+    /// are not played). The pacing then does not depend on the host's speed
+    /// (nodes' own time-outs still do: give the policy a long --mono-wait-ms).
     #[arg(long, value_name = "ANSWER_TOPIC")]
     lockstep: Option<String>,
     /// The topic whose messages are the frames of `--lockstep`.
@@ -154,7 +155,33 @@ pub(crate) struct LatencyArgs {
 
 /// `agent record`.
 pub(crate) fn record(a: RecordArgs, stop: Arc<AtomicBool>) -> Result<()> {
-    let topics = parse_topics(&a.topics)?;
+    let mut topics = parse_topics(&a.topics)?;
+    if a.rig.is_some() && matches!(a.format, RecordFormat::Bus) {
+        anyhow::bail!(
+            "--rig is for --format ros2 (CameraInfo and /tf_static); the bus encoding has no use for it"
+        );
+    }
+    if matches!(a.format, RecordFormat::Ros2) {
+        let (ros, other): (Vec<bus::Topic>, Vec<bus::Topic>) =
+            topics.iter().partition(|t| bus::ros2::has_ros_type(**t));
+        let names: Vec<&str> = other.iter().map(|t| t.suffix()).collect();
+        if a.topics.is_empty() {
+            // By default only what ROS 2 tools can read: a file with a
+            // bus-encoded channel is refused by them.
+            if !names.is_empty() {
+                println!(
+                    "not recorded (no ROS 2 type; name them in --topics, or record them with --format bus): {}",
+                    names.join(", ")
+                );
+            }
+            topics = ros;
+        } else if !names.is_empty() {
+            println!(
+                "warning: {} have no ROS 2 type and stay in the bus encoding: ROS 2 tools (rosbags, ros2 bag, Foxglove's ROS 2 decoder) will refuse this file; record them apart with --format bus",
+                names.join(", ")
+            );
+        }
+    }
     if let Some(s) = a.seconds
         && !(s.is_finite() && s > 0.0)
     {
@@ -210,6 +237,12 @@ pub(crate) fn record(a: RecordArgs, stop: Arc<AtomicBool>) -> Result<()> {
         s.per_topic,
         s.malformed
     );
+    if s.kept_raw > 0 {
+        println!(
+            "{} messages failed the bus's checks (non-finite values, ...) and were kept in the bus encoding: ROS 2 tools skip or refuse those channels",
+            s.kept_raw
+        );
+    }
     if s.missing.is_empty() {
         println!(
             "no gaps: every publisher's sequence numbers are complete between its first and last message"
@@ -257,6 +290,7 @@ pub(crate) fn replay(a: ReplayArgs, stop: Arc<AtomicBool>) -> Result<()> {
             // it before the first answer.
             Some(bus::log::Lockstep {
                 frames: frames[0],
+                answer: answer_topic[0],
                 answers: bus::Tap::new(&session, &a.bus.robot, answer_topic[0].suffix())?,
                 timeout: Duration::from_secs_f64(a.lockstep_timeout),
             })
@@ -286,8 +320,14 @@ pub(crate) fn replay(a: ReplayArgs, stop: Arc<AtomicBool>) -> Result<()> {
         t0.elapsed().as_secs_f64(),
         s.per_topic
     );
-    if lockstep.is_some() {
-        println!("lockstep: {} frames not answered in time", s.unanswered);
+    if let Some(l) = &lockstep {
+        let frames = s.per_topic.get(l.frames.suffix()).copied().unwrap_or(0);
+        println!(
+            "lockstep: {frames} {} frames played, {} not answered in time; recorded {} not played",
+            l.frames.suffix(),
+            s.unanswered,
+            l.answer.suffix()
+        );
     }
     // Let the last messages leave before the session closes.
     std::thread::sleep(Duration::from_millis(200));

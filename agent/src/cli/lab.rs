@@ -115,6 +115,13 @@ pub(crate) struct PersistArgs {
     /// Exit with status 2 if a goal of the experiment is missed.
     #[arg(long)]
     check_goals: bool,
+    /// Seeds each arm flies (from --seed on, 1 by default): every figure is a
+    /// mean over them with a 95 % bootstrap interval.
+    #[arg(long, default_value_t = 5, value_parser = count(1, 1000))]
+    seeds: usize,
+    /// Flights at once (default: one per core).
+    #[arg(long, value_parser = count(1, 256))]
+    jobs: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -261,8 +268,15 @@ pub(crate) fn persist(a: PersistArgs, stop: Arc<AtomicBool>) -> Result<()> {
     if a.common.speed.is_none() {
         cfg.speed = 0.0; // an experiment runs as fast as the machine allows
     }
+    let first = cfg.seed;
     let run = agent::experiment::PersistRun {
         config: cfg,
+        seeds: (0..a.seeds as u64)
+            .map(|k| first.saturating_add(k))
+            .collect(),
+        jobs: a.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        }),
         learn_minutes: a.learn_minutes,
         sink: a.common.sink(&a.rerun_save),
         checkpoint: Some(a.checkpoint.clone()),

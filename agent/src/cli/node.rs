@@ -67,9 +67,9 @@ pub(crate) struct NodeArgs {
     /// ros2 node: the ROS 2 node's name.
     #[arg(long, default_value = "onboard_agent")]
     ros_node_name: String,
-    /// ros2 node: what ROS 2 may send into the graph: goal (goal_pose → nav/goal),
-    /// cmd_vel (cmd_vel → cmd/policy, which the safety node gates), comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "goal")]
+    /// ros2 node: what ROS 2 may send into the graph (nothing by default: its
+    /// side is unauthenticated): goal (goal_pose in the odom frame → nav/goal).
+    #[arg(long, value_enum, value_delimiter = ',')]
     ros_accept: Vec<agent::nodes::ros2::Accept>,
     /// telemetry node: where rerun data goes (save, connect, spawn, off).
     #[arg(long, value_enum, default_value = "save")]

@@ -174,9 +174,9 @@ struct MonoScans {
     recent: std::collections::VecDeque<(bus::wire::Header, Vec<f32>)>,
     /// Sequence number of the newest mono scan.
     last_seq: Option<u64>,
-    /// Sequence number of the first frame since the start (or since the
-    /// camera's numbers started again).
-    first_seq: Option<u64>,
+    /// What is left of the wait for mono over the node's first frames, before
+    /// any mono scan came (2x the per-frame wait in all, once per node).
+    startup_left: Duration,
 }
 
 /// Frames without a mono scan after which the policy stops waiting for one
@@ -186,19 +186,26 @@ const MONO_LIVE_FRAMES: u64 = 10;
 
 impl MonoScans {
     fn take(&mut self, h: &bus::wire::Header, wait: Duration) -> Result<Option<Vec<f32>>> {
-        if self.last_seq.is_some_and(|s| h.seq < s) || self.first_seq.is_some_and(|s| h.seq < s) {
+        if self.last_seq.is_some_and(|s| h.seq < s) {
             // The camera's numbers started again: nothing is known of mono yet.
             self.last_seq = None;
-            self.first_seq = None;
         }
-        // Mono is waited for while it is publishing, and over the first frames
-        // as if it were (its first inferences are the slowest, and a frame
-        // flown without its mono scan is a frame the switch misjudges); a mono
-        // node that never answers costs those first frames' waits only.
-        let since = self.last_seq.or(self.first_seq).unwrap_or(h.seq);
-        self.first_seq.get_or_insert(h.seq);
-        let live = h.seq.saturating_sub(since) <= MONO_LIVE_FRAMES;
-        let deadline = Instant::now() + if live { wait } else { Duration::ZERO };
+        // Mono is waited for while it is publishing, and at the node's start
+        // before its first scan, up to a budget of twice the per-frame wait in
+        // all (its first inference is the slowest, and a frame flown without
+        // its mono scan is one the switch judges otherwise than the loop in
+        // process); a mono node that is silent (no weights yet) costs that
+        // budget once, never again (not after a camera restart in flight).
+        let live = self
+            .last_seq
+            .is_some_and(|s| h.seq.saturating_sub(s) <= MONO_LIVE_FRAMES);
+        let wait = if live {
+            wait
+        } else {
+            wait.min(self.startup_left)
+        };
+        let mut counted = Instant::now();
+        let deadline = counted + wait;
         loop {
             if let Some(k) = self
                 .recent
@@ -208,7 +215,12 @@ impl MonoScans {
                 return Ok(self.recent.remove(k).map(|(_, s)| s));
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.inbox.recv_timeout(left)? {
+            let got = self.inbox.recv_timeout(left)?;
+            if !live {
+                self.startup_left = self.startup_left.saturating_sub(counted.elapsed());
+                counted = Instant::now();
+            }
+            match got {
                 Some((mh, m)) => {
                     self.last_seq = Some(mh.seq);
                     if self.recent.len() == 16 {
@@ -258,7 +270,7 @@ impl PilotInputs {
                 inbox: Inbox::<DepthScan>::new(session, robot, bus::topics::DEPTH_MONO, 16)?,
                 recent: Default::default(),
                 last_seq: None,
-                first_seq: None,
+                startup_left: 2 * mono_wait,
             })
         } else {
             None

@@ -18,8 +18,16 @@
 //! | `state` | `odom` (`Odometry`) and `/tf` |
 //! | rig | `/tf_static` (every second: a plain zenoh publisher keeps no history for late joiners) |
 //! | `events` | `/rosout` |
-//! | `nav/goal` ← | `goal_pose` (`PoseStamped`, rviz2's goal tool) |
-//! | `cmd/policy` ← | `cmd_vel` (`Twist`), only with `--ros-accept cmd_vel`: the safety node still gates it |
+//! | `fc/status`, `camera/health` | `/diagnostics` (`DiagnosticArray`) |
+//! | `nav/goal` ← | `goal_pose` (`PoseStamped` in `odom`), only with `--ros-accept goal` |
+//!
+//! The ROS 2 side is a trust boundary: its session has no authentication (as
+//! rmw_zenoh's own), so by default nothing from it enters the graph, and
+//! everything the graph publishes, images included, is visible to every peer
+//! of that router: keep `rmw_zenohd` on loopback, or give the ROS 2 network
+//! zenoh's TLS and access control. Velocity commands from ROS 2 are not taken
+//! (the safety node gates the policy's proposals by the camera frame they
+//! answer; a planner's `cmd_vel` answers none).
 
 use super::{NodeOptions, stereo_rig};
 use anyhow::{Context as _, Result};
@@ -35,10 +43,9 @@ use tracing::{info, warn};
 /// What the ROS 2 side may send into the graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Accept {
-    /// `goal_pose` → `nav/goal`.
+    /// `goal_pose` → `nav/goal`: goals in the `odom` frame (rviz2's "2D Goal
+    /// Pose" with `odom` as the fixed frame, Nav2); others are refused.
     Goal,
-    /// `cmd_vel` → `cmd/policy` (the safety node passes it on or takes over).
-    CmdVel,
 }
 
 /// Settings of the `ros2` node.
@@ -66,7 +73,7 @@ impl Default for Ros2Options {
             domain: 0,
             namespace: String::new(),
             node_name: "onboard_agent".into(),
-            accept: vec![Accept::Goal],
+            accept: Vec::new(),
         }
     }
 }
@@ -176,8 +183,20 @@ impl RosSide {
 /// What ROS 2 sent, for the bus.
 enum FromRos {
     Goal(bus::msg::Goal),
-    CmdVel(bus::msg::Setpoint),
 }
+
+/// The bus topics bridged to ROS 2, each with its own subscription so that
+/// images never crowd out the state or events.
+const BRIDGED: [Topic; 8] = [
+    Topic::CameraStereo,
+    Topic::DepthStereo,
+    Topic::DepthMono,
+    Topic::CmdSetpoint,
+    Topic::State,
+    Topic::Events,
+    Topic::FcStatus,
+    Topic::CameraHealth,
+];
 
 /// Runs the bridge until `stop`.
 pub fn ros2_node(
@@ -215,7 +234,6 @@ pub fn ros2_node(
     for a in &o.accept {
         let (topic, t) = match a {
             Accept::Goal => ("goal_pose", RosType::PoseStamped),
-            Accept::CmdVel => ("cmd_vel", RosType::Twist),
         };
         let (_, token) = ros.token(EntityKind::Subscription, topic, t, Qos::DEFAULT)?;
         sub_tokens.push(token);
@@ -228,24 +246,28 @@ pub fn ros2_node(
             .callback(move |s: zenoh::sample::Sample| {
                 let bytes = s.payload().to_bytes();
                 let msg = match accept {
-                    Accept::Goal => bus::ros2::decode::<bus::ros2::PoseStamped>(&bytes).map(|g| {
-                        let p = g.pose.position;
-                        FromRos::Goal(bus::msg::Goal {
-                            position: [p.x, p.y, p.z],
-                        })
-                    }),
-                    Accept::CmdVel => bus::ros2::decode::<bus::ros2::Twist>(&bytes).map(|t| {
-                        FromRos::CmdVel(bus::msg::Setpoint {
-                            forward: t.linear.x as f32,
-                            left: t.linear.y as f32,
-                            up: t.linear.z as f32,
-                            yaw_rate: t.angular.z as f32,
-                        })
-                    }),
+                    Accept::Goal => bus::ros2::decode::<bus::ros2::PoseStamped>(&bytes)
+                        .map_err(|e| e.to_string())
+                        .and_then(|g| {
+                            // Only the frame the graph's goals are in: a goal
+                            // in `map` or `base_link` would be flown as if
+                            // it were in `odom`.
+                            if !matches!(g.header.frame_id.as_str(), "odom" | "") {
+                                return Err(format!(
+                                    "a goal in frame `{}` (only `{}` is taken)",
+                                    g.header.frame_id,
+                                    bus::ros2::WORLD
+                                ));
+                            }
+                            let p = g.pose.position;
+                            Ok(FromRos::Goal(bus::msg::Goal {
+                                position: [p.x, p.y, p.z],
+                            }))
+                        }),
                 };
                 match msg {
-                    // A full queue drops the newest: goals and commands are
-                    // not worth stalling zenoh's thread for.
+                    // A full queue drops the newest: goals are not worth
+                    // stalling zenoh's thread for.
                     Ok(m) => {
                         let _ = tx.try_send(m);
                     }
@@ -259,10 +281,13 @@ pub fn ros2_node(
     }
     drop(tx);
     let mut goals = Outbox::<bus::msg::Goal>::new(session, robot, bus::topics::GOAL)?;
-    let mut commands = Outbox::<bus::msg::Setpoint>::new(session, robot, bus::topics::CMD_POLICY)?;
 
-    // Bus → ROS 2.
-    let tap = bus::Tap::new(session, robot, "**")?;
+    // Bus → ROS 2: a subscription per topic.
+    let taps = BRIDGED
+        .iter()
+        .map(|t| Ok((*t, bus::Tap::new(session, robot, t.suffix())?)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut put_errors = 0u64;
     let mut last_static: Option<Instant> = None;
     let (mut bridged, mut refused, mut received) = (0u64, 0u64, 0u64);
     while !stop.load(Ordering::Relaxed) {
@@ -276,27 +301,58 @@ pub fn ros2_node(
             let stamp = bus::now_ns();
             match m {
                 FromRos::Goal(g) => goals.send(stamp, "ros2", &g).map(|_| ())?,
-                FromRos::CmdVel(s) => commands.send(stamp, "ros2", &s).map(|_| ())?,
             }
         }
-        let Some((suffix, bytes)) = tap.recv_timeout(Duration::from_millis(20))? else {
-            continue;
-        };
-        let Some(topic) = Topic::from_suffix(&suffix) else {
-            continue;
-        };
-        if matches!(topic, Topic::Goal | Topic::CmdPolicy) {
-            // What this node sends in, and goals (ROS 2 sends those).
-            continue;
+        let mut any = false;
+        for (topic, tap) in &taps {
+            while let Some((_, bytes)) = tap.recv_timeout(Duration::ZERO)? {
+                any = true;
+                match bridge(&mut ros, &rig, *topic, &bytes) {
+                    Ok(true) => bridged += 1,
+                    Ok(false) => refused += 1,
+                    Err(e) => {
+                        // A put that fails (the ROS 2 side's session closing)
+                        // is said, at first and then at powers of two, and the
+                        // node goes on.
+                        put_errors += 1;
+                        if put_errors.is_power_of_two() {
+                            warn!("ros2: {e:#} ({put_errors} failed puts so far)");
+                        }
+                    }
+                }
+            }
         }
-        let Ok((_, h, _)) = bus::wire::decode_header(&bytes) else {
-            refused += 1;
-            continue;
-        };
-        let Some(mapped) = bus::ros2::to_ros(topic, h.stamp_ns, &bytes) else {
-            continue;
-        };
-        bridged += 1;
+        if !any {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let sent: Vec<String> = ros
+        .publishers
+        .iter()
+        .map(|(t, p)| format!("{t} {}", p.sent))
+        .collect();
+    info!(
+        bridged,
+        refused,
+        put_errors,
+        received,
+        "ros2: bus messages bridged, refused (not decodable); ROS 2 goals taken; samples sent: {}",
+        sent.join(", ")
+    );
+    drop(subscriptions);
+    drop(sub_tokens);
+    Ok(())
+}
+
+/// One bus message of `topic` to ROS 2; `Ok(false)` if it does not decode.
+fn bridge(ros: &mut RosSide, rig: &bus::ros2::RigInfo, topic: Topic, bytes: &[u8]) -> Result<bool> {
+    let Ok((_, h, _)) = bus::wire::decode_header(bytes) else {
+        return Ok(false);
+    };
+    let Some(mapped) = bus::ros2::to_ros(topic, h.stamp_ns, bytes) else {
+        return Ok(false);
+    };
+    {
         match mapped {
             Mapped::Pair(l, r) => {
                 let fits = (rig.width, rig.height) == (l.width, l.height);
@@ -344,22 +400,14 @@ pub fn ros2_node(
                 ros.publish("/tf", RosType::TfMessage, Qos::DEFAULT, encode(&tf))?;
             }
             Mapped::Log(l) => ros.publish("/rosout", RosType::Log, Qos::DEFAULT, encode(&l))?,
+            Mapped::Diagnostics(d) => ros.publish(
+                "/diagnostics",
+                RosType::DiagnosticArray,
+                Qos::DEFAULT,
+                encode(&d),
+            )?,
             Mapped::Goal(_) => {}
         }
     }
-    let sent: Vec<String> = ros
-        .publishers
-        .iter()
-        .map(|(t, p)| format!("{t} {}", p.sent))
-        .collect();
-    info!(
-        bridged,
-        refused,
-        received,
-        "ros2: bus messages bridged, refused; ROS 2 messages received; samples sent: {}",
-        sent.join(", ")
-    );
-    drop(subscriptions);
-    drop(sub_tokens);
-    Ok(())
+    Ok(true)
 }
