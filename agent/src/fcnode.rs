@@ -54,8 +54,28 @@ pub trait FlightController {
 /// How long the node waits on its inbox or the vehicle before checking for Ctrl-C.
 const POLL: Duration = Duration::from_millis(100);
 
-/// An arm request is refused unless a setpoint arrived this recently.
-pub const SETPOINTS_FRESH: Duration = Duration::from_millis(500);
+/// An arm request is refused unless a setpoint arrived this recently: no
+/// longer than the firmware's own setpoint watchdog (200 ms by default), or a
+/// vehicle armed on that stream would fail safe at once.
+pub const SETPOINTS_FRESH: Duration = Duration::from_millis(200);
+
+/// An arm request stamped further than this from the node's clock is refused:
+/// an old request replayed (or one from a ground station whose clock is far
+/// off, which the refusal names) never arms the vehicle.
+pub const ARM_REQUEST_AGE: Duration = Duration::from_secs(5);
+
+/// Why a request stamped `stamp_ns` is too old (or too far ahead) at `now_ns`.
+fn stale_request(stamp_ns: u64, now_ns: u64) -> Option<String> {
+    let skew = now_ns.abs_diff(stamp_ns);
+    (skew > ARM_REQUEST_AGE.as_nanos() as u64).then(|| {
+        format!(
+            "stamped {:.1} s {} this node's clock (more than {} s: a replayed request, or clocks apart)",
+            skew as f64 * 1e-9,
+            if stamp_ns <= now_ns { "before" } else { "after" },
+            ARM_REQUEST_AGE.as_secs()
+        )
+    })
+}
 
 /// The node: setpoints in, reports out, until `stop`. With `arm`, the first
 /// setpoint arms (retried every second until it is done).
@@ -99,9 +119,12 @@ pub fn flight_controller_node(
             publish(&mut reports)?;
             continue;
         }
-        while let Some((_, req)) = arm_requests.recv_timeout(Duration::ZERO)? {
+        while let Some((h, req)) = arm_requests.recv_timeout(Duration::ZERO)? {
             let n = req.nonce;
-            let text = if !req.arm {
+            let what = if req.arm { "arm" } else { "disarm" };
+            let text = if let Some(why) = stale_request(h.stamp_ns, bus::now_ns()) {
+                format!("{name}: {what} request {n:016x} refused: {why}")
+            } else if !req.arm {
                 if fc.disarm(&mut reports) {
                     format!("{name}: disarm request {n:016x}: disarmed")
                 } else {
@@ -501,5 +524,24 @@ impl FlightController for MavlinkFc {
 
     fn summary(&self) -> String {
         format!("{:?}", self.link.status())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arm_requests_far_from_now_are_refused() {
+        let now = 1_000_000_000_000;
+        assert!(stale_request(now - 4_000_000_000, now).is_none());
+        assert!(stale_request(now + 4_000_000_000, now).is_none());
+        let old = stale_request(now - 6_000_000_000, now).unwrap();
+        assert!(old.contains("6.0 s before"), "{old}");
+        assert!(
+            stale_request(now + 60_000_000_000, now)
+                .unwrap()
+                .contains("after")
+        );
     }
 }

@@ -610,6 +610,55 @@ fn operator_arms_after_preflight() {
     assert!(!refused.status.success(), "{said}");
     assert!(said.contains("not alive: tracker"), "{said}");
     assert!(said.contains("nothing was armed"), "{said}");
+    // An arm request stamped a minute ago (a replayed one) is refused by the
+    // fc node, naming its age.
+    let operator = bus::open(&bus::BusConfig {
+        connect: vec![format!("tls/127.0.0.1:{}", port(14))],
+        tls: Some(bus::TlsFiles {
+            ca: secrets.join("ca.pem"),
+            cert: secrets.join("operator.pem"),
+            key: secrets.join("operator.key"),
+        }),
+        ..bus::BusConfig::default()
+    })
+    .unwrap();
+    let mut events =
+        bus::Inbox::<bus::msg::Event>::new(&operator, &robot, bus::topics::EVENTS, 256).unwrap();
+    let mut requests =
+        bus::Outbox::<bus::msg::ArmRequest>::new(&operator, &robot, bus::topics::CMD_ARM).unwrap();
+    let replayed = bus::msg::ArmRequest {
+        nonce: 0x5eed,
+        arm: true,
+    };
+    let t0 = Instant::now();
+    let refusal = loop {
+        // Sent again until answered: the route may take a moment to form.
+        requests
+            .send(bus::now_ns() - 60_000_000_000, "operator", &replayed)
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(1);
+        let mut answer = None;
+        while Instant::now() < until {
+            if let Some((_, e)) = events.recv_timeout(Duration::from_millis(100)).unwrap()
+                && e.text.contains("arm request 0000000000005eed")
+            {
+                answer = Some(e.text);
+                break;
+            }
+        }
+        if let Some(a) = answer {
+            break a;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no answer to the replayed request"
+        );
+    };
+    assert!(
+        refusal.contains("refused: stamped 60") && refusal.contains("before"),
+        "{refusal}"
+    );
+    drop(operator);
     // The shipped graph: every check passes once the loop runs, then it arms.
     let armed = arm(&["--wait", "120"]);
     let said = String::from_utf8_lossy(&armed.stdout).to_string()
