@@ -12,7 +12,7 @@
 
 use crate::nodes::NodeOptions;
 use anyhow::{Context as _, Result};
-use bus::msg::{ArmRequest, Event, FcStatus, Setpoint, State};
+use bus::msg::{ArmAction, ArmRequest, Event, FcStatus, Setpoint, State};
 use bus::{Inbox, Outbox, Session};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -43,6 +43,9 @@ pub trait FlightController {
     /// Disarm on the ground (the vehicle refuses in the air), which also
     /// acknowledges latched faults; `true` when done, else it reports why not.
     fn disarm(&mut self, out: &mut Vec<FcReport>) -> bool;
+    /// Motors off now, in the air too (the vehicle falls): our firmware's
+    /// emergency stop, MAVLink's forced disarm; `true` when done.
+    fn emergency_stop(&mut self, out: &mut Vec<FcReport>) -> bool;
     /// Whether the vehicle says it is armed and flying the agent's setpoints.
     fn in_control(&self) -> bool;
     /// What happened since the last call.
@@ -121,25 +124,44 @@ pub fn flight_controller_node(
         }
         while let Some((h, req)) = arm_requests.recv_timeout(Duration::ZERO)? {
             let n = req.nonce;
-            let what = if req.arm { "arm" } else { "disarm" };
-            let text = if let Some(why) = stale_request(h.stamp_ns, bus::now_ns()) {
-                format!("{name}: {what} request {n:016x} refused: {why}")
-            } else if !req.arm {
-                if fc.disarm(&mut reports) {
-                    format!("{name}: disarm request {n:016x}: disarmed")
-                } else {
-                    format!("{name}: disarm request {n:016x} refused by the flight controller")
+            let what = req.action.name();
+            let text = match req.action {
+                // An emergency stop is never refused for its age: stopping
+                // the motors late is better than not at all.
+                ArmAction::EmergencyStop => {
+                    arm_due = false;
+                    if fc.emergency_stop(&mut reports) {
+                        format!("{name}: {what} request {n:016x}: motors stopped")
+                    } else {
+                        format!("{name}: {what} request {n:016x} refused by the flight controller")
+                    }
                 }
-            } else if fc.in_control() {
-                format!("{name}: arm request {n:016x}: already armed")
-            } else if last_setpoint.is_none_or(|t| t.elapsed() > SETPOINTS_FRESH) {
-                format!(
-                    "{name}: arm request {n:016x} refused: no setpoints streaming (the loop is not running)"
-                )
-            } else if fc.arm(&mut reports) {
-                format!("{name}: arm request {n:016x}: armed")
-            } else {
-                format!("{name}: arm request {n:016x} refused by the flight controller")
+                _ if stale_request(h.stamp_ns, bus::now_ns()).is_some() => format!(
+                    "{name}: {what} request {n:016x} refused: {}",
+                    stale_request(h.stamp_ns, bus::now_ns()).unwrap_or_default()
+                ),
+                ArmAction::Disarm => {
+                    if fc.disarm(&mut reports) {
+                        format!("{name}: disarm request {n:016x}: disarmed")
+                    } else {
+                        format!("{name}: disarm request {n:016x} refused by the flight controller")
+                    }
+                }
+                ArmAction::Arm if fc.in_control() => {
+                    format!("{name}: arm request {n:016x}: already armed")
+                }
+                ArmAction::Arm if last_setpoint.is_none_or(|t| t.elapsed() > SETPOINTS_FRESH) => {
+                    format!(
+                        "{name}: arm request {n:016x} refused: no setpoints streaming (the loop is not running)"
+                    )
+                }
+                ArmAction::Arm => {
+                    if fc.arm(&mut reports) {
+                        format!("{name}: arm request {n:016x}: armed")
+                    } else {
+                        format!("{name}: arm request {n:016x} refused by the flight controller")
+                    }
+                }
             };
             reports.push(FcReport::Event(text));
         }
@@ -259,6 +281,22 @@ impl FlightController for SerialFc {
 
     fn disarm(&mut self, out: &mut Vec<FcReport>) -> bool {
         self.command(fclink::ToFc::Disarm, "disarm", out)
+    }
+
+    fn emergency_stop(&mut self, out: &mut Vec<FcReport>) -> bool {
+        match self.link.emergency_stop(Duration::from_millis(500)) {
+            Ok(fclink::AckStatus::Accepted) => true,
+            Ok(other) => {
+                out.push(FcReport::Event(format!(
+                    "fc: emergency stop refused: {other:?}"
+                )));
+                false
+            }
+            Err(e) => {
+                out.push(FcReport::Event(format!("fc: {e}")));
+                false
+            }
+        }
     }
 
     fn in_control(&self) -> bool {
@@ -431,6 +469,19 @@ impl FlightController for MavlinkFc {
             Ok(()) => true,
             Err(e) => {
                 out.push(FcReport::Event(format!("mavlink: disarm refused: {e}")));
+                false
+            }
+        }
+    }
+
+    fn emergency_stop(&mut self, out: &mut Vec<FcReport>) -> bool {
+        self.in_control = false;
+        match self.link.force_disarm() {
+            Ok(()) => true,
+            Err(e) => {
+                out.push(FcReport::Event(format!(
+                    "mavlink: forced disarm refused: {e}"
+                )));
                 false
             }
         }

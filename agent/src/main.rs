@@ -97,6 +97,9 @@ enum Cmd {
     /// Disarm the vehicle on the ground (refused in the air); also acknowledges
     /// the flight controller's latched faults so that it may arm again.
     Disarm(cli::arm::DisarmArgs),
+    /// Emergency stop: motors off now, in the air too (the vehicle falls).
+    /// The flight controller latches it until a disarm on the ground.
+    Estop(cli::arm::DisarmArgs),
     /// Send the robot a goal on `nav/goal` (X,Y,Z in metres): the ground
     /// station's command, over TLS on a secured graph.
     Goal(GoalArgs),
@@ -171,6 +174,7 @@ fn main() -> Result<()> {
         Cmd::Goal(a) => cli::bus::goal(a, stop),
         Cmd::Arm(a) => cli::arm::arm(a, stop),
         Cmd::Disarm(a) => cli::arm::disarm(a, stop),
+        Cmd::Estop(a) => cli::arm::estop(a, stop),
         Cmd::Router(a) => cli::secure::router(a, stop),
         #[cfg(feature = "twin")]
         Cmd::Bench(a) => cli::lab::bench(a),

@@ -686,7 +686,7 @@ fn fc_node_bridges_the_bus_and_the_serial_link() {
     let dir = temp_dir("fc-node");
     let tty = dir.join("ttyFC");
     let mut host = e2e_tests::fc_host(&tty);
-    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 1, 0);
+    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 2, 0);
     let ep = format!("tcp/127.0.0.1:{port}");
     let robot = format!("fcnode{}", std::process::id());
     let node = Command::new(workspace_bin("agent"))
@@ -798,4 +798,102 @@ fn fc_node_bridges_the_bus_and_the_serial_link() {
     for want in ["fc: armed", "-> Armed", "-> FailsafeHover", "lost"] {
         assert!(all.contains(want), "no event with {want:?} in:\n{all}");
     }
+}
+
+/// `agent estop` on the bus: the fc node sends the firmware its emergency stop
+/// (with the confirmation code) while the vehicle flies; the command says the
+/// motors stopped, and the firmware reports the latched stop.
+#[test]
+fn agent_estop_stops_the_motors_in_the_air() {
+    use bus::msg::{FcStatus, Setpoint as BusSetpoint};
+    use bus::{Inbox, Outbox};
+    use std::process::{Command, Stdio};
+
+    let dir = temp_dir("fc-estop");
+    let tty = dir.join("ttyFC");
+    let mut host = e2e_tests::fc_host(&tty);
+    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 2, 1);
+    let ep = format!("tcp/127.0.0.1:{port}");
+    let robot = format!("estop{}", std::process::id());
+    let node = Command::new(workspace_bin("agent"))
+        .args([
+            "node", "fc", "--robot", &robot, "--listen", &ep, "--arm", "--device",
+        ])
+        .arg(&tty)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session = bus::open(&bus::BusConfig::connect_to(ep.clone())).unwrap();
+    let mut setpoints =
+        Outbox::<BusSetpoint>::new(&session, &robot, bus::topics::CMD_SETPOINT).unwrap();
+    let mut status = Inbox::<FcStatus>::new(&session, &robot, bus::topics::FC_STATUS, 256).unwrap();
+    let climb = BusSetpoint {
+        forward: 0.0,
+        left: 0.0,
+        up: 0.5,
+        yaw_rate: 0.0,
+    };
+    // Climb until the firmware says it is armed and above 0.3 m (liveness bound only).
+    let t0 = Instant::now();
+    loop {
+        setpoints.send(bus::now_ns(), "policy", &climb).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let mut last = None;
+        while let Ok(Some((_, s))) = status.recv_timeout(Duration::ZERO) {
+            last = Some(s);
+        }
+        if last.is_some_and(|s| s.state == 1 && s.altitude > 0.3) {
+            break;
+        }
+        assert!(t0.elapsed() < LIVENESS, "never armed and climbed: {last:?}");
+    }
+    // The emergency stop, while setpoints keep streaming.
+    let mut estop = Command::new(workspace_bin("agent"))
+        .args(["estop", "--robot", &robot, "--connect", &ep])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let done = loop {
+        setpoints.send(bus::now_ns(), "policy", &climb).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        if let Some(st) = estop.try_wait().unwrap() {
+            break st;
+        }
+        assert!(t0.elapsed() < LIVENESS, "agent estop did not finish");
+    };
+    let out = estop.wait_with_output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(done.success(), "{said}");
+    assert!(
+        said.contains("emergency stop request") && said.contains("motors stopped"),
+        "{said}"
+    );
+    // The firmware reports the latched stop and never flies again.
+    let t0 = Instant::now();
+    let stopped = loop {
+        setpoints.send(bus::now_ns(), "policy", &climb).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let mut found = None;
+        while let Ok(Some((_, s))) = status.recv_timeout(Duration::ZERO) {
+            if s.faults & faults::EMERGENCY_STOP != 0 {
+                found = Some(s);
+            }
+        }
+        if let Some(s) = found {
+            break s;
+        }
+        assert!(t0.elapsed() < LIVENESS, "no emergency stop in fc/status");
+    };
+    assert_ne!(
+        stopped.state, 1,
+        "still armed after the emergency stop: {stopped:?}"
+    );
+    signal_after(&node, "TERM", Duration::ZERO);
+    let _ = node.wait_with_output();
+    signal_after(&host, "TERM", Duration::ZERO);
+    let _ = host.wait();
 }

@@ -342,16 +342,41 @@ impl Message for CameraHealth {
     }
 }
 
-/// An operator's request to arm the vehicle (`agent arm`, after its preflight
-/// checks) or to disarm it on the ground (`agent disarm`, which also
-/// acknowledges the flight controller's latched faults). The
-/// flight-controller node answers on `events` naming `nonce`.
+/// What an operator asks of the flight controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArmAction {
+    /// Disarm on the ground (refused by the firmware in the air); also
+    /// acknowledges latched faults.
+    Disarm,
+    /// Arm (after the operator's preflight checks).
+    Arm,
+    /// Motors off now, wherever the vehicle is (`agent estop`): the
+    /// firmware's emergency stop, MAVLink's forced disarm. Latched.
+    EmergencyStop,
+}
+
+impl ArmAction {
+    /// Its name in the node's answers (`arm request ...`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ArmAction::Disarm => "disarm",
+            ArmAction::Arm => "arm",
+            ArmAction::EmergencyStop => "emergency stop",
+        }
+    }
+}
+
+/// An operator's request to the flight controller: arm (`agent arm`, after its
+/// preflight checks), disarm on the ground (`agent disarm`, which also
+/// acknowledges the flight controller's latched faults), or stop the motors
+/// (`agent estop`). The flight-controller node answers on `events` naming
+/// `nonce`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArmRequest {
     /// Chosen by the requester, so that it can tell its answer from others'.
     pub nonce: u64,
-    /// `true`: arm; `false`: disarm (refused by the firmware in the air).
-    pub arm: bool,
+    /// What is asked.
+    pub action: ArmAction,
 }
 
 impl Message for ArmRequest {
@@ -359,21 +384,26 @@ impl Message for ArmRequest {
     const NAME: &'static str = "ArmRequest";
     fn write_body(&self, w: &mut Writer) {
         w.u64(self.nonce);
-        w.u8(u8::from(self.arm));
+        w.u8(match self.action {
+            ArmAction::Disarm => 0,
+            ArmAction::Arm => 1,
+            ArmAction::EmergencyStop => 2,
+        });
     }
     fn read_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let nonce = r.u64()?;
-        let arm = match r.u8()? {
-            0 => false,
-            1 => true,
+        let action = match r.u8()? {
+            0 => ArmAction::Disarm,
+            1 => ArmAction::Arm,
+            2 => ArmAction::EmergencyStop,
             other => {
                 return Err(malformed(
                     Self::NAME,
-                    format!("action {other} is neither 0 (disarm) nor 1 (arm)"),
+                    format!("action {other} is none of 0 (disarm), 1 (arm), 2 (emergency stop)"),
                 ));
             }
         };
-        Ok(Self { nonce, arm })
+        Ok(Self { nonce, action })
     }
 }
 

@@ -36,7 +36,7 @@ fn header_of(kind: u16, seq: u64, frame_id: &str) -> Vec<u8> {
         &h,
         &ArmRequest {
             nonce: 0,
-            arm: true,
+            action: ArmAction::Arm,
         },
     );
     bytes.truncate(bytes.len() - 9);
@@ -105,7 +105,8 @@ proptest! {
         prop_assert_eq!(back(&hd, &g), (hd.clone(), g));
         let e = Event { text: text.clone() };
         prop_assert_eq!(back(&hd, &e), (hd.clone(), e));
-        let a = ArmRequest { nonce, arm: seed % 2 == 0 };
+        let action = [ArmAction::Disarm, ArmAction::Arm, ArmAction::EmergencyStop][(seed % 3) as usize];
+        let a = ArmRequest { nonce, action };
         prop_assert_eq!(back(&hd, &a), (hd.clone(), a));
         // NaN (unknown columns) survives bit for bit.
         let d = DepthScan { compute_ns: stamp, depth: scan.clone() };

@@ -384,6 +384,18 @@ impl MavLink {
         self.command(MavCmd::MAV_CMD_COMPONENT_ARM_DISARM, [0.0; 7])
     }
 
+    /// Disarms the vehicle now, in the air too: `MAV_CMD_COMPONENT_ARM_DISARM`
+    /// with param2 = 21196, which PX4 and ArduPilot take as "force" (the
+    /// vehicle falls).
+    pub fn force_disarm(&self) -> Result<(), MavError> {
+        self.shared.in_control.store(false, Ordering::Relaxed);
+        lock(&self.shared.status).hold_commanded = false;
+        self.command(
+            MavCmd::MAV_CMD_COMPONENT_ARM_DISARM,
+            [0.0, 21196.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        )
+    }
+
     /// Hands control to the agent: PX4 Offboard, ArduPilot Guided. PX4 wants
     /// setpoints streaming before the switch; the stream runs from connect.
     /// The switch counts once the autopilot's heartbeat shows the mode (an

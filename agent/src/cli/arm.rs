@@ -5,6 +5,7 @@
 use super::{BusArgs, above, within};
 use agent::preflight::{Check, PreflightConfig, evaluate, observe};
 use anyhow::{Result, bail};
+use bus::msg::ArmAction;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -91,16 +92,16 @@ pub(crate) fn arm(a: ArmArgs, stop: Arc<AtomicBool>) -> Result<()> {
         println!("preflight passed (--dry-run: not arming)");
         return Ok(());
     }
-    request(&session, robot, &mut events, true, &stop)
+    request(&session, robot, &mut events, ArmAction::Arm, &stop)
 }
 
-/// Send an arm (or disarm) request on `cmd/arm` and wait (5 s) for the
-/// flight-controller node's answer on `events`, which names its nonce.
+/// Send an arm, disarm or emergency-stop request on `cmd/arm` and wait (5 s)
+/// for the flight-controller node's answer on `events`, which names its nonce.
 fn request(
     session: &bus::Session,
     robot: &str,
     events: &mut bus::Inbox<bus::msg::Event>,
-    arm: bool,
+    action: ArmAction,
     stop: &AtomicBool,
 ) -> Result<()> {
     let nonce = bus::now_ns() ^ (u64::from(std::process::id()) << 32);
@@ -108,12 +109,13 @@ fn request(
     out.send(
         bus::now_ns(),
         "operator",
-        &bus::msg::ArmRequest { nonce, arm },
+        &bus::msg::ArmRequest { nonce, action },
     )?;
-    let (what, done): (&str, &[&str]) = if arm {
-        ("arm", &[": armed", ": already armed"])
-    } else {
-        ("disarm", &[": disarmed"])
+    let what = action.name();
+    let done: &[&str] = match action {
+        ArmAction::Arm => &[": armed", ": already armed"],
+        ArmAction::Disarm => &[": disarmed"],
+        ArmAction::EmergencyStop => &[": motors stopped"],
     };
     let tag = format!("{what} request {nonce:016x}");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -125,7 +127,7 @@ fn request(
             if done.iter().any(|d| e.text.ends_with(d)) {
                 return Ok(());
             }
-            bail!("not {what}ed: {}", e.text);
+            bail!("{what} not done: {}", e.text);
         }
     }
     bail!(
@@ -151,5 +153,22 @@ pub(crate) fn disarm(a: DisarmArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let mut events = bus::Inbox::<bus::msg::Event>::new(&session, robot, bus::topics::EVENTS, 64)?;
     // A moment for the fc node's subscription to be known to this session.
     std::thread::sleep(Duration::from_millis(500));
-    request(&session, robot, &mut events, false, &stop)
+    request(&session, robot, &mut events, ArmAction::Disarm, &stop)
+}
+
+/// `agent estop`: ask the flight-controller node to stop the motors now, in
+/// the air too (the vehicle falls). Latched by the firmware until a disarm on
+/// the ground acknowledges it.
+pub(crate) fn estop(a: DisarmArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let session = a.bus.open()?;
+    let robot = &a.bus.robot;
+    let mut events = bus::Inbox::<bus::msg::Event>::new(&session, robot, bus::topics::EVENTS, 64)?;
+    std::thread::sleep(Duration::from_millis(500));
+    request(
+        &session,
+        robot,
+        &mut events,
+        ArmAction::EmergencyStop,
+        &stop,
+    )
 }
