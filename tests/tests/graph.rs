@@ -628,7 +628,7 @@ fn operator_arms_after_preflight() {
         bus::Outbox::<bus::msg::ArmRequest>::new(&operator, &robot, bus::topics::CMD_ARM).unwrap();
     let replayed = bus::msg::ArmRequest {
         nonce: 0x5eed,
-        arm: true,
+        action: bus::msg::ArmAction::Arm,
     };
     let t0 = Instant::now();
     let refusal = loop {
