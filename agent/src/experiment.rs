@@ -8,7 +8,7 @@
 use crate::fly::{ArmResult, FlyConfig, fly_arm, save_checkpoint};
 use crate::persist::{Figures, FrameRecord, Strategy};
 use crate::telemetry::{Sink, Telemetry};
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -119,6 +119,8 @@ pub struct Report {
     pub arms: Vec<ArmRuns>,
     /// Learning period (simulated minutes).
     pub learn_minutes: f64,
+    /// Flights not flown or cut short by Ctrl-C (left out of the figures).
+    pub incomplete: usize,
 }
 
 fn report(arm: &ArmResult, hz: f64, learn_minutes: f64) -> ArmReport {
@@ -138,6 +140,8 @@ fn report(arm: &ArmResult, hz: f64, learn_minutes: f64) -> ArmReport {
 
 /// Log each arm's figures minute by minute under `compare/<figure>/<arm>`.
 fn log_comparison(tel: &Telemetry, name: &str, records: &[FrameRecord], hz: f64) -> Result<()> {
+    // A handle of its own: flights finishing together do not share the time.
+    let tel = &tel.scoped("");
     let per_min = (60.0 * hz) as usize;
     for (m, chunk) in records.chunks(per_min.max(1)).enumerate() {
         let end = m * per_min + chunk.len();
@@ -182,7 +186,7 @@ pub fn run(run: &PersistRun, stop: &AtomicBool) -> Result<Report> {
     std::thread::scope(|scope| {
         for _ in 0..run.jobs.clamp(1, tasks.len()) {
             scope.spawn(|| {
-                loop {
+                while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&(k, arm, seed)) = tasks.get(i) else {
                         break;
@@ -207,11 +211,19 @@ pub fn run(run: &PersistRun, stop: &AtomicBool) -> Result<Report> {
             runs: Vec::new(),
         })
         .collect();
+    let mut incomplete = 0;
     for (i, &(_, arm, seed)) in tasks.iter().enumerate() {
-        let r = results[i]
-            .take()
-            .unwrap_or_else(|| Err(anyhow!("a flight's thread panicked")))
-            .map_err(|e| e.context(format!("arm {} seed {seed}", arm.name)))?;
+        // Not flown (Ctrl-C came first), or cut short: left out of every
+        // figure, and the goals are not judged.
+        let Some(r) = results[i].take() else {
+            incomplete += 1;
+            continue;
+        };
+        let r = r.map_err(|e| e.context(format!("arm {} seed {seed}", arm.name)))?;
+        if r.interrupted {
+            incomplete += 1;
+            continue;
+        }
         if let Some(a) = arms.iter_mut().find(|a| a.arm == arm) {
             a.runs.push((seed, r));
         }
@@ -219,6 +231,7 @@ pub fn run(run: &PersistRun, stop: &AtomicBool) -> Result<Report> {
     let report = Report {
         arms,
         learn_minutes: run.learn_minutes,
+        incomplete,
     };
     tel.event(&report.table())?;
     tel.flush()?;
@@ -237,6 +250,12 @@ fn fly_one(
 ) -> Result<ArmReport> {
     let mut cfg = run.config.clone();
     cfg.seed = seed;
+    // The network's initial weights and sampling vary with the seed too (the
+    // arms of one seed share them).
+    cfg.learner.seed = cfg
+        .learner
+        .seed
+        .wrapping_add(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     cfg.persist.naive_learns_on_mono = arm.naive_learns;
     let scoped = if k == 0 {
         tel.scoped(arm.name)
@@ -325,14 +344,18 @@ impl Estimate {
 }
 
 impl ArmRuns {
-    /// A figure of the window after learning (or the whole flight when it
-    /// was not longer), over the seeds.
+    /// A figure of the window after learning over the seeds that have it
+    /// (the whole flight when none has: a flight no longer than the
+    /// learning period).
     pub fn after(&self, f: impl Fn(&Figures) -> f64) -> Estimate {
-        let v: Vec<f64> = self
-            .runs
-            .iter()
-            .map(|(_, r)| f(&r.after.unwrap_or(r.whole)))
-            .collect();
+        let v: Vec<f64> = if self.runs.iter().any(|(_, r)| r.after.is_some()) {
+            self.runs
+                .iter()
+                .filter_map(|(_, r)| r.after.as_ref().map(&f))
+                .collect()
+        } else {
+            self.runs.iter().map(|(_, r)| f(&r.whole)).collect()
+        };
         Estimate::of(&v)
     }
 
@@ -472,6 +495,15 @@ impl Report {
     /// the window after the learning period (or the whole flight if it was
     /// not longer).
     pub fn goals(&self) -> Vec<(String, bool)> {
+        if self.incomplete > 0 {
+            return vec![(
+                format!(
+                    "not judged: {} flights were cut short or not flown (Ctrl-C); the figures are over the complete ones",
+                    self.incomplete
+                ),
+                false,
+            )];
+        }
         let get = |name: &str, f: &dyn Fn(&Figures) -> f64| {
             self.arm(name).map_or(Estimate::of(&[]), |a| a.after(f))
         };

@@ -115,6 +115,7 @@ pub fn flight_controller_node(
     };
     let mut reports = Vec::new();
     let mut arm_due = arm;
+    let mut answered = std::collections::VecDeque::<u64>::new();
     let mut next_arm_try = Instant::now();
     info!(robot, arm, "{name} node up");
     while !stop.load(Ordering::Relaxed) {
@@ -124,6 +125,15 @@ pub fn flight_controller_node(
         }
         while let Some((h, req)) = arm_requests.recv_timeout(Duration::ZERO)? {
             let n = req.nonce;
+            // A request is acted on once: its copies (the operator resends
+            // until answered) and replays of it are ignored.
+            if answered.contains(&n) {
+                continue;
+            }
+            if answered.len() == 64 {
+                answered.pop_front();
+            }
+            answered.push_back(n);
             let what = req.action.name();
             let text = match req.action {
                 // An emergency stop is never refused for its age: stopping
@@ -133,7 +143,9 @@ pub fn flight_controller_node(
                     if fc.emergency_stop(&mut reports) {
                         format!("{name}: {what} request {n:016x}: motors stopped")
                     } else {
-                        format!("{name}: {what} request {n:016x} refused by the flight controller")
+                        format!(
+                            "{name}: {what} request {n:016x} NOT done: the flight controller refused or did not acknowledge it"
+                        )
                     }
                 }
                 _ if stale_request(h.stamp_ns, bus::now_ns()).is_some() => format!(
@@ -284,19 +296,23 @@ impl FlightController for SerialFc {
     }
 
     fn emergency_stop(&mut self, out: &mut Vec<FcReport>) -> bool {
-        match self.link.emergency_stop(Duration::from_millis(500)) {
-            Ok(fclink::AckStatus::Accepted) => true,
-            Ok(other) => {
-                out.push(FcReport::Event(format!(
-                    "fc: emergency stop refused: {other:?}"
-                )));
-                false
-            }
-            Err(e) => {
-                out.push(FcReport::Event(format!("fc: {e}")));
-                false
+        // Sent again while unacknowledged (a lost frame on a busy link): it is
+        // idempotent, and the firmware latches it.
+        for _ in 0..5 {
+            match self.link.emergency_stop(Duration::from_millis(300)) {
+                Ok(fclink::AckStatus::Accepted) => return true,
+                Ok(other) => {
+                    out.push(FcReport::Event(format!(
+                        "fc: emergency stop refused: {other:?}"
+                    )));
+                    return false;
+                }
+                Err(e) => out.push(FcReport::Event(format!(
+                    "fc: emergency stop not acknowledged ({e}); sending it again"
+                ))),
             }
         }
+        false
     }
 
     fn in_control(&self) -> bool {
@@ -475,9 +491,11 @@ impl FlightController for MavlinkFc {
     }
 
     fn emergency_stop(&mut self, out: &mut Vec<FcReport>) -> bool {
-        self.in_control = false;
         match self.link.force_disarm() {
-            Ok(()) => true,
+            Ok(()) => {
+                self.in_control = false;
+                true
+            }
             Err(e) => {
                 out.push(FcReport::Event(format!(
                     "mavlink: forced disarm refused: {e}"

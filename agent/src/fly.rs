@@ -359,7 +359,21 @@ pub fn fly_arm(
         let (scan, valid) = (&cue.scan, cue.known());
         let stereo_depth = &cue.depth;
         // How good the stereo cue is, against the twin's exact depth.
-        let (truth, _) = depth_scan(&stereo.depth, w, h, &cfg.mono)?;
+        let (truth, truth_valid) = depth_scan(&stereo.depth, w, h, &cfg.mono)?;
+        // For mono's accuracy against the exact depth: only columns with a
+        // true depth inside the network's range (a column beyond it, where
+        // both sit at the clamp, would count as a perfect answer).
+        let truth_in_range: Vec<f32> = truth
+            .iter()
+            .zip(&truth_valid)
+            .map(|(t, v)| {
+                if *v && *t < cfg.mono.max_depth {
+                    *t
+                } else {
+                    f32::NAN
+                }
+            })
+            .collect();
         if let Some(e) = mono_error(&truth, scan) {
             ptel.scalar("stereo/error_log", e)?;
         }
@@ -381,7 +395,7 @@ pub fn fly_arm(
                 .step(&header, &pair, &mut heard)?
                 .context("the mono stage has no weights")?;
             error = mono_error(&est.scan, scan);
-            truth_acc = crate::persist::truth_accuracy(&est.scan, &truth);
+            truth_acc = crate::persist::truth_accuracy(&est.scan, &truth_in_range);
             if let Some(e) = error {
                 ptel.scalar("mono/error_log", e)?;
             }

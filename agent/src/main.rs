@@ -98,7 +98,8 @@ enum Cmd {
     /// the flight controller's latched faults so that it may arm again.
     Disarm(cli::arm::DisarmArgs),
     /// Emergency stop: motors off now, in the air too (the vehicle falls).
-    /// The flight controller latches it until a disarm on the ground.
+    /// Our firmware latches it until a disarm on the ground; PX4/ArduPilot
+    /// get a forced disarm (they may arm again).
     Estop(cli::arm::DisarmArgs),
     /// Send the robot a goal on `nav/goal` (X,Y,Z in metres): the ground
     /// station's command, over TLS on a secured graph.

@@ -250,9 +250,16 @@ pub fn require_qemu() {
 /// Starts `fc-host` (the flight-controller firmware on a pty) with its device
 /// at `tty`, and waits until the device exists. Its stdout (state changes) is piped.
 pub fn fc_host(tty: &std::path::Path) -> std::process::Child {
+    fc_host_with(tty, &[])
+}
+
+/// [`fc_host`] with more of its options (e.g. `--watchdog-ms 2000`, for a test
+/// whose setpoint stream a loaded host may stall).
+pub fn fc_host_with(tty: &std::path::Path, extra: &[&str]) -> std::process::Child {
     let child = Command::new(workspace_bin("fc-host"))
         .arg("--link")
         .arg(tty)
+        .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -811,7 +811,9 @@ fn agent_estop_stops_the_motors_in_the_air() {
 
     let dir = temp_dir("fc-estop");
     let tty = dir.join("ttyFC");
-    let mut host = e2e_tests::fc_host(&tty);
+    // A setpoint watchdog of 2 s: a loaded host that stalls the 20 Hz stream
+    // must not fail safe before the stop this test is about.
+    let mut host = e2e_tests::fc_host_with(&tty, &["--watchdog-ms", "2000"]);
     let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 2, 1);
     let ep = format!("tcp/127.0.0.1:{port}");
     let robot = format!("estop{}", std::process::id());

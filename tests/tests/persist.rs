@@ -23,7 +23,7 @@ fn fly(args: &[&str]) -> String {
 }
 
 #[test]
-fn three_arms_fly_side_by_side_and_the_learned_network_resumes() {
+fn arms_fly_on_several_seeds_and_the_learned_network_resumes() {
     let dir = temp_dir("persist");
     let rrd = dir.join("persist.rrd");
     let ckpt = dir.join("persist.bpk");

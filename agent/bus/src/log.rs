@@ -1131,7 +1131,10 @@ pub fn replay(
             stats.malformed += 1;
             continue;
         };
+        // An operator's arm, disarm or stop request is played only when named:
+        // an old request replayed into a live graph could arm or drop a vehicle.
         if (!topics.is_empty() && !topics.contains(&topic))
+            || (topics.is_empty() && topic == Topic::CmdArm)
             || lockstep.is_some_and(|l| l.answer == topic)
         {
             continue;

@@ -350,8 +350,9 @@ pub enum ArmAction {
     Disarm,
     /// Arm (after the operator's preflight checks).
     Arm,
-    /// Motors off now, wherever the vehicle is (`agent estop`): the
-    /// firmware's emergency stop, MAVLink's forced disarm. Latched.
+    /// Motors off now, wherever the vehicle is (`agent estop`): our
+    /// firmware's emergency stop (latched until a disarm on the ground),
+    /// MAVLink's forced disarm (not latched by PX4/ArduPilot).
     EmergencyStop,
 }
 

@@ -773,13 +773,13 @@ pub fn to_ros(topic: crate::Topic, stamp_ns: u64, bytes: &[u8]) -> Option<Mapped
                 &[
                     ("state", f.state.to_string()),
                     ("faults", f.faults.to_string()),
-                    ("roll_rad", roll.to_string()),
-                    ("pitch_rad", pitch.to_string()),
-                    ("yaw_rad", yaw.to_string()),
-                    ("velocity_forward", vf.to_string()),
-                    ("velocity_left", vl.to_string()),
-                    ("velocity_up", vu.to_string()),
-                    ("altitude_m", f.altitude.to_string()),
+                    ("roll_rad", f32_text(roll)),
+                    ("pitch_rad", f32_text(pitch)),
+                    ("yaw_rad", f32_text(yaw)),
+                    ("velocity_forward", f32_text(vf)),
+                    ("velocity_left", f32_text(vl)),
+                    ("velocity_up", f32_text(vu)),
+                    ("altitude_m", f32_text(f.altitude)),
                     ("battery_mv", f.battery_mv.to_string()),
                     ("setpoint_age_ms", f.setpoint_age_ms.to_string()),
                     ("link_errors", f.link_errors.to_string()),
@@ -801,10 +801,10 @@ pub fn to_ros(topic: crate::Topic, stamp_ns: u64, bytes: &[u8]) -> Option<Mapped
                 },
                 &[
                     ("streaming", c.streaming.to_string()),
-                    ("fps", c.fps.to_string()),
-                    ("skew_ms", c.skew_ms.to_string()),
-                    ("max_skew_ms", c.max_skew_ms.to_string()),
-                    ("latency_ms", c.latency_ms.to_string()),
+                    ("fps", f32_text(c.fps)),
+                    ("skew_ms", f32_text(c.skew_ms)),
+                    ("max_skew_ms", f32_text(c.max_skew_ms)),
+                    ("latency_ms", f32_text(c.latency_ms)),
                     ("pairs", c.pairs.to_string()),
                     ("dropped", c.dropped.to_string()),
                     ("restarts", c.restarts.to_string()),
@@ -813,6 +813,25 @@ pub fn to_ros(topic: crate::Topic, stamp_ns: u64, bytes: &[u8]) -> Option<Mapped
         }
         T::Weights | T::Tracks | T::CmdArm => return None,
     })
+}
+
+/// A float as diagnostics text that parses back to the same bits: the
+/// shortest decimal that round-trips, or `nan:0x...` with a NaN's bits (its
+/// sign and payload; `NaN` alone would not keep them).
+fn f32_text(v: f32) -> String {
+    if v.is_nan() {
+        format!("nan:{:#010x}", v.to_bits())
+    } else {
+        v.to_string()
+    }
+}
+
+/// The inverse of [`f32_text`].
+fn parse_f32(s: &str) -> Option<f32> {
+    match s.strip_prefix("nan:0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).ok().map(f32::from_bits),
+        None => s.parse().ok(),
+    }
 }
 
 fn diagnostics(
@@ -838,6 +857,13 @@ fn diagnostics(
                 .collect(),
         }],
     }
+}
+
+/// The float `key` in the status of `name` ([`f32_text`]).
+fn diag_f32(d: &DiagnosticArray, name: &str, key: &str) -> Result<f32, CdrError> {
+    diag_value::<String>(d, name, key).and_then(|t| {
+        parse_f32(&t).ok_or_else(|| unfit(&format!("`{key}` of `{name}` is not a number: {t}")))
+    })
 }
 
 /// The value of `key` in the status of `name`, parsed.
@@ -941,7 +967,7 @@ pub fn from_ros(
         }
         T::FcStatus => {
             let d: DiagnosticArray = decode(cdr)?;
-            let v = |k| diag_value::<f32>(&d, "fc", k);
+            let v = |k| diag_f32(&d, "fc", k);
             bus(
                 header,
                 &msg::FcStatus {
@@ -963,7 +989,7 @@ pub fn from_ros(
         }
         T::CameraHealth => {
             let d: DiagnosticArray = decode(cdr)?;
-            let v = |k| diag_value::<f32>(&d, "camera", k);
+            let v = |k| diag_f32(&d, "camera", k);
             bus(
                 header,
                 &msg::CameraHealth {
@@ -1245,7 +1271,8 @@ mod tests {
                 &h("camera"),
                 &msg::CameraHealth {
                     streaming: 1,
-                    fps: 29.97,
+                    // A negative NaN with a payload (x86's 0.0 / 0.0 is negative).
+                    fps: f32::from_bits(0xffc0_0001),
                     skew_ms: -0.333,
                     max_skew_ms: 4.0,
                     latency_ms: 17.25,

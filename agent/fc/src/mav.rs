@@ -388,12 +388,15 @@ impl MavLink {
     /// with param2 = 21196, which PX4 and ArduPilot take as "force" (the
     /// vehicle falls).
     pub fn force_disarm(&self) -> Result<(), MavError> {
-        self.shared.in_control.store(false, Ordering::Relaxed);
-        lock(&self.shared.status).hold_commanded = false;
         self.command(
             MavCmd::MAV_CMD_COMPONENT_ARM_DISARM,
             [0.0, 21196.0, 0.0, 0.0, 0.0, 0.0, 0.0],
-        )
+        )?;
+        // Only once it is done: an autopilot that refused stays in the
+        // agent's control, and its hold failsafe stays armed.
+        self.shared.in_control.store(false, Ordering::Relaxed);
+        lock(&self.shared.status).hold_commanded = false;
+        Ok(())
     }
 
     /// Hands control to the agent: PX4 Offboard, ArduPilot Guided. PX4 wants

@@ -106,11 +106,14 @@ fn request(
 ) -> Result<()> {
     let nonce = bus::now_ns() ^ (u64::from(std::process::id()) << 32);
     let mut out = bus::Outbox::<bus::msg::ArmRequest>::new(session, robot, bus::topics::CMD_ARM)?;
-    out.send(
-        bus::now_ns(),
-        "operator",
-        &bus::msg::ArmRequest { nonce, action },
-    )?;
+    let mut send = || {
+        out.send(
+            bus::now_ns(),
+            "operator",
+            &bus::msg::ArmRequest { nonce, action },
+        )
+    };
+    send()?;
     let what = action.name();
     let done: &[&str] = match action {
         ArmAction::Arm => &[": armed", ": already armed"],
@@ -119,8 +122,15 @@ fn request(
     };
     let tag = format!("{what} request {nonce:016x}");
     let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last_sent = Instant::now();
     while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-        if let Some((_, e)) = events.recv_timeout(Duration::from_millis(100))?
+        // Sent again (the same nonce: the node acts on it once) until
+        // answered: the first may go out before the route to the node formed.
+        if last_sent.elapsed() >= Duration::from_millis(250) {
+            send()?;
+            last_sent = Instant::now();
+        }
+        if let Some((_, e)) = events.recv_timeout(Duration::from_millis(50))?
             && e.text.contains(&tag)
         {
             println!("{}", e.text);

@@ -115,7 +115,7 @@ pub(crate) struct PersistArgs {
     /// Exit with status 2 if a goal of the experiment is missed.
     #[arg(long)]
     check_goals: bool,
-    /// Seeds each arm flies (from --seed on, 1 by default): every figure is a
+    /// Seeds each arm flies, the first from --seed (1 by default): every figure is a
     /// mean over them with a 95 % bootstrap interval.
     #[arg(long, default_value_t = 5, value_parser = count(1, 1000))]
     seeds: usize,
