@@ -22,17 +22,10 @@ fn fresh_at(path: &Path, unix_secs: u64) -> PathBuf {
     if !path.to_string_lossy().contains("{time}") {
         return path.to_path_buf();
     }
-    let named = PathBuf::from(
+    free(PathBuf::from(
         path.to_string_lossy()
             .replace("{time}", &utc_stamp(unix_secs)),
-    );
-    if !named.exists() {
-        return named;
-    }
-    (1u64..)
-        .map(|k| numbered(&named, &format!("-{k}")))
-        .find(|p| !p.exists())
-        .unwrap_or(named)
+    ))
 }
 
 /// The name of part `part` (0 = the first, `first`, from [`fresh`]) of a
@@ -48,7 +41,11 @@ pub fn part(template: &Path, first: &Path, part: u32) -> PathBuf {
         return fresh(template);
     }
     // A part left by an earlier run of the same name is not overwritten.
-    let named = numbered(first, &format!("-part{}", part + 1));
+    free(numbered(first, &format!("-part{}", part + 1)))
+}
+
+/// `named`, or the first of `NAME-1.EXT`, `NAME-2.EXT`, ... that does not exist.
+fn free(named: PathBuf) -> PathBuf {
     if !named.exists() {
         return named;
     }

@@ -40,6 +40,22 @@ fn forward(v: f32) -> ToFc {
     })
 }
 
+/// `agent node fc` on `tty` for `robot`, arming on the first setpoint and
+/// listening on `ep`, and a session of this test connected to it.
+fn fc_node_on(tty: &std::path::Path, robot: &str, ep: &str) -> (std::process::Child, bus::Session) {
+    let node = std::process::Command::new(workspace_bin("agent"))
+        .args([
+            "node", "fc", "--robot", robot, "--listen", ep, "--arm", "--device",
+        ])
+        .arg(tty)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session = bus::open(&bus::BusConfig::connect_to(ep.to_string())).unwrap();
+    (node, session)
+}
+
 /// Every setpoint in `sent` was accepted (a generous wall-clock bound for
 /// liveness only); the list is emptied.
 fn expect_accepted(link: &Link, sent: &mut Vec<(u16, Instant)>) {
@@ -681,7 +697,6 @@ fn frames_fit_the_wire_limit() {
 fn fc_node_bridges_the_bus_and_the_serial_link() {
     use bus::msg::{Event as BusEvent, FcStatus, Setpoint as BusSetpoint};
     use bus::{Inbox, Outbox};
-    use std::process::{Command, Stdio};
 
     let dir = temp_dir("fc-node");
     let tty = dir.join("ttyFC");
@@ -689,16 +704,7 @@ fn fc_node_bridges_the_bus_and_the_serial_link() {
     let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 2, 0);
     let ep = format!("tcp/127.0.0.1:{port}");
     let robot = format!("fcnode{}", std::process::id());
-    let node = Command::new(workspace_bin("agent"))
-        .args([
-            "node", "fc", "--robot", &robot, "--listen", &ep, "--arm", "--device",
-        ])
-        .arg(&tty)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let session = bus::open(&bus::BusConfig::connect_to(ep)).unwrap();
+    let (node, session) = fc_node_on(&tty, &robot, &ep);
     let mut setpoints =
         Outbox::<BusSetpoint>::new(&session, &robot, bus::topics::CMD_SETPOINT).unwrap();
     let mut status = Inbox::<FcStatus>::new(&session, &robot, bus::topics::FC_STATUS, 64).unwrap();
@@ -817,16 +823,7 @@ fn agent_estop_stops_the_motors_in_the_air() {
     let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 2, 1);
     let ep = format!("tcp/127.0.0.1:{port}");
     let robot = format!("estop{}", std::process::id());
-    let node = Command::new(workspace_bin("agent"))
-        .args([
-            "node", "fc", "--robot", &robot, "--listen", &ep, "--arm", "--device",
-        ])
-        .arg(&tty)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let session = bus::open(&bus::BusConfig::connect_to(ep.clone())).unwrap();
+    let (node, session) = fc_node_on(&tty, &robot, &ep);
     let mut setpoints =
         Outbox::<BusSetpoint>::new(&session, &robot, bus::topics::CMD_SETPOINT).unwrap();
     let mut status = Inbox::<FcStatus>::new(&session, &robot, bus::topics::FC_STATUS, 256).unwrap();

@@ -218,7 +218,7 @@ pub struct RecordOptions {
 /// A channel of a ROS 2 recording: its topic, where it comes from on the bus.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct RosChannel {
-    topic: &'static str,
+    topic: String,
     ros_type: crate::ros2::RosType,
     /// The bus topic and frame id it replays to (none for what is derived:
     /// camera info and transforms).
@@ -305,7 +305,7 @@ impl Recorder {
             let now = now_ns();
             let tf = rig.static_transforms(now);
             let ch = RosChannel {
-                topic: "/tf_static",
+                topic: "/tf_static".into(),
                 ros_type: crate::ros2::RosType::TfMessage,
                 bus: None,
                 part: None,
@@ -356,7 +356,7 @@ impl Recorder {
                 }
                 let id = self
                     .writer
-                    .add_channel(schema, ch.topic, "cdr", &meta)
+                    .add_channel(schema, &ch.topic, "cdr", &meta)
                     .map_err(|e| self.write_err(e))?;
                 self.ros_channels.insert(ch.clone(), id);
                 id
@@ -435,139 +435,29 @@ impl Recorder {
         bytes: &[u8],
         log_time_ns: u64,
     ) -> Result<bool, LogError> {
-        use crate::ros2::{Mapped, RosType, encode};
-        let Some(mapped) = crate::ros2::to_ros(topic, h.stamp_ns, bytes) else {
+        let rig = self.options.rig;
+        let Some(outs) = crate::ros2::outputs(topic, h.stamp_ns, bytes, rig.as_ref()) else {
             return Ok(false);
         };
-        let bus = Some((topic, h.frame_id.clone()));
-        let ch = |t: &'static str, ros_type, part| RosChannel {
-            topic: t,
-            ros_type,
-            bus: bus.clone(),
-            part,
-        };
-        let (seq, stamp) = (h.seq, h.stamp_ns);
-        match mapped {
-            Mapped::Pair(l, r) => {
-                let same_size = self
-                    .options
-                    .rig
-                    .map(|rig| (rig.width, rig.height) == (l.width, l.height));
-                self.put_ros(
-                    &ch("/camera/left/image_raw", RosType::Image, Some("left")),
-                    seq,
-                    stamp,
-                    log_time_ns,
-                    &encode(&l),
-                )?;
-                self.put_ros(
-                    &ch("/camera/right/image_raw", RosType::Image, Some("right")),
-                    seq,
-                    stamp,
-                    log_time_ns,
-                    &encode(&r),
-                )?;
-                match (self.options.rig, same_size) {
-                    (Some(rig), Some(true)) => {
-                        for (right, t) in [
-                            (false, "/camera/left/camera_info"),
-                            (true, "/camera/right/camera_info"),
-                        ] {
-                            let info = rig.camera_info(right, stamp);
-                            let c = RosChannel {
-                                topic: t,
-                                ros_type: RosType::CameraInfo,
-                                bus: None,
-                                part: None,
-                            };
-                            self.put_ros(&c, seq, stamp, log_time_ns, &encode(&info))?;
-                        }
-                    }
-                    (Some(rig), _) if !self.rig_mismatch_said => {
-                        self.rig_mismatch_said = true;
-                        tracing::warn!(
-                            "no camera info recorded: the rig is {}x{}, the images {}x{}",
-                            rig.width,
-                            rig.height,
-                            l.width,
-                            l.height
-                        );
-                    }
-                    _ => {}
-                }
-            }
-            Mapped::Depth(im) => {
-                let t = if topic == Topic::DepthMono {
-                    "/depth/mono"
-                } else {
-                    "/depth/stereo"
-                };
-                self.put_ros(
-                    &ch(t, RosType::Image, None),
-                    seq,
-                    stamp,
-                    log_time_ns,
-                    &encode(&im),
-                )?;
-            }
-            Mapped::Twist(tw) => {
-                let t = if topic == Topic::CmdPolicy {
-                    "/cmd/policy"
-                } else {
-                    "/cmd/setpoint"
-                };
-                self.put_ros(
-                    &ch(t, RosType::TwistStamped, None),
-                    seq,
-                    stamp,
-                    log_time_ns,
-                    &encode(&tw),
-                )?;
-            }
-            Mapped::Odometry(o) => {
-                self.put_ros(
-                    &ch("/odom", RosType::Odometry, None),
-                    seq,
-                    stamp,
-                    log_time_ns,
-                    &encode(o.as_ref()),
-                )?;
-                let tf = crate::ros2::body_transform(&o);
-                let c = RosChannel {
-                    topic: "/tf",
-                    ros_type: RosType::TfMessage,
-                    bus: None,
-                    part: None,
-                };
-                self.put_ros(&c, seq, stamp, log_time_ns, &encode(&tf))?;
-            }
-            Mapped::Goal(g) => {
-                self.put_ros(
-                    &ch("/goal_pose", RosType::PoseStamped, None),
-                    seq,
-                    stamp,
-                    log_time_ns,
-                    &encode(&g),
-                )?;
-            }
-            Mapped::Log(l) => {
-                self.put_ros(
-                    &ch("/rosout", RosType::Log, None),
-                    seq,
-                    stamp,
-                    log_time_ns,
-                    &encode(&l),
-                )?;
-            }
-            Mapped::Diagnostics(d) => {
-                self.put_ros(
-                    &ch("/diagnostics", RosType::DiagnosticArray, None),
-                    seq,
-                    stamp,
-                    log_time_ns,
-                    &encode(&d),
-                )?;
-            }
+        if topic == Topic::CameraStereo
+            && rig.is_some()
+            && !self.rig_mismatch_said
+            && !outs
+                .iter()
+                .any(|o| o.ros_type == crate::ros2::RosType::CameraInfo)
+        {
+            self.rig_mismatch_said = true;
+            tracing::warn!("no camera info recorded: the rig's size is not the images'");
+        }
+        for o in outs {
+            // Recorded names are absolute (a recording has no namespace).
+            let ch = RosChannel {
+                topic: crate::rmw::absolute(o.topic),
+                ros_type: o.ros_type,
+                bus: (!o.derived).then(|| (topic, h.frame_id.clone())),
+                part: o.part,
+            };
+            self.put_ros(&ch, h.seq, h.stamp_ns, log_time_ns, &o.cdr)?;
         }
         Ok(true)
     }

@@ -1130,6 +1130,158 @@ impl RigInfo {
     }
 }
 
+/// One ROS 2 message a bus message becomes (see [`outputs`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// Its topic: relative to the robot's namespace (`camera/left/image_raw`),
+    /// or absolute where ROS 2 keeps it global (`/tf`, `/rosout`, `/diagnostics`).
+    pub topic: &'static str,
+    /// Its type.
+    pub ros_type: RosType,
+    /// The QoS a publisher offers it with (sensor data for images and scans).
+    pub qos: crate::rmw::Qos,
+    /// `left` or `right` for a stereo pair's halves.
+    pub part: Option<&'static str>,
+    /// Derived from the message rather than carrying it (camera info,
+    /// transforms): a replay skips it.
+    pub derived: bool,
+    /// The CDR bytes.
+    pub cdr: Vec<u8>,
+}
+
+/// The ROS 2 messages of a bus message of `topic` stamped `stamp_ns` (the
+/// images' `CameraInfo` from `rig` when its size is the images'): what a
+/// recording writes and the `ros2` bridge publishes. `None` when the topic
+/// has no ROS 2 type or the body does not decode.
+pub fn outputs(
+    topic: crate::Topic,
+    stamp_ns: u64,
+    bytes: &[u8],
+    rig: Option<&RigInfo>,
+) -> Option<Vec<Output>> {
+    use crate::Topic as T;
+    use crate::rmw::Qos;
+    let out = |topic, ros_type, qos, part, derived, cdr| Output {
+        topic,
+        ros_type,
+        qos,
+        part,
+        derived,
+        cdr,
+    };
+    Some(match to_ros(topic, stamp_ns, bytes)? {
+        Mapped::Pair(l, r) => {
+            let mut v = vec![
+                out(
+                    "camera/left/image_raw",
+                    RosType::Image,
+                    Qos::SENSOR_DATA,
+                    Some("left"),
+                    false,
+                    encode(&l),
+                ),
+                out(
+                    "camera/right/image_raw",
+                    RosType::Image,
+                    Qos::SENSOR_DATA,
+                    Some("right"),
+                    false,
+                    encode(&r),
+                ),
+            ];
+            if let Some(rig) = rig.filter(|g| (g.width, g.height) == (l.width, l.height)) {
+                for (right, t) in [
+                    (false, "camera/left/camera_info"),
+                    (true, "camera/right/camera_info"),
+                ] {
+                    let info = rig.camera_info(right, stamp_ns);
+                    v.push(out(
+                        t,
+                        RosType::CameraInfo,
+                        Qos::SENSOR_DATA,
+                        None,
+                        true,
+                        encode(&info),
+                    ));
+                }
+            }
+            v
+        }
+        Mapped::Depth(im) => {
+            let t = if topic == T::DepthMono {
+                "depth/mono"
+            } else {
+                "depth/stereo"
+            };
+            vec![out(
+                t,
+                RosType::Image,
+                Qos::SENSOR_DATA,
+                None,
+                false,
+                encode(&im),
+            )]
+        }
+        Mapped::Twist(tw) => {
+            let t = if topic == T::CmdPolicy {
+                "cmd/policy"
+            } else {
+                "cmd/setpoint"
+            };
+            vec![out(
+                t,
+                RosType::TwistStamped,
+                Qos::DEFAULT,
+                None,
+                false,
+                encode(&tw),
+            )]
+        }
+        Mapped::Odometry(o) => vec![
+            out(
+                "odom",
+                RosType::Odometry,
+                Qos::DEFAULT,
+                None,
+                false,
+                encode(o.as_ref()),
+            ),
+            out(
+                "/tf",
+                RosType::TfMessage,
+                Qos::DEFAULT,
+                None,
+                true,
+                encode(&body_transform(&o)),
+            ),
+        ],
+        Mapped::Goal(g) => vec![out(
+            "goal_pose",
+            RosType::PoseStamped,
+            Qos::DEFAULT,
+            None,
+            false,
+            encode(&g),
+        )],
+        Mapped::Log(l) => vec![out(
+            "/rosout",
+            RosType::Log,
+            Qos::DEFAULT,
+            None,
+            false,
+            encode(&l),
+        )],
+        Mapped::Diagnostics(d) => vec![out(
+            "/diagnostics",
+            RosType::DiagnosticArray,
+            Qos::DEFAULT,
+            None,
+            false,
+            encode(&d),
+        )],
+    })
+}
+
 /// The body in the world (`/tf`), from an odometry message.
 pub fn body_transform(o: &Odometry) -> TfMessage {
     let p = o.pose.pose.position;

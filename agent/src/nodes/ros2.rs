@@ -32,7 +32,7 @@
 use super::{NodeOptions, stereo_rig};
 use anyhow::{Context as _, Result};
 use bus::rmw::{EntityKind, Qos, RosNode, attachment, data_key, data_key_any_hash, gid};
-use bus::ros2::{Mapped, RosType, encode};
+use bus::ros2::{RosType, encode};
 use bus::zenoh::{self, Wait};
 use bus::{Outbox, Session, Topic};
 use std::collections::HashMap;
@@ -349,65 +349,11 @@ fn bridge(ros: &mut RosSide, rig: &bus::ros2::RigInfo, topic: Topic, bytes: &[u8
     let Ok((_, h, _)) = bus::wire::decode_header(bytes) else {
         return Ok(false);
     };
-    let Some(mapped) = bus::ros2::to_ros(topic, h.stamp_ns, bytes) else {
+    let Some(outs) = bus::ros2::outputs(topic, h.stamp_ns, bytes, Some(rig)) else {
         return Ok(false);
     };
-    {
-        match mapped {
-            Mapped::Pair(l, r) => {
-                let fits = (rig.width, rig.height) == (l.width, l.height);
-                ros.publish(
-                    "camera/left/image_raw",
-                    RosType::Image,
-                    Qos::SENSOR_DATA,
-                    encode(&l),
-                )?;
-                ros.publish(
-                    "camera/right/image_raw",
-                    RosType::Image,
-                    Qos::SENSOR_DATA,
-                    encode(&r),
-                )?;
-                if fits {
-                    for (right, t) in [
-                        (false, "camera/left/camera_info"),
-                        (true, "camera/right/camera_info"),
-                    ] {
-                        let info = rig.camera_info(right, h.stamp_ns);
-                        ros.publish(t, RosType::CameraInfo, Qos::SENSOR_DATA, encode(&info))?;
-                    }
-                }
-            }
-            Mapped::Depth(im) => {
-                let t = if topic == Topic::DepthMono {
-                    "depth/mono"
-                } else {
-                    "depth/stereo"
-                };
-                ros.publish(t, RosType::Image, Qos::SENSOR_DATA, encode(&im))?;
-            }
-            Mapped::Twist(tw) => {
-                ros.publish(
-                    "cmd/setpoint",
-                    RosType::TwistStamped,
-                    Qos::DEFAULT,
-                    encode(&tw),
-                )?;
-            }
-            Mapped::Odometry(od) => {
-                ros.publish("odom", RosType::Odometry, Qos::DEFAULT, encode(od.as_ref()))?;
-                let tf = bus::ros2::body_transform(&od);
-                ros.publish("/tf", RosType::TfMessage, Qos::DEFAULT, encode(&tf))?;
-            }
-            Mapped::Log(l) => ros.publish("/rosout", RosType::Log, Qos::DEFAULT, encode(&l))?,
-            Mapped::Diagnostics(d) => ros.publish(
-                "/diagnostics",
-                RosType::DiagnosticArray,
-                Qos::DEFAULT,
-                encode(&d),
-            )?,
-            Mapped::Goal(_) => {}
-        }
+    for o in outs {
+        ros.publish(o.topic, o.ros_type, o.qos, o.cdr)?;
     }
     Ok(true)
 }
