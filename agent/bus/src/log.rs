@@ -362,17 +362,7 @@ impl Recorder {
                 id
             }
         };
-        self.writer
-            .write_to_known_channel(
-                &mcap::records::MessageHeader {
-                    channel_id: id,
-                    sequence: seq as u32,
-                    log_time: log_time_ns,
-                    publish_time: stamp_ns,
-                },
-                cdr,
-            )
-            .map_err(|e| self.write_err(e))
+        self.put_message(id, seq, stamp_ns, log_time_ns, cdr)
     }
 
     /// Writes one message in the bus encoding on its topic's channel.
@@ -413,6 +403,19 @@ impl Recorder {
                 id
             }
         };
+        self.put_message(id, seq, stamp_ns, log_time_ns, bytes)
+    }
+
+    /// Writes one message on channel `id` (its MCAP sequence the low 32 bits
+    /// of the bus sequence number, its publish time the stamp).
+    fn put_message(
+        &mut self,
+        id: u16,
+        seq: u64,
+        stamp_ns: u64,
+        log_time_ns: u64,
+        data: &[u8],
+    ) -> Result<(), LogError> {
         self.writer
             .write_to_known_channel(
                 &mcap::records::MessageHeader {
@@ -421,7 +424,7 @@ impl Recorder {
                     log_time: log_time_ns,
                     publish_time: stamp_ns,
                 },
-                bytes,
+                data,
             )
             .map_err(|e| self.write_err(e))
     }

@@ -185,18 +185,11 @@ enum FromRos {
     Goal(bus::msg::Goal),
 }
 
-/// The bus topics bridged to ROS 2, each with its own subscription so that
-/// images never crowd out the state or events.
-const BRIDGED: [Topic; 8] = [
-    Topic::CameraStereo,
-    Topic::DepthStereo,
-    Topic::DepthMono,
-    Topic::CmdSetpoint,
-    Topic::State,
-    Topic::Events,
-    Topic::FcStatus,
-    Topic::CameraHealth,
-];
+/// Whether the bridge sends `topic` to ROS 2: every topic with a ROS 2 type
+/// but goals (ROS 2 sends those) and policy proposals.
+fn bridged(topic: Topic) -> bool {
+    bus::ros2::has_ros_type(topic) && !matches!(topic, Topic::Goal | Topic::CmdPolicy)
+}
 
 /// Runs the bridge until `stop`.
 pub fn ros2_node(
@@ -283,9 +276,12 @@ pub fn ros2_node(
     let mut goals = Outbox::<bus::msg::Goal>::new(session, robot, bus::topics::GOAL)?;
 
     // Bus → ROS 2: a subscription per topic.
-    let taps = BRIDGED
-        .iter()
-        .map(|t| Ok((*t, bus::Tap::new(session, robot, t.suffix())?)))
+    // A subscription per topic, so that images never crowd out the state or
+    // events.
+    let taps = Topic::ALL
+        .into_iter()
+        .filter(|t| bridged(*t))
+        .map(|t| Ok((t, bus::Tap::new(session, robot, t.suffix())?)))
         .collect::<Result<Vec<_>>>()?;
     let mut put_errors = 0u64;
     let mut last_static: Option<Instant> = None;
