@@ -1273,7 +1273,10 @@ fn ros2_bridge_matches_rmw_zenoh_keys() {
             .get(topic)
             .unwrap_or_else(|| panic!("no {topic} seen by the ROS 2 peer: {r}\n{log}"));
         assert_eq!(t["type"], ty, "{topic}");
-        assert!(t["count"].as_u64().unwrap() >= 3, "{topic}: {t}");
+        // /tf_static goes out once a second of wall time (the twin may fly
+        // its 8 s in less); the rest once per frame.
+        let least = if topic == "/tf_static" { 1 } else { 3 };
+        assert!(t["count"].as_u64().unwrap() >= least, "{topic}: {t}");
     }
     let im = &r["images"][0];
     assert_eq!(
