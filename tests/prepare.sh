@@ -19,8 +19,13 @@
 #     camera crate's build; gstreamer1.0-plugins-{base,good} for its pipelines:
 #     videoconvert, jpegdec/jpegenc, avimux/avidemux, multipart, tcp) and
 #     pkg-config, which the GStreamer bindings build with
-#   - the aarch64 build of the robot's agent (no `twin` feature, so no simulator;
-#     tests/tests/aarch64.rs runs its self-test), in the `cross-check` profile
+#   - Vulkan: libvulkan1 (the loader) and mesa-vulkan-drivers (lavapipe, a
+#     software Vulkan device), which the GPU backend's suite runs on
+#     (tests/tests/backends.rs; it fails, never skips, without an adapter)
+#   - the aarch64 build of the robot's agent with the GPU backend (no `twin`
+#     feature, so no simulator; tests/tests/aarch64.rs runs its self-test, which
+#     finds no Vulkan under qemu and says it falls back to the CPU), in the
+#     `cross-check` profile
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet rerun-sdk==0.36.3 "opencv-python-headless<5" scikit-image pymavlink \
@@ -36,7 +41,8 @@ command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
 command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
 [ -f /usr/share/doc/opencv-doc/examples/data/left01.jpg ] || missing+=(opencv-doc)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
-for p in libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good; do
+for p in libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+    libvulkan1 mesa-vulkan-drivers; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -54,4 +60,4 @@ if cargo tree -e normal -p agent --no-default-features -i sim >/dev/null 2>&1; t
     echo "prepare.sh: the robot's build (agent --no-default-features) depends on sim" >&2
     exit 1
 fi
-cargo build --profile cross-check -p agent --no-default-features --target aarch64-unknown-linux-gnu
+cargo build --profile cross-check -p agent --no-default-features --features gpu --target aarch64-unknown-linux-gnu

@@ -5,7 +5,7 @@
 //! CPU, and training throughput (samples per second through full steps of the
 //! learner: forward, masked loss, backward, Adam) on `train_threads` threads.
 
-use crate::device::{Backend, device};
+use crate::device::{Backend, resolve};
 use crate::learner::{Sample, train_step};
 use crate::mono::{MonoNet, infer};
 use crate::pipeline::LoopConfig;
@@ -20,8 +20,12 @@ use std::time::Instant;
 pub struct BenchReport {
     /// Backend measured.
     pub backend: Backend,
+    /// The adapter it ran on (name, type, graphics API).
+    pub adapter: String,
     /// Input size.
     pub input: (usize, usize),
+    /// The network's architecture.
+    pub arch: crate::mono::MonoArch,
     /// Parameters of the network.
     pub params: usize,
     /// Median inference latency (ms).
@@ -44,8 +48,8 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "mono network: {} parameters, input {}x{}, backend {:?}",
-            self.params, self.input.0, self.input.1, self.backend
+            "mono network ({:?}): {} parameters, input {}x{}, backend {:?} on {}",
+            self.arch, self.params, self.input.0, self.input.1, self.backend, self.adapter
         )?;
         writeln!(
             f,
@@ -137,7 +141,8 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 pub fn run(cfg: &LoopConfig, seconds: f64, train_threads: usize) -> Result<BenchReport> {
     cfg.validate(f64::INFINITY)?;
     let shape = cfg.mono;
-    let plain = device(cfg.backend)?;
+    let resolved = resolve(cfg.backend)?;
+    let plain = resolved.device.clone();
     let mut rng = types::rng::Rng::new(3);
     let cells = shape.plan()?.map;
     let samples: Vec<Sample> = (0..64)
@@ -216,8 +221,10 @@ pub fn run(cfg: &LoopConfig, seconds: f64, train_threads: usize) -> Result<Bench
     }
     let (mut times, cores) = measured?;
     Ok(BenchReport {
-        backend: cfg.backend,
+        backend: resolved.backend,
+        adapter: resolved.adapter,
         input: (shape.width, shape.height),
+        arch: shape.arch,
         params: net.num_params(),
         infer_median_ms: percentile(&mut times, 0.5),
         infer_p99_ms: percentile(&mut times, 0.99),

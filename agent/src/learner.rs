@@ -727,10 +727,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("learner-resume-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("m.bpk");
-        MonoNet::seeded(&shape, &plain, 4)
-            .unwrap()
-            .save_file(&path)
-            .unwrap();
+        crate::mono::save_checkpoint(&MonoNet::seeded(&shape, &plain, 4).unwrap(), &path).unwrap();
         let device = plain.clone().autodiff();
         let net = crate::mono::load_checkpoint(&path, &shape, &device).unwrap();
         let input = bright(0.2, &shape).image;

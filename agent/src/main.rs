@@ -52,6 +52,10 @@ enum Cmd {
         /// A rig file (OpenCV YAML) instead of the bundled one (must be 160x120).
         #[arg(long)]
         rig: Option<PathBuf>,
+        /// Backend of the mono inference: `auto` checks the GPU where an
+        /// adapter opens and says so when it falls back to the CPU.
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: agent::device::Backend,
     },
     #[cfg(feature = "twin")]
     /// The on-target budget: the whole pipeline in one process at the loop rate;
@@ -151,8 +155,12 @@ fn main() -> Result<()> {
                 _ => Ok(()),
             }
         }
-        Cmd::Selftest { rig } => {
-            let r = agent::selftest::run(&agent::pipeline::LoopConfig::default(), rig.as_deref())?;
+        Cmd::Selftest { rig, backend } => {
+            let cfg = agent::pipeline::LoopConfig {
+                backend,
+                ..Default::default()
+            };
+            let r = agent::selftest::run(&cfg, rig.as_deref())?;
             println!("{r}");
             Ok(())
         }

@@ -2,7 +2,9 @@
 //! frame to a per-column depth scan, and the conversions between camera frames,
 //! stereo depth maps and its tensors.
 
-use burn::nn::{Linear, LinearConfig, Relu};
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -24,6 +26,25 @@ pub struct MonoShape {
     /// Fraction of the image rows, centred on the horizon, that the scan looks at
     /// (so that floor and ceiling do not read as obstacles).
     pub band: f32,
+    /// Which network: `patch` (the default, made for two CPU cores) or `unet`
+    /// (an encoder-decoder with skip connections, made for a GPU).
+    pub arch: MonoArch,
+}
+
+/// The architecture of the monocular network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MonoArch {
+    /// Strided patch convolutions (kernel = stride) and a fully connected scan
+    /// head: ~15x faster to train on burn's CPU backend than 3x3 convolutions.
+    #[default]
+    Patch,
+    /// A U-Net-style encoder-decoder (Ronneberger et al., MICCAI 2015): 3x3
+    /// convolutions down to 1/8 resolution and back to 1/2 with skip
+    /// connections, a dense log-depth output pooled to the coarse map and a
+    /// per-column head over the horizon band. Meant for a GPU (`--backend gpu`)
+    /// at 160x120 or 320x240; on the CPU it trains far slower than `patch`.
+    Unet,
 }
 
 impl Default for MonoShape {
@@ -35,6 +56,7 @@ impl Default for MonoShape {
             max_depth: 10.0,
             min_depth: 0.2,
             band: 0.2,
+            arch: MonoArch::Patch,
         }
     }
 }
@@ -61,6 +83,15 @@ pub enum MonoError {
         "network input {width}x{height} unsupported: width must be a multiple of 8, height of 8 or 12, columns at most the width"
     )]
     Shape { width: usize, height: usize },
+    /// The input size does not fit the U-Net's three halvings.
+    #[error(
+        "network input {width}x{height} with {columns} columns unsupported by `unet`: width and height must be multiples of 8, columns at most half the width"
+    )]
+    UnetShape {
+        width: usize,
+        height: usize,
+        columns: usize,
+    },
     /// The network produced a tensor of the wrong size or non-finite values.
     #[error("network output unusable: {0}")]
     Output(String),
@@ -77,7 +108,7 @@ pub enum MonoError {
 /// against 4 ms per forward+backward of one 8->16 layer at batch 16); that is what
 /// lets the learner keep up with a 30 Hz camera on two cores.
 #[derive(Module, Debug)]
-pub struct MonoNet {
+pub struct PatchNet {
     p1: Linear,
     p2: Linear,
     p3: Linear,
@@ -96,16 +127,144 @@ pub struct PatchPlan {
     pub map: (usize, usize),
 }
 
-/// Held while a network draws its initial weights from burn's global generator.
-static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// Channels of the three patch layers.
 const CH: [usize; 3] = [32, 64, 96];
 
+/// The monocular network, of either architecture (see [`MonoArch`]).
+#[derive(Module, Debug)]
+pub enum MonoNet {
+    /// The patch encoder.
+    Patch(PatchNet),
+    /// The encoder-decoder.
+    Unet(UNet),
+}
+
+/// The encoder-decoder of [`MonoArch::Unet`].
+#[derive(Module, Debug)]
+pub struct UNet {
+    e1: Conv2d,
+    e2: Conv2d,
+    e3: Conv2d,
+    e4: Conv2d,
+    d3: Conv2d,
+    d2: Conv2d,
+    depth: Conv2d,
+    column: Conv2d,
+    act: Relu,
+    /// Rows (at half resolution) of the horizon band the scan head reads.
+    band: [usize; 2],
+    columns: usize,
+    /// The shape it was made for (width, height, columns, band in 1e-4), kept
+    /// in checkpoints: the convolutions fit any size, so a checkpoint would
+    /// otherwise load under another shape without a word. Takes no gradient.
+    made_for: Param<Tensor<1>>,
+}
+
+impl UNet {
+    fn shape_tag(shape: &MonoShape) -> [f32; 4] {
+        [
+            shape.width as f32,
+            shape.height as f32,
+            shape.columns as f32,
+            (shape.band * 1e4).round(),
+        ]
+    }
+}
+
+/// Channels of the U-Net's levels (full, 1/2, 1/4 and 1/8 resolution).
+const UCH: [usize; 4] = [16, 32, 64, 96];
+
+fn conv3(cin: usize, cout: usize, stride: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([cin, cout], [3, 3])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(device)
+}
+
+/// [B, C, H, W] -> [B, C, 2H, 2W], each value repeated (nearest neighbour).
+fn up2(x: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    let x: Tensor<6> = x.reshape([b, c, h, 1, w, 1]);
+    x.repeat_dim(3, 2)
+        .repeat_dim(5, 2)
+        .reshape([b, c, 2 * h, 2 * w])
+}
+
+impl UNet {
+    fn init(shape: &MonoShape, device: &Device) -> Self {
+        let half = shape.height / 2;
+        let rows = ((half as f32 * shape.band).round() as usize).clamp(1, half);
+        let top = (half - rows) / 2;
+        Self {
+            e1: conv3(1, UCH[0], 1, device),
+            e2: conv3(UCH[0], UCH[1], 2, device),
+            e3: conv3(UCH[1], UCH[2], 2, device),
+            e4: conv3(UCH[2], UCH[3], 2, device),
+            d3: conv3(UCH[3] + UCH[2], UCH[2], 1, device),
+            d2: conv3(UCH[2] + UCH[1], UCH[1], 1, device),
+            depth: Conv2dConfig::new([UCH[1], 1], [1, 1]).init(device),
+            column: Conv2dConfig::new([UCH[1], 1], [1, 1]).init(device),
+            act: Relu::new(),
+            band: [top, top + rows],
+            columns: shape.columns,
+            made_for: Param::from_tensor(Tensor::from_floats(Self::shape_tag(shape), device))
+                .set_require_grad(false),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<3>) {
+        let [b, _, h, w] = x.dims();
+        let a1 = self.act.forward(self.e1.forward(x));
+        let a2 = self.act.forward(self.e2.forward(a1));
+        let a3 = self.act.forward(self.e3.forward(a2.clone()));
+        let a4 = self.act.forward(self.e4.forward(a3.clone()));
+        let b3 = self
+            .act
+            .forward(self.d3.forward(Tensor::cat(vec![up2(a4), a3], 1)));
+        let b2 = self
+            .act
+            .forward(self.d2.forward(Tensor::cat(vec![up2(b3), a2], 1)));
+        // Dense log depth at 1/2 resolution, averaged over 4x4 blocks: the map.
+        let dense: Tensor<6> = self
+            .depth
+            .forward(b2.clone())
+            .reshape([b, 1, h / 8, 4, w / 8, 4]);
+        let map: Tensor<3> = dense.mean_dim(5).mean_dim(3).reshape([b, h / 8, w / 8]);
+        // The scan: a per-pixel value over the horizon band, averaged per column.
+        let [top, bottom] = self.band;
+        let band = b2.slice([0..b, 0..UCH[1], top..bottom, 0..w / 2]);
+        let col: Tensor<3> = self.column.forward(band).mean_dim(2).reshape([b, 1, w / 2]);
+        let scan =
+            burn::tensor::module::adaptive_avg_pool1d(col, self.columns).reshape([b, self.columns]);
+        (scan, map)
+    }
+}
+
 impl MonoShape {
-    /// The patch grid, or why this input size does not fit the network: the
-    /// width must be a multiple of 8 and the height a multiple of 8 or 12.
+    /// The patch grid (or the U-Net's map grid), or why this input size does
+    /// not fit the network: for `patch` the width must be a multiple of 8 and
+    /// the height a multiple of 8 or 12; for `unet` both multiples of 8.
     pub fn plan(&self) -> Result<PatchPlan, MonoError> {
+        if self.arch == MonoArch::Unet {
+            let ok = self.width > 0
+                && self.height > 0
+                && self.width.is_multiple_of(8)
+                && self.height.is_multiple_of(8)
+                && self.columns > 0
+                && self.columns <= self.width / 2;
+            return if ok {
+                Ok(PatchPlan {
+                    rows2: 0,
+                    map: (self.height / 8, self.width / 8),
+                })
+            } else {
+                Err(MonoError::UnetShape {
+                    width: self.width,
+                    height: self.height,
+                    columns: self.columns,
+                })
+            };
+        }
         let bad = || MonoError::Shape {
             width: self.width,
             height: self.height,
@@ -141,17 +300,10 @@ fn patches(x: Tensor<4>, ph: usize, pw: usize) -> Tensor<4> {
     x.reshape([b, h / ph, w / pw, ph * pw * c])
 }
 
-impl MonoNet {
-    /// A freshly initialised network on `device`, or why `shape` does not fit it.
-    pub fn new(shape: &MonoShape, device: &Device) -> Result<Self, MonoError> {
-        let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
-        Self::init(shape, device)
-    }
-
-    fn init(shape: &MonoShape, device: &Device) -> Result<Self, MonoError> {
-        let plan = shape.plan()?;
+impl PatchNet {
+    fn init(shape: &MonoShape, plan: PatchPlan, device: &Device) -> Self {
         let (rows, cols) = plan.map;
-        let net = Self {
+        Self {
             p1: LinearConfig::new(16, CH[0]).init(device),
             p2: LinearConfig::new(plan.rows2 * 2 * CH[0], CH[1]).init(device),
             p3: LinearConfig::new(rows * CH[1], CH[2]).init(device),
@@ -159,24 +311,10 @@ impl MonoNet {
             fc1: LinearConfig::new(cols * CH[2], 128).init(device),
             fc2: LinearConfig::new(128, shape.columns).init(device),
             act: Relu::new(),
-        };
-        // burn draws parameters lazily, on first use: draw them now, under the lock.
-        let _ = net.forward(Tensor::zeros([1, 1, shape.height, shape.width], device));
-        Ok(net)
+        }
     }
 
-    /// A network initialised from `seed`: the same seed gives the same weights,
-    /// even while other threads create networks (burn's generator is global, so
-    /// seeding and drawing happen under one lock).
-    pub fn seeded(shape: &MonoShape, device: &Device, seed: u64) -> Result<Self, MonoError> {
-        let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
-        device.seed(seed);
-        Self::init(shape, device)
-    }
-
-    /// Log-depth scan [batch, columns] and coarse log-depth map [batch, rows, cols]
-    /// of images [batch, 1, height, width].
-    pub fn forward(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<3>) {
+    fn forward(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<3>) {
         let [b, _, h, w] = x.dims();
         let x: Tensor<4> = x.reshape([b, h, w, 1]);
         let x = self.act.forward(self.p1.forward(patches(x, 4, 4)));
@@ -188,6 +326,51 @@ impl MonoNet {
         let x: Tensor<2> = x.reshape([b, cols * CH[2]]);
         let x = self.act.forward(self.fc1.forward(x));
         (self.fc2.forward(x), map)
+    }
+}
+
+impl MonoNet {
+    /// A freshly initialised network on `device`, or why `shape` does not fit it.
+    pub fn new(shape: &MonoShape, device: &Device) -> Result<Self, MonoError> {
+        let _guard = types::NETWORK_INIT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        Self::init(shape, device)
+    }
+
+    /// Draws the weights on the CPU (see [`crate::device::init_device`]) and
+    /// moves them to `device`, so a seed means the same network on every backend.
+    fn init(shape: &MonoShape, device: &Device) -> Result<Self, MonoError> {
+        let target = device;
+        let device = &crate::device::init_device(target);
+        let plan = shape.plan()?;
+        let net = match shape.arch {
+            MonoArch::Patch => Self::Patch(PatchNet::init(shape, plan, device)),
+            MonoArch::Unet => Self::Unet(UNet::init(shape, device)),
+        };
+        // burn draws parameters lazily, on first use: draw them now, under the lock.
+        let _ = net.forward(Tensor::zeros([1, 1, shape.height, shape.width], device));
+        Ok(net.fork(target))
+    }
+
+    /// A network initialised from `seed`: the same seed gives the same weights,
+    /// even while other threads create networks (burn's generator is global, so
+    /// seeding and drawing happen under one lock).
+    pub fn seeded(shape: &MonoShape, device: &Device, seed: u64) -> Result<Self, MonoError> {
+        let _guard = types::NETWORK_INIT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        crate::device::init_device(device).seed(seed);
+        Self::init(shape, device)
+    }
+
+    /// Log-depth scan [batch, columns] and coarse log-depth map [batch, rows, cols]
+    /// of images [batch, 1, height, width].
+    pub fn forward(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<3>) {
+        match self {
+            Self::Patch(n) => n.forward(x),
+            Self::Unet(n) => n.forward(x),
+        }
     }
 }
 
@@ -428,6 +611,59 @@ mod tests {
     }
 
     #[test]
+    fn unet_gives_a_scan_and_a_map_at_an_eighth_and_learns() {
+        let device = crate::device::device(crate::device::Backend::Cpu).unwrap();
+        let shape = MonoShape {
+            width: 160,
+            height: 120,
+            arch: MonoArch::Unet,
+            ..MonoShape::default()
+        };
+        assert_eq!(shape.plan().unwrap().map, (15, 20));
+        let net = MonoNet::seeded(&shape, &device, 3).unwrap();
+        assert!(matches!(net, MonoNet::Unet(_)));
+        let input: Vec<f32> = (0..160 * 120)
+            .map(|i| (i % 13) as f32 / 13.0 - 0.5)
+            .collect();
+        let est = infer(&net, &input, &shape, &device).unwrap();
+        assert_eq!((est.scan.len(), est.map.len()), (32, 15 * 20));
+        // Sizes the three halvings cannot take are refused by name.
+        for (w, h, columns) in [(160, 124, 32), (164, 120, 32), (160, 120, 81)] {
+            let bad = MonoShape {
+                width: w,
+                height: h,
+                columns,
+                ..shape
+            };
+            assert!(matches!(
+                MonoNet::new(&bad, &device),
+                Err(MonoError::UnetShape { .. })
+            ));
+        }
+        // A few learner steps on one frame lower its loss.
+        let ad = device.autodiff();
+        let mut net = MonoNet::seeded(&shape, &ad, 3).unwrap();
+        let sample = crate::learner::Sample {
+            image: input,
+            scan: (0..32).map(|c| 1.0 + c as f32 / 8.0).collect(),
+            valid: vec![true; 32],
+            map: vec![3.0; 300],
+            map_valid: vec![true; 300],
+            weight: 1.0,
+        };
+        let mut optim = burn::optim::AdamConfig::new().init();
+        let cfg = crate::learner::LearnerConfig::default();
+        let mut losses = Vec::new();
+        for _ in 0..8 {
+            let (n, l) =
+                crate::learner::train_step(net, &mut optim, &[&sample], &shape, &cfg, &ad).unwrap();
+            net = n;
+            losses.push(l);
+        }
+        assert!(losses[7] < 0.5 * losses[0], "{losses:?}");
+    }
+
+    #[test]
     fn network_output_has_one_depth_per_column_and_a_coarse_map() {
         let device = crate::device::device(crate::device::Backend::Cpu).unwrap();
         let shape = MonoShape::default();
@@ -490,9 +726,13 @@ pub fn save_checkpoint(net: &MonoNet, path: &std::path::Path) -> anyhow::Result<
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     }
-    net.valid()
-        .save_file(path)
-        .map_err(|e| anyhow::anyhow!("cannot save checkpoint {}: {e:?}", path.display()))
+    // The architecture's own module is saved, not the enum around it: the
+    // file's tensor names stay those of the patch network's earlier files.
+    match net.valid() {
+        MonoNet::Patch(n) => n.save_file(path),
+        MonoNet::Unet(n) => n.save_file(path),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot save checkpoint {}: {e:?}", path.display()))
 }
 
 /// Load network weights saved by `agent fly` (burnpack) onto `device`.
@@ -507,16 +747,34 @@ pub fn load_checkpoint(
             reason: "no such file".into(),
         });
     }
-    let net = MonoNet::new(shape, device)
-        .map_err(|e| CheckpointError {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?
-        .try_load_file(path)
-        .map_err(|e| CheckpointError {
-            path: path.display().to_string(),
-            reason: format!("{e:?}"),
-        })?;
+    let refuse = |reason: String| CheckpointError {
+        path: path.display().to_string(),
+        reason,
+    };
+    let net = match MonoNet::new(shape, device).map_err(|e| refuse(e.to_string()))? {
+        MonoNet::Patch(n) => MonoNet::Patch(
+            n.try_load_file(path)
+                .map_err(|e| refuse(format!("{e:?}")))?,
+        ),
+        MonoNet::Unet(n) => {
+            let n = n
+                .try_load_file(path)
+                .map_err(|e| refuse(format!("{e:?}")))?;
+            let tag: Vec<f32> = n
+                .made_for
+                .val()
+                .into_data()
+                .try_to_vec()
+                .unwrap_or_default();
+            let want = UNet::shape_tag(shape);
+            if tag != want {
+                return Err(refuse(format!(
+                    "it was trained for a `unet` of (width, height, columns, band x 1e4) {tag:?}, these settings are {want:?}"
+                )));
+            }
+            MonoNet::Unet(n)
+        }
+    };
     // Weights that load but cannot give a depth (NaN or infinite values from
     // a diverged learner or a flipped bit) are refused here, before any node
     // flies on them: one inference on a mid-gray image must be finite.
@@ -554,7 +812,7 @@ mod checkpoint_tests {
             .map(|i| (i % 13) as f32 / 13.0 - 0.5)
             .collect();
         let before = infer(&net, &input, &shape, &device).unwrap();
-        net.save_file(&path).unwrap();
+        save_checkpoint(&net, &path).unwrap();
         MonoNet::seeded(&shape, &device, 99).unwrap(); // other weights in the generator
         let loaded = load_checkpoint(&path, &shape, &device).unwrap();
         assert_eq!(infer(&loaded, &input, &shape, &device).unwrap(), before);
@@ -566,12 +824,43 @@ mod checkpoint_tests {
             columns: 16,
             ..shape
         };
-        MonoNet::new(&other, &device)
-            .unwrap()
-            .save_file(dir.join("other.bpk"))
-            .unwrap();
+        save_checkpoint(
+            &MonoNet::new(&other, &device).unwrap(),
+            &dir.join("other.bpk"),
+        )
+        .unwrap();
         let e = load_checkpoint(&dir.join("other.bpk"), &shape, &device).unwrap_err();
         assert!(e.to_string().contains("other.bpk"), "{e}");
+        // The U-Net's convolutions fit any size: its checkpoint says what it
+        // was made for, and another shape (or the patch network) is refused.
+        let unet = MonoShape {
+            width: 160,
+            height: 120,
+            arch: MonoArch::Unet,
+            ..shape
+        };
+        save_checkpoint(
+            &MonoNet::new(&unet, &device).unwrap(),
+            &dir.join("unet.bpk"),
+        )
+        .unwrap();
+        assert!(load_checkpoint(&dir.join("unet.bpk"), &unet, &device).is_ok());
+        for wrong in [
+            MonoShape {
+                columns: 16,
+                ..unet
+            },
+            MonoShape {
+                width: 320,
+                height: 240,
+                ..unet
+            },
+        ] {
+            let e = load_checkpoint(&dir.join("unet.bpk"), &wrong, &device).unwrap_err();
+            assert!(e.reason.contains("trained for a `unet`"), "{e}");
+        }
+        assert!(load_checkpoint(&dir.join("unet.bpk"), &shape, &device).is_err());
+        assert!(load_checkpoint(&path, &unet, &device).is_err());
         std::fs::remove_dir_all(&dir).ok();
     }
 
@@ -585,7 +874,7 @@ mod checkpoint_tests {
         let dir = std::env::temp_dir().join(format!("mono-nan-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("m.bpk");
-        net.save_file(&path).unwrap();
+        save_checkpoint(&net, &path).unwrap();
         let good = std::fs::read(&path).unwrap();
         // The tensor data is the bulk of the file, after its header: NaN
         // (0xFFFFFFFF) over its second half, float-aligned.

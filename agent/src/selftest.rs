@@ -42,6 +42,9 @@ pub struct SelfTest {
     pub mono_ms: f64,
     /// Columns of the mono scan.
     pub mono_columns: usize,
+    /// What the mono network ran on (the adapter), and why `auto` fell back to
+    /// the CPU when it did.
+    pub mono_on: String,
     /// Target triple of this build.
     pub target: &'static str,
 }
@@ -50,7 +53,7 @@ impl std::fmt::Display for SelfTest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "selftest ({}) OK: rig {} {}x{}; stereo {:.1} ms, {:.0} % valid, median depth {:.2} m, disparity digest {:016x}; mono inference {:.2} ms, {} columns",
+            "selftest ({}) OK: rig {} {}x{}; stereo {:.1} ms, {:.0} % valid, median depth {:.2} m, disparity digest {:016x}; mono inference {:.2} ms, {} columns, on {}",
             self.target,
             self.rig,
             self.size.0,
@@ -60,7 +63,8 @@ impl std::fmt::Display for SelfTest {
             self.median_depth,
             self.disparity_digest,
             self.mono_ms,
-            self.mono_columns
+            self.mono_columns,
+            self.mono_on
         )
     }
 }
@@ -101,11 +105,14 @@ pub fn run(cfg: &LoopConfig, rig_file: Option<&std::path::Path>) -> Result<SelfT
     let density = valid.len() as f64 / (w * h) as f64;
     let disparity_digest = digest(&disp);
     let median_depth = valid.get(valid.len() / 2).copied().unwrap_or(f32::NAN) as f64;
-    let dev = crate::device::device(cfg.backend)?;
-    let net = MonoNet::seeded(&cfg.mono, &dev, cfg.learner.seed)?;
+    let resolved = crate::device::resolve(cfg.backend)?;
+    let dev = &resolved.device;
+    let net = MonoNet::seeded(&cfg.mono, dev, cfg.learner.seed)?;
     let input = preprocess(LEFT, w, h, &cfg.mono)?;
+    // A first inference compiles a GPU's kernels; time the second.
+    infer(&net, &input, &cfg.mono, dev)?;
     let t1 = Instant::now();
-    let est = infer(&net, &input, &cfg.mono, &dev)?;
+    let est = infer(&net, &input, &cfg.mono, dev)?;
     let mono_ms = t1.elapsed().as_secs_f64() * 1e3;
     // The twin's default room spans 1.9-19 m: a working matcher sees most of it.
     if !(density > 0.3 && (1.0..20.0).contains(&median_depth)) {
@@ -126,6 +133,10 @@ pub fn run(cfg: &LoopConfig, rig_file: Option<&std::path::Path>) -> Result<SelfT
         stereo_ms,
         mono_ms,
         mono_columns: est.scan.len(),
+        mono_on: match &resolved.fallback {
+            Some(why) => format!("{} ({why})", resolved.adapter),
+            None => resolved.adapter,
+        },
         target: if cfg!(target_arch = "aarch64") {
             "aarch64"
         } else if cfg!(target_arch = "x86_64") {

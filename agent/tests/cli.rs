@@ -122,7 +122,7 @@ fn persist_refuses_a_bad_length_and_bench_prints_both_figures() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--minutes"));
     let o = agent()
-        .args(["bench", "--seconds", "0.3"])
+        .args(["bench", "--seconds", "0.3", "--backend", "cpu"])
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
@@ -132,6 +132,7 @@ fn persist_refuses_a_bad_length_and_bench_prints_both_figures() {
         "samples/s",
         "parameters",
         "RL networks (Cpu, twin sizes): DQN act",
+        "PPO update (2048 steps)",
         "SAC training step (batch 256)",
     ] {
         assert!(out.contains(needle), "{needle} missing: {out}");
@@ -144,16 +145,16 @@ fn persist_refuses_a_bad_length_and_bench_prints_both_figures() {
         .and_then(|s| s.parse().ok())
         .unwrap();
     assert!(ms > 0.0 && ms.is_finite());
-    // A backend not compiled in is named, and the command fails.
-    if !cfg!(feature = "cuda") {
-        let o = agent()
-            .args(["bench", "--seconds", "0.3", "--backend", "cuda"])
-            .output()
-            .unwrap();
-        assert!(!o.status.success());
-        let out = String::from_utf8_lossy(&o.stdout);
-        assert!(out.contains("--features cuda"), "{out}");
-    }
+    // The side-by-side table names the backend's adapter.
+    assert!(out.contains("networks by backend"), "{out}");
+    assert!(out.contains("Cpu: CPU (ndarray)"), "{out}");
+    // A backend that is not a backend is refused by name.
+    let o = agent()
+        .args(["bench", "--seconds", "0.3", "--backend", "cuda"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cuda"));
 }
 
 #[test]

@@ -27,7 +27,11 @@ fn the_aarch64_agent_passes_its_self_test_under_qemu() {
         0xB7,
         "not an AArch64 executable"
     );
+    // No Vulkan driver for the guest, whatever the host has installed (qemu's
+    // -L falls back to host paths): the self-test's `auto` must fall back.
     let out = Command::new("qemu-aarch64")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
         .args(["-L", "/usr/aarch64-linux-gnu"])
         .arg(&bin)
         .arg("selftest")
@@ -42,6 +46,12 @@ fn the_aarch64_agent_passes_its_self_test_under_qemu() {
     eprintln!("{}", stdout.trim());
     assert!(
         stdout.contains("selftest (aarch64) OK: rig bundled 160x120"),
+        "{stdout}"
+    );
+    // Built with the GPU backend and given no Vulkan driver, `auto` (the
+    // self-test's default) must say that it runs the network on the CPU.
+    assert!(
+        stdout.contains("on CPU (ndarray) (backend auto: no GPU adapter"),
         "{stdout}"
     );
     // The same self-test on this machine's build (x86-64: the AVX2 kernels

@@ -5,6 +5,20 @@ use burn::module::Param;
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::prelude::*;
 
+/// The CPU device (with `device`'s autodiff) on which networks draw their
+/// initial weights before moving to `device`.
+pub fn init_device(device: &Device) -> Device {
+    // burn 0.22 marks ndarray deprecated in favour of `flex`; the project keeps
+    // ndarray as its CPU backend until flex is measured on the target.
+    #[allow(deprecated)]
+    let cpu = Device::ndarray();
+    if device.gradient_checkpointing_strategy().is_some() {
+        cpu.autodiff()
+    } else {
+        cpu
+    }
+}
+
 /// Fully connected layers with ReLU between them (none after the last).
 #[derive(Module, Debug)]
 pub struct Mlp {
@@ -12,18 +26,21 @@ pub struct Mlp {
     act: Relu,
 }
 
-/// Held while a network draws its initial weights from burn's global generator,
-/// so that the same seed gives the same network even with several learners starting at once.
-static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 impl Mlp {
     /// Layers `sizes[0] -> sizes[1] -> ... -> sizes[last]`, weights drawn from `seed`.
+    ///
+    /// The weights are drawn on the CPU and moved to `device`: each backend's own
+    /// generator draws different numbers, and a seed should mean one network on
+    /// every backend (a GPU run starts where the CPU run does).
     pub fn seeded(sizes: &[usize], device: &Device, seed: u64) -> Self {
-        let _guard = INIT.lock().unwrap_or_else(|p| p.into_inner());
-        device.seed(seed);
+        let _guard = types::NETWORK_INIT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let draw = init_device(device);
+        draw.seed(seed);
         let layers: Vec<Linear> = sizes
             .windows(2)
-            .map(|w| LinearConfig::new(w[0], w[1]).init(device))
+            .map(|w| LinearConfig::new(w[0], w[1]).init(&draw))
             .collect();
         // burn initialises parameters lazily; draw them now, under the lock.
         for l in &layers {
@@ -36,6 +53,7 @@ impl Mlp {
             layers,
             act: Relu::new(),
         }
+        .fork(device)
     }
 
     /// The same network with its output layer's weights and bias set to zero, so

@@ -200,6 +200,13 @@ pub struct NetTimes {
     pub sac_act_ms: f64,
     /// One SAC gradient step (critics, actor, α; batch 256), median ms.
     pub sac_step_ms: f64,
+    /// PPO action selection (greedy, batch 1), median ms.
+    pub ppo_act_ms: f64,
+    /// One PPO update on a rollout of `ppo_rollout` steps (its epochs and
+    /// minibatches), median ms.
+    pub ppo_update_ms: f64,
+    /// Steps in the timed PPO rollout.
+    pub ppo_rollout: usize,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -225,6 +232,7 @@ fn time_ms(
 /// Measure [`NetTimes`] on `device`, each figure for about `seconds`.
 pub fn time_networks(device: &Device, seconds: f64) -> Result<NetTimes, RlError> {
     use crate::dqn::{Dqn, DqnConfig};
+    use crate::ppo::{Ppo, PpoConfig};
     use crate::sac::{Sac, SacConfig};
     let obs_dim = 54;
     let mut rng = sim::rng::Rng::new(5);
@@ -259,10 +267,38 @@ pub fn time_networks(device: &Device, seconds: f64) -> Result<NetTimes, RlError>
         Ok(())
     })?;
     let sac_step_ms = time_ms(seconds, 5, || sac.train_step().map(|_| ()))?;
+    let ppo_config = PpoConfig::default();
+    let ppo_rollout = ppo_config.rollout;
+    let mut ppo = Ppo::new(ppo_config, obs_dim, 5, device, 1)?;
+    let rollout: Vec<Transition> = (0..ppo_rollout)
+        .map(|i| Transition {
+            obs: obs(),
+            action: vec![(i % 5) as f32],
+            reward: 0.1,
+            next_obs: obs(),
+            terminated: i % 100 == 99,
+            done: i % 100 == 99,
+        })
+        .collect();
+    let ppo_act_ms = time_ms(seconds, 20, || {
+        ppo.act(&o, false);
+        Ok(())
+    })?;
+    // Each pass observes a whole rollout, whose last step starts the update;
+    // the pushes themselves cost microseconds.
+    let ppo_update_ms = time_ms(seconds, 2, || {
+        for t in &rollout {
+            ppo.observe(t.clone())?;
+        }
+        Ok(())
+    })?;
     Ok(NetTimes {
         dqn_act_ms,
         dqn_step_ms,
         sac_act_ms,
         sac_step_ms,
+        ppo_act_ms,
+        ppo_update_ms,
+        ppo_rollout,
     })
 }

@@ -135,8 +135,15 @@ pub(crate) struct BenchArgs {
     /// Threads for the training figure.
     #[arg(long, default_value_t = 2, value_parser = count(1, 256))]
     train_threads: usize,
+    /// The mono network to time (default: the settings file's); `unet` without
+    /// `--mono-size` is timed at 160x120.
+    #[arg(long, value_enum)]
+    mono_arch: Option<MonoArchArg>,
+    /// Input size of the mono network (WIDTHxHEIGHT; default: the settings file's).
+    #[arg(long, value_parser = mono_size)]
+    mono_size: Option<(usize, usize)>,
     /// Backends to time, comma-separated (default: every backend compiled into
-    /// this binary: cpu, and cuda with `--features cuda`).
+    /// this binary: cpu, and gpu with the `gpu` feature); printed side by side.
     #[arg(long, value_enum, value_delimiter = ',')]
     backend: Vec<Backend>,
     /// Pairs to time the camera stage on (0: skip it).
@@ -147,6 +154,29 @@ pub(crate) struct BenchArgs {
     #[cfg(feature = "camera")]
     #[arg(long, default_value = "640x480", value_parser = eye_size)]
     camera_size: (usize, usize),
+}
+
+/// `--mono-arch`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum MonoArchArg {
+    /// The patch encoder (the default network, for the CPU).
+    Patch,
+    /// The encoder-decoder (for a GPU).
+    Unet,
+}
+
+/// `160x120` to (160, 120).
+fn mono_size(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s
+        .split_once('x')
+        .ok_or_else(|| format!("{s:?}: give the size as WIDTHxHEIGHT"))?;
+    let p = |v: &str| {
+        v.parse::<usize>()
+            .ok()
+            .filter(|n| (8..=4096).contains(n))
+            .ok_or_else(|| format!("{s:?}: sides of 8 to 4096 pixels"))
+    };
+    Ok((p(w)?, p(h)?))
 }
 
 /// `640x480` to (640, 480).
@@ -320,13 +350,94 @@ pub(crate) fn budget(a: BudgetArgs, stop: Arc<AtomicBool>) -> Result<()> {
     Ok(())
 }
 
+/// One backend's figures in `agent bench`.
+struct BackendColumn {
+    mono: agent::bench::BenchReport,
+    nets: rl::validate::NetTimes,
+}
+
+/// The figures of every backend timed, one column each, with the adapters' names.
+fn side_by_side(columns: &[BackendColumn]) -> String {
+    let ms = |v: f64| format!("{v:.3} ms");
+    type Row = (&'static str, fn(&BackendColumn) -> f64, bool);
+    let rows: [Row; 10] = [
+        (
+            "mono inference, batch 1 (median)",
+            |c| c.mono.infer_median_ms,
+            true,
+        ),
+        (
+            "mono inference, batch 1 (p99)",
+            |c| c.mono.infer_p99_ms,
+            true,
+        ),
+        (
+            "mono training (samples/s)",
+            |c| c.mono.train_samples_per_s,
+            false,
+        ),
+        (
+            "mono training step (median)",
+            |c| c.mono.train_step_ms,
+            true,
+        ),
+        ("DQN act, batch 1", |c| c.nets.dqn_act_ms, true),
+        ("DQN training step, batch 64", |c| c.nets.dqn_step_ms, true),
+        ("SAC act, batch 1", |c| c.nets.sac_act_ms, true),
+        ("SAC training step, batch 256", |c| c.nets.sac_step_ms, true),
+        ("PPO act, batch 1", |c| c.nets.ppo_act_ms, true),
+        ("PPO update (one rollout)", |c| c.nets.ppo_update_ms, true),
+    ];
+    let width = 34;
+    let col = 14;
+    let mut out = format!("{:width$}", "networks by backend");
+    for c in columns {
+        out += &format!(" | {:col$}", format!("{:?}", c.mono.backend).to_lowercase());
+    }
+    out = out.trim_end().to_string() + "\n";
+    for (name, get, is_ms) in rows {
+        let mut line = format!("{name:width$}");
+        for c in columns {
+            let v = get(c);
+            let cell = if is_ms { ms(v) } else { format!("{v:.0}") };
+            line += &format!(" | {cell:col$}");
+        }
+        out += line.trim_end();
+        out += "\n";
+    }
+    for c in columns {
+        out += &format!(
+            "{:?}: {} (mono {:?} {}x{}, batch {}, {} training threads)\n",
+            c.mono.backend,
+            c.mono.adapter,
+            c.mono.arch,
+            c.mono.input.0,
+            c.mono.input.1,
+            c.mono.batch,
+            c.mono.train_threads
+        );
+    }
+    out
+}
+
 /// `agent bench`.
 pub(crate) fn bench(a: BenchArgs) -> Result<()> {
-    let cfg = match &a.config {
+    let mut cfg = match &a.config {
         Some(p) => FlyConfig::load(p)?,
         None => FlyConfig::default(),
     }
     .loop_config();
+    match a.mono_arch {
+        Some(MonoArchArg::Unet) => {
+            cfg.mono.arch = agent::mono::MonoArch::Unet;
+            (cfg.mono.width, cfg.mono.height) = a.mono_size.unwrap_or((160, 120));
+        }
+        Some(MonoArchArg::Patch) => cfg.mono.arch = agent::mono::MonoArch::Patch,
+        None => {}
+    }
+    if let Some((w, h)) = a.mono_size {
+        (cfg.mono.width, cfg.mono.height) = (w, h);
+    }
     let backends = if a.backend.is_empty() {
         agent::device::compiled_backends()
     } else {
@@ -341,24 +452,36 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
         println!();
     }
     let mut failed = 0;
+    let mut columns = Vec::new();
     for b in backends {
         let mut cfg = cfg.clone();
         cfg.backend = b;
-        // A backend whose runtime is missing (no CUDA driver) panics inside
-        // burn on first use; report it and go on with the others.
-        let r = std::panic::catch_unwind(|| -> Result<String> {
+        // A GPU runtime can still panic inside burn on first use (a driver that
+        // opens but cannot run a kernel); report it and go on with the others.
+        let r = std::panic::catch_unwind(|| -> Result<BackendColumn> {
             let mono = agent::bench::run(&cfg, a.seconds, a.train_threads)?;
             let nets = rl::validate::time_networks(
                 &agent::device::device(b)?,
                 (a.seconds / 4.0).max(0.5),
             )?;
-            Ok(format!(
-                "{mono}\nRL networks ({b:?}, twin sizes): DQN act {:.3} ms, DQN training step (batch 64) {:.2} ms; SAC act {:.3} ms, SAC training step (batch 256) {:.2} ms",
-                nets.dqn_act_ms, nets.dqn_step_ms, nets.sac_act_ms, nets.sac_step_ms
-            ))
+            Ok(BackendColumn { mono, nets })
         });
         match r {
-            Ok(Ok(text)) => println!("{text}\n"),
+            Ok(Ok(c)) => {
+                println!(
+                    "{}\nRL networks ({:?}, twin sizes): DQN act {:.3} ms, DQN training step (batch 64) {:.2} ms; SAC act {:.3} ms, SAC training step (batch 256) {:.2} ms; PPO act {:.3} ms, PPO update ({} steps) {:.1} ms\n",
+                    c.mono,
+                    c.mono.backend,
+                    c.nets.dqn_act_ms,
+                    c.nets.dqn_step_ms,
+                    c.nets.sac_act_ms,
+                    c.nets.sac_step_ms,
+                    c.nets.ppo_act_ms,
+                    c.nets.ppo_rollout,
+                    c.nets.ppo_update_ms
+                );
+                columns.push(c);
+            }
             Ok(Err(e)) => {
                 failed += 1;
                 println!("backend {b:?}: {e:#}\n");
@@ -368,6 +491,9 @@ pub(crate) fn bench(a: BenchArgs) -> Result<()> {
                 println!("backend {b:?}: failed at run time (is its driver/runtime installed?)\n");
             }
         }
+    }
+    if !columns.is_empty() {
+        print!("{}", side_by_side(&columns));
     }
     anyhow::ensure!(failed == 0, "{failed} backend(s) could not be timed");
     Ok(())

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The GPU backend on a machine with a real GPU: the backend suite (every
+# network against the CPU backend) and `agent bench` side by side, CPU and GPU,
+# for the default mono network and the larger U-Net.
+#
+# Build here (the GPU machine needs no Rust), then carry the binaries:
+#   cargo build --release -p agent --no-default-features --features twin,gpu   # no GStreamer needed there
+#   cargo test --release -p e2e-tests --test backends --no-run   # prints the test binary's path
+#   mkdir -p shared/gpu && cp target/release/agent <that path> shared/gpu/
+#   (cd shared/gpu && apt-get download libvulkan1)               # the Vulkan loader, if the machine lacks one
+# and run `tests/device/gpu_check.sh shared/gpu` there. Figures go to stdout and,
+# where $OUT is set, to $OUT/gpu_check.txt.
+#
+# Vulkan on an NVIDIA machine needs the loader (libvulkan.so.1) and NVIDIA's
+# ICD, which the driver ships inside libGLX_nvidia.so.0; containers often carry
+# the driver's libraries without the ICD's JSON file, so one is written here.
+set -uo pipefail
+dir=${1:-shared/gpu}
+out=${OUT:-/tmp}/gpu_check.txt
+: > "$out"
+say() { echo "$@" | tee -a "$out"; }
+
+libs=$(ldconfig -p 2>/dev/null)
+if ! grep -qF 'libvulkan.so.1' <<<"$libs"; then
+    deb=$(ls "$dir"/libvulkan1_*.deb 2>/dev/null | head -1)
+    if [ -z "$deb" ]; then
+        say "gpu_check: no libvulkan.so.1 on this machine and no libvulkan1 .deb in $dir"
+        exit 1
+    fi
+    mkdir -p /tmp/vk && dpkg -x "$deb" /tmp/vk
+    export LD_LIBRARY_PATH=/tmp/vk/usr/lib/x86_64-linux-gnu:/tmp/vk/usr/lib/aarch64-linux-gnu:${LD_LIBRARY_PATH:-}
+    say "gpu_check: Vulkan loader unpacked from $(basename "$deb")"
+fi
+if ! ls /usr/share/vulkan/icd.d/nvidia_icd*.json /etc/vulkan/icd.d/nvidia_icd*.json >/dev/null 2>&1; then
+    glx=$(awk '/libGLX_nvidia.so.0/ {print $NF; exit}' <<<"$libs")
+    if [ -n "$glx" ]; then
+        printf '{"file_format_version":"1.0.0","ICD":{"library_path":"%s","api_version":"1.3"}}\n' "$glx" > /tmp/nvidia_icd.json
+        export VK_ICD_FILENAMES=/tmp/nvidia_icd.json VK_DRIVER_FILES=/tmp/nvidia_icd.json
+        say "gpu_check: NVIDIA ICD written for $glx"
+    else
+        say "gpu_check: no NVIDIA ICD file and no libGLX_nvidia.so.0; wgpu will take whatever Vulkan device it finds"
+    fi
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu_check: /' | tee -a "$out"
+
+suite=$(ls "$dir"/backends-* 2>/dev/null | grep -v '\.d$' | head -1)
+rc=0
+if [ -n "$suite" ]; then
+    say "== backend suite ($suite)"
+    "$suite" --test-threads 1 --nocapture 2>&1 | tee -a "$out" || rc=1
+else
+    say "gpu_check: no backend-suite binary (backends-*) in $dir"; rc=1
+fi
+say "== agent bench, patch network"
+"$dir/agent" bench --backend cpu,gpu --seconds 5 2>&1 | tee -a "$out" || rc=1
+say "== agent bench, U-Net 160x120"
+"$dir/agent" bench --backend cpu,gpu --seconds 5 --mono-arch unet 2>&1 | tee -a "$out" || rc=1
+exit $rc

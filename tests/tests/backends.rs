@@ -1,0 +1,421 @@
+//! The backend suite: every network of the agent — the monocular depth network
+//! and its learner, DQN, SAC, PPO and SELFI's models, actor and critics — run
+//! on each compiled backend against the CPU (`ndarray`) backend: the forward
+//! pass, one training step, and a checkpoint written on one backend and loaded
+//! on the other.
+//!
+//! A network drawn from a seed has the same weights on every backend (weights
+//! are drawn on the CPU and moved), so the GPU's numbers are compared with the
+//! CPU's directly. Tolerances: forward passes agree to [`FORWARD`] (relative,
+//! plus the same absolute term); after a training step to [`TRAINED`] — wider,
+//! because Adam's first step moves every weight by about ±lr whatever the size
+//! of its gradient, so a gradient that rounds to the other sign on one backend
+//! moves its weight by 2·lr there. A missing GPU adapter fails the suite: it
+//! never skips (CI installs Mesa's lavapipe for it).
+
+use agent::device::{Backend, Resolved, compiled_backends, resolve};
+use agent::learner::{LearnerConfig, Sample, train_step};
+use agent::mono::{MonoArch, MonoNet, MonoShape, infer, load_checkpoint, save_checkpoint};
+use burn::module::Module as _;
+use burn::optim::AdamConfig;
+use rl::learner::Learner;
+use rl::replay::Transition;
+use std::io::Write as _;
+use std::path::PathBuf;
+use types::rng::Rng;
+
+/// Relative (and absolute) tolerance of a forward pass on another backend.
+const FORWARD: f32 = 1e-4;
+/// Relative (and absolute) tolerance after training steps on another backend.
+const TRAINED: f32 = 2e-3;
+
+/// Every compiled backend other than the CPU, opened; a GPU that does not open
+/// fails here, naming why. Each is announced on stderr (outside the test
+/// harness's capture) with its adapter, so CI's log says what it ran on.
+fn other_backends(test: &str) -> Vec<Resolved> {
+    let others: Vec<Resolved> = compiled_backends()
+        .into_iter()
+        .filter(|b| *b != Backend::Cpu)
+        .map(|b| resolve(b).unwrap_or_else(|e| panic!("backend {b:?} did not open: {e}")))
+        .collect();
+    assert!(
+        !others.is_empty(),
+        "only the CPU backend is compiled in: build with the `gpu` feature"
+    );
+    for r in &others {
+        let _ = writeln!(
+            std::io::stderr(),
+            "backend suite, {test}: {:?} on {}",
+            r.backend,
+            r.adapter
+        );
+    }
+    others
+}
+
+fn cpu() -> Resolved {
+    resolve(Backend::Cpu).expect("the CPU backend always opens")
+}
+
+/// `a` (CPU) and `b` (another backend) agree within `tol`, relative and absolute.
+fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    let mut worst = (0.0f32, 0usize);
+    let mut over = Vec::new();
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(x.is_finite() && y.is_finite(), "{what}[{i}]: {x} vs {y}");
+        let e = (x - y).abs() / (1.0 + x.abs());
+        if e > worst.0 {
+            worst = (e, i);
+        }
+        if e > tol {
+            over.push(i);
+        }
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "  {what}: largest relative difference {:.1e} (tolerance {tol:.0e})",
+        worst.0
+    );
+    assert!(
+        worst.0 <= tol,
+        "{what}: element {} is {} on the CPU and {} on the other backend (relative error {:.2e} > {tol:.0e}); {} of {} elements over, the first at {:?}",
+        worst.1,
+        a[worst.1],
+        b[worst.1],
+        worst.0,
+        over.len(),
+        a.len(),
+        &over[..over.len().min(12)]
+    );
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("backend-suite-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp folder");
+    d
+}
+
+fn images(shape: &MonoShape, n: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|_| {
+            (0..shape.width * shape.height)
+                .map(|_| rng.uniform() as f32 - 0.5)
+                .collect()
+        })
+        .collect()
+}
+
+fn mono_outputs(net: &MonoNet, shape: &MonoShape, imgs: &[Vec<f32>], r: &Resolved) -> Vec<f32> {
+    imgs.iter()
+        .flat_map(|im| {
+            let e = infer(net, im, shape, &r.device).expect("inference");
+            e.scan.into_iter().chain(e.map)
+        })
+        .collect()
+}
+
+#[test]
+fn backend_suite_mono_network_and_learner() {
+    let cpu = cpu();
+    let unet = MonoShape {
+        width: 160,
+        height: 120,
+        arch: MonoArch::Unet,
+        ..MonoShape::default()
+    };
+    for other in other_backends("mono") {
+        for shape in [MonoShape::default(), unet] {
+            mono_suite(&shape, &cpu, &other);
+        }
+    }
+}
+
+/// The mono network of `shape` on the CPU and on `other`: forward, three
+/// learner steps, checkpoints both ways.
+fn mono_suite(shape: &MonoShape, cpu: &Resolved, other: &Resolved) {
+    let arch = format!("{:?}", shape.arch);
+    let shape = *shape;
+    let imgs = images(&shape, 4, 11);
+    let cells = shape.plan().unwrap().map;
+    let mut rng = Rng::new(12);
+    let samples: Vec<Sample> = imgs
+        .iter()
+        .map(|im| Sample {
+            image: im.clone(),
+            scan: (0..shape.columns)
+                .map(|_| 0.5 + 5.0 * rng.uniform() as f32)
+                .collect(),
+            valid: (0..shape.columns).map(|c| c % 5 != 0).collect(),
+            map: (0..cells.0 * cells.1)
+                .map(|_| 1.0 + 4.0 * rng.uniform() as f32)
+                .collect(),
+            map_valid: vec![true; cells.0 * cells.1],
+            weight: 1.0,
+        })
+        .collect();
+    let batch: Vec<&Sample> = samples.iter().collect();
+    let config = LearnerConfig::default();
+    // Forward: the same seed, the same network, the same depths.
+    let on_cpu = MonoNet::seeded(&shape, &cpu.device, 5).unwrap();
+    let on_other = MonoNet::seeded(&shape, &other.device, 5).unwrap();
+    let reference = mono_outputs(&on_cpu, &shape, &imgs, cpu);
+    assert_close(
+        &format!("mono {arch} forward"),
+        &reference,
+        &mono_outputs(&on_other, &shape, &imgs, other),
+        FORWARD,
+    );
+
+    // Three learner steps (masked loss, backward, Adam) on each backend.
+    let mut losses = [Vec::new(), Vec::new()];
+    let mut trained = Vec::new();
+    for (k, r) in [cpu, other].into_iter().enumerate() {
+        let ad = r.device.clone().autodiff();
+        let mut net = MonoNet::seeded(&shape, &ad, 5).unwrap();
+        let mut optim = AdamConfig::new().init();
+        for _ in 0..3 {
+            let (n, loss) = train_step(net, &mut optim, &batch, &shape, &config, &ad).unwrap();
+            net = n;
+            losses[k].push(loss);
+        }
+        trained.push(net.valid());
+    }
+    assert_close(
+        &format!("mono {arch} training losses"),
+        &losses[0],
+        &losses[1],
+        TRAINED,
+    );
+    let after_cpu = mono_outputs(&trained[0], &shape, &imgs, cpu);
+    let after_other = mono_outputs(&trained[1], &shape, &imgs, other);
+    assert_ne!(
+        after_cpu, reference,
+        "{arch}: the training steps changed nothing"
+    );
+    assert_close(
+        &format!("mono {arch} forward after training"),
+        &after_cpu,
+        &after_other,
+        TRAINED,
+    );
+
+    // Checkpoints cross backends both ways.
+    let dir = scratch(&format!("mono-{arch}"));
+    save_checkpoint(&trained[1], &dir.join("other.bpk")).unwrap();
+    let loaded = load_checkpoint(&dir.join("other.bpk"), &shape, &cpu.device).unwrap();
+    assert_close(
+        &format!("mono {arch} checkpoint from the other backend, on the CPU"),
+        &after_other,
+        &mono_outputs(&loaded, &shape, &imgs, cpu),
+        FORWARD,
+    );
+    save_checkpoint(&trained[0], &dir.join("cpu.bpk")).unwrap();
+    let loaded = load_checkpoint(&dir.join("cpu.bpk"), &shape, &other.device).unwrap();
+    assert_close(
+        &format!("mono {arch} checkpoint from the CPU, on the other backend"),
+        &after_cpu,
+        &mono_outputs(&loaded, &shape, &imgs, other),
+        FORWARD,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Transitions of a 6-input task with 3 discrete actions or 2 continuous ones.
+fn transitions(n: usize, continuous: bool) -> Vec<Transition> {
+    let mut rng = Rng::new(21);
+    let mut obs = move || {
+        (0..6)
+            .map(|_| rng.uniform() as f32 - 0.5)
+            .collect::<Vec<f32>>()
+    };
+    (0..n)
+        .map(|i| Transition {
+            obs: obs(),
+            action: if continuous {
+                vec![((i % 7) as f32 - 3.0) / 4.0, ((i % 5) as f32 - 2.0) / 3.0]
+            } else {
+                vec![(i % 3) as f32]
+            },
+            reward: ((i % 4) as f32 - 1.5) / 2.0,
+            next_obs: obs(),
+            terminated: i % 16 == 15,
+            done: i % 16 == 15,
+        })
+        .collect()
+}
+
+/// Values of a batch of observations, then `trans` observed (training as the
+/// learner's schedule says), then the values and the recent loss again.
+fn run_learner(l: &mut dyn Learner, probe: &[Vec<f32>], trans: &[Transition]) -> [Vec<f32>; 3] {
+    let before = l.values(probe);
+    for t in trans {
+        l.observe(t.clone()).unwrap();
+    }
+    assert!(l.updates() > 0, "{}: no gradient step was taken", l.kind());
+    let after = l.values(probe);
+    let loss = vec![l.recent_loss().expect("a loss after training")];
+    [before, after, loss]
+}
+
+#[test]
+fn backend_suite_dqn_sac_ppo() {
+    use rl::dqn::{Dqn, DqnConfig};
+    use rl::ppo::{Ppo, PpoConfig};
+    use rl::sac::{Sac, SacConfig};
+    let cpu = cpu();
+    let probe: Vec<Vec<f32>> = transitions(8, false).into_iter().map(|t| t.obs).collect();
+    let dqn = DqnConfig {
+        hidden: vec![32, 32],
+        batch: 16,
+        buffer: 256,
+        learning_starts: 32,
+        train_freq: 32,
+        gradient_steps: 2,
+        learning_rate: 1e-3,
+        ..DqnConfig::default()
+    };
+    let sac = SacConfig {
+        hidden: vec![32, 32],
+        batch: 16,
+        buffer: 256,
+        learning_starts: 32,
+        train_freq: 32,
+        gradient_steps: 2,
+        learning_rate: 1e-3,
+        ..SacConfig::default()
+    };
+    let ppo = PpoConfig {
+        hidden: vec![32, 32],
+        rollout: 64,
+        epochs: 2,
+        minibatch: 32,
+        ..PpoConfig::default()
+    };
+    type Make = Box<dyn Fn(&Resolved) -> Box<dyn Learner>>;
+    let makers: [(&str, bool, Make); 3] = [
+        (
+            "dqn",
+            false,
+            Box::new(move |r| Box::new(Dqn::new(dqn.clone(), 6, 3, &r.device, 3).unwrap())),
+        ),
+        (
+            "sac",
+            true,
+            Box::new(move |r| Box::new(Sac::new(sac.clone(), 6, 2, &r.device, 3).unwrap())),
+        ),
+        (
+            "ppo",
+            false,
+            Box::new(move |r| Box::new(Ppo::new(ppo.clone(), 6, 3, &r.device, 3).unwrap())),
+        ),
+    ];
+    for other in other_backends("dqn/sac/ppo") {
+        for (name, continuous, make) in &makers {
+            let trans = transitions(64, *continuous);
+            let mut on_cpu = make(&cpu);
+            let mut on_other = make(&other);
+            let a = run_learner(on_cpu.as_mut(), &probe, &trans);
+            let b = run_learner(on_other.as_mut(), &probe, &trans);
+            assert_close(&format!("{name} values"), &a[0], &b[0], FORWARD);
+            assert_ne!(a[0], a[1], "{name}: training changed no value");
+            assert_close(
+                &format!("{name} values after training"),
+                &a[1],
+                &b[1],
+                TRAINED,
+            );
+            assert_close(&format!("{name} loss"), &a[2], &b[2], TRAINED);
+            // The other backend's checkpoint, loaded on the CPU, gives its values.
+            let dir = scratch(name);
+            on_other.save(&dir).unwrap();
+            let mut loaded = make(&cpu);
+            loaded.load(&dir).unwrap();
+            assert_close(
+                &format!("{name} checkpoint from the other backend, on the CPU"),
+                &b[1],
+                &loaded.values(&probe),
+                FORWARD,
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+#[test]
+fn backend_suite_selfi_models_actor_and_critics() {
+    use rl::selfi::model::{Actor, Models, objective_values_and_features};
+    use rl::selfi::online::{Arm, OnlineLearner, Transition as Step, load_actor};
+    use rl::selfi::{OBS_DIM, OfflineConfig, SelfiConfig};
+    let cpu = cpu();
+    let mut cfg = SelfiConfig::default();
+    cfg.online.batch = 16;
+    cfg.online.learning_starts = 16;
+    let h = cfg.plan.horizon;
+    let mut rng = Rng::new(31);
+    let mut draw = |n: usize, lo: f64, hi: f64| -> Vec<f32> {
+        (0..n).map(|_| rng.range(lo, hi) as f32).collect()
+    };
+    let obs = draw(8 * OBS_DIM, 0.0, 1.0);
+    let plans = draw(8 * 2 * h, -1.0, 1.0);
+    let probe = draw(16 * OBS_DIM, 0.0, 1.0);
+    let steps: Vec<Step> = (0..24)
+        .map(|i| Step {
+            obs: draw(OBS_DIM, 0.0, 1.0),
+            plan: draw(2 * h, -1.0, 1.0),
+            reward: (i % 3) as f32 * 0.1 - 0.1,
+            next_obs: draw(OBS_DIM, 0.0, 1.0),
+            done: i % 12 == 11,
+            intervention: false,
+            refused: false,
+        })
+        .collect();
+    let one = &obs[..OBS_DIM];
+    let run = |r: &Resolved| -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Actor) {
+        let models = Models::new(&OfflineConfig::default(), h, &r.device, 1);
+        let actor = Actor::new(&[32, 32], h, &r.device, 2);
+        let (j, features) = objective_values_and_features(
+            &models,
+            &obs,
+            &plans,
+            &cfg.plan,
+            &cfg.objective,
+            &r.device,
+        );
+        let mut l =
+            OnlineLearner::new(Arm::Selfi, &cfg, &models, &actor, &probe, 0.0, &r.device, 4)
+                .unwrap();
+        let q_before = l.q_parts(one, &plans[..2 * h]);
+        let mut first = vec![q_before.0, q_before.1];
+        first.extend(l.act(one, false));
+        for s in &steps {
+            l.observe(s.clone(), 0.0).unwrap();
+        }
+        let q_after = l.q_parts(one, &plans[..2 * h]);
+        let mut after = vec![q_after.0, q_after.1];
+        after.extend(l.act(one, false));
+        (j, features, first, after, l.actor())
+    };
+    for other in other_backends("selfi") {
+        let a = run(&cpu);
+        let b = run(&other);
+        assert_close("selfi objective J", &a.0, &b.0, FORWARD);
+        assert_close("selfi objective features", &a.1, &b.1, FORWARD);
+        assert_close("selfi J, Q and plan", &a.2, &b.2, FORWARD);
+        assert_ne!(a.2, a.3, "selfi: the online update changed nothing");
+        assert_close("selfi J, Q and plan after updates", &a.3, &b.3, TRAINED);
+        // The other backend's actor, saved and loaded on the CPU.
+        let dir = scratch("selfi");
+        b.4.save(&dir.join("actor.bpk")).unwrap();
+        let loaded = load_actor(&dir.join("actor.bpk"), &[32, 32], h, &cpu.device).unwrap();
+        assert_close(
+            "selfi actor checkpoint from the other backend, on the CPU",
+            &b.4.plan(one, &other.device),
+            &loaded.plan(one, &cpu.device),
+            FORWARD,
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
