@@ -66,7 +66,7 @@ impl fmt::Display for BenchReport {
         )?;
         write!(
             f,
-            "training ({} threads, batch {}): {:.0} samples/s, {:.1} ms per step  [goal >= 200 samples/s: {}]",
+            "training ({} threads, batch {}): {:.prec$} samples/s, {:.1} ms per step  [goal >= 200 samples/s: {}]",
             self.train_threads,
             self.batch,
             self.train_samples_per_s,
@@ -75,6 +75,11 @@ impl fmt::Display for BenchReport {
                 "met"
             } else {
                 "MISSED"
+            },
+            prec = if self.train_samples_per_s < 10.0 {
+                2
+            } else {
+                0
             }
         )
     }

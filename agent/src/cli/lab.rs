@@ -399,7 +399,13 @@ fn side_by_side(columns: &[BackendColumn]) -> String {
         let mut line = format!("{name:width$}");
         for c in columns {
             let v = get(c);
-            let cell = if is_ms { ms(v) } else { format!("{v:.0}") };
+            let cell = if is_ms {
+                ms(v)
+            } else if v < 10.0 {
+                format!("{v:.2}")
+            } else {
+                format!("{v:.0}")
+            };
             line += &format!(" | {cell:col$}");
         }
         out += line.trim_end();
