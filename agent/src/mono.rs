@@ -160,17 +160,6 @@ pub struct UNet {
     made_for: Param<Tensor<1>>,
 }
 
-impl UNet {
-    fn shape_tag(shape: &MonoShape) -> [f32; 4] {
-        [
-            shape.width as f32,
-            shape.height as f32,
-            shape.columns as f32,
-            (shape.band * 1e4).round(),
-        ]
-    }
-}
-
 /// Channels of the U-Net's levels (full, 1/2, 1/4 and 1/8 resolution).
 const UCH: [usize; 4] = [16, 32, 64, 96];
 
@@ -191,6 +180,15 @@ fn up2(x: Tensor<4>) -> Tensor<4> {
 }
 
 impl UNet {
+    fn shape_tag(shape: &MonoShape) -> [f32; 4] {
+        [
+            shape.width as f32,
+            shape.height as f32,
+            shape.columns as f32,
+            (shape.band * 1e4).round(),
+        ]
+    }
+
     fn init(shape: &MonoShape, device: &Device) -> Self {
         let half = shape.height / 2;
         let rows = ((half as f32 * shape.band).round() as usize).clamp(1, half);

@@ -165,33 +165,29 @@ pub(crate) enum MonoArchArg {
     Unet,
 }
 
-/// `160x120` to (160, 120).
-fn mono_size(s: &str) -> Result<(usize, usize), String> {
+/// `WIDTHxHEIGHT` to (width, height), each side within `lo..=hi` pixels.
+fn wxh(s: &str, lo: usize, hi: usize) -> Result<(usize, usize), String> {
     let (w, h) = s
         .split_once('x')
         .ok_or_else(|| format!("{s:?}: give the size as WIDTHxHEIGHT"))?;
     let p = |v: &str| {
         v.parse::<usize>()
             .ok()
-            .filter(|n| (8..=4096).contains(n))
-            .ok_or_else(|| format!("{s:?}: sides of 8 to 4096 pixels"))
+            .filter(|n| (lo..=hi).contains(n))
+            .ok_or_else(|| format!("{s:?}: each side must be {lo}..{hi} px"))
     };
     Ok((p(w)?, p(h)?))
 }
 
-/// `640x480` to (640, 480).
+/// `160x120` to (160, 120): the mono network's input.
+fn mono_size(s: &str) -> Result<(usize, usize), String> {
+    wxh(s, 8, 4096)
+}
+
+/// `640x480` to (640, 480): a camera eye.
 #[cfg(feature = "camera")]
 fn eye_size(s: &str) -> Result<(usize, usize), String> {
-    let (w, h) = s
-        .split_once('x')
-        .ok_or_else(|| format!("{s:?}: give the size as WIDTHxHEIGHT"))?;
-    let p = |v: &str| {
-        v.parse::<usize>()
-            .ok()
-            .filter(|n| (16..=8192).contains(n))
-            .ok_or_else(|| format!("{s:?}: each side must be 16..8192 px"))
-    };
-    Ok((p(w)?, p(h)?))
+    wxh(s, 16, 8192)
 }
 
 #[derive(clap::Args)]
