@@ -341,14 +341,21 @@ impl MonoNet {
     fn init(shape: &MonoShape, device: &Device) -> Result<Self, MonoError> {
         let target = device;
         let device = &crate::device::init_device(target);
-        let plan = shape.plan()?;
-        let net = match shape.arch {
-            MonoArch::Patch => Self::Patch(PatchNet::init(shape, plan, device)),
-            MonoArch::Unet => Self::Unet(UNet::init(shape, device)),
-        };
+        let net = Self::unloaded(shape, device)?;
         // burn draws parameters lazily, on first use: draw them now, under the lock.
         let _ = net.forward(Tensor::zeros([1, 1, shape.height, shape.width], device));
         Ok(net.fork(target))
+    }
+
+    /// The network of `shape` with parameters not drawn yet (burn draws them on
+    /// first use): what a checkpoint is loaded into, without drawing weights
+    /// or running a forward pass that the file's weights replace.
+    fn unloaded(shape: &MonoShape, device: &Device) -> Result<Self, MonoError> {
+        let plan = shape.plan()?;
+        Ok(match shape.arch {
+            MonoArch::Patch => Self::Patch(PatchNet::init(shape, plan, device)),
+            MonoArch::Unet => Self::Unet(UNet::init(shape, device)),
+        })
     }
 
     /// A network initialised from `seed`: the same seed gives the same weights,
@@ -749,7 +756,7 @@ pub fn load_checkpoint(
         path: path.display().to_string(),
         reason,
     };
-    let net = match MonoNet::new(shape, device).map_err(|e| refuse(e.to_string()))? {
+    let net = match MonoNet::unloaded(shape, device).map_err(|e| refuse(e.to_string()))? {
         MonoNet::Patch(n) => MonoNet::Patch(
             n.try_load_file(path)
                 .map_err(|e| refuse(format!("{e:?}")))?,
@@ -762,8 +769,9 @@ pub fn load_checkpoint(
                 .made_for
                 .val()
                 .into_data()
+                .convert::<f32>()
                 .try_to_vec()
-                .unwrap_or_default();
+                .map_err(|e| refuse(format!("its shape record is unreadable: {e:?}")))?;
             let want = UNet::shape_tag(shape);
             if tag != want {
                 return Err(refuse(format!(
@@ -853,6 +861,7 @@ mod checkpoint_tests {
                 height: 240,
                 ..unet
             },
+            MonoShape { band: 0.3, ..unet },
         ] {
             let e = load_checkpoint(&dir.join("unet.bpk"), &wrong, &device).unwrap_err();
             assert!(e.reason.contains("trained for a `unet`"), "{e}");
