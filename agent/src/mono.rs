@@ -131,6 +131,10 @@ pub struct PatchPlan {
 const CH: [usize; 3] = [32, 64, 96];
 
 /// The monocular network, of either architecture (see [`MonoArch`]).
+// The U-Net's handles are larger than the patch network's (2 KB against 1 KB);
+// a network is built once and moved a few times per weight update, so boxing
+// would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum MonoNet {
     /// The patch encoder.
