@@ -190,13 +190,23 @@ pub fn evaluate(obs: &Observations, cfg: &PreflightConfig, now: Instant) -> Vec<
         pass,
         detail,
     });
+    // The flight-controller node refuses to arm without a setpoint this
+    // fresh: a check that passed at the looser limit would announce an arm
+    // that is then refused.
+    let setpoint_limit = cfg.fresh.min(crate::fcnode::SETPOINTS_FRESH);
     checks.push(Check {
         name: "setpoints",
-        pass: fresh(obs.setpoint),
+        pass: obs
+            .setpoint
+            .is_some_and(|t| now.saturating_duration_since(t) <= setpoint_limit),
         detail: obs
             .setpoint
             .map_or("no setpoints: the policy is not commanding".into(), |t| {
-                format!("newest {}", age(now, t))
+                format!(
+                    "newest {} (arming needs one within {} ms)",
+                    age(now, t),
+                    setpoint_limit.as_millis()
+                )
             }),
     });
     checks
@@ -322,6 +332,12 @@ mod tests {
                         s.0 = stale;
                     }
                 }),
+            ),
+            // Fresh enough for the other checks (500 ms), too old for the fc
+            // node's arming gate (200 ms).
+            (
+                "setpoints",
+                Box::new(move |o| o.setpoint = Some(now - Duration::from_millis(300))),
             ),
             ("state", Box::new(|o| o.state = None)),
             ("state", Box::new(move |o| o.state = Some(stale))),

@@ -356,6 +356,52 @@ fn host_firmware_arms_streams_and_fails_safe() {
     arm_stream_then_go_quiet(&link, &cfg);
 }
 
+/// An fc node restarted in flight opens a new link, whose frame numbers would
+/// start again at 0, behind the last setpoint the firmware accepted: the
+/// firmware refuses those as replayed. The new link continues after the
+/// number the firmware reports, so its first setpoint is accepted.
+#[test]
+fn a_reopened_link_continues_after_the_firmwares_last_setpoint() {
+    // The gap between the two links is host wall-clock time on a loaded
+    // machine: a long watchdog keeps the firmware out of its failsafe, so the
+    // only reason to refuse is the numbering.
+    let cfg = Config {
+        watchdog_ms: 10_000,
+        ..Config::MULTIROTOR
+    };
+    let fc = HostFc::start(cfg, None).unwrap();
+    let last = {
+        let link = Link::open(LinkConfig::new(fc.device())).unwrap();
+        assert!(next_telemetry(&link, LIVENESS).is_some());
+        assert_eq!(
+            link.command(ToFc::Arm, LIVENESS).unwrap(),
+            AckStatus::Accepted
+        );
+        let mut sent = Vec::new();
+        for _ in 0..100 {
+            sent.push((link.send(forward(0.0)), Instant::now()));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let last = sent.last().map(|s| s.0).unwrap();
+        expect_accepted(&link, &mut sent);
+        last
+    };
+    let link = Link::open(LinkConfig::new(fc.device())).unwrap();
+    let t = next_telemetry(&link, LIVENESS).expect("telemetry on the new link");
+    assert_eq!((t.state, t.last_setpoint_seq), (FcState::Armed, last));
+    let at = Instant::now();
+    let seq = link.send(forward(0.0));
+    // Numbered after the firmware's last (heartbeats may take numbers too).
+    assert!(
+        (seq.wrapping_sub(last) as i16) > 0,
+        "setpoint {seq} after {last}"
+    );
+    assert_eq!(
+        link.wait_ack(seq, at, LIVENESS).map(|a| a.0),
+        Some(AckStatus::Accepted)
+    );
+}
+
 /// In the air a disarm is refused (it would drop the vehicle and clear its
 /// failsafe); the emergency stop, its own confirmed command, stops the motors
 /// and stays on record in the firmware's faults.

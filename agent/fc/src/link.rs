@@ -461,9 +461,26 @@ fn write_frame(
     }
 }
 
+/// A link opened to a firmware that is already running (the fc node
+/// restarted, perhaps in flight) numbers its frames from 0, behind the last
+/// setpoint the firmware accepted: the firmware would refuse every setpoint as
+/// replayed until the numbers caught up, and fail safe meanwhile. So when the
+/// firmware's report shows a setpoint number at or ahead of ours, numbering
+/// continues after it. In normal running the report lags what was sent and
+/// nothing changes.
+fn continue_numbering_after(shared: &Shared, last_accepted: u16) {
+    let _ = shared
+        .next_seq
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |next| {
+            // Serial-number order, as the firmware compares (RFC 1982).
+            ((next.wrapping_sub(last_accepted) as i16) <= 0).then(|| last_accepted.wrapping_add(1))
+        });
+}
+
 fn deliver(shared: &Shared, events: &Sender<Event>, f: fclink::Frame<FromFc>, at: Instant) {
     match f.msg {
         FromFc::Telemetry(telemetry) => {
+            continue_numbering_after(shared, telemetry.last_setpoint_seq);
             *lock(&shared.latest) = Some((telemetry, at));
             emit(
                 shared,
