@@ -307,15 +307,16 @@ fn no_byte_lost_while_telemetry_is_sent_under_qemu() {
     let mut answered = std::collections::HashMap::new();
     let started = Instant::now();
     while answered.len() < seqs.len() {
-        match link.events().recv_timeout(Duration::from_secs(10)) {
+        match link.events().recv_timeout(LIVENESS) {
             Ok(Event::Ack { seq, status, .. }) if seqs.contains(&seq) => {
                 answered.insert(seq, status);
             }
             Ok(_) => {}
             Err(_) => panic!("{} of 1000 answered, then silence", answered.len()),
         }
+        // Liveness only: with both cores busy QEMU took over 120 s here.
         assert!(
-            started.elapsed() < Duration::from_secs(120),
+            started.elapsed() < Duration::from_secs(600),
             "{} answered",
             answered.len()
         );
@@ -747,7 +748,7 @@ fn fc_node_bridges_the_bus_and_the_serial_link() {
     let dir = temp_dir("fc-node");
     let tty = dir.join("ttyFC");
     let mut host = e2e_tests::fc_host(&tty);
-    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 2, 0);
+    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 3, 0);
     let ep = format!("tcp/127.0.0.1:{port}");
     let robot = format!("fcnode{}", std::process::id());
     let (node, session) = fc_node_on(&tty, &robot, &ep);
@@ -855,90 +856,152 @@ fn fc_node_bridges_the_bus_and_the_serial_link() {
 /// `agent estop` on the bus: the fc node sends the firmware its emergency stop
 /// (with the confirmation code) while the vehicle flies; the command says the
 /// motors stopped, and the firmware reports the latched stop.
+/// The operator's side of a test: setpoints streaming as the policy would,
+/// the fc node's status read back.
+struct Operator {
+    setpoints: bus::Outbox<bus::msg::Setpoint>,
+    status: bus::Inbox<bus::msg::FcStatus>,
+    robot: String,
+    ep: String,
+    /// Dropped last, after the inbox and outbox on it.
+    _session: bus::Session,
+}
+
+impl Operator {
+    fn new(session: bus::Session, robot: &str, ep: &str) -> Operator {
+        Operator {
+            setpoints: bus::Outbox::new(&session, robot, bus::topics::CMD_SETPOINT).unwrap(),
+            status: bus::Inbox::new(&session, robot, bus::topics::FC_STATUS, 256).unwrap(),
+            robot: robot.to_string(),
+            ep: ep.to_string(),
+            _session: session,
+        }
+    }
+
+    /// One climb setpoint, then a pause of a 20 Hz stream.
+    fn climb(&mut self) {
+        let up = bus::msg::Setpoint {
+            forward: 0.0,
+            left: 0.0,
+            up: 0.5,
+            yaw_rate: 0.0,
+        };
+        self.setpoints.send(bus::now_ns(), "policy", &up).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    /// Streams until a status `pass`es (liveness bound only); returns it.
+    fn until(
+        &mut self,
+        what: &str,
+        pass: impl Fn(&bus::msg::FcStatus) -> bool,
+    ) -> bus::msg::FcStatus {
+        let t0 = Instant::now();
+        let mut last = None;
+        loop {
+            self.climb();
+            while let Ok(Some((_, s))) = self.status.recv_timeout(Duration::ZERO) {
+                if pass(&s) {
+                    return s;
+                }
+                last = Some(s);
+            }
+            assert!(t0.elapsed() < LIVENESS, "never {what}: {last:?}");
+        }
+    }
+
+    /// `agent <command>` for this robot while setpoints keep streaming:
+    /// whether it succeeded, and what it said.
+    fn agent(&mut self, command: &str) -> (bool, String) {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(workspace_bin("agent"))
+            .args([command, "--robot", &self.robot, "--connect", &self.ep])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        let done = loop {
+            self.climb();
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(t0.elapsed() < LIVENESS, "agent {command} did not finish");
+        };
+        let out = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (done.success(), said)
+    }
+}
+
+/// The fc node (arming on the first setpoint) on the host firmware, with a
+/// setpoint watchdog of 2 s: a loaded host that stalls the 20 Hz stream must
+/// not fail safe before what a test is about.
+fn armed_in_the_air(name: &str, k: u16) -> (std::process::Child, std::process::Child, Operator) {
+    let dir = temp_dir(name);
+    let tty = dir.join("ttyFC");
+    let host = e2e_tests::fc_host_with(&tty, &["--watchdog-ms", "2000"]);
+    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 3, k);
+    let ep = format!("tcp/127.0.0.1:{port}");
+    let robot = format!("{name}{}", std::process::id()).replace('-', "");
+    let (node, session) = fc_node_on(&tty, &robot, &ep);
+    let mut op = Operator::new(session, &robot, &ep);
+    op.until("armed and above 0.3 m", |s| {
+        s.state == 1 && s.altitude > 0.3
+    });
+    (host, node, op)
+}
+
+fn stop_all(mut host: std::process::Child, node: std::process::Child) {
+    signal_after(&node, "TERM", Duration::ZERO);
+    let _ = node.wait_with_output();
+    signal_after(&host, "TERM", Duration::ZERO);
+    let _ = host.wait();
+}
+
 #[test]
 fn agent_estop_stops_the_motors_in_the_air() {
-    use bus::msg::{FcStatus, Setpoint as BusSetpoint};
-    use bus::{Inbox, Outbox};
-    use std::process::{Command, Stdio};
-
-    let dir = temp_dir("fc-estop");
-    let tty = dir.join("ttyFC");
-    // A setpoint watchdog of 2 s: a loaded host that stalls the 20 Hz stream
-    // must not fail safe before the stop this test is about.
-    let mut host = e2e_tests::fc_host_with(&tty, &["--watchdog-ms", "2000"]);
-    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 2, 1);
-    let ep = format!("tcp/127.0.0.1:{port}");
-    let robot = format!("estop{}", std::process::id());
-    let (node, session) = fc_node_on(&tty, &robot, &ep);
-    let mut setpoints =
-        Outbox::<BusSetpoint>::new(&session, &robot, bus::topics::CMD_SETPOINT).unwrap();
-    let mut status = Inbox::<FcStatus>::new(&session, &robot, bus::topics::FC_STATUS, 256).unwrap();
-    let climb = BusSetpoint {
-        forward: 0.0,
-        left: 0.0,
-        up: 0.5,
-        yaw_rate: 0.0,
-    };
-    // Climb until the firmware says it is armed and above 0.3 m (liveness bound only).
-    let t0 = Instant::now();
-    loop {
-        setpoints.send(bus::now_ns(), "policy", &climb).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-        let mut last = None;
-        while let Ok(Some((_, s))) = status.recv_timeout(Duration::ZERO) {
-            last = Some(s);
-        }
-        if last.is_some_and(|s| s.state == 1 && s.altitude > 0.3) {
-            break;
-        }
-        assert!(t0.elapsed() < LIVENESS, "never armed and climbed: {last:?}");
-    }
+    let (host, node, mut op) = armed_in_the_air("fc-estop", 1);
     // The emergency stop, while setpoints keep streaming.
-    let mut estop = Command::new(workspace_bin("agent"))
-        .args(["estop", "--robot", &robot, "--connect", &ep])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    let done = loop {
-        setpoints.send(bus::now_ns(), "policy", &climb).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-        if let Some(st) = estop.try_wait().unwrap() {
-            break st;
-        }
-        assert!(t0.elapsed() < LIVENESS, "agent estop did not finish");
-    };
-    let out = estop.wait_with_output().unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(done.success(), "{said}");
+    let (ok, said) = op.agent("estop");
+    assert!(ok, "{said}");
     assert!(
         said.contains("emergency stop request") && said.contains("motors stopped"),
         "{said}"
     );
     // The firmware reports the latched stop and never flies again.
-    let t0 = Instant::now();
-    let stopped = loop {
-        setpoints.send(bus::now_ns(), "policy", &climb).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-        let mut found = None;
-        while let Ok(Some((_, s))) = status.recv_timeout(Duration::ZERO) {
-            if s.faults & faults::EMERGENCY_STOP != 0 {
-                found = Some(s);
-            }
-        }
-        if let Some(s) = found {
-            break s;
-        }
-        assert!(t0.elapsed() < LIVENESS, "no emergency stop in fc/status");
-    };
+    let stopped = op.until("an emergency stop in fc/status", |s| {
+        s.faults & faults::EMERGENCY_STOP != 0
+    });
     assert_ne!(
         stopped.state, 1,
         "still armed after the emergency stop: {stopped:?}"
     );
-    signal_after(&node, "TERM", Duration::ZERO);
-    let _ = node.wait_with_output();
-    signal_after(&host, "TERM", Duration::ZERO);
-    let _ = host.wait();
+    stop_all(host, node);
+}
+
+/// `agent disarm` in the air is refused by the firmware (it would drop the
+/// vehicle); once an emergency stop has brought it down, `agent disarm` on
+/// the ground acknowledges the latched stop.
+#[test]
+fn agent_disarm_is_refused_in_the_air_and_acknowledges_a_stop_on_the_ground() {
+    let (host, node, mut op) = armed_in_the_air("fc-disarm", 2);
+    let (ok, said) = op.agent("disarm");
+    assert!(!ok, "a disarm in the air was done: {said}");
+    assert!(said.contains("refused by the flight controller"), "{said}");
+    let s = op.until("a status after the refused disarm", |_| true);
+    assert_eq!(s.state, 1, "not flying after a refused disarm: {s:?}");
+    let (ok, said) = op.agent("estop");
+    assert!(ok, "{said}");
+    op.until("down with the stop latched", |s| {
+        s.faults & faults::EMERGENCY_STOP != 0 && s.state == 0 && s.altitude < 0.05
+    });
+    let (ok, said) = op.agent("disarm");
+    assert!(ok && said.contains(": disarmed"), "{said}");
+    let s = op.until("the stop acknowledged", |s| {
+        s.faults & faults::EMERGENCY_STOP == 0
+    });
+    assert_eq!(s.state, 0, "armed again after the disarm: {s:?}");
+    stop_all(host, node);
 }
