@@ -26,6 +26,9 @@
 #     feature, so no simulator; tests/tests/aarch64.rs runs its self-test, which
 #     finds no Vulkan under qemu and says it falls back to the CPU), in the
 #     `cross-check` profile
+#   - the aarch64 build of the stereo matcher (`stereo` and its unit tests,
+#     same profile), whose NEON kernels tests/tests/aarch64.rs checks under qemu
+#     against the generic code
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet rerun-sdk==0.36.3 "opencv-python-headless<5" scikit-image pymavlink \
@@ -61,3 +64,17 @@ if cargo tree -e normal -p agent --no-default-features -i sim >/dev/null 2>&1; t
     exit 1
 fi
 cargo build --profile cross-check -p agent --no-default-features --features gpu --target aarch64-unknown-linux-gnu
+# The stereo matcher's NEON kernels: the `stereo` command and the crate's unit
+# tests for aarch64, the latter copied to a fixed name beside it.
+cargo build --profile cross-check -p stereo --bin stereo --target aarch64-unknown-linux-gnu
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+unit=$(cargo test --profile cross-check -p stereo --lib --no-run --target aarch64-unknown-linux-gnu --message-format json |
+    python3 -c 'import json, sys
+exes = [m["executable"] for m in map(json.loads, sys.stdin)
+        if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]]
+print(exes[-1] if exes else "")')
+if [ -z "$unit" ]; then
+    echo "prepare.sh: cargo named no unit-test executable of stereo for aarch64" >&2
+    exit 1
+fi
+cp "$unit" "$target_dir/aarch64-unknown-linux-gnu/cross-check/stereo-unit-tests"

@@ -8,12 +8,7 @@ use std::process::Command;
 
 #[test]
 fn the_aarch64_agent_passes_its_self_test_under_qemu() {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe
-        .ancestors()
-        .nth(3)
-        .expect("<target>/<profile>/deps/<test>");
-    let bin = target.join("aarch64-unknown-linux-gnu/cross-check/agent");
+    let bin = cross_dir().join("agent");
     assert!(
         bin.is_file(),
         "{} not built: run tests/prepare.sh (it cross-builds the agent)",
@@ -71,4 +66,77 @@ fn the_aarch64_agent_passes_its_self_test_under_qemu() {
         figures(&host),
         "aarch64:\n{stdout}\nhost:\n{host}"
     );
+}
+
+/// The aarch64 build of `stereo` (its NEON kernels: `agent/stereo/src/neon.rs`)
+/// under qemu-aarch64, built by `tests/prepare.sh` in the `cross-check` profile
+/// (the stereo and sim packages optimised, see Cargo.toml): the stereo crate's
+/// unit tests (each NEON kernel against the generic one on random costs, ties
+/// and odd ranges included), then `stereo simd-check` on the benchmark's pairs —
+/// twin 160x120/32 and 640x480/128 and the real pairs (Aloe, Motorcycle) at
+/// both sizes, 8 and 4 paths — where every disparity map must equal the generic
+/// code's bit for bit.
+#[test]
+fn neon_kernels_equal_the_generic_code_under_qemu() {
+    let dir = cross_dir();
+    let qemu = |bin: &str, args: &[&str]| {
+        let path = dir.join(bin);
+        assert!(
+            path.is_file(),
+            "{} not built: run tests/prepare.sh (it cross-builds the stereo matcher)",
+            path.display()
+        );
+        let out = Command::new("qemu-aarch64")
+            .args(["-L", "/usr/aarch64-linux-gnu"])
+            .arg(&path)
+            .args(args)
+            .output()
+            .expect("qemu-aarch64 runs (apt-get install qemu-user; tests/prepare.sh does)");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{bin} {args:?}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let unit = qemu("stereo-unit-tests", &["--test-threads", "2"]);
+    for test in [
+        "pass::tests::neon_pixel_ops_equal_the_generic_ones ... ok",
+        "pass::tests::byte_and_word_kernels_and_instruction_sets_agree_exactly ... ok",
+        "pass::tests::meeting_in_the_middle_equals_two_whole_passes ... ok",
+    ] {
+        assert!(unit.contains(test), "{test} missing:\n{unit}");
+    }
+    let skimage = stereo::eval::skimage_data("python3")
+        .expect("scikit-image installed (tests/prepare.sh installs it)");
+    let check = qemu(
+        "stereo",
+        &[
+            "simd-check",
+            "--sizes",
+            "160,640",
+            "--skimage",
+            skimage.to_str().expect("a UTF-8 path"),
+        ],
+    );
+    eprintln!("{}", check.trim());
+    assert!(
+        check.contains("stereo simd-check (aarch64): NEON kernels against the generic code"),
+        "{check}"
+    );
+    // 2 twin sizes and 2 sizes of each of the 2 real pairs, 8 and 4 paths each.
+    let identical = check.lines().filter(|l| l.ends_with(": identical")).count();
+    assert_eq!(identical, 12, "{check}");
+    assert!(check.contains("simd-check passed: NEON equals the generic code on 6 workloads"));
+}
+
+/// Where `tests/prepare.sh` puts the aarch64 builds (`cross-check` profile).
+fn cross_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("<target>/<profile>/deps/<test>");
+    target.join("aarch64-unknown-linux-gnu/cross-check")
 }

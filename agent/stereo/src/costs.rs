@@ -66,7 +66,7 @@ enum CostIsa {
 impl CostIsa {
     fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
-        {
+        if crate::sgm::simd() == crate::sgm::Simd::Avx2 {
             use std::arch::is_x86_feature_detected as has;
             if has!("avx512f")
                 && has!("avx512bw")

@@ -8,11 +8,12 @@
 //! paths) and a fast block matcher ([`bm`]) for the lowest-power path. Hot loops
 //! are written so the compiler vectorises them; on x86-64 they are compiled a
 //! second time for AVX2 (and the cost rows for AVX-512 with vector popcount) and
-//! picked at run time when the CPU has it, and the path recurrence on bytes has a
-//! hand-written AVX2 kernel. [`eval`] scores disparity maps against ground truth,
+//! picked at run time when the CPU has it; the path recurrence on bytes and the
+//! per-pixel steps of the passes have hand-written AVX2 and NEON (aarch64)
+//! kernels ([`sgm::simd`] says which run), equal bit for bit to the generic code. [`eval`] scores disparity maps against ground truth,
 //! on real Middlebury pairs among others.
 
-// The SIMD kernels (`avx2`, the run-time dispatch, the `target_feature`
+// The SIMD kernels (`avx2`, `neon`, the run-time dispatch, the `target_feature`
 // rows of `census`, `costs`, `paths` and `pass`) are this crate's unsafe code.
 #![allow(unsafe_code)]
 
@@ -49,10 +50,12 @@ pub mod costs;
 pub mod eval;
 pub mod features;
 pub mod image;
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+mod neon;
 mod pass;
 mod paths;
 pub mod post;
 pub mod sgm;
 
 pub use image::{Disparity, GrayImage, StereoError};
-pub use sgm::{Paths, Sgm, SgmParams};
+pub use sgm::{Paths, Sgm, SgmParams, Simd};

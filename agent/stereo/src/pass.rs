@@ -7,6 +7,8 @@ use crate::costs::CensusPair;
 use crate::image::GrayImage;
 #[cfg(target_arch = "x86_64")]
 use crate::paths::Avx2;
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+use crate::paths::Neon;
 use crate::paths::{Base, Cell, Kernel, RowJob, p2_table};
 use crate::post;
 use crate::sgm::{Paths, SgmParams};
@@ -193,6 +195,39 @@ impl PixelOps for Avx2 {
         }
         // SAFETY: as for `squeeze`; the body of `fast` is safe Rust.
         unsafe { fast(self, row, picker, out) }
+    }
+}
+
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+impl PixelOps for Neon {
+    #[inline(always)]
+    fn squeeze(&self, sums: &[u16], excess: &mut [u8]) -> u16 {
+        if !sums.len().is_multiple_of(8) {
+            return squeeze(sums, excess);
+        }
+        crate::neon::squeeze(sums, excess)
+    }
+
+    #[inline(always)]
+    fn unsqueeze(
+        &self,
+        sums: &[u16],
+        stored: (&[u8], u16),
+        n_valid: usize,
+        out: &mut [u16],
+    ) -> u16 {
+        if !sums.len().is_multiple_of(8) {
+            return Base.unsqueeze(sums, stored, n_valid, out);
+        }
+        crate::neon::unsqueeze(sums, stored, n_valid, out)
+    }
+
+    #[inline(always)]
+    fn pick(&self, s: &[u16], best: u16, n_valid: usize, keep: f32) -> post::Pick {
+        if !s.len().is_multiple_of(8) {
+            return post::pick(s, n_valid, keep);
+        }
+        crate::neon::pick(s, best, n_valid, keep)
     }
 }
 
@@ -511,11 +546,21 @@ pub(crate) fn aggregate<W: CensusWord>(
     let (data, h) = (&img.data[..], img.height);
     let bytes = fits_u8(prm);
     #[cfg(target_arch = "x86_64")]
-    if let Some(k) = Avx2::detect() {
+    if crate::sgm::simd() == crate::sgm::Simd::Avx2
+        && let Some(k) = Avx2::detect()
+    {
         return if bytes {
             aggregate_and_pick::<u8, _, _>(&k, census, data, h, prm, store)
         } else {
             aggregate_and_pick::<u16, _, _>(&k, census, data, h, prm, store)
+        };
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    if crate::sgm::simd() == crate::sgm::Simd::Neon {
+        return if bytes {
+            aggregate_and_pick::<u8, _, _>(&Neon, census, data, h, prm, store)
+        } else {
+            aggregate_and_pick::<u16, _, _>(&Neon, census, data, h, prm, store)
         };
     }
     if bytes {
@@ -576,6 +621,11 @@ mod tests {
                     let c = full_pass::<u8, _>(&k, &census, &l, &prm, backward);
                     assert_eq!(a, c);
                 }
+                #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+                {
+                    let c = full_pass::<u8, _>(&Neon, &census, &l, &prm, backward);
+                    assert_eq!(a, c, "NEON, {paths:?} backward={backward}");
+                }
             }
         }
     }
@@ -612,6 +662,15 @@ mod tests {
                     assert_eq!(fast.left.valid, met.left.valid, "{paths:?} D {dn}");
                     assert_eq!(fast.right, met.right, "{paths:?} D {dn}");
                 }
+                #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+                {
+                    let fast = aggregate_and_pick::<u8, _, _>(
+                        &Neon, &census, &l.data, h, &prm, &mut store,
+                    );
+                    assert_eq!(fast.left.disp, met.left.disp, "NEON {paths:?} D {dn}");
+                    assert_eq!(fast.left.valid, met.left.valid, "NEON {paths:?} D {dn}");
+                    assert_eq!(fast.right, met.right, "NEON {paths:?} D {dn}");
+                }
                 let valid = met.left.valid.iter().filter(|&&v| v).count();
                 assert!(valid > w * h / 2, "{paths:?} D {dn}: {valid} valid");
             }
@@ -622,8 +681,20 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     fn avx2_pixel_ops_equal_the_generic_ones() {
         let Some(k) = Avx2::detect() else { return };
+        pixel_ops_equal_the_generic_ones(&k);
+    }
+
+    #[test]
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    fn neon_pixel_ops_equal_the_generic_ones() {
+        pixel_ops_equal_the_generic_ones(&Neon);
+    }
+
+    /// Squeeze, unsqueeze and pick of `k` against the generic code on random sums.
+    #[allow(dead_code)] // on targets without hand-written kernels
+    fn pixel_ops_equal_the_generic_ones(k: &impl PixelOps) {
         let mut rng = sim::rng::Rng::new(9);
-        for dn in [16, 32, 48, 64, 128] {
+        for dn in [8, 16, 24, 32, 48, 64, 128] {
             for case in 0..200 {
                 // Narrow value ranges make ties (first index wins) and equal
                 // neighbours common; wide ones exercise the saturation at 255.

@@ -23,6 +23,13 @@ pub(crate) trait Cell: Copy + Ord + Send + Sync + 'static {
         isa: &Avx2,
         each: &mut impl FnMut(usize, &mut [u16]),
     ) -> Option<RowJob<'a, Self>>;
+    /// Run a row (D a multiple of 16) through the whole-row NEON kernel if there
+    /// is one for this cell type (`None`: done), else hand it back.
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    fn neon_row<'a>(
+        job: RowJob<'a, Self>,
+        each: &mut impl FnMut(usize, &mut [u16]),
+    ) -> Option<RowJob<'a, Self>>;
 }
 
 impl Cell for u8 {
@@ -59,6 +66,14 @@ impl Cell for u8 {
         unsafe { crate::avx2::row(job, each) };
         None
     }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    fn neon_row<'a>(
+        job: RowJob<'a, Self>,
+        each: &mut impl FnMut(usize, &mut [u16]),
+    ) -> Option<RowJob<'a, Self>> {
+        crate::neon::row(job, each);
+        None
+    }
 }
 
 impl Cell for u16 {
@@ -88,6 +103,13 @@ impl Cell for u16 {
     fn avx2_row<'a>(
         job: RowJob<'a, Self>,
         _isa: &Avx2,
+        _each: &mut impl FnMut(usize, &mut [u16]),
+    ) -> Option<RowJob<'a, Self>> {
+        Some(job)
+    }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    fn neon_row<'a>(
+        job: RowJob<'a, Self>,
         _each: &mut impl FnMut(usize, &mut [u16]),
     ) -> Option<RowJob<'a, Self>> {
         Some(job)
@@ -466,6 +488,26 @@ impl Kernel for Avx2 {
     }
 
     kernel_calls!(four_avx2, two_avx2);
+}
+
+/// NEON (aarch64, where it is part of the baseline): the whole-row byte kernel
+/// of [`crate::neon`]; word cells and ranges that are not a multiple of 16 run
+/// the generic per-pixel kernels, which the compiler vectorises with NEON.
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+pub(crate) struct Neon;
+
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+impl Kernel for Neon {
+    fn row<T: Cell>(&self, job: RowJob<T>, each: &mut impl FnMut(usize, &mut [u16])) {
+        if !job.dn.is_multiple_of(16) {
+            return row_per_pixel(self, job, each);
+        }
+        if let Some(job) = T::neon_row(job, each) {
+            row_per_pixel(self, job, each)
+        }
+    }
+
+    kernel_calls!(four_base, two_base);
 }
 
 /// P2 for every intensity step 0..=255 between neighbours along a path: lowered across edges.

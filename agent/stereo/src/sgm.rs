@@ -115,16 +115,76 @@ impl SgmParams {
     }
 }
 
-/// Whether the AVX2 versions of the hot loops run on this machine.
+/// The hand-written SIMD kernels the matchers run on this machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Simd {
+    /// x86-64 with AVX2 (checked at run time).
+    Avx2,
+    /// aarch64 (NEON is part of its baseline).
+    Neon,
+    /// The generic code only (compiled for the baseline instruction set, which
+    /// the compiler vectorises as it can).
+    Generic,
+}
+
+impl std::fmt::Display for Simd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Simd::Avx2 => "AVX2",
+            Simd::Neon => "NEON",
+            Simd::Generic => "none (generic code)",
+        })
+    }
+}
+
+/// Set by [`set_generic_only`].
+static GENERIC_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Run the generic code instead of the SIMD kernels in this process (like
+/// OpenCV's `setUseOptimized(false)`): to check the kernels against it
+/// (`stereo simd-check`) or to rule them out while chasing a fault. Matches
+/// already running finish with the kernels they started with.
+pub fn set_generic_only(on: bool) {
+    GENERIC_ONLY.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The SIMD kernels in use: the CPU's, unless [`set_generic_only`] asked for
+/// the generic code.
+pub fn simd() -> Simd {
+    if GENERIC_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
+        return Simd::Generic;
+    }
+    native_simd()
+}
+
+/// The kernels this CPU has.
+#[cfg(target_arch = "x86_64")]
+fn native_simd() -> Simd {
+    if std::arch::is_x86_feature_detected!("avx2") {
+        Simd::Avx2
+    } else {
+        Simd::Generic
+    }
+}
+
+/// The kernels this CPU has.
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+fn native_simd() -> Simd {
+    Simd::Neon
+}
+
+/// The kernels this CPU has.
+#[cfg(not(any(
+    target_arch = "x86_64",
+    all(target_arch = "aarch64", target_feature = "neon")
+)))]
+fn native_simd() -> Simd {
+    Simd::Generic
+}
+
+/// Whether the AVX2 versions of the hot loops run in this process.
 pub fn uses_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    simd() == Simd::Avx2
 }
 
 /// A semi-global matcher that keeps its working memory (the stored half-sums) between frames, so a video stream does not pay for

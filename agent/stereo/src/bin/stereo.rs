@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 use stereo::eval::Score;
-use stereo::{Disparity, GrayImage, Paths, SgmParams};
+use stereo::{Disparity, GrayImage, Paths, SgmParams, Simd};
 
 #[derive(Parser)]
 #[command(
@@ -79,6 +79,144 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Match the benchmark's pairs (twin and real) with this CPU's SIMD kernels
+    /// (AVX2 on x86-64, NEON on aarch64) and with the generic code, with 8 and
+    /// 4 paths, and compare disparity, validity and confidence bit for bit;
+    /// exits non-zero when any pixel differs.
+    SimdCheck {
+        /// Twin image widths (160, 320, 640; `none` for real pairs only).
+        #[arg(long, value_delimiter = ',', default_values_t = ["160".to_string(), "320".to_string(), "640".to_string()])]
+        sizes: Vec<String>,
+        /// Folder with Middlebury's Aloe pair (OpenCV's samples); skipped when missing.
+        #[arg(long, default_value = stereo::eval::OPENCV_SAMPLES)]
+        real: PathBuf,
+        /// scikit-image's data folder (Middlebury's Motorcycle pair); default:
+        /// asked of `--python`, skipped when scikit-image is not installed.
+        #[arg(long)]
+        skimage: Option<PathBuf>,
+        /// Python interpreter that knows where scikit-image's data is.
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// More real pairs, each a folder in Middlebury's layout.
+        #[arg(long = "pair")]
+        pairs: Vec<PathBuf>,
+        /// Matcher settings (TOML, the fields of `SgmParams`); the disparity
+        /// range is each workload's.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// The twin workloads of `--sizes` (`none` skipped).
+fn twin_workloads(sizes: &[String]) -> Result<Vec<Workload>> {
+    let mut out = Vec::new();
+    for size in sizes {
+        if size == "none" {
+            continue;
+        }
+        let w: usize = size
+            .parse()
+            .with_context(|| format!("--sizes: {size} is not a width"))?;
+        out.push(twin_workload(w)?);
+    }
+    Ok(out)
+}
+
+/// Where two disparity maps of one pair differ: pixels whose validity,
+/// disparity or confidence bits differ, and the first of them.
+fn differences(a: &Disparity, b: &Disparity) -> (usize, Option<usize>) {
+    let differ = |i: usize| {
+        a.valid[i] != b.valid[i]
+            || a.disp[i].to_bits() != b.disp[i].to_bits()
+            || a.confidence[i].to_bits() != b.confidence[i].to_bits()
+    };
+    let n = a.disp.len();
+    let count = (0..n).filter(|&i| differ(i)).count();
+    (count, (0..n).find(|&i| differ(i)))
+}
+
+/// `stereo simd-check`: the SIMD kernels against the generic code on every
+/// workload, bit for bit.
+fn simd_check(works: &[Workload], base: &SgmParams) -> Result<()> {
+    let native = stereo::sgm::simd();
+    if native == Simd::Generic {
+        bail!(
+            "this CPU runs no hand-written SIMD kernels (AVX2 on x86-64, NEON on aarch64): nothing to compare"
+        );
+    }
+    println!(
+        "stereo simd-check ({}): {native} kernels against the generic code, bit for bit",
+        std::env::consts::ARCH
+    );
+    let mut failed = Vec::new();
+    for work in works {
+        for paths in [Paths::Eight, Paths::Four] {
+            let prm = SgmParams {
+                min_disp: work.min_disp,
+                max_disp: work.dn,
+                paths,
+                ..*base
+            };
+            let (mut pixels, mut valid, mut differ) = (0, 0, 0);
+            let mut first = None;
+            for (k, (l, r, _)) in work.pairs.iter().enumerate() {
+                stereo::sgm::set_generic_only(false);
+                let fast = stereo::sgm::match_pair(l, r, &prm);
+                stereo::sgm::set_generic_only(true);
+                let generic = stereo::sgm::match_pair(l, r, &prm);
+                stereo::sgm::set_generic_only(false);
+                let (fast, generic) = (fast?, generic?);
+                let (n, at) = differences(&fast, &generic);
+                if let (Some(i), None) = (at, &first) {
+                    let (x, y) = (i % fast.width, i / fast.width);
+                    first = Some(format!(
+                        "pair {k} at ({x}, {y}): {native} {} (valid {}, confidence {}), generic {} (valid {}, confidence {})",
+                        fast.disp[i],
+                        fast.valid[i],
+                        fast.confidence[i],
+                        generic.disp[i],
+                        generic.valid[i],
+                        generic.confidence[i]
+                    ));
+                }
+                pixels += fast.disp.len();
+                valid += fast.valid.iter().filter(|&&v| v).count();
+                differ += n;
+            }
+            let n_paths = match paths {
+                Paths::Eight => 8,
+                Paths::Four => 4,
+            };
+            let what = format!("{}, {n_paths} paths", work.title);
+            let verdict = if differ == 0 {
+                "identical".to_string()
+            } else {
+                failed.push(what.clone());
+                format!(
+                    "{differ} pixels DIFFER; first: {}",
+                    first.unwrap_or_default()
+                )
+            };
+            println!(
+                "  {what}: {pixels} pixels, {:.1} % valid: {verdict}",
+                100.0 * valid as f64 / pixels.max(1) as f64
+            );
+        }
+    }
+    if works.is_empty() {
+        bail!("no pairs to compare (--sizes none and no real pair found)");
+    }
+    if !failed.is_empty() {
+        bail!(
+            "the {native} kernels differ from the generic code on: {}",
+            failed.join("; ")
+        );
+    }
+    println!(
+        "simd-check passed: {native} equals the generic code on {} workloads x 2 path counts",
+        works.len()
+    );
+    Ok(())
 }
 
 /// Matcher settings from a TOML file of `SgmParams` fields (missing ones
@@ -256,7 +394,7 @@ fn bench(
     let prm = load_params(config)?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/opencv_sgbm.py");
     println!(
-        "stereo bench: census {0}x{0}, P1 {1}, P2 {2} (edge {3}), uniqueness {4}, left-right {5} px, speckles {6}/{7} px, texture {8}x noise; disparity ranges per workload; AVX2 kernels: {9}",
+        "stereo bench: census {0}x{0}, P1 {1}, P2 {2} (edge {3}), uniqueness {4}, left-right {5} px, speckles {6}/{7} px, texture {8}x noise; disparity ranges per workload; SIMD kernels: {9}",
         prm.census_window,
         prm.p1,
         prm.p2,
@@ -266,11 +404,7 @@ fn bench(
         prm.speckle_size,
         prm.speckle_range,
         prm.texture_noise,
-        if stereo::sgm::uses_avx2() {
-            "yes"
-        } else {
-            "no (baseline)"
-        }
+        stereo::sgm::simd()
     );
     println!(
         "OpenCV StereoSGBM: blockSize 5, P1 8*25, P2 32*25, uniqueness 8, speckle 40/2, disp12MaxDiff 1; modes SGBM (5 paths, 1 thread), HH (8 paths, 1 thread), SGBM_3WAY and HH4 (parallel), cv2.setNumThreads = ours"
@@ -280,14 +414,8 @@ fn bench(
     );
     let opencv = (!no_opencv).then_some((python, script.as_path()));
     let mut goals = Goals::default();
-    for size in sizes {
-        if size == "none" {
-            continue;
-        }
-        let w: usize = size
-            .parse()
-            .with_context(|| format!("--sizes: {size} is not a width"))?;
-        run_workload(&twin_workload(w)?, &prm, seconds, opencv, &mut goals)?;
+    for work in twin_workloads(sizes)? {
+        run_workload(&work, &prm, seconds, opencv, &mut goals)?;
     }
     for work in real_workloads(real, skimage, python, dirs)? {
         run_workload(&work, &prm, seconds, opencv, &mut goals)?;
@@ -689,5 +817,18 @@ fn main() -> Result<()> {
             &pairs,
             config.as_deref(),
         ),
+        Cmd::SimdCheck {
+            sizes,
+            real,
+            skimage,
+            python,
+            pairs,
+            config,
+        } => {
+            let prm = load_params(config.as_deref())?;
+            let mut works = twin_workloads(&sizes)?;
+            works.extend(real_workloads(&real, skimage, &python, &pairs)?);
+            simd_check(&works, &prm)
+        }
     }
 }
