@@ -212,6 +212,8 @@ pub struct SerialFc {
     odometry: Odometry,
     last: Option<FcStatus>,
     last_state: Option<fclink::FcState>,
+    /// Telemetry has come from the firmware since the link opened.
+    heard: bool,
 }
 
 impl SerialFc {
@@ -231,6 +233,7 @@ impl SerialFc {
             odometry: Odometry::default(),
             last: None,
             last_state: None,
+            heard: false,
         })
     }
 }
@@ -269,8 +272,32 @@ impl FlightController for SerialFc {
         "fc"
     }
 
-    fn ready(&mut self, _wait: Duration, _out: &mut Vec<FcReport>) -> bool {
-        true
+    /// Ready once the firmware's telemetry has arrived: before it, nothing on
+    /// the other end is known to listen, and the link does not yet know the
+    /// firmware's last accepted setpoint number, which its numbering must
+    /// continue after (a restarted node's setpoints would be refused as replays).
+    fn ready(&mut self, wait: Duration, out: &mut Vec<FcReport>) -> bool {
+        if self.heard {
+            return true;
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some((t, _)) = self.link.latest_telemetry() {
+                self.heard = true;
+                out.push(FcReport::Event(format!(
+                    "fc: flight controller heard on {} ({:?}, up {:.1} s, last setpoint #{})",
+                    self.link.device(),
+                    t.state,
+                    f64::from(t.uptime_ms) * 1e-3,
+                    t.last_setpoint_seq
+                )));
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     fn setpoint(&mut self, sp: &Setpoint) {
@@ -599,6 +626,41 @@ impl FlightController for MavlinkFc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pty with nothing behind it is not a flight controller: the node sends
+    /// no setpoint to it. The host build of the firmware behind another pty is
+    /// heard within its first telemetry period (20 Hz) and named in an event.
+    #[test]
+    fn the_serial_fc_is_ready_only_once_the_firmware_is_heard() {
+        let opts = |device: &std::path::Path| NodeOptions {
+            device: Some(device.to_path_buf()),
+            baud: 115_200,
+            ..NodeOptions::default()
+        };
+        let (_master, slave) = serialport::TTYPort::pair().unwrap();
+        let silent = std::path::PathBuf::from(serialport::SerialPort::name(&slave).unwrap());
+        let mut fc = SerialFc::open(&opts(&silent)).unwrap();
+        let mut out = Vec::new();
+        assert!(!fc.ready(Duration::from_millis(300), &mut out));
+        assert!(!fc.ready(Duration::ZERO, &mut out));
+        assert!(out.is_empty(), "{out:?}");
+
+        let host = fc::hostfc::HostFc::start(fclink::Config::default(), None).unwrap();
+        let mut fc = SerialFc::open(&opts(host.device())).unwrap();
+        // A liveness bound only: telemetry comes every 50 ms of the firmware's clock.
+        assert!(fc.ready(Duration::from_secs(30), &mut out));
+        match out.as_slice() {
+            [FcReport::Event(text)] => {
+                assert!(text.starts_with("fc: flight controller heard on"), "{text}");
+                assert!(text.contains("Disarmed"), "{text}");
+            }
+            other => panic!("one event expected: {other:?}"),
+        }
+        // Heard once: ready at once from then on, without a second event.
+        assert!(fc.ready(Duration::ZERO, &mut out));
+        assert_eq!(out.len(), 1);
+        host.stop();
+    }
 
     #[test]
     fn arm_requests_far_from_now_are_refused() {
