@@ -118,11 +118,17 @@ pub fn flight_controller_node(
     let mut answered = std::collections::VecDeque::<u64>::new();
     let mut next_arm_try = Instant::now();
     info!(robot, arm, "{name} node up");
+    let mut said_waiting = false;
     while !stop.load(Ordering::Relaxed) {
-        if !fc.ready(POLL, &mut reports) {
-            publish(&mut reports)?;
-            continue;
+        let ready = fc.ready(POLL, &mut reports);
+        if !ready && !said_waiting {
+            said_waiting = true;
+            reports.push(FcReport::Event(format!(
+                "{name}: waiting to hear the flight controller: arm and disarm requests are refused and setpoints dropped until then"
+            )));
         }
+        // Requests are answered in both states: an emergency stop goes out
+        // even to a vehicle not heard yet (its receive side may work).
         while let Some((h, req)) = arm_requests.recv_timeout(Duration::ZERO)? {
             let n = req.nonce;
             // A request is acted on once: its copies (the operator resends
@@ -152,6 +158,9 @@ pub fn flight_controller_node(
                     "{name}: {what} request {n:016x} refused: {}",
                     stale_request(h.stamp_ns, bus::now_ns()).unwrap_or_default()
                 ),
+                _ if !ready => format!(
+                    "{name}: {what} request {n:016x} refused: the flight controller has not been heard yet"
+                ),
                 ArmAction::Disarm => {
                     if fc.disarm(&mut reports) {
                         format!("{name}: disarm request {n:016x}: disarmed")
@@ -176,6 +185,14 @@ pub fn flight_controller_node(
                 }
             };
             reports.push(FcReport::Event(text));
+        }
+        if !ready {
+            // Nothing is queued for a vehicle not heard yet: a setpoint
+            // delivered later would be flown (and armed on) long after it
+            // was meant.
+            while setpoints.recv_timeout(Duration::ZERO)?.is_some() {}
+            publish(&mut reports)?;
+            continue;
         }
         if let Some((_, sp)) = setpoints.recv_timeout(Duration::from_millis(10))? {
             last_setpoint = Some(Instant::now());

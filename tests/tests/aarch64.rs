@@ -51,7 +51,7 @@ fn the_aarch64_agent_passes_its_self_test_under_qemu() {
     );
     // The same self-test on this machine's build (x86-64: the AVX2 kernels
     // where the CPU has them) matches the bundled pair exactly as the aarch64
-    // build (the generic kernels) does: same valid pixels, same disparities.
+    // build (the NEON kernels) does: same valid pixels, same disparities.
     let host = e2e_tests::succeed(Command::new(e2e_tests::workspace_bin("agent")).arg("selftest"));
     let figures = |s: &str| -> String {
         let at = s

@@ -748,7 +748,7 @@ fn fc_node_bridges_the_bus_and_the_serial_link() {
     let dir = temp_dir("fc-node");
     let tty = dir.join("ttyFC");
     let mut host = e2e_tests::fc_host(&tty);
-    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 3, 0);
+    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 4, 0);
     let ep = format!("tcp/127.0.0.1:{port}");
     let robot = format!("fcnode{}", std::process::id());
     let (node, session) = fc_node_on(&tty, &robot, &ep);
@@ -942,7 +942,7 @@ fn armed_in_the_air(name: &str, k: u16) -> (std::process::Child, std::process::C
     let dir = temp_dir(name);
     let tty = dir.join("ttyFC");
     let host = e2e_tests::fc_host_with(&tty, &["--watchdog-ms", "2000"]);
-    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 3, k);
+    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 4, k);
     let ep = format!("tcp/127.0.0.1:{port}");
     let robot = format!("{name}{}", std::process::id()).replace('-', "");
     let (node, session) = fc_node_on(&tty, &robot, &ep);
@@ -1004,4 +1004,82 @@ fn agent_disarm_is_refused_in_the_air_and_acknowledges_a_stop_on_the_ground() {
     });
     assert_eq!(s.state, 0, "armed again after the disarm: {s:?}");
     stop_all(host, node);
+}
+
+/// An fc node (started with `--arm`) on a serial line with no firmware behind
+/// it: nothing is ever heard, so it says it is waiting, refuses a disarm
+/// request by that reason, writes no setpoint and no arm command to the line
+/// however long setpoints stream, and still sends an emergency stop when one
+/// is asked for (the vehicle's receive side may work when its telemetry does
+/// not reach us).
+#[test]
+fn a_flight_controller_not_heard_refuses_requests_but_gets_the_emergency_stop() {
+    let (mut master, slave) = TTYPort::pair().unwrap();
+    master.set_timeout(Duration::from_millis(1)).unwrap();
+    let tty = std::path::PathBuf::from(slave.name().unwrap());
+    // What the node writes on the line, read as it comes: frames to the
+    // flight controller.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let (mut wire, mut buf) = (Decoder::new(), [0u8; 1024]);
+            let mut sent: Vec<ToFc> = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                match master.read(&mut buf) {
+                    Ok(n) => sent.extend(
+                        buf[..n]
+                            .iter()
+                            .filter_map(|&b| wire.push::<ToFc>(b))
+                            .filter_map(Result::ok)
+                            .map(|f| f.msg),
+                    ),
+                    Err(e) if e.kind() == ErrorKind::TimedOut => {}
+                    Err(e) => panic!("reading the line: {e}"),
+                }
+            }
+            sent
+        })
+    };
+    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 4, 3);
+    let ep = format!("tcp/127.0.0.1:{port}");
+    let robot = format!("fcsilent{}", std::process::id());
+    let (node, session) = fc_node_on(&tty, &robot, &ep);
+    let mut op = Operator::new(session, &robot, &ep);
+    let (ok, said) = op.agent("disarm");
+    assert!(!ok, "a disarm was done with no flight controller: {said}");
+    assert!(
+        said.contains("refused: the flight controller has not been heard yet"),
+        "{said}"
+    );
+    let (ok, said) = op.agent("estop");
+    // Never acknowledged (nothing answers), so not done; but sent.
+    assert!(!ok, "{said}");
+    assert!(said.contains("emergency stop request"), "{said}");
+    // Setpoints keep streaming for another second.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(1) {
+        op.climb();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = reader.join().unwrap();
+    assert!(
+        sent.iter().any(|m| matches!(m, ToFc::EmergencyStop { .. })),
+        "no emergency stop on the line: {sent:?}"
+    );
+    assert!(
+        !sent
+            .iter()
+            .any(|m| matches!(m, ToFc::Setpoint(_) | ToFc::Arm)),
+        "a setpoint or an arm went to a flight controller never heard: {sent:?}"
+    );
+    signal_after(&node, "TERM", Duration::ZERO);
+    let out = node.wait_with_output().unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        log.contains("waiting to hear the flight controller"),
+        "{log}"
+    );
+    drop(slave);
 }

@@ -53,11 +53,12 @@ fn fused<const N: usize>(
     p1: u8,
 ) -> [u8; N] {
     let dn = c.len();
-    assert!(dn.is_multiple_of(16) && s.len() >= dn);
+    assert!(dn >= 16 && dn.is_multiple_of(16) && s.len() >= dn);
     for k in 0..N {
         assert!(prev[k].l.len() >= dn + 2 && outs[k].len() >= dn + 2);
     }
     let row = prev[0].l;
+    debug_assert!(row[0] == u8::MAX && row[dn + 1] == u8::MAX, "sentinels");
     // SAFETY: NEON is present (this module's condition). d + 16 <= D throughout, so path k reads l[d..d + 18] (and path 0
     // row[d + 17..d + 33] while d + 32 <= D) within its D + 2 bytes, writes
     // out[d + 1..d + 17] within its D + 2, and c[d..d + 16], s[d..d + 16] lie

@@ -142,8 +142,9 @@ static GENERIC_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBo
 
 /// Run the generic code instead of the SIMD kernels in this process (like
 /// OpenCV's `setUseOptimized(false)`): to check the kernels against it
-/// (`stereo simd-check`) or to rule them out while chasing a fault. Matches
-/// already running finish with the kernels they started with.
+/// (`stereo simd-check`) or to rule them out while chasing a fault. A match
+/// running while it changes may run some steps with one and some with the
+/// other, which give the same results.
 pub fn set_generic_only(on: bool) {
     GENERIC_ONLY.store(on, std::sync::atomic::Ordering::Relaxed);
 }
