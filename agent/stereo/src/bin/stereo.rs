@@ -55,25 +55,9 @@ enum Cmd {
         /// Skip OpenCV (when `opencv-python-headless<5` is not installed).
         #[arg(long)]
         no_opencv: bool,
-        /// Python interpreter with cv2 (and scikit-image, for the Motorcycle pair).
-        #[arg(long, default_value = "python3")]
-        python: String,
-        /// Twin image widths to run (160: 160x120/32 disparities, 320: 320x240/64,
-        /// 640: 640x480/128); `--sizes none` for real pairs only.
-        #[arg(long, value_delimiter = ',', default_values_t = ["160".to_string(), "320".to_string(), "640".to_string()])]
-        sizes: Vec<String>,
-        /// Folder with Middlebury's Aloe pair as OpenCV's samples ship it
-        /// (aloeL.jpg, aloeR.jpg, aloeGT.png); skipped when missing.
-        #[arg(long, default_value = stereo::eval::OPENCV_SAMPLES)]
-        real: PathBuf,
-        /// scikit-image's data folder (Middlebury's Motorcycle pair); default: asked
-        /// of `--python`, skipped when scikit-image is not installed.
-        #[arg(long)]
-        skimage: Option<PathBuf>,
-        /// More real pairs, each a folder in Middlebury's layout (im0.png, im1.png,
-        /// disp0.pfm or disp0GT.pfm, calib.txt): Middlebury 2014/2021, ETH3D.
-        #[arg(long = "pair")]
-        pairs: Vec<PathBuf>,
+        /// The pairs.
+        #[command(flatten)]
+        set: PairArgs,
         /// Matcher settings for ours (TOML, the fields of `SgmParams`); the
         /// disparity range is each workload's.
         #[arg(long)]
@@ -84,27 +68,54 @@ enum Cmd {
     /// 4 paths, and compare disparity, validity and confidence bit for bit;
     /// exits non-zero when any pixel differs.
     SimdCheck {
-        /// Twin image widths (160, 320, 640; `none` for real pairs only).
-        #[arg(long, value_delimiter = ',', default_values_t = ["160".to_string(), "320".to_string(), "640".to_string()])]
-        sizes: Vec<String>,
-        /// Folder with Middlebury's Aloe pair (OpenCV's samples); skipped when missing.
-        #[arg(long, default_value = stereo::eval::OPENCV_SAMPLES)]
-        real: PathBuf,
-        /// scikit-image's data folder (Middlebury's Motorcycle pair); default:
-        /// asked of `--python`, skipped when scikit-image is not installed.
-        #[arg(long)]
-        skimage: Option<PathBuf>,
-        /// Python interpreter that knows where scikit-image's data is.
-        #[arg(long, default_value = "python3")]
-        python: String,
-        /// More real pairs, each a folder in Middlebury's layout.
-        #[arg(long = "pair")]
-        pairs: Vec<PathBuf>,
+        /// The pairs.
+        #[command(flatten)]
+        set: PairArgs,
         /// Matcher settings (TOML, the fields of `SgmParams`); the disparity
         /// range is each workload's.
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+/// The benchmark's pairs: twin renders at some sizes and real pairs with
+/// ground truth (`stereo bench`, `stereo simd-check`).
+#[derive(clap::Args)]
+struct PairArgs {
+    /// Python interpreter with cv2 (the bench's OpenCV rows) and scikit-image
+    /// (where the Motorcycle pair is found).
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Twin image widths to run (160: 160x120/32 disparities, 320: 320x240/64,
+    /// 640: 640x480/128); `--sizes none` for real pairs only.
+    #[arg(long, value_delimiter = ',', default_values_t = ["160".to_string(), "320".to_string(), "640".to_string()])]
+    sizes: Vec<String>,
+    /// Folder with Middlebury's Aloe pair as OpenCV's samples ship it
+    /// (aloeL.jpg, aloeR.jpg, aloeGT.png); skipped when missing.
+    #[arg(long, default_value = stereo::eval::OPENCV_SAMPLES)]
+    real: PathBuf,
+    /// scikit-image's data folder (Middlebury's Motorcycle pair); default: asked
+    /// of `--python`, skipped when scikit-image is not installed.
+    #[arg(long)]
+    skimage: Option<PathBuf>,
+    /// More real pairs, each a folder in Middlebury's layout (im0.png, im1.png,
+    /// disp0.pfm or disp0GT.pfm, calib.txt): Middlebury 2014/2021, ETH3D.
+    #[arg(long = "pair")]
+    pairs: Vec<PathBuf>,
+}
+
+impl PairArgs {
+    /// The twin workloads, then the real ones found.
+    fn workloads(&self) -> Result<Vec<Workload>> {
+        let mut out = twin_workloads(&self.sizes)?;
+        out.extend(real_workloads(
+            &self.real,
+            self.skimage.clone(),
+            &self.python,
+            &self.pairs,
+        )?);
+        Ok(out)
+    }
 }
 
 /// The twin workloads of `--sizes` (`none` skipped).
@@ -380,17 +391,7 @@ fn real_workloads(
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn bench(
-    seconds: f64,
-    no_opencv: bool,
-    python: &str,
-    sizes: &[String],
-    real: &Path,
-    skimage: Option<PathBuf>,
-    dirs: &[PathBuf],
-    config: Option<&Path>,
-) -> Result<()> {
+fn bench(seconds: f64, no_opencv: bool, set: &PairArgs, config: Option<&Path>) -> Result<()> {
     let prm = load_params(config)?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/opencv_sgbm.py");
     println!(
@@ -412,12 +413,9 @@ fn bench(
     println!(
         "Accuracy over the columns every matcher can answer (from min + number of disparities), 3 px border left out:\n  bad-2 = share of a matcher's answers more than 2 px off; common = the same over the pixels every SGM row answers;\n  all = missing answers counted as errors, over every counted pixel with ground truth"
     );
-    let opencv = (!no_opencv).then_some((python, script.as_path()));
+    let opencv = (!no_opencv).then_some((set.python.as_str(), script.as_path()));
     let mut goals = Goals::default();
-    for work in twin_workloads(sizes)? {
-        run_workload(&work, &prm, seconds, opencv, &mut goals)?;
-    }
-    for work in real_workloads(real, skimage, python, dirs)? {
+    for work in set.workloads()? {
         run_workload(&work, &prm, seconds, opencv, &mut goals)?;
     }
     goals.summary();
@@ -801,34 +799,12 @@ fn main() -> Result<()> {
         Cmd::Bench {
             seconds,
             no_opencv,
-            python,
-            sizes,
-            real,
-            skimage,
-            pairs,
+            set,
             config,
-        } => bench(
-            seconds,
-            no_opencv,
-            &python,
-            &sizes,
-            &real,
-            skimage,
-            &pairs,
-            config.as_deref(),
-        ),
-        Cmd::SimdCheck {
-            sizes,
-            real,
-            skimage,
-            python,
-            pairs,
-            config,
-        } => {
+        } => bench(seconds, no_opencv, &set, config.as_deref()),
+        Cmd::SimdCheck { set, config } => {
             let prm = load_params(config.as_deref())?;
-            let mut works = twin_workloads(&sizes)?;
-            works.extend(real_workloads(&real, skimage, &python, &pairs)?);
-            simd_check(&works, &prm)
+            simd_check(&set.workloads()?, &prm)
         }
     }
 }
