@@ -644,9 +644,11 @@ impl FlightController for MavlinkFc {
 mod tests {
     use super::*;
 
-    /// A pty with nothing behind it is not a flight controller: the node sends
-    /// no setpoint to it. The host build of the firmware behind another pty is
-    /// heard within its first telemetry period (20 Hz) and named in an event.
+    /// A pty with nothing behind it is not a flight controller: the link is
+    /// not ready and says nothing (what the node then writes on such a line
+    /// is checked end to end in tests/tests/fc_link.rs). The host build of the
+    /// firmware behind another pty is heard within its first telemetry period
+    /// (20 Hz) and named in one event.
     #[test]
     fn the_serial_fc_is_ready_only_once_the_firmware_is_heard() {
         let opts = |device: &std::path::Path| NodeOptions {
