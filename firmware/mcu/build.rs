@@ -3,6 +3,8 @@
 //!   FC_VEHICLE      multirotor (default) | ground
 //!   FC_WATCHDOG_MS  setpoint watchdog in ms (default 200)
 //!   FC_HOVER_MS     multirotor failsafe: hover before landing, ms (default 2000)
+//!   FC_HW_WATCHDOG_MS  the MCU's hardware watchdog: last feed to reset, ms
+//!                   (default 1000)
 use std::{env, fs, path::PathBuf};
 
 fn number(name: &str, default: u32) -> Result<u32, String> {
@@ -25,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=memory.x");
-    for v in ["FC_VEHICLE", "FC_WATCHDOG_MS", "FC_HOVER_MS"] {
+    for v in ["FC_VEHICLE", "FC_WATCHDOG_MS", "FC_HOVER_MS", "FC_HW_WATCHDOG_MS"] {
         println!("cargo:rerun-if-env-changed={v}");
     }
     let vehicle = match env::var("FC_VEHICLE").as_deref() {
@@ -40,6 +42,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !(20..=5000).contains(&watchdog) {
         return Err(format!("FC_WATCHDOG_MS={watchdog} is outside 20..=5000").into());
     }
+    // The NMI comes halfway; below 10 ms a slow pass of the loop (a burst of
+    // frames) could trip it, and the counter (25 MHz / 2) holds 343 s.
+    let hw_watchdog = number("FC_HW_WATCHDOG_MS", 1000)?;
+    if !(10..=60_000).contains(&hw_watchdog) {
+        return Err(format!("FC_HW_WATCHDOG_MS={hw_watchdog} is outside 10..=60000").into());
+    }
+    fs::write(
+        out.join("hw_watchdog.rs"),
+        format!(
+            "/// The whole hardware watchdog time, from the last feed to the reset\n\
+             /// (ms), chosen at build time (`FC_HW_WATCHDOG_MS`, see build.rs).\n\
+             const WATCHDOG_MS: u32 = {hw_watchdog};\n"
+        ),
+    )?;
     fs::write(
         out.join("settings.rs"),
         format!(

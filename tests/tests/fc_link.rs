@@ -210,7 +210,8 @@ fn firmware_under_qemu_arms_streams_and_fails_safe() {
 
 /// The MCU's hardware watchdog under QEMU: while the main loop runs it is fed
 /// (the firmware's clock runs on without a reboot for two seconds); when the
-/// loop hangs — or panics — the MCU resets, comes back disarmed though it was
+/// loop hangs, panics, or runs on with its millisecond clock stopped (every
+/// timeout of the firmware frozen with it), the MCU resets, comes back disarmed though it was
 /// armed, reports `MCU_RESET`, and refuses to arm until a disarm on the
 /// ground acknowledges it. The faults are injected through the test build's
 /// hooks (bytes on the UART), never present in a flight build.
@@ -218,7 +219,11 @@ fn firmware_under_qemu_arms_streams_and_fails_safe() {
 fn hardware_watchdog_resets_a_hung_loop() {
     require_qemu();
     let image = e2e_tests::firmware_image_with_hooks();
-    for (inject, what) in [(b"HANG!", "a hung loop"), (b"PANIC", "a panic")] {
+    for (inject, what) in [
+        (b"HANG!", "a hung loop"),
+        (b"PANIC", "a panic"),
+        (b"TICK!", "a stopped clock"),
+    ] {
         let qemu = fc::qemu::Qemu::spawn(&image).expect("QEMU boots the firmware");
         let link = Link::open(LinkConfig::new(qemu.device())).expect("open the UART's pty");
         let first = next_telemetry(&link, LIVENESS).expect("telemetry");

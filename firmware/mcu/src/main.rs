@@ -142,10 +142,11 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
     cortex_m::peripheral::SCB::sys_reset()
 }
 
-/// The whole watchdog time, from the last feed to the reset (ms). A pass of
-/// the main loop takes microseconds; under QEMU, run it with `-icount` so that
-/// the watchdog counts the guest's time, not the host's (`fc::qemu` does).
-const WATCHDOG_MS: u32 = 1000;
+// The whole watchdog time, from the last feed to the reset (ms): the build
+// setting `FC_HW_WATCHDOG_MS` (default 1000). A pass of the main loop takes
+// microseconds; under QEMU, run it with `-icount` so that the watchdog counts
+// the guest's time, not the host's (`fc::qemu` does).
+include!(concat!(env!("OUT_DIR"), "/hw_watchdog.rs"));
 
 /// Bytes received by the UART's interrupt, for the main loop.
 static RX: Ring<512> = Ring::new();
@@ -278,9 +279,18 @@ fn main() -> ! {
     let mut rx = [0u8; 64];
     #[cfg(feature = "test-hooks")]
     let mut hook = hooks::Hook::default();
+    // The loop is healthy when it runs *and* its clock does: a SysTick that
+    // stopped (its interrupt lost, its counter disabled) freezes `now`, and
+    // with it every timeout of the firmware — the setpoint watchdog's
+    // failsafe included. So the watchdog is fed at most once per tick: a
+    // frozen clock starves it and the MCU resets.
+    let mut fed_at = MILLIS.load(Ordering::Relaxed).wrapping_sub(1);
     loop {
-        watchdog.feed();
         let now = MILLIS.load(Ordering::Relaxed);
+        if now != fed_at {
+            watchdog.feed();
+            fed_at = now;
+        }
         let mut n = 0;
         while n < rx.len() {
             match RX.pop() {
@@ -302,7 +312,8 @@ fn main() -> ! {
 
 /// Faults a test can inject (`--features test-hooks`, never in a flight
 /// build): the bytes `HANG!` on the UART make the main loop hang, `PANIC` make
-/// it panic, so the tests see the watchdog and the panic handler reset it.
+/// it panic, `TICK!` stop the SysTick clock (the loop runs on, its time
+/// frozen), so the tests see the watchdog and the panic handler reset it.
 #[cfg(feature = "test-hooks")]
 mod hooks {
     #[derive(Default)]
@@ -320,6 +331,12 @@ mod hooks {
                         cortex_m::asm::nop();
                     },
                     b"PANIC" => panic!("injected by a test"),
+                    // SAFETY: SYST is the core's SysTick; clearing its
+                    // enable bit only stops the millisecond clock.
+                    b"TICK!" => unsafe {
+                        let syst = &*cortex_m::peripheral::SYST::PTR;
+                        syst.csr.modify(|c| c & !1);
+                    },
                     _ => {}
                 }
             }
