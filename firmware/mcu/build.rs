@@ -27,7 +27,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=memory.x");
-    for v in ["FC_VEHICLE", "FC_WATCHDOG_MS", "FC_HOVER_MS", "FC_HW_WATCHDOG_MS"] {
+    for v in [
+        "FC_VEHICLE",
+        "FC_WATCHDOG_MS",
+        "FC_HOVER_MS",
+        "FC_HW_WATCHDOG_MS",
+    ] {
         println!("cargo:rerun-if-env-changed={v}");
     }
     let vehicle = match env::var("FC_VEHICLE").as_deref() {
