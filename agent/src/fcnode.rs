@@ -8,7 +8,10 @@
 //! when an operator asks for it on `cmd/arm` (`agent arm`, after its preflight
 //! checks), or on the first setpoint when the node was started with `--arm`.
 //! The node itself refuses an arm request while no setpoints are streaming (the
-//! vehicle's watchdog would fail safe at once).
+//! vehicle's watchdog would fail safe at once), and runs the preflight checks
+//! ([`crate::preflight`]) on what it sees of the graph before every arm,
+//! whoever asks: a ground station's request, which never went through
+//! `agent arm`, and `--arm` alike ([`ArmGate`]).
 
 use crate::nodes::NodeOptions;
 use anyhow::{Context as _, Result};
@@ -67,6 +70,53 @@ pub const SETPOINTS_FRESH: Duration = Duration::from_millis(200);
 /// off, which the refusal names) never arms the vehicle.
 pub const ARM_REQUEST_AGE: Duration = Duration::from_secs(5);
 
+/// The window of depth scans the node's own preflight checks look at (as
+/// `agent arm`'s default).
+pub const PREFLIGHT_WINDOW: Duration = Duration::from_secs(2);
+
+/// What the node checks before it arms, beyond setpoints streaming and the
+/// request's age.
+#[derive(Debug, Clone)]
+pub enum ArmGate {
+    /// The preflight checks on what the node sees of the graph (its own
+    /// liveliness counts as `fc`; state and status are what it publishes).
+    Preflight(crate::preflight::PreflightConfig),
+    /// None (`--no-preflight`): a bench with a flight controller and no
+    /// camera. Said on `events` at start.
+    Off,
+}
+
+impl Default for ArmGate {
+    fn default() -> Self {
+        Self::Preflight(crate::preflight::PreflightConfig::default())
+    }
+}
+
+/// The gate's verdict now: why it refuses to arm, or `None`.
+fn gate_refusal(
+    gate: &ArmGate,
+    monitor: Option<&crate::preflight::Monitor>,
+    name: &str,
+) -> Option<String> {
+    let (ArmGate::Preflight(cfg), Some(m)) = (gate, monitor) else {
+        return None;
+    };
+    let mut obs = m.observations().clone();
+    obs.nodes.insert(name.to_string());
+    crate::preflight::refusal(&crate::preflight::evaluate(&obs, cfg, Instant::now()))
+}
+
+/// The node's own state and status, as the gate's observations.
+fn note_reports(m: &mut crate::preflight::Monitor, reports: &[FcReport]) {
+    for r in reports {
+        match r {
+            FcReport::Status(s) => m.note_status(*s),
+            FcReport::State(_) => m.note_state(),
+            FcReport::Event(_) => {}
+        }
+    }
+}
+
 /// Why a request stamped `stamp_ns` is too old (or too far ahead) at `now_ns`.
 fn stale_request(stamp_ns: u64, now_ns: u64) -> Option<String> {
     let skew = now_ns.abs_diff(stamp_ns);
@@ -81,12 +131,14 @@ fn stale_request(stamp_ns: u64, now_ns: u64) -> Option<String> {
 }
 
 /// The node: setpoints in, reports out, until `stop`. With `arm`, the first
-/// setpoint arms (retried every second until it is done).
+/// setpoint arms (retried every second until it is done). Every arm passes
+/// `gate` first.
 pub fn flight_controller_node(
     session: &Session,
     robot: &str,
     fc: &mut dyn FlightController,
     arm: bool,
+    gate: &ArmGate,
     stop: &AtomicBool,
 ) -> Result<()> {
     let mut setpoints = Inbox::<Setpoint>::new(session, robot, bus::topics::CMD_SETPOINT, 4)?;
@@ -114,6 +166,22 @@ pub fn flight_controller_node(
         Ok(())
     };
     let mut reports = Vec::new();
+    let mut monitor = match gate {
+        ArmGate::Preflight(_) => Some(crate::preflight::Monitor::new(
+            session,
+            robot,
+            PREFLIGHT_WINDOW,
+            false,
+        )?),
+        ArmGate::Off => {
+            reports.push(FcReport::Event(format!(
+                "{name}: preflight checks OFF (--no-preflight): arming checks only that setpoints stream"
+            )));
+            None
+        }
+    };
+    // The last reason `--arm` was held back, said once per change.
+    let mut held_back = String::new();
     let mut arm_due = arm;
     let mut answered = std::collections::VecDeque::<u64>::new();
     let mut next_arm_try = Instant::now();
@@ -121,6 +189,9 @@ pub fn flight_controller_node(
     let mut said_waiting = false;
     while !stop.load(Ordering::Relaxed) {
         let ready = fc.ready(POLL, &mut reports);
+        if let Some(m) = &mut monitor {
+            m.poll()?;
+        }
         if !ready && !said_waiting {
             said_waiting = true;
             reports.push(FcReport::Event(format!(
@@ -176,13 +247,15 @@ pub fn flight_controller_node(
                         "{name}: arm request {n:016x} refused: no setpoints streaming (the loop is not running)"
                     )
                 }
-                ArmAction::Arm => {
-                    if fc.arm(&mut reports) {
+                ArmAction::Arm => match gate_refusal(gate, monitor.as_ref(), name) {
+                    Some(why) => format!("{name}: arm request {n:016x} refused: {why}"),
+                    None if fc.arm(&mut reports) => {
                         format!("{name}: arm request {n:016x}: armed")
-                    } else {
+                    }
+                    None => {
                         format!("{name}: arm request {n:016x} refused by the flight controller")
                     }
-                }
+                },
             };
             reports.push(FcReport::Event(text));
         }
@@ -191,16 +264,28 @@ pub fn flight_controller_node(
             // delivered later would be flown (and armed on) long after it
             // was meant.
             while setpoints.recv_timeout(Duration::ZERO)?.is_some() {}
+            if let Some(m) = &mut monitor {
+                note_reports(m, &reports);
+            }
             publish(&mut reports)?;
             continue;
         }
         if let Some((_, sp)) = setpoints.recv_timeout(Duration::from_millis(10))? {
             last_setpoint = Some(Instant::now());
+            if let Some(m) = &mut monitor {
+                m.note_setpoint();
+            }
             if arm_due && Instant::now() >= next_arm_try {
-                if fc.arm(&mut reports) {
-                    arm_due = false;
-                } else {
-                    next_arm_try = Instant::now() + Duration::from_secs(1);
+                match gate_refusal(gate, monitor.as_ref(), name) {
+                    Some(why) => {
+                        next_arm_try = Instant::now() + Duration::from_secs(1);
+                        if why != held_back {
+                            reports.push(FcReport::Event(format!("{name}: --arm waits: {why}")));
+                            held_back = why;
+                        }
+                    }
+                    None if fc.arm(&mut reports) => arm_due = false,
+                    None => next_arm_try = Instant::now() + Duration::from_secs(1),
                 }
             }
             fc.setpoint(&sp);
@@ -213,6 +298,9 @@ pub fn flight_controller_node(
             reports.push(FcReport::Event(format!(
                 "{name}: armed (seen in telemetry; its acknowledgement was not)"
             )));
+        }
+        if let Some(m) = &mut monitor {
+            note_reports(m, &reports);
         }
         publish(&mut reports)?;
     }

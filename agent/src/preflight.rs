@@ -212,6 +212,91 @@ pub fn evaluate(obs: &Observations, cfg: &PreflightConfig, now: Instant) -> Vec<
     checks
 }
 
+/// A rolling view of the bus for the checks: the nodes alive and the depth
+/// scans of the last `window`, and — when watching everything — the newest
+/// state, flight-controller status and setpoint. The flight-controller node
+/// keeps one to check every arm request itself (it is the source of state and
+/// status, and it receives the setpoints: it notes those).
+pub struct Monitor {
+    presence: Presence,
+    scans: Inbox<DepthScan>,
+    rest: Option<(Inbox<State>, Inbox<FcStatus>, Inbox<Setpoint>)>,
+    window: Duration,
+    obs: Observations,
+}
+
+impl Monitor {
+    /// Watch `robot`'s nodes and depth scans over `window`; with `everything`,
+    /// also its state, status and setpoints (else the caller notes them).
+    pub fn new(session: &Session, robot: &str, window: Duration, everything: bool) -> Result<Self> {
+        let rest = if everything {
+            Some((
+                Inbox::new(session, robot, bus::topics::STATE, 64)?,
+                Inbox::new(session, robot, bus::topics::FC_STATUS, 64)?,
+                Inbox::new(session, robot, bus::topics::CMD_SETPOINT, 64)?,
+            ))
+        } else {
+            None
+        };
+        Ok(Self {
+            presence: Presence::watch(session, robot)?,
+            scans: Inbox::new(session, robot, bus::topics::DEPTH_STEREO, 64)?,
+            rest,
+            window,
+            obs: Observations::default(),
+        })
+    }
+
+    /// Take in what arrived; forget scans older than the window.
+    pub fn poll(&mut self) -> Result<()> {
+        let obs = &mut self.obs;
+        while let Some(c) = self.presence.recv_timeout(Duration::ZERO)? {
+            match c {
+                bus::Change::Up(n) => obs.nodes.insert(n),
+                bus::Change::Down(n) => obs.nodes.remove(&n),
+            };
+        }
+        let now = Instant::now();
+        while let Some((_, s)) = self.scans.recv_timeout(Duration::ZERO)? {
+            obs.scans.push((now, known_share(&s)));
+        }
+        obs.scans
+            .retain(|(t, _)| now.saturating_duration_since(*t) <= self.window);
+        if let Some((states, status, setpoints)) = &mut self.rest {
+            while states.recv_timeout(Duration::ZERO)?.is_some() {
+                obs.state = Some(now);
+            }
+            while let Some((_, s)) = status.recv_timeout(Duration::ZERO)? {
+                obs.status = Some((now, s));
+            }
+            while setpoints.recv_timeout(Duration::ZERO)?.is_some() {
+                obs.setpoint = Some(now);
+            }
+        }
+        Ok(())
+    }
+
+    /// A state was sent or seen now.
+    pub fn note_state(&mut self) {
+        self.obs.state = Some(Instant::now());
+    }
+
+    /// A flight-controller status was sent or seen now.
+    pub fn note_status(&mut self, s: FcStatus) {
+        self.obs.status = Some((Instant::now(), s));
+    }
+
+    /// A setpoint arrived now.
+    pub fn note_setpoint(&mut self) {
+        self.obs.setpoint = Some(Instant::now());
+    }
+
+    /// What was observed.
+    pub fn observations(&self) -> &Observations {
+        &self.obs
+    }
+}
+
 /// Watch the bus of `robot` for `window` (or until `stop`), collecting what
 /// the checks need.
 pub fn observe(
@@ -220,35 +305,25 @@ pub fn observe(
     window: Duration,
     stop: &AtomicBool,
 ) -> Result<Observations> {
-    let presence = Presence::watch(session, robot)?;
-    let mut scans = Inbox::<DepthScan>::new(session, robot, bus::topics::DEPTH_STEREO, 64)?;
-    let mut states = Inbox::<State>::new(session, robot, bus::topics::STATE, 64)?;
-    let mut status = Inbox::<FcStatus>::new(session, robot, bus::topics::FC_STATUS, 64)?;
-    let mut setpoints = Inbox::<Setpoint>::new(session, robot, bus::topics::CMD_SETPOINT, 64)?;
-    let mut obs = Observations::default();
+    let mut monitor = Monitor::new(session, robot, window, true)?;
     let t0 = Instant::now();
     while t0.elapsed() < window && !stop.load(Ordering::Relaxed) {
-        while let Some(c) = presence.recv_timeout(Duration::ZERO)? {
-            match c {
-                bus::Change::Up(n) => obs.nodes.insert(n),
-                bus::Change::Down(n) => obs.nodes.remove(&n),
-            };
-        }
-        while let Some((_, s)) = scans.recv_timeout(Duration::ZERO)? {
-            obs.scans.push((Instant::now(), known_share(&s)));
-        }
-        while states.recv_timeout(Duration::ZERO)?.is_some() {
-            obs.state = Some(Instant::now());
-        }
-        while let Some((_, s)) = status.recv_timeout(Duration::ZERO)? {
-            obs.status = Some((Instant::now(), s));
-        }
-        while setpoints.recv_timeout(Duration::ZERO)?.is_some() {
-            obs.setpoint = Some(Instant::now());
-        }
+        monitor.poll()?;
         std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(obs)
+    monitor.poll()?;
+    Ok(monitor.obs)
+}
+
+/// Why the checks refuse to arm: the failed ones with what was seen, one
+/// line; `None` when every check passes.
+pub fn refusal(checks: &[Check]) -> Option<String> {
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.pass)
+        .map(|c| format!("{} ({})", c.name, c.detail))
+        .collect();
+    (!failed.is_empty()).then(|| format!("preflight failed: {}", failed.join("; ")))
 }
 
 #[cfg(test)]

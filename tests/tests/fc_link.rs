@@ -13,6 +13,11 @@ use fclink::frame::{self, Decoder, MAX_WIRE};
 use fclink::{AckStatus, Config, FcState, FromFc, Refusal, Setpoint, Telemetry, ToFc, faults};
 use serialport::{SerialPort, TTYPort};
 
+/// Loopback ports of this file's tests that run an fc node on the bus:
+/// 0 `fc_node_bridges_the_bus_and_the_serial_link`, 1 estop, 2 disarm,
+/// 3 the silent line, 4 the ground station's arm request.
+const PORTS: u16 = 5;
+
 /// A wall-clock bound for liveness only: a loaded 2-core host can stall the
 /// emulated MCU (or the host firmware) for seconds (seen: no telemetry for 2 s
 /// while landing under QEMU in CI). What a test checks is read on the
@@ -40,12 +45,21 @@ fn forward(v: f32) -> ToFc {
     })
 }
 
-/// `agent node fc` on `tty` for `robot`, arming on the first setpoint and
-/// listening on `ep`, and a session of this test connected to it.
+/// `agent node fc` on `tty` for `robot`, arming on the first setpoint with no
+/// preflight checks (the bench has no camera) and listening on `ep`, and a
+/// session of this test connected to it.
 fn fc_node_on(tty: &std::path::Path, robot: &str, ep: &str) -> (std::process::Child, bus::Session) {
     let node = std::process::Command::new(workspace_bin("agent"))
         .args([
-            "node", "fc", "--robot", robot, "--listen", ep, "--arm", "--device",
+            "node",
+            "fc",
+            "--robot",
+            robot,
+            "--listen",
+            ep,
+            "--arm",
+            "--no-preflight",
+            "--device",
         ])
         .arg(tty)
         .stdout(std::process::Stdio::piped())
@@ -753,7 +767,7 @@ fn fc_node_bridges_the_bus_and_the_serial_link() {
     let dir = temp_dir("fc-node");
     let tty = dir.join("ttyFC");
     let mut host = e2e_tests::fc_host(&tty);
-    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 4, 0);
+    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, PORTS, 0);
     let ep = format!("tcp/127.0.0.1:{port}");
     let robot = format!("fcnode{}", std::process::id());
     let (node, session) = fc_node_on(&tty, &robot, &ep);
@@ -947,7 +961,7 @@ fn armed_in_the_air(name: &str, k: u16) -> (std::process::Child, std::process::C
     let dir = temp_dir(name);
     let tty = dir.join("ttyFC");
     let host = e2e_tests::fc_host_with(&tty, &["--watchdog-ms", "2000"]);
-    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 4, k);
+    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, PORTS, k);
     let ep = format!("tcp/127.0.0.1:{port}");
     let robot = format!("{name}{}", std::process::id()).replace('-', "");
     let (node, session) = fc_node_on(&tty, &robot, &ep);
@@ -1046,7 +1060,7 @@ fn a_flight_controller_not_heard_refuses_requests_but_gets_the_emergency_stop() 
             sent
         })
     };
-    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, 4, 3);
+    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, PORTS, 3);
     let ep = format!("tcp/127.0.0.1:{port}");
     let robot = format!("fcsilent{}", std::process::id());
     let (node, session) = fc_node_on(&tty, &robot, &ep);
@@ -1087,4 +1101,120 @@ fn a_flight_controller_not_heard_refuses_requests_but_gets_the_emergency_stop() 
         "{log}"
     );
     drop(slave);
+}
+
+/// An arm request that never went through `agent arm` (a ground station
+/// publishes `cmd/arm` directly) still passes the preflight checks: the fc node
+/// runs them itself on what it sees of the graph. With only the policy's
+/// setpoints streaming it refuses, naming the missing nodes and the missing
+/// depth scans, and the vehicle stays disarmed; once the nodes are alive and
+/// depth scans arrive, the same kind of request arms it.
+#[test]
+fn ground_arm_request_passes_preflight_in_the_fc_node() {
+    let dir = temp_dir("fc-ground-arm");
+    let tty = dir.join("ttyFC");
+    let mut host = e2e_tests::fc_host_with(&tty, &["--watchdog-ms", "2000"]);
+    let port = e2e_tests::test_port(e2e_tests::PortSlice::FcLink, PORTS, 4);
+    let ep = format!("tcp/127.0.0.1:{port}");
+    let robot = format!("fcground{}", std::process::id());
+    let node = std::process::Command::new(workspace_bin("agent"))
+        .args(["node", "fc", "--robot", &robot, "--listen", &ep, "--device"])
+        .arg(&tty)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session = bus::open(&bus::BusConfig::connect_to(ep.clone())).unwrap();
+    let mut events =
+        bus::Inbox::<bus::msg::Event>::new(&session, &robot, bus::topics::EVENTS, 256).unwrap();
+    let mut requests =
+        bus::Outbox::<bus::msg::ArmRequest>::new(&session, &robot, bus::topics::CMD_ARM).unwrap();
+    let mut scans =
+        bus::Outbox::<bus::msg::DepthScan>::new(&session, &robot, bus::topics::DEPTH_STEREO)
+            .unwrap();
+    let mut op = Operator::new(session.clone(), &robot, &ep);
+    op.until("the flight controller heard, disarmed", |s| s.state == 0);
+    // A request as a ground station sends it, fresh, resent until answered;
+    // setpoints (and with `graph`, scans) stream meanwhile.
+    let mut ask = |nonce: u64, op: &mut Operator, graph: bool| -> String {
+        let t0 = Instant::now();
+        let scan = bus::msg::DepthScan {
+            compute_ns: 0,
+            depth: vec![4.0; 32],
+        };
+        // With the graph: a second of it before asking, as an operator
+        // would wait for the loop to run (the node looks at 2 s of scans).
+        for _ in 0..if graph { 20 } else { 0 } {
+            op.climb();
+            scans.send(bus::now_ns(), "stereo", &scan).unwrap();
+        }
+        loop {
+            let req = bus::msg::ArmRequest {
+                nonce,
+                action: bus::msg::ArmAction::Arm,
+            };
+            requests.send(bus::now_ns(), "ground", &req).unwrap();
+            for _ in 0..10 {
+                op.climb();
+                if graph {
+                    scans.send(bus::now_ns(), "stereo", &scan).unwrap();
+                }
+                while let Ok(Some((_, e))) = events.recv_timeout(Duration::ZERO) {
+                    if e.text.contains(&format!("arm request {nonce:016x}")) {
+                        return e.text;
+                    }
+                }
+            }
+            assert!(
+                t0.elapsed() < LIVENESS,
+                "no answer to arm request {nonce:x}"
+            );
+        }
+    };
+    // Asked again (a new request) while the answer is one a stalled host
+    // can cause: the setpoint stream late (phase 1), or any refusal (phase 2:
+    // every check there can only fail for freshness).
+    let mut nonce = 0x6000;
+    let refused = loop {
+        nonce += 1;
+        let answer = ask(nonce, &mut op, false);
+        if !answer.contains("no setpoints streaming") {
+            break answer;
+        }
+    };
+    assert!(refused.contains("refused: preflight failed"), "{refused}");
+    assert!(
+        refused.contains("not alive: camera, stereo, policy, safety"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("camera and stereo (no depth scans"),
+        "{refused}"
+    );
+    let s = op.until("a status after the refusal", |_| true);
+    assert_eq!(
+        s.state, 0,
+        "armed by a request that failed preflight: {s:?}"
+    );
+    // The rest of the graph, as this test's own nodes.
+    let _alive: Vec<_> = ["camera", "stereo", "policy", "safety"]
+        .iter()
+        .map(|n| bus::announce(&session, &robot, n).unwrap())
+        .collect();
+    let t0 = Instant::now();
+    let armed = loop {
+        nonce += 1;
+        let answer = ask(nonce, &mut op, true);
+        if answer.ends_with(": armed") || t0.elapsed() > LIVENESS {
+            break answer;
+        }
+        eprintln!("asked again after: {answer}");
+    };
+    assert!(armed.ends_with(": armed"), "{armed}");
+    op.until("armed", |s| s.state == 1);
+    drop(op);
+    signal_after(&node, "TERM", Duration::ZERO);
+    let _ = node.wait_with_output();
+    signal_after(&host, "TERM", Duration::ZERO);
+    let _ = host.wait();
 }

@@ -511,7 +511,7 @@ fn mavlink_node_flies_px4_from_the_bus() {
         arm_commands: vec![9],
         ..Peer::default()
     });
-    let (node, ep, robot) = spawn_mavlink_node(0, port, &["--arm"]);
+    let (node, ep, robot) = spawn_mavlink_node(0, port, &["--arm", "--no-preflight"]);
     let session = bus::open(&bus::BusConfig::connect_to(ep)).unwrap();
     let mut setpoints =
         Outbox::<BusSetpoint>::new(&session, &robot, bus::topics::CMD_SETPOINT).unwrap();

@@ -111,7 +111,8 @@ pub const ROLES: &[Role] = &[
 ];
 
 /// What a ground station may publish: where the robot should go, and arm
-/// requests (which the flight-controller node still checks).
+/// requests (which the flight-controller node checks: the preflight checks on
+/// what it sees of the graph, setpoints streaming, the request's age).
 pub const GROUND_PUBLISHES: &[Topic] = &[T::Goal, T::CmdArm];
 
 /// What a ground station may subscribe to: every topic but the learner's weights.

@@ -1,6 +1,6 @@
 //! `agent node`: one or several nodes of the robot's graph.
 
-use super::{BusArgs, RerunMode, above, positive_hz};
+use super::{BusArgs, RerunMode, above, positive_hz, within};
 #[cfg(feature = "twin")]
 use agent::fly::FlyConfig;
 #[cfg(not(feature = "twin"))]
@@ -38,9 +38,25 @@ pub(crate) struct NodeArgs {
     /// fc node: baud rate of the serial device.
     #[arg(long, default_value_t = 115_200, value_parser = clap::value_parser!(u32).range(300..=20_000_000))]
     baud: u32,
-    /// fc / mavlink node: arm (and, with MAVLink, take control) when the first setpoint arrives.
+    /// fc / mavlink node: arm (and, with MAVLink, take control) when the first setpoint
+    /// arrives and the preflight checks pass.
     #[arg(long)]
     arm: bool,
+    /// fc / mavlink node: nodes that must be alive before any arm, whoever asks
+    /// (`fc` is this node; its other preflight checks: depth scans, state, status, setpoints).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "camera,stereo,policy,safety,fc"
+    )]
+    preflight_require: Vec<String>,
+    /// fc / mavlink node: share of the median depth scan's columns stereo must know to arm.
+    #[arg(long, default_value_t = 0.5, value_parser = within(0.0, 1.0, ""))]
+    preflight_min_known: f64,
+    /// fc / mavlink node: arm with no preflight checks (a bench with a flight controller
+    /// and no camera; never on a vehicle that flies).
+    #[arg(long)]
+    no_preflight: bool,
     /// mono node: weights to load and reload when the file changes; learner node: where to save them.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
@@ -186,6 +202,19 @@ pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
         mavlink: a.mavlink,
         baud: a.baud,
         arm: a.arm,
+        arm_gate: if a.no_preflight {
+            agent::fcnode::ArmGate::Off
+        } else {
+            agent::fcnode::ArmGate::Preflight(agent::preflight::PreflightConfig {
+                require: a
+                    .preflight_require
+                    .into_iter()
+                    .filter(|n| !n.is_empty())
+                    .collect(),
+                min_known: a.preflight_min_known,
+                ..agent::preflight::PreflightConfig::default()
+            })
+        },
         policy_net: a.policy_net,
         #[cfg(feature = "twin")]
         selfi: match &a.selfi {

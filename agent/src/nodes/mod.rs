@@ -128,6 +128,8 @@ pub struct NodeOptions {
     pub baud: u32,
     /// Arm when the first setpoint arrives.
     pub arm: bool,
+    /// `fc`, `mavlink`: what every arm must pass (the preflight checks by default).
+    pub arm_gate: crate::fcnode::ArmGate,
     /// `policy`: a network trained by `agent train` to fly instead of the reactive avoider.
     pub policy_net: Option<std::path::PathBuf>,
     /// SELFI: `camera` flies the goal-reaching task, `policy` the SELFI actor,
@@ -175,11 +177,25 @@ pub fn run(
         NodeKind::Telemetry => telemetry_node(session, robot, fc, stop),
         NodeKind::Fc => {
             let mut link = crate::fcnode::SerialFc::open(fc)?;
-            crate::fcnode::flight_controller_node(session, robot, &mut link, fc.arm, stop)
+            crate::fcnode::flight_controller_node(
+                session,
+                robot,
+                &mut link,
+                fc.arm,
+                &fc.arm_gate,
+                stop,
+            )
         }
         NodeKind::Mavlink => {
             let mut link = crate::fcnode::MavlinkFc::connect(fc)?;
-            crate::fcnode::flight_controller_node(session, robot, &mut link, fc.arm, stop)
+            crate::fcnode::flight_controller_node(
+                session,
+                robot,
+                &mut link,
+                fc.arm,
+                &fc.arm_gate,
+                stop,
+            )
         }
         NodeKind::Stereo => stereo_node(session, robot, cfg, fc, stop),
         NodeKind::Ros2 => ros2::ros2_node(session, robot, fc, stop),
