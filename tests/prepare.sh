@@ -22,6 +22,9 @@
 #   - Vulkan: libvulkan1 (the loader) and mesa-vulkan-drivers (lavapipe, a
 #     software Vulkan device), which the GPU backend's suite runs on
 #     (tests/tests/backends.rs; it fails, never skips, without an adapter)
+#   - Slurm (slurm-wlm, munge): a single-node cluster on localhost, started by
+#     tests/slurm/cluster.sh with its own configuration under /tmp/onboard-slurm,
+#     for the sweep test (tests/tests/sweep.rs: a job array of `agent train` tasks)
 #   - the aarch64 build of the robot's agent with the GPU backend (no `twin`
 #     feature, so no simulator; tests/tests/aarch64.rs runs its self-test, which
 #     finds no Vulkan under qemu and says it falls back to the CPU), in the
@@ -45,7 +48,7 @@ command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
 [ -f /usr/share/doc/opencv-doc/examples/data/left01.jpg ] || missing+=(opencv-doc)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 for p in libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-    libvulkan1 mesa-vulkan-drivers; do
+    libvulkan1 mesa-vulkan-drivers slurm-wlm munge; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -54,6 +57,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq "${missing[@]}"
 fi
+# The single-node Slurm cluster (idempotent; the sweep test starts it too).
+tests/slurm/cluster.sh start >/dev/null
 # .cargo/config.toml names the linker; C parts of dependencies use aarch64-linux-gnu-gcc.
 # The `cross-check` profile is the release profile at opt-level 0: the same code,
 # built in about 9 min on 2 cores where `--release` takes about 20 (Cargo.toml).

@@ -75,6 +75,11 @@ enum Cmd {
     /// metrics, checkpoints; prints the steps each needs to reach round-robin's final return.
     Train(TrainArgs),
     #[cfg(feature = "twin")]
+    /// Run an experiment's runs as separate tasks — a Slurm job array, or
+    /// processes here — and compare them from their folders (`agent train` today).
+    #[command(subcommand)]
+    Sweep(cli::sweep::SweepCmd),
+    #[cfg(feature = "twin")]
     /// Train our DQN (CartPole) and SAC (Pendulum) on one CPU for a fixed number of
     /// steps next to Stable-Baselines3 with the same settings; prints steps/s and the ratio.
     RlBench(RlBenchArgs),
@@ -166,6 +171,8 @@ fn main() -> Result<()> {
         }
         #[cfg(feature = "twin")]
         Cmd::Train(a) => cli::learn::train(a, stop),
+        #[cfg(feature = "twin")]
+        Cmd::Sweep(c) => cli::sweep::sweep(c, stop),
         #[cfg(feature = "twin")]
         Cmd::Selfi(c) => cli::learn::selfi(c, &stop),
         #[cfg(feature = "twin")]

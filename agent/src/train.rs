@@ -1,8 +1,11 @@
 //! `agent train`: the SPaCE experiment. Every (curriculum, seed) pair is one
-//! run of `rl::train::run` on a worker thread; this module schedules them,
-//! draws the progress line, logs every evaluation to rerun, and prints and
-//! writes the comparison: steps each curriculum needs to reach round-robin's
-//! final test return, and the ratio.
+//! run of `rl::train::run`: on a worker thread here ([`run`]), or as one task
+//! of a sweep anywhere that writes to the same folder ([`run_task`]; `agent
+//! sweep` submits them as a Slurm job array). Each run leaves its metrics and
+//! how it ended in its folder; [`collect`] builds the comparison from the
+//! folders alone — steps each curriculum needs to reach round-robin's final
+//! test return, and the ratio — so that a local run and a sweep give the
+//! same table.
 
 use crate::telemetry::{Sink, Telemetry};
 use anyhow::{Context as _, Result};
@@ -242,8 +245,8 @@ pub struct Summary {
     pub target_source: String,
     /// One line per curriculum.
     pub lines: Vec<CurriculumSummary>,
-    /// Runs that failed: their folder and why.
-    pub failed: Vec<(PathBuf, String)>,
+    /// Runs left out of the comparison: failed, stopped early or never run.
+    pub incomplete: Vec<Incomplete>,
     /// How the speed-up varies with the seeds (round-robin and SPaCE, two
     /// seeds or more).
     pub spread: Option<RatioSpread>,
@@ -416,7 +419,7 @@ enum Msg {
     },
     Done {
         run: usize,
-        result: Result<Vec<EvalRow>, String>,
+        result: Result<RunState, String>,
     },
 }
 
@@ -424,11 +427,9 @@ fn run_dir(out: &Path, kind: CurriculumKind, seed: u64) -> PathBuf {
     out.join(kind.name()).join(format!("seed{seed}"))
 }
 
-/// Run every (curriculum, seed), then compare.
-pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
-    let file = &exp.instances;
-    std::fs::create_dir_all(&exp.out)
-        .with_context(|| format!("cannot create {}", exp.out.display()))?;
+/// Every run of the experiment, in task order: curriculum by curriculum, seed
+/// by seed. A sweep's task `i` (a Slurm array index) is run `i` of this list.
+pub fn runs(exp: &Experiment) -> Vec<RunSpec> {
     let mut runs = Vec::new();
     for &kind in &exp.curricula {
         for k in 0..exp.seeds {
@@ -442,6 +443,140 @@ pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
             });
         }
     }
+    runs
+}
+
+/// How a run ended, kept in its folder (`status.toml`) so that the
+/// comparison can be built from the folders alone, whoever ran them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Trained to its budget; its metrics.csv enters the comparison.
+    Finished,
+    /// Stopped (Ctrl-C, SIGTERM, a scheduler's time limit) with its
+    /// checkpoint kept: running the same task again resumes it.
+    Interrupted,
+    /// Failed, for the reason kept beside.
+    Failed,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct RunStatus {
+    state: RunState,
+    #[serde(default)]
+    reason: String,
+    /// Environment steps the run was asked for.
+    steps: u64,
+}
+
+const STATUS: &str = "status.toml";
+
+fn write_status(dir: &Path, status: &RunStatus) -> Result<()> {
+    let text = toml::to_string(status).context("cannot encode a run's status")?;
+    let tmp = dir.join("status.toml.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(STATUS))
+        .with_context(|| format!("cannot write {}", dir.join(STATUS).display()))
+}
+
+fn read_status(dir: &Path) -> Option<RunStatus> {
+    toml::from_str(&std::fs::read_to_string(dir.join(STATUS)).ok()?).ok()
+}
+
+/// Run one (curriculum, seed) and record how it ended in its folder. A run
+/// refused before it started (a finished run without `--resume`) leaves the
+/// folder as it was.
+fn run_and_record(
+    exp: &Experiment,
+    spec: &RunSpec,
+    stop: &AtomicBool,
+    cb: &mut dyn FnMut(rl::train::Progress),
+) -> Result<RunState, String> {
+    let before = read_status(&spec.dir);
+    let r = rl::train::run(&exp.instances, &exp.config, spec, &exp.device, stop, cb);
+    let status = match &r {
+        Ok(done) if done.interrupted => RunStatus {
+            state: RunState::Interrupted,
+            reason: "stopped before its budget; run the task again to resume it".into(),
+            steps: spec.steps,
+        },
+        Ok(_) => RunStatus {
+            state: RunState::Finished,
+            reason: String::new(),
+            steps: spec.steps,
+        },
+        Err(e) => RunStatus {
+            state: RunState::Failed,
+            reason: e.to_string(),
+            steps: spec.steps,
+        },
+    };
+    let keep_old =
+        status.state == RunState::Failed && before.is_some_and(|b| b.state == RunState::Finished);
+    if spec.dir.is_dir() && !keep_old {
+        write_status(&spec.dir, &status).map_err(|e| format!("{e:#}"))?;
+    }
+    match r {
+        Ok(_) => Ok(status.state),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// One task of a sweep: run `index` of [`runs`], resumed from its checkpoint
+/// when it has one (a task run again after a failure or a time limit goes on
+/// where it stopped; a finished one is not trained again). Its evaluations
+/// go to its folder; [`collect`] compares.
+pub fn run_task(exp: &Experiment, index: usize, stop: &AtomicBool) -> Result<RunState> {
+    let all = runs(exp);
+    let Some(spec) = all.get(index) else {
+        anyhow::bail!(
+            "task {index} does not exist: this experiment has {} runs (tasks 0..={})",
+            all.len(),
+            all.len().saturating_sub(1)
+        );
+    };
+    let spec = RunSpec {
+        resume: true,
+        ..spec.clone()
+    };
+    eprintln!(
+        "task {index}: {} seed {} ({} steps) in {}",
+        spec.curriculum.name(),
+        spec.seed,
+        spec.steps,
+        spec.dir.display()
+    );
+    let mut last = 0u64;
+    let mut cb = |p: rl::train::Progress| {
+        if p.eval.is_some() || p.steps >= last + p.total.max(20) / 20 {
+            last = p.steps;
+            eprintln!("task {index}: {}/{} steps", p.steps, p.total);
+        }
+    };
+    run_and_record(exp, &spec, stop, &mut cb)
+        .map_err(|e| anyhow::anyhow!("task {index} failed: {e}"))
+}
+
+/// A run the comparison could not take in.
+#[derive(Debug, Clone)]
+pub struct Incomplete {
+    /// Its task index (see [`runs`]).
+    pub task: usize,
+    /// Its folder.
+    pub dir: PathBuf,
+    /// Failed (as opposed to stopped early or never run).
+    pub failed: bool,
+    /// What its folder says.
+    pub why: String,
+}
+
+/// Run every (curriculum, seed) on this machine (`exp.jobs` at once), then
+/// compare them with [`collect`]: the local runner of a sweep.
+pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
+    let file = &exp.instances;
+    std::fs::create_dir_all(&exp.out)
+        .with_context(|| format!("cannot create {}", exp.out.display()))?;
+    let runs = runs(exp);
     eprintln!(
         "training {} runs ({} curricula x {} seeds, {} steps each) on {} train / {} test instances, {} at once; output in {}",
         runs.len(),
@@ -456,8 +591,9 @@ pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
     let tel = Telemetry::open(&exp.sink, "agent-train")?;
     let (tx, rx) = mpsc::channel::<Msg>();
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<Option<Result<Vec<EvalRow>, String>>> = vec![None; runs.len()];
     let start = Instant::now();
+    // Runs that failed here (a refused one keeps its folder's older status).
+    let mut errors: Vec<(usize, String)> = Vec::new();
     std::thread::scope(|scope| {
         for _ in 0..exp.jobs.max(1).min(runs.len()) {
             let (tx, runs, next) = (tx.clone(), &runs, &next);
@@ -466,10 +602,6 @@ pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(spec) = runs.get(i) else { break };
                     if stop.load(Ordering::Relaxed) {
-                        let _ = tx.send(Msg::Done {
-                            run: i,
-                            result: Err("not started (stopped)".into()),
-                        });
                         continue;
                     }
                     let mut cb = |p: rl::train::Progress| {
@@ -484,9 +616,7 @@ pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
                             });
                         }
                     };
-                    let r = rl::train::run(file, &exp.config, spec, &exp.device, stop, &mut cb)
-                        .map(|r| r.evals)
-                        .map_err(|e| e.to_string());
+                    let r = run_and_record(exp, spec, stop, &mut cb);
                     let _ = tx.send(Msg::Done { run: i, result: r });
                 }
             });
@@ -501,26 +631,12 @@ pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
         for msg in rx.iter() {
             match msg {
                 Msg::Progress { run, steps } => done_steps[run] = steps,
-                Msg::Eval { run, row } => {
-                    let spec = &runs[run];
-                    tel.set_time(row.steps as i64, row.steps as f64);
-                    let base = format!("train/{}/seed{}", spec.curriculum.name(), spec.seed);
-                    for (name, v) in [
-                        ("test_return", row.test_return),
-                        ("test_success", row.test_success),
-                        ("test_collision", row.test_collision),
-                        ("curriculum_size", row.curriculum_size as f64),
-                        ("loss", row.loss),
-                        ("value_std", row.value_std),
-                    ] {
-                        let _ = tel.scalar_at(&format!("{base}/{name}"), v);
-                    }
-                }
+                Msg::Eval { run, row } => log_row(&tel, &runs[run], &row),
                 Msg::Done { run, result } => {
-                    if let Err(e) = &result {
+                    if let Err(e) = result {
                         eprintln!("\nrun {} failed: {e}", runs[run].dir.display());
+                        errors.push((run, e));
                     }
-                    results[run] = Some(result);
                 }
             }
             let done: u64 = done_steps.iter().sum();
@@ -557,13 +673,102 @@ pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
         }
     });
     let _ = tel.flush();
+    let mut summary = collect(exp, None)?;
+    for (task, e) in errors {
+        let why = format!("failed: {e}");
+        match summary.incomplete.iter_mut().find(|r| r.task == task) {
+            Some(r) => {
+                r.failed = true;
+                r.why = why;
+            }
+            None => summary.incomplete.push(Incomplete {
+                task,
+                dir: runs[task].dir.clone(),
+                failed: true,
+                why,
+            }),
+        }
+    }
+    Ok(summary)
+}
+
+/// One evaluation of a run, to rerun.
+fn log_row(tel: &Telemetry, spec: &RunSpec, row: &EvalRow) {
+    tel.set_time(row.steps as i64, row.steps as f64);
+    let base = format!("train/{}/seed{}", spec.curriculum.name(), spec.seed);
+    for (name, v) in [
+        ("test_return", row.test_return),
+        ("test_success", row.test_success),
+        ("test_collision", row.test_collision),
+        ("curriculum_size", row.curriculum_size as f64),
+        ("loss", row.loss),
+        ("value_std", row.value_std),
+    ] {
+        let _ = tel.scalar_at(&format!("{base}/{name}"), v);
+    }
+}
+
+/// Compare the runs from their folders alone (each run's `status.toml` and
+/// `metrics.csv`), however they were run: by [`run`] on this machine, or as
+/// tasks of a sweep ([`run_task`], e.g. a Slurm array) anywhere that writes
+/// to the same folder. Finished runs enter the comparison; the others are
+/// listed in [`Summary::incomplete`]. Writes `summary.csv` and `summary.txt`
+/// and, with `tel`, logs every run's evaluations to rerun.
+pub fn collect(exp: &Experiment, tel: Option<&Telemetry>) -> Result<Summary> {
+    let runs = runs(exp);
+    let mut incomplete = Vec::new();
+    let mut results: Vec<Option<Vec<EvalRow>>> = Vec::with_capacity(runs.len());
+    for (task, spec) in runs.iter().enumerate() {
+        let mut skip = |failed: bool, why: String| {
+            incomplete.push(Incomplete {
+                task,
+                dir: spec.dir.clone(),
+                failed,
+                why,
+            });
+            None
+        };
+        let rows = match read_status(&spec.dir) {
+            None if spec.dir.join(STATUS).exists() => skip(
+                true,
+                format!("{} cannot be read", spec.dir.join(STATUS).display()),
+            ),
+            None => skip(false, "never ran (no status.toml)".into()),
+            Some(st) => match st.state {
+                RunState::Failed => skip(true, format!("failed: {}", st.reason)),
+                RunState::Interrupted => skip(false, format!("interrupted: {}", st.reason)),
+                RunState::Finished if st.steps != spec.steps => skip(
+                    false,
+                    format!(
+                        "finished with a budget of {} steps, not this experiment's {}; run the task again to resume it",
+                        st.steps, spec.steps
+                    ),
+                ),
+                RunState::Finished => {
+                    match rl::train::read_metrics(&spec.dir.join("metrics.csv")) {
+                        Ok(rows) => Some(rows),
+                        Err(e) => skip(true, format!("finished, but its metrics: {e}")),
+                    }
+                }
+            },
+        };
+        if let (Some(t), Some(rows)) = (tel, &rows) {
+            for row in rows {
+                log_row(t, spec, row);
+            }
+        }
+        results.push(rows);
+    }
+    if let Some(t) = tel {
+        let _ = t.flush();
+    }
 
     // Compare: the finished runs of a curriculum, by seed.
     let finished = |kind: CurriculumKind| -> Vec<(u64, &[EvalRow])> {
         runs.iter()
             .zip(&results)
             .filter(|(s, _)| s.curriculum == kind)
-            .filter_map(|(s, r)| Some((s.seed, r.as_ref()?.as_ref().ok()?.as_slice())))
+            .filter_map(|(s, r)| Some((s.seed, r.as_deref()?)))
             .collect()
     };
     let mut lines: Vec<CurriculumSummary> = exp
@@ -608,19 +813,11 @@ pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
         .map(|(_, r)| r)
         .collect();
     let placebo = placebo_spread(&rr_runs, exp.target, RESAMPLES, 0xa1ace);
-    let failed = runs
-        .iter()
-        .zip(&results)
-        .filter_map(|(spec, r)| match r {
-            Some(Err(e)) => Some((spec.dir.clone(), e.clone())),
-            _ => None,
-        })
-        .collect();
     let summary = Summary {
         target,
         target_source,
         lines,
-        failed,
+        incomplete,
         spread,
         placebo,
     };
@@ -775,7 +972,7 @@ mod tests {
                 line(CurriculumKind::Space, &sp),
                 line(CurriculumKind::RoundRobin, &rr),
             ],
-            failed: Vec::new(),
+            incomplete: Vec::new(),
             spread: None,
             placebo: None,
         };

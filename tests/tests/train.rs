@@ -329,3 +329,131 @@ fn dqn_solves_cartpole_and_sac_solves_pendulum() {
         );
     }
 }
+
+/// `agent train` as a Slurm job array on a single-node cluster on this
+/// machine (tests/slurm/cluster.sh): 2 curricula x 2 seeds are four tasks, each
+/// the experiment's own command with its index; `agent sweep collect` builds
+/// the local run's table byte for byte from their folders, with the rerun file.
+/// A task whose folder is lost is named with the sbatch line that runs it
+/// again, alone; after that, the table is the local one again.
+#[test]
+fn slurm_array_sweep_matches_local_run() {
+    let cluster = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("slurm/cluster.sh"))
+        .arg("start")
+        .output()
+        .unwrap();
+    assert!(
+        cluster.status.success(),
+        "the Slurm cluster did not start: {}",
+        String::from_utf8_lossy(&cluster.stderr)
+    );
+    let conf = String::from_utf8_lossy(&cluster.stdout).trim().to_string();
+    let dir = temp_dir("sweep");
+    write_inputs(&dir);
+    let experiment = |out: &str| -> Vec<String> {
+        [
+            "train",
+            "--instances",
+            &dir.join("inst.toml").display().to_string(),
+            "--config",
+            &dir.join("cfg.toml").display().to_string(),
+            "--curriculum",
+            "space,round-robin",
+            "--seeds",
+            "2",
+            "--steps",
+            "2000",
+            "--out",
+            &dir.join(out).display().to_string(),
+            "--rerun-save",
+            &dir.join(format!("{out}.rrd")).display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let local = succeed(
+        Command::new(workspace_bin("agent"))
+            .args(experiment("local"))
+            .args(["--jobs", "2"]),
+    );
+    let table = std::fs::read_to_string(dir.join("local/summary.txt")).unwrap();
+    assert!(local.contains(&table), "{local}");
+    assert!(
+        table.contains("space") && table.contains("round-robin"),
+        "{table}"
+    );
+    let sweep = |extra: &[&str]| {
+        Command::new(workspace_bin("agent"))
+            .env("SLURM_CONF", &conf)
+            .args([
+                "sweep", "slurm", "--wait", "--time", "00:20:00", "--mem", "1G",
+            ])
+            .args(extra)
+            .arg("--")
+            .args(experiment("swept"))
+            .output()
+            .unwrap()
+    };
+    let said = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+    };
+    let first = sweep(&[]);
+    assert!(first.status.success(), "{}", said(&first));
+    assert!(
+        said(&first).contains("Submitted batch job"),
+        "{}",
+        said(&first)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("swept/summary.txt")).unwrap(),
+        table,
+        "the sweep's table differs from the local run's"
+    );
+    assert!(said(&first).contains(&table), "{}", said(&first));
+    for t in 0..4 {
+        let log = dir.join(format!("swept/sweep/logs/task-{t}.out"));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            text.contains(&format!("task {t}: Finished")),
+            "{}: {text}",
+            log.display()
+        );
+    }
+    let printed = rerun_cli()
+        .args(["rrd", "print"])
+        .arg(dir.join("swept.rrd"))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    assert!(
+        printed.contains("train/round-robin/seed1/test_return"),
+        "{printed}"
+    );
+
+    // Task 3 (round-robin, second seed) lost: named, with the line that runs it
+    // again alone.
+    std::fs::remove_dir_all(dir.join("swept/round-robin/seed1")).unwrap();
+    let o = Command::new(workspace_bin("agent"))
+        .args(["sweep", "collect"])
+        .arg(dir.join("swept"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", said(&o));
+    assert!(
+        said(&o).contains("task 3: ") && said(&o).contains("never ran"),
+        "{}",
+        said(&o)
+    );
+    assert!(said(&o).contains("sbatch --array=3 "), "{}", said(&o));
+    let again = sweep(&["--tasks", "3"]);
+    assert!(again.status.success(), "{}", said(&again));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("swept/summary.txt")).unwrap(),
+        table,
+        "the table after running task 3 again differs from the local run's"
+    );
+    let logs: Vec<_> = std::fs::read_dir(dir.join("swept/sweep/logs"))
+        .unwrap()
+        .collect();
+    assert_eq!(logs.len(), 4, "one log per task");
+}

@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use clap::Subcommand;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Subcommand)]
 pub(crate) enum SelfiCmd {
@@ -174,6 +174,33 @@ pub(crate) struct TrainArgs {
     /// Compute backend of the networks.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: Backend,
+    /// Run only this run of the experiment (curriculum by curriculum, seed by seed:
+    /// task = curriculum index x seeds + seed index), resuming it from its checkpoint
+    /// when it has one: one task of a sweep (a Slurm array index, see `agent sweep`).
+    /// Writes the run's folder only; no summary, no rerun file.
+    #[arg(long, conflicts_with = "collect")]
+    task: Option<usize>,
+    /// Train nothing: build the comparison (table, summary.{csv,txt}, rerun file)
+    /// from the runs' folders, e.g. after a sweep's tasks ran.
+    #[arg(long)]
+    collect: bool,
+}
+
+impl TrainArgs {
+    /// How many runs (sweep tasks) the experiment has.
+    pub(crate) fn runs(&self) -> usize {
+        self.curriculum.len() * self.seeds as usize
+    }
+
+    /// The output folder.
+    pub(crate) fn out(&self) -> &std::path::Path {
+        &self.out
+    }
+
+    /// Whether `--task` or `--collect` was given.
+    pub(crate) fn task_or_collect(&self) -> bool {
+        self.task.is_some() || self.collect
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -232,7 +259,8 @@ pub(crate) struct RlValidateArgs {
     jobs: usize,
 }
 
-pub(crate) fn train(a: TrainArgs, stop: Arc<AtomicBool>) -> Result<()> {
+/// The experiment `a` describes.
+pub(crate) fn experiment(a: &TrainArgs) -> Result<agent::train::Experiment> {
     // Settings: --config, else the instance file's own `config`, else the defaults.
     let family = rl::instances::InstanceFile::load(&a.instances)?;
     let mut config = match a.config.as_ref().or(family.config.as_ref()) {
@@ -259,13 +287,16 @@ pub(crate) fn train(a: TrainArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let jobs = a.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
+    // A sweep's task writes its run's folder only; the comparison (and its
+    // rerun file) comes from `--collect`.
     let sink = match a.rerun {
+        _ if a.task.is_some() => Sink::Off,
         RerunMode::Save => Sink::Save(a.rerun_save.clone()),
         RerunMode::Connect => Sink::Connect(a.rerun_url.clone()),
         RerunMode::Spawn => Sink::Spawn,
         RerunMode::Off => Sink::Off,
     };
-    let exp = agent::train::Experiment {
+    Ok(agent::train::Experiment {
         instances: family,
         curricula,
         steps: a.steps,
@@ -276,25 +307,67 @@ pub(crate) fn train(a: TrainArgs, stop: Arc<AtomicBool>) -> Result<()> {
         jobs,
         resume: a.resume,
         target: a.target,
-        sink: sink.clone(),
+        sink,
         device: agent::device::device(a.backend)?,
+    })
+}
+
+pub(crate) fn train(a: TrainArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let exp = experiment(&a)?;
+    if let Some(task) = a.task {
+        std::fs::create_dir_all(&exp.out)
+            .with_context(|| format!("cannot create {}", exp.out.display()))?;
+        let state = agent::train::run_task(&exp, task, &stop)?;
+        println!("task {task}: {state:?}");
+        return Ok(());
+    }
+    let summary = if a.collect {
+        let tel = agent::telemetry::Telemetry::open(&exp.sink, "agent-train")?;
+        agent::train::collect(&exp, Some(&tel))?
+    } else {
+        agent::train::run(&exp, &stop)?
     };
-    let summary = agent::train::run(&exp, &stop)?;
     print!("{}", summary.table());
     println!(
         "per-run metrics and checkpoints under {}; summary in {}",
         a.out.display(),
         a.out.join("summary.txt").display()
     );
-    if sink != Sink::Off {
-        println!("telemetry: {}", sink.describe());
+    if exp.sink != Sink::Off {
+        println!("telemetry: {}", exp.sink.describe());
     }
-    if let Some((dir, why)) = summary.failed.first() {
+    report_incomplete(&summary.incomplete, &a.out, stop.load(Ordering::Relaxed))
+}
+
+/// Name the runs left out of the comparison and how to finish them; an error
+/// when one failed, or (after a sweep, not a Ctrl-C) one is missing.
+pub(crate) fn report_incomplete(
+    incomplete: &[agent::train::Incomplete],
+    out: &std::path::Path,
+    interrupted: bool,
+) -> Result<()> {
+    if incomplete.is_empty() {
+        return Ok(());
+    }
+    println!(
+        "{} run(s) left out of the comparison (run the task again to finish it: `agent train ... --task N`, or `agent sweep collect {}` for the sweep's own commands):",
+        incomplete.len(),
+        out.display()
+    );
+    for r in incomplete {
+        println!("  task {}: {}: {}", r.task, r.dir.display(), r.why);
+    }
+    let failed: Vec<_> = incomplete.iter().filter(|r| r.failed).collect();
+    if let Some(first) = failed.first() {
         anyhow::bail!(
-            "{} of the runs failed; first: {}: {why}",
-            summary.failed.len(),
-            dir.display()
+            "{} of the runs failed; first: task {}: {}",
+            failed.len(),
+            first.task,
+            first.why
         );
+    }
+    if !interrupted {
+        anyhow::bail!("{} of the runs did not finish", incomplete.len());
     }
     Ok(())
 }

@@ -12,6 +12,8 @@ pub(crate) mod lab;
 pub(crate) mod learn;
 pub(crate) mod node;
 pub(crate) mod secure;
+#[cfg(feature = "twin")]
+pub(crate) mod sweep;
 
 use anyhow::{Context as _, Result};
 
