@@ -2,15 +2,18 @@
 //! rooms from the same seeds: stereo only, persistent SSL and two naive
 //! switches (one stops learning at its switch, one keeps learning). Each
 //! flight is [`crate::fly::fly_arm`]; this module runs every (arm, seed) on a
-//! pool of threads, logs the first seed's comparison to rerun and prints means
-//! over seeds with bootstrap intervals.
+//! pool of threads ([`run`]) or one of them as a sweep's task ([`run_task`]),
+//! logs the first seed's comparison to rerun, keeps each flight's figures in
+//! its folder, and compares from the folders alone ([`collect`]): means over
+//! seeds with bootstrap intervals.
 
 use crate::fly::{ArmResult, FlyConfig, fly_arm, save_checkpoint};
 use crate::persist::{Figures, FrameRecord, Strategy};
 use crate::telemetry::{Sink, Telemetry};
-use anyhow::Result;
+use crate::train::Incomplete;
+use anyhow::{Context as _, Result};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tracing::info;
@@ -84,10 +87,12 @@ pub struct PersistRun {
     pub sink: Sink,
     /// Where the persistent arm's network of the first seed is saved.
     pub checkpoint: Option<PathBuf>,
+    /// Where each flight's figures go (`<arm>/seed<k>/flight.toml`).
+    pub out: PathBuf,
 }
 
 /// One arm's figures on one seed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ArmReport {
     /// Over the whole flight.
     pub whole: Figures,
@@ -121,6 +126,8 @@ pub struct Report {
     pub learn_minutes: f64,
     /// Flights not flown or cut short by Ctrl-C (left out of the figures).
     pub incomplete: usize,
+    /// Those flights, as sweep tasks (see [`flights`]).
+    pub missing: Vec<Incomplete>,
 }
 
 fn report(arm: &ArmResult, hz: f64, learn_minutes: f64) -> ArmReport {
@@ -166,23 +173,97 @@ fn log_comparison(tel: &Telemetry, name: &str, records: &[FrameRecord], hz: f64)
     Ok(())
 }
 
-/// Run every arm on every seed, `jobs` flights at a time; returns their figures.
+/// Every flight of the experiment, in task order: seed by seed, the arms
+/// within (seed index, arm, seed). A sweep's task `i` is flight `i`.
+pub fn flights(run: &PersistRun) -> Vec<(usize, Arm, u64)> {
+    run.seeds
+        .iter()
+        .enumerate()
+        .flat_map(|(k, &seed)| ARMS.iter().map(move |&a| (k, a, seed)))
+        .collect()
+}
+
+fn flight_dir(out: &Path, arm: Arm, seed: u64) -> PathBuf {
+    out.join(arm.name).join(format!("seed{seed}"))
+}
+
+/// What a flight's folder keeps: how it ended and its figures.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct FlightFile {
+    /// `finished`, `interrupted` or `failed`.
+    state: String,
+    #[serde(default)]
+    reason: String,
+    /// Simulated seconds it was asked to fly, and the learning period (min):
+    /// a folder from another experiment is not mistaken for this one's.
+    seconds: f64,
+    learn_minutes: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    report: Option<ArmReport>,
+}
+
+const FLIGHT: &str = "flight.toml";
+
+/// Fly one flight and keep how it ended in its folder.
+fn fly_and_record(
+    run: &PersistRun,
+    tel: &Telemetry,
+    (k, arm, seed): (usize, Arm, u64),
+    hz: f64,
+    stop: &AtomicBool,
+) -> Result<&'static str> {
+    let outcome = fly_one(run, tel, k, arm, seed, hz, stop);
+    let (state, reason, report) = match &outcome {
+        Ok(r) if r.interrupted => ("interrupted", "stopped before its end".to_string(), None),
+        Ok(r) => ("finished", String::new(), Some(r.clone())),
+        Err(e) => ("failed", format!("{e:#}"), None),
+    };
+    let file = FlightFile {
+        state: state.into(),
+        reason,
+        seconds: run.config.seconds,
+        learn_minutes: run.learn_minutes,
+        report,
+    };
+    let dir = flight_dir(&run.out, arm, seed);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = dir.join("flight.toml.tmp");
+    std::fs::write(
+        &tmp,
+        toml::to_string(&file).context("cannot encode a flight's figures")?,
+    )
+    .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(FLIGHT))
+        .with_context(|| format!("cannot write {}", dir.join(FLIGHT).display()))?;
+    outcome
+        .map(|_| state)
+        .map_err(|e| e.context(format!("arm {} seed {seed}", arm.name)))
+}
+
+/// Run every arm on every seed, `jobs` flights at a time, then compare them
+/// with [`collect`] (the local runner of a sweep).
 pub fn run(run: &PersistRun, stop: &AtomicBool) -> Result<Report> {
     run.config.validate()?;
     anyhow::ensure!(!run.seeds.is_empty(), "no seeds to fly");
     let names: Vec<&str> = ARMS.iter().map(|a| a.name).collect();
     let tel = Telemetry::open_with_layout(&run.sink, "onboard_agent_persist", &names)?;
     let hz = sim::env::EnvConfig::default().control_hz;
-    let tasks: Vec<(usize, Arm, u64)> = run
-        .seeds
-        .iter()
-        .enumerate()
-        .flat_map(|(k, &seed)| ARMS.iter().map(move |&a| (k, a, seed)))
-        .collect();
+    let tasks = flights(run);
+    // Only what this run flies is compared: an earlier run's figures in the
+    // same folders are forgotten first (a flight Ctrl-C leaves unflown then
+    // counts as missing, not as the earlier run's).
+    for &(_, arm, seed) in &tasks {
+        let f = flight_dir(&run.out, arm, seed).join(FLIGHT);
+        match std::fs::remove_file(&f) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {}", f.display()));
+            }
+            _ => {}
+        }
+    }
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<ArmReport>>>> =
-        Mutex::new(tasks.iter().map(|_| None).collect());
+    let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     std::thread::scope(|scope| {
         for _ in 0..run.jobs.clamp(1, tasks.len()) {
             scope.spawn(|| {
@@ -191,19 +272,59 @@ pub fn run(run: &PersistRun, stop: &AtomicBool) -> Result<Report> {
                     let Some(&(k, arm, seed)) = tasks.get(i) else {
                         break;
                     };
-                    let outcome = fly_one(run, &tel, k, arm, seed, hz, stop);
+                    let outcome = fly_and_record(run, &tel, (k, arm, seed), hz, stop);
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                     info!(
                         "persist: {n}/{} flights done ({} seed {seed})",
                         tasks.len(),
                         arm.name
                     );
-                    results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(outcome);
+                    if let Err(e) = outcome.map(|_| ()) {
+                        failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                    }
                 }
             });
         }
     });
-    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let report = collect(run)?;
+    tel.event(&report.table())?;
+    tel.flush()?;
+    Ok(report)
+}
+
+/// One task of a sweep: flight `index` of [`flights`], its figures kept in
+/// its folder (no telemetry: the tasks of a sweep run apart).
+/// Returns how it ended: `finished` or `interrupted`.
+pub fn run_task(run: &PersistRun, index: usize, stop: &AtomicBool) -> Result<&'static str> {
+    run.config.validate()?;
+    let all = flights(run);
+    let Some(&flight) = all.get(index) else {
+        anyhow::bail!(
+            "task {index} does not exist: this experiment has {} flights (tasks 0..={})",
+            all.len(),
+            all.len().saturating_sub(1)
+        );
+    };
+    eprintln!(
+        "task {index}: arm {} seed {} ({:.1} simulated minutes)",
+        flight.1.name,
+        flight.2,
+        run.config.seconds / 60.0
+    );
+    let hz = sim::env::EnvConfig::default().control_hz;
+    fly_and_record(run, &Telemetry::off(), flight, hz, stop)
+}
+
+/// Compare the flights from their folders alone, however they were flown:
+/// finished flights enter the figures; the others are listed in
+/// [`Report::missing`].
+pub fn collect(run: &PersistRun) -> Result<Report> {
     let mut arms: Vec<ArmRuns> = ARMS
         .iter()
         .map(|&arm| ArmRuns {
@@ -211,31 +332,60 @@ pub fn run(run: &PersistRun, stop: &AtomicBool) -> Result<Report> {
             runs: Vec::new(),
         })
         .collect();
-    let mut incomplete = 0;
-    for (i, &(_, arm, seed)) in tasks.iter().enumerate() {
-        // Not flown (Ctrl-C came first), or cut short: left out of every
-        // figure, and the goals are not judged.
-        let Some(r) = results[i].take() else {
-            incomplete += 1;
-            continue;
+    let mut missing = Vec::new();
+    for (task, (_, arm, seed)) in flights(run).into_iter().enumerate() {
+        let dir = flight_dir(&run.out, arm, seed);
+        let mut skip = |failed: bool, why: String| {
+            missing.push(Incomplete {
+                task,
+                dir: dir.clone(),
+                failed,
+                why,
+            });
         };
-        let r = r.map_err(|e| e.context(format!("arm {} seed {seed}", arm.name)))?;
-        if r.interrupted {
-            incomplete += 1;
-            continue;
-        }
-        if let Some(a) = arms.iter_mut().find(|a| a.arm == arm) {
-            a.runs.push((seed, r));
+        let text = match std::fs::read_to_string(dir.join(FLIGHT)) {
+            Ok(t) => t,
+            Err(_) => {
+                skip(false, "never flown (no flight.toml)".into());
+                continue;
+            }
+        };
+        let file: FlightFile = match toml::from_str(&text) {
+            Ok(f) => f,
+            Err(e) => {
+                skip(
+                    true,
+                    format!("{} cannot be read: {e}", dir.join(FLIGHT).display()),
+                );
+                continue;
+            }
+        };
+        // Exact: both come from the same parsed settings.
+        #[allow(clippy::float_cmp)]
+        let same = file.seconds == run.config.seconds && file.learn_minutes == run.learn_minutes;
+        match (file.state.as_str(), file.report) {
+            _ if !same => skip(
+                false,
+                format!(
+                    "flown for {} s with {} learning minutes, not this experiment's {} s and {}",
+                    file.seconds, file.learn_minutes, run.config.seconds, run.learn_minutes
+                ),
+            ),
+            ("finished", Some(r)) => {
+                if let Some(a) = arms.iter_mut().find(|a| a.arm == arm) {
+                    a.runs.push((seed, r));
+                }
+            }
+            ("failed", _) => skip(true, format!("failed: {}", file.reason)),
+            (state, _) => skip(false, format!("{state}: {}", file.reason)),
         }
     }
-    let report = Report {
+    Ok(Report {
         arms,
         learn_minutes: run.learn_minutes,
-        incomplete,
-    };
-    tel.event(&report.table())?;
-    tel.flush()?;
-    Ok(report)
+        incomplete: missing.len(),
+        missing,
+    })
 }
 
 /// One arm on one seed (the `k`-th); the first seed's flights go to telemetry.

@@ -394,7 +394,7 @@ pub fn truth_accuracy(estimate: &[f32], truth: &[f32]) -> Option<TruthAccuracy> 
 }
 
 /// Figures over a stretch of frames.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Figures {
     /// Simulated minutes covered.
     pub minutes: f64,

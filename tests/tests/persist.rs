@@ -155,3 +155,95 @@ fn a_checkpoint_of_another_architecture_or_a_corrupt_one_is_refused() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// `agent persist` as a sweep: its eight flights (2 seeds x 4 arms) as
+/// separate processes (`agent sweep local`, the runner that needs no
+/// cluster) give the local run's figures: every line of the table equal but
+/// the wall-clock column. A flight lost is named and flown again alone.
+#[test]
+fn persist_sweep_tasks_give_the_local_figures() {
+    let dir = temp_dir("persist-sweep");
+    let experiment = |out: &str| -> Vec<String> {
+        [
+            "persist",
+            "--minutes",
+            "0.3",
+            "--learn-minutes",
+            "0.1",
+            "--seeds",
+            "2",
+            "--rerun",
+            "off",
+            "--checkpoint",
+            &dir.join(format!("{out}.bpk")).display().to_string(),
+            "--out",
+            &dir.join(out).display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    // The table without its wall-clock column (the last one of its section).
+    let figures = |stdout: &str| -> Vec<String> {
+        let mut walls = false;
+        stdout
+            .lines()
+            .skip_while(|l| !l.contains(" seeds x "))
+            .take_while(|l| !l.starts_with("goal "))
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                if l.contains("wall s") {
+                    walls = true;
+                }
+                match l.trim_end().rsplit_once(' ') {
+                    Some((head, _)) if walls => head.trim_end().to_string(),
+                    _ => l.to_string(),
+                }
+            })
+            .collect()
+    };
+    let local = succeed(
+        Command::new(workspace_bin("agent"))
+            .args(experiment("local"))
+            .args(["--jobs", "2"]),
+    );
+    let run_sweep = |extra: &[&str]| {
+        Command::new(workspace_bin("agent"))
+            .args(["sweep", "local", "--jobs", "2"])
+            .args(extra)
+            .arg("--")
+            .args(experiment("swept"))
+            .output()
+            .unwrap()
+    };
+    let said = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+    };
+    let swept = run_sweep(&[]);
+    assert!(swept.status.success(), "{}", said(&swept));
+    let swept_out = String::from_utf8_lossy(&swept.stdout).to_string();
+    assert!(figures(&local).len() > 10, "{local}");
+    assert_eq!(
+        figures(&swept_out),
+        figures(&local),
+        "{swept_out}\n---\n{local}"
+    );
+    // Flight 5 (seed 1, the persistent arm) lost: named, then flown alone.
+    std::fs::remove_dir_all(dir.join("swept/persistent/seed2")).unwrap();
+    let o = Command::new(workspace_bin("agent"))
+        .args(["sweep", "collect"])
+        .arg(dir.join("swept"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", said(&o));
+    assert!(
+        said(&o).contains("task 5: ") && said(&o).contains("never flown"),
+        "{}",
+        said(&o)
+    );
+    let again = run_sweep(&["--tasks", "5"]);
+    assert!(again.status.success(), "{}", said(&again));
+    assert_eq!(
+        figures(&String::from_utf8_lossy(&again.stdout)),
+        figures(&local)
+    );
+}

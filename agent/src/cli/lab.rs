@@ -9,7 +9,7 @@ use agent::telemetry::Sink;
 use anyhow::{Context as _, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(clap::Args)]
 pub(crate) struct Common {
@@ -122,6 +122,33 @@ pub(crate) struct PersistArgs {
     /// Flights at once (default: one per core).
     #[arg(long, value_parser = count(1, 256))]
     jobs: Option<usize>,
+    /// Each flight's figures: <arm>/seed<k>/flight.toml (what the comparison is built from).
+    #[arg(long, default_value = "out/persist")]
+    out: PathBuf,
+    /// Fly only this flight (seed by seed, the four arms within: task = seed index x 4
+    /// + arm index) and keep its figures: one task of a sweep (`agent sweep`). No telemetry.
+    #[arg(long, conflicts_with = "collect")]
+    task: Option<usize>,
+    /// Fly nothing: compare the flights whose figures are in --out (after a sweep).
+    #[arg(long)]
+    collect: bool,
+}
+
+impl PersistArgs {
+    /// How many flights (sweep tasks) the experiment has.
+    pub(crate) fn flights(&self) -> usize {
+        self.seeds * agent::experiment::ARMS.len()
+    }
+
+    /// Where the flights' figures go.
+    pub(crate) fn out(&self) -> &std::path::Path {
+        &self.out
+    }
+
+    /// Whether `--task` or `--collect` was given.
+    pub(crate) fn task_or_collect(&self) -> bool {
+        self.task.is_some() || self.collect
+    }
 }
 
 #[derive(clap::Args)]
@@ -276,7 +303,8 @@ pub(crate) fn fly(a: FlyArgs, stop: Arc<AtomicBool>) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn persist(a: PersistArgs, stop: Arc<AtomicBool>) -> Result<()> {
+/// The experiment `a` describes.
+pub(crate) fn persist_run(a: &PersistArgs) -> Result<agent::experiment::PersistRun> {
     let mut cfg = a.common.config()?;
     if a.common.config.is_none() {
         if a.common.context.is_none() {
@@ -304,10 +332,29 @@ pub(crate) fn persist(a: PersistArgs, stop: Arc<AtomicBool>) -> Result<()> {
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
         }),
         learn_minutes: a.learn_minutes,
-        sink: a.common.sink(&a.rerun_save),
+        sink: if a.task_or_collect() {
+            Sink::Off
+        } else {
+            a.common.sink(&a.rerun_save)
+        },
         checkpoint: Some(a.checkpoint.clone()),
+        out: a.out.clone(),
     };
-    let report = agent::experiment::run(&run, &stop)?;
+    Ok(run)
+}
+
+pub(crate) fn persist(a: PersistArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let run = persist_run(&a)?;
+    if let Some(task) = a.task {
+        let state = agent::experiment::run_task(&run, task, &stop)?;
+        println!("task {task}: {state}; figures in {}", a.out.display());
+        return Ok(());
+    }
+    let report = if a.collect {
+        agent::experiment::collect(&run)?
+    } else {
+        agent::experiment::run(&run, &stop)?
+    };
     print!("{}", report.table());
     let mut missed = 0;
     for (goal, met) in report.goals() {
@@ -315,10 +362,18 @@ pub(crate) fn persist(a: PersistArgs, stop: Arc<AtomicBool>) -> Result<()> {
         missed += usize::from(!met);
     }
     let sink = a.common.sink(&a.rerun_save);
-    if sink != Sink::Off {
+    if sink != Sink::Off && !a.collect {
         println!("telemetry: {}", sink.describe());
     }
-    println!("persistent arm's network: {}", a.checkpoint.display());
+    if !a.collect {
+        println!("persistent arm's network: {}", a.checkpoint.display());
+    }
+    super::learn::report_incomplete(
+        &report.missing,
+        &a.out,
+        "agent persist ... --task N",
+        stop.load(Ordering::Relaxed),
+    )?;
     if a.check_goals && missed > 0 {
         std::process::exit(2);
     }

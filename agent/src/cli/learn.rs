@@ -336,7 +336,12 @@ pub(crate) fn train(a: TrainArgs, stop: Arc<AtomicBool>) -> Result<()> {
     if exp.sink != Sink::Off {
         println!("telemetry: {}", exp.sink.describe());
     }
-    report_incomplete(&summary.incomplete, &a.out, stop.load(Ordering::Relaxed))
+    report_incomplete(
+        &summary.incomplete,
+        &a.out,
+        "agent train ... --task N",
+        stop.load(Ordering::Relaxed),
+    )
 }
 
 /// Name the runs left out of the comparison and how to finish them; an error
@@ -344,13 +349,14 @@ pub(crate) fn train(a: TrainArgs, stop: Arc<AtomicBool>) -> Result<()> {
 pub(crate) fn report_incomplete(
     incomplete: &[agent::train::Incomplete],
     out: &std::path::Path,
+    task_command: &str,
     interrupted: bool,
 ) -> Result<()> {
     if incomplete.is_empty() {
         return Ok(());
     }
     println!(
-        "{} run(s) left out of the comparison (run the task again to finish it: `agent train ... --task N`, or `agent sweep collect {}` for the sweep's own commands):",
+        "{} run(s) left out of the comparison (run the task again to finish it: `{task_command}`, or `agent sweep collect {}` for a sweep's own commands):",
         incomplete.len(),
         out.display()
     );

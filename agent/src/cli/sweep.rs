@@ -13,6 +13,7 @@
 //! Files in `OUT/sweep/`: `sweep.toml` (the command, the task count, where it
 //! runs from), `sweep.sbatch` (the job array script), `logs/task-N.out`.
 
+use super::lab::PersistArgs;
 use super::learn::TrainArgs;
 use anyhow::{Context as _, Result, bail};
 use clap::Parser as _;
@@ -107,20 +108,51 @@ struct Manifest {
 }
 
 /// The experiment a sweep runs: the command parsed as the agent would.
-fn experiment(command: &[String]) -> Result<TrainArgs> {
+enum Experiment {
+    Train(Box<TrainArgs>),
+    Persist(Box<PersistArgs>),
+}
+
+impl Experiment {
+    /// Its tasks: runs of `train`, flights of `persist`.
+    fn tasks(&self) -> usize {
+        match self {
+            Experiment::Train(a) => a.runs(),
+            Experiment::Persist(a) => a.flights(),
+        }
+    }
+
+    /// Its output folder, where the tasks write and the sweep's files go.
+    fn out(&self) -> &Path {
+        match self {
+            Experiment::Train(a) => a.out(),
+            Experiment::Persist(a) => a.out(),
+        }
+    }
+}
+
+fn experiment(command: &[String]) -> Result<Experiment> {
     let argv = std::iter::once("agent".to_string()).chain(command.iter().cloned());
     let cli = crate::Cli::try_parse_from(argv)
         .map_err(|e| anyhow::anyhow!("the experiment's command `{}`: {e}", command.join(" ")))?;
-    let crate::Cmd::Train(a) = cli.cmd else {
-        bail!(
-            "`agent sweep` runs `agent train` experiments (`-- train ARGS`); got `{}`",
+    let (e, given) = match cli.cmd {
+        crate::Cmd::Train(a) => {
+            let given = a.task_or_collect();
+            (Experiment::Train(Box::new(a)), given)
+        }
+        crate::Cmd::Persist(a) => {
+            let given = a.task_or_collect();
+            (Experiment::Persist(Box::new(a)), given)
+        }
+        _ => bail!(
+            "`agent sweep` runs `agent train` and `agent persist` experiments (`-- train ARGS`); got `{}`",
             command.first().map_or("", String::as_str)
-        );
+        ),
     };
-    if a.task_or_collect() {
+    if given {
         bail!("the experiment's command takes no --task or --collect: the sweep adds them");
     }
-    Ok(a)
+    Ok(e)
 }
 
 /// Task indices from `3,5,7-9` (each below `n`).
@@ -228,7 +260,10 @@ fn sbatch_script(a: &SlurmArgs, agent: &Path, m: &Manifest, out: &Path) -> Strin
         shell_word(&out.display().to_string())
     );
     s += "# and submit the tasks it names again with sbatch --array=LIST (this file).\n";
-    s += "#SBATCH --job-name=agent-train\n";
+    s += &format!(
+        "#SBATCH --job-name=agent-{}\n",
+        m.command.first().map_or("sweep", String::as_str)
+    );
     s += &format!(
         "#SBATCH --array=0-{}{}\n",
         m.tasks - 1,
@@ -271,7 +306,7 @@ fn slurm(a: SlurmArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let out = absolute(exp.out())?;
     let m = Manifest {
         command: a.command.clone(),
-        tasks: exp.runs(),
+        tasks: exp.tasks(),
         workdir: std::env::current_dir().context("cannot read the current directory")?,
         runner: "slurm".into(),
         job: None,
@@ -372,7 +407,7 @@ fn local(a: LocalArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let out = absolute(exp.out())?;
     let m = Manifest {
         command: a.command.clone(),
-        tasks: exp.runs(),
+        tasks: exp.tasks(),
         workdir: std::env::current_dir().context("cannot read the current directory")?,
         runner: "local".into(),
         job: None,
@@ -444,29 +479,48 @@ fn collect(out: &Path) -> Result<()> {
             m.workdir.display()
         )
     })?;
-    let a = experiment(&m.command)?;
-    let exp = super::learn::experiment(&a)?;
-    let tel = agent::telemetry::Telemetry::open(&exp.sink, "agent-train")?;
-    let summary = agent::train::collect(&exp, Some(&tel))?;
-    print!("{}", summary.table());
-    println!(
-        "collected {} of {} tasks from {}; summary in {}",
-        m.tasks - summary.incomplete.len(),
-        m.tasks,
-        out.display(),
-        exp.out.join("summary.txt").display()
-    );
-    if exp.sink != agent::telemetry::Sink::Off {
-        println!("telemetry: {}", exp.sink.describe());
-    }
-    if summary.incomplete.is_empty() {
+    let incomplete = match experiment(&m.command)? {
+        Experiment::Train(a) => {
+            let exp = super::learn::experiment(&a)?;
+            let tel = agent::telemetry::Telemetry::open(&exp.sink, "agent-train")?;
+            let summary = agent::train::collect(&exp, Some(&tel))?;
+            print!("{}", summary.table());
+            println!(
+                "collected {} of {} tasks from {}; summary in {}",
+                m.tasks - summary.incomplete.len(),
+                m.tasks,
+                out.display(),
+                exp.out.join("summary.txt").display()
+            );
+            if exp.sink != agent::telemetry::Sink::Off {
+                println!("telemetry: {}", exp.sink.describe());
+            }
+            summary.incomplete
+        }
+        Experiment::Persist(a) => {
+            let run = super::lab::persist_run(&a)?;
+            let report = agent::experiment::collect(&run)?;
+            print!("{}", report.table());
+            for (goal, met) in report.goals() {
+                println!("goal {}: {goal}", if met { "met   " } else { "MISSED" });
+            }
+            println!(
+                "collected {} of {} tasks from {}",
+                m.tasks - report.missing.len(),
+                m.tasks,
+                out.display()
+            );
+            report.missing
+        }
+    };
+    if incomplete.is_empty() {
         return Ok(());
     }
-    println!("{} task(s) to run again:", summary.incomplete.len());
-    for r in &summary.incomplete {
+    println!("{} task(s) to run again:", incomplete.len());
+    for r in &incomplete {
         println!("  task {}: {}: {}", r.task, r.dir.display(), r.why);
     }
-    let again: Vec<usize> = summary.incomplete.iter().map(|r| r.task).collect();
+    let again: Vec<usize> = incomplete.iter().map(|r| r.task).collect();
     let list = array_spec(&again);
     if m.runner == "slurm" {
         println!(
@@ -477,11 +531,7 @@ fn collect(out: &Path) -> Result<()> {
         let words: Vec<String> = m.command.iter().map(|w| shell_word(w)).collect();
         println!("  agent sweep local --tasks {list} -- {}", words.join(" "));
     }
-    bail!(
-        "{} of {} tasks are not finished",
-        summary.incomplete.len(),
-        m.tasks
-    )
+    bail!("{} of {} tasks are not finished", incomplete.len(), m.tasks)
 }
 
 pub(crate) fn sweep(c: SweepCmd, stop: Arc<AtomicBool>) -> Result<()> {
@@ -517,11 +567,11 @@ mod tests {
 
     #[test]
     fn only_train_experiments_are_swept() {
-        let e = experiment(&["persist".into()])
+        let e = experiment(&["fly".into()])
             .err()
-            .expect("persist is refused")
+            .expect("fly is refused")
             .to_string();
-        assert!(e.contains("agent train"), "{e}");
+        assert!(e.contains("agent persist"), "{e}");
         let e = experiment(&["train".into(), "--task".into(), "1".into()])
             .err()
             .expect("--task is refused")
@@ -535,6 +585,8 @@ mod tests {
             "3".into(),
         ])
         .unwrap();
-        assert_eq!(a.runs(), 6);
+        assert_eq!(a.tasks(), 6);
+        let p = experiment(&["persist".into(), "--seeds".into(), "3".into()]).unwrap();
+        assert_eq!(p.tasks(), 12);
     }
 }
