@@ -24,7 +24,7 @@
 #     (tests/tests/backends.rs; it fails, never skips, without an adapter)
 #   - Slurm (slurm-wlm, munge): a single-node cluster on localhost, started by
 #     tests/slurm/cluster.sh with its own configuration under /tmp/onboard-slurm,
-#     for the sweep test (tests/tests/sweep.rs: a job array of `agent train` tasks)
+#     for the sweep test (tests/tests/train.rs, slurm_array_sweep_matches_local_run)
 #   - the aarch64 build of the robot's agent with the GPU backend (no `twin`
 #     feature, so no simulator; tests/tests/aarch64.rs runs its self-test, which
 #     finds no Vulkan under qemu and says it falls back to the CPU), in the
@@ -58,7 +58,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 # The single-node Slurm cluster (idempotent; the sweep test starts it too).
-tests/slurm/cluster.sh start >/dev/null
+if [ "$(id -u)" = 0 ]; then tests/slurm/cluster.sh start >/dev/null; else sudo tests/slurm/cluster.sh start >/dev/null; fi
 # .cargo/config.toml names the linker; C parts of dependencies use aarch64-linux-gnu-gcc.
 # The `cross-check` profile is the release profile at opt-level 0: the same code,
 # built in about 9 min on 2 cores where `--release` takes about 20 (Cargo.toml).

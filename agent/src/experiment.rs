@@ -194,15 +194,38 @@ struct FlightFile {
     state: String,
     #[serde(default)]
     reason: String,
-    /// Simulated seconds it was asked to fly, and the learning period (min):
-    /// a folder from another experiment is not mistaken for this one's.
+    /// Simulated seconds it was asked to fly, and the learning period (min).
     seconds: f64,
     learn_minutes: f64,
+    /// What the flight is ([`flight_fingerprint`]: every flight setting, the
+    /// arm, the seed, the learning period): a folder of another experiment's
+    /// flight is never taken for this one's.
+    #[serde(default)]
+    experiment: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     report: Option<ArmReport>,
 }
 
 const FLIGHT: &str = "flight.toml";
+
+fn flight_fingerprint(run: &PersistRun, arm: Arm, seed: u64) -> String {
+    crate::train::fingerprint(&format!(
+        "{:?}|{}|{}|{}",
+        run.config, arm.name, seed, run.learn_minutes
+    ))
+}
+
+fn write_flight(dir: &Path, file: &FlightFile) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = dir.join("flight.toml.tmp");
+    std::fs::write(
+        &tmp,
+        toml::to_string(file).context("cannot encode a flight's figures")?,
+    )
+    .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(FLIGHT))
+        .with_context(|| format!("cannot write {}", dir.join(FLIGHT).display()))
+}
 
 /// Fly one flight and keep how it ended in its folder.
 fn fly_and_record(
@@ -212,29 +235,38 @@ fn fly_and_record(
     hz: f64,
     stop: &AtomicBool,
 ) -> Result<&'static str> {
+    let dir = flight_dir(&run.out, arm, seed);
+    let experiment = flight_fingerprint(run, arm, seed);
+    // Marked as flying first: a task killed without a word leaves no earlier
+    // figures behind to be counted.
+    write_flight(
+        &dir,
+        &FlightFile {
+            state: "running".into(),
+            reason: "flying, or killed without a word".into(),
+            seconds: run.config.seconds,
+            learn_minutes: run.learn_minutes,
+            experiment: experiment.clone(),
+            report: None,
+        },
+    )?;
     let outcome = fly_one(run, tel, k, arm, seed, hz, stop);
     let (state, reason, report) = match &outcome {
         Ok(r) if r.interrupted => ("interrupted", "stopped before its end".to_string(), None),
         Ok(r) => ("finished", String::new(), Some(r.clone())),
         Err(e) => ("failed", format!("{e:#}"), None),
     };
-    let file = FlightFile {
-        state: state.into(),
-        reason,
-        seconds: run.config.seconds,
-        learn_minutes: run.learn_minutes,
-        report,
-    };
-    let dir = flight_dir(&run.out, arm, seed);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = dir.join("flight.toml.tmp");
-    std::fs::write(
-        &tmp,
-        toml::to_string(&file).context("cannot encode a flight's figures")?,
-    )
-    .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join(FLIGHT))
-        .with_context(|| format!("cannot write {}", dir.join(FLIGHT).display()))?;
+    write_flight(
+        &dir,
+        &FlightFile {
+            state: state.into(),
+            reason,
+            seconds: run.config.seconds,
+            learn_minutes: run.learn_minutes,
+            experiment,
+            report,
+        },
+    )?;
     outcome
         .map(|_| state)
         .map_err(|e| e.context(format!("arm {} seed {seed}", arm.name)))
@@ -249,6 +281,13 @@ pub fn run(run: &PersistRun, stop: &AtomicBool) -> Result<Report> {
     let tel = Telemetry::open_with_layout(&run.sink, "onboard_agent_persist", &names)?;
     let hz = sim::env::EnvConfig::default().control_hz;
     let tasks = flights(run);
+    let manifest = run.out.join("sweep").join("sweep.toml");
+    anyhow::ensure!(
+        !manifest.exists(),
+        "{} holds a sweep's flights ({}); compare them with --collect (or `agent sweep collect`), or fly into another --out",
+        run.out.display(),
+        manifest.display()
+    );
     // Only what this run flies is compared: an earlier run's figures in the
     // same folders are forgotten first (a flight Ctrl-C leaves unflown then
     // counts as missing, not as the earlier run's).
@@ -360,15 +399,12 @@ pub fn collect(run: &PersistRun) -> Result<Report> {
                 continue;
             }
         };
-        // Exact: both come from the same parsed settings.
-        #[allow(clippy::float_cmp)]
-        let same = file.seconds == run.config.seconds && file.learn_minutes == run.learn_minutes;
         match (file.state.as_str(), file.report) {
-            _ if !same => skip(
-                false,
+            _ if file.experiment != flight_fingerprint(run, arm, seed) => skip(
+                true,
                 format!(
-                    "flown for {} s with {} learning minutes, not this experiment's {} s and {}",
-                    file.seconds, file.learn_minutes, run.config.seconds, run.learn_minutes
+                    "holds a flight of another experiment (flown for {} s with {} learning minutes, or other settings)",
+                    file.seconds, file.learn_minutes
                 ),
             ),
             ("finished", Some(r)) => {

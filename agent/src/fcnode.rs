@@ -98,12 +98,26 @@ fn gate_refusal(
     monitor: Option<&crate::preflight::Monitor>,
     name: &str,
 ) -> Option<String> {
-    let (ArmGate::Preflight(cfg), Some(m)) = (gate, monitor) else {
+    let ArmGate::Preflight(cfg) = gate else {
         return None;
+    };
+    // Fail closed: a gate without its view of the graph refuses.
+    let Some(m) = monitor else {
+        return Some("preflight failed: the node has no view of the graph".into());
     };
     let mut obs = m.observations().clone();
     obs.nodes.insert(name.to_string());
     crate::preflight::refusal(&crate::preflight::evaluate(&obs, cfg, Instant::now()))
+}
+
+/// The names of the failed checks in a refusal (`preflight failed: nodes
+/// (...); state (...)` → `nodes;state`).
+fn failed_names(why: &str) -> String {
+    why.trim_start_matches("preflight failed: ")
+        .split("; ")
+        .map(|c| c.split(" (").next().unwrap_or(c))
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 /// The node's own state and status, as the gate's observations.
@@ -233,6 +247,9 @@ pub fn flight_controller_node(
                     "{name}: {what} request {n:016x} refused: the flight controller has not been heard yet"
                 ),
                 ArmAction::Disarm => {
+                    // A disarm also withdraws a pending `--arm`: the vehicle
+                    // arms only when someone asks, not later by itself.
+                    arm_due = false;
                     if fc.disarm(&mut reports) {
                         format!("{name}: disarm request {n:016x}: disarmed")
                     } else {
@@ -279,9 +296,12 @@ pub fn flight_controller_node(
                 match gate_refusal(gate, monitor.as_ref(), name) {
                     Some(why) => {
                         next_arm_try = Instant::now() + Duration::from_secs(1);
-                        if why != held_back {
+                        // Said once per change of the failed checks (their
+                        // details — ages, counts — change all the time).
+                        let names = failed_names(&why);
+                        if names != held_back {
                             reports.push(FcReport::Event(format!("{name}: --arm waits: {why}")));
-                            held_back = why;
+                            held_back = names;
                         }
                     }
                     None if fc.arm(&mut reports) => arm_due = false,
@@ -767,6 +787,18 @@ mod tests {
         assert!(fc.ready(Duration::ZERO, &mut out));
         assert_eq!(out.len(), 1);
         host.stop();
+    }
+
+    #[test]
+    fn the_arm_wait_is_said_once_per_change_of_the_failed_checks() {
+        let a = "preflight failed: nodes (not alive: camera); state (newest 612 ms ago)";
+        let b = "preflight failed: nodes (not alive: camera); state (newest 1612 ms ago)";
+        assert_eq!(failed_names(a), "nodes;state");
+        assert_eq!(failed_names(a), failed_names(b));
+        assert_ne!(
+            failed_names(a),
+            failed_names("preflight failed: nodes (not alive: camera)")
+        );
     }
 
     #[test]

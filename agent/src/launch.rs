@@ -200,7 +200,7 @@ fn spawn(spec: &ProcessSpec, common: &BTreeMap<String, String>, agent: &Path) ->
 
 /// Send `sig` to a child this process spawned and has not reaped.
 #[allow(unsafe_code)]
-pub(crate) fn signal(child: &Child, sig: i32) {
+pub fn signal(child: &Child, sig: i32) {
     #[cfg(unix)]
     // SAFETY: kill(2) on a child this process spawned and has not reaped yet.
     unsafe {

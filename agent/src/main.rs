@@ -76,7 +76,7 @@ enum Cmd {
     Train(TrainArgs),
     #[cfg(feature = "twin")]
     /// Run an experiment's runs as separate tasks — a Slurm job array, or
-    /// processes here — and compare them from their folders (`agent train` today).
+    /// processes here — and compare them from their folders (`agent train`, `agent persist`).
     #[command(subcommand)]
     Sweep(cli::sweep::SweepCmd),
     #[cfg(feature = "twin")]

@@ -458,6 +458,9 @@ pub enum RunState {
     Interrupted,
     /// Failed, for the reason kept beside.
     Failed,
+    /// Started and not ended yet — or killed without a word (SIGKILL, a lost
+    /// node): running the task again resumes it.
+    Running,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -467,6 +470,42 @@ struct RunStatus {
     reason: String,
     /// Environment steps the run was asked for.
     steps: u64,
+    /// What the run is ([`run_fingerprint`]): a folder of another experiment
+    /// (other settings, instances, curriculum or seed) is never taken for it.
+    #[serde(default)]
+    experiment: String,
+}
+
+/// A stable 64-bit hash (FNV-1a) of `text`, in hex: the same on every
+/// machine and build, so that a sweep's tasks and its collect agree.
+pub fn fingerprint(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// What one run is: the training settings, the instances, the curriculum
+/// and the seed. Not the budget: `--resume` takes a run on to a larger one
+/// (the status keeps the budget, which the comparison checks).
+fn run_fingerprint(exp: &Experiment, spec: &RunSpec) -> String {
+    let f = &exp.instances;
+    fingerprint(&format!(
+        "{:?}|{:?} {} {} {} {} {}|{:?}|{:?}|{:?}|{}",
+        exp.config,
+        f.task,
+        f.observe_context,
+        f.continuous,
+        f.max_steps,
+        f.control_hz,
+        f.sparse_reward,
+        f.train,
+        f.test,
+        spec.curriculum,
+        spec.seed
+    ))
 }
 
 const STATUS: &str = "status.toml";
@@ -483,41 +522,54 @@ fn read_status(dir: &Path) -> Option<RunStatus> {
     toml::from_str(&std::fs::read_to_string(dir.join(STATUS)).ok()?).ok()
 }
 
-/// Run one (curriculum, seed) and record how it ended in its folder. A run
-/// refused before it started (a finished run without `--resume`) leaves the
-/// folder as it was.
+/// Run one (curriculum, seed) and record how it ended in its folder. A folder
+/// that holds another experiment's run is refused, and a run refused before
+/// it started (a finished run without `--resume`) leaves the folder as it was.
 fn run_and_record(
     exp: &Experiment,
     spec: &RunSpec,
     stop: &AtomicBool,
     cb: &mut dyn FnMut(rl::train::Progress),
 ) -> Result<RunState, String> {
-    let before = read_status(&spec.dir);
-    let r = rl::train::run(&exp.instances, &exp.config, spec, &exp.device, stop, cb);
-    let status = match &r {
-        Ok(done) if done.interrupted => RunStatus {
-            state: RunState::Interrupted,
-            reason: "stopped before its budget; run the task again to resume it".into(),
-            steps: spec.steps,
-        },
-        Ok(_) => RunStatus {
-            state: RunState::Finished,
-            reason: String::new(),
-            steps: spec.steps,
-        },
-        Err(e) => RunStatus {
-            state: RunState::Failed,
-            reason: e.to_string(),
-            steps: spec.steps,
-        },
+    let fp = run_fingerprint(exp, spec);
+    if let Some(b) = read_status(&spec.dir)
+        && !b.experiment.is_empty()
+        && b.experiment != fp
+    {
+        return Err(format!(
+            "{} holds a run of another experiment (other settings or instances); choose another --out (nothing was changed)",
+            spec.dir.display()
+        ));
+    }
+    // rl::train::run refuses a folder with a checkpoint unless resuming:
+    // then nothing here is touched either.
+    let starts = spec.resume || !rl::train::has_checkpoint(&spec.dir);
+    let status = |state: RunState, reason: String| RunStatus {
+        state,
+        reason,
+        steps: spec.steps,
+        experiment: fp.clone(),
     };
-    let keep_old =
-        status.state == RunState::Failed && before.is_some_and(|b| b.state == RunState::Finished);
-    if spec.dir.is_dir() && !keep_old {
-        write_status(&spec.dir, &status).map_err(|e| format!("{e:#}"))?;
+    if starts {
+        std::fs::create_dir_all(&spec.dir)
+            .map_err(|e| format!("cannot create {}: {e}", spec.dir.display()))?;
+        write_status(&spec.dir, &status(RunState::Running, String::new()))
+            .map_err(|e| format!("{e:#}"))?;
+    }
+    let r = rl::train::run(&exp.instances, &exp.config, spec, &exp.device, stop, cb);
+    let end = match &r {
+        Ok(done) if done.interrupted => status(
+            RunState::Interrupted,
+            "stopped before its budget; run the task again to resume it".into(),
+        ),
+        Ok(_) => status(RunState::Finished, String::new()),
+        Err(e) => status(RunState::Failed, e.to_string()),
+    };
+    if starts {
+        write_status(&spec.dir, &end).map_err(|e| format!("{e:#}"))?;
     }
     match r {
-        Ok(_) => Ok(status.state),
+        Ok(_) => Ok(end.state),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -734,7 +786,15 @@ pub fn collect(exp: &Experiment, tel: Option<&Telemetry>) -> Result<Summary> {
                 format!("{} cannot be read", spec.dir.join(STATUS).display()),
             ),
             None => skip(false, "never ran (no status.toml)".into()),
+            Some(st) if st.experiment != run_fingerprint(exp, spec) => skip(
+                true,
+                "holds a run of another experiment (other settings or instances)".into(),
+            ),
             Some(st) => match st.state {
+                RunState::Running => skip(
+                    false,
+                    "running, or killed without a word (see its log); run the task again once its job is gone".into(),
+                ),
                 RunState::Failed => skip(true, format!("failed: {}", st.reason)),
                 RunState::Interrupted => skip(false, format!("interrupted: {}", st.reason)),
                 RunState::Finished if st.steps != spec.steps => skip(

@@ -315,30 +315,50 @@ fn no_byte_lost_while_telemetry_is_sent_under_qemu() {
     );
     // What came before the burst.
     while link.events().try_recv().is_ok() {}
-    let seqs: std::collections::HashSet<u16> = (0..1000)
-        .map(|_| {
-            std::thread::sleep(Duration::from_micros(2500));
-            link.send(forward(0.5))
-        })
-        .collect();
     // Every acknowledgement, from the driver's event stream (its ack slots
-    // hold the last 256 only).
+    // hold the last 256 only). At most 64 frames (about 1.6 KB) unanswered at
+    // once: a host too loaded to run QEMU at speed would otherwise fill the
+    // pseudo-terminal's buffer, and the driver drop frames on its own side
+    // (seen with both cores busy: 829 answered) — not what this test is
+    // about. On a host that keeps up, the window never closes and the stream
+    // runs at 400 Hz. Liveness by progress: an answer at least every LIVENESS.
+    let mut seqs = std::collections::HashSet::new();
     let mut answered = std::collections::HashMap::new();
-    let started = Instant::now();
-    while answered.len() < seqs.len() {
-        match link.events().recv_timeout(LIVENESS) {
+    let mut progress = Instant::now();
+    let mut take = |answered: &mut std::collections::HashMap<u16, AckStatus>,
+                    seqs: &std::collections::HashSet<u16>,
+                    wait: Duration| {
+        match link.events().recv_timeout(wait) {
             Ok(Event::Ack { seq, status, .. }) if seqs.contains(&seq) => {
                 answered.insert(seq, status);
+                progress = Instant::now();
             }
             Ok(_) => {}
+            Err(_) if wait.is_zero() => {}
             Err(_) => panic!("{} of 1000 answered, then silence", answered.len()),
         }
-        // Liveness only: with both cores busy QEMU took over 120 s here.
         assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "{} answered",
+            progress.elapsed() < LIVENESS,
+            "{} of 1000 answered, then no answer for {LIVENESS:?} (telemetry still coming)",
             answered.len()
         );
+    };
+    for _ in 0..1000 {
+        std::thread::sleep(Duration::from_micros(2500));
+        while seqs.len() - answered.len() >= 64 {
+            take(&mut answered, &seqs, LIVENESS);
+        }
+        while let Ok(ev) = link.events().try_recv() {
+            if let Event::Ack { seq, status, .. } = ev
+                && seqs.contains(&seq)
+            {
+                answered.insert(seq, status);
+            }
+        }
+        seqs.insert(link.send(forward(0.5)));
+    }
+    while answered.len() < seqs.len() {
+        take(&mut answered, &seqs, LIVENESS);
     }
     assert!(
         answered.values().all(|s| *s == AckStatus::Accepted),
@@ -370,7 +390,15 @@ fn no_byte_lost_while_telemetry_is_sent_under_qemu() {
 
 #[test]
 fn host_firmware_arms_streams_and_fails_safe() {
-    let cfg = Config::MULTIROTOR;
+    // The host build runs on the host's clock: a 2 s setpoint watchdog, not
+    // the flight default of 200 ms, so that a loaded host stalling the 50 Hz
+    // stream does not fail it safe before the test goes quiet (seen: setpoint
+    // 23 refused in failsafe with both cores busy). The failsafe's timing is
+    // checked against this value on the firmware's clock.
+    let cfg = Config {
+        watchdog_ms: 2000,
+        ..Config::MULTIROTOR
+    };
     let fc = HostFc::start(cfg, None).unwrap();
     let link = Link::open(LinkConfig::new(fc.device())).unwrap();
     arm_stream_then_go_quiet(&link, &cfg);
@@ -1175,10 +1203,11 @@ fn ground_arm_request_passes_preflight_in_the_fc_node() {
     // can cause: the setpoint stream late (phase 1), or any refusal (phase 2:
     // every check there can only fail for freshness).
     let mut nonce = 0x6000;
+    let t0 = Instant::now();
     let refused = loop {
         nonce += 1;
         let answer = ask(nonce, &mut op, false);
-        if !answer.contains("no setpoints streaming") {
+        if !answer.contains("no setpoints streaming") || t0.elapsed() > LIVENESS {
             break answer;
         }
     };
@@ -1191,11 +1220,21 @@ fn ground_arm_request_passes_preflight_in_the_fc_node() {
         refused.contains("camera and stereo (no depth scans"),
         "{refused}"
     );
-    let s = op.until("a status after the refusal", |_| true);
-    assert_eq!(
-        s.state, 0,
-        "armed by a request that failed preflight: {s:?}"
-    );
+    // Every status from here on (half a second of them) says disarmed.
+    while let Ok(Some(_)) = op.status.recv_timeout(Duration::ZERO) {}
+    let t1 = Instant::now();
+    let mut seen = 0;
+    while t1.elapsed() < Duration::from_millis(500) || seen == 0 {
+        op.climb();
+        while let Ok(Some((_, s))) = op.status.recv_timeout(Duration::ZERO) {
+            assert_eq!(
+                s.state, 0,
+                "armed by a request that failed preflight: {s:?}"
+            );
+            seen += 1;
+        }
+        assert!(t1.elapsed() < LIVENESS, "no status after the refusal");
+    }
     // The rest of the graph, as this test's own nodes.
     let _alive: Vec<_> = ["camera", "stereo", "policy", "safety"]
         .iter()

@@ -41,7 +41,9 @@ fn arms_fly_on_several_seeds_and_the_learned_network_resumes() {
             .arg("--rerun-save")
             .arg(&rrd)
             .arg("--checkpoint")
-            .arg(&ckpt),
+            .arg(&ckpt)
+            .arg("--out")
+            .arg(dir.join("flights")),
     );
     for needle in [
         "2 seeds x 1.0 simulated minutes per arm; mean [95 % bootstrap interval over seeds]",

@@ -452,7 +452,9 @@ fn save_checkpoint(
 const CHECKPOINT_COPIES: [&str; 3] = ["checkpoint", "checkpoint.tmp", "checkpoint.old"];
 
 /// Whether `dir` holds a run's checkpoint in any of its copies.
-fn has_checkpoint(dir: &Path) -> bool {
+/// Whether `dir` holds a run's checkpoint (or a complete copy of one): a
+/// run there refuses to start over without `resume`.
+pub fn has_checkpoint(dir: &Path) -> bool {
     CHECKPOINT_COPIES
         .iter()
         .any(|c| dir.join(c).join("run.toml").is_file())
@@ -726,10 +728,14 @@ pub fn run_envs(
     let mut value_std = f64::NAN;
     let mut recent: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
     let mut next_update = begin_iteration(&curriculum, learner.as_mut(), steps);
+    // On the grid of `eval_every` after a resume too: a run stopped between
+    // two evaluations (Ctrl-C, a scheduler's time limit) that went on from
+    // its stop would evaluate off the grid the other runs share, and the mean
+    // curve keeps only the steps every run has.
     let mut next_eval = if evals.is_empty() {
         steps
     } else {
-        steps + cfg.eval_every
+        (steps / cfg.eval_every.max(1) + 1) * cfg.eval_every.max(1)
     };
     let report_every = (spec.steps / 100).max(1);
     let mut interrupted = false;

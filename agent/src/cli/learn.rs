@@ -259,8 +259,10 @@ pub(crate) struct RlValidateArgs {
     jobs: usize,
 }
 
-/// The experiment `a` describes.
-pub(crate) fn experiment(a: &TrainArgs) -> Result<agent::train::Experiment> {
+/// The experiment `a` describes; its networks on `--backend` when it trains
+/// (`trains`), else on the CPU (a comparison reads files only: a sweep
+/// trained on GPUs is collected on a login node without one).
+pub(crate) fn experiment(a: &TrainArgs, trains: bool) -> Result<agent::train::Experiment> {
     // Settings: --config, else the instance file's own `config`, else the defaults.
     let family = rl::instances::InstanceFile::load(&a.instances)?;
     let mut config = match a.config.as_ref().or(family.config.as_ref()) {
@@ -308,12 +310,12 @@ pub(crate) fn experiment(a: &TrainArgs) -> Result<agent::train::Experiment> {
         resume: a.resume,
         target: a.target,
         sink,
-        device: agent::device::device(a.backend)?,
+        device: agent::device::device(if trains { a.backend } else { Backend::Cpu })?,
     })
 }
 
 pub(crate) fn train(a: TrainArgs, stop: Arc<AtomicBool>) -> Result<()> {
-    let exp = experiment(&a)?;
+    let exp = experiment(&a, !a.collect)?;
     if let Some(task) = a.task {
         std::fs::create_dir_all(&exp.out)
             .with_context(|| format!("cannot create {}", exp.out.display()))?;

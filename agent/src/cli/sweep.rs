@@ -105,6 +105,9 @@ struct Manifest {
     /// Slurm's job id of the last submission.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     job: Option<String>,
+    /// The array's limit of tasks at once (`%K`), kept on resubmissions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_parallel: Option<u32>,
 }
 
 /// The experiment a sweep runs: the command parsed as the agent would.
@@ -267,7 +270,7 @@ fn sbatch_script(a: &SlurmArgs, agent: &Path, m: &Manifest, out: &Path) -> Strin
     s += &format!(
         "#SBATCH --array=0-{}{}\n",
         m.tasks - 1,
-        a.max_parallel.map_or(String::new(), |k| format!("%{k}"))
+        throttle(m.max_parallel)
     );
     s += &format!(
         "#SBATCH --output={}/logs/task-%a.out\n",
@@ -280,6 +283,10 @@ fn sbatch_script(a: &SlurmArgs, agent: &Path, m: &Manifest, out: &Path) -> Strin
     if let Some(p) = &a.partition {
         s += &format!("#SBATCH --partition={p}\n");
     }
+    // A minute's warning before the time limit (Slurm's SIGKILL follows its
+    // SIGTERM by KillWait, 30 s by default): the run evaluates, checkpoints
+    // and says it was interrupted; the task run again resumes it.
+    s += "#SBATCH --signal=B:TERM@120\n";
     s += "set -euo pipefail\n";
     let words: Vec<String> = m.command.iter().map(|w| shell_word(w)).collect();
     s += &format!(
@@ -301,6 +308,25 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     }
 }
 
+/// `%K` for an array's limit of tasks at once, or nothing.
+fn throttle(k: Option<u32>) -> String {
+    k.map_or(String::new(), |k| format!("%{k}"))
+}
+
+/// A value written into an `#SBATCH` line as it is: Slurm splits those at
+/// whitespace and expands `%` patterns in file names, so neither may appear.
+fn directive_value(what: &str, v: &str) -> Result<()> {
+    if v.is_empty()
+        || v.chars()
+            .any(|c| c.is_whitespace() || c == '%' || c == '"' || c == '\'')
+    {
+        bail!(
+            "{what} `{v}` cannot go into an #SBATCH line (no spaces, quotes or %); choose another"
+        );
+    }
+    Ok(())
+}
+
 fn slurm(a: SlurmArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let exp = experiment(&a.command)?;
     let out = absolute(exp.out())?;
@@ -310,7 +336,15 @@ fn slurm(a: SlurmArgs, stop: Arc<AtomicBool>) -> Result<()> {
         workdir: std::env::current_dir().context("cannot read the current directory")?,
         runner: "slurm".into(),
         job: None,
+        max_parallel: a.max_parallel,
     };
+    directive_value("--time", &a.time)?;
+    directive_value("--mem", &a.mem)?;
+    if let Some(p) = &a.partition {
+        directive_value("--partition", p)?;
+    }
+    directive_value("the output folder", &out.display().to_string())?;
+    directive_value("the working folder", &m.workdir.display().to_string())?;
     let tasks = match &a.tasks {
         Some(t) => Some(parse_tasks(t, m.tasks)?),
         None => None,
@@ -338,7 +372,11 @@ fn slurm(a: SlurmArgs, stop: Arc<AtomicBool>) -> Result<()> {
     }
     let mut cmd = std::process::Command::new(&a.sbatch);
     if let Some(t) = &tasks {
-        cmd.arg(format!("--array={}", array_spec(t)));
+        cmd.arg(format!(
+            "--array={}{}",
+            array_spec(t),
+            throttle(m.max_parallel)
+        ));
     }
     if a.wait {
         cmd.arg("--wait");
@@ -411,6 +449,7 @@ fn local(a: LocalArgs, stop: Arc<AtomicBool>) -> Result<()> {
         workdir: std::env::current_dir().context("cannot read the current directory")?,
         runner: "local".into(),
         job: None,
+        max_parallel: None,
     };
     let tasks = match &a.tasks {
         Some(t) => parse_tasks(t, m.tasks)?,
@@ -430,20 +469,38 @@ fn local(a: LocalArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let mut pending = tasks.into_iter();
     let mut running: Vec<(usize, std::process::Child)> = Vec::new();
     let mut failed = Vec::new();
+    // A task that cannot start stops the sweep: the ones running are told to
+    // stop (they save and say so) and waited for.
+    let mut start_err: Option<anyhow::Error> = None;
+    let mut told = false;
     loop {
-        while running.len() < jobs && !stop.load(Ordering::Relaxed) {
+        while running.len() < jobs && !stop.load(Ordering::Relaxed) && start_err.is_none() {
             let Some(t) = pending.next() else { break };
             let log_path = sweep_dir(&out).join("logs").join(format!("task-{t}.out"));
-            let log = std::fs::File::create(&log_path)
-                .with_context(|| format!("cannot write {}", log_path.display()))?;
-            let child = std::process::Command::new(&agent)
-                .args(&m.command)
-                .args(["--task", &t.to_string()])
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("cannot start task {t}"))?;
-            running.push((t, child));
+            let child = std::fs::File::create(&log_path)
+                .with_context(|| format!("cannot write {}", log_path.display()))
+                .and_then(|log| {
+                    let err = log.try_clone()?;
+                    std::process::Command::new(&agent)
+                        .args(&m.command)
+                        .args(["--task", &t.to_string()])
+                        .stdout(log)
+                        .stderr(err)
+                        .spawn()
+                        .with_context(|| format!("cannot start task {t}"))
+                });
+            match child {
+                Ok(c) => running.push((t, c)),
+                Err(e) => start_err = Some(e),
+            }
+        }
+        if (stop.load(Ordering::Relaxed) || start_err.is_some()) && !told {
+            // Ctrl-C from a terminal reaches them anyway; a SIGTERM to this
+            // process (or a failed start) does not.
+            for (_, c) in &running {
+                agent::launch::signal(c, libc::SIGTERM);
+            }
+            told = true;
         }
         if running.is_empty() {
             break;
@@ -462,7 +519,9 @@ fn local(a: LocalArgs, stop: Arc<AtomicBool>) -> Result<()> {
             }
         }
         running = still;
-        // Ctrl-C reaches the tasks too (one process group); they save and stop.
+    }
+    if let Some(e) = start_err {
+        return Err(e);
     }
     if !failed.is_empty() {
         eprintln!("tasks that failed: {}", array_spec(&failed));
@@ -479,9 +538,20 @@ fn collect(out: &Path) -> Result<()> {
             m.workdir.display()
         )
     })?;
+    if let (Some(job), "slurm") = (&m.job, m.runner.as_str())
+        && let Ok(q) = std::process::Command::new("squeue")
+            .args(["-h", "-o", "%i", "-j", job])
+            .output()
+        && q.status.success()
+        && !q.stdout.is_empty()
+    {
+        println!(
+            "note: job {job} is still queued or running (squeue); tasks it has not finished are listed below, do not submit them again before it ends"
+        );
+    }
     let incomplete = match experiment(&m.command)? {
         Experiment::Train(a) => {
-            let exp = super::learn::experiment(&a)?;
+            let exp = super::learn::experiment(&a, false)?;
             let tel = agent::telemetry::Telemetry::open(&exp.sink, "agent-train")?;
             let summary = agent::train::collect(&exp, Some(&tel))?;
             print!("{}", summary.table());
@@ -524,7 +594,8 @@ fn collect(out: &Path) -> Result<()> {
     let list = array_spec(&again);
     if m.runner == "slurm" {
         println!(
-            "  sbatch --array={list} {}",
+            "  sbatch --array={list}{} {}",
+            throttle(m.max_parallel),
             shell_word(&sweep_dir(out).join("sweep.sbatch").display().to_string())
         );
     } else {
