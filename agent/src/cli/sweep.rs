@@ -327,17 +327,29 @@ fn directive_value(what: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
+/// The experiment's output folder (absolute) and the manifest of a sweep of
+/// it run by `runner` from the current folder.
+fn plan(
+    command: &[String],
+    runner: &str,
+    max_parallel: Option<u32>,
+) -> Result<(PathBuf, Manifest)> {
+    let exp = experiment(command)?;
+    Ok((
+        absolute(exp.out())?,
+        Manifest {
+            command: command.to_vec(),
+            tasks: exp.tasks(),
+            workdir: std::env::current_dir().context("cannot read the current directory")?,
+            runner: runner.into(),
+            job: None,
+            max_parallel,
+        },
+    ))
+}
+
 fn slurm(a: SlurmArgs, stop: Arc<AtomicBool>) -> Result<()> {
-    let exp = experiment(&a.command)?;
-    let out = absolute(exp.out())?;
-    let m = Manifest {
-        command: a.command.clone(),
-        tasks: exp.tasks(),
-        workdir: std::env::current_dir().context("cannot read the current directory")?,
-        runner: "slurm".into(),
-        job: None,
-        max_parallel: a.max_parallel,
-    };
+    let (out, m) = plan(&a.command, "slurm", a.max_parallel)?;
     directive_value("--time", &a.time)?;
     directive_value("--mem", &a.mem)?;
     if let Some(p) = &a.partition {
@@ -441,16 +453,7 @@ fn wait_output(mut child: std::process::Child, stop: &AtomicBool) -> Result<std:
 }
 
 fn local(a: LocalArgs, stop: Arc<AtomicBool>) -> Result<()> {
-    let exp = experiment(&a.command)?;
-    let out = absolute(exp.out())?;
-    let m = Manifest {
-        command: a.command.clone(),
-        tasks: exp.tasks(),
-        workdir: std::env::current_dir().context("cannot read the current directory")?,
-        runner: "local".into(),
-        job: None,
-        max_parallel: None,
-    };
+    let (out, m) = plan(&a.command, "local", None)?;
     let tasks = match &a.tasks {
         Some(t) => parse_tasks(t, m.tasks)?,
         None => (0..m.tasks).collect(),
