@@ -7,6 +7,8 @@
 //! it the robot's build compiles no simulator:
 //! `cargo build --release -p agent --no-default-features`.
 
+#[cfg(feature = "twin")]
+pub mod actors;
 pub mod bench;
 #[cfg(feature = "twin")]
 pub mod budget;

@@ -176,9 +176,9 @@ fn main() -> Result<()> {
         #[cfg(feature = "twin")]
         Cmd::Selfi(c) => cli::learn::selfi(c, &stop),
         #[cfg(feature = "twin")]
-        Cmd::RlBench(a) => cli::learn::rl_bench(a),
+        Cmd::RlBench(a) => cli::learn::rl_bench(a, &stop),
         #[cfg(feature = "twin")]
-        Cmd::RlValidate(a) => cli::learn::rl_validate(a),
+        Cmd::RlValidate(a) => cli::learn::rl_validate(a, &stop),
         #[cfg(feature = "twin")]
         Cmd::Budget(a) => cli::lab::budget(a, stop),
         Cmd::Record(a) => cli::bus::record(a, stop),

@@ -169,10 +169,7 @@ pub fn validate(
     jobs: usize,
     device: &Device,
 ) -> Result<Vec<SolveReport>> {
-    let every = match task {
-        Classic::CartPole => 5000,
-        Classic::Pendulum => 1000,
-    };
+    let every = task.eval_every();
     let next = std::sync::atomic::AtomicU64::new(0);
     let results = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {

@@ -17,6 +17,7 @@ pub enum PortSlice {
     FcLink,
     Camera,
     Security,
+    Actors,
 }
 
 /// Loopback TCP port `k` of a block of `block` ports that this test process
@@ -139,6 +140,19 @@ pub fn launch(dir: &std::path::Path, name: &str, text: &str) -> std::process::Ou
         .arg(&file)
         .output()
         .expect("agent launch starts")
+}
+
+/// Child processes killed (SIGKILL) and reaped when dropped: a test that fails
+/// half-way leaves none running.
+pub struct KillOnDrop(pub Vec<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// Send `signal` (e.g. "INT", "TERM") to a running child after `after`.

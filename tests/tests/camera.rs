@@ -13,7 +13,7 @@ use e2e_tests::{PortSlice, temp_dir, test_port, workspace_bin};
 use sim::camera::{Distortion, Intrinsics, StereoRig};
 use sim::env::{Env, EnvConfig};
 use sim::{Context, StereoFrame};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -319,17 +319,6 @@ impl Drop for Sender {
     }
 }
 
-struct Kill(Vec<Child>);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// Waits up to `limit` (liveness only) for a message that `pick` accepts.
 fn wait_for<M: bus::wire::Message>(
     inbox: &mut Inbox<M>,
@@ -381,7 +370,7 @@ fn camera_loss_commands_hover_and_recovers() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _procs = Kill(vec![camera, graph]);
+    let _procs = e2e_tests::KillOnDrop(vec![camera, graph]);
     let session = bus::open(&bus::BusConfig::connect_to(endpoint.clone())).unwrap();
     let mut setpoints =
         Inbox::<Setpoint>::new(&session, &robot, topics::CMD_SETPOINT, 256).unwrap();

@@ -296,6 +296,11 @@ pub struct BusConfig {
     /// under a reserved domain only. Also makes the session a client of the
     /// router.
     pub tls: Option<TlsFiles>,
+    /// Join as a client of the router that `connect` names, without
+    /// credentials: the session never listens and reaches every other one
+    /// through that router only (training nodes on several hosts,
+    /// `agent router --open`). Credentials (`auth`, `tls`) imply it.
+    pub client: bool,
 }
 
 /// A session's certificate, its key and the CA it trusts (PEM files, from `agent certs`).
@@ -321,7 +326,7 @@ impl BusConfig {
 
     /// Whether the session joins a secured graph as a client of its router.
     pub fn is_client(&self) -> bool {
-        self.auth.is_some() || self.tls.is_some()
+        self.client || self.auth.is_some() || self.tls.is_some()
     }
 }
 
@@ -503,14 +508,14 @@ pub fn open(cfg: &BusConfig) -> Result<Session, BusError> {
     if cfg.is_client() {
         if !cfg.listen.is_empty() {
             return Err(err(
-                "a node with credentials is a client of the robot's router and never listens: \
+                "a client of a router (credentials, or a training node) never listens: \
                  drop --listen (the router listens)"
                     .into(),
             ));
         }
         if cfg.connect.is_empty() {
             return Err(err(
-                "a node with credentials needs --connect, the robot's router".into(),
+                "a client of a router (credentials, or a training node) needs --connect, the router".into(),
             ));
         }
         settings.push(("mode", "\"client\"".to_string()));

@@ -332,6 +332,16 @@ impl Learner for Dqn {
         save_module(&self.online.valid(), path)
     }
 
+    fn import_policy(&mut self, path: &Path) -> Result<(), RlError> {
+        self.online = load_module(self.online.clone(), path)?;
+        self.acting = None;
+        Ok(())
+    }
+
+    fn follow_steps(&mut self, steps: u64) {
+        self.steps = steps;
+    }
+
     fn kind(&self) -> &'static str {
         "dqn"
     }

@@ -39,6 +39,14 @@ pub trait Learner: Send {
     fn load(&mut self, dir: &Path) -> Result<(), RlError>;
     /// The acting network, saved alone for the onboard policy node.
     fn export_policy(&self, path: &Path) -> Result<(), RlError>;
+    /// Act with the network [`Learner::export_policy`] wrote (an actor
+    /// process takes its learner's latest weights); another shape is refused
+    /// and the current network kept.
+    fn import_policy(&mut self, path: &Path) -> Result<(), RlError>;
+    /// Count `steps` environment steps as seen without learning from them: an
+    /// actor process follows its learner's exploration schedule (DQN's ε,
+    /// SAC's random warm-up), which runs on the learner's step count.
+    fn follow_steps(&mut self, steps: u64);
     /// `dqn`, `sac` or `ppo`.
     fn kind(&self) -> &'static str;
     /// Layer widths of the acting network, input first.
@@ -140,4 +148,78 @@ pub(crate) fn check_common(
         return bad("`gamma` must be in [0, 1]");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dqn::{Dqn, DqnConfig};
+    use crate::env::Act;
+    use crate::sac::{Sac, SacConfig};
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("rl-import-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// An actor process's copy acts as its learner does once it imported the
+    /// learner's exported network and follows its step count.
+    #[test]
+    fn an_imported_policy_acts_as_the_exporting_learner() {
+        let device = crate::cpu();
+        let obs: Vec<Vec<f32>> = (0..16)
+            .map(|k| (0..4).map(|j| ((k * 4 + j) as f32 * 0.37).sin()).collect())
+            .collect();
+        let d = dir("dqn");
+        let path = d.join("q.bpk");
+        let cfg = DqnConfig::default();
+        let mut learner = Dqn::new(cfg.clone(), 4, 2, &device, 1).unwrap();
+        let mut actor = Dqn::new(cfg.clone(), 4, 2, &device, 2).unwrap();
+        assert_ne!(
+            learner.values(&obs),
+            actor.values(&obs),
+            "seeds 1 and 2 differ"
+        );
+        learner.export_policy(&path).unwrap();
+        actor.import_policy(&path).unwrap();
+        assert_eq!(learner.values(&obs), actor.values(&obs));
+        for o in &obs {
+            assert_eq!(learner.act(o, false), actor.act(o, false));
+        }
+        // ε follows the learner's steps: fully random at 0, greedy-ish after.
+        actor.follow_steps(cfg.epsilon_steps);
+        assert!((actor.epsilon() - cfg.epsilon_end).abs() < 1e-12);
+        // A network of another shape is refused and the current one kept.
+        let mut wide = Dqn::new(
+            DqnConfig {
+                hidden: vec![8],
+                ..cfg
+            },
+            4,
+            2,
+            &device,
+            3,
+        )
+        .unwrap();
+        let before = wide.values(&obs);
+        assert!(wide.import_policy(&path).is_err());
+        assert_eq!(wide.values(&obs), before);
+
+        let path = d.join("actor.bpk");
+        let mut learner = Sac::new(SacConfig::default(), 3, 1, &device, 1).unwrap();
+        let mut actor = Sac::new(SacConfig::default(), 3, 1, &device, 2).unwrap();
+        let o = [0.3f32, -0.2, 0.9];
+        assert_ne!(learner.act(&o, false), actor.act(&o, false));
+        learner.export_policy(&path).unwrap();
+        actor.import_policy(&path).unwrap();
+        assert_eq!(learner.act(&o, false), actor.act(&o, false));
+        // Before `learning_starts` SAC explores with uniform actions; after, from its policy.
+        actor.follow_steps(SacConfig::default().learning_starts);
+        let Act::Continuous(a) = actor.act(&o, true) else {
+            panic!("SAC acts continuously")
+        };
+        assert_eq!(a.len(), 1);
+        std::fs::remove_dir_all(&d).ok();
+    }
 }

@@ -573,6 +573,16 @@ impl Learner for Ppo {
         save_module(&self.net.actor.valid(), path)
     }
 
+    fn import_policy(&mut self, path: &Path) -> Result<(), RlError> {
+        self.net.actor = load_module(self.net.actor.clone(), path)?;
+        self.acting = None;
+        Ok(())
+    }
+
+    fn follow_steps(&mut self, steps: u64) {
+        self.steps = steps;
+    }
+
     fn kind(&self) -> &'static str {
         "ppo"
     }

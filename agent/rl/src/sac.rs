@@ -431,6 +431,16 @@ impl Learner for Sac {
         save_module(&self.actor.valid(), path)
     }
 
+    fn import_policy(&mut self, path: &Path) -> Result<(), RlError> {
+        self.actor = load_module(self.actor.clone(), path)?;
+        self.acting = None;
+        Ok(())
+    }
+
+    fn follow_steps(&mut self, steps: u64) {
+        self.steps = steps;
+    }
+
     fn kind(&self) -> &'static str {
         "sac"
     }

@@ -38,6 +38,14 @@ impl Classic {
         }
     }
 
+    /// Environment steps between evaluations in validation runs.
+    pub fn eval_every(self) -> u64 {
+        match self {
+            Classic::CartPole => 5000,
+            Classic::Pendulum => 1000,
+        }
+    }
+
     /// Episodes of the decisive evaluation.
     pub fn eval_episodes(self) -> usize {
         match self {
@@ -97,6 +105,21 @@ pub fn greedy_mean(
         total += episode(env, learner, 0, base + k as u64)?.ret;
     }
     Ok(total / episodes.max(1) as f64)
+}
+
+/// The evaluation of a validation run: a 10-episode greedy screen, then, when
+/// it meets the threshold, the decisive evaluation over the task's episodes.
+/// Its mean greedy return.
+pub fn evaluate(
+    task: Classic,
+    eval_env: &mut dyn Environment,
+    learner: &mut dyn Learner,
+) -> Result<f64, RlError> {
+    let screen = greedy_mean(eval_env, learner, 10, 1_000_000)?;
+    if screen >= task.threshold() && task.eval_episodes() > 10 {
+        return greedy_mean(eval_env, learner, task.eval_episodes(), 2_000_000);
+    }
+    Ok(screen)
 }
 
 /// One validation run.
@@ -159,16 +182,7 @@ pub fn solve(
         };
         if report.steps.is_multiple_of(eval_every) {
             report.train_seconds += clock.elapsed().as_secs_f64();
-            let screen = greedy_mean(eval_env.as_mut(), learner.as_mut(), 10, 1_000_000)?;
-            let mut mean = screen;
-            if screen >= task.threshold() && task.eval_episodes() > 10 {
-                mean = greedy_mean(
-                    eval_env.as_mut(),
-                    learner.as_mut(),
-                    task.eval_episodes(),
-                    2_000_000,
-                )?;
-            }
+            let mean = evaluate(task, eval_env.as_mut(), learner.as_mut())?;
             report.mean_return = mean;
             progress(report.steps, mean);
             if mean >= task.threshold() && report.solved_at.is_none() {

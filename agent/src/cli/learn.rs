@@ -241,6 +241,15 @@ pub(crate) struct RlBenchArgs {
     /// The peer script.
     #[arg(long, default_value = "agent/rl/bench/sb3_peer.py")]
     peer_script: PathBuf,
+    /// Also train with this many actor processes feeding one learner process
+    /// through a router on this machine (`agent node actor`, `agent node
+    /// rl-learner`), for each count given (e.g. 1,2,4): environment steps/s
+    /// and the learner's updates/s beside the single process's.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u32).range(1..=64))]
+    actors: Vec<u32>,
+    /// Where the actor runs' processes keep their folders and logs.
+    #[arg(long, default_value = "out/rl-bench")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -257,6 +266,14 @@ pub(crate) struct RlValidateArgs {
     /// Seeds trained at once.
     #[arg(long, default_value_t = 2, value_parser = count(1, 256))]
     jobs: usize,
+    /// Train each seed with this many actor processes feeding one learner
+    /// process through a router on this machine (`agent node actor`, `agent
+    /// node rl-learner`) instead of in one process; seeds run one after another.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    actors: Option<u32>,
+    /// With --actors: where the runs' processes keep their folders and logs.
+    #[arg(long, default_value = "out/rl-validate")]
+    out: PathBuf,
 }
 
 /// The experiment `a` describes; its networks on `--backend` when it trains
@@ -477,7 +494,7 @@ pub(crate) fn selfi_online(
     Ok(())
 }
 
-pub(crate) fn rl_bench(a: RlBenchArgs) -> Result<()> {
+pub(crate) fn rl_bench(a: RlBenchArgs, stop: &AtomicBool) -> Result<()> {
     let device = agent::device::device(Backend::Cpu)?;
     for task in a.task.tasks() {
         let steps = match task {
@@ -510,18 +527,87 @@ pub(crate) fn rl_bench(a: RlBenchArgs) -> Result<()> {
             peer_blas,
         };
         println!("{line}");
+        for &n in &a.actors {
+            eprintln!(
+                "training with {n} actor process(es) and a learner process: {} for {steps} steps ...",
+                task.name()
+            );
+            let r = agent::actors::local::run(
+                &agent::actors::local::LocalRun {
+                    task,
+                    seed: 0,
+                    actors: n,
+                    max_steps: steps,
+                    eval_every: None,
+                    out: a.out.join(format!("{}-actors{n}", task_slug(task))),
+                },
+                stop,
+            )?;
+            println!(
+                "{:<16} {:>7} steps  {n} actor process(es): {:>8.1} env steps/s, learner {:>7.1} updates/s  (one process: {:.1} steps/s, {:.1} updates/s; ratio {:.2}x)",
+                task.name(),
+                r.steps,
+                r.steps as f64 / r.learn_seconds.max(1e-9),
+                r.updates as f64 / r.learn_seconds.max(1e-9),
+                ours.steps_per_second(),
+                ours.updates as f64 / ours.train_seconds.max(1e-9),
+                (r.steps as f64 / r.learn_seconds.max(1e-9)) / ours.steps_per_second()
+            );
+        }
     }
     Ok(())
 }
 
-pub(crate) fn rl_validate(a: RlValidateArgs) -> Result<()> {
+fn task_slug(task: rl::validate::Classic) -> &'static str {
+    match task {
+        rl::validate::Classic::CartPole => "cartpole",
+        rl::validate::Classic::Pendulum => "pendulum",
+    }
+}
+
+pub(crate) fn rl_validate(a: RlValidateArgs, stop: &AtomicBool) -> Result<()> {
     let device = agent::device::device(Backend::Cpu)?;
     for task in a.task.tasks() {
         let steps = a.steps.unwrap_or(match task {
             rl::validate::Classic::CartPole => 100_000,
             rl::validate::Classic::Pendulum => 20_000,
         });
-        let reports = agent::rlbench::validate(task, a.seeds, steps, a.jobs, &device)?;
+        let reports = match a.actors {
+            None => agent::rlbench::validate(task, a.seeds, steps, a.jobs, &device)?,
+            Some(n) => {
+                let mut v = Vec::new();
+                for seed in 0..a.seeds {
+                    let r = agent::actors::local::run(
+                        &agent::actors::local::LocalRun {
+                            task,
+                            seed,
+                            actors: n,
+                            max_steps: steps,
+                            eval_every: Some(task.eval_every()),
+                            out: a.out.join(format!("{}-seed{seed}", task_slug(task))),
+                        },
+                        stop,
+                    )?;
+                    let p = &r.progress;
+                    eprintln!(
+                        "  {} seed {seed} with {n} actors: {}",
+                        task.name(),
+                        p.solved_at
+                            .map_or("not solved".to_string(), |s| format!("solved at step {s}"))
+                    );
+                    v.push(rl::validate::SolveReport {
+                        task,
+                        seed,
+                        solved_at: p.solved_at,
+                        mean_return: p.evaluations.last().map_or(f64::NAN, |e| e.mean_return),
+                        steps: p.steps,
+                        updates: p.updates,
+                        train_seconds: r.learn_seconds,
+                    });
+                }
+                v
+            }
+        };
         let mut solved = 0;
         for r in &reports {
             solved += usize::from(r.solved_at.is_some());
@@ -548,6 +634,24 @@ pub(crate) fn rl_validate(a: RlValidateArgs) -> Result<()> {
             reports.len(),
             if solved >= need { "met" } else { "MISSED" }
         );
+        let at: Vec<f64> = reports
+            .iter()
+            .filter_map(|r| r.solved_at.map(|s| s as f64))
+            .collect();
+        let e = agent::experiment::Estimate::of(&at);
+        if e.n > 0 {
+            println!(
+                "{}: steps to solve, mean over the {} solved seeds: {:.0} [{:.0}, {:.0}] (95 % bootstrap interval){}",
+                task.name(),
+                e.n,
+                e.mean,
+                e.lo,
+                e.hi,
+                a.actors.map_or(" in one process".to_string(), |n| format!(
+                    " with {n} actor processes"
+                ))
+            );
+        }
     }
     Ok(())
 }

@@ -74,6 +74,7 @@ impl BusArgs {
             retry: self.connect_retry_ms,
             auth: self.auth.clone(),
             tls: tls_files(&self.tls_ca, &self.tls_cert, &self.tls_key),
+            client: false,
         }
     }
 

@@ -148,10 +148,186 @@ pub(crate) struct NodeArgs {
     #[cfg(feature = "twin")]
     #[arg(long)]
     explore: bool,
-    /// selfi-learner node: publish weights every this many transitions once the actor learns.
+    /// selfi-learner node: publish weights every this many transitions once the
+    /// actor learns (default 100); rl-learner node: every this many environment
+    /// steps, when it learned since (default 256: right after each of DQN's
+    /// training rounds).
     #[cfg(feature = "twin")]
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
-    publish_every: u64,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    publish_every: Option<u64>,
+    /// actor and rl-learner nodes.
+    #[cfg(feature = "twin")]
+    #[command(flatten)]
+    rl: RlArgs,
+}
+
+/// The training nodes' settings (`agent node actor`, `agent node rl-learner`).
+/// With --connect and no --listen they are clients of the router that
+/// --connect names (`agent router --open`) and reach each other through it
+/// only; --config is the learner's settings (as `agent train --config`; actors
+/// need the learner's, for the network's shape).
+#[cfg(feature = "twin")]
+#[derive(clap::Args)]
+struct RlArgs {
+    /// actor, rl-learner: the training run's name (its keys: RUN/rl/...).
+    #[arg(long, default_value = "rl")]
+    run: String,
+    /// actor, rl-learner: the task (CartPole with DQN, Pendulum with SAC).
+    #[arg(long, value_enum, default_value = "cartpole")]
+    task: RlTask,
+    /// actor, rl-learner: the run's seed (each actor's own follows from it and --actor).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// actor: this actor's number, unique in the run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    actor: u32,
+    /// actor: environment steps per batch sent to the learner.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    batch: u64,
+    /// actor: batches that may wait for the learner's credit; beyond, the actor
+    /// waits (it never runs more than this many batches ahead of the learner).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    max_in_flight: u64,
+    /// actor: seconds without a word from the learner before the actor gives up.
+    #[arg(long, default_value_t = 120.0, value_parser = above(0.0, 86_400.0, "s"))]
+    learner_timeout: f64,
+    /// rl-learner: environment steps in all (default: 100000 for CartPole, 20000
+    /// for Pendulum, as `agent rl-validate`).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_steps: Option<u64>,
+    /// rl-learner: environment steps between evaluations (default: 5000 for
+    /// CartPole, 1000 for Pendulum, as `agent rl-validate`).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    eval_every: Option<u64>,
+    /// rl-learner: go on after the task is solved, to --max-steps.
+    #[arg(long)]
+    keep_going: bool,
+    /// rl-learner: the run's folder (checkpoint/ and its learner.toml); a run
+    /// found there is resumed.
+    #[arg(long, default_value = "out/rl-learner")]
+    out: PathBuf,
+    /// rl-learner: seconds without a batch from an actor before it is reported gone.
+    #[arg(long, default_value_t = 10.0, value_parser = above(0.0, 86_400.0, "s"))]
+    silent_after: f64,
+}
+
+#[cfg(feature = "twin")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RlTask {
+    Cartpole,
+    Pendulum,
+}
+
+#[cfg(feature = "twin")]
+impl RlTask {
+    fn classic(self) -> rl::validate::Classic {
+        match self {
+            RlTask::Cartpole => rl::validate::Classic::CartPole,
+            RlTask::Pendulum => rl::validate::Classic::Pendulum,
+        }
+    }
+}
+
+/// `agent node actor` / `agent node rl-learner`.
+#[cfg(feature = "twin")]
+fn rl_node(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    use agent::nodes::NodeKind;
+    let [kind] = a.kind.as_slice() else {
+        anyhow::bail!("the actor and rl-learner nodes run alone, one per process");
+    };
+    let config = match &a.config {
+        Some(p) => rl::train::TrainConfig::load(p)?,
+        None => rl::train::TrainConfig::default(),
+    };
+    let mut bus = a.bus.config();
+    bus.client = !bus.connect.is_empty() && bus.listen.is_empty();
+    let session = ::bus::open(&bus)?;
+    let r = &a.rl;
+    let task = r.task.classic();
+    match kind {
+        NodeKind::Actor => {
+            let report = agent::actors::actor::run(
+                &session,
+                &agent::actors::actor::ActorOptions {
+                    run: r.run.clone(),
+                    task,
+                    actor: r.actor,
+                    seed: r.seed,
+                    batch: r.batch as usize,
+                    max_in_flight: r.max_in_flight,
+                    config,
+                    learner_timeout: Duration::from_secs_f64(r.learner_timeout),
+                },
+                &stop,
+            )?;
+            println!(
+                "actor {}: {} steps in {} batches, {} episodes, {} weights versions taken, at most {} steps ahead of the learner{}",
+                r.actor,
+                report.steps,
+                report.batches,
+                report.episodes,
+                report.weights_taken,
+                report.max_ahead,
+                if report.learner_done {
+                    "; the learner ended the run"
+                } else {
+                    ""
+                }
+            );
+        }
+        NodeKind::RlLearner => {
+            let report = agent::actors::learner::run(
+                &session,
+                &agent::actors::learner::LearnerOptions {
+                    run: r.run.clone(),
+                    task,
+                    seed: r.seed,
+                    max_steps: r.max_steps.unwrap_or(match task {
+                        rl::validate::Classic::CartPole => 100_000,
+                        rl::validate::Classic::Pendulum => 20_000,
+                    }),
+                    eval_every: r.eval_every.unwrap_or(task.eval_every()),
+                    stop_when_solved: !r.keep_going,
+                    publish_every: a.publish_every.unwrap_or(256),
+                    out: r.out.clone(),
+                    save_every: Duration::from_secs_f64(a.save_every),
+                    silent_after: Duration::from_secs_f64(r.silent_after),
+                    device: agent::device::device(agent::device::Backend::Cpu)?,
+                    config,
+                },
+                &stop,
+            )?;
+            let p = &report.progress;
+            let actors: Vec<String> = p
+                .actors
+                .iter()
+                .map(|(k, v)| format!("actor {k}: {v}"))
+                .collect();
+            println!(
+                "rl-learner: {} {}; {} steps ({}) ; this process: {} steps in {:.1} s of learning ({:.0} steps/s), {} updates ({:.0} updates/s){}",
+                p.task,
+                match (p.solved_at, p.finished) {
+                    (Some(s), _) => format!("solved at step {s}"),
+                    (None, true) => format!("NOT solved in {} steps", p.steps),
+                    (None, false) => format!("interrupted at step {}", p.steps),
+                },
+                p.steps,
+                actors.join(", "),
+                report.steps,
+                report.learn_seconds,
+                report.steps as f64 / report.learn_seconds.max(1e-9),
+                report.updates,
+                report.updates as f64 / report.learn_seconds.max(1e-9),
+                if report.resumed_at > 0 {
+                    format!(", resumed at step {}", report.resumed_at)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        other => anyhow::bail!("{} is not a training node", other.name()),
+    }
+    Ok(())
 }
 
 /// Hover seconds before landing: finite, in [0, 600].
@@ -168,6 +344,15 @@ fn hover_seconds(s: &str) -> Result<f64, String> {
 
 /// Run the nodes of `a` until `stop` (or the first failure).
 pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    #[cfg(feature = "twin")]
+    if a.kind.iter().any(|k| {
+        matches!(
+            k,
+            agent::nodes::NodeKind::Actor | agent::nodes::NodeKind::RlLearner
+        )
+    }) {
+        return rl_node(a, stop);
+    }
     #[cfg(feature = "twin")]
     let mut cfg = match &a.config {
         Some(p) => FlyConfig::load(p)?,
@@ -237,7 +422,7 @@ pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
                     explore: a.explore,
                     gated: a.gated,
                     checkpoint: a.checkpoint.clone(),
-                    publish_every: a.publish_every.max(1),
+                    publish_every: a.publish_every.unwrap_or(100),
                     seed: cfg.seed,
                     seconds: cfg.seconds,
                 })

@@ -84,6 +84,12 @@ pub(crate) struct RouterArgs {
     /// Print the access control (zenoh's `access_control` JSON5) and exit.
     #[arg(long)]
     print_acl: bool,
+    /// A plain router for training nodes (`agent node actor`, `agent node
+    /// rl-learner`) on several hosts: no access control, no identities, any
+    /// TCP endpoint. It carries transitions and weights on a trusted network,
+    /// never a robot's graph.
+    #[arg(long, conflicts_with_all = ["users", "tls_ca", "ground", "print_acl"])]
+    open: bool,
 }
 
 impl RouterArgs {
@@ -104,6 +110,20 @@ impl RouterArgs {
 
 /// `agent router`: the secured graph's router until Ctrl-C.
 pub(crate) fn router(a: RouterArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    if a.open {
+        let _session = bus::open_router(&bus::RouterConfig {
+            listen: a.listen.clone(),
+            users: None,
+            tls: None,
+            acl: "{enabled:false}".into(),
+        })
+        .context("cannot start the router")?;
+        println!(
+            "open router on {} (no access control: training nodes only)",
+            a.listen.join(", ")
+        );
+        return wait_for_stop(&stop);
+    }
     for g in &a.ground {
         if bus::security::role(g).is_some() {
             anyhow::bail!("--ground {g}: `{g}` is a robot role, not a ground station's name");
@@ -154,6 +174,10 @@ pub(crate) fn router(a: RouterArgs, stop: Arc<AtomicBool>) -> Result<()> {
             a.ground.join(", ")
         }
     );
+    wait_for_stop(&stop)
+}
+
+fn wait_for_stop(stop: &AtomicBool) -> Result<()> {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -69,6 +69,12 @@ pub enum NodeKind {
     SelfiLearner,
     /// The graph's topics as ROS 2 topics on rmw_zenoh (and goals back).
     Ros2,
+    /// Training: steps a task's environment with the learner's latest network
+    /// and sends the steps to the learner (`crate::actors`; runs alone).
+    Actor,
+    /// Training: learns from the actors' steps, publishes its network,
+    /// checkpoints (`crate::actors`; runs alone).
+    RlLearner,
 }
 
 impl NodeKind {
@@ -86,6 +92,8 @@ impl NodeKind {
             NodeKind::Telemetry => "telemetry",
             NodeKind::SelfiLearner => "selfi-learner",
             NodeKind::Ros2 => "ros2",
+            NodeKind::Actor => "actor",
+            NodeKind::RlLearner => "rl-learner",
         }
     }
 }
@@ -199,6 +207,11 @@ pub fn run(
         }
         NodeKind::Stereo => stereo_node(session, robot, cfg, fc, stop),
         NodeKind::Ros2 => ros2::ros2_node(session, robot, fc, stop),
+        NodeKind::Actor | NodeKind::RlLearner => anyhow::bail!(
+            "the {} node trains, apart from the robot's graph: run it alone (`agent node {}`)",
+            kind.name(),
+            kind.name()
+        ),
         #[cfg(feature = "twin")]
         NodeKind::Policy => match &fc.selfi {
             Some(o) => crate::selfi_graph::selfi_policy_node(session, robot, cfg, o, stop),
