@@ -17,7 +17,7 @@ use rl::validate::Classic;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::info;
 
 /// What an actor runs.
 #[derive(Debug, Clone)]
@@ -252,17 +252,16 @@ pub fn run(session: &Session, o: &ActorOptions, stop: &AtomicBool) -> Result<Act
             .unwrap_or_else(PoisonError::into_inner)
             .take_if(|w| w.version > version);
         if let Some(w) = offered {
-            match import(policy.as_mut(), &scratch, &w.bpk) {
-                Ok(()) => {
-                    version = w.version;
-                    report.weights_taken += 1;
-                }
-                Err(e) => warn!(
-                    actor = o.actor,
-                    version = w.version,
-                    "weights refused: {e:#}"
-                ),
-            }
+            // Weights that do not load are the learner's network of another
+            // shape: every later version would be refused too.
+            import(policy.as_mut(), &scratch, &w.bpk).with_context(|| {
+                format!(
+                    "the learner's weights v{} do not fit this actor's network (give the actor the learner's --config)",
+                    w.version
+                )
+            })?;
+            version = w.version;
+            report.weights_taken += 1;
         }
         policy.follow_steps(learner_steps);
 

@@ -543,15 +543,17 @@ pub(crate) fn rl_bench(a: RlBenchArgs, stop: &AtomicBool) -> Result<()> {
                 },
                 stop,
             )?;
+            let wall = r.wall_seconds.max(1e-9);
             println!(
-                "{:<16} {:>7} steps  {n} actor process(es): {:>8.1} env steps/s, learner {:>7.1} updates/s  (one process: {:.1} steps/s, {:.1} updates/s; ratio {:.2}x)",
+                "{:<16} {:>7} steps  {n} actor process(es): {:>8.1} env steps/s, learner {:>7.1} updates/s, busy {:.0} % of the time  (one process: {:.1} steps/s, {:.1} updates/s; ratio {:.2}x)",
                 task.name(),
                 r.steps,
-                r.steps as f64 / r.learn_seconds.max(1e-9),
-                r.updates as f64 / r.learn_seconds.max(1e-9),
+                r.steps as f64 / wall,
+                r.updates as f64 / wall,
+                100.0 * r.learn_seconds / wall,
                 ours.steps_per_second(),
                 ours.updates as f64 / ours.train_seconds.max(1e-9),
-                (r.steps as f64 / r.learn_seconds.max(1e-9)) / ours.steps_per_second()
+                (r.steps as f64 / wall) / ours.steps_per_second()
             );
         }
     }
