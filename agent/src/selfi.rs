@@ -11,6 +11,7 @@
 //!   CSV, rerun scalars over online minutes and a printed table with the goal check.
 
 use crate::telemetry::{Sink, Telemetry};
+use crate::train::Incomplete;
 use anyhow::{Context as _, Result, bail};
 use burn::tensor::Device;
 use bus::Topic;
@@ -18,7 +19,7 @@ use bus::msg::{DepthScan, Event, Goal, Setpoint, State, Tracks};
 use bus::wire::{Header, decode, decode_header, encode};
 use rl::selfi::SelfiConfig;
 use rl::selfi::data::{Flight, Frame};
-use rl::selfi::experiment::{ArmRun, Bin, OfflineBundle, fly_behaviour, run_arm, train_offline};
+use rl::selfi::experiment::{Bin, OfflineBundle, fly_behaviour, run_arm, train_offline};
 use rl::selfi::online::Arm;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -501,7 +502,7 @@ fn flat_fields<T: serde::Serialize>(r: &T) -> Result<Vec<(String, String)>> {
 
 /// Per-arm sums over seeds, bin by bin (of the bins `which` picks: the online
 /// bins or the evaluations).
-fn pooled(runs: &[&ArmRun], which: fn(&ArmRun) -> &[Bin]) -> Vec<Bin> {
+fn pooled(runs: &[&RunFigures], which: fn(&RunFigures) -> &[Bin]) -> Vec<Bin> {
     let n = runs.iter().map(|r| which(r).len()).min().unwrap_or(0);
     (0..n)
         .map(|i| {
@@ -528,27 +529,218 @@ pub struct OnlineSummary {
     pub eval_goal_met: Option<bool>,
 }
 
-/// `agent selfi online`.
+/// The figures of one run that the comparison reads (a run's `run.toml`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunFigures {
+    /// The arm.
+    pub arm: Arm,
+    /// The seed.
+    pub seed: u64,
+    /// Per-bin figures.
+    pub bins: Vec<Bin>,
+    /// Evaluations (minute 0 and every bin's end), when there were any.
+    #[serde(default)]
+    pub evals: Vec<Bin>,
+}
+
+/// What a run's folder keeps (`run.toml`): how it ended and its figures.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct RunFile {
+    /// `running`, `finished`, `interrupted` or `failed`.
+    state: String,
+    #[serde(default)]
+    reason: String,
+    /// What the run is ([`run_fingerprint`]): a folder of another
+    /// experiment's run is never taken for this one's.
+    experiment: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    figures: Option<RunFigures>,
+}
+
+const RUN_FILE: &str = "run.toml";
+
+/// The runs of an online experiment in task order: arms in the order given,
+/// seeds within.
+pub fn online_runs(spec: &OnlineSpec) -> Vec<(Arm, u64)> {
+    spec.arms
+        .iter()
+        .flat_map(|&arm| (0..spec.seeds.1).map(move |k| (arm, spec.seeds.0 + k)))
+        .collect()
+}
+
+fn run_dir(spec: &OnlineSpec, arm: Arm, seed: u64) -> PathBuf {
+    spec.out.join(arm.name()).join(format!("seed{seed}"))
+}
+
+/// Every setting a run's figures depend on (the offline phase's included, by
+/// its settings), its arm and seed, its length and bins.
+fn run_fingerprint(cfg: &SelfiConfig, spec: &OnlineSpec, arm: Arm, seed: u64) -> String {
+    crate::train::fingerprint(&format!(
+        "{cfg:?}|{}|{seed}|{}|{}",
+        arm.name(),
+        spec.minutes,
+        spec.bin_minutes
+    ))
+}
+
+fn write_run_file(dir: &Path, file: &RunFile) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = dir.join("run.toml.tmp");
+    std::fs::write(
+        &tmp,
+        toml::to_string(file).context("cannot encode a run's figures")?,
+    )
+    .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(RUN_FILE))
+        .with_context(|| format!("cannot write {}", dir.join(RUN_FILE).display()))
+}
+
+/// Fly one run and keep it in its folder: bins.csv, evals.csv, steps.csv, its
+/// final actor and run.toml (how it ended, its figures). Returns how it ended.
+#[allow(clippy::too_many_arguments)]
+fn fly_and_keep(
+    cfg: &SelfiConfig,
+    bundle: &OfflineBundle,
+    spec: &OnlineSpec,
+    (arm, seed): (Arm, u64),
+    device: &Device,
+    stop: &AtomicBool,
+    tel: &Telemetry,
+    start: Instant,
+) -> Result<&'static str> {
+    let dir = run_dir(spec, arm, seed);
+    let experiment = run_fingerprint(cfg, spec, arm, seed);
+    // Marked as running first: a task killed without a word leaves no earlier
+    // figures behind to be counted.
+    write_run_file(
+        &dir,
+        &RunFile {
+            state: "running".into(),
+            reason: "running, or killed without a word".into(),
+            experiment: experiment.clone(),
+            figures: None,
+        },
+    )?;
+    let outcome = run_arm(
+        arm,
+        bundle,
+        cfg,
+        seed,
+        spec.minutes,
+        spec.bin_minutes,
+        device,
+        stop,
+        |b, e| {
+            if let Some(e) = e {
+                eprintln!(
+                    "{:>7} seed {seed}: minute {:5.1}  evaluation ({:.0} m, no exploration): interventions/100m {:6.2}  collisions/100m {:5.2}  success {:5.1} %",
+                    arm.name(),
+                    e.minute,
+                    e.distance,
+                    e.interventions_per_100m(),
+                    e.collisions_per_100m(),
+                    e.success_rate()
+                );
+                let base = format!("selfi/{}/seed{seed}/eval", arm.name());
+                tel.set_time((e.minute * 60.0) as i64, e.minute * 60.0);
+                for (name, v) in [
+                    ("interventions_per_100m", e.interventions_per_100m()),
+                    ("collisions_per_100m", e.collisions_per_100m()),
+                    ("success_rate", e.success_rate()),
+                ] {
+                    if v.is_finite() {
+                        let _ = tel.scalar_at(&format!("{base}/{name}"), v);
+                    }
+                }
+            }
+            eprintln!(
+                "{:>7} seed {seed}: minute {:5.1}  {:6.1} m  interventions/100m {:6.2}  collisions/100m {:5.2}  success {:5.1} %  rejected {}  rollbacks {}  ({:.0} s)",
+                arm.name(),
+                b.minute,
+                b.distance,
+                b.interventions_per_100m(),
+                b.collisions_per_100m(),
+                b.success_rate(),
+                b.rejected,
+                b.rollbacks,
+                start.elapsed().as_secs_f64()
+            );
+            tel.set_time((b.minute * 60.0) as i64, b.minute * 60.0);
+            let base = format!("selfi/{}/seed{seed}", arm.name());
+            for (name, v) in [
+                ("interventions_per_100m", b.interventions_per_100m()),
+                ("collisions_per_100m", b.collisions_per_100m()),
+                ("success_rate", b.success_rate()),
+                ("j", f64::from(b.j)),
+                ("qbar", f64::from(b.qbar)),
+                ("critic_loss", f64::from(b.critic_loss)),
+            ] {
+                if v.is_finite() {
+                    let _ = tel.scalar_at(&format!("{base}/{name}"), v);
+                }
+            }
+        },
+    );
+    let (state, reason, figures) = match &outcome {
+        // A run cut short by Ctrl-C or SIGTERM has fewer bins than asked.
+        Ok(_) if stop.load(Ordering::Relaxed) => {
+            ("interrupted", "stopped before its end".to_string(), None)
+        }
+        Ok(run) => {
+            write_csv(&run.bins, &dir.join("bins.csv"))?;
+            if !run.evals.is_empty() {
+                write_csv(&run.evals, &dir.join("evals.csv"))?;
+            }
+            write_csv(&run.steps, &dir.join("steps.csv"))?;
+            run.actor.save(&dir.join("actor.bpk"))?;
+            (
+                "finished",
+                String::new(),
+                Some(RunFigures {
+                    arm,
+                    seed,
+                    bins: run.bins.clone(),
+                    evals: run.evals.clone(),
+                }),
+            )
+        }
+        Err(e) => ("failed", format!("{e:#}"), None),
+    };
+    write_run_file(
+        &dir,
+        &RunFile {
+            state: state.into(),
+            reason,
+            experiment,
+            figures,
+        },
+    )?;
+    outcome
+        .map(|_| state)
+        .map_err(|e| anyhow::Error::from(e).context(format!("{} seed {seed}", arm.name())))
+}
+
+fn write_config(cfg: &SelfiConfig, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    std::fs::write(
+        out.join("config.toml"),
+        toml::to_string(cfg).context("config does not serialise")?,
+    )
+    .with_context(|| format!("cannot write {}", out.join("config.toml").display()))
+}
+
+/// `agent selfi online`: every run, `spec.jobs` at a time, each kept in its
+/// folder, then the comparison from those folders ([`collect_online`], the
+/// code a sweep's collection runs), with the runs left out of it.
 pub fn online(
     cfg: &SelfiConfig,
     bundle: &OfflineBundle,
     spec: &OnlineSpec,
     device: &Device,
     stop: &AtomicBool,
-) -> Result<OnlineSummary> {
-    std::fs::create_dir_all(&spec.out)
-        .with_context(|| format!("cannot create {}", spec.out.display()))?;
-    std::fs::write(
-        spec.out.join("config.toml"),
-        toml::to_string(cfg).context("config does not serialise")?,
-    )
-    .with_context(|| format!("cannot write {}", spec.out.join("config.toml").display()))?;
-    let mut jobs = Vec::new();
-    for &arm in &spec.arms {
-        for k in 0..spec.seeds.1 {
-            jobs.push((arm, spec.seeds.0 + k));
-        }
-    }
+) -> Result<(OnlineSummary, Vec<Incomplete>)> {
+    write_config(cfg, &spec.out)?;
+    let jobs = online_runs(spec);
     eprintln!(
         "SELFI online: {} runs ({} arms x {} seeds, {} simulated minutes each, critic variant {:?}, J scale from {} probe states), {} at once; output in {}",
         jobs.len(),
@@ -562,104 +754,114 @@ pub fn online(
     );
     let tel = Telemetry::open(&spec.sink, "agent-selfi")?;
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: std::sync::Mutex<Vec<Option<Result<ArmRun, String>>>> =
-        std::sync::Mutex::new((0..jobs.len()).map(|_| None).collect());
     let start = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..spec.jobs.max(1).min(jobs.len()) {
-            let (jobs, next, results, tel) = (&jobs, &next, &results, &tel);
+            let (jobs, next, tel) = (&jobs, &next, &tel);
             scope.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&(arm, seed)) = jobs.get(i) else { break };
-                    let r = run_arm(arm, bundle, cfg, seed, spec.minutes, spec.bin_minutes, device, stop, |b, e| {
-                        if let Some(e) = e {
-                            eprintln!(
-                                "{:>7} seed {seed}: minute {:5.1}  evaluation ({:.0} m, no exploration): interventions/100m {:6.2}  collisions/100m {:5.2}  success {:5.1} %",
-                                arm.name(),
-                                e.minute,
-                                e.distance,
-                                e.interventions_per_100m(),
-                                e.collisions_per_100m(),
-                                e.success_rate()
-                            );
-                            let base = format!("selfi/{}/seed{seed}/eval", arm.name());
-                            tel.set_time((e.minute * 60.0) as i64, e.minute * 60.0);
-                            for (name, v) in [
-                                ("interventions_per_100m", e.interventions_per_100m()),
-                                ("collisions_per_100m", e.collisions_per_100m()),
-                                ("success_rate", e.success_rate()),
-                            ] {
-                                if v.is_finite() {
-                                    let _ = tel.scalar_at(&format!("{base}/{name}"), v);
-                                }
-                            }
-                        }
-                        eprintln!(
-                            "{:>7} seed {seed}: minute {:5.1}  {:6.1} m  interventions/100m {:6.2}  collisions/100m {:5.2}  success {:5.1} %  rejected {}  rollbacks {}  ({:.0} s)",
-                            arm.name(),
-                            b.minute,
-                            b.distance,
-                            b.interventions_per_100m(),
-                            b.collisions_per_100m(),
-                            b.success_rate(),
-                            b.rejected,
-                            b.rollbacks,
-                            start.elapsed().as_secs_f64()
-                        );
-                        tel.set_time((b.minute * 60.0) as i64, b.minute * 60.0);
-                        let base = format!("selfi/{}/seed{seed}", arm.name());
-                        for (name, v) in [
-                            ("interventions_per_100m", b.interventions_per_100m()),
-                            ("collisions_per_100m", b.collisions_per_100m()),
-                            ("success_rate", b.success_rate()),
-                            ("j", f64::from(b.j)),
-                            ("qbar", f64::from(b.qbar)),
-                            ("critic_loss", f64::from(b.critic_loss)),
-                        ] {
-                            if v.is_finite() {
-                                let _ = tel.scalar_at(&format!("{base}/{name}"), v);
-                            }
-                        }
-                    })
-                    .map_err(|e| e.to_string());
-                    if let Ok(mut g) = results.lock() {
-                        g[i] = Some(r);
+                    let Some(&job) = jobs.get(i) else { break };
+                    // A failure is kept in the run's folder and named by the collection.
+                    if let Err(e) = fly_and_keep(cfg, bundle, spec, job, device, stop, tel, start) {
+                        eprintln!("{e:#}");
                     }
                 }
             });
         }
     });
     let _ = tel.flush();
-    let results = results.into_inner().unwrap_or_default();
-    let mut ok: Vec<&ArmRun> = Vec::new();
-    let mut failed = Vec::new();
-    for ((arm, seed), r) in jobs.iter().zip(&results) {
-        match r {
-            Some(Ok(run)) => {
-                let dir = spec.out.join(arm.name()).join(format!("seed{seed}"));
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-                write_csv(&run.bins, &dir.join("bins.csv"))?;
-                if !run.evals.is_empty() {
-                    write_csv(&run.evals, &dir.join("evals.csv"))?;
-                }
-                write_csv(&run.steps, &dir.join("steps.csv"))?;
-                run.actor.save(&dir.join("actor.bpk"))?;
-                ok.push(run);
+    collect_online(cfg, spec)
+}
+
+/// One task of a sweep: run `index` of [`online_runs`], kept in its folder
+/// (no telemetry: the tasks of a sweep run apart). Returns how it ended.
+pub fn online_task(
+    cfg: &SelfiConfig,
+    bundle: &OfflineBundle,
+    spec: &OnlineSpec,
+    index: usize,
+    device: &Device,
+    stop: &AtomicBool,
+) -> Result<&'static str> {
+    let all = online_runs(spec);
+    let Some(&job) = all.get(index) else {
+        bail!(
+            "task {index} does not exist: this experiment has {} runs (tasks 0..={})",
+            all.len(),
+            all.len().saturating_sub(1)
+        );
+    };
+    write_config(cfg, &spec.out)?;
+    eprintln!(
+        "task {index}: arm {} seed {} ({} simulated minutes)",
+        job.0.name(),
+        job.1,
+        spec.minutes
+    );
+    fly_and_keep(
+        cfg,
+        bundle,
+        spec,
+        job,
+        device,
+        stop,
+        &Telemetry::off(),
+        Instant::now(),
+    )
+}
+
+/// The comparison from the runs' folders alone, however they were run
+/// (`summary.txt` written beside them), and the runs that are not in it.
+pub fn collect_online(
+    cfg: &SelfiConfig,
+    spec: &OnlineSpec,
+) -> Result<(OnlineSummary, Vec<Incomplete>)> {
+    let mut figures = Vec::new();
+    let mut missing = Vec::new();
+    for (task, (arm, seed)) in online_runs(spec).into_iter().enumerate() {
+        let dir = run_dir(spec, arm, seed);
+        let mut skip = |failed: bool, why: String| {
+            missing.push(Incomplete {
+                task,
+                dir: dir.clone(),
+                failed,
+                why,
+            })
+        };
+        let text = match std::fs::read_to_string(dir.join(RUN_FILE)) {
+            Ok(t) => t,
+            Err(_) => {
+                skip(false, "never run (no run.toml)".into());
+                continue;
             }
-            Some(Err(e)) => failed.push(format!("{} seed {seed}: {e}", arm.name())),
-            None => failed.push(format!("{} seed {seed}: not run", arm.name())),
+        };
+        let file: RunFile = match toml::from_str(&text) {
+            Ok(f) => f,
+            Err(e) => {
+                skip(
+                    true,
+                    format!("{} cannot be read: {e}", dir.join(RUN_FILE).display()),
+                );
+                continue;
+            }
+        };
+        match (file.state.as_str(), file.figures) {
+            _ if file.experiment != run_fingerprint(cfg, spec, arm, seed) => skip(
+                true,
+                "holds a run of another experiment (other settings, length or bins)".into(),
+            ),
+            ("finished", Some(f)) if f.arm == arm && f.seed == seed => figures.push(f),
+            ("failed", _) => skip(true, format!("failed: {}", file.reason)),
+            (state, _) => skip(false, format!("{state}: {}", file.reason)),
         }
     }
-    let summary = summarise(&spec.arms, &ok, spec.minutes);
+    let summary = summarise(&spec.arms, &figures, spec.minutes);
+    std::fs::create_dir_all(&spec.out)
+        .with_context(|| format!("cannot create {}", spec.out.display()))?;
     std::fs::write(spec.out.join("summary.txt"), &summary.table)
         .with_context(|| format!("cannot write {}", spec.out.join("summary.txt").display()))?;
-    if let Some(f) = failed.first() {
-        eprint!("{}", summary.table);
-        bail!("{} of the runs failed; first: {f}", failed.len());
-    }
-    Ok(summary)
+    Ok((summary, missing))
 }
 
 /// Rows of one table (arm by arm, bins pooled over seeds) appended to `t`;
@@ -667,8 +869,8 @@ pub fn online(
 fn arm_table(
     t: &mut String,
     arms: &[Arm],
-    runs: &[&ArmRun],
-    which: fn(&ArmRun) -> &[Bin],
+    runs: &[RunFigures],
+    which: fn(&RunFigures) -> &[Bin],
 ) -> std::collections::HashMap<Arm, Vec<Bin>> {
     let _ = writeln!(
         t,
@@ -685,7 +887,7 @@ fn arm_table(
     );
     let mut pooled_by = std::collections::HashMap::new();
     for &a in arms {
-        let rs: Vec<&ArmRun> = runs.iter().copied().filter(|r| r.arm == a).collect();
+        let rs: Vec<&RunFigures> = runs.iter().filter(|r| r.arm == a).collect();
         let bins = pooled(&rs, which);
         for b in &bins {
             let _ = writeln!(
@@ -757,7 +959,7 @@ fn goal_check(
 
 /// The tables over arms (online bins; evaluations when there are any), bins
 /// pooled over seeds, and the goal checks.
-pub fn summarise(arms: &[Arm], runs: &[&ArmRun], minutes: f64) -> OnlineSummary {
+pub fn summarise(arms: &[Arm], runs: &[RunFigures], minutes: f64) -> OnlineSummary {
     let mut t = String::new();
     let seeds = runs
         .iter()

@@ -342,6 +342,11 @@ impl Learner for Dqn {
         self.steps = steps;
     }
 
+    fn remember(&mut self, t: Transition) {
+        self.replay.push(t);
+        self.steps += 1;
+    }
+
     fn kind(&self) -> &'static str {
         "dqn"
     }

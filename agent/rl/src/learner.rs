@@ -12,6 +12,10 @@ pub trait Learner: Send {
     fn act(&mut self, obs: &[f32], explore: bool) -> Act;
     /// Store one environment step and train when the schedule says so.
     fn observe(&mut self, t: Transition) -> Result<(), RlError>;
+    /// Store one environment step without learning from it; it counts as
+    /// seen. A learner resumed from a checkpoint (which keeps no replay)
+    /// refills its replay so before it trains again.
+    fn remember(&mut self, t: Transition);
     /// A curriculum iteration of `steps` environment steps begins (SPaCE's
     /// 100·N): an on-policy learner may hold its update until the end of it.
     fn begin_iteration(&mut self, _steps: u64) {}

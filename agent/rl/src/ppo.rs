@@ -583,6 +583,12 @@ impl Learner for Ppo {
         self.steps = steps;
     }
 
+    fn remember(&mut self, _t: Transition) {
+        // On-policy: a step it did not take with its current policy is not
+        // learned from later either.
+        self.steps += 1;
+    }
+
     fn kind(&self) -> &'static str {
         "ppo"
     }

@@ -441,6 +441,11 @@ impl Learner for Sac {
         self.steps = steps;
     }
 
+    fn remember(&mut self, t: Transition) {
+        self.replay.push(t);
+        self.steps += 1;
+    }
+
     fn kind(&self) -> &'static str {
         "sac"
     }

@@ -56,6 +56,9 @@ pub struct ActorReport {
     /// Most environment steps this actor had sent that the learner had not
     /// yet taken (at most `max_in_flight × batch`).
     pub max_ahead: u64,
+    /// The last weights version taken (a learner's restart count in its top
+    /// bits, see [`super::learner`]).
+    pub weights_version: u64,
 }
 
 /// What the learner last told this actor.
@@ -87,6 +90,12 @@ pub fn run(session: &Session, o: &ActorOptions, stop: &AtomicBool) -> Result<Act
     if o.batch == 0 || o.batch > super::msg::MAX_STEPS {
         bail!("--batch {}: 1 ..= {}", o.batch, super::msg::MAX_STEPS);
     }
+    if o.max_in_flight == 0 {
+        bail!("--max-in-flight must be at least 1");
+    }
+    // This process's own number: credit meant for an earlier process with the
+    // same actor number (restarted) is not taken for this one's.
+    let me_session = bus::now_ns() ^ (u64::from(std::process::id()) << 32);
     let keys = Keys::new(&o.run)?;
     let mut env = o.task.env()?;
     let action_dim = match env.action_space() {
@@ -113,12 +122,16 @@ pub fn run(session: &Session, o: &ActorOptions, stop: &AtomicBool) -> Result<Act
                 let Ok((_, c)) = decode::<Credit>(&s.payload().to_bytes()) else {
                     return;
                 };
-                if c.actor != me && c.actor != ALL_ACTORS {
+                if c.actor != ALL_ACTORS && (c.actor != me || c.session != me_session) {
                     return;
                 }
                 let mut h = heard.lock().unwrap_or_else(PoisonError::into_inner);
-                h.taken = h.taken.max(c.batch);
-                h.learner_steps = h.learner_steps.max(c.learner_steps);
+                if c.actor == me {
+                    h.taken = h.taken.max(c.batch);
+                }
+                // The newest word: a learner resumed from its checkpoint counts
+                // from there.
+                h.learner_steps = c.learner_steps;
                 h.done |= c.done;
                 h.at = Some(Instant::now());
             })
@@ -150,6 +163,7 @@ pub fn run(session: &Session, o: &ActorOptions, stop: &AtomicBool) -> Result<Act
     let send = |batch: u64, steps: Vec<Transition>| -> Result<()> {
         let e = Experience {
             actor: o.actor,
+            session: me_session,
             batch,
             obs_dim: obs_dim as u32,
             action_dim: action_dim as u32,
@@ -181,6 +195,11 @@ pub fn run(session: &Session, o: &ActorOptions, stop: &AtomicBool) -> Result<Act
         if stop.load(Ordering::Relaxed) {
             return Ok(report);
         }
+        if heard.lock().unwrap_or_else(PoisonError::into_inner).done {
+            report.learner_done = true;
+            info!(actor = o.actor, "the learner had already ended the run");
+            return Ok(report);
+        }
         if started.elapsed() > o.learner_timeout {
             bail!(
                 "no learner answered on {} within {:.0} s (is `agent node rl-learner --run {}` running, and are both connected to the same router?)",
@@ -190,7 +209,7 @@ pub fn run(session: &Session, o: &ActorOptions, stop: &AtomicBool) -> Result<Act
             );
         }
         if asked.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            send_greeting(&publisher, o, obs_dim, action_dim, 0)?;
+            send_greeting(&publisher, o, me_session, (obs_dim, action_dim), 0)?;
             asked = Some(Instant::now());
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -219,7 +238,10 @@ pub fn run(session: &Session, o: &ActorOptions, stop: &AtomicBool) -> Result<Act
         let in_flight = batch_no - taken.min(batch_no);
         if in_flight >= o.max_in_flight {
             let since = *waiting_since.get_or_insert_with(Instant::now);
-            let silent = last_heard.map_or(started.elapsed(), |t| t.elapsed());
+            // Silent since its last word, or since this wait began if later.
+            let silent = last_heard
+                .map_or(started.elapsed(), |t| t.elapsed())
+                .min(since.elapsed());
             if silent > o.learner_timeout {
                 bail!(
                     "the learner has been silent for {:.0} s ({} of this actor's batches unanswered)",
@@ -231,7 +253,7 @@ pub fn run(session: &Session, o: &ActorOptions, stop: &AtomicBool) -> Result<Act
             // batches before it by a busy learner, at once by a restarted one
             // (which never had the ones in flight: they are lost).
             if since.elapsed() >= ASK_EVERY && asked.is_none_or(|t| t.elapsed() >= ASK_EVERY) {
-                send_greeting(&publisher, o, obs_dim, action_dim, batch_no)?;
+                send_greeting(&publisher, o, me_session, (obs_dim, action_dim), batch_no)?;
                 asked = Some(Instant::now());
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -262,6 +284,7 @@ pub fn run(session: &Session, o: &ActorOptions, stop: &AtomicBool) -> Result<Act
             })?;
             version = w.version;
             report.weights_taken += 1;
+            report.weights_version = version;
         }
         policy.follow_steps(learner_steps);
 
@@ -294,12 +317,13 @@ pub fn run(session: &Session, o: &ActorOptions, stop: &AtomicBool) -> Result<Act
 fn send_greeting(
     publisher: &bus::zenoh::pubsub::Publisher<'_>,
     o: &ActorOptions,
-    obs_dim: usize,
-    action_dim: usize,
+    session: u64,
+    (obs_dim, action_dim): (usize, usize),
     batch: u64,
 ) -> Result<()> {
     let e = Experience {
         actor: o.actor,
+        session,
         batch,
         obs_dim: obs_dim as u32,
         action_dim: action_dim as u32,

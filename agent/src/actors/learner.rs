@@ -74,8 +74,13 @@ pub struct Progress {
     pub steps: u64,
     /// Gradient steps.
     pub updates: u64,
-    /// Weights versions published.
+    /// The last weights version published: the learner's start count
+    /// (`restarts`) in the top 24 bits, its publications since in the rest, so
+    /// that a resumed learner's weights are newer than any of its past ones.
     pub version: u64,
+    /// Times the run was started or resumed.
+    #[serde(default)]
+    pub restarts: u64,
     /// Steps at the first evaluation that met the threshold.
     pub solved_at: Option<u64>,
     /// Every evaluation.
@@ -103,13 +108,22 @@ pub struct LearnerReport {
     pub wall_seconds: f64,
     /// Malformed or foreign messages ignored.
     pub ignored: u64,
+    /// Most batches one actor had sent beyond the learner's credit to it when
+    /// one arrived (the actors' `--max-in-flight` bounds it), seen here.
+    pub max_lead: u64,
 }
 
 /// Actors as the learner sees them.
 struct Seen {
     last: Instant,
     silent: bool,
+    /// The process behind the number, and the last batch credited to it.
+    session: u64,
+    credited: u64,
 }
+
+/// Bits of a weights version below the learner's start count.
+pub const VERSION_BITS: u32 = 40;
 
 /// Run the learner until the run ends (solved or `max_steps`) or `stop`.
 pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<LearnerReport> {
@@ -140,6 +154,7 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
     let mut learner = make_learner(env.as_ref(), &o.config, &o.device, o.seed)?;
     std::fs::create_dir_all(&o.out)
         .with_context(|| format!("cannot make the run's folder {}", o.out.display()))?;
+    let _lock = FolderLock::take(&o.out)?;
     let mut progress = match resume_from(&o.out) {
         Some(dir) => {
             let p = read_progress(&dir)?;
@@ -156,10 +171,9 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
                 .load(&dir)
                 .with_context(|| format!("cannot resume from {}", dir.display()))?;
             println!(
-                "rl-learner: resumed from {} at step {} (weights v{}; the replay starts empty)",
+                "rl-learner: resumed from {} at step {} (the replay starts empty and is refilled before learning goes on)",
                 dir.display(),
-                p.steps,
-                p.version
+                p.steps
             );
             p
         }
@@ -170,6 +184,7 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
             steps: 0,
             updates: 0,
             version: 0,
+            restarts: 0,
             solved_at: None,
             evaluations: Vec::new(),
             actors: BTreeMap::new(),
@@ -178,6 +193,19 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
     };
     let resumed_at = progress.steps;
     let updates_at_start = learner.updates();
+    progress.restarts += 1;
+    progress.version = progress.restarts << VERSION_BITS;
+    // A resumed learner refills its replay (which a checkpoint does not keep)
+    // before it learns again: its step count is past the warm-up already.
+    let refill = if resumed_at > 0 {
+        match o.task {
+            Classic::CartPole => o.config.dqn.learning_starts,
+            Classic::Pendulum => o.config.sac.learning_starts,
+        }
+    } else {
+        0
+    };
+    let mut refilled = 0u64;
 
     let sub = session
         .declare_subscriber(keys.experience.clone())
@@ -200,15 +228,17 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
             .wait()
             .map_err(|e| anyhow::anyhow!("cannot publish: {e}"))
     };
-    let send_credit = |actor: u32, batch: u64, steps: u64, done: bool| -> Result<()> {
-        let c = Credit {
-            actor,
-            batch,
-            learner_steps: steps,
-            done,
+    let send_credit =
+        |(actor, session): (u32, u64), batch: u64, steps: u64, done: bool| -> Result<()> {
+            let c = Credit {
+                actor,
+                session,
+                batch,
+                learner_steps: steps,
+                done,
+            };
+            put(&credit, encode(&Header::default(), &c))
         };
-        put(&credit, encode(&Header::default(), &c))
-    };
     // The latest weights' message, re-sent to an actor that greets.
     let mut published: Vec<u8> = Vec::new();
     let mut published_updates = u64::MAX;
@@ -248,10 +278,12 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
     let mut ignored = 0u64;
     let mut learn_seconds = 0.0;
     let mut first_batch: Option<Instant> = None;
+    let mut max_lead = 0u64;
     let mut saved = Instant::now();
-    let finished = |p: &Progress| {
-        p.finished || p.steps >= o.max_steps || (o.stop_when_solved && p.solved_at.is_some())
-    };
+    // From this start's settings: a finished run resumed with more steps (or
+    // --keep-going) goes on.
+    let finished =
+        |p: &Progress| p.steps >= o.max_steps || (o.stop_when_solved && p.solved_at.is_some());
     while !finished(&progress) && !stop.load(Ordering::Relaxed) {
         for (id, s) in seen.iter_mut() {
             if !s.silent && s.last.elapsed() > o.silent_after {
@@ -280,6 +312,14 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
                 continue;
             }
         };
+        if e.actor == 0 || e.actor == ALL_ACTORS {
+            ignored += 1;
+            warn!(
+                "a batch from actor number {}, which no actor has: ignored",
+                e.actor
+            );
+            continue;
+        }
         if e.obs_dim as usize != obs_dim || e.action_dim as usize != action_dim {
             ignored += 1;
             warn!(
@@ -291,39 +331,52 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
             );
             continue;
         }
-        match seen.get_mut(&e.actor) {
-            None => {
-                println!("rl-learner: actor {} joined", e.actor);
-                seen.insert(
-                    e.actor,
-                    Seen {
-                        last: Instant::now(),
-                        silent: false,
-                    },
-                );
+        let to = (e.actor, e.session);
+        let s = seen.entry(e.actor).or_insert_with(|| {
+            println!("rl-learner: actor {} joined", e.actor);
+            Seen {
+                last: Instant::now(),
+                silent: false,
+                session: e.session,
+                credited: e.batch.saturating_sub(1),
             }
-            Some(s) => {
-                if s.silent {
-                    println!("rl-learner: actor {} back", e.actor);
-                }
-                s.last = Instant::now();
-                s.silent = false;
-            }
+        });
+        if s.silent {
+            println!("rl-learner: actor {} back", e.actor);
+        }
+        s.last = Instant::now();
+        s.silent = false;
+        if s.session != e.session {
+            // The actor's process was restarted: its numbering starts again.
+            s.session = e.session;
+            s.credited = e.batch.saturating_sub(1);
         }
         if e.steps.is_empty() {
-            // A greeting or a question: everything before it in the queue is taken.
-            publish(learner.as_ref(), &mut progress, true)?;
-            send_credit(e.actor, e.batch, learner.steps(), false)?;
+            // A greeting gets the weights; a greeting or a question, credit:
+            // everything before it in the queue is taken.
+            if e.batch == 0 {
+                publish(learner.as_ref(), &mut progress, true)?;
+            }
+            s.credited = s.credited.max(e.batch);
+            send_credit(to, e.batch, learner.steps(), false)?;
             continue;
         }
+        max_lead = max_lead.max(e.batch.saturating_sub(s.credited));
+        s.credited = s.credited.max(e.batch);
         first_batch.get_or_insert_with(Instant::now);
         let mut clock = Instant::now();
         let key = e.actor.to_string();
+        let mut evaluated = false;
         for t in e.steps {
             if finished(&progress) {
                 break;
             }
-            learner.observe(t)?;
+            if refilled < refill {
+                learner.remember(t);
+                refilled += 1;
+            } else {
+                learner.observe(t)?;
+            }
             progress.steps = learner.steps();
             *progress.actors.entry(key.clone()).or_insert(0) += 1;
             if progress.steps.is_multiple_of(o.publish_every) {
@@ -343,20 +396,27 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
                 if mean >= o.task.threshold() && progress.solved_at.is_none() {
                     progress.solved_at = Some(progress.steps);
                 }
+                evaluated = true;
                 clock = Instant::now();
             }
         }
         learn_seconds += clock.elapsed().as_secs_f64();
         progress.updates = learner.updates();
-        send_credit(e.actor, e.batch, learner.steps(), false)?;
+        send_credit(to, e.batch, learner.steps(), false)?;
+        if evaluated {
+            // Nobody is heard while the learner evaluates: silence counts from now.
+            let now = Instant::now();
+            seen.values_mut().for_each(|s| s.last = now);
+        }
     }
+    let wall_seconds = first_batch.map_or(0.0, |t| t.elapsed().as_secs_f64());
     progress.updates = learner.updates();
     let interrupted = !finished(&progress);
     if !interrupted {
         progress.finished = true;
-        // Said a few times: an actor between two waits hears one of them.
+        // Repeated: zenoh may still be sending the first when the process ends.
         for _ in 0..3 {
-            send_credit(ALL_ACTORS, 0, learner.steps(), true)?;
+            send_credit((ALL_ACTORS, 0), 0, learner.steps(), true)?;
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -366,8 +426,9 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
         steps: progress.steps - resumed_at,
         updates: learner.updates() - updates_at_start,
         learn_seconds,
-        wall_seconds: first_batch.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+        wall_seconds,
         ignored,
+        max_lead,
         progress,
     };
     let path = o.out.join("report.toml");
@@ -404,6 +465,11 @@ fn checkpoint(learner: &dyn Learner, progress: &Progress, out: &Path) -> Result<
         out.join("checkpoint.partial"),
         out.join("checkpoint.old"),
     );
+    // A save cut between its renames left the last whole checkpoint as `old`:
+    // it goes back in place before anything else is touched.
+    if !dir.is_dir() && old.join("learner.toml").is_file() {
+        std::fs::rename(&old, &dir).with_context(|| format!("cannot move {}", old.display()))?;
+    }
     let _ = std::fs::remove_dir_all(&partial);
     std::fs::create_dir_all(&partial)
         .with_context(|| format!("cannot make {}", partial.display()))?;
@@ -411,14 +477,79 @@ fn checkpoint(learner: &dyn Learner, progress: &Progress, out: &Path) -> Result<
     let text = toml::to_string(progress).context("cannot write the progress")?;
     std::fs::write(partial.join("learner.toml"), text)
         .with_context(|| format!("cannot write {}", partial.join("learner.toml").display()))?;
+    sync_folder(&partial)?;
     let _ = std::fs::remove_dir_all(&old);
     if dir.is_dir() {
         std::fs::rename(&dir, &old).with_context(|| format!("cannot move {}", dir.display()))?;
     }
     std::fs::rename(&partial, &dir)
         .with_context(|| format!("cannot move {} into place", partial.display()))?;
+    sync_folder(out)?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
+}
+
+/// Flush a folder's files and the folder itself to the disk: a checkpoint
+/// renamed into place after a power cut holds whole files.
+fn sync_folder(dir: &Path) -> Result<()> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::File::open(e.path())
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot flush {}", e.path().display()))?;
+        }
+    }
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot flush {}", dir.display()))
+}
+
+/// The run folder's lock (`learner.lock`, holding the process id): two
+/// learners on one folder would overwrite each other's checkpoints. A lock
+/// whose process is gone (killed) is taken over.
+struct FolderLock(PathBuf);
+
+impl FolderLock {
+    fn take(out: &Path) -> Result<FolderLock> {
+        let path = out.join("learner.lock");
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    use std::io::Write as _;
+                    writeln!(f, "{}", std::process::id())
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    return Ok(FolderLock(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                    let pid = holder.trim();
+                    if !pid.is_empty() && Path::new("/proc").join(pid).exists() {
+                        bail!(
+                            "{}: another learner (process {pid}) runs on this folder",
+                            out.display()
+                        );
+                    }
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot make {}", path.display()));
+                }
+            }
+        }
+        bail!("{}: cannot take the folder's lock", path.display())
+    }
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 #[cfg(test)]

@@ -13,11 +13,16 @@ pub const MAX_DIM: usize = 4096;
 pub const ALL_ACTORS: u32 = u32::MAX;
 
 /// A batch of one actor's environment steps, in the order it took them. An
-/// empty one is a greeting: the learner answers with its latest weights.
+/// empty one is a greeting (`batch` 0: the learner answers with its latest
+/// weights and credit) or a question whether batch `batch` was taken (answered
+/// with credit once everything before it in the learner's queue is).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Experience {
-    /// The actor's number (unique in the run).
+    /// The actor's number (unique in the run; 1 ..= `ALL_ACTORS` − 1).
     pub actor: u32,
+    /// The actor process's own number (random): credit for another process
+    /// with the same actor number (one that was restarted) is not its own.
+    pub session: u64,
     /// Its batch number: 1, 2, ... (0: the greeting).
     pub batch: u64,
     /// Observation width.
@@ -33,6 +38,7 @@ impl Message for Experience {
     const NAME: &'static str = "Experience";
     fn write_body(&self, w: &mut Writer) {
         w.u32(self.actor);
+        w.u64(self.session);
         w.u64(self.batch);
         w.u32(self.obs_dim);
         w.u32(self.action_dim);
@@ -51,6 +57,7 @@ impl Message for Experience {
             reason,
         };
         let actor = r.u32()?;
+        let session = r.u64()?;
         let batch = r.u64()?;
         let obs_dim = r.u32()?;
         let action_dim = r.u32()?;
@@ -85,6 +92,16 @@ impl Message for Experience {
             if flags > 3 {
                 return Err(bad(format!("step flags {flags:#x}")));
             }
+            // A NaN or infinity in what a learner trains on ends its training.
+            if !(obs
+                .iter()
+                .chain(&action)
+                .chain(&next_obs)
+                .all(|v| v.is_finite())
+                && reward.is_finite())
+            {
+                return Err(bad("a step holds a NaN or an infinity".into()));
+            }
             steps.push(Transition {
                 obs,
                 action,
@@ -96,6 +113,7 @@ impl Message for Experience {
         }
         Ok(Self {
             actor,
+            session,
             batch,
             obs_dim,
             action_dim,
@@ -110,6 +128,8 @@ impl Message for Experience {
 pub struct Credit {
     /// The actor it answers, or [`ALL_ACTORS`].
     pub actor: u32,
+    /// The actor process it answers ([`Experience::session`]).
+    pub session: u64,
     /// The batch taken (its number).
     pub batch: u64,
     /// Environment steps the learner has learned from (the actors' exploration schedule).
@@ -123,6 +143,7 @@ impl Message for Credit {
     const NAME: &'static str = "Credit";
     fn write_body(&self, w: &mut Writer) {
         w.u32(self.actor);
+        w.u64(self.session);
         w.u64(self.batch);
         w.u64(self.learner_steps);
         w.u8(u8::from(self.done));
@@ -130,6 +151,7 @@ impl Message for Credit {
     fn read_body(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
             actor: r.u32()?,
+            session: r.u64()?,
             batch: r.u64()?,
             learner_steps: r.u64()?,
             done: match r.u8()? {
@@ -166,6 +188,7 @@ mod tests {
     fn experience_and_credit_round_trip() {
         let e = Experience {
             actor: 3,
+            session: 99,
             batch: 7,
             obs_dim: 2,
             action_dim: 1,
@@ -175,6 +198,7 @@ mod tests {
         assert_eq!(decode::<Experience>(&bytes).unwrap().1, e);
         let c = Credit {
             actor: ALL_ACTORS,
+            session: 0,
             batch: 9,
             learner_steps: 12_345,
             done: true,
@@ -189,6 +213,7 @@ mod tests {
     fn a_batch_its_bytes_cannot_hold_is_refused_before_allocating() {
         let e = Experience {
             actor: 1,
+            session: 5,
             batch: 1,
             obs_dim: 2,
             action_dim: 1,
@@ -210,5 +235,11 @@ mod tests {
         let mut wide = e.clone();
         wide.obs_dim = 0;
         assert!(decode::<Experience>(&encode(&Header::default(), &wide)).is_err());
+        let mut nan = e.clone();
+        nan.steps[0].reward = f32::NAN;
+        assert!(matches!(
+            decode::<Experience>(&encode(&Header::default(), &nan)),
+            Err(DecodeError::Malformed { .. })
+        ));
     }
 }

@@ -74,7 +74,7 @@ pub(crate) struct SelfiOnlineArgs {
     #[arg(long, default_value = "out/selfi/offline")]
     offline: PathBuf,
     #[command(flatten)]
-    run: SelfiRunArgs,
+    pub(crate) run: SelfiRunArgs,
 }
 
 #[derive(clap::Args)]
@@ -111,6 +111,31 @@ pub(crate) struct SelfiRunArgs {
     /// Viewer address when --rerun connect.
     #[arg(long, default_value = "rerun+http://127.0.0.1:9876/proxy")]
     rerun_url: String,
+    /// `selfi online`: run only run N of the experiment (arms in order, seeds
+    /// within), kept in its folder: one task of a sweep (`agent sweep`).
+    #[arg(long, conflicts_with = "collect")]
+    task: Option<usize>,
+    /// `selfi online`: run nothing; compare the runs whose figures are in --out
+    /// (after a sweep).
+    #[arg(long)]
+    collect: bool,
+}
+
+impl SelfiRunArgs {
+    /// How many runs (sweep tasks) the experiment has.
+    pub(crate) fn runs(&self) -> usize {
+        self.arms.len() * self.seeds as usize
+    }
+
+    /// Where the runs' figures go.
+    pub(crate) fn out(&self) -> &std::path::Path {
+        &self.out
+    }
+
+    /// Whether `--task` or `--collect` was given.
+    pub(crate) fn task_or_collect(&self) -> bool {
+        self.task.is_some() || self.collect
+    }
 }
 
 #[derive(clap::Args)]
@@ -409,6 +434,17 @@ pub(crate) fn selfi(c: SelfiCmd, stop: &AtomicBool) -> Result<()> {
             let device = agent::device::device(a.common.backend)?;
             s::offline(&cfg, &a.logs, &a.out, a.seed, &device).map(|_| ())
         }
+        SelfiCmd::Online(a) if a.run.collect => {
+            let (cfg, spec) = online_experiment(&a.run)?;
+            let (summary, missing) = s::collect_online(&cfg, &spec)?;
+            print!("{}", summary.table);
+            report_incomplete(
+                &missing,
+                &a.run.out,
+                "agent selfi online ... --task N",
+                false,
+            )
+        }
         SelfiCmd::Online(a) => {
             let device = agent::device::device(a.run.common.backend)?;
             let bundle = rl::selfi::experiment::OfflineBundle::load(&a.offline, &device)
@@ -418,6 +454,10 @@ pub(crate) fn selfi(c: SelfiCmd, stop: &AtomicBool) -> Result<()> {
             selfi_online(&a.run, &bundle, &device, stop)
         }
         SelfiCmd::All(a) => {
+            anyhow::ensure!(
+                !a.run.task_or_collect(),
+                "--task and --collect are `agent selfi online`'s (a sweep runs the online phase after `agent selfi offline`)"
+            );
             let cfg = s::load_config(Some(&a.run.common.config))?;
             let device = agent::device::device(a.run.common.backend)?;
             let logs = a.work.join("logs").join("flights.mcap");
@@ -441,7 +481,6 @@ pub(crate) fn selfi_online(
     device: &burn::tensor::Device,
     stop: &AtomicBool,
 ) -> Result<()> {
-    use rl::selfi::online::Arm;
     let cfg = agent::selfi::load_config(Some(&a.common.config))?;
     let trained = &bundle.card.config;
     anyhow::ensure!(
@@ -451,6 +490,42 @@ pub(crate) fn selfi_online(
         "{}: [plan], [objective] and [offline] differ from those the offline phase was trained with; run `agent selfi offline` again",
         a.common.config.display()
     );
+    let spec = online_spec(a)?;
+    if let Some(task) = a.task {
+        let state = agent::selfi::online_task(&cfg, bundle, &spec, task, device, stop)?;
+        println!("task {task}: {state}; figures in {}", a.out.display());
+        return Ok(());
+    }
+    let (summary, missing) = agent::selfi::online(&cfg, bundle, &spec, device, stop)?;
+    print!("{}", summary.table);
+    println!(
+        "per-run bins.csv, steps.csv, actor.bpk and run.toml under {}",
+        a.out.display()
+    );
+    if spec.sink != Sink::Off {
+        println!("telemetry: {}", spec.sink.describe());
+    }
+    report_incomplete(
+        &missing,
+        &a.out,
+        "agent selfi online ... --task N",
+        stop.load(Ordering::Relaxed),
+    )
+}
+
+/// The online experiment `a` describes: its settings and runs.
+pub(crate) fn online_experiment(
+    a: &SelfiRunArgs,
+) -> Result<(rl::selfi::SelfiConfig, agent::selfi::OnlineSpec)> {
+    Ok((
+        agent::selfi::load_config(Some(&a.common.config))?,
+        online_spec(a)?,
+    ))
+}
+
+/// The online runs `a` describes (telemetry off for a sweep's task or collection).
+fn online_spec(a: &SelfiRunArgs) -> Result<agent::selfi::OnlineSpec> {
+    use rl::selfi::online::Arm;
     let arms = a
         .arms
         .iter()
@@ -466,12 +541,13 @@ pub(crate) fn selfi_online(
         "--seeds, --minutes and --bin-minutes must be positive"
     );
     let sink = match a.rerun {
+        _ if a.task_or_collect() => Sink::Off,
         RerunMode::Save => Sink::Save(a.rerun_save.clone()),
         RerunMode::Connect => Sink::Connect(a.rerun_url.clone()),
         RerunMode::Spawn => Sink::Spawn,
         RerunMode::Off => Sink::Off,
     };
-    let spec = agent::selfi::OnlineSpec {
+    Ok(agent::selfi::OnlineSpec {
         arms,
         seeds: (a.seed_base, a.seeds),
         minutes: a.minutes,
@@ -480,18 +556,8 @@ pub(crate) fn selfi_online(
         jobs: a.jobs.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         }),
-        sink: sink.clone(),
-    };
-    let summary = agent::selfi::online(&cfg, bundle, &spec, device, stop)?;
-    print!("{}", summary.table);
-    println!(
-        "per-run bins.csv, steps.csv and actor.bpk under {}",
-        a.out.display()
-    );
-    if sink != Sink::Off {
-        println!("telemetry: {}", sink.describe());
-    }
-    Ok(())
+        sink,
+    })
 }
 
 pub(crate) fn rl_bench(a: RlBenchArgs, stop: &AtomicBool) -> Result<()> {

@@ -176,7 +176,7 @@ struct RlArgs {
     #[arg(long, value_enum, default_value = "cartpole")]
     task: RlTask,
     /// actor, rl-learner: the run's seed (each actor's own follows from it and --actor).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
     seed: u64,
     /// actor: this actor's number, unique in the run.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -240,6 +240,10 @@ fn rl_node(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
         None => rl::train::TrainConfig::default(),
     };
     let mut bus = a.bus.config();
+    anyhow::ensure!(
+        !bus.connect.is_empty() || !bus.listen.is_empty(),
+        "training nodes find each other through a router: give --connect tcp/ROUTER:PORT (`agent router --open`)"
+    );
     bus.client = !bus.connect.is_empty() && bus.listen.is_empty();
     let session = ::bus::open(&bus)?;
     let r = &a.rl;
@@ -261,12 +265,14 @@ fn rl_node(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
                 &stop,
             )?;
             println!(
-                "actor {}: {} steps in {} batches, {} episodes, {} weights versions taken, at most {} steps ahead of the learner{}",
+                "actor {}: {} steps in {} batches, {} episodes, {} weights versions taken (the last: start {} of the learner, publication {}), at most {} steps ahead of the learner{}",
                 r.actor,
                 report.steps,
                 report.batches,
                 report.episodes,
                 report.weights_taken,
+                report.weights_version >> agent::actors::learner::VERSION_BITS,
+                report.weights_version & ((1 << agent::actors::learner::VERSION_BITS) - 1),
                 report.max_ahead,
                 if report.learner_done {
                     "; the learner ended the run"
@@ -304,7 +310,7 @@ fn rl_node(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
                 .map(|(k, v)| format!("actor {k}: {v}"))
                 .collect();
             println!(
-                "rl-learner: {} {}; {} steps ({}) ; this process: {} steps in {:.1} s of learning ({:.0} steps/s), {} updates ({:.0} updates/s){}",
+                "rl-learner: {} {}; {} steps ({}); this process: {} steps in {:.1} s of learning ({:.0} steps/s), {} updates ({:.0} updates/s), actors at most {} batches beyond its credit{}",
                 p.task,
                 match (p.solved_at, p.finished) {
                     (Some(s), _) => format!("solved at step {s}"),
@@ -318,6 +324,7 @@ fn rl_node(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
                 report.steps as f64 / report.learn_seconds.max(1e-9),
                 report.updates,
                 report.updates as f64 / report.learn_seconds.max(1e-9),
+                report.max_lead,
                 if report.resumed_at > 0 {
                     format!(", resumed at step {}", report.resumed_at)
                 } else {

@@ -114,6 +114,7 @@ struct Manifest {
 enum Experiment {
     Train(Box<TrainArgs>),
     Persist(Box<PersistArgs>),
+    Selfi(Box<crate::cli::learn::SelfiOnlineArgs>),
 }
 
 impl Experiment {
@@ -122,6 +123,7 @@ impl Experiment {
         match self {
             Experiment::Train(a) => a.runs(),
             Experiment::Persist(a) => a.flights(),
+            Experiment::Selfi(a) => a.run.runs(),
         }
     }
 
@@ -130,6 +132,7 @@ impl Experiment {
         match self {
             Experiment::Train(a) => a.out(),
             Experiment::Persist(a) => a.out(),
+            Experiment::Selfi(a) => a.run.out(),
         }
     }
 }
@@ -147,8 +150,12 @@ fn experiment(command: &[String]) -> Result<Experiment> {
             let given = a.task_or_collect();
             (Experiment::Persist(Box::new(a)), given)
         }
+        crate::Cmd::Selfi(crate::cli::learn::SelfiCmd::Online(a)) => {
+            let given = a.run.task_or_collect();
+            (Experiment::Selfi(Box::new(a)), given)
+        }
         _ => bail!(
-            "`agent sweep` runs `agent train` and `agent persist` experiments (`-- train ARGS`); got `{}`",
+            "`agent sweep` runs `agent train`, `agent persist` and `agent selfi online` experiments (`-- train ARGS`); got `{}`",
             command.first().map_or("", String::as_str)
         ),
     };
@@ -584,6 +591,19 @@ fn collect(out: &Path) -> Result<()> {
                 out.display()
             );
             report.missing
+        }
+        Experiment::Selfi(a) => {
+            let (cfg, spec) = super::learn::online_experiment(&a.run)?;
+            let (summary, missing) = agent::selfi::collect_online(&cfg, &spec)?;
+            print!("{}", summary.table);
+            println!(
+                "collected {} of {} tasks from {}; summary in {}",
+                m.tasks - missing.len(),
+                m.tasks,
+                out.display(),
+                spec.out.join("summary.txt").display()
+            );
+            missing
         }
     };
     if incomplete.is_empty() {

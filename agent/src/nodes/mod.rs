@@ -208,7 +208,7 @@ pub fn run(
         NodeKind::Stereo => stereo_node(session, robot, cfg, fc, stop),
         NodeKind::Ros2 => ros2::ros2_node(session, robot, fc, stop),
         NodeKind::Actor | NodeKind::RlLearner => anyhow::bail!(
-            "the {} node trains, apart from the robot's graph: run it alone (`agent node {}`)",
+            "the {} node trains in the twin, apart from the robot's graph: run it alone (`agent node {}`) with an agent built with the `twin` feature",
             kind.name(),
             kind.name()
         ),

@@ -458,7 +458,7 @@ impl OfflineBundle {
 }
 
 /// Figures of one bin of online time.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Bin {
     /// End of the bin (simulated minutes of online flight).
     pub minute: f64,
