@@ -154,6 +154,46 @@ fn selfi_all_records_trains_offline_and_compares_the_arms() {
         .output()
         .unwrap();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+
+    // The online phase as a sweep's tasks (one process per arm and seed, here
+    // with the local runner) gives the local run's table byte for byte.
+    let swept = dir.join("swept");
+    let said = succeed(
+        Command::new(workspace_bin("agent")).args([
+            "sweep",
+            "local",
+            "--jobs",
+            "2",
+            "--",
+            "selfi",
+            "online",
+            "--offline",
+            work.join("offline").to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--minutes",
+            "1",
+            "--bin-minutes",
+            "0.5",
+            "--seeds",
+            "1",
+            "--out",
+            swept.to_str().unwrap(),
+        ]),
+    );
+    assert!(said.contains("collected 3 of 3 tasks"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(swept.join("summary.txt")).unwrap(),
+        std::fs::read_to_string(out.join("summary.txt")).unwrap()
+    );
+    for arm in ["offline", "selfi", "plain"] {
+        assert!(swept.join(arm).join("seed0/run.toml").is_file());
+        assert_eq!(
+            std::fs::read_to_string(swept.join(arm).join("seed0/bins.csv")).unwrap(),
+            std::fs::read_to_string(out.join(arm).join("seed0/bins.csv")).unwrap(),
+            "{arm}"
+        );
+    }
 }
 
 #[test]

@@ -128,6 +128,12 @@ pub fn run(r: &LocalRun, stop: &AtomicBool) -> Result<LearnerReport> {
         if let Some(st) = children.0[1].try_wait()? {
             break st;
         }
+        if let Some(st) = children.0[0].try_wait()? {
+            bail!(
+                "the router ended ({st}) before the learner; see {} (its port {port} taken?)",
+                r.out.join("router.log").display()
+            );
+        }
         for (k, c) in children.0.iter_mut().enumerate().skip(2) {
             if let Some(st) = c.try_wait()?
                 && !st.success()

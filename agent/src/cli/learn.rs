@@ -670,7 +670,9 @@ pub(crate) fn rl_validate(a: RlValidateArgs, stop: &AtomicBool) -> Result<()> {
                         mean_return: p.evaluations.last().map_or(f64::NAN, |e| e.mean_return),
                         steps: p.steps,
                         updates: p.updates,
-                        train_seconds: r.learn_seconds,
+                        // Wall time from the first batch: acting and waiting
+                        // included, as the one-process figure includes acting.
+                        train_seconds: r.wall_seconds,
                     });
                 }
                 v
