@@ -457,6 +457,9 @@ pub struct OnlineSpec {
     pub jobs: usize,
     /// rerun sink.
     pub sink: Sink,
+    /// What the offline phase the runs start from is (its card, `offline.toml`):
+    /// part of every run's fingerprint.
+    pub offline: String,
 }
 
 fn write_csv<T: serde::Serialize>(rows: &[T], path: &Path) -> Result<()> {
@@ -576,12 +579,16 @@ fn run_dir(spec: &OnlineSpec, arm: Arm, seed: u64) -> PathBuf {
 /// its settings), its arm and seed, its length and bins.
 fn run_fingerprint(cfg: &SelfiConfig, spec: &OnlineSpec, arm: Arm, seed: u64) -> String {
     crate::train::fingerprint(&format!(
-        "{cfg:?}|{}|{seed}|{}|{}",
+        "{cfg:?}|{}|{}|{seed}|{}|{}",
+        spec.offline,
         arm.name(),
         spec.minutes,
         spec.bin_minutes
     ))
 }
+
+/// The files a run leaves besides `run.toml`.
+const RUN_OUTPUTS: [&str; 4] = ["bins.csv", "evals.csv", "steps.csv", "actor.bpk"];
 
 fn write_run_file(dir: &Path, file: &RunFile) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -621,6 +628,10 @@ fn fly_and_keep(
             figures: None,
         },
     )?;
+    // An earlier run's outputs never sit beside this one's state.
+    for f in RUN_OUTPUTS {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
     let outcome = run_arm(
         arm,
         bundle,
@@ -681,19 +692,28 @@ fn fly_and_keep(
             }
         },
     );
+    let keep = |run: &rl::selfi::experiment::ArmRun| -> Result<()> {
+        write_csv(&run.bins, &dir.join("bins.csv"))?;
+        if !run.evals.is_empty() {
+            write_csv(&run.evals, &dir.join("evals.csv"))?;
+        }
+        write_csv(&run.steps, &dir.join("steps.csv"))?;
+        run.actor.save(&dir.join("actor.bpk"))?;
+        Ok(())
+    };
     let (state, reason, figures) = match &outcome {
-        // A run cut short by Ctrl-C or SIGTERM has fewer bins than asked.
-        Ok(_) if stop.load(Ordering::Relaxed) => {
+        // A run cut short by Ctrl-C or SIGTERM ends before its last bin.
+        Ok(run)
+            if stop.load(Ordering::Relaxed)
+                && run
+                    .bins
+                    .last()
+                    .is_none_or(|b| b.minute < spec.minutes - 1e-6) =>
+        {
             ("interrupted", "stopped before its end".to_string(), None)
         }
-        Ok(run) => {
-            write_csv(&run.bins, &dir.join("bins.csv"))?;
-            if !run.evals.is_empty() {
-                write_csv(&run.evals, &dir.join("evals.csv"))?;
-            }
-            write_csv(&run.steps, &dir.join("steps.csv"))?;
-            run.actor.save(&dir.join("actor.bpk"))?;
-            (
+        Ok(run) => match keep(run) {
+            Ok(()) => (
                 "finished",
                 String::new(),
                 Some(RunFigures {
@@ -702,8 +722,13 @@ fn fly_and_keep(
                     bins: run.bins.clone(),
                     evals: run.evals.clone(),
                 }),
-            )
-        }
+            ),
+            Err(e) => (
+                "failed",
+                format!("its outputs could not be written: {e:#}"),
+                None,
+            ),
+        },
         Err(e) => ("failed", format!("{e:#}"), None),
     };
     write_run_file(
@@ -741,6 +766,11 @@ pub fn online(
 ) -> Result<(OnlineSummary, Vec<Incomplete>)> {
     write_config(cfg, &spec.out)?;
     let jobs = online_runs(spec);
+    // A run this one does not reach (Ctrl-C) is named as never run, not
+    // taken from an earlier run in the same folder.
+    for &(arm, seed) in &jobs {
+        let _ = std::fs::remove_file(run_dir(spec, arm, seed).join(RUN_FILE));
+    }
     eprintln!(
         "SELFI online: {} runs ({} arms x {} seeds, {} simulated minutes each, critic variant {:?}, J scale from {} probe states), {} at once; output in {}",
         jobs.len(),
@@ -759,7 +789,7 @@ pub fn online(
         for _ in 0..spec.jobs.max(1).min(jobs.len()) {
             let (jobs, next, tel) = (&jobs, &next, &tel);
             scope.spawn(move || {
-                loop {
+                while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&job) = jobs.get(i) else { break };
                     // A failure is kept in the run's folder and named by the collection.

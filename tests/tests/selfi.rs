@@ -158,29 +158,27 @@ fn selfi_all_records_trains_offline_and_compares_the_arms() {
     // The online phase as a sweep's tasks (one process per arm and seed, here
     // with the local runner) gives the local run's table byte for byte.
     let swept = dir.join("swept");
-    let said = succeed(
-        Command::new(workspace_bin("agent")).args([
-            "sweep",
-            "local",
-            "--jobs",
-            "2",
-            "--",
-            "selfi",
-            "online",
-            "--offline",
-            work.join("offline").to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-            "--minutes",
-            "1",
-            "--bin-minutes",
-            "0.5",
-            "--seeds",
-            "1",
-            "--out",
-            swept.to_str().unwrap(),
-        ]),
-    );
+    let said = succeed(Command::new(workspace_bin("agent")).args([
+        "sweep",
+        "local",
+        "--jobs",
+        "2",
+        "--",
+        "selfi",
+        "online",
+        "--offline",
+        work.join("offline").to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--minutes",
+        "1",
+        "--bin-minutes",
+        "0.5",
+        "--seeds",
+        "1",
+        "--out",
+        swept.to_str().unwrap(),
+    ]));
     assert!(said.contains("collected 3 of 3 tasks"), "{said}");
     assert_eq!(
         std::fs::read_to_string(swept.join("summary.txt")).unwrap(),

@@ -16,7 +16,7 @@ use rl::learner::Learner;
 use rl::train::{LearnerChoice, TrainConfig, make_learner};
 use rl::validate::{Classic, evaluate};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -106,10 +106,13 @@ pub struct LearnerReport {
     pub learn_seconds: f64,
     /// Wall seconds from the first batch to the end in this process.
     pub wall_seconds: f64,
+    /// Of which evaluating.
+    pub eval_seconds: f64,
     /// Malformed or foreign messages ignored.
     pub ignored: u64,
-    /// Most batches one actor had sent beyond the learner's credit to it when
-    /// one arrived (the actors' `--max-in-flight` bounds it), seen here.
+    /// Most batches of one actor waiting in the learner's queue, the one it
+    /// takes included: how far the actor was ahead of it (the actors'
+    /// `--max-in-flight` bounds it).
     pub max_lead: u64,
 }
 
@@ -194,6 +197,13 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
     let resumed_at = progress.steps;
     let updates_at_start = learner.updates();
     progress.restarts += 1;
+    if progress.restarts >= 1 << (64 - VERSION_BITS) {
+        bail!(
+            "{}: the run was started {} times, more than its weights versions can count",
+            o.out.display(),
+            progress.restarts
+        );
+    }
     progress.version = progress.restarts << VERSION_BITS;
     // A resumed learner refills its replay (which a checkpoint does not keep)
     // before it learns again: its step count is past the warm-up already.
@@ -271,6 +281,9 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
         }
         Ok(())
     };
+    // Saved before the first weights leave: a learner killed before its first
+    // timed save starts again with a higher start count all the same.
+    checkpoint(learner.as_ref(), &progress, &o.out)?;
     publish(learner.as_ref(), &mut progress, false)?;
     info!(run = %o.run, task = o.task.name(), key = %keys.experience, "learner waiting for actors");
 
@@ -279,6 +292,14 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
     let mut learn_seconds = 0.0;
     let mut first_batch: Option<Instant> = None;
     let mut max_lead = 0u64;
+    let mut eval_seconds = 0.0;
+    let mut queue: VecDeque<Experience> = VecDeque::new();
+    let shape = Shape {
+        obs_dim,
+        action_dim,
+        task: o.task,
+        key: keys.experience.clone(),
+    };
     let mut saved = Instant::now();
     // From this start's settings: a finished run resumed with more steps (or
     // --keep-going) goes on.
@@ -299,38 +320,29 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
             checkpoint(learner.as_ref(), &progress, &o.out)?;
             saved = Instant::now();
         }
-        let sample = match sub.recv_timeout(Duration::from_millis(100)) {
-            Ok(Some(s)) => s,
-            Ok(None) => continue,
-            Err(e) => bail!("the subscription to {} ended: {e}", keys.experience),
-        };
-        let e = match decode::<Experience>(&sample.payload().to_bytes()) {
-            Ok((_, e)) => e,
-            Err(err) => {
-                ignored += 1;
-                warn!("a malformed batch on {}: {err}", keys.experience);
-                continue;
+        // Everything that has arrived, into this loop's own queue: the batches
+        // an actor has waiting here are how far it is ahead of the learner.
+        loop {
+            match sub.try_recv() {
+                Ok(Some(sample)) => {
+                    queue.extend(admit(&sample.payload().to_bytes(), &shape, &mut ignored))
+                }
+                Ok(None) => break,
+                Err(e) => bail!("the subscription to {} ended: {e}", keys.experience),
             }
+        }
+        if queue.is_empty() {
+            match sub.recv_timeout(Duration::from_millis(100)) {
+                Ok(Some(sample)) => {
+                    queue.extend(admit(&sample.payload().to_bytes(), &shape, &mut ignored))
+                }
+                Ok(None) => {}
+                Err(e) => bail!("the subscription to {} ended: {e}", keys.experience),
+            }
+        }
+        let Some(e) = queue.pop_front() else {
+            continue;
         };
-        if e.actor == 0 || e.actor == ALL_ACTORS {
-            ignored += 1;
-            warn!(
-                "a batch from actor number {}, which no actor has: ignored",
-                e.actor
-            );
-            continue;
-        }
-        if e.obs_dim as usize != obs_dim || e.action_dim as usize != action_dim {
-            ignored += 1;
-            warn!(
-                actor = e.actor,
-                "a batch of {}-wide observations and {}-wide actions, where {} takes {obs_dim} and {action_dim}: another task's actor? ignored",
-                e.obs_dim,
-                e.action_dim,
-                o.task.name()
-            );
-            continue;
-        }
         let to = (e.actor, e.session);
         let s = seen.entry(e.actor).or_insert_with(|| {
             println!("rl-learner: actor {} joined", e.actor);
@@ -361,12 +373,16 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
             send_credit(to, e.batch, learner.steps(), false)?;
             continue;
         }
-        max_lead = max_lead.max(e.batch.saturating_sub(s.credited));
         s.credited = s.credited.max(e.batch);
+        let waiting = queue
+            .iter()
+            .filter(|q| q.actor == e.actor && q.session == e.session && !q.steps.is_empty())
+            .count() as u64;
+        max_lead = max_lead.max(1 + waiting);
         first_batch.get_or_insert_with(Instant::now);
         let mut clock = Instant::now();
         let key = e.actor.to_string();
-        let mut evaluated = false;
+        let mut evaluating = Duration::ZERO;
         for t in e.steps {
             if finished(&progress) {
                 break;
@@ -384,7 +400,9 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
             }
             if progress.steps.is_multiple_of(o.eval_every) {
                 learn_seconds += clock.elapsed().as_secs_f64();
+                let began = Instant::now();
                 let mean = evaluate(o.task, eval_env.as_mut(), learner.as_mut())?;
+                evaluating += began.elapsed();
                 progress.evaluations.push(Evaluation {
                     steps: progress.steps,
                     mean_return: mean,
@@ -396,17 +414,18 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
                 if mean >= o.task.threshold() && progress.solved_at.is_none() {
                     progress.solved_at = Some(progress.steps);
                 }
-                evaluated = true;
                 clock = Instant::now();
             }
         }
         learn_seconds += clock.elapsed().as_secs_f64();
         progress.updates = learner.updates();
         send_credit(to, e.batch, learner.steps(), false)?;
-        if evaluated {
-            // Nobody is heard while the learner evaluates: silence counts from now.
+        if !evaluating.is_zero() {
+            // Nobody is heard while the learner evaluates: that time is not silence.
+            eval_seconds += evaluating.as_secs_f64();
             let now = Instant::now();
-            seen.values_mut().for_each(|s| s.last = now);
+            seen.values_mut()
+                .for_each(|s| s.last = (s.last + evaluating).min(now));
         }
     }
     let wall_seconds = first_batch.map_or(0.0, |t| t.elapsed().as_secs_f64());
@@ -427,6 +446,7 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
         updates: learner.updates() - updates_at_start,
         learn_seconds,
         wall_seconds,
+        eval_seconds,
         ignored,
         max_lead,
         progress,
@@ -438,6 +458,49 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
     )
     .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(report)
+}
+
+/// What a batch must fit.
+struct Shape {
+    obs_dim: usize,
+    action_dim: usize,
+    task: Classic,
+    key: String,
+}
+
+/// A batch from the wire, or `None` (counted in `ignored`, said in the log)
+/// for a malformed one, one from no actor's number or of another task's shape.
+fn admit(bytes: &[u8], shape: &Shape, ignored: &mut u64) -> Option<Experience> {
+    let e = match decode::<Experience>(bytes) {
+        Ok((_, e)) => e,
+        Err(err) => {
+            *ignored += 1;
+            warn!("a malformed batch on {}: {err}", shape.key);
+            return None;
+        }
+    };
+    if e.actor == 0 || e.actor == ALL_ACTORS {
+        *ignored += 1;
+        warn!(
+            "a batch from actor number {}, which no actor has: ignored",
+            e.actor
+        );
+        return None;
+    }
+    if e.obs_dim as usize != shape.obs_dim || e.action_dim as usize != shape.action_dim {
+        *ignored += 1;
+        warn!(
+            actor = e.actor,
+            "a batch of {}-wide observations and {}-wide actions, where {} takes {} and {}: another task's actor? ignored",
+            e.obs_dim,
+            e.action_dim,
+            shape.task.name(),
+            shape.obs_dim,
+            shape.action_dim
+        );
+        return None;
+    }
+    Some(e)
 }
 
 /// The checkpoint to resume from: `checkpoint/`, or `checkpoint.old/` when a
@@ -506,49 +569,36 @@ fn sync_folder(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot flush {}", dir.display()))
 }
 
-/// The run folder's lock (`learner.lock`, holding the process id): two
-/// learners on one folder would overwrite each other's checkpoints. A lock
-/// whose process is gone (killed) is taken over.
-struct FolderLock(PathBuf);
+/// The run folder's lock: `learner.lock`, locked by the OS for the process's
+/// life (released by the kernel however it ends) and holding its process id
+/// for the message. Two learners on one folder would overwrite each other's
+/// checkpoints.
+struct FolderLock(#[allow(dead_code)] std::fs::File);
 
 impl FolderLock {
     fn take(out: &Path) -> Result<FolderLock> {
         let path = out.join("learner.lock");
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    use std::io::Write as _;
-                    writeln!(f, "{}", std::process::id())
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    return Ok(FolderLock(path));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                    let pid = holder.trim();
-                    if !pid.is_empty() && Path::new("/proc").join(pid).exists() {
-                        bail!(
-                            "{}: another learner (process {pid}) runs on this folder",
-                            out.display()
-                        );
-                    }
-                    let _ = std::fs::remove_file(&path);
-                }
-                Err(e) => {
-                    return Err(e).with_context(|| format!("cannot make {}", path.display()));
-                }
-            }
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        if let Err(e) = f.try_lock() {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "{}: another learner (process {}) runs on this folder ({e})",
+                out.display(),
+                holder.trim()
+            );
         }
-        bail!("{}: cannot take the folder's lock", path.display())
-    }
-}
-
-impl Drop for FolderLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        use std::io::{Seek as _, Write as _};
+        f.set_len(0)
+            .and_then(|()| f.rewind())
+            .and_then(|()| writeln!(f, "{}", std::process::id()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(FolderLock(f))
     }
 }
 

@@ -72,7 +72,7 @@ pub(crate) struct SelfiOnlineArgs {
     /// The offline phase's folder (its offline.toml holds the config used; the
     /// online settings come from --config).
     #[arg(long, default_value = "out/selfi/offline")]
-    offline: PathBuf,
+    pub(crate) offline: PathBuf,
     #[command(flatten)]
     pub(crate) run: SelfiRunArgs,
 }
@@ -88,7 +88,7 @@ pub(crate) struct SelfiRunArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     seeds: u64,
     /// First seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
     seed_base: u64,
     /// Simulated minutes of online flight per run.
     #[arg(long, default_value_t = 30.0, value_parser = above(0.0, 525_600.0, "min"))]
@@ -122,6 +122,23 @@ pub(crate) struct SelfiRunArgs {
 }
 
 impl SelfiRunArgs {
+    /// The arms, in order, each once.
+    pub(crate) fn arm_list(&self) -> Result<Vec<rl::selfi::online::Arm>> {
+        use rl::selfi::online::Arm;
+        let mut arms = Vec::new();
+        for n in &self.arms {
+            let arm = match n.as_str() {
+                "offline" => Arm::Offline,
+                "selfi" => Arm::Selfi,
+                "plain" => Arm::Plain,
+                other => anyhow::bail!("unknown arm `{other}`; use offline, selfi or plain"),
+            };
+            anyhow::ensure!(!arms.contains(&arm), "--arms names `{n}` twice");
+            arms.push(arm);
+        }
+        Ok(arms)
+    }
+
     /// How many runs (sweep tasks) the experiment has.
     pub(crate) fn runs(&self) -> usize {
         self.arms.len() * self.seeds as usize
@@ -166,7 +183,7 @@ pub(crate) struct TrainArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     seeds: u64,
     /// First seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
     seed_base: u64,
     /// Training settings (TOML: learner, [dqn], [sac], [ppo], [space], eval_every, ...); default:
     /// the instance file's `config`, else built-in defaults.
@@ -435,7 +452,7 @@ pub(crate) fn selfi(c: SelfiCmd, stop: &AtomicBool) -> Result<()> {
             s::offline(&cfg, &a.logs, &a.out, a.seed, &device).map(|_| ())
         }
         SelfiCmd::Online(a) if a.run.collect => {
-            let (cfg, spec) = online_experiment(&a.run)?;
+            let (cfg, spec) = online_experiment(&a)?;
             let (summary, missing) = s::collect_online(&cfg, &spec)?;
             print!("{}", summary.table);
             report_incomplete(
@@ -490,7 +507,7 @@ pub(crate) fn selfi_online(
         "{}: [plan], [objective] and [offline] differ from those the offline phase was trained with; run `agent selfi offline` again",
         a.common.config.display()
     );
-    let spec = online_spec(a)?;
+    let spec = online_spec(a, offline_card(&bundle.card)?)?;
     if let Some(task) = a.task {
         let state = agent::selfi::online_task(&cfg, bundle, &spec, task, device, stop)?;
         println!("task {task}: {state}; figures in {}", a.out.display());
@@ -513,29 +530,32 @@ pub(crate) fn selfi_online(
     )
 }
 
-/// The online experiment `a` describes: its settings and runs.
+/// The online experiment `a` describes, for a comparison of its runs'
+/// folders: its settings and runs (the offline phase's card read from
+/// `--offline`, its networks not loaded).
 pub(crate) fn online_experiment(
-    a: &SelfiRunArgs,
+    a: &SelfiOnlineArgs,
 ) -> Result<(rl::selfi::SelfiConfig, agent::selfi::OnlineSpec)> {
+    let path = a.offline.join("offline.toml");
+    let card: rl::selfi::experiment::OfflineCard = toml::from_str(
+        &std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+    )
+    .with_context(|| format!("{}", path.display()))?;
     Ok((
-        agent::selfi::load_config(Some(&a.common.config))?,
-        online_spec(a)?,
+        agent::selfi::load_config(Some(&a.run.common.config))?,
+        online_spec(&a.run, offline_card(&card)?)?,
     ))
 }
 
+/// The offline phase's card as a fingerprint's text.
+fn offline_card(card: &rl::selfi::experiment::OfflineCard) -> Result<String> {
+    toml::to_string(card).context("the offline phase's card does not serialise")
+}
+
 /// The online runs `a` describes (telemetry off for a sweep's task or collection).
-fn online_spec(a: &SelfiRunArgs) -> Result<agent::selfi::OnlineSpec> {
-    use rl::selfi::online::Arm;
-    let arms = a
-        .arms
-        .iter()
-        .map(|n| match n.as_str() {
-            "offline" => Ok(Arm::Offline),
-            "selfi" => Ok(Arm::Selfi),
-            "plain" => Ok(Arm::Plain),
-            other => anyhow::bail!("unknown arm `{other}`; use offline, selfi or plain"),
-        })
-        .collect::<Result<Vec<_>>>()?;
+fn online_spec(a: &SelfiRunArgs, offline: String) -> Result<agent::selfi::OnlineSpec> {
+    let arms = a.arm_list()?;
     anyhow::ensure!(
         a.seeds > 0 && a.minutes > 0.0 && a.bin_minutes > 0.0,
         "--seeds, --minutes and --bin-minutes must be positive"
@@ -557,6 +577,7 @@ fn online_spec(a: &SelfiRunArgs) -> Result<agent::selfi::OnlineSpec> {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         }),
         sink,
+        offline,
     })
 }
 
@@ -670,9 +691,9 @@ pub(crate) fn rl_validate(a: RlValidateArgs, stop: &AtomicBool) -> Result<()> {
                         mean_return: p.evaluations.last().map_or(f64::NAN, |e| e.mean_return),
                         steps: p.steps,
                         updates: p.updates,
-                        // Wall time from the first batch: acting and waiting
-                        // included, as the one-process figure includes acting.
-                        train_seconds: r.wall_seconds,
+                        // Wall time from the first batch, evaluations left out
+                        // as in the one-process figure (which includes acting).
+                        train_seconds: r.wall_seconds - r.eval_seconds,
                     });
                 }
                 v

@@ -151,6 +151,7 @@ fn experiment(command: &[String]) -> Result<Experiment> {
             (Experiment::Persist(Box::new(a)), given)
         }
         crate::Cmd::Selfi(crate::cli::learn::SelfiCmd::Online(a)) => {
+            a.run.arm_list()?;
             let given = a.run.task_or_collect();
             (Experiment::Selfi(Box::new(a)), given)
         }
@@ -593,7 +594,7 @@ fn collect(out: &Path) -> Result<()> {
             report.missing
         }
         Experiment::Selfi(a) => {
-            let (cfg, spec) = super::learn::online_experiment(&a.run)?;
+            let (cfg, spec) = super::learn::online_experiment(&a)?;
             let (summary, missing) = agent::selfi::collect_online(&cfg, &spec)?;
             print!("{}", summary.table);
             println!(
