@@ -374,6 +374,13 @@ pub fn collect(run: &PersistRun) -> Result<Report> {
     let mut missing = Vec::new();
     for (task, (_, arm, seed)) in flights(run).into_iter().enumerate() {
         let dir = flight_dir(&run.out, arm, seed);
+        let file: FlightFile = match Incomplete::read_task_file(task, &dir, FLIGHT, "never flown") {
+            Ok(f) => f,
+            Err(why) => {
+                missing.push(why);
+                continue;
+            }
+        };
         let mut skip = |failed: bool, why: String| {
             missing.push(Incomplete {
                 task,
@@ -381,23 +388,6 @@ pub fn collect(run: &PersistRun) -> Result<Report> {
                 failed,
                 why,
             });
-        };
-        let text = match std::fs::read_to_string(dir.join(FLIGHT)) {
-            Ok(t) => t,
-            Err(_) => {
-                skip(false, "never flown (no flight.toml)".into());
-                continue;
-            }
-        };
-        let file: FlightFile = match toml::from_str(&text) {
-            Ok(f) => f,
-            Err(e) => {
-                skip(
-                    true,
-                    format!("{} cannot be read: {e}", dir.join(FLIGHT).display()),
-                );
-                continue;
-            }
         };
         match (file.state.as_str(), file.report) {
             _ if file.experiment != flight_fingerprint(run, arm, seed) => skip(

@@ -851,6 +851,13 @@ pub fn collect_online(
     let mut missing = Vec::new();
     for (task, (arm, seed)) in online_runs(spec).into_iter().enumerate() {
         let dir = run_dir(spec, arm, seed);
+        let file: RunFile = match Incomplete::read_task_file(task, &dir, RUN_FILE, "never run") {
+            Ok(f) => f,
+            Err(why) => {
+                missing.push(why);
+                continue;
+            }
+        };
         let mut skip = |failed: bool, why: String| {
             missing.push(Incomplete {
                 task,
@@ -858,23 +865,6 @@ pub fn collect_online(
                 failed,
                 why,
             })
-        };
-        let text = match std::fs::read_to_string(dir.join(RUN_FILE)) {
-            Ok(t) => t,
-            Err(_) => {
-                skip(false, "never run (no run.toml)".into());
-                continue;
-            }
-        };
-        let file: RunFile = match toml::from_str(&text) {
-            Ok(f) => f,
-            Err(e) => {
-                skip(
-                    true,
-                    format!("{} cannot be read: {e}", dir.join(RUN_FILE).display()),
-                );
-                continue;
-            }
         };
         match (file.state.as_str(), file.figures) {
             _ if file.experiment != run_fingerprint(cfg, spec, arm, seed) => skip(

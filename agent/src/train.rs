@@ -622,6 +622,30 @@ pub struct Incomplete {
     pub why: String,
 }
 
+impl Incomplete {
+    /// Read task `task`'s state file `dir/name` for a comparison: its
+    /// contents, or why the task is left out (`never`: what a missing file
+    /// means; an unreadable one counts as failed).
+    pub fn read_task_file<T: serde::de::DeserializeOwned>(
+        task: usize,
+        dir: &Path,
+        name: &str,
+        never: &str,
+    ) -> Result<T, Incomplete> {
+        let path = dir.join(name);
+        let out = |failed: bool, why: String| Incomplete {
+            task,
+            dir: dir.to_path_buf(),
+            failed,
+            why,
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|_| out(false, format!("{never} (no {name})")))?;
+        toml::from_str(&text)
+            .map_err(|e| out(true, format!("{} cannot be read: {e}", path.display())))
+    }
+}
+
 /// Run every (curriculum, seed) on this machine (`exp.jobs` at once), then
 /// compare them with [`collect`]: the local runner of a sweep.
 pub fn run(exp: &Experiment, stop: &AtomicBool) -> Result<Summary> {
