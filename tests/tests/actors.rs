@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-const PORTS: u16 = 2;
+const PORTS: u16 = 3;
 
 /// Steps by which single-process DQN solved CartPole on every one of 10 seeds
 /// (`agent rl-validate --task cartpole --seeds 10`, on the 5000-step
@@ -407,4 +407,81 @@ fn a_killed_learner_resumes_from_its_checkpoint() {
     assert_eq!(p.steps, 6000);
     assert!(p.finished);
     assert_eq!(p.restarts, 2);
+}
+
+/// The twin's own task through the same split: an actor flies the training
+/// rooms of an instance file in turn (DQN with 3-step returns, cut where one
+/// actor's batch ends), the learner evaluates on its held-out rooms.
+#[test]
+fn an_actor_flies_a_twin_family_for_the_learner() {
+    let dir = temp_dir("family");
+    let port = test_port(PortSlice::Actors, PORTS, 2);
+    let endpoint = format!("tcp/127.0.0.1:{port}");
+    let out = dir.join("run");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let instances = repo.join("agent/rl/instances/twin_avoid.toml");
+    let config = repo.join("agent/rl/config/twin_dqn.toml");
+    let family = [
+        "--task",
+        "family",
+        "--instances",
+        instances.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    let mut procs = KillOnDrop(vec![router(std::slice::from_ref(&endpoint))]);
+    let mut learner_args = family.to_vec();
+    learner_args.extend([
+        "--out",
+        out.to_str().unwrap(),
+        "--max-steps",
+        "1200",
+        "--eval-every",
+        "600",
+        "--keep-going",
+    ]);
+    let mut learner = node(
+        "rl-learner",
+        None,
+        &endpoint,
+        &learner_args,
+        &dir.join("learner.log"),
+    )
+    .spawn()
+    .expect("the learner starts");
+    let learner_out = lines(&mut learner);
+    procs.0.push(learner);
+    let mut actor_args = family.to_vec();
+    actor_args.extend(["--actor", "1"]);
+    let mut actor = node(
+        "actor",
+        None,
+        &endpoint,
+        &actor_args,
+        &dir.join("actor.log"),
+    )
+    .spawn()
+    .expect("the actor starts");
+    let actor_out = lines(&mut actor);
+    procs.0.push(actor);
+    let mut seen = Vec::new();
+    let end = wait_for(&learner_out, "rl-learner: twin family", &mut seen);
+    assert!(end.contains("trained 1200 steps"), "{end}\n{}", logs(&dir));
+    let st = wait_exit(&mut procs.0[2], "the actor");
+    let mut actor_lines = Vec::new();
+    rest(&actor_out, &mut actor_lines);
+    let actor_log = actor_lines.join("\n");
+    assert!(st.success(), "{actor_log}\n{}", logs(&dir));
+    assert!(
+        actor_log.contains("the learner ended the run"),
+        "{actor_log}"
+    );
+    let p = read_progress(&out.join("checkpoint")).expect("the progress file");
+    assert_eq!(
+        p.evaluations.iter().map(|e| e.steps).collect::<Vec<_>>(),
+        [600, 1200]
+    );
+    assert!(p.evaluations.iter().all(|e| e.mean_return.is_finite()));
+    assert!(p.updates > 0, "{p:?}");
+    assert_eq!(p.kind, "dqn");
 }

@@ -347,6 +347,10 @@ impl Learner for Dqn {
         self.steps += 1;
     }
 
+    fn cut(&mut self) {
+        self.replay.cut();
+    }
+
     fn kind(&self) -> &'static str {
         "dqn"
     }

@@ -16,6 +16,11 @@ pub trait Learner: Send {
     /// seen. A learner resumed from a checkpoint (which keeps no replay)
     /// refills its replay so before it trains again.
     fn remember(&mut self, t: Transition);
+    /// The steps given since the last call were one contiguous run of one
+    /// actor, and the next ones may be another's: n-step returns folded so far
+    /// end here (shorter, bootstrapped where they end). A no-op for learners
+    /// without n-step returns.
+    fn cut(&mut self) {}
     /// A curriculum iteration of `steps` environment steps begins (SPaCE's
     /// 100·N): an on-policy learner may hold its update until the end of it.
     fn begin_iteration(&mut self, _steps: u64) {}

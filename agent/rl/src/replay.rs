@@ -127,6 +127,15 @@ impl Replay {
         }
     }
 
+    /// Store every pending step now, each with the rewards of the steps after
+    /// it that are here (a shorter return, bootstrapped where it ends): the
+    /// steps that follow will not continue this sequence (another actor's).
+    pub fn cut(&mut self) {
+        while !self.pending.is_empty() {
+            self.flush_one();
+        }
+    }
+
     /// Store the oldest pending step with the rewards of the ones after it.
     fn flush_one(&mut self) {
         let mut reward = 0.0;
@@ -232,6 +241,29 @@ mod tests {
             (1.5, 0.25, 12.0)
         );
         assert_eq!((r.reward[5], r.discount[5]), (1.0, 0.5));
+    }
+
+    #[test]
+    fn a_cut_ends_the_pending_returns_where_the_run_ends() {
+        let mut r = Replay::new(10, 1, 1, 3, 0.5, 0);
+        r.push(t(0.0, 1.0, false, false));
+        r.push(t(1.0, 2.0, false, false));
+        r.cut();
+        assert_eq!(r.len(), 2, "both pending steps stored");
+        // From obs 0: 1 + 0.5·2, bootstrapped from obs 2 with 0.25; from obs 1: 2, from 2 with 0.5.
+        assert_eq!(
+            (r.reward[0], r.discount[0], r.next_obs[0]),
+            (2.0, 0.25, 2.0)
+        );
+        assert_eq!((r.reward[1], r.discount[1], r.next_obs[1]), (2.0, 0.5, 2.0));
+        // Another actor's run starts afresh: nothing of the first folds into it.
+        r.push(t(50.0, 4.0, false, false));
+        assert_eq!(r.len(), 2);
+        r.cut();
+        assert_eq!(
+            (r.reward[2], r.discount[2], r.next_obs[2]),
+            (4.0, 0.5, 51.0)
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! network; steps in batches to the learner, under its credit.
 
 use super::msg::{ALL_ACTORS, Credit, Experience};
-use super::{Keys, actor_seed, network};
+use super::{Keys, Task, actor_seed};
 use anyhow::{Context as _, Result, bail};
 use bus::Session;
 use bus::msg::Weights;
@@ -13,7 +13,6 @@ use rl::env::ActionSpace;
 use rl::learner::Learner;
 use rl::replay::Transition;
 use rl::train::{TrainConfig, make_learner};
-use rl::validate::Classic;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -25,7 +24,7 @@ pub struct ActorOptions {
     /// The run's name (its keys, [`Keys`]).
     pub run: String,
     /// The task.
-    pub task: Classic,
+    pub task: Task,
     /// This actor's number, unique in the run (1, 2, ...).
     pub actor: u32,
     /// The run's seed (this actor's own follows from it and its number).
@@ -97,7 +96,9 @@ pub fn run(session: &Session, o: &ActorOptions, stop: &AtomicBool) -> Result<Act
     // same actor number (restarted) is not taken for this one's.
     let me_session = bus::now_ns() ^ (u64::from(std::process::id()) << 32);
     let keys = Keys::new(&o.run)?;
-    let mut env = o.task.env()?;
+    let mut env = o.task.train_env()?;
+    // A family's training instances in turn, one episode each.
+    let instances = env.instances().max(1) as u64;
     let action_dim = match env.action_space() {
         ActionSpace::Discrete(_) => 1,
         ActionSpace::Continuous(k) => k,
@@ -141,7 +142,7 @@ pub fn run(session: &Session, o: &ActorOptions, stop: &AtomicBool) -> Result<Act
     let latest: Arc<Mutex<Option<Weights>>> = Arc::new(Mutex::new(None));
     let _weights = {
         let latest = latest.clone();
-        let want = network(o.task);
+        let want = o.task.network();
         session
             .declare_subscriber(keys.weights.clone())
             .callback(move |s| {
@@ -217,7 +218,7 @@ pub fn run(session: &Session, o: &ActorOptions, stop: &AtomicBool) -> Result<Act
 
     let mut version = 0u64;
     let mut episode = 0u64;
-    let mut obs = env.reset(0, seed.wrapping_add(episode))?;
+    let mut obs = env.reset(0, seed)?;
     let mut batch_no = 0u64;
     let scratch = crate::scratch::Scratch::new("rl-weights")?;
     let mut waiting_since: Option<Instant> = None;
@@ -298,7 +299,7 @@ pub fn run(session: &Session, o: &ActorOptions, stop: &AtomicBool) -> Result<Act
             obs = if end {
                 episode += 1;
                 report.episodes += 1;
-                env.reset(0, seed.wrapping_add(episode))?
+                env.reset((episode % instances) as usize, seed.wrapping_add(episode))?
             } else {
                 st.obs
             };

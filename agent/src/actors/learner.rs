@@ -2,7 +2,7 @@
 //! evaluates, publishes its acting network and checkpoints.
 
 use super::msg::{ALL_ACTORS, Credit, Experience};
-use super::{Keys, network};
+use super::{Keys, Task};
 use anyhow::{Context as _, Result, bail};
 use burn::tensor::Device;
 use bus::Session;
@@ -14,7 +14,7 @@ use bus::zenoh::qos::CongestionControl;
 use rl::env::ActionSpace;
 use rl::learner::Learner;
 use rl::train::{LearnerChoice, TrainConfig, make_learner};
-use rl::validate::{Classic, evaluate};
+use rl::validate::evaluate;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ pub struct LearnerOptions {
     /// The run's name (its keys, [`Keys`]).
     pub run: String,
     /// The task.
-    pub task: Classic,
+    pub task: Task,
     /// Seed of the networks, replay sampling and evaluation episodes.
     pub seed: u64,
     /// The learner's settings (DQN for CartPole, SAC for Pendulum).
@@ -132,21 +132,17 @@ pub const VERSION_BITS: u32 = 40;
 pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<LearnerReport> {
     if o.config.learner == LearnerChoice::Ppo {
         bail!(
-            "PPO learns on-policy from its own rollouts; the actor-learner split serves DQN and SAC (learner = \"auto\")"
+            "PPO learns on-policy from its own rollouts; the actor-learner split serves DQN and SAC (learner = \"auto\"; for the twin's families: --config agent/rl/config/twin_dqn.toml)"
         );
     }
-    if o.task == Classic::CartPole && o.config.dqn.n_step != 1 {
-        bail!(
-            "dqn.n_step = {}: n-step returns need one actor's steps in order, and batches of several actors interleave; use n_step = 1",
-            o.config.dqn.n_step
-        );
-    }
+
     if o.eval_every == 0 || o.publish_every == 0 {
         bail!("--eval-every and --publish-every must be at least 1");
     }
     let keys = Keys::new(&o.run)?;
-    let env = o.task.env()?;
-    let mut eval_env = o.task.env()?;
+    let env = o.task.train_env()?;
+    let mut eval_env = o.task.eval_env()?;
+
     let (obs_dim, action_dim) = (
         env.obs_dim(),
         match env.action_space() {
@@ -208,9 +204,9 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
     // A resumed learner refills its replay (which a checkpoint does not keep)
     // before it learns again: its step count is past the warm-up already.
     let refill = if resumed_at > 0 {
-        match o.task {
-            Classic::CartPole => o.config.dqn.learning_starts,
-            Classic::Pendulum => o.config.sac.learning_starts,
+        match env.action_space() {
+            ActionSpace::Discrete(_) => o.config.dqn.learning_starts,
+            ActionSpace::Continuous(_) => o.config.sac.learning_starts,
         }
     } else {
         0
@@ -270,7 +266,7 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
                 },
                 &Weights {
                     version: progress.version,
-                    network: network(o.task).into(),
+                    network: o.task.network(),
                     bpk,
                 },
             );
@@ -285,7 +281,7 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
     // timed save starts again with a higher start count all the same.
     checkpoint(learner.as_ref(), &progress, &o.out)?;
     publish(learner.as_ref(), &mut progress, false)?;
-    info!(run = %o.run, task = o.task.name(), key = %keys.experience, "learner waiting for actors");
+    info!(run = %o.run, task = %o.task.name(), key = %keys.experience, "learner waiting for actors");
 
     let mut seen: BTreeMap<u32, Seen> = BTreeMap::new();
     let mut ignored = 0u64;
@@ -297,7 +293,7 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
     let shape = Shape {
         obs_dim,
         action_dim,
-        task: o.task,
+        task: o.task.name(),
         key: keys.experience.clone(),
     };
     let mut saved = Instant::now();
@@ -401,7 +397,19 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
             if progress.steps.is_multiple_of(o.eval_every) {
                 learn_seconds += clock.elapsed().as_secs_f64();
                 let began = Instant::now();
-                let mean = evaluate(o.task, eval_env.as_mut(), learner.as_mut())?;
+                let mean = match &o.task {
+                    Task::Classic(c) => evaluate(*c, eval_env.as_mut(), learner.as_mut())?,
+                    // The held-out instances, `eval_episodes` greedy episodes each.
+                    Task::Family(_) => {
+                        let scores = rl::train::evaluate_each(
+                            eval_env.as_mut(),
+                            learner.as_mut(),
+                            o.config.eval_episodes,
+                            10_000,
+                        )?;
+                        scores.iter().map(|s| s.ret).sum::<f64>() / scores.len().max(1) as f64
+                    }
+                };
                 evaluating += began.elapsed();
                 progress.evaluations.push(Evaluation {
                     steps: progress.steps,
@@ -411,12 +419,15 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
                     "rl-learner: step {}, mean greedy return {mean:.1}",
                     progress.steps
                 );
-                if mean >= o.task.threshold() && progress.solved_at.is_none() {
+                if o.task.threshold().is_some_and(|t| mean >= t) && progress.solved_at.is_none() {
                     progress.solved_at = Some(progress.steps);
                 }
                 clock = Instant::now();
             }
         }
+        // Batches of several actors interleave: an n-step return never runs
+        // from one actor's steps into another's.
+        learner.cut();
         learn_seconds += clock.elapsed().as_secs_f64();
         progress.updates = learner.updates();
         send_credit(to, e.batch, learner.steps(), false)?;
@@ -464,7 +475,7 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
 struct Shape {
     obs_dim: usize,
     action_dim: usize,
-    task: Classic,
+    task: String,
     key: String,
 }
 
@@ -494,7 +505,7 @@ fn admit(bytes: &[u8], shape: &Shape, ignored: &mut u64) -> Option<Experience> {
             "a batch of {}-wide observations and {}-wide actions, where {} takes {} and {}: another task's actor? ignored",
             e.obs_dim,
             e.action_dim,
-            shape.task.name(),
+            shape.task,
             shape.obs_dim,
             shape.action_dim
         );

@@ -65,12 +65,54 @@ impl Keys {
     }
 }
 
-/// The network a run's weights are for (`Weights::network`): an actor never
-/// loads another task's.
-pub fn network(task: Classic) -> &'static str {
-    match task {
-        Classic::CartPole => "rl/cartpole/dqn",
-        Classic::Pendulum => "rl/pendulum/sac",
+/// What the actors step and the learner learns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Task {
+    /// A classic task with its solved threshold (DQN on CartPole, SAC on Pendulum).
+    Classic(Classic),
+    /// A family of an instance file (`agent train --instances`, e.g. the twin's
+    /// rooms): actors fly its training instances in turn, the learner evaluates
+    /// on its held-out ones (mean greedy return; no solved threshold).
+    Family(Box<rl::instances::InstanceFile>),
+}
+
+impl Task {
+    /// Its name in reports and progress files.
+    pub fn name(&self) -> String {
+        match self {
+            Task::Classic(c) => c.name().into(),
+            Task::Family(f) => format!("{:?} family", f.task).to_lowercase(),
+        }
+    }
+
+    /// The environment actors step (a family's training instances).
+    pub fn train_env(&self) -> Result<Box<dyn rl::env::Environment>, rl::RlError> {
+        match self {
+            Task::Classic(c) => c.env(),
+            Task::Family(f) => f.env(&f.train),
+        }
+    }
+
+    /// The environment the learner evaluates on (a family's held-out instances).
+    pub fn eval_env(&self) -> Result<Box<dyn rl::env::Environment>, rl::RlError> {
+        match self {
+            Task::Classic(c) => c.env(),
+            Task::Family(f) => f.env(&f.test),
+        }
+    }
+
+    /// The mean greedy return that counts as solved, where there is one.
+    pub fn threshold(&self) -> Option<f64> {
+        match self {
+            Task::Classic(c) => Some(c.threshold()),
+            Task::Family(_) => None,
+        }
+    }
+
+    /// The network a run's weights are for (`Weights::network`): an actor never
+    /// loads another task's.
+    pub fn network(&self) -> String {
+        format!("rl/{}", self.name().replace([' ', '(', ')'], ""))
     }
 }
 

@@ -172,9 +172,15 @@ struct RlArgs {
     /// actor, rl-learner: the training run's name (its keys: RUN/rl/...).
     #[arg(long, default_value = "rl")]
     run: String,
-    /// actor, rl-learner: the task (CartPole with DQN, Pendulum with SAC).
+    /// actor, rl-learner: the task (CartPole with DQN, Pendulum with SAC, or
+    /// the family of an instance file: --instances).
     #[arg(long, value_enum, default_value = "cartpole")]
     task: RlTask,
+    /// actor, rl-learner with --task family: the instance file (as `agent train
+    /// --instances`, e.g. agent/rl/instances/twin_avoid.toml); its own
+    /// `config` is the learner's settings unless --config names others.
+    #[arg(long)]
+    instances: Option<PathBuf>,
     /// actor, rl-learner: the run's seed (each actor's own follows from it and --actor).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=i64::MAX as u64))]
     seed: u64,
@@ -192,11 +198,12 @@ struct RlArgs {
     #[arg(long, default_value_t = 120.0, value_parser = above(0.0, 86_400.0, "s"))]
     learner_timeout: f64,
     /// rl-learner: environment steps in all (default: 100000 for CartPole, 20000
-    /// for Pendulum, as `agent rl-validate`).
+    /// for Pendulum, as `agent rl-validate`; 150000 for a family, as `agent train`).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     max_steps: Option<u64>,
     /// rl-learner: environment steps between evaluations (default: 5000 for
-    /// CartPole, 1000 for Pendulum, as `agent rl-validate`).
+    /// CartPole, 1000 for Pendulum, as `agent rl-validate`; a family's settings'
+    /// `eval_every`).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     eval_every: Option<u64>,
     /// rl-learner: go on after the task is solved, to --max-steps.
@@ -216,16 +223,7 @@ struct RlArgs {
 enum RlTask {
     Cartpole,
     Pendulum,
-}
-
-#[cfg(feature = "twin")]
-impl RlTask {
-    fn classic(self) -> rl::validate::Classic {
-        match self {
-            RlTask::Cartpole => rl::validate::Classic::CartPole,
-            RlTask::Pendulum => rl::validate::Classic::Pendulum,
-        }
-    }
+    Family,
 }
 
 /// `agent node actor` / `agent node rl-learner`.
@@ -235,7 +233,25 @@ fn rl_node(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let [kind] = a.kind.as_slice() else {
         anyhow::bail!("the actor and rl-learner nodes run alone, one per process");
     };
-    let config = match &a.config {
+    use agent::actors::Task;
+    use rl::validate::Classic;
+    let r = &a.rl;
+    let task = match r.task {
+        RlTask::Cartpole => Task::Classic(Classic::CartPole),
+        RlTask::Pendulum => Task::Classic(Classic::Pendulum),
+        RlTask::Family => {
+            let path = r
+                .instances
+                .as_ref()
+                .context("--task family needs --instances FILE (an instance file)")?;
+            Task::Family(Box::new(rl::instances::InstanceFile::load(path)?))
+        }
+    };
+    let family_config = match &task {
+        Task::Family(f) => f.config.clone(),
+        Task::Classic(_) => None,
+    };
+    let config = match a.config.as_ref().or(family_config.as_ref()) {
         Some(p) => rl::train::TrainConfig::load(p)?,
         None => rl::train::TrainConfig::default(),
     };
@@ -246,8 +262,6 @@ fn rl_node(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
     );
     bus.client = !bus.connect.is_empty() && bus.listen.is_empty();
     let session = ::bus::open(&bus)?;
-    let r = &a.rl;
-    let task = r.task.classic();
     match kind {
         NodeKind::Actor => {
             let report = agent::actors::actor::run(
@@ -282,17 +296,24 @@ fn rl_node(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
             );
         }
         NodeKind::RlLearner => {
+            let max_steps = r.max_steps.unwrap_or(match &task {
+                Task::Classic(Classic::CartPole) => 100_000,
+                Task::Classic(Classic::Pendulum) => 20_000,
+                Task::Family(_) => 150_000,
+            });
+            let eval_every = r.eval_every.unwrap_or(match &task {
+                Task::Classic(c) => c.eval_every(),
+                Task::Family(_) => config.eval_every,
+            });
+            let threshold = task.threshold();
             let report = agent::actors::learner::run(
                 &session,
                 &agent::actors::learner::LearnerOptions {
                     run: r.run.clone(),
                     task,
                     seed: r.seed,
-                    max_steps: r.max_steps.unwrap_or(match task {
-                        rl::validate::Classic::CartPole => 100_000,
-                        rl::validate::Classic::Pendulum => 20_000,
-                    }),
-                    eval_every: r.eval_every.unwrap_or(task.eval_every()),
+                    max_steps,
+                    eval_every,
                     stop_when_solved: !r.keep_going,
                     publish_every: a.publish_every.unwrap_or(256),
                     out: r.out.clone(),
@@ -312,10 +333,17 @@ fn rl_node(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
             println!(
                 "rl-learner: {} {}; {} steps ({}); this process: {} steps in {:.1} s of learning ({:.0} steps/s), {} updates ({:.0} updates/s), actors at most {} batches beyond its credit{}",
                 p.task,
-                match (p.solved_at, p.finished) {
-                    (Some(s), _) => format!("solved at step {s}"),
-                    (None, true) => format!("NOT solved in {} steps", p.steps),
-                    (None, false) => format!("interrupted at step {}", p.steps),
+                match (p.solved_at, p.finished, threshold) {
+                    (Some(s), _, _) => format!("solved at step {s}"),
+                    (None, true, Some(_)) => format!("NOT solved in {} steps", p.steps),
+                    (None, true, None) => format!(
+                        "trained {} steps (no solved threshold; last mean greedy test return {})",
+                        p.steps,
+                        p.evaluations
+                            .last()
+                            .map_or("-".to_string(), |e| format!("{:.2}", e.mean_return))
+                    ),
+                    (None, false, _) => format!("interrupted at step {}", p.steps),
                 },
                 p.steps,
                 actors.join(", "),
