@@ -177,7 +177,7 @@ pub fn run(session: &Session, o: &LearnerOptions, stop: &AtomicBool) -> Result<L
             p
         }
         None => Progress {
-            task: o.task.name().into(),
+            task: o.task.name(),
             kind: learner.kind().into(),
             seed: o.seed,
             steps: 0,
