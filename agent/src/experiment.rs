@@ -216,15 +216,7 @@ fn flight_fingerprint(run: &PersistRun, arm: Arm, seed: u64) -> String {
 }
 
 fn write_flight(dir: &Path, file: &FlightFile) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = dir.join("flight.toml.tmp");
-    std::fs::write(
-        &tmp,
-        toml::to_string(file).context("cannot encode a flight's figures")?,
-    )
-    .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join(FLIGHT))
-        .with_context(|| format!("cannot write {}", dir.join(FLIGHT).display()))
+    Incomplete::write_task_file(dir, FLIGHT, file)
 }
 
 /// Fly one flight and keep how it ended in its folder.

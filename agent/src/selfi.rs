@@ -591,15 +591,7 @@ fn run_fingerprint(cfg: &SelfiConfig, spec: &OnlineSpec, arm: Arm, seed: u64) ->
 const RUN_OUTPUTS: [&str; 4] = ["bins.csv", "evals.csv", "steps.csv", "actor.bpk"];
 
 fn write_run_file(dir: &Path, file: &RunFile) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = dir.join("run.toml.tmp");
-    std::fs::write(
-        &tmp,
-        toml::to_string(file).context("cannot encode a run's figures")?,
-    )
-    .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join(RUN_FILE))
-        .with_context(|| format!("cannot write {}", dir.join(RUN_FILE).display()))
+    Incomplete::write_task_file(dir, RUN_FILE, file)
 }
 
 /// Fly one run and keep it in its folder: bins.csv, evals.csv, steps.csv, its

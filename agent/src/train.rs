@@ -511,11 +511,7 @@ fn run_fingerprint(exp: &Experiment, spec: &RunSpec) -> String {
 const STATUS: &str = "status.toml";
 
 fn write_status(dir: &Path, status: &RunStatus) -> Result<()> {
-    let text = toml::to_string(status).context("cannot encode a run's status")?;
-    let tmp = dir.join("status.toml.tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join(STATUS))
-        .with_context(|| format!("cannot write {}", dir.join(STATUS).display()))
+    Incomplete::write_task_file(dir, STATUS, status)
 }
 
 fn read_status(dir: &Path) -> Option<RunStatus> {
@@ -623,6 +619,17 @@ pub struct Incomplete {
 }
 
 impl Incomplete {
+    /// Write a sweep task's state file `dir/name` whole (beside it, then
+    /// renamed into place): a reader never sees half of it.
+    pub fn write_task_file<T: serde::Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let text = toml::to_string(value).with_context(|| format!("cannot encode {name}"))?;
+        let tmp = dir.join(format!("{name}.tmp"));
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, dir.join(name))
+            .with_context(|| format!("cannot write {}", dir.join(name).display()))
+    }
+
     /// Read task `task`'s state file `dir/name` for a comparison: its
     /// contents, or why the task is left out (`never`: what a missing file
     /// means; an unreadable one counts as failed).

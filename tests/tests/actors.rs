@@ -321,16 +321,14 @@ fn a_killed_learner_resumes_from_its_checkpoint() {
     ];
     let endpoint = format!("tcp/127.0.0.1:{port}");
     let mut procs = KillOnDrop(vec![router(std::slice::from_ref(&endpoint))]);
-    let mut first = node(
-        "rl-learner",
-        None,
-        &endpoint,
-        &learner_args,
-        &dir.join("learner1.log"),
-    )
-    .spawn()
-    .expect("the learner starts");
-    let first_out = lines(&mut first);
+    let learner = |log: &str| {
+        let mut c = node("rl-learner", None, &endpoint, &learner_args, &dir.join(log))
+            .spawn()
+            .expect("the learner starts");
+        let out = lines(&mut c);
+        (c, out)
+    };
+    let (first, first_out) = learner("learner1.log");
     procs.0.push(first);
     let mut actor = node(
         "actor",
@@ -367,16 +365,7 @@ fn a_killed_learner_resumes_from_its_checkpoint() {
         .steps;
     assert!(at_kill < 6000, "killed after its end");
 
-    let mut second = node(
-        "rl-learner",
-        None,
-        &endpoint,
-        &learner_args,
-        &dir.join("learner2.log"),
-    )
-    .spawn()
-    .expect("the learner starts again");
-    let second_out = lines(&mut second);
+    let (second, second_out) = learner("learner2.log");
     procs.0.push(second);
     let resumed = wait_for(&second_out, "resumed from", &mut seen);
     assert!(
