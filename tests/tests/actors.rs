@@ -131,6 +131,14 @@ impl Drop for Namespaces {
     }
 }
 
+/// Start `cmd`, kept in `procs` (killed when the test ends): its stdout lines as they come.
+fn start(cmd: &mut Command, procs: &mut KillOnDrop) -> Receiver<String> {
+    let mut child = cmd.spawn().expect("a node starts");
+    let rx = lines(&mut child);
+    procs.0.push(child);
+    rx
+}
+
 /// The child's stdout lines as they come.
 fn lines(child: &mut Child) -> Receiver<String> {
     let out = child.stdout.take().expect("stdout piped");
@@ -209,37 +217,35 @@ fn actors_on_two_network_namespaces_feed_one_learner() {
     let mut listen = routers.clone();
     listen.dedup();
     let mut procs = KillOnDrop(vec![router(&listen)]);
-    let mut learner = node(
-        "rl-learner",
-        netns[0].as_deref(),
-        &routers[0],
-        &[
-            "--out",
-            out.to_str().unwrap(),
-            "--max-steps",
-            &budget.to_string(),
-            "--silent-after",
-            "5",
-        ],
-        &dir.join("learner.log"),
-    )
-    .spawn()
-    .expect("the learner starts");
-    let learner_out = lines(&mut learner);
-    procs.0.push(learner);
+    let learner_out = start(
+        &mut node(
+            "rl-learner",
+            netns[0].as_deref(),
+            &routers[0],
+            &[
+                "--out",
+                out.to_str().unwrap(),
+                "--max-steps",
+                &budget.to_string(),
+                "--silent-after",
+                "5",
+            ],
+            &dir.join("learner.log"),
+        ),
+        &mut procs,
+    );
     let mut actor_out = Vec::new();
     for k in 1..=2 {
-        let mut c = node(
-            "actor",
-            netns[k].as_deref(),
-            &routers[k],
-            &["--actor", &k.to_string()],
-            &dir.join(format!("actor{k}.log")),
-        )
-        .spawn()
-        .expect("an actor starts");
-        actor_out.push(lines(&mut c));
-        procs.0.push(c);
+        actor_out.push(start(
+            &mut node(
+                "actor",
+                netns[k].as_deref(),
+                &routers[k],
+                &["--actor", &k.to_string()],
+                &dir.join(format!("actor{k}.log")),
+            ),
+            &mut procs,
+        ));
     }
     let mut seen = Vec::new();
     wait_for(&learner_out, "actor 1 joined", &mut seen);
@@ -321,26 +327,18 @@ fn a_killed_learner_resumes_from_its_checkpoint() {
     ];
     let endpoint = format!("tcp/127.0.0.1:{port}");
     let mut procs = KillOnDrop(vec![router(std::slice::from_ref(&endpoint))]);
-    let learner = |log: &str| {
-        let mut c = node("rl-learner", None, &endpoint, &learner_args, &dir.join(log))
-            .spawn()
-            .expect("the learner starts");
-        let out = lines(&mut c);
-        (c, out)
-    };
-    let (first, first_out) = learner("learner1.log");
-    procs.0.push(first);
-    let mut actor = node(
-        "actor",
-        None,
-        &endpoint,
-        &["--actor", "1"],
-        &dir.join("actor.log"),
-    )
-    .spawn()
-    .expect("the actor starts");
-    let actor_out = lines(&mut actor);
-    procs.0.push(actor);
+    let learner = |log: &str| node("rl-learner", None, &endpoint, &learner_args, &dir.join(log));
+    let first_out = start(&mut learner("learner1.log"), &mut procs);
+    let actor_out = start(
+        &mut node(
+            "actor",
+            None,
+            &endpoint,
+            &["--actor", "1"],
+            &dir.join("actor.log"),
+        ),
+        &mut procs,
+    );
     let mut seen = Vec::new();
     wait_for(&first_out, "step 2000,", &mut seen);
     // A checkpoint after the evaluation (saves every 0.2 s of wall time).
@@ -365,8 +363,7 @@ fn a_killed_learner_resumes_from_its_checkpoint() {
         .steps;
     assert!(at_kill < 6000, "killed after its end");
 
-    let (second, second_out) = learner("learner2.log");
-    procs.0.push(second);
+    let second_out = start(&mut learner("learner2.log"), &mut procs);
     let resumed = wait_for(&second_out, "resumed from", &mut seen);
     assert!(
         resumed.contains(&format!("at step {at_kill} ")),
@@ -429,30 +426,28 @@ fn an_actor_flies_a_twin_family_for_the_learner() {
         "600",
         "--keep-going",
     ]);
-    let mut learner = node(
-        "rl-learner",
-        None,
-        &endpoint,
-        &learner_args,
-        &dir.join("learner.log"),
-    )
-    .spawn()
-    .expect("the learner starts");
-    let learner_out = lines(&mut learner);
-    procs.0.push(learner);
+    let learner_out = start(
+        &mut node(
+            "rl-learner",
+            None,
+            &endpoint,
+            &learner_args,
+            &dir.join("learner.log"),
+        ),
+        &mut procs,
+    );
     let mut actor_args = family.to_vec();
     actor_args.extend(["--actor", "1"]);
-    let mut actor = node(
-        "actor",
-        None,
-        &endpoint,
-        &actor_args,
-        &dir.join("actor.log"),
-    )
-    .spawn()
-    .expect("the actor starts");
-    let actor_out = lines(&mut actor);
-    procs.0.push(actor);
+    let actor_out = start(
+        &mut node(
+            "actor",
+            None,
+            &endpoint,
+            &actor_args,
+            &dir.join("actor.log"),
+        ),
+        &mut procs,
+    );
     let mut seen = Vec::new();
     let end = wait_for(&learner_out, "rl-learner: twin family", &mut seen);
     assert!(end.contains("trained 1200 steps"), "{end}\n{}", logs(&dir));
