@@ -230,6 +230,7 @@ pub fn run(cfg: &FlyConfig, b: &BudgetConfig, stop: &AtomicBool) -> Result<Budge
                     state: Some(twin_state(&obs)),
                     goal: None,
                     tracks: None,
+                    external: None,
                     train_steps: learner.stats().steps,
                 },
                 &mut log,

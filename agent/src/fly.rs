@@ -82,6 +82,9 @@ pub struct FlyConfig {
     pub context: Context,
     /// Behaviour.
     pub avoid: AvoidConfig,
+    /// Limits on velocity commands from outside the agent (the graph's
+    /// `policy --external`; the in-process loop flies its own policy).
+    pub external: crate::pipeline::ExternalConfig,
     /// Network shape.
     pub mono: MonoShape,
     /// Learner.
@@ -109,6 +112,7 @@ impl Default for FlyConfig {
             persist: l.persist,
             context: Context::default(),
             avoid: l.avoid,
+            external: l.external,
             mono: l.mono,
             learner: l.learner,
             stereo: l.stereo,
@@ -124,6 +128,7 @@ impl FlyConfig {
             backend: self.backend,
             persist: self.persist,
             avoid: self.avoid,
+            external: self.external,
             mono: self.mono,
             learner: self.learner.clone(),
             stereo: self.stereo,
@@ -430,6 +435,7 @@ pub fn fly_arm(
             state: Some(state),
             goal: None,
             tracks: None,
+            external: None,
             train_steps: steps_done,
         };
         let Decision {

@@ -8,9 +8,13 @@ use cli::bus::{GoalArgs, InfoArgs, LatencyArgs, RecordArgs, ReplayArgs, TopicArg
 #[cfg(feature = "twin")]
 use cli::lab::{BenchArgs, BudgetArgs, FlyArgs, PersistArgs};
 #[cfg(feature = "twin")]
-use cli::learn::{RlBenchArgs, RlValidateArgs, SelfiCmd, TrainArgs};
+use cli::learn::TrainArgs;
 use cli::node::NodeArgs;
+#[cfg(feature = "twin")]
+use cli::rl::{RlBenchArgs, RlValidateArgs};
 use cli::secure::{CertsArgs, RouterArgs};
+#[cfg(feature = "twin")]
+use cli::selfi::SelfiCmd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -174,11 +178,11 @@ fn main() -> Result<()> {
         #[cfg(feature = "twin")]
         Cmd::Sweep(c) => cli::sweep::sweep(c, stop),
         #[cfg(feature = "twin")]
-        Cmd::Selfi(c) => cli::learn::selfi(c, &stop),
+        Cmd::Selfi(c) => cli::selfi::selfi(c, &stop),
         #[cfg(feature = "twin")]
-        Cmd::RlBench(a) => cli::learn::rl_bench(a, &stop),
+        Cmd::RlBench(a) => cli::rl::rl_bench(a, &stop),
         #[cfg(feature = "twin")]
-        Cmd::RlValidate(a) => cli::learn::rl_validate(a, &stop),
+        Cmd::RlValidate(a) => cli::rl::rl_validate(a, &stop),
         #[cfg(feature = "twin")]
         Cmd::Budget(a) => cli::lab::budget(a, stop),
         Cmd::Record(a) => cli::bus::record(a, stop),

@@ -20,6 +20,7 @@ import threading
 import time
 
 import zenoh
+import zenoh.ext
 from rosbags.typesys import Stores, get_typestore
 
 STORE = get_typestore(Stores.ROS2_JAZZY)
@@ -71,6 +72,8 @@ def main(endpoint, domain, gx, gy, gz):
                 last_seq[key] = seq
                 t = out["topics"].setdefault(topic, {"type": name, "count": 0})
                 t["count"] += 1
+                if topic.endswith("/odom") and t["count"] >= 3:
+                    odom_flowing.set()
                 if topic.endswith("/odom") and len(out["odom"]) < 50:
                     p = msg.pose.pose.position
                     out["odom"].append({"frame": [msg.header.frame_id, msg.child_frame_id],
@@ -88,6 +91,34 @@ def main(endpoint, domain, gx, gy, gz):
         with lock:
             out["tokens"].append([str(sample.key_expr), str(sample.kind)])
 
+    odom_flowing = threading.Event()
+
+    def on_late_static(sample):
+        with lock:
+            try:
+                parts = str(sample.key_expr).split("/")
+                msg = STORE.deserialize_cdr(sample.payload.to_bytes(), ros_type(parts[-2]))
+                late = out.setdefault("tf_static_late", {"count": 0, "children": []})
+                late["count"] += 1
+                late["children"] = sorted(t.child_frame_id for t in msg.transforms)
+            except Exception as e:  # noqa: BLE001 (reported to the test)
+                out["errors"].append(f"late /tf_static: {e!r}")
+
+    def join_late():
+        # A subscription that joins once odometry flows, long after the
+        # bridge sent /tf_static (once, at its start): as tf2's static
+        # listener on rmw_zenoh does (transient local = an advanced
+        # subscriber that queries the late-found publishers' caches), it
+        # can only get the transforms from the publisher's cache.
+        if odom_flowing.wait(timeout=300) and not finished.is_set():
+            holder.append(zenoh.ext.declare_advanced_subscriber(
+                session, f"{domain}/tf_static/**", on_late_static,
+                history=zenoh.ext.HistoryConfig(detect_late_publishers=True, max_samples=1)))
+
+    holder = []
+    finished = threading.Event()
+    late_thread = threading.Thread(target=join_late, daemon=True)
+    late_thread.start()
     data = session.declare_subscriber(f"{domain}/**", on_data)
     tokens = session.liveliness().declare_subscriber(f"@ros2_lv/{domain}/**", on_token, history=True)
 
@@ -120,6 +151,11 @@ def main(endpoint, domain, gx, gy, gz):
         time.sleep(0.1)
     data.undeclare()
     tokens.undeclare()
+    finished.set()
+    odom_flowing.set()
+    late_thread.join()
+    for h in holder:
+        h.undeclare()
     with lock:
         json.dump(out, sys.stdout)
     session.close()

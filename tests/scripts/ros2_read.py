@@ -73,7 +73,14 @@ def main(path):
 
     store = get_typestore(Stores.ROS2_HUMBLE)
     counts = {}
+    qos = {}
     with Reader(path) as bag:
+        # The QoS each topic was offered with, as rosbags parses rosbag2's
+        # `offered_qos_profiles` (what `ros2 bag play` offers again).
+        for conn in bag.connections:
+            profiles = conn.ext.offered_qos_profiles
+            qos[conn.topic] = [{"reliability": q.reliability.name, "durability": q.durability.name,
+                                "history": q.history.name, "depth": q.depth} for q in profiles]
         for conn, _, raw in bag.messages():
             msg = store.deserialize_cdr(raw, conn.msgtype)
             counts[conn.topic] = counts.get(conn.topic, 0) + 1
@@ -84,6 +91,7 @@ def main(path):
                 if not key or out["odom"][key[0]]["p"] != [p.x, p.y, p.z]:
                     sys.exit(f"rosbags and mcap-ros2-support disagree on an odometry pose: {p}")
     out["rosbags_counts"] = counts
+    out["qos"] = qos
     json.dump(out, sys.stdout)
 
 

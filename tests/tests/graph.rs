@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// recorded for other tests), 6 and 12 (the robot launch), 7, 9, 10, 11,
 /// 13, 14 and 15 (the operator arming the robot launch).
 fn port(k: u16) -> u16 {
-    e2e_tests::test_port(e2e_tests::PortSlice::Graph, 19, k)
+    e2e_tests::test_port(e2e_tests::PortSlice::Graph, 22, k)
 }
 
 fn twin_graph(robot: &str, port: u16, seconds: &str) -> String {
@@ -330,7 +330,9 @@ fn safety_commands_hover_when_the_policy_dies() {
 
 /// Learning on the graph: the learner node trains the monocular network from
 /// the stereo node's scans of the twin's pairs and saves it; the mono node
-/// runs it on every pair and swaps in each save.
+/// runs it on every pair and swaps in each save. The telemetry node splits
+/// its recording every MB (graph.rrd, graph-part2.rrd, ...): every part
+/// passes rerun's own check, and the parts hold the graph's topics.
 #[test]
 fn learner_and_mono_nodes_learn_and_swap_weights_on_the_graph() {
     let dir = temp_dir("graph-learn");
@@ -348,7 +350,7 @@ name = "mono"
 args = ["node", "mono", "--robot", "{robot}", "--connect", "{ep}", "--checkpoint", "{ck}"]
 [[process]]
 name = "telemetry"
-args = ["node", "telemetry", "--robot", "{robot}", "--connect", "{ep}", "--rerun-save", "{rrd}"]
+args = ["node", "telemetry", "--robot", "{robot}", "--connect", "{ep}", "--rerun-save", "{rrd}", "--rerun-split-mb", "1"]
 "#,
         ck = ckpt.display(),
         rrd = rrd.display()
@@ -401,14 +403,37 @@ args = ["node", "telemetry", "--robot", "{robot}", "--connect", "{ep}", "--rerun
         .unwrap_or(0);
     assert!(offered > 500, "{down}");
     assert!(ckpt.is_file());
-    // The telemetry node put the graph's topics into rerun.
-    let v = e2e_tests::rerun_cli()
-        .args(["rrd", "verify"])
-        .arg(&rrd)
-        .output()
-        .unwrap();
-    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
-    let printed = succeed(e2e_tests::rerun_cli().args(["rrd", "print"]).arg(&rrd));
+    // The telemetry node put the graph's topics into rerun, in parts of
+    // about a MB: the first under the given name, then NAME-partN.
+    let mut parts = vec![rrd.clone()];
+    parts.extend(
+        (2..)
+            .map(|n| dir.join(format!("graph-part{n}.rrd")))
+            .take_while(|p| p.is_file()),
+    );
+    assert!(parts.len() >= 2, "one telemetry file: {parts:?}\n{log}");
+    let mut printed = String::new();
+    for part in &parts {
+        let v = e2e_tests::rerun_cli()
+            .args(["rrd", "verify"])
+            .arg(part)
+            .output()
+            .unwrap();
+        assert!(
+            v.status.success(),
+            "{}: {}",
+            part.display(),
+            String::from_utf8_lossy(&v.stderr)
+        );
+        let text = succeed(e2e_tests::rerun_cli().args(["rrd", "print"]).arg(part));
+        // Each part stands alone: it has the rig's cameras.
+        assert!(
+            text.contains("/world/robot/camera/right"),
+            "{} has no rig",
+            part.display()
+        );
+        printed += &text;
+    }
     for entity in [
         "/world/robot/camera/image",
         "/world/robot/camera/right",
@@ -1075,6 +1100,28 @@ fn recording_decodes_with_ros2_tools() {
             "{topic}: rosbags and mcap-ros2-support read different counts"
         );
     }
+    // Every channel's offered QoS as rosbags parses it: `ros2 bag play`
+    // offers `/tf_static` transient local again (late joiners get the rig),
+    // images best effort as the sensor-data profile, the rest reliable.
+    for (topic, _) in want_types {
+        let (reliability, durability, depth) = match topic {
+            "/tf_static" => ("RELIABLE", "TRANSIENT_LOCAL", 1),
+            t if t.starts_with("/camera/") || t.starts_with("/depth/") => {
+                ("BEST_EFFORT", "VOLATILE", 5)
+            }
+            _ => ("RELIABLE", "VOLATILE", 10),
+        };
+        let q = &r["qos"][topic];
+        assert_eq!(
+            q.as_array().map(Vec::len),
+            Some(1),
+            "{topic}: one offered QoS profile: {q}"
+        );
+        assert_eq!(q[0]["reliability"], reliability, "{topic}: {q}");
+        assert_eq!(q[0]["durability"], durability, "{topic}: {q}");
+        assert_eq!(q[0]["history"], "KEEP_LAST", "{topic}: {q}");
+        assert_eq!(q[0]["depth"], depth, "{topic}: {q}");
+    }
 
     // Images: the pairs that crossed the bus.
     let rig = sim::env::EnvConfig::default().rig;
@@ -1201,6 +1248,141 @@ fn recording_decodes_with_ros2_tools() {
     );
 }
 
+/// A ROS 2 planner's `cmd_vel` is flown within the loop's safety limits: a
+/// teleop node on rmw_zenoh's wire (tests/scripts/ros2_teleop.py, no code of
+/// this project) holds 2.5 m/s forward while the twin flies its corridor;
+/// the `ros2` node (`--ros-accept cmd-vel`) puts each command on
+/// `cmd/external`, and the policy node (`--external`) flies it: bounded to the
+/// cruise speed, at full speed while the way is clear, and with no forward
+/// speed on any frame whose scan has something within the avoid distance or
+/// too much unknown ahead. The corridor brings it to an obstacle within the
+/// flight, so the cut is exercised; the twin counts no collision.
+#[test]
+fn ros2_cmd_vel_is_flown_within_the_safety_limits() {
+    use agent::pipeline::{Ahead, AvoidConfig};
+    use bus::msg::{DepthScan, Event, Setpoint};
+    use bus::{Inbox, topics};
+    let robot = format!("cv{}", std::process::id());
+    let (bus_port, ros_port) = (port(20), port(21));
+    let ros_ep = format!("tcp/127.0.0.1:{ros_port}");
+    let domain = 9;
+    let mut teleop = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/ros2_teleop.py"
+        ))
+        .args([&ros_ep, &domain.to_string(), "2.5", "0", "0", "0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs (tests/prepare.sh installs eclipse-zenoh and rosbags)");
+    let session = bus::open(&bus::BusConfig::connect_to(format!(
+        "tcp/127.0.0.1:{bus_port}"
+    )))
+    .unwrap();
+    let mut setpoints =
+        Inbox::<Setpoint>::new(&session, &robot, topics::CMD_SETPOINT, 4096).unwrap();
+    let mut external =
+        Inbox::<Setpoint>::new(&session, &robot, topics::CMD_EXTERNAL, 4096).unwrap();
+    let mut scans = Inbox::<DepthScan>::new(&session, &robot, topics::DEPTH_STEREO, 4096).unwrap();
+    let mut events = Inbox::<Event>::new(&session, &robot, topics::EVENTS, 256).unwrap();
+    let graph = twin_graph(&robot, bus_port, "12").replace(
+        &format!("\"node\", \"policy\", \"--robot\", \"{robot}\","),
+        &format!("\"node\", \"policy\", \"--external\", \"--robot\", \"{robot}\","),
+    );
+    assert!(graph.contains("--external"), "{graph}");
+    let graph = graph
+        + &format!(
+            "[[process]]\nname = \"ros2\"\nargs = [\"node\", \"ros2\", \"--robot\", \"{robot}\", \"--connect\", \"tcp/127.0.0.1:{bus_port}\", \"--ros-connect\", \"{ros_ep}\", \"--ros-domain\", \"{domain}\", \"--ros-accept\", \"cmd-vel\"]\n"
+        );
+    let dir = temp_dir("ros2-cmd-vel");
+    std::fs::write(dir.join("twin.toml"), graph).unwrap();
+    let launched = Command::new(workspace_bin("agent"))
+        .arg("launch")
+        .arg(dir.join("twin.toml"))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&launched.stdout).to_string()
+        + &String::from_utf8_lossy(&launched.stderr);
+    drop(teleop.stdin.take());
+    let sent = teleop.wait_with_output().unwrap();
+    assert!(launched.status.success(), "{log}");
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+
+    let drain = |inbox: &mut Inbox<Setpoint>| {
+        let mut v = Vec::new();
+        while let Some((h, sp)) = inbox.recv_timeout(Duration::ZERO).unwrap() {
+            v.push((h, sp));
+        }
+        v
+    };
+    // The commands crossed from ROS 2, as sent.
+    let commands = drain(&mut external);
+    assert!(
+        commands.len() >= 10,
+        "{} commands on cmd/external\n{log}",
+        commands.len()
+    );
+    for (_, c) in &commands {
+        assert_eq!((c.forward, c.left, c.up, c.yaw_rate), (2.5, 0.0, 0.0, 0.0));
+    }
+    let mut depth = std::collections::HashMap::new();
+    while let Some((h, d)) = scans.recv_timeout(Duration::ZERO).unwrap() {
+        depth.insert((h.seq, h.stamp_ns), d.depth);
+    }
+    let avoid = AvoidConfig::default();
+    let flown = drain(&mut setpoints);
+    assert!(flown.len() >= 100, "{} setpoints\n{log}", flown.len());
+    let (mut at_cruise, mut blocked) = (0, 0);
+    for (h, sp) in &flown {
+        // Never beyond the cruise speed, never sideways (none was asked).
+        assert!(
+            f64::from(sp.forward) <= avoid.cruise_speed + 1e-6 && sp.left == 0.0,
+            "setpoint {}: {sp:?}",
+            h.seq
+        );
+        at_cruise += usize::from((f64::from(sp.forward) - avoid.cruise_speed).abs() < 1e-6);
+        let Some(scan) = depth.get(&(h.seq, h.stamp_ns)) else {
+            continue;
+        };
+        let ahead = Ahead::of(scan);
+        if f64::from(ahead.clearance(avoid.unknown_ahead)) <= avoid.avoid_distance {
+            blocked += 1;
+            assert!(
+                sp.forward <= 0.0,
+                "frame {}: forward {} with {ahead:?} ahead",
+                h.seq,
+                sp.forward
+            );
+        }
+    }
+    eprintln!(
+        "{} setpoints, {at_cruise} at the cruise speed, {blocked} with something within the avoid distance ahead",
+        flown.len()
+    );
+    assert!(
+        at_cruise >= 10,
+        "{at_cruise} frames flown at the cruise speed: the commands were not flown\n{log}"
+    );
+    assert!(
+        blocked >= 1,
+        "no frame had anything within the avoid distance ahead: the flight never tested the cut\n{log}"
+    );
+    let mut collisions = Vec::new();
+    while let Some((_, e)) = events.recv_timeout(Duration::ZERO).unwrap() {
+        if e.text.contains("collision") {
+            collisions.push(e.text);
+        }
+    }
+    assert!(collisions.is_empty(), "{collisions:?}\n{log}");
+    assert!(log.contains(", 0 collisions,"), "{log}");
+}
+
 /// The `ros2` node speaks rmw_zenoh: a ROS 2 peer on zenoh written without
 /// this project's code (tests/scripts/ros2_peer.py: eclipse-zenoh, rosbags'
 /// Jazzy type store) listens where rmw_zenoh's router would, while the twin
@@ -1267,17 +1449,32 @@ fn ros2_bridge_matches_rmw_zenoh_keys() {
         ("/cmd/setpoint", "geometry_msgs/msg/TwistStamped"),
         ("/odom", "nav_msgs/msg/Odometry"),
         ("/tf", "tf2_msgs/msg/TFMessage"),
-        ("/tf_static", "tf2_msgs/msg/TFMessage"),
     ] {
         let t = seen
             .get(topic)
             .unwrap_or_else(|| panic!("no {topic} seen by the ROS 2 peer: {r}\n{log}"));
         assert_eq!(t["type"], ty, "{topic}");
-        // /tf_static goes out once a second of wall time (the twin may fly
-        // its 8 s in less); the rest once per frame.
-        let least = if topic == "/tf_static" { 1 } else { 3 };
-        assert!(t["count"].as_u64().unwrap() >= least, "{topic}: {t}");
+        assert!(t["count"].as_u64().unwrap() >= 3, "{topic}: {t}");
     }
+    // /tf_static is sent once, transient local: a subscription that joined
+    // after odometry flowed (so after the one send) got it from the
+    // publisher's cache, as tf2's static listener on rmw_zenoh would.
+    let late = &r["tf_static_late"];
+    assert!(
+        late["count"].as_u64().is_some_and(|n| n >= 1),
+        "the late /tf_static subscription got nothing: {r}\n{log}"
+    );
+    assert_eq!(
+        late["children"],
+        serde_json::json!(["camera_left_optical_frame", "camera_right_optical_frame"]),
+        "{r}"
+    );
+    assert!(
+        seen.get("/tf_static")
+            .and_then(|t| t["count"].as_u64())
+            .is_none_or(|n| n <= 1),
+        "/tf_static is sent once: {r}"
+    );
     let im = &r["images"][0];
     assert_eq!(
         im,

@@ -66,11 +66,15 @@ pub enum Topic {
     /// `cmd/arm`: [`msg::ArmRequest`] from an operator (`agent arm`) to the
     /// flight-controller node.
     CmdArm,
+    /// `cmd/external`: [`msg::Setpoint`] a velocity command from outside the
+    /// agent (a ROS 2 planner's `cmd_vel`, through the `ros2` node), which the
+    /// policy node flies only within its safety limits (`--policy external`).
+    CmdExternal,
 }
 
 impl Topic {
     /// All topics.
-    pub const ALL: [Topic; 13] = [
+    pub const ALL: [Topic; 14] = [
         Topic::CameraStereo,
         Topic::DepthStereo,
         Topic::DepthMono,
@@ -84,6 +88,7 @@ impl Topic {
         Topic::Tracks,
         Topic::CameraHealth,
         Topic::CmdArm,
+        Topic::CmdExternal,
     ];
 
     /// Key expression below the robot name.
@@ -102,6 +107,7 @@ impl Topic {
             Topic::Tracks => "perception/tracks",
             Topic::CameraHealth => "camera/health",
             Topic::CmdArm => "cmd/arm",
+            Topic::CmdExternal => "cmd/external",
         }
     }
 
@@ -116,7 +122,9 @@ impl Topic {
         match self {
             Topic::CameraStereo => <msg::StereoPair as M>::KIND,
             Topic::DepthStereo | Topic::DepthMono => <msg::DepthScan as M>::KIND,
-            Topic::CmdSetpoint | Topic::CmdPolicy => <msg::Setpoint as M>::KIND,
+            Topic::CmdSetpoint | Topic::CmdPolicy | Topic::CmdExternal => {
+                <msg::Setpoint as M>::KIND
+            }
             Topic::State => <msg::State as M>::KIND,
             Topic::Events => <msg::Event as M>::KIND,
             Topic::FcStatus => <msg::FcStatus as M>::KIND,
@@ -141,7 +149,8 @@ impl Topic {
             | Topic::FcStatus
             | Topic::Events
             | Topic::Goal
-            | Topic::CmdArm => Priority::InteractiveHigh,
+            | Topic::CmdArm
+            | Topic::CmdExternal => Priority::InteractiveHigh,
             Topic::DepthStereo | Topic::DepthMono | Topic::Tracks | Topic::CameraHealth => {
                 Priority::DataHigh
             }
@@ -163,7 +172,8 @@ impl Topic {
             | Topic::Goal
             | Topic::Tracks
             | Topic::Weights
-            | Topic::CmdArm => true,
+            | Topic::CmdArm
+            | Topic::CmdExternal => true,
             Topic::DepthStereo
             | Topic::DepthMono
             | Topic::CmdSetpoint
@@ -183,7 +193,9 @@ impl Topic {
         match self {
             Topic::CameraStereo => <msg::StereoPair as M>::NAME,
             Topic::DepthStereo | Topic::DepthMono => <msg::DepthScan as M>::NAME,
-            Topic::CmdSetpoint | Topic::CmdPolicy => <msg::Setpoint as M>::NAME,
+            Topic::CmdSetpoint | Topic::CmdPolicy | Topic::CmdExternal => {
+                <msg::Setpoint as M>::NAME
+            }
             Topic::State => <msg::State as M>::NAME,
             Topic::Events => <msg::Event as M>::NAME,
             Topic::FcStatus => <msg::FcStatus as M>::NAME,
@@ -264,6 +276,8 @@ pub mod topics {
     pub const GOAL: TypedTopic<Goal> = TypedTopic::new(Topic::Goal);
     /// `cmd/policy`
     pub const CMD_POLICY: TypedTopic<Setpoint> = TypedTopic::new(Topic::CmdPolicy);
+    /// `cmd/external`
+    pub const CMD_EXTERNAL: TypedTopic<Setpoint> = TypedTopic::new(Topic::CmdExternal);
     /// `policy/weights`
     pub const WEIGHTS: TypedTopic<Weights> = TypedTopic::new(Topic::Weights);
     /// `perception/tracks`
@@ -301,6 +315,11 @@ pub struct BusConfig {
     /// through that router only (training nodes on several hosts,
     /// `agent router --open`). Credentials (`auth`, `tls`) imply it.
     pub client: bool,
+    /// Stamp every sample with the session's hybrid logical clock (zenoh's
+    /// `timestamping`), as rmw_zenoh's sessions do: zenoh's advanced
+    /// publisher (a cache that late joiners query, ROS 2's transient local)
+    /// needs it.
+    pub timestamping: bool,
 }
 
 /// A session's certificate, its key and the CA it trusts (PEM files, from `agent certs`).
@@ -542,6 +561,9 @@ pub fn open(cfg: &BusConfig) -> Result<Session, BusError> {
     if let Some(tls) = &cfg.tls {
         files_exist(tls).map_err(err)?;
         settings.extend(tls_settings(tls));
+    }
+    if cfg.timestamping {
+        settings.push(("timestamping/enabled", "true".to_string()));
     }
     let c = zenoh_config(settings).map_err(err)?;
     let mut opened = zenoh::open(c.clone()).wait();

@@ -225,12 +225,17 @@ struct RosChannel {
     bus: Option<(Topic, String)>,
     /// `left` or `right` for a stereo pair's halves.
     part: Option<&'static str>,
+    /// The quality of service the topic is offered with (the `ros2` node's),
+    /// kept as rosbag2's `offered_qos_profiles`.
+    qos: crate::rmw::Qos,
 }
 
 /// Metadata keys of a ROS 2 recording's channels.
 const META_BUS_TOPIC: &str = "bus_topic";
 const META_BUS_FRAME: &str = "bus_frame_id";
 const META_PART: &str = "bus_part";
+/// rosbag2's key for a channel's QoS (the MCAP ROS 2 profile requires it).
+const META_QOS: &str = "offered_qos_profiles";
 
 /// Writes bus messages to an MCAP file.
 pub struct Recorder {
@@ -309,6 +314,7 @@ impl Recorder {
                 ros_type: crate::ros2::RosType::TfMessage,
                 bus: None,
                 part: None,
+                qos: crate::rmw::Qos::STATIC,
             };
             rec.put_ros(&ch, 0, now, now, &crate::ros2::encode(&tf))?;
         }
@@ -346,7 +352,10 @@ impl Recorder {
                         s
                     }
                 };
-                let mut meta = BTreeMap::from([("robot".to_string(), self.robot.clone())]);
+                let mut meta = BTreeMap::from([
+                    ("robot".to_string(), self.robot.clone()),
+                    (META_QOS.to_string(), ch.qos.rosbag2_yaml()),
+                ]);
                 if let Some((t, frame)) = &ch.bus {
                     meta.insert(META_BUS_TOPIC.into(), t.suffix().into());
                     meta.insert(META_BUS_FRAME.into(), frame.clone());
@@ -459,6 +468,7 @@ impl Recorder {
                 ros_type: o.ros_type,
                 bus: (!o.derived).then(|| (topic, h.frame_id.clone())),
                 part: o.part,
+                qos: o.qos,
             };
             self.put_ros(&ch, h.seq, h.stamp_ns, log_time_ns, &o.cdr)?;
         }

@@ -71,7 +71,7 @@ pub fn data_key_any_hash(domain: u32, topic: &str, t: RosType) -> String {
 
 /// A publisher's or subscription's quality of service, as far as a bridge
 /// sets it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Qos {
     /// Reliable (else best effort).
     pub reliable: bool,
@@ -100,6 +100,31 @@ impl Qos {
         transient_local: true,
         depth: 1,
     };
+
+    /// The profile as rosbag2 keeps it in a recording (an MCAP channel's
+    /// `offered_qos_profiles`): a YAML list of one profile with the policies
+    /// named as rosbag2 writes them since its metadata version 9 (Jazzy), so
+    /// that `ros2 bag play` offers the topic as it was offered, `/tf_static`
+    /// transient local to late joiners. Deadline, lifespan and lease are
+    /// infinite (rmw's `RMW_DURATION_INFINITE` as rosbag2 writes it),
+    /// liveliness automatic.
+    pub fn rosbag2_yaml(&self) -> String {
+        const INFINITE: &str = "\n    sec: 9223372036\n    nsec: 854775807";
+        format!(
+            "- history: keep_last\n  depth: {}\n  reliability: {}\n  durability: {}\n  deadline:{INFINITE}\n  lifespan:{INFINITE}\n  liveliness: automatic\n  liveliness_lease_duration:{INFINITE}\n  avoid_ros_namespace_conventions: false",
+            self.depth,
+            if self.reliable {
+                "reliable"
+            } else {
+                "best_effort"
+            },
+            if self.transient_local {
+                "transient_local"
+            } else {
+                "volatile"
+            },
+        )
+    }
 
     /// The QoS field of a token. Reliability, durability and history are
     /// written out (rmw_zenoh before 0.2.3 took an empty durability for

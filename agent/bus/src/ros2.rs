@@ -673,7 +673,7 @@ pub fn to_ros(topic: crate::Topic, stamp_ns: u64, bytes: &[u8]) -> Option<Mapped
             let (_, d) = decode::<msg::DepthScan>(bytes).ok()?;
             Mapped::Depth(depth_image(stamp_ns, &d.depth))
         }
-        T::CmdSetpoint | T::CmdPolicy => {
+        T::CmdSetpoint | T::CmdPolicy | T::CmdExternal => {
             let (_, s) = decode::<msg::Setpoint>(bytes).ok()?;
             Mapped::Twist(TwistStamped {
                 header: header(stamp_ns, BODY),
@@ -923,7 +923,7 @@ pub fn from_ros(
                 },
             )
         }
-        T::CmdSetpoint | T::CmdPolicy => {
+        T::CmdSetpoint | T::CmdPolicy | T::CmdExternal => {
             let t: TwistStamped = decode(cdr)?;
             bus(
                 header,
@@ -1223,10 +1223,10 @@ pub fn outputs(
             )]
         }
         Mapped::Twist(tw) => {
-            let t = if topic == T::CmdPolicy {
-                "cmd/policy"
-            } else {
-                "cmd/setpoint"
+            let t = match topic {
+                T::CmdPolicy => "cmd/policy",
+                T::CmdExternal => "cmd/external",
+                _ => "cmd/setpoint",
             };
             vec![out(
                 t,

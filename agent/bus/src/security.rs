@@ -95,10 +95,11 @@ pub const ROLES: &[Role] = &[
         publishes: &[T::Events],
         alive: &[],
     },
-    // The ROS 2 bridge: goals from ROS 2 (rviz2, Nav2), when allowed.
+    // The ROS 2 bridge: goals and velocity commands from ROS 2 (rviz2, Nav2),
+    // when allowed; the policy node flies the latter within its limits.
     Role {
         name: "ros2",
-        publishes: &[T::Goal, T::Events],
+        publishes: &[T::Goal, T::CmdExternal, T::Events],
         alive: &["ros2"],
     },
     // The operator on the robot: `agent arm` (after its preflight checks) and
@@ -129,6 +130,7 @@ pub const GROUND_READS: &[Topic] = &[
     T::Goal,
     T::Tracks,
     T::CmdArm,
+    T::CmdExternal,
 ];
 
 /// The role named `name`.

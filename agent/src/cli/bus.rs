@@ -418,7 +418,9 @@ fn describe(topic: bus::Topic, bytes: &[u8]) -> String {
             Err(e) => format!("not Weights: {e}"),
         },
         bus::Topic::DepthStereo | bus::Topic::DepthMono => show::<DepthScan>(bytes),
-        bus::Topic::CmdSetpoint | bus::Topic::CmdPolicy => show::<Setpoint>(bytes),
+        bus::Topic::CmdSetpoint | bus::Topic::CmdPolicy | bus::Topic::CmdExternal => {
+            show::<Setpoint>(bytes)
+        }
         bus::Topic::State => show::<State>(bytes),
         bus::Topic::Events => show::<Event>(bytes),
         bus::Topic::FcStatus => show::<FcStatus>(bytes),

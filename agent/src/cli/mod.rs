@@ -1,6 +1,7 @@
 //! The `agent` command line, by command family: the robot's nodes
 //! ([`node`]), recording and replaying the bus ([`bus`]), the twin's flight
-//! experiments and benchmarks ([`lab`]) and reinforcement learning ([`learn`]).
+//! experiments and benchmarks ([`lab`]), reinforcement learning ([`learn`]:
+//! `train`; [`rl`]: the learners on classic tasks; [`selfi`]) and sweeps ([`sweep`]).
 
 pub(crate) mod arm;
 pub(crate) mod bus;
@@ -11,7 +12,13 @@ pub(crate) mod lab;
 #[cfg(feature = "twin")]
 pub(crate) mod learn;
 pub(crate) mod node;
+#[cfg(feature = "twin")]
+pub(crate) mod rl;
 pub(crate) mod secure;
+#[cfg(feature = "twin")]
+pub(crate) mod selfi;
+#[cfg(feature = "twin")]
+pub(crate) mod slurm;
 #[cfg(feature = "twin")]
 pub(crate) mod sweep;
 
@@ -75,6 +82,7 @@ impl BusArgs {
             auth: self.auth.clone(),
             tls: tls_files(&self.tls_ca, &self.tls_cert, &self.tls_key),
             client: false,
+            timestamping: false,
         }
     }
 

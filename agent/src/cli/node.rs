@@ -67,6 +67,13 @@ pub(crate) struct NodeArgs {
     /// policy.toml beside it) instead of the reactive avoider.
     #[arg(long)]
     policy_net: Option<PathBuf>,
+    /// policy node: fly velocity commands from outside the agent instead of the
+    /// reactive avoider (`cmd/external`: a ROS 2 planner's `cmd_vel` through
+    /// `agent node ros2 --ros-accept cmd-vel`), within the loop's safety limits
+    /// (`[external]` and `[avoid]` of --config): it stops before what its scan
+    /// sees ahead, never flies forward blind, and hovers when commands stop.
+    #[arg(long, conflicts_with = "policy_net")]
+    external: bool,
     /// ros2 node: endpoints of the ROS 2 side (rmw_zenoh's router, `ros2 run
     /// rmw_zenoh_cpp rmw_zenohd`), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "tcp/127.0.0.1:7447")]
@@ -94,6 +101,14 @@ pub(crate) struct NodeArgs {
     /// start time, and such a file is never overwritten: NAME-1.rrd, ... instead).
     #[arg(long, default_value = "out/graph-{time}.rrd")]
     rerun_save: PathBuf,
+    /// telemetry node, --rerun save: start the next file (NAME-part2.rrd, ...;
+    /// with `{time}`, a new time-stamped name) after this many minutes.
+    #[arg(long, value_parser = above(0.0, 1e6, "minutes"))]
+    rerun_split_minutes: Option<f64>,
+    /// telemetry node, --rerun save: start the next file once this one holds this
+    /// many MB.
+    #[arg(long, value_parser = above(0.0, 1e9, "MB"))]
+    rerun_split_mb: Option<f64>,
     /// camera, stereo and telemetry nodes: the stereo rig's calibration file (OpenCV
     /// YAML, from `calib stereo`): the camera node rectifies with it (and refuses a
     /// camera of another size), the stereo node takes depth from its rectified focal
@@ -418,6 +433,15 @@ pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
             RerunMode::Spawn => Sink::Spawn,
             RerunMode::Off => Sink::Off,
         }),
+        rerun_split: (a.rerun_split_minutes.is_some() || a.rerun_split_mb.is_some()).then(|| {
+            agent::nodes::RrdSplit {
+                template: a.rerun_save.clone(),
+                every: a
+                    .rerun_split_minutes
+                    .map(|m| Duration::from_secs_f64(m * 60.0)),
+                max_bytes: a.rerun_split_mb.map(|mb| (mb * 1e6) as u64),
+            }
+        }),
         device: a.device,
         mavlink: a.mavlink,
         baud: a.baud,
@@ -436,6 +460,7 @@ pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
             })
         },
         policy_net: a.policy_net,
+        external: a.external,
         #[cfg(feature = "twin")]
         selfi: match &a.selfi {
             Some(dir) => {

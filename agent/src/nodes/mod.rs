@@ -110,6 +110,8 @@ pub struct NodeOptions {
     pub save_every: f64,
     /// `telemetry`: where rerun data goes.
     pub sink: Option<crate::telemetry::Sink>,
+    /// `telemetry`, saving to a file: when to start the next part.
+    pub rerun_split: Option<RrdSplit>,
     /// `camera` (rectification maps, size check), `stereo` (focal length,
     /// baseline) and `telemetry`: the stereo rig's calibration (OpenCV YAML
     /// from `calib`); the twin's rig when absent.
@@ -140,6 +142,9 @@ pub struct NodeOptions {
     pub arm_gate: crate::fcnode::ArmGate,
     /// `policy`: a network trained by `agent train` to fly instead of the reactive avoider.
     pub policy_net: Option<std::path::PathBuf>,
+    /// `policy`: fly velocity commands from outside the agent (`cmd/external`)
+    /// within the safety limits, instead of the reactive avoider.
+    pub external: bool,
     /// SELFI: `camera` flies the goal-reaching task, `policy` the SELFI actor,
     /// `selfi-learner` fine-tunes it (see [`crate::selfi_graph`]).
     #[cfg(feature = "twin")]
@@ -666,13 +671,23 @@ pub fn telemetry_node(
     use crate::telemetry::{Sink, Telemetry};
     use bus::msg::FcStatus;
     let sink = opts.sink.clone().unwrap_or(Sink::Off);
-    let tel = Telemetry::open(&sink, "onboard_agent_graph")?;
     // The images on the bus are rectified: place them with the rectified cameras.
-    match &opts.rig {
-        Some(path) => tel.log_rig(&RigGeometry::load(path)?.rectified_rig())?,
+    let rig = match &opts.rig {
+        Some(path) => RigGeometry::load(path)?.rectified_rig(),
         // The rig bundled with the agent: the twin's.
-        None => tel.log_rig(&crate::selftest::bundled_rig()?)?,
-    }
+        None => crate::selftest::bundled_rig()?,
+    };
+    // Each part of a split recording stands alone: it has the rig too.
+    let open = |sink: &Sink| -> Result<Telemetry> {
+        let tel = Telemetry::open(sink, "onboard_agent_graph")?;
+        tel.log_rig(&rig)?;
+        Ok(tel)
+    };
+    let mut tel = open(&sink)?;
+    let mut parts = match (&sink, &opts.rerun_split) {
+        (Sink::Save(first), Some(split)) => Some(RrdParts::new(first.clone(), split.clone())),
+        _ => None,
+    };
     let mut pairs = Inbox::<StereoPair>::new(session, robot, bus::topics::CAMERA_STEREO, 2)?;
     let mut states = Inbox::<State>::new(session, robot, bus::topics::STATE, 16)?;
     let mut stereo = Inbox::<DepthScan>::new(session, robot, bus::topics::DEPTH_STEREO, 16)?;
@@ -766,12 +781,83 @@ pub fn telemetry_node(
         if idle {
             std::thread::sleep(Duration::from_millis(5));
         }
+        if let Some(next) = parts.as_mut().and_then(RrdParts::due) {
+            // The stretch flown so far ends this part; the next file starts.
+            tel.log_trajectory(&path.open_piece())?;
+            tel.flush()?;
+            tel = open(&Sink::Save(next.clone()))?;
+            info!(file = %next.display(), "telemetry: next part");
+        }
     }
     // The stretch being flown when the node stops.
     tel.log_trajectory(&path.open_piece())?;
     tel.flush()?;
-    info!(logged, dropped = tel.dropped(), "telemetry node down");
+    info!(
+        logged,
+        dropped = tel.dropped(),
+        parts = parts.as_ref().map_or(1, |p| p.part + 1),
+        "telemetry node down"
+    );
     Ok(())
+}
+
+/// When the telemetry node starts the next .rrd file of a flight (either
+/// limit; both `None` never splits). The next part's name comes from
+/// [`crate::outfile::part`], so no earlier file is ever overwritten.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RrdSplit {
+    /// The file name as given (`out/graph-{time}.rrd`).
+    pub template: std::path::PathBuf,
+    /// Start the next part after this long.
+    pub every: Option<Duration>,
+    /// Start the next part once the file has reached this size (bytes).
+    pub max_bytes: Option<u64>,
+}
+
+/// The parts of a split telemetry recording.
+struct RrdParts {
+    first: std::path::PathBuf,
+    current: std::path::PathBuf,
+    split: RrdSplit,
+    part: u32,
+    started: Instant,
+    checked: Instant,
+}
+
+impl RrdParts {
+    fn new(first: std::path::PathBuf, split: RrdSplit) -> Self {
+        Self {
+            current: first.clone(),
+            first,
+            split,
+            part: 0,
+            started: Instant::now(),
+            checked: Instant::now(),
+        }
+    }
+
+    /// The next part's file when the current one is full or old enough
+    /// (its size is looked at five times a second).
+    fn due(&mut self) -> Option<std::path::PathBuf> {
+        let old = self
+            .split
+            .every
+            .is_some_and(|e| self.started.elapsed() >= e);
+        let full = match self.split.max_bytes {
+            Some(max) if self.checked.elapsed() >= Duration::from_millis(200) => {
+                self.checked = Instant::now();
+                std::fs::metadata(&self.current).is_ok_and(|m| m.len() >= max)
+            }
+            _ => false,
+        };
+        if !(old || full) {
+            return None;
+        }
+        self.part += 1;
+        self.current = crate::outfile::part(&self.split.template, &self.first, self.part);
+        self.started = Instant::now();
+        Some(self.current.clone())
+    }
 }
 
 #[cfg(test)]

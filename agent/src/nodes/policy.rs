@@ -246,6 +246,14 @@ pub struct PilotInputs {
     states: Inbox<State>,
     recent_states: StateHistory,
     nav: Option<Nav>,
+    external: Option<Externals>,
+}
+
+/// The newest velocity command from outside the agent (`cmd/external`).
+struct Externals {
+    inbox: Inbox<Setpoint>,
+    /// The newest command and when it arrived.
+    newest: Option<(Instant, crate::pipeline::Velocity)>,
 }
 
 /// The newest goal and tracks.
@@ -284,7 +292,18 @@ impl PilotInputs {
             states: Inbox::<State>::new(session, robot, bus::topics::STATE, 16)?,
             recent_states: StateHistory::default(),
             nav: None,
+            external: None,
         })
+    }
+
+    /// Also join the newest velocity command from outside the agent
+    /// (`cmd/external`), for [`crate::pipeline::Commanded`].
+    pub fn with_external(mut self, session: &Session, robot: &str) -> Result<Self> {
+        self.external = Some(Externals {
+            inbox: Inbox::<Setpoint>::new(session, robot, bus::topics::CMD_EXTERNAL, 8)?,
+            newest: None,
+        });
+        Ok(self)
     }
 
     /// Also join the newest goal (`nav/goal`) and tracks (`perception/tracks`).
@@ -338,6 +357,24 @@ impl Source for PilotInputs {
             }
             None => (None, None),
         };
+        let external = match self.external.as_mut() {
+            Some(x) => {
+                while let Some((_, v)) = x.inbox.recv_timeout(Duration::ZERO)? {
+                    let velocity = crate::pipeline::Velocity {
+                        forward: f64::from(v.forward),
+                        left: f64::from(v.left),
+                        up: f64::from(v.up),
+                        yaw_rate: f64::from(v.yaw_rate),
+                    };
+                    x.newest = Some((Instant::now(), velocity));
+                }
+                x.newest.map(|(at, velocity)| crate::pipeline::External {
+                    age: at.elapsed().as_secs_f64(),
+                    velocity,
+                })
+            }
+            None => None,
+        };
         let mono = match self.mono.as_mut() {
             Some(m) => m
                 .take(&h, self.mono_wait)?
@@ -351,6 +388,7 @@ impl Source for PilotInputs {
             state,
             goal,
             tracks,
+            external,
             // The mono node publishes only trained weights (the learner's
             // saves), so the rule's minimum of training steps is the learner's.
             train_steps: u64::MAX,
@@ -378,15 +416,27 @@ pub fn policy_node(
     stop: &AtomicBool,
 ) -> Result<()> {
     let strategy = opts.strategy.unwrap_or(Strategy::Persistent);
-    let inputs = PilotInputs::new(
+    let mut inputs = PilotInputs::new(
         session,
         robot,
         strategy.learns(),
         opts.mono_wait.unwrap_or(MONO_WAIT),
     )?;
+    if opts.external {
+        inputs = inputs.with_external(session, robot)?;
+    }
     let out = Outbox::<Setpoint>::new(session, robot, bus::topics::CMD_SETPOINT)?;
-    #[allow(unused_mut)]
     let mut pilot = Pilot::new(cfg.persist, strategy, opts.camera_hz(), cfg.avoid);
+    if opts.external {
+        anyhow::ensure!(
+            opts.policy_net.is_none(),
+            "--external and --policy-net each name the policy: give one"
+        );
+        pilot = pilot.with_policy(Box::new(crate::pipeline::Commanded::new(
+            cfg.avoid,
+            cfg.external,
+        )));
+    }
     #[cfg(feature = "twin")]
     if let Some(l) = LearnedPolicy::load(opts, cfg)? {
         pilot = pilot.with_policy(Box::new(l));

@@ -16,7 +16,7 @@
 //! | `depth/stereo`, `depth/mono` | `depth/stereo`, `depth/mono` (one-row `32FC1` images), sensor-data QoS |
 //! | `cmd/setpoint` | `cmd/setpoint` (`TwistStamped`) |
 //! | `state` | `odom` (`Odometry`) and `/tf` |
-//! | rig | `/tf_static` (every second: a plain zenoh publisher keeps no history for late joiners) |
+//! | rig | `/tf_static`, once, transient local: late joiners (tf2's static listener) get it from the publisher's cache |
 //! | `events` | `/rosout` |
 //! | `fc/status`, `camera/health` | `/diagnostics` (`DiagnosticArray`) |
 //! | `nav/goal` ← | `goal_pose` (`PoseStamped` in `odom`), only with `--ros-accept goal` |
@@ -37,7 +37,7 @@ use bus::zenoh::{self, Wait};
 use bus::{Outbox, Session, Topic};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::{info, warn};
 
 /// What the ROS 2 side may send into the graph.
@@ -46,6 +46,12 @@ pub enum Accept {
     /// `goal_pose` → `nav/goal`: goals in the `odom` frame (rviz2's "2D Goal
     /// Pose" with `odom` as the fixed frame, Nav2); others are refused.
     Goal,
+    /// `cmd_vel` (`geometry_msgs/msg/Twist`, body frame: x forward, y left,
+    /// z up, yaw rate about z) → `cmd/external`, which a policy node started
+    /// with `--policy external` flies within its safety limits (stops before
+    /// what its scan sees ahead, never flies forward blind, clamps speeds,
+    /// hovers when the commands stop). Nothing else takes them.
+    CmdVel,
 }
 
 /// Settings of the `ros2` node.
@@ -78,9 +84,16 @@ impl Default for Ros2Options {
     }
 }
 
+/// A ROS 2 publisher's zenoh side: volatile, or transient local (with a
+/// cache that late joiners query).
+enum Sender {
+    Plain(zenoh::pubsub::Publisher<'static>),
+    Latched(zenoh_ext::AdvancedPublisher<'static>),
+}
+
 /// One ROS 2 publisher: its key, token, GID and sample count.
 struct RosPublisher {
-    publisher: zenoh::pubsub::Publisher<'static>,
+    publisher: Sender,
     _token: zenoh::liveliness::LivelinessToken,
     gid: [u8; 16],
     seq: i64,
@@ -101,6 +114,9 @@ impl RosSide {
         let session = bus::open(&bus::BusConfig {
             connect: o.connect.clone(),
             listen: o.listen.clone(),
+            // As rmw_zenoh's sessions: its transient-local publishers (our
+            // `/tf_static`) need samples stamped.
+            timestamping: true,
             ..bus::BusConfig::default()
         })
         .context("cannot open the ROS 2 side's zenoh session")?;
@@ -149,11 +165,29 @@ impl RosSide {
         if !self.publishers.contains_key(topic) {
             let (token_key, token) = self.token(EntityKind::Publisher, topic, t, qos)?;
             let key = data_key(self.node.domain, &self.node.topic(topic), t);
-            let publisher = self
-                .session
-                .declare_publisher(key.clone())
-                .wait()
-                .map_err(|e| anyhow::anyhow!("ROS 2 publisher {key}: {e}"))?;
+            let publisher = if qos.transient_local {
+                // As rmw_zenoh declares a transient-local publisher: zenoh's
+                // advanced publisher with a cache of `depth` samples, which
+                // announces itself so that subscriptions joining later
+                // (rmw_zenoh's advanced subscribers with history) query it.
+                use zenoh_ext::AdvancedPublisherBuilderExt as _;
+                let depth = usize::try_from(qos.depth.max(1)).unwrap_or(1);
+                Sender::Latched(
+                    self.session
+                        .declare_publisher(key.clone())
+                        .cache(zenoh_ext::CacheConfig::default().max_samples(depth))
+                        .publisher_detection()
+                        .wait()
+                        .map_err(|e| anyhow::anyhow!("ROS 2 publisher {key}: {e}"))?,
+                )
+            } else {
+                Sender::Plain(
+                    self.session
+                        .declare_publisher(key.clone())
+                        .wait()
+                        .map_err(|e| anyhow::anyhow!("ROS 2 publisher {key}: {e}"))?,
+                )
+            };
             info!(topic = %self.node.topic(topic), ty = t.name(), "ros2: publishing");
             self.publishers.insert(
                 topic,
@@ -172,23 +206,26 @@ impl RosSide {
         p.seq += 1;
         p.sent += 1;
         let now = i64::try_from(bus::now_ns()).unwrap_or(i64::MAX);
-        p.publisher
-            .put(cdr)
-            .attachment(attachment(p.seq, now, &p.gid).to_vec())
-            .wait()
-            .map_err(|e| anyhow::anyhow!("ROS 2 put on {topic}: {e}"))
+        let att = attachment(p.seq, now, &p.gid).to_vec();
+        match &p.publisher {
+            Sender::Plain(x) => x.put(cdr).attachment(att).wait(),
+            Sender::Latched(x) => x.put(cdr).attachment(att).wait(),
+        }
+        .map_err(|e| anyhow::anyhow!("ROS 2 put on {topic}: {e}"))
     }
 }
 
 /// What ROS 2 sent, for the bus.
 enum FromRos {
     Goal(bus::msg::Goal),
+    Velocity(bus::msg::Setpoint),
 }
 
 /// Whether the bridge sends `topic` to ROS 2: every topic with a ROS 2 type
 /// but goals (ROS 2 sends those) and policy proposals.
 fn bridged(topic: Topic) -> bool {
-    bus::ros2::has_ros_type(topic) && !matches!(topic, Topic::Goal | Topic::CmdPolicy)
+    bus::ros2::has_ros_type(topic)
+        && !matches!(topic, Topic::Goal | Topic::CmdPolicy | Topic::CmdExternal)
 }
 
 /// Runs the bridge until `stop`.
@@ -227,6 +264,7 @@ pub fn ros2_node(
     for a in &o.accept {
         let (topic, t) = match a {
             Accept::Goal => ("goal_pose", RosType::PoseStamped),
+            Accept::CmdVel => ("cmd_vel", RosType::Twist),
         };
         let (_, token) = ros.token(EntityKind::Subscription, topic, t, Qos::DEFAULT)?;
         sub_tokens.push(token);
@@ -257,6 +295,27 @@ pub fn ros2_node(
                                 position: [p.x, p.y, p.z],
                             }))
                         }),
+                    Accept::CmdVel => bus::ros2::decode::<bus::ros2::Twist>(&bytes)
+                        .map_err(|e| e.to_string())
+                        .and_then(|t| {
+                            let v = [t.linear.x, t.linear.y, t.linear.z, t.angular.z];
+                            if v.iter().any(|x| !x.is_finite()) {
+                                return Err(format!(
+                                    "a velocity command that is not finite: {v:?}"
+                                ));
+                            }
+                            // The bus carries f32; a speed beyond it is refused
+                            // rather than turned into infinity.
+                            if v.iter().any(|x| x.abs() > 1e6) {
+                                return Err(format!("a velocity command out of range: {v:?}"));
+                            }
+                            Ok(FromRos::Velocity(bus::msg::Setpoint {
+                                forward: t.linear.x as f32,
+                                left: t.linear.y as f32,
+                                up: t.linear.z as f32,
+                                yaw_rate: t.angular.z as f32,
+                            }))
+                        }),
                 };
                 match msg {
                     // A full queue drops the newest: goals are not worth
@@ -274,6 +333,11 @@ pub fn ros2_node(
     }
     drop(tx);
     let mut goals = Outbox::<bus::msg::Goal>::new(session, robot, bus::topics::GOAL)?;
+    let mut velocities = o
+        .accept
+        .contains(&Accept::CmdVel)
+        .then(|| Outbox::<bus::msg::Setpoint>::new(session, robot, bus::topics::CMD_EXTERNAL))
+        .transpose()?;
 
     // Bus → ROS 2: a subscription per topic.
     // A subscription per topic, so that images never crowd out the state or
@@ -284,19 +348,22 @@ pub fn ros2_node(
         .map(|t| Ok((t, bus::Tap::new(session, robot, t.suffix())?)))
         .collect::<Result<Vec<_>>>()?;
     let mut put_errors = 0u64;
-    let mut last_static: Option<Instant> = None;
+    // The rig's transforms, once: transient local, as tf2's static
+    // broadcaster publishes them; late joiners get them from the cache.
+    let tf = rig.static_transforms(bus::now_ns());
+    ros.publish("/tf_static", RosType::TfMessage, Qos::STATIC, encode(&tf))?;
     let (mut bridged, mut refused, mut received) = (0u64, 0u64, 0u64);
     while !stop.load(Ordering::Relaxed) {
-        if last_static.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            last_static = Some(Instant::now());
-            let tf = rig.static_transforms(bus::now_ns());
-            ros.publish("/tf_static", RosType::TfMessage, Qos::STATIC, encode(&tf))?;
-        }
         while let Ok(m) = rx.try_recv() {
             received += 1;
             let stamp = bus::now_ns();
             match m {
                 FromRos::Goal(g) => goals.send(stamp, "ros2", &g).map(|_| ())?,
+                FromRos::Velocity(v) => {
+                    if let Some(out) = velocities.as_mut() {
+                        out.send(stamp, "ros2", &v).map(|_| ())?;
+                    }
+                }
             }
         }
         let mut any = false;

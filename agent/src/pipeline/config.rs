@@ -3,7 +3,7 @@
 //! twin's settings (`agent::fly::FlyConfig`) are these plus the room and the
 //! flight.
 
-use super::AvoidConfig;
+use super::{AvoidConfig, ExternalConfig};
 use crate::device::Backend;
 use crate::learner::LearnerConfig;
 use crate::mono::MonoShape;
@@ -26,6 +26,8 @@ pub struct LoopConfig {
     pub persist: PersistConfig,
     /// The reactive policy.
     pub avoid: AvoidConfig,
+    /// Limits on velocity commands from outside the agent (`agent node policy --external`).
+    pub external: ExternalConfig,
     /// The mono network's shape (and the depth scan's).
     pub mono: MonoShape,
     /// The online learner.
@@ -40,6 +42,7 @@ impl Default for LoopConfig {
             backend: Backend::Cpu,
             persist: PersistConfig::default(),
             avoid: AvoidConfig::default(),
+            external: ExternalConfig::default(),
             mono: MonoShape::default(),
             learner: LearnerConfig::default(),
             stereo: stereo::SgmParams {
@@ -66,6 +69,7 @@ impl LoopConfig {
     /// the twin). The message names the key.
     pub fn validate(&self, ceiling: f64) -> Result<()> {
         self.avoid.validate(ceiling).map_err(anyhow::Error::msg)?;
+        self.external.validate().map_err(anyhow::Error::msg)?;
         self.persist.validate().map_err(anyhow::Error::msg)?;
         self.mono.plan()?;
         let l = &self.learner;

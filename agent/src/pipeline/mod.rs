@@ -39,7 +39,7 @@ pub use config::LoopConfig;
 pub use depth::{ScanShape, StereoDepth, StereoStage, StereoStageError, scan_shape};
 pub use infer::{MonoOutput, MonoStage};
 pub use pilot::{Decision, Pilot, PilotInput};
-pub use policy::{Policy, PolicyFrame, Reactive};
+pub use policy::{Commanded, External, ExternalConfig, Policy, PolicyFrame, Reactive};
 pub use rig::{RigError, RigGeometry};
 pub use stage::{Local, LogObserver, Notes, Observer, Outcome, Stage, StageStats};
 pub use switch::{CueSwitch, FrameCues, SwitchOutput};

@@ -3,7 +3,7 @@
 //! ([`Policy`]) turns it into a velocity command.
 
 use super::avoid::{AvoidConfig, Velocity};
-use super::policy::{Policy, PolicyFrame, Reactive};
+use super::policy::{External, Policy, PolicyFrame, Reactive};
 use super::stage::{Notes, Stage};
 use super::switch::{CueSwitch, FrameCues, SwitchOutput};
 use crate::persist::{PersistConfig, Strategy};
@@ -50,10 +50,11 @@ impl Pilot {
         stamp_ns: u64,
         state: Option<&State>,
     ) -> (SwitchOutput, Option<Velocity>) {
-        self.step_to(cues, stamp_ns, state, None, None)
+        self.step_to(cues, stamp_ns, state, None, None, None)
     }
 
-    /// The same, with the goal and the tracked people when there are.
+    /// The same, with the goal, the tracked people and the newest external
+    /// command when there are.
     pub fn step_to(
         &mut self,
         cues: FrameCues<'_>,
@@ -61,6 +62,7 @@ impl Pilot {
         state: Option<&State>,
         goal: Option<&Goal>,
         tracks: Option<&Tracks>,
+        external: Option<&External>,
     ) -> (SwitchOutput, Option<Velocity>) {
         let out = self.switch.update(cues);
         let scan = out.flown(cues.stereo, cues.mono);
@@ -70,6 +72,7 @@ impl Pilot {
             state,
             goal,
             tracks,
+            external,
         });
         (out, cmd)
     }
@@ -95,6 +98,9 @@ pub struct PilotInput {
     pub goal: Option<Goal>,
     /// The newest tracked people, when a tracker runs.
     pub tracks: Option<Tracks>,
+    /// The newest velocity command from outside the agent, when the policy
+    /// flies them.
+    pub external: Option<External>,
     /// Training steps the mono network has had (`u64::MAX` when its weights
     /// come trained, as on the robot).
     pub train_steps: u64,
@@ -153,6 +159,7 @@ impl Stage for Pilot {
             i.state.as_ref(),
             i.goal.as_ref(),
             i.tracks.as_ref(),
+            i.external.as_ref(),
         );
         if let Some(text) = switch.describe(i.t) {
             notes.say(text);

@@ -106,6 +106,7 @@ pub fn run(path: &Path, s: ReplaySettings<'_>) -> Result<Vec<Answer>> {
             state: state.cloned(),
             goal: None,
             tracks: None,
+            external: None,
             train_steps: u64::MAX,
         };
         // No answer: no setpoint, as on the bus.
