@@ -27,8 +27,8 @@
 #     for the sweep test (tests/tests/train.rs, slurm_array_sweep_matches_local_run)
 #   - the aarch64 build of the robot's agent with the GPU backend (no `twin`
 #     feature, so no simulator; tests/tests/aarch64.rs runs its self-test, which
-#     finds no Vulkan under qemu and says it falls back to the CPU), in the
-#     `cross-check` profile
+#     finds no Vulkan under qemu and says it falls back to the CPU), release
+#     profile at opt-level 0 (tests/aarch64-check.toml)
 #   - the aarch64 build of the stereo matcher (`stereo` and its unit tests,
 #     same profile), whose NEON kernels tests/tests/aarch64.rs checks under qemu
 #     against the generic code
@@ -60,20 +60,22 @@ fi
 # The single-node Slurm cluster (idempotent; the sweep test starts it too).
 if [ "$(id -u)" = 0 ]; then tests/slurm/cluster.sh start >/dev/null; else sudo tests/slurm/cluster.sh start >/dev/null; fi
 # .cargo/config.toml names the linker; C parts of dependencies use aarch64-linux-gnu-gcc.
-# The `cross-check` profile is the release profile at opt-level 0: the same code,
-# built in about 9 min on 2 cores where `--release` takes about 20 (Cargo.toml).
+# tests/aarch64-check.toml: the release profile at opt-level 0 (the same code,
+# built in about half the time) with the host's build scripts and proc-macros
+# shared with the test build.
 # The robot's build: the agent without its `twin` feature, which holds no
 # simulator (checked first: `cargo tree` fails when `sim` is not in the graph).
 if cargo tree -e normal -p agent --no-default-features -i sim >/dev/null 2>&1; then
     echo "prepare.sh: the robot's build (agent --no-default-features) depends on sim" >&2
     exit 1
 fi
-cargo build --profile cross-check -p agent --no-default-features --features gpu --target aarch64-unknown-linux-gnu
+aarch64=(--release --target aarch64-unknown-linux-gnu --config tests/aarch64-check.toml)
+cargo build "${aarch64[@]}" -p agent --no-default-features --features gpu
 # The stereo matcher's NEON kernels: the `stereo` command and the crate's unit
 # tests for aarch64, the latter copied to a fixed name beside it.
-cargo build --profile cross-check -p stereo --bin stereo --target aarch64-unknown-linux-gnu
+cargo build "${aarch64[@]}" -p stereo --bin stereo
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-unit=$(cargo test --profile cross-check -p stereo --lib --no-run --target aarch64-unknown-linux-gnu --message-format json |
+unit=$(cargo test "${aarch64[@]}" -p stereo --lib --no-run --message-format json |
     python3 -c 'import json, sys
 exes = [m["executable"] for m in map(json.loads, sys.stdin)
         if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]]
@@ -82,4 +84,4 @@ if [ -z "$unit" ]; then
     echo "prepare.sh: cargo named no unit-test executable of stereo for aarch64" >&2
     exit 1
 fi
-cp "$unit" "$target_dir/aarch64-unknown-linux-gnu/cross-check/stereo-unit-tests"
+cp "$unit" "$target_dir/aarch64-unknown-linux-gnu/release/stereo-unit-tests"

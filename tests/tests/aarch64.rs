@@ -1,8 +1,8 @@
 //! The agent cross-built for aarch64 (Jetson-class boards) runs its self-test
 //! under qemu-aarch64: it loads a rig file, runs stereo on the bundled pair and
 //! one mono inference, and prints the figures. `tests/prepare.sh` (the README's
-//! test command) builds it in the `cross-check` profile (release at opt-level 0,
-//! to spare CI's time; boards get `--release`).
+//! test command) builds it in the release profile at opt-level 0
+//! (tests/aarch64-check.toml, to spare CI's time; boards get plain `--release`).
 
 use std::process::Command;
 
@@ -69,8 +69,8 @@ fn the_aarch64_agent_passes_its_self_test_under_qemu() {
 }
 
 /// The aarch64 build of `stereo` (its NEON kernels: `agent/stereo/src/neon.rs`)
-/// under qemu-aarch64, built by `tests/prepare.sh` in the `cross-check` profile
-/// (the stereo and sim packages optimised, see Cargo.toml): the stereo crate's
+/// under qemu-aarch64, built by `tests/prepare.sh` (tests/aarch64-check.toml)
+/// (the stereo and sim packages optimised there): the stereo crate's
 /// unit tests (each NEON kernel against the generic one on random costs, ties
 /// and odd ranges included), then `stereo simd-check` on the benchmark's pairs —
 /// twin 160x120/32 and 640x480/128 and the real pairs (Aloe, Motorcycle) at
@@ -131,12 +131,13 @@ fn neon_kernels_equal_the_generic_code_under_qemu() {
     assert!(check.contains("simd-check passed: NEON equals the generic code on 6 workloads"));
 }
 
-/// Where `tests/prepare.sh` puts the aarch64 builds (`cross-check` profile).
+/// Where `tests/prepare.sh` puts the aarch64 builds (release, at opt-level 0 by
+/// tests/aarch64-check.toml).
 fn cross_dir() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let target = exe
         .ancestors()
         .nth(3)
         .expect("<target>/<profile>/deps/<test>");
-    target.join("aarch64-unknown-linux-gnu/cross-check")
+    target.join("aarch64-unknown-linux-gnu/release")
 }

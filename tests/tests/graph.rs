@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 /// A port for this test process (tests of one binary run in parallel).
 /// Ports: 0, 1, 2-4 (the latency benchmark's runs), 5 and 8 (twin flights
 /// recorded for other tests), 6 and 12 (the robot launch), 7, 9, 10, 11,
-/// 13, 14 and 15 (the operator arming the robot launch).
+/// 13, 14 and 15 (the operator arming the robot launch), 16, 17 and 18 (the
+/// ROS 2 recording and bridge), 20 and 21 (ROS 2 velocity commands).
 fn port(k: u16) -> u16 {
     e2e_tests::test_port(e2e_tests::PortSlice::Graph, 22, k)
 }
@@ -1287,7 +1288,7 @@ fn ros2_cmd_vel_is_flown_within_the_safety_limits() {
         Inbox::<Setpoint>::new(&session, &robot, topics::CMD_EXTERNAL, 4096).unwrap();
     let mut scans = Inbox::<DepthScan>::new(&session, &robot, topics::DEPTH_STEREO, 4096).unwrap();
     let mut events = Inbox::<Event>::new(&session, &robot, topics::EVENTS, 256).unwrap();
-    let graph = twin_graph(&robot, bus_port, "12").replace(
+    let graph = twin_graph(&robot, bus_port, "20").replace(
         &format!("\"node\", \"policy\", \"--robot\", \"{robot}\","),
         &format!("\"node\", \"policy\", \"--external\", \"--robot\", \"{robot}\","),
     );
@@ -1373,13 +1374,20 @@ fn ros2_cmd_vel_is_flown_within_the_safety_limits() {
         blocked >= 1,
         "no frame had anything within the avoid distance ahead: the flight never tested the cut\n{log}"
     );
-    let mut collisions = Vec::new();
-    while let Some((_, e)) = events.recv_timeout(Duration::ZERO).unwrap() {
+    let (mut collisions, mut said) = (Vec::new(), Vec::new());
+    while let Some((h, e)) = events.recv_timeout(Duration::ZERO).unwrap() {
         if e.text.contains("collision") {
             collisions.push(e.text);
+        } else if h.frame_id == "policy" && e.text.contains("external commands") {
+            said.push(e.text);
         }
     }
     assert!(collisions.is_empty(), "{collisions:?}\n{log}");
+    // The policy said on `events` when it started flying the commands.
+    assert!(
+        said.iter().any(|t| t.contains("flying them")),
+        "{said:?}\n{log}"
+    );
     assert!(log.contains(", 0 collisions,"), "{log}");
 }
 

@@ -68,7 +68,7 @@ pub enum Topic {
     CmdArm,
     /// `cmd/external`: [`msg::Setpoint`] a velocity command from outside the
     /// agent (a ROS 2 planner's `cmd_vel`, through the `ros2` node), which the
-    /// policy node flies only within its safety limits (`--policy external`).
+    /// policy node flies only within its safety limits (`--external`).
     CmdExternal,
 }
 

@@ -1034,10 +1034,11 @@ pub fn replay(
             stats.malformed += 1;
             continue;
         };
-        // An operator's arm, disarm or stop request is played only when named:
-        // an old request replayed into a live graph could arm or drop a vehicle.
+        // An operator's arm, disarm or stop request, and a velocity command from
+        // outside, is played only when named: an old one replayed into a live
+        // graph could arm, drop or fly a vehicle.
         if (!topics.is_empty() && !topics.contains(&topic))
-            || (topics.is_empty() && topic == Topic::CmdArm)
+            || (topics.is_empty() && matches!(topic, Topic::CmdArm | Topic::CmdExternal))
             || lockstep.is_some_and(|l| l.answer == topic)
         {
             continue;

@@ -248,6 +248,19 @@ pub fn parse_attachment(a: &[u8]) -> Option<(i64, i64, [u8; 16])> {
 mod tests {
     use super::*;
 
+    /// rosbag2's Jazzy layout of a profile in `offered_qos_profiles`
+    /// (metadata version 9: the policies by name, infinite durations as rmw's
+    /// `RMW_DURATION_INFINITE`), which `ros2 bag play` reads back.
+    #[test]
+    fn qos_is_written_as_rosbag2_writes_it() {
+        let want = "- history: keep_last\n  depth: 1\n  reliability: reliable\n  durability: transient_local\n  deadline:\n    sec: 9223372036\n    nsec: 854775807\n  lifespan:\n    sec: 9223372036\n    nsec: 854775807\n  liveliness: automatic\n  liveliness_lease_duration:\n    sec: 9223372036\n    nsec: 854775807\n  avoid_ros_namespace_conventions: false";
+        assert_eq!(Qos::STATIC.rosbag2_yaml(), want);
+        let sensor = Qos::SENSOR_DATA.rosbag2_yaml();
+        assert!(
+            sensor.contains("  depth: 5\n  reliability: best_effort\n  durability: volatile\n")
+        );
+    }
+
     #[test]
     fn keys_and_tokens_follow_rmw_zenohs_layout() {
         assert_eq!(RosType::Image.dds_name(), "sensor_msgs::msg::dds_::Image_");

@@ -103,11 +103,11 @@ pub(crate) struct NodeArgs {
     rerun_save: PathBuf,
     /// telemetry node, --rerun save: start the next file (NAME-part2.rrd, ...;
     /// with `{time}`, a new time-stamped name) after this many minutes.
-    #[arg(long, value_parser = above(0.0, 1e6, "minutes"))]
+    #[arg(long, value_parser = within(0.1, 1e6, "minutes"))]
     rerun_split_minutes: Option<f64>,
     /// telemetry node, --rerun save: start the next file once this one holds this
     /// many MB.
-    #[arg(long, value_parser = above(0.0, 1e9, "MB"))]
+    #[arg(long, value_parser = within(1.0, 1e9, "MB"))]
     rerun_split_mb: Option<f64>,
     /// camera, stereo and telemetry nodes: the stereo rig's calibration file (OpenCV
     /// YAML, from `calib stereo`): the camera node rectifies with it (and refuses a
@@ -418,6 +418,17 @@ pub(crate) fn run(a: NodeArgs, stop: Arc<AtomicBool>) -> Result<()> {
         Some(p) => LoopConfig::load(p)?,
         None => LoopConfig::default(),
     };
+    #[cfg(feature = "twin")]
+    if a.external && a.selfi.is_some() {
+        anyhow::bail!("--external and --selfi each name the policy: give one");
+    }
+    if (a.rerun_split_minutes.is_some() || a.rerun_split_mb.is_some())
+        && !matches!(a.rerun, RerunMode::Save)
+    {
+        anyhow::bail!(
+            "--rerun-split-minutes and --rerun-split-mb split a saved file: they need --rerun save"
+        );
+    }
     let session = a.bus.open()?;
     let fc = agent::nodes::NodeOptions {
         require: a.require,

@@ -684,6 +684,7 @@ pub fn telemetry_node(
         Ok(tel)
     };
     let mut tel = open(&sink)?;
+    let mut dropped_before = 0u64;
     let mut parts = match (&sink, &opts.rerun_split) {
         (Sink::Save(first), Some(split)) => Some(RrdParts::new(first.clone(), split.clone())),
         _ => None,
@@ -785,6 +786,7 @@ pub fn telemetry_node(
             // The stretch flown so far ends this part; the next file starts.
             tel.log_trajectory(&path.open_piece())?;
             tel.flush()?;
+            dropped_before += tel.dropped();
             tel = open(&Sink::Save(next.clone()))?;
             info!(file = %next.display(), "telemetry: next part");
         }
@@ -794,7 +796,7 @@ pub fn telemetry_node(
     tel.flush()?;
     info!(
         logged,
-        dropped = tel.dropped(),
+        dropped = dropped_before + tel.dropped(),
         parts = parts.as_ref().map_or(1, |p| p.part + 1),
         "telemetry node down"
     );

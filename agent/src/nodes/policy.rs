@@ -252,8 +252,9 @@ pub struct PilotInputs {
 /// The newest velocity command from outside the agent (`cmd/external`).
 struct Externals {
     inbox: Inbox<Setpoint>,
-    /// The newest command and when it arrived.
-    newest: Option<(Instant, crate::pipeline::Velocity)>,
+    /// The newest command and its stamp (when it entered the graph: the
+    /// `ros2` node's clock, the robot's, as this node's).
+    newest: Option<(u64, crate::pipeline::Velocity)>,
 }
 
 /// The newest goal and tracks.
@@ -357,28 +358,33 @@ impl Source for PilotInputs {
             }
             None => (None, None),
         };
+        let mono = match self.mono.as_mut() {
+            Some(m) => m
+                .take(&h, self.mono_wait)?
+                .filter(|m| m.len() == scan.depth.len()),
+            None => None,
+        };
+        // The newest external command, aged last (after any wait for mono):
+        // its age is from its stamp, when it entered the graph, to now, so a
+        // command that waited here while no frame came is as old as it is.
         let external = match self.external.as_mut() {
             Some(x) => {
-                while let Some((_, v)) = x.inbox.recv_timeout(Duration::ZERO)? {
+                while let Some((eh, v)) = x.inbox.recv_timeout(Duration::ZERO)? {
                     let velocity = crate::pipeline::Velocity {
                         forward: f64::from(v.forward),
                         left: f64::from(v.left),
                         up: f64::from(v.up),
                         yaw_rate: f64::from(v.yaw_rate),
                     };
-                    x.newest = Some((Instant::now(), velocity));
+                    x.newest = Some((eh.stamp_ns, velocity));
                 }
-                x.newest.map(|(at, velocity)| crate::pipeline::External {
-                    age: at.elapsed().as_secs_f64(),
+                x.newest.map(|(stamp, velocity)| crate::pipeline::External {
+                    // A stamp ahead of this clock (another clock) is no age:
+                    // refused as stale (negative).
+                    age: (bus::now_ns() as f64 - stamp as f64) * 1e-9,
                     velocity,
                 })
             }
-            None => None,
-        };
-        let mono = match self.mono.as_mut() {
-            Some(m) => m
-                .take(&h, self.mono_wait)?
-                .filter(|m| m.len() == scan.depth.len()),
             None => None,
         };
         let input = PilotInput {

@@ -20,14 +20,15 @@
 //! | `events` | `/rosout` |
 //! | `fc/status`, `camera/health` | `/diagnostics` (`DiagnosticArray`) |
 //! | `nav/goal` ← | `goal_pose` (`PoseStamped` in `odom`), only with `--ros-accept goal` |
+//! | `cmd/external` ← | `cmd_vel` (`Twist`, or `TwistStamped` in `base_link`), only with `--ros-accept cmd-vel` |
 //!
 //! The ROS 2 side is a trust boundary: its session has no authentication (as
 //! rmw_zenoh's own), so by default nothing from it enters the graph, and
 //! everything the graph publishes, images included, is visible to every peer
 //! of that router: keep `rmw_zenohd` on loopback, or give the ROS 2 network
-//! zenoh's TLS and access control. Velocity commands from ROS 2 are not taken
-//! (the safety node gates the policy's proposals by the camera frame they
-//! answer; a planner's `cmd_vel` answers none).
+//! zenoh's TLS and access control. Velocity commands from ROS 2 go to
+//! `cmd/external` only; a policy node started with `--external` flies them,
+//! within the loop's safety limits (`crate::pipeline::Commanded`).
 
 use super::{NodeOptions, stereo_rig};
 use anyhow::{Context as _, Result};
@@ -46,11 +47,13 @@ pub enum Accept {
     /// `goal_pose` → `nav/goal`: goals in the `odom` frame (rviz2's "2D Goal
     /// Pose" with `odom` as the fixed frame, Nav2); others are refused.
     Goal,
-    /// `cmd_vel` (`geometry_msgs/msg/Twist`, body frame: x forward, y left,
-    /// z up, yaw rate about z) → `cmd/external`, which a policy node started
-    /// with `--policy external` flies within its safety limits (stops before
-    /// what its scan sees ahead, never flies forward blind, clamps speeds,
-    /// hovers when the commands stop). Nothing else takes them.
+    /// `cmd_vel` (`geometry_msgs/msg/Twist`, or `TwistStamped` in `base_link`
+    /// as Nav2 sends it from Kilted on; body frame: x forward, y left, z up,
+    /// yaw rate about z) → `cmd/external`, the newest only, which a policy
+    /// node started with `--external` flies within its safety limits (stops
+    /// before what stereo or the flown scan sees ahead, never flies forward
+    /// blind, bounds speeds, hovers when the commands stop and lands after
+    /// `external.land_after`). Nothing else takes them.
     CmdVel,
 }
 
@@ -215,10 +218,59 @@ impl RosSide {
     }
 }
 
-/// What ROS 2 sent, for the bus.
-enum FromRos {
-    Goal(bus::msg::Goal),
-    Velocity(bus::msg::Setpoint),
+/// A goal from ROS 2 (`goal_pose`), in the frame the graph's goals are in.
+fn goal_from_ros(bytes: &[u8]) -> Result<bus::msg::Goal, String> {
+    let g = bus::ros2::decode::<bus::ros2::PoseStamped>(bytes).map_err(|e| e.to_string())?;
+    // Only the frame the graph's goals are in: a goal in `map` or `base_link`
+    // would be flown as if it were in `odom`.
+    if !matches!(g.header.frame_id.as_str(), "odom" | "") {
+        return Err(format!(
+            "a goal in frame `{}` (only `{}` is taken)",
+            g.header.frame_id,
+            bus::ros2::WORLD
+        ));
+    }
+    let p = g.pose.position;
+    Ok(bus::msg::Goal {
+        position: [p.x, p.y, p.z],
+    })
+}
+
+/// A velocity command from ROS 2 (`cmd_vel`, a `Twist` or a `TwistStamped`
+/// in `base_link` or with no frame) in the bus's body frame (the same axes).
+fn velocity_from_ros(t: RosType, bytes: &[u8]) -> Result<bus::msg::Setpoint, String> {
+    let twist = if t == RosType::TwistStamped {
+        let s = bus::ros2::decode::<bus::ros2::TwistStamped>(bytes).map_err(|e| e.to_string())?;
+        if !matches!(s.header.frame_id.as_str(), "base_link" | "") {
+            return Err(format!(
+                "a velocity command in frame `{}` (only `{}` is taken)",
+                s.header.frame_id,
+                bus::ros2::BODY
+            ));
+        }
+        s.twist
+    } else {
+        bus::ros2::decode::<bus::ros2::Twist>(bytes).map_err(|e| e.to_string())?
+    };
+    let v = [
+        twist.linear.x,
+        twist.linear.y,
+        twist.linear.z,
+        twist.angular.z,
+    ];
+    // The bus carries f32: a value that is not finite, or beyond it, is
+    // refused rather than turned into infinity.
+    if v.iter().any(|x| !x.is_finite() || x.abs() > 1e6) {
+        return Err(format!(
+            "a velocity command that is not finite or out of range: {v:?}"
+        ));
+    }
+    Ok(bus::msg::Setpoint {
+        forward: v[0] as f32,
+        left: v[1] as f32,
+        up: v[2] as f32,
+        yaw_rate: v[3] as f32,
+    })
 }
 
 /// Whether the bridge sends `topic` to ROS 2: every topic with a ROS 2 type
@@ -257,78 +309,53 @@ pub fn ros2_node(
         o.node_name
     );
 
-    // ROS 2 → bus: subscriptions, each announced with its token.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<FromRos>(64);
+    // ROS 2 → bus: subscriptions, each announced with its token. Goals queue
+    // (a full queue drops the newest: not worth stalling zenoh's thread for);
+    // of the velocity commands only the newest counts, kept in one slot. Both
+    // are stamped when they arrive.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, bus::msg::Goal)>(64);
+    let velocity: std::sync::Arc<std::sync::Mutex<Option<(u64, bus::msg::Setpoint)>>> =
+        Default::default();
     let mut subscriptions = Vec::new();
     let mut sub_tokens = Vec::new();
+    let mut accepted = Vec::new();
     for a in &o.accept {
-        let (topic, t) = match a {
-            Accept::Goal => ("goal_pose", RosType::PoseStamped),
-            Accept::CmdVel => ("cmd_vel", RosType::Twist),
-        };
+        match a {
+            Accept::Goal => accepted.push((*a, "goal_pose", RosType::PoseStamped)),
+            // `Twist`, or `TwistStamped` as Nav2 sends it from Kilted on.
+            Accept::CmdVel => {
+                accepted.push((*a, "cmd_vel", RosType::Twist));
+                accepted.push((*a, "cmd_vel", RosType::TwistStamped));
+            }
+        }
+    }
+    for (accept, topic, t) in accepted {
         let (_, token) = ros.token(EntityKind::Subscription, topic, t, Qos::DEFAULT)?;
         sub_tokens.push(token);
         let key = data_key_any_hash(o.domain, &ros.node.topic(topic), t);
         let tx = tx.clone();
-        let accept = *a;
+        let slot = velocity.clone();
         let sub = ros
             .session
             .declare_subscriber(key.clone())
             .callback(move |s: zenoh::sample::Sample| {
+                let stamp = bus::now_ns();
                 let bytes = s.payload().to_bytes();
-                let msg = match accept {
-                    Accept::Goal => bus::ros2::decode::<bus::ros2::PoseStamped>(&bytes)
-                        .map_err(|e| e.to_string())
-                        .and_then(|g| {
-                            // Only the frame the graph's goals are in: a goal
-                            // in `map` or `base_link` would be flown as if
-                            // it were in `odom`.
-                            if !matches!(g.header.frame_id.as_str(), "odom" | "") {
-                                return Err(format!(
-                                    "a goal in frame `{}` (only `{}` is taken)",
-                                    g.header.frame_id,
-                                    bus::ros2::WORLD
-                                ));
-                            }
-                            let p = g.pose.position;
-                            Ok(FromRos::Goal(bus::msg::Goal {
-                                position: [p.x, p.y, p.z],
-                            }))
-                        }),
-                    Accept::CmdVel => bus::ros2::decode::<bus::ros2::Twist>(&bytes)
-                        .map_err(|e| e.to_string())
-                        .and_then(|t| {
-                            let v = [t.linear.x, t.linear.y, t.linear.z, t.angular.z];
-                            if v.iter().any(|x| !x.is_finite()) {
-                                return Err(format!(
-                                    "a velocity command that is not finite: {v:?}"
-                                ));
-                            }
-                            // The bus carries f32; a speed beyond it is refused
-                            // rather than turned into infinity.
-                            if v.iter().any(|x| x.abs() > 1e6) {
-                                return Err(format!("a velocity command out of range: {v:?}"));
-                            }
-                            Ok(FromRos::Velocity(bus::msg::Setpoint {
-                                forward: t.linear.x as f32,
-                                left: t.linear.y as f32,
-                                up: t.linear.z as f32,
-                                yaw_rate: t.angular.z as f32,
-                            }))
-                        }),
+                let taken = match accept {
+                    Accept::Goal => goal_from_ros(&bytes).map(|g| {
+                        let _ = tx.try_send((stamp, g));
+                    }),
+                    Accept::CmdVel => velocity_from_ros(t, &bytes).map(|v| {
+                        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((stamp, v));
+                    }),
                 };
-                match msg {
-                    // A full queue drops the newest: goals are not worth
-                    // stalling zenoh's thread for.
-                    Ok(m) => {
-                        let _ = tx.try_send(m);
-                    }
-                    Err(e) => warn!("ros2: refused a sample on {}: {e}", s.key_expr()),
+                if let Err(e) = taken {
+                    warn!("ros2: refused a sample on {}: {e}", s.key_expr());
                 }
             })
             .wait()
             .map_err(|e| anyhow::anyhow!("ROS 2 subscription {key}: {e}"))?;
-        info!(topic = %ros.node.topic(topic), "ros2: accepting");
+        info!(topic = %ros.node.topic(topic), ty = t.name(), "ros2: accepting");
         subscriptions.push(sub);
     }
     drop(tx);
@@ -354,17 +381,14 @@ pub fn ros2_node(
     ros.publish("/tf_static", RosType::TfMessage, Qos::STATIC, encode(&tf))?;
     let (mut bridged, mut refused, mut received) = (0u64, 0u64, 0u64);
     while !stop.load(Ordering::Relaxed) {
-        while let Ok(m) = rx.try_recv() {
+        while let Ok((stamp, g)) = rx.try_recv() {
             received += 1;
-            let stamp = bus::now_ns();
-            match m {
-                FromRos::Goal(g) => goals.send(stamp, "ros2", &g).map(|_| ())?,
-                FromRos::Velocity(v) => {
-                    if let Some(out) = velocities.as_mut() {
-                        out.send(stamp, "ros2", &v).map(|_| ())?;
-                    }
-                }
-            }
+            goals.send(stamp, "ros2", &g)?;
+        }
+        let newest = velocity.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let (Some((stamp, v)), Some(out)) = (newest, velocities.as_mut()) {
+            received += 1;
+            out.send(stamp, "ros2", &v)?;
         }
         let mut any = false;
         for (topic, tap) in &taps {

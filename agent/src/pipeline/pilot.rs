@@ -69,6 +69,7 @@ impl Pilot {
         let cmd = self.policy.act(&PolicyFrame {
             stamp_ns,
             scan,
+            stereo: cues.stereo,
             state,
             goal,
             tracks,
@@ -162,6 +163,9 @@ impl Stage for Pilot {
             i.external.as_ref(),
         );
         if let Some(text) = switch.describe(i.t) {
+            notes.say(text);
+        }
+        if let Some(text) = self.policy.said() {
             notes.say(text);
         }
         Ok(Some(Decision { switch, cmd }))
