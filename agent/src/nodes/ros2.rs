@@ -218,18 +218,23 @@ impl RosSide {
     }
 }
 
-/// A goal from ROS 2 (`goal_pose`), in the frame the graph's goals are in.
+/// `Ok` when a ROS 2 message's `frame` is `want` (or not given): a message
+/// in another frame would be flown as if it were in `want`.
+fn only_frame(what: &str, frame: &str, want: &str) -> Result<(), String> {
+    if frame.is_empty() || frame == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} in frame `{frame}` (only `{want}` is taken)"
+        ))
+    }
+}
+
+/// A goal from ROS 2 (`goal_pose`), in the frame the graph's goals are in
+/// (not `map`, not `base_link`).
 fn goal_from_ros(bytes: &[u8]) -> Result<bus::msg::Goal, String> {
     let g = bus::ros2::decode::<bus::ros2::PoseStamped>(bytes).map_err(|e| e.to_string())?;
-    // Only the frame the graph's goals are in: a goal in `map` or `base_link`
-    // would be flown as if it were in `odom`.
-    if !matches!(g.header.frame_id.as_str(), "odom" | "") {
-        return Err(format!(
-            "a goal in frame `{}` (only `{}` is taken)",
-            g.header.frame_id,
-            bus::ros2::WORLD
-        ));
-    }
+    only_frame("a goal", &g.header.frame_id, bus::ros2::WORLD)?;
     let p = g.pose.position;
     Ok(bus::msg::Goal {
         position: [p.x, p.y, p.z],
@@ -241,13 +246,7 @@ fn goal_from_ros(bytes: &[u8]) -> Result<bus::msg::Goal, String> {
 fn velocity_from_ros(t: RosType, bytes: &[u8]) -> Result<bus::msg::Setpoint, String> {
     let twist = if t == RosType::TwistStamped {
         let s = bus::ros2::decode::<bus::ros2::TwistStamped>(bytes).map_err(|e| e.to_string())?;
-        if !matches!(s.header.frame_id.as_str(), "base_link" | "") {
-            return Err(format!(
-                "a velocity command in frame `{}` (only `{}` is taken)",
-                s.header.frame_id,
-                bus::ros2::BODY
-            ));
-        }
+        only_frame("a velocity command", &s.header.frame_id, bus::ros2::BODY)?;
         s.twist
     } else {
         bus::ros2::decode::<bus::ros2::Twist>(bytes).map_err(|e| e.to_string())?
