@@ -1249,6 +1249,18 @@ fn recording_decodes_with_ros2_tools() {
     );
 }
 
+/// `agent launch FILE` to its end: how it exited, and its log (stdout, then stderr).
+fn launch(file: &std::path::Path) -> (std::process::ExitStatus, String) {
+    let out = Command::new(workspace_bin("agent"))
+        .arg("launch")
+        .arg(file)
+        .output()
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status, log)
+}
+
 /// A ROS 2 peer of tests/scripts (eclipse-zenoh and rosbags, none of this
 /// project's code) started with `args`; it runs until its stdin closes.
 fn ros2_script(script: &str, args: &[&str]) -> std::process::Child {
@@ -1310,16 +1322,10 @@ fn ros2_cmd_vel_is_flown_within_the_safety_limits() {
     let graph = graph + &ros2_process(&robot, bus_port, &ros_ep, domain, "cmd-vel");
     let dir = temp_dir("ros2-cmd-vel");
     std::fs::write(dir.join("twin.toml"), graph).unwrap();
-    let launched = Command::new(workspace_bin("agent"))
-        .arg("launch")
-        .arg(dir.join("twin.toml"))
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&launched.stdout).to_string()
-        + &String::from_utf8_lossy(&launched.stderr);
+    let (launched, log) = launch(&dir.join("twin.toml"));
     drop(teleop.stdin.take());
     let sent = teleop.wait_with_output().unwrap();
-    assert!(launched.status.success(), "{log}");
+    assert!(launched.success(), "{log}");
     assert!(
         sent.status.success(),
         "{}",
@@ -1432,14 +1438,8 @@ fn ros2_bridge_matches_rmw_zenoh_keys() {
     let mut graph = twin_graph(&robot, bus_port, "8");
     graph.push_str(&ros2_process(&robot, bus_port, &ros_ep, domain, "goal"));
     std::fs::write(dir.join("twin.toml"), graph).unwrap();
-    let launched = Command::new(workspace_bin("agent"))
-        .arg("launch")
-        .arg(dir.join("twin.toml"))
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&launched.stdout).to_string()
-        + &String::from_utf8_lossy(&launched.stderr);
-    assert!(launched.status.success(), "{log}");
+    let (launched, log) = launch(&dir.join("twin.toml"));
+    assert!(launched.success(), "{log}");
     let mut got_goals = Vec::new();
     while let Some((h, g)) = goals.recv_timeout(Duration::ZERO).unwrap() {
         got_goals.push((h.frame_id, g.position));
