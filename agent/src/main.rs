@@ -4,7 +4,7 @@ mod cli;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
-use cli::bus::{GoalArgs, InfoArgs, LatencyArgs, RecordArgs, ReplayArgs, TopicArgs};
+use cli::bus::{GoalArgs, InfoArgs, LatencyArgs, RecordArgs, ReplayArgs};
 #[cfg(feature = "twin")]
 use cli::lab::{BenchArgs, BudgetArgs, FlyArgs, PersistArgs};
 #[cfg(feature = "twin")]
@@ -15,6 +15,7 @@ use cli::rl::{RlBenchArgs, RlValidateArgs};
 use cli::secure::{CertsArgs, RouterArgs};
 #[cfg(feature = "twin")]
 use cli::selfi::SelfiCmd;
+use cli::topic::TopicArgs;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -188,7 +189,7 @@ fn main() -> Result<()> {
         Cmd::Record(a) => cli::bus::record(a, stop),
         Cmd::Replay(a) => cli::bus::replay(a, stop),
         Cmd::Info(a) => cli::bus::info(a),
-        Cmd::Topic(a) => cli::bus::topic(a, stop),
+        Cmd::Topic(a) => cli::topic::topic(a, stop),
         Cmd::Latency(a) => cli::bus::latency(a),
         Cmd::Certs(a) => cli::secure::certs(a),
         Cmd::Goal(a) => cli::bus::goal(a, stop),

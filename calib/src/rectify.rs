@@ -356,11 +356,44 @@ pub struct FixedRectifyMap {
     pub height: usize,
     src_w: usize,
     src_h: usize,
-    /// Top-left source pixel of each rectified pixel; `u32::MAX` where the
-    /// source is outside the image (the pixel stays 0).
+    /// Per rectified pixel: the index of its top-left source neighbour
+    /// (`u32::MAX` where the source is outside the image: the pixel stays 0).
     index: Vec<u32>,
-    /// Horizontal and vertical weights of the right and lower neighbours (0..=256).
-    weight: Vec<[u16; 2]>,
+    /// Per rectified pixel: the horizontal and vertical weights of the right
+    /// and lower neighbours (0..=256), packed `fx | fy << 16`.
+    weight: Vec<u32>,
+    /// The pixels in runs, in order: runs of whole groups of 8 whose source
+    /// neighbourhoods the AVX2 kernel may fetch (inside the image, 4-byte
+    /// reads in bounds), and the rest (outside pixels, the image's last
+    /// corner, the tail) for the scalar loop.
+    runs: Vec<Run>,
+}
+
+/// Pixels `start..end` of a [`FixedRectifyMap`], for one kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    start: usize,
+    end: usize,
+    simd: bool,
+}
+
+/// Splits `index` into runs (see [`FixedRectifyMap::runs`]).
+fn runs_of(index: &[u32], src_w: usize, src_len: usize) -> Vec<Run> {
+    let simd_ok = |i: u32| {
+        i != u32::MAX && (i as usize) + src_w + 4 <= src_len && src_len <= i32::MAX as usize
+    };
+    let mut runs: Vec<Run> = Vec::new();
+    let mut start = 0;
+    while start < index.len() {
+        let end = (start + 8).min(index.len());
+        let simd = end - start == 8 && index[start..end].iter().all(|&i| simd_ok(i));
+        match runs.last_mut() {
+            Some(r) if r.simd == simd => r.end = end,
+            _ => runs.push(Run { start, end, simd }),
+        }
+        start = end;
+    }
+    runs
 }
 
 impl RectifyMap {
@@ -368,18 +401,17 @@ impl RectifyMap {
     pub fn fixed(&self, src_w: usize, src_h: usize) -> FixedRectifyMap {
         let n = self.width * self.height;
         let mut index = vec![u32::MAX; n];
-        let mut weight = vec![[0u16; 2]; n];
+        let mut weight = vec![0u32; n];
         if src_w >= 2 && src_h >= 2 && src_w * src_h < u32::MAX as usize {
             let (maxx, maxy) = ((src_w - 1) as f32, (src_h - 1) as f32);
             for (i, (&x, &y)) in self.map_x.iter().zip(&self.map_y).enumerate() {
                 // NaN fails both comparisons: such pixels stay outside.
                 if x >= 0.0 && y >= 0.0 && x <= maxx && y <= maxy {
                     let (x0, y0) = ((x as usize).min(src_w - 2), (y as usize).min(src_h - 2));
+                    let fx = ((x - x0 as f32) * 256.0).round() as u32;
+                    let fy = ((y - y0 as f32) * 256.0).round() as u32;
                     index[i] = (y0 * src_w + x0) as u32;
-                    weight[i] = [
-                        ((x - x0 as f32) * 256.0).round() as u16,
-                        ((y - y0 as f32) * 256.0).round() as u16,
-                    ];
+                    weight[i] = fx | fy << 16;
                 }
             }
         }
@@ -388,6 +420,7 @@ impl RectifyMap {
             height: self.height,
             src_w,
             src_h,
+            runs: runs_of(&index, src_w, src_w * src_h),
             index,
             weight,
         }
@@ -396,7 +429,48 @@ impl RectifyMap {
 
 impl FixedRectifyMap {
     /// Apply to an 8-bit image of the source size given to [`RectifyMap::fixed`].
+    /// On x86-64 with AVX2 most pixels go through an eight-wide kernel that
+    /// gives the same bytes as [`FixedRectifyMap::remap_scalar`].
     pub fn remap(&self, src: &[u8]) -> Result<Vec<u8>, RectifyError> {
+        self.check(src)?;
+        let mut out = vec![0u8; self.width * self.height];
+        #[cfg(target_arch = "x86_64")]
+        let simd = crate::remap_avx2::available();
+        #[cfg(not(target_arch = "x86_64"))]
+        let simd = false;
+        for r in &self.runs {
+            let (index, weight) = (&self.index[r.start..r.end], &self.weight[r.start..r.end]);
+            let out = &mut out[r.start..r.end];
+            #[cfg(target_arch = "x86_64")]
+            if r.simd && simd {
+                // SAFETY: AVX2 is present; the run's three slices have the same
+                // length, a multiple of 8; `runs_of` let into a SIMD run only
+                // indices with i + src_w + 4 <= src_w * src_h <= i32::MAX, and
+                // `src.len()` was checked equal to src_w * src_h above.
+                #[allow(unsafe_code)]
+                unsafe {
+                    crate::remap_avx2::run(src, self.src_w, index, weight, out)
+                };
+                continue;
+            }
+            let _ = simd;
+            remap_scalar(src, self.src_w, index, weight, out);
+        }
+        Ok(out)
+    }
+}
+
+impl FixedRectifyMap {
+    /// [`FixedRectifyMap::remap`] without the SIMD kernel: the reference it
+    /// equals bit for bit (`calib bench` prints both).
+    pub fn remap_scalar(&self, src: &[u8]) -> Result<Vec<u8>, RectifyError> {
+        self.check(src)?;
+        let mut out = vec![0u8; self.width * self.height];
+        remap_scalar(src, self.src_w, &self.index, &self.weight, &mut out);
+        Ok(out)
+    }
+
+    fn check(&self, src: &[u8]) -> Result<(), RectifyError> {
         if src.len() != self.src_w * self.src_h {
             return Err(RectifyError::Size {
                 got_w: self.src_w,
@@ -406,21 +480,27 @@ impl FixedRectifyMap {
                 h: self.src_h,
             });
         }
-        let w = self.src_w;
-        let mut out = vec![0u8; self.width * self.height];
-        for ((o, &i), &[fx, fy]) in out.iter_mut().zip(&self.index).zip(&self.weight) {
-            if i == u32::MAX {
-                continue;
+        Ok(())
+    }
+}
+
+/// The bilinear blend of each pixel's 2 x 2 source neighbourhood in integers:
+/// a + (b - a) f, which equals a (256 - f) + b f and takes three
+/// multiplications instead of six; pixels whose neighbourhood is not inside
+/// `src` (`u32::MAX`) are 0.
+fn remap_scalar(src: &[u8], w: usize, index: &[u32], weight: &[u32], out: &mut [u8]) {
+    for ((o, &i), &f) in out.iter_mut().zip(index).zip(weight) {
+        *o = match src.get(i as usize..i as usize + w + 2) {
+            Some(q) => {
+                let (fx, fy) = ((f & 0xffff) as i32, (f >> 16) as i32);
+                let (a, b) = (i32::from(q[0]), i32::from(q[1]));
+                let (c, d) = (i32::from(q[w]), i32::from(q[w + 1]));
+                let top = (a << 8) + (b - a) * fx;
+                let bot = (c << 8) + (d - c) * fx;
+                (((top << 8) + (bot - top) * fy + 32768) >> 16) as u8
             }
-            // `fixed` keeps i + w + 1 inside the image for every valid index.
-            let i = i as usize;
-            let (a, b, c, d) = (src[i], src[i + 1], src[i + w], src[i + w + 1]);
-            let (fx, fy) = (u32::from(fx), u32::from(fy));
-            let top = u32::from(a) * (256 - fx) + u32::from(b) * fx;
-            let bot = u32::from(c) * (256 - fx) + u32::from(d) * fx;
-            *o = ((top * (256 - fy) + bot * fy + 32768) >> 16) as u8;
-        }
-        Ok(out)
+            None => 0,
+        };
     }
 }
 
@@ -448,6 +528,53 @@ mod tests {
             .unwrap();
         assert!(worst <= 1, "fixed point differs by {worst} grey levels");
         assert!(map.fixed(w, h).remap(&img[1..]).is_err());
+    }
+
+    #[test]
+    fn simd_remap_equals_the_scalar_loop_bit_for_bit() {
+        // A distorted, rotated rig (pixels outside the source at the borders)
+        // at a size that is no multiple of 8, and a zoomed map whose last
+        // pixels sample the source's bottom-right corner, where a 4-byte read
+        // would run past the image.
+        let rig = rotated_rig();
+        let rect = stereo_rectify(&rig, 1.0).unwrap();
+        let (w, h) = (rig.width, rig.height);
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let img: Vec<u8> = (0..w * h)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                (rng >> 24) as u8
+            })
+            .collect();
+        for map in [
+            rectify_map(&rig.left, &rect.r1, &rect.p1, w, h),
+            rectify_map(&rig.right, &rect.r2, &rect.p2, w - 3, h - 1),
+        ] {
+            let fixed = map.fixed(w, h);
+            assert!(fixed.runs.iter().any(|r| r.simd), "no SIMD run to test");
+            assert!(fixed.index.contains(&u32::MAX), "no outside pixel");
+            assert_eq!(
+                fixed.remap(&img).unwrap(),
+                fixed.remap_scalar(&img).unwrap()
+            );
+        }
+        let corner = RectifyMap {
+            width: 16,
+            height: 1,
+            map_x: (0..16).map(|k| (w - 1) as f32 - 0.05 * k as f32).collect(),
+            map_y: vec![(h - 1) as f32; 16],
+        };
+        let fixed = corner.fixed(w, h);
+        assert!(
+            fixed.runs.iter().all(|r| !r.simd),
+            "the corner's 4-byte reads would pass the end: {:?}",
+            fixed.runs
+        );
+        let out = fixed.remap(&img).unwrap();
+        assert_eq!(out, fixed.remap_scalar(&img).unwrap());
+        assert_eq!(out[0], img[w * h - 1], "the corner pixel itself");
     }
 
     /// A distorted rig with a small relative rotation (also used against OpenCV below).

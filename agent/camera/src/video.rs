@@ -46,7 +46,12 @@ where
     }
     let w2 = 2 * width;
     let enc = match encoding {
-        Encoding::Mjpeg { quality } => format!("jpegenc quality={}", quality.clamp(1, 100)),
+        // 4:2:2 colour, as UVC cameras send MJPEG (a gray JPEG would decode
+        // faster than any camera's frames).
+        Encoding::Mjpeg { quality } => format!(
+            "video/x-raw,format=Y42B ! jpegenc quality={}",
+            quality.clamp(1, 100)
+        ),
         Encoding::Yuyv => "video/x-raw,format=YUY2".to_string(),
     };
     let desc = format!(

@@ -21,6 +21,7 @@ pub(crate) mod selfi;
 pub(crate) mod slurm;
 #[cfg(feature = "twin")]
 pub(crate) mod sweep;
+pub(crate) mod topic;
 
 use anyhow::{Context as _, Result};
 
