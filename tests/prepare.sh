@@ -24,13 +24,13 @@
 #     (tests/tests/backends.rs; it fails, never skips, without an adapter)
 #   - Slurm (slurm-wlm, munge): a single-node cluster on localhost, started by
 #     tests/slurm/cluster.sh with its own configuration under /tmp/onboard-slurm,
-#     for the sweep test (tests/tests/train.rs, slurm_array_sweep_matches_local_run)
+#     for the sweep test (tests/tests/e2e/train.rs, slurm_array_sweep_matches_local_run)
 #   - the aarch64 build of the robot's agent with the GPU backend (no `twin`
-#     feature, so no simulator; tests/tests/aarch64.rs runs its self-test, which
+#     feature, so no simulator; tests/tests/e2e/aarch64.rs runs its self-test, which
 #     finds no Vulkan under qemu and says it falls back to the CPU), release
 #     profile at opt-level 0 (tests/aarch64-check.toml)
 #   - the aarch64 build of the stereo matcher (`stereo` and its unit tests,
-#     same profile), whose NEON kernels tests/tests/aarch64.rs checks under qemu
+#     same profile), whose NEON kernels tests/tests/e2e/aarch64.rs checks under qemu
 #     against the generic code
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -754,7 +754,7 @@ mod tests {
 
     /// A pty with nothing behind it is not a flight controller: the link is
     /// not ready and says nothing (what the node then writes on such a line
-    /// is checked end to end in tests/tests/fc_link.rs). The host build of the
+    /// is checked end to end in tests/tests/e2e/fc_link.rs). The host build of the
     /// firmware behind another pty is heard within its first telemetry period
     /// (20 Hz) and named in one event.
     #[test]

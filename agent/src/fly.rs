@@ -445,6 +445,14 @@ pub fn fly_arm(
             .step(&header, &input, &mut heard)?
             .context("the pilot gave no decision")?;
         let stereo_ahead = decided.stereo_ahead.nearest.min(cfg.mono.max_depth);
+        tracing::debug!(
+            target: "agent::fly::cues",
+            "t={t:.2} mode={:?} stereo_near={:.3} stereo_unknown={:.2} mono_near={:.3}",
+            decided.mode,
+            decided.stereo_ahead.nearest,
+            decided.stereo_ahead.unknown,
+            decided.mono_ahead.map_or(f32::NAN, |a| a.nearest)
+        );
 
         let mut intervention = false;
         match decided.event {
@@ -457,8 +465,16 @@ pub fn fly_arm(
                 intervention = true;
                 summary.interventions += 1;
                 delay.boost();
+                if let Some(why) = decided.describe(t) {
+                    info!(arm = strategy.name(), "{why}");
+                }
             }
-            Some(Switch::ErrorRose { .. }) | None => {}
+            Some(Switch::ErrorRose { .. }) => {
+                if let Some(why) = decided.describe(t) {
+                    info!(arm = strategy.name(), "{why}");
+                }
+            }
+            None => {}
         }
         let mode = decided.mode;
         if mode == Mode::Mono {

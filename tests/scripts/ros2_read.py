@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reads an `agent record` file with ROS 2 tools only, and prints what it
-found as one JSON object, for tests/tests/graph.rs to compare with the bus.
+found as one JSON object, for tests/tests/e2e/graph.rs to compare with the bus.
 
 Two independent readers: mcap-ros2-support (Foxglove's ROS 2 decoder, driven
 by the file's own `ros2msg` schemas) decodes every message of every channel;

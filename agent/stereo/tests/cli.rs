@@ -76,7 +76,7 @@ fn match_writes_a_disparity_png_and_refuses_bad_pairs() {
 /// maps bit for bit on the benchmark's pairs (twin 160x120/32, 320x240/64 and
 /// 640x480/128, Aloe and Motorcycle where installed), 8 and 4 paths; without such kernels
 /// the command says there is nothing to compare. The NEON kernels get the same
-/// check under qemu-aarch64 on x86 hosts (`tests/tests/aarch64.rs`).
+/// check under qemu-aarch64 on x86 hosts (`tests/tests/e2e/aarch64.rs`).
 #[test]
 fn simd_kernels_equal_the_generic_code_on_the_bench_pairs() {
     let o = stereo().arg("simd-check").output().unwrap();
