@@ -465,16 +465,16 @@ pub fn fly_arm(
                 intervention = true;
                 summary.interventions += 1;
                 delay.boost();
-                if let Some(why) = decided.describe(t) {
-                    info!(arm = strategy.name(), "{why}");
-                }
             }
-            Some(Switch::ErrorRose { .. }) => {
-                if let Some(why) = decided.describe(t) {
-                    info!(arm = strategy.name(), "{why}");
-                }
-            }
-            None => {}
+            Some(Switch::ErrorRose { .. }) | None => {}
+        }
+        // Why the robot went back to stereo, in the log as on `events`.
+        if matches!(
+            decided.event,
+            Some(Switch::Intervention { .. } | Switch::ErrorRose { .. })
+        ) && let Some(why) = decided.describe(t)
+        {
+            info!(arm = strategy.name(), "{why}");
         }
         let mode = decided.mode;
         if mode == Mode::Mono {

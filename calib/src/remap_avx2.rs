@@ -23,7 +23,9 @@ pub(crate) fn available() -> bool {
 /// `src.len() <= i32::MAX` (each gather reads 4 bytes at `i` and at `i + w`).
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn run(src: &[u8], w: usize, index: &[u32], weight: &[u32], out: &mut [u8]) {
-    debug_assert!(index.len() == out.len() && weight.len() == out.len() && out.len() % 8 == 0);
+    debug_assert!(
+        index.len() == out.len() && weight.len() == out.len() && out.len().is_multiple_of(8)
+    );
     let byte = _mm256_set1_epi32(0xff);
     let low16 = _mm256_set1_epi32(0xffff);
     let half = _mm256_set1_epi32(32768);

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Which slice of loopback ports a test file draws from (see [`test_port`]).
+/// Which slice of loopback ports a test module draws from (see [`test_port`]).
 #[derive(Debug, Clone, Copy)]
 pub enum PortSlice {
     Graph = 0,
@@ -24,7 +24,7 @@ pub enum PortSlice {
 /// owns in `slice`'s share of 10000–29999. That is below Linux's ephemeral
 /// range (32768–60999), where zenoh's own `:0` listeners and every outgoing
 /// connection get their ports, so a node under test never finds its port taken
-/// by one of them; the process id keeps concurrent runs of a file apart.
+/// by one of them; the process id keeps concurrent runs of the tests apart.
 pub fn test_port(slice: PortSlice, block: u16, k: u16) -> u16 {
     assert!(k < block && block <= 100, "port {k} of a block of {block}");
     let slots = 2000 / block;
@@ -58,6 +58,20 @@ pub fn rerun_cli() -> Command {
         "install it with `pip install rerun-sdk==0.36.3` (the README's test command does)",
     );
     Command::new("rerun")
+}
+
+/// Checks a recording with rerun's own tool (`rerun rrd verify`, failing the
+/// test with its message) and returns what `rerun rrd print` says of it.
+pub fn verified_rrd(path: &std::path::Path) -> String {
+    let v = rerun_cli().args(["rrd", "verify"]).arg(path).output();
+    let v = v.unwrap_or_else(|e| panic!("rerun rrd verify {}: {e}", path.display()));
+    assert!(
+        v.status.success(),
+        "rerun rrd verify {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    succeed(rerun_cli().args(["rrd", "print"]).arg(path))
 }
 
 /// Fails the test, saying how to install it, if `program --version` does not run.

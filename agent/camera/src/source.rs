@@ -172,8 +172,8 @@ fn read_gray(sample: &gst::Sample, parts: usize) -> Result<Vec<Frame>, String> {
             if step == 1 {
                 o.extend_from_slice(&seg[..pw]);
             } else {
-                // Every `step`-th byte; whole chunks (not `step_by`) so that
-                // the copy vectorises. The last pixel's chunk may be short.
+                // Every `step`-th byte, up to the last pixel's luma (the
+                // buffer need not hold the bytes after it).
                 o.extend(seg[..(pw - 1) * step + 1].chunks(step).map(|c| c[0]));
             }
         }
@@ -636,7 +636,7 @@ mod tests {
 
     #[test]
     fn an_mjpeg_file_of_odd_eyes_is_read_with_its_stride() {
-        // 31 px eyes: the decoder's 62 px I420 rows lie 64 bytes apart.
+        // 31 px eyes: the decoder's 62 px luma rows lie 64 bytes apart.
         let (w, h) = (31, 24);
         let flat = |v: u8| vec![v; w * h];
         let pairs: Vec<_> = (0..3u8)

@@ -753,10 +753,11 @@ fn main() -> Result<()> {
                     *m = rates[rates.len() / 2];
                 }
                 println!(
-                    "remap {w}x{h} in fixed point (the camera stage's) on 1 thread: {:.0} megapixels/s (median), scalar loop {:.0} ({:.2}x)",
+                    "remap {w}x{h} in fixed point (the camera stage's) on 1 thread: {:.0} megapixels/s (median), scalar loop {:.0} ({:.2}x; {})",
                     median[0],
                     median[1],
-                    median[0] / median[1]
+                    median[0] / median[1],
+                    calib::rectify::FixedRectifyMap::kernel()
                 );
             }
             Ok(())

@@ -2,28 +2,14 @@
 //! an .rrd that rerun's own tool verifies, saves a checkpoint that loads back,
 //! and on Ctrl-C stops cleanly keeping what it recorded.
 
-use e2e_tests::{rerun_cli, signal_after, stop_server, succeed, temp_dir, workspace_bin};
+use e2e_tests::{
+    rerun_cli, signal_after, stop_server, succeed, temp_dir, verified_rrd, workspace_bin,
+};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn verify_rrd(path: &std::path::Path, entities: &[&str]) {
-    let v = rerun_cli()
-        .args(["rrd", "verify"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        v.status.success(),
-        "rerun rrd verify failed: {}",
-        String::from_utf8_lossy(&v.stderr)
-    );
-    let p = rerun_cli()
-        .args(["rrd", "print"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(p.status.success());
-    let text = String::from_utf8_lossy(&p.stdout);
+    let text = verified_rrd(path);
     for e in entities {
         assert!(
             text.contains(e),

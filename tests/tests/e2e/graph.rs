@@ -415,18 +415,7 @@ args = ["node", "telemetry", "--robot", "{robot}", "--connect", "{ep}", "--rerun
     assert!(parts.len() >= 2, "one telemetry file: {parts:?}\n{log}");
     let mut printed = String::new();
     for part in &parts {
-        let v = e2e_tests::rerun_cli()
-            .args(["rrd", "verify"])
-            .arg(part)
-            .output()
-            .unwrap();
-        assert!(
-            v.status.success(),
-            "{}: {}",
-            part.display(),
-            String::from_utf8_lossy(&v.stderr)
-        );
-        let text = succeed(e2e_tests::rerun_cli().args(["rrd", "print"]).arg(part));
+        let text = e2e_tests::verified_rrd(part);
         // Each part stands alone: it has the rig's cameras.
         assert!(
             text.contains("/world/robot/camera/right"),

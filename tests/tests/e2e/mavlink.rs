@@ -227,7 +227,7 @@ fn start_px4(
 }
 
 /// `agent node mavlink` for the autopilot on UDP `port`, listening on bus
-/// port `k` of this test binary's block; returns it, its endpoint and robot name.
+/// port `k` of this module's block; returns it, its endpoint and robot name.
 fn spawn_mavlink_node(k: u16, port: u16, extra: &[&str]) -> (std::process::Child, String, String) {
     use std::process::{Command, Stdio};
     let bus_port = e2e_tests::test_port(e2e_tests::PortSlice::Mavlink, 4, k);
@@ -668,7 +668,7 @@ fn mavlink_state_is_enu() {
 }
 
 /// A pymavlink autopilot (tests/scripts/pymav_autopilot.py) on UDP port
-/// 2 + `k` of this binary's block of 4 (the nodes' bus ports are 0 and 1),
+/// 2 + `k` of this module's block of 4 (the nodes' bus ports are 0 and 1),
 /// refusing the first `refuse_holds` Holds.
 fn start_pymav(k: u16, refuse_holds: u32, extra: &[&str]) -> (Pymav, u16) {
     let port = e2e_tests::test_port(e2e_tests::PortSlice::Mavlink, 4, 2 + k);

@@ -2,7 +2,7 @@
 //! figures; the persistent arm's network resumes in `agent fly` and starts out
 //! better than a fresh one; checkpoints of another architecture are refused.
 
-use e2e_tests::{rerun_cli, succeed, temp_dir, workspace_bin};
+use e2e_tests::{succeed, temp_dir, verified_rrd, workspace_bin};
 use std::process::Command;
 
 fn first_quarter_error(stdout: &str) -> f64 {
@@ -82,18 +82,7 @@ fn arms_fly_on_several_seeds_and_the_learned_network_resumes() {
         );
     }
 
-    let v = rerun_cli()
-        .args(["rrd", "verify"])
-        .arg(&rrd)
-        .output()
-        .unwrap();
-    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
-    let p = rerun_cli()
-        .args(["rrd", "print"])
-        .arg(&rrd)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&p.stdout);
+    let text = verified_rrd(&rrd);
     for e in [
         "/compare/mono_fraction/persistent",
         "/compare/collisions_per_min/naive",

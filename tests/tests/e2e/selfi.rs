@@ -5,7 +5,7 @@
 //! node as separate processes over zenoh, and the policy swaps in the weights
 //! the learner publishes. Bad inputs are refused by name.
 
-use e2e_tests::{launch, numbers, rerun_cli, succeed, temp_dir, workspace_bin};
+use e2e_tests::{launch, numbers, succeed, temp_dir, verified_rrd, workspace_bin};
 use std::path::Path;
 use std::process::Command;
 
@@ -148,12 +148,7 @@ fn selfi_all_records_trains_offline_and_compares_the_arms() {
         "SELFI's critic is zero at every step"
     );
     assert!(column("selfi", "j").iter().all(|v| v.is_finite()));
-    let v = rerun_cli()
-        .args(["rrd", "verify"])
-        .arg(&rrd)
-        .output()
-        .unwrap();
-    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    verified_rrd(&rrd);
 
     // The online phase as a sweep's tasks (one process per arm and seed, here
     // with the local runner) gives the local run's table byte for byte.

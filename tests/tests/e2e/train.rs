@@ -4,7 +4,7 @@
 //! exported policy flies in the onboard `policy` node over zenoh; and the
 //! learners solve the classic tasks (DQN CartPole, SAC Pendulum).
 
-use e2e_tests::{rerun_cli, signal_after, succeed, temp_dir, workspace_bin};
+use e2e_tests::{signal_after, succeed, temp_dir, verified_rrd, workspace_bin};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -116,18 +116,7 @@ fn train_compares_curricula_resumes_and_exports_a_policy_the_node_flies() {
     };
     assert_eq!(sizes("space")[0], 1);
     assert!(sizes("round-robin").iter().all(|&n| n == 4));
-    let v = rerun_cli()
-        .args(["rrd", "verify"])
-        .arg(dir.join("train.rrd"))
-        .output()
-        .unwrap();
-    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
-    let printed = rerun_cli()
-        .args(["rrd", "print"])
-        .arg(dir.join("train.rrd"))
-        .output()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&printed.stdout);
+    let printed = verified_rrd(&dir.join("train.rrd"));
     assert!(
         printed.contains("train/space/seed0/test_return"),
         "{printed}"
@@ -419,12 +408,7 @@ fn slurm_array_sweep_matches_local_run() {
             log.display()
         );
     }
-    let printed = rerun_cli()
-        .args(["rrd", "print"])
-        .arg(dir.join("swept.rrd"))
-        .output()
-        .unwrap();
-    let printed = String::from_utf8_lossy(&printed.stdout);
+    let printed = verified_rrd(&dir.join("swept.rrd"));
     assert!(
         printed.contains("train/round-robin/seed1/test_return"),
         "{printed}"
