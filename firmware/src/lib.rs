@@ -7,6 +7,8 @@
 //! - [`autopilot`]: the MCU's logic — arming checks, limits, rate limiting and
 //!   the setpoint watchdog with its failsafe.
 //! - [`plant`]: a simulated vehicle for builds without sensors (QEMU, host).
+//! - [`quad`]: a quadrotor as a rigid body driven by its motors (for
+//!   motor-level policies: trained on it, flown against it).
 //! - [`node`]: all of the above scheduled on a millisecond clock.
 //! - [`ring`]: the byte queues between the UART's interrupts and the main loop.
 #![cfg_attr(not(any(feature = "std", test)), no_std)]
@@ -20,6 +22,7 @@ pub mod frame;
 pub mod msg;
 pub mod node;
 pub mod plant;
+pub mod quad;
 pub mod ring;
 
 pub use autopilot::{Autopilot, Config, Demand, Limits, Sensors, Vehicle};

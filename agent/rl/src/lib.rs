@@ -23,6 +23,7 @@ pub mod learner;
 pub mod mlp;
 pub mod policy;
 pub mod ppo;
+pub mod quadrotor;
 pub mod replay;
 pub mod sac;
 pub mod selfi;

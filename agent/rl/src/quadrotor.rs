@@ -1,0 +1,548 @@
+//! Motor-level quadrotor control: the task of "Learning to Fly in Seconds"
+//! (Eschmann et al., RA-L 2024) on the vehicle of [`fclink::quad`], the model
+//! the firmware flies a learned policy against.
+//!
+//! - **Actions**: the four motor commands, each in [−1, 1] (0 to `rpm_max`).
+//! - **Observations** (22): the position error to the target (the origin), the
+//!   attitude as a rotation matrix (row-major), the linear velocity (world),
+//!   the angular velocity (body) and the last action — what the firmware has.
+//! - **Episodes** start at a random offset, tilt about a random horizontal
+//!   axis, velocity and rotation rate, motors at the vehicle's hover speed, and
+//!   end when the vehicle strays too far, or spins or moves too fast
+//!   (terminated), or after `episode_seconds` (truncated).
+//! - **Reward** per step: 1 − min(cost, 2), the cost weighing the squared
+//!   position error, the tilt (1 − the body z axis' vertical component), the
+//!   squared velocity and rates, and the squared deviation of the action from
+//!   the hover command. A step that survives is worth more than any it loses
+//!   to its cost, so terminating is always worse than going on.
+//! - **Domain randomisation**: every instance is a vehicle drawn from ranges
+//!   around the nominal one (mass, inertia, thrust curve, motor time
+//!   constant, drag), the ranges in a TOML file
+//!   (`agent/rl/config/learn_to_fly.toml`); held-out vehicles come from
+//!   another seed.
+
+use crate::RlError;
+use crate::env::{Act, ActionSpace, Environment, Step};
+use fclink::quad::{QuadParams, QuadState, rotation_matrix, step as quad_step};
+use serde::Deserialize;
+use std::path::Path;
+use types::rng::Rng;
+
+/// Observation length.
+pub const OBS_DIM: usize = 22;
+
+/// The task's settings (the TOML file's tables).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearnToFlyConfig {
+    /// Control and episode timing.
+    pub task: TaskConfig,
+    /// Start-state ranges.
+    pub init: InitConfig,
+    /// Cost weights.
+    pub reward: RewardConfig,
+    /// When an episode terminates.
+    pub limits: LimitConfig,
+    /// Vehicle ranges.
+    pub randomise: RandomiseConfig,
+}
+
+/// Control and episode timing.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    /// Policy steps per second (Hz).
+    pub control_hz: f64,
+    /// Integration steps per policy step.
+    pub substeps: usize,
+    /// Episode length (s).
+    pub episode_seconds: f64,
+}
+
+/// Start-state ranges: each axis uniform in ±value; the tilt's angle uniform in
+/// [0, tilt] about a uniformly drawn horizontal axis.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitConfig {
+    /// Position offset (m).
+    pub position: f32,
+    /// Tilt (rad).
+    pub tilt: f32,
+    /// Velocity (m/s).
+    pub velocity: f32,
+    /// Rotation rate (rad/s).
+    pub rates: f32,
+}
+
+/// Cost weights.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewardConfig {
+    /// Per m² of position error.
+    pub position: f32,
+    /// Per unit of tilt (0 level, 2 upside down).
+    pub tilt: f32,
+    /// Per (m/s)².
+    pub velocity: f32,
+    /// Per (rad/s)².
+    pub rates: f32,
+    /// Per unit² of action away from the hover command.
+    pub action: f32,
+}
+
+/// Termination bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitConfig {
+    /// Largest position error on any axis (m).
+    pub position: f32,
+    /// Largest speed on any axis (m/s).
+    pub velocity: f32,
+    /// Largest rotation rate on any axis (rad/s).
+    pub rates: f32,
+}
+
+/// Vehicle ranges: `[low, high]`, factors of the nominal vehicle's value for
+/// mass, inertia (each axis drawn alone) and thrust (the whole curve scaled),
+/// absolute values for the motor time constant (s) and drag (N per m/s).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomiseConfig {
+    /// Mass factor.
+    pub mass: [f32; 2],
+    /// Inertia factor.
+    pub inertia: [f32; 2],
+    /// Thrust factor.
+    pub thrust: [f32; 2],
+    /// Motor time constant (s).
+    pub motor_tau: [f32; 2],
+    /// Linear drag (N per m/s).
+    pub drag: [f32; 2],
+}
+
+impl LearnToFlyConfig {
+    /// Parse and check the TOML text of `origin` (a file name, for errors).
+    pub fn parse(text: &str, origin: &str) -> Result<Self, RlError> {
+        let c: Self =
+            toml::from_str(text).map_err(|e| RlError::Config(format!("{origin}: {e}")))?;
+        c.validate()
+            .map_err(|e| RlError::Config(format!("{origin}: {e}")))?;
+        Ok(c)
+    }
+
+    /// Read and check a settings file.
+    pub fn load(path: &Path) -> Result<Self, RlError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RlError::Config(format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The settings file shipped with the crate.
+    pub fn default_file() -> Self {
+        // The file is the crate's own and checked by a unit test.
+        Self::parse(DEFAULT_FILE, "agent/rl/config/learn_to_fly.toml")
+            .unwrap_or_else(|e| panic!("the crate's own learn_to_fly.toml: {e}"))
+    }
+
+    /// Ranges checked; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let t = &self.task;
+        if !(t.control_hz.is_finite() && (1.0..=10_000.0).contains(&t.control_hz)) {
+            return Err(format!(
+                "task.control_hz = {} must be in [1, 10000]",
+                t.control_hz
+            ));
+        }
+        if !(1..=100).contains(&t.substeps) {
+            return Err(format!(
+                "task.substeps = {} must be in [1, 100]",
+                t.substeps
+            ));
+        }
+        if !(t.episode_seconds.is_finite()
+            && t.episode_seconds > 0.0
+            && t.episode_seconds <= 3600.0)
+        {
+            return Err(format!(
+                "task.episode_seconds = {} must be in (0, 3600]",
+                t.episode_seconds
+            ));
+        }
+        let i = &self.init;
+        let l = &self.limits;
+        let r = &self.reward;
+        for (k, v, hi) in [
+            ("init.position", i.position, 100.0),
+            ("init.tilt", i.tilt, std::f32::consts::PI),
+            ("init.velocity", i.velocity, 100.0),
+            ("init.rates", i.rates, 100.0),
+            ("reward.position", r.position, 1e6),
+            ("reward.tilt", r.tilt, 1e6),
+            ("reward.velocity", r.velocity, 1e6),
+            ("reward.rates", r.rates, 1e6),
+            ("reward.action", r.action, 1e6),
+        ] {
+            if !(v.is_finite() && (0.0..=hi).contains(&v)) {
+                return Err(format!("{k} = {v} must be in [0, {hi}]"));
+            }
+        }
+        for (k, limit, start) in [
+            ("limits.position", l.position, i.position),
+            ("limits.velocity", l.velocity, i.velocity),
+            ("limits.rates", l.rates, i.rates),
+        ] {
+            if !(limit.is_finite() && limit > start) {
+                return Err(format!(
+                    "{k} = {limit} must be finite and above the start range ({start})"
+                ));
+            }
+        }
+        let d = &self.randomise;
+        for (k, [lo, hi], min) in [
+            ("randomise.mass", d.mass, 1e-3),
+            ("randomise.inertia", d.inertia, 1e-3),
+            ("randomise.thrust", d.thrust, 1e-3),
+            ("randomise.motor_tau", d.motor_tau, 1e-4),
+            ("randomise.drag", d.drag, 0.0),
+        ] {
+            if !(lo.is_finite() && hi.is_finite() && lo >= min && lo <= hi && hi <= 1e3) {
+                return Err(format!(
+                    "{k} = [{lo}, {hi}] must be a range [low, high] with {min} <= low <= high <= 1000"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `n` vehicles drawn from the ranges around `nominal` with `seed`; each
+    /// can hover (a draw that cannot is drawn again).
+    pub fn vehicles(&self, nominal: &QuadParams, n: usize, seed: u64) -> Vec<QuadParams> {
+        let mut rng = Rng::new(seed);
+        let mut draw = |[lo, hi]: [f32; 2]| rng.range(f64::from(lo), f64::from(hi)) as f32;
+        let d = self.randomise;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let thrust = draw(d.thrust);
+            let p = QuadParams {
+                mass: nominal.mass * draw(d.mass),
+                inertia: [
+                    nominal.inertia[0] * draw(d.inertia),
+                    nominal.inertia[1] * draw(d.inertia),
+                    nominal.inertia[2] * draw(d.inertia),
+                ],
+                thrust: nominal.thrust.map(|c| c * thrust),
+                motor_tau: draw(d.motor_tau),
+                drag: draw(d.drag),
+                ..*nominal
+            };
+            // Up to a thrust-to-weight of 1.2: a vehicle that barely lifts
+            // itself cannot be controlled, whatever the policy.
+            if p.is_valid() && p.thrust_to_weight() >= 1.2 {
+                out.push(p);
+            }
+        }
+        out
+    }
+}
+
+/// The shipped settings (nominal Crazyflie 2.x, the published ranges' spirit).
+pub const DEFAULT_FILE: &str = include_str!("../config/learn_to_fly.toml");
+
+/// Hovering at the origin over randomised vehicles.
+#[derive(Debug, Clone)]
+pub struct QuadHoverEnv {
+    cfg: LearnToFlyConfig,
+    vehicles: Vec<QuadParams>,
+    vehicle: QuadParams,
+    hover_action: f32,
+    state: QuadState,
+    last: [f32; 4],
+    steps: usize,
+    max_steps: usize,
+    dt: f32,
+}
+
+impl QuadHoverEnv {
+    /// An environment over `vehicles` (one instance each).
+    pub fn new(cfg: LearnToFlyConfig, vehicles: Vec<QuadParams>) -> Result<Self, RlError> {
+        cfg.validate().map_err(RlError::Config)?;
+        let first = *vehicles
+            .first()
+            .ok_or_else(|| RlError::Config("no vehicles to fly".into()))?;
+        if let Some(bad) = vehicles
+            .iter()
+            .position(|v| !v.is_valid() || v.hover_rpm().is_none())
+        {
+            return Err(RlError::Config(format!(
+                "vehicle {bad} is not physical or cannot hover"
+            )));
+        }
+        let dt = (1.0 / cfg.task.control_hz) as f32;
+        Ok(Self {
+            max_steps: (cfg.task.episode_seconds * cfg.task.control_hz)
+                .round()
+                .max(1.0) as usize,
+            hover_action: 0.0,
+            vehicle: first,
+            state: QuadState::at_rest([0.0; 3]),
+            last: [0.0; 4],
+            steps: 0,
+            dt,
+            cfg,
+            vehicles,
+        })
+    }
+
+    /// The vehicle flying now.
+    pub fn vehicle(&self) -> &QuadParams {
+        &self.vehicle
+    }
+
+    /// The vehicle's state.
+    pub fn state(&self) -> &QuadState {
+        &self.state
+    }
+
+    /// The action that commands the vehicle's hover speed on every motor.
+    pub fn hover_action(&self) -> f32 {
+        self.hover_action
+    }
+
+    /// The observation of the current state.
+    pub fn observe(&self) -> Vec<f32> {
+        let s = &self.state;
+        let r = rotation_matrix(&s.attitude);
+        let mut o = Vec::with_capacity(OBS_DIM);
+        o.extend_from_slice(&s.position);
+        o.extend(r.iter().flatten());
+        o.extend_from_slice(&s.velocity);
+        o.extend_from_slice(&s.rates);
+        o.extend_from_slice(&self.last);
+        o
+    }
+
+    /// The step's cost (see the module's doc).
+    fn cost(&self, action: &[f32; 4]) -> f32 {
+        let s = &self.state;
+        let w = &self.cfg.reward;
+        let sq = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>();
+        let tilt = 1.0 - rotation_matrix(&s.attitude)[2][2];
+        let act: f32 = action.iter().map(|a| (a - self.hover_action).powi(2)).sum();
+        w.position * sq(&s.position)
+            + w.tilt * tilt
+            + w.velocity * sq(&s.velocity)
+            + w.rates * sq(&s.rates)
+            + w.action * act
+    }
+
+    fn out_of_bounds(&self) -> bool {
+        let s = &self.state;
+        let l = &self.cfg.limits;
+        let over = |v: &[f32], lim: f32| v.iter().any(|x| x.is_nan() || x.abs() > lim);
+        over(&s.position, l.position) || over(&s.velocity, l.velocity) || over(&s.rates, l.rates)
+    }
+}
+
+impl Environment for QuadHoverEnv {
+    fn obs_dim(&self) -> usize {
+        OBS_DIM
+    }
+
+    fn action_space(&self) -> ActionSpace {
+        ActionSpace::Continuous(4)
+    }
+
+    fn instances(&self) -> usize {
+        self.vehicles.len()
+    }
+
+    fn instance_name(&self, i: usize) -> String {
+        match self.vehicles.get(i) {
+            Some(v) => format!(
+                "vehicle {i}: {:.1} g, thrust/weight {:.2}, motor tau {:.3} s",
+                v.mass * 1e3,
+                v.thrust_to_weight(),
+                v.motor_tau
+            ),
+            None => format!("vehicle {i} (none)"),
+        }
+    }
+
+    fn reset(&mut self, instance: usize, seed: u64) -> Result<Vec<f32>, RlError> {
+        self.vehicle = *self.vehicles.get(instance).ok_or_else(|| {
+            RlError::Config(format!(
+                "instance {instance} of {} vehicles",
+                self.vehicles.len()
+            ))
+        })?;
+        let hover = self
+            .vehicle
+            .hover_rpm()
+            .ok_or_else(|| RlError::Config(format!("vehicle {instance} cannot hover")))?;
+        self.hover_action = self.vehicle.action_for_rpm(hover);
+        let mut rng = Rng::new(seed);
+        let i = self.cfg.init;
+        let mut sym = |a: f32| rng.range(-f64::from(a), f64::from(a)) as f32;
+        let position = [sym(i.position), sym(i.position), sym(i.position)];
+        let velocity = [sym(i.velocity), sym(i.velocity), sym(i.velocity)];
+        let rates = [sym(i.rates), sym(i.rates), sym(i.rates)];
+        let heading = sym(std::f32::consts::PI);
+        let angle = 0.5 * (sym(i.tilt).abs());
+        let (s, c) = angle.sin_cos();
+        self.state = QuadState {
+            position,
+            velocity,
+            // A tilt of 2·angle about the horizontal axis (cos h, sin h, 0).
+            attitude: [c, s * heading.cos(), s * heading.sin(), 0.0],
+            rates,
+            rpm: [hover; 4],
+        };
+        self.last = [self.hover_action; 4];
+        self.steps = 0;
+        Ok(self.observe())
+    }
+
+    fn step(&mut self, act: &Act) -> Result<Step, RlError> {
+        let Act::Continuous(a) = act else {
+            return Err(RlError::Config(
+                "the quadrotor takes four continuous motor commands".into(),
+            ));
+        };
+        let action: [f32; 4] = a.as_slice().try_into().map_err(|_| {
+            RlError::Config(format!(
+                "the quadrotor takes 4 motor commands, got {}",
+                a.len()
+            ))
+        })?;
+        let action = action.map(|v| {
+            if v.is_finite() {
+                v.clamp(-1.0, 1.0)
+            } else {
+                -1.0
+            }
+        });
+        let h = self.dt / self.cfg.task.substeps as f32;
+        for _ in 0..self.cfg.task.substeps {
+            quad_step(&self.vehicle, &mut self.state, &action, h);
+        }
+        self.last = action;
+        self.steps += 1;
+        let terminated = !self.state.is_finite() || self.out_of_bounds();
+        let reward = if terminated {
+            0.0
+        } else {
+            1.0 - self.cost(&action).min(2.0)
+        };
+        Ok(Step {
+            obs: self.observe(),
+            reward,
+            terminated,
+            truncated: !terminated && self.steps >= self.max_steps,
+            collision: false,
+            success: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(n: usize) -> QuadHoverEnv {
+        let cfg = LearnToFlyConfig::default_file();
+        let v = cfg.vehicles(&QuadParams::CRAZYFLIE, n, 1);
+        QuadHoverEnv::new(cfg, v).unwrap()
+    }
+
+    #[test]
+    fn the_shipped_file_parses_and_its_vehicles_stay_in_range() {
+        let cfg = LearnToFlyConfig::default_file();
+        let nominal = QuadParams::CRAZYFLIE;
+        let v = cfg.vehicles(&nominal, 200, 7);
+        let d = cfg.randomise;
+        for p in &v {
+            let m = p.mass / nominal.mass;
+            assert!(m >= d.mass[0] - 1e-6 && m <= d.mass[1] + 1e-6, "{m}");
+            assert!(p.motor_tau >= d.motor_tau[0] && p.motor_tau <= d.motor_tau[1]);
+            assert!(p.thrust_to_weight() >= 1.2);
+        }
+        // Another seed, other vehicles (held out).
+        assert_ne!(v[0], cfg.vehicles(&nominal, 1, 8)[0]);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_by_key() {
+        let bad = DEFAULT_FILE.replace("mass = [0.8, 1.2]", "mass = [1.2, 0.8]");
+        assert_ne!(bad, DEFAULT_FILE, "the test edits the shipped file");
+        let e = LearnToFlyConfig::parse(&bad, "f.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("randomise.mass") && e.contains("f.toml"), "{e}");
+        let e = LearnToFlyConfig::parse(&DEFAULT_FILE.replace("[task]", "[task]\nspeed = 2"), "f")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("speed"), "{e}");
+    }
+
+    #[test]
+    fn resets_are_fixed_by_the_seed_and_tilt_within_the_range() {
+        let mut e = env(3);
+        let a = e.reset(2, 11).unwrap();
+        assert_eq!(a.len(), OBS_DIM);
+        assert_eq!(a, e.reset(2, 11).unwrap());
+        assert_ne!(a, e.reset(2, 12).unwrap());
+        let max_tilt = e.cfg.init.tilt;
+        for seed in 0..200 {
+            e.reset(0, seed).unwrap();
+            let up = rotation_matrix(&e.state().attitude)[2][2];
+            assert!(
+                up.acos() <= max_tilt + 1e-4,
+                "tilt {} > {max_tilt}",
+                up.acos()
+            );
+        }
+        assert!(e.reset(3, 0).is_err(), "only 3 vehicles");
+    }
+
+    #[test]
+    fn hover_command_at_the_target_keeps_the_whole_reward() {
+        let cfg = LearnToFlyConfig::default_file();
+        let mut e = QuadHoverEnv::new(cfg, vec![QuadParams::CRAZYFLIE]).unwrap();
+        e.reset(0, 0).unwrap();
+        e.state = QuadState {
+            rpm: e.state.rpm,
+            ..QuadState::at_rest([0.0; 3])
+        };
+        let hover = Act::Continuous(vec![e.hover_action(); 4]);
+        let mut total = 0.0;
+        loop {
+            let s = e.step(&hover).unwrap();
+            assert!(!s.terminated);
+            total += s.reward;
+            if s.truncated {
+                break;
+            }
+        }
+        let n = e.max_steps as f32;
+        assert!(total > 0.999 * n, "{total} of {n}");
+    }
+
+    #[test]
+    fn stopped_motors_end_the_episode_early() {
+        let mut e = env(1);
+        e.reset(0, 3).unwrap();
+        let off = Act::Continuous(vec![-1.0; 4]);
+        let mut steps = 0;
+        loop {
+            let s = e.step(&off).unwrap();
+            steps += 1;
+            assert!(!s.truncated, "fell for the whole episode without ending it");
+            if s.terminated {
+                break;
+            }
+        }
+        assert!(steps < e.max_steps);
+        assert!(e.step(&Act::Continuous(vec![0.0; 3])).is_err());
+        assert!(e.step(&Act::Discrete(1)).is_err());
+    }
+}
