@@ -10,11 +10,14 @@
 //!   axis, velocity and rotation rate, motors at the vehicle's hover speed, and
 //!   end when the vehicle strays too far, or spins or moves too fast
 //!   (terminated), or after `episode_seconds` (truncated).
-//! - **Reward** per step: 1 − min(cost, 2), the cost weighing the squared
+//! - **Reward** per step: 1 / (1 + cost), the cost weighing the squared
 //!   position error, the tilt (1 − the body z axis' vertical component), the
 //!   squared velocity and rates, and the squared deviation of the action from
-//!   the hover command. A step that survives is worth more than any it loses
-//!   to its cost, so terminating is always worse than going on.
+//!   the hover command. Every step that survives earns something (a terminated
+//!   episode earns nothing more), so ending an episode is never better than
+//!   going on, however bad the state; and the reward still grows as the cost
+//!   falls from any height (no clipping that would leave far states without a
+//!   gradient).
 //! - **Domain randomisation**: every instance is a vehicle drawn from ranges
 //!   around the nominal one (mass, inertia, thrust curve, motor time
 //!   constant, drag), the ranges in a TOML file
@@ -431,7 +434,7 @@ impl Environment for QuadHoverEnv {
         let reward = if terminated {
             0.0
         } else {
-            1.0 - self.cost(&action).min(2.0)
+            1.0 / (1.0 + self.cost(&action))
         };
         Ok(Step {
             obs: self.observe(),
@@ -506,6 +509,7 @@ mod tests {
 
     #[test]
     fn hover_command_at_the_target_keeps_the_whole_reward() {
+        // (and any state earns more than ending the episode: 0)
         let cfg = LearnToFlyConfig::default_file();
         let mut e = QuadHoverEnv::new(cfg, vec![QuadParams::CRAZYFLIE]).unwrap();
         e.reset(0, 0).unwrap();
@@ -525,6 +529,23 @@ mod tests {
         }
         let n = e.max_steps as f32;
         assert!(total > 0.999 * n, "{total} of {n}");
+    }
+
+    #[test]
+    fn a_bad_state_still_earns_more_than_ending_the_episode() {
+        // Near every limit, upside down: a surviving step earns more than the
+        // nothing a terminated episode earns from then on.
+        let mut e = env(1);
+        e.reset(0, 0).unwrap();
+        e.state.position = [1.4, -1.4, 1.4];
+        e.state.velocity = [3.9, 3.9, 3.8];
+        e.state.attitude = [0.0, 1.0, 0.0, 0.0];
+        e.state.rates = [0.0, 0.0, 19.0];
+        let s = e
+            .step(&Act::Continuous(vec![1.0, -1.0, 1.0, -1.0]))
+            .unwrap();
+        assert!(!s.terminated, "{:?}", e.state());
+        assert!(s.reward > 0.0 && s.reward < 0.05, "{}", s.reward);
     }
 
     #[test]
