@@ -74,6 +74,28 @@ pub fn verified_rrd(path: &std::path::Path) -> String {
     succeed(rerun_cli().args(["rrd", "print"]).arg(path))
 }
 
+/// What a finished command printed: its stdout, then its stderr.
+pub fn said(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+}
+
+/// `agent sweep collect SWEPT` after task `task`'s folder was removed: it must
+/// fail and name the task with `why` (e.g. "never flown"); returns what it said.
+pub fn collect_names_lost_task(swept: &Path, task: usize, why: &str) -> String {
+    let o = Command::new(workspace_bin("agent"))
+        .args(["sweep", "collect"])
+        .arg(swept)
+        .output()
+        .unwrap_or_else(|e| panic!("agent sweep collect: {e}"));
+    let text = said(&o);
+    assert!(!o.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("task {task}: ")) && text.contains(why),
+        "{text}"
+    );
+    text
+}
+
 /// Fails the test, saying how to install it, if `program --version` does not run.
 fn require_tool(program: &str, install: &str) {
     let ok = Command::new(program)

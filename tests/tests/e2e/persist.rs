@@ -2,7 +2,7 @@
 //! figures; the persistent arm's network resumes in `agent fly` and starts out
 //! better than a fresh one; checkpoints of another architecture are refused.
 
-use e2e_tests::{succeed, temp_dir, verified_rrd, workspace_bin};
+use e2e_tests::{collect_names_lost_task, said, succeed, temp_dir, verified_rrd, workspace_bin};
 use std::process::Command;
 
 fn first_quarter_error(stdout: &str) -> f64 {
@@ -206,9 +206,6 @@ fn persist_sweep_tasks_give_the_local_figures() {
             .output()
             .unwrap()
     };
-    let said = |o: &std::process::Output| {
-        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
-    };
     let swept = run_sweep(&[]);
     assert!(swept.status.success(), "{}", said(&swept));
     let swept_out = String::from_utf8_lossy(&swept.stdout).to_string();
@@ -220,17 +217,7 @@ fn persist_sweep_tasks_give_the_local_figures() {
     );
     // Flight 5 (seed 1, the persistent arm) lost: named, then flown alone.
     std::fs::remove_dir_all(dir.join("swept/persistent/seed2")).unwrap();
-    let o = Command::new(workspace_bin("agent"))
-        .args(["sweep", "collect"])
-        .arg(dir.join("swept"))
-        .output()
-        .unwrap();
-    assert!(!o.status.success(), "{}", said(&o));
-    assert!(
-        said(&o).contains("task 5: ") && said(&o).contains("never flown"),
-        "{}",
-        said(&o)
-    );
+    collect_names_lost_task(&dir.join("swept"), 5, "never flown");
     let again = run_sweep(&["--tasks", "5"]);
     assert!(again.status.success(), "{}", said(&again));
     assert_eq!(

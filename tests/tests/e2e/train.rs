@@ -4,7 +4,9 @@
 //! exported policy flies in the onboard `policy` node over zenoh; and the
 //! learners solve the classic tasks (DQN CartPole, SAC Pendulum).
 
-use e2e_tests::{signal_after, succeed, temp_dir, verified_rrd, workspace_bin};
+use e2e_tests::{
+    collect_names_lost_task, said, signal_after, succeed, temp_dir, verified_rrd, workspace_bin,
+};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -383,9 +385,6 @@ fn slurm_array_sweep_matches_local_run() {
             .output()
             .unwrap()
     };
-    let said = |o: &std::process::Output| {
-        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
-    };
     let first = sweep(&[]);
     assert!(first.status.success(), "{}", said(&first));
     assert!(
@@ -417,18 +416,8 @@ fn slurm_array_sweep_matches_local_run() {
     // Task 3 (round-robin, second seed) lost: named, with the line that runs it
     // again alone.
     std::fs::remove_dir_all(dir.join("swept/round-robin/seed1")).unwrap();
-    let o = Command::new(workspace_bin("agent"))
-        .args(["sweep", "collect"])
-        .arg(dir.join("swept"))
-        .output()
-        .unwrap();
-    assert!(!o.status.success(), "{}", said(&o));
-    assert!(
-        said(&o).contains("task 3: ") && said(&o).contains("never ran"),
-        "{}",
-        said(&o)
-    );
-    assert!(said(&o).contains("sbatch --array=3 "), "{}", said(&o));
+    let lost = collect_names_lost_task(&dir.join("swept"), 3, "never ran");
+    assert!(lost.contains("sbatch --array=3 "), "{lost}");
     let again = sweep(&["--tasks", "3"]);
     assert!(again.status.success(), "{}", said(&again));
     assert_eq!(
