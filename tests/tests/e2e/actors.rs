@@ -189,7 +189,8 @@ fn rest(rx: &Receiver<String>, seen: &mut Vec<String>) {
 /// (where namespaces cannot be made — no root — they are clients of a router
 /// on loopback, which never listen and so also meet only through it), and
 /// learn CartPole with DQN. Actor 2 is killed once the learner has
-/// evaluated twice; the learner notices, goes on with actor 1, and reaches the
+/// evaluated once (at its second evaluation it may already have solved the
+/// task and ended, as one CI run showed); the learner notices, goes on with actor 1, and reaches the
 /// single-process learner's target (475 over 100 greedy episodes) within 1.5x
 /// the steps the single-process learner needs.
 #[test]
@@ -249,7 +250,7 @@ fn actors_on_two_network_namespaces_feed_one_learner() {
     }
     let mut seen = Vec::new();
     wait_for(&learner_out, "actor 1 joined", &mut seen);
-    wait_for(&learner_out, "step 10000,", &mut seen);
+    wait_for(&learner_out, "step 5000,", &mut seen);
     procs.0[3].kill().expect("actor 2 is killed");
     procs.0[3].wait().expect("actor 2 reaped");
     let killed_at = seen.len();
