@@ -93,6 +93,12 @@ enum Cmd {
     /// (CartPole: mean greedy return >= 475 over 100 episodes; Pendulum: >= -200).
     RlValidate(RlValidateArgs),
     #[cfg(feature = "twin")]
+    /// Learn to fly in seconds: train a motor-level hover policy (TD3, small
+    /// hand-fused networks, randomised vehicles) until it holds hover and
+    /// recovers from a 1 rad tilt on held-out vehicles; write it as the
+    /// firmware's weight table; over several seeds, the median wall time.
+    LearnToFly(cli::learn_to_fly::LearnToFlyArgs),
+    #[cfg(feature = "twin")]
     /// SELFI: record flights, pre-train against the model-based objective J
     /// offline, fine-tune online with Q = J + Q̄; `all` runs the whole experiment.
     #[command(subcommand)]
@@ -184,6 +190,8 @@ fn main() -> Result<()> {
         Cmd::RlBench(a) => cli::rl::rl_bench(a, &stop),
         #[cfg(feature = "twin")]
         Cmd::RlValidate(a) => cli::rl::rl_validate(a, &stop),
+        #[cfg(feature = "twin")]
+        Cmd::LearnToFly(a) => cli::learn_to_fly::learn_to_fly(a, stop),
         #[cfg(feature = "twin")]
         Cmd::Budget(a) => cli::lab::budget(a, stop),
         Cmd::Record(a) => cli::bus::record(a, stop),

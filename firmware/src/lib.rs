@@ -7,6 +7,7 @@
 //! - [`autopilot`]: the MCU's logic — arming checks, limits, rate limiting and
 //!   the setpoint watchdog with its failsafe.
 //! - [`plant`]: a simulated vehicle for builds without sensors (QEMU, host).
+//! - [`policy`]: a learned policy's forward pass (no allocation, `f32`).
 //! - [`quad`]: a quadrotor as a rigid body driven by its motors (for
 //!   motor-level policies: trained on it, flown against it).
 //! - [`node`]: all of the above scheduled on a millisecond clock.
@@ -22,6 +23,7 @@ pub mod frame;
 pub mod msg;
 pub mod node;
 pub mod plant;
+pub mod policy;
 pub mod quad;
 pub mod ring;
 

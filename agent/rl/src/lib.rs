@@ -13,12 +13,15 @@
 //!
 //! Every learner exposes the state-value estimate V(s) that SPaCE ranks
 //! instances by. Networks run on any burn device: CPU `ndarray` by default.
-#![forbid(unsafe_code)]
+// Unsafe code only to call the learn-to-fly trainer's AVX2 build after the
+// CPU check (`l2f::Td3::update`).
+#![deny(unsafe_code)]
 
 pub mod curriculum;
 pub mod dqn;
 pub mod env;
 pub mod instances;
+pub mod l2f;
 pub mod learner;
 pub mod mlp;
 pub mod policy;
@@ -27,6 +30,7 @@ pub mod quadrotor;
 pub mod replay;
 pub mod sac;
 pub mod selfi;
+pub mod tiny;
 pub mod train;
 pub mod validate;
 

@@ -33,6 +33,8 @@ use types::rng::Rng;
 
 /// Observation length.
 pub const OBS_DIM: usize = 22;
+/// Length of [`QuadHoverEnv::privileged_into`]'s output.
+pub const PRIVILEGED_DIM: usize = 4;
 
 /// The task's settings (the TOML file's tables).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -48,6 +50,62 @@ pub struct LearnToFlyConfig {
     pub limits: LimitConfig,
     /// Vehicle ranges.
     pub randomise: RandomiseConfig,
+    /// The learner's settings.
+    pub train: TrainConfig,
+    /// When a policy counts as flying.
+    pub criterion: CriterionConfig,
+}
+
+/// TD3's settings and the training loop's.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Hidden layer widths of the actor and the critics.
+    pub hidden: Vec<usize>,
+    /// Transitions per gradient step.
+    pub batch: usize,
+    /// Discount.
+    pub gamma: f32,
+    /// Actor learning rate (Adam).
+    pub actor_lr: f32,
+    /// Critic learning rate (Adam).
+    pub critic_lr: f32,
+    /// Polyak rate of the target networks.
+    pub tau: f32,
+    /// Critic updates per actor update.
+    pub policy_delay: usize,
+    /// Exploration noise std.
+    pub explore_noise: f32,
+    /// Target policy smoothing noise std.
+    pub target_noise: f32,
+    /// Clip of the smoothing noise.
+    pub noise_clip: f32,
+    /// Environment steps before the first update.
+    pub warmup: usize,
+    /// Environments stepped in lock-step.
+    pub envs: usize,
+    /// Gradient steps per environment step.
+    pub updates_per_step: usize,
+    /// Environment steps before giving up.
+    pub max_steps: usize,
+    /// Randomised training vehicles.
+    pub vehicles: usize,
+    /// Environment steps between evaluations.
+    pub eval_every: usize,
+}
+
+/// The stop criterion, checked on held-out vehicles.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CriterionConfig {
+    /// Held-out vehicles.
+    pub vehicles: usize,
+    /// Start tilt of every evaluation episode (rad).
+    pub tilt: f32,
+    /// Final seconds over which the position must hold.
+    pub hold_seconds: f64,
+    /// Largest distance to the target over those seconds (m).
+    pub position: f32,
 }
 
 /// Control and episode timing.
@@ -200,6 +258,58 @@ impl LearnToFlyConfig {
                 ));
             }
         }
+        let tr = &self.train;
+        if tr.hidden.is_empty()
+            || tr.hidden.len() > 4
+            || tr.hidden.iter().any(|&h| !(1..=256).contains(&h))
+        {
+            return Err(format!(
+                "train.hidden = {:?} must be 1 to 4 widths in [1, 256]",
+                tr.hidden
+            ));
+        }
+        for (k, v, lo, hi) in [
+            ("train.batch", tr.batch, 1, 1 << 16),
+            ("train.policy_delay", tr.policy_delay, 1, 1000),
+            ("train.envs", tr.envs, 1, 1024),
+            ("train.updates_per_step", tr.updates_per_step, 1, 100),
+            ("train.max_steps", tr.max_steps, 1, 1 << 31),
+            ("train.vehicles", tr.vehicles, 1, 1 << 20),
+            ("train.eval_every", tr.eval_every, 1, 1 << 31),
+            ("train.warmup", tr.warmup, 0, 1 << 31),
+            ("criterion.vehicles", self.criterion.vehicles, 1, 10_000),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(format!("{k} = {v} must be in [{lo}, {hi}]"));
+            }
+        }
+        for (k, v, lo, hi) in [
+            ("train.gamma", tr.gamma, 0.0, 0.9999),
+            ("train.actor_lr", tr.actor_lr, 1e-8, 1.0),
+            ("train.critic_lr", tr.critic_lr, 1e-8, 1.0),
+            ("train.tau", tr.tau, 1e-6, 1.0),
+            ("train.explore_noise", tr.explore_noise, 0.0, 2.0),
+            ("train.target_noise", tr.target_noise, 0.0, 2.0),
+            ("train.noise_clip", tr.noise_clip, 0.0, 2.0),
+            (
+                "criterion.tilt",
+                self.criterion.tilt,
+                0.0,
+                std::f32::consts::PI,
+            ),
+            ("criterion.position", self.criterion.position, 1e-4, 100.0),
+        ] {
+            if !(v.is_finite() && v >= lo && v <= hi) {
+                return Err(format!("{k} = {v} must be in [{lo}, {hi}]"));
+            }
+        }
+        let hold = self.criterion.hold_seconds;
+        if !(hold.is_finite() && hold > 0.0 && hold <= self.task.episode_seconds) {
+            return Err(format!(
+                "criterion.hold_seconds = {hold} must be in (0, task.episode_seconds = {}]",
+                self.task.episode_seconds
+            ));
+        }
         let d = &self.randomise;
         for (k, [lo, hi], min) in [
             ("randomise.mass", d.mass, 1e-3),
@@ -313,18 +423,103 @@ impl QuadHoverEnv {
 
     /// The observation of the current state.
     pub fn observe(&self) -> Vec<f32> {
-        let s = &self.state;
-        let r = rotation_matrix(&s.attitude);
-        let mut o = Vec::with_capacity(OBS_DIM);
-        o.extend_from_slice(&s.position);
-        o.extend(r.iter().flatten());
-        o.extend_from_slice(&s.velocity);
-        o.extend_from_slice(&s.rates);
-        o.extend_from_slice(&self.last);
+        let mut o = vec![0.0; OBS_DIM];
+        self.observe_into(&mut o);
         o
     }
 
     /// The step's cost (see the module's doc).
+    /// Start an episode on vehicle `instance` from the start state `seed`
+    /// draws; `tilt` (rad), when given, replaces the drawn tilt angle (the
+    /// axis is still drawn): the held-out recovery test starts every vehicle
+    /// at exactly 1 rad.
+    pub fn start(&mut self, instance: usize, seed: u64, tilt: Option<f32>) -> Result<(), RlError> {
+        self.vehicle = *self.vehicles.get(instance).ok_or_else(|| {
+            RlError::Config(format!(
+                "instance {instance} of {} vehicles",
+                self.vehicles.len()
+            ))
+        })?;
+        let hover = self
+            .vehicle
+            .hover_rpm()
+            .ok_or_else(|| RlError::Config(format!("vehicle {instance} cannot hover")))?;
+        self.hover_action = self.vehicle.action_for_rpm(hover);
+        let mut rng = Rng::new(seed);
+        let i = self.cfg.init;
+        let mut sym = |a: f32| rng.range(-f64::from(a), f64::from(a)) as f32;
+        let position = [sym(i.position), sym(i.position), sym(i.position)];
+        let velocity = [sym(i.velocity), sym(i.velocity), sym(i.velocity)];
+        let rates = [sym(i.rates), sym(i.rates), sym(i.rates)];
+        let heading = sym(std::f32::consts::PI);
+        let drawn = sym(i.tilt).abs();
+        let angle = 0.5 * tilt.unwrap_or(drawn);
+        let (s, c) = angle.sin_cos();
+        self.state = QuadState {
+            position,
+            velocity,
+            // A tilt of 2·angle about the horizontal axis (cos h, sin h, 0).
+            attitude: [c, s * heading.cos(), s * heading.sin(), 0.0],
+            rates,
+            rpm: [hover; 4],
+        };
+        self.last = [self.hover_action; 4];
+        self.steps = 0;
+        Ok(())
+    }
+
+    /// The observation, written into `out` (at least [`OBS_DIM`] long).
+    pub fn observe_into(&self, out: &mut [f32]) {
+        let s = &self.state;
+        let r = rotation_matrix(&s.attitude);
+        out[0..3].copy_from_slice(&s.position);
+        for (k, row) in r.iter().enumerate() {
+            out[3 + 3 * k..6 + 3 * k].copy_from_slice(row);
+        }
+        out[12..15].copy_from_slice(&s.velocity);
+        out[15..18].copy_from_slice(&s.rates);
+        out[18..22].copy_from_slice(&self.last);
+    }
+
+    /// What only the trainer's critic sees (an asymmetric actor-critic, as in
+    /// "Learning to Fly in Seconds"): the motors' true speeds as the actions
+    /// that would command them, which the firmware cannot measure.
+    pub fn privileged_into(&self, out: &mut [f32]) {
+        for (o, &rpm) in out.iter_mut().zip(&self.state.rpm) {
+            *o = self.vehicle.action_for_rpm(rpm);
+        }
+    }
+
+    /// One control step with motor commands `action` (clamped to [−1, 1], a
+    /// non-finite command read as motor off): (reward, terminated, truncated).
+    /// The allocation-free core of [`Environment::step`].
+    pub fn step_motors(&mut self, action: [f32; 4]) -> (f32, bool, bool) {
+        let action = action.map(|v| {
+            if v.is_finite() {
+                v.clamp(-1.0, 1.0)
+            } else {
+                -1.0
+            }
+        });
+        let h = self.dt / self.cfg.task.substeps as f32;
+        for _ in 0..self.cfg.task.substeps {
+            quad_step(&self.vehicle, &mut self.state, &action, h);
+        }
+        self.last = action;
+        self.steps += 1;
+        let terminated = !self.state.is_finite() || self.out_of_bounds();
+        let reward = if terminated {
+            0.0
+        } else {
+            1.0 / (1.0 + self.cost(&action))
+        };
+        (
+            reward,
+            terminated,
+            !terminated && self.steps >= self.max_steps,
+        )
+    }
+
     fn cost(&self, action: &[f32; 4]) -> f32 {
         let s = &self.state;
         let w = &self.cfg.reward;
@@ -372,36 +567,7 @@ impl Environment for QuadHoverEnv {
     }
 
     fn reset(&mut self, instance: usize, seed: u64) -> Result<Vec<f32>, RlError> {
-        self.vehicle = *self.vehicles.get(instance).ok_or_else(|| {
-            RlError::Config(format!(
-                "instance {instance} of {} vehicles",
-                self.vehicles.len()
-            ))
-        })?;
-        let hover = self
-            .vehicle
-            .hover_rpm()
-            .ok_or_else(|| RlError::Config(format!("vehicle {instance} cannot hover")))?;
-        self.hover_action = self.vehicle.action_for_rpm(hover);
-        let mut rng = Rng::new(seed);
-        let i = self.cfg.init;
-        let mut sym = |a: f32| rng.range(-f64::from(a), f64::from(a)) as f32;
-        let position = [sym(i.position), sym(i.position), sym(i.position)];
-        let velocity = [sym(i.velocity), sym(i.velocity), sym(i.velocity)];
-        let rates = [sym(i.rates), sym(i.rates), sym(i.rates)];
-        let heading = sym(std::f32::consts::PI);
-        let angle = 0.5 * (sym(i.tilt).abs());
-        let (s, c) = angle.sin_cos();
-        self.state = QuadState {
-            position,
-            velocity,
-            // A tilt of 2·angle about the horizontal axis (cos h, sin h, 0).
-            attitude: [c, s * heading.cos(), s * heading.sin(), 0.0],
-            rates,
-            rpm: [hover; 4],
-        };
-        self.last = [self.hover_action; 4];
-        self.steps = 0;
+        self.start(instance, seed, None)?;
         Ok(self.observe())
     }
 
@@ -417,30 +583,12 @@ impl Environment for QuadHoverEnv {
                 a.len()
             ))
         })?;
-        let action = action.map(|v| {
-            if v.is_finite() {
-                v.clamp(-1.0, 1.0)
-            } else {
-                -1.0
-            }
-        });
-        let h = self.dt / self.cfg.task.substeps as f32;
-        for _ in 0..self.cfg.task.substeps {
-            quad_step(&self.vehicle, &mut self.state, &action, h);
-        }
-        self.last = action;
-        self.steps += 1;
-        let terminated = !self.state.is_finite() || self.out_of_bounds();
-        let reward = if terminated {
-            0.0
-        } else {
-            1.0 / (1.0 + self.cost(&action))
-        };
+        let (reward, terminated, truncated) = self.step_motors(action);
         Ok(Step {
             obs: self.observe(),
             reward,
             terminated,
-            truncated: !terminated && self.steps >= self.max_steps,
+            truncated,
             collision: false,
             success: false,
         })

@@ -11,6 +11,8 @@ pub(crate) mod camera;
 pub(crate) mod lab;
 #[cfg(feature = "twin")]
 pub(crate) mod learn;
+#[cfg(feature = "twin")]
+pub(crate) mod learn_to_fly;
 pub(crate) mod node;
 #[cfg(feature = "twin")]
 pub(crate) mod rl;

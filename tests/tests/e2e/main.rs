@@ -15,6 +15,7 @@ mod config_props;
 mod fc_link;
 mod fly;
 mod graph;
+mod learn_to_fly;
 mod loop_stages;
 mod mavlink;
 mod persist;

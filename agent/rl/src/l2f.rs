@@ -1,0 +1,764 @@
+//! Learning to fly in seconds: TD3 (Fujimoto et al., ICML 2018) on the
+//! motor-level hover task of [`crate::quadrotor`], with the hand-fused
+//! networks of [`crate::tiny`] — the recipe of "Learning to Fly in Seconds"
+//! (Eschmann et al., RA-L 2024): small actor and twin critics, one gradient
+//! step per environment step, domain randomisation, and a stop as soon as the
+//! policy flies every held-out vehicle.
+//!
+//! Everything is seeded: one seed gives one run, step for step.
+
+use crate::RlError;
+use crate::quadrotor::{LearnToFlyConfig, OBS_DIM, PRIVILEGED_DIM, QuadHoverEnv};
+
+/// What the critics see of a state: the observation and the privileged part.
+const CRIT_DIM: usize = OBS_DIM + PRIVILEGED_DIM;
+use crate::tiny::{Adam, Net, Output, Workspace};
+use fclink::quad::QuadParams;
+use std::time::{Duration, Instant};
+use types::rng::Rng;
+
+/// Motor commands per action.
+pub const ACT_DIM: usize = 4;
+
+/// Seed offset of the held-out vehicles (no training run draws from it).
+const HELD_OUT_SEED: u64 = 0x4845_4C44_4F55_5400;
+
+/// One evaluation of the stop criterion.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    /// Environment steps trained so far.
+    pub step: usize,
+    /// Wall time since training began.
+    pub elapsed: Duration,
+    /// Held-out vehicles that met the criterion.
+    pub passed: usize,
+    /// Held-out vehicles evaluated.
+    pub vehicles: usize,
+    /// Mean return of the greedy policy over their episodes.
+    pub mean_return: f32,
+    /// Largest distance to the target over the hold window, worst vehicle (m;
+    /// infinite when an episode terminated).
+    pub worst_hold_error: f32,
+}
+
+impl Evaluation {
+    /// Every held-out vehicle passed.
+    pub fn flies(&self) -> bool {
+        self.passed == self.vehicles
+    }
+}
+
+/// What a training run ended with.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The greedy actor (observation → motor commands in [−1, 1]).
+    pub actor: Net,
+    /// Every evaluation, in order.
+    pub evaluations: Vec<Evaluation>,
+    /// Wall time to the first evaluation that met the criterion (None: never).
+    pub time_to_fly: Option<Duration>,
+    /// Environment steps to it.
+    pub steps_to_fly: Option<usize>,
+    /// Environment steps taken.
+    pub steps: usize,
+    /// Wall time of the whole run.
+    pub elapsed: Duration,
+    /// Wall time spent evaluating (included in `elapsed`).
+    pub eval_time: Duration,
+}
+
+/// The held-out vehicles of the criterion.
+pub fn held_out_vehicles(cfg: &LearnToFlyConfig) -> Vec<QuadParams> {
+    cfg.vehicles(
+        &QuadParams::CRAZYFLIE,
+        cfg.criterion.vehicles,
+        HELD_OUT_SEED,
+    )
+}
+
+/// One held-out flight of [`fly_held_out`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeldOutFlight {
+    /// Control steps before the episode ended (the whole episode when it
+    /// did not terminate).
+    pub steps: usize,
+    /// Whether it terminated (left the bounds).
+    pub terminated: bool,
+    /// Largest distance to the target over the hold window (m; infinite when
+    /// terminated).
+    pub hold_error: f32,
+    /// Return of the episode.
+    pub ret: f32,
+}
+
+/// Fly `actor` greedily on every held-out vehicle, each starting at the
+/// target, at rest, tilted by `criterion.tilt` about a drawn horizontal axis.
+pub fn fly_held_out(cfg: &LearnToFlyConfig, actor: &Net) -> Result<Vec<HeldOutFlight>, RlError> {
+    let vehicles = held_out_vehicles(cfg);
+    let n = vehicles.len();
+    let mut start = cfg.clone();
+    start.init.position = 0.0;
+    start.init.velocity = 0.0;
+    start.init.rates = 0.0;
+    let mut env = QuadHoverEnv::new(start, vehicles)?;
+    let steps = (cfg.task.episode_seconds * cfg.task.control_hz).round() as usize;
+    let hold_from =
+        steps.saturating_sub((cfg.criterion.hold_seconds * cfg.task.control_hz).round() as usize);
+    let mut ws = Workspace::default();
+    let mut obs = [0.0f32; OBS_DIM];
+    let mut out = Vec::with_capacity(n);
+    for v in 0..n {
+        env.start(v, HELD_OUT_SEED ^ v as u64, Some(cfg.criterion.tilt))?;
+        let mut f = HeldOutFlight {
+            steps: 0,
+            terminated: false,
+            hold_error: 0.0,
+            ret: 0.0,
+        };
+        for k in 0..steps {
+            env.observe_into(&mut obs);
+            let a = actor.forward(&obs, 1, &mut ws);
+            let (r, term, _) = env.step_motors([a[0], a[1], a[2], a[3]]);
+            f.ret += r;
+            f.steps = k + 1;
+            if term {
+                f.terminated = true;
+                f.hold_error = f32::INFINITY;
+                break;
+            }
+            if k + 1 >= hold_from {
+                let p = env.state().position;
+                f.hold_error = f
+                    .hold_error
+                    .max((p[0] * p[0] + p[1] * p[1] + p[2] * p[2]).sqrt());
+            }
+        }
+        out.push(f);
+    }
+    Ok(out)
+}
+
+/// Check the criterion: [`fly_held_out`], every flight within
+/// `criterion.position` over the hold window.
+pub fn evaluate(
+    cfg: &LearnToFlyConfig,
+    actor: &Net,
+    step: usize,
+    elapsed: Duration,
+) -> Result<Evaluation, RlError> {
+    let flights = fly_held_out(cfg, actor)?;
+    let n = flights.len();
+    Ok(Evaluation {
+        step,
+        elapsed,
+        passed: flights
+            .iter()
+            .filter(|f| f.hold_error <= cfg.criterion.position)
+            .count(),
+        vehicles: n,
+        mean_return: flights.iter().map(|f| f.ret).sum::<f32>() / n.max(1) as f32,
+        worst_hold_error: flights.iter().map(|f| f.hold_error).fold(0.0, f32::max),
+    })
+}
+
+/// The replay memory: flat rows (states as the critics see them: the
+/// observation, then the privileged part), a ring once full.
+struct Replay {
+    obs: Vec<f32>,
+    act: Vec<f32>,
+    rew: Vec<f32>,
+    next: Vec<f32>,
+    done: Vec<f32>,
+    len: usize,
+    head: usize,
+    cap: usize,
+}
+
+impl Replay {
+    fn new(cap: usize) -> Self {
+        Self {
+            obs: vec![0.0; cap * CRIT_DIM],
+            act: vec![0.0; cap * ACT_DIM],
+            rew: vec![0.0; cap],
+            next: vec![0.0; cap * CRIT_DIM],
+            done: vec![0.0; cap],
+            len: 0,
+            head: 0,
+            cap,
+        }
+    }
+
+    fn push(&mut self, o: &[f32], a: &[f32], r: f32, n: &[f32], terminated: bool) {
+        let h = self.head;
+        self.obs[h * CRIT_DIM..(h + 1) * CRIT_DIM].copy_from_slice(o);
+        self.act[h * ACT_DIM..(h + 1) * ACT_DIM].copy_from_slice(a);
+        self.rew[h] = r;
+        self.next[h * CRIT_DIM..(h + 1) * CRIT_DIM].copy_from_slice(n);
+        self.done[h] = if terminated { 1.0 } else { 0.0 };
+        self.head = (h + 1) % self.cap;
+        self.len = (self.len + 1).min(self.cap);
+    }
+}
+
+/// A critic, its target network, optimiser and scratch space.
+struct Critic {
+    net: Net,
+    target: Net,
+    opt: Adam,
+    grad: Vec<f32>,
+    ws: Workspace,
+    dq: Vec<f32>,
+    /// The target network's last values.
+    q: Vec<f32>,
+}
+
+impl Critic {
+    fn new(net: Net, lr: f32) -> Self {
+        let n = net.params.len();
+        Self {
+            target: net.clone(),
+            opt: Adam::new(n, lr),
+            grad: vec![0.0; n],
+            ws: Workspace::default(),
+            dq: Vec::new(),
+            q: Vec::new(),
+            net,
+        }
+    }
+
+    // A closure run on another thread does not inherit the target features of
+    // the function that made it: these enter the AVX2 build again when FMA
+    // (which only `Td3::update_avx2` passes, after the CPU check).
+    #[allow(unsafe_code)]
+    fn target_q_on<const FMA: bool>(&mut self, sa: &[f32], b: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if FMA {
+            // SAFETY: FMA is true only under `Td3::update_avx2`, which runs
+            // only on a CPU found to have AVX2 and FMA.
+            return unsafe { self.target_q_avx2(sa, b) };
+        }
+        self.target_q::<false>(sa, b)
+    }
+
+    #[allow(unsafe_code)]
+    fn fit_on<const FMA: bool>(&mut self, sa: &[f32], y: &[f32], b: usize) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if FMA {
+            // SAFETY: as in `target_q_on`.
+            return unsafe { self.fit_avx2(sa, y, b) };
+        }
+        self.fit::<false>(sa, y, b)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn target_q_avx2(&mut self, sa: &[f32], b: usize) {
+        self.target_q::<true>(sa, b)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn fit_avx2(&mut self, sa: &[f32], y: &[f32], b: usize) -> f32 {
+        self.fit::<true>(sa, y, b)
+    }
+
+    /// The target network's values of `b` state-action rows, into `q`.
+    #[inline(always)]
+    fn target_q<const FMA: bool>(&mut self, sa: &[f32], b: usize) {
+        let q = self.target.forward_with::<FMA>(sa, b, &mut self.ws);
+        self.q.clear();
+        self.q.extend_from_slice(q);
+    }
+
+    /// One Adam step on the mean squared error to `y`; returns the summed
+    /// squared error.
+    #[inline(always)]
+    fn fit<const FMA: bool>(&mut self, sa: &[f32], y: &[f32], b: usize) -> f32 {
+        let q = self.net.forward_with::<FMA>(sa, b, &mut self.ws);
+        self.dq.clear();
+        let mut loss = 0.0;
+        for (qv, yv) in q.iter().zip(y) {
+            let e = qv - yv;
+            loss += e * e;
+            self.dq.push(2.0 * e / b as f32);
+        }
+        self.net
+            .backward_with::<FMA>(&self.dq, b, &mut self.ws, Some(&mut self.grad), false);
+        self.opt.step(&mut self.net.params, &mut self.grad);
+        loss
+    }
+}
+
+/// The networks and optimisers of TD3 and the batch buffers of an update.
+struct Td3 {
+    actor: Net,
+    actor_t: Net,
+    critics: [Critic; 2],
+    actor_opt: Adam,
+    actor_grad: Vec<f32>,
+    ws: Workspace,
+    ws2: Workspace,
+    // Batch buffers.
+    idx: Vec<usize>,
+    obs: Vec<f32>,
+    next: Vec<f32>,
+    sa: Vec<f32>,
+    y: Vec<f32>,
+    dq: Vec<f32>,
+    da: Vec<f32>,
+}
+
+impl Td3 {
+    fn new(cfg: &LearnToFlyConfig, seed: u64) -> Self {
+        let t = &cfg.train;
+        let mut a_sizes = vec![OBS_DIM];
+        a_sizes.extend(&t.hidden);
+        a_sizes.push(ACT_DIM);
+        let mut c_sizes = vec![CRIT_DIM + ACT_DIM];
+        c_sizes.extend(&t.hidden);
+        c_sizes.push(1);
+        let actor = Net::new(&a_sizes, Output::Tanh, seed ^ 0xA, 0.01);
+        let critics = [
+            Critic::new(
+                Net::new(&c_sizes, Output::Linear, seed ^ 0xC1, 1.0),
+                t.critic_lr,
+            ),
+            Critic::new(
+                Net::new(&c_sizes, Output::Linear, seed ^ 0xC2, 1.0),
+                t.critic_lr,
+            ),
+        ];
+        let na = actor.params.len();
+        Self {
+            actor_t: actor.clone(),
+            actor_opt: Adam::new(na, t.actor_lr),
+            actor_grad: vec![0.0; na],
+            actor,
+            critics,
+            ws: Workspace::default(),
+            ws2: Workspace::default(),
+            idx: Vec::new(),
+            obs: Vec::new(),
+            next: Vec::new(),
+            sa: Vec::new(),
+            y: Vec::new(),
+            dq: Vec::new(),
+            da: Vec::new(),
+        }
+    }
+
+    /// One critic update, and an actor update and target averaging when
+    /// `update_actor`: compiled for AVX2 and FMA where the CPU has them
+    /// (checked at run time), for the baseline x86-64 or aarch64 elsewhere.
+    fn update(
+        &mut self,
+        cfg: &LearnToFlyConfig,
+        replay: &Replay,
+        rng: &mut Rng,
+        update_actor: bool,
+    ) -> Result<(), RlError> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            #[allow(unsafe_code)]
+            // SAFETY: `update_avx2` needs only AVX2 and FMA, which the CPU
+            // was just found to have.
+            return unsafe { self.update_avx2(cfg, replay, rng, update_actor) };
+        }
+        self.update_body::<false>(cfg, replay, rng, update_actor)
+    }
+
+    /// [`Td3::update`] for CPUs with AVX2 and FMA: 8-wide vectors and fused
+    /// multiply-adds in every network kernel (they are all inlined here).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn update_avx2(
+        &mut self,
+        cfg: &LearnToFlyConfig,
+        replay: &Replay,
+        rng: &mut Rng,
+        update_actor: bool,
+    ) -> Result<(), RlError> {
+        self.update_body::<true>(cfg, replay, rng, update_actor)
+    }
+
+    #[inline(always)]
+    fn update_body<const FMA: bool>(
+        &mut self,
+        cfg: &LearnToFlyConfig,
+        replay: &Replay,
+        rng: &mut Rng,
+        update_actor: bool,
+    ) -> Result<(), RlError> {
+        let t = &cfg.train;
+        let b = t.batch;
+        let sa_w = CRIT_DIM + ACT_DIM;
+        self.idx.clear();
+        for _ in 0..b {
+            self.idx.push(rng.below(replay.len as u64) as usize);
+        }
+        // Actor inputs (observations) and critic inputs (states) of the batch.
+        self.obs.clear();
+        self.next.clear();
+        self.sa.resize(b * sa_w, 0.0);
+        for (r, &i) in self.idx.iter().enumerate() {
+            self.obs
+                .extend_from_slice(&replay.obs[i * CRIT_DIM..i * CRIT_DIM + OBS_DIM]);
+            self.next
+                .extend_from_slice(&replay.next[i * CRIT_DIM..i * CRIT_DIM + OBS_DIM]);
+            self.sa[r * sa_w..r * sa_w + CRIT_DIM]
+                .copy_from_slice(&replay.next[i * CRIT_DIM..(i + 1) * CRIT_DIM]);
+        }
+        // Target: r + γ (1 − done) min Q'(s', π'(s') + clipped noise).
+        let next_a = self
+            .actor_t
+            .forward_with::<FMA>(&self.next, b, &mut self.ws);
+        for r in 0..b {
+            let row = &mut self.sa[r * sa_w..(r + 1) * sa_w];
+            for k in 0..ACT_DIM {
+                let noise =
+                    (rng.normal() as f32 * t.target_noise).clamp(-t.noise_clip, t.noise_clip);
+                row[CRIT_DIM + k] = (next_a[r * ACT_DIM + k] + noise).clamp(-1.0, 1.0);
+            }
+        }
+        // The two critics (and their targets) are independent: one core each.
+        let [c1, c2] = &mut self.critics;
+        let sa = &self.sa;
+        rayon::join(
+            || c1.target_q_on::<FMA>(sa, b),
+            || c2.target_q_on::<FMA>(sa, b),
+        );
+        self.y.clear();
+        for (r, (a, c)) in c1.q.iter().zip(&c2.q).enumerate() {
+            let i = self.idx[r];
+            self.y
+                .push(replay.rew[i] + t.gamma * (1.0 - replay.done[i]) * a.min(*c));
+        }
+        // Critics: mean squared error to the target.
+        for (r, &i) in self.idx.iter().enumerate() {
+            let row = &mut self.sa[r * sa_w..(r + 1) * sa_w];
+            row[..CRIT_DIM].copy_from_slice(&replay.obs[i * CRIT_DIM..(i + 1) * CRIT_DIM]);
+            row[CRIT_DIM..].copy_from_slice(&replay.act[i * ACT_DIM..(i + 1) * ACT_DIM]);
+        }
+        let (sa, y) = (&self.sa, &self.y);
+        let (l1, l2) = rayon::join(|| c1.fit_on::<FMA>(sa, y, b), || c2.fit_on::<FMA>(sa, y, b));
+        let loss = l1 + l2;
+        if !loss.is_finite() {
+            return Err(RlError::Diverged {
+                step: 0,
+                what: "critic loss",
+                value: loss,
+            });
+        }
+        if !update_actor {
+            return Ok(());
+        }
+        // Actor: ascend Q1(s, π(s)).
+        let a = self.actor.forward_with::<FMA>(&self.obs, b, &mut self.ws2);
+        for r in 0..b {
+            self.sa[r * sa_w + CRIT_DIM..(r + 1) * sa_w]
+                .copy_from_slice(&a[r * ACT_DIM..(r + 1) * ACT_DIM]);
+        }
+        self.critics[0]
+            .net
+            .forward_with::<FMA>(&self.sa, b, &mut self.ws);
+        self.dq.clear();
+        self.dq.resize(b, -1.0 / b as f32);
+        self.critics[0]
+            .net
+            .backward_with::<FMA>(&self.dq, b, &mut self.ws, None, true);
+        self.da.clear();
+        for r in 0..b {
+            self.da
+                .extend_from_slice(&self.ws.dx[r * sa_w + CRIT_DIM..(r + 1) * sa_w]);
+        }
+        self.actor.backward_with::<FMA>(
+            &self.da,
+            b,
+            &mut self.ws2,
+            Some(&mut self.actor_grad),
+            false,
+        );
+        self.actor_opt
+            .step(&mut self.actor.params, &mut self.actor_grad);
+        self.actor_t.soft_update(&self.actor, t.tau);
+        for c in &mut self.critics {
+            c.target.soft_update(&c.net, t.tau);
+        }
+        Ok(())
+    }
+}
+
+/// Train until the criterion holds (checked every `train.eval_every` steps),
+/// `train.max_steps` pass, or `stop()` says so; `progress` sees every
+/// evaluation.
+pub fn train(
+    cfg: &LearnToFlyConfig,
+    seed: u64,
+    mut progress: impl FnMut(&Evaluation),
+    stop: impl Fn() -> bool,
+) -> Result<Outcome, RlError> {
+    let t = cfg.train.clone();
+    let vehicles = cfg.vehicles(&QuadParams::CRAZYFLIE, t.vehicles, seed);
+    let mut rng = Rng::new(seed);
+    let mut envs = Vec::with_capacity(t.envs);
+    for _ in 0..t.envs {
+        let mut e = QuadHoverEnv::new(cfg.clone(), vehicles.clone())?;
+        e.start(
+            rng.below(vehicles.len() as u64) as usize,
+            rng.next_u64(),
+            None,
+        )?;
+        envs.push(e);
+    }
+    let mut td3 = Td3::new(cfg, seed);
+    let mut replay = Replay::new(t.max_steps.min(1_000_000));
+    let mut obs = vec![0.0f32; t.envs * OBS_DIM];
+    let mut state = vec![0.0f32; t.envs * CRIT_DIM];
+    let mut next = [0.0f32; CRIT_DIM];
+    let mut act_ws = Workspace::default();
+    let began = Instant::now();
+    let mut eval_time = Duration::ZERO;
+    let mut evaluations = Vec::new();
+    let (mut time_to_fly, mut steps_to_fly) = (None, None);
+    let mut step = 0usize;
+    let mut updates = 0usize;
+    let mut next_eval = t.eval_every;
+    while step < t.max_steps && !stop() {
+        for (e, env) in envs.iter().enumerate() {
+            let st = &mut state[e * CRIT_DIM..(e + 1) * CRIT_DIM];
+            env.observe_into(st);
+            env.privileged_into(&mut st[OBS_DIM..]);
+            obs[e * OBS_DIM..(e + 1) * OBS_DIM].copy_from_slice(&st[..OBS_DIM]);
+        }
+        let acts = td3.actor.forward(&obs, t.envs, &mut act_ws).to_vec();
+        for (e, env) in envs.iter_mut().enumerate() {
+            let mut a = [0.0f32; ACT_DIM];
+            for (k, v) in a.iter_mut().enumerate() {
+                *v = (acts[e * ACT_DIM + k] + rng.normal() as f32 * t.explore_noise)
+                    .clamp(-1.0, 1.0);
+            }
+            let (r, term, trunc) = env.step_motors(a);
+            env.observe_into(&mut next);
+            env.privileged_into(&mut next[OBS_DIM..]);
+            replay.push(&state[e * CRIT_DIM..(e + 1) * CRIT_DIM], &a, r, &next, term);
+            if term || trunc {
+                env.start(
+                    rng.below(vehicles.len() as u64) as usize,
+                    rng.next_u64(),
+                    None,
+                )?;
+            }
+            step += 1;
+        }
+        if step >= t.warmup && replay.len >= t.batch {
+            for _ in 0..t.updates_per_step * t.envs {
+                updates += 1;
+                td3.update(
+                    cfg,
+                    &replay,
+                    &mut rng,
+                    updates.is_multiple_of(t.policy_delay),
+                )
+                .map_err(|e| match e {
+                    RlError::Diverged { what, value, .. } => RlError::Diverged {
+                        step: step as u64,
+                        what,
+                        value,
+                    },
+                    other => other,
+                })?;
+            }
+        }
+        if step >= next_eval {
+            next_eval += t.eval_every;
+            let at = Instant::now();
+            let ev = evaluate(cfg, &td3.actor, step, began.elapsed())?;
+            eval_time += at.elapsed();
+            progress(&ev);
+            evaluations.push(ev);
+            if ev.flies() {
+                time_to_fly = Some(ev.elapsed);
+                steps_to_fly = Some(step);
+                break;
+            }
+        }
+    }
+    Ok(Outcome {
+        actor: td3.actor,
+        evaluations,
+        time_to_fly,
+        steps_to_fly,
+        steps: step,
+        elapsed: began.elapsed(),
+        eval_time,
+    })
+}
+
+/// First line of a weight table.
+pub const TABLE_HEADER: &str = "# learn-to-fly policy weight table v1";
+
+/// The actor as a plain weight table for the firmware (`firmware/mcu`'s
+/// `FC_POLICY`): a header, `sizes` and the layer widths, then one parameter
+/// per line in [`fclink::policy`]'s order, each printed so that it reads back
+/// to the same `f32`.
+pub fn weight_table(actor: &Net) -> String {
+    let mut s = String::with_capacity(actor.params.len() * 14 + 256);
+    s.push_str(TABLE_HEADER);
+    s.push_str(
+        "\n# ReLU hidden layers, tanh output; per layer: weights w[input][output] (input-major), then bias\n",
+    );
+    s.push_str(
+        "# inputs: position error (3, m), rotation matrix (9, row-major), velocity (3, m/s), body rates (3, rad/s), last action (4)\n",
+    );
+    s.push_str("# outputs: four motor commands in [-1, 1] (0 to full speed)\nsizes");
+    for n in actor.sizes() {
+        s.push_str(&format!(" {n}"));
+    }
+    s.push('\n');
+    for p in &actor.params {
+        s.push_str(&format!("{p:e}\n"));
+    }
+    s
+}
+
+/// Read a weight table back (`origin` names it in errors).
+pub fn parse_weight_table(text: &str, origin: &str) -> Result<Net, RlError> {
+    let bad = |line: usize, why: String| RlError::Config(format!("{origin}:{line}: {why}"));
+    let mut sizes: Option<Vec<usize>> = None;
+    let mut params = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("sizes") {
+            if sizes.is_some() {
+                return Err(bad(n + 1, "a second `sizes` line".into()));
+            }
+            let s: Result<Vec<usize>, _> = rest.split_whitespace().map(str::parse).collect();
+            sizes = Some(s.map_err(|e| bad(n + 1, format!("layer sizes: {e}")))?);
+            continue;
+        }
+        if sizes.is_none() {
+            return Err(bad(n + 1, "parameters before the `sizes` line".into()));
+        }
+        let v: f32 = line
+            .parse()
+            .map_err(|e| bad(n + 1, format!("`{line}` is not a number: {e}")))?;
+        if !v.is_finite() {
+            return Err(bad(n + 1, format!("parameter {v} is not finite")));
+        }
+        params.push(v);
+    }
+    let sizes = sizes.ok_or_else(|| RlError::Config(format!("{origin}: no `sizes` line")))?;
+    let have = params.len();
+    if sizes.first() != Some(&OBS_DIM) || sizes.last() != Some(&ACT_DIM) {
+        return Err(RlError::Config(format!(
+            "{origin}: sizes {sizes:?} must start with {OBS_DIM} observations and end with {ACT_DIM} motors"
+        )));
+    }
+    fclink::policy::Policy::new(&sizes, &params).map_err(|e| {
+        RlError::Config(format!(
+            "{origin}: sizes {sizes:?} and {have} parameters do not make a flyable network ({e:?}; at most {} wide, {} parameters expected)",
+            fclink::policy::MAX_WIDTH,
+            fclink::policy::param_count(&sizes)
+        ))
+    })?;
+    Net::from_params(&sizes, Output::Tanh, params).ok_or_else(|| {
+        RlError::Config(format!(
+            "{origin}: sizes {sizes:?} do not match the parameters"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_firmware_forward_pass_matches_the_trainer_to_1e_5() {
+        let actor = Net::new(&[OBS_DIM, 64, 64, ACT_DIM], Output::Tanh, 4, 1.0);
+        let table = weight_table(&actor);
+        let back = parse_weight_table(&table, "t").unwrap();
+        assert_eq!(
+            back.params, actor.params,
+            "the table reads back bit for bit"
+        );
+        let fw = fclink::policy::Policy::new(back.sizes(), &back.params).unwrap();
+        let mut rng = Rng::new(5);
+        let mut ws = Workspace::default();
+        let mut worst = 0.0f32;
+        for _ in 0..500 {
+            let obs: Vec<f32> = (0..OBS_DIM).map(|_| rng.range(-2.0, 2.0) as f32).collect();
+            let a = actor.forward(&obs, 1, &mut ws).to_vec();
+            let mut b = [0.0f32; ACT_DIM];
+            fw.forward(&obs, &mut b).unwrap();
+            for (x, y) in a.iter().zip(b) {
+                worst = worst.max((x - y).abs());
+            }
+        }
+        assert!(worst <= 1e-5, "largest difference {worst}");
+    }
+
+    #[test]
+    fn the_vectorised_update_computes_the_portable_update() {
+        let mut cfg = LearnToFlyConfig::default_file();
+        cfg.train.batch = 37; // no multiple of the kernels' blocks
+        let mut replay = Replay::new(500);
+        let mut rng = Rng::new(3);
+        for _ in 0..500 {
+            let o: Vec<f32> = (0..CRIT_DIM).map(|_| rng.range(-1.0, 1.0) as f32).collect();
+            let n: Vec<f32> = (0..CRIT_DIM).map(|_| rng.range(-1.0, 1.0) as f32).collect();
+            let a: Vec<f32> = (0..ACT_DIM).map(|_| rng.range(-1.0, 1.0) as f32).collect();
+            replay.push(&o, &a, rng.uniform_f32(), &n, rng.uniform() < 0.1);
+        }
+        let mut fast = Td3::new(&cfg, 8);
+        let mut portable = Td3::new(&cfg, 8);
+        let (mut r1, mut r2) = (Rng::new(4), Rng::new(4));
+        for k in 0..20 {
+            fast.update(&cfg, &replay, &mut r1, k % 2 == 1).unwrap();
+            portable
+                .update_body::<false>(&cfg, &replay, &mut r2, k % 2 == 1)
+                .unwrap();
+        }
+        let diff = |a: &Net, b: &Net| {
+            a.params
+                .iter()
+                .zip(&b.params)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max)
+        };
+        let moved = diff(&portable.actor, &Td3::new(&cfg, 8).actor);
+        assert!(moved > 1e-3, "the actor moved by {moved}");
+        // Fused and unfused sums round differently; 20 Adam steps of size
+        // 1e-3 keep that far below the steps themselves.
+        assert!(diff(&fast.actor, &portable.actor) < 1e-4);
+        for c in 0..2 {
+            assert!(diff(&fast.critics[c].net, &portable.critics[c].net) < 1e-4);
+        }
+    }
+
+    #[test]
+    fn bad_weight_tables_name_the_line() {
+        let actor = Net::new(&[OBS_DIM, 8, ACT_DIM], Output::Tanh, 4, 1.0);
+        let table = weight_table(&actor);
+        let cut: String = table.lines().take(20).map(|l| format!("{l}\n")).collect();
+        let e = parse_weight_table(&cut, "p.txt").unwrap_err().to_string();
+        assert!(e.contains("p.txt") && e.contains("parameters"), "{e}");
+        let e = parse_weight_table(
+            &table.replacen("sizes 22 8 4\n", "sizes 22 8 4\noops\n", 1),
+            "p.txt",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("p.txt:6:") && e.contains("`oops` is not a number"),
+            "{e}"
+        );
+        let e = parse_weight_table("sizes 3 2\n", "p.txt")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must start with 22"), "{e}");
+    }
+}

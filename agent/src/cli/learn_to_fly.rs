@@ -1,0 +1,208 @@
+//! `agent learn-to-fly`: train a motor-level hover policy (TD3 with the
+//! hand-fused networks of `rl::tiny`) until it flies every held-out vehicle,
+//! over one or more seeds; write each seed's policy as a weight table for
+//! the firmware; print wall time to fly and the cost split between the
+//! environment and the learner.
+
+use super::count;
+use anyhow::{Context as _, Result};
+use rl::l2f::{self, Evaluation};
+use rl::quadrotor::{LearnToFlyConfig, QuadHoverEnv};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub(crate) struct LearnToFlyArgs {
+    /// Task, learner and stop-criterion settings (TOML); default: the file
+    /// shipped in agent/rl/config/learn_to_fly.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Independent training runs (seeds `--seed`, `--seed` + 1, ...).
+    #[arg(long, default_value_t = 1, value_parser = count(1, 100))]
+    seeds: usize,
+    /// First seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Give up after this many environment steps (default: the file's
+    /// `train.max_steps`).
+    #[arg(long, value_parser = count(1, 100_000_000))]
+    max_steps: Option<usize>,
+    /// Where each seed's policy goes: DIR/seed-N/policy.txt (the weight
+    /// table `FC_POLICY` compiles into the firmware) and DIR/summary.csv.
+    #[arg(long, default_value = "out/learn-to-fly")]
+    out: PathBuf,
+}
+
+/// Environment steps per second alone on one core (no network: each step
+/// commands hover with a small alternating offset), for the cost split.
+fn env_steps_per_second(cfg: &LearnToFlyConfig) -> Result<f64> {
+    let vehicles = cfg.vehicles(&fclink::quad::QuadParams::CRAZYFLIE, 64, 99);
+    let mut env = QuadHoverEnv::new(cfg.clone(), vehicles)?;
+    let mut obs = [0.0f32; rl::quadrotor::OBS_DIM];
+    env.start(0, 0, None)?;
+    let began = Instant::now();
+    let mut n = 0u64;
+    let mut k = 0u64;
+    while began.elapsed().as_secs_f64() < 0.5 {
+        for _ in 0..1000 {
+            let h = env.hover_action();
+            let wiggle = if n.is_multiple_of(2) { 0.01 } else { -0.01 };
+            let (_, term, trunc) =
+                env.step_motors([h + wiggle, h - wiggle, h + wiggle, h - wiggle]);
+            env.observe_into(&mut obs);
+            if term || trunc {
+                k += 1;
+                env.start((k % 64) as usize, k, None)?;
+            }
+            n += 1;
+        }
+    }
+    Ok(n as f64 / began.elapsed().as_secs_f64())
+}
+
+fn bar(ev: &Evaluation, max_steps: usize, tty: bool) {
+    let frac = ev.step as f64 / max_steps.max(1) as f64;
+    let cells: String = (0..30)
+        .map(|i| if (i as f64) < frac * 30.0 { '#' } else { '.' })
+        .collect();
+    let worst = if ev.worst_hold_error.is_finite() {
+        format!("{:.3} m", ev.worst_hold_error)
+    } else {
+        "crashed".into()
+    };
+    let line = format!(
+        "[{cells}] {:>8}/{max_steps} steps  {:6.1} s  greedy return {:6.1}  held-out flying {}/{}  worst hold error {worst}",
+        ev.step,
+        ev.elapsed.as_secs_f64(),
+        ev.mean_return,
+        ev.passed,
+        ev.vehicles,
+    );
+    if tty {
+        eprint!("\r{line}   ");
+        let _ = std::io::stderr().flush();
+    } else {
+        eprintln!("{line}");
+    }
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    })
+}
+
+pub(crate) fn learn_to_fly(a: LearnToFlyArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let mut cfg = match &a.config {
+        Some(p) => LearnToFlyConfig::load(p)?,
+        None => LearnToFlyConfig::default_file(),
+    };
+    if let Some(m) = a.max_steps {
+        cfg.train.max_steps = m;
+    }
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let env_rate = env_steps_per_second(&cfg)?;
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut rows = Vec::new();
+    let mut times = Vec::new();
+    for s in 0..a.seeds {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let seed = a.seed + s as u64;
+        eprintln!(
+            "seed {seed}: training ({} held-out vehicles, criterion: within {} m over the last {} s from a {} rad tilt)",
+            cfg.criterion.vehicles,
+            cfg.criterion.position,
+            cfg.criterion.hold_seconds,
+            cfg.criterion.tilt
+        );
+        let out = l2f::train(
+            &cfg,
+            seed,
+            |ev| bar(ev, cfg.train.max_steps, tty),
+            || stop.load(Ordering::Relaxed),
+        )?;
+        if tty {
+            eprintln!();
+        }
+        let dir = a.out.join(format!("seed-{seed}"));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let table = dir.join("policy.txt");
+        std::fs::write(&table, l2f::weight_table(&out.actor))
+            .with_context(|| format!("cannot write {}", table.display()))?;
+        let train_rate = out.steps as f64 / (out.elapsed - out.eval_time).as_secs_f64().max(1e-9);
+        match out.time_to_fly {
+            Some(t) => {
+                times.push(t.as_secs_f64());
+                println!(
+                    "seed {seed}: flies after {:.1} s, {} steps ({train_rate:.0} training steps/s); policy {}",
+                    t.as_secs_f64(),
+                    out.steps_to_fly.unwrap_or(out.steps),
+                    table.display()
+                );
+            }
+            None => println!(
+                "seed {seed}: did not fly within {} steps ({:.1} s, {train_rate:.0} training steps/s); last policy {}",
+                out.steps,
+                out.elapsed.as_secs_f64(),
+                table.display()
+            ),
+        }
+        let last = out.evaluations.last().copied();
+        rows.push(format!(
+            "{seed},{},{},{},{:.1},{},{}",
+            out.time_to_fly
+                .map_or("".into(), |t| format!("{:.2}", t.as_secs_f64())),
+            out.steps_to_fly.map_or("".into(), |v| v.to_string()),
+            out.steps,
+            train_rate,
+            last.map_or(0, |e| e.passed),
+            last.map_or("".into(), |e| format!("{:.4}", e.worst_hold_error)),
+        ));
+    }
+    let csv = a.out.join("summary.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "seed,seconds_to_fly,steps_to_fly,steps,training_steps_per_s,held_out_passed,worst_hold_error_m\n{}\n",
+            rows.join("\n")
+        ),
+    )
+    .with_context(|| format!("cannot write {}", csv.display()))?;
+    println!(
+        "environment alone: {env_rate:.0} steps/s on one core; summary {}",
+        csv.display()
+    );
+    if stop.load(Ordering::Relaxed) {
+        println!(
+            "interrupted: {} of {} seeds ran (the last one cut short); their policies are written",
+            rows.len(),
+            a.seeds
+        );
+    }
+    let flew = times.len();
+    match median(times) {
+        Some(m) if flew == rows.len() => {
+            println!("median wall time to fly: {m:.1} s over {flew} seeds (all flew)")
+        }
+        Some(m) => println!(
+            "{flew} of {} seeds flew (median of those {m:.1} s); the others did not within the step budget",
+            rows.len()
+        ),
+        None => println!("no seed flew within {} steps", cfg.train.max_steps),
+    }
+    Ok(())
+}
