@@ -6,6 +6,8 @@
 //!   setpoints, telemetry, acknowledgements.
 //! - [`autopilot`]: the MCU's logic — arming checks, limits, rate limiting and
 //!   the setpoint watchdog with its failsafe.
+//! - [`learned`]: a learned motor-level policy as a position controller, and
+//!   flying it against [`quad`].
 //! - [`plant`]: a simulated vehicle for builds without sensors (QEMU, host).
 //! - [`policy`]: a learned policy's forward pass (no allocation, `f32`).
 //! - [`quad`]: a quadrotor as a rigid body driven by its motors (for
@@ -20,6 +22,7 @@ pub mod autopilot;
 pub mod cobs;
 pub mod crc;
 pub mod frame;
+pub mod learned;
 pub mod msg;
 pub mod node;
 pub mod plant;

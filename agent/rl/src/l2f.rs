@@ -8,7 +8,9 @@
 //! Everything is seeded: one seed gives one run, step for step.
 
 use crate::RlError;
-use crate::quadrotor::{LearnToFlyConfig, OBS_DIM, PRIVILEGED_DIM, QuadHoverEnv};
+use crate::quadrotor::{
+    LearnToFlyConfig, OBS_DIM, PRIVILEGED_DIM, QuadHoverEnv, RewardConfig, reward_of,
+};
 
 /// What the critics see of a state: the observation and the privileged part.
 const CRIT_DIM: usize = OBS_DIM + PRIVILEGED_DIM;
@@ -169,6 +171,8 @@ struct Replay {
     rew: Vec<f32>,
     next: Vec<f32>,
     done: Vec<f32>,
+    /// The vehicle's hover command (for recomputing the reward).
+    hover: Vec<f32>,
     len: usize,
     head: usize,
     cap: usize,
@@ -182,14 +186,16 @@ impl Replay {
             rew: vec![0.0; cap],
             next: vec![0.0; cap * CRIT_DIM],
             done: vec![0.0; cap],
+            hover: vec![0.0; cap],
             len: 0,
             head: 0,
             cap,
         }
     }
 
-    fn push(&mut self, o: &[f32], a: &[f32], r: f32, n: &[f32], terminated: bool) {
+    fn push(&mut self, o: &[f32], a: &[f32], r: f32, n: &[f32], terminated: bool, hover: f32) {
         let h = self.head;
+        self.hover[h] = hover;
         self.obs[h * CRIT_DIM..(h + 1) * CRIT_DIM].copy_from_slice(o);
         self.act[h * ACT_DIM..(h + 1) * ACT_DIM].copy_from_slice(a);
         self.rew[h] = r;
@@ -356,6 +362,7 @@ impl Td3 {
         replay: &Replay,
         rng: &mut Rng,
         update_actor: bool,
+        weights: Option<&RewardConfig>,
     ) -> Result<(), RlError> {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -363,9 +370,9 @@ impl Td3 {
             #[allow(unsafe_code)]
             // SAFETY: `update_avx2` needs only AVX2 and FMA, which the CPU
             // was just found to have.
-            return unsafe { self.update_avx2(cfg, replay, rng, update_actor) };
+            return unsafe { self.update_avx2(cfg, replay, rng, update_actor, weights) };
         }
-        self.update_body::<false>(cfg, replay, rng, update_actor)
+        self.update_body::<false>(cfg, replay, rng, update_actor, weights)
     }
 
     /// [`Td3::update`] for CPUs with AVX2 and FMA: 8-wide vectors and fused
@@ -378,8 +385,9 @@ impl Td3 {
         replay: &Replay,
         rng: &mut Rng,
         update_actor: bool,
+        weights: Option<&RewardConfig>,
     ) -> Result<(), RlError> {
-        self.update_body::<true>(cfg, replay, rng, update_actor)
+        self.update_body::<true>(cfg, replay, rng, update_actor, weights)
     }
 
     #[inline(always)]
@@ -389,6 +397,7 @@ impl Td3 {
         replay: &Replay,
         rng: &mut Rng,
         update_actor: bool,
+        weights: Option<&RewardConfig>,
     ) -> Result<(), RlError> {
         let t = &cfg.train;
         let b = t.batch;
@@ -431,8 +440,17 @@ impl Td3 {
         self.y.clear();
         for (r, (a, c)) in c1.q.iter().zip(&c2.q).enumerate() {
             let i = self.idx[r];
+            // The reward under today's weights (a terminated step earns 0).
+            let reward = match weights {
+                Some(w) if replay.done[i] == 0.0 => reward_of(
+                    w,
+                    &replay.next[i * CRIT_DIM..i * CRIT_DIM + OBS_DIM],
+                    replay.hover[i],
+                ),
+                _ => replay.rew[i],
+            };
             self.y
-                .push(replay.rew[i] + t.gamma * (1.0 - replay.done[i]) * a.min(*c));
+                .push(reward + t.gamma * (1.0 - replay.done[i]) * a.min(*c));
         }
         // Critics: mean squared error to the target.
         for (r, &i) in self.idx.iter().enumerate() {
@@ -541,7 +559,14 @@ pub fn train(
             let (r, term, trunc) = env.step_motors(a);
             env.observe_into(&mut next);
             env.privileged_into(&mut next[OBS_DIM..]);
-            replay.push(&state[e * CRIT_DIM..(e + 1) * CRIT_DIM], &a, r, &next, term);
+            replay.push(
+                &state[e * CRIT_DIM..(e + 1) * CRIT_DIM],
+                &a,
+                r,
+                &next,
+                term,
+                env.hover_action(),
+            );
             if term || trunc {
                 env.start(
                     rng.below(vehicles.len() as u64) as usize,
@@ -554,11 +579,13 @@ pub fn train(
         if step >= t.warmup && replay.len >= t.batch {
             for _ in 0..t.updates_per_step * t.envs {
                 updates += 1;
+                let weights = cfg.curriculum.map(|_| cfg.reward_at(step));
                 td3.update(
                     cfg,
                     &replay,
                     &mut rng,
                     updates.is_multiple_of(t.policy_delay),
+                    weights.as_ref(),
                 )
                 .map_err(|e| match e {
                     RlError::Diverged { what, value, .. } => RlError::Diverged {
@@ -609,7 +636,7 @@ pub fn weight_table(actor: &Net) -> String {
         "\n# ReLU hidden layers, tanh output; per layer: weights w[input][output] (input-major), then bias\n",
     );
     s.push_str(
-        "# inputs: position error (3, m), rotation matrix (9, row-major), velocity (3, m/s), body rates (3, rad/s), last action (4)\n",
+        "# inputs: position error (3, m), rotation matrix (9, row-major), velocity (3, m/s), body rates (3, rad/s), last action (4), position error integral (3, m s)\n",
     );
     s.push_str("# outputs: four motor commands in [-1, 1] (0 to full speed)\nsizes");
     for n in actor.sizes() {
@@ -702,6 +729,33 @@ mod tests {
     }
 
     #[test]
+    fn the_firmware_controller_sees_and_does_what_the_trainer_did() {
+        let cfg = LearnToFlyConfig::default_file();
+        let actor = Net::new(&[OBS_DIM, 64, 64, ACT_DIM], Output::Tanh, 11, 1.0);
+        let vehicles = held_out_vehicles(&cfg);
+        let mut env = QuadHoverEnv::new(cfg, vehicles).unwrap();
+        env.start(2, 7, Some(0.8)).unwrap();
+        let fw = fclink::policy::Policy::new(actor.sizes(), &actor.params).unwrap();
+        let mut ctrl =
+            fclink::learned::LearnedController::new(fw, [0.0; 3], env.hover_action(), 0.01)
+                .unwrap();
+        let mut ws = Workspace::default();
+        let mut obs = [0.0f32; OBS_DIM];
+        for k in 0..60 {
+            env.observe_into(&mut obs);
+            let want = actor.forward(&obs, 1, &mut ws).to_vec();
+            let got = ctrl.step(env.state());
+            assert_eq!(ctrl.last_observation(), obs, "step {k}");
+            for (w, g) in want.iter().zip(got) {
+                assert!((w - g).abs() <= 1e-5, "step {k}: {want:?} against {got:?}");
+            }
+            if env.step_motors(got).1 {
+                break;
+            }
+        }
+    }
+
+    #[test]
     fn the_vectorised_update_computes_the_portable_update() {
         let mut cfg = LearnToFlyConfig::default_file();
         cfg.train.batch = 37; // no multiple of the kernels' blocks
@@ -711,15 +765,16 @@ mod tests {
             let o: Vec<f32> = (0..CRIT_DIM).map(|_| rng.range(-1.0, 1.0) as f32).collect();
             let n: Vec<f32> = (0..CRIT_DIM).map(|_| rng.range(-1.0, 1.0) as f32).collect();
             let a: Vec<f32> = (0..ACT_DIM).map(|_| rng.range(-1.0, 1.0) as f32).collect();
-            replay.push(&o, &a, rng.uniform_f32(), &n, rng.uniform() < 0.1);
+            replay.push(&o, &a, rng.uniform_f32(), &n, rng.uniform() < 0.1, 0.1);
         }
         let mut fast = Td3::new(&cfg, 8);
         let mut portable = Td3::new(&cfg, 8);
         let (mut r1, mut r2) = (Rng::new(4), Rng::new(4));
         for k in 0..20 {
-            fast.update(&cfg, &replay, &mut r1, k % 2 == 1).unwrap();
+            fast.update(&cfg, &replay, &mut r1, k % 2 == 1, None)
+                .unwrap();
             portable
-                .update_body::<false>(&cfg, &replay, &mut r2, k % 2 == 1)
+                .update_body::<false>(&cfg, &replay, &mut r2, k % 2 == 1, None)
                 .unwrap();
         }
         let diff = |a: &Net, b: &Net| {
@@ -747,7 +802,7 @@ mod tests {
         let e = parse_weight_table(&cut, "p.txt").unwrap_err().to_string();
         assert!(e.contains("p.txt") && e.contains("parameters"), "{e}");
         let e = parse_weight_table(
-            &table.replacen("sizes 22 8 4\n", "sizes 22 8 4\noops\n", 1),
+            &table.replacen("sizes 25 8 4\n", "sizes 25 8 4\noops\n", 1),
             "p.txt",
         )
         .unwrap_err()
@@ -759,6 +814,6 @@ mod tests {
         let e = parse_weight_table("sizes 3 2\n", "p.txt")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("must start with 22"), "{e}");
+        assert!(e.contains("must start with 25"), "{e}");
     }
 }

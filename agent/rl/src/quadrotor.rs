@@ -3,9 +3,11 @@
 //! the firmware flies a learned policy against.
 //!
 //! - **Actions**: the four motor commands, each in [−1, 1] (0 to `rpm_max`).
-//! - **Observations** (22): the position error to the target (the origin), the
+//! - **Observations** (25): the position error to the target (the origin), the
 //!   attitude as a rotation matrix (row-major), the linear velocity (world),
-//!   the angular velocity (body) and the last action — what the firmware has.
+//!   the angular velocity (body), the last action and the time integral of
+//!   the position error (clamped) — what the firmware has
+//!   ([`fclink::learned`] builds the same vector).
 //! - **Episodes** start at a random offset, tilt about a random horizontal
 //!   axis, velocity and rotation rate, motors at the vehicle's hover speed, and
 //!   end when the vehicle strays too far, or spins or moves too fast
@@ -32,7 +34,7 @@ use std::path::Path;
 use types::rng::Rng;
 
 /// Observation length.
-pub const OBS_DIM: usize = 22;
+pub const OBS_DIM: usize = fclink::learned::OBS;
 /// Length of [`QuadHoverEnv::privileged_into`]'s output.
 pub const PRIVILEGED_DIM: usize = 4;
 
@@ -54,6 +56,65 @@ pub struct LearnToFlyConfig {
     pub train: TrainConfig,
     /// When a policy counts as flying.
     pub criterion: CriterionConfig,
+    /// Cost weights that grow during training (none: fixed weights).
+    #[serde(default)]
+    pub curriculum: Option<CurriculumConfig>,
+}
+
+/// Cost weights raised during training, as in "Learning to Fly in Seconds":
+/// first learn to stay up, then to stay on the spot with calm motors. The
+/// position and action weights go linearly from `[reward]`'s values at
+/// `from_step` to these at `to_step`. The learner recomputes each replayed
+/// transition's reward with the weights of the moment (the reward is a
+/// function of the step's resulting observation, see [`reward_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CurriculumConfig {
+    /// Environment step at which the weights start to grow.
+    pub from_step: usize,
+    /// Environment step at which they reach their final values.
+    pub to_step: usize,
+    /// Final position weight.
+    pub position: f32,
+    /// Final action weight.
+    pub action: f32,
+}
+
+impl LearnToFlyConfig {
+    /// The cost weights at environment step `step`.
+    pub fn reward_at(&self, step: usize) -> RewardConfig {
+        let mut w = self.reward;
+        if let Some(c) = self.curriculum {
+            let f = if step <= c.from_step {
+                0.0
+            } else if step >= c.to_step {
+                1.0
+            } else {
+                (step - c.from_step) as f32 / (c.to_step - c.from_step) as f32
+            };
+            w.position += f * (c.position - w.position);
+            w.action += f * (c.action - w.action);
+        }
+        w
+    }
+}
+
+/// The reward of a step that ended in observation `obs` (this module's
+/// layout: the last action is the one the step took), for a vehicle whose
+/// hover command is `hover`: 1 / (1 + cost). Every term of the cost is in the
+/// observation, so a learner can recompute a replayed step's reward under
+/// other weights.
+pub fn reward_of(w: &RewardConfig, obs: &[f32], hover: f32) -> f32 {
+    let sq = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>();
+    // obs[11] is the rotation matrix's (2, 2): the body z axis' vertical part.
+    let tilt = 1.0 - obs[11];
+    let act: f32 = obs[18..22].iter().map(|a| (a - hover).powi(2)).sum();
+    let cost = w.position * sq(&obs[0..3])
+        + w.tilt * tilt
+        + w.velocity * sq(&obs[12..15])
+        + w.rates * sq(&obs[15..18])
+        + w.action * act;
+    1.0 / (1.0 + cost)
 }
 
 /// TD3's settings and the training loop's.
@@ -303,6 +364,22 @@ impl LearnToFlyConfig {
                 return Err(format!("{k} = {v} must be in [{lo}, {hi}]"));
             }
         }
+        if let Some(c) = &self.curriculum {
+            if c.from_step >= c.to_step {
+                return Err(format!(
+                    "curriculum.from_step = {} must be below curriculum.to_step = {}",
+                    c.from_step, c.to_step
+                ));
+            }
+            for (k, v) in [
+                ("curriculum.position", c.position),
+                ("curriculum.action", c.action),
+            ] {
+                if !(v.is_finite() && (0.0..=1e6).contains(&v)) {
+                    return Err(format!("{k} = {v} must be in [0, 1e6]"));
+                }
+            }
+        }
         let hold = self.criterion.hold_seconds;
         if !(hold.is_finite() && hold > 0.0 && hold <= self.task.episode_seconds) {
             return Err(format!(
@@ -370,6 +447,8 @@ pub struct QuadHoverEnv {
     hover_action: f32,
     state: QuadState,
     last: [f32; 4],
+    /// Time integral of the position error (m·s), clamped.
+    integral: [f32; 3],
     steps: usize,
     max_steps: usize,
     dt: f32,
@@ -399,6 +478,7 @@ impl QuadHoverEnv {
             vehicle: first,
             state: QuadState::at_rest([0.0; 3]),
             last: [0.0; 4],
+            integral: [0.0; 3],
             steps: 0,
             dt,
             cfg,
@@ -464,6 +544,7 @@ impl QuadHoverEnv {
             rpm: [hover; 4],
         };
         self.last = [self.hover_action; 4];
+        self.integral = [0.0; 3];
         self.steps = 0;
         Ok(())
     }
@@ -479,6 +560,7 @@ impl QuadHoverEnv {
         out[12..15].copy_from_slice(&s.velocity);
         out[15..18].copy_from_slice(&s.rates);
         out[18..22].copy_from_slice(&self.last);
+        out[22..25].copy_from_slice(&self.integral);
     }
 
     /// What only the trainer's critic sees (an asymmetric actor-critic, as in
@@ -506,31 +588,21 @@ impl QuadHoverEnv {
             quad_step(&self.vehicle, &mut self.state, &action, h);
         }
         self.last = action;
+        fclink::learned::integrate(&mut self.integral, &self.state.position, self.dt);
         self.steps += 1;
         let terminated = !self.state.is_finite() || self.out_of_bounds();
         let reward = if terminated {
             0.0
         } else {
-            1.0 / (1.0 + self.cost(&action))
+            let mut obs = [0.0f32; OBS_DIM];
+            self.observe_into(&mut obs);
+            reward_of(&self.cfg.reward, &obs, self.hover_action)
         };
         (
             reward,
             terminated,
             !terminated && self.steps >= self.max_steps,
         )
-    }
-
-    fn cost(&self, action: &[f32; 4]) -> f32 {
-        let s = &self.state;
-        let w = &self.cfg.reward;
-        let sq = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>();
-        let tilt = 1.0 - rotation_matrix(&s.attitude)[2][2];
-        let act: f32 = action.iter().map(|a| (a - self.hover_action).powi(2)).sum();
-        w.position * sq(&s.position)
-            + w.tilt * tilt
-            + w.velocity * sq(&s.velocity)
-            + w.rates * sq(&s.rates)
-            + w.action * act
     }
 
     fn out_of_bounds(&self) -> bool {
@@ -619,6 +691,57 @@ mod tests {
         }
         // Another seed, other vehicles (held out).
         assert_ne!(v[0], cfg.vehicles(&nominal, 1, 8)[0]);
+    }
+
+    #[test]
+    fn the_curriculum_raises_the_weights_linearly_between_its_steps() {
+        let mut cfg = LearnToFlyConfig::default_file();
+        cfg.curriculum = Some(CurriculumConfig {
+            from_step: 100,
+            to_step: 300,
+            position: 25.0,
+            action: 4.5,
+        });
+        let base = cfg.reward;
+        assert_eq!(cfg.reward_at(0), base);
+        assert_eq!(cfg.reward_at(100), base);
+        let mid = cfg.reward_at(200);
+        assert!(
+            (mid.position - 0.5 * (base.position + 25.0)).abs() < 1e-5,
+            "{mid:?}"
+        );
+        assert!(
+            (mid.action - 0.5 * (base.action + 4.5)).abs() < 1e-5,
+            "{mid:?}"
+        );
+        assert_eq!(mid.tilt, base.tilt);
+        let end = cfg.reward_at(10_000);
+        assert_eq!((end.position, end.action), (25.0, 4.5));
+        cfg.curriculum = Some(CurriculumConfig {
+            from_step: 300,
+            to_step: 300,
+            position: 1.0,
+            action: 1.0,
+        });
+        let e = cfg.validate().unwrap_err();
+        assert!(e.contains("curriculum.from_step"), "{e}");
+    }
+
+    #[test]
+    fn a_replayed_step_earns_what_the_environment_paid() {
+        let mut e = env(4);
+        e.start(1, 3, None).unwrap();
+        let h = e.hover_action();
+        let mut obs = [0.0f32; OBS_DIM];
+        for k in 0..40 {
+            let a = [h + 0.05, h - 0.02, h + 0.01, h - 0.04];
+            let (r, term, _) = e.step_motors(a);
+            if term {
+                break;
+            }
+            e.observe_into(&mut obs);
+            assert_eq!(reward_of(&e.cfg.reward, &obs, h), r, "step {k}");
+        }
     }
 
     #[test]

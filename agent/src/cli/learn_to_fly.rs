@@ -30,6 +30,10 @@ pub(crate) struct LearnToFlyArgs {
     /// `train.max_steps`).
     #[arg(long, value_parser = count(1, 100_000_000))]
     max_steps: Option<usize>,
+    /// Threads of the learner (the twin critics update one per thread): 1
+    /// gives the one-core figure.
+    #[arg(long, default_value_t = 2, value_parser = count(1, 2))]
+    threads: usize,
     /// Where each seed's policy goes: DIR/seed-N/policy.txt (the weight
     /// table `FC_POLICY` compiles into the firmware) and DIR/summary.csv.
     #[arg(long, default_value = "out/learn-to-fly")]
@@ -113,9 +117,15 @@ pub(crate) fn learn_to_fly(a: LearnToFlyArgs, stop: Arc<AtomicBool>) -> Result<(
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let env_rate = env_steps_per_second(&cfg)?;
+    // The twin critics run one per thread of this pool.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build()
+        .context("cannot start the training threads")?;
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut rows = Vec::new();
     let mut times = Vec::new();
+    let mut rates = Vec::new();
     for s in 0..a.seeds {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -128,12 +138,14 @@ pub(crate) fn learn_to_fly(a: LearnToFlyArgs, stop: Arc<AtomicBool>) -> Result<(
             cfg.criterion.hold_seconds,
             cfg.criterion.tilt
         );
-        let out = l2f::train(
-            &cfg,
-            seed,
-            |ev| bar(ev, cfg.train.max_steps, tty),
-            || stop.load(Ordering::Relaxed),
-        )?;
+        let out = pool.install(|| {
+            l2f::train(
+                &cfg,
+                seed,
+                |ev| bar(ev, cfg.train.max_steps, tty),
+                || stop.load(Ordering::Relaxed),
+            )
+        })?;
         if tty {
             eprintln!();
         }
@@ -144,20 +156,23 @@ pub(crate) fn learn_to_fly(a: LearnToFlyArgs, stop: Arc<AtomicBool>) -> Result<(
         std::fs::write(&table, l2f::weight_table(&out.actor))
             .with_context(|| format!("cannot write {}", table.display()))?;
         let train_rate = out.steps as f64 / (out.elapsed - out.eval_time).as_secs_f64().max(1e-9);
+        rates.push(train_rate);
         match out.time_to_fly {
             Some(t) => {
                 times.push(t.as_secs_f64());
                 println!(
-                    "seed {seed}: flies after {:.1} s, {} steps ({train_rate:.0} training steps/s); policy {}",
+                    "seed {seed}: flies after {:.1} s, {} steps ({train_rate:.0} training steps/s on {} threads); policy {}",
                     t.as_secs_f64(),
                     out.steps_to_fly.unwrap_or(out.steps),
+                    a.threads,
                     table.display()
                 );
             }
             None => println!(
-                "seed {seed}: did not fly within {} steps ({:.1} s, {train_rate:.0} training steps/s); last policy {}",
+                "seed {seed}: did not fly within {} steps ({:.1} s, {train_rate:.0} training steps/s on {} threads); last policy {}",
                 out.steps,
                 out.elapsed.as_secs_f64(),
+                a.threads,
                 table.display()
             ),
         }
@@ -182,10 +197,15 @@ pub(crate) fn learn_to_fly(a: LearnToFlyArgs, stop: Arc<AtomicBool>) -> Result<(
         ),
     )
     .with_context(|| format!("cannot write {}", csv.display()))?;
-    println!(
-        "environment alone: {env_rate:.0} steps/s on one core; summary {}",
-        csv.display()
-    );
+    if !rates.is_empty() {
+        let train = rates.iter().sum::<f64>() / rates.len() as f64;
+        println!(
+            "training: {train:.0} steps/s on {} thread(s); environment alone: {env_rate:.0} steps/s on one core (the environment is {:.2} % of a training step)",
+            a.threads,
+            100.0 * train / env_rate.max(1e-9)
+        );
+    }
+    println!("summary {}", csv.display());
     if stop.load(Ordering::Relaxed) {
         println!(
             "interrupted: {} of {} seeds ran (the last one cut short); their policies are written",
