@@ -99,8 +99,8 @@ impl<'a> LearnedController<'a> {
     /// The trainer's observation of `s`.
     pub fn observe(&self, s: &QuadState) -> [f32; OBS] {
         let mut o = [0.0f32; OBS];
-        for k in 0..3 {
-            o[k] = s.position[k] - self.target[k];
+        for ((o, p), t) in o.iter_mut().zip(s.position).zip(self.target) {
+            *o = p - t;
         }
         let r = rotation_matrix(&s.attitude);
         for (k, row) in r.iter().enumerate() {
@@ -199,8 +199,8 @@ impl<'a> LearnedVehicle<'a> {
     pub fn error(&self) -> f32 {
         let t = self.controller.target();
         let mut sq = 0.0;
-        for k in 0..3 {
-            let d = self.state.position[k] - t[k];
+        for (p, t) in self.state.position.iter().zip(t) {
+            let d = p - t;
             sq += d * d;
         }
         crate::quad::sqrt(sq)
