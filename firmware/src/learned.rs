@@ -39,6 +39,30 @@ pub fn integrate(integral: &mut [f32; 3], error: &[f32; 3], dt: f32) {
 /// Motor commands the policy must give.
 pub const MOTORS: usize = 4;
 
+/// The policy's observation of state `s` with position target `target`, last
+/// motor commands `last` and position-error integral `integral`: the layout
+/// the trainer's environment uses too (it calls this).
+pub fn observation(
+    s: &QuadState,
+    target: &[f32; 3],
+    last: &[f32; MOTORS],
+    integral: &[f32; 3],
+) -> [f32; OBS] {
+    let mut o = [0.0f32; OBS];
+    for ((o, p), t) in o.iter_mut().zip(s.position).zip(target) {
+        *o = p - t;
+    }
+    let r = rotation_matrix(&s.attitude);
+    for (k, row) in r.iter().enumerate() {
+        o[3 + 3 * k..6 + 3 * k].copy_from_slice(row);
+    }
+    o[12..15].copy_from_slice(&s.velocity);
+    o[15..18].copy_from_slice(&s.rates);
+    o[18..22].copy_from_slice(last);
+    o[22..25].copy_from_slice(integral);
+    o
+}
+
 /// A policy flying toward a position target.
 #[derive(Debug, Clone, Copy)]
 pub struct LearnedController<'a> {
@@ -98,19 +122,7 @@ impl<'a> LearnedController<'a> {
 
     /// The trainer's observation of `s`.
     pub fn observe(&self, s: &QuadState) -> [f32; OBS] {
-        let mut o = [0.0f32; OBS];
-        for ((o, p), t) in o.iter_mut().zip(s.position).zip(self.target) {
-            *o = p - t;
-        }
-        let r = rotation_matrix(&s.attitude);
-        for (k, row) in r.iter().enumerate() {
-            o[3 + 3 * k..6 + 3 * k].copy_from_slice(row);
-        }
-        o[12..15].copy_from_slice(&s.velocity);
-        o[15..18].copy_from_slice(&s.rates);
-        o[18..22].copy_from_slice(&self.last);
-        o[22..25].copy_from_slice(&self.integral);
-        o
+        observation(s, &self.target, &self.last, &self.integral)
     }
 
     /// The observation the last [`LearnedController::step`] flew on.

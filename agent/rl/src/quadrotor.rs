@@ -28,7 +28,7 @@
 
 use crate::RlError;
 use crate::env::{Act, ActionSpace, Environment, Step};
-use fclink::quad::{QuadParams, QuadState, rotation_matrix, step as quad_step};
+use fclink::quad::{QuadParams, QuadState, step as quad_step};
 use serde::Deserialize;
 use std::path::Path;
 use types::rng::Rng;
@@ -551,16 +551,12 @@ impl QuadHoverEnv {
 
     /// The observation, written into `out` (at least [`OBS_DIM`] long).
     pub fn observe_into(&self, out: &mut [f32]) {
-        let s = &self.state;
-        let r = rotation_matrix(&s.attitude);
-        out[0..3].copy_from_slice(&s.position);
-        for (k, row) in r.iter().enumerate() {
-            out[3 + 3 * k..6 + 3 * k].copy_from_slice(row);
-        }
-        out[12..15].copy_from_slice(&s.velocity);
-        out[15..18].copy_from_slice(&s.rates);
-        out[18..22].copy_from_slice(&self.last);
-        out[22..25].copy_from_slice(&self.integral);
+        out[..OBS_DIM].copy_from_slice(&fclink::learned::observation(
+            &self.state,
+            &[0.0; 3],
+            &self.last,
+            &self.integral,
+        ));
     }
 
     /// What only the trainer's critic sees (an asymmetric actor-critic, as in
@@ -670,6 +666,7 @@ impl Environment for QuadHoverEnv {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fclink::quad::rotation_matrix;
 
     fn env(n: usize) -> QuadHoverEnv {
         let cfg = LearnToFlyConfig::default_file();
