@@ -177,8 +177,20 @@ pub(crate) fn learn_to_fly(a: LearnToFlyArgs, stop: Arc<AtomicBool>) -> Result<(
             ),
         }
         let last = out.evaluations.last().copied();
+        let best = out.evaluations.iter().max_by_key(|e| e.passed).copied();
+        if let Some(b) = best {
+            println!(
+                "seed {seed}: best evaluation {}/{} held-out vehicles within {} m (at step {}); last {}/{}",
+                b.passed,
+                b.vehicles,
+                cfg.criterion.position,
+                b.step,
+                last.map_or(0, |e| e.passed),
+                b.vehicles
+            );
+        }
         rows.push(format!(
-            "{seed},{},{},{},{:.1},{},{}",
+            "{seed},{},{},{},{:.1},{},{},{}",
             out.time_to_fly
                 .map_or("".into(), |t| format!("{:.2}", t.as_secs_f64())),
             out.steps_to_fly.map_or("".into(), |v| v.to_string()),
@@ -186,13 +198,14 @@ pub(crate) fn learn_to_fly(a: LearnToFlyArgs, stop: Arc<AtomicBool>) -> Result<(
             train_rate,
             last.map_or(0, |e| e.passed),
             last.map_or("".into(), |e| format!("{:.4}", e.worst_hold_error)),
+            best.map_or(0, |e| e.passed),
         ));
     }
     let csv = a.out.join("summary.csv");
     std::fs::write(
         &csv,
         format!(
-            "seed,seconds_to_fly,steps_to_fly,steps,training_steps_per_s,held_out_passed,worst_hold_error_m\n{}\n",
+            "seed,seconds_to_fly,steps_to_fly,steps,training_steps_per_s,held_out_passed,worst_hold_error_m,best_held_out_passed\n{}\n",
             rows.join("\n")
         ),
     )
