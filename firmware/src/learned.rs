@@ -162,7 +162,8 @@ impl<'a> LearnedController<'a> {
 }
 
 /// The learned controller flying the rigid-body quadrotor: the policy at
-/// its control rate, the body integrated in between.
+/// its control rate, the body integrated over each control period in one
+/// Runge-Kutta step (the trainer's `task.substeps = 1`).
 #[derive(Debug, Clone, Copy)]
 pub struct LearnedVehicle<'a> {
     /// The vehicle.
@@ -183,7 +184,7 @@ impl<'a> LearnedVehicle<'a> {
         position: [f32; 3],
         dt: f32,
     ) -> Result<Self, PolicyError> {
-        let rpm = params.hover_rpm().ok_or(PolicyError::Params)?;
+        let rpm = params.hover_rpm().ok_or(PolicyError::Vehicle)?;
         let hover = params.action_for_rpm(rpm);
         let mut state = QuadState::at_rest(position);
         state.rpm = [rpm; 4];
@@ -216,5 +217,62 @@ impl<'a> LearnedVehicle<'a> {
             sq += d * d;
         }
         crate::quad::sqrt(sq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::param_count;
+
+    /// A policy that commands `hover` on every motor whatever it sees: zero
+    /// weights, output bias atanh(hover).
+    fn constant(hover: f32) -> ([usize; 3], std::vec::Vec<f32>) {
+        let sizes = [OBS, 8, MOTORS];
+        let mut p = std::vec![0.0f32; param_count(&sizes)];
+        let n = p.len();
+        for b in &mut p[n - MOTORS..] {
+            *b = 0.5 * ((1.0 + hover) / (1.0 - hover)).ln();
+        }
+        (sizes, p)
+    }
+
+    #[test]
+    fn the_hover_command_keeps_the_vehicle_on_its_target() {
+        let q = QuadParams::CRAZYFLIE;
+        let hover = q.action_for_rpm(q.hover_rpm().unwrap());
+        let (sizes, p) = constant(hover);
+        let pol = Policy::new(&sizes, &p).unwrap();
+        let mut v = LearnedVehicle::hovering(q, pol, [0.0, 0.0, 1.0], 0.01).unwrap();
+        for _ in 0..300 {
+            v.step();
+        }
+        assert!(v.error() < 1e-3, "drifted {} m", v.error());
+        // The target moves with velocity setpoints; a policy that ignores it
+        // stays behind by the distance moved.
+        v.controller.move_target([0.5, 0.0, 0.0], 1.0);
+        assert!((v.error() - 0.5).abs() < 2e-3, "{}", v.error());
+        v.step();
+        let o = v.controller.last_observation();
+        assert!((o[0] + 0.5).abs() < 2e-3, "position error seen {}", o[0]);
+    }
+
+    #[test]
+    fn a_vehicle_that_cannot_hover_or_a_wrong_policy_is_refused() {
+        let (sizes, p) = constant(0.0);
+        let pol = Policy::new(&sizes, &p).unwrap();
+        let mut weak = QuadParams::CRAZYFLIE;
+        weak.thrust = [0.0, 0.0, 1e-12];
+        assert_eq!(
+            LearnedVehicle::hovering(weak, pol, [0.0; 3], 0.01).err(),
+            Some(PolicyError::Vehicle)
+        );
+        let small = [3usize, 2];
+        let q = [0.0f32; 8];
+        let wrong = Policy::new(&small, &q).unwrap();
+        assert_eq!(
+            LearnedController::new(wrong, [0.0; 3], 0.0, 0.01).err(),
+            Some(PolicyError::Shape)
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! (two stack buffers of [`MAX_WIDTH`]).
 //!
 //! The weights come from the trainer's plain weight table (`agent
-//! learn-to-fly` writes it; `firmware/mcu/build.rs` compiles it in): layer
+//! learn-to-fly` writes it): layer
 //! after layer, each layer's weights input-major (`w[input][output]`), then
 //! its bias. The sums run in the trainer's order (bias first, then inputs in
 //! order), so both compute the same numbers to rounding.
@@ -24,6 +24,8 @@ pub enum PolicyError {
     Params,
     /// An input or output slice of the wrong length.
     Shape,
+    /// The vehicle cannot hover (thrust below its weight).
+    Vehicle,
 }
 
 /// A network borrowed from a weight table.

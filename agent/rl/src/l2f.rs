@@ -57,7 +57,8 @@ pub struct Outcome {
     pub actor: Net,
     /// Every evaluation, in order.
     pub evaluations: Vec<Evaluation>,
-    /// Wall time to the first evaluation that met the criterion (None: never).
+    /// Wall time to the first evaluation that met the criterion, the
+    /// evaluations before it included (None: never).
     pub time_to_fly: Option<Duration>,
     /// Environment steps to it.
     pub steps_to_fly: Option<usize>,
@@ -103,7 +104,7 @@ pub fn fly_held_out(cfg: &LearnToFlyConfig, actor: &Net) -> Result<Vec<HeldOutFl
     start.init.velocity = 0.0;
     start.init.rates = 0.0;
     let mut env = QuadHoverEnv::new(start, vehicles)?;
-    let steps = (cfg.task.episode_seconds * cfg.task.control_hz).round() as usize;
+    let steps = ((cfg.task.episode_seconds * cfg.task.control_hz).round() as usize).max(1);
     let hold_from =
         steps.saturating_sub((cfg.criterion.hold_seconds * cfg.task.control_hz).round() as usize);
     let mut ws = Workspace::default();
@@ -128,7 +129,8 @@ pub fn fly_held_out(cfg: &LearnToFlyConfig, actor: &Net) -> Result<Vec<HeldOutFl
                 f.hold_error = f32::INFINITY;
                 break;
             }
-            if k + 1 >= hold_from {
+            // The states after the last `hold` steps.
+            if k + 1 > hold_from {
                 let p = env.state().position;
                 f.hold_error = f
                     .hold_error
@@ -206,6 +208,31 @@ impl Replay {
     }
 }
 
+/// Proof that the CPU has AVX2 and FMA: only [`Avx2Fma::detect`] makes one.
+#[derive(Debug, Clone, Copy)]
+struct Avx2Fma {
+    _private: (),
+}
+
+impl Avx2Fma {
+    #[cfg(target_arch = "x86_64")]
+    fn detect() -> Option<Self> {
+        (std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
+            .then_some(Self { _private: () })
+    }
+}
+
+/// What one TD3 update works on.
+#[derive(Clone, Copy)]
+struct Update<'a> {
+    cfg: &'a LearnToFlyConfig,
+    replay: &'a Replay,
+    /// Also update the actor and the targets.
+    update_actor: bool,
+    /// The cost weights to recompute rewards with (None: the stored rewards).
+    weights: Option<&'a RewardConfig>,
+}
+
 /// A critic, its target network, optimiser and scratch space.
 struct Critic {
     net: Net,
@@ -233,26 +260,27 @@ impl Critic {
     }
 
     // A closure run on another thread does not inherit the target features of
-    // the function that made it: these enter the AVX2 build again when FMA
-    // (which only `Td3::update_avx2` passes, after the CPU check).
+    // the function that made it: these enter the AVX2 build again when given
+    // the proof that the CPU has it.
     #[allow(unsafe_code)]
-    fn target_q_on<const FMA: bool>(&mut self, sa: &[f32], b: usize) {
+    fn target_q_on(&mut self, sa: &[f32], b: usize, simd: Option<Avx2Fma>) {
         #[cfg(target_arch = "x86_64")]
-        if FMA {
-            // SAFETY: FMA is true only under `Td3::update_avx2`, which runs
-            // only on a CPU found to have AVX2 and FMA.
+        if simd.is_some() {
+            // SAFETY: an `Avx2Fma` exists only on a CPU with AVX2 and FMA.
             return unsafe { self.target_q_avx2(sa, b) };
         }
+        let _ = simd;
         self.target_q::<false>(sa, b)
     }
 
     #[allow(unsafe_code)]
-    fn fit_on<const FMA: bool>(&mut self, sa: &[f32], y: &[f32], b: usize) -> f32 {
+    fn fit_on(&mut self, sa: &[f32], y: &[f32], b: usize, simd: Option<Avx2Fma>) -> f32 {
         #[cfg(target_arch = "x86_64")]
-        if FMA {
+        if simd.is_some() {
             // SAFETY: as in `target_q_on`.
             return unsafe { self.fit_avx2(sa, y, b) };
         }
+        let _ = simd;
         self.fit::<false>(sa, y, b)
     }
 
@@ -356,49 +384,41 @@ impl Td3 {
     /// One critic update, and an actor update and target averaging when
     /// `update_actor`: compiled for AVX2 and FMA where the CPU has them
     /// (checked at run time), for the baseline x86-64 or aarch64 elsewhere.
-    fn update(
-        &mut self,
-        cfg: &LearnToFlyConfig,
-        replay: &Replay,
-        rng: &mut Rng,
-        update_actor: bool,
-        weights: Option<&RewardConfig>,
-    ) -> Result<(), RlError> {
+    fn update(&mut self, u: &Update, rng: &mut Rng) -> Result<(), RlError> {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if let Some(proof) = Avx2Fma::detect() {
             #[allow(unsafe_code)]
             // SAFETY: `update_avx2` needs only AVX2 and FMA, which the CPU
-            // was just found to have.
-            return unsafe { self.update_avx2(cfg, replay, rng, update_actor, weights) };
+            // has (`proof`).
+            return unsafe { self.update_avx2(u, rng, proof) };
         }
-        self.update_body::<false>(cfg, replay, rng, update_actor, weights)
+        self.update_body::<false>(u, rng, None)
     }
 
     /// [`Td3::update`] for CPUs with AVX2 and FMA: 8-wide vectors and fused
     /// multiply-adds in every network kernel (they are all inlined here).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn update_avx2(
-        &mut self,
-        cfg: &LearnToFlyConfig,
-        replay: &Replay,
-        rng: &mut Rng,
-        update_actor: bool,
-        weights: Option<&RewardConfig>,
-    ) -> Result<(), RlError> {
-        self.update_body::<true>(cfg, replay, rng, update_actor, weights)
+    fn update_avx2(&mut self, u: &Update, rng: &mut Rng, proof: Avx2Fma) -> Result<(), RlError> {
+        self.update_body::<true>(u, rng, Some(proof))
     }
 
+    /// The update, its sums fused when `FMA` (only under `update_avx2`: a
+    /// portable build's `mul_add` would be a library call), the critics on
+    /// the AVX2 build when given its proof.
     #[inline(always)]
     fn update_body<const FMA: bool>(
         &mut self,
-        cfg: &LearnToFlyConfig,
-        replay: &Replay,
+        u: &Update,
         rng: &mut Rng,
-        update_actor: bool,
-        weights: Option<&RewardConfig>,
+        simd: Option<Avx2Fma>,
     ) -> Result<(), RlError> {
+        let Update {
+            cfg,
+            replay,
+            update_actor,
+            weights,
+        } = *u;
         let t = &cfg.train;
         let b = t.batch;
         let sa_w = CRIT_DIM + ACT_DIM;
@@ -434,8 +454,8 @@ impl Td3 {
         let [c1, c2] = &mut self.critics;
         let sa = &self.sa;
         rayon::join(
-            || c1.target_q_on::<FMA>(sa, b),
-            || c2.target_q_on::<FMA>(sa, b),
+            || c1.target_q_on(sa, b, simd),
+            || c2.target_q_on(sa, b, simd),
         );
         self.y.clear();
         for (r, (a, c)) in c1.q.iter().zip(&c2.q).enumerate() {
@@ -459,7 +479,7 @@ impl Td3 {
             row[CRIT_DIM..].copy_from_slice(&replay.act[i * ACT_DIM..(i + 1) * ACT_DIM]);
         }
         let (sa, y) = (&self.sa, &self.y);
-        let (l1, l2) = rayon::join(|| c1.fit_on::<FMA>(sa, y, b), || c2.fit_on::<FMA>(sa, y, b));
+        let (l1, l2) = rayon::join(|| c1.fit_on(sa, y, b, simd), || c2.fit_on(sa, y, b, simd));
         let loss = l1 + l2;
         if !loss.is_finite() {
             return Err(RlError::Diverged {
@@ -517,6 +537,11 @@ pub fn train(
     stop: impl Fn() -> bool,
 ) -> Result<Outcome, RlError> {
     let t = cfg.train.clone();
+    if seed == HELD_OUT_SEED {
+        return Err(RlError::Config(format!(
+            "seed {seed} draws the held-out vehicles; choose another"
+        )));
+    }
     let vehicles = cfg.vehicles(&QuadParams::CRAZYFLIE, t.vehicles, seed);
     let mut rng = Rng::new(seed);
     let mut envs = Vec::with_capacity(t.envs);
@@ -580,14 +605,13 @@ pub fn train(
             for _ in 0..t.updates_per_step * t.envs {
                 updates += 1;
                 let weights = cfg.curriculum.map(|_| cfg.reward_at(step));
-                td3.update(
+                let u = Update {
                     cfg,
-                    &replay,
-                    &mut rng,
-                    updates.is_multiple_of(t.policy_delay),
-                    weights.as_ref(),
-                )
-                .map_err(|e| match e {
+                    replay: &replay,
+                    update_actor: updates.is_multiple_of(t.policy_delay),
+                    weights: weights.as_ref(),
+                };
+                td3.update(&u, &mut rng).map_err(|e| match e {
                     RlError::Diverged { what, value, .. } => RlError::Diverged {
                         step: step as u64,
                         what,
@@ -626,7 +650,7 @@ pub fn train(
 pub const TABLE_HEADER: &str = "# learn-to-fly policy weight table v1";
 
 /// The actor as a plain weight table for the firmware (`firmware/mcu`'s
-/// `FC_POLICY`): a header, `sizes` and the layer widths, then one parameter
+/// [`fclink::policy`] reads): a header, `sizes` and the layer widths, then one parameter
 /// per line in [`fclink::policy`]'s order, each printed so that it reads back
 /// to the same `f32`.
 pub fn weight_table(actor: &Net) -> String {
@@ -652,6 +676,11 @@ pub fn weight_table(actor: &Net) -> String {
 /// Read a weight table back (`origin` names it in errors).
 pub fn parse_weight_table(text: &str, origin: &str) -> Result<Net, RlError> {
     let bad = |line: usize, why: String| RlError::Config(format!("{origin}:{line}: {why}"));
+    if text.lines().next().map(str::trim) != Some(TABLE_HEADER) {
+        return Err(RlError::Config(format!(
+            "{origin}: not a learn-to-fly weight table (its first line must be `{TABLE_HEADER}`)"
+        )));
+    }
     let mut sizes: Option<Vec<usize>> = None;
     let mut params = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -686,10 +715,22 @@ pub fn parse_weight_table(text: &str, origin: &str) -> Result<Net, RlError> {
         )));
     }
     fclink::policy::Policy::new(&sizes, &params).map_err(|e| {
+        let why = match e {
+            fclink::policy::PolicyError::Layers => format!(
+                "2 to {} layer sizes expected",
+                fclink::policy::MAX_LAYERS
+            ),
+            fclink::policy::PolicyError::Width => {
+                format!("layers 1 to {} wide expected", fclink::policy::MAX_WIDTH)
+            }
+            // Sizes within the limits here: the count cannot overflow.
+            _ => format!(
+                "{} parameters expected",
+                fclink::policy::param_count(&sizes)
+            ),
+        };
         RlError::Config(format!(
-            "{origin}: sizes {sizes:?} and {have} parameters do not make a flyable network ({e:?}; at most {} wide, {} parameters expected)",
-            fclink::policy::MAX_WIDTH,
-            fclink::policy::param_count(&sizes)
+            "{origin}: sizes {sizes:?} and {have} parameters do not make a network the firmware flies ({why})"
         ))
     })?;
     Net::from_params(&sizes, Output::Tanh, params).ok_or_else(|| {
@@ -767,15 +808,23 @@ mod tests {
             let a: Vec<f32> = (0..ACT_DIM).map(|_| rng.range(-1.0, 1.0) as f32).collect();
             replay.push(&o, &a, rng.uniform_f32(), &n, rng.uniform() < 0.1, 0.1);
         }
+        #[cfg(target_arch = "x86_64")]
+        assert!(
+            Avx2Fma::detect().is_some(),
+            "this test compares the AVX2 + FMA build with the portable one: run it on a CPU with both"
+        );
         let mut fast = Td3::new(&cfg, 8);
         let mut portable = Td3::new(&cfg, 8);
         let (mut r1, mut r2) = (Rng::new(4), Rng::new(4));
         for k in 0..20 {
-            fast.update(&cfg, &replay, &mut r1, k % 2 == 1, None)
-                .unwrap();
-            portable
-                .update_body::<false>(&cfg, &replay, &mut r2, k % 2 == 1, None)
-                .unwrap();
+            let u = Update {
+                cfg: &cfg,
+                replay: &replay,
+                update_actor: k % 2 == 1,
+                weights: None,
+            };
+            fast.update(&u, &mut r1).unwrap();
+            portable.update_body::<false>(&u, &mut r2, None).unwrap();
         }
         let diff = |a: &Net, b: &Net| {
             a.params
@@ -811,9 +860,17 @@ mod tests {
             e.contains("p.txt:6:") && e.contains("`oops` is not a number"),
             "{e}"
         );
-        let e = parse_weight_table("sizes 3 2\n", "p.txt")
+        let e = parse_weight_table(&format!("{TABLE_HEADER}\nsizes 3 2\n"), "p.txt")
             .unwrap_err()
             .to_string();
         assert!(e.contains("must start with 25"), "{e}");
+        let e = parse_weight_table("sizes 25 4\n", "p.txt")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a learn-to-fly weight table"), "{e}");
+        // A width past the firmware's limit is named, not multiplied out.
+        let huge = format!("{TABLE_HEADER}\nsizes 25 {} 4\n1\n", usize::MAX);
+        let e = parse_weight_table(&huge, "p.txt").unwrap_err().to_string();
+        assert!(e.contains("wide expected"), "{e}");
     }
 }

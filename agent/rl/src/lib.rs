@@ -13,8 +13,8 @@
 //!
 //! Every learner exposes the state-value estimate V(s) that SPaCE ranks
 //! instances by. Networks run on any burn device: CPU `ndarray` by default.
-// Unsafe code only to call the learn-to-fly trainer's AVX2 build after the
-// CPU check (`l2f::Td3::update`).
+// Unsafe code only to enter the learn-to-fly trainer's AVX2 build, on a CPU
+// found to have it (three calls in `l2f`, each holding its `Avx2Fma` proof).
 #![deny(unsafe_code)]
 
 pub mod curriculum;

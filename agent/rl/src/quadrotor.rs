@@ -320,12 +320,14 @@ impl LearnToFlyConfig {
             }
         }
         let tr = &self.train;
+        // The firmware's forward pass holds at most this many layers of this width.
+        let (layers, width) = (fclink::policy::MAX_LAYERS - 2, fclink::policy::MAX_WIDTH);
         if tr.hidden.is_empty()
-            || tr.hidden.len() > 4
-            || tr.hidden.iter().any(|&h| !(1..=256).contains(&h))
+            || tr.hidden.len() > layers
+            || tr.hidden.iter().any(|&h| !(1..=width).contains(&h))
         {
             return Err(format!(
-                "train.hidden = {:?} must be 1 to 4 widths in [1, 256]",
+                "train.hidden = {:?} must be 1 to {layers} widths in [1, {width}] (what the firmware's forward pass holds)",
                 tr.hidden
             ));
         }
@@ -508,7 +510,6 @@ impl QuadHoverEnv {
         o
     }
 
-    /// The step's cost (see the module's doc).
     /// Start an episode on vehicle `instance` from the start state `seed`
     /// draws; `tilt` (rad), when given, replaces the drawn tilt angle (the
     /// axis is still drawn): the held-out recovery test starts every vehicle

@@ -35,7 +35,7 @@ pub(crate) struct LearnToFlyArgs {
     #[arg(long, default_value_t = 2, value_parser = count(1, 2))]
     threads: usize,
     /// Where each seed's policy goes: DIR/seed-N/policy.txt (the weight
-    /// table `FC_POLICY` compiles into the firmware) and DIR/summary.csv.
+    /// table the firmware's forward pass reads) and DIR/summary.csv.
     #[arg(long, default_value = "out/learn-to-fly")]
     out: PathBuf,
 }
@@ -130,7 +130,10 @@ pub(crate) fn learn_to_fly(a: LearnToFlyArgs, stop: Arc<AtomicBool>) -> Result<(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let seed = a.seed + s as u64;
+        let seed = a
+            .seed
+            .checked_add(s as u64)
+            .context("--seed + --seeds passes the largest seed")?;
         eprintln!(
             "seed {seed}: training ({} held-out vehicles, criterion: within {} m over the last {} s from a {} rad tilt)",
             cfg.criterion.vehicles,
@@ -177,7 +180,14 @@ pub(crate) fn learn_to_fly(a: LearnToFlyArgs, stop: Arc<AtomicBool>) -> Result<(
             ),
         }
         let last = out.evaluations.last().copied();
-        let best = out.evaluations.iter().max_by_key(|e| e.passed).copied();
+        // The first of the best (max_by_key would give the last).
+        let best = out
+            .evaluations
+            .iter()
+            .fold(None::<Evaluation>, |b, e| match b {
+                Some(b) if b.passed >= e.passed => Some(b),
+                _ => Some(*e),
+            });
         if let Some(b) = best {
             println!(
                 "seed {seed}: best evaluation {}/{} held-out vehicles within {} m (at step {}); last {}/{}",
@@ -205,8 +215,8 @@ pub(crate) fn learn_to_fly(a: LearnToFlyArgs, stop: Arc<AtomicBool>) -> Result<(
     std::fs::write(
         &csv,
         format!(
-            "seed,seconds_to_fly,steps_to_fly,steps,training_steps_per_s,held_out_passed,worst_hold_error_m,best_held_out_passed\n{}\n",
-            rows.join("\n")
+            "seed,seconds_to_fly,steps_to_fly,steps,training_steps_per_s,held_out_passed,worst_hold_error_m,best_held_out_passed\n{}",
+            rows.iter().map(|r| format!("{r}\n")).collect::<String>()
         ),
     )
     .with_context(|| format!("cannot write {}", csv.display()))?;
@@ -220,11 +230,15 @@ pub(crate) fn learn_to_fly(a: LearnToFlyArgs, stop: Arc<AtomicBool>) -> Result<(
     }
     println!("summary {}", csv.display());
     if stop.load(Ordering::Relaxed) {
-        println!(
-            "interrupted: {} of {} seeds ran (the last one cut short); their policies are written",
-            rows.len(),
-            a.seeds
-        );
+        if rows.is_empty() {
+            println!("interrupted before the first seed");
+        } else {
+            println!(
+                "interrupted: {} of {} seeds ran (the last one cut short); their policies are written",
+                rows.len(),
+                a.seeds
+            );
+        }
     }
     let flew = times.len();
     match median(times) {
