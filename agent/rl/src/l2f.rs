@@ -465,6 +465,8 @@ impl Td3 {
                 Some(w) if replay.done[i] == 0.0 => reward_of(
                     w,
                     &replay.next[i * CRIT_DIM..i * CRIT_DIM + OBS_DIM],
+                    // The action before: the last action the step started from.
+                    &replay.obs[i * CRIT_DIM + 18..i * CRIT_DIM + 22],
                     replay.hover[i],
                 ),
                 _ => replay.rew[i],

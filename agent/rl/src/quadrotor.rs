@@ -100,16 +100,23 @@ impl LearnToFlyConfig {
 }
 
 /// The reward of a step that ended in observation `obs` (this module's
-/// layout: the last action is the one the step took), for a vehicle whose
-/// hover command is `hover`: 1 / (1 + cost). Every term of the cost is in the
-/// observation, so a learner can recompute a replayed step's reward under
-/// other weights.
-pub fn reward_of(w: &RewardConfig, obs: &[f32], hover: f32) -> f32 {
+/// layout: the last action is the one the step took) after the action
+/// `prev` (the step before's; the last action of the observation the step
+/// started from), for a vehicle whose hover command is `hover`: 1 / (1 +
+/// cost). Every term of the cost is in the two observations, so a learner can
+/// recompute a replayed step's reward under other weights.
+pub fn reward_of(w: &RewardConfig, obs: &[f32], prev: &[f32], hover: f32) -> f32 {
     let sq = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>();
     // obs[11] is the rotation matrix's (2, 2): the body z axis' vertical part.
     let tilt = 1.0 - obs[11];
     let act: f32 = obs[18..22].iter().map(|a| (a - hover).powi(2)).sum();
-    let cost = w.position * sq(&obs[0..3])
+    let change: f32 = obs[18..22]
+        .iter()
+        .zip(prev)
+        .map(|(a, p)| (a - p).powi(2))
+        .sum();
+    let cost = w.smooth * change
+        + w.position * sq(&obs[0..3])
         + w.tilt * tilt
         + w.velocity * sq(&obs[12..15])
         + w.rates * sq(&obs[15..18])
@@ -210,6 +217,9 @@ pub struct RewardConfig {
     pub rates: f32,
     /// Per unit² of action away from the hover command.
     pub action: f32,
+    /// Per unit² of change of the action from the step before (calm motors).
+    #[serde(default)]
+    pub smooth: f32,
 }
 
 /// Termination bounds.
@@ -584,6 +594,7 @@ impl QuadHoverEnv {
         for _ in 0..self.cfg.task.substeps {
             quad_step(&self.vehicle, &mut self.state, &action, h);
         }
+        let prev = self.last;
         self.last = action;
         fclink::learned::integrate(&mut self.integral, &self.state.position, self.dt);
         self.steps += 1;
@@ -593,7 +604,7 @@ impl QuadHoverEnv {
         } else {
             let mut obs = [0.0f32; OBS_DIM];
             self.observe_into(&mut obs);
-            reward_of(&self.cfg.reward, &obs, self.hover_action)
+            reward_of(&self.cfg.reward, &obs, &prev, self.hover_action)
         };
         (
             reward,
@@ -730,15 +741,28 @@ mod tests {
         let mut e = env(4);
         e.start(1, 3, None).unwrap();
         let h = e.hover_action();
-        let mut obs = [0.0f32; OBS_DIM];
+        e.cfg.reward.smooth = 0.7;
+        let (mut before, mut after) = ([0.0f32; OBS_DIM], [0.0f32; OBS_DIM]);
         for k in 0..40 {
-            let a = [h + 0.05, h - 0.02, h + 0.01, h - 0.04];
+            e.observe_into(&mut before);
+            let s = if k % 2 == 0 { 1.0 } else { -1.0 };
+            let a = [h + 0.05 * s, h - 0.02, h + 0.01 * s, h - 0.04];
             let (r, term, _) = e.step_motors(a);
             if term {
                 break;
             }
-            e.observe_into(&mut obs);
-            assert_eq!(reward_of(&e.cfg.reward, &obs, h), r, "step {k}");
+            e.observe_into(&mut after);
+            assert_eq!(
+                reward_of(&e.cfg.reward, &after, &before[18..22], h),
+                r,
+                "step {k}"
+            );
+            let mut calm = e.cfg.reward;
+            calm.smooth = 0.0;
+            assert!(
+                k == 0 || reward_of(&calm, &after, &before[18..22], h) > r,
+                "step {k}: the changing motors cost something"
+            );
         }
     }
 
