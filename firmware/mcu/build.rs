@@ -5,6 +5,11 @@
 //!   FC_HOVER_MS     multirotor failsafe: hover before landing, ms (default 2000)
 //!   FC_HW_WATCHDOG_MS  the MCU's hardware watchdog: last feed to reset, ms
 //!                   (default 1000)
+//!   FC_POLICY       a learned policy's weight table (`agent learn-to-fly`
+//!                   writes them; e.g. ../policies/crazyflie-hover.txt): the
+//!                   firmware then flies the learned position controller on
+//!                   the rigid-body quadrotor model (multirotor only); unset,
+//!                   the cascaded stand-in
 use std::{env, fs, path::PathBuf};
 
 fn number(name: &str, default: u32) -> Result<u32, String> {
@@ -32,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "FC_WATCHDOG_MS",
         "FC_HOVER_MS",
         "FC_HW_WATCHDOG_MS",
+        "FC_POLICY",
     ] {
         println!("cargo:rerun-if-env-changed={v}");
     }
@@ -61,6 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
              const WATCHDOG_MS: u32 = {hw_watchdog};\n"
         ),
     )?;
+    fs::write(out.join("policy.rs"), policy(vehicle)?)?;
     fs::write(
         out.join("settings.rs"),
         format!(
@@ -73,4 +80,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     )?;
     Ok(())
+}
+
+/// The learned policy compiled in, from the weight table `FC_POLICY` names:
+/// `POLICY` is `Some((sizes, parameters))`, or `None` without one.
+fn policy(vehicle: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let Ok(path) = env::var("FC_POLICY") else {
+        return Ok("/// No learned policy in this build (FC_POLICY unset).\n\
+                   static POLICY: Option<(&[usize], &[f32])> = None;\n"
+            .into());
+    };
+    if vehicle != "Multirotor" {
+        return Err(format!("FC_POLICY={path}: a learned policy flies a multirotor only").into());
+    }
+    println!("cargo:rerun-if-changed={path}");
+    let text = fs::read_to_string(&path).map_err(|e| format!("FC_POLICY={path}: {e}"))?;
+    let mut sizes = [0usize; fclink::policy::MAX_LAYERS];
+    let mut params = vec![0.0f32; text.lines().count()];
+    let (layers, n) = fclink::policy::parse_table(&text, &mut sizes, &mut params)
+        .map_err(|e| format!("FC_POLICY={path}: not a weight table the firmware flies: {e:?}"))?;
+    let sizes = &sizes[..layers];
+    if sizes[0] != fclink::learned::OBS || sizes[layers - 1] != fclink::learned::MOTORS {
+        return Err(format!(
+            "FC_POLICY={path}: sizes {sizes:?} must start with {} observations and end with {} motors",
+            fclink::learned::OBS,
+            fclink::learned::MOTORS
+        )
+        .into());
+    }
+    let mut s = format!(
+        "/// The learned policy compiled in from {path:?} (FC_POLICY).\n\
+         static POLICY_SIZES: [usize; {layers}] = {sizes:?};\n\
+         static POLICY_PARAMS: [f32; {n}] = ["
+    );
+    for p in &params[..n] {
+        // `{:e}` prints each f32 so that it reads back to the same value.
+        s.push_str(&format!("{p:e}, "));
+    }
+    s.push_str(
+        "];\nstatic POLICY: Option<(&[usize], &[f32])> = Some((&POLICY_SIZES, &POLICY_PARAMS));\n",
+    );
+    Ok(s)
 }

@@ -107,6 +107,11 @@ pub struct Sensors {
     pub velocity: [f32; 3],
     /// Height above take-off (m).
     pub altitude: f32,
+    /// Position from the boot point (m; forward, left, up at boot).
+    pub position: [f32; 3],
+    /// The position the controller holds (m; the position itself when it
+    /// holds none).
+    pub target: [f32; 3],
     /// On the ground.
     pub on_ground: bool,
     /// Battery (mV).
@@ -522,6 +527,8 @@ impl Autopilot {
             accel: s.accel,
             velocity: s.velocity,
             altitude: s.altitude,
+            position: s.position,
+            target: s.target,
             battery_mv: s.battery_mv,
             faults: f,
             last_setpoint_seq: self.last_setpoint_seq,

@@ -5,13 +5,17 @@
 //!
 //! Each control step builds the trainer's observation from the vehicle's
 //! state — position error to the target, attitude as a rotation matrix
-//! (row-major), world velocity, body rates, the last motor commands, and the
-//! time integral of the position error (clamped to ±[`INTEGRAL_LIMIT`]) — and
+//! (row-major), world velocity, body rates, the last [`HISTORY`] motor
+//! commands (newest first), and the time integral of the position error
+//! (clamped to ±[`INTEGRAL_LIMIT`]) — and
 //! runs the policy; its four outputs are the motor commands in [−1, 1]. The
 //! integral is what lets one policy hover on the spot across vehicles whose
 //! hover thrust it does not know (a policy of the state alone settles where
 //! its position feedback makes up the thrust error: measured 0.16–0.25 m off
-//! the target on randomised vehicles).
+//! the target on randomised vehicles). The command history stands in for the
+//! motors' speeds, which lag the commands (time constant 0.05–0.2 s) and
+//! which the firmware cannot measure; "Learning to Fly in Seconds" (Eschmann
+//! et al., RA-L 2024) found such a history essential for the same reason.
 //! [`LearnedVehicle`] flies it against the rigid-body model of
 //! [`crate::quad`], the vehicle the policy was trained on, for builds with no
 //! sensors (QEMU, the host build, tests).
@@ -19,8 +23,14 @@
 use crate::policy::{Policy, PolicyError};
 use crate::quad::{QuadParams, QuadState, rotation_matrix, step as quad_step};
 
+/// Motor commands remembered in the observation (one per control step).
+pub const HISTORY: usize = 8;
+/// Where the command history starts in the observation.
+pub const ACTIONS_AT: usize = 18;
+/// Where the position-error integral starts in the observation.
+pub const INTEGRAL_AT: usize = ACTIONS_AT + MOTORS * HISTORY;
 /// Observation length the policy must take.
-pub const OBS: usize = 25;
+pub const OBS: usize = INTEGRAL_AT + 3;
 /// Largest magnitude of each axis of the position error's integral (m·s).
 pub const INTEGRAL_LIMIT: f32 = 2.0;
 
@@ -39,13 +49,22 @@ pub fn integrate(integral: &mut [f32; 3], error: &[f32; 3], dt: f32) {
 /// Motor commands the policy must give.
 pub const MOTORS: usize = 4;
 
-/// The policy's observation of state `s` with position target `target`, last
-/// motor commands `last` and position-error integral `integral`: the layout
-/// the trainer's environment uses too (it calls this).
+/// The last [`HISTORY`] motor commands, newest first.
+pub type History = [[f32; MOTORS]; HISTORY];
+
+/// Remember `command` as the newest of `history`, forgetting the oldest.
+pub fn remember(history: &mut History, command: [f32; MOTORS]) {
+    history.copy_within(0..HISTORY - 1, 1);
+    history[0] = command;
+}
+
+/// The policy's observation of state `s` with position target `target`, the
+/// last motor commands `history` (newest first) and position-error integral
+/// `integral`: the layout the trainer's environment uses too (it calls this).
 pub fn observation(
     s: &QuadState,
     target: &[f32; 3],
-    last: &[f32; MOTORS],
+    history: &History,
     integral: &[f32; 3],
 ) -> [f32; OBS] {
     let mut o = [0.0f32; OBS];
@@ -58,8 +77,10 @@ pub fn observation(
     }
     o[12..15].copy_from_slice(&s.velocity);
     o[15..18].copy_from_slice(&s.rates);
-    o[18..22].copy_from_slice(last);
-    o[22..25].copy_from_slice(integral);
+    for (k, c) in history.iter().enumerate() {
+        o[ACTIONS_AT + MOTORS * k..ACTIONS_AT + MOTORS * (k + 1)].copy_from_slice(c);
+    }
+    o[INTEGRAL_AT..OBS].copy_from_slice(integral);
     o
 }
 
@@ -68,7 +89,7 @@ pub fn observation(
 pub struct LearnedController<'a> {
     policy: Policy<'a>,
     target: [f32; 3],
-    last: [f32; MOTORS],
+    history: History,
     integral: [f32; 3],
     /// The control period (s), for the integral.
     dt: f32,
@@ -78,8 +99,8 @@ pub struct LearnedController<'a> {
 }
 
 impl<'a> LearnedController<'a> {
-    /// A controller for `policy` (25 observations in, 4 motors out) run
-    /// every `dt` seconds, its target at `position`, its last command `hover`
+    /// A controller for `policy` ([`OBS`] observations in, 4 motors out) run
+    /// every `dt` seconds, its target at `position`, its past commands `hover`
     /// on every motor.
     pub fn new(
         policy: Policy<'a>,
@@ -93,7 +114,7 @@ impl<'a> LearnedController<'a> {
         Ok(Self {
             policy,
             target: position,
-            last: [hover; MOTORS],
+            history: [[hover; MOTORS]; HISTORY],
             integral: [0.0; 3],
             dt,
             started: false,
@@ -122,7 +143,7 @@ impl<'a> LearnedController<'a> {
 
     /// The trainer's observation of `s`.
     pub fn observe(&self, s: &QuadState) -> [f32; OBS] {
-        observation(s, &self.target, &self.last, &self.integral)
+        observation(s, &self.target, &self.history, &self.integral)
     }
 
     /// The observation the last [`LearnedController::step`] flew on.
@@ -156,7 +177,7 @@ impl<'a> LearnedController<'a> {
                 -1.0
             };
         }
-        self.last = out;
+        remember(&mut self.history, out);
         out
     }
 }
@@ -220,6 +241,192 @@ impl<'a> LearnedVehicle<'a> {
     }
 }
 
+/// Battery model of the simulated vehicle: full (mV)...
+const BATTERY_FULL_MV: f32 = 12_600.0;
+/// ...and drawn this fast while armed (mV/s: about 10 minutes to 10.5 V).
+const BATTERY_DRAW_MV_S: f32 = 3.5;
+const G: f32 = 9.81;
+
+/// The firmware's vehicle under the learned controller, for builds with no
+/// sensors (QEMU, the host build): the rigid-body quadrotor of
+/// [`crate::quad`] on the ground at boot, flown by the policy while armed.
+///
+/// - Armed, the agent's velocity setpoints (body frame: forward, left, up)
+///   move the controller's position target, turned into the world frame by
+///   the heading; the failsafe's hover (zero velocity) holds it and its
+///   descent lowers it, as they do today's cascaded controller's.
+/// - On the ground and not asked to climb, the motors idle and the target
+///   follows the vehicle; the ground stops a descent (contact levels the
+///   vehicle and stops it).
+/// - Disarmed (motors off), the controller starts afresh at the next arming:
+///   target where the vehicle is, integral zero, command history at hover.
+/// - Attitude demands hold the target; motor demands drive the motors
+///   directly (0..1).
+#[derive(Debug, Clone, Copy)]
+pub struct LearnedFlight<'a> {
+    policy: Policy<'a>,
+    params: QuadParams,
+    state: QuadState,
+    controller: LearnedController<'a>,
+    hover: f32,
+    dt: f32,
+    /// World acceleration of the last step (m/s²).
+    accel: [f32; 3],
+    battery_mv: f32,
+}
+
+impl<'a> LearnedFlight<'a> {
+    /// `policy` flying `params` every `dt` seconds (the rate it was trained
+    /// at), at rest on the ground at the origin.
+    pub fn new(policy: Policy<'a>, params: QuadParams, dt: f32) -> Result<Self, PolicyError> {
+        let rpm = params.hover_rpm().ok_or(PolicyError::Vehicle)?;
+        let hover = params.action_for_rpm(rpm);
+        let state = QuadState::at_rest([0.0; 3]);
+        Ok(Self {
+            controller: LearnedController::new(policy, state.position, hover, dt)?,
+            policy,
+            params,
+            state,
+            hover,
+            dt,
+            accel: [0.0; 3],
+            battery_mv: BATTERY_FULL_MV,
+        })
+    }
+
+    /// The vehicle's state.
+    pub fn state(&self) -> &QuadState {
+        &self.state
+    }
+
+    /// The controller (its target).
+    pub fn controller(&self) -> &LearnedController<'a> {
+        &self.controller
+    }
+
+    fn on_ground(&self) -> bool {
+        self.state.position[2] <= 0.01
+    }
+
+    fn heading(&self) -> f32 {
+        let r = rotation_matrix(&self.state.attitude);
+        crate::trig::atan2(r[1][0], r[0][0])
+    }
+
+    /// One control period under `demand`.
+    pub fn step(&mut self, demand: &crate::autopilot::Demand) {
+        use crate::autopilot::Demand;
+        let idle = [-1.0f32; MOTORS];
+        let motors = match *demand {
+            Demand::Off => {
+                self.restart();
+                idle
+            }
+            Demand::Velocity { velocity, .. } => {
+                if self.on_ground() && velocity[2] <= 0.0 {
+                    self.restart();
+                    idle
+                } else {
+                    let (s, c) = {
+                        let h = self.heading();
+                        (crate::trig::sin(h), crate::trig::cos(h))
+                    };
+                    let world = [
+                        c * velocity[0] - s * velocity[1],
+                        s * velocity[0] + c * velocity[1],
+                        velocity[2],
+                    ];
+                    self.controller.move_target(world, self.dt);
+                    self.controller.step(&self.state)
+                }
+            }
+            Demand::Attitude { .. } => self.controller.step(&self.state),
+            Demand::Motors(m) => m.map(|v| {
+                if v.is_finite() {
+                    2.0 * v.clamp(0.0, 1.0) - 1.0
+                } else {
+                    -1.0
+                }
+            }),
+        };
+        let before = self.state.velocity;
+        quad_step(&self.params, &mut self.state, &motors, self.dt);
+        if !self.state.is_finite() {
+            // Nothing sensible to fly on: down and still where it was.
+            let p = self.state.position;
+            self.state = QuadState::at_rest([0.0; 3]);
+            for (d, v) in self.state.position.iter_mut().zip(p) {
+                if v.is_finite() {
+                    *d = v;
+                }
+            }
+        }
+        let s = &mut self.state;
+        if s.position[2] < 0.0 {
+            // Ground contact: stopped, level, heading kept.
+            let h = {
+                let r = rotation_matrix(&s.attitude);
+                crate::trig::atan2(r[1][0], r[0][0])
+            };
+            s.position[2] = 0.0;
+            s.velocity = [0.0; 3];
+            s.rates = [0.0; 3];
+            s.attitude = [
+                crate::trig::cos(0.5 * h),
+                0.0,
+                0.0,
+                crate::trig::sin(0.5 * h),
+            ];
+        }
+        for ((a, v), b) in self.accel.iter_mut().zip(s.velocity).zip(before) {
+            *a = (v - b) / self.dt;
+        }
+        if !matches!(demand, Demand::Off) {
+            self.battery_mv -= BATTERY_DRAW_MV_S * self.dt;
+        }
+    }
+
+    /// The controller afresh: target here, integral zero, history at hover.
+    fn restart(&mut self) {
+        if let Ok(c) = LearnedController::new(self.policy, self.state.position, self.hover, self.dt)
+        {
+            self.controller = c;
+        }
+    }
+
+    /// What the sensors would read now.
+    pub fn sensors(&self) -> crate::autopilot::Sensors {
+        use crate::trig::{asin, atan2};
+        let [w, x, y, z] = self.state.attitude;
+        let roll = atan2(2.0 * (w * x + y * z), 1.0 - 2.0 * (x * x + y * y));
+        let pitch = asin(2.0 * (w * y - z * x));
+        let yaw = atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z));
+        let r = rotation_matrix(&self.state.attitude);
+        // Body = Rᵀ world: the velocity as forward, left, up; the
+        // accelerometer's specific force (acceleration minus gravity).
+        let body = |v: [f32; 3]| {
+            let mut b = [0.0f32; 3];
+            for (k, o) in b.iter_mut().enumerate() {
+                *o = r[0][k] * v[0] + r[1][k] * v[1] + r[2][k] * v[2];
+            }
+            b
+        };
+        let a = self.accel;
+        crate::autopilot::Sensors {
+            attitude: [roll, pitch, yaw],
+            rates: self.state.rates,
+            accel: body([a[0], a[1], a[2] + G]),
+            velocity: body(self.state.velocity),
+            altitude: self.state.position[2],
+            position: self.state.position,
+            target: self.controller.target(),
+            on_ground: self.on_ground(),
+            battery_mv: self.battery_mv.max(0.0) as u16,
+            imu_ok: true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +462,70 @@ mod tests {
         v.step();
         let o = v.controller.last_observation();
         assert!((o[0] + 0.5).abs() < 2e-3, "position error seen {}", o[0]);
+    }
+
+    /// The policy shipped in `firmware/policies/` (trained by `agent
+    /// learn-to-fly`, seed 5 of the shipped settings).
+    const SHIPPED: &str = include_str!("../policies/crazyflie-hover.txt");
+
+    fn shipped() -> (
+        [usize; crate::policy::MAX_LAYERS],
+        usize,
+        std::vec::Vec<f32>,
+    ) {
+        let mut sizes = [0usize; crate::policy::MAX_LAYERS];
+        let mut params = std::vec![0.0f32; 8192];
+        let (layers, n) = crate::policy::parse_table(SHIPPED, &mut sizes, &mut params).unwrap();
+        params.truncate(n);
+        (sizes, layers, params)
+    }
+
+    fn fly(f: &mut LearnedFlight, velocity: [f32; 3], seconds: f32) -> f32 {
+        let demand = crate::autopilot::Demand::Velocity {
+            velocity,
+            yaw_rate: 0.0,
+        };
+        let mut worst = 0.0f32;
+        for _ in 0..(seconds * 100.0).round() as usize {
+            f.step(&demand);
+            let s = f.sensors();
+            let mut sq = 0.0;
+            for (p, t) in s.position.iter().zip(s.target) {
+                sq += (p - t) * (p - t);
+            }
+            worst = worst.max(crate::quad::sqrt(sq));
+        }
+        worst
+    }
+
+    #[test]
+    fn the_shipped_policy_takes_off_holds_30_s_and_returns_after_a_step() {
+        let (sizes, layers, params) = shipped();
+        let pol = Policy::new(&sizes[..layers], &params).unwrap();
+        let mut f = LearnedFlight::new(pol, QuadParams::CRAZYFLIE, 0.01).unwrap();
+        // On the ground, not asked to climb: it stays there.
+        fly(&mut f, [0.0; 3], 1.0);
+        assert!(f.sensors().on_ground);
+        // Climb at 0.5 m/s for 2 s, then hold: the target stops at 1 m.
+        fly(&mut f, [0.0, 0.0, 0.5], 2.0);
+        fly(&mut f, [0.0; 3], 5.0);
+        let s = f.sensors();
+        assert!(!s.on_ground && (s.target[2] - 1.0).abs() < 0.02, "{s:?}");
+        let hold = fly(&mut f, [0.0; 3], 30.0);
+        assert!(hold <= 0.1, "30 s hover: {hold} m from the target");
+        // A 0.5 m step forward (the target moves 0.5 m in 0.1 s).
+        let before = f.sensors().target;
+        fly(&mut f, [5.0, 0.0, 0.0], 0.1);
+        // Forward is the body's: turned by whatever heading the vehicle holds.
+        let t = f.sensors().target;
+        let moved = crate::quad::sqrt((t[0] - before[0]).powi(2) + (t[1] - before[1]).powi(2));
+        assert!((moved - 0.5).abs() < 1e-3, "target moved {moved}");
+        fly(&mut f, [0.0; 3], 4.0);
+        let last = fly(&mut f, [0.0; 3], 1.0);
+        assert!(last <= 0.1, "{last} m from the stepped target");
+        // Down: the ground stops the descent.
+        fly(&mut f, [0.0, 0.0, -0.5], 4.0);
+        assert!(f.sensors().on_ground && f.sensors().velocity[2].abs() < 1e-3);
     }
 
     #[test]

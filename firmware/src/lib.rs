@@ -29,6 +29,7 @@ pub mod plant;
 pub mod policy;
 pub mod quad;
 pub mod ring;
+pub mod trig;
 
 pub use autopilot::{Autopilot, Config, Demand, Limits, Sensors, Vehicle};
 pub use frame::{Decoder, DecoderStats, Frame, FrameError, MAX_WIRE};

@@ -168,6 +168,13 @@ pub struct Telemetry {
     pub velocity: [f32; 3],
     /// Height above the take-off point (m).
     pub altitude: f32,
+    /// Position from the boot point (m): forward, left, up as the vehicle
+    /// faced at boot.
+    pub position: [f32; 3],
+    /// The position the controller holds (m, the same frame): the learned
+    /// controller's target, which velocity setpoints move; the position
+    /// itself under controllers that hold none.
+    pub target: [f32; 3],
     /// Battery voltage (mV).
     pub battery_mv: u16,
     /// [`faults`] flags.

@@ -5,14 +5,44 @@
 
 use crate::autopilot::{Autopilot, Config, Sensors};
 use crate::frame::{self, Decoder, MAX_WIRE};
+use crate::learned::LearnedFlight;
 use crate::msg::{FromFc, ToFc};
 use crate::plant::Plant;
+use crate::policy::{Policy, PolicyError};
+use crate::quad::QuadParams;
+
+/// The simulated vehicle and what flies it.
+// One value for the firmware's life, and the MCU has no allocator to box the
+// larger variant in.
+#[allow(clippy::large_enum_variant)]
+enum Sim {
+    /// The kinematic stand-in, tracking demands directly.
+    Kinematic(Plant),
+    /// The rigid-body quadrotor flown by a learned motor-level policy.
+    Learned(LearnedFlight<'static>),
+}
+
+impl Sim {
+    fn sensors(&self) -> Sensors {
+        match self {
+            Sim::Kinematic(p) => p.sensors(),
+            Sim::Learned(l) => l.sensors(),
+        }
+    }
+
+    fn step(&mut self, demand: &crate::autopilot::Demand, dt: f32) {
+        match self {
+            Sim::Kinematic(p) => p.step(demand, dt),
+            Sim::Learned(l) => l.step(demand),
+        }
+    }
+}
 
 /// Decoder, autopilot and simulated vehicle, scheduled on one clock.
 pub struct Firmware {
     decoder: Decoder,
     autopilot: Autopilot,
-    plant: Plant,
+    plant: Sim,
     tx_seq: u16,
     next_control_ms: u32,
     next_telemetry_ms: u32,
@@ -24,11 +54,33 @@ impl Firmware {
         Self {
             decoder: Decoder::new(),
             autopilot: Autopilot::new(cfg),
-            plant: Plant::new(cfg.vehicle),
+            plant: Sim::Kinematic(Plant::new(cfg.vehicle)),
             tx_seq: 0,
             next_control_ms: 0,
             next_telemetry_ms: 0,
         }
+    }
+
+    /// Boots with the learned controller: `policy` (see
+    /// [`crate::learned`]) flies the rigid-body model of `vehicle` at the
+    /// control rate of `cfg`, which must be a multirotor's.
+    pub fn with_learned(
+        cfg: Config,
+        policy: Policy<'static>,
+        vehicle: QuadParams,
+    ) -> Result<Self, PolicyError> {
+        if cfg.vehicle != crate::autopilot::Vehicle::Multirotor || cfg.control_period_ms == 0 {
+            return Err(PolicyError::Vehicle);
+        }
+        let dt = cfg.control_period_ms as f32 * 1e-3;
+        let mut fw = Self::new(cfg);
+        fw.plant = Sim::Learned(LearnedFlight::new(policy, vehicle, dt)?);
+        Ok(fw)
+    }
+
+    /// Whether the learned controller flies the vehicle.
+    pub fn is_learned(&self) -> bool {
+        matches!(self.plant, Sim::Learned(_))
     }
 
     /// The MCU was reset by its watchdog or a panic (see

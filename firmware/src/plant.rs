@@ -20,6 +20,8 @@ pub struct Plant {
     yaw: f32,
     yaw_rate: f32,
     altitude: f32,
+    /// Horizontal position from the boot point (m; forward, left at boot).
+    xy: [f32; 2],
     battery_mv: f32,
 }
 
@@ -33,6 +35,7 @@ impl Plant {
             yaw: 0.0,
             yaw_rate: 0.0,
             altitude: 0.0,
+            xy: [0.0; 2],
             battery_mv: 12_600.0,
         }
     }
@@ -83,6 +86,10 @@ impl Plant {
             self.velocity[2] = 0.0;
         }
         self.altitude += self.velocity[2] * dt;
+        // The velocity is the body's (forward, left): turned by the heading.
+        let (sy, cy) = (crate::trig::sin(self.yaw), crate::trig::cos(self.yaw));
+        self.xy[0] += (cy * self.velocity[0] - sy * self.velocity[1]) * dt;
+        self.xy[1] += (sy * self.velocity[0] + cy * self.velocity[1]) * dt;
         if self.altitude <= 0.0 {
             self.altitude = 0.0;
             if self.velocity[2] < 0.0 {
@@ -113,6 +120,8 @@ impl Plant {
             accel: [self.accel[0], self.accel[1], self.accel[2] + G],
             velocity: self.velocity,
             altitude: self.altitude,
+            position: [self.xy[0], self.xy[1], self.altitude],
+            target: [self.xy[0], self.xy[1], self.altitude],
             on_ground: self.altitude <= 0.01,
             battery_mv: self.battery_mv.max(0.0) as u16,
             imu_ok: true,

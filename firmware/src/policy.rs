@@ -9,7 +9,7 @@
 //! order), so both compute the same numbers to rounding.
 
 /// Widest layer the forward pass holds.
-pub const MAX_WIDTH: usize = 64;
+pub const MAX_WIDTH: usize = 128;
 /// Most layers (including input and output).
 pub const MAX_LAYERS: usize = 6;
 
@@ -26,6 +26,71 @@ pub enum PolicyError {
     Shape,
     /// The vehicle cannot hover (thrust below its weight).
     Vehicle,
+}
+
+/// First line of a weight table (what `agent learn-to-fly` writes).
+pub const TABLE_HEADER: &str = "# learn-to-fly policy weight table v1";
+
+/// Why a weight table's text cannot be read; lines count from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableError {
+    /// The first line is not [`TABLE_HEADER`].
+    Header,
+    /// A `sizes` line that is not a list of widths, a second one, or
+    /// parameters before it (at this line); line 0: no `sizes` line.
+    Sizes(usize),
+    /// Not a finite number.
+    Number(usize),
+    /// More layers or parameters than the buffers hold.
+    TooMany(usize),
+    /// The sizes and the parameter count cannot be flown.
+    Shape(PolicyError),
+}
+
+/// Read a weight table's text — the header, comment lines (`#`), one
+/// `sizes` line, then one parameter per line in this module's order — into
+/// `sizes` and `params`; returns how many of each it filled. Checked as
+/// [`Policy::new`] checks.
+pub fn parse_table(
+    text: &str,
+    sizes: &mut [usize; MAX_LAYERS],
+    params: &mut [f32],
+) -> Result<(usize, usize), TableError> {
+    if text.lines().next().map(str::trim) != Some(TABLE_HEADER) {
+        return Err(TableError::Header);
+    }
+    let (mut layers, mut n) = (None::<usize>, 0usize);
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("sizes") {
+            if layers.is_some() {
+                return Err(TableError::Sizes(i + 1));
+            }
+            let mut k = 0;
+            for w in rest.split_whitespace() {
+                let slot = sizes.get_mut(k).ok_or(TableError::TooMany(i + 1))?;
+                *slot = w.parse().map_err(|_| TableError::Sizes(i + 1))?;
+                k += 1;
+            }
+            layers = Some(k);
+            continue;
+        }
+        if layers.is_none() {
+            return Err(TableError::Sizes(i + 1));
+        }
+        let v: f32 = line.parse().map_err(|_| TableError::Number(i + 1))?;
+        if !v.is_finite() {
+            return Err(TableError::Number(i + 1));
+        }
+        *params.get_mut(n).ok_or(TableError::TooMany(i + 1))? = v;
+        n += 1;
+    }
+    let layers = layers.ok_or(TableError::Sizes(0))?;
+    Policy::new(&sizes[..layers], &params[..n]).map_err(TableError::Shape)?;
+    Ok((layers, n))
 }
 
 /// A network borrowed from a weight table.
@@ -190,11 +255,63 @@ mod tests {
     }
 
     #[test]
+    fn tables_are_read_and_bad_ones_named() {
+        let mut sizes = [0usize; MAX_LAYERS];
+        let mut params = [0.0f32; 16];
+        let good = "# learn-to-fly policy weight table v1\n# a comment\nsizes 2 2\n1\n2\n3\n4\n0.5\n-5e-1\n";
+        assert_eq!(parse_table(good, &mut sizes, &mut params), Ok((2, 6)));
+        assert_eq!((&sizes[..2], params[5]), (&[2usize, 2][..], -0.5));
+        let cases: [(&str, TableError); 6] = [
+            ("sizes 2 2\n1\n", TableError::Header),
+            (
+                "# learn-to-fly policy weight table v1\n1\nsizes 2 2\n",
+                TableError::Sizes(2),
+            ),
+            (
+                "# learn-to-fly policy weight table v1\nsizes 2 x\n",
+                TableError::Sizes(2),
+            ),
+            (
+                "# learn-to-fly policy weight table v1\nsizes 1 1\nnan\n0\n",
+                TableError::Number(3),
+            ),
+            (
+                "# learn-to-fly policy weight table v1\nsizes 1 1\n1\n",
+                TableError::Shape(PolicyError::Params),
+            ),
+            (
+                "# learn-to-fly policy weight table v1\n",
+                TableError::Sizes(0),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(
+                parse_table(text, &mut sizes, &mut params),
+                Err(want),
+                "{text}"
+            );
+        }
+        let long = "# learn-to-fly policy weight table v1\nsizes 1 1 1 1 1 1 1\n";
+        assert_eq!(
+            parse_table(long, &mut sizes, &mut params),
+            Err(TableError::TooMany(2))
+        );
+        let mut small = [0.0f32; 1];
+        assert_eq!(
+            parse_table(good, &mut sizes, &mut small),
+            Err(TableError::TooMany(5))
+        );
+    }
+
+    #[test]
     fn shapes_are_checked() {
         let p = [0.0f32; 3 * 2 + 2];
         assert!(Policy::new(&[3, 2], &p).is_ok());
         assert_eq!(Policy::new(&[3], &p).err(), Some(PolicyError::Layers));
-        assert_eq!(Policy::new(&[3, 65], &p).err(), Some(PolicyError::Width));
+        assert_eq!(
+            Policy::new(&[3, MAX_WIDTH + 1], &p).err(),
+            Some(PolicyError::Width)
+        );
         assert_eq!(Policy::new(&[3, 3], &p).err(), Some(PolicyError::Params));
         let pol = Policy::new(&[3, 2], &p).unwrap();
         let mut out = [0.0; 3];

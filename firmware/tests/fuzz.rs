@@ -81,6 +81,7 @@ fn any_from_fc() -> impl Strategy<Value = FromFc> {
             any::<u32>(),
             any::<u32>(),
         ),
+        (any::<[f32; 3]>(), any::<[f32; 3]>()),
     )
         .prop_map(
             |(
@@ -95,6 +96,7 @@ fn any_from_fc() -> impl Strategy<Value = FromFc> {
                     rx_errors,
                     stale_setpoints,
                 ),
+                (position, target),
             )| {
                 FromFc::Telemetry(Telemetry {
                     uptime_ms,
@@ -104,6 +106,8 @@ fn any_from_fc() -> impl Strategy<Value = FromFc> {
                     accel,
                     velocity,
                     altitude,
+                    position,
+                    target,
                     battery_mv,
                     faults,
                     last_setpoint_seq,
@@ -306,6 +310,8 @@ fn the_largest_report_fits_a_frame() {
         accel: [f32::MAX; 3],
         velocity: [f32::MAX; 3],
         altitude: f32::MAX,
+        position: [f32::MAX; 3],
+        target: [f32::MAX; 3],
         battery_mv: u16::MAX,
         faults: u16::MAX,
         last_setpoint_seq: u16::MAX,

@@ -14,6 +14,7 @@ refuse).
 usage: ros2_peer.py ENDPOINT DOMAIN GOAL_X GOAL_Y GOAL_Z
 """
 import json
+import os
 import struct
 import sys
 import threading
@@ -162,7 +163,12 @@ def main(endpoint, domain, gx, gy, gz):
         h.undeclare()
     with lock:
         json.dump(out, sys.stdout)
+    sys.stdout.flush()
     session.close()
+    # The zenoh binding's background threads can abort the interpreter's
+    # own shutdown ("FATAL: exception not rethrown") after the result is
+    # written; end the process here, the result already out.
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -244,7 +244,22 @@ pub const QEMU_SETPOINT_WATCHDOG_MS: u32 = 1000;
 /// setpoint watchdog of [`QEMU_SETPOINT_WATCHDOG_MS`].
 pub fn firmware_image() -> PathBuf {
     static IMAGE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    IMAGE.get_or_init(|| build_firmware(&[])).clone()
+    IMAGE.get_or_init(|| build_firmware(&[], None)).clone()
+}
+
+/// The policy shipped with the firmware (`firmware/policies/`), trained by
+/// `agent learn-to-fly`.
+pub fn shipped_policy() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../firmware/policies/crazyflie-hover.txt")
+}
+
+/// The firmware with [`shipped_policy`] compiled in (`FC_POLICY`): the
+/// learned controller flies the rigid-body quadrotor model.
+pub fn firmware_image_learned() -> PathBuf {
+    static IMAGE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    IMAGE
+        .get_or_init(|| build_firmware(&[], Some(&shipped_policy())))
+        .clone()
 }
 
 /// The same firmware with its test hooks (`--features test-hooks`): bytes on
@@ -252,20 +267,20 @@ pub fn firmware_image() -> PathBuf {
 pub fn firmware_image_with_hooks() -> PathBuf {
     static IMAGE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     IMAGE
-        .get_or_init(|| build_firmware(&["test-hooks"]))
+        .get_or_init(|| build_firmware(&["test-hooks"], None))
         .clone()
 }
 
-fn build_firmware(features: &[&str]) -> PathBuf {
+fn build_firmware(features: &[&str], policy: Option<&Path>) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let target = exe
         .ancestors()
         .nth(3)
         .expect("test executable lives in <target>/<profile>/deps")
-        .join(if features.is_empty() {
-            "firmware-mcu".to_string()
-        } else {
-            format!("firmware-mcu-{}", features.join("-"))
+        .join(match (features.is_empty(), policy) {
+            (_, Some(_)) => "firmware-mcu-learned".to_string(),
+            (true, None) => "firmware-mcu".to_string(),
+            (false, None) => format!("firmware-mcu-{}", features.join("-")),
         });
     let mcu = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../firmware/mcu");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -275,6 +290,10 @@ fn build_firmware(features: &[&str]) -> PathBuf {
     if !features.is_empty() {
         cmd.arg("--features").arg(features.join(","));
     }
+    match policy {
+        Some(p) => cmd.env("FC_POLICY", p),
+        None => cmd.env_remove("FC_POLICY"),
+    };
     let out = cmd
         .current_dir(&mcu)
         .env("CARGO_TARGET_DIR", &target)

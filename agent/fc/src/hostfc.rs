@@ -27,6 +27,32 @@ impl HostFc {
     /// The agent opens [`HostFc::device`]; with `link`, a symlink at that path
     /// points to it (replaced if present), so the device has a stable name.
     pub fn start(cfg: Config, link: Option<&Path>) -> std::io::Result<HostFc> {
+        Self::serve(link, move || Firmware::new(cfg))
+    }
+
+    /// As [`HostFc::start`], the vehicle flown by the learned controller
+    /// (`policy`, read with [`fclink::policy::parse_table`] from a weight
+    /// table `agent learn-to-fly` wrote) on the rigid-body model of
+    /// `vehicle`.
+    pub fn start_learned(
+        cfg: Config,
+        link: Option<&Path>,
+        policy: fclink::policy::Policy<'static>,
+        vehicle: fclink::quad::QuadParams,
+    ) -> std::io::Result<HostFc> {
+        let fw = Firmware::with_learned(cfg, policy, vehicle).map_err(|e| {
+            std::io::Error::new(
+                ErrorKind::InvalidInput,
+                format!("the learned controller cannot fly: {e:?}"),
+            )
+        })?;
+        Self::serve(link, move || fw)
+    }
+
+    fn serve(
+        link: Option<&Path>,
+        firmware: impl FnOnce() -> Firmware + Send + 'static,
+    ) -> std::io::Result<HostFc> {
         let (mut master, slave) = TTYPort::pair().map_err(std::io::Error::other)?;
         master
             .set_timeout(Duration::from_millis(1))
@@ -69,7 +95,7 @@ impl HostFc {
                     // is attached (a pty master reads EIO once the last slave closes).
                     let _slave = slave;
                     let started = Instant::now();
-                    let mut fw = Firmware::new(cfg);
+                    let mut fw = firmware();
                     let mut buf = [0u8; 256];
                     let mut out: Vec<u8> = Vec::with_capacity(1024);
                     while !stop.load(Ordering::Relaxed) {

@@ -9,7 +9,7 @@
 
 use crate::RlError;
 use crate::quadrotor::{
-    LearnToFlyConfig, OBS_DIM, PRIVILEGED_DIM, QuadHoverEnv, RewardConfig, reward_of,
+    LearnToFlyConfig, NEWEST, OBS_DIM, PRIVILEGED_DIM, QuadHoverEnv, RewardConfig, reward_of,
 };
 
 /// What the critics see of a state: the observation and the privileged part.
@@ -327,6 +327,9 @@ impl Critic {
 struct Td3 {
     actor: Net,
     actor_t: Net,
+    /// The policy evaluated and written: a Polyak average of the actor at
+    /// `train.deploy_average`.
+    deployed: Net,
     critics: [Critic; 2],
     actor_opt: Adam,
     actor_grad: Vec<f32>,
@@ -365,6 +368,7 @@ impl Td3 {
         let na = actor.params.len();
         Self {
             actor_t: actor.clone(),
+            deployed: actor.clone(),
             actor_opt: Adam::new(na, t.actor_lr),
             actor_grad: vec![0.0; na],
             actor,
@@ -378,6 +382,14 @@ impl Td3 {
             y: Vec::new(),
             dq: Vec::new(),
             da: Vec::new(),
+        }
+    }
+
+    /// Set the actor's and the critics' learning rates.
+    fn set_learning_rates(&mut self, actor: f32, critic: f32) {
+        self.actor_opt.lr = actor;
+        for c in &mut self.critics {
+            c.opt.lr = critic;
         }
     }
 
@@ -466,7 +478,7 @@ impl Td3 {
                     w,
                     &replay.next[i * CRIT_DIM..i * CRIT_DIM + OBS_DIM],
                     // The action before: the last action the step started from.
-                    &replay.obs[i * CRIT_DIM + 18..i * CRIT_DIM + 22],
+                    &replay.obs[i * CRIT_DIM + NEWEST.start..i * CRIT_DIM + NEWEST.end],
                     replay.hover[i],
                 ),
                 _ => replay.rew[i],
@@ -522,6 +534,7 @@ impl Td3 {
         self.actor_opt
             .step(&mut self.actor.params, &mut self.actor_grad);
         self.actor_t.soft_update(&self.actor, t.tau);
+        self.deployed.soft_update(&self.actor, t.deploy_average);
         for c in &mut self.critics {
             c.target.soft_update(&c.net, t.tau);
         }
@@ -557,7 +570,7 @@ pub fn train(
         envs.push(e);
     }
     let mut td3 = Td3::new(cfg, seed);
-    let mut replay = Replay::new(t.max_steps.min(1_000_000));
+    let mut replay = Replay::new(t.replay.min(t.max_steps).max(t.batch));
     let mut obs = vec![0.0f32; t.envs * OBS_DIM];
     let mut state = vec![0.0f32; t.envs * CRIT_DIM];
     let mut next = [0.0f32; CRIT_DIM];
@@ -568,6 +581,8 @@ pub fn train(
     let (mut time_to_fly, mut steps_to_fly) = (None, None);
     let mut step = 0usize;
     let mut updates = 0usize;
+    // Environment steps not yet paid for with a gradient step.
+    let mut owed = 0usize;
     let mut next_eval = t.eval_every;
     while step < t.max_steps && !stop() {
         for (e, env) in envs.iter().enumerate() {
@@ -604,29 +619,35 @@ pub fn train(
             step += 1;
         }
         if step >= t.warmup && replay.len >= t.batch {
-            for _ in 0..t.updates_per_step * t.envs {
-                updates += 1;
-                let weights = cfg.curriculum.map(|_| cfg.reward_at(step));
-                let u = Update {
-                    cfg,
-                    replay: &replay,
-                    update_actor: updates.is_multiple_of(t.policy_delay),
-                    weights: weights.as_ref(),
-                };
-                td3.update(&u, &mut rng).map_err(|e| match e {
-                    RlError::Diverged { what, value, .. } => RlError::Diverged {
-                        step: step as u64,
-                        what,
-                        value,
-                    },
-                    other => other,
-                })?;
-            }
+            owed += t.envs;
+        }
+        if t.lr_decay < 1.0 {
+            let f = 1.0 - (1.0 - t.lr_decay) * (step as f32 / t.max_steps as f32).min(1.0);
+            td3.set_learning_rates(t.actor_lr * f, t.critic_lr * f);
+        }
+        while owed >= t.update_every {
+            owed -= t.update_every;
+            updates += 1;
+            let weights = cfg.curriculum.map(|_| cfg.reward_at(step));
+            let u = Update {
+                cfg,
+                replay: &replay,
+                update_actor: updates.is_multiple_of(t.policy_delay),
+                weights: weights.as_ref(),
+            };
+            td3.update(&u, &mut rng).map_err(|e| match e {
+                RlError::Diverged { what, value, .. } => RlError::Diverged {
+                    step: step as u64,
+                    what,
+                    value,
+                },
+                other => other,
+            })?;
         }
         if step >= next_eval {
             next_eval += t.eval_every;
             let at = Instant::now();
-            let ev = evaluate(cfg, &td3.actor, step, began.elapsed())?;
+            let ev = evaluate(cfg, &td3.deployed, step, began.elapsed())?;
             eval_time += at.elapsed();
             progress(&ev);
             evaluations.push(ev);
@@ -638,7 +659,7 @@ pub fn train(
         }
     }
     Ok(Outcome {
-        actor: td3.actor,
+        actor: td3.deployed,
         evaluations,
         time_to_fly,
         steps_to_fly,
@@ -648,8 +669,79 @@ pub fn train(
     })
 }
 
+/// A policy flown by the firmware's own controller
+/// ([`fclink::learned::LearnedVehicle`], the code the MCU runs) on one
+/// vehicle: settle, hover for `hold_seconds`, then a step of the target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FirmwareFlight {
+    /// Largest distance from the target while holding (m; infinite if the
+    /// state left the finite numbers).
+    pub hold_max: f32,
+    /// Seconds after the step until the vehicle is first within 0.1 m of the
+    /// new target (None: never within `settle_seconds`).
+    pub step_settle: Option<f32>,
+    /// Largest distance from the new target over the last second of
+    /// `settle_seconds` after the step (m).
+    pub step_final: f32,
+}
+
+/// Fly `actor` with the firmware's controller at `control_hz` on `vehicle`:
+/// from rest at the target, `warm_seconds` unmeasured (the position-error
+/// integral starts at zero and has to find the vehicle's thrust error: a
+/// transient of up to 0.2 m over the first seconds, measured), then hover
+/// `hold_seconds`, then move the target by `step` (m, along x) and fly
+/// `settle_seconds` more.
+pub fn fly_on_firmware(
+    actor: &Net,
+    vehicle: QuadParams,
+    control_hz: f64,
+    warm_seconds: f32,
+    hold_seconds: f32,
+    step: f32,
+    settle_seconds: f32,
+) -> Result<FirmwareFlight, RlError> {
+    let policy = fclink::policy::Policy::new(actor.sizes(), &actor.params)
+        .map_err(|e| RlError::Config(format!("the firmware refuses the policy: {e:?}")))?;
+    let dt = (1.0 / control_hz) as f32;
+    let start = [0.0, 0.0, 1.0];
+    let mut v = fclink::learned::LearnedVehicle::hovering(vehicle, policy, start, dt)
+        .map_err(|e| RlError::Config(format!("the firmware refuses the vehicle: {e:?}")))?;
+    let err = |v: &fclink::learned::LearnedVehicle| {
+        let e = v.error();
+        if e.is_finite() { e } else { f32::INFINITY }
+    };
+    for _ in 0..(warm_seconds / dt).round() as usize {
+        v.step();
+    }
+    let mut hold_max = 0.0f32;
+    for _ in 0..(hold_seconds / dt).round() as usize {
+        v.step();
+        hold_max = hold_max.max(err(&v));
+    }
+    v.controller
+        .set_target([start[0] + step, start[1], start[2]]);
+    let n = (settle_seconds / dt).round() as usize;
+    let last = (1.0 / dt).round() as usize;
+    let (mut step_settle, mut step_final) = (None, 0.0f32);
+    for k in 0..n {
+        v.step();
+        let e = err(&v);
+        if step_settle.is_none() && e < 0.1 {
+            step_settle = Some((k + 1) as f32 * dt);
+        }
+        if k + last >= n {
+            step_final = step_final.max(e);
+        }
+    }
+    Ok(FirmwareFlight {
+        hold_max,
+        step_settle,
+        step_final,
+    })
+}
+
 /// First line of a weight table.
-pub const TABLE_HEADER: &str = "# learn-to-fly policy weight table v1";
+pub const TABLE_HEADER: &str = fclink::policy::TABLE_HEADER;
 
 /// The actor as a plain weight table for the firmware (`firmware/mcu`'s
 /// [`fclink::policy`] reads): a header, `sizes` and the layer widths, then one parameter
@@ -662,7 +754,11 @@ pub fn weight_table(actor: &Net) -> String {
         "\n# ReLU hidden layers, tanh output; per layer: weights w[input][output] (input-major), then bias\n",
     );
     s.push_str(
-        "# inputs: position error (3, m), rotation matrix (9, row-major), velocity (3, m/s), body rates (3, rad/s), last action (4), position error integral (3, m s)\n",
+        &format!(
+            "# inputs: position error (3, m), rotation matrix (9, row-major), velocity (3, m/s), body rates (3, rad/s), last {} motor commands, newest first ({}), position error integral (3, m s)\n",
+            fclink::learned::HISTORY,
+            4 * fclink::learned::HISTORY
+        ),
     );
     s.push_str("# outputs: four motor commands in [-1, 1] (0 to full speed)\nsizes");
     for n in actor.sizes() {
@@ -675,67 +771,44 @@ pub fn weight_table(actor: &Net) -> String {
     s
 }
 
-/// Read a weight table back (`origin` names it in errors).
+/// Read a weight table back (`origin` names it in errors): the firmware's
+/// reader ([`fclink::policy::parse_table`]), so what reads here flies there.
 pub fn parse_weight_table(text: &str, origin: &str) -> Result<Net, RlError> {
-    let bad = |line: usize, why: String| RlError::Config(format!("{origin}:{line}: {why}"));
-    if text.lines().next().map(str::trim) != Some(TABLE_HEADER) {
-        return Err(RlError::Config(format!(
-            "{origin}: not a learn-to-fly weight table (its first line must be `{TABLE_HEADER}`)"
-        )));
-    }
-    let mut sizes: Option<Vec<usize>> = None;
-    let mut params = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+    use fclink::policy::{MAX_LAYERS, MAX_WIDTH, PolicyError, TableError};
+    let mut sizes = [0usize; MAX_LAYERS];
+    // At most one parameter per line.
+    let mut params = vec![0.0f32; text.lines().count()];
+    let (layers, n) = fclink::policy::parse_table(text, &mut sizes, &mut params).map_err(|e| {
+        let at = |line: usize, why: &str| RlError::Config(format!("{origin}:{line}: {why}"));
+        match e {
+            TableError::Header => RlError::Config(format!(
+                "{origin}: not a learn-to-fly weight table (its first line must be `{TABLE_HEADER}`)"
+            )),
+            TableError::Sizes(0) => RlError::Config(format!("{origin}: no `sizes` line")),
+            TableError::Sizes(l) => at(
+                l,
+                "expected one `sizes` line of layer widths before the parameters",
+            ),
+            TableError::Number(l) => at(l, "not a finite number"),
+            TableError::TooMany(l) => at(l, &format!("more than {MAX_LAYERS} layer sizes")),
+            TableError::Shape(p) => RlError::Config(format!(
+                "{origin}: the sizes and parameters do not make a network the firmware flies ({})",
+                match p {
+                    PolicyError::Layers => format!("2 to {MAX_LAYERS} layer sizes expected"),
+                    PolicyError::Width => format!("layers 1 to {MAX_WIDTH} wide expected"),
+                    _ => "the parameter count does not match the sizes".to_string(),
+                }
+            )),
         }
-        if let Some(rest) = line.strip_prefix("sizes") {
-            if sizes.is_some() {
-                return Err(bad(n + 1, "a second `sizes` line".into()));
-            }
-            let s: Result<Vec<usize>, _> = rest.split_whitespace().map(str::parse).collect();
-            sizes = Some(s.map_err(|e| bad(n + 1, format!("layer sizes: {e}")))?);
-            continue;
-        }
-        if sizes.is_none() {
-            return Err(bad(n + 1, "parameters before the `sizes` line".into()));
-        }
-        let v: f32 = line
-            .parse()
-            .map_err(|e| bad(n + 1, format!("`{line}` is not a number: {e}")))?;
-        if !v.is_finite() {
-            return Err(bad(n + 1, format!("parameter {v} is not finite")));
-        }
-        params.push(v);
-    }
-    let sizes = sizes.ok_or_else(|| RlError::Config(format!("{origin}: no `sizes` line")))?;
-    let have = params.len();
+    })?;
+    let sizes = &sizes[..layers];
+    params.truncate(n);
     if sizes.first() != Some(&OBS_DIM) || sizes.last() != Some(&ACT_DIM) {
         return Err(RlError::Config(format!(
             "{origin}: sizes {sizes:?} must start with {OBS_DIM} observations and end with {ACT_DIM} motors"
         )));
     }
-    fclink::policy::Policy::new(&sizes, &params).map_err(|e| {
-        let why = match e {
-            fclink::policy::PolicyError::Layers => format!(
-                "2 to {} layer sizes expected",
-                fclink::policy::MAX_LAYERS
-            ),
-            fclink::policy::PolicyError::Width => {
-                format!("layers 1 to {} wide expected", fclink::policy::MAX_WIDTH)
-            }
-            // Sizes within the limits here: the count cannot overflow.
-            _ => format!(
-                "{} parameters expected",
-                fclink::policy::param_count(&sizes)
-            ),
-        };
-        RlError::Config(format!(
-            "{origin}: sizes {sizes:?} and {have} parameters do not make a network the firmware flies ({why})"
-        ))
-    })?;
-    Net::from_params(&sizes, Output::Tanh, params).ok_or_else(|| {
+    Net::from_params(sizes, Output::Tanh, params).ok_or_else(|| {
         RlError::Config(format!(
             "{origin}: sizes {sizes:?} do not match the parameters"
         ))
@@ -849,29 +922,30 @@ mod tests {
     fn bad_weight_tables_name_the_line() {
         let actor = Net::new(&[OBS_DIM, 8, ACT_DIM], Output::Tanh, 4, 1.0);
         let table = weight_table(&actor);
+        assert!(parse_weight_table(&table, "p.txt").is_ok());
         let cut: String = table.lines().take(20).map(|l| format!("{l}\n")).collect();
         let e = parse_weight_table(&cut, "p.txt").unwrap_err().to_string();
-        assert!(e.contains("p.txt") && e.contains("parameters"), "{e}");
+        assert!(e.contains("p.txt") && e.contains("parameter count"), "{e}");
+        let sizes = format!("sizes {OBS_DIM} 8 4\n");
         let e = parse_weight_table(
-            &table.replacen("sizes 25 8 4\n", "sizes 25 8 4\noops\n", 1),
+            &table.replacen(&sizes, &format!("{sizes}oops\n"), 1),
             "p.txt",
         )
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("p.txt:6:") && e.contains("`oops` is not a number"),
+            e.contains("p.txt:6:") && e.contains("not a finite number"),
             "{e}"
         );
-        let e = parse_weight_table(&format!("{TABLE_HEADER}\nsizes 3 2\n"), "p.txt")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("must start with 25"), "{e}");
+        let small = format!("{TABLE_HEADER}\nsizes 3 2\n{}", "0\n".repeat(8));
+        let e = parse_weight_table(&small, "p.txt").unwrap_err().to_string();
+        assert!(e.contains(&format!("must start with {OBS_DIM}")), "{e}");
         let e = parse_weight_table("sizes 25 4\n", "p.txt")
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a learn-to-fly weight table"), "{e}");
         // A width past the firmware's limit is named, not multiplied out.
-        let huge = format!("{TABLE_HEADER}\nsizes 25 {} 4\n1\n", usize::MAX);
+        let huge = format!("{TABLE_HEADER}\nsizes {OBS_DIM} {} 4\n1\n", usize::MAX);
         let e = parse_weight_table(&huge, "p.txt").unwrap_err().to_string();
         assert!(e.contains("wide expected"), "{e}");
     }

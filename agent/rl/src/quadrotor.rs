@@ -3,10 +3,11 @@
 //! the firmware flies a learned policy against.
 //!
 //! - **Actions**: the four motor commands, each in [−1, 1] (0 to `rpm_max`).
-//! - **Observations** (25): the position error to the target (the origin), the
-//!   attitude as a rotation matrix (row-major), the linear velocity (world),
-//!   the angular velocity (body), the last action and the time integral of
-//!   the position error (clamped) — what the firmware has
+//! - **Observations** ([`OBS_DIM`]): the position error to the target (the
+//!   origin), the attitude as a rotation matrix (row-major), the linear
+//!   velocity (world), the angular velocity (body), the last
+//!   [`fclink::learned::HISTORY`] actions (newest first) and the time integral
+//!   of the position error (clamped) — what the firmware has
 //!   ([`fclink::learned`] builds the same vector).
 //! - **Episodes** start at a random offset, tilt about a random horizontal
 //!   axis, velocity and rotation rate, motors at the vehicle's hover speed, and
@@ -35,6 +36,9 @@ use types::rng::Rng;
 
 /// Observation length.
 pub const OBS_DIM: usize = fclink::learned::OBS;
+/// Where the newest motor command lies in an observation.
+pub const NEWEST: std::ops::Range<usize> =
+    fclink::learned::ACTIONS_AT..fclink::learned::ACTIONS_AT + 4;
 /// Length of [`QuadHoverEnv::privileged_into`]'s output.
 pub const PRIVILEGED_DIM: usize = 4;
 
@@ -109,8 +113,8 @@ pub fn reward_of(w: &RewardConfig, obs: &[f32], prev: &[f32], hover: f32) -> f32
     let sq = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>();
     // obs[11] is the rotation matrix's (2, 2): the body z axis' vertical part.
     let tilt = 1.0 - obs[11];
-    let act: f32 = obs[18..22].iter().map(|a| (a - hover).powi(2)).sum();
-    let change: f32 = obs[18..22]
+    let act: f32 = obs[NEWEST].iter().map(|a| (a - hover).powi(2)).sum();
+    let change: f32 = obs[NEWEST]
         .iter()
         .zip(prev)
         .map(|(a, p)| (a - p).powi(2))
@@ -152,14 +156,22 @@ pub struct TrainConfig {
     pub warmup: usize,
     /// Environments stepped in lock-step.
     pub envs: usize,
-    /// Gradient steps per environment step.
-    pub updates_per_step: usize,
+    /// Environment steps per gradient step (critic update).
+    pub update_every: usize,
+    /// Transitions the replay memory keeps (the oldest go first).
+    pub replay: usize,
     /// Environment steps before giving up.
     pub max_steps: usize,
     /// Randomised training vehicles.
     pub vehicles: usize,
     /// Environment steps between evaluations.
     pub eval_every: usize,
+    /// Learning rates at `max_steps` as a fraction of the starting ones
+    /// (linear in between; 1 keeps them constant).
+    pub lr_decay: f32,
+    /// Polyak rate, per actor update, of the policy that is evaluated and
+    /// written (1: the latest actor).
+    pub deploy_average: f32,
 }
 
 /// The stop criterion, checked on held-out vehicles.
@@ -345,7 +357,8 @@ impl LearnToFlyConfig {
             ("train.batch", tr.batch, 1, 1 << 16),
             ("train.policy_delay", tr.policy_delay, 1, 1000),
             ("train.envs", tr.envs, 1, 1024),
-            ("train.updates_per_step", tr.updates_per_step, 1, 100),
+            ("train.update_every", tr.update_every, 1, 1000),
+            ("train.replay", tr.replay, 1, 10_000_000),
             ("train.max_steps", tr.max_steps, 1, 1 << 31),
             ("train.vehicles", tr.vehicles, 1, 1 << 20),
             ("train.eval_every", tr.eval_every, 1, 1 << 31),
@@ -361,6 +374,8 @@ impl LearnToFlyConfig {
             ("train.actor_lr", tr.actor_lr, 1e-8, 1.0),
             ("train.critic_lr", tr.critic_lr, 1e-8, 1.0),
             ("train.tau", tr.tau, 1e-6, 1.0),
+            ("train.lr_decay", tr.lr_decay, 0.0, 1.0),
+            ("train.deploy_average", tr.deploy_average, 1e-6, 1.0),
             ("train.explore_noise", tr.explore_noise, 0.0, 2.0),
             ("train.target_noise", tr.target_noise, 0.0, 2.0),
             ("train.noise_clip", tr.noise_clip, 0.0, 2.0),
@@ -458,7 +473,7 @@ pub struct QuadHoverEnv {
     vehicle: QuadParams,
     hover_action: f32,
     state: QuadState,
-    last: [f32; 4],
+    history: fclink::learned::History,
     /// Time integral of the position error (m·s), clamped.
     integral: [f32; 3],
     steps: usize,
@@ -489,7 +504,7 @@ impl QuadHoverEnv {
             hover_action: 0.0,
             vehicle: first,
             state: QuadState::at_rest([0.0; 3]),
-            last: [0.0; 4],
+            history: [[0.0; 4]; fclink::learned::HISTORY],
             integral: [0.0; 3],
             steps: 0,
             dt,
@@ -554,7 +569,7 @@ impl QuadHoverEnv {
             rates,
             rpm: [hover; 4],
         };
-        self.last = [self.hover_action; 4];
+        self.history = [[self.hover_action; 4]; fclink::learned::HISTORY];
         self.integral = [0.0; 3];
         self.steps = 0;
         Ok(())
@@ -565,7 +580,7 @@ impl QuadHoverEnv {
         out[..OBS_DIM].copy_from_slice(&fclink::learned::observation(
             &self.state,
             &[0.0; 3],
-            &self.last,
+            &self.history,
             &self.integral,
         ));
     }
@@ -594,8 +609,8 @@ impl QuadHoverEnv {
         for _ in 0..self.cfg.task.substeps {
             quad_step(&self.vehicle, &mut self.state, &action, h);
         }
-        let prev = self.last;
-        self.last = action;
+        let prev = self.history[0];
+        fclink::learned::remember(&mut self.history, action);
         fclink::learned::integrate(&mut self.integral, &self.state.position, self.dt);
         self.steps += 1;
         let terminated = !self.state.is_finite() || self.out_of_bounds();
@@ -753,14 +768,14 @@ mod tests {
             }
             e.observe_into(&mut after);
             assert_eq!(
-                reward_of(&e.cfg.reward, &after, &before[18..22], h),
+                reward_of(&e.cfg.reward, &after, &before[NEWEST], h),
                 r,
                 "step {k}"
             );
             let mut calm = e.cfg.reward;
             calm.smooth = 0.0;
             assert!(
-                k == 0 || reward_of(&calm, &after, &before[18..22], h) > r,
+                k == 0 || reward_of(&calm, &after, &before[NEWEST], h) > r,
                 "step {k}: the changing motors cost something"
             );
         }

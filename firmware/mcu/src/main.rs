@@ -11,8 +11,11 @@
 //!
 //! Board: ARM MPS2 with the AN386 image (Cortex-M4F, 25 MHz), which
 //! `qemu-system-arm -M mps2-an386` models; UART0 is its CMSDK APB UART. The
-//! board has no IMU, so the vehicle is `fclink::plant` (a kinematic stand-in);
-//! on a real flight controller the sensor drivers replace it.
+//! board has no IMU, so the vehicle is simulated: `fclink::plant` (a
+//! kinematic stand-in) or, built with a learned policy (`FC_POLICY`, see
+//! build.rs), the rigid-body quadrotor of `fclink::quad` flown by the learned
+//! motor-level controller (`fclink::learned`); on a real flight controller
+//! the sensor drivers replace the simulation.
 #![no_std]
 #![no_main]
 
@@ -29,6 +32,22 @@ const SYSCLK_HZ: u32 = 25_000_000;
 const BAUD: u32 = 115_200;
 
 include!(concat!(env!("OUT_DIR"), "/settings.rs"));
+// `POLICY`: the learned policy compiled in (`FC_POLICY`, see build.rs), if any.
+include!(concat!(env!("OUT_DIR"), "/policy.rs"));
+
+/// The firmware: with the learned controller flying the rigid-body model when
+/// a policy is compiled in (build.rs checked its shape; a table that still
+/// failed would leave the cascaded stand-in flying), else the stand-in.
+fn firmware() -> Firmware {
+    if let Some((sizes, params)) = POLICY
+        && let Ok(policy) = fclink::policy::Policy::new(sizes, params)
+        && let Ok(fw) =
+            Firmware::with_learned(SETTINGS, policy, fclink::quad::QuadParams::CRAZYFLIE)
+    {
+        return fw;
+    }
+    Firmware::new(SETTINGS)
+}
 
 /// Milliseconds since boot, advanced by the SysTick exception.
 static MILLIS: AtomicU32 = AtomicU32::new(0);
@@ -268,7 +287,7 @@ fn main() -> ! {
     core.SYST.enable_interrupt();
     core.SYST.enable_counter();
 
-    let mut fw = Firmware::new(SETTINGS);
+    let mut fw = firmware();
     let cause = take_cause();
     if cause == CAUSE_WATCHDOG || cause == CAUSE_PANIC {
         fw.note_reset();

@@ -11,14 +11,17 @@ use std::time::{Duration, Instant};
 /// The shipped settings, shortened: a few thousand steps, small batches.
 fn short_config(dir: &Path, max_steps: usize) -> std::path::PathBuf {
     let text = rl::quadrotor::DEFAULT_FILE
-        .replace("batch = 256", "batch = 32")
+        .replace("batch = 64 ", "batch = 32 ")
         .replace("warmup = 5000", "warmup = 300")
-        .replace("max_steps = 300000", &format!("max_steps = {max_steps}"))
+        .replace("max_steps = 600000", &format!("max_steps = {max_steps}"))
         .replace("vehicles = 1000", "vehicles = 20")
-        .replace("eval_every = 5000", "eval_every = 500")
+        .replace("eval_every = 2500", "eval_every = 500")
         .replace("vehicles = 16", "vehicles = 3");
     assert!(
-        text.contains("batch = 32") && text.contains("vehicles = 3"),
+        text.contains("batch = 32 ")
+            && text.contains("vehicles = 3")
+            && text.contains("eval_every = 500")
+            && !text.contains("max_steps = 600000"),
         "the test edits the shipped file"
     );
     let p = dir.join("fly.toml");
@@ -81,7 +84,7 @@ fn learn_to_fly_writes_a_firmware_table_per_seed_and_refuses_bad_settings() {
     let bad = dir.join("bad.toml");
     std::fs::write(
         &bad,
-        rl::quadrotor::DEFAULT_FILE.replace("batch = 256", "batch = 0"),
+        rl::quadrotor::DEFAULT_FILE.replace("batch = 64 ", "batch = 0 "),
     )
     .unwrap();
     let o = Command::new(workspace_bin("agent"))
@@ -129,4 +132,119 @@ fn learn_to_fly_stops_on_ctrl_c_with_the_policy_it_has() {
     );
     let summary = std::fs::read_to_string(out.join("summary.csv")).expect("summary written");
     assert_eq!(summary.lines().count(), 2, "{summary}");
+}
+
+/// Wall-clock bound for liveness only; what the flight test checks is read on
+/// the firmware's clock (telemetry's uptime): a loaded host runs the emulated
+/// MCU slower than real time.
+const LIVENESS: Duration = Duration::from_secs(30);
+
+fn velocity(forward: f32, up: f32) -> fclink::ToFc {
+    fclink::ToFc::Setpoint(fclink::Setpoint::Velocity {
+        forward,
+        left: 0.0,
+        up,
+        yaw_rate: 0.0,
+    })
+}
+
+fn distance(a: [f32; 3], b: [f32; 3]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt()
+}
+
+/// Stream `sp` every 20 ms (host time) until `until` says stop on a report;
+/// returns the reports seen. Liveness: every report within [`LIVENESS`].
+fn stream_until(
+    link: &fc::Link,
+    sp: fclink::ToFc,
+    mut until: impl FnMut(&fclink::Telemetry) -> bool,
+) -> Vec<fclink::Telemetry> {
+    let mut seen = Vec::new();
+    let mut last = Instant::now();
+    let mut sent = Instant::now() - Duration::from_secs(1);
+    loop {
+        if sent.elapsed() >= Duration::from_millis(20) {
+            link.send(sp);
+            sent = Instant::now();
+        }
+        match link.events().recv_timeout(Duration::from_millis(5)) {
+            Ok(fc::Event::Telemetry { telemetry: t, .. }) => {
+                last = Instant::now();
+                assert_eq!(t.state, fclink::FcState::Armed, "left armed flight: {t:?}");
+                seen.push(t);
+                if until(&t) {
+                    return seen;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => assert!(last.elapsed() < LIVENESS, "no telemetry for {LIVENESS:?}"),
+        }
+    }
+}
+
+/// The policy shipped in `firmware/policies/` (trained by `agent
+/// learn-to-fly`) compiled into the Cortex-M4F firmware (`FC_POLICY`) and
+/// run under QEMU, flying the firmware's rigid-body quadrotor model: armed
+/// on the ground, it climbs to 1 m on velocity setpoints over the serial
+/// link, then — after 5 s to settle, read on the firmware's clock — holds
+/// within 0.1 m of its target for 30 s, and after a 0.5 m step of the target
+/// (forward setpoints) is back within 0.1 m over the last second of 5 s.
+#[test]
+fn firmware_flies_the_learned_policy() {
+    e2e_tests::require_qemu();
+    let image = e2e_tests::firmware_image_learned();
+    let qemu = fc::qemu::Qemu::spawn(&image).expect("QEMU boots the firmware");
+    let link = fc::Link::open(fc::LinkConfig::new(qemu.device())).expect("open the UART's pty");
+    assert_eq!(
+        link.command(fclink::ToFc::Arm, LIVENESS).unwrap(),
+        fclink::AckStatus::Accepted
+    );
+    // Climb at 0.5 m/s until the target is 1 m up.
+    let climb = stream_until(&link, velocity(0.0, 0.5), |t| t.target[2] >= 1.0);
+    let start = climb.last().map_or(0, |t| t.uptime_ms);
+    let since = |t: &fclink::Telemetry| t.uptime_ms.wrapping_sub(start);
+    // Settle 5 s, then hold 30 s.
+    stream_until(&link, velocity(0.0, 0.0), |t| since(t) >= 5_000);
+    let hold = stream_until(&link, velocity(0.0, 0.0), |t| since(t) >= 35_000);
+    assert!(hold.len() >= 300, "{} reports in 30 s", hold.len());
+    let worst = hold
+        .iter()
+        .map(|t| distance(t.position, t.target))
+        .fold(0.0f32, f32::max);
+    let airborne = hold.iter().all(|t| t.position[2] > 0.5);
+    assert!(
+        worst <= 0.1 && airborne,
+        "30 s hover: up to {worst:.3} m from the target (airborne throughout: {airborne})"
+    );
+    // A 0.5 m step of the target: forward at 1 m/s, stopped when the
+    // autopilot's deceleration (its acceleration limit) will carry it the
+    // rest of the 0.5 m.
+    let (v, a) = (1.0f32, fclink::Config::MULTIROTOR.limits.max_accel);
+    let before = hold.last().map_or([0.0; 3], |t| t.target);
+    let step = stream_until(&link, velocity(v, 0.0), |t| {
+        distance(t.target, before) >= 0.5 - v * v / (2.0 * a)
+    });
+    let stepped = step.last().map_or(0, |t| t.uptime_ms);
+    let after = stream_until(&link, velocity(0.0, 0.0), |t| {
+        t.uptime_ms.wrapping_sub(stepped) >= 5_000
+    });
+    let last_second: Vec<f32> = after
+        .iter()
+        .filter(|t| t.uptime_ms.wrapping_sub(stepped) >= 4_000)
+        .map(|t| distance(t.position, t.target))
+        .collect();
+    assert!(last_second.len() >= 10, "{} reports", last_second.len());
+    let moved = distance(after.last().unwrap().target, before);
+    assert!((0.45..0.65).contains(&moved), "the target moved {moved} m");
+    let off = last_second.iter().copied().fold(0.0f32, f32::max);
+    assert!(
+        off <= 0.1,
+        "{off:.3} m from the stepped target over the last second of 5 s"
+    );
+    drop(link);
+    drop(qemu);
 }

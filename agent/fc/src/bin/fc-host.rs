@@ -31,6 +31,11 @@ struct Args {
     /// Multirotor failsafe: hover this long before landing (ms).
     #[arg(long, default_value_t = Config::MULTIROTOR.hover_ms)]
     hover_ms: u32,
+    /// Fly the learned position controller: this weight table (`agent
+    /// learn-to-fly` writes them; firmware/policies/ ships one) on the
+    /// rigid-body quadrotor model, instead of the kinematic stand-in.
+    #[arg(long)]
+    policy: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,8 +57,35 @@ fn main() -> anyhow::Result<()> {
         let _ = stop_tx.try_send(());
     })
     .context("cannot install the Ctrl-C handler")?;
-    let fc = fc::HostFc::start(cfg, Some(&args.link))
-        .with_context(|| format!("cannot serve the link at {}", args.link.display()))?;
+    let fc = match &args.policy {
+        None => fc::HostFc::start(cfg, Some(&args.link)),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the policy {}", path.display()))?;
+            let mut sizes = [0usize; fclink::policy::MAX_LAYERS];
+            let mut params = vec![0.0f32; text.lines().count()];
+            let (layers, n) =
+                fclink::policy::parse_table(&text, &mut sizes, &mut params).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: not a weight table the firmware flies ({e:?})",
+                        path.display()
+                    )
+                })?;
+            params.truncate(n);
+            // The firmware holds the policy for the life of the process.
+            let sizes: &'static [usize] = Vec::leak(sizes[..layers].to_vec());
+            let params: &'static [f32] = Vec::leak(params);
+            let policy = fclink::policy::Policy::new(sizes, params)
+                .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
+            fc::HostFc::start_learned(
+                cfg,
+                Some(&args.link),
+                policy,
+                fclink::quad::QuadParams::CRAZYFLIE,
+            )
+        }
+    }
+    .with_context(|| format!("cannot serve the link at {}", args.link.display()))?;
     println!("fc-host: serial device {}", fc.device().display());
     let mut last = fc.state();
     loop {
