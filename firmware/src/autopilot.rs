@@ -535,6 +535,7 @@ impl Autopilot {
             setpoint_age_ms: (now_ms.wrapping_sub(self.last_setpoint_ms) as i32).max(0) as u32,
             rx_errors: self.rx_errors,
             stale_setpoints: self.stale_setpoints,
+            policy_cycles: 0,
         }
     }
 }

@@ -273,6 +273,10 @@ pub struct LearnedFlight<'a> {
     /// World acceleration of the last step (m/s²).
     accel: [f32; 3],
     battery_mv: f32,
+    /// The MCU's cycle counter, when it has one to read.
+    clock: Option<fn() -> u32>,
+    /// Cycles of the last controller step (0 unmeasured).
+    policy_cycles: u32,
 }
 
 impl<'a> LearnedFlight<'a> {
@@ -291,7 +295,30 @@ impl<'a> LearnedFlight<'a> {
             dt,
             accel: [0.0; 3],
             battery_mv: BATTERY_FULL_MV,
+            clock: None,
+            policy_cycles: 0,
         })
+    }
+
+    /// Time each controller step on `clock` (a free-running cycle counter).
+    pub fn set_clock(&mut self, clock: fn() -> u32) {
+        self.clock = Some(clock);
+    }
+
+    /// Cycles of the last controller step (its observation and forward
+    /// pass) on the clock of [`LearnedFlight::set_clock`]; 0 unmeasured.
+    pub fn policy_cycles(&self) -> u32 {
+        self.policy_cycles
+    }
+
+    /// A controller step, timed when there is a clock.
+    fn control(&mut self) -> [f32; MOTORS] {
+        let start = self.clock.map(|c| c());
+        let out = self.controller.step(&self.state);
+        if let (Some(c), Some(t0)) = (self.clock, start) {
+            self.policy_cycles = c().wrapping_sub(t0);
+        }
+        out
     }
 
     /// The vehicle's state.
@@ -337,10 +364,10 @@ impl<'a> LearnedFlight<'a> {
                         velocity[2],
                     ];
                     self.controller.move_target(world, self.dt);
-                    self.controller.step(&self.state)
+                    self.control()
                 }
             }
-            Demand::Attitude { .. } => self.controller.step(&self.state),
+            Demand::Attitude { .. } => self.control(),
             Demand::Motors(m) => m.map(|v| {
                 if v.is_finite() {
                     2.0 * v.clamp(0.0, 1.0) - 1.0

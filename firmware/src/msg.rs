@@ -187,6 +187,10 @@ pub struct Telemetry {
     pub rx_errors: u32,
     /// Setpoints refused as replays or duplicates since boot.
     pub stale_setpoints: u32,
+    /// Core clock cycles of the learned controller's last step (its
+    /// observation and forward pass), read on the MCU's own clock; 0 without
+    /// a learned controller or a clock to read.
+    pub policy_cycles: u32,
 }
 
 /// Flight controller → agent.

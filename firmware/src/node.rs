@@ -78,6 +78,14 @@ impl Firmware {
         Ok(fw)
     }
 
+    /// Time the learned controller's steps on `clock`, the MCU's free-running
+    /// cycle counter; telemetry reports the last step's cycles.
+    pub fn set_cycle_clock(&mut self, clock: fn() -> u32) {
+        if let Sim::Learned(l) = &mut self.plant {
+            l.set_clock(clock);
+        }
+    }
+
     /// Whether the learned controller flies the vehicle.
     pub fn is_learned(&self) -> bool {
         matches!(self.plant, Sim::Learned(_))
@@ -143,7 +151,10 @@ impl Firmware {
             }
         }
         if now_ms.wrapping_sub(self.next_telemetry_ms) as i32 >= 0 {
-            let t = self.autopilot.telemetry(now_ms, &self.plant.sensors());
+            let mut t = self.autopilot.telemetry(now_ms, &self.plant.sensors());
+            if let Sim::Learned(l) = &self.plant {
+                t.policy_cycles = l.policy_cycles();
+            }
             self.send(&FromFc::Telemetry(t), tx);
             self.next_telemetry_ms = now_ms.wrapping_add(cfg.telemetry_period_ms);
         }

@@ -50,8 +50,7 @@ pub fn cos(x: f32) -> f32 {
 /// atan(x) for |x| ≤ 1 (a minimax-style odd polynomial, error below 1e-5).
 fn atan_unit(x: f32) -> f32 {
     let x2 = x * x;
-    x * (0.999_866
-        + x2 * (-0.330_299_5 + x2 * (0.180_141 + x2 * (-0.085_133 + x2 * 0.020_835_1))))
+    x * (0.999_866 + x2 * (-0.330_299_5 + x2 * (0.180_141 + x2 * (-0.085_133 + x2 * 0.020_835_1))))
 }
 
 /// atan2(y, x) in [−π, π] (0 for the origin, NaN for a NaN input).

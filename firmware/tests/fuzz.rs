@@ -81,7 +81,7 @@ fn any_from_fc() -> impl Strategy<Value = FromFc> {
             any::<u32>(),
             any::<u32>(),
         ),
-        (any::<[f32; 3]>(), any::<[f32; 3]>()),
+        (any::<[f32; 3]>(), any::<[f32; 3]>(), any::<u32>()),
     )
         .prop_map(
             |(
@@ -96,7 +96,7 @@ fn any_from_fc() -> impl Strategy<Value = FromFc> {
                     rx_errors,
                     stale_setpoints,
                 ),
-                (position, target),
+                (position, target, policy_cycles),
             )| {
                 FromFc::Telemetry(Telemetry {
                     uptime_ms,
@@ -114,6 +114,7 @@ fn any_from_fc() -> impl Strategy<Value = FromFc> {
                     setpoint_age_ms,
                     rx_errors,
                     stale_setpoints,
+                    policy_cycles,
                 })
             },
         );
@@ -318,6 +319,7 @@ fn the_largest_report_fits_a_frame() {
         setpoint_age_ms: u32::MAX,
         rx_errors: u32::MAX,
         stale_setpoints: u32::MAX,
+        policy_cycles: u32::MAX,
     };
     let mut buf = [0u8; MAX_WIRE];
     assert!(frame::encode(u16::MAX, &FromFc::Telemetry(t), &mut buf).is_ok());

@@ -32,6 +32,24 @@ pub enum QemuError {
 impl Qemu {
     /// Boots `image` (the firmware ELF) and waits for QEMU to name the pty of UART0.
     pub fn spawn(image: &Path) -> Result<Qemu, QemuError> {
+        // Virtual time from the instructions the guest executes (adapted to
+        // track real time on average): a host too busy to run QEMU for a
+        // while stalls the guest's clocks with it, so neither the firmware's
+        // setpoint watchdog nor its hardware watchdog fires because of the
+        // host's load (seen in CI without it: a hardware-watchdog reset
+        // mid-test).
+        Self::spawn_icount(image, "shift=auto")
+    }
+
+    /// Boots `image` with one virtual nanosecond per instruction (`-icount
+    /// shift=0`): the firmware's clocks then count instructions (its 25 MHz
+    /// SysTick one cycle per 40), which makes a cost measured on them an
+    /// instruction count. The guest's clock runs slower than real time.
+    pub fn spawn_counting(image: &Path) -> Result<Qemu, QemuError> {
+        Self::spawn_icount(image, "shift=0")
+    }
+
+    fn spawn_icount(image: &Path, icount: &str) -> Result<Qemu, QemuError> {
         if !image.is_file() {
             return Err(QemuError::NoImage(image.to_path_buf()));
         }
@@ -39,14 +57,8 @@ impl Qemu {
             .args([
                 "-M",
                 "mps2-an386",
-                // Virtual time from the instructions the guest executes
-                // (adapted to track real time on average): a host too busy to
-                // run QEMU for a while stalls the guest's clocks with it, so
-                // neither the firmware's setpoint watchdog nor its hardware
-                // watchdog fires because of the host's load (seen in CI
-                // without it: a hardware-watchdog reset mid-test).
                 "-icount",
-                "shift=auto",
+                icount,
                 "-display",
                 "none",
                 "-monitor",

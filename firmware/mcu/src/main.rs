@@ -52,6 +52,22 @@ fn firmware() -> Firmware {
 /// Milliseconds since boot, advanced by the SysTick exception.
 static MILLIS: AtomicU32 = AtomicU32::new(0);
 
+/// A free-running count of core clock cycles since boot (wraps after 171 s
+/// at 25 MHz; differences stay right across the wrap): the millisecond count
+/// and the SysTick counter's progress through the current millisecond.
+fn cycles() -> u32 {
+    loop {
+        let ms = MILLIS.load(Ordering::Relaxed);
+        let left = cortex_m::peripheral::SYST::get_current();
+        // A tick between the two reads: read again.
+        if MILLIS.load(Ordering::Relaxed) == ms {
+            return ms
+                .wrapping_mul(SYSCLK_HZ / 1000)
+                .wrapping_add(SYSCLK_HZ / 1000 - 1 - left);
+        }
+    }
+}
+
 #[exception]
 fn SysTick() {
     MILLIS.fetch_add(1, Ordering::Relaxed);
@@ -288,6 +304,7 @@ fn main() -> ! {
     core.SYST.enable_counter();
 
     let mut fw = firmware();
+    fw.set_cycle_clock(cycles);
     let cause = take_cause();
     if cause == CAUSE_WATCHDOG || cause == CAUSE_PANIC {
         fw.note_reset();

@@ -193,11 +193,15 @@ fn stream_until(
 /// link, then — after 5 s to settle, read on the firmware's clock — holds
 /// within 0.1 m of its target for 30 s, and after a 0.5 m step of the target
 /// (forward setpoints) is back within 0.1 m over the last second of 5 s.
+/// QEMU runs one virtual nanosecond per instruction (`-icount shift=0`): the
+/// guest's clock then runs at about half of real time on this host and
+/// stops when QEMU does, so a loaded host that holds up the test's setpoint
+/// stream for a moment does not trip the (rightful) failsafe.
 #[test]
 fn firmware_flies_the_learned_policy() {
     e2e_tests::require_qemu();
     let image = e2e_tests::firmware_image_learned();
-    let qemu = fc::qemu::Qemu::spawn(&image).expect("QEMU boots the firmware");
+    let qemu = fc::qemu::Qemu::spawn_counting(&image).expect("QEMU boots the firmware");
     let link = fc::Link::open(fc::LinkConfig::new(qemu.device())).expect("open the UART's pty");
     assert_eq!(
         link.command(fclink::ToFc::Arm, LIVENESS).unwrap(),
@@ -247,4 +251,35 @@ fn firmware_flies_the_learned_policy() {
     );
     drop(link);
     drop(qemu);
+}
+
+/// `fc-bench --policy-cost` reads the learned controller's cost per step
+/// from the firmware under QEMU (one instruction per virtual nanosecond, so
+/// the firmware's clock counts instructions): a count is printed, and it is
+/// at least the forward pass's multiply-adds (one instruction each at best).
+#[test]
+fn fc_bench_counts_the_learned_controllers_instructions() {
+    e2e_tests::require_qemu();
+    let image = e2e_tests::firmware_image_learned();
+    let o = Command::new(workspace_bin("fc-bench"))
+        .arg("--qemu")
+        .arg(&image)
+        .args(["--policy-cost", "--count", "20"])
+        .output()
+        .expect("fc-bench runs");
+    let s = said(&o);
+    assert!(o.status.success(), "{s}");
+    let p50: f64 = s
+        .split("p50 ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no p50 in {s}"));
+    let text = std::fs::read_to_string(e2e_tests::shipped_policy()).expect("shipped policy");
+    let net = rl::l2f::parse_weight_table(&text, "shipped").expect("table");
+    let macs: usize = net.sizes().windows(2).map(|w| w[0] * w[1]).sum();
+    assert!(
+        p50 >= macs as f64 && p50 < 1e6,
+        "{p50} instructions for {macs} multiply-adds: {s}"
+    );
 }
