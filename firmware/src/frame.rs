@@ -12,7 +12,7 @@ use crate::cobs;
 use crate::crc::crc32c;
 
 /// Wire version; a frame of another version is refused, not guessed at.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 /// Largest unstuffed frame (version + seq + body + crc), bytes.
 pub const MAX_FRAME: usize = 128;

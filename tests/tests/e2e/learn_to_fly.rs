@@ -245,6 +245,9 @@ fn firmware_flies_the_learned_policy() {
     let moved = distance(after.last().unwrap().target, before);
     assert!((0.45..0.65).contains(&moved), "the target moved {moved} m");
     let off = last_second.iter().copied().fold(0.0f32, f32::max);
+    println!(
+        "firmware under QEMU: 30 s hover within {worst:.3} m of the target; after a {moved:.2} m step, within {off:.3} m over the last second of 5 s"
+    );
     assert!(
         off <= 0.1,
         "{off:.3} m from the stepped target over the last second of 5 s"
