@@ -564,6 +564,102 @@ mod tests {
         assert!(f.sensors().on_ground && f.sensors().velocity[2].abs() < 1e-3);
     }
 
+    /// The autopilot's failsafe wraps the learned controller as it wraps the
+    /// cascaded one: the agent goes quiet, the vehicle hovers on its target
+    /// for the hover time, descends, lands and is disarmed.
+    #[test]
+    fn the_failsafe_hovers_lands_and_disarms_the_learned_controller() {
+        use crate::autopilot::{Autopilot, Config};
+        use crate::frame::Frame;
+        use crate::msg::{AckStatus, FcState, FromFc, Setpoint, ToFc};
+        let (sizes, layers, params) = shipped();
+        let pol = Policy::new(&sizes[..layers], &params).unwrap();
+        let cfg = Config::MULTIROTOR;
+        let mut ap = Autopilot::new(cfg);
+        let mut f = LearnedFlight::new(pol, QuadParams::CRAZYFLIE, 0.01).unwrap();
+        let arm = ap.handle(
+            0,
+            &Frame {
+                seq: 1,
+                msg: ToFc::Arm,
+            },
+            &f.sensors(),
+        );
+        assert!(matches!(
+            arm,
+            Some(FromFc::Ack {
+                status: AckStatus::Accepted,
+                ..
+            })
+        ));
+        let climb = ToFc::Setpoint(Setpoint::Velocity {
+            forward: 0.0,
+            left: 0.0,
+            up: 0.5,
+            yaw_rate: 0.0,
+        });
+        let hold = ToFc::Setpoint(Setpoint::Velocity {
+            forward: 0.0,
+            left: 0.0,
+            up: 0.0,
+            yaw_rate: 0.0,
+        });
+        let (mut t, mut seq) = (0u32, 2u16);
+        let mut states = std::vec::Vec::new();
+        let (mut hover_worst, mut touchdown) = (0.0f32, None);
+        while t < 30_000 {
+            let sp = match t {
+                0..2000 => Some(climb),
+                2000..5000 => Some(hold),
+                _ => None,
+            };
+            if let Some(sp) = sp
+                && t.is_multiple_of(20)
+            {
+                ap.handle(t, &Frame { seq, msg: sp }, &f.sensors());
+                seq += 1;
+            }
+            let d = ap.tick(t, &f.sensors());
+            let was_airborne = !f.sensors().on_ground;
+            let vz = f.state().velocity[2];
+            f.step(&d);
+            let s = f.sensors();
+            if ap.state() == FcState::FailsafeHover {
+                let e = crate::quad::sqrt(
+                    s.position
+                        .iter()
+                        .zip(s.target)
+                        .map(|(p, q)| (p - q) * (p - q))
+                        .sum(),
+                );
+                hover_worst = hover_worst.max(e);
+            }
+            if was_airborne && s.on_ground && touchdown.is_none() {
+                touchdown = Some((t, vz));
+            }
+            if states.last() != Some(&ap.state()) {
+                states.push(ap.state());
+            }
+            t += 10;
+        }
+        assert_eq!(
+            states,
+            [
+                FcState::Armed,
+                FcState::FailsafeHover,
+                FcState::FailsafeLand,
+                FcState::Disarmed
+            ]
+        );
+        assert!(hover_worst <= 0.1, "hovered up to {hover_worst} m off");
+        let (at, vz) = touchdown.expect("landed");
+        std::println!(
+            "failsafe hover within {hover_worst:.3} m; touchdown at {at} ms, {vz:.2} m/s"
+        );
+        assert!(vz.abs() < 1.0, "touched down at {vz} m/s (t = {at} ms)");
+        assert!(f.sensors().on_ground);
+    }
+
     #[test]
     fn a_vehicle_that_cannot_hover_or_a_wrong_policy_is_refused() {
         let (sizes, p) = constant(0.0);

@@ -740,6 +740,35 @@ pub fn fly_on_firmware(
     })
 }
 
+/// The device checkpoints pass through (the CPU: a few kilobytes).
+fn checkpoint_device() -> burn::tensor::Device {
+    // burn 0.22 marks ndarray deprecated in favour of `flex`; the project
+    // keeps ndarray as its CPU backend (see `mlp::init_device`).
+    #[allow(deprecated)]
+    burn::tensor::Device::ndarray()
+}
+
+/// Write `actor` as a burnpack checkpoint (`rl::mlp::Mlp`, the layers of
+/// the weight table; the output's `tanh` is the reader's, as in the table):
+/// what burn-based tools load, on any device.
+pub fn save_checkpoint(actor: &Net, path: &std::path::Path) -> Result<(), RlError> {
+    let device = checkpoint_device();
+    let mlp = crate::mlp::Mlp::from_weights(actor.sizes(), &actor.params, &device)
+        .ok_or_else(|| RlError::Config("the actor's sizes do not match its parameters".into()))?;
+    crate::learner::save_module(&mlp, path)
+}
+
+/// Read a checkpoint [`save_checkpoint`] wrote for a network of `sizes`.
+pub fn load_checkpoint(path: &std::path::Path, sizes: &[usize]) -> Result<Net, RlError> {
+    let device = checkpoint_device();
+    let shape = crate::mlp::Mlp::seeded(sizes, &device, 0);
+    let mlp = crate::learner::load_module(shape, path)?;
+    Net::from_params(sizes, Output::Tanh, mlp.weights()).ok_or_else(|| RlError::Checkpoint {
+        path: path.display().to_string(),
+        reason: format!("not a network of sizes {sizes:?}"),
+    })
+}
+
 /// First line of a weight table.
 pub const TABLE_HEADER: &str = fclink::policy::TABLE_HEADER;
 
@@ -916,6 +945,38 @@ mod tests {
         for c in 0..2 {
             assert!(diff(&fast.critics[c].net, &portable.critics[c].net) < 1e-4);
         }
+    }
+
+    #[test]
+    fn the_checkpoint_holds_the_table_and_burn_computes_the_same_actions() {
+        let actor = Net::new(&[OBS_DIM, 16, 16, ACT_DIM], Output::Tanh, 9, 1.0);
+        let dir = std::env::temp_dir().join(format!("l2f-ckpt-{}", std::process::id()));
+        let path = dir.join("policy.bpk");
+        save_checkpoint(&actor, &path).unwrap();
+        let back = load_checkpoint(&path, actor.sizes()).unwrap();
+        assert_eq!(back.params, actor.params);
+        // burn's forward pass and tanh against the hand-fused one.
+        let device = crate::cpu();
+        let mlp = crate::mlp::Mlp::from_weights(actor.sizes(), &actor.params, &device).unwrap();
+        let mut rng = Rng::new(3);
+        let x: Vec<f32> = (0..OBS_DIM * 5)
+            .map(|_| rng.range(-1.0, 1.0) as f32)
+            .collect();
+        let ours = actor.forward(&x, 5, &mut Workspace::default()).to_vec();
+        let theirs = crate::mlp::values(
+            mlp.forward(crate::mlp::matrix(x, 5, OBS_DIM, &device))
+                .tanh(),
+        );
+        let worst = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "{worst}");
+        // A checkpoint of other sizes is refused, naming the file.
+        let e = load_checkpoint(&path, &[OBS_DIM, 8, ACT_DIM]).unwrap_err();
+        assert!(e.to_string().contains("policy.bpk"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

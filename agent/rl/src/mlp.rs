@@ -139,6 +139,52 @@ impl Mlp {
     }
 }
 
+impl Mlp {
+    /// A network of `sizes` from flat parameters: per layer, the weights
+    /// input-major (`w[input][output]`, burn's `Linear` layout) then the
+    /// bias. None if the count does not match.
+    pub fn from_weights(sizes: &[usize], params: &[f32], device: &Device) -> Option<Self> {
+        let need: usize = sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+        if sizes.len() < 2 || params.len() != need {
+            return None;
+        }
+        let mut at = 0;
+        let layers = sizes
+            .windows(2)
+            .map(|w| {
+                let (i, o) = (w[0], w[1]);
+                let weight = matrix(params[at..at + i * o].to_vec(), i, o, device);
+                let bias = Tensor::<1>::from_data(
+                    TensorData::new(params[at + i * o..at + i * o + o].to_vec(), [o]),
+                    device,
+                );
+                at += i * o + o;
+                Linear {
+                    weight: Param::from_tensor(weight),
+                    bias: Some(Param::from_tensor(bias)),
+                }
+            })
+            .collect();
+        Some(Self {
+            layers,
+            act: Relu::new(),
+        })
+    }
+
+    /// The flat parameters in [`Mlp::from_weights`]' order.
+    pub fn weights(&self) -> Vec<f32> {
+        let mut out = Vec::new();
+        for l in &self.layers {
+            out.extend(values(l.weight.val()));
+            match &l.bias {
+                Some(b) => out.extend(values(b.val())),
+                None => out.extend(std::iter::repeat_n(0.0, l.weight.dims()[1])),
+            }
+        }
+        out
+    }
+}
+
 /// Layer widths `input -> hidden... -> output`, as [`Mlp::seeded`] takes them.
 pub fn layer_sizes(input: usize, hidden: &[usize], output: usize) -> Vec<usize> {
     let mut s = vec![input];

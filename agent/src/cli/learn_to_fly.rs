@@ -35,7 +35,8 @@ pub(crate) struct LearnToFlyArgs {
     #[arg(long, default_value_t = 2, value_parser = count(1, 2))]
     threads: usize,
     /// Where each seed's policy goes: DIR/seed-N/policy.txt (the weight
-    /// table the firmware's forward pass reads) and DIR/summary.csv.
+    /// table the firmware compiles in), DIR/seed-N/policy.bpk (the same
+    /// layers as a burnpack checkpoint) and DIR/summary.csv.
     #[arg(long, default_value = "out/learn-to-fly")]
     out: PathBuf,
 }
@@ -168,6 +169,7 @@ pub(crate) fn learn_to_fly(a: LearnToFlyArgs, stop: Arc<AtomicBool>) -> Result<(
         let table = dir.join("policy.txt");
         std::fs::write(&table, l2f::weight_table(&out.actor))
             .with_context(|| format!("cannot write {}", table.display()))?;
+        l2f::save_checkpoint(&out.actor, &dir.join("policy.bpk"))?;
         let train_rate = out.steps as f64 / (out.elapsed - out.eval_time).as_secs_f64().max(1e-9);
         rates.push(train_rate);
         match out.time_to_fly {

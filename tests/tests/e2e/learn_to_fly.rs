@@ -35,6 +35,10 @@ fn check_table(path: &Path) {
     let text = std::fs::read_to_string(path).expect("policy table written");
     let net =
         rl::l2f::parse_weight_table(&text, &path.display().to_string()).expect("table parses");
+    // The burnpack checkpoint beside it holds the same network.
+    let ckpt = path.with_file_name("policy.bpk");
+    let back = rl::l2f::load_checkpoint(&ckpt, net.sizes()).expect("checkpoint beside the table");
+    assert_eq!(back.params, net.params, "{}", ckpt.display());
     let fw = fclink::policy::Policy::new(net.sizes(), &net.params).expect("firmware accepts it");
     let mut obs = [0.0f32; rl::quadrotor::OBS_DIM];
     obs[3] = 1.0;
