@@ -278,29 +278,21 @@ pub(crate) fn learn_to_fly(a: LearnToFlyArgs, stop: Arc<AtomicBool>) -> Result<(
     let flew = times.len();
     let ran = rows.len();
     // The median over every seed that ran, a seed that did not fly counted
-    // as slower than any that did: defined when more than half flew.
-    match median(times.clone()) {
-        Some(m) if flew == ran => {
+    // as slower than any that did: finite when more than half flew.
+    let mut all = times;
+    all.resize(ran, f64::INFINITY);
+    match median(all) {
+        None => println!("no seed ran"),
+        Some(m) if m.is_finite() && flew == ran => {
             println!("median wall time to fly: {m:.1} s over {flew} seeds (all flew)")
         }
-        Some(_) if 2 * flew > ran => {
-            times.sort_by(f64::total_cmp);
-            let m = if ran % 2 == 1 {
-                times[ran / 2]
-            } else if ran / 2 < flew {
-                0.5 * (times[ran / 2 - 1] + times[ran / 2])
-            } else {
-                f64::INFINITY
-            };
-            println!(
-                "{flew} of {ran} seeds flew; median wall time to fly over all {ran}: {m:.1} s (a seed that did not fly counts as slower than any that did)"
-            )
-        }
+        Some(m) if m.is_finite() => println!(
+            "{flew} of {ran} seeds flew; median wall time to fly over all {ran}: {m:.1} s (a seed that did not fly counts as slower than any that did)"
+        ),
         Some(_) => println!(
-            "{flew} of {ran} seeds flew: no median wall time (fewer than half flew within {} steps)",
+            "{flew} of {ran} seeds flew: no median wall time (half or more did not fly within {} steps)",
             cfg.train.max_steps
         ),
-        None => println!("no seed flew within {} steps", cfg.train.max_steps),
     }
     Ok(())
 }
