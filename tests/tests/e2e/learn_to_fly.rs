@@ -211,6 +211,21 @@ fn firmware_flies_the_learned_policy() {
         link.command(fclink::ToFc::Arm, LIVENESS).unwrap(),
         fclink::AckStatus::Accepted
     );
+    // Reports sent before the arming may still be queued: skip to the first
+    // armed one (a report a few ms of the firmware's time away; setpoints must
+    // follow the arming within its watchdog time).
+    let began = Instant::now();
+    loop {
+        match link.events().recv_timeout(Duration::from_millis(100)) {
+            Ok(fc::Event::Telemetry { telemetry: t, .. }) if t.state == fclink::FcState::Armed => {
+                break;
+            }
+            _ => assert!(
+                began.elapsed() < LIVENESS,
+                "no armed report for {LIVENESS:?}"
+            ),
+        }
+    }
     // Climb at 0.5 m/s until the target is 1 m up.
     let climb = stream_until(&link, velocity(0.0, 0.5), |t| t.target[2] >= 1.0);
     let start = climb.last().map_or(0, |t| t.uptime_ms);
