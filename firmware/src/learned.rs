@@ -397,13 +397,10 @@ impl<'a> LearnedFlight<'a> {
                 }
             }
         }
-        let s = &mut self.state;
-        if s.position[2] < 0.0 {
+        if self.state.position[2] < 0.0 {
             // Ground contact: stopped, level, heading kept.
-            let h = {
-                let r = rotation_matrix(&s.attitude);
-                crate::trig::atan2(r[1][0], r[0][0])
-            };
+            let h = self.heading();
+            let s = &mut self.state;
             s.position[2] = 0.0;
             s.velocity = [0.0; 3];
             s.rates = [0.0; 3];
@@ -414,7 +411,7 @@ impl<'a> LearnedFlight<'a> {
                 crate::trig::sin(0.5 * h),
             ];
         }
-        for ((a, v), b) in self.accel.iter_mut().zip(s.velocity).zip(before) {
+        for ((a, v), b) in self.accel.iter_mut().zip(self.state.velocity).zip(before) {
             *a = (v - b) / self.dt;
         }
         if !matches!(demand, Demand::Off) {
