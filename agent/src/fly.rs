@@ -91,6 +91,8 @@ pub struct FlyConfig {
     pub learner: LearnerConfig,
     /// Stereo matcher.
     pub stereo: stereo::SgmParams,
+    /// Where the stereo matcher runs (`cpu`, `gpu`, `auto`).
+    pub stereo_backend: Backend,
     /// A blank (textureless) wall across the twin's room at this distance
     /// along it (m): what stereo cannot see. Absent in ordinary flights.
     pub blank_wall: Option<f64>,
@@ -116,6 +118,7 @@ impl Default for FlyConfig {
             mono: l.mono,
             learner: l.learner,
             stereo: l.stereo,
+            stereo_backend: l.stereo_backend,
             blank_wall: None,
         }
     }
@@ -132,6 +135,7 @@ impl FlyConfig {
             mono: self.mono,
             learner: self.learner.clone(),
             stereo: self.stereo,
+            stereo_backend: self.stereo_backend,
         }
     }
 
@@ -279,7 +283,12 @@ pub fn fly_arm(
     // The loop's stages on the in-process executor; what they say goes to telemetry.
     let mut heard = TelemetryNotes(tel);
     let mut stereo_stage = Local::start(
-        StereoStage::new(twin_geometry(&rig)?, cfg.stereo, scan_shape(&cfg.mono))?,
+        StereoStage::on(
+            cfg.stereo_backend,
+            twin_geometry(&rig)?,
+            cfg.stereo,
+            scan_shape(&cfg.mono),
+        )?,
         &mut heard,
     )?;
     let mut mono_stage = match infer_net {

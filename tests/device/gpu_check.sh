@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The GPU backend on a machine with a real GPU: the backend suite (every
-# network against the CPU backend) and `agent bench` side by side, CPU and GPU,
-# for the default mono network and the larger U-Net.
+# network, and the stereo matcher, against the CPU), `agent bench` side by side,
+# CPU and GPU, for the default mono network and the larger U-Net, and `stereo
+# bench` on both at 640x480/128 and 1024x440/128.
 #
 # Build here (the GPU machine needs no Rust), then carry the binaries:
 #   cargo build --release -p agent --no-default-features --features twin,gpu   # no GStreamer needed there
 #   cargo test --release -p e2e-tests --test backends --no-run   # prints the test binary's path
-#   mkdir -p shared/gpu && cp target/release/agent <that path> shared/gpu/
+#   cargo build --release -p stereo                               # the matcher's bench (CPU and GPU)
+#   mkdir -p shared/gpu && cp target/release/agent target/release/stereo <that path> shared/gpu/
 #   (cd shared/gpu && apt-get download libvulkan1)               # the Vulkan loader, if the machine lacks one
 # and run `tests/device/gpu_check.sh shared/gpu` there. Figures go to stdout and,
 # where $OUT is set, to $OUT/gpu_check.txt.
@@ -59,4 +61,11 @@ timeout 240 "$dir/agent" bench --backend cpu,gpu --seconds 3 --train-threads "$t
 # so its CPU column is left to `agent bench --backend cpu --mono-arch unet`.
 say "== agent bench, U-Net 160x120, GPU"
 timeout 240 "$dir/agent" bench --backend gpu --seconds 3 --train-threads "$threads" --mono-arch unet 2>&1 | tee -a "$out" || rc=1
+if [ -x "$dir/stereo" ]; then
+    say "== stereo bench, CPU and GPU (twin 640x480/128 and 1024x440/128)"
+    timeout 300 "$dir/stereo" bench --backend cpu,gpu --no-opencv --seconds 3 --sizes 640,1024 \
+        --real /nonexistent --python /bin/false 2>&1 | tee -a "$out" || rc=1
+else
+    say "gpu_check: no stereo binary in $dir"; rc=1
+fi
 exit $rc

@@ -419,3 +419,192 @@ fn backend_suite_selfi_models_actor_and_critics() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Twin renders at `w` x `h` (two scenes: open and cluttered).
+fn twin_pairs(w: usize, h: usize) -> Vec<(stereo::GrayImage, stereo::GrayImage)> {
+    use sim::{CameraPose, Context, Renderer, StereoFrame, StereoRig, World};
+    let r = Renderer::new(StereoRig::with_size(w, h), 1);
+    let clutter = Context {
+        obstacle_count: 30,
+        obstacle_size: 0.5,
+        ..Context::default()
+    };
+    [Context::default(), clutter]
+        .iter()
+        .enumerate()
+        .map(|(i, ctx)| {
+            let mut f = StereoFrame::default();
+            let pose = CameraPose::looking_forward([1.0 + 0.5 * i as f64, -0.3, 1.3], 0.15);
+            r.render(&World::generate(ctx, i as u64), &pose, i as u64, &mut f);
+            (
+                stereo::GrayImage::new(w, h, f.left, "left").unwrap(),
+                stereo::GrayImage::new(w, h, f.right, "right").unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The GPU's semi-global matcher against the CPU's (`stereo::Sgm`) on twin
+/// renders with both path sets, byte and word path costs (a P2 too large for
+/// bytes), census windows 3, 5 and 7 (32- and 64-bit strings), a smallest
+/// disparity above zero, sizes that are no multiple of the workgroup tiles,
+/// and 16 to 128 disparities: disparity, validity and confidence must be the
+/// same bits at every pixel (the GPU runs the CPU's integer arithmetic, and the
+/// CPU finishes the float steps of both).
+#[test]
+fn backend_suite_gpu_stereo_matcher_equals_the_cpu_matcher() {
+    use stereo::{Paths, SgmParams};
+    let base = SgmParams::default();
+    let cases: Vec<(&str, usize, usize, SgmParams)> = vec![
+        (
+            "8 paths, 32 disparities",
+            160,
+            120,
+            SgmParams {
+                max_disp: 32,
+                ..base
+            },
+        ),
+        (
+            "4 paths, 32 disparities",
+            160,
+            120,
+            SgmParams {
+                max_disp: 32,
+                paths: Paths::Four,
+                ..base
+            },
+        ),
+        (
+            "8 paths, P2 300 (word costs)",
+            160,
+            120,
+            SgmParams {
+                max_disp: 32,
+                p2: 300,
+                ..base
+            },
+        ),
+        (
+            "census 7x7 (64-bit strings)",
+            150,
+            101,
+            SgmParams {
+                max_disp: 48,
+                census_window: 7,
+                ..base
+            },
+        ),
+        (
+            "census 3x3, no edge-adapted P2",
+            150,
+            101,
+            SgmParams {
+                max_disp: 16,
+                census_window: 3,
+                p2_edge: 0,
+                ..base
+            },
+        ),
+        (
+            "disparities 8..40",
+            160,
+            120,
+            SgmParams {
+                min_disp: 8,
+                max_disp: 32,
+                ..base
+            },
+        ),
+        (
+            "8 paths, 64 disparities",
+            320,
+            240,
+            SgmParams {
+                max_disp: 64,
+                ..base
+            },
+        ),
+        (
+            "4 paths, 128 disparities",
+            320,
+            240,
+            SgmParams {
+                max_disp: 128,
+                paths: Paths::Four,
+                ..base
+            },
+        ),
+    ];
+    let mut announced = false;
+    for (what, w, h, prm) in cases {
+        let mut gpu = stereo::gpu::GpuSgm::new(prm)
+            .unwrap_or_else(|e| panic!("the GPU matcher did not open: {e} ({e:?})"));
+        if !announced {
+            let _ = writeln!(
+                std::io::stderr(),
+                "backend suite, stereo: GPU matcher on {}",
+                gpu.adapter()
+            );
+            announced = true;
+        }
+        let mut cpu = stereo::Sgm::new(prm).unwrap();
+        for (k, (l, r)) in twin_pairs(w, h).iter().enumerate() {
+            let a = cpu.match_pair(l, r).unwrap();
+            let b = gpu
+                .match_pair(l, r)
+                .unwrap_or_else(|e| panic!("{what}: the GPU matcher failed: {e} ({e:?})"));
+            let differ = (0..w * h)
+                .filter(|&i| {
+                    a.valid[i] != b.valid[i]
+                        || a.disp[i].to_bits() != b.disp[i].to_bits()
+                        || a.confidence[i].to_bits() != b.confidence[i].to_bits()
+                })
+                .count();
+            let valid = a.valid.iter().filter(|&&v| v).count();
+            let _ = writeln!(
+                std::io::stderr(),
+                "  {what}, {w}x{h}, pair {k}: {valid} valid pixels, {differ} differ"
+            );
+            // Enough answers to compare (a range from 8 leaves the far
+            // scene unanswered: a fifth of the pixels stay).
+            assert!(valid > w * h / 10, "{what}: only {valid} valid pixels");
+            assert_eq!(differ, 0, "{what}, pair {k}: {differ} pixels differ");
+        }
+    }
+}
+
+/// The loop's stereo stage with `stereo_backend = "gpu"` gives the CPU
+/// stage's depth scan and disparities on twin renders, and says where it runs.
+#[test]
+fn backend_suite_stereo_stage_on_the_gpu_gives_the_cpu_stages_depth() {
+    use agent::pipeline::{LoopConfig, StereoStage, scan_shape};
+    let cfg = LoopConfig::default();
+    let rig = sim::StereoRig::with_size(160, 120);
+    let geometry = || agent::fly::twin_geometry(&rig).unwrap();
+    let shape = scan_shape(&cfg.mono);
+    let mut cpu = StereoStage::on(Backend::Cpu, geometry(), cfg.stereo, shape).unwrap();
+    let mut gpu = StereoStage::on(Backend::Gpu, geometry(), cfg.stereo, shape)
+        .unwrap_or_else(|e| panic!("the GPU stereo stage did not open: {e:#}"));
+    let _ = writeln!(
+        std::io::stderr(),
+        "backend suite, stereo stage: {} against {}",
+        gpu.matcher(),
+        cpu.matcher()
+    );
+    assert!(gpu.matcher().starts_with("GPU ("), "{}", gpu.matcher());
+    assert!(cpu.matcher().starts_with("CPU ("), "{}", cpu.matcher());
+    for (l, r) in twin_pairs(160, 120) {
+        let a = cpu.match_pair(&l.data, &r.data, 160, 120).unwrap();
+        let b = gpu.match_pair(&l.data, &r.data, 160, 120).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a.scan), bits(&b.scan), "depth scans differ");
+        assert_eq!(bits(&a.depth), bits(&b.depth), "depth maps differ");
+        assert!(a.scan.iter().any(|z| z.is_finite()), "no column known");
+    }
+    // A pair of another size than the rig's is refused by name, on the GPU too.
+    let e = gpu
+        .match_pair(&[0; 64 * 48], &[0; 64 * 48], 64, 48)
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("160x120"), "{e:#}");
+}

@@ -58,7 +58,8 @@ pub fn stereo_node(
         baseline_m = rig.baseline,
         "stereo rig"
     );
-    let stage = StereoStage::new(rig, cfg.stereo, scan_shape(&cfg.mono))?;
+    let stage = StereoStage::on(cfg.stereo_backend, rig, cfg.stereo, scan_shape(&cfg.mono))?;
+    info!(robot, matcher = %stage.matcher(), "stereo matcher");
     serve(
         session,
         robot,

@@ -34,6 +34,10 @@ pub struct LoopConfig {
     pub learner: LearnerConfig,
     /// Stereo matcher.
     pub stereo: stereo::SgmParams,
+    /// Where the stereo matcher runs: `cpu`, `gpu` (the same matcher on
+    /// Vulkan compute, equal disparities) or `auto` (a hardware GPU when one
+    /// opens, else the CPU).
+    pub stereo_backend: Backend,
 }
 
 impl Default for LoopConfig {
@@ -49,6 +53,7 @@ impl Default for LoopConfig {
                 max_disp: 32,
                 ..stereo::SgmParams::default()
             },
+            stereo_backend: Backend::Cpu,
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use super::rig::{RigError, RigGeometry};
 use super::stage::{Notes, Stage};
+use crate::device::{Backend, DeviceError};
 use crate::mono::MonoShape;
 use bus::msg::StereoPair;
 use bus::wire::Header;
@@ -21,6 +22,73 @@ pub enum StereoStageError {
     /// The matcher refused the pair or its settings.
     #[error("stereo matching failed")]
     Match(#[from] stereo::StereoError),
+    /// The GPU matcher failed (no adapter, a refused size, a lost device).
+    #[cfg(feature = "gpu")]
+    #[error("stereo matching on the GPU failed")]
+    Gpu(#[from] stereo::gpu::GpuError),
+    /// The GPU was asked for in a build without it.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+}
+
+/// Where the stage matches: semi-global matching on the CPU's SIMD kernels,
+/// or the same matcher on the GPU (`stereo::gpu`, equal disparities).
+enum Matcher {
+    Cpu(stereo::Sgm),
+    #[cfg(feature = "gpu")]
+    Gpu(Box<stereo::gpu::GpuSgm>),
+}
+
+impl Matcher {
+    /// The matcher for `backend`: `auto` takes a hardware GPU when one opens
+    /// and the CPU otherwise (a software Vulkan device is slower than the
+    /// CPU's kernels), saying why in the log.
+    fn open(backend: Backend, params: stereo::SgmParams) -> Result<Matcher, StereoStageError> {
+        let cpu =
+            || -> Result<Matcher, StereoStageError> { Ok(Matcher::Cpu(stereo::Sgm::new(params)?)) };
+        match backend {
+            Backend::Cpu => cpu(),
+            #[cfg(feature = "gpu")]
+            Backend::Gpu => Ok(Matcher::Gpu(Box::new(stereo::gpu::GpuSgm::new(params)?))),
+            #[cfg(not(feature = "gpu"))]
+            Backend::Gpu => Err(DeviceError::NotCompiled("gpu").into()),
+            Backend::Auto => {
+                #[cfg(feature = "gpu")]
+                let why = match stereo::gpu::GpuSgm::new(params) {
+                    Ok(g) if !g.is_software() => return Ok(Matcher::Gpu(Box::new(g))),
+                    Ok(g) => format!(
+                        "the only Vulkan adapter is a software one ({}), slower than the CPU's kernels",
+                        g.adapter()
+                    ),
+                    Err(e) => format!("{e}"),
+                };
+                #[cfg(not(feature = "gpu"))]
+                let why = DeviceError::NotCompiled("gpu").to_string();
+                tracing::info!("stereo backend auto: {why}; matching on the CPU");
+                cpu()
+            }
+        }
+    }
+
+    fn match_pair(
+        &mut self,
+        left: &stereo::GrayImage,
+        right: &stereo::GrayImage,
+    ) -> Result<stereo::Disparity, StereoStageError> {
+        Ok(match self {
+            Matcher::Cpu(m) => m.match_pair(left, right)?,
+            #[cfg(feature = "gpu")]
+            Matcher::Gpu(m) => m.match_pair(left, right)?,
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Matcher::Cpu(_) => format!("CPU (SIMD kernels: {})", stereo::sgm::simd()),
+            #[cfg(feature = "gpu")]
+            Matcher::Gpu(m) => format!("GPU ({})", m.adapter()),
+        }
+    }
 }
 
 /// Which rows and columns the depth scan covers, and its range.
@@ -71,22 +139,38 @@ impl StereoDepth {
 /// The stereo stage: the rig, the matcher and the scan's shape.
 pub struct StereoStage {
     rig: RigGeometry,
-    matcher: stereo::Sgm,
+    matcher: Matcher,
     shape: ScanShape,
 }
 
 impl StereoStage {
-    /// A stage for `rig` with matcher settings `params`.
+    /// A stage for `rig` with matcher settings `params`, matching on the CPU.
     pub fn new(
+        rig: RigGeometry,
+        params: stereo::SgmParams,
+        shape: ScanShape,
+    ) -> Result<Self, StereoStageError> {
+        Self::on(Backend::Cpu, rig, params, shape)
+    }
+
+    /// A stage matching on `backend` (`cpu`, `gpu`, or `auto`: a hardware GPU
+    /// when one opens). Both give the same disparities.
+    pub fn on(
+        backend: Backend,
         rig: RigGeometry,
         params: stereo::SgmParams,
         shape: ScanShape,
     ) -> Result<Self, StereoStageError> {
         Ok(Self {
             rig,
-            matcher: stereo::Sgm::new(params)?,
+            matcher: Matcher::open(backend, params)?,
             shape,
         })
+    }
+
+    /// Where it matches: `CPU (SIMD kernels: AVX2)` or `GPU (<adapter>)`.
+    pub fn matcher(&self) -> String {
+        self.matcher.describe()
     }
 
     /// Depth of a rectified pair of `width` x `height` (it must be the rig's size).

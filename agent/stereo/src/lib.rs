@@ -49,6 +49,8 @@ pub mod census;
 pub mod costs;
 pub mod eval;
 pub mod features;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod image;
 #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 mod neon;

@@ -103,10 +103,23 @@ pub(crate) fn pick(s: &[u16], n_valid: usize, keep: f32) -> Pick {
 /// The pick of a pixel whose costs `s` have their (first) minimum `best` at `bd`,
 /// with its [`margin`]: the parabola through the best and its neighbours.
 #[inline(always)]
-pub(crate) fn refine(s: &[u16], best: u16, bd: usize, (unique, conf): (bool, f32)) -> Pick {
+pub(crate) fn refine(s: &[u16], best: u16, bd: usize, margin: (bool, f32)) -> Pick {
     let n = s.len();
     let below = if bd > 0 { s[bd - 1] } else { u16::MAX };
     let above = if bd + 1 < n { s[bd + 1] } else { u16::MAX };
+    refine_between(best, bd, (below, above), margin)
+}
+
+/// [`refine`] from the totals just below and above the best (`u16::MAX` where
+/// there is none, or it lies beyond the image border): what the GPU matcher
+/// reads back per pixel.
+#[inline(always)]
+pub(crate) fn refine_between(
+    best: u16,
+    bd: usize,
+    (below, above): (u16, u16),
+    (unique, conf): (bool, f32),
+) -> Pick {
     let mut d = bd as f32;
     if below != u16::MAX && above != u16::MAX {
         let (a, c) = (below as f32, above as f32);
@@ -230,6 +243,21 @@ pub fn winner_take_all(totals: &mut [u16], w: usize, h: usize, dn: usize, unique
             wta_one_row(t, dn, keep, out)
         });
     wta
+}
+
+/// The steps after winner-take-all, the same for every matcher of the semi-global
+/// kind: left-right check, texture against the image's noise, the border mask
+/// and speckle removal.
+pub(crate) fn finish(wta: Wta, left: &GrayImage, prm: &crate::sgm::SgmParams) -> Disparity {
+    let mut disp = check_left_right(wta, prm.lr_max_diff);
+    let sigma = noise_sigma(left);
+    let t = texture_threshold(sigma, prm.census_window, prm.texture_noise);
+    invalidate_featureless(&mut disp, left, prm.census_window, t);
+    invalidate_border(&mut disp, prm.census_window / 2);
+    if prm.speckle_size > 0 {
+        filter_speckles(&mut disp, prm.speckle_size, prm.speckle_range);
+    }
+    disp
 }
 
 /// Keep pixels whose right-image match points back within `max_diff` pixels.

@@ -226,15 +226,7 @@ impl Sgm {
                 let census = CensusPair::<u64>::new(left, right, window, prm.max_disp);
                 aggregate(&census, left, &prm, sums)
             };
-            let mut disp = post::check_left_right(wta, prm.lr_max_diff);
-            let sigma = post::noise_sigma(left);
-            let t = post::texture_threshold(sigma, prm.census_window, prm.texture_noise);
-            post::invalidate_featureless(&mut disp, left, prm.census_window, t);
-            post::invalidate_border(&mut disp, prm.census_window / 2);
-            if prm.speckle_size > 0 {
-                post::filter_speckles(&mut disp, prm.speckle_size, prm.speckle_range);
-            }
-            Ok(disp)
+            Ok(post::finish(wta, left, &prm))
         })
     }
 }

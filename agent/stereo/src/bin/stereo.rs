@@ -62,6 +62,11 @@ enum Cmd {
         /// disparity range is each workload's.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Where our semi-global matcher runs, comma-separated: `cpu` (the
+        /// SIMD kernels on the host's cores), `gpu` (wgpu compute shaders on
+        /// the first Vulkan adapter; fails when none opens).
+        #[arg(long, value_delimiter = ',', default_values_t = [Backend::Cpu])]
+        backend: Vec<Backend>,
     },
     /// Match the benchmark's pairs (twin and real) with this CPU's SIMD kernels
     /// (AVX2 on x86-64, NEON on aarch64) and with the generic code, with 8 and
@@ -78,6 +83,24 @@ enum Cmd {
     },
 }
 
+/// Where our semi-global matcher runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    /// The host's cores.
+    Cpu,
+    /// The first Vulkan adapter (`stereo::gpu`).
+    Gpu,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Cpu => "cpu",
+            Backend::Gpu => "gpu",
+        })
+    }
+}
+
 /// The benchmark's pairs: twin renders at some sizes and real pairs with
 /// ground truth (`stereo bench`, `stereo simd-check`).
 #[derive(clap::Args)]
@@ -87,7 +110,7 @@ struct PairArgs {
     #[arg(long, default_value = "python3")]
     python: String,
     /// Twin image widths to run (160: 160x120/32 disparities, 320: 320x240/64,
-    /// 640: 640x480/128); `--sizes none` for real pairs only.
+    /// 640: 640x480/128, 1024: 1024x440/128); `--sizes none` for real pairs only.
     #[arg(long, value_delimiter = ',', default_values_t = ["160".to_string(), "320".to_string(), "640".to_string()])]
     sizes: Vec<String>,
     /// Folder with Middlebury's Aloe pair as OpenCV's samples ship it
@@ -316,7 +339,9 @@ fn twin_workload(w: usize) -> Result<Workload> {
         160 => (120, 32),
         320 => (240, 64),
         640 => (480, 128),
-        other => bail!("--sizes: {other} is not one of 160, 320, 640"),
+        // libSGM's published embedded figures are at 1024x440/128.
+        1024 => (440, 128),
+        other => bail!("--sizes: {other} is not one of 160, 320, 640, 1024"),
     };
     let (frames, rig) = twin_pairs(w, h, 6);
     let pairs = frames
@@ -391,7 +416,23 @@ fn real_workloads(
     Ok(out)
 }
 
-fn bench(seconds: f64, no_opencv: bool, set: &PairArgs, config: Option<&Path>) -> Result<()> {
+/// What `stereo bench` runs.
+struct BenchArgs<'a> {
+    seconds: f64,
+    no_opencv: bool,
+    set: &'a PairArgs,
+    config: Option<&'a Path>,
+    backends: &'a [Backend],
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    let BenchArgs {
+        seconds,
+        no_opencv,
+        set,
+        config,
+        backends,
+    } = args;
     let prm = load_params(config)?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/opencv_sgbm.py");
     println!(
@@ -413,10 +454,13 @@ fn bench(seconds: f64, no_opencv: bool, set: &PairArgs, config: Option<&Path>) -
     println!(
         "Accuracy over the columns every matcher can answer (from min + number of disparities), 3 px border left out:\n  bad-2 = share of a matcher's answers more than 2 px off; common = the same over the pixels every SGM row answers;\n  all = missing answers counted as errors, over every counted pixel with ground truth"
     );
+    if backends.contains(&Backend::Gpu) {
+        println!("GPU matcher on {}", gpu_adapter()?);
+    }
     let opencv = (!no_opencv).then_some((set.python.as_str(), script.as_path()));
     let mut goals = Goals::default();
     for work in set.workloads()? {
-        run_workload(&work, &prm, seconds, opencv, &mut goals)?;
+        run_workload(&work, &prm, seconds, opencv, backends, &mut goals)?;
     }
     goals.summary();
     Ok(())
@@ -465,6 +509,7 @@ fn run_workload(
     base: &SgmParams,
     seconds: f64,
     opencv: Option<(&str, &Path)>,
+    backends: &[Backend],
     goals: &mut Goals,
 ) -> Result<()> {
     let (dn, min_disp) = (work.dn, work.min_disp);
@@ -500,6 +545,13 @@ fn run_workload(
             Box::new(move |l, r| Ok(stereo::bm::match_pair(l, r, &prm, 7)?)),
         ),
     ];
+    if !backends.contains(&Backend::Cpu) {
+        // The CPU rows go; the goals and ratios below need them.
+        ours.clear();
+    }
+    if backends.contains(&Backend::Gpu) {
+        ours.extend(gpu_matchers(&prm)?);
+    }
     let mut rows = Vec::new();
     for (name, sgm, f) in ours.iter_mut() {
         let mut maps = Vec::new();
@@ -540,8 +592,17 @@ fn run_workload(
         })
         .collect();
     println!(
-        "  {:<26} {:>9} {:>9}   {:>6} {:>7} {:>6}   {:>7}   {:>6} {:>6}",
-        "matcher", "fps 1 th", "fps 2 th", "bad-2", "common", "all", "density", "EPE", "bad-1"
+        "  {:<26} {:>9} {:>9} {:>8}   {:>6} {:>7} {:>6}   {:>7}   {:>6} {:>6}",
+        "matcher",
+        "fps 1 th",
+        "fps 2 th",
+        "Gcell/s",
+        "bad-2",
+        "common",
+        "all",
+        "density",
+        "EPE",
+        "bad-1"
     );
     let mut scores = Vec::new();
     for row in &rows {
@@ -560,11 +621,15 @@ fn run_workload(
         } else {
             format!("{:>7}", "-")
         };
+        // Cost-volume cells (pixels x disparities) per second at the better
+        // of the two thread counts.
+        let cells = (w * h * dn) as f64 * row.fps[0].max(row.fps[1]) / 1e9;
         println!(
-            "  {:<26} {:>9.1} {:>9.1}   {:>5.2}% {common_bad2} {:>5.2}%   {:>6.1}%   {:>6.3} {:>5.2}%",
+            "  {:<26} {:>9.1} {:>9.1} {:>8.3}   {:>5.2}% {common_bad2} {:>5.2}%   {:>6.1}%   {:>6.3} {:>5.2}%",
             row.name,
             row.fps[0],
             row.fps[1],
+            cells,
             m.bad2 * 100.0,
             m.bad2_all * 100.0,
             m.density * 100.0,
@@ -583,7 +648,19 @@ fn run_workload(
         common_share * 100.0
     );
     let find = |name: &str| rows.iter().position(|r| r.name == name);
-    let Some(cv) = find("OpenCV SGBM") else {
+    for paths in ["8 paths", "4 paths"] {
+        let cpu = find(&format!("ours SGM {paths}"));
+        let gpu = find(&format!("GPU SGM {paths}"));
+        if let (Some(c), Some(g)) = (cpu, gpu) {
+            println!(
+                "  speed GPU SGM {paths}: {:.2}x ours on the CPU's 2 threads ({:.1} against {:.1} fps)",
+                rows[g].fps[0] / rows[c].fps[1],
+                rows[g].fps[0],
+                rows[c].fps[1]
+            );
+        }
+    }
+    let (Some(cv), Some(_)) = (find("OpenCV SGBM"), find("ours SGM 8 paths")) else {
         return Ok(());
     };
     // The fastest OpenCV mode on two threads.
@@ -665,6 +742,38 @@ fn run_workload(
         }
     }
     Ok(())
+}
+
+/// The GPU matcher's rows (8 and 4 paths).
+#[cfg(feature = "gpu")]
+fn gpu_matchers(prm: &SgmParams) -> Result<Vec<(&'static str, bool, Matcher<'static>)>> {
+    let mut out: Vec<(&'static str, bool, Matcher<'static>)> = Vec::new();
+    for (name, paths) in [
+        ("GPU SGM 8 paths", Paths::Eight),
+        ("GPU SGM 4 paths", Paths::Four),
+    ] {
+        let mut m = stereo::gpu::GpuSgm::new(SgmParams { paths, ..*prm })?;
+        out.push((name, true, Box::new(move |l, r| Ok(m.match_pair(l, r)?))));
+    }
+    Ok(out)
+}
+
+#[cfg(not(feature = "gpu"))]
+fn gpu_matchers(_: &SgmParams) -> Result<Vec<(&'static str, bool, Matcher<'static>)>> {
+    bail!("this `stereo` was built without the GPU matcher; rebuild with `--features gpu`")
+}
+
+/// The adapter the GPU matcher opens.
+#[cfg(feature = "gpu")]
+fn gpu_adapter() -> Result<String> {
+    Ok(stereo::gpu::GpuSgm::new(SgmParams::default())?
+        .adapter()
+        .to_string())
+}
+
+#[cfg(not(feature = "gpu"))]
+fn gpu_adapter() -> Result<String> {
+    bail!("this `stereo` was built without the GPU matcher; rebuild with `--features gpu`")
 }
 
 /// OpenCV's four StereoSGBM modes on the workload's pairs: one row each.
@@ -801,7 +910,14 @@ fn main() -> Result<()> {
             no_opencv,
             set,
             config,
-        } => bench(seconds, no_opencv, &set, config.as_deref()),
+            backend,
+        } => bench(BenchArgs {
+            seconds,
+            no_opencv,
+            set: &set,
+            config: config.as_deref(),
+            backends: &backend,
+        }),
         Cmd::SimdCheck { set, config } => {
             let prm = load_params(config.as_deref())?;
             simd_check(&set.workloads()?, &prm)
