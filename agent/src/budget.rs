@@ -156,7 +156,12 @@ pub fn run(cfg: &FlyConfig, b: &BudgetConfig, stop: &AtomicBool) -> Result<Budge
     // The loop's stages on the in-process executor, as `agent fly` runs them.
     let mut log = LogObserver;
     let mut stage = Local::start(
-        StereoStage::new(twin_geometry(&rig)?, params, scan_shape(&cfg.mono))?,
+        StereoStage::on(
+            cfg.stereo_backend,
+            twin_geometry(&rig)?,
+            params,
+            scan_shape(&cfg.mono),
+        )?,
         &mut log,
     )?;
     let plain = crate::device::device(cfg.backend)?;

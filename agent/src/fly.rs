@@ -282,15 +282,14 @@ pub fn fly_arm(
     }
     // The loop's stages on the in-process executor; what they say goes to telemetry.
     let mut heard = TelemetryNotes(tel);
-    let mut stereo_stage = Local::start(
-        StereoStage::on(
-            cfg.stereo_backend,
-            twin_geometry(&rig)?,
-            cfg.stereo,
-            scan_shape(&cfg.mono),
-        )?,
-        &mut heard,
+    let stereo = StereoStage::on(
+        cfg.stereo_backend,
+        twin_geometry(&rig)?,
+        cfg.stereo,
+        scan_shape(&cfg.mono),
     )?;
+    tracing::info!("stereo matcher: {}", stereo.matcher());
+    let mut stereo_stage = Local::start(stereo, &mut heard)?;
     let mut mono_stage = match infer_net {
         Some(net) => {
             let mut m = MonoStage::new(cfg.mono, plain.clone());

@@ -46,26 +46,27 @@ if ! compgen -G '/usr/share/vulkan/icd.d/nvidia_icd*.json' >/dev/null \
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu_check: /' | tee -a "$out"
 
-suite=$(ls "$dir"/backends-* 2>/dev/null | grep -v '\.d$' | head -1)
 rc=0
+# First, and short: the whole script must fit one 600 s command.
+if [ -x "$dir/stereo" ]; then
+    say "== stereo bench, CPU and GPU (twin 640x480/128 and 1024x440/128)"
+    timeout 120 "$dir/stereo" bench --backend cpu,gpu --no-opencv --seconds 1 --sizes 640,1024 \
+        --real /nonexistent --python /bin/false 2>&1 | tee -a "$out" || rc=1
+else
+    say "gpu_check: no stereo binary in $dir"; rc=1
+fi
+suite=$(ls "$dir"/backends-* 2>/dev/null | grep -v '\.d$' | head -1)
 if [ -n "$suite" ]; then
     say "== backend suite ($suite)"
-    timeout 300 "$suite" --test-threads 1 --nocapture 2>&1 | tee -a "$out" || rc=1
+    timeout 240 "$suite" --test-threads 1 --nocapture 2>&1 | tee -a "$out" || rc=1
 else
     say "gpu_check: no backend-suite binary (backends-*) in $dir"; rc=1
 fi
 threads=$(nproc)
 say "== agent bench, patch network ($threads training threads)"
-timeout 240 "$dir/agent" bench --backend cpu,gpu --seconds 3 --train-threads "$threads" 2>&1 | tee -a "$out" || rc=1
+timeout 110 "$dir/agent" bench --backend cpu,gpu --seconds 3 --train-threads "$threads" 2>&1 | tee -a "$out" || rc=1
 # The U-Net on the CPU backend takes ~35 s per training step on 2 cores (README),
 # so its CPU column is left to `agent bench --backend cpu --mono-arch unet`.
 say "== agent bench, U-Net 160x120, GPU"
-timeout 240 "$dir/agent" bench --backend gpu --seconds 3 --train-threads "$threads" --mono-arch unet 2>&1 | tee -a "$out" || rc=1
-if [ -x "$dir/stereo" ]; then
-    say "== stereo bench, CPU and GPU (twin 640x480/128 and 1024x440/128)"
-    timeout 300 "$dir/stereo" bench --backend cpu,gpu --no-opencv --seconds 3 --sizes 640,1024 \
-        --real /nonexistent --python /bin/false 2>&1 | tee -a "$out" || rc=1
-else
-    say "gpu_check: no stereo binary in $dir"; rc=1
-fi
+timeout 110 "$dir/agent" bench --backend gpu --seconds 3 --train-threads "$threads" --mono-arch unet 2>&1 | tee -a "$out" || rc=1
 exit $rc

@@ -444,6 +444,27 @@ fn twin_pairs(w: usize, h: usize) -> Vec<(stereo::GrayImage, stereo::GrayImage)>
         .collect()
 }
 
+/// A random texture and the same shifted `shift` pixels left (`extra` wider
+/// than the image), as a rectified pair whose disparity is `shift`.
+fn shifted_texture(
+    w: usize,
+    h: usize,
+    shift: usize,
+    extra: usize,
+) -> (stereo::GrayImage, stereo::GrayImage) {
+    let mut rng = Rng::new(9);
+    let bw = w + extra;
+    let base: Vec<u8> = (0..bw * h).map(|_| rng.below(256) as u8).collect();
+    let img = |s: usize, which| {
+        let data = (0..h)
+            .flat_map(|y| (0..w).map(move |x| (y, x)))
+            .map(|(y, x)| base[y * bw + x + s])
+            .collect();
+        stereo::GrayImage::new(w, h, data, which).unwrap()
+    };
+    (img(0, "left"), img(shift, "right"))
+}
+
 /// The GPU's semi-global matcher against the CPU's (`stereo::Sgm`) on twin
 /// renders with both path sets, byte and word path costs (a P2 too large for
 /// bytes), census windows 3, 5 and 7 (32- and 64-bit strings), a smallest
@@ -535,6 +556,16 @@ fn backend_suite_gpu_stereo_matcher_equals_the_cpu_matcher() {
                 ..base
             },
         ),
+        // The widest range: 128 invocations per workgroup, the last sentinel.
+        (
+            "8 paths, 256 disparities",
+            420,
+            24,
+            SgmParams {
+                max_disp: 256,
+                ..base
+            },
+        ),
     ];
     let mut announced = false;
     for (what, w, h, prm) in cases {
@@ -549,7 +580,12 @@ fn backend_suite_gpu_stereo_matcher_equals_the_cpu_matcher() {
             announced = true;
         }
         let mut cpu = stereo::Sgm::new(prm).unwrap();
-        for (k, (l, r)) in twin_pairs(w, h).iter().enumerate() {
+        let pairs = if prm.max_disp == 256 {
+            vec![shifted_texture(w, h, 200, 256)]
+        } else {
+            twin_pairs(w, h)
+        };
+        for (k, (l, r)) in pairs.iter().enumerate() {
             let a = cpu.match_pair(l, r).unwrap();
             let b = gpu
                 .match_pair(l, r)
@@ -601,7 +637,20 @@ fn backend_suite_stereo_stage_on_the_gpu_gives_the_cpu_stages_depth() {
         assert_eq!(bits(&a.scan), bits(&b.scan), "depth scans differ");
         assert_eq!(bits(&a.depth), bits(&b.depth), "depth maps differ");
         assert!(a.scan.iter().any(|z| z.is_finite()), "no column known");
+        // Still on the GPU: a GPU failure would have moved it to the CPU.
+        assert!(gpu.matcher().starts_with("GPU ("), "{}", gpu.matcher());
     }
+    // `auto` takes a hardware GPU and leaves a software one (lavapipe) for
+    // the CPU's kernels.
+    let software = stereo::gpu::GpuSgm::new(cfg.stereo).unwrap().is_software();
+    let auto = StereoStage::on(Backend::Auto, geometry(), cfg.stereo, shape).unwrap();
+    let want = if software { "CPU (" } else { "GPU (" };
+    assert!(
+        auto.matcher().starts_with(want),
+        "auto on a {} adapter: {}",
+        if software { "software" } else { "hardware" },
+        auto.matcher()
+    );
     // A pair of another size than the rig's is refused by name, on the GPU too.
     let e = gpu
         .match_pair(&[0; 64 * 48], &[0; 64 * 48], 64, 48)

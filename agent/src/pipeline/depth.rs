@@ -20,11 +20,12 @@ pub enum StereoStageError {
     #[error(transparent)]
     Rig(#[from] RigError),
     /// The matcher refused the pair or its settings.
-    #[error("stereo matching failed")]
+    #[error("stereo matching failed: {0}")]
     Match(#[from] stereo::StereoError),
-    /// The GPU matcher failed (no adapter, a refused size, a lost device).
+    /// The GPU matcher could not open (no adapter, no device, a kernel the
+    /// driver refused).
     #[cfg(feature = "gpu")]
-    #[error("stereo matching on the GPU failed")]
+    #[error("stereo matching on the GPU failed: {0}")]
     Gpu(#[from] stereo::gpu::GpuError),
     /// The GPU was asked for in a build without it.
     #[error(transparent)]
@@ -49,7 +50,16 @@ impl Matcher {
         match backend {
             Backend::Cpu => cpu(),
             #[cfg(feature = "gpu")]
-            Backend::Gpu => Ok(Matcher::Gpu(Box::new(stereo::gpu::GpuSgm::new(params)?))),
+            Backend::Gpu => {
+                let g = stereo::gpu::GpuSgm::new(params)?;
+                if g.is_software() {
+                    tracing::warn!(
+                        "stereo backend gpu: the Vulkan adapter is a software one ({}), far slower than the CPU's kernels",
+                        g.adapter()
+                    );
+                }
+                Ok(Matcher::Gpu(Box::new(g)))
+            }
             #[cfg(not(feature = "gpu"))]
             Backend::Gpu => Err(DeviceError::NotCompiled("gpu").into()),
             Backend::Auto => {
@@ -60,7 +70,7 @@ impl Matcher {
                         "the only Vulkan adapter is a software one ({}), slower than the CPU's kernels",
                         g.adapter()
                     ),
-                    Err(e) => format!("{e}"),
+                    Err(e) => e.to_string(),
                 };
                 #[cfg(not(feature = "gpu"))]
                 let why = DeviceError::NotCompiled("gpu").to_string();
@@ -70,16 +80,32 @@ impl Matcher {
         }
     }
 
+    /// Match a pair. When the GPU fails mid-flight (a lost device, a hung
+    /// queue, a driver fault), the stage matches on the CPU from then on, said
+    /// once in the log: the same disparities, later, rather than no depth.
     fn match_pair(
         &mut self,
         left: &stereo::GrayImage,
         right: &stereo::GrayImage,
     ) -> Result<stereo::Disparity, StereoStageError> {
-        Ok(match self {
-            Matcher::Cpu(m) => m.match_pair(left, right)?,
+        match self {
+            Matcher::Cpu(m) => Ok(m.match_pair(left, right)?),
             #[cfg(feature = "gpu")]
-            Matcher::Gpu(m) => m.match_pair(left, right)?,
-        })
+            Matcher::Gpu(m) => match m.match_pair(left, right) {
+                Ok(d) => Ok(d),
+                Err(stereo::gpu::GpuError::Stereo(e)) => Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(
+                        "stereo matching on the GPU ({}) failed: {e}; matching on the CPU from now on",
+                        m.adapter()
+                    );
+                    let mut cpu = stereo::Sgm::new(*m.params())?;
+                    let d = cpu.match_pair(left, right)?;
+                    *self = Matcher::Cpu(cpu);
+                    Ok(d)
+                }
+            },
+        }
     }
 
     fn describe(&self) -> String {

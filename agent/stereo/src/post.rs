@@ -221,27 +221,41 @@ with_avx2! {
     ) => wta_row
 }
 
+impl Wta {
+    /// Fill the rows in parallel: `f` gets each row's item of `inputs` (one
+    /// per row, in order) and the row's outputs.
+    pub(crate) fn fill_rows<I>(&mut self, inputs: I, f: impl Fn(I::Item, WtaRows<'_>) + Sync + Send)
+    where
+        I: IndexedParallelIterator,
+    {
+        let w = self.left.width;
+        self.left
+            .disp
+            .par_chunks_mut(w)
+            .zip(self.left.valid.par_chunks_mut(w))
+            .zip(self.left.confidence.par_chunks_mut(w))
+            .zip(self.right.par_chunks_mut(w))
+            .zip(inputs)
+            .for_each(|((((disp, valid), conf), right), item)| {
+                let out = WtaRows {
+                    disp,
+                    valid,
+                    conf,
+                    right,
+                };
+                f(item, out)
+            });
+    }
+}
+
 /// Pick the best disparity of every pixel from its total costs (`w x h x dn`,
 /// pixel-major; used up as scratch).
 pub fn winner_take_all(totals: &mut [u16], w: usize, h: usize, dn: usize, uniqueness: f32) -> Wta {
     let mut wta = Wta::blank(w, h);
     let keep = 1.0 - uniqueness;
-    wta.left
-        .disp
-        .par_chunks_mut(w)
-        .zip(wta.left.valid.par_chunks_mut(w))
-        .zip(wta.left.confidence.par_chunks_mut(w))
-        .zip(wta.right.par_chunks_mut(w))
-        .zip(totals.par_chunks_mut(w * dn))
-        .for_each(|((((disp, valid), conf), right), t)| {
-            let out = WtaRows {
-                disp,
-                valid,
-                conf,
-                right,
-            };
-            wta_one_row(t, dn, keep, out)
-        });
+    wta.fill_rows(totals.par_chunks_mut(w * dn), |t, out| {
+        wta_one_row(t, dn, keep, out)
+    });
     wta
 }
 

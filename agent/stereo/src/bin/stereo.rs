@@ -621,9 +621,9 @@ fn run_workload(
         } else {
             format!("{:>7}", "-")
         };
-        // Cost-volume cells (pixels x disparities) per second at the better
-        // of the two thread counts.
-        let cells = (w * h * dn) as f64 * row.fps[0].max(row.fps[1]) / 1e9;
+        // Cost-volume cells (the matched columns' pixels x disparities) per
+        // second at the better of the two thread counts.
+        let cells = ((w - min_disp) * h * dn) as f64 * row.fps[0].max(row.fps[1]) / 1e9;
         println!(
             "  {:<26} {:>9.1} {:>9.1} {:>8.3}   {:>5.2}% {common_bad2} {:>5.2}%   {:>6.1}%   {:>6.3} {:>5.2}%",
             row.name,

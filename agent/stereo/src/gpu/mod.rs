@@ -19,15 +19,16 @@
 //! real-time stereo estimation via semi-global matching on the GPU", ICCS
 //! 2016, runs a warp per line the same way). A direction's dispatch adds its
 //! costs into its pass's sum volume (16 bits per disparity); the directions
-//! of a pass run one after another, so no atomics are needed.
+//! of a pass run one after another, so no global atomics are needed.
 
 use crate::census::bits;
 use crate::image::{Disparity, GrayImage, StereoError, check_pair, with_min_disp};
 use crate::paths::p2_table;
-use crate::post::{self, Wta, WtaRows};
+use crate::post::{self, Wta};
 use crate::sgm::{Paths, SgmParams};
 use rayon::prelude::*;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 use thiserror::Error;
 use wgpu::util::DeviceExt as _;
 
@@ -46,7 +47,7 @@ pub enum GpuError {
     #[error("the Vulkan driver failed while opening ({0})")]
     DriverPanicked(String),
     /// The adapter would not give a device.
-    #[error("the GPU device could not be opened on {adapter}")]
+    #[error("the GPU device could not be opened on {adapter}: {source}")]
     Device {
         /// The adapter.
         adapter: String,
@@ -74,8 +75,8 @@ pub enum GpuError {
         /// The adapter.
         adapter: String,
     },
-    /// wgpu reported an error (validation, out of memory, a lost device).
-    #[error("the GPU reported an error while {what}")]
+    /// wgpu reported an error (validation, out of memory, an internal one).
+    #[error("the GPU reported an error while {what}: {source}")]
     Gpu {
         /// What was being done.
         what: &'static str,
@@ -83,18 +84,28 @@ pub enum GpuError {
         #[source]
         source: wgpu::Error,
     },
+    /// wgpu reported an error outside any scope (a lost device, a driver fault).
+    #[error("the GPU reported an error: {0}")]
+    Uncaptured(String),
     /// Reading the result back failed.
-    #[error("reading the disparities back from the GPU failed")]
+    #[error("reading the disparities back from the GPU failed: {0}")]
     Map(#[source] wgpu::BufferAsyncError),
     /// The read-back buffer could not be viewed.
-    #[error("viewing the disparities read back from the GPU failed")]
+    #[error("viewing the disparities read back from the GPU failed: {0}")]
     View(#[source] wgpu::MapRangeError),
     /// The read-back never reported (the device was lost while waiting).
     #[error("the GPU never reported the read-back of the disparities")]
     NoAnswer,
-    /// Waiting for the GPU failed.
-    #[error("waiting for the GPU failed")]
-    Poll(#[source] wgpu::PollError),
+    /// Waiting for the GPU failed or took longer than the matcher's timeout
+    /// (a hung GPU).
+    #[error("waiting for the GPU failed (timeout {timeout:?}): {source}")]
+    Poll {
+        /// The matcher's timeout.
+        timeout: Duration,
+        /// wgpu's reason.
+        #[source]
+        source: wgpu::PollError,
+    },
 }
 
 /// The adapter: `<name> (<type> on <API>, driver <driver> <version>)`.
@@ -112,6 +123,9 @@ struct Gpu {
     adapter: String,
     software: bool,
     limits: wgpu::Limits,
+    /// The first error wgpu reported outside an error scope (its default
+    /// handler would panic).
+    uncaptured: Arc<Mutex<Option<String>>>,
 }
 
 impl Gpu {
@@ -143,12 +157,20 @@ impl Gpu {
                     adapter: name.clone(),
                     source,
                 })?;
+            let uncaptured = Arc::new(Mutex::new(None));
+            let seen = Arc::clone(&uncaptured);
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                if let Ok(mut slot) = seen.lock() {
+                    slot.get_or_insert_with(|| e.to_string());
+                }
+            }));
             Ok(Gpu {
                 device,
                 queue,
                 adapter: name,
                 software: info.device_type == wgpu::DeviceType::Cpu,
                 limits,
+                uncaptured,
             })
         });
         match opened {
@@ -162,20 +184,36 @@ impl Gpu {
         }
     }
 
-    /// Run `f` inside an error scope: wgpu's validation and memory errors come
-    /// back as [`GpuError::Gpu`] instead of a panic.
+    /// Run `f` inside error scopes: wgpu's validation, memory and internal
+    /// errors come back as [`GpuError::Gpu`] instead of a panic, and an error
+    /// reported outside any scope since as [`GpuError::Uncaptured`].
     fn checked<T>(&self, what: &'static str, f: impl FnOnce() -> T) -> Result<T, GpuError> {
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = f();
         let v = futures_lite::future::block_on(validation.pop());
         let o = futures_lite::future::block_on(oom.pop());
-        match v.or(o) {
-            Some(source) => Err(GpuError::Gpu { what, source }),
-            None => Ok(out),
+        let i = futures_lite::future::block_on(internal.pop());
+        if let Some(source) = v.or(o).or(i) {
+            return Err(GpuError::Gpu { what, source });
+        }
+        self.uncaptured_error()?;
+        Ok(out)
+    }
+
+    /// The error wgpu reported outside any scope, if one came.
+    fn uncaptured_error(&self) -> Result<(), GpuError> {
+        match self.uncaptured.lock().ok().and_then(|slot| slot.clone()) {
+            Some(e) => Err(GpuError::Uncaptured(e)),
+            None => Ok(()),
         }
     }
 }
+
+/// How long a pair may take on the GPU by default: far above a real GPU's
+/// milliseconds, and above lavapipe's seconds at 640x480.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The kernels' shared header and their sources.
 const COMMON: &str = include_str!("common.wgsl");
@@ -243,12 +281,11 @@ fn workgroup(dn: usize) -> u32 {
     (dn / 2).max(1) as u32
 }
 
-/// The aggregation kernel, buffers and bind groups of one pair size.
+/// The buffers and bind groups of one pair size.
 struct Frame {
     w: usize,
     h: usize,
     dn: usize,
-    aggregate_kernel: wgpu::ComputePipeline,
     img: [wgpu::Buffer; 2],
     census: [wgpu::BindGroup; 2],
     /// One per direction, forward pass first.
@@ -264,8 +301,11 @@ pub struct GpuSgm {
     params: SgmParams,
     gpu: Gpu,
     census: wgpu::ComputePipeline,
+    /// Its workgroup as wide as half the disparities.
+    aggregate: wgpu::ComputePipeline,
     wta: wgpu::ComputePipeline,
     frame: Option<Frame>,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for GpuSgm {
@@ -282,20 +322,35 @@ impl GpuSgm {
     pub fn new(params: SgmParams) -> Result<Self, GpuError> {
         params.validate()?;
         let gpu = Gpu::open()?;
-        let (census, wta) =
-            gpu.checked("building the census and winner-take-all kernels", || {
-                (
-                    pipeline(&gpu.device, "census", CENSUS, &[]),
-                    pipeline(&gpu.device, "wta", WTA, &[]),
-                )
-            })?;
+        let wg = workgroup(params.max_disp);
+        let (census, aggregate, wta) = gpu.checked("building the kernels", || {
+            (
+                pipeline(&gpu.device, "census", CENSUS, &[]),
+                pipeline(
+                    &gpu.device,
+                    "aggregate",
+                    AGGREGATE,
+                    &[("WG", f64::from(wg))],
+                ),
+                pipeline(&gpu.device, "wta", WTA, &[]),
+            )
+        })?;
         Ok(Self {
             params,
             gpu,
             census,
+            aggregate,
             wta,
             frame: None,
+            timeout: DEFAULT_TIMEOUT,
         })
+    }
+
+    /// How long a pair may take on the GPU before [`GpuSgm::match_pair`]
+    /// gives up with [`GpuError::Poll`] (default [`DEFAULT_TIMEOUT`]): a hung
+    /// GPU must not stop the stereo stage silently.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
     }
 
     /// The matcher's settings.
@@ -335,7 +390,11 @@ impl GpuSgm {
         let (w, h, dn) = (left.width, left.height, self.params.max_disp);
         let frame = self.prepare(w, h, dn)?;
         let out = self.run(&frame, left, right);
-        self.frame = Some(frame);
+        // After a failure the buffers are made afresh (a failed read-back may
+        // leave the staging buffer mapped).
+        if out.is_ok() {
+            self.frame = Some(frame);
+        }
         out
     }
 
@@ -362,7 +421,7 @@ impl GpuSgm {
                     pass.set_bind_group(0, group, &[]);
                     pass.dispatch_workgroups(tiles.0, tiles.1, 1);
                 }
-                pass.set_pipeline(&frame.aggregate_kernel);
+                pass.set_pipeline(&self.aggregate);
                 for (group, n) in &frame.aggregate {
                     pass.set_bind_group(0, group, &[]);
                     pass.dispatch_workgroups(*n, 1, 1);
@@ -379,91 +438,82 @@ impl GpuSgm {
             let _ = tx.send(r);
         });
         gpu.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(GpuError::Poll)?;
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(self.timeout),
+            })
+            .map_err(|source| GpuError::Poll {
+                timeout: self.timeout,
+                source,
+            })?;
+        gpu.uncaptured_error()?;
         match rx.try_recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(GpuError::Map(e)),
             Err(_) => return Err(GpuError::NoAnswer),
         }
-        let picks: Vec<u32> = {
-            let view = frame.staging.get_mapped_range(..).map_err(GpuError::View)?;
+        let picks: Result<Vec<u32>, _> = frame.staging.get_mapped_range(..).map(|view| {
             view.chunks_exact(4)
                 .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect()
-        };
+        });
         frame.staging.unmap();
-        Ok(place(&picks, w, dn, 1.0 - self.params.uniqueness))
+        Ok(place(
+            &picks.map_err(GpuError::View)?,
+            w,
+            dn,
+            1.0 - self.params.uniqueness,
+        ))
     }
 
     /// The aggregation kernel and buffers for a `w` x `h` pair with `dn`
     /// disparities (taken out of the matcher, made when the size changes).
     fn prepare(&mut self, w: usize, h: usize, dn: usize) -> Result<Frame, GpuError> {
         drop(self.frame.take_if(|f| (f.w, f.h, f.dn) != (w, h, dn)));
-        let sums = (w * h * dn * 2) as u64;
         let limits = &self.gpu.limits;
-        let limit = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
-        if sums > limit {
-            return Err(GpuError::TooLarge {
-                what: "the path sums",
+        let fits = |what, need: u64, limit: u64| {
+            if need <= limit {
+                return Ok(());
+            }
+            Err(GpuError::TooLarge {
+                what,
                 width: w,
                 height: h,
                 dn,
-                need: sums,
+                need,
                 limit,
                 adapter: self.gpu.adapter.clone(),
-            });
-        }
-        let lines_needed = u64::from(lines(w, h, (1, 1)));
-        let dispatch = u64::from(limits.max_compute_workgroups_per_dimension);
-        if lines_needed > dispatch {
-            return Err(GpuError::TooLarge {
-                what: "the scan lines (workgroups in one dispatch)",
-                width: w,
-                height: h,
-                dn,
-                need: lines_needed,
-                limit: dispatch,
-                adapter: self.gpu.adapter.clone(),
-            });
-        }
+            })
+        };
+        fits(
+            "the path sums",
+            (w * h * dn * 2) as u64,
+            limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size),
+        )?;
+        fits(
+            "the scan lines (workgroups in one dispatch)",
+            u64::from(lines(w, h, (1, 1))),
+            u64::from(limits.max_compute_workgroups_per_dimension),
+        )?;
         match self.frame.take() {
             Some(f) => Ok(f),
             None => self.frame_for(w, h, dn),
         }
     }
 
-    /// The aggregation kernel (its workgroup as wide as half the disparities),
-    /// buffers and bind groups of one pair size.
+    /// Buffers and bind groups of one pair size.
     fn frame_for(&self, w: usize, h: usize, dn: usize) -> Result<Frame, GpuError> {
-        let gpu = &self.gpu;
-        let wg = workgroup(dn);
-        let aggregate = gpu.checked("building the aggregation kernel", || {
-            pipeline(
-                &gpu.device,
-                "aggregate",
-                AGGREGATE,
-                &[("WG", f64::from(wg))],
-            )
-        })?;
-        gpu.checked("allocating the buffers", || {
-            self.buffers(w, h, dn, aggregate)
-        })
+        self.gpu
+            .checked("allocating the buffers", || self.buffers(w, h, dn))
     }
 
     /// Buffers and bind groups of one pair size.
-    fn buffers(
-        &self,
-        w: usize,
-        h: usize,
-        dn: usize,
-        aggregate_kernel: wgpu::ComputePipeline,
-    ) -> Frame {
+    fn buffers(&self, w: usize, h: usize, dn: usize) -> Frame {
         let prm = self.params;
         let dev = &self.gpu.device;
-        let aggregate = &aggregate_kernel;
+        let aggregate = &self.aggregate;
         let storage = |label, size: usize, extra| {
             dev.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -556,7 +606,6 @@ impl GpuSgm {
             w,
             h,
             dn,
-            aggregate_kernel,
             img,
             census,
             aggregate: aggregate_groups,
@@ -605,31 +654,21 @@ fn padded(data: &[u8]) -> Vec<u8> {
 /// [`post::RowPicker`].
 fn place(picks: &[u32], w: usize, dn: usize, keep: f32) -> Wta {
     let mut wta = Wta::blank(w, picks.len() / (3 * w));
-    wta.left
-        .disp
-        .par_chunks_mut(w)
-        .zip(wta.left.valid.par_chunks_mut(w))
-        .zip(wta.left.confidence.par_chunks_mut(w))
-        .zip(wta.right.par_chunks_mut(w))
-        .zip(picks.par_chunks(3 * w))
-        .for_each(|((((disp, valid), conf), right), row)| {
-            let mut out = WtaRows {
-                disp,
-                valid,
-                conf,
-                right,
-            };
-            let mut picker = post::RowPicker::new(keep);
-            picker.start(out.right, false);
-            for (x, p) in row.chunks_exact(3).enumerate() {
-                let lo16 = |v: u32| (v & 0xffff) as u16;
-                let hi16 = |v: u32| (v >> 16) as u16;
-                let (best, second) = (lo16(p[0]), hi16(p[0]));
-                let bd = (p[2] as usize).min(dn - 1);
-                let margin = post::margin(best, second, post::n_valid(x, dn), keep);
-                let pick = post::refine_between(best, bd, (lo16(p[1]), hi16(p[1])), margin);
-                picker.place(x, pick, &mut out);
-            }
-        });
+    wta.fill_rows(picks.par_chunks(3 * w), |row, mut out| {
+        let mut picker = post::RowPicker::new(keep);
+        picker.start(out.right, false);
+        for (x, p) in row.chunks_exact(3).enumerate() {
+            let lo16 = |v: u32| (v & 0xffff) as u16;
+            let hi16 = |v: u32| (v >> 16) as u16;
+            let (best, second) = (lo16(p[0]), hi16(p[0]));
+            // Inside the image whatever comes back (RowPicker::place
+            // subtracts it from x).
+            let n_valid = post::n_valid(x, dn);
+            let bd = (p[2] as usize).min(n_valid - 1);
+            let margin = post::margin(best, second, n_valid, keep);
+            let pick = post::refine_between(best, bd, (lo16(p[1]), hi16(p[1])), margin);
+            picker.place(x, pick, &mut out);
+        }
+    });
     wta
 }
