@@ -39,6 +39,8 @@ pub mod scratch;
 pub mod selfi;
 #[cfg(feature = "twin")]
 pub mod selfi_graph;
+#[cfg(feature = "twin")]
+pub mod selfi_senses;
 pub mod selftest;
 pub mod telemetry;
 #[cfg(feature = "twin")]

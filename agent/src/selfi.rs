@@ -354,8 +354,10 @@ pub fn record(
         "recording {minutes} simulated minutes ({decisions} decisions at {} Hz) of the behaviour policy, seed {seed}",
         cfg.plan.control_hz
     );
+    let senses = crate::selfi_senses::senses_for(cfg);
+    eprintln!("inputs: {}", senses.describe());
     let start = Instant::now();
-    let flights = fly_behaviour(cfg, seed, decisions, stop)?;
+    let flights = fly_behaviour(cfg, senses.as_ref(), seed, decisions, stop)?;
     let frames = write_flights(&flights, out, "twin", cfg.plan.control_hz)?;
     let (ints, cols, goals) = flights
         .iter()
@@ -523,8 +525,9 @@ pub struct OnlineSummary {
     /// The table.
     pub table: String,
     /// Whether the goal was met while learning (SELFI, flying with exploration
-    /// noise, halves the offline arm's interventions per 100 m by the last bin,
-    /// never more than 10 points below its starting success rate).
+    /// noise, halves the offline arm's interventions per 100 m by the last bin
+    /// over at least five seeds, the 95 % interval's upper end under 0.7x,
+    /// never more than 2 points below its starting success rate).
     pub goal_met: Option<bool>,
     /// The same check on the evaluations (the actor SELFI has at each checkpoint,
     /// flown without exploration in the evaluation rooms, against the offline
@@ -624,10 +627,12 @@ fn fly_and_keep(
     for f in RUN_OUTPUTS {
         let _ = std::fs::remove_file(dir.join(f));
     }
+    let senses = crate::selfi_senses::senses_for(cfg);
     let outcome = run_arm(
         arm,
         bundle,
         cfg,
+        senses.as_ref(),
         seed,
         spec.minutes,
         spec.bin_minutes,
@@ -921,51 +926,166 @@ fn arm_table(
     pooled_by
 }
 
-/// The goal check on one table: SELFI's last row against the offline arm's
-/// rows taken together, and SELFI's success rate never more than 10 points
-/// under its first row's. Lines go to `t`; `None` without both arms.
+/// Seed-bootstrap resamples and placebo splits of the goal check.
+const RESAMPLES: usize = 4000;
+/// Seeds the goal asks for.
+const GOAL_SEEDS: usize = 5;
+/// The goal: SELFI's rate at most this share of the offline arm's...
+const GOAL_RATIO: f64 = 0.5;
+/// ... with the 95 % interval's upper end below this.
+const GOAL_UPPER: f64 = 0.7;
+/// Success may never fall more than this many points under the first row's.
+const COLLAPSE_POINTS: f64 = 2.0;
+
+/// (interventions, metres) of one run: the sum over `rows`.
+fn counts(rows: &[Bin]) -> (f64, f64) {
+    rows.iter().fold((0.0, 0.0), |a, b| {
+        (a.0 + b.interventions as f64, a.1 + b.distance)
+    })
+}
+
+fn rate((ints, metres): (f64, f64)) -> f64 {
+    100.0 * ints / metres.max(1e-9)
+}
+
+fn sum(pairs: impl Iterator<Item = (f64, f64)>) -> (f64, f64) {
+    pairs.fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
+/// (interventions, metres) of an arm's run and of the reference's, one seed.
+type SeedPair = ((f64, f64), (f64, f64));
+
+/// The ratio of pooled rates, arm over reference, with its 95 % percentile
+/// interval over seeds resampled with replacement (the pairs of one seed move
+/// together: same rooms). `(ratio, lo, hi)`.
+fn ratio_interval(pairs: &[SeedPair]) -> (f64, f64, f64) {
+    let ratio = |idx: &mut dyn Iterator<Item = usize>| {
+        let (mut a, mut r) = ((0.0, 0.0), (0.0, 0.0));
+        for i in idx {
+            let (x, y) = pairs[i];
+            a = sum([a, x].into_iter());
+            r = sum([r, y].into_iter());
+        }
+        rate(a) / rate(r).max(1e-9)
+    };
+    let n = pairs.len();
+    let point = ratio(&mut (0..n));
+    let mut rng = sim::rng::Rng::new(0x5e1f_b007 ^ n as u64);
+    let mut rs: Vec<f64> = (0..RESAMPLES)
+        .map(|_| ratio(&mut (0..n).map(|_| rng.below(n as u64) as usize)))
+        .collect();
+    rs.sort_by(f64::total_cmp);
+    let at = |q: f64| rs[((RESAMPLES - 1) as f64 * q).round() as usize];
+    (point, at(0.025), at(0.975))
+}
+
+/// The offline arm against itself: seeds shuffled into two disjoint halves,
+/// the first half's pooled rate over the second's; the 2.5–97.5 % range of
+/// that ratio over splits is what seeds alone do to a ratio. `None` under two seeds.
+fn placebo(off: &[(f64, f64)]) -> Option<(f64, f64, usize)> {
+    let half = off.len() / 2;
+    if half == 0 {
+        return None;
+    }
+    let mut rng = sim::rng::Rng::new(0x091a_ceb0 ^ off.len() as u64);
+    let mut order: Vec<usize> = (0..off.len()).collect();
+    let mut rs = Vec::with_capacity(RESAMPLES);
+    for _ in 0..RESAMPLES {
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let a = sum(order[..half].iter().map(|&i| off[i]));
+        let b = sum(order[half..2 * half].iter().map(|&i| off[i]));
+        rs.push(rate(a) / rate(b).max(1e-9));
+    }
+    rs.sort_by(f64::total_cmp);
+    let at = |q: f64| rs[((RESAMPLES - 1) as f64 * q).round() as usize];
+    Some((at(0.025), at(0.975), half))
+}
+
+/// The goal check on one table (the online bins or the evaluations): per
+/// seed, SELFI's last row against the offline arm's rows taken together, as
+/// a ratio of interventions per 100 m with its seed-bootstrap interval, the
+/// placebo spread, plain online RL beside it, and SELFI's success rate never
+/// more than [`COLLAPSE_POINTS`] under its first row's. Lines go to `t`;
+/// `None` without both arms.
 fn goal_check(
     t: &mut String,
+    runs: &[RunFigures],
     pooled_by: &std::collections::HashMap<Arm, Vec<Bin>>,
+    which: fn(&RunFigures) -> &[Bin],
     what: &str,
 ) -> Option<bool> {
-    let whole = |bins: &[Bin]| {
-        let mut w = Bin::default();
-        bins.iter().for_each(|b| w.add(b));
-        w
+    let of = |arm: Arm| -> std::collections::BTreeMap<u64, &[Bin]> {
+        runs.iter()
+            .filter(|r| r.arm == arm && !which(r).is_empty())
+            .map(|r| (r.seed, which(r)))
+            .collect()
     };
-    let (off, sel) = (pooled_by.get(&Arm::Offline)?, pooled_by.get(&Arm::Selfi)?);
-    let (first, last) = (sel.first()?, sel.last()?);
-    let off_rate = whole(off).interventions_per_100m();
-    let last_rate = last.interventions_per_100m();
-    let start_success = first.success_rate();
-    let worst = sel
+    let (off, sel, plain) = (of(Arm::Offline), of(Arm::Selfi), of(Arm::Plain));
+    let paired = |arm: &std::collections::BTreeMap<u64, &[Bin]>| -> Vec<SeedPair> {
+        arm.iter()
+            .filter_map(|(seed, rows)| {
+                let last = rows.last()?;
+                Some((counts(std::slice::from_ref(last)), counts(off.get(seed)?)))
+            })
+            .collect()
+    };
+    let sel_pairs = paired(&sel);
+    if sel_pairs.is_empty() {
+        return None;
+    }
+    let seeds = sel_pairs.len();
+    let off_rate = rate(sum(sel_pairs.iter().map(|p| p.1)));
+    let sel_rate = rate(sum(sel_pairs.iter().map(|p| p.0)));
+    let (ratio, lo, hi) = ratio_interval(&sel_pairs);
+    let minute = pooled_by
+        .get(&Arm::Selfi)
+        .and_then(|b| b.last())
+        .map_or(f64::NAN, |b| b.minute);
+    let halves = seeds >= GOAL_SEEDS && ratio <= GOAL_RATIO && hi < GOAL_UPPER;
+    let _ = writeln!(
+        t,
+        "{what}: offline arm {off_rate:.2} interventions/100 m (all rows); SELFI at minute {minute:.1}: {sel_rate:.2}; ratio {ratio:.2} [95 % over seeds {lo:.2}-{hi:.2}], {seeds} seed(s) (goal <= {GOAL_RATIO:.2} with the upper end < {GOAL_UPPER:.2} over >= {GOAL_SEEDS} seeds: {})",
+        if halves { "met" } else { "MISSED" }
+    );
+    let off_runs: Vec<(f64, f64)> = off.values().map(|rows| counts(rows)).collect();
+    match placebo(&off_runs) {
+        Some((plo, phi, half)) => {
+            let _ = writeln!(
+                t,
+                "{what}: placebo, the offline arm against itself over seed halves of {half}: 95 % of splits give a ratio in {plo:.2}-{phi:.2}"
+            );
+        }
+        None => {
+            let _ = writeln!(t, "{what}: placebo needs at least 2 seeds");
+        }
+    }
+    let plain_pairs = paired(&plain);
+    if !plain_pairs.is_empty() {
+        let (pr, plo, phi) = ratio_interval(&plain_pairs);
+        let success = pooled_by
+            .get(&Arm::Plain)
+            .and_then(|b| b.last())
+            .map_or(f64::NAN, Bin::success_rate);
+        let _ = writeln!(
+            t,
+            "{what}: plain online RL at minute {minute:.1}: {:.2} interventions/100 m, ratio {pr:.2} [95 % over seeds {plo:.2}-{phi:.2}], success {success:.1} %",
+            rate(sum(plain_pairs.iter().map(|p| p.0)))
+        );
+    }
+    let sel_rows = pooled_by.get(&Arm::Selfi)?;
+    let start_success = sel_rows.first()?.success_rate();
+    let worst = sel_rows
         .iter()
         .map(Bin::success_rate)
         .fold(f64::INFINITY, f64::min);
-    let halves = last_rate <= 0.5 * off_rate;
-    let stable = worst >= start_success - 10.0;
+    let stable = worst >= start_success - COLLAPSE_POINTS;
     let _ = writeln!(
         t,
-        "{what}: offline arm {off_rate:.2} interventions/100 m (all rows); SELFI in its last row (minute {:.1}): {last_rate:.2} (ratio {:.2}; goal <= 0.50: {})",
-        last.minute,
-        last_rate / off_rate.max(1e-9),
-        if halves { "met" } else { "MISSED" }
-    );
-    let _ = writeln!(
-        t,
-        "{what}: SELFI success rate first row {start_success:.1} %, lowest row {worst:.1} % (goal: never more than 10 points below the first: {})",
+        "{what}: SELFI success rate first row {start_success:.1} %, lowest row {worst:.1} % (goal: never more than {COLLAPSE_POINTS:.0} points below the first: {})",
         if stable { "met" } else { "MISSED" }
     );
-    if let Some(pl_last) = pooled_by.get(&Arm::Plain).and_then(|p| p.last()) {
-        let _ = writeln!(
-            t,
-            "{what}: plain online RL in its last row: {:.2} interventions/100 m (ratio {:.2}), success {:.1} %",
-            pl_last.interventions_per_100m(),
-            pl_last.interventions_per_100m() / off_rate.max(1e-9),
-            pl_last.success_rate()
-        );
-    }
     Some(halves && stable)
 }
 
@@ -983,7 +1103,13 @@ pub fn summarise(arms: &[Arm], runs: &[RunFigures], minutes: f64) -> OnlineSumma
         "SELFI online, {minutes} simulated minutes, {seeds} seed(s); counts pooled over seeds per bin"
     );
     let online = arm_table(&mut t, arms, runs, |r| &r.bins);
-    let goal_met = goal_check(&mut t, &online, "while learning (with exploration noise)");
+    let goal_met = goal_check(
+        &mut t,
+        runs,
+        &online,
+        |r| &r.bins,
+        "while learning (with exploration noise)",
+    );
     let mut eval_goal_met = None;
     if runs.iter().any(|r| !r.evals.is_empty()) {
         let _ = writeln!(
@@ -991,7 +1117,7 @@ pub fn summarise(arms: &[Arm], runs: &[RunFigures], minutes: f64) -> OnlineSumma
             "\nEvaluations: each arm's actor at minute 0 and at every bin's end, flown without exploration noise and without learning in evaluation rooms of its own (the same at every checkpoint; never trained in)"
         );
         let evals = arm_table(&mut t, arms, runs, |r| &r.evals);
-        eval_goal_met = goal_check(&mut t, &evals, "evaluated");
+        eval_goal_met = goal_check(&mut t, runs, &evals, |r| &r.evals, "evaluated");
     }
     OnlineSummary {
         table: t,
@@ -1018,6 +1144,77 @@ mod tests {
             success: false,
             walkers,
         }
+    }
+
+    fn bin(minute: f64, metres: f64, interventions: u64, successes: u64) -> Bin {
+        Bin {
+            minute,
+            distance: metres,
+            interventions,
+            episodes: 100,
+            successes,
+            ..Bin::default()
+        }
+    }
+
+    /// Runs of `seeds` seeds: the offline arm at 10 per 100 m, SELFI's rows
+    /// 10 then `last[seed]` per 100 m, success 90 % then `success_last`.
+    fn runs(last: &[u64], success_last: u64) -> Vec<RunFigures> {
+        let mut out = Vec::new();
+        for (seed, &l) in last.iter().enumerate() {
+            let seed = seed as u64;
+            let evals = vec![bin(0.0, 1000.0, 100, 90), bin(30.0, 1000.0, 100, 90)];
+            out.push(RunFigures {
+                arm: Arm::Offline,
+                seed,
+                bins: evals.clone(),
+                evals,
+            });
+            let evals = vec![
+                bin(0.0, 1000.0, 100, 90),
+                bin(30.0, 1000.0, l, success_last),
+            ];
+            out.push(RunFigures {
+                arm: Arm::Selfi,
+                seed,
+                bins: evals.clone(),
+                evals,
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn the_goal_needs_five_seeds_a_tight_interval_and_no_collapse() {
+        let arms = [Arm::Offline, Arm::Selfi];
+        let met = |r: &[RunFigures]| summarise(&arms, r, 30.0).eval_goal_met;
+        // 0.4x on each of five seeds: met, and the interval is the point.
+        let s = summarise(&arms, &runs(&[40; 5], 89), 30.0);
+        assert_eq!(s.eval_goal_met, Some(true), "{}", s.table);
+        assert!(
+            s.table
+                .contains("ratio 0.40 [95 % over seeds 0.40-0.40], 5 seed(s)"),
+            "{}",
+            s.table
+        );
+        assert!(
+            s.table
+                .contains("placebo, the offline arm against itself over seed halves of 2"),
+            "{}",
+            s.table
+        );
+        // The same on three seeds: too few.
+        assert_eq!(met(&runs(&[40; 3], 89)), Some(false));
+        // Mean 0.4x, but one seed carries it: the upper end is over 0.7x.
+        let s = summarise(&arms, &runs(&[0, 0, 0, 100, 100], 89), 30.0);
+        assert_eq!(s.eval_goal_met, Some(false), "{}", s.table);
+        assert!(
+            s.table.contains("ratio 0.40 [95 % over seeds 0.00-"),
+            "{}",
+            s.table
+        );
+        // Success 3 points under the first row: a collapse.
+        assert_eq!(met(&runs(&[40; 5], 87)), Some(false));
     }
 
     #[test]

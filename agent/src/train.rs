@@ -367,6 +367,32 @@ impl Summary {
                 );
             }
         }
+        // The goal on the way: SPaCE reaches 75 % of the way in half round-robin's
+        // steps or fewer, over at least 20 seeds per curriculum, while
+        // round-robin against itself holds 1.0x within its interval there.
+        if let Some((k, w)) = way
+            .iter()
+            .enumerate()
+            .find(|(_, w)| (w.fraction - 0.75).abs() < 1e-9)
+        {
+            let seeds = self.lines.iter().map(|l| l.runs).min().unwrap_or(0);
+            let floor = self
+                .placebo
+                .as_ref()
+                .and_then(|p| p.on_the_way.get(k))
+                .map(|f| f.interval);
+            let ratio = w.ratio();
+            let met = ratio.is_some_and(|r| r >= 2.0)
+                && seeds >= 20
+                && floor.is_some_and(|(lo, hi)| lo <= 1.0 && 1.0 <= hi);
+            let _ = writeln!(
+                s,
+                "to 75 % of the way: round-robin steps / SPaCE steps {}, {seeds} seeds per curriculum, placebo {}  [goal >= 2x over >= 20 seeds, the placebo's interval holding 1.0x: {}]",
+                ratio.map_or("n/a".into(), |r| format!("{r:.2}x")),
+                floor.map_or("n/a".into(), |(lo, hi)| format!("{lo:.2}x-{hi:.2}x")),
+                if met { "met" } else { "MISSED" }
+            );
+        }
         match self.speedup() {
             Some(r) => {
                 let _ = writeln!(
@@ -1124,6 +1150,24 @@ mod tests {
                     .contains("  75%    10.00           20           10   2.00x   1.00x-1.00x\n"),
             "{table}"
         );
+        // The goal at 75 %: 2x with the placebo holding 1.0x, but 5 seeds are
+        // too few; with 20 it is met; with the placebo off 1.0x it is not.
+        let goal = |t: &str| {
+            t.lines()
+                .find(|l| l.starts_with("to 75 % of the way"))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(
+            goal(&table),
+            "to 75 % of the way: round-robin steps / SPaCE steps 2.00x, 5 seeds per curriculum, placebo 1.00x-1.00x  [goal >= 2x over >= 20 seeds, the placebo's interval holding 1.0x: MISSED]"
+        );
+        s.lines.iter_mut().for_each(|l| l.runs = 20);
+        assert!(goal(&s.table()).ends_with(": met]"), "{}", s.table());
+        if let Some(p) = s.placebo.as_mut() {
+            p.on_the_way[1] = spread(1.2, 1.9);
+        }
+        assert!(goal(&s.table()).ends_with(": MISSED]"), "{}", s.table());
         // Without an untrained point there is no start to measure from.
         s.lines[1].curve.remove(0);
         assert!(s.on_the_way().is_empty());

@@ -1,6 +1,8 @@
 //! Study: interventions per 100 m of hand-made controllers on the SELFI task,
 //! as yardsticks for the learned policies (same rooms, walkers and supervisor).
 //!
+//! They fly on the truth inputs (`sensing = "truth"`), as they were measured.
+//!
 //! `cargo run --release -p rl --example cautious_nav -- CONFIG SEEDS MINUTES ARG MODE`
 //! - `reactive` (default): toward the goal; slows so that the central reading
 //!   stays ARG metres beyond the supervisor's limit, turns to the more open side
@@ -33,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut metres, mut interventions, mut collisions, mut episodes, mut successes) =
         (0.0, 0u64, 0u64, 0u64, 0u64);
     for seed in 0..seeds {
-        let mut env = NavEnv::new(&cfg, seed)?;
+        let mut env = NavEnv::new(&cfg, seed, &rl::selfi::nav::TruthSensing)?;
         let mut obs = env.reset()?;
         for _ in 0..decisions {
             let scan: Vec<f32> = obs[..n]

@@ -8,11 +8,14 @@
 //! `intervention_window` decisions before it, in five bands, next to the share of
 //! all decisions in each band — did J see it coming, and the actor fly on anyway?
 //!
+//! The actor flies on the truth inputs (`sensing = "truth"`: ray-cast scan, every walker in range).
+//!
 //! `cargo run --release -p rl --example selfi_causes -- CONFIG ACTOR.bpk SEED MINUTES [WALKER_M [OFFLINE]]`
 
 use rl::selfi::SelfiConfig;
 use rl::selfi::experiment::{OfflineBundle, fly_deployed};
 use rl::selfi::model::objective_values_and_features;
+use rl::selfi::nav::TruthSensing;
 use rl::selfi::online::load_actor;
 use std::path::Path;
 
@@ -53,72 +56,80 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut standing, mut repeat) = (0u64, 0u64);
     let mut since_takeover = u64::MAX;
     let repeat_within = (2.0 * cfg.plan.control_hz) as u64;
-    fly_deployed(&actor, &cfg, seed, minutes, &dev, |obs, plan, s| {
-        if let Some(b) = &bundle {
-            let (_, f) = objective_values_and_features(
-                &b.models,
-                obs,
-                plan,
-                &cfg.plan,
-                &cfg.objective,
-                &dev,
-            );
-            if !s.frame.intervention {
-                recent.push((f[1], f[2]));
-                if recent.len() > window {
-                    recent.remove(0);
+    fly_deployed(
+        &actor,
+        &cfg,
+        &TruthSensing,
+        seed,
+        minutes,
+        &dev,
+        |obs, plan, s| {
+            if let Some(b) = &bundle {
+                let (_, f) = objective_values_and_features(
+                    &b.models,
+                    obs,
+                    plan,
+                    &cfg.plan,
+                    &cfg.objective,
+                    &dev,
+                );
+                if !s.frame.intervention {
+                    recent.push((f[1], f[2]));
+                    if recent.len() > window {
+                        recent.remove(0);
+                    }
+                    all_u[band(f[1])] += 1;
+                    all_w[band(f[2])] += 1;
                 }
-                all_u[band(f[1])] += 1;
-                all_w[band(f[2])] += 1;
+                if s.intervention_started {
+                    let most = |k: usize| {
+                        recent
+                            .iter()
+                            .map(|r| if k == 0 { r.0 } else { r.1 })
+                            .fold(0.0f32, f32::max)
+                    };
+                    if s.walker_clearance < near {
+                        before_w[band(most(1))] += 1;
+                    } else {
+                        before_u[band(most(0))] += 1;
+                    }
+                }
+                if s.terminated || s.truncated || s.frame.intervention {
+                    recent.clear();
+                }
             }
+            metres += s.distance;
+            speed += f64::from(s.frame.command[0]);
+            let by_walker = s.walker_clearance < near;
             if s.intervention_started {
-                let most = |k: usize| {
-                    recent
-                        .iter()
-                        .map(|r| if k == 0 { r.0 } else { r.1 })
-                        .fold(0.0f32, f32::max)
-                };
-                if s.walker_clearance < near {
-                    before_w[band(most(1))] += 1;
+                if by_walker {
+                    walker += 1;
+                    let (x, y) = (s.frame.pose[0], s.frame.pose[1]);
+                    if let Some(w) = s.frame.walkers.iter().min_by(|a, b| {
+                        let da = (a.position[0] - x).hypot(a.position[1] - y);
+                        let db = (b.position[0] - x).hypot(b.position[1] - y);
+                        da.total_cmp(&db)
+                    }) && w.velocity[0].hypot(w.velocity[1]) < 0.2
+                    {
+                        standing += 1;
+                    }
+                    if since_takeover <= repeat_within {
+                        repeat += 1;
+                    }
                 } else {
-                    before_u[band(most(0))] += 1;
+                    stat += 1
                 }
             }
-            if s.terminated || s.truncated || s.frame.intervention {
-                recent.clear();
-            }
-        }
-        metres += s.distance;
-        speed += f64::from(s.frame.command[0]);
-        let by_walker = s.walker_clearance < near;
-        if s.intervention_started {
-            if by_walker {
-                walker += 1;
-                let (x, y) = (s.frame.pose[0], s.frame.pose[1]);
-                if let Some(w) = s.frame.walkers.iter().min_by(|a, b| {
-                    let da = (a.position[0] - x).hypot(a.position[1] - y);
-                    let db = (b.position[0] - x).hypot(b.position[1] - y);
-                    da.total_cmp(&db)
-                }) && w.velocity[0].hypot(w.velocity[1]) < 0.2
-                {
-                    standing += 1;
-                }
-                if since_takeover <= repeat_within {
-                    repeat += 1;
-                }
+            since_takeover = if s.frame.intervention {
+                0
             } else {
-                stat += 1
+                since_takeover.saturating_add(1)
+            };
+            if s.frame.collision {
+                if by_walker { coll_w += 1 } else { coll_s += 1 }
             }
-        }
-        since_takeover = if s.frame.intervention {
-            0
-        } else {
-            since_takeover.saturating_add(1)
-        };
-        if s.frame.collision {
-            if by_walker { coll_w += 1 } else { coll_s += 1 }
-        }
-    })?;
+        },
+    )?;
     let per = |n: u64| n as f64 * 100.0 / metres;
     println!(
         "{:.0} m, mean command {:.2} m/s; interventions/100 m: walker {:.2} (standing {:.2}, within 2 s of the last {:.2}), static {:.2}; collisions/100 m: walker {:.2}, static {:.2}",

@@ -515,15 +515,26 @@ gravity = 15.0
         let f = InstanceFile::load(&path).unwrap();
         assert_eq!(f.config, Some(dir.join("cfg/t.toml")));
         // The shipped twin families name their tuned settings, and they parse.
-        for family in ["twin_avoid", "twin_doorways"] {
+        for family in ["twin_avoid", "twin_doorways", "twin_avoid_sensed"] {
             let twin =
                 Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("instances/{family}.toml"));
             let f = InstanceFile::load(&twin).unwrap();
             assert_eq!((f.control_hz, f.max_steps), (10.0, 150), "{family}");
+            assert_eq!(f.observe_context, family != "twin_avoid_sensed", "{family}");
             let cfg = crate::train::TrainConfig::load(f.config.as_ref().unwrap()).unwrap();
             assert_eq!(cfg.learner, crate::train::LearnerChoice::Ppo, "{family}");
             assert_eq!(cfg.space.rank, crate::curriculum::RankMode::Absolute);
         }
+        // The sensed family is the same rooms without the context in the observation.
+        let load = |name: &str| {
+            InstanceFile::load(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("instances/{name}.toml")),
+            )
+            .unwrap()
+        };
+        let (avoid, sensed) = (load("twin_avoid"), load("twin_avoid_sensed"));
+        assert_eq!(avoid.train, sensed.train);
+        assert_eq!(avoid.test, sensed.test);
         let doors = InstanceFile::load(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("instances/twin_doorways.toml"),
         )

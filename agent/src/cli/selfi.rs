@@ -84,7 +84,7 @@ pub(crate) struct SelfiRunArgs {
     #[arg(long, value_delimiter = ',', default_value = "offline,selfi,plain")]
     arms: Vec<String>,
     /// Seeds per arm.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     seeds: u64,
     /// First seed.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
@@ -92,8 +92,10 @@ pub(crate) struct SelfiRunArgs {
     /// Simulated minutes of online flight per run.
     #[arg(long, default_value_t = 30.0, value_parser = above(0.0, 525_600.0, "min"))]
     minutes: f64,
-    /// Bin width of the figures (simulated minutes).
-    #[arg(long, default_value_t = 5.0, value_parser = above(0.0, 525_600.0, "min"))]
+    /// Bin width of the figures (simulated minutes); each arm's actor is also
+    /// evaluated at every bin's end (`eval_minutes` each), which is most of a
+    /// run's cost.
+    #[arg(long, default_value_t = 10.0, value_parser = above(0.0, 525_600.0, "min"))]
     bin_minutes: f64,
     /// Output folder: <arm>/seed<k>/{bins.csv, steps.csv, actor.bpk}, summary.txt, config.toml.
     #[arg(long, default_value = "out/selfi/online")]

@@ -25,6 +25,7 @@ learning_starts = 64
 actor_warmup = 96
 rollback_window = 5
 pretrain_critic_steps = 100
+eval_minutes = 2.0
 "#;
 
 fn port(k: u16) -> u16 {

@@ -4,7 +4,7 @@
 
 use super::data::{Dataset, Flight};
 use super::model::{Actor, FitReport, Models, fit_models, train_actor};
-use super::nav::{NavEnv, NavStep, Wanderer};
+use super::nav::{MakeSenses, NavEnv, NavStep, Wanderer};
 use super::online::{Arm, Critics, OnlineLearner, Transition, critic_features, load_actor};
 use super::{OBS_DIM, SelfiConfig};
 use crate::RlError;
@@ -18,11 +18,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// episode becomes a flight (its last frame has no command).
 pub fn fly_behaviour(
     cfg: &SelfiConfig,
+    senses: &dyn MakeSenses,
     seed: u64,
     decisions: u64,
     stop: &AtomicBool,
 ) -> Result<Vec<Flight>, RlError> {
-    let mut env = NavEnv::new(cfg, seed)?;
+    let mut env = NavEnv::new(cfg, seed, senses)?;
     let mut pilot = Wanderer::new(seed);
     let mut flights = Vec::new();
     let mut obs = env.reset()?;
@@ -589,12 +590,13 @@ pub fn eval_seed(seed: u64) -> u64 {
 pub fn evaluate(
     actor: &Actor,
     cfg: &SelfiConfig,
+    senses: &dyn MakeSenses,
     seed: u64,
     minutes: f64,
     device: &Device,
 ) -> Result<Bin, RlError> {
     let mut bin = Bin::default();
-    fly_deployed(actor, cfg, seed, minutes, device, |_, _, s| {
+    fly_deployed(actor, cfg, senses, seed, minutes, device, |_, _, s| {
         bin.distance += s.distance;
         bin.interventions += u64::from(s.intervention_started);
         bin.collisions += u64::from(s.frame.collision);
@@ -614,12 +616,13 @@ pub fn evaluate(
 pub fn fly_deployed(
     actor: &Actor,
     cfg: &SelfiConfig,
+    senses: &dyn MakeSenses,
     seed: u64,
     minutes: f64,
     device: &Device,
     mut on_step: impl FnMut(&[f32], &[f32], &NavStep),
 ) -> Result<(), RlError> {
-    let mut env = NavEnv::new(cfg, eval_seed(seed))?;
+    let mut env = NavEnv::new(cfg, eval_seed(seed), senses)?;
     let total = (minutes * 60.0 * cfg.plan.control_hz).round() as u64;
     let mut obs = env.reset()?;
     for _ in 0..total {
@@ -643,6 +646,7 @@ pub fn run_arm(
     arm: Arm,
     bundle: &OfflineBundle,
     cfg: &SelfiConfig,
+    senses: &dyn MakeSenses,
     seed: u64,
     minutes: f64,
     bin_minutes: f64,
@@ -663,7 +667,7 @@ pub fn run_arm(
     if let Some(c) = bundle.critics_for(arm, cfg) {
         learner.set_critics(c);
     }
-    let mut env = NavEnv::new(cfg, seed)?;
+    let mut env = NavEnv::new(cfg, seed, senses)?;
     let hz = cfg.plan.control_hz;
     let total = (minutes * 60.0 * hz).round() as u64;
     let per_bin = ((bin_minutes * 60.0 * hz).round() as u64).max(1);
@@ -674,7 +678,14 @@ pub fn run_arm(
     let mut evals = Vec::new();
     let eval_minutes = cfg.online.eval_minutes;
     if eval_minutes > 0.0 {
-        evals.push(evaluate(&learner.actor(), cfg, seed, eval_minutes, device)?);
+        evals.push(evaluate(
+            &learner.actor(),
+            cfg,
+            senses,
+            seed,
+            eval_minutes,
+            device,
+        )?);
     }
     let mut ret = 0.0;
     let (mut rej0, mut rb0) = (0, 0);
@@ -759,7 +770,7 @@ pub fn run_arm(
                 // The offline arm's actor never changes: its first evaluation stands.
                 let mut e = match (arm, evals.first()) {
                     (Arm::Offline, Some(first)) => first.clone(),
-                    _ => evaluate(&learner.actor(), cfg, seed, eval_minutes, device)?,
+                    _ => evaluate(&learner.actor(), cfg, senses, seed, eval_minutes, device)?,
                 };
                 e.minute = bin.minute;
                 e.rollbacks = bin.rollbacks;
@@ -794,7 +805,7 @@ mod tests {
         cfg.offline.actor_steps = 100;
         cfg.online.pretrain_critic_steps = 50;
         let stop = AtomicBool::new(false);
-        let flights = fly_behaviour(&cfg, 3, 600, &stop).unwrap();
+        let flights = fly_behaviour(&cfg, &super::super::nav::TruthSensing, 3, 600, &stop).unwrap();
         assert!(flights.len() >= 2);
         let d = cpu();
         let b = train_offline(&flights, &cfg, &d, 1, |_| {}).unwrap();

@@ -23,6 +23,7 @@ pub mod experiment;
 pub mod model;
 pub mod nav;
 pub mod online;
+pub mod tracking;
 
 use crate::RlError;
 use serde::{Deserialize, Serialize};
@@ -362,6 +363,35 @@ pub struct NavConfig {
     pub track_position_noise: f64,
     /// Standard deviation of the tracker's velocity noise (m/s).
     pub track_velocity_noise: f64,
+    /// Where the scan and the tracks come from: `stereo` (the loop's stereo
+    /// stage on the rendered pair, walkers tracked from that depth, pose and
+    /// velocity from the flight controller's `state`: what a robot has) or
+    /// `truth` (a ray cast of the twin's geometry with `scan_noise`, and every
+    /// walker within `track_range` with the `track_*_noise`; for comparison).
+    pub sensing: Sensing,
+    /// The depth tracker (`sensing = "stereo"`).
+    pub tracker: tracking::DepthTrackerConfig,
+}
+
+/// Where SELFI's inputs come from (see [`NavConfig::sensing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Sensing {
+    /// The loop's stereo stage, a tracker on its depth, the flight controller's state.
+    #[default]
+    Stereo,
+    /// The twin's geometry and walkers, with noise.
+    Truth,
+}
+
+impl Sensing {
+    /// Its name in a config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sensing::Stereo => "stereo",
+            Sensing::Truth => "truth",
+        }
+    }
 }
 
 impl Default for NavConfig {
@@ -380,6 +410,8 @@ impl Default for NavConfig {
             track_range: 6.0,
             track_position_noise: 0.05,
             track_velocity_noise: 0.1,
+            sensing: Sensing::Stereo,
+            tracker: tracking::DepthTrackerConfig::default(),
         }
     }
 }
@@ -545,6 +577,7 @@ impl SelfiConfig {
                 return Err(format!("`{k}` must be ≥ 0, not {v}"));
             }
         }
+        n.tracker.validate()?;
         Ok(())
     }
 }
@@ -574,6 +607,12 @@ mod tests {
         assert!(e.to_string().contains("nav.room_length"), "{e}");
         let e = SelfiConfig::from_toml_str("[online]\nvariant = \"c\"\n", "x.toml").unwrap_err();
         assert!(e.to_string().contains("variant"), "{e}");
+        let e = SelfiConfig::from_toml_str("[nav]\nsensing = \"lidar\"\n", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("lidar"), "{e}");
+        let e = SelfiConfig::from_toml_str("[nav.tracker]\nborder = 0.7\n", "x.toml").unwrap_err();
+        assert!(e.to_string().contains("nav.tracker.border"), "{e}");
+        let c = SelfiConfig::from_toml_str("[nav]\nsensing = \"truth\"\n", "x.toml").unwrap();
+        assert_eq!(c.nav.sensing, Sensing::Truth);
     }
 
     #[test]

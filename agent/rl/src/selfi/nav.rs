@@ -152,21 +152,127 @@ impl Tracker {
     }
 }
 
+/// What the robot's sensors and estimators give SELFI at one decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sensed {
+    /// The depth scan, [`BEAMS`] beams left to right (m, in `(0, SCAN_RANGE]`).
+    pub scan: Vec<f32>,
+    /// Tracked walkers (world frame).
+    pub walkers: Vec<Walker>,
+    /// Pose (x, y, yaw) as the flight controller estimates it.
+    pub pose: [f64; 3],
+    /// Velocity (forward, left; m/s) in the heading frame, as the flight controller estimates it.
+    pub velocity: [f32; 2],
+}
+
+/// Where SELFI's inputs come from in the twin: the twin's observation (and
+/// its world, for the truth stand-ins) in, what the robot would know out.
+pub trait Senses {
+    /// A new flight begins (trackers forget their tracks).
+    fn reset(&mut self);
+    /// The inputs at observation `obs`, `dt` s after the last call.
+    fn sense(
+        &mut self,
+        obs: &Observation,
+        world: Option<&sim::world::World>,
+        dt: f64,
+    ) -> Result<Sensed, RlError>;
+}
+
+/// Builds the [`Senses`] of one run (each flight of an experiment gets its own).
+pub trait MakeSenses: Sync {
+    /// Whether the twin must render the stereo pair for them.
+    fn renders(&self) -> bool;
+    /// The senses of run `seed`.
+    fn make(&self, cfg: &SelfiConfig, seed: u64) -> Result<Box<dyn Senses>, RlError>;
+    /// What they are, for logs and run files.
+    fn describe(&self) -> String;
+}
+
+/// The twin's truth with noise (`sensing = "truth"`): the ray-cast scan with
+/// `scan_noise`, the [`Tracker`] stand-in, the pose and velocity the twin has.
+/// For comparison and for the crate's own tests; a robot has no such inputs.
+pub struct TruthSenses {
+    noise: Rng,
+    scan_noise: f64,
+    tracker: Tracker,
+}
+
+impl TruthSenses {
+    /// For run `seed`.
+    pub fn new(cfg: &SelfiConfig, seed: u64) -> TruthSenses {
+        TruthSenses {
+            noise: Rng::new(seed ^ 0x5ca7),
+            scan_noise: cfg.nav.scan_noise,
+            tracker: Tracker::new(cfg, seed),
+        }
+    }
+}
+
+impl Senses for TruthSenses {
+    fn reset(&mut self) {}
+
+    fn sense(
+        &mut self,
+        o: &Observation,
+        world: Option<&sim::world::World>,
+        _dt: f64,
+    ) -> Result<Sensed, RlError> {
+        let s = self.scan_noise;
+        let scan = o
+            .scan
+            .iter()
+            .map(|&d| (d + (self.noise.normal() * s) as f32).clamp(0.05, SCAN_RANGE))
+            .collect();
+        let pose = [
+            o.pose.position[0],
+            o.pose.position[1],
+            f64::from(o.attitude[2]),
+        ];
+        let walkers = match world {
+            Some(w) => self.tracker.track(w, [pose[0], pose[1]]),
+            None => Vec::new(),
+        };
+        Ok(Sensed {
+            scan,
+            walkers,
+            pose,
+            velocity: [o.velocity[0], o.velocity[1]],
+        })
+    }
+}
+
+/// Makes [`TruthSenses`].
+pub struct TruthSensing;
+
+impl MakeSenses for TruthSensing {
+    fn renders(&self) -> bool {
+        false
+    }
+
+    fn make(&self, cfg: &SelfiConfig, seed: u64) -> Result<Box<dyn Senses>, RlError> {
+        Ok(Box::new(TruthSenses::new(cfg, seed)))
+    }
+
+    fn describe(&self) -> String {
+        "truth: the twin's ray-cast scan and walkers with noise".into()
+    }
+}
+
 /// The task: rooms drawn per episode, walkers, the supervisor.
 pub struct NavEnv {
     cfg: SelfiConfig,
     env: Env,
     seed: u64,
     episode: u64,
-    noise: Rng,
     obs: Option<Observation>,
-    scan: Vec<f32>,
+    /// What the robot knows at `obs`.
+    sensed: Option<Sensed>,
     prev_scan: Option<Vec<f32>>,
     goal: [f64; 2],
     in_takeover: bool,
     last_distance: f64,
-    tracker: Tracker,
-    walkers: Vec<Walker>,
+    senses: Box<dyn Senses>,
 }
 
 /// The room of episode `episode` of run `seed` (the same for every arm).
@@ -189,9 +295,10 @@ pub fn episode_context(cfg: &SelfiConfig, seed: u64, episode: u64) -> Context {
 }
 
 impl NavEnv {
-    /// The task for run `seed`.
-    pub fn new(cfg: &SelfiConfig, seed: u64) -> Result<NavEnv, RlError> {
+    /// The task for run `seed`, sensed by what `senses` makes.
+    pub fn new(cfg: &SelfiConfig, seed: u64, senses: &dyn MakeSenses) -> Result<NavEnv, RlError> {
         let env = Env::new(EnvConfig {
+            render: senses.renders(),
             task: Task::GoalReaching,
             control_hz: cfg.plan.control_hz,
             max_steps: cfg.nav.max_steps,
@@ -211,15 +318,13 @@ impl NavEnv {
             env,
             seed,
             episode: 0,
-            noise: Rng::new(seed ^ 0x5ca7),
             obs: None,
-            scan: Vec::new(),
+            sensed: None,
             prev_scan: None,
             goal: [0.0; 2],
             in_takeover: false,
             last_distance: 0.0,
-            tracker: Tracker::new(cfg, seed),
-            walkers: Vec::new(),
+            senses: senses.make(cfg, seed)?,
         })
     }
 
@@ -233,19 +338,15 @@ impl NavEnv {
         self.env.world()
     }
 
-    fn track(&mut self, o: &Observation) -> Vec<Walker> {
-        let p = [o.pose.position[0], o.pose.position[1]];
-        match self.env.world() {
-            Some(w) => self.tracker.track(w, p),
-            None => Vec::new(),
+    fn sense(&mut self, o: &Observation) -> Result<Sensed, RlError> {
+        let s = self.senses.sense(o, self.env.world(), self.cfg.plan.dt())?;
+        if s.scan.len() != BEAMS {
+            return Err(RlError::Config(format!(
+                "the senses gave a scan of {} beams, SELFI needs {BEAMS}",
+                s.scan.len()
+            )));
         }
-    }
-
-    fn noisy_scan(&mut self, raw: &[f32]) -> Vec<f32> {
-        let s = self.cfg.nav.scan_noise;
-        raw.iter()
-            .map(|&d| (d + (self.noise.normal() * s) as f32).clamp(0.05, SCAN_RANGE))
-            .collect()
+        Ok(s)
     }
 
     /// Start the next episode; returns its first observation.
@@ -264,9 +365,9 @@ impl NavEnv {
             p[0] + c * f64::from(g[0]) - s * f64::from(g[1]),
             p[1] + s * f64::from(g[0]) + c * f64::from(g[1]),
         ];
-        self.scan = self.noisy_scan(&obs.scan);
+        self.senses.reset();
+        self.sensed = Some(self.sense(&obs)?);
         self.prev_scan = None;
-        self.walkers = self.track(&obs);
         self.in_takeover = false;
         self.last_distance = 0.0;
         self.obs = Some(obs);
@@ -275,21 +376,33 @@ impl NavEnv {
 
     /// The current observation vector.
     pub fn observation(&self) -> Result<Vec<f32>, RlError> {
-        let o = self
-            .obs
+        let s = self
+            .sensed
             .as_ref()
             .ok_or_else(|| RlError::Config("SELFI task stepped before reset".into()))?;
-        let feats = scan_features(&self.scan, self.prev_scan.as_deref())?;
+        let feats = scan_features(&s.scan, self.prev_scan.as_deref())?;
         Ok(observation(
             &feats,
-            [o.velocity[0], o.velocity[1]],
-            goal_in_heading(self.pose(o), self.goal),
-            &track_features(self.pose(o), &self.walkers),
+            s.velocity,
+            goal_in_heading(s.pose, self.goal),
+            &track_features(s.pose, &s.walkers),
         ))
     }
 
-    /// The vehicle's pose now (x, y in m, yaw in rad) and the goal (x, y), in
-    /// the world frame; `None` before the first reset.
+    /// The twin's own observation now (truth: for evaluation and tests, never
+    /// the policy's input); `None` before the first reset.
+    pub fn twin_observation(&self) -> Option<&Observation> {
+        self.obs.as_ref()
+    }
+
+    /// What the robot knows now (scan, tracks, estimated pose and velocity);
+    /// `None` before the first reset.
+    pub fn sensed(&self) -> Option<&Sensed> {
+        self.sensed.as_ref()
+    }
+
+    /// The vehicle's true pose now (x, y in m, yaw in rad) and the goal (x,
+    /// y), in the world frame, for evaluation; `None` before the first reset.
     pub fn pose_and_goal(&self) -> Option<([f64; 3], [f64; 2])> {
         self.obs.as_ref().map(|o| (self.pose(o), self.goal))
     }
@@ -302,10 +415,10 @@ impl NavEnv {
         ]
     }
 
-    /// The supervisor's rule on the current scan (see [`supervise`]).
+    /// The supervisor's rule on the current scan and estimated speed (see [`supervise`]).
     pub fn supervise(&self, command: (f64, f64)) -> Option<(f64, f64)> {
-        let o = self.obs.as_ref()?;
-        supervise(&self.cfg, &self.scan, f64::from(o.velocity[0]), command)
+        let s = self.sensed.as_ref()?;
+        supervise(&self.cfg, &s.scan, f64::from(s.velocity[0]), command)
     }
 
     /// Execute the normalised command `a` (or the supervisor's, when it takes over).
@@ -347,23 +460,26 @@ impl NavEnv {
             proximity: w.proximity
                 * (1.0 - r.info.walker_clearance / w.personal_space).clamp(0.0, 1.0),
         };
+        let sensed = self
+            .sensed
+            .take()
+            .ok_or_else(|| RlError::Config("SELFI task stepped before reset".into()))?;
         let frame = Frame {
-            scan: self.scan.clone(),
-            velocity: [o.velocity[0], o.velocity[1]],
-            pose: pose0,
+            scan: sensed.scan.clone(),
+            velocity: sensed.velocity,
+            pose: sensed.pose,
             goal: self.goal,
             command: [forward as f32, yaw_rate as f32],
             proposed: [proposed.0 as f32, proposed.1 as f32],
             intervention: takeover.is_some(),
             collision: r.info.collision,
             success: r.info.success,
-            walkers: std::mem::take(&mut self.walkers),
+            walkers: sensed.walkers,
         };
         let distance = r.info.distance - self.last_distance;
         self.last_distance = r.info.distance;
-        let scan = self.noisy_scan(&r.obs.scan);
-        self.prev_scan = Some(std::mem::replace(&mut self.scan, scan));
-        self.walkers = self.track(&r.obs);
+        self.sensed = Some(self.sense(&r.obs)?);
+        self.prev_scan = Some(sensed.scan);
         self.obs = Some(r.obs);
         Ok(NavStep {
             frame,
@@ -379,18 +495,18 @@ impl NavEnv {
 
     /// The last frame of an episode (after its final step), for recordings.
     pub fn final_frame(&self) -> Option<Frame> {
-        let o = self.obs.as_ref()?;
+        let s = self.sensed.as_ref()?;
         Some(Frame {
-            scan: self.scan.clone(),
-            velocity: [o.velocity[0], o.velocity[1]],
-            pose: self.pose(o),
+            scan: s.scan.clone(),
+            velocity: s.velocity,
+            pose: s.pose,
             goal: self.goal,
             command: [0.0, 0.0],
             proposed: [0.0, 0.0],
             intervention: false,
             collision: false,
             success: false,
-            walkers: self.walkers.clone(),
+            walkers: s.walkers.clone(),
         })
     }
 }
@@ -440,7 +556,7 @@ mod tests {
             },
             ..SelfiConfig::default()
         };
-        let mut env = NavEnv::new(&cfg, 1).unwrap();
+        let mut env = NavEnv::new(&cfg, 1, &TruthSensing).unwrap();
         env.reset().unwrap();
         // Full speed straight ahead, turned towards the side wall: sooner or later
         // the supervisor must step in, once per approach, and nothing collides.
@@ -476,8 +592,8 @@ mod tests {
     #[test]
     fn same_seed_same_rooms_and_walkers_move() {
         let cfg = SelfiConfig::default();
-        let mut a = NavEnv::new(&cfg, 4).unwrap();
-        let mut b = NavEnv::new(&cfg, 4).unwrap();
+        let mut a = NavEnv::new(&cfg, 4, &TruthSensing).unwrap();
+        let mut b = NavEnv::new(&cfg, 4, &TruthSensing).unwrap();
         assert_eq!(a.reset().unwrap(), b.reset().unwrap());
         let w0 = a.world().unwrap().obstacles.clone();
         let s = a.step([0.0, 0.0]).unwrap();
@@ -489,7 +605,12 @@ mod tests {
         assert!(a.step([f32::NAN, 0.0]).is_err());
         // The pose and goal in the world frame agree with the observation's goal
         // distance (observation: distance / 10).
-        assert!(NavEnv::new(&cfg, 4).unwrap().pose_and_goal().is_none());
+        assert!(
+            NavEnv::new(&cfg, 4, &TruthSensing)
+                .unwrap()
+                .pose_and_goal()
+                .is_none()
+        );
         let (pose, goal) = a.pose_and_goal().unwrap();
         let d = ((goal[0] - pose[0]).powi(2) + (goal[1] - pose[1]).powi(2)).sqrt();
         let obs = a.observation().unwrap();
@@ -499,7 +620,7 @@ mod tests {
     #[test]
     fn the_tracker_follows_walkers_in_range_by_id() {
         let cfg = SelfiConfig::default();
-        let mut env = NavEnv::new(&cfg, 4).unwrap();
+        let mut env = NavEnv::new(&cfg, 4, &TruthSensing).unwrap();
         env.reset().unwrap();
         let (mut tracked, mut followed) = (0, 0);
         let mut last: Vec<Walker> = Vec::new();
