@@ -944,8 +944,23 @@ fn counts(rows: &[Bin]) -> (f64, f64) {
     })
 }
 
+/// Interventions per 100 m; NaN without any distance flown (unknown, never 0).
 fn rate((ints, metres): (f64, f64)) -> f64 {
-    100.0 * ints / metres.max(1e-9)
+    if metres > 0.0 {
+        100.0 * ints / metres
+    } else {
+        f64::NAN
+    }
+}
+
+/// One rate over another; NaN where the reference is 0 or unknown (a ratio
+/// to nothing is no evidence, and NaN fails every goal comparison).
+fn rate_ratio(a: f64, reference: f64) -> f64 {
+    if reference > 0.0 {
+        a / reference
+    } else {
+        f64::NAN
+    }
 }
 
 fn sum(pairs: impl Iterator<Item = (f64, f64)>) -> (f64, f64) {
@@ -966,7 +981,7 @@ fn ratio_interval(pairs: &[SeedPair]) -> (f64, f64, f64) {
             a = sum([a, x].into_iter());
             r = sum([r, y].into_iter());
         }
-        rate(a) / rate(r).max(1e-9)
+        rate_ratio(rate(a), rate(r))
     };
     let n = pairs.len();
     let point = ratio(&mut (0..n));
@@ -996,7 +1011,7 @@ fn placebo(off: &[(f64, f64)]) -> Option<(f64, f64, usize)> {
         }
         let a = sum(order[..half].iter().map(|&i| off[i]));
         let b = sum(order[half..2 * half].iter().map(|&i| off[i]));
-        rs.push(rate(a) / rate(b).max(1e-9));
+        rs.push(rate_ratio(rate(a), rate(b)));
     }
     rs.sort_by(f64::total_cmp);
     let at = |q: f64| rs[((RESAMPLES - 1) as f64 * q).round() as usize];
@@ -1023,15 +1038,20 @@ fn goal_check(
             .collect()
     };
     let (off, sel, plain) = (of(Arm::Offline), of(Arm::Selfi), of(Arm::Plain));
-    let paired = |arm: &std::collections::BTreeMap<u64, &[Bin]>| -> Vec<SeedPair> {
-        arm.iter()
+    // Every seed is read at the pooled table's last row (the rows all of the
+    // arm's seeds have), so one ratio never mixes minutes.
+    let paired = |runs: &std::collections::BTreeMap<u64, &[Bin]>, arm: Arm| -> Vec<SeedPair> {
+        let Some(at) = pooled_by.get(&arm).and_then(|b| b.len().checked_sub(1)) else {
+            return Vec::new();
+        };
+        runs.iter()
             .filter_map(|(seed, rows)| {
-                let last = rows.last()?;
-                Some((counts(std::slice::from_ref(last)), counts(off.get(seed)?)))
+                let row = rows.get(at)?;
+                Some((counts(std::slice::from_ref(row)), counts(off.get(seed)?)))
             })
             .collect()
     };
-    let sel_pairs = paired(&sel);
+    let sel_pairs = paired(&sel, Arm::Selfi);
     if sel_pairs.is_empty() {
         return None;
     }
@@ -1049,7 +1069,8 @@ fn goal_check(
         "{what}: offline arm {off_rate:.2} interventions/100 m (all rows); SELFI at minute {minute:.1}: {sel_rate:.2}; ratio {ratio:.2} [95 % over seeds {lo:.2}-{hi:.2}], {seeds} seed(s) (goal <= {GOAL_RATIO:.2} with the upper end < {GOAL_UPPER:.2} over >= {GOAL_SEEDS} seeds: {})",
         if halves { "met" } else { "MISSED" }
     );
-    let off_runs: Vec<(f64, f64)> = off.values().map(|rows| counts(rows)).collect();
+    // The placebo over the same seeds as the comparison.
+    let off_runs: Vec<(f64, f64)> = sel_pairs.iter().map(|p| p.1).collect();
     match placebo(&off_runs) {
         Some((plo, phi, half)) => {
             let _ = writeln!(
@@ -1061,13 +1082,12 @@ fn goal_check(
             let _ = writeln!(t, "{what}: placebo needs at least 2 seeds");
         }
     }
-    let plain_pairs = paired(&plain);
+    let plain_pairs = paired(&plain, Arm::Plain);
     if !plain_pairs.is_empty() {
         let (pr, plo, phi) = ratio_interval(&plain_pairs);
-        let success = pooled_by
-            .get(&Arm::Plain)
-            .and_then(|b| b.last())
-            .map_or(f64::NAN, Bin::success_rate);
+        let last = pooled_by.get(&Arm::Plain).and_then(|b| b.last());
+        let success = last.map_or(f64::NAN, Bin::success_rate);
+        let minute = last.map_or(f64::NAN, |b| b.minute);
         let _ = writeln!(
             t,
             "{what}: plain online RL at minute {minute:.1}: {:.2} interventions/100 m, ratio {pr:.2} [95 % over seeds {plo:.2}-{phi:.2}], success {success:.1} %",
@@ -1215,6 +1235,26 @@ mod tests {
         );
         // Success 3 points under the first row: a collapse.
         assert_eq!(met(&runs(&[40; 5], 87)), Some(false));
+        // An offline arm without interventions gives no ratio (NaN), never "met".
+        let mut r = runs(&[0; 5], 89);
+        r.iter_mut()
+            .filter(|f| f.arm == Arm::Offline)
+            .for_each(|f| f.evals.iter_mut().for_each(|b| b.interventions = 0));
+        let s = summarise(&arms, &r, 30.0);
+        assert_eq!(s.eval_goal_met, Some(false), "{}", s.table);
+        assert!(s.table.contains("ratio NaN"), "{}", s.table);
+        // A seed cut short is read at the rows every seed has: with one run
+        // stopped after its first row, every seed's ratio is at minute 0 (1.0x).
+        let mut r = runs(&[40; 5], 89);
+        if let Some(f) = r.iter_mut().find(|f| f.arm == Arm::Selfi && f.seed == 2) {
+            f.evals.truncate(1);
+        }
+        let s = summarise(&arms, &r, 30.0);
+        assert!(
+            s.table.contains("SELFI at minute 0.0: 10.00; ratio 1.00"),
+            "{}",
+            s.table
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use bus::{Inbox, Outbox, Session};
 use rl::selfi::SelfiConfig;
 use rl::selfi::data::{Walker, goal_in_heading, observation, scan_features, track_features};
 use rl::selfi::model::Actor;
-use rl::selfi::nav::{Tracker, episode_context, resample_scan, supervise};
+use rl::selfi::nav::{episode_context, resample_scan, supervise};
 use rl::selfi::online::{Arm, OnlineLearner, Transition};
 use sim::env::{Action, Env, EnvConfig, Task, Walkers};
 use std::collections::BTreeMap;
@@ -55,8 +55,8 @@ fn yaw_of(q: [f64; 4]) -> f64 {
 }
 
 /// The twin flying the goal-reaching task among walkers: publishes each frame's
-/// pair, state, goal and tracked walkers (the twin's stand-in for a people
-/// tracker, [`Tracker`]), waits (up to 0.5 s wall time) for the setpoint that
+/// pair, state, goal and tracked walkers (the people tracker of `nav.sensing`:
+/// by default [`rl::selfi::tracking::DepthTracker`] on this pair's stereo depth), waits (up to 0.5 s wall time) for the setpoint that
 /// answers the frame, steps, and says `episode start`, `collision` and
 /// `goal reached` on `events` with the frame's stamp.
 pub fn goal_camera_node(
@@ -72,7 +72,10 @@ pub fn goal_camera_node(
     let mut events = Outbox::<Event>::new(session, robot, bus::topics::EVENTS)?;
     let mut tracks = Outbox::<Tracks>::new(session, robot, bus::topics::TRACKS)?;
     let mut setpoints = Inbox::<Setpoint>::new(session, robot, bus::topics::CMD_SETPOINT, 8)?;
-    let mut tracker = Tracker::new(cfg, o.seed);
+    // The people tracker of `nav.sensing` (default: on the stereo depth of the
+    // pair this node renders, as a tracker beside a robot's camera would run; never
+    // the twin's walkers themselves).
+    let mut senses = crate::selfi_senses::senses_for(cfg).make(cfg, o.seed)?;
     let mut env = Env::new(EnvConfig {
         render: true,
         task: Task::GoalReaching,
@@ -113,14 +116,12 @@ pub fn goal_camera_node(
                     text: EPISODE_START.into(),
                 },
             )?;
+            senses.reset();
             new_episode = false;
         }
         let h = crate::nodes::publish_twin_frame(&mut pairs, &mut states, stamp, &obs)?;
         goals.send(stamp, "world", &Goal { position: goal })?;
-        let seen = env
-            .world()
-            .map(|w| tracker.track(w, [obs.pose.position[0], obs.pose.position[1]]))
-            .unwrap_or_default();
+        let seen = senses.sense(&obs, env.world(), 1.0 / hz)?.walkers;
         tracks.send(stamp, "world", &to_tracks(&seen))?;
         let action = crate::nodes::await_setpoint(&mut setpoints, &h)?;
         if action.is_none() {

@@ -460,9 +460,12 @@ impl NavEnv {
             proximity: w.proximity
                 * (1.0 - r.info.walker_clearance / w.personal_space).clamp(0.0, 1.0),
         };
+        // What the robot knows after the step, before anything is replaced: a
+        // failed sensor leaves the last frame's inputs in place.
+        let next = self.sense(&r.obs)?;
         let sensed = self
             .sensed
-            .take()
+            .replace(next)
             .ok_or_else(|| RlError::Config("SELFI task stepped before reset".into()))?;
         let frame = Frame {
             scan: sensed.scan.clone(),
@@ -478,7 +481,6 @@ impl NavEnv {
         };
         let distance = r.info.distance - self.last_distance;
         self.last_distance = r.info.distance;
-        self.sensed = Some(self.sense(&r.obs)?);
         self.prev_scan = Some(sensed.scan);
         self.obs = Some(r.obs);
         Ok(NavStep {

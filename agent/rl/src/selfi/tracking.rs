@@ -502,19 +502,25 @@ mod tests {
         }
         assert!(!after.is_empty(), "not found again");
         assert!(after.iter().all(|w| w.id != first), "{after:?}");
-        // Nothing is ever reported through the box: its frames had no detection of the walker.
+        // Nothing is ever reported through the box: a walk of 1.2 m (well past
+        // `moving`) behind it is never reported, and the same walk in the open is.
+        let walk = |k: usize| ([4.0, 0.5 - 0.04 * k as f64], 0.25);
         let mut t2 = DepthTracker::new(DepthTrackerConfig::default(), CAM, 6.0);
-        for k in 0..20 {
+        for k in 0..30 {
             assert!(
-                t2.update(
-                    &scan(7.0, &[([4.0, 0.3 - 0.03 * k as f64], 0.25), screen]),
-                    [0.0; 3],
-                    dt
-                )
-                .is_empty(),
+                t2.update(&scan(7.0, &[walk(k), screen]), [0.0; 3], dt)
+                    .is_empty(),
                 "seen through the box at step {k}"
             );
         }
+        let mut t3 = DepthTracker::new(DepthTrackerConfig::default(), CAM, 6.0);
+        let open: usize = (0..30)
+            .map(|k| t3.update(&scan(7.0, &[walk(k)]), [0.0; 3], dt).len())
+            .sum();
+        assert!(
+            open >= 10,
+            "the same walk in the open was reported {open} times"
+        );
     }
 
     #[test]
