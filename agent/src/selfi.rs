@@ -61,7 +61,8 @@ fn quat_from_yaw(yaw: f64) -> [f64; 4] {
     [c, 0.0, 0.0, s]
 }
 
-fn yaw_from_quat(q: [f64; 4]) -> f64 {
+/// The yaw (rad, about z, positive to the left) of an attitude quaternion (w, x, y, z).
+pub fn yaw_from_quat(q: [f64; 4]) -> f64 {
     let [w, x, y, z] = q;
     (2.0 * (w * z + x * y)).atan2(1.0 - 2.0 * (y * y + z * z))
 }

@@ -49,11 +49,6 @@ pub struct SelfiNodeOptions {
     pub seconds: f64,
 }
 
-fn yaw_of(q: [f64; 4]) -> f64 {
-    let [w, x, y, z] = q;
-    (2.0 * (w * z + x * y)).atan2(1.0 - 2.0 * (y * y + z * z))
-}
-
 /// The twin flying the goal-reaching task among walkers: publishes each frame's
 /// pair, state, goal and tracked walkers (the people tracker of `nav.sensing`:
 /// by default [`rl::selfi::tracking::DepthTracker`] on this pair's stereo depth), waits (up to 0.5 s wall time) for the setpoint that
@@ -205,7 +200,11 @@ pub fn bus_observation(
     tracks: &Tracks,
 ) -> Result<Vec<f32>> {
     let feats = scan_features(scan, prev)?;
-    let pose = [state.position[0], state.position[1], yaw_of(state.attitude)];
+    let pose = [
+        state.position[0],
+        state.position[1],
+        crate::selfi::yaw_from_quat(state.attitude),
+    ];
     Ok(observation(
         &feats,
         [state.velocity[0], state.velocity[1]],

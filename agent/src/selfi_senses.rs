@@ -112,8 +112,7 @@ impl Senses for StereoSenses {
             .map_err(|e| err("stereo matching", e))?;
         // The flight controller's estimate, as it reaches the agent on `state`.
         let state = twin_state(obs);
-        let [w, x, y, z] = state.attitude;
-        let yaw = (2.0 * (w * z + x * y)).atan2(1.0 - 2.0 * (y * y + z * z));
+        let yaw = crate::selfi::yaw_from_quat(state.attitude);
         let pose = [state.position[0], state.position[1], yaw];
         let walkers = self.tracker.update(&depth.scan, pose, dt);
         Ok(Sensed {
