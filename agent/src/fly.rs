@@ -455,11 +455,12 @@ pub fn fly_arm(
         let stereo_ahead = decided.stereo_ahead.nearest.min(cfg.mono.max_depth);
         tracing::debug!(
             target: "agent::fly::cues",
-            "t={t:.2} mode={:?} stereo_near={:.3} stereo_unknown={:.2} mono_near={:.3}",
+            "t={t:.2} mode={:?} stereo_near={:.3} stereo_unknown={:.2} mono_raw_near={:.3} mono_scale={:.3}",
             decided.mode,
             decided.stereo_ahead.nearest,
             decided.stereo_ahead.unknown,
-            decided.mono_ahead.map_or(f32::NAN, |a| a.nearest)
+            decided.mono_ahead.map_or(f32::NAN, |a| a.nearest),
+            decided.mono_scale
         );
 
         let mut intervention = false;

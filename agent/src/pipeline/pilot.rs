@@ -68,7 +68,7 @@ impl Pilot {
         let scan = out.flown(cues.stereo, cues.mono);
         let cmd = self.policy.act(&PolicyFrame {
             stamp_ns,
-            scan,
+            scan: &scan,
             stereo: cues.stereo,
             state,
             goal,
@@ -169,5 +169,56 @@ impl Stage for Pilot {
             notes.say(text);
         }
         Ok(Some(Decision { switch, cmd }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::Mode;
+
+    /// The yaw rate the reactive pilot commands, in mono flight after frames
+    /// where mono was 0.2 (log) off stereo, when stereo and mono both place an
+    /// obstacle ahead at 1.8 m (beyond the 1.6 m it turns at).
+    fn yaw_at_obstacle(margin: f64) -> f64 {
+        let persist = PersistConfig {
+            min_train_steps: 0,
+            hold: 0.0,
+            error_window: 0.1,
+            exit_factor: 100.0,
+            mono_margin: margin,
+            ..PersistConfig::default()
+        };
+        let mut pilot = Pilot::new(persist, Strategy::Persistent, 30.0, AvoidConfig::default());
+        let (mut stereo, mut mono) = (vec![5.0f32; 32], vec![5.0 * 0.2f32.exp(); 32]);
+        for i in 0..10 {
+            let cues = FrameCues {
+                t: f64::from(i) / 30.0,
+                stereo: &stereo,
+                mono: Some(&mono),
+                train_steps: 1000,
+            };
+            pilot.step(cues, 0, None);
+        }
+        assert_eq!(pilot.switch().mode(), Mode::Mono);
+        stereo[16] = 1.8;
+        mono[16] = 1.8;
+        let cues = FrameCues {
+            t: 1.0,
+            stereo: &stereo,
+            mono: Some(&mono),
+            train_steps: 1000,
+        };
+        let (out, cmd) = pilot.step(cues, 0, None);
+        assert_eq!(out.mode, Mode::Mono);
+        cmd.expect("the reactive policy always answers").yaw_rate
+    }
+
+    #[test]
+    fn mono_flight_turns_at_an_obstacle_its_margin_brings_inside_the_turning_distance() {
+        // 1.8 m x exp(-0.2) = 1.47 m: inside 1.6 m, so it turns.
+        assert_ne!(yaw_at_obstacle(1.0), 0.0, "the margin makes it turn");
+        // Flown as the network says, 1.8 m is clear: straight on.
+        assert_eq!(yaw_at_obstacle(0.0), 0.0, "no margin, no turn");
     }
 }

@@ -6,9 +6,16 @@
 //! as an obstacle at half the wheels' distance, so two such frames while mono
 //! calls the way clear send the robot back to stereo flight, whose policy stops
 //! and turns.
+//!
+//! Mono flight flies the network's depth shrunk by the error it is known to
+//! make (`persist.mono_margin` times the window's mean log error): the network
+//! places some near obstacles too far, and with a margin of its measured error
+//! the policy turns, and the training wheels judge, on a depth nearer to what
+//! the network can vouch for.
 
 use super::avoid::{Ahead, AvoidConfig};
 use crate::persist::{Mode, PersistConfig, Strategy, Switch, Switcher};
+use std::borrow::Cow;
 
 /// Mean |log mono − log stereo| over the columns stereo knows; `None` when it
 /// knows none.
@@ -47,19 +54,26 @@ pub struct SwitchOutput {
     pub error: Option<f64>,
     /// The way ahead as stereo sees it.
     pub stereo_ahead: Ahead,
-    /// The way ahead as mono sees it.
+    /// The way ahead as the network sees it (its raw depth, before
+    /// [`Self::mono_scale`]).
     pub mono_ahead: Option<Ahead>,
     /// Stereo's view ahead was blind (too much unknown).
     pub stereo_blind: bool,
+    /// The factor mono's depth is flown at (`exp(-margin x recent error)`, 1
+    /// without a margin).
+    pub mono_scale: f32,
 }
 
 impl SwitchOutput {
-    /// The scan the policy flies on: mono's in mono flight when there is one,
-    /// else stereo's.
-    pub fn flown<'a>(&self, stereo: &'a [f32], mono: Option<&'a [f32]>) -> &'a [f32] {
+    /// The scan the policy flies on: mono's, times [`Self::mono_scale`], in
+    /// mono flight when there is one, else stereo's.
+    pub fn flown<'a>(&self, stereo: &'a [f32], mono: Option<&'a [f32]>) -> Cow<'a, [f32]> {
         match (self.mode, mono) {
-            (Mode::Mono, Some(m)) => m,
-            _ => stereo,
+            (Mode::Mono, Some(m)) if self.mono_scale != 1.0 => {
+                Cow::Owned(m.iter().map(|v| v * self.mono_scale).collect())
+            }
+            (Mode::Mono, Some(m)) => Cow::Borrowed(m),
+            _ => Cow::Borrowed(stereo),
         }
     }
 
@@ -83,8 +97,13 @@ impl SwitchOutput {
                 } else {
                     format!("{stereo_near:.2} m ahead")
                 };
+                let margin = if self.mono_scale < 1.0 {
+                    format!(" (its depth x{:.2} for its recent error)", self.mono_scale)
+                } else {
+                    String::new()
+                };
                 format!(
-                    "t={t:.1}s: training wheels: stereo sees {seen}, mono {mono_near:.2} m; back to stereo"
+                    "t={t:.1}s: training wheels: stereo sees {seen}, mono flies it at {mono_near:.2} m{margin}; back to stereo"
                 )
             }
             Switch::ErrorRose { error } => {
@@ -101,6 +120,8 @@ pub struct CueSwitch {
     avoid_distance: f32,
     unknown_limit: f64,
     wheels_distance: f32,
+    mono_margin: f64,
+    error_threshold: f64,
 }
 
 impl CueSwitch {
@@ -111,7 +132,18 @@ impl CueSwitch {
             avoid_distance: avoid.avoid_distance as f32,
             unknown_limit: avoid.unknown_ahead,
             wheels_distance: persist.wheels_distance,
+            mono_margin: persist.mono_margin,
+            error_threshold: persist.error_threshold,
         }
+    }
+
+    /// The factor mono's depth is flown at now: `exp(-margin x e)`, `e` the
+    /// error window's mean of the frames before this one. Until the window is
+    /// full the switching threshold stands in for `e`: only a naive arm can fly
+    /// on mono then (one told to switch before a window's time).
+    pub fn mono_scale(&self) -> f32 {
+        let e = self.window_error().unwrap_or(self.error_threshold);
+        (-self.mono_margin * e).exp() as f32
     }
 
     /// The cue flying now.
@@ -135,7 +167,11 @@ impl CueSwitch {
         };
         let mono_ahead = cues.mono.map(Ahead::of);
         let error = cues.mono.and_then(|m| mono_error(m, cues.stereo));
-        let mono_near = mono_ahead.map_or(f32::INFINITY, |a| a.clearance(self.unknown_limit));
+        // The margin of the frames before this one, as the policy flies it.
+        let mono_scale = self.mono_scale();
+        let mono_near = mono_ahead.map_or(f32::INFINITY, |a| {
+            a.clearance(self.unknown_limit) * mono_scale
+        });
         let mut event = self.switcher.update(
             cues.t,
             error,
@@ -157,6 +193,7 @@ impl CueSwitch {
             stereo_ahead,
             mono_ahead,
             stereo_blind,
+            mono_scale,
         }
     }
 }
@@ -166,25 +203,99 @@ mod tests {
     use super::*;
 
     fn mono_now() -> CueSwitch {
-        // Reach mono flight through the persistent rule at once.
+        mono_with_error(0.0, 1.0)
+    }
+
+    /// Mono flight reached through the persistent rule at once, mono off
+    /// stereo by `error` (log) on every frame so far.
+    fn mono_with_error(error: f32, margin: f64) -> CueSwitch {
         let p = PersistConfig {
             min_train_steps: 0,
             hold: 0.0,
             error_window: 0.1,
+            // Only the wheels send it back to stereo in these tests.
+            exit_factor: 100.0,
+            mono_margin: margin,
             ..PersistConfig::default()
         };
         let mut s = CueSwitch::new(p, Strategy::Persistent, 30.0, &AvoidConfig::default());
         let scan = vec![5.0f32; 32];
+        let mono = vec![5.0 * error.exp(); 32];
         for i in 0..10 {
             s.update(FrameCues {
                 t: f64::from(i) / 30.0,
                 stereo: &scan,
-                mono: Some(&scan),
+                mono: Some(&mono),
                 train_steps: 1000,
             });
         }
         assert_eq!(s.mode(), Mode::Mono);
         s
+    }
+
+    /// Frames where stereo sees an obstacle at `stereo_m` in the middle and
+    /// mono places it at `mono_m` (elsewhere 0.2 off, as before); the events
+    /// they gave.
+    fn near_obstacle(s: &mut CueSwitch, stereo_m: f32, mono_m: f32) -> Vec<Switch> {
+        let (mut stereo, mut mono) = (vec![5.0f32; 32], vec![5.0 * 0.2f32.exp(); 32]);
+        stereo[16] = stereo_m;
+        mono[16] = mono_m;
+        let mut events = vec![];
+        for i in 0..8 {
+            let out = s.update(FrameCues {
+                t: 1.0 + f64::from(i) / 30.0,
+                stereo: &stereo,
+                mono: Some(&mono),
+                train_steps: 1000,
+            });
+            events.extend(out.event);
+        }
+        events
+    }
+
+    #[test]
+    fn mono_is_flown_nearer_by_its_recent_error_and_the_wheels_judge_that_depth() {
+        // Mono has been 0.2 (log) off stereo: it is flown at exp(-0.2) of its depth.
+        let s = mono_with_error(0.2, 1.0);
+        assert!(
+            (s.mono_scale() - (-0.2f32).exp()).abs() < 1e-4,
+            "{}",
+            s.mono_scale()
+        );
+        let mut s2 = s.clone();
+        let out = s2.update(FrameCues {
+            t: 1.0,
+            stereo: &[5.0; 32],
+            mono: Some(&[2.0; 32]),
+            train_steps: 1000,
+        });
+        let flown = out.flown(&[5.0; 32], Some(&[2.0; 32])).into_owned();
+        assert!(
+            flown
+                .iter()
+                .all(|v| (v - 2.0 * (-0.2f32).exp()).abs() < 1e-3),
+            "{flown:?}"
+        );
+        // An obstacle stereo sees at 0.8 m and mono at 1.7 m: flown at 1.39 m,
+        // under the 1.6 m the policy turns at, so mono does not call it clear.
+        let mut with_margin = s.clone();
+        assert_eq!(near_obstacle(&mut with_margin, 0.8, 1.7), vec![]);
+        assert_eq!(with_margin.mode(), Mode::Mono);
+        // Without the margin the same frames are an intervention.
+        let mut without = mono_with_error(0.2, 0.0);
+        assert_eq!(without.mono_scale(), 1.0);
+        let events = near_obstacle(&mut without, 0.8, 1.7);
+        assert!(
+            matches!(events.as_slice(), [Switch::Intervention { .. }]),
+            "{events:?}"
+        );
+        // A gross error is still caught: mono at 3 m is flown at 2.46 m.
+        let mut s3 = s.clone();
+        let events = near_obstacle(&mut s3, 0.8, 3.0);
+        assert!(
+            matches!(events.as_slice(), [Switch::Intervention { .. }]),
+            "{events:?}"
+        );
     }
 
     #[test]

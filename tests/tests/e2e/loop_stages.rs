@@ -155,6 +155,8 @@ fn mono_flight(unknown_ahead: f64) -> MonoFlight {
         error_window: 0.1,
         error_threshold: 10.0,
         exit_factor: 100.0,
+        // The clear mono scan is flown as it is: this is about the wheels.
+        mono_margin: 0.0,
         ..fly.persist
     };
     let mut pilot = Pilot::new(persist, Strategy::Persistent, hz, avoid);
