@@ -181,14 +181,7 @@ mod tests {
     /// where mono was 0.2 (log) off stereo, when stereo and mono both place an
     /// obstacle ahead at 1.8 m (beyond the 1.6 m it turns at).
     fn yaw_at_obstacle(margin: f64) -> f64 {
-        let persist = PersistConfig {
-            min_train_steps: 0,
-            hold: 0.0,
-            error_window: 0.1,
-            exit_factor: 100.0,
-            mono_margin: margin,
-            ..PersistConfig::default()
-        };
+        let persist = crate::pipeline::switch::tests::mono_at_once(margin);
         let mut pilot = Pilot::new(persist, Strategy::Persistent, 30.0, AvoidConfig::default());
         let (mut stereo, mut mono) = (vec![5.0f32; 32], vec![5.0 * 0.2f32.exp(); 32]);
         for i in 0..10 {

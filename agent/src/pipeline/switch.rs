@@ -199,25 +199,30 @@ impl CueSwitch {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn mono_now() -> CueSwitch {
         mono_with_error(0.0, 1.0)
     }
 
-    /// Mono flight reached through the persistent rule at once, mono off
-    /// stereo by `error` (log) on every frame so far.
-    fn mono_with_error(error: f32, margin: f64) -> CueSwitch {
-        let p = PersistConfig {
+    /// The persistent rule allowed to fly mono at once (a 0.1 s window, no
+    /// hold), sent back to stereo only by the wheels, with `margin`.
+    pub(in crate::pipeline) fn mono_at_once(margin: f64) -> PersistConfig {
+        PersistConfig {
             min_train_steps: 0,
             hold: 0.0,
             error_window: 0.1,
-            // Only the wheels send it back to stereo in these tests.
             exit_factor: 100.0,
             mono_margin: margin,
             ..PersistConfig::default()
-        };
+        }
+    }
+
+    /// Mono flight reached through the persistent rule at once, mono off
+    /// stereo by `error` (log) on every frame so far.
+    fn mono_with_error(error: f32, margin: f64) -> CueSwitch {
+        let p = mono_at_once(margin);
         let mut s = CueSwitch::new(p, Strategy::Persistent, 30.0, &AvoidConfig::default());
         let scan = vec![5.0f32; 32];
         let mono = vec![5.0 * error.exp(); 32];
