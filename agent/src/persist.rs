@@ -225,6 +225,11 @@ impl Switcher {
         self.mode
     }
 
+    /// The rule's settings.
+    pub fn config(&self) -> &PersistConfig {
+        &self.cfg
+    }
+
     /// Mean error over the window once it is full (the switching criterion).
     pub fn window_error(&self) -> Option<f64> {
         (self.window.len() == self.window_len)

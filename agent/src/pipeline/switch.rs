@@ -120,8 +120,6 @@ pub struct CueSwitch {
     avoid_distance: f32,
     unknown_limit: f64,
     wheels_distance: f32,
-    mono_margin: f64,
-    error_threshold: f64,
 }
 
 impl CueSwitch {
@@ -132,8 +130,6 @@ impl CueSwitch {
             avoid_distance: avoid.avoid_distance as f32,
             unknown_limit: avoid.unknown_ahead,
             wheels_distance: persist.wheels_distance,
-            mono_margin: persist.mono_margin,
-            error_threshold: persist.error_threshold,
         }
     }
 
@@ -142,8 +138,9 @@ impl CueSwitch {
     /// full the switching threshold stands in for `e`: only a naive arm can fly
     /// on mono then (one told to switch before a window's time).
     pub fn mono_scale(&self) -> f32 {
-        let e = self.window_error().unwrap_or(self.error_threshold);
-        (-self.mono_margin * e).exp() as f32
+        let cfg = self.switcher.config();
+        let e = self.window_error().unwrap_or(cfg.error_threshold);
+        (-cfg.mono_margin * e).exp() as f32
     }
 
     /// The cue flying now.
