@@ -235,6 +235,21 @@ pub(super) mod tests {
         s
     }
 
+    /// `n` frames of the same scans at 30 Hz from t = 1 s; what the switch
+    /// decided for each.
+    fn frames(s: &mut CueSwitch, n: u32, stereo: &[f32], mono: &[f32]) -> Vec<SwitchOutput> {
+        (0..n)
+            .map(|i| {
+                s.update(FrameCues {
+                    t: 1.0 + f64::from(i) / 30.0,
+                    stereo,
+                    mono: Some(mono),
+                    train_steps: 1000,
+                })
+            })
+            .collect()
+    }
+
     /// Frames where stereo sees an obstacle at `stereo_m` in the middle and
     /// mono places it at `mono_m` (elsewhere 0.2 off, as before); the events
     /// they gave.
@@ -242,17 +257,10 @@ pub(super) mod tests {
         let (mut stereo, mut mono) = (vec![5.0f32; 32], vec![5.0 * 0.2f32.exp(); 32]);
         stereo[16] = stereo_m;
         mono[16] = mono_m;
-        let mut events = vec![];
-        for i in 0..8 {
-            let out = s.update(FrameCues {
-                t: 1.0 + f64::from(i) / 30.0,
-                stereo: &stereo,
-                mono: Some(&mono),
-                train_steps: 1000,
-            });
-            events.extend(out.event);
-        }
-        events
+        frames(s, 8, &stereo, &mono)
+            .iter()
+            .filter_map(|o| o.event)
+            .collect()
     }
 
     #[test]
@@ -303,19 +311,9 @@ pub(super) mod tests {
     #[test]
     fn blind_stereo_ahead_with_mono_calling_it_clear_is_an_intervention() {
         let mut s = mono_now();
-        let blind = vec![f32::NAN; 32];
-        let clear = vec![9.0f32; 32];
-        let mut events = vec![];
-        for i in 0..3 {
-            let out = s.update(FrameCues {
-                t: 1.0 + f64::from(i) / 30.0,
-                stereo: &blind,
-                mono: Some(&clear),
-                train_steps: 1000,
-            });
-            assert!(out.stereo_blind);
-            events.extend(out.event);
-        }
+        let outs = frames(&mut s, 3, &[f32::NAN; 32], &[9.0; 32]);
+        assert!(outs.iter().all(|o| o.stereo_blind));
+        let events: Vec<Switch> = outs.iter().filter_map(|o| o.event).collect();
         assert!(
             matches!(events.as_slice(), [Switch::Intervention { .. }]),
             "{events:?}"
