@@ -427,7 +427,11 @@ fn a_reopened_link_continues_after_the_firmwares_last_setpoint() {
         );
         let mut sent = Vec::new();
         for _ in 0..100 {
-            sent.push((link.send(forward(0.0)), Instant::now()));
+            // Stamped before sending: the ack, stamped when it is read, must
+            // not predate it (a test thread preempted after `send` saw its
+            // ack arrive "before" the setpoint left).
+            let at = Instant::now();
+            sent.push((link.send(forward(0.0)), at));
             std::thread::sleep(Duration::from_millis(5));
         }
         let last = sent.last().map(|s| s.0).unwrap();
