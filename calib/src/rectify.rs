@@ -346,7 +346,7 @@ impl RectifyMap {
 /// neighbour and the bilinear weights in 1/256 steps (as OpenCV's
 /// `convertMaps` to 16-bit maps, here with 8 fractional bits instead of 5).
 /// Integer arithmetic, one bounds check per pixel in the scalar loop and none in
-/// the AVX2 kernel: several times faster than [`RectifyMap::remap`] (`calib
+/// the AVX2 kernels: several times faster than [`RectifyMap::remap`] (`calib
 /// bench` and `agent bench` print the figures), and within one grey level of it.
 #[derive(Debug, Clone)]
 pub struct FixedRectifyMap {
@@ -362,38 +362,118 @@ pub struct FixedRectifyMap {
     /// Per rectified pixel: the horizontal and vertical weights of the right
     /// and lower neighbours (0..=256), packed `fx | fy << 16`.
     weight: Vec<u32>,
-    /// The pixels in runs, in order: runs of whole groups of 8 whose source
-    /// neighbourhoods the AVX2 kernel may fetch (inside the image, 4-byte
-    /// reads in bounds), and the rest (outside pixels, the image's last
-    /// corner, the tail) for the scalar loop.
+    /// The pixels in runs, in order, each for one kernel (see [`Kernel`]).
     runs: Vec<Run>,
+    /// The source windows of the [`Kernel::Window`] runs' groups of 8, in order.
+    windows: Vec<Window>,
 }
 
-/// Pixels `start..end` of a [`FixedRectifyMap`], for one kernel.
+/// Which code remaps a run of pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    /// Whole groups of 8 whose 2 x 2 neighbourhoods lie in one 16-byte window
+    /// of two or three consecutive rows: the window is loaded once per row and
+    /// the pixels picked from it by byte shuffles (see [`Window`]).
+    Window,
+    /// Whole groups of 8 inside the image (4-byte reads in bounds) that fit no
+    /// window: each neighbourhood fetched with a gather.
+    Gather,
+    /// The rest (outside pixels, the image's last corner, the tail): the
+    /// scalar loop.
+    Scalar,
+}
+
+/// Pixels `start..end` of a [`FixedRectifyMap`], for one kernel; a window
+/// run's groups have the windows from `window` on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Run {
     start: usize,
     end: usize,
-    simd: bool,
+    kernel: Kernel,
+    window: usize,
 }
 
-/// Splits `index` into runs (see [`FixedRectifyMap::runs`]).
-fn runs_of(index: &[u32], src_w: usize, src_len: usize) -> Vec<Run> {
-    let simd_ok = |i: u32| {
-        i != u32::MAX && (i as usize) + src_w + 4 <= src_len && src_len <= i32::MAX as usize
-    };
+/// Where a group of 8 rectified pixels finds its sources: their top-left
+/// neighbours lie in rows `y` and `y + 1` (so all four in rows `y..=y + 2`),
+/// columns `x..x + 15`, and `base` is the index of (x, y). `pick[0]` picks the
+/// pixels whose top row is `y` from a 16-byte row window: byte `k` (k < 8) is
+/// pixel k's left column in the window, byte `8 + k` its right column, and
+/// 0x80 (a zero) for pixels of the other row; `pick[1]` the same for those
+/// whose top row is `y + 1`. The top pairs are then
+/// `shuffle(row y, pick[0]) | shuffle(row y+1, pick[1])`, the bottom pairs the
+/// same one row lower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) struct Window {
+    pub(crate) base: u32,
+    pub(crate) pick: [[u8; 16]; 2],
+}
+
+/// The window of a group of 8 top-left indices, if they fit one whose three
+/// 16-byte row reads stay inside a source of `src_len` bytes.
+fn window_of(group: &[u32], src_w: usize, src_len: usize) -> Option<Window> {
+    if group.len() != 8 || group.contains(&u32::MAX) {
+        return None;
+    }
+    let xy = |i: u32| ((i as usize) % src_w, (i as usize) / src_w);
+    let x = group.iter().map(|&i| xy(i).0).min()?;
+    let y = group.iter().map(|&i| xy(i).1).min()?;
+    let base = y * src_w + x;
+    if base + 2 * src_w + 16 > src_len {
+        return None;
+    }
+    let mut pick = [[0x80u8; 16]; 2];
+    for (k, &i) in group.iter().enumerate() {
+        let (px, py) = xy(i);
+        let (col, row) = (px - x, py - y);
+        if col + 1 >= 16 || row > 1 {
+            return None;
+        }
+        pick[row][k] = col as u8;
+        pick[row][8 + k] = col as u8 + 1;
+    }
+    Some(Window {
+        base: u32::try_from(base).ok()?,
+        pick,
+    })
+}
+
+/// Whether the gather kernel may fetch the neighbourhood at `i`: two 4-byte
+/// reads at `i` and `i + src_w` inside a source of `src_len` bytes, whose
+/// offsets fit the gathers' 32-bit lanes.
+fn gather_ok(i: u32, src_w: usize, src_len: usize) -> bool {
+    i != u32::MAX && (i as usize) + src_w + 4 <= src_len && src_len <= i32::MAX as usize
+}
+
+/// Splits `index` into runs (see [`FixedRectifyMap::runs`]) and the window
+/// runs' windows.
+fn runs_of(index: &[u32], src_w: usize, src_len: usize) -> (Vec<Run>, Vec<Window>) {
     let mut runs: Vec<Run> = Vec::new();
+    let mut windows = Vec::new();
     let mut start = 0;
     while start < index.len() {
         let end = (start + 8).min(index.len());
-        let simd = end - start == 8 && index[start..end].iter().all(|&i| simd_ok(i));
+        let group = &index[start..end];
+        let kernel = if let Some(w) = window_of(group, src_w, src_len) {
+            windows.push(w);
+            Kernel::Window
+        } else if group.len() == 8 && group.iter().all(|&i| gather_ok(i, src_w, src_len)) {
+            Kernel::Gather
+        } else {
+            Kernel::Scalar
+        };
         match runs.last_mut() {
-            Some(r) if r.simd == simd => r.end = end,
-            _ => runs.push(Run { start, end, simd }),
+            Some(r) if r.kernel == kernel => r.end = end,
+            _ => runs.push(Run {
+                start,
+                end,
+                kernel,
+                window: windows.len() - usize::from(kernel == Kernel::Window),
+            }),
         }
         start = end;
     }
-    runs
+    (runs, windows)
 }
 
 impl RectifyMap {
@@ -415,12 +495,14 @@ impl RectifyMap {
                 }
             }
         }
+        let (runs, windows) = runs_of(&index, src_w, src_w * src_h);
         FixedRectifyMap {
             width: self.width,
             height: self.height,
             src_w,
             src_h,
-            runs: runs_of(&index, src_w, src_w * src_h),
+            runs,
+            windows,
             index,
             weight,
         }
@@ -429,29 +511,83 @@ impl RectifyMap {
 
 impl FixedRectifyMap {
     /// Apply to an 8-bit image of the source size given to [`RectifyMap::fixed`].
-    /// On x86-64 with AVX2 most pixels go through an eight-wide kernel that
-    /// gives the same bytes as [`FixedRectifyMap::remap_scalar`].
+    /// On x86-64 with AVX2 most pixels go through eight-wide kernels that
+    /// give the same bytes as [`FixedRectifyMap::remap_scalar`].
     pub fn remap(&self, src: &[u8]) -> Result<Vec<u8>, RectifyError> {
+        self.remap_kernels(src, true)
+    }
+
+    /// [`FixedRectifyMap::remap`] with gathers for every group of 8 (no
+    /// windows): the kernel `calib bench` compares the window kernel with.
+    pub fn remap_gathers(&self, src: &[u8]) -> Result<Vec<u8>, RectifyError> {
+        self.remap_kernels(src, false)
+    }
+
+    /// The share of pixels the window kernel remaps (0..=1).
+    pub fn window_share(&self) -> f64 {
+        (8 * self.windows.len()) as f64 / self.index.len().max(1) as f64
+    }
+
+    fn remap_kernels(&self, src: &[u8], windows: bool) -> Result<Vec<u8>, RectifyError> {
         self.check(src)?;
         let mut out = vec![0u8; self.index.len()];
         #[cfg(target_arch = "x86_64")]
         let simd = crate::remap_avx2::available();
         #[cfg(not(target_arch = "x86_64"))]
         let simd = false;
+        let _ = windows;
         for r in &self.runs {
             let (index, weight) = (&self.index[r.start..r.end], &self.weight[r.start..r.end]);
             let out = &mut out[r.start..r.end];
             #[cfg(target_arch = "x86_64")]
-            if r.simd && simd {
-                // SAFETY: AVX2 is present; the run's three slices have the same
-                // length, a multiple of 8; `runs_of` let into a SIMD run only
-                // indices with i + src_w + 4 <= src_w * src_h <= i32::MAX, and
-                // `src.len()` was checked equal to src_w * src_h above.
-                #[allow(unsafe_code)]
-                unsafe {
-                    crate::remap_avx2::run(src, self.src_w, index, weight, out)
-                };
-                continue;
+            match r.kernel {
+                Kernel::Window if simd && windows => {
+                    let windows = &self.windows[r.window..r.window + out.len() / 8];
+                    // SAFETY: AVX2 is present; the run is whole groups of 8,
+                    // one window each; `window_of` let in only windows whose
+                    // reads at base, base + src_w and base + 2 src_w, 16 bytes
+                    // each, end inside src_w * src_h = `src.len()` (checked).
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        crate::remap_avx2::run_windows(src, self.src_w, windows, weight, out)
+                    };
+                    continue;
+                }
+                Kernel::Window if simd => {
+                    // Without windows: a window's group gathers where its
+                    // 4-byte reads stay in the image (not always: a window at
+                    // the image's end may hold a group that reads 2 bytes past it).
+                    let len = src.len();
+                    for ((index, weight), out) in index
+                        .chunks_exact(8)
+                        .zip(weight.chunks_exact(8))
+                        .zip(out.chunks_exact_mut(8))
+                    {
+                        if index.iter().all(|&i| gather_ok(i, self.src_w, len)) {
+                            // SAFETY: AVX2 is present; 8 of each; every index
+                            // was just checked: i + src_w + 4 <= len <= i32::MAX.
+                            #[allow(unsafe_code)]
+                            unsafe {
+                                crate::remap_avx2::run(src, self.src_w, index, weight, out)
+                            };
+                        } else {
+                            remap_scalar(src, self.src_w, index, weight, out);
+                        }
+                    }
+                    continue;
+                }
+                Kernel::Gather if simd => {
+                    // SAFETY: AVX2 is present; the run's three slices have the
+                    // same length, a multiple of 8; `runs_of` let into a gather
+                    // run only indices with i + src_w + 4 <= src_w * src_h <=
+                    // i32::MAX, and `src.len()` was checked equal to src_w * src_h.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        crate::remap_avx2::run(src, self.src_w, index, weight, out)
+                    };
+                    continue;
+                }
+                _ => {}
             }
             let _ = simd;
             remap_scalar(src, self.src_w, index, weight, out);
@@ -465,7 +601,7 @@ impl FixedRectifyMap {
     pub fn kernel() -> &'static str {
         #[cfg(target_arch = "x86_64")]
         if crate::remap_avx2::available() {
-            return "AVX2 kernel";
+            return "AVX2 kernels";
         }
         "no SIMD kernel on this CPU: the scalar loop both times"
     }
@@ -563,12 +699,11 @@ mod tests {
             rectify_map(&rig.right, &rect.r2, &rect.p2, w - 3, h - 1),
         ] {
             let fixed = map.fixed(w, h);
-            assert!(fixed.runs.iter().any(|r| r.simd), "no SIMD run to test");
+            assert!(has(&fixed, Kernel::Window), "no window run to test");
             assert!(fixed.index.contains(&u32::MAX), "no outside pixel");
-            assert_eq!(
-                fixed.remap(&img).unwrap(),
-                fixed.remap_scalar(&img).unwrap()
-            );
+            let scalar = fixed.remap_scalar(&img).unwrap();
+            assert_eq!(fixed.remap(&img).unwrap(), scalar);
+            assert_eq!(fixed.remap_gathers(&img).unwrap(), scalar);
         }
         let corner = RectifyMap {
             width: 16,
@@ -578,7 +713,7 @@ mod tests {
         };
         let fixed = corner.fixed(w, h);
         assert!(
-            fixed.runs.iter().all(|r| !r.simd),
+            fixed.runs.iter().all(|r| r.kernel == Kernel::Scalar),
             "the corner's 4-byte reads would pass the end: {:?}",
             fixed.runs
         );
@@ -591,9 +726,24 @@ mod tests {
         // further does not.
         let len = w * h;
         let last = (len - w - 4) as u32;
-        assert!(runs_of(&[last; 8], w, len)[0].simd);
-        assert!(!runs_of(&[last + 1; 8], w, len)[0].simd);
-        assert!(!runs_of(&[last; 7], w, len)[0].simd, "a short group");
+        let kernel = |group: &[u32]| runs_of(group, w, len).0[0].kernel;
+        assert_eq!(kernel(&[last; 8]), Kernel::Gather);
+        assert_eq!(kernel(&[last + 1; 8]), Kernel::Scalar);
+        assert_eq!(kernel(&[last; 7]), Kernel::Scalar, "a short group");
+        // A window's three 16-byte row reads end at base + 2w + 16: a group at
+        // exactly the image's end gets one, a byte further the gathers.
+        let end = (len - 2 * w - 16) as u32;
+        assert_eq!(kernel(&[end; 8]), Kernel::Window);
+        assert_eq!(kernel(&[end + 1; 8]), Kernel::Gather);
+        // Sources over three rows, or 16 columns apart, fit no window.
+        let spread = |dx: u32, dy: u32| -> Vec<u32> {
+            (0..8u32)
+                .map(|k| 1000 + (k % 2) * (dx + dy * w as u32))
+                .collect()
+        };
+        assert_eq!(kernel(&spread(14, 1)), Kernel::Window);
+        assert_eq!(kernel(&spread(15, 0)), Kernel::Gather);
+        assert_eq!(kernel(&spread(0, 2)), Kernel::Gather);
         #[cfg(target_arch = "x86_64")]
         {
             assert!(
@@ -611,7 +761,55 @@ mod tests {
             };
             remap_scalar(&img, w, &index, &weight, &mut scalar);
             assert_eq!(simd, scalar, "at the image's last bytes");
+            // The window kernel at the image's last bytes, pixels in both rows.
+            let index: Vec<u32> = (0..8u32)
+                .map(|k| end + (k % 2) * w as u32 + 14 - 2 * k.min(7))
+                .collect();
+            let (runs, windows) = runs_of(&index, w, len);
+            assert_eq!(runs[0].kernel, Kernel::Window);
+            // SAFETY: AVX2 is present (asserted); one window for 8 pixels,
+            // admitted by `window_of` (reads inside the image).
+            #[allow(unsafe_code)]
+            unsafe {
+                crate::remap_avx2::run_windows(&img, w, &windows, &weight, &mut simd)
+            };
+            remap_scalar(&img, w, &index, &weight, &mut scalar);
+            assert_eq!(simd, scalar, "window at the image's last bytes");
         }
+    }
+
+    fn has(f: &FixedRectifyMap, k: Kernel) -> bool {
+        f.runs.iter().any(|r| r.kernel == k)
+    }
+
+    #[test]
+    fn window_and_gather_groups_side_by_side_equal_the_scalar_loop() {
+        // Groups alternate between sources along one row (window) and sources
+        // down a slope over several rows (gathers).
+        let (w, h) = (80, 40);
+        let img: Vec<u8> = (0..w * h)
+            .map(|i| ((i * 37 + i / w * 11) % 256) as u8)
+            .collect();
+        let (mw, mh) = (64, 8);
+        let (mut map_x, mut map_y) = (Vec::new(), Vec::new());
+        for r in 0..mh {
+            for x in 0..mw {
+                let slope = if (x / 8) % 2 == 0 { 0.7 } else { 0.05 };
+                map_x.push(x as f32 * 1.1 + 0.3);
+                map_y.push(r as f32 * 3.0 + (x % 8) as f32 * slope + 0.4);
+            }
+        }
+        let map = RectifyMap {
+            width: mw,
+            height: mh,
+            map_x,
+            map_y,
+        };
+        let fixed = map.fixed(w, h);
+        assert!(has(&fixed, Kernel::Window) && has(&fixed, Kernel::Gather));
+        let scalar = fixed.remap_scalar(&img).unwrap();
+        assert_eq!(fixed.remap(&img).unwrap(), scalar);
+        assert_eq!(fixed.remap_gathers(&img).unwrap(), scalar);
     }
 
     /// A distorted rig with a small relative rotation (also used against OpenCV below).

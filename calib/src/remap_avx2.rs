@@ -1,12 +1,19 @@
-//! The fixed-point remap's AVX2 kernel: eight rectified pixels per step, their
-//! 2 x 2 source neighbourhoods fetched with two 32-bit gathers (the top pair
-//! and the bottom pair of bytes of each), blended in 32-bit lanes with the
-//! same integer arithmetic as the scalar loop, so the output is bit-identical.
+//! The fixed-point remap's AVX2 kernels: eight rectified pixels per step,
+//! blended in 32-bit lanes with the same integer arithmetic as the scalar
+//! loop, so the output is bit-identical. They differ in how the 2 x 2 source
+//! neighbourhoods are fetched:
+//! - [`run_windows`]: a rectifying map moves neighbouring pixels by nearly
+//!   the same amount, so eight neighbourhoods usually lie in one 16-byte window
+//!   of two or three rows; three row loads and four byte shuffles fetch them all;
+//! - [`run`]: any eight neighbourhoods, with two 32-bit gathers (the top pair
+//!   and the bottom pair of bytes of each), for groups that fit no window.
+//!   Gathers are microcoded on many x86 cores (several cycles per element).
 //!
-//! The only unsafe code of the crate: the intrinsics, and gathers whose
-//! offsets the map has checked when it was built (see [`run`]).
+//! The only unsafe code of the crate: the intrinsics, and reads whose
+//! offsets the map has checked when it was built (see [`run`], [`run_windows`]).
 #![allow(unsafe_code)]
 
+use crate::rectify::Window;
 use std::arch::x86_64::*;
 
 /// Whether this CPU runs the kernel.
@@ -27,8 +34,6 @@ pub(crate) unsafe fn run(src: &[u8], w: usize, index: &[u32], weight: &[u32], ou
         index.len() == out.len() && weight.len() == out.len() && out.len().is_multiple_of(8)
     );
     let byte = _mm256_set1_epi32(0xff);
-    let low16 = _mm256_set1_epi32(0xffff);
-    let half = _mm256_set1_epi32(32768);
     let base = src.as_ptr();
     for k in (0..out.len()).step_by(8) {
         // SAFETY: k + 8 <= len for index, weight and out (same length, a
@@ -43,26 +48,78 @@ pub(crate) unsafe fn run(src: &[u8], w: usize, index: &[u32], weight: &[u32], ou
             let b = _mm256_and_si256(_mm256_srli_epi32::<8>(top), byte);
             let c = _mm256_and_si256(bot, byte);
             let d = _mm256_and_si256(_mm256_srli_epi32::<8>(bot), byte);
-            let fx = _mm256_and_si256(wt, low16);
-            let fy = _mm256_srli_epi32::<16>(wt);
-            let t = _mm256_add_epi32(
-                _mm256_slli_epi32::<8>(a),
-                _mm256_mullo_epi32(_mm256_sub_epi32(b, a), fx),
-            );
-            let u = _mm256_add_epi32(
-                _mm256_slli_epi32::<8>(c),
-                _mm256_mullo_epi32(_mm256_sub_epi32(d, c), fx),
-            );
-            let r = _mm256_add_epi32(
-                _mm256_slli_epi32::<8>(t),
-                _mm256_mullo_epi32(_mm256_sub_epi32(u, t), fy),
-            );
-            let r = _mm256_srai_epi32::<16>(_mm256_add_epi32(r, half));
-            // Each lane holds 0..=255: pack to bytes (per 128-bit half), then
-            // put the halves' first four bytes side by side.
-            let p = _mm256_packus_epi16(_mm256_packus_epi32(r, r), _mm256_setzero_si256());
-            let v = _mm_unpacklo_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256::<1>(p));
+            let v = blend(a, b, c, d, wt);
             _mm_storel_epi64(out.as_mut_ptr().add(k).cast(), v);
         }
     }
+}
+
+/// Remaps `out.len()` pixels (a multiple of 8), one [`Window`] per group of 8,
+/// with packed weights (`fx | fy << 16`) `weight`.
+///
+/// # Safety
+/// The CPU has AVX2; `out.len() == weight.len() == 8 * windows.len()`; every
+/// window satisfies `base + 2 * w + 16 <= src.len()` (three 16-byte reads at
+/// `base`, `base + w`, `base + 2w`).
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn run_windows(
+    src: &[u8],
+    w: usize,
+    windows: &[Window],
+    weight: &[u32],
+    out: &mut [u8],
+) {
+    debug_assert!(weight.len() == out.len() && out.len() == 8 * windows.len());
+    let base = src.as_ptr();
+    for (g, win) in windows.iter().enumerate() {
+        let k = 8 * g;
+        // SAFETY: k + 8 <= len for weight and out; the three row reads stay
+        // inside src by the caller's guarantee on every window; loads and
+        // stores are unaligned.
+        unsafe {
+            let p = base.add(win.base as usize);
+            let r0 = _mm_loadu_si128(p.cast());
+            let r1 = _mm_loadu_si128(p.add(w).cast());
+            let r2 = _mm_loadu_si128(p.add(2 * w).cast());
+            let m0 = _mm_loadu_si128(win.pick[0].as_ptr().cast());
+            let m1 = _mm_loadu_si128(win.pick[1].as_ptr().cast());
+            // Bytes 0..8: the left sources of the 8 pixels, 8..16: the right.
+            let top = _mm_or_si128(_mm_shuffle_epi8(r0, m0), _mm_shuffle_epi8(r1, m1));
+            let bot = _mm_or_si128(_mm_shuffle_epi8(r1, m0), _mm_shuffle_epi8(r2, m1));
+            let a = _mm256_cvtepu8_epi32(top);
+            let b = _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(top));
+            let c = _mm256_cvtepu8_epi32(bot);
+            let d = _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(bot));
+            let wt = _mm256_loadu_si256(weight.as_ptr().add(k).cast());
+            let v = blend(a, b, c, d, wt);
+            _mm_storel_epi64(out.as_mut_ptr().add(k).cast(), v);
+        }
+    }
+}
+
+/// The scalar loop's blend of eight pixels whose top-left, top-right,
+/// bottom-left and bottom-right sources are `a`, `b`, `c`, `d` (0..=255 in
+/// 32-bit lanes), weights `fx | fy << 16`: eight bytes in the low half.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn blend(a: __m256i, b: __m256i, c: __m256i, d: __m256i, wt: __m256i) -> __m128i {
+    let fx = _mm256_and_si256(wt, _mm256_set1_epi32(0xffff));
+    let fy = _mm256_srli_epi32::<16>(wt);
+    let t = _mm256_add_epi32(
+        _mm256_slli_epi32::<8>(a),
+        _mm256_mullo_epi32(_mm256_sub_epi32(b, a), fx),
+    );
+    let u = _mm256_add_epi32(
+        _mm256_slli_epi32::<8>(c),
+        _mm256_mullo_epi32(_mm256_sub_epi32(d, c), fx),
+    );
+    let r = _mm256_add_epi32(
+        _mm256_slli_epi32::<8>(t),
+        _mm256_mullo_epi32(_mm256_sub_epi32(u, t), fy),
+    );
+    let r = _mm256_srai_epi32::<16>(_mm256_add_epi32(r, _mm256_set1_epi32(32768)));
+    // Each lane holds 0..=255: pack to bytes (per 128-bit half), then put the
+    // halves' first four bytes side by side.
+    let p = _mm256_packus_epi16(_mm256_packus_epi32(r, r), _mm256_setzero_si256());
+    _mm_unpacklo_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256::<1>(p))
 }

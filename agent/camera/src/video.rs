@@ -6,6 +6,7 @@ use crate::source::CameraError;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
 use std::path::Path;
 
 /// How the frames are stored.
@@ -45,18 +46,26 @@ where
         return Err(write_error(path, format!("{width}x{height} at {fps} fps")));
     }
     let w2 = 2 * width;
-    let enc = match encoding {
-        // 4:2:2 colour, as UVC cameras send MJPEG (a gray JPEG would decode
-        // faster than any camera's frames).
+    let desc = match encoding {
+        // 4:2:2 colour, as UVC cameras send MJPEG. The frames get chroma with
+        // the detail of a colour camera's (see `colour_frame`): flat chroma, as
+        // from a gray image, would decode faster than any camera's frames.
         Encoding::Mjpeg { quality } => format!(
-            "video/x-raw,format=Y42B ! jpegenc quality={}",
+            "appsrc name=src format=time caps=video/x-raw,format=Y42B,width={w2},height={height},framerate={fps}/1 ! jpegenc quality={} ! avimux ! filesink name=out",
             quality.clamp(1, 100)
         ),
-        Encoding::Yuyv => "video/x-raw,format=YUY2".to_string(),
+        Encoding::Yuyv => format!(
+            "appsrc name=src format=time caps=video/x-raw,format=GRAY8,width={w2},height={height},framerate={fps}/1 ! videoconvert ! video/x-raw,format=YUY2 ! avimux ! filesink name=out"
+        ),
     };
-    let desc = format!(
-        "appsrc name=src format=time caps=video/x-raw,format=GRAY8,width={w2},height={height},framerate={fps}/1 ! videoconvert ! {enc} ! avimux ! filesink name=out"
-    );
+    let colour = match encoding {
+        Encoding::Mjpeg { .. } => Some(
+            gst_video::VideoInfo::builder(gst_video::VideoFormat::Y42b, w2 as u32, height as u32)
+                .build()
+                .map_err(|e| write_error(path, format!("Y42B layout: {e}")))?,
+        ),
+        Encoding::Yuyv => None,
+    };
     let pipeline = gst::parse::launch(&desc)
         .map_err(|e| write_error(path, e.to_string()))?
         .downcast::<gst::Pipeline>()
@@ -91,12 +100,22 @@ where
                     ),
                 ));
             }
-            let mut data = vec![0u8; stride * height];
+            let mut gray = vec![0u8; w2 * height];
             for y in 0..height {
-                let row = &mut data[y * stride..y * stride + w2];
+                let row = &mut gray[y * w2..(y + 1) * w2];
                 row[..width].copy_from_slice(&l[y * width..(y + 1) * width]);
                 row[width..].copy_from_slice(&r[y * width..(y + 1) * width]);
             }
+            let data = match &colour {
+                Some(info) => colour_frame(&gray, w2, height, info),
+                None => {
+                    let mut data = vec![0u8; stride * height];
+                    for (y, row) in gray.chunks_exact(w2).enumerate() {
+                        data[y * stride..y * stride + w2].copy_from_slice(row);
+                    }
+                    data
+                }
+            };
             let mut buf = gst::Buffer::from_mut_slice(data);
             if let Some(b) = buf.get_mut() {
                 b.set_pts(gst::ClockTime::from_nseconds(n * frame_ns));
@@ -121,4 +140,30 @@ where
     })();
     let _ = pipeline.set_state(gst::State::Null);
     result
+}
+
+/// A 4:2:2 frame in `info`'s layout whose luma is `gray` (`w` x `h`) and whose
+/// chroma follows the image's own detail, as a colour camera's does (colour
+/// edges lie on brightness edges): Cb from the horizontal and Cr from the
+/// vertical brightness change at each chroma sample.
+fn colour_frame(gray: &[u8], w: usize, h: usize, info: &gst_video::VideoInfo) -> Vec<u8> {
+    let mut data = vec![128u8; info.size()];
+    let (off, st) = (info.offset(), info.stride());
+    let plane = |k: usize| (off[k], st[k].max(0) as usize);
+    let (y0, ys) = plane(0);
+    for (y, row) in gray.chunks_exact(w).enumerate() {
+        data[y0 + y * ys..y0 + y * ys + w].copy_from_slice(row);
+    }
+    let ((u0, us), (v0, vs)) = (plane(1), plane(2));
+    let at = |x: usize, y: usize| i32::from(gray[y.min(h - 1) * w + x.min(w - 1)]);
+    for y in 0..h {
+        for cx in 0..w / 2 {
+            let x = 2 * cx;
+            let cb = 128 + (at(x + 2, y) - at(x, y));
+            let cr = 128 + (at(x, y + 2) - at(x, y));
+            data[u0 + y * us + cx] = cb.clamp(16, 240) as u8;
+            data[v0 + y * vs + cx] = cr.clamp(16, 240) as u8;
+        }
+    }
+    data
 }

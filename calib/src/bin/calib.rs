@@ -733,18 +733,19 @@ fn main() -> Result<()> {
                     );
                 }
                 // The camera stage's per-frame remap, fixed point on one thread:
-                // the SIMD kernel beside the scalar loop it equals.
+                // the SIMD kernels beside gathers alone (the kernel before the
+                // windows) and the scalar loop they all equal.
                 let fixed = map.fixed(w, h);
-                let mut median = [0.0; 2];
-                for (m, simd) in median.iter_mut().zip([true, false]) {
+                let mut median = [0.0; 3];
+                for (m, kernel) in median.iter_mut().zip(0..) {
                     let mut rates = Vec::new();
                     let start = Instant::now();
                     while start.elapsed().as_secs_f64() < seconds || rates.len() < 3 {
                         let t0 = Instant::now();
-                        let out = if simd {
-                            fixed.remap(&img)?
-                        } else {
-                            fixed.remap_scalar(&img)?
+                        let out = match kernel {
+                            0 => fixed.remap(&img)?,
+                            1 => fixed.remap_gathers(&img)?,
+                            _ => fixed.remap_scalar(&img)?,
                         };
                         std::hint::black_box(&out);
                         rates.push((w * h) as f64 / 1e6 / t0.elapsed().as_secs_f64());
@@ -753,11 +754,14 @@ fn main() -> Result<()> {
                     *m = rates[rates.len() / 2];
                 }
                 println!(
-                    "remap {w}x{h} in fixed point (the camera stage's) on 1 thread: {:.0} megapixels/s (median), scalar loop {:.0} ({:.2}x; {})",
+                    "remap {w}x{h} in fixed point (the camera stage's) on 1 thread: {:.0} megapixels/s (median; {}, {:.0} % of pixels by windows); gathers alone {:.0} ({:.2}x); scalar loop {:.0} ({:.2}x)",
                     median[0],
+                    calib::rectify::FixedRectifyMap::kernel(),
+                    100.0 * fixed.window_share(),
                     median[1],
                     median[0] / median[1],
-                    calib::rectify::FixedRectifyMap::kernel()
+                    median[2],
+                    median[0] / median[2],
                 );
             }
             Ok(())
