@@ -1,6 +1,7 @@
 //! `agent selftest`: proves a build works on its target — loads a rig file,
 //! runs stereo matching on a stereo pair and one monocular inference, checks
-//! the results make sense and prints the figures. The rig and the pair are
+//! that the camera stage's SIMD rectification gives the scalar loop's bytes,
+//! checks the results make sense and prints the figures. The rig and the pair are
 //! compiled in (`agent/selftest/`), so the binary needs no files: the aarch64
 //! build runs it as is under `qemu-aarch64`.
 
@@ -47,13 +48,19 @@ pub struct SelfTest {
     pub mono_on: String,
     /// Target triple of this build.
     pub target: &'static str,
+    /// The camera stage's rectification on this CPU (its SIMD kernels against
+    /// the scalar loop, at [`RECTIFY_SIZE`]).
+    pub rectify: calib::rectify::KernelCheck,
 }
+
+/// The image size of the rectification check.
+pub const RECTIFY_SIZE: (usize, usize) = (320, 240);
 
 impl std::fmt::Display for SelfTest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "selftest ({}) OK: rig {} {}x{}; stereo {:.1} ms, {:.0} % valid, median depth {:.2} m, disparity digest {:016x}; mono inference {:.2} ms, {} columns, on {}",
+            "selftest ({}) OK: rig {} {}x{}; stereo {:.1} ms, {:.0} % valid, median depth {:.2} m, disparity digest {:016x}; mono inference {:.2} ms, {} columns, on {}; rectify {}x{} by {}: equal to the scalar loop, {:.0} % of pixels by windows, digest {:016x}",
             self.target,
             self.rig,
             self.size.0,
@@ -64,7 +71,12 @@ impl std::fmt::Display for SelfTest {
             self.disparity_digest,
             self.mono_ms,
             self.mono_columns,
-            self.mono_on
+            self.mono_on,
+            RECTIFY_SIZE.0,
+            RECTIFY_SIZE.1,
+            self.rectify.kernel,
+            100.0 * self.rectify.window_share,
+            self.rectify.digest
         )
     }
 }
@@ -124,6 +136,14 @@ pub fn run(cfg: &LoopConfig, rig_file: Option<&std::path::Path>) -> Result<SelfT
     if est.scan.len() != cfg.mono.columns || est.scan.iter().any(|v| !v.is_finite()) {
         bail!("mono inference returned a bad scan: {:?}", est.scan);
     }
+    let rectify = calib::rectify::kernel_check(RECTIFY_SIZE.0, RECTIFY_SIZE.1)
+        .context("the rectification check could not build its map")?;
+    if !rectify.equal {
+        bail!(
+            "rectification by {} differs from the scalar loop",
+            rectify.kernel
+        );
+    }
     Ok(SelfTest {
         rig: origin,
         size: (w, h),
@@ -144,6 +164,7 @@ pub fn run(cfg: &LoopConfig, rig_file: Option<&std::path::Path>) -> Result<SelfT
         } else {
             "other"
         },
+        rectify,
     })
 }
 

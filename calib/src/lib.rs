@@ -14,6 +14,8 @@ pub mod png_io;
 pub mod rectify;
 #[cfg(target_arch = "x86_64")]
 mod remap_avx2;
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+mod remap_neon;
 pub mod rig;
 pub mod stereo;
 pub mod synthetic;

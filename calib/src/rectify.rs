@@ -403,7 +403,13 @@ struct Run {
 /// `shuffle(row y, pick[0]) | shuffle(row y+1, pick[1])`, the bottom pairs the
 /// same one row lower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        all(target_arch = "aarch64", target_feature = "neon")
+    )),
+    allow(dead_code)
+)]
 pub(crate) struct Window {
     pub(crate) base: u32,
     pub(crate) pick: [[u8; 16]; 2],
@@ -438,6 +444,20 @@ fn window_of(group: &[u32], src_w: usize, src_len: usize) -> Option<Window> {
     })
 }
 
+/// Whether this CPU runs a window kernel (AVX2 on x86-64, NEON on aarch64).
+fn window_kernel() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    let on = crate::remap_avx2::available();
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    let on = true;
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        all(target_arch = "aarch64", target_feature = "neon")
+    )))]
+    let on = false;
+    on
+}
+
 /// Whether the gather kernel may fetch the neighbourhood at `i`: two 4-byte
 /// reads at `i` and `i + src_w` inside a source of `src_len` bytes, whose
 /// offsets fit the gathers' 32-bit lanes.
@@ -446,15 +466,21 @@ fn gather_ok(i: u32, src_w: usize, src_len: usize) -> bool {
 }
 
 /// Splits `index` into runs (see [`FixedRectifyMap::runs`]) and the window
-/// runs' windows.
-fn runs_of(index: &[u32], src_w: usize, src_len: usize) -> (Vec<Run>, Vec<Window>) {
+/// runs' windows (none unless `windows`: a CPU without the window kernel
+/// would only carry them).
+fn runs_of(
+    index: &[u32],
+    src_w: usize,
+    src_len: usize,
+    windows_on: bool,
+) -> (Vec<Run>, Vec<Window>) {
     let mut runs: Vec<Run> = Vec::new();
     let mut windows = Vec::new();
     let mut start = 0;
     while start < index.len() {
         let end = (start + 8).min(index.len());
         let group = &index[start..end];
-        let kernel = if let Some(w) = window_of(group, src_w, src_len) {
+        let kernel = if let Some(w) = window_of(group, src_w, src_len).filter(|_| windows_on) {
             windows.push(w);
             Kernel::Window
         } else if group.len() == 8 && group.iter().all(|&i| gather_ok(i, src_w, src_len)) {
@@ -495,7 +521,7 @@ impl RectifyMap {
                 }
             }
         }
-        let (runs, windows) = runs_of(&index, src_w, src_w * src_h);
+        let (runs, windows) = runs_of(&index, src_w, src_w * src_h, window_kernel());
         FixedRectifyMap {
             width: self.width,
             height: self.height,
@@ -517,13 +543,15 @@ impl FixedRectifyMap {
         self.remap_kernels(src, true)
     }
 
-    /// [`FixedRectifyMap::remap`] with gathers for every group of 8 (no
-    /// windows): the kernel `calib bench` compares the window kernel with.
+    /// [`FixedRectifyMap::remap`] without the window kernel: the groups of 8
+    /// whose reads stay in bounds by gathers, the rest by the scalar loop, as
+    /// before the windows (`calib bench` compares the two).
     pub fn remap_gathers(&self, src: &[u8]) -> Result<Vec<u8>, RectifyError> {
         self.remap_kernels(src, false)
     }
 
-    /// The share of pixels the window kernel remaps (0..=1).
+    /// The share of pixels the window kernel remaps (0..=1; 0 on a CPU
+    /// without it, where no windows are built).
     pub fn window_share(&self) -> f64 {
         (8 * self.windows.len()) as f64 / self.index.len().max(1) as f64
     }
@@ -539,6 +567,19 @@ impl FixedRectifyMap {
         for r in &self.runs {
             let (index, weight) = (&self.index[r.start..r.end], &self.weight[r.start..r.end]);
             let out = &mut out[r.start..r.end];
+            #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+            if r.kernel == Kernel::Window && windows {
+                let windows = &self.windows[r.window..r.window + out.len() / 8];
+                // SAFETY: the run is whole groups of 8, one window each;
+                // `window_of` let in only windows whose reads at base, base +
+                // src_w and base + 2 src_w, 16 bytes each, end inside
+                // src_w * src_h = `src.len()` (checked).
+                #[allow(unsafe_code)]
+                unsafe {
+                    crate::remap_neon::run_windows(src, self.src_w, windows, weight, out)
+                };
+                continue;
+            }
             #[cfg(target_arch = "x86_64")]
             match r.kernel {
                 Kernel::Window if simd && windows => {
@@ -598,11 +639,14 @@ impl FixedRectifyMap {
 
 impl FixedRectifyMap {
     /// Which code [`FixedRectifyMap::remap`] runs on this machine.
+    #[allow(unreachable_code)]
     pub fn kernel() -> &'static str {
         #[cfg(target_arch = "x86_64")]
         if crate::remap_avx2::available() {
             return "AVX2 kernels";
         }
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        return "NEON window kernel";
         "no SIMD kernel on this CPU: the scalar loop both times"
     }
 
@@ -648,6 +692,62 @@ fn remap_scalar(src: &[u8], w: usize, index: &[u32], weight: &[u32], out: &mut [
             None => 0,
         };
     }
+}
+
+/// What [`kernel_check`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelCheck {
+    /// The kernels this CPU runs ([`FixedRectifyMap::kernel`]).
+    pub kernel: &'static str,
+    /// Whether they gave the scalar loop's bytes.
+    pub equal: bool,
+    /// Share of the pixels done by a window kernel (0..=1).
+    pub window_share: f64,
+    /// FNV-1a digest of the rectified image: equal on every build whose
+    /// kernels are right, whatever its instruction set.
+    pub digest: u64,
+}
+
+/// Rectifies a textured `w` x `h` image through a distorted, rotated lens's
+/// map with this CPU's kernels and with the scalar loop, and compares: a
+/// build's self-test on its target (`agent selftest`, run on aarch64 under
+/// qemu in CI) shows its SIMD remap right there.
+pub fn kernel_check(w: usize, h: usize) -> Result<KernelCheck, RectifyError> {
+    let (f, cx, cy) = (
+        0.625 * w as f64,
+        (w as f64 - 1.0) / 2.0,
+        (h as f64 - 1.0) / 2.0,
+    );
+    let mut rig = Rig::ideal(w, h, f, cx, cy, 0.12);
+    rig.rect = None;
+    rig.left = Camera::from_coefficients(
+        crate::LensKind::PlumbBob,
+        [f, f, cx, cy],
+        &[-0.2, 0.05, 0.001, -0.0005, 0.0],
+    );
+    rig.right = rig.left;
+    let rot = Rotation3::from_euler_angles(0.01, -0.02, 0.015);
+    rig.r = arr(rot.matrix());
+    let t = rot * Vector3::new(-0.12, 0.003, -0.002);
+    rig.t = [t.x, t.y, t.z];
+    let rect = stereo_rectify(&rig, 0.0)?;
+    let fixed = rectify_map(&rig.left, &rect.r1, &rect.p1, w, h).fixed(w, h);
+    let img: Vec<u8> = (0..w * h)
+        .map(|i| {
+            let (x, y) = ((i % w) as f64, (i / w) as f64);
+            (128.0 + 60.0 * (x * 0.21).sin() * (y * 0.17).cos() + ((i * 37) % 23) as f64) as u8
+        })
+        .collect();
+    let simd = fixed.remap(&img)?;
+    let digest = simd.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    Ok(KernelCheck {
+        kernel: FixedRectifyMap::kernel(),
+        equal: simd == fixed.remap_scalar(&img)?,
+        window_share: fixed.window_share(),
+        digest,
+    })
 }
 
 #[cfg(test)]
@@ -726,7 +826,7 @@ mod tests {
         // further does not.
         let len = w * h;
         let last = (len - w - 4) as u32;
-        let kernel = |group: &[u32]| runs_of(group, w, len).0[0].kernel;
+        let kernel = |group: &[u32]| runs_of(group, w, len, true).0[0].kernel;
         assert_eq!(kernel(&[last; 8]), Kernel::Gather);
         assert_eq!(kernel(&[last + 1; 8]), Kernel::Scalar);
         assert_eq!(kernel(&[last; 7]), Kernel::Scalar, "a short group");
@@ -751,7 +851,10 @@ mod tests {
                 "this x86-64 CPU has no AVX2: the kernel is not tested here"
             );
             let index: Vec<u32> = (0..8).map(|k| last - 7 + k).collect();
-            let weight: Vec<u32> = (0..8).map(|k| (37 * k) | (256 - 29 * k) << 16).collect();
+            // Weights inside their 0..=256 range, both ends included.
+            let weight: Vec<u32> = (0..8)
+                .map(|k| (256 - 36 * k) | (32 * k + 32) << 16)
+                .collect();
             let (mut simd, mut scalar) = ([0u8; 8], [0u8; 8]);
             // SAFETY: AVX2 is present (asserted); 8 of each; every index
             // satisfies i + w + 4 <= len <= i32::MAX.
@@ -765,7 +868,7 @@ mod tests {
             let index: Vec<u32> = (0..8u32)
                 .map(|k| end + (k % 2) * w as u32 + 14 - 2 * k.min(7))
                 .collect();
-            let (runs, windows) = runs_of(&index, w, len);
+            let (runs, windows) = runs_of(&index, w, len, true);
             assert_eq!(runs[0].kernel, Kernel::Window);
             // SAFETY: AVX2 is present (asserted); one window for 8 pixels,
             // admitted by `window_of` (reads inside the image).
@@ -778,8 +881,49 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_kernel_check_finds_this_cpus_kernels_equal_to_the_scalar_loop() {
+        let c = kernel_check(320, 240).unwrap();
+        assert!(c.equal, "{c:?}");
+        #[cfg(target_arch = "x86_64")]
+        assert!(c.window_share > 0.9, "{c:?}");
+    }
+
     fn has(f: &FixedRectifyMap, k: Kernel) -> bool {
         f.runs.iter().any(|r| r.kernel == k)
+    }
+
+    #[test]
+    fn windows_of_an_image_narrower_than_a_window_equal_the_scalar_loop() {
+        // 6 px rows: a 16-byte row read spans several rows, and the last
+        // groups' reads reach the image's last byte or would pass it.
+        let (w, h) = (6, 20);
+        let img: Vec<u8> = (0..w * h).map(|i| ((i * 53 + 7) % 256) as u8).collect();
+        let (mw, mh) = (8, 19);
+        let (mut map_x, mut map_y) = (Vec::new(), Vec::new());
+        for r in 0..mh {
+            for x in 0..mw {
+                map_x.push(x as f32 * 0.6 + 0.2);
+                map_y.push(r as f32 + 0.25 + 0.1 * (x % 3) as f32);
+            }
+        }
+        let map = RectifyMap {
+            width: mw,
+            height: mh,
+            map_x,
+            map_y,
+        };
+        let fixed = map.fixed(w, h);
+        assert!(has(&fixed, Kernel::Window), "{:?}", fixed.runs);
+        assert!(
+            fixed
+                .runs
+                .last()
+                .is_some_and(|r| r.kernel != Kernel::Window)
+        );
+        let scalar = fixed.remap_scalar(&img).unwrap();
+        assert_eq!(fixed.remap(&img).unwrap(), scalar);
+        assert_eq!(fixed.remap_gathers(&img).unwrap(), scalar);
     }
 
     #[test]

@@ -30,8 +30,9 @@ pub(crate) fn available() -> bool {
 /// `src.len() <= i32::MAX` (each gather reads 4 bytes at `i` and at `i + w`).
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn run(src: &[u8], w: usize, index: &[u32], weight: &[u32], out: &mut [u8]) {
-    debug_assert!(
-        index.len() == out.len() && weight.len() == out.len() && out.len().is_multiple_of(8)
+    assert!(
+        index.len() == out.len() && weight.len() == out.len() && out.len().is_multiple_of(8),
+        "gather kernel: index, weight and output lengths differ or are no multiple of 8"
     );
     let byte = _mm256_set1_epi32(0xff);
     let base = src.as_ptr();
@@ -69,7 +70,10 @@ pub(crate) unsafe fn run_windows(
     weight: &[u32],
     out: &mut [u8],
 ) {
-    debug_assert!(weight.len() == out.len() && out.len() == 8 * windows.len());
+    assert!(
+        weight.len() == out.len() && out.len() == 8 * windows.len(),
+        "window kernel: weight, output and window counts differ"
+    );
     let base = src.as_ptr();
     for (g, win) in windows.iter().enumerate() {
         let k = 8 * g;

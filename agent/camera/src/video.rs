@@ -107,7 +107,8 @@ where
                 row[width..].copy_from_slice(&r[y * width..(y + 1) * width]);
             }
             let data = match &colour {
-                Some(info) => colour_frame(&gray, w2, height, info),
+                Some(info) => colour_frame(&gray, w2, height, info)
+                    .map_err(|e| write_error(path, format!("Y42B layout: {e}")))?,
                 None => {
                     let mut data = vec![0u8; stride * height];
                     for (y, row) in gray.chunks_exact(w2).enumerate() {
@@ -146,15 +147,23 @@ where
 /// chroma follows the image's own detail, as a colour camera's does (colour
 /// edges lie on brightness edges): Cb from the horizontal and Cr from the
 /// vertical brightness change at each chroma sample.
-fn colour_frame(gray: &[u8], w: usize, h: usize, info: &gst_video::VideoInfo) -> Vec<u8> {
+fn colour_frame(
+    gray: &[u8],
+    w: usize,
+    h: usize,
+    info: &gst_video::VideoInfo,
+) -> Result<Vec<u8>, String> {
     let mut data = vec![128u8; info.size()];
     let (off, st) = (info.offset(), info.stride());
-    let plane = |k: usize| (off[k], st[k].max(0) as usize);
-    let (y0, ys) = plane(0);
+    let plane = |k: usize| -> Result<(usize, usize), String> {
+        let stride = usize::try_from(st[k]).map_err(|_| format!("plane {k}: negative stride"))?;
+        Ok((off[k], stride))
+    };
+    let (y0, ys) = plane(0)?;
     for (y, row) in gray.chunks_exact(w).enumerate() {
         data[y0 + y * ys..y0 + y * ys + w].copy_from_slice(row);
     }
-    let ((u0, us), (v0, vs)) = (plane(1), plane(2));
+    let ((u0, us), (v0, vs)) = (plane(1)?, plane(2)?);
     let at = |x: usize, y: usize| i32::from(gray[y.min(h - 1) * w + x.min(w - 1)]);
     for y in 0..h {
         for cx in 0..w / 2 {
@@ -165,5 +174,5 @@ fn colour_frame(gray: &[u8], w: usize, h: usize, info: &gst_video::VideoInfo) ->
             data[v0 + y * vs + cx] = cr.clamp(16, 240) as u8;
         }
     }
-    data
+    Ok(data)
 }

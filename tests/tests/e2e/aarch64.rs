@@ -66,6 +66,31 @@ fn the_aarch64_agent_passes_its_self_test_under_qemu() {
         figures(&host),
         "aarch64:\n{stdout}\nhost:\n{host}"
     );
+    // The camera stage's rectification: the NEON window kernel gave the
+    // scalar loop's bytes there (the self-test fails otherwise) and did most
+    // of the pixels, and its image is the host's (AVX2 kernels) byte for byte.
+    assert!(
+        stdout.contains("rectify 320x240 by NEON window kernel: equal to the scalar loop"),
+        "{stdout}"
+    );
+    let rectify = |s: &str| -> (f64, String) {
+        let at = s.find("; rectify ").expect("the rectify part of the line");
+        let part = &s[at..];
+        let share = part
+            .split(", ")
+            .find_map(|p| p.strip_suffix(" % of pixels by windows"))
+            .and_then(|v| v.parse().ok())
+            .expect("the share of pixels by windows");
+        let digest = part
+            .split("digest ")
+            .nth(1)
+            .map(|d| d.trim().to_string())
+            .expect("the rectified image's digest");
+        (share, digest)
+    };
+    let (share, neon) = rectify(&stdout);
+    assert!(share >= 90.0, "windows did {share} % of the pixels");
+    assert_eq!(neon, rectify(&host).1, "aarch64:\n{stdout}\nhost:\n{host}");
 }
 
 /// The aarch64 build of `stereo` (its NEON kernels: `agent/stereo/src/neon.rs`)
