@@ -801,9 +801,7 @@ mod tests {
             let fixed = map.fixed(w, h);
             assert!(has(&fixed, Kernel::Window), "no window run to test");
             assert!(fixed.index.contains(&u32::MAX), "no outside pixel");
-            let scalar = fixed.remap_scalar(&img).unwrap();
-            assert_eq!(fixed.remap(&img).unwrap(), scalar);
-            assert_eq!(fixed.remap_gathers(&img).unwrap(), scalar);
+            assert_all_kernels_equal_the_scalar_loop(&fixed, &img);
         }
         let corner = RectifyMap {
             width: 16,
@@ -899,21 +897,10 @@ mod tests {
         // groups' reads reach the image's last byte or would pass it.
         let (w, h) = (6, 20);
         let img: Vec<u8> = (0..w * h).map(|i| ((i * 53 + 7) % 256) as u8).collect();
-        let (mw, mh) = (8, 19);
-        let (mut map_x, mut map_y) = (Vec::new(), Vec::new());
-        for r in 0..mh {
-            for x in 0..mw {
-                map_x.push(x as f32 * 0.6 + 0.2);
-                map_y.push(r as f32 + 0.25 + 0.1 * (x % 3) as f32);
-            }
-        }
-        let map = RectifyMap {
-            width: mw,
-            height: mh,
-            map_x,
-            map_y,
-        };
-        let fixed = map.fixed(w, h);
+        let fixed = map_of(8, 19, |x, r| {
+            (x as f32 * 0.6 + 0.2, r as f32 + 0.25 + 0.1 * (x % 3) as f32)
+        })
+        .fixed(w, h);
         assert!(has(&fixed, Kernel::Window), "{:?}", fixed.runs);
         assert!(
             fixed
@@ -921,9 +908,31 @@ mod tests {
                 .last()
                 .is_some_and(|r| r.kernel != Kernel::Window)
         );
-        let scalar = fixed.remap_scalar(&img).unwrap();
-        assert_eq!(fixed.remap(&img).unwrap(), scalar);
-        assert_eq!(fixed.remap_gathers(&img).unwrap(), scalar);
+        assert_all_kernels_equal_the_scalar_loop(&fixed, &img);
+    }
+
+    /// A `mw` x `mh` map whose pixel (x, row) samples the source at `at(x, row)`.
+    fn map_of(mw: usize, mh: usize, at: impl Fn(usize, usize) -> (f32, f32)) -> RectifyMap {
+        let (map_x, map_y) = (0..mh)
+            .flat_map(|r| (0..mw).map(move |x| (x, r)))
+            .map(|(x, r)| at(x, r))
+            .unzip();
+        RectifyMap {
+            width: mw,
+            height: mh,
+            map_x,
+            map_y,
+        }
+    }
+
+    fn assert_all_kernels_equal_the_scalar_loop(fixed: &FixedRectifyMap, img: &[u8]) {
+        let scalar = fixed.remap_scalar(img).unwrap();
+        assert_eq!(
+            fixed.remap(img).unwrap(),
+            scalar,
+            "window and gather kernels"
+        );
+        assert_eq!(fixed.remap_gathers(img).unwrap(), scalar, "gathers alone");
     }
 
     #[test]
@@ -934,26 +943,16 @@ mod tests {
         let img: Vec<u8> = (0..w * h)
             .map(|i| ((i * 37 + i / w * 11) % 256) as u8)
             .collect();
-        let (mw, mh) = (64, 8);
-        let (mut map_x, mut map_y) = (Vec::new(), Vec::new());
-        for r in 0..mh {
-            for x in 0..mw {
-                let slope = if (x / 8) % 2 == 0 { 0.7 } else { 0.05 };
-                map_x.push(x as f32 * 1.1 + 0.3);
-                map_y.push(r as f32 * 3.0 + (x % 8) as f32 * slope + 0.4);
-            }
-        }
-        let map = RectifyMap {
-            width: mw,
-            height: mh,
-            map_x,
-            map_y,
-        };
-        let fixed = map.fixed(w, h);
+        let fixed = map_of(64, 8, |x, r| {
+            let slope = if (x / 8) % 2 == 0 { 0.7 } else { 0.05 };
+            (
+                x as f32 * 1.1 + 0.3,
+                r as f32 * 3.0 + (x % 8) as f32 * slope + 0.4,
+            )
+        })
+        .fixed(w, h);
         assert!(has(&fixed, Kernel::Window) && has(&fixed, Kernel::Gather));
-        let scalar = fixed.remap_scalar(&img).unwrap();
-        assert_eq!(fixed.remap(&img).unwrap(), scalar);
-        assert_eq!(fixed.remap_gathers(&img).unwrap(), scalar);
+        assert_all_kernels_equal_the_scalar_loop(&fixed, &img);
     }
 
     /// A distorted rig with a small relative rotation (also used against OpenCV below).

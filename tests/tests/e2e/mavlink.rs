@@ -880,13 +880,23 @@ fn mavlink_streams_are_asked_again_when_the_pose_goes_stale() {
         st.stream_requests > asked,
         "streams not asked for again: {st:?}"
     );
-    let rounds = state
-        .lock()
-        .unwrap()
-        .intervals
-        .iter()
-        .filter(|i| i.0 == 30)
-        .count();
+    // The link counts a request when it sends it; the autopilot's thread
+    // records it when it reads it, which a loaded machine may delay: wait for
+    // the autopilot's count (liveness only).
+    let attitude_requests = || {
+        state
+            .lock()
+            .unwrap()
+            .intervals
+            .iter()
+            .filter(|i| i.0 == 30)
+            .count()
+    };
+    let t0 = Instant::now();
+    while attitude_requests() < 2 && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rounds = attitude_requests();
     assert!(rounds >= 2, "{rounds} ATTITUDE requests");
     // Streaming again: fresh again.
     state.lock().unwrap().silent = false;
