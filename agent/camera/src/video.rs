@@ -46,26 +46,27 @@ where
         return Err(write_error(path, format!("{width}x{height} at {fps} fps")));
     }
     let w2 = 2 * width;
-    let desc = match encoding {
+    // What the appsrc takes, and the encoder after it.
+    let (format, enc) = match encoding {
         // 4:2:2 colour, as UVC cameras send MJPEG. The frames get chroma with
-        // the detail of a colour camera's (see `colour_frame`): flat chroma, as
-        // from a gray image, would decode faster than any camera's frames.
-        Encoding::Mjpeg { quality } => format!(
-            "appsrc name=src format=time caps=video/x-raw,format=Y42B,width={w2},height={height},framerate={fps}/1 ! jpegenc quality={} ! avimux ! filesink name=out",
-            quality.clamp(1, 100)
+        // the detail of a colour camera's (see `frame`): flat chroma, as from
+        // a gray image, would decode faster than any camera's frames.
+        Encoding::Mjpeg { quality } => (
+            gst_video::VideoFormat::Y42b,
+            format!("jpegenc quality={}", quality.clamp(1, 100)),
         ),
-        Encoding::Yuyv => format!(
-            "appsrc name=src format=time caps=video/x-raw,format=GRAY8,width={w2},height={height},framerate={fps}/1 ! videoconvert ! video/x-raw,format=YUY2 ! avimux ! filesink name=out"
+        Encoding::Yuyv => (
+            gst_video::VideoFormat::Gray8,
+            "videoconvert ! video/x-raw,format=YUY2".to_string(),
         ),
     };
-    let colour = match encoding {
-        Encoding::Mjpeg { .. } => Some(
-            gst_video::VideoInfo::builder(gst_video::VideoFormat::Y42b, w2 as u32, height as u32)
-                .build()
-                .map_err(|e| write_error(path, format!("Y42B layout: {e}")))?,
-        ),
-        Encoding::Yuyv => None,
-    };
+    let info = gst_video::VideoInfo::builder(format, w2 as u32, height as u32)
+        .build()
+        .map_err(|e| write_error(path, format!("{format:?} layout: {e}")))?;
+    let desc = format!(
+        "appsrc name=src format=time caps=video/x-raw,format={},width={w2},height={height},framerate={fps}/1 ! {enc} ! avimux ! filesink name=out",
+        format.to_str()
+    );
     let pipeline = gst::parse::launch(&desc)
         .map_err(|e| write_error(path, e.to_string()))?
         .downcast::<gst::Pipeline>()
@@ -84,8 +85,6 @@ where
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|_| write_error(path, "the writer would not start"))?;
-    // GStreamer's GRAY8 rows are padded to 4 bytes.
-    let stride = w2.div_ceil(4) * 4;
     let frame_ns = 1_000_000_000u64 / u64::from(fps);
     let mut n = 0u64;
     let result = (|| {
@@ -100,23 +99,8 @@ where
                     ),
                 ));
             }
-            let mut gray = vec![0u8; w2 * height];
-            for y in 0..height {
-                let row = &mut gray[y * w2..(y + 1) * w2];
-                row[..width].copy_from_slice(&l[y * width..(y + 1) * width]);
-                row[width..].copy_from_slice(&r[y * width..(y + 1) * width]);
-            }
-            let data = match &colour {
-                Some(info) => colour_frame(&gray, w2, height, info)
-                    .map_err(|e| write_error(path, format!("Y42B layout: {e}")))?,
-                None => {
-                    let mut data = vec![0u8; stride * height];
-                    for (y, row) in gray.chunks_exact(w2).enumerate() {
-                        data[y * stride..y * stride + w2].copy_from_slice(row);
-                    }
-                    data
-                }
-            };
+            let data = frame(&l, &r, width, height, &info)
+                .map_err(|e| write_error(path, format!("frame {n}: {e}")))?;
             let mut buf = gst::Buffer::from_mut_slice(data);
             if let Some(b) = buf.get_mut() {
                 b.set_pts(gst::ClockTime::from_nseconds(n * frame_ns));
@@ -143,14 +127,16 @@ where
     result
 }
 
-/// A 4:2:2 frame in `info`'s layout whose luma is `gray` (`w` x `h`) and whose
-/// chroma follows the image's own detail, as a colour camera's does (colour
-/// edges lie on brightness edges): Cb from the horizontal and Cr from the
-/// vertical brightness change at each chroma sample.
-fn colour_frame(
-    gray: &[u8],
-    w: usize,
-    h: usize,
+/// One side-by-side frame of `width` x `height` eyes `l` and `r` in `info`'s
+/// layout (GRAY8 or Y42B, GStreamer's strides and plane offsets). A Y42B
+/// frame's chroma follows the image's own detail, as a colour camera's does
+/// (colour edges lie on brightness edges): Cb from the horizontal and Cr from
+/// the vertical brightness change at each chroma sample.
+fn frame(
+    l: &[u8],
+    r: &[u8],
+    width: usize,
+    height: usize,
     info: &gst_video::VideoInfo,
 ) -> Result<Vec<u8>, String> {
     let mut data = vec![128u8; info.size()];
@@ -160,13 +146,20 @@ fn colour_frame(
         Ok((off[k], stride))
     };
     let (y0, ys) = plane(0)?;
-    for (y, row) in gray.chunks_exact(w).enumerate() {
-        data[y0 + y * ys..y0 + y * ys + w].copy_from_slice(row);
+    for y in 0..height {
+        let row = &mut data[y0 + y * ys..y0 + y * ys + 2 * width];
+        row[..width].copy_from_slice(&l[y * width..(y + 1) * width]);
+        row[width..].copy_from_slice(&r[y * width..(y + 1) * width]);
     }
+    if info.format() != gst_video::VideoFormat::Y42b {
+        return Ok(data);
+    }
+    let w2 = 2 * width;
     let ((u0, us), (v0, vs)) = (plane(1)?, plane(2)?);
-    let at = |x: usize, y: usize| i32::from(gray[y.min(h - 1) * w + x.min(w - 1)]);
-    for y in 0..h {
-        for cx in 0..w / 2 {
+    let luma = data.clone();
+    let at = |x: usize, y: usize| i32::from(luma[y0 + y.min(height - 1) * ys + x.min(w2 - 1)]);
+    for y in 0..height {
+        for cx in 0..width {
             let x = 2 * cx;
             let cb = 128 + (at(x + 2, y) - at(x, y));
             let cr = 128 + (at(x, y + 2) - at(x, y));
