@@ -57,6 +57,24 @@ pub trait FlightController {
     fn summary(&self) -> String;
 }
 
+/// What a flight controller said while refusing (its events since `from`),
+/// for the answer to the request: the operator who asked sees why, not only
+/// that it was refused.
+fn why_not(said: &[FcReport]) -> String {
+    let texts: Vec<&str> = said
+        .iter()
+        .filter_map(|r| match r {
+            FcReport::Event(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    if texts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", texts.join("; "))
+    }
+}
+
 /// How long the node waits on its inbox or the vehicle before checking for Ctrl-C.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -250,10 +268,14 @@ pub fn flight_controller_node(
                     // A disarm also withdraws a pending `--arm`: the vehicle
                     // arms only when someone asks, not later by itself.
                     arm_due = false;
+                    let from = reports.len();
                     if fc.disarm(&mut reports) {
                         format!("{name}: disarm request {n:016x}: disarmed")
                     } else {
-                        format!("{name}: disarm request {n:016x} refused by the flight controller")
+                        format!(
+                            "{name}: disarm request {n:016x} refused by the flight controller{}",
+                            why_not(&reports[from..])
+                        )
                     }
                 }
                 ArmAction::Arm if fc.in_control() => {
@@ -266,11 +288,16 @@ pub fn flight_controller_node(
                 }
                 ArmAction::Arm => match gate_refusal(gate, monitor.as_ref(), name) {
                     Some(why) => format!("{name}: arm request {n:016x} refused: {why}"),
-                    None if fc.arm(&mut reports) => {
-                        format!("{name}: arm request {n:016x}: armed")
-                    }
                     None => {
-                        format!("{name}: arm request {n:016x} refused by the flight controller")
+                        let from = reports.len();
+                        if fc.arm(&mut reports) {
+                            format!("{name}: arm request {n:016x}: armed")
+                        } else {
+                            format!(
+                                "{name}: arm request {n:016x} refused by the flight controller{}",
+                                why_not(&reports[from..])
+                            )
+                        }
                     }
                 },
             };
@@ -751,6 +778,19 @@ impl FlightController for MavlinkFc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_names_what_the_flight_controller_said() {
+        let said = [
+            FcReport::Event("fc: arming refused: ArmingChecks(4)".into()),
+            FcReport::Event("fc: battery low".into()),
+        ];
+        assert_eq!(
+            why_not(&said),
+            " (fc: arming refused: ArmingChecks(4); fc: battery low)"
+        );
+        assert_eq!(why_not(&[]), "", "nothing said, nothing added");
+    }
 
     /// A pty with nothing behind it is not a flight controller: the link is
     /// not ready and says nothing (what the node then writes on such a line
