@@ -126,6 +126,11 @@ def main(endpoint, domain, gx, gy, gz):
     late_thread.start()
     data = session.declare_subscriber(f"{domain}/**", on_data)
     tokens = session.liveliness().declare_subscriber(f"@ros2_lv/{domain}/**", on_token, history=True)
+    # Listening and subscribed: tell the test it may start the graph.
+    ready = os.environ.get("ROS2_PEER_READY")
+    if ready:
+        with open(ready, "w") as f:
+            f.write("listening\n")
 
     # Goals as rviz2 sends them, with an rmw_zenoh attachment.
     Time = STORE.types["builtin_interfaces/msg/Time"]

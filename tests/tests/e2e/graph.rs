@@ -1252,15 +1252,41 @@ fn launch(file: &std::path::Path) -> (std::process::ExitStatus, String) {
 
 /// A ROS 2 peer of tests/scripts (eclipse-zenoh and rosbags, none of this
 /// project's code) started with `args`; it runs until its stdin closes.
-fn ros2_script(script: &str, args: &[&str]) -> std::process::Child {
-    Command::new("python3")
-        .arg(format!("{}/scripts/{script}", env!("CARGO_MANIFEST_DIR")))
+/// `ready`: a file the script writes once it listens (`ROS2_PEER_READY`);
+/// this waits for it (liveness only: Python's start-up and imports take
+/// seconds on a loaded machine, and a graph launched before the peer listens
+/// has nobody to send to).
+fn ros2_script(
+    script: &str,
+    args: &[&str],
+    ready: Option<&std::path::Path>,
+) -> std::process::Child {
+    let mut c = Command::new("python3");
+    c.arg(format!("{}/scripts/{script}", env!("CARGO_MANIFEST_DIR")))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(r) = ready {
+        c.env("ROS2_PEER_READY", r);
+    }
+    let mut child = c
         .spawn()
-        .expect("python3 runs (tests/prepare.sh installs eclipse-zenoh and rosbags)")
+        .expect("python3 runs (tests/prepare.sh installs eclipse-zenoh and rosbags)");
+    if let Some(r) = ready {
+        let t0 = Instant::now();
+        while !r.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{script} ended before it listened: {status}");
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "{script} did not listen within 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    child
 }
 
 /// The launch-file entry of a `ros2` node on the twin graph of `bus_port`,
@@ -1292,6 +1318,7 @@ fn ros2_cmd_vel_is_flown_within_the_safety_limits() {
     let mut teleop = ros2_script(
         "ros2_teleop.py",
         &[&ros_ep, &domain.to_string(), "2.5", "0", "0", "0"],
+        None,
     );
     let session = bus::open(&bus::BusConfig::connect_to(format!(
         "tcp/127.0.0.1:{bus_port}"
@@ -1418,6 +1445,7 @@ fn ros2_bridge_matches_rmw_zenoh_keys() {
     let mut peer = ros2_script(
         "ros2_peer.py",
         &[&ros_ep, &domain.to_string(), "4.5", "-1.25", "2.0"],
+        Some(&dir.join("peer.listening")),
     );
     let session = bus::open(&bus::BusConfig::connect_to(format!(
         "tcp/127.0.0.1:{bus_port}"
